@@ -1,0 +1,91 @@
+// One typed, frozen configuration object per service, parsed from the environment once at
+// start. A bad or missing variable stops the service with a message that names it.
+import { bool, cleanEnv, num, port, str, url, type ValidatorSpec } from 'envalid';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Specs = { [name: string]: ValidatorSpec<unknown> };
+export type ConfigOf<S extends Specs> = { readonly [K in keyof S]: S[K] extends ValidatorSpec<infer T> ? T : never };
+
+/**
+ * Parses `env` against `specs`; every problem is reported at once, one line each, naming
+ * the variable. `checks` run on the parsed values for rules that span several variables.
+ */
+export function loadConfig<S extends Specs>(
+  specs: S,
+  env: NodeJS.ProcessEnv = process.env,
+  checks: Array<(config: ConfigOf<S>) => string | undefined> = [],
+): ConfigOf<S> {
+  const problems: string[] = [];
+  const parsed = cleanEnv(env, specs, {
+    reporter: ({ errors }) => {
+      for (const [name, error] of Object.entries(errors)) {
+        const spec = specs[name];
+        const raw = env[name];
+        const hint = spec?.desc ? ` (${spec.desc}${spec.example ? `, e.g. ${spec.example}` : ''})` : '';
+        problems.push(
+          raw === undefined || raw === ''
+            ? `${name} is required but not set${hint}`
+            : `${name}=${JSON.stringify(raw)} is invalid: ${(error as Error).message}${hint}`,
+        );
+      }
+    },
+  }) as unknown as ConfigOf<S>;
+  if (problems.length === 0) {
+    for (const check of checks) {
+      const problem = check(parsed);
+      if (problem) problems.push(problem);
+    }
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  return Object.freeze({ ...parsed });
+}
+
+/** Variables every Lapis service reads. A service spreads these into its own specs. */
+export const platformSpecs = {
+  LAPIS_GRPC_HOST: str({ default: '0.0.0.0', desc: 'address the gRPC server listens on' }),
+  LAPIS_GRPC_PORT: port({ desc: 'port the gRPC server listens on (0 picks a free one)', example: '50051' }),
+  LAPIS_NATS_URL: url({ desc: 'NATS server with JetStream', example: 'nats://127.0.0.1:4222' }),
+  LAPIS_NATS_STREAM: str({ default: 'LAPIS', desc: 'JetStream stream holding every event' }),
+  LOG_LEVEL: str({
+    default: 'info',
+    choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+    desc: 'pino log level',
+  }),
+  LAPIS_SHUTDOWN_GRACE_MS: num({ default: 10_000, desc: 'time in-flight calls get to finish on SIGTERM' }),
+  LAPIS_OIDC_ISSUER: str({ default: '', desc: 'OIDC issuer URL whose JWTs are accepted', example: 'https://iam.example.org/' }),
+  LAPIS_OIDC_AUDIENCE: str({ default: '', desc: 'audience the JWTs must carry (empty: not checked)' }),
+  LAPIS_OIDC_JWKS_URL: str({ default: '', desc: "issuer's JWKS URL (empty: found through OIDC discovery)" }),
+  LAPIS_OIDC_PROJECT_CLAIM: str({ default: 'groups', desc: 'JWT claim listing the projects of the caller' }),
+  LAPIS_OIDC_ROLES_CLAIM: str({ default: 'roles', desc: 'JWT claim listing the roles of the caller' }),
+  LAPIS_ADMIN_ROLE: str({ default: 'admin', desc: 'role (or group) that makes a caller an admin' }),
+  LAPIS_STATIC_TOKENS_FILE: str({ default: '', desc: 'YAML file of static bearer tokens, for sites without an issuer' }),
+  LAPIS_ALLOW_INSECURE_ISSUER: bool({ default: false, desc: 'accept an http:// issuer (tests and local runs only)' }),
+};
+
+/** At least one way to authenticate callers must be configured. */
+export function requireAuthSource(config: {
+  LAPIS_OIDC_ISSUER: string;
+  LAPIS_STATIC_TOKENS_FILE: string;
+  LAPIS_ALLOW_INSECURE_ISSUER: boolean;
+}): string | undefined {
+  if (!config.LAPIS_OIDC_ISSUER && !config.LAPIS_STATIC_TOKENS_FILE) {
+    return 'LAPIS_OIDC_ISSUER or LAPIS_STATIC_TOKENS_FILE must be set: callers need a way to authenticate';
+  }
+  if (config.LAPIS_OIDC_ISSUER) {
+    let issuer: URL;
+    try {
+      issuer = new URL(config.LAPIS_OIDC_ISSUER);
+    } catch {
+      return `LAPIS_OIDC_ISSUER=${JSON.stringify(config.LAPIS_OIDC_ISSUER)} is invalid: not a URL`;
+    }
+    if (issuer.protocol !== 'https:' && !config.LAPIS_ALLOW_INSECURE_ISSUER) {
+      return `LAPIS_OIDC_ISSUER=${JSON.stringify(config.LAPIS_OIDC_ISSUER)} is invalid: must be https (or set LAPIS_ALLOW_INSECURE_ISSUER=true for tests)`;
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,12 @@
+export * from './auth';
+export * from './config';
+export * from './errors';
+export * from './grpc/client';
+export * from './grpc/server';
+export * from './logging';
+export * from './nats/bus';
+export * from './nats/events';
+export * from './nats/kv';
+export * from './service';
+export * from './shutdown';
+export { shutdownTelemetry, startTelemetry } from './telemetry/sdk';

@@ -1,0 +1,302 @@
+// NATS for a Lapis service: one connection (reconnecting forever), the JetStream stream that
+// holds every event, typed publish with de-duplication and trace context, durable consumers
+// with explicit acks, and key-value buckets.
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
+import { Event } from '@lapis/proto/lapis/events/v1/events';
+import {
+  AckPolicy,
+  connect,
+  DeliverPolicy,
+  headers,
+  nanos,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  type KvOptions,
+  type MsgHdrs,
+  type NatsConnection,
+} from 'nats';
+import type { Logger } from '../logging';
+import { subjectFor, subjectTemplate, type EventPayload } from './events';
+import { Bucket, type Codec } from './kv';
+
+const tracer = trace.getTracer('@lapis/platform');
+
+const headerSetter: TextMapSetter<MsgHdrs> = { set: (carrier, key, value) => carrier.set(key, value) };
+const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
+  get: (carrier, key) => carrier?.get(key) || undefined,
+  keys: (carrier) => carrier?.keys() ?? [],
+};
+
+/** Thrown by a handler: try this message again after `delayMs`. */
+export class RetryLater extends Error {
+  override name = 'RetryLater';
+  constructor(
+    message: string,
+    readonly delayMs = 1_000,
+  ) {
+    super(message);
+  }
+}
+
+/** Thrown by a handler: this message can never succeed; terminate it. */
+export class PoisonMessage extends Error {
+  override name = 'PoisonMessage';
+}
+
+export interface Delivery {
+  subject: string;
+  streamSequence: number;
+  /** 1 on the first delivery. */
+  deliveryCount: number;
+  /** Tells the server the handler is still working, so the ack deadline moves on. */
+  working(): void;
+}
+
+export interface ConsumerOptions {
+  /** Durable name: a restarted service takes up where this consumer stopped. */
+  durable: string;
+  /** Filter subject, wildcards allowed (for example lapis.scheduler.claim_placed.node-1). */
+  subject: string;
+  handler: (event: Event, delivery: Delivery) => Promise<void>;
+  /** Time a handler has before the message is delivered again (default 30 s). */
+  ackWaitMs?: number;
+  /** Deliveries before a failing message is terminated (default 10). */
+  maxDeliver?: number;
+  /** A new consumer starts at new messages instead of the whole stream. */
+  deliverNew?: boolean;
+}
+
+export interface RunningConsumer {
+  /** Stops taking messages; resolves when the one in hand is done. */
+  stop(): Promise<void>;
+}
+
+export interface BusOptions {
+  url: string;
+  /** Connection name, shown by the server: "<service>@<host>". */
+  name: string;
+  stream: string;
+  log: Logger;
+  /** Called when the connection goes down or comes back (health follows it). */
+  onConnectionChange?: (up: boolean) => void;
+  replicas?: number;
+}
+
+export class EventBus {
+  private readonly consumers = new Set<RunningConsumer>();
+
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly js: JetStreamClient,
+    readonly jsm: JetStreamManager,
+    private readonly options: BusOptions,
+  ) {}
+
+  static async connect(options: BusOptions): Promise<EventBus> {
+    const nc = await connect({
+      servers: options.url,
+      name: options.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+      waitOnFirstConnect: true,
+    });
+    const bus = new EventBus(nc, nc.jetstream(), await nc.jetstreamManager(), options);
+    void bus.watchConnection();
+    await bus.ensureStream();
+    options.onConnectionChange?.(true);
+    return bus;
+  }
+
+  /** Creates the event stream, or brings its settings up to date. */
+  async ensureStream(): Promise<void> {
+    const config = {
+      name: this.options.stream,
+      subjects: ['lapis.>'],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      num_replicas: this.options.replicas ?? 1,
+      // Publishers retrying the same fact within this window are de-duplicated by id.
+      duplicate_window: nanos(2 * 60_000),
+      max_age: nanos(7 * 24 * 3600_000),
+    };
+    const exists = await this.jsm.streams.info(config.name).then(
+      () => true,
+      () => false,
+    );
+    if (exists) await this.jsm.streams.update(config.name, config);
+    else await this.jsm.streams.add(config);
+  }
+
+  /**
+   * Publishes one event. `id` must name the fact (the same fact retried keeps its id, so the
+   * stream drops the copy); a new random one is made when it is left out.
+   */
+  async publish(payload: EventPayload, key: string, id: string = randomUUID()): Promise<{ seq: number; duplicate: boolean }> {
+    const subject = subjectFor(payload.$case, key);
+    const template = subjectTemplate(subject);
+    const event: Event = { id, time: new Date(), source: this.options.name, payload };
+    return tracer.startActiveSpan(
+      `send ${template}`,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          'messaging.system': 'nats',
+          'messaging.operation.type': 'send',
+          'messaging.destination.name': subject,
+          'messaging.destination.template': template,
+          'messaging.message.id': id,
+        },
+      },
+      async (span) => {
+        try {
+          const hdrs = headers();
+          propagation.inject(context.active(), hdrs, headerSetter);
+          const ack = await this.js.publish(subject, Event.encode(event).finish(), { msgID: id, headers: hdrs });
+          if (ack.duplicate) this.options.log.debug({ subject, id }, 'duplicate event dropped by the stream');
+          return { seq: ack.seq, duplicate: ack.duplicate };
+        } catch (error) {
+          span.recordException(error as Error);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+          throw error;
+        } finally {
+          span.end();
+        }
+      },
+    );
+  }
+
+  /** Runs a durable consumer until stopped. Messages are handled one at a time, in order. */
+  async consume(options: ConsumerOptions): Promise<RunningConsumer> {
+    const stream = this.options.stream;
+    const config = {
+      durable_name: options.durable,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(options.ackWaitMs ?? 30_000),
+      max_deliver: options.maxDeliver ?? 10,
+      filter_subject: options.subject,
+      deliver_policy: options.deliverNew ? DeliverPolicy.New : DeliverPolicy.All,
+    };
+    const existing = await this.jsm.consumers.info(stream, options.durable).catch(() => undefined);
+    if (!existing) await this.jsm.consumers.add(stream, config);
+    else if (existing.config.filter_subject !== options.subject) {
+      throw new Error(`consumer ${options.durable} exists with subject ${existing.config.filter_subject}, not ${options.subject}`);
+    } else {
+      await this.jsm.consumers.update(stream, options.durable, { ack_wait: config.ack_wait, max_deliver: config.max_deliver });
+    }
+    const consumer = await this.js.consumers.get(stream, options.durable);
+    const messages: ConsumerMessages = await consumer.consume({ max_messages: 64 });
+    const log = this.options.log.child({ consumer: options.durable });
+    const loop = (async () => {
+      for await (const message of messages) await this.handle(message, options, log);
+    })().catch((error) => log.error({ err: error }, 'consumer stopped on an error'));
+    const running: RunningConsumer = {
+      stop: async () => {
+        this.consumers.delete(running);
+        messages.stop();
+        await loop;
+      },
+    };
+    this.consumers.add(running);
+    return running;
+  }
+
+  private async handle(message: JsMsg, options: ConsumerOptions, log: Logger): Promise<void> {
+    const template = subjectTemplate(message.subject);
+    const parent = propagation.extract(ROOT_CONTEXT, message.headers, headerGetter);
+    const producer = trace.getSpanContext(parent);
+    const span = tracer.startSpan(
+      `process ${template}`,
+      {
+        kind: SpanKind.CONSUMER,
+        links: producer ? [{ context: producer }] : [],
+        attributes: {
+          'messaging.system': 'nats',
+          'messaging.operation.type': 'process',
+          'messaging.destination.name': message.subject,
+          'messaging.destination.template': template,
+          'messaging.consumer.group.name': options.durable,
+          'messaging.message.id': message.headers?.get('Nats-Msg-Id') ?? '',
+        },
+      },
+      parent,
+    );
+    await context.with(trace.setSpan(parent, span), async () => {
+      const delivery: Delivery = {
+        subject: message.subject,
+        streamSequence: message.seq,
+        deliveryCount: message.info.redeliveryCount,
+        working: () => message.working(),
+      };
+      const maxDeliver = options.maxDeliver ?? 10;
+      try {
+        const event = decodeEvent(message.data);
+        if (!event.payload) {
+          // A kind of event newer than this service: not for it.
+          log.warn({ subject: message.subject, id: event.id }, 'event of an unknown kind skipped');
+        } else {
+          await options.handler(event, delivery);
+        }
+        message.ack();
+      } catch (error) {
+        span.recordException(error as Error);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+        const fields = { subject: message.subject, seq: message.seq, delivery: delivery.deliveryCount, err: error };
+        if (error instanceof PoisonMessage) {
+          log.error(fields, 'poison message terminated');
+          // No reason on the wire: servers before 2.10 ignore a "+TERM <reason>" they cannot parse.
+          message.term();
+        } else if (delivery.deliveryCount >= maxDeliver) {
+          log.error(fields, `message failed ${maxDeliver} times, terminated`);
+          message.term();
+        } else {
+          const delayMs = error instanceof RetryLater ? error.delayMs : Math.min(30_000, 250 * 2 ** delivery.deliveryCount);
+          log.warn({ ...fields, delayMs }, 'message will be retried');
+          message.nak(delayMs);
+        }
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  /** Opens (creating when needed) a key-value bucket of one message type. */
+  async bucket<T>(name: string, codec: Codec<T>, options: Partial<KvOptions> = {}): Promise<Bucket<T>> {
+    const kv = await this.js.views.kv(name, { history: 1, replicas: this.options.replicas ?? 1, ...options });
+    return new Bucket(name, kv, codec);
+  }
+
+  /** Stops the consumers, lets pending publishes finish and closes the connection. */
+  async drain(): Promise<void> {
+    await Promise.all([...this.consumers].map((c) => c.stop()));
+    if (!this.nc.isClosed()) await this.nc.drain();
+  }
+
+  private async watchConnection(): Promise<void> {
+    for await (const change of this.nc.status()) {
+      if (change.type === 'disconnect') this.options.onConnectionChange?.(false);
+      if (change.type === 'reconnect') this.options.onConnectionChange?.(true);
+    }
+  }
+}
+
+/** Bytes that do not decode to an event with an id are poison: no retry can fix them. */
+export function decodeEvent(data: Uint8Array): Event {
+  let event: Event;
+  try {
+    event = Event.decode(data);
+  } catch (error) {
+    throw new PoisonMessage(`not a lapis.events.v1.Event: ${(error as Error).message}`);
+  }
+  if (!event.id) throw new PoisonMessage('event without an id');
+  return event;
+}
+
+export function defaultBusName(service: string): string {
+  return `${service}@${hostname()}`;
+}

@@ -1,0 +1,106 @@
+// Typed key-value state on JetStream. Changes go through compare-and-set on the entry's
+// revision, so two writers can never silently overwrite each other.
+import type { KV, KvEntry, NatsError } from 'nats';
+
+export interface Codec<T> {
+  encode(value: T): { finish(): Uint8Array };
+  decode(bytes: Uint8Array): T;
+}
+
+export interface Versioned<T> {
+  value: T;
+  revision: number;
+}
+
+/** Another writer changed the entry since it was read. */
+export class RevisionConflict extends Error {
+  override name = 'RevisionConflict';
+}
+
+const WRONG_LAST_SEQUENCE = 10071;
+
+function isConflict(error: unknown): boolean {
+  const api = (error as NatsError).api_error;
+  return api?.err_code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(String((error as Error).message));
+}
+
+export class Bucket<T> {
+  constructor(
+    readonly name: string,
+    readonly kv: KV,
+    private readonly codec: Codec<T>,
+  ) {}
+
+  async get(key: string): Promise<Versioned<T> | undefined> {
+    const entry = await this.kv.get(key);
+    return this.present(entry);
+  }
+
+  /** Writes only if the key does not exist (or was deleted). */
+  async create(key: string, value: T): Promise<number> {
+    return this.guard(key, () => this.kv.create(key, this.codec.encode(value).finish()));
+  }
+
+  /** Writes only if the entry is still at `revision`. */
+  async update(key: string, value: T, revision: number): Promise<number> {
+    return this.guard(key, () => this.kv.update(key, this.codec.encode(value).finish(), revision));
+  }
+
+  /** Writes whatever is there: for state only one writer owns. */
+  async put(key: string, value: T): Promise<number> {
+    return this.kv.put(key, this.codec.encode(value).finish());
+  }
+
+  async delete(key: string, revision?: number): Promise<void> {
+    await this.guard(key, () => this.kv.delete(key, revision === undefined ? undefined : { previousSeq: revision }));
+  }
+
+  /**
+   * Read-modify-write with compare-and-set, retried when another writer got there first.
+   * `change` gets the current value (undefined when absent) and returns the new one, or
+   * undefined to leave the entry as it is.
+   */
+  async mutate(key: string, change: (current: T | undefined) => T | undefined, attempts = 10): Promise<Versioned<T> | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.get(key);
+      const next = change(current?.value);
+      if (next === undefined) return current;
+      try {
+        const revision = current ? await this.update(key, next, current.revision) : await this.create(key, next);
+        return { value: next, revision };
+      } catch (error) {
+        if (!(error instanceof RevisionConflict) || attempt >= attempts) throw error;
+      }
+    }
+  }
+
+  async keys(filter = '>'): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const key of await this.kv.keys(filter)) keys.push(key);
+    return keys;
+  }
+
+  /** Every live entry. */
+  async list(filter = '>'): Promise<Array<Versioned<T> & { key: string }>> {
+    const result: Array<Versioned<T> & { key: string }> = [];
+    for (const key of await this.keys(filter)) {
+      const entry = await this.get(key);
+      if (entry) result.push({ key, ...entry });
+    }
+    return result;
+  }
+
+  private present(entry: KvEntry | null): Versioned<T> | undefined {
+    if (!entry || entry.operation !== 'PUT') return undefined;
+    return { value: this.codec.decode(entry.value), revision: entry.revision };
+  }
+
+  private async guard<R>(key: string, write: () => Promise<R>): Promise<R> {
+    try {
+      return await write();
+    } catch (error) {
+      if (isConflict(error)) throw new RevisionConflict(`${this.name}/${key} was changed by another writer`);
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,77 @@
+// The start of every Lapis service, in one place: logger, NATS, gRPC server with health,
+// reflection and auth, and the shutdown that undoes them in order. A service's main.ts
+// parses its config and hands over what it serves.
+import { Authenticator } from './auth';
+import { platformSpecs, type ConfigOf } from './config';
+import { GrpcServer, type ServiceRegistration } from './grpc/server';
+import { createLogger, type Logger } from './logging';
+import { defaultBusName, EventBus } from './nats/bus';
+import { Shutdown } from './shutdown';
+import { shutdownTelemetry } from './telemetry/sdk';
+
+type PlatformConfig = ConfigOf<typeof platformSpecs>;
+
+export interface ServiceContext {
+  log: Logger;
+  bus: EventBus;
+  shutdown: Shutdown;
+}
+
+export interface StartOptions {
+  /** Service name, as in OTEL_SERVICE_NAME: "scheduler", "container-runtime"... */
+  name: string;
+  /** Error domain, for example "scheduler.lapis.dev". */
+  domain: string;
+  config: PlatformConfig;
+  /** Builds what the server serves; runs after NATS is connected. */
+  serve: (context: ServiceContext) => Promise<ServiceRegistration[]>;
+}
+
+export interface RunningService extends ServiceContext {
+  server: GrpcServer;
+  port: number;
+}
+
+export function authenticatorFrom(config: PlatformConfig): Authenticator {
+  return new Authenticator({
+    issuer: config.LAPIS_OIDC_ISSUER || undefined,
+    audience: config.LAPIS_OIDC_AUDIENCE || undefined,
+    jwksUrl: config.LAPIS_OIDC_JWKS_URL || undefined,
+    projectClaim: config.LAPIS_OIDC_PROJECT_CLAIM,
+    rolesClaim: config.LAPIS_OIDC_ROLES_CLAIM,
+    adminRole: config.LAPIS_ADMIN_ROLE,
+    staticTokensFile: config.LAPIS_STATIC_TOKENS_FILE || undefined,
+  });
+}
+
+export async function startService(options: StartOptions): Promise<RunningService> {
+  const { config } = options;
+  const log = createLogger(options.name, config.LOG_LEVEL);
+  const shutdown = new Shutdown(log);
+  let server: GrpcServer | undefined;
+  const bus = await EventBus.connect({
+    url: config.LAPIS_NATS_URL,
+    name: defaultBusName(options.name),
+    stream: config.LAPIS_NATS_STREAM,
+    log,
+    onConnectionChange: (up) => server?.setDependency('nats', up),
+  });
+  // The server stops taking calls first; what the service adds while building stops next;
+  // NATS drains and telemetry flushes last.
+  shutdown.add('grpc', async () => server?.shutdown(config.LAPIS_SHUTDOWN_GRACE_MS));
+  const services = await options.serve({ log, bus, shutdown });
+  server = new GrpcServer({
+    domain: options.domain,
+    host: config.LAPIS_GRPC_HOST,
+    port: config.LAPIS_GRPC_PORT,
+    services,
+    authenticator: authenticatorFrom(config),
+    log,
+  });
+  server.setDependency('nats', !bus.nc.isClosed());
+  const port = await server.listen();
+  shutdown
+    .add('nats', () => bus.drain())
+    .add('telemetry', () => shutdownTelemetry());
+  return { log, bus, shutdown, server, port };
+}

@@ -1,0 +1,51 @@
+import { strict as assert } from 'node:assert';
+import { loadConfig, platformSpecs, requireAuthSource } from '../../src/config';
+
+const good = {
+  LAPIS_GRPC_PORT: '50051',
+  LAPIS_NATS_URL: 'nats://127.0.0.1:4222',
+  LAPIS_STATIC_TOKENS_FILE: '/etc/lapis/tokens.yaml',
+};
+const load = (env: Record<string, string | undefined>) => loadConfig(platformSpecs, env, [requireAuthSource]);
+const problemsOf = (env: Record<string, string | undefined>) => {
+  try {
+    load(env);
+  } catch (error) {
+    assert.equal((error as Error).name, 'ConfigError');
+    return (error as Error).message;
+  }
+  assert.fail('expected a ConfigError');
+};
+
+describe('config', () => {
+  it('parses a good environment into a frozen, typed object with defaults', () => {
+    const config = load(good);
+    assert.equal(config.LAPIS_GRPC_PORT, 50051);
+    assert.equal(config.LAPIS_NATS_STREAM, 'LAPIS');
+    assert.equal(config.LAPIS_SHUTDOWN_GRACE_MS, 10_000);
+    assert.ok(Object.isFrozen(config));
+  });
+
+  const cases: Array<[string, Record<string, string | undefined>, RegExp]> = [
+    ['a missing required variable', { ...good, LAPIS_NATS_URL: undefined }, /LAPIS_NATS_URL is required but not set \(NATS server with JetStream, e\.g\. nats:\/\/127\.0\.0\.1:4222\)/],
+    ['a port that is not a number', { ...good, LAPIS_GRPC_PORT: 'fifty' }, /LAPIS_GRPC_PORT="fifty" is invalid/],
+    ['a port out of range', { ...good, LAPIS_GRPC_PORT: '70000' }, /LAPIS_GRPC_PORT="70000" is invalid/],
+    ['a URL that is not one', { ...good, LAPIS_NATS_URL: 'not a url' }, /LAPIS_NATS_URL="not a url" is invalid/],
+    ['a log level not in the list', { ...good, LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud" is invalid/],
+    ['a grace period that is not a number', { ...good, LAPIS_SHUTDOWN_GRACE_MS: 'soon' }, /LAPIS_SHUTDOWN_GRACE_MS="soon" is invalid/],
+    ['a boolean that is not one', { ...good, LAPIS_ALLOW_INSECURE_ISSUER: 'maybe' }, /LAPIS_ALLOW_INSECURE_ISSUER="maybe" is invalid/],
+    ['no way to authenticate', { ...good, LAPIS_STATIC_TOKENS_FILE: undefined }, /LAPIS_OIDC_ISSUER or LAPIS_STATIC_TOKENS_FILE must be set/],
+    ['an issuer that is not a URL', { ...good, LAPIS_OIDC_ISSUER: 'iam' }, /LAPIS_OIDC_ISSUER="iam" is invalid: not a URL/],
+    ['a plain-http issuer', { ...good, LAPIS_OIDC_ISSUER: 'http://iam.example.org/' }, /LAPIS_OIDC_ISSUER="http:\/\/iam\.example\.org\/" is invalid: must be https/],
+  ];
+  for (const [name, env, expected] of cases) {
+    it(`names the variable for ${name}`, () => assert.match(problemsOf(env), expected));
+  }
+
+  it('reports every bad variable at once', () => {
+    const message = problemsOf({ LAPIS_GRPC_PORT: 'x', LOG_LEVEL: 'loud' });
+    assert.match(message, /LAPIS_GRPC_PORT/);
+    assert.match(message, /LAPIS_NATS_URL is required/);
+    assert.match(message, /LOG_LEVEL/);
+  });
+});
