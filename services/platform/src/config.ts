@@ -1,6 +1,6 @@
 // One typed, frozen configuration object per service, parsed from the environment once at
 // start. A bad or missing variable stops the service with a message that names it.
-import { bool, cleanEnv, num, port, str, url, type ValidatorSpec } from 'envalid';
+import { bool, cleanEnv, makeValidator, num, str, url, type ValidatorSpec } from 'envalid';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -45,10 +45,17 @@ export function loadConfig<S extends Specs>(
   return Object.freeze({ ...parsed });
 }
 
+/** A TCP port; 0 asks the system for a free one (tests, several services on one machine). */
+export const listenPort = makeValidator<number>((input) => {
+  const value = Number(input);
+  if (!/^\d+$/.test(String(input).trim()) || value > 65535) throw new Error('expected a port number from 0 to 65535');
+  return value;
+});
+
 /** Variables every Lapis service reads. A service spreads these into its own specs. */
 export const platformSpecs = {
   LAPIS_GRPC_HOST: str({ default: '0.0.0.0', desc: 'address the gRPC server listens on' }),
-  LAPIS_GRPC_PORT: port({ desc: 'port the gRPC server listens on (0 picks a free one)', example: '50051' }),
+  LAPIS_GRPC_PORT: listenPort({ desc: 'port the gRPC server listens on (0 picks a free one)', example: '50051' }),
   LAPIS_NATS_URL: url({ desc: 'NATS server with JetStream', example: 'nats://127.0.0.1:4222' }),
   LAPIS_NATS_STREAM: str({ default: 'LAPIS', desc: 'JetStream stream holding every event' }),
   LOG_LEVEL: str({

@@ -2,7 +2,7 @@
 // reflection and auth, and the shutdown that undoes them in order. A service's main.ts
 // parses its config and hands over what it serves.
 import { Authenticator } from './auth';
-import { platformSpecs, type ConfigOf } from './config';
+import { ConfigError, platformSpecs, type ConfigOf } from './config';
 import { GrpcServer, type ServiceRegistration } from './grpc/server';
 import { createLogger, type Logger } from './logging';
 import { defaultBusName, EventBus } from './nats/bus';
@@ -74,4 +74,19 @@ export async function startService(options: StartOptions): Promise<RunningServic
     .add('nats', () => bus.drain())
     .add('telemetry', () => shutdownTelemetry());
   return { log, bus, shutdown, server, port };
+}
+
+/**
+ * The body of a service's main.ts: starts it, shuts it down gracefully on SIGTERM/SIGINT,
+ * and exits 1 with a plain message when it cannot start (a bad variable, NATS unreachable).
+ */
+export function runMain(start: () => Promise<RunningService>): void {
+  start().then(
+    (running) => running.shutdown.onSignals(),
+    (error: unknown) => {
+      const message = error instanceof ConfigError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
+      process.stderr.write(`cannot start: ${message}\n`);
+      process.exit(1);
+    },
+  );
 }

@@ -24,20 +24,16 @@ export interface ClientOptions {
 type ClientConstructor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: ChannelOptions) => C;
 
 export function createClient<C>(Client: ClientConstructor<C>, address: string, options: ClientOptions = {}): C {
-  const serviceConfig = {
-    methodConfig: [
-      {
-        name: [{}],
-        retryPolicy: {
-          maxAttempts: options.maxAttempts ?? 5,
-          initialBackoff: '0.1s',
-          maxBackoff: '2s',
-          backoffMultiplier: 2,
-          retryableStatusCodes: ['UNAVAILABLE'],
-        },
-      },
-    ],
+  const maxAttempts = options.maxAttempts ?? 5;
+  const retryPolicy = {
+    maxAttempts,
+    initialBackoff: '0.1s',
+    maxBackoff: '2s',
+    backoffMultiplier: 2,
+    retryableStatusCodes: ['UNAVAILABLE'],
   };
+  // grpc-js wants at least 2 attempts in a retry policy; 1 means no policy at all.
+  const serviceConfig = { methodConfig: [{ name: [{}], ...(maxAttempts > 1 ? { retryPolicy } : {}) }] };
   return new Client(address, credentials.createInsecure(), {
     'grpc.service_config': JSON.stringify(serviceConfig),
     'grpc.keepalive_time_ms': 30_000,

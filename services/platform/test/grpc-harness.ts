@@ -1,0 +1,61 @@
+// A real gRPC server of the platform on a free port, with a static token file, and clients.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadPackageDefinition, Metadata, credentials, type ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { OperationsServiceClient, type GetOperationResponse } from '@lapis/proto/lapis/common/v1/common';
+import { Authenticator, type AuthOptions } from '../src/auth';
+import { createClient, type ClientOptions } from '../src/grpc/client';
+import { GrpcServer, type ServiceRegistration } from '../src/grpc/server';
+import { log } from './helpers';
+
+export const STATIC_TOKENS = { alice: 'alice-token', root: 'root-token' };
+
+export function staticTokenFile(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'lapis-tokens-')), 'tokens.yaml');
+  writeFileSync(
+    file,
+    [
+      'tokens:',
+      `  - token: ${STATIC_TOKENS.alice}`,
+      '    user: alice',
+      '    projects: [physics, chemistry]',
+      `  - sha256: ${require('node:crypto').createHash('sha256').update(STATIC_TOKENS.root).digest('hex')}`,
+      '    user: root',
+      '    roles: [admin]',
+    ].join('\n'),
+  );
+  return file;
+}
+
+export async function startServer(services: ServiceRegistration[], auth: AuthOptions = {}) {
+  const server = new GrpcServer({
+    domain: 'test.lapis.dev',
+    host: '127.0.0.1',
+    port: 0,
+    services,
+    authenticator: new Authenticator({ staticTokensFile: staticTokenFile(), ...auth }),
+    log,
+  });
+  const port = await server.listen();
+  return { server, address: `127.0.0.1:${port}` };
+}
+
+export const operationsClient = (address: string, options: ClientOptions = { token: STATIC_TOKENS.alice }) =>
+  createClient(OperationsServiceClient, address, options);
+
+/** Calls GetOperation; resolves to the response or the ServiceError. */
+export function getOperation(client: OperationsServiceClient, name: string, metadata = new Metadata()) {
+  return new Promise<GetOperationResponse | ServiceError>((resolve) =>
+    client.getOperation({ name }, metadata, (error, response) => resolve(error ?? response)),
+  );
+}
+
+/** A client of any service described by a .proto file (health, reflection). */
+export function dynamicClient(protoPath: string, service: string, address: string, includeDirs: string[] = []): any {
+  const definition = loadSync(protoPath, { includeDirs, keepCase: false, longs: Number, enums: String, defaults: true });
+  let node: any = loadPackageDefinition(definition);
+  for (const part of service.split('.')) node = node[part];
+  return new node(address, credentials.createInsecure());
+}
