@@ -1,0 +1,38 @@
+# Lapis: every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+NPM_STAMP := node_modules/.package-lock.json
+TESTENV := node tools/testenv/dist/src/cli.js
+
+.PHONY: help setup proto build lint test bench up clean
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(NPM_STAMP): package.json package-lock.json proto/package.json services/*/package.json tools/*/package.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+setup: $(NPM_STAMP) ## install npm dependencies (Debian packages come on demand, through tools/testenv)
+
+proto: setup ## generate TypeScript from the protobuf contracts
+	npm run proto
+
+build: setup ## generate and compile everything
+	npm run build
+
+lint: build ## buf lint and format, buf breaking against main, strict type checks
+	npm run lint -w proto
+	cd proto && npx buf breaking --against '../.git#branch=main,subdir=proto'
+
+test: build ## every test, against real NATS (and Docker, registries where a test needs them)
+	npx mocha
+
+bench: build ## benchmarks (not tests): tables on stdout, figures in bench/results/
+	npm run bench --workspaces --if-present
+
+up: build ## run Lapis on this machine (today: its real dependencies; see README)
+	$(TESTENV) up --image --registry
+
+clean: ## remove build output (not node_modules)
+	rm -rf proto/gen proto/dist services/*/dist tools/*/dist

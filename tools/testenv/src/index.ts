@@ -1,0 +1,31 @@
+// @lapis/testenv: the real dependencies of Lapis, started on this machine for tests and
+// for the local run (see DESIGN.md, "Real dependencies, also in tests").
+export { ensureCommands, findCommand, installPackages, NO_APT_ENV } from './apt.js';
+export { freePort, GiveUp, tryConnect, waitFor, waitForPort, type WaitOptions } from './ports.js';
+export {
+  CommandError,
+  forgetOnExit,
+  removeOnExit,
+  run,
+  spawnLogged,
+  tailFile,
+  type ExitInfo,
+  type RunOptions,
+  type RunResult,
+  type SpawnLoggedOptions,
+  type Supervised,
+} from './proc.js';
+export { startNats, TEST_NATS_URL_ENV, type NatsServer, type StartNatsOptions } from './nats.js';
+export {
+  DEFAULT_DOCKER_SOCKET,
+  docker,
+  dockerApi,
+  ensureDocker,
+  pingDocker,
+  sharedDocker,
+  stopSharedDocker,
+  type DockerEngine,
+  type EnsureDockerOptions,
+} from './docker.js';
+export { startRegistry, type Registry, type RegistryAuth, type StartRegistryOptions } from './registry.js';
+export { BASE_IMAGE, BASE_IMAGE_USER, ensureBaseImage, isStaticElf } from './image.js';
