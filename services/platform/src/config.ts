@@ -71,6 +71,7 @@ export const platformSpecs = {
   LAPIS_OIDC_ROLES_CLAIM: str({ default: 'roles', desc: 'JWT claim listing the roles of the caller' }),
   LAPIS_ADMIN_ROLE: str({ default: 'admin', desc: 'role (or group) that makes a caller an admin' }),
   LAPIS_STATIC_TOKENS_FILE: str({ default: '', desc: 'YAML file of static bearer tokens, for sites without an issuer' }),
+  LAPIS_SERVICE_TOKEN: str({ default: '', desc: 'bearer token this service sends when it calls another on its own behalf' }),
   LAPIS_ALLOW_INSECURE_ISSUER: bool({ default: false, desc: 'accept an http:// issuer (tests and local runs only)' }),
 };
 

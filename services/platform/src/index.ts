@@ -10,3 +10,5 @@ export * from './nats/kv';
 export * from './service';
 export * from './shutdown';
 export { shutdownTelemetry, startTelemetry } from './telemetry/sdk';
+export * from './flavors';
+export * from './paging';

@@ -1,33 +1,13 @@
 // A real gRPC server of the platform on a free port, with a static token file, and clients.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { loadPackageDefinition, Metadata, credentials, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { OperationsServiceClient, type GetOperationResponse } from '@lapis/proto/lapis/common/v1/common';
 import { Authenticator, type AuthOptions } from '../src/auth';
 import { createClient, type ClientOptions } from '../src/grpc/client';
 import { GrpcServer, type ServiceRegistration } from '../src/grpc/server';
-import { log } from './helpers';
+import { staticTokenFile, TEST_TOKENS, testLog as log } from '../src/testing';
 
-export const STATIC_TOKENS = { alice: 'alice-token', root: 'root-token' };
-
-export function staticTokenFile(): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'lapis-tokens-')), 'tokens.yaml');
-  writeFileSync(
-    file,
-    [
-      'tokens:',
-      `  - token: ${STATIC_TOKENS.alice}`,
-      '    user: alice',
-      '    projects: [physics, chemistry]',
-      `  - sha256: ${require('node:crypto').createHash('sha256').update(STATIC_TOKENS.root).digest('hex')}`,
-      '    user: root',
-      '    roles: [admin]',
-    ].join('\n'),
-  );
-  return file;
-}
+export const STATIC_TOKENS = { alice: TEST_TOKENS.alice.token, root: TEST_TOKENS.root.token };
 
 export async function startServer(services: ServiceRegistration[], auth: AuthOptions = {}) {
   const server = new GrpcServer({

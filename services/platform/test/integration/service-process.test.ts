@@ -6,7 +6,8 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { getOperation, operationsClient, staticTokenFile } from '../grpc-harness';
+import { staticTokenFile } from '../../src/testing';
+import { getOperation, operationsClient } from '../grpc-harness';
 import { natsUrl, sleep, until } from '../helpers';
 
 interface LogLine {

@@ -1,0 +1,13 @@
+// image-sync's configuration: the platform's variables plus its own, parsed once at start.
+import { listenPort, loadConfig, platformSpecs, requireAuthSource } from '@lapis/platform';
+import { str } from 'envalid';
+
+export const imageSyncSpecs = {
+  ...platformSpecs,
+  LAPIS_GRPC_PORT: listenPort({ default: 50052, desc: 'port the gRPC server listens on (0 picks a free one)' }),
+  LAPIS_SITE_REGISTRY: str({ desc: 'the site registry images are synced into (URL)', example: 'http://127.0.0.1:5000' }),
+  LAPIS_POLICY_FILE: str({ default: '', desc: 'YAML file of sync policies loaded at start' }),
+};
+
+export const loadImageSyncConfig = (env: NodeJS.ProcessEnv = process.env) => loadConfig(imageSyncSpecs, env, [requireAuthSource]);
+export type ImageSyncConfig = ReturnType<typeof loadImageSyncConfig>;

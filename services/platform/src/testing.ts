@@ -1,0 +1,65 @@
+// Helpers for the tests of every service (`@lapis/platform/testing`): the run's NATS (started
+// once by tools/testenv's mocha hooks), a static token file, a quiet logger, names unique to
+// one test, and waiting for a condition. Not used by services at run time.
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from './logging';
+
+export const testLog = createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent');
+
+export function natsUrl(): string {
+  const url = process.env.LAPIS_TEST_NATS_URL;
+  if (!url) throw new Error('LAPIS_TEST_NATS_URL is not set: run the tests through mocha with tools/testenv/dist/src/mocha-hooks.js');
+  return url;
+}
+
+export const unique = (prefix: string) => `${prefix}_${randomUUID().slice(0, 8)}`.toUpperCase();
+
+/** Polls `check` until it gives something other than undefined/false; fails naming `what`. */
+export function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = async () => {
+      try {
+        const value = await check();
+        if (value !== undefined && value !== false) return resolve(value);
+      } catch (error) {
+        if (Date.now() > deadline) return reject(error);
+      }
+      if (Date.now() > deadline) return reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      setTimeout(attempt, 50);
+    };
+    void attempt();
+  });
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface TestIdentity {
+  token: string;
+  user: string;
+  projects?: string[];
+  roles?: string[];
+}
+
+/** The tokens most tests need: two members of different projects, and an admin. */
+export const TEST_TOKENS = {
+  alice: { token: 'alice-token', user: 'alice', projects: ['physics', 'chemistry'] },
+  bob: { token: 'bob-token', user: 'bob', projects: ['biology'] },
+  root: { token: 'root-token', user: 'root', roles: ['admin'] },
+} satisfies Record<string, TestIdentity>;
+
+/** Writes a static token file (LAPIS_STATIC_TOKENS_FILE) in a temp dir; the root token by hash. */
+export function staticTokenFile(identities: TestIdentity[] = Object.values(TEST_TOKENS)): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'lapis-tokens-')), 'tokens.yaml');
+  const entries = identities.map((identity) => {
+    const secret = identity.roles?.includes('admin')
+      ? `sha256: ${createHash('sha256').update(identity.token).digest('hex')}`
+      : `token: ${identity.token}`;
+    return [`  - ${secret}`, `    user: ${identity.user}`, `    projects: [${(identity.projects ?? []).join(', ')}]`, `    roles: [${(identity.roles ?? []).join(', ')}]`].join('\n');
+  });
+  writeFileSync(file, `tokens:\n${entries.join('\n')}\n`);
+  return file;
+}
