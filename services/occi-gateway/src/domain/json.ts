@@ -1,0 +1,153 @@
+// The OCCI JSON rendering (GFD.226): entities, collections, the query interface, and
+// what clients send (an entity to create, an action to invoke, mixins to define).
+import { isLink, OcciError, type AttributeValue, type Attributes, type Entity, type OcciRequest } from './entity';
+import { categoryId, KINDS, type AttributeDefinition, type Category } from './model';
+
+type Json = Record<string, unknown>;
+
+export function entityJson(entity: Entity): Json {
+  const json: Json = {
+    kind: categoryId(KINDS[entity.kind]),
+    id: entity.id,
+    location: entity.location,
+    attributes: entity.attributes,
+  };
+  if (entity.mixins.length > 0) json.mixins = entity.mixins.map(categoryId);
+  if (entity.actions.length > 0) json.actions = entity.actions.map(categoryId);
+  const title = entity.attributes['occi.core.title'];
+  if (typeof title === 'string') json.title = title;
+  if (isLink(entity)) {
+    json.source = entity.source;
+    json.target = entity.target;
+  } else if (entity.links.length > 0) {
+    json.links = entity.links.map(entityJson);
+  }
+  return json;
+}
+
+export function collectionJson(entities: Entity[]): Json {
+  const resources = entities.filter((e) => !isLink(e)).map(entityJson);
+  const links = entities.filter(isLink).map(entityJson);
+  return { ...(resources.length ? { resources } : {}), ...(links.length ? { links } : {}) };
+}
+
+function attributeDefinitions(definitions: readonly AttributeDefinition[]): Json {
+  return Object.fromEntries(
+    definitions.map((a) => {
+      const type = a.type === 'integer' ? 'number' : a.type;
+      const definition: Json = { mutable: a.mutable, required: a.required, type };
+      if (a.default !== undefined) definition.default = a.default;
+      if (a.description) definition.description = a.description;
+      if (a.enum) definition.pattern = { enum: a.enum };
+      return [a.name, definition];
+    }),
+  );
+}
+
+function categoryJson(category: Category): Json {
+  const json: Json = { term: category.term, scheme: category.scheme, title: category.title };
+  if (category.attributes.length > 0) json.attributes = attributeDefinitions(category.attributes);
+  if (category.actions?.length) json.actions = category.actions;
+  if (category.parent) json.parent = category.parent;
+  if (category.depends?.length) json.depends = category.depends;
+  if (category.applies?.length) json.applies = category.applies;
+  if (category.location) json.location = category.location;
+  return json;
+}
+
+export function queryInterfaceJson(categories: Category[]): Json {
+  const of = (kind: Category['class']) => categories.filter((c) => c.class === kind).map(categoryJson);
+  return { kinds: of('kind'), mixins: of('mixin'), actions: of('action') };
+}
+
+// --- parsing -------------------------------------------------------------------------
+
+function asObject(value: unknown, what: string): Json {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new OcciError(400, `${what} must be a JSON object`);
+  return value as Json;
+}
+
+function asString(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value === '') throw new OcciError(400, `${what} must be a non-empty string`);
+  return value;
+}
+
+function asAttributes(value: unknown, what: string): Attributes {
+  if (value === undefined) return {};
+  const object = asObject(value, what);
+  for (const [name, v] of Object.entries(object)) {
+    const ok =
+      ['string', 'number', 'boolean'].includes(typeof v) ||
+      (Array.isArray(v) && v.every((x) => typeof x === 'string')) ||
+      (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string'));
+    if (!ok) throw new OcciError(400, `${what}.${name}: a string, number, boolean, list of strings or map of strings`);
+  }
+  return object as Record<string, AttributeValue>;
+}
+
+/** Splits "scheme#term" into a category reference. */
+export function splitCategoryId(id: string, what: string): { scheme: string; term: string } {
+  const hash = id.lastIndexOf('#');
+  if (hash < 0 || hash === id.length - 1) throw new OcciError(400, `${what}: ${JSON.stringify(id.slice(0, 200))} is not scheme#term`);
+  return { scheme: id.slice(0, hash + 1), term: id.slice(hash + 1) };
+}
+
+/** An entity, a collection of one entity, an action invocation, or mixin definitions. */
+export function parseJson(body: string): OcciRequest {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body);
+  } catch (error) {
+    throw new OcciError(400, `body is not JSON: ${(error as Error).message}`);
+  }
+  const object = asObject(doc, 'body');
+  if (object.action !== undefined) {
+    const action = asString(object.action, 'action');
+    return { categories: [], attributes: asAttributes(object.attributes, 'attributes'), links: [], locations: [], action };
+  }
+  if (Array.isArray(object.mixins) && object.kind === undefined) {
+    return {
+      categories: object.mixins.map((m, i) => {
+        const mixin = asObject(m, `mixins[${i}]`);
+        return {
+          term: asString(mixin.term, `mixins[${i}].term`),
+          scheme: asString(mixin.scheme, `mixins[${i}].scheme`),
+          class: 'mixin',
+          ...(typeof mixin.title === 'string' ? { title: mixin.title } : {}),
+          ...(typeof mixin.location === 'string' ? { location: mixin.location } : {}),
+          ...(Array.isArray(mixin.depends) ? { rel: mixin.depends.map(String).join(' ') } : {}),
+        };
+      }),
+      attributes: {},
+      links: [],
+      locations: [],
+    };
+  }
+  const entity = Array.isArray(object.resources) && object.resources.length === 1 ? asObject(object.resources[0], 'resources[0]') : object;
+  const kind = splitCategoryId(asString(entity.kind, 'kind'), 'kind');
+  const mixins = entity.mixins === undefined ? [] : Array.isArray(entity.mixins) ? entity.mixins : null;
+  if (!mixins) throw new OcciError(400, 'mixins must be a list of scheme#term strings');
+  const request: OcciRequest = {
+    categories: [{ ...kind, class: 'kind' }, ...mixins.map((m, i) => ({ ...splitCategoryId(asString(m, `mixins[${i}]`), `mixins[${i}]`), class: 'mixin' }))],
+    attributes: asAttributes(entity.attributes, 'attributes'),
+    links: [],
+    locations: [],
+  };
+  if (typeof entity.title === 'string') request.attributes['occi.core.title'] ??= entity.title;
+  if (typeof entity.id === 'string') request.id = entity.id;
+  const end = (value: unknown, what: string) => (typeof value === 'string' ? value : asString(asObject(value, what).location, `${what}.location`));
+  if (entity.source !== undefined) request.source = end(entity.source, 'source');
+  if (entity.target !== undefined) request.target = end(entity.target, 'target');
+  if (entity.links !== undefined) {
+    if (!Array.isArray(entity.links)) throw new OcciError(400, 'links must be a list');
+    request.links = entity.links.map((l, i) => {
+      const link = asObject(l, `links[${i}]`);
+      return {
+        target: end(link.target, `links[${i}].target`),
+        categories: [asString(link.kind, `links[${i}].kind`), ...(Array.isArray(link.mixins) ? link.mixins.map(String) : [])],
+        attributes: asAttributes(link.attributes, `links[${i}].attributes`),
+      };
+    });
+  }
+  return request;
+}
