@@ -1,0 +1,174 @@
+// The gateway's view of Lapis: the scheduler (computes are claims), the runtime (instances and
+// volumes) and image-sync (os templates), called with the OCCI client's own token so every
+// service applies its own project scoping.
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import type { Flavor, InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
+import { ImageSyncServiceClient, type Image, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
+import {
+  RuntimeServiceClient,
+  type Instance,
+  type Volume,
+  type AttachVolumeResponse,
+  type CreateVolumeResponse,
+  type DeleteVolumeResponse,
+  type DetachVolumeResponse,
+  type GetInstanceResponse,
+  type GetVolumeResponse,
+  type ListInstancesResponse,
+  type ListVolumesResponse,
+  type RebootInstanceResponse,
+  type StartInstanceResponse,
+  type StopInstanceResponse,
+} from '@lapis/proto/lapis/runtime/v1/runtime';
+import {
+  ClaimState,
+  SchedulerServiceClient,
+  type Claim,
+  type CancelClaimResponse,
+  type GetClaimResponse,
+  type ListClaimsResponse,
+  type ListFlavorsResponse,
+  type SubmitClaimResponse,
+} from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { createClient, PROJECT_HEADER } from '@lapis/platform';
+
+export interface Credentials {
+  token: string;
+  project: string;
+}
+
+export interface Addresses {
+  scheduler: string;
+  runtime: string;
+  images: string;
+}
+
+type Callback<Res> = (error: ServiceError | null, response: Res) => void;
+
+const LIVE_STATES = [ClaimState.PENDING, ClaimState.PLACED, ClaimState.RUNNING, ClaimState.REQUEUED];
+
+export class LapisClients {
+  private readonly scheduler: SchedulerServiceClient;
+  private readonly runtime: RuntimeServiceClient;
+  private readonly images: ImageSyncServiceClient;
+
+  constructor(addresses: Addresses) {
+    this.scheduler = createClient(SchedulerServiceClient, addresses.scheduler);
+    this.runtime = createClient(RuntimeServiceClient, addresses.runtime);
+    this.images = createClient(ImageSyncServiceClient, addresses.images);
+  }
+
+  /** One unary call with the client's credentials; the generated clients' overloads need the response type named. */
+  private call<Res>(credentials: Credentials, invoke: (metadata: Metadata, callback: Callback<Res>) => unknown): Promise<Res> {
+    const metadata = new Metadata();
+    metadata.set('authorization', `Bearer ${credentials.token}`);
+    metadata.set(PROJECT_HEADER, credentials.project);
+    return new Promise((resolve, reject) => invoke(metadata, (error, response) => (error ? reject(error) : resolve(response))));
+  }
+
+  /** Every page of a List call. */
+  private async all<T>(fetch: (pageToken: string) => Promise<{ items: T[]; next: string }>): Promise<T[]> {
+    const items: T[] = [];
+    let token = '';
+    do {
+      const page = await fetch(token);
+      items.push(...page.items);
+      token = page.next;
+    } while (token);
+    return items;
+  }
+
+  async submitClaim(c: Credentials, spec: InstanceSpec, requestId: string): Promise<Claim> {
+    const response = await this.call<SubmitClaimResponse>(c, (m, cb) => this.scheduler.submitClaim({ spec, preemptible: false, onPreemption: 0, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId }, m, cb));
+    return response.claim!;
+  }
+
+  async getClaim(c: Credentials, claimId: string): Promise<Claim> {
+    return (await this.call<GetClaimResponse>(c, (m, cb) => this.scheduler.getClaim({ claimId }, m, cb))).claim!;
+  }
+
+  listClaims(c: Credentials): Promise<Claim[]> {
+    return this.all(async (pageToken) => {
+      const r = await this.call<ListClaimsResponse>(c, (m, cb) => this.scheduler.listClaims({ pageSize: 1000, pageToken, project: '', states: LIVE_STATES, partition: '', node: '', orderByPriority: false }, m, cb));
+      return { items: r.claims, next: r.nextPageToken };
+    });
+  }
+
+  async cancelClaim(c: Credentials, claimId: string): Promise<Claim> {
+    return (await this.call<CancelClaimResponse>(c, (m, cb) => this.scheduler.cancelClaim({ claimId, requestId: '' }, m, cb))).claim!;
+  }
+
+  async listFlavors(c: Credentials): Promise<Flavor[]> {
+    return this.all(async (pageToken) => {
+      const r = await this.call<ListFlavorsResponse>(c, (m, cb) => this.scheduler.listFlavors({ pageSize: 1000, pageToken }, m, cb));
+      return { items: r.flavors, next: r.nextPageToken };
+    });
+  }
+
+  async listImages(c: Credentials): Promise<Image[]> {
+    return this.all(async (pageToken) => {
+      const r = await this.call<ListImagesResponse>(c, (m, cb) => this.images.listImages({ pageSize: 1000, pageToken, repositoryPrefix: '', policy: '' }, m, cb));
+      return { items: r.images, next: r.nextPageToken };
+    });
+  }
+
+  /** The instance, or undefined while it has none on this node (queued, elsewhere, gone). */
+  async findInstance(c: Credentials, instanceId: string): Promise<Instance | undefined> {
+    try {
+      return (await this.call<GetInstanceResponse>(c, (m, cb) => this.runtime.getInstance({ instanceId }, m, cb))).instance;
+    } catch (error) {
+      if ((error as ServiceError).code === 5 /* NOT_FOUND */) return undefined;
+      throw error;
+    }
+  }
+
+  listInstances(c: Credentials): Promise<Instance[]> {
+    return this.all(async (pageToken) => {
+      const r = await this.call<ListInstancesResponse>(c, (m, cb) => this.runtime.listInstances({ pageSize: 1000, pageToken, project: '', state: 0, node: '' }, m, cb));
+      return { items: r.instances, next: r.nextPageToken };
+    });
+  }
+
+  async startInstance(c: Credentials, instanceId: string): Promise<void> {
+    await this.call<StartInstanceResponse>(c, (m, cb) => this.runtime.startInstance({ instanceId, requestId: '' }, m, cb));
+  }
+
+  async stopInstance(c: Credentials, instanceId: string, timeoutSeconds?: number): Promise<void> {
+    await this.call<StopInstanceResponse>(c, (m, cb) => this.runtime.stopInstance({ instanceId, timeout: timeoutSeconds === undefined ? undefined : { seconds: timeoutSeconds, nanos: 0 }, requestId: '' }, m, cb));
+  }
+
+  async rebootInstance(c: Credentials, instanceId: string, timeoutSeconds?: number): Promise<void> {
+    await this.call<RebootInstanceResponse>(c, (m, cb) => this.runtime.rebootInstance({ instanceId, timeout: timeoutSeconds === undefined ? undefined : { seconds: timeoutSeconds, nanos: 0 }, requestId: '' }, m, cb));
+  }
+
+  async createVolume(c: Credentials, name: string, sizeBytes: number, requestId: string): Promise<Volume> {
+    return (await this.call<CreateVolumeResponse>(c, (m, cb) => this.runtime.createVolume({ name, sizeBytes, filesystem: '', node: '', labels: {}, requestId }, m, cb))).volume!;
+  }
+
+  async getVolume(c: Credentials, volumeId: string): Promise<Volume> {
+    return (await this.call<GetVolumeResponse>(c, (m, cb) => this.runtime.getVolume({ volumeId }, m, cb))).volume!;
+  }
+
+  listVolumes(c: Credentials): Promise<Volume[]> {
+    return this.all(async (pageToken) => {
+      const r = await this.call<ListVolumesResponse>(c, (m, cb) => this.runtime.listVolumes({ pageSize: 1000, pageToken, project: '', state: 0, instanceId: '' }, m, cb));
+      return { items: r.volumes, next: r.nextPageToken };
+    });
+  }
+
+  async deleteVolume(c: Credentials, volumeId: string): Promise<void> {
+    await this.call<DeleteVolumeResponse>(c, (m, cb) => this.runtime.deleteVolume({ volumeId, requestId: '' }, m, cb));
+  }
+
+  async attachVolume(c: Credentials, volumeId: string, instanceId: string, mountPath: string): Promise<Volume> {
+    return (await this.call<AttachVolumeResponse>(c, (m, cb) => this.runtime.attachVolume({ volumeId, instanceId, mountPath, readOnly: false, requestId: '' }, m, cb))).volume!;
+  }
+
+  async detachVolume(c: Credentials, volumeId: string): Promise<Volume> {
+    return (await this.call<DetachVolumeResponse>(c, (m, cb) => this.runtime.detachVolume({ volumeId, requestId: '' }, m, cb))).volume!;
+  }
+
+  close(): void {
+    for (const client of [this.scheduler, this.runtime, this.images]) client.close();
+  }
+}

@@ -1,0 +1,293 @@
+// The OCCI 1.2 HTTP protocol (GFD.223) in front of the Gateway: routing, authentication,
+// content negotiation, renderings, and errors that are always a clear 4xx/5xx with a body.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
+import type { Authenticator, Logger } from '@lapis/platform';
+import { LapisError, PROJECT_HEADER } from '@lapis/platform';
+import { Metadata } from '@grpc/grpc-js';
+import type { Credentials } from './adapters/lapis';
+import { emptyRequest, OcciError, type Entity, type OcciRequest } from './domain/entity';
+import { collectionJson, entityJson, parseJson, queryInterfaceJson } from './domain/json';
+import type { Category, EntityKind } from './domain/model';
+import { requestRendering, responseRendering, type Rendering } from './domain/negotiate';
+import { categoryHeaders, entityHeaders, locationHeaders, parseHeaders, parsePlainText, toPlainText, type Header } from './domain/text';
+import type { Gateway } from './gateway';
+
+export const SERVER_HEADER = 'lapis-occi/0.1 OCCI/1.2';
+const KINDS: readonly EntityKind[] = ['compute', 'storage', 'storagelink', 'network', 'networkinterface'];
+const OCCI_HEADERS = ['category', 'x-occi-attribute', 'link', 'x-occi-location'];
+const MAX_BODY = 1 << 20;
+
+const HTTP_OF_GRPC: Partial<Record<grpcStatus, number>> = {
+  [grpcStatus.INVALID_ARGUMENT]: 400,
+  [grpcStatus.OUT_OF_RANGE]: 400,
+  [grpcStatus.UNAUTHENTICATED]: 401,
+  [grpcStatus.PERMISSION_DENIED]: 403,
+  [grpcStatus.NOT_FOUND]: 404,
+  [grpcStatus.ALREADY_EXISTS]: 409,
+  [grpcStatus.FAILED_PRECONDITION]: 409,
+  [grpcStatus.ABORTED]: 409,
+  [grpcStatus.RESOURCE_EXHAUSTED]: 429,
+  [grpcStatus.UNIMPLEMENTED]: 501,
+  [grpcStatus.UNAVAILABLE]: 503,
+  [grpcStatus.DEADLINE_EXCEEDED]: 504,
+};
+
+interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  base: string;
+}
+
+export function createOcciServer(gateway: Gateway, authenticator: Authenticator, log: Logger): Server {
+  return createServer((req, res) => {
+    const base = `http://${req.headers.host ?? 'localhost'}`;
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', base);
+    } catch {
+      return sendError({ req, res, url: new URL(base), base }, new OcciError(400, 'bad request target'));
+    }
+    const exchange = { req, res, url, base };
+    handle(exchange, gateway, authenticator).catch((error) => {
+      if (!(error instanceof OcciError) && !(error instanceof LapisError) && typeof (error as ServiceError).code !== 'number') {
+        log.error({ err: error, method: req.method, path: url.pathname }, 'OCCI request failed');
+      }
+      sendError(exchange, error);
+    });
+  });
+}
+
+async function handle(x: Exchange, gateway: Gateway, authenticator: Authenticator): Promise<void> {
+  x.res.setHeader('Server', SERVER_HEADER);
+  const version = /OCCI\/(\d+)\.(\d+)/.exec(x.req.headers['user-agent'] ?? '');
+  if (version && (Number(version[1]) > 1 || (Number(version[1]) === 1 && Number(version[2]) > 2))) {
+    throw new OcciError(501, `this server speaks OCCI/1.2, the client asks for OCCI/${version[1]}.${version[2]}`);
+  }
+  const credentials = await authenticate(x.req, authenticator);
+  const body = await readBody(x.req);
+  const path = x.url.pathname;
+  const method = x.req.method ?? 'GET';
+
+  if (path === '/-/' || path === '/.well-known/org/ogf/occi/-/') {
+    if (method === 'GET') {
+      const filter = categoryFilter(x, body);
+      const categories = (await gateway.categories(credentials)).filter((c) => !filter.length || filter.some((f) => f === c.scheme + c.term || f === c.term));
+      return sendCategories(x, categories);
+    }
+    if (method === 'POST' || method === 'PUT') {
+      await gateway.addMixins(credentials, parseRequest(x, body));
+      return send(x, 200, []);
+    }
+    if (method === 'DELETE') {
+      await gateway.removeMixins(credentials, parseRequest(x, body));
+      return send(x, 200, []);
+    }
+    throw methodNotAllowed(method, 'GET, POST, PUT, DELETE');
+  }
+
+  if (path === '/') {
+    if (method !== 'GET') throw methodNotAllowed(method, 'GET');
+    return sendCollection(x, [], KINDS.map((k) => `${x.base}/${k}/`));
+  }
+
+  const match = /^\/([a-z]+)\/([^/]*)$/.exec(path);
+  const kind = match?.[1] as EntityKind | undefined;
+  if (!match || !kind || !KINDS.includes(kind)) throw new OcciError(404, `${path} is not an OCCI location of this server`);
+  const id = match[2] ? decodeURIComponent(match[2]) : undefined;
+  const action = x.url.searchParams.get('action');
+
+  if (!id) {
+    if (method === 'GET') {
+      const entities = filterEntities(await gateway.list(credentials, kind), categoryFilter(x, body), attributeFilter(x));
+      return sendCollection(x, page(x, entities), undefined);
+    }
+    if (method === 'POST' && action) {
+      // An action on a collection applies to every entity in it.
+      const request = parseRequest(x, body);
+      for (const entity of await gateway.list(credentials, kind)) await gateway.invoke(credentials, kind, entity.id, action, request);
+      return send(x, 200, []);
+    }
+    if (method === 'POST') {
+      const created = await gateway.create(credentials, kind, parseRequest(x, body), header(x.req, 'x-request-id'));
+      x.res.setHeader('Location', `${x.base}${created.location}`);
+      return sendEntity(x, created, 201);
+    }
+    if (method === 'DELETE') {
+      for (const entity of await gateway.list(credentials, kind)) await gateway.delete(credentials, kind, entity.id);
+      return send(x, 200, []);
+    }
+    throw methodNotAllowed(method, 'GET, POST, DELETE');
+  }
+
+  if (method === 'GET') return sendEntity(x, await gateway.get(credentials, kind, id), 200);
+  if (method === 'POST' && action) {
+    await gateway.invoke(credentials, kind, id, action, parseRequest(x, body));
+    return sendEntity(x, await gateway.get(credentials, kind, id), 200);
+  }
+  if (method === 'DELETE') {
+    await gateway.delete(credentials, kind, id);
+    return send(x, 200, []);
+  }
+  if (method === 'PUT' || method === 'POST') {
+    throw new OcciError(409, `${kind} ${id}: Lapis entities are immutable once created; create a new one with POST /${kind}/`);
+  }
+  throw methodNotAllowed(method, 'GET, POST, DELETE');
+}
+
+async function authenticate(req: IncomingMessage, authenticator: Authenticator): Promise<Credentials> {
+  const bearer = header(req, 'authorization');
+  const token = bearer ? bearer : header(req, 'x-auth-token') ? `Bearer ${header(req, 'x-auth-token')}` : undefined;
+  const metadata = new Metadata();
+  if (token) metadata.set('authorization', token);
+  const project = header(req, PROJECT_HEADER);
+  if (project) metadata.set(PROJECT_HEADER, project);
+  const caller = await authenticator.authenticate(metadata);
+  return { token: caller.token, project: caller.project };
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value || undefined;
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY) {
+        reject(new OcciError(413, `request body larger than ${MAX_BODY} bytes`));
+        req.destroy();
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** The request, whatever its rendering: OCCI headers, a text/plain body or JSON. */
+function parseRequest(x: Exchange, body: string): OcciRequest {
+  const rendering = requestRendering(header(x.req, 'content-type'), body.trim() !== '');
+  const fromHeaders = parseHeaders(occiRequestHeaders(x.req));
+  if (rendering === 'application/occi+json') return body.trim() ? parseJson(body) : emptyRequest();
+  if (rendering === 'text/plain' && body.trim()) {
+    const fromBody = parsePlainText(body);
+    return {
+      categories: [...fromHeaders.categories, ...fromBody.categories],
+      attributes: { ...fromHeaders.attributes, ...fromBody.attributes },
+      links: [...fromHeaders.links, ...fromBody.links],
+      locations: [...fromHeaders.locations, ...fromBody.locations],
+    };
+  }
+  return fromHeaders;
+}
+
+function occiRequestHeaders(req: IncomingMessage): Header[] {
+  return OCCI_HEADERS.flatMap((name) => (req.headers[name] === undefined ? [] : [[name, header(req, name)!] as Header]));
+}
+
+/** Filter by Category: the `category` query parameter (term or scheme#term) or Category headers. */
+function categoryFilter(x: Exchange, body: string): string[] {
+  const fromQuery = x.url.searchParams.getAll('category');
+  const fromRequest = x.req.headers.category || (body.trim() && requestRendering(header(x.req, 'content-type'), true) === 'text/plain')
+    ? parseRequest(x, body).categories.map((c) => c.scheme + c.term)
+    : [];
+  return [...fromQuery, ...fromRequest];
+}
+
+/** Filter by attribute: X-OCCI-Attribute headers; an entity matches when every value is equal. */
+function attributeFilter(x: Exchange): Record<string, unknown> {
+  return x.req.headers['x-occi-attribute'] ? parseHeaders([['X-OCCI-Attribute', header(x.req, 'x-occi-attribute')!]]).attributes : {};
+}
+
+function filterEntities(entities: Entity[], categories: string[], attributes: Record<string, unknown>): Entity[] {
+  return entities.filter((e) => {
+    const own = [`http://schemas.ogf.org/occi/infrastructure#${e.kind}`, e.kind, ...e.mixins.flatMap((m) => [m.scheme + m.term, m.term])];
+    if (categories.length && !categories.some((c) => own.includes(c))) return false;
+    return Object.entries(attributes).every(([name, value]) => e.attributes[name] === value);
+  });
+}
+
+/** `?page_size=N&page_token=T` over the collection, with X-OCCI-Next-Page naming the next page. */
+function page(x: Exchange, entities: Entity[]): Entity[] {
+  const size = Number(x.url.searchParams.get('page_size') ?? 0);
+  if (!Number.isInteger(size) || size < 0) throw new OcciError(400, 'page_size: must be a whole number');
+  if (!size) return entities;
+  const start = Number(x.url.searchParams.get('page_token') ?? 0);
+  if (!Number.isInteger(start) || start < 0) throw new OcciError(400, 'page_token: not a token this server gave out');
+  if (start + size < entities.length) {
+    const next = new URL(x.url);
+    next.searchParams.set('page_token', String(start + size));
+    x.res.setHeader('X-OCCI-Next-Page', next.toString());
+  }
+  return entities.slice(start, start + size);
+}
+
+function methodNotAllowed(method: string, allowed: string): OcciError {
+  return new OcciError(405, `${method} is not allowed here; allowed: ${allowed}`);
+}
+
+function sendCategories(x: Exchange, categories: Category[]): void {
+  const rendering = responseRendering(header(x.req, 'accept'), false);
+  if (rendering === 'application/occi+json') return sendJson(x, 200, queryInterfaceJson(categories));
+  send(x, 200, categoryHeaders(categories), rendering);
+}
+
+function sendEntity(x: Exchange, entity: Entity, status: number): void {
+  const rendering = responseRendering(header(x.req, 'accept'), false);
+  if (rendering === 'application/occi+json') return sendJson(x, status, entityJson(entity));
+  send(x, status, entityHeaders(entity), rendering);
+}
+
+function sendCollection(x: Exchange, entities: Entity[], locations: string[] | undefined): void {
+  const rendering = responseRendering(header(x.req, 'accept'), true);
+  const uris = locations ?? entities.map((e) => `${x.base}${e.location}`);
+  if (rendering === 'application/occi+json') return sendJson(x, 200, locations ? { locations: uris } : collectionJson(entities));
+  if (rendering === 'text/uri-list') {
+    x.res.writeHead(200, { 'Content-Type': 'text/uri-list' });
+    return void x.res.end(uris.map((u) => `${u}\r\n`).join(''));
+  }
+  send(x, 200, locationHeaders(uris), rendering);
+}
+
+function send(x: Exchange, status: number, headers: Header[], rendering: Rendering = responseRendering(header(x.req, 'accept'), true)): void {
+  if (rendering === 'text/occi') {
+    for (const name of new Set(headers.map(([n]) => n))) {
+      x.res.setHeader(name, headers.filter(([n]) => n === name).map(([, v]) => v));
+    }
+    x.res.writeHead(status, { 'Content-Type': 'text/occi' });
+    return void x.res.end('OK\n');
+  }
+  if (rendering === 'application/occi+json') return sendJson(x, status, {});
+  x.res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8' });
+  x.res.end(headers.length ? toPlainText(headers) : 'OK\n');
+}
+
+function sendJson(x: Exchange, status: number, body: unknown): void {
+  x.res.writeHead(status, { 'Content-Type': 'application/occi+json' });
+  x.res.end(JSON.stringify(body));
+}
+
+function sendError(x: Exchange, error: unknown): void {
+  let status = 502;
+  let message = 'a Lapis service answered with an error';
+  if (error instanceof OcciError) ({ status, message } = error);
+  else if (error instanceof LapisError) {
+    status = HTTP_OF_GRPC[error.code] ?? 502;
+    message = error.message;
+  } else if (typeof (error as ServiceError).code === 'number') {
+    const grpc = error as ServiceError;
+    status = HTTP_OF_GRPC[grpc.code as grpcStatus] ?? 502;
+    message = grpc.details || message;
+  }
+  if (x.res.headersSent) return void x.res.destroy();
+  x.res.setHeader('Server', SERVER_HEADER);
+  if (status === 401) x.res.setHeader('WWW-Authenticate', 'Bearer realm="lapis", error="invalid_token"');
+  const wantsJson = /json/.test(header(x.req, 'accept') ?? '');
+  x.res.writeHead(status, { 'Content-Type': wantsJson ? 'application/json' : 'text/plain; charset=utf-8' });
+  x.res.end(wantsJson ? JSON.stringify({ error: { status, message } }) : `${message}\n`);
+}
+

@@ -1,0 +1,43 @@
+// occi-gateway: the OGF OCCI 1.2 HTTP interface over the scheduler, the runtime and image-sync.
+import { once } from 'node:events';
+import { authenticatorFrom, runMain, startService } from '@lapis/platform';
+import { LapisClients } from './adapters/lapis';
+import { loadOcciConfig } from './config';
+import { Gateway, type UserMixins } from './gateway';
+import { createOcciServer } from './http';
+
+/** User mixins are OCCI-only state: kept as JSON in their own bucket. */
+const userMixinsCodec = {
+  encode: (value: UserMixins) => ({ finish: () => Buffer.from(JSON.stringify(value)) }),
+  decode: (bytes: Uint8Array): UserMixins => JSON.parse(Buffer.from(bytes).toString('utf8')),
+};
+
+runMain(async () => {
+  const config = loadOcciConfig();
+  return startService({
+    name: 'occi-gateway',
+    domain: 'occi.lapis.dev',
+    config,
+    serve: async ({ bus, log, shutdown }) => {
+      const lapis = new LapisClients({
+        scheduler: config.LAPIS_SCHEDULER_ADDRESS,
+        runtime: config.LAPIS_RUNTIME_ADDRESS,
+        images: config.LAPIS_IMAGE_SYNC_ADDRESS,
+      });
+      const gateway = new Gateway(lapis, await bus.bucket('occi-mixins', userMixinsCodec), log);
+      const http = createOcciServer(gateway, authenticatorFrom(config), log);
+      http.listen(config.LAPIS_HTTP_PORT, config.LAPIS_GRPC_HOST);
+      await once(http, 'listening');
+      const address = http.address();
+      log.info({ port: typeof address === 'object' ? address?.port : address }, 'OCCI HTTP interface listening');
+      shutdown.add('http', async () => {
+        http.close();
+        http.closeIdleConnections();
+        await once(http, 'close');
+        lapis.close();
+      });
+      // The gateway serves no gRPC API of its own; its gRPC port answers health checks.
+      return [];
+    },
+  });
+});
