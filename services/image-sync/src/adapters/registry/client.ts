@@ -1,0 +1,514 @@
+// A client of one registry speaking the OCI distribution spec over Node's fetch: manifests
+// (Docker schema 2, OCI manifest, OCI index, Docker manifest list), blobs verified against
+// their digest while they stream, cross-repository mounts, monolithic and chunked uploads,
+// basic and bearer-token auth (the WWW-Authenticate challenge), retries with backoff on
+// 429/5xx/network errors, and a limit on requests in flight.
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+
+export const MEDIA = {
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+} as const;
+export const MANIFEST_ACCEPT = Object.values(MEDIA).join(', ');
+export const isIndex = (mediaType: string) => mediaType === MEDIA.dockerList || mediaType === MEDIA.ociIndex;
+
+export type Credentials = { username: string; password: string } | { token: string };
+
+export interface RegistryClientOptions {
+  /** Base URL, for example "http://127.0.0.1:5000". */
+  url: string;
+  credentials?: Credentials;
+  /** Requests waiting for their response headers at once (default 16). */
+  concurrency?: number;
+  /** Attempts of a request that fails with 429, 5xx or a network error (default 4). */
+  attempts?: number;
+  /** First backoff in ms, doubled on each retry (default 200). */
+  backoffMs?: number;
+  /** Blobs above this size are uploaded in chunks of this size (default 64 MiB). */
+  chunkSize?: number;
+  /** The fetch to use (tests count requests through it). */
+  fetch?: typeof fetch;
+}
+
+/** A registry answered in a way that is final for this request (not retried). */
+export class RegistryError extends Error {
+  override name = 'RegistryError';
+  constructor(
+    message: string,
+    /** UPPER_SNAKE_CASE: UNAUTHORIZED, NOT_FOUND, DIGEST_MISMATCH, UNAVAILABLE, ... */
+    readonly reason: string,
+    readonly status = 0,
+  ) {
+    super(message);
+  }
+}
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  platform?: { os: string; architecture: string; variant?: string };
+  annotations?: Record<string, string>;
+}
+
+export interface Manifest {
+  schemaVersion: number;
+  mediaType?: string;
+  config?: Descriptor;
+  layers?: Descriptor[];
+  manifests?: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface FetchedManifest {
+  digest: string;
+  mediaType: string;
+  bytes: Buffer;
+  manifest: Manifest;
+}
+
+/** A counting semaphore: at most `limit` holders at once, the rest wait in order. */
+export class Semaphore {
+  private waiting: Array<() => void> = [];
+  private active = 0;
+  constructor(private readonly limit: number) {}
+  async acquire(): Promise<() => void> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.active--;
+      this.waiting.shift()?.();
+    };
+  }
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    const release = await this.acquire();
+    try {
+      return await work();
+    } finally {
+      release();
+    }
+  }
+}
+
+export const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Parses `Bearer realm="...",service="...",scope="..."` (or Basic realm=...). */
+export function parseChallenge(header: string): { scheme: string; params: Record<string, string> } {
+  const space = header.indexOf(' ');
+  const scheme = (space < 0 ? header : header.slice(0, space)).toLowerCase();
+  const params: Record<string, string> = {};
+  for (const match of header.slice(space + 1).matchAll(/([a-zA-Z_]+)="([^"]*)"/g)) params[match[1]!.toLowerCase()] = match[2]!;
+  return { scheme, params };
+}
+
+interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: Buffer | ReadableStream<Uint8Array>;
+  /** Auth scope, for example "repository:lapis/ubuntu:pull,push". */
+  scope: string;
+  /** Statuses that are answers rather than errors (default 2xx). */
+  ok?: number[];
+  /** Retry on 429/5xx/network errors; off for streamed bodies, which cannot be sent twice. */
+  retry?: boolean;
+}
+
+export class RegistryClient {
+  readonly url: string;
+  private readonly fetch: typeof fetch;
+  private readonly limit: Semaphore;
+  private readonly tokens = new Map<string, Promise<string>>();
+  /** The scheme the registry asked for once; sent up front afterwards (no 401 round trip). */
+  private scheme: 'basic' | 'bearer' | undefined;
+  private challenge: Record<string, string> = {};
+
+  constructor(private readonly options: RegistryClientOptions) {
+    this.url = options.url.replace(/\/+$/, '');
+    this.fetch = options.fetch ?? fetch;
+    this.limit = new Semaphore(options.concurrency ?? 16);
+  }
+
+  /** host:port, as in image references. */
+  get host(): string {
+    return new URL(this.url).host;
+  }
+
+  // ---- manifests ----
+
+  /** The digest a tag (or digest) points at, from a HEAD; undefined when absent. */
+  async headManifest(repository: string, reference: string): Promise<{ digest: string; mediaType: string; size: number } | undefined> {
+    const response = await this.request(`/v2/${repository}/manifests/${reference}`, {
+      method: 'HEAD',
+      headers: { accept: MANIFEST_ACCEPT },
+      scope: `repository:${repository}:pull`,
+      ok: [200, 404],
+    });
+    if (response.status === 404) return undefined;
+    const digest = response.headers.get('docker-content-digest');
+    if (!digest) throw new RegistryError(`${this.host}/${repository}:${reference}: HEAD gave no Docker-Content-Digest`, 'PROTOCOL');
+    return { digest, mediaType: contentType(response), size: Number(response.headers.get('content-length') ?? 0) };
+  }
+
+  /** Fetches a manifest; when `expected` (or a digest reference) is given, its bytes must hash to it. */
+  async getManifest(repository: string, reference: string, expected?: string): Promise<FetchedManifest | undefined> {
+    const response = await this.request(`/v2/${repository}/manifests/${reference}`, {
+      headers: { accept: MANIFEST_ACCEPT },
+      scope: `repository:${repository}:pull`,
+      ok: [200, 404],
+    });
+    if (response.status === 404) {
+      await response.body?.cancel();
+      return undefined;
+    }
+    const bytes = Buffer.from(await response.arrayBuffer());
+    const digest = sha256(bytes);
+    const want = expected ?? (reference.startsWith('sha256:') ? reference : response.headers.get('docker-content-digest'));
+    if (want && want !== digest) {
+      throw new RegistryError(`${this.host}/${repository}@${want}: manifest content hashes to ${digest}`, 'DIGEST_MISMATCH');
+    }
+    let manifest: Manifest;
+    try {
+      manifest = JSON.parse(bytes.toString('utf8')) as Manifest;
+    } catch {
+      throw new RegistryError(`${this.host}/${repository}:${reference}: manifest is not JSON`, 'PROTOCOL');
+    }
+    return { digest, mediaType: manifest.mediaType ?? contentType(response), bytes, manifest };
+  }
+
+  /** Pushes a manifest by tag or digest; checks the digest the registry computed. */
+  async putManifest(repository: string, reference: string, mediaType: string, bytes: Buffer): Promise<string> {
+    const response = await this.request(`/v2/${repository}/manifests/${reference}`, {
+      method: 'PUT',
+      headers: { 'content-type': mediaType },
+      body: bytes,
+      scope: `repository:${repository}:pull,push`,
+    });
+    await response.arrayBuffer();
+    const digest = sha256(bytes);
+    const stored = response.headers.get('docker-content-digest');
+    if (stored && stored !== digest) throw new RegistryError(`${this.host}/${repository}:${reference} stored as ${stored}, sent ${digest}`, 'DIGEST_MISMATCH');
+    return digest;
+  }
+
+  async deleteManifest(repository: string, digest: string): Promise<void> {
+    const response = await this.request(`/v2/${repository}/manifests/${digest}`, {
+      method: 'DELETE',
+      scope: `repository:${repository}:pull,push,delete`,
+      ok: [202, 404],
+    });
+    await response.arrayBuffer();
+  }
+
+  /** Every tag of a repository, following the Link header's pages. */
+  async listTags(repository: string): Promise<string[]> {
+    const tags: string[] = [];
+    let path: string | undefined = `/v2/${repository}/tags/list?n=1000`;
+    while (path) {
+      const response = await this.request(path, { scope: `repository:${repository}:pull`, ok: [200, 404] });
+      if (response.status === 404) {
+        await response.arrayBuffer();
+        throw new RegistryError(`${this.host}/${repository}: no such repository`, 'NOT_FOUND', 404);
+      }
+      const body = (await response.json()) as { tags?: string[] | null };
+      tags.push(...(body.tags ?? []));
+      const link = response.headers.get('link')?.match(/<([^>]+)>/)?.[1];
+      path = link ? (link.startsWith('/') ? link : new URL(link).pathname + new URL(link).search) : undefined;
+    }
+    return tags;
+  }
+
+  // ---- blobs ----
+
+  async hasBlob(repository: string, digest: string): Promise<boolean> {
+    const response = await this.request(`/v2/${repository}/blobs/${digest}`, {
+      method: 'HEAD',
+      scope: `repository:${repository}:pull`,
+      ok: [200, 404],
+    });
+    return response.status === 200;
+  }
+
+  /**
+   * The blob as a stream that errors (DIGEST_MISMATCH) at its end when the bytes do not hash
+   * to `digest` or their count differs from `size`: nothing built on it can complete.
+   */
+  async getBlob(repository: string, digest: string, size?: number): Promise<ReadableStream<Uint8Array>> {
+    const response = await this.request(`/v2/${repository}/blobs/${digest}`, { scope: `repository:${repository}:pull` });
+    if (!response.body) throw new RegistryError(`${this.host}/${repository}@${digest}: empty body`, 'PROTOCOL');
+    const hash = createHash('sha256');
+    let count = 0;
+    const where = `${this.host}/${repository}@${digest}`;
+    return response.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          hash.update(chunk);
+          count += chunk.byteLength;
+          controller.enqueue(chunk);
+        },
+        flush(controller) {
+          const got = `sha256:${hash.digest('hex')}`;
+          if (got !== digest) controller.error(new RegistryError(`${where}: content hashes to ${got} (blob corrupted or tampered with)`, 'DIGEST_MISMATCH'));
+          else if (size !== undefined && count !== size) controller.error(new RegistryError(`${where}: ${count} bytes, descriptor says ${size}`, 'DIGEST_MISMATCH'));
+        },
+      }),
+    );
+  }
+
+  async getBlobBytes(repository: string, digest: string, size?: number): Promise<Buffer> {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of Readable.fromWeb((await this.getBlob(repository, digest, size)) as NodeReadableStream<Uint8Array>)) chunks.push(chunk as Uint8Array);
+    return Buffer.concat(chunks);
+  }
+
+  /** Mounts a blob from another repository of this registry; false when the registry would not. */
+  async mountBlob(repository: string, digest: string, from: string): Promise<boolean> {
+    const response = await this.request(`/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`, {
+      method: 'POST',
+      scope: `repository:${repository}:pull,push repository:${from}:pull`,
+      ok: [201, 202],
+    });
+    await response.arrayBuffer();
+    if (response.status === 201) return true;
+    // 202: the registry opened an upload instead; abandon it.
+    const location = response.headers.get('location');
+    if (location) await this.cancelUpload(repository, location);
+    return false;
+  }
+
+  /**
+   * Uploads a blob from a stream: monolithic (POST, then one streamed PUT) up to the chunk
+   * size, else PATCH chunk by chunk and a closing PUT. The registry checks the digest too.
+   */
+  async pushBlob(repository: string, digest: string, size: number, body: ReadableStream<Uint8Array>): Promise<void> {
+    const scope = `repository:${repository}:pull,push`;
+    const start = await this.request(`/v2/${repository}/blobs/uploads/`, { method: 'POST', scope, ok: [202] });
+    await start.arrayBuffer();
+    let location = this.location(start);
+    const chunkSize = this.options.chunkSize ?? 64 * 1024 * 1024;
+    try {
+      if (size <= chunkSize) {
+        const put = await this.request(withDigest(location, digest), {
+          method: 'PUT',
+          // No Content-Length: a stream that fails its digest check never sends its last
+          // chunk, so the registry cannot complete the upload.
+          headers: { 'content-type': 'application/octet-stream' },
+          body,
+          scope,
+          retry: false,
+          ok: [201],
+        });
+        await put.arrayBuffer();
+        return;
+      }
+      let offset = 0;
+      for await (const chunk of chunks(body, chunkSize)) {
+        const patch = await this.request(location, {
+          method: 'PATCH',
+          headers: {
+            'content-type': 'application/octet-stream',
+            'content-length': String(chunk.length),
+            'content-range': `${offset}-${offset + chunk.length - 1}`,
+          },
+          body: chunk,
+          scope,
+          retry: false,
+          ok: [202],
+        });
+        await patch.arrayBuffer();
+        location = this.location(patch);
+        offset += chunk.length;
+      }
+      const put = await this.request(withDigest(location, digest), { method: 'PUT', headers: { 'content-length': '0' }, scope, ok: [201] });
+      await put.arrayBuffer();
+    } catch (error) {
+      await this.cancelUpload(repository, location);
+      throw error;
+    }
+  }
+
+  private async cancelUpload(repository: string, location: string): Promise<void> {
+    await this.request(location, { method: 'DELETE', scope: `repository:${repository}:pull,push`, ok: [204, 404] })
+      .then((r) => r.arrayBuffer())
+      .catch(() => undefined);
+  }
+
+  private location(response: Response): string {
+    const location = response.headers.get('location');
+    if (!location) throw new RegistryError(`${this.host}: upload answer without a Location`, 'PROTOCOL');
+    return location;
+  }
+
+  // ---- transport ----
+
+  /** One request with auth, retries and the concurrency limit; resolves with an accepted status. */
+  async request(pathOrUrl: string, options: RequestOptions): Promise<Response> {
+    const target = /^https?:\/\//.test(pathOrUrl) ? pathOrUrl : this.url + pathOrUrl;
+    const attempts = options.retry === false ? 1 : (this.options.attempts ?? 4);
+    const method = options.method ?? 'GET';
+    let lastError: Error | undefined;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      let response: Response;
+      try {
+        response = await this.limit.run(async () => {
+          const sentWith = this.scheme;
+          let answer = await this.send(target, method, options);
+          if (answer.status === 401 && (await this.authenticate(answer, options.scope, sentWith))) {
+            await answer.body?.cancel();
+            answer = await this.send(target, method, options);
+          }
+          return answer;
+        });
+      } catch (error) {
+        // A body stream that failed its digest check surfaces as fetch's cause: final.
+        const final = registryCause(error);
+        if (final) throw final;
+        lastError = new RegistryError(`${method} ${target}: ${describe(error)}`, 'UNAVAILABLE');
+        if (attempt < attempts) await sleep(this.backoff(attempt));
+        continue;
+      }
+      const ok = options.ok ?? [];
+      if (ok.includes(response.status) || (ok.length === 0 && response.status >= 200 && response.status < 300)) return response;
+      const text = method === 'HEAD' ? '' : await response.text().catch(() => '');
+      const message = `${method} ${target} answered ${response.status}${text ? `: ${text.slice(0, 300).trim()}` : ''}`;
+      if (response.status === 429 || response.status >= 500) {
+        lastError = new RegistryError(message, 'UNAVAILABLE', response.status);
+        if (attempt < attempts) await sleep(this.backoff(attempt, response.headers.get('retry-after')));
+        continue;
+      }
+      const reason = response.status === 401 ? 'UNAUTHORIZED' : response.status === 403 ? 'DENIED' : response.status === 404 ? 'NOT_FOUND' : 'REJECTED';
+      throw new RegistryError(message, reason, response.status);
+    }
+    throw lastError ?? new RegistryError(`${method} ${target} failed`, 'UNAVAILABLE');
+  }
+
+  private backoff(attempt: number, retryAfter?: string | null): number {
+    const seconds = Number(retryAfter);
+    if (retryAfter && Number.isFinite(seconds)) return Math.min(seconds * 1000, 30_000);
+    const base = (this.options.backoffMs ?? 200) * 2 ** (attempt - 1);
+    return base / 2 + Math.random() * base;
+  }
+
+  private async send(target: string, method: string, options: RequestOptions): Promise<Response> {
+    const headers: Record<string, string> = { ...options.headers };
+    const authorization = await this.authorization(options.scope);
+    if (authorization) headers.authorization = authorization;
+    const init: RequestInit & { duplex?: 'half' } = { method, headers, redirect: 'follow' };
+    if (options.body) {
+      init.body = options.body as NonNullable<RequestInit['body']>;
+      if (!(options.body instanceof Buffer)) init.duplex = 'half';
+    }
+    return this.fetch(target, init);
+  }
+
+  private async authorization(scope: string): Promise<string | undefined> {
+    const credentials = this.options.credentials;
+    if (this.scheme === 'basic' && credentials && 'username' in credentials) {
+      return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+    }
+    if (this.scheme === 'bearer') return `Bearer ${await this.token(scope)}`;
+    return undefined;
+  }
+
+  /** Learns the scheme from a 401; true when a retry with credentials makes sense. */
+  private async authenticate(response: Response, scope: string, sentWith: 'basic' | 'bearer' | undefined): Promise<boolean> {
+    const header = response.headers.get('www-authenticate');
+    if (!header) return false;
+    const { scheme, params } = parseChallenge(header);
+    if (scheme === 'basic') {
+      // Sent with our credentials and still refused: they are wrong.
+      if (sentWith === 'basic' || !this.options.credentials || !('username' in this.options.credentials)) return false;
+      this.scheme = 'basic';
+      return true;
+    }
+    if (scheme === 'bearer') {
+      this.scheme = 'bearer';
+      this.challenge = params;
+      // A token we sent was refused (expired, or too narrow): fetch one for this scope once more.
+      if (sentWith === 'bearer') this.tokens.delete(scope);
+      return true;
+    }
+    return false;
+  }
+
+  /** A bearer token for a scope from the challenge's realm (Docker token auth), cached. */
+  private token(scope: string): Promise<string> {
+    const credentials = this.options.credentials;
+    if (credentials && 'token' in credentials) return Promise.resolve(credentials.token);
+    let pending = this.tokens.get(scope);
+    if (!pending) {
+      pending = (async () => {
+        const realm = this.challenge.realm;
+        if (!realm) throw new RegistryError(`${this.host}: bearer challenge without a realm`, 'PROTOCOL');
+        const url = new URL(realm);
+        if (this.challenge.service) url.searchParams.set('service', this.challenge.service);
+        for (const part of scope.split(' ')) url.searchParams.append('scope', part);
+        const headers: Record<string, string> = {};
+        if (credentials && 'username' in credentials) {
+          headers.authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+        }
+        const response = await this.fetch(url, { headers });
+        if (!response.ok) {
+          throw new RegistryError(`token from ${url.origin}${url.pathname} answered ${response.status}`, response.status === 401 ? 'UNAUTHORIZED' : 'DENIED', response.status);
+        }
+        const body = (await response.json()) as { token?: string; access_token?: string };
+        const token = body.token ?? body.access_token;
+        if (!token) throw new RegistryError(`token from ${url.origin}${url.pathname} had no token`, 'PROTOCOL');
+        return token;
+      })();
+      pending.catch(() => this.tokens.delete(scope));
+      this.tokens.set(scope, pending);
+    }
+    return pending;
+  }
+}
+
+/** The RegistryError behind an error fetch wrapped (a stream that failed its digest check). */
+export function registryCause(error: unknown): RegistryError | undefined {
+  for (let e = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof RegistryError) return e;
+  }
+  return undefined;
+}
+
+function contentType(response: Response): string {
+  return (response.headers.get('content-type') ?? '').split(';')[0]!.trim();
+}
+
+function withDigest(location: string, digest: string): string {
+  return `${location}${location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`;
+}
+
+function describe(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (error as Error).message ?? String(error);
+}
+
+/** Re-cuts a stream into buffers of `size` bytes (the last one shorter). */
+async function* chunks(stream: ReadableStream<Uint8Array>, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let length = 0;
+  for await (const piece of Readable.fromWeb(stream as NodeReadableStream<Uint8Array>)) {
+    let buffer = Buffer.from(piece as Uint8Array);
+    while (buffer.length > 0) {
+      const take = Math.min(size - length, buffer.length);
+      parts.push(buffer.subarray(0, take));
+      length += take;
+      buffer = buffer.subarray(take);
+      if (length === size) {
+        yield Buffer.concat(parts);
+        parts = [];
+        length = 0;
+      }
+    }
+  }
+  if (length > 0) yield Buffer.concat(parts);
+}

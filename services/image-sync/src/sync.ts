@@ -1,0 +1,313 @@
+// The sync of one policy: upstream tags chosen by the policy are checked (pins, signatures),
+// copied into the site registry (blobs first, verified while they stream; child manifests by
+// digest; the tag last) and recorded in the catalogue. What is already there is not copied
+// again; a repository whose tags are all unchanged costs only HEAD requests and a tag list.
+import { readFileSync } from 'node:fs';
+import type { EventBus, Logger } from '@lapis/platform';
+import { SyncResult, UpstreamRemoval, type Platform, type PlatformManifest, type RepositorySyncStatus, type SyncError, type SyncPolicy, type Image } from '@lapis/proto/lapis/images/v1/images';
+import { isIndex, RegistryClient, RegistryError, registryCause, Semaphore, type Credentials, type Descriptor, type FetchedManifest } from './adapters/registry/client';
+import { imageKey, repositoryFilter, statusKey, type Stores } from './adapters/store';
+import { destinationOf, platformMatches, selectTags } from './domain/policy';
+import { SIGNATURE_ANNOTATION, SIMPLE_SIGNING, signatureTag, verifySignatures, type Verdict } from './domain/signature';
+
+/** A tag that cannot be promoted, with the reason reported in the sync status. */
+export class SyncFailure extends Error {
+  override name = 'SyncFailure';
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface SyncerOptions {
+  site: RegistryClient;
+  stores: Stores;
+  bus?: EventBus;
+  log: Logger;
+  /** Blob copies at once across the whole sync (default 8). */
+  blobConcurrency?: number;
+  /** Options for the upstream clients (tests pass a counting fetch, short backoffs). */
+  upstream?: { fetch?: typeof fetch; attempts?: number; backoffMs?: number; chunkSize?: number; concurrency?: number };
+  /** Attempts of one blob copy that broke off (network, 5xx) before the tag fails (default 3). */
+  copyAttempts?: number;
+}
+
+/** Reads a policy's credentials from the secret it names: "file:/path" or "env:NAME". */
+export function readCredentials(secret: string): Credentials | undefined {
+  if (!secret) return undefined;
+  let text: string | undefined;
+  if (secret.startsWith('file:')) {
+    try {
+      text = readFileSync(secret.slice(5), 'utf8');
+    } catch (error) {
+      throw new SyncFailure('CREDENTIALS_UNAVAILABLE', `cannot read secret ${secret}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  } else if (secret.startsWith('env:')) {
+    text = process.env[secret.slice(4)];
+    if (text === undefined) throw new SyncFailure('CREDENTIALS_UNAVAILABLE', `secret ${secret}: variable not set`);
+  } else {
+    throw new SyncFailure('CREDENTIALS_UNAVAILABLE', `secret ${secret} is neither file: nor env:`);
+  }
+  text = text.trim();
+  const colon = text.indexOf(':');
+  return colon > 0 ? { username: text.slice(0, colon), password: text.slice(colon + 1) } : { token: text };
+}
+
+interface TagOutcome {
+  state: 'promoted' | 'unchanged';
+  bytes: number;
+}
+
+export class Syncer {
+  private readonly blobs: Semaphore;
+  /** Digest -> a site repository known to hold it (mount source). */
+  private readonly siteHas = new Map<string, string>();
+  /** Digest -> copy in progress (to some repository), so a shared layer moves once. */
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly options: SyncerOptions) {
+    this.blobs = new Semaphore(options.blobConcurrency ?? 8);
+  }
+
+  upstreamClient(policy: SyncPolicy): RegistryClient {
+    const credentials = readCredentials(policy.source?.credentialsSecret ?? '');
+    return new RegistryClient({ url: policy.source?.url ?? '', ...(credentials ? { credentials } : {}), ...this.options.upstream });
+  }
+
+  /** Syncs the policy's repositories (or the given ones) at once; one status each. */
+  async syncPolicy(policy: SyncPolicy, only: readonly string[] = [], signal?: AbortSignal, onDone?: (status: RepositorySyncStatus) => void): Promise<RepositorySyncStatus[]> {
+    const repositories = only.length > 0 ? policy.repositories.filter((r) => only.includes(r) || only.includes(destinationOf(policy, r))) : policy.repositories;
+    let source: RegistryClient | undefined;
+    let sourceError: SyncFailure | undefined;
+    try {
+      source = this.upstreamClient(policy);
+    } catch (error) {
+      sourceError = error as SyncFailure;
+    }
+    return Promise.all(
+      repositories.map(async (repository) => {
+        const status = await this.syncRepository(policy, repository, source, sourceError, signal);
+        onDone?.(status);
+        return status;
+      }),
+    );
+  }
+
+  private async syncRepository(policy: SyncPolicy, repository: string, source: RegistryClient | undefined, sourceError: SyncFailure | undefined, signal?: AbortSignal): Promise<RepositorySyncStatus> {
+    const destination = destinationOf(policy, repository);
+    const log = this.options.log.child({ policy: policy.name, repository });
+    const status: RepositorySyncStatus = {
+      policy: policy.name, repository: destination, result: SyncResult.RUNNING, startTime: new Date(), endTime: undefined,
+      tagsPromoted: 0, tagsUnchanged: 0, tagsRemoved: 0, bytesCopied: 0, errors: [],
+    };
+    const { statuses, catalogue } = this.options.stores;
+    await statuses.put(statusKey(policy.name, destination), status);
+    const finish = async (result: SyncResult) => {
+      status.result = result;
+      status.endTime = new Date();
+      await statuses.put(statusKey(policy.name, destination), status);
+      log.info({ result: SyncResult[result], promoted: status.tagsPromoted, unchanged: status.tagsUnchanged, removed: status.tagsRemoved, bytes: status.bytesCopied, errors: status.errors }, 'repository synced');
+      return status;
+    };
+    let upstreamTags: string[];
+    try {
+      if (!source) throw sourceError;
+      upstreamTags = await source.listTags(repository);
+    } catch (error) {
+      status.errors.push(toSyncError('', error));
+      return finish(SyncResult.FAILED);
+    }
+    const selected = selectTags(upstreamTags, policy);
+    const known = new Map((await catalogue.list(repositoryFilter(destination))).map((e) => [e.value.tag, e.value]));
+    await Promise.all(
+      selected.map(async (tag) => {
+        try {
+          const outcome = await this.syncTag(policy, source, repository, destination, tag, known.get(tag), signal);
+          if (outcome.state === 'promoted') status.tagsPromoted++;
+          else status.tagsUnchanged++;
+          status.bytesCopied += outcome.bytes;
+        } catch (error) {
+          const syncError = toSyncError(tag, error);
+          log.warn(syncError, 'tag not promoted');
+          status.errors.push(syncError);
+        }
+      }),
+    );
+    // Tags gone upstream (or no longer chosen by the policy).
+    for (const [tag, image] of known) {
+      if (selected.includes(tag) || image.policy !== policy.name) continue;
+      if (policy.onUpstreamRemoval !== UpstreamRemoval.PRUNE) continue;
+      try {
+        await this.removeImage(image, [...known.values()]);
+        status.tagsRemoved++;
+      } catch (error) {
+        status.errors.push(toSyncError(tag, error));
+      }
+    }
+    status.errors.sort((a, b) => a.tag.localeCompare(b.tag));
+    const good = status.tagsPromoted + status.tagsUnchanged + status.tagsRemoved;
+    return finish(status.errors.length === 0 ? SyncResult.SUCCEEDED : good > 0 ? SyncResult.PARTIAL : SyncResult.FAILED);
+  }
+
+  /** Removes a tag from the catalogue and, when no other catalogued tag shares its digest, the manifest from the site. */
+  async removeImage(image: Image, others: readonly Image[]): Promise<void> {
+    const shared = others.some((o) => o.tag !== image.tag && o.repository === image.repository && o.digest === image.digest);
+    if (!shared) await this.options.site.deleteManifest(image.repository, image.digest);
+    await this.options.stores.catalogue.delete(imageKey(image.repository, image.tag));
+    await this.options.bus?.publish(
+      { $case: 'imageRemoved', imageRemoved: { repository: image.repository, tag: image.tag, digest: image.digest, policy: image.policy } },
+      image.repository,
+      `removed.${image.repository}.${image.tag}.${image.digest}.${Date.now()}`,
+    );
+  }
+
+  private async syncTag(policy: SyncPolicy, source: RegistryClient, repository: string, destination: string, tag: string, existing: Image | undefined, signal?: AbortSignal): Promise<TagOutcome> {
+    const site = this.options.site;
+    const head = await source.headManifest(repository, tag);
+    if (!head) throw new SyncFailure('TAG_NOT_FOUND', `${repository}:${tag} disappeared upstream during the sync`);
+    const sourceDigest = head.digest;
+    const pin = policy.pins[tag];
+    if (pin && pin !== sourceDigest) {
+      throw new SyncFailure('PIN_MISMATCH', `upstream ${repository}:${tag} points at ${sourceDigest} but is pinned to ${pin}; not promoted`);
+    }
+    if (existing && existing.sourceReference.endsWith(`@${sourceDigest}`)) {
+      const there = await site.headManifest(destination, tag);
+      if (there?.digest === existing.digest) return { state: 'unchanged', bytes: 0 };
+    }
+    signal?.throwIfAborted();
+    const top = await source.getManifest(repository, sourceDigest);
+    if (!top) throw new SyncFailure('TAG_NOT_FOUND', `${repository}@${sourceDigest} disappeared upstream during the sync`);
+    const verdict = await this.checkSignature(policy, source, repository, sourceDigest);
+    if (policy.signature?.required && !verdict.verified) throw new SyncFailure(verdict.reason, `${repository}:${tag} (${sourceDigest}): ${verdict.message}; not promoted`);
+
+    let bytes = 0;
+    let size = 0;
+    const platforms: Platform[] = [];
+    const manifests: PlatformManifest[] = [];
+    let pushed: { mediaType: string; bytes: Buffer } = { mediaType: top.mediaType, bytes: top.bytes };
+    if (isIndex(top.mediaType)) {
+      const all = top.manifest.manifests ?? [];
+      const kept = all.filter((d) => platformMatches(d.platform && { os: d.platform.os, architecture: d.platform.architecture, variant: d.platform.variant ?? '' }, policy.platforms));
+      if (kept.length === 0) throw new SyncFailure('NO_MATCHING_PLATFORM', `${repository}:${tag} has none of the policy's platforms`);
+      await settleAll(
+        kept.map(async (descriptor) => {
+          const child = await source.getManifest(repository, descriptor.digest);
+          if (!child) throw new SyncFailure('MANIFEST_MISSING', `${repository}@${descriptor.digest} (in the index of ${tag}) is missing upstream`);
+          const copied = await this.copyImage(source, repository, destination, child, signal);
+          bytes += copied.bytes;
+          size += copied.size;
+          const platform = { os: descriptor.platform?.os ?? '', architecture: descriptor.platform?.architecture ?? '', variant: descriptor.platform?.variant ?? '' };
+          platforms.push(platform);
+          manifests.push({ platform, digest: child.digest, sizeBytes: copied.size });
+          if ((await site.headManifest(destination, child.digest))?.digest !== child.digest) {
+            await site.putManifest(destination, child.digest, child.mediaType, child.bytes);
+          }
+        }),
+      );
+      if (kept.length !== all.length) {
+        // Filtered by platform: a new index (a new digest; the upstream one stays in source_reference).
+        pushed = { mediaType: top.mediaType, bytes: Buffer.from(JSON.stringify({ ...top.manifest, manifests: kept }, null, 2)) };
+      }
+    } else {
+      const copied = await this.copyImage(source, repository, destination, top, signal);
+      bytes += copied.bytes;
+      size = copied.size;
+      if (copied.platform) platforms.push(copied.platform);
+    }
+    signal?.throwIfAborted();
+    // Everything the manifest refers to is at the site and verified: now the tag.
+    const digest = await site.putManifest(destination, tag, pushed.mediaType, pushed.bytes);
+    const image: Image = {
+      repository: destination, tag, digest, mediaType: pushed.mediaType, sizeBytes: size,
+      platforms: platforms.sort((a, b) => `${a.os}/${a.architecture}/${a.variant}`.localeCompare(`${b.os}/${b.architecture}/${b.variant}`)),
+      signature: verdict.verified ? { verified: true, keyId: verdict.keyId, verifyTime: new Date() } : { verified: false, keyId: '', verifyTime: undefined },
+      policy: policy.name, sourceReference: `${source.host}/${repository}@${sourceDigest}`, syncTime: new Date(), prepull: policy.prepull,
+      pullReference: `${site.host}/${destination}@${digest}`,
+      manifests: manifests.sort((a, b) => a.digest.localeCompare(b.digest)),
+    };
+    await this.options.stores.catalogue.put(imageKey(destination, tag), image);
+    await this.options.bus?.publish(
+      { $case: 'imageSynced', imageSynced: { repository: destination, tag, digest, pullReference: image.pullReference, prepull: policy.prepull, policy: policy.name } },
+      destination,
+      `synced.${destination}.${tag}.${digest}`,
+    );
+    return { state: 'promoted', bytes };
+  }
+
+  private async checkSignature(policy: SyncPolicy, source: RegistryClient, repository: string, digest: string): Promise<Verdict | { verified: false; reason: string; message: string }> {
+    const keys = policy.signature?.keys ?? [];
+    if (keys.length === 0) return { verified: false, reason: 'SIGNATURE_MISSING', message: 'no keys in the policy' };
+    const signatures = await source.getManifest(repository, signatureTag(digest));
+    if (!signatures) return verifySignatures([], digest, repository, keys);
+    const payloads = await Promise.all(
+      (signatures.manifest.layers ?? [])
+        .filter((layer) => layer.mediaType === SIMPLE_SIGNING && layer.annotations?.[SIGNATURE_ANNOTATION])
+        .map(async (layer) => ({ payload: await source.getBlobBytes(repository, layer.digest, layer.size), signature: layer.annotations![SIGNATURE_ANNOTATION]! })),
+    );
+    return verifySignatures(payloads, digest, repository, keys);
+  }
+
+  /** Copies the config and layers of one image manifest; the manifest itself is the caller's. */
+  private async copyImage(source: RegistryClient, repository: string, destination: string, image: FetchedManifest, signal?: AbortSignal): Promise<{ bytes: number; size: number; platform?: Platform }> {
+    if (isIndex(image.mediaType)) throw new SyncFailure('UNSUPPORTED_MANIFEST', `${repository}@${image.digest}: an index inside an index`);
+    const config = image.manifest.config;
+    if (!config || !image.manifest.layers) throw new SyncFailure('UNSUPPORTED_MANIFEST', `${repository}@${image.digest} (${image.mediaType}) has no config or layers`);
+    const blobs = [config, ...image.manifest.layers];
+    const copied = await settleAll(blobs.map((blob) => this.copyBlob(source, repository, destination, blob, signal)));
+    return { bytes: copied.reduce((a, b) => a + b, 0), size: blobs.reduce((a, b) => a + b.size, 0) };
+  }
+
+  /** Bytes moved: 0 when the site had the blob or mounted it from another repository. */
+  private async copyBlob(source: RegistryClient, repository: string, destination: string, blob: Descriptor, signal?: AbortSignal): Promise<number> {
+    const site = this.options.site;
+    const pending = this.inFlight.get(blob.digest);
+    if (pending) await pending.catch(() => undefined);
+    const holder = this.siteHas.get(blob.digest);
+    if (holder === destination) return 0;
+    if (holder && (await site.mountBlob(destination, blob.digest, holder))) return 0;
+    if (await site.hasBlob(destination, blob.digest)) {
+      this.siteHas.set(blob.digest, destination);
+      return 0;
+    }
+    signal?.throwIfAborted();
+    const copy = this.blobs.run(async () => {
+      const attempts = this.options.copyAttempts ?? 3;
+      for (let attempt = 1; ; attempt++) {
+        signal?.throwIfAborted();
+        try {
+          await site.pushBlob(destination, blob.digest, blob.size, await source.getBlob(repository, blob.digest, blob.size));
+          this.siteHas.set(blob.digest, destination);
+          return blob.size;
+        } catch (caught) {
+          const error = registryCause(caught) ?? caught;
+          const final = error instanceof RegistryError && error.reason !== 'UNAVAILABLE';
+          if (final || attempt >= attempts) throw error;
+          this.options.log.warn({ digest: blob.digest, attempt, err: (error as Error).message }, 'blob copy broke off, retrying');
+          await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+        }
+      }
+    });
+    this.inFlight.set(blob.digest, copy);
+    try {
+      return await copy;
+    } finally {
+      if (this.inFlight.get(blob.digest) === copy) this.inFlight.delete(blob.digest);
+    }
+  }
+}
+
+/** Like Promise.all, but waits for every promise before failing: no work left running behind. */
+async function settleAll<T>(promises: Array<Promise<T>>): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
+function toSyncError(tag: string, error: unknown): SyncError {
+  if (error instanceof SyncFailure || error instanceof RegistryError) return { tag, reason: error.reason, message: error.message };
+  if ((error as Error)?.name === 'AbortError') return { tag, reason: 'CANCELLED', message: 'sync cancelled' };
+  return { tag, reason: 'INTERNAL', message: (error as Error)?.message ?? String(error) };
+}
