@@ -1,16 +1,31 @@
 // The runtime agent's configuration: the platform's variables plus its own, parsed once at start.
-import { hostname } from 'node:os';
+import { cpus, hostname, totalmem } from 'node:os';
 import { listenPort, loadConfig, platformSpecs, requireAuthSource } from '@lapis/platform';
-import { bool, str } from 'envalid';
+import { bool, num, str } from 'envalid';
 
 export const runtimeSpecs = {
   ...platformSpecs,
   LAPIS_GRPC_PORT: listenPort({ default: 50051, desc: 'port the gRPC server listens on (0 picks a free one)' }),
   LAPIS_NODE_NAME: str({ default: hostname(), desc: 'name of this node, as placements address it' }),
+  LAPIS_NODE_PARTITION: str({ default: 'default', desc: 'partition the node belongs to (advertised in heartbeats)' }),
+  LAPIS_NODE_CPU_MILLIS: num({ default: cpus().length * 1000, desc: 'CPU capacity advertised, in thousandths of a CPU' }),
+  LAPIS_NODE_MEMORY_BYTES: num({ default: totalmem(), desc: 'memory capacity advertised, in bytes' }),
   LAPIS_FLAVORS_FILE: str({ desc: "YAML file of the site's flavors", example: 'config/flavors.yaml' }),
   LAPIS_DOCKER_SOCKET: str({ default: '/var/run/docker.sock', desc: 'Docker engine socket' }),
   LAPIS_IMAGE_SYNC_ADDRESS: str({ default: '', desc: 'image-sync gRPC address (host:port) for the trusted catalogue' }),
   LAPIS_ALLOW_UNTRUSTED_IMAGES: bool({ default: false, desc: 'run images image-sync does not list (a node setting for development)' }),
+  LAPIS_STATE_DIR: str({ default: '/var/lib/lapis/runtime', desc: 'host directory for volume files, instance mount points and metadata' }),
+  LAPIS_HEARTBEAT_MS: num({ default: 5000, desc: 'interval between node heartbeats' }),
+  LAPIS_MAX_VOLUME_BYTES: num({ default: 2 ** 40, desc: 'largest volume this node creates' }),
+  LAPIS_MIN_VOLUME_BYTES: num({ default: 16 * 2 ** 20, desc: 'smallest volume this node creates (ext4 needs room)' }),
+  LAPIS_GPUS: str({
+    default: '',
+    desc: 'GPUs this node has, comma separated "vendor:id[:model]" (for example "nvidia:GPU-8f1c...:A100"); empty for none',
+  }),
+  LAPIS_GPU_MODE: str({ default: 'device-request', choices: ['device-request', 'cdi'], desc: 'how GPUs are given: Docker device requests, or CDI names' }),
+  LAPIS_INFINIBAND_DIR: str({ default: '/dev/infiniband', desc: 'directory of the InfiniBand device nodes; absent means no InfiniBand' }),
+  LAPIS_DEVICE_ALLOWLIST: str({ default: '', desc: 'host device paths instances may ask for (generic passthrough), comma separated' }),
+  LAPIS_STOP_TIMEOUT_S: num({ default: 10, desc: 'default time between SIGTERM and SIGKILL when stopping an instance' }),
 };
 
 export const loadRuntimeConfig = (env: NodeJS.ProcessEnv = process.env) =>
@@ -20,5 +35,6 @@ export const loadRuntimeConfig = (env: NodeJS.ProcessEnv = process.env) =>
       !c.LAPIS_IMAGE_SYNC_ADDRESS && !c.LAPIS_ALLOW_UNTRUSTED_IMAGES
         ? 'LAPIS_IMAGE_SYNC_ADDRESS must be set (or LAPIS_ALLOW_UNTRUSTED_IMAGES=true): images are checked against the trusted catalogue'
         : undefined,
+    (c) => (/^[A-Za-z0-9._-]{1,63}$/.test(c.LAPIS_NODE_NAME) ? undefined : `LAPIS_NODE_NAME=${JSON.stringify(c.LAPIS_NODE_NAME)} is invalid: letters, digits, ".", "-" and "_" only`),
   ]);
 export type RuntimeConfig = ReturnType<typeof loadRuntimeConfig>;

@@ -1,0 +1,104 @@
+// gRPC handlers of lapis.runtime.v1.RuntimeService: translate, validate, hand to the agent.
+import { type CallContext, type Handlers, invalidArgument, paginate, service, type ServiceRegistration } from '@lapis/platform';
+import type { Duration } from '@lapis/proto/google/protobuf/duration';
+import { LogStream, RuntimeServiceService } from '@lapis/proto/lapis/runtime/v1/runtime';
+import type { Agent, Scope } from './agent';
+
+const scopeOf = (ctx: CallContext): Scope => ({ user: ctx.caller.user, project: ctx.caller.project, admin: ctx.caller.admin });
+
+function seconds(duration: Duration | undefined, fallback: number, field: string): number {
+  if (!duration) return fallback;
+  const value = duration.seconds + duration.nanos / 1e9;
+  if (value < 0 || value > 3600) throw invalidArgument([{ field, description: 'must be 0 to 3600 seconds' }]);
+  return Math.ceil(value);
+}
+
+function required(value: string, field: string): string {
+  if (!value) throw invalidArgument([{ field, description: 'required' }]);
+  return value;
+}
+
+export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceService> {
+  const stopDefault = agent.settings.stopTimeoutS;
+  return {
+    createInstance: async (request, ctx) => ({
+      instance: await agent.createInstance(
+        {
+          id: request.instanceId,
+          project: ctx.caller.project,
+          user: ctx.caller.user,
+          spec: request.spec,
+          preemptible: request.preemptible,
+          requestId: request.requestId,
+          attempt: 0,
+        },
+        scopeOf(ctx),
+      ),
+    }),
+    getInstance: async (request, ctx) => ({ instance: await agent.getInstance(required(request.instanceId, 'instance_id'), scopeOf(ctx)) }),
+    listInstances: async (request, ctx) => {
+      const all = await agent.listInstances(scopeOf(ctx), { project: request.project, state: request.state, node: request.node });
+      const page = paginate(all, (i) => i.id, request);
+      return { instances: page.items, nextPageToken: page.nextPageToken };
+    },
+    startInstance: async (request, ctx) => ({
+      instance: await agent.startInstance(required(request.instanceId, 'instance_id'), request.requestId, scopeOf(ctx)),
+    }),
+    stopInstance: async (request, ctx) => ({
+      instance: await agent.stopInstance(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
+    }),
+    rebootInstance: async (request, ctx) => ({
+      instance: await agent.rebootInstance(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
+    }),
+    deleteInstance: async (request, ctx) => ({
+      instance: await agent.deleteInstance(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
+    }),
+    resizeInstance: async (request, ctx) => ({
+      instance: await agent.resizeInstance(required(request.instanceId, 'instance_id'), request.flavor, request.resources, request.requestId, scopeOf(ctx)),
+    }),
+    streamInstanceLogs: async (request, ctx, send) => {
+      const chunks = agent.logs(
+        required(request.instanceId, 'instance_id'),
+        { follow: request.follow, tailLines: request.tailLines, ...(request.sinceTime ? { since: request.sinceTime } : {}), signal: ctx.signal },
+        scopeOf(ctx),
+      );
+      for await (const chunk of chunks) {
+        if (ctx.signal.aborted) break;
+        await send({ stream: chunk.stream === 'stderr' ? LogStream.STDERR : LogStream.STDOUT, data: chunk.data, time: chunk.time });
+      }
+    },
+    createVolume: async (request, ctx) => ({
+      volume: await agent.createVolume(
+        { name: request.name, sizeBytes: request.sizeBytes, filesystem: request.filesystem, node: request.node, labels: request.labels, requestId: request.requestId },
+        scopeOf(ctx),
+      ),
+    }),
+    getVolume: async (request, ctx) => ({ volume: await agent.getVolume(required(request.volumeId, 'volume_id'), scopeOf(ctx)) }),
+    listVolumes: async (request, ctx) => {
+      const all = await agent.listVolumes(scopeOf(ctx), { project: request.project, state: request.state, instanceId: request.instanceId });
+      const page = paginate(all, (v) => v.id, request);
+      return { volumes: page.items, nextPageToken: page.nextPageToken };
+    },
+    deleteVolume: async (request, ctx) => ({ volume: await agent.deleteVolume(required(request.volumeId, 'volume_id'), request.requestId, scopeOf(ctx)) }),
+    attachVolume: async (request, ctx) => ({
+      volume: await agent.attachVolume(
+        {
+          volumeId: required(request.volumeId, 'volume_id'),
+          instanceId: required(request.instanceId, 'instance_id'),
+          mountPath: request.mountPath,
+          readOnly: request.readOnly,
+          requestId: request.requestId,
+        },
+        scopeOf(ctx),
+      ),
+    }),
+    detachVolume: async (request, ctx) => ({ volume: await agent.detachVolume(required(request.volumeId, 'volume_id'), request.requestId, scopeOf(ctx)) }),
+    getNode: async (request) => ({ node: await agent.getNode(request.name) }),
+    listNodes: async (request) => {
+      const page = paginate(await agent.listNodes(request.partition), (n) => n.name, request);
+      return { nodes: page.items, nextPageToken: page.nextPageToken };
+    },
+  };
+}
+
+export const runtimeService = (agent: Agent): ServiceRegistration => service(RuntimeServiceService, runtimeHandlers(agent));

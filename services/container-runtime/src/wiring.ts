@@ -1,0 +1,75 @@
+// Builds an agent from the configuration: the adapters it drives and the node it describes.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { type EventBus, loadFlavors, type Logger } from '@lapis/platform';
+import { Agent } from './agent';
+import { DockerBackend } from './adapters/docker';
+import { HostStorage } from './adapters/host';
+import { ImageSyncResolver, type ImageResolver } from './adapters/images';
+import { openStore } from './adapters/store';
+import type { RuntimeConfig } from './config';
+import { parseGpuList, type NodeInventory } from './domain/devices';
+
+type AgentConfig = Pick<
+  RuntimeConfig,
+  | 'LAPIS_NODE_NAME'
+  | 'LAPIS_NODE_PARTITION'
+  | 'LAPIS_NODE_CPU_MILLIS'
+  | 'LAPIS_NODE_MEMORY_BYTES'
+  | 'LAPIS_FLAVORS_FILE'
+  | 'LAPIS_DOCKER_SOCKET'
+  | 'LAPIS_IMAGE_SYNC_ADDRESS'
+  | 'LAPIS_ALLOW_UNTRUSTED_IMAGES'
+  | 'LAPIS_STATE_DIR'
+  | 'LAPIS_HEARTBEAT_MS'
+  | 'LAPIS_MAX_VOLUME_BYTES'
+  | 'LAPIS_MIN_VOLUME_BYTES'
+  | 'LAPIS_GPUS'
+  | 'LAPIS_GPU_MODE'
+  | 'LAPIS_INFINIBAND_DIR'
+  | 'LAPIS_DEVICE_ALLOWLIST'
+  | 'LAPIS_STOP_TIMEOUT_S'
+  | 'LAPIS_SERVICE_TOKEN'
+>;
+
+/** Character devices under the InfiniBand directory (uverbs, rdma_cm, umad...). */
+export function findInfiniband(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .map((name) => join(dir, name))
+    .filter((path) => statSync(path).isCharacterDevice())
+    .sort();
+}
+
+export function inventoryFrom(config: AgentConfig): NodeInventory {
+  return {
+    gpus: parseGpuList(config.LAPIS_GPUS),
+    infiniband: findInfiniband(config.LAPIS_INFINIBAND_DIR),
+    allowlist: config.LAPIS_DEVICE_ALLOWLIST.split(',').map((s) => s.trim()).filter(Boolean),
+    gpuMode: config.LAPIS_GPU_MODE as NodeInventory['gpuMode'],
+  };
+}
+
+export async function buildAgent(config: AgentConfig, bus: EventBus, log: Logger, images?: ImageResolver): Promise<Agent> {
+  return new Agent(
+    {
+      node: config.LAPIS_NODE_NAME,
+      partition: config.LAPIS_NODE_PARTITION,
+      capacity: { cpuMillis: config.LAPIS_NODE_CPU_MILLIS, memoryBytes: config.LAPIS_NODE_MEMORY_BYTES, gpus: 0, pids: 0, diskBytes: 0 },
+      inventory: inventoryFrom(config),
+      heartbeatMs: config.LAPIS_HEARTBEAT_MS,
+      stopTimeoutS: config.LAPIS_STOP_TIMEOUT_S,
+      minVolumeBytes: config.LAPIS_MIN_VOLUME_BYTES,
+      maxVolumeBytes: config.LAPIS_MAX_VOLUME_BYTES,
+    },
+    {
+      bus,
+      store: await openStore(bus),
+      backend: new DockerBackend(config.LAPIS_DOCKER_SOCKET, config.LAPIS_NODE_NAME, log),
+      host: new HostStorage(config.LAPIS_STATE_DIR),
+      images: images ?? new ImageSyncResolver(config.LAPIS_IMAGE_SYNC_ADDRESS, config.LAPIS_SERVICE_TOKEN, config.LAPIS_ALLOW_UNTRUSTED_IMAGES),
+      flavors: loadFlavors(config.LAPIS_FLAVORS_FILE),
+      log: log.child({ node: config.LAPIS_NODE_NAME }),
+    },
+  );
+}
