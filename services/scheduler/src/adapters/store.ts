@@ -1,0 +1,78 @@
+// The scheduler's state in JetStream key-value buckets (<prefix>-claims, -nodes, -usage,
+// -accounts, -quotas, -leader), stored as JSON. Claims change only through compare-and-set.
+import { InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
+import type { Bucket, Codec, EventBus } from '@lapis/platform';
+import type { QuotaDef } from '../domain/cycle';
+import type { AccountDef } from '../domain/fairshare';
+import type { ClaimRecord, NodeRecord } from '../domain/model';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export function jsonCodec<T>(toJson: (v: T) => unknown = (v) => v, fromJson: (v: any) => T = (v) => v as T): Codec<T> {
+  return {
+    encode: (value) => ({ finish: () => enc.encode(JSON.stringify(toJson(value))) }),
+    decode: (bytes) => fromJson(JSON.parse(dec.decode(bytes))),
+  };
+}
+
+export const claimCodec = jsonCodec<ClaimRecord>(
+  (c) => ({ ...c, spec: InstanceSpec.toJSON(c.spec) }),
+  (v) => ({ ...v, spec: InstanceSpec.fromJSON(v.spec) }),
+);
+
+export interface NodeOverride {
+  partition: string;
+  reason: string;
+}
+
+export interface UsageDoc {
+  /** When the usage was last decayed and accrued (ms). */
+  at: number;
+  usage: Record<string, number>;
+}
+
+export interface Lease {
+  holder: string;
+  expires: number;
+}
+
+export interface Store {
+  claims: Bucket<ClaimRecord>;
+  nodes: Bucket<NodeRecord>;
+  moves: Bucket<NodeOverride>;
+  usage: Bucket<UsageDoc>;
+  accounts: Bucket<AccountDef>;
+  quotas: Bucket<QuotaDef>;
+  leader: Bucket<Lease>;
+}
+
+export async function openStore(bus: EventBus, prefix: string): Promise<Store> {
+  const [claims, nodes, moves, usage, accounts, quotas, leader] = await Promise.all([
+    bus.bucket(`${prefix}-claims`, claimCodec),
+    bus.bucket(`${prefix}-nodes`, jsonCodec<NodeRecord>()),
+    bus.bucket(`${prefix}-node-moves`, jsonCodec<NodeOverride>()),
+    bus.bucket(`${prefix}-usage`, jsonCodec<UsageDoc>()),
+    bus.bucket(`${prefix}-accounts`, jsonCodec<AccountDef>()),
+    bus.bucket(`${prefix}-quotas`, jsonCodec<QuotaDef>()),
+    bus.bucket(`${prefix}-leader`, jsonCodec<Lease>()),
+  ]);
+  return { claims, nodes, moves, usage, accounts, quotas, leader };
+}
+
+/**
+ * Follows a bucket: `onValue` for every current entry, then for every change (undefined
+ * when deleted). Resolves once the current entries are in.
+ */
+export async function follow<T>(bucket: Bucket<T>, codec: Codec<T>, onValue: (key: string, value: T | undefined, revision: number) => void): Promise<{ stop(): void }> {
+  let ready!: () => void;
+  const initialized = new Promise<void>((resolve) => (ready = resolve));
+  const iter = await bucket.kv.watch({ key: '>', initializedFn: () => ready() });
+  void (async () => {
+    for await (const e of iter) {
+      onValue(e.key, e.operation === 'PUT' ? codec.decode(e.value) : undefined, e.revision);
+    }
+  })();
+  await initialized;
+  return { stop: () => iter.stop() };
+}

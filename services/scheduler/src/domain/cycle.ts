@@ -1,0 +1,252 @@
+// One scheduling cycle, pure: the queue in priority order, each claim checked against its
+// project's quota and its partition's limit, then placed (filters and weighers), or, for a
+// normal claim that fits nowhere, given room by preempting spot instances; everything left
+// gets its pending reason. The caller records and publishes the decisions.
+import { Backend } from '@lapis/proto/lapis/common/v1/common';
+import { PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { add, describe, fits, isActive, withinLimit, ZERO, type ClaimRecord, type NodeRecord, type Res } from './model';
+import { chooseNode, filterNode, free, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
+import { choosePreemption } from './preemption';
+import { ageFactor, jobSizeFactor, relative, weigh, type Breakdown, type Weights } from './priority';
+
+export interface PartitionDef {
+  name: string;
+  /** Sum of what its running instances may use; zeros are no limit. */
+  maxResources: Res;
+  /** PriorityJobFactor of the partition (any non-negative number; normalized by the largest). */
+  tier: number;
+  allowPreemptible: boolean;
+  batchPartition: string;
+  minNodes: number;
+  maxNodes: number;
+}
+
+export interface QuotaDef {
+  /** 0: no limit. */
+  maxInstances: number;
+  maxResources: Res;
+}
+
+export interface CycleInput {
+  now: number;
+  /** Every claim that is not final: pending ones are scheduled, active ones hold room. */
+  claims: Iterable<ClaimRecord>;
+  nodes: Iterable<NodeRecord>;
+  partitions: ReadonlyMap<string, PartitionDef>;
+  defaultPartition: string;
+  quotas: ReadonlyMap<string, QuotaDef>;
+  qos: ReadonlyMap<string, number>;
+  weights: Weights;
+  fairShare: (project: string, user: string) => number;
+  placement: PlacementOptions;
+  /** A node silent this long is down. */
+  downAfterMs: number;
+  /** Stop after this many placements (the rest waits for the next cycle). */
+  maxPlacements: number;
+  /** Rotates where node scans start. */
+  seed?: number;
+}
+
+export interface Decision {
+  reason: PendingReason;
+  detail: string;
+}
+
+export interface CycleResult {
+  placements: Array<{ claim: ClaimRecord; node: string }>;
+  preemptions: Array<{ claim: ClaimRecord; node: string; victims: string[] }>;
+  /** For every pending claim not placed. */
+  pending: Map<string, Decision>;
+  priorities: Map<string, Breakdown>;
+  /** Pending claims, highest priority first. */
+  order: ClaimRecord[];
+}
+
+export function partitionOf(c: ClaimRecord, defaultPartition: string): string {
+  return c.partition || defaultPartition;
+}
+
+export function nodePartition(n: NodeRecord, defaultPartition: string): string {
+  return n.partition || defaultPartition;
+}
+
+/** The priority of every claim given (pending or running), by id. */
+export function priorities(input: Pick<CycleInput, 'now' | 'weights' | 'fairShare' | 'partitions' | 'qos' | 'defaultPartition'>, claims: Iterable<ClaimRecord>, clusterCpu: number): Map<string, Breakdown> {
+  const maxTier = Math.max(0, ...[...input.partitions.values()].map((p) => p.tier));
+  const maxQos = Math.max(0, ...input.qos.values());
+  const fsCache = new Map<string, number>();
+  const result = new Map<string, Breakdown>();
+  for (const c of claims) {
+    const key = `${c.project}/${c.user}`;
+    let fs = fsCache.get(key);
+    if (fs === undefined) fsCache.set(key, (fs = input.fairShare(c.project, c.user)));
+    result.set(
+      c.id,
+      weigh(
+        {
+          age: ageFactor(input.now - c.submitTime, input.weights.maxAgeMs),
+          fairShare: fs,
+          jobSize: jobSizeFactor(c.res.cpu, clusterCpu, input.weights.favorSmall),
+          partition: relative(input.partitions.get(partitionOf(c, input.defaultPartition))?.tier ?? 0, maxTier),
+          qos: relative(input.qos.get(c.qos) ?? 0, maxQos),
+        },
+        input.weights,
+      ),
+    );
+  }
+  return result;
+}
+
+export function runCycle(input: CycleInput): CycleResult {
+  const { now, defaultPartition } = input;
+  const views = new Map<string, NodeView>();
+  const byPartition = new Map<string, NodeView[]>();
+  let clusterCpu = 0;
+  for (const rec of input.nodes) {
+    const view: NodeView = { rec, used: { ...ZERO }, devUsed: {}, groups: new Map(), spot: [], held: false };
+    views.set(rec.name, view);
+    if (!rec.ready || now - rec.lastSeen > input.downAfterMs) continue;
+    clusterCpu += rec.capacity.cpu;
+    const p = nodePartition(rec, defaultPartition);
+    let list = byPartition.get(p);
+    if (!list) byPartition.set(p, (list = []));
+    list.push(view);
+  }
+  const pending: ClaimRecord[] = [];
+  const active: ClaimRecord[] = [];
+  for (const c of input.claims) {
+    if (isActive(c)) active.push(c);
+    else if (c.state === 1 || c.state === 4) pending.push(c);
+  }
+  const prio = priorities(input, [...pending, ...active], clusterCpu);
+  const projectUse = new Map<string, { n: number; res: Res }>();
+  const partitionUse = new Map<string, Res>();
+  const own = new Map<string, Res>();
+  for (const c of active) {
+    const q = projectUse.get(c.project) ?? { n: 0, res: ZERO };
+    projectUse.set(c.project, { n: q.n + 1, res: add(q.res, c.res) });
+    const view = views.get(c.node);
+    const p = view ? nodePartition(view.rec, defaultPartition) : partitionOf(c, defaultPartition);
+    partitionUse.set(p, add(partitionUse.get(p) ?? ZERO, c.res));
+    if (!view) continue;
+    own.set(c.node, add(own.get(c.node) ?? ZERO, c.res));
+    if (c.group) view.groups.set(c.group, (view.groups.get(c.group) ?? 0) + 1);
+    if (c.preemptible && !c.preemptedBy) {
+      const victim: Victim = { id: c.id, res: c.res, devices: c.devices, placeTime: c.placeTime, priority: prio.get(c.id)?.priority ?? 0, group: c.group };
+      view.spot.push(victim);
+    }
+  }
+  for (const view of views.values()) {
+    const mine = own.get(view.rec.name) ?? ZERO;
+    const r = view.rec.reported;
+    view.used = { cpu: Math.max(mine.cpu, r.cpu), mem: Math.max(mine.mem, r.mem), gpus: Math.max(mine.gpus, r.gpus) };
+  }
+
+  const startFree = new Map<NodeView, Res>([...views.values()].map((v) => [v, free(v)]));
+
+  // Claims already waiting on a preemption go first, then by priority, submit time, id.
+  const order = pending.sort(
+    (a, b) =>
+      Number(b.reservedNode !== '') - Number(a.reservedNode !== '') ||
+      prio.get(b.id)!.priority - prio.get(a.id)!.priority ||
+      a.submitTime - b.submitTime ||
+      (a.id < b.id ? -1 : 1),
+  );
+  const result: CycleResult = { placements: [], preemptions: [], pending: new Map(), priorities: prio, order };
+  const failedShapes = new Map<string, Decision>();
+  let rotate = input.seed ?? 0;
+
+  for (const c of order) {
+    if (result.placements.length >= input.maxPlacements) {
+      result.pending.set(c.id, { reason: PendingReason.PRIORITY, detail: 'claims with a higher priority go first (cycle limit reached)' });
+      continue;
+    }
+    const decide = (reason: PendingReason, detail: string) => result.pending.set(c.id, { reason, detail });
+    const partitionName = partitionOf(c, defaultPartition);
+    const partition = input.partitions.get(partitionName);
+    const nodes = byPartition.get(partitionName) ?? [];
+    const quota = input.quotas.get(c.project);
+    const used = projectUse.get(c.project) ?? { n: 0, res: ZERO };
+    if (quota && ((quota.maxInstances > 0 && used.n + 1 > quota.maxInstances) || !withinLimit(add(used.res, c.res), quota.maxResources))) {
+      decide(PendingReason.QUOTA_EXCEEDED, `project ${c.project} uses ${used.n} instances and ${describe(used.res)} of its quota`);
+      continue;
+    }
+    if (partition && !withinLimit(add(partitionUse.get(partitionName) ?? ZERO, c.res), partition.maxResources)) {
+      decide(PendingReason.PARTITION_FULL, `partition ${partitionName} is at its limit of ${describe(partition.maxResources)}`);
+      continue;
+    }
+    if (c.preemptible && partition && !partition.allowPreemptible) {
+      decide(PendingReason.NO_MATCHING_NODE, `partition ${partitionName} takes no preemptible claims`);
+      continue;
+    }
+    const placeOn = (view: NodeView) => {
+      takeRoom(view, c);
+      projectUse.set(c.project, { n: used.n + 1, res: add(used.res, c.res) });
+      partitionUse.set(partitionName, add(partitionUse.get(partitionName) ?? ZERO, c.res));
+      result.placements.push({ claim: c, node: view.rec.name });
+    };
+    if (c.reservedNode) {
+      const view = views.get(c.reservedNode);
+      if (view && !view.held && filterNode(c, view) === '') {
+        placeOn(view);
+        continue;
+      }
+      // Still waiting for the spot instances to leave: keep everyone else off that room.
+      if (view && !view.held && byPartition.get(partitionName)?.includes(view)) {
+        view.held = true;
+        decide(PendingReason.PREEMPTION, `waiting for ${c.victims.length} spot instance(s) on ${c.reservedNode} to stop`);
+        continue;
+      }
+      // The node went away: schedule afresh (a new preemption if needed).
+    }
+    const shape = c.group ? '' : shapeKey(c);
+    const known = shape ? failedShapes.get(shape) : undefined;
+    // Room only shrinks during a cycle and the queue goes down in priority, so a shape that
+    // found neither room nor spot instances to preempt finds none later in the same cycle.
+    if (known) {
+      result.pending.set(c.id, known);
+      continue;
+    }
+    const choice = chooseNode(c, nodes, input.placement, nodes.length > 0 ? rotate++ % nodes.length : 0);
+    if (choice.node) {
+      placeOn(choice.node);
+      continue;
+    }
+    if (choice.possible === 0) {
+      const d = { reason: PendingReason.NO_MATCHING_NODE, detail: noMatchDetail(c, partitionName, nodes.length) };
+      if (shape) failedShapes.set(shape, d);
+      result.pending.set(c.id, d);
+      continue;
+    }
+    if (!c.preemptible) {
+      const plan = choosePreemption(c, nodes, prio.get(c.id)!.priority);
+      if (plan) {
+        plan.node.held = true;
+        const ids = new Set(plan.victims.map((v) => v.id));
+        plan.node.spot = plan.node.spot.filter((v) => !ids.has(v.id));
+        result.preemptions.push({ claim: c, node: plan.node.rec.name, victims: [...ids] });
+        decide(PendingReason.PREEMPTION, `preempting ${ids.size} spot instance(s) on ${plan.node.rec.name}`);
+        continue;
+      }
+    }
+    const wouldHaveFit = nodes.some((n) => fits(c.res, startFree.get(n)!));
+    const d = wouldHaveFit
+      ? { reason: PendingReason.PRIORITY, detail: 'claims with a higher priority took the free room' }
+      : { reason: PendingReason.RESOURCES, detail: `needs ${describe(c.res)}; no node in partition ${partitionName} has that free` };
+    if (shape) failedShapes.set(shape, d);
+    result.pending.set(c.id, d);
+  }
+  return result;
+}
+
+function shapeKey(c: ClaimRecord): string {
+  return `${c.partition}|${c.backend}|${c.res.cpu}|${c.res.mem}|${c.res.gpus}|${c.devices.map((d) => `${d.kind}:${d.count}`).join(',')}`;
+}
+
+function noMatchDetail(c: ClaimRecord, partition: string, nodes: number): string {
+  if (nodes === 0) return `partition ${partition} has no ready node`;
+  const parts = [`${describe(c.res)}`];
+  if (c.devices.length) parts.push(c.devices.map((d) => `${d.count} device(s) of kind ${d.kind}`).join(', '));
+  if (c.backend !== Backend.UNSPECIFIED) parts.push(`backend ${Backend[c.backend]}`);
+  return `no node of partition ${partition} has ${parts.join(' and ')}`;
+}

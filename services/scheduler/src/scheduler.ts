@@ -1,0 +1,646 @@
+// The scheduler engine: keeps the queue, the nodes, the accounts, the quotas and the usage
+// in memory as followers of their key-value buckets (every instance does, so any instance
+// answers reads and takes submissions), and, while it holds the leader lease, consumes the
+// runtime's events and runs scheduling cycles on events and on a timer. Every decision is
+// recorded by compare-and-set on the claim before it is published, so a claim is placed once
+// even when two instances briefly both believe they lead.
+import { createHash, randomUUID } from 'node:crypto';
+import type { EventBus, Logger, RunningConsumer } from '@lapis/platform';
+import { RevisionConflict } from '@lapis/platform';
+import { DeviceKind, InstanceState, type Flavor, type InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
+import type { Event } from '@lapis/proto/lapis/events/v1/events';
+import { NodeState, type Node } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { runCycle, type CycleResult, type Decision, type PartitionDef, type QuotaDef } from './domain/cycle';
+import { accrueUsage, billing, computeFairShare, type AccountDef, type FairShareResult } from './domain/fairshare';
+import { isActive, isFinal, isPending, ZERO, type ClaimRecord, type DeviceNeed, type NodeRecord, type Res } from './domain/model';
+import type { Breakdown } from './domain/priority';
+import { claimCodec, follow, jsonCodec, openStore, type Lease, type NodeOverride, type Store, type UsageDoc } from './adapters/store';
+import type { Settings } from './settings';
+
+export interface SchedulerOptions {
+  bus: EventBus;
+  log: Logger;
+  settings: Settings;
+  flavors: Flavor[];
+  bucketPrefix: string;
+  consumerPrefix: string;
+  /** Names this instance in the leader lease. */
+  instanceId?: string;
+  cycleMs: number;
+  leaseMs: number;
+  heartbeatMs: number;
+  maxPlacements: number;
+  now?: () => number;
+}
+
+interface Entry {
+  rec: ClaimRecord;
+  rev: number;
+}
+
+export interface NewClaim {
+  project: string;
+  user: string;
+  spec: InstanceSpec;
+  res: Res;
+  devices: DeviceNeed[];
+  preemptible: boolean;
+  requeue: boolean;
+  partition: string;
+  backend: number;
+  group: string;
+  qos: string;
+  requestId: string;
+}
+
+export interface CycleStats {
+  placed: number;
+  preempted: number;
+  pending: number;
+  ms: number;
+}
+
+const USAGE_KEY = 'usage';
+const LEADER_KEY = 'leader';
+
+export class Scheduler {
+  readonly claims = new Map<string, Entry>();
+  readonly nodes = new Map<string, NodeRecord>();
+  readonly moves = new Map<string, NodeOverride>();
+  readonly accounts = new Map<string, AccountDef>();
+  readonly quotas = new Map<string, QuotaDef>();
+  usage = new Map<string, number>();
+  usageAt = 0;
+  readonly reasons = new Map<string, Decision>();
+  readonly priorities = new Map<string, Breakdown>();
+  leader = false;
+  readonly instanceId: string;
+  lastCycle?: CycleStats;
+  onCycle?: (stats: CycleStats) => void;
+
+  private store!: Store;
+  private followers: Array<{ stop(): void }> = [];
+  private consumers: RunningConsumer[] = [];
+  private leaseRev = 0;
+  private leaseUntil = 0;
+  private leaseTimer?: NodeJS.Timeout;
+  private cycleTimer?: NodeJS.Timeout;
+  private cycleRunning?: Promise<void>;
+  private cycleAgain = false;
+  private stopped = false;
+  private unpublished = new Set<string>();
+  private nodeWrittenAt = new Map<string, number>();
+  private usageWrittenAt = 0;
+  private readonly now: () => number;
+  private readonly flavorByName: Map<string, Flavor>;
+
+  constructor(private readonly o: SchedulerOptions) {
+    this.instanceId = o.instanceId ?? `${randomUUID().slice(0, 8)}@${process.pid}`;
+    this.now = o.now ?? Date.now;
+    this.flavorByName = new Map(o.flavors.map((f) => [f.name, f]));
+  }
+
+  get settings(): Settings {
+    return this.o.settings;
+  }
+
+  get flavors(): Flavor[] {
+    return this.o.flavors;
+  }
+
+  /** Opens the buckets, seeds accounts and quotas from the settings, follows every bucket. */
+  async start(options: { lead?: boolean } = {}): Promise<void> {
+    this.store = await openStore(this.o.bus, this.o.bucketPrefix);
+    for (const a of this.o.settings.accounts) await this.store.accounts.create(a.name, a).catch(ignoreConflict);
+    for (const q of this.o.settings.quotas) await this.store.quotas.create(q.project, { maxInstances: q.maxInstances, maxResources: q.maxResources }).catch(ignoreConflict);
+    this.followers.push(
+      await follow(this.store.claims, claimCodec, (key, value, rev) => this.cacheClaim(key, value, rev)),
+      await follow(this.store.nodes, jsonCodec<NodeRecord>(), (key, value) => {
+        if (value) this.nodes.set(key, { ...value, lastSeen: Math.max(value.lastSeen, this.nodes.get(key)?.lastSeen ?? 0) });
+        else this.nodes.delete(key);
+      }),
+      await follow(this.store.moves, jsonCodec<NodeOverride>(), (key, value) => (value ? this.moves.set(key, value) : this.moves.delete(key))),
+      await follow(this.store.accounts, jsonCodec<AccountDef>(), (key, value) => (value ? this.accounts.set(key, value) : this.accounts.delete(key))),
+      await follow(this.store.quotas, jsonCodec<QuotaDef>(), (key, value) => (value ? this.quotas.set(key, value) : this.quotas.delete(key))),
+      await follow(this.store.usage, jsonCodec<UsageDoc>(), (_key, value) => {
+        // The leader owns the usage; the others take what it wrote.
+        if (value && !this.leader) {
+          this.usage = new Map(Object.entries(value.usage));
+          this.usageAt = value.at;
+        }
+      }),
+    );
+    if (options.lead !== false) {
+      await this.leaseTick();
+      this.leaseTimer = setInterval(() => void this.leaseTick(), Math.max(100, Math.floor(this.o.leaseMs / 3)));
+    }
+  }
+
+  /** Stops leading and following; what was recorded stays in the buckets. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.leaseTimer);
+    await this.resign();
+    for (const f of this.followers.splice(0)) f.stop();
+  }
+
+  /** Stops without giving the lease back (as a crash would): for fail-over tests. */
+  async halt(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.leaseTimer);
+    clearInterval(this.cycleTimer);
+    this.leader = false;
+    await Promise.all(this.consumers.splice(0).map((c) => c.stop()));
+    for (const f of this.followers.splice(0)) f.stop();
+  }
+
+  // ---- leadership ---------------------------------------------------------------------
+
+  private async leaseTick(): Promise<void> {
+    if (this.stopped) return;
+    const now = this.now();
+    const lease: Lease = { holder: this.instanceId, expires: now + this.o.leaseMs };
+    try {
+      if (this.leader) {
+        this.leaseRev = await this.store.leader.update(LEADER_KEY, lease, this.leaseRev);
+        this.leaseUntil = lease.expires;
+        return;
+      }
+      const current = await this.store.leader.get(LEADER_KEY);
+      if (current && current.value.holder !== this.instanceId && current.value.expires > now) return;
+      this.leaseRev = current ? await this.store.leader.update(LEADER_KEY, lease, current.revision) : await this.store.leader.create(LEADER_KEY, lease);
+      this.leaseUntil = lease.expires;
+      await this.becomeLeader();
+    } catch (error) {
+      if (this.leader) {
+        this.o.log.warn({ err: error }, 'lost the leader lease');
+        await this.resign(false);
+      } else if (!(error instanceof RevisionConflict)) {
+        this.o.log.warn({ err: error }, 'could not take the leader lease');
+      }
+    }
+  }
+
+  private holdsLease(): boolean {
+    return this.leader && this.now() < this.leaseUntil - 200;
+  }
+
+  private async becomeLeader(): Promise<void> {
+    this.leader = true;
+    this.o.log.info({ instance: this.instanceId }, 'leading the scheduler');
+    // The usage as the last leader left it.
+    const doc = await this.store.usage.get(USAGE_KEY);
+    if (doc) {
+      this.usage = new Map(Object.entries(doc.value.usage));
+      this.usageAt = doc.value.at;
+    }
+    if (!this.usageAt) this.usageAt = this.now();
+    // Nodes heard of by an earlier leader count as seen now: they get three heartbeats to speak.
+    for (const n of this.nodes.values()) n.lastSeen = Math.max(n.lastSeen, this.now());
+    // Placements recorded but maybe never published (the last leader died in between): publish
+    // again under the same event id, which the stream de-duplicates.
+    for (const { rec } of this.claims.values()) if (rec.state === ClaimState.PLACED) this.unpublished.add(rec.id);
+    const prefix = this.o.consumerPrefix;
+    this.consumers.push(
+      await this.o.bus.consume({
+        durable: `${prefix}-instance-state`,
+        subject: 'lapis.runtime.instance_state_changed.>',
+        ackWaitMs: 5_000,
+        handler: (event) => this.onInstanceEvent(event),
+      }),
+      await this.o.bus.consume({
+        durable: `${prefix}-heartbeat`,
+        subject: 'lapis.runtime.node_heartbeat.>',
+        ackWaitMs: 5_000,
+        deliverNew: true,
+        handler: (event) => this.onHeartbeat(event),
+      }),
+    );
+    this.cycleTimer = setInterval(() => this.trigger(), this.o.cycleMs);
+    this.trigger();
+  }
+
+  private async resign(giveBack = true): Promise<void> {
+    if (!this.leader) return;
+    this.leader = false;
+    clearInterval(this.cycleTimer);
+    await Promise.all(this.consumers.splice(0).map((c) => c.stop()));
+    await this.cycleRunning;
+    if (giveBack) {
+      await this.writeUsage(true).catch(() => undefined);
+      await this.store.leader.delete(LEADER_KEY, this.leaseRev).catch(() => undefined);
+    }
+  }
+
+  // ---- the cache ----------------------------------------------------------------------
+
+  private cacheClaim(key: string, value: ClaimRecord | undefined, rev: number): void {
+    const known = this.claims.get(key);
+    if (known && known.rev >= rev) return;
+    if (!value) {
+      this.claims.delete(key);
+      return;
+    }
+    this.claims.set(key, { rec: value, rev });
+    if (this.leader && isPending(value)) this.trigger();
+  }
+
+  claim(id: string): ClaimRecord | undefined {
+    return this.claims.get(id)?.rec;
+  }
+
+  /** A claim with its live pending reason and priority. */
+  view(rec: ClaimRecord): ClaimRecord & { priority: number } {
+    const reason = isPending(rec) ? this.reasons.get(rec.id) : undefined;
+    return {
+      ...rec,
+      reason: reason?.reason ?? rec.reason,
+      detail: reason?.detail ?? rec.detail,
+      priority: this.priorities.get(rec.id)?.priority ?? 0,
+    };
+  }
+
+  flavor(name: string): Flavor | undefined {
+    return this.flavorByName.get(name);
+  }
+
+  /** Active claims' sum for a project: instances and resources. */
+  projectUse(project: string): { n: number; res: Res } {
+    let n = 0;
+    let res = ZERO;
+    for (const { rec } of this.claims.values()) {
+      if (rec.project !== project || !isActive(rec)) continue;
+      n++;
+      res = { cpu: res.cpu + rec.res.cpu, mem: res.mem + rec.res.mem, gpus: res.gpus + rec.res.gpus };
+    }
+    return { n, res };
+  }
+
+  partitions(): PartitionDef[] {
+    const defs = new Map(this.o.settings.partitions.map((p) => [p.name, p]));
+    for (const n of this.nodes.values()) {
+      const name = this.partitionOfNode(n);
+      if (!defs.has(name)) {
+        defs.set(name, { name, tier: 1, allowPreemptible: true, maxResources: ZERO, batchPartition: '', minNodes: 0, maxNodes: 0 });
+      }
+    }
+    if (!defs.has(this.o.settings.defaultPartition)) {
+      const name = this.o.settings.defaultPartition;
+      defs.set(name, { name, tier: 1, allowPreemptible: true, maxResources: ZERO, batchPartition: '', minNodes: 0, maxNodes: 0 });
+    }
+    return [...defs.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  partitionOfNode(n: NodeRecord): string {
+    return this.moves.get(n.name)?.partition || n.partition || this.o.settings.defaultPartition;
+  }
+
+  fairShare(): FairShareResult {
+    const seen: Array<[string, string]> = [];
+    for (const { rec } of this.claims.values()) if (!isFinal(rec)) seen.push([rec.project, rec.user]);
+    return computeFairShare([...this.accounts.values()], this.usage, this.o.settings.algorithm, seen);
+  }
+
+  // ---- commands -----------------------------------------------------------------------
+
+  /** Records a new claim; with a request id, the same (project, request id) gives the same claim. */
+  async submit(input: NewClaim): Promise<ClaimRecord> {
+    const id = input.requestId ? idFromRequest(input.project, input.requestId) : randomUUID();
+    const existing = this.claims.get(id);
+    if (existing) return existing.rec;
+    const rec: ClaimRecord = {
+      id,
+      ...input,
+      state: ClaimState.PENDING,
+      reason: PendingReason.NEW,
+      detail: 'not yet looked at by a scheduling cycle',
+      node: '',
+      instanceState: InstanceState.PENDING,
+      submitTime: this.now(),
+      placeTime: 0,
+      endTime: 0,
+      placements: 0,
+      preemptedBy: '',
+      reservedNode: '',
+      victims: [],
+    };
+    try {
+      const rev = await this.store.claims.create(id, rec);
+      this.cacheClaim(id, rec, rev);
+      return rec;
+    } catch (error) {
+      if (!(error instanceof RevisionConflict)) throw error;
+      const stored = await this.store.claims.get(id);
+      if (!stored) throw error;
+      this.cacheClaim(id, stored.value, stored.revision);
+      return stored.value;
+    }
+  }
+
+  /** Ends a pending claim, or a placed one (its node is told to delete the instance). */
+  async cancel(id: string): Promise<ClaimRecord | undefined> {
+    let wasOn = '';
+    const result = await this.store.claims.mutate(id, (c) => {
+      if (!c || isFinal(c)) return undefined;
+      wasOn = isActive(c) ? c.node : '';
+      return { ...c, state: ClaimState.CANCELLED, endTime: this.now(), reservedNode: '', victims: [] };
+    });
+    if (!result) return undefined;
+    this.cacheClaim(id, result.value, result.revision);
+    if (wasOn) {
+      await this.o.bus.publish({ $case: 'claimCancelled', claimCancelled: { claimId: id, project: result.value.project, node: wasOn } }, wasOn, `${id}.cancelled`);
+    }
+    return result.value;
+  }
+
+  async setAccount(def: AccountDef): Promise<void> {
+    await this.store.accounts.put(def.name, def);
+    this.accounts.set(def.name, def);
+  }
+
+  async setQuota(project: string, quota: QuotaDef): Promise<void> {
+    await this.store.quotas.put(project, quota);
+    this.quotas.set(project, quota);
+    this.trigger();
+  }
+
+  async moveNode(node: string, to: string, reason: string): Promise<string> {
+    const rec = this.nodes.get(node);
+    const from = rec ? this.partitionOfNode(rec) : '';
+    await this.store.moves.put(node, { partition: to, reason });
+    this.moves.set(node, { partition: to, reason });
+    await this.o.bus.publish({ $case: 'nodeMoved', nodeMoved: { node, fromPartition: from, toPartition: to, reason } }, node);
+    this.trigger();
+    return from;
+  }
+
+  nodeRuns(node: string): number {
+    let n = 0;
+    for (const { rec } of this.claims.values()) if (isActive(rec) && rec.node === node) n++;
+    return n;
+  }
+
+  // ---- events -------------------------------------------------------------------------
+
+  private async onHeartbeat(event: Event): Promise<void> {
+    if (event.payload?.$case !== 'nodeHeartbeat' || !event.payload.nodeHeartbeat.node) return;
+    const rec = nodeRecord(event.payload.nodeHeartbeat.node, event.time?.getTime() ?? this.now());
+    const before = this.nodes.get(rec.name);
+    if (before && before.lastSeen > rec.lastSeen) return;
+    this.nodes.set(rec.name, rec);
+    const changed = !before || JSON.stringify({ ...before, lastSeen: 0 }) !== JSON.stringify({ ...rec, lastSeen: 0 });
+    const last = this.nodeWrittenAt.get(rec.name) ?? 0;
+    if (changed || rec.lastSeen - last > 3 * this.o.heartbeatMs) {
+      this.nodeWrittenAt.set(rec.name, rec.lastSeen);
+      await this.store.nodes.put(rec.name, rec);
+    }
+    if (changed) this.trigger();
+  }
+
+  private async onInstanceEvent(event: Event): Promise<void> {
+    if (event.payload?.$case !== 'instanceStateChanged') return;
+    const e = event.payload.instanceStateChanged;
+    if (!this.claims.has(e.instanceId)) {
+      // Not one of ours (an instance an admin created directly, or another site's).
+      const stored = await this.store.claims.get(e.instanceId);
+      if (!stored) return;
+    }
+    const now = this.now();
+    const result = await this.store.claims.mutate(e.instanceId, (c) => {
+      if (!c) return undefined;
+      // An event about an earlier placement of a requeued claim.
+      if (e.node && c.node && e.node !== c.node) return undefined;
+      const next: ClaimRecord = { ...c, instanceState: e.state };
+      switch (e.state) {
+        case InstanceState.RUNNING:
+          if (c.state === ClaimState.PLACED) next.state = ClaimState.RUNNING;
+          break;
+        case InstanceState.DELETED:
+        case InstanceState.ERROR:
+          if (isActive(c)) Object.assign(next, { state: ClaimState.ENDED, endTime: now });
+          break;
+        case InstanceState.PREEMPTED:
+          if (!isActive(c)) break;
+          if (c.requeue) {
+            Object.assign(next, { state: ClaimState.REQUEUED, node: '', preemptedBy: '', reason: PendingReason.PRIORITY, detail: 'requeued after preemption' });
+          } else Object.assign(next, { state: ClaimState.ENDED, endTime: now, preemptedBy: '' });
+          break;
+        default:
+          if (next.instanceState === c.instanceState) return undefined;
+      }
+      return next;
+    });
+    if (result) this.cacheClaim(e.instanceId, result.value, result.revision);
+    this.trigger();
+  }
+
+  // ---- cycles -------------------------------------------------------------------------
+
+  /** Asks for a cycle soon; several asks in a row make one cycle. */
+  trigger(): void {
+    if (!this.leader || this.stopped) return;
+    if (this.cycleRunning) {
+      this.cycleAgain = true;
+      return;
+    }
+    this.cycleRunning = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.cycle())
+      .then(() => undefined)
+      .catch((error) => this.o.log.error({ err: error }, 'scheduling cycle failed'))
+      .finally(() => {
+        this.cycleRunning = undefined;
+        if (this.cycleAgain) {
+          this.cycleAgain = false;
+          this.trigger();
+        }
+      });
+  }
+
+  /** Runs one cycle now (tests and the benchmark drive it directly). */
+  async runOnce(): Promise<CycleStats> {
+    while (this.cycleRunning) await this.cycleRunning;
+    return this.cycle();
+  }
+
+  private async cycle(): Promise<CycleStats> {
+    const started = performance.now();
+    const now = this.now();
+    const stats: CycleStats = { placed: 0, preempted: 0, pending: 0, ms: 0 };
+    if (!this.holdsLease()) return stats;
+    const live: ClaimRecord[] = [];
+    for (const { rec } of this.claims.values()) if (!isFinal(rec)) live.push(rec);
+    // Usage: decay, and charge the instances that ran since the last cycle.
+    const rates = live.filter(isActive).map((c) => ({ account: c.project, user: c.user, rate: billing(c.res, this.o.settings.billing) }));
+    accrueUsage(this.usage, Math.max(0, now - this.usageAt), this.o.settings.halfLifeMs, rates);
+    this.usageAt = now;
+    const fs = this.fairShare();
+    const nodes = [...this.nodes.values()].map((n) => ({ ...n, partition: this.partitionOfNode(n) }));
+    const result = runCycle({
+      now,
+      claims: live,
+      nodes,
+      partitions: new Map(this.partitions().map((p) => [p.name, p])),
+      defaultPartition: this.o.settings.defaultPartition,
+      quotas: this.quotas,
+      qos: this.o.settings.qos,
+      weights: this.o.settings.weights,
+      fairShare: fs.factorOf,
+      placement: this.o.settings.placement,
+      downAfterMs: 3 * this.o.heartbeatMs,
+      maxPlacements: this.o.maxPlacements,
+      seed: Math.floor(Math.random() * 1e9),
+    });
+    this.reasons.clear();
+    for (const [id, d] of result.pending) this.reasons.set(id, d);
+    this.priorities.clear();
+    for (const [id, b] of result.priorities) this.priorities.set(id, b);
+    await this.apply(result, now);
+    await this.writeUsage(false);
+    stats.placed = result.placements.length;
+    stats.preempted = result.preemptions.length;
+    stats.pending = result.pending.size;
+    stats.ms = performance.now() - started;
+    this.lastCycle = stats;
+    this.onCycle?.(stats);
+    return stats;
+  }
+
+  /** Records each decision by compare-and-set, then publishes the ones recorded. */
+  private async apply(result: CycleResult, now: number): Promise<void> {
+    if (!this.holdsLease()) return;
+    const writes: Array<Promise<unknown>> = [];
+    const placed: ClaimRecord[] = [];
+    for (const { claim, node } of result.placements) {
+      const entry = this.claims.get(claim.id);
+      if (!entry) continue;
+      const next: ClaimRecord = {
+        ...entry.rec,
+        state: ClaimState.PLACED,
+        node,
+        placeTime: now,
+        placements: entry.rec.placements + 1,
+        reason: PendingReason.UNSPECIFIED,
+        detail: '',
+        instanceState: InstanceState.SCHEDULED,
+        reservedNode: '',
+        victims: [],
+      };
+      writes.push(this.casWrite(entry, next).then((ok) => ok && placed.push(next)));
+    }
+    const noticed: Array<{ victim: ClaimRecord; forClaim: string }> = [];
+    for (const p of result.preemptions) {
+      const entry = this.claims.get(p.claim.id);
+      if (entry) writes.push(this.casWrite(entry, { ...entry.rec, reservedNode: p.node, victims: p.victims, reason: PendingReason.PREEMPTION }));
+      for (const v of p.victims) {
+        const ve = this.claims.get(v);
+        if (!ve) continue;
+        const next = { ...ve.rec, preemptedBy: p.claim.id };
+        writes.push(this.casWrite(ve, next).then((ok) => ok && noticed.push({ victim: next, forClaim: p.claim.id })));
+      }
+    }
+    // Claims whose reservation vanished (node gone) lose it.
+    await Promise.all(writes);
+    for (const c of placed) this.unpublished.add(c.id);
+    await this.publishPlacements();
+    const grace = this.o.settings.preemptGraceMs;
+    await Promise.all(
+      noticed.map(({ victim, forClaim }) =>
+        this.o.bus
+          .publish(
+            {
+              $case: 'preemptionNotice',
+              preemptionNotice: {
+                instanceId: victim.id,
+                project: victim.project,
+                node: victim.node,
+                gracePeriod: { seconds: Math.floor(grace / 1000), nanos: (grace % 1000) * 1e6 },
+                forClaimId: forClaim,
+              },
+            },
+            victim.node,
+            `${victim.id}.preempt.${victim.placements}`,
+          )
+          .catch((error) => this.o.log.error({ err: error, claim: victim.id }, 'preemption notice not published')),
+      ),
+    );
+  }
+
+  /** Publishes placements recorded and not yet acknowledged by the stream. */
+  private async publishPlacements(): Promise<void> {
+    const ids = [...this.unpublished];
+    await Promise.all(
+      ids.map(async (id) => {
+        const c = this.claims.get(id)?.rec;
+        if (!c || c.state !== ClaimState.PLACED) return this.unpublished.delete(id);
+        try {
+          await this.o.bus.publish(
+            {
+              $case: 'claimPlaced',
+              claimPlaced: { claimId: c.id, project: c.project, user: c.user, node: c.node, spec: c.spec, preemptible: c.preemptible, attempt: c.placements, requestId: c.requestId },
+            },
+            c.node,
+            `${c.id}.placed.${c.placements}`,
+          );
+          this.unpublished.delete(id);
+        } catch (error) {
+          this.o.log.warn({ err: error, claim: id }, 'placement not published yet; will retry');
+        }
+      }),
+    );
+  }
+
+  private async casWrite(entry: Entry, next: ClaimRecord): Promise<boolean> {
+    try {
+      const rev = await this.store.claims.update(next.id, next, entry.rev);
+      this.cacheClaim(next.id, next, rev);
+      return true;
+    } catch (error) {
+      if (!(error instanceof RevisionConflict)) throw error;
+      // Someone else changed it (a cancel, another leader): take theirs; next cycle decides.
+      const stored = await this.store.claims.get(next.id);
+      if (stored) this.cacheClaim(next.id, stored.value, stored.revision);
+      return false;
+    }
+  }
+
+  private async writeUsage(force: boolean): Promise<void> {
+    const now = this.now();
+    if (!force && now - this.usageWrittenAt < 5_000) return;
+    this.usageWrittenAt = now;
+    await this.store.usage.put(USAGE_KEY, { at: this.usageAt, usage: Object.fromEntries(this.usage) });
+  }
+}
+
+function ignoreConflict(error: unknown): void {
+  if (!(error instanceof RevisionConflict)) throw error;
+}
+
+/** The claim id of a (project, request id): a retry anywhere finds the same key. */
+export function idFromRequest(project: string, requestId: string): string {
+  const h = createHash('sha256').update(`${project}\n${requestId}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/** A heartbeat's node as the scheduler keeps it. */
+export function nodeRecord(n: Node, seenAt: number): NodeRecord {
+  const free: Partial<Record<DeviceKind, number>> = {};
+  const total: Partial<Record<DeviceKind, number>> = {};
+  for (const d of n.devices) {
+    total[d.kind] = (total[d.kind] ?? 0) + 1;
+    if (!d.allocatedTo) free[d.kind] = (free[d.kind] ?? 0) + 1;
+  }
+  const res = (r: { cpuMillis: number; memoryBytes: number; gpus: number } | undefined): Res => ({ cpu: Number(r?.cpuMillis ?? 0), mem: Number(r?.memoryBytes ?? 0), gpus: r?.gpus ?? 0 });
+  return {
+    name: n.name,
+    backend: n.backend,
+    partition: n.partition,
+    ready: n.state === NodeState.READY || n.state === NodeState.UNSPECIFIED,
+    capacity: res(n.capacity),
+    reported: res(n.allocated),
+    freeDevices: free,
+    totalDevices: total,
+    images: n.cachedImages,
+    lastSeen: seenAt,
+  };
+}
