@@ -188,8 +188,8 @@ export function isArtifactTag(tag: string): boolean {
 export function tagVersion(tag: string): string | undefined {
   const clean = semver.valid(semver.clean(tag, { loose: true }) ?? '');
   if (clean) return clean;
-  if (/^v?\d+(\.\d+){0,2}$/.test(tag)) return semver.coerce(tag)?.version;
-  return undefined;
+  const short = /^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?$/.exec(tag);
+  return short ? `${Number(short[1])}.${Number(short[2] ?? 0)}.${Number(short[3] ?? 0)}` : undefined;
 }
 
 /**
