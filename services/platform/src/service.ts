@@ -48,6 +48,8 @@ export async function startService(options: StartOptions): Promise<RunningServic
   const { config } = options;
   const log = createLogger(options.name, config.LOG_LEVEL);
   const shutdown = new Shutdown(log);
+  // From here on a SIGTERM stops whatever has started so far, in order.
+  shutdown.onSignals();
   let server: GrpcServer | undefined;
   const bus = await EventBus.connect({
     url: config.LAPIS_NATS_URL,
@@ -77,16 +79,14 @@ export async function startService(options: StartOptions): Promise<RunningServic
 }
 
 /**
- * The body of a service's main.ts: starts it, shuts it down gracefully on SIGTERM/SIGINT,
- * and exits 1 with a plain message when it cannot start (a bad variable, NATS unreachable).
+ * The body of a service's main.ts: starts it (startService handles SIGTERM/SIGINT from its
+ * first step on) and exits 1 with a plain message when it cannot start (a bad variable, NATS
+ * unreachable).
  */
 export function runMain(start: () => Promise<RunningService>): void {
-  start().then(
-    (running) => running.shutdown.onSignals(),
-    (error: unknown) => {
-      const message = error instanceof ConfigError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
-      process.stderr.write(`cannot start: ${message}\n`);
-      process.exit(1);
-    },
-  );
+  start().catch((error: unknown) => {
+    const message = error instanceof ConfigError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
+    process.stderr.write(`cannot start: ${message}\n`);
+    process.exit(1);
+  });
 }

@@ -63,3 +63,76 @@ export function staticTokenFile(identities: TestIdentity[] = Object.values(TEST_
   writeFileSync(file, `tokens:\n${entries.join('\n')}\n`);
   return file;
 }
+
+export interface ServiceProcess {
+  name: string;
+  /** The gRPC port it listens on. */
+  port: number;
+  address: string;
+  /** Its JSON log lines so far. */
+  logs: Array<Record<string, unknown>>;
+  stderr(): string;
+  /** SIGTERM, then wait for the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL: a crash. */
+  kill(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+/**
+ * Runs a Lapis service as its own process, as production does (`node -r register main.js`),
+ * with LAPIS_GRPC_PORT=0, and waits for its "gRPC server listening" log line.
+ */
+export async function spawnService(name: string, mainJs: string, env: Record<string, string>, timeoutMs = 30_000): Promise<ServiceProcess> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['-r', require.resolve('./telemetry/register'), mainJs], {
+    env: { PATH: process.env.PATH, LAPIS_GRPC_PORT: '0', LAPIS_GRPC_HOST: '127.0.0.1', OTEL_SERVICE_NAME: name, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  let stderr = '';
+  let partial = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.trim()) continue;
+      try {
+        logs.push(JSON.parse(line));
+      } catch {
+        logs.push({ msg: line });
+      }
+    }
+  });
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let dead = false;
+  void exited.then(() => (dead = true));
+  const deadline = Date.now() + timeoutMs;
+  let listening: Record<string, unknown> | undefined;
+  while (!(listening = logs.find((l) => l.msg === 'gRPC server listening'))) {
+    if (dead) throw new Error(`${name} exited before listening: ${stderr.slice(-2000)}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${name} did not listen within ${timeoutMs} ms (stderr: ${stderr.slice(-2000)})`);
+    }
+    await sleep(50);
+  }
+  const port = Number(listening.port);
+  return {
+    name,
+    port,
+    address: `127.0.0.1:${port}`,
+    logs,
+    stderr: () => stderr,
+    exited,
+    stop: async () => {
+      if (!dead) child.kill('SIGTERM');
+      return exited;
+    },
+    kill: async () => {
+      if (!dead) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
