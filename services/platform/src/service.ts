@@ -23,6 +23,8 @@ export interface StartOptions {
   /** Error domain, for example "scheduler.lapis.dev". */
   domain: string;
   config: PlatformConfig;
+  /** Stop on SIGTERM/SIGINT (default true); tests running services in-process turn it off. */
+  handleSignals?: boolean;
   /** Builds what the server serves; runs after NATS is connected. */
   serve: (context: ServiceContext) => Promise<ServiceRegistration[]>;
 }
@@ -49,7 +51,7 @@ export async function startService(options: StartOptions): Promise<RunningServic
   const log = createLogger(options.name, config.LOG_LEVEL);
   const shutdown = new Shutdown(log);
   // From here on a SIGTERM stops whatever has started so far, in order.
-  shutdown.onSignals();
+  if (options.handleSignals !== false) shutdown.onSignals();
   let server: GrpcServer | undefined;
   const bus = await EventBus.connect({
     url: config.LAPIS_NATS_URL,
