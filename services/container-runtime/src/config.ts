@@ -24,6 +24,10 @@ export const runtimeSpecs = {
   }),
   LAPIS_GPU_MODE: str({ default: 'device-request', choices: ['device-request', 'cdi'], desc: 'how GPUs are given: Docker device requests, or CDI names' }),
   LAPIS_INFINIBAND_DIR: str({ default: '/dev/infiniband', desc: 'directory of the InfiniBand device nodes; absent means no InfiniBand' }),
+  LAPIS_INFINIBAND_MEMLOCK: str({
+    default: 'unlimited',
+    desc: 'memlock limit of InfiniBand instances: "unlimited", or bytes where the engine cannot raise it (no CAP_SYS_RESOURCE)',
+  }),
   LAPIS_DEVICE_ALLOWLIST: str({ default: '', desc: 'host device paths instances may ask for (generic passthrough), comma separated' }),
   LAPIS_STOP_TIMEOUT_S: num({ default: 10, desc: 'default time between SIGTERM and SIGKILL when stopping an instance' }),
 };
@@ -35,6 +39,10 @@ export const loadRuntimeConfig = (env: NodeJS.ProcessEnv = process.env) =>
       !c.LAPIS_IMAGE_SYNC_ADDRESS && !c.LAPIS_ALLOW_UNTRUSTED_IMAGES
         ? 'LAPIS_IMAGE_SYNC_ADDRESS must be set (or LAPIS_ALLOW_UNTRUSTED_IMAGES=true): images are checked against the trusted catalogue'
         : undefined,
+    (c) =>
+      c.LAPIS_INFINIBAND_MEMLOCK === 'unlimited' || /^\d+$/.test(c.LAPIS_INFINIBAND_MEMLOCK)
+        ? undefined
+        : `LAPIS_INFINIBAND_MEMLOCK=${JSON.stringify(c.LAPIS_INFINIBAND_MEMLOCK)} is invalid: "unlimited" or a number of bytes`,
     (c) => (/^[A-Za-z0-9._-]{1,63}$/.test(c.LAPIS_NODE_NAME) ? undefined : `LAPIS_NODE_NAME=${JSON.stringify(c.LAPIS_NODE_NAME)} is invalid: letters, digits, ".", "-" and "_" only`),
   ]);
 export type RuntimeConfig = ReturnType<typeof loadRuntimeConfig>;

@@ -28,6 +28,7 @@ type AgentConfig = Pick<
   | 'LAPIS_GPU_MODE'
   | 'LAPIS_INFINIBAND_DIR'
   | 'LAPIS_DEVICE_ALLOWLIST'
+  | 'LAPIS_INFINIBAND_MEMLOCK'
   | 'LAPIS_STOP_TIMEOUT_S'
   | 'LAPIS_SERVICE_TOKEN'
 >;
@@ -47,6 +48,7 @@ export function inventoryFrom(config: AgentConfig): NodeInventory {
     infiniband: findInfiniband(config.LAPIS_INFINIBAND_DIR),
     allowlist: config.LAPIS_DEVICE_ALLOWLIST.split(',').map((s) => s.trim()).filter(Boolean),
     gpuMode: config.LAPIS_GPU_MODE as NodeInventory['gpuMode'],
+    infinibandMemlock: config.LAPIS_INFINIBAND_MEMLOCK === 'unlimited' ? -1 : Number(config.LAPIS_INFINIBAND_MEMLOCK),
   };
 }
 

@@ -133,8 +133,12 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
       return c;
     },
     async stop({ purge = false } = {}) {
+      const t = Date.now();
+      const mark = (what: string) => process.env.TEST_TIMING && process.stderr.write(`[${node}] ${what} +${Date.now() - t}ms\n`);
       if (purge) await purgeNode(agent);
+      mark('purged');
       await agent.stop();
+      mark('agent stopped');
       await server.shutdown(1_000);
       for (const c of clients) c.close();
       images.close();

@@ -129,7 +129,7 @@ export function createOptions(plan: ContainerPlan, node: string): ContainerCreat
       Devices: grant.paths.map((p) => ({ PathOnHost: p, PathInContainer: p, CgroupPermissions: 'rwm' })),
       ...(deviceRequests.length ? { DeviceRequests: deviceRequests } : {}),
       ...(grant.capAdd.length ? { CapAdd: grant.capAdd } : {}),
-      ...(grant.memlockUnlimited ? { Ulimits: [{ Name: 'memlock', Soft: -1, Hard: -1 }] } : {}),
+      ...(grant.memlock !== undefined ? { Ulimits: [{ Name: 'memlock', Soft: grant.memlock, Hard: grant.memlock }] } : {}),
       Init: false,
     },
     NetworkingConfig: { EndpointsConfig: { [plan.network]: { Aliases: [spec.name] } } },

@@ -11,6 +11,8 @@ export interface NodeInventory {
   /** Host paths an instance may ask for. */
   allowlist: string[];
   gpuMode: 'device-request' | 'cdi';
+  /** Memlock limit for InfiniBand instances, bytes; -1 is unlimited. */
+  infinibandMemlock: number;
 }
 
 export interface DeviceGrant {
@@ -21,7 +23,8 @@ export interface DeviceGrant {
   /** Host device nodes mapped at the same path inside. */
   paths: string[];
   capAdd: string[];
-  memlockUnlimited: boolean;
+  /** Memlock limit to set (bytes, -1 unlimited), or undefined to leave the engine's default. */
+  memlock?: number;
   /** What the instance holds (reported in Instance.devices and the heartbeat). */
   devices: NodeDevice[];
 }
@@ -39,7 +42,7 @@ export function parseGpuList(text: string): NodeDevice[] {
     });
 }
 
-export const emptyGrant = (): DeviceGrant => ({ gpuRequests: [], cdiNames: [], paths: [], capAdd: [], memlockUnlimited: false, devices: [] });
+export const emptyGrant = (): DeviceGrant => ({ gpuRequests: [], cdiNames: [], paths: [], capAdd: [], devices: [] });
 
 /**
  * Grants the devices asked for, or throws naming what the node lacks. `taken` are GPU ids
@@ -88,7 +91,7 @@ export function grantDevices(instanceId: string, requests: readonly DeviceReques
           grant.devices.push({ kind: DeviceKind.INFINIBAND, vendor: '', id: path.split('/').pop()!, path, model: '', allocatedTo: instanceId });
         }
         if (!grant.capAdd.includes('IPC_LOCK')) grant.capAdd.push('IPC_LOCK');
-        grant.memlockUnlimited = true;
+        grant.memlock = node.infinibandMemlock;
         return;
       }
       case DeviceKind.GENERIC: {
