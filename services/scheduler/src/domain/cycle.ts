@@ -219,7 +219,7 @@ export function runCycle(input: CycleInput): CycleResult {
       continue;
     }
     if (!c.preemptible) {
-      const plan = choosePreemption(c, nodes, prio.get(c.id)!.priority);
+      const plan = choosePreemption(c, nodes);
       if (plan) {
         plan.node.held = true;
         const ids = new Set(plan.victims.map((v) => v.id));

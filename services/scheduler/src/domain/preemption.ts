@@ -1,5 +1,7 @@
 // Which spot instances give way to a claim that fits nowhere: on each node that could take
 // it, the cheapest set of preemptible instances whose room (with what is free) is enough.
+// Spot instances rank below every normal claim (that is what makes them spot), whatever
+// their own multifactor priority; `priority` only rules out victims when given (< Infinity).
 // Cheapest means, in order: fewest instances; then the most recently started (the set whose
 // oldest member started last); then the lowest priority (the set's highest priority is the
 // lowest); then the node name, for a stable answer.
@@ -42,7 +44,7 @@ function devicesOk(c: ClaimRecord, n: NodeView, victims: Victim[]): boolean {
 }
 
 /** The best set on one node, or undefined when even all its spot instances are not enough. */
-export function victimsOnNode(c: ClaimRecord, n: NodeView, priority: number): Scored | undefined {
+export function victimsOnNode(c: ClaimRecord, n: NodeView, priority = Infinity): Scored | undefined {
   if (n.held || !staticallyFits(c, n)) return undefined;
   const eligible = n.spot.filter((v) => v.priority < priority);
   if (eligible.length === 0) return undefined;
@@ -84,7 +86,7 @@ export function victimsOnNode(c: ClaimRecord, n: NodeView, priority: number): Sc
 }
 
 /** The cheapest plan over every node given (already narrowed to the claim's partition). */
-export function choosePreemption(c: ClaimRecord, nodes: readonly NodeView[], priority: number): PreemptionPlan | undefined {
+export function choosePreemption(c: ClaimRecord, nodes: readonly NodeView[], priority = Infinity): PreemptionPlan | undefined {
   let best: (Scored & { node: NodeView }) | undefined;
   for (const n of nodes) {
     if (n.spot.length === 0) continue;

@@ -59,18 +59,25 @@ export const relative = (value: number, max: number): number => (max > 0 ? Math.
 
 export function weigh(factors: Factors, w: Weights): Breakdown {
   const total = w.age + w.fairShare + w.jobSize + w.partition + w.qos;
-  const part = (weight: number, factor: number) => (total > 0 ? (weight * factor) / total : 0);
-  const b = {
-    ...factors,
-    weightedAge: part(w.age, factors.age),
-    weightedFairShare: part(w.fairShare, factors.fairShare),
-    weightedJobSize: part(w.jobSize, factors.jobSize),
-    weightedPartition: part(w.partition, factors.partition),
-    weightedQos: part(w.qos, factors.qos),
-    priority: 0,
+  const k = total > 0 ? 1 / total : 0;
+  const weightedAge = w.age * factors.age * k;
+  const weightedFairShare = w.fairShare * factors.fairShare * k;
+  const weightedJobSize = w.jobSize * factors.jobSize * k;
+  const weightedPartition = w.partition * factors.partition * k;
+  const weightedQos = w.qos * factors.qos * k;
+  return {
+    age: factors.age,
+    fairShare: factors.fairShare,
+    jobSize: factors.jobSize,
+    partition: factors.partition,
+    qos: factors.qos,
+    weightedAge,
+    weightedFairShare,
+    weightedJobSize,
+    weightedPartition,
+    weightedQos,
+    priority: weightedAge + weightedFairShare + weightedJobSize + weightedPartition + weightedQos,
   };
-  b.priority = b.weightedAge + b.weightedFairShare + b.weightedJobSize + b.weightedPartition + b.weightedQos;
-  return b;
 }
 
 /** The weights as a breakdown row ("the weights in use" of sprio -w), normalized to sum 1. */

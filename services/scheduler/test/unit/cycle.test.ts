@@ -82,7 +82,7 @@ describe('preemption choices', () => {
     assert.deepEqual(plan?.victims.map((v) => v.id), ['lo']);
   });
 
-  it('compares across nodes and never takes a victim of higher priority', () => {
+  it('compares across nodes, and takes only victims below a priority when one is given', () => {
     const n1 = view(node('n1', cpus(4)), { used: cpus(4), spot: [victim('old', 1, 100)] });
     const n2 = view(node('n2', cpus(4)), { used: cpus(4), spot: [victim('new', 1, 500)] });
     assert.deepEqual(choosePreemption(claim('c', { res: cpus(1) }), [n1, n2], 0.9)?.victims.map((v) => v.id), ['new']);
