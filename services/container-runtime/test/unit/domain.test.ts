@@ -1,0 +1,131 @@
+import { strict as assert } from 'node:assert';
+import { status } from '@grpc/grpc-js';
+import { LapisError, parseFlavors } from '@lapis/platform';
+import { DeviceKind, InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { cgroupLimits, containerLabels, createOptions, projectNetworkName } from '../../src/domain/container';
+import { emptyGrant, grantDevices, parseGpuList, type NodeInventory } from '../../src/domain/devices';
+import { requireState } from '../../src/domain/states';
+import { checkMountPath, checkResize, checkSpec } from '../../src/domain/validate';
+import { baseSpec } from '../harness';
+
+const flavors = parseFlavors(
+  { flavors: [{ name: 'm1.tiny', cpus: 0.5, memory: '256Mi', pids: 256 }, { name: 'g1.small', cpus: 4, memory: '16Gi', gpus: 1 }] },
+  'test',
+);
+const inventory = (extra: Partial<NodeInventory> = {}): NodeInventory => ({ gpus: [], infiniband: [], allowlist: [], gpuMode: 'device-request', infinibandMemlock: -1, ...extra });
+const thrown = (fn: () => unknown): LapisError => {
+  try {
+    fn();
+  } catch (error) {
+    return error as LapisError;
+  }
+  throw new Error('did not throw');
+};
+
+describe('domain: validation', () => {
+  it('accepts a good spec and works out its resources from the flavor', () => {
+    const { resources } = checkSpec(baseSpec('vm-1') as never, flavors);
+    assert.equal(resources.cpuMillis, 500);
+    assert.equal(resources.memoryBytes, 256 * 2 ** 20);
+    assert.equal(resources.pids, 256);
+  });
+
+  it('names every bad field at once', () => {
+    const error = thrown(() =>
+      checkSpec(baseSpec('Bad_Name', { flavor: 'nope', image: '', environment: { LAPIS_X: '1', '1bad': 'x' }, sshPublicKeys: ['not a key'] }) as never, flavors),
+    );
+    assert.equal(error.code, status.INVALID_ARGUMENT);
+    assert.deepEqual(error.violations.map((v) => v.field).sort(), [
+      'spec.environment[1bad]',
+      'spec.environment[LAPIS_X]',
+      'spec.flavor',
+      'spec.image',
+      'spec.name',
+      'spec.ssh_public_keys[0]',
+    ]);
+  });
+
+  it('takes mount paths one level under /mnt only', () => {
+    assert.deepEqual(checkMountPath('/mnt/data', 'p'), []);
+    for (const bad of ['/mnt', '/mnt/', '/etc/x', '/mnt/a/b', '/mnt/..', 'mnt/x']) assert.equal(checkMountPath(bad, 'p').length, 1, bad);
+  });
+
+  it('resizes by flavor or explicit resources, not across GPU counts', () => {
+    const current = { cpuMillis: 500, memoryBytes: 2 ** 28, gpus: 0, pids: 256, diskBytes: 0 };
+    assert.equal(checkResize('', { cpuMillis: 1500, memoryBytes: 0, gpus: 0, pids: 0, diskBytes: 0 }, flavors, current).cpuMillis, 1500);
+    assert.equal(thrown(() => checkResize('g1.small', undefined, flavors, current)).code, status.INVALID_ARGUMENT);
+  });
+
+  it('refuses an action in the wrong state, naming the state', () => {
+    const error = thrown(() => requireState('stop', 'i-1', InstanceState.CREATING, [InstanceState.RUNNING]));
+    assert.equal(error.code, status.FAILED_PRECONDITION);
+    assert.match(error.message, /it is CREATING; stop needs RUNNING/);
+  });
+});
+
+describe('domain: devices', () => {
+  const gpus = parseGpuList('nvidia:GPU-a:A100,nvidia:GPU-b:A100');
+  const gpu = (count: number, ids: string[] = []) => [{ kind: DeviceKind.GPU, vendor: '', count, ids, cdiNames: [] }];
+
+  it('grants GPUs by count, skipping taken ones, as device requests or CDI names', () => {
+    const grant = grantDevices('i-1', gpu(1), inventory({ gpus }), new Set(['GPU-a']));
+    assert.deepEqual(grant.gpuRequests, [{ driver: 'nvidia', ids: ['GPU-b'] }]);
+    assert.equal(grant.devices[0]?.allocatedTo, 'i-1');
+    const cdi = grantDevices('i-1', gpu(2), inventory({ gpus, gpuMode: 'cdi' }), new Set());
+    assert.deepEqual(cdi.cdiNames, ['nvidia.com/gpu=GPU-a', 'nvidia.com/gpu=GPU-b']);
+  });
+
+  it('refuses what the node lacks with the right code', () => {
+    assert.equal(thrown(() => grantDevices('i', gpu(1), inventory(), new Set())).code, status.FAILED_PRECONDITION);
+    assert.equal(thrown(() => grantDevices('i', gpu(3), inventory({ gpus }), new Set())).code, status.FAILED_PRECONDITION);
+    assert.equal(thrown(() => grantDevices('i', gpu(2), inventory({ gpus }), new Set(['GPU-a']))).code, status.RESOURCE_EXHAUSTED);
+    assert.equal(thrown(() => grantDevices('i', gpu(0, ['GPU-z']), inventory({ gpus }), new Set())).code, status.INVALID_ARGUMENT);
+    const generic = [{ kind: DeviceKind.GENERIC, vendor: '', count: 0, ids: ['/dev/kvm'], cdiNames: [] }];
+    assert.equal(thrown(() => grantDevices('i', generic, inventory({ allowlist: ['/dev/fuse'] }), new Set())).code, status.PERMISSION_DENIED);
+  });
+});
+
+describe('domain: the container of an instance', () => {
+  const instance = {
+    id: 'i-1',
+    project: 'Physics Lab',
+    user: 'alice',
+    spec: { ...baseSpec('vm-1'), labels: { team: 'a' } },
+    imageDigest: 'sha256:abc',
+    requestId: 'r-1',
+    attempt: 2,
+    preemptible: true,
+  } as unknown as Instance;
+
+  it('sets cgroup limits by quota, so a limit above the host CPU count is valid', () => {
+    assert.deepEqual(cgroupLimits({ cpuMillis: 8000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 }), {
+      CpuPeriod: 100_000,
+      CpuQuota: 800_000,
+      Memory: 2 ** 30,
+      MemorySwap: 2 ** 30,
+    });
+  });
+
+  it('labels the container with everything needed to adopt it', () => {
+    const labels = containerLabels(instance, 'node-1');
+    assert.equal(labels['lapis.instance-id'], 'i-1');
+    assert.equal(labels['lapis.project'], 'Physics Lab');
+    assert.equal(labels['lapis.request-id'], 'r-1');
+    assert.equal(labels['lapis.attempt'], '2');
+    assert.equal(labels.team, 'a');
+    assert.ok(labels['lapis.spec']);
+  });
+
+  it('mounts /mnt rslave and /etc/lapis read-only, joins the project network by name', () => {
+    const options = createOptions(
+      { instance, resources: { cpuMillis: 500, memoryBytes: 2 ** 28, gpus: 0, pids: 0, diskBytes: 0 }, image: 'sha256:img', grant: emptyGrant(), mountDir: '/s/mnt', metadataDir: '/s/etc', network: projectNetworkName('Physics Lab') },
+      'node-1',
+    );
+    assert.equal(options.HostConfig?.NetworkMode, 'lapis-project-physics-lab');
+    assert.deepEqual(options.HostConfig?.Mounts?.[0], { Type: 'bind', Source: '/s/mnt', Target: '/mnt', BindOptions: { Propagation: 'rslave' } });
+    assert.equal(options.HostConfig?.Mounts?.[1]?.ReadOnly, true);
+    assert.equal(options.HostConfig?.PidsLimit, 4096, 'the site default when the flavor sets none');
+    assert.equal(options.Hostname, 'vm-1');
+  });
+});
