@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { EventBus, Logger } from '@lapis/platform';
 import { SyncResult, UpstreamRemoval, type Platform, type PlatformManifest, type RepositorySyncStatus, type SyncError, type SyncPolicy, type Image } from '@lapis/proto/lapis/images/v1/images';
 import { isIndex, RegistryClient, RegistryError, registryCause, Semaphore, type Credentials, type Descriptor, type FetchedManifest } from './adapters/registry/client';
-import { imageKey, repositoryFilter, statusKey, type Stores } from './adapters/store';
+import { imageKey, statusKey, type Stores } from './adapters/store';
 import { destinationOf, platformMatches, selectTags } from './domain/policy';
 import { SIGNATURE_ANNOTATION, SIMPLE_SIGNING, signatureTag, verifySignatures, type Verdict } from './domain/signature';
 
@@ -30,6 +30,8 @@ export interface SyncerOptions {
   blobConcurrency?: number;
   /** Options for the upstream clients (tests pass a counting fetch, short backoffs). */
   upstream?: { fetch?: typeof fetch; attempts?: number; backoffMs?: number; chunkSize?: number; concurrency?: number };
+  /** How long a tag seen at the site is trusted to be there without a HEAD (default 1 h; 0 checks every sync). */
+  siteCheckMs?: number;
   /** Attempts of one blob copy that broke off (network, 5xx) before the tag fails (default 3). */
   copyAttempts?: number;
 }
@@ -67,8 +69,26 @@ export class Syncer {
   /** Digest -> copy in progress (to some repository), so a shared layer moves once. */
   private readonly inFlight = new Map<string, Promise<unknown>>();
 
+  /**
+   * The catalogue as this syncer wrote it (read once from the bucket, then kept up to date by
+   * its own writes): image-sync is the catalogue's only writer, one instance per site.
+   */
+  private mirror: Promise<Map<string, Image>> | undefined;
+  /** Catalogue key -> when the site was last seen holding that tag at its digest. */
+  private readonly seenAtSite = new Map<string, number>();
+
   constructor(private readonly options: SyncerOptions) {
     this.blobs = new Semaphore(options.blobConcurrency ?? 8);
+  }
+
+  private catalogue(): Promise<Map<string, Image>> {
+    this.mirror ??= (async () => {
+      const bucket = this.options.stores.catalogue;
+      const entries = await Promise.all((await bucket.keys()).map(async (key) => [key, (await bucket.get(key))?.value] as const));
+      return new Map(entries.filter((e): e is readonly [string, Image] => e[1] !== undefined));
+    })();
+    this.mirror.catch(() => (this.mirror = undefined));
+    return this.mirror;
   }
 
   upstreamClient(policy: SyncPolicy): RegistryClient {
@@ -86,32 +106,53 @@ export class Syncer {
     } catch (error) {
       sourceError = error as SyncFailure;
     }
+    const catalogue = await this.catalogue();
+    const byRepository = new Map<string, Image[]>();
+    for (const image of catalogue.values()) byRepository.set(image.repository, [...(byRepository.get(image.repository) ?? []), image]);
     return Promise.all(
       repositories.map(async (repository) => {
-        const status = await this.syncRepository(policy, repository, source, sourceError, signal);
+        const status = await this.syncRepository(policy, repository, source, sourceError, byRepository.get(destinationOf(policy, repository)) ?? [], signal);
         onDone?.(status);
         return status;
       }),
     );
   }
 
-  private async syncRepository(policy: SyncPolicy, repository: string, source: RegistryClient | undefined, sourceError: SyncFailure | undefined, signal?: AbortSignal): Promise<RepositorySyncStatus> {
+  private async syncRepository(
+    policy: SyncPolicy,
+    repository: string,
+    source: RegistryClient | undefined,
+    sourceError: SyncFailure | undefined,
+    catalogued: Image[],
+    signal?: AbortSignal,
+  ): Promise<RepositorySyncStatus> {
     const destination = destinationOf(policy, repository);
     const log = this.options.log.child({ policy: policy.name, repository });
     const status: RepositorySyncStatus = {
       policy: policy.name, repository: destination, result: SyncResult.RUNNING, startTime: new Date(), endTime: undefined,
       tagsPromoted: 0, tagsUnchanged: 0, tagsRemoved: 0, bytesCopied: 0, errors: [],
     };
-    const { statuses, catalogue } = this.options.stores;
-    await statuses.put(statusKey(policy.name, destination), status);
+    const { statuses } = this.options.stores;
+    // Recorded as RUNNING while the work goes on; the final status is written after it.
+    const running = statuses.put(statusKey(policy.name, destination), { ...status });
     const finish = async (result: SyncResult) => {
       status.result = result;
       status.endTime = new Date();
+      await running;
       await statuses.put(statusKey(policy.name, destination), status);
       log.info({ result: SyncResult[result], promoted: status.tagsPromoted, unchanged: status.tagsUnchanged, removed: status.tagsRemoved, bytes: status.bytesCopied, errors: status.errors }, 'repository synced');
       return status;
     };
     let upstreamTags: string[];
+    // The tags already in the catalogue are looked up upstream while the tag list comes: a
+    // no-op sync is then one round trip deep.
+    const heads = new Map<string, ReturnType<RegistryClient['headManifest']>>();
+    for (const image of catalogued) {
+      if (!source || image.policy !== policy.name) continue;
+      const head = source.headManifest(repository, image.tag);
+      head.catch(() => undefined);
+      heads.set(image.tag, head);
+    }
     try {
       if (!source) throw sourceError;
       upstreamTags = await source.listTags(repository);
@@ -120,11 +161,11 @@ export class Syncer {
       return finish(SyncResult.FAILED);
     }
     const selected = selectTags(upstreamTags, policy);
-    const known = new Map((await catalogue.list(repositoryFilter(destination))).map((e) => [e.value.tag, e.value]));
+    const known = new Map(catalogued.map((image) => [image.tag, image]));
     await Promise.all(
       selected.map(async (tag) => {
         try {
-          const outcome = await this.syncTag(policy, source, repository, destination, tag, known.get(tag), signal);
+          const outcome = await this.syncTag(policy, source, repository, destination, tag, known.get(tag), heads.get(tag), signal);
           if (outcome.state === 'promoted') status.tagsPromoted++;
           else status.tagsUnchanged++;
           status.bytesCopied += outcome.bytes;
@@ -156,6 +197,8 @@ export class Syncer {
     const shared = others.some((o) => o.tag !== image.tag && o.repository === image.repository && o.digest === image.digest);
     if (!shared) await this.options.site.deleteManifest(image.repository, image.digest);
     await this.options.stores.catalogue.delete(imageKey(image.repository, image.tag));
+    (await this.catalogue()).delete(imageKey(image.repository, image.tag));
+    this.seenAtSite.delete(imageKey(image.repository, image.tag));
     await this.options.bus?.publish(
       { $case: 'imageRemoved', imageRemoved: { repository: image.repository, tag: image.tag, digest: image.digest, policy: image.policy } },
       image.repository,
@@ -163,18 +206,35 @@ export class Syncer {
     );
   }
 
-  private async syncTag(policy: SyncPolicy, source: RegistryClient, repository: string, destination: string, tag: string, existing: Image | undefined, signal?: AbortSignal): Promise<TagOutcome> {
+  private async syncTag(
+    policy: SyncPolicy,
+    source: RegistryClient,
+    repository: string,
+    destination: string,
+    tag: string,
+    existing: Image | undefined,
+    prefetched: ReturnType<RegistryClient['headManifest']> | undefined,
+    signal?: AbortSignal,
+  ): Promise<TagOutcome> {
     const site = this.options.site;
-    const head = await source.headManifest(repository, tag);
+    const head = await (prefetched ?? source.headManifest(repository, tag));
     if (!head) throw new SyncFailure('TAG_NOT_FOUND', `${repository}:${tag} disappeared upstream during the sync`);
     const sourceDigest = head.digest;
     const pin = policy.pins[tag];
     if (pin && pin !== sourceDigest) {
       throw new SyncFailure('PIN_MISMATCH', `upstream ${repository}:${tag} points at ${sourceDigest} but is pinned to ${pin}; not promoted`);
     }
+    const key = imageKey(destination, tag);
     if (existing && existing.sourceReference.endsWith(`@${sourceDigest}`)) {
+      // Unchanged upstream. The site is checked too (HEAD), unless this syncer saw the tag
+      // there recently: then a no-op costs one HEAD upstream per tag.
+      const seen = this.seenAtSite.get(key);
+      if (seen !== undefined && Date.now() - seen < (this.options.siteCheckMs ?? 3_600_000)) return { state: 'unchanged', bytes: 0 };
       const there = await site.headManifest(destination, tag);
-      if (there?.digest === existing.digest) return { state: 'unchanged', bytes: 0 };
+      if (there?.digest === existing.digest) {
+        this.seenAtSite.set(key, Date.now());
+        return { state: 'unchanged', bytes: 0 };
+      }
     }
     signal?.throwIfAborted();
     const top = await source.getManifest(repository, sourceDigest);
@@ -227,7 +287,9 @@ export class Syncer {
       pullReference: `${site.host}/${destination}@${digest}`,
       manifests: manifests.sort((a, b) => a.digest.localeCompare(b.digest)),
     };
-    await this.options.stores.catalogue.put(imageKey(destination, tag), image);
+    await this.options.stores.catalogue.put(key, image);
+    (await this.catalogue()).set(key, image);
+    this.seenAtSite.set(key, Date.now());
     await this.options.bus?.publish(
       { $case: 'imageSynced', imageSynced: { repository: destination, tag, digest, pullReference: image.pullReference, prepull: policy.prepull, policy: policy.name } },
       destination,
@@ -262,17 +324,28 @@ export class Syncer {
   /** Bytes moved: 0 when the site had the blob or mounted it from another repository. */
   private async copyBlob(source: RegistryClient, repository: string, destination: string, blob: Descriptor, signal?: AbortSignal): Promise<number> {
     const site = this.options.site;
-    const pending = this.inFlight.get(blob.digest);
-    if (pending) await pending.catch(() => undefined);
+    // One transfer per digest at a time: a layer shared by images in flight moves once, then mounts.
+    for (let pending = this.inFlight.get(blob.digest); pending; pending = this.inFlight.get(blob.digest)) await pending.catch(() => undefined);
     const holder = this.siteHas.get(blob.digest);
     if (holder === destination) return 0;
     if (holder && (await site.mountBlob(destination, blob.digest, holder))) return 0;
+    if (this.inFlight.has(blob.digest)) return this.copyBlob(source, repository, destination, blob, signal);
+    const transfer = this.transfer(source, repository, destination, blob, signal);
+    this.inFlight.set(blob.digest, transfer);
+    try {
+      return await transfer;
+    } finally {
+      if (this.inFlight.get(blob.digest) === transfer) this.inFlight.delete(blob.digest);
+    }
+  }
+
+  private async transfer(source: RegistryClient, repository: string, destination: string, blob: Descriptor, signal?: AbortSignal): Promise<number> {
+    const site = this.options.site;
     if (await site.hasBlob(destination, blob.digest)) {
       this.siteHas.set(blob.digest, destination);
       return 0;
     }
-    signal?.throwIfAborted();
-    const copy = this.blobs.run(async () => {
+    return this.blobs.run(async () => {
       const attempts = this.options.copyAttempts ?? 3;
       for (let attempt = 1; ; attempt++) {
         signal?.throwIfAborted();
@@ -283,18 +356,12 @@ export class Syncer {
         } catch (caught) {
           const error = registryCause(caught) ?? caught;
           const final = error instanceof RegistryError && error.reason !== 'UNAVAILABLE';
-          if (final || attempt >= attempts) throw error;
+          if (final || attempt >= attempts || signal?.aborted) throw error;
           this.options.log.warn({ digest: blob.digest, attempt, err: (error as Error).message }, 'blob copy broke off, retrying');
           await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
         }
       }
     });
-    this.inFlight.set(blob.digest, copy);
-    try {
-      return await copy;
-    } finally {
-      if (this.inFlight.get(blob.digest) === copy) this.inFlight.delete(blob.digest);
-    }
   }
 }
 
