@@ -78,6 +78,8 @@ export class Scheduler {
   readonly instanceId: string;
   lastCycle?: CycleStats;
   onCycle?: (stats: CycleStats) => void;
+  /** Test hooks: after a cycle decided (nothing recorded yet), after its decisions were recorded (nothing published yet). */
+  hooks: { decided?: () => Promise<void> | void; recorded?: () => Promise<void> | void } = {};
 
   private store!: Store;
   private followers: Array<{ stop(): void }> = [];
@@ -495,6 +497,7 @@ export class Scheduler {
     for (const [id, d] of result.pending) this.reasons.set(id, d);
     this.priorities.clear();
     for (const [id, b] of result.priorities) this.priorities.set(id, b);
+    await this.hooks.decided?.();
     await this.apply(result, now);
     await this.writeUsage(false);
     stats.placed = result.placements.length;
@@ -539,9 +542,9 @@ export class Scheduler {
         writes.push(this.casWrite(ve, next).then((ok) => ok && noticed.push({ victim: next, forClaim: p.claim.id })));
       }
     }
-    // Claims whose reservation vanished (node gone) lose it.
     await Promise.all(writes);
     for (const c of placed) this.unpublished.add(c.id);
+    await this.hooks.recorded?.();
     await this.publishPlacements();
     const grace = this.o.settings.preemptGraceMs;
     await Promise.all(
