@@ -1,0 +1,81 @@
+// Diagnostics collected while a template is parsed and validated: every problem at once, each
+// pointing at file:line:column and at a path inside the document.
+export type Severity = 'error' | 'warning';
+
+export interface Diagnostic {
+  severity: Severity;
+  code: string;
+  message: string;
+  file: string;
+  line: number;
+  column: number;
+  path: string;
+}
+
+/** Where a value sits: the file it came from and its path in that file's document. */
+export interface Loc {
+  file: string;
+  path: string;
+}
+
+/** Positions of one loaded file: document path -> [line, column] (1-based). */
+export type PositionIndex = Map<string, [number, number]>;
+
+export class Diagnostics {
+  readonly list: Diagnostic[] = [];
+  private readonly positions = new Map<string, PositionIndex>();
+
+  addFile(file: string, positions: PositionIndex): void {
+    this.positions.set(file, positions);
+  }
+
+  /** The position of `path` in `file`, or of its nearest ancestor that has one. */
+  locate(file: string, path: string): [number, number] {
+    const index = this.positions.get(file);
+    if (!index) return [1, 1];
+    let current = path;
+    for (;;) {
+      const found = index.get(current);
+      if (found) return found;
+      if (!current) return [1, 1];
+      current = parentPath(current);
+    }
+  }
+
+  add(severity: Severity, code: string, message: string, at: Loc): void {
+    const [line, column] = this.locate(at.file, at.path);
+    this.list.push({ severity, code, message, file: at.file, line, column, path: at.path });
+  }
+
+  error(code: string, message: string, at: Loc): void {
+    this.add('error', code, message, at);
+  }
+
+  warn(code: string, message: string, at: Loc): void {
+    this.add('warning', code, message, at);
+  }
+
+  get errorCount(): number {
+    return this.list.filter((d) => d.severity === 'error').length;
+  }
+
+  sorted(): Diagnostic[] {
+    return [...this.list].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column || a.code.localeCompare(b.code));
+  }
+}
+
+export function parentPath(path: string): string {
+  if (path.endsWith(']')) {
+    const open = path.lastIndexOf('[');
+    return path.slice(0, open);
+  }
+  const dot = path.lastIndexOf('.');
+  return dot < 0 ? '' : path.slice(0, dot);
+}
+
+export const child = (path: string, key: string | number): string =>
+  typeof key === 'number' ? `${path}[${key}]` : path ? `${path}.${key}` : key;
+
+export const at = (loc: Loc, key: string | number): Loc => ({ file: loc.file, path: child(loc.path, key) });
+
+export const formatDiagnostic = (d: Diagnostic): string => `${d.file}:${d.line}:${d.column}: ${d.severity}: ${d.message} [${d.code}] (${d.path})`;

@@ -1,0 +1,249 @@
+// Loads a service template and everything it imports into one type registry: relative imports
+// (from the files given or a directory), URL imports from the local mirror (never the network),
+// and CSAR archives. Lapis' normative and INDIGO types are always there underneath.
+import { unzipSync, strFromU8 } from 'fflate';
+import { existsSync, readFileSync } from 'node:fs';
+import { posix, join } from 'node:path';
+import { at, Diagnostics, type Loc } from './diagnostics';
+import { isDict, Registry, typeSections, type Dict, type Kind } from './registry';
+import { indigoTypes, indigoTypesUrl } from './types/indigo';
+import { normativeTypes } from './types/normative';
+import { loadYaml } from './yaml';
+
+export const supportedVersions = new Set(['tosca_simple_yaml_1_0', 'tosca_simple_yaml_1_1', 'tosca_simple_yaml_1_2', 'tosca_simple_yaml_1_3']);
+
+export const topLevelKeys = new Set([
+  'tosca_definitions_version', 'namespace', 'metadata', 'description', 'dsl_definitions', 'repositories', 'imports',
+  'artifact_types', 'data_types', 'capability_types', 'interface_types', 'relationship_types', 'node_types',
+  'group_types', 'policy_types', 'topology_template', 'template_name', 'template_author', 'template_version',
+]);
+
+export interface TemplateInput {
+  /** The main template's YAML text (or a CSAR archive in `csar`). */
+  text?: string;
+  csar?: Uint8Array;
+  fileName?: string;
+  /** Files a relative import may name: normalized relative path -> YAML text. */
+  files?: Record<string, string>;
+  /** A directory relative imports are also read from (the CLI's template directory). */
+  baseDir?: string;
+  /** Directory mirroring URL imports as <host>/<path>. */
+  mirror?: string;
+}
+
+export interface Loaded {
+  registry: Registry;
+  diags: Diagnostics;
+  main?: Dict;
+  mainFile: string;
+  /** Files by name, each document as loaded (for translation and reports). */
+  docs: Map<string, Dict>;
+}
+
+let builtinRegistry: Registry | undefined;
+
+/** The normative and INDIGO types, loaded once. */
+export function builtins(): Registry {
+  if (builtinRegistry) return builtinRegistry;
+  const registry = new Registry();
+  const diags = new Diagnostics();
+  for (const [file, text] of [['<tosca-normative>', normativeTypes], ['<lapis-indigo>', indigoTypes]] as const) {
+    const doc = loadYaml(text, file, diags, false).value;
+    if (isDict(doc)) addTypes(registry, doc, file, true, diags);
+  }
+  if (diags.errorCount) throw new Error(`built-in types are broken: ${JSON.stringify(diags.list.slice(0, 3))}`);
+  builtinRegistry = registry;
+  return registry;
+}
+
+function addTypes(registry: Registry, doc: Dict, file: string, builtin: boolean, diags: Diagnostics, overridable?: Set<string>): void {
+  for (const [section, kind] of Object.entries(typeSections) as [string, Kind][]) {
+    const defs = doc[section];
+    if (defs === undefined || defs === null) continue;
+    if (!isDict(defs)) {
+      diags.error('INVALID_FIELD', `${section} must be a map`, { file, path: section });
+      continue;
+    }
+    for (const [name, def] of Object.entries(defs)) {
+      const loc: Loc = { file, path: `${section}.${name}` };
+      const existing = registry.get(kind, name);
+      if (existing && !existing.builtin && !builtin && !(overridable?.has(name))) {
+        diags.warn('DUPLICATE_TYPE', `type ${name} is defined again (first in ${existing.loc.file}); the last definition is used`, loc);
+      }
+      registry.set({ name, kind, def: isDict(def) ? def : {}, loc, builtin });
+    }
+  }
+}
+
+function parseCsar(bytes: Uint8Array, diags: Diagnostics, name: string): { main?: string; files: Record<string, string> } {
+  let entries: Record<string, Uint8Array>;
+  try {
+    entries = unzipSync(bytes);
+  } catch (error) {
+    diags.error('INVALID_CSAR', `not a readable CSAR (zip) archive: ${(error as Error).message}`, { file: name, path: '' });
+    return { files: {} };
+  }
+  const files: Record<string, string> = {};
+  for (const [path, data] of Object.entries(entries)) if (!path.endsWith('/')) files[posix.normalize(path)] = strFromU8(data);
+  const meta = files['TOSCA-Metadata/TOSCA.meta'];
+  if (meta !== undefined) {
+    const entry = /^Entry-Definitions:\s*(.+?)\s*$/m.exec(meta)?.[1];
+    if (!entry || files[posix.normalize(entry)] === undefined) {
+      diags.error('INVALID_CSAR', `TOSCA.meta names no Entry-Definitions file in the archive${entry ? ` (${entry})` : ''}`, { file: `${name}/TOSCA-Metadata/TOSCA.meta`, path: '' });
+      return { files };
+    }
+    return { main: posix.normalize(entry), files };
+  }
+  const top = Object.keys(files).filter((p) => !p.includes('/') && /\.ya?ml$/.test(p));
+  if (top.length !== 1) {
+    diags.error('INVALID_CSAR', `a CSAR without TOSCA-Metadata/TOSCA.meta needs exactly one top-level YAML file (found ${top.length})`, { file: name, path: '' });
+    return { files };
+  }
+  return { main: top[0], files };
+}
+
+export function loadTemplate(input: TemplateInput): Loaded {
+  const diags = new Diagnostics();
+  const registry = new Registry(builtins());
+  const docs = new Map<string, Dict>();
+  let mainFile = input.fileName || 'template.yaml';
+  let text = input.text;
+  let files: Record<string, string> = {};
+  for (const [k, v] of Object.entries(input.files ?? {})) files[posix.normalize(k)] = v;
+  if (input.csar) {
+    const csar = parseCsar(input.csar, diags, mainFile);
+    files = { ...csar.files, ...files };
+    if (!csar.main) return { registry, diags, mainFile, docs };
+    mainFile = csar.main;
+    text = csar.files[csar.main];
+  }
+  if (text === undefined) {
+    diags.error('MISSING_TEMPLATE', 'no template given', { file: mainFile, path: '' });
+    return { registry, diags, mainFile, docs };
+  }
+  // The INDIGO file, when imported, replaces Lapis' own INDIGO definitions silently.
+  const overridable = new Set<string>();
+  const loading = new Set<string>();
+
+  const readRelative = (path: string): string | undefined => {
+    if (files[path] !== undefined) return files[path];
+    if (input.baseDir) {
+      const full = join(input.baseDir, path);
+      if (existsSync(full)) return readFileSync(full, 'utf8');
+    }
+    return undefined;
+  };
+
+  const visit = (fileText: string, file: string, isMain: boolean, styleWarnings: boolean): Dict | undefined => {
+    loading.add(file);
+    const loaded = loadYaml(fileText, file, diags, styleWarnings);
+    if (!loaded.ok) return undefined;
+    const doc = loaded.value;
+    if (!isDict(doc)) {
+      diags.error('INVALID_TEMPLATE', 'a TOSCA file must be a YAML map', { file, path: '' });
+      return undefined;
+    }
+    docs.set(file, doc);
+    const version = doc.tosca_definitions_version;
+    if (version === undefined) diags.error('MISSING_FIELD', 'tosca_definitions_version is required', { file, path: '' });
+    else if (!supportedVersions.has(String(version))) {
+      diags.error('UNSUPPORTED_VERSION', `tosca_definitions_version "${String(version)}" is not supported (use tosca_simple_yaml_1_0 to tosca_simple_yaml_1_3)`, { file, path: 'tosca_definitions_version' });
+    }
+    for (const key of Object.keys(doc)) {
+      if (!topLevelKeys.has(key)) diags.error('UNKNOWN_FIELD', `unknown top-level field "${key}"`, { file, path: key });
+    }
+    const repositories = isDict(doc.repositories) ? doc.repositories : {};
+    const imports = doc.imports;
+    if (imports !== undefined && imports !== null && !Array.isArray(imports)) {
+      diags.error('INVALID_FIELD', 'imports must be a list', { file, path: 'imports' });
+    } else if (Array.isArray(imports)) {
+      imports.forEach((entry, i) => {
+        const loc = at({ file, path: 'imports' }, i);
+        let target: string | undefined;
+        let repository: string | undefined;
+        if (typeof entry === 'string') target = entry;
+        else if (isDict(entry)) {
+          if (typeof entry.file === 'string') {
+            target = entry.file;
+            repository = typeof entry.repository === 'string' ? entry.repository : undefined;
+          } else {
+            const only = Object.values(entry)[0];
+            if (typeof only === 'string') target = only;
+            else if (isDict(only) && typeof only.file === 'string') {
+              target = only.file;
+              repository = typeof only.repository === 'string' ? only.repository : undefined;
+            }
+          }
+        }
+        if (!target) {
+          diags.error('INVALID_IMPORT', `import ${JSON.stringify(entry)} names no file`, loc);
+          return;
+        }
+        if (repository) {
+          const repo = repositories[repository];
+          const url = typeof repo === 'string' ? repo : isDict(repo) && typeof repo.url === 'string' ? repo.url : undefined;
+          if (!url) {
+            diags.error('UNKNOWN_REPOSITORY', `import names repository "${repository}", which is not defined`, loc);
+            return;
+          }
+          target = `${url.replace(/\/+$/, '')}/${target}`;
+        }
+        importOne(target, file, loc);
+      });
+    }
+    addTypes(registry, doc, file, false, diags, overridable);
+    void isMain;
+    return doc;
+  };
+
+  const importOne = (target: string, importer: string, loc: Loc) => {
+    if (/^[a-z]+:\/\//i.test(target)) {
+      let url: URL;
+      try {
+        url = new URL(target);
+      } catch {
+        diags.error('INVALID_IMPORT', `import URL "${target}" is malformed`, loc);
+        return;
+      }
+      if (loading.has(target)) return;
+      const mirrored = input.mirror ? join(input.mirror, url.host, decodeURIComponent(url.pathname)) : undefined;
+      if (mirrored && existsSync(mirrored)) {
+        if (indigoTypesUrl.test(target)) for (const name of indigoNames()) overridable.add(name);
+        visit(readFileSync(mirrored, 'utf8'), target, false, false);
+        return;
+      }
+      if (indigoTypesUrl.test(target)) {
+        diags.warn('IMPORT_BUILTIN', `import ${target} is not in the local mirror: Lapis' built-in INDIGO types stand in for it`, loc);
+        return;
+      }
+      diags.error('IMPORT_NOT_FOUND', `import ${target} is not in the local import mirror${input.mirror ? ` (${mirrored})` : ' (LAPIS_TOSCA_IMPORT_MIRROR is not set)'}; the network is never used`, loc);
+      return;
+    }
+    const base = /^[a-z]+:\/\//i.test(importer) ? undefined : posix.dirname(importer);
+    if (base === undefined) {
+      // A relative import inside a URL import: resolve against that URL.
+      importOne(new URL(target, importer).toString(), importer, loc);
+      return;
+    }
+    const path = posix.normalize(posix.join(base, target));
+    if (loading.has(path)) return;
+    const content = readRelative(path);
+    if (content === undefined) {
+      diags.error('IMPORT_NOT_FOUND', `imported file ${path} not found`, loc);
+      return;
+    }
+    visit(content, path, false, true);
+  };
+
+  const main = visit(text, mainFile, true, true);
+  return { registry, diags, main, mainFile, docs };
+}
+
+let indigoNameList: string[] | undefined;
+function indigoNames(): string[] {
+  if (indigoNameList) return indigoNameList;
+  const names: string[] = [];
+  for (const kind of Object.values(typeSections)) for (const entry of builtins().all(kind)) if (entry.loc.file === '<lapis-indigo>') names.push(entry.name);
+  indigoNameList = names;
+  return names;
+}
