@@ -323,13 +323,10 @@ export class Syncer {
 
   /** Bytes moved: 0 when the site had the blob or mounted it from another repository. */
   private async copyBlob(source: RegistryClient, repository: string, destination: string, blob: Descriptor, signal?: AbortSignal): Promise<number> {
-    const site = this.options.site;
     // One transfer per digest at a time: a layer shared by images in flight moves once, then mounts.
     for (let pending = this.inFlight.get(blob.digest); pending; pending = this.inFlight.get(blob.digest)) await pending.catch(() => undefined);
-    const holder = this.siteHas.get(blob.digest);
-    if (holder === destination) return 0;
-    if (holder && (await site.mountBlob(destination, blob.digest, holder))) return 0;
-    if (this.inFlight.has(blob.digest)) return this.copyBlob(source, repository, destination, blob, signal);
+    // Known at the site: mounts go at once, side by side.
+    if (this.siteHas.has(blob.digest)) return this.transfer(source, repository, destination, blob, signal);
     const transfer = this.transfer(source, repository, destination, blob, signal);
     this.inFlight.set(blob.digest, transfer);
     try {
@@ -341,16 +338,28 @@ export class Syncer {
 
   private async transfer(source: RegistryClient, repository: string, destination: string, blob: Descriptor, signal?: AbortSignal): Promise<number> {
     const site = this.options.site;
-    if (await site.hasBlob(destination, blob.digest)) {
+    const holder = this.siteHas.get(blob.digest);
+    if (holder === destination) return 0;
+    // One request: mounted from a repository known to hold it (or found in this one: a
+    // resumed sync), or an upload opened for it.
+    const started = await site.startUpload(destination, { digest: blob.digest, from: holder ?? destination });
+    if (started.mounted) {
       this.siteHas.set(blob.digest, destination);
       return 0;
     }
+    let upload: string | undefined = started.location;
     return this.blobs.run(async () => {
       const attempts = this.options.copyAttempts ?? 3;
       for (let attempt = 1; ; attempt++) {
         signal?.throwIfAborted();
         try {
-          await site.pushBlob(destination, blob.digest, blob.size, await source.getBlob(repository, blob.digest, blob.size));
+          const location = upload;
+          upload = undefined; // an upload that failed is cancelled; a retry opens its own
+          const body = await source.getBlob(repository, blob.digest, blob.size).catch(async (error: unknown) => {
+            if (location) await site.cancelUpload(destination, location);
+            throw error;
+          });
+          await site.pushBlob(destination, blob.digest, blob.size, body, location);
           this.siteHas.set(blob.digest, destination);
           return blob.size;
         } catch (caught) {

@@ -271,28 +271,39 @@ export class RegistryClient {
 
   /** Mounts a blob from another repository of this registry; false when the registry would not. */
   async mountBlob(repository: string, digest: string, from: string): Promise<boolean> {
-    const response = await this.request(`/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`, {
-      method: 'POST',
-      scope: `repository:${repository}:pull,push repository:${from}:pull`,
-      ok: [201, 202],
-    });
-    await response.arrayBuffer();
-    if (response.status === 201) return true;
-    // 202: the registry opened an upload instead; abandon it.
-    const location = response.headers.get('location');
-    if (location) await this.cancelUpload(repository, location);
+    const started = await this.startUpload(repository, { digest, from });
+    if (started.mounted) return true;
+    // The registry opened an upload instead; abandon it.
+    await this.cancelUpload(repository, started.location);
     return false;
+  }
+
+  /**
+   * Opens an upload. With `mount`, asks first for the blob to be mounted from `from` (which
+   * may be `repository` itself: a blob already there answers 201 at once), so a blob that
+   * is there or can be mounted costs one request, and one that is not gets its upload.
+   */
+  async startUpload(repository: string, mount?: { digest: string; from: string }): Promise<{ mounted: true } | { mounted: false; location: string }> {
+    const query = mount ? `?mount=${encodeURIComponent(mount.digest)}&from=${encodeURIComponent(mount.from)}` : '';
+    const scope = `repository:${repository}:pull,push${mount && mount.from !== repository ? ` repository:${mount.from}:pull` : ''}`;
+    const response = await this.request(`/v2/${repository}/blobs/uploads/${query}`, { method: 'POST', scope, ok: [201, 202] });
+    await response.arrayBuffer();
+    if (response.status === 201) return { mounted: true };
+    return { mounted: false, location: this.location(response) };
   }
 
   /**
    * Uploads a blob from a stream: monolithic (POST, then one streamed PUT) up to the chunk
    * size, else PATCH chunk by chunk and a closing PUT. The registry checks the digest too.
    */
-  async pushBlob(repository: string, digest: string, size: number, body: ReadableStream<Uint8Array>): Promise<void> {
+  async pushBlob(repository: string, digest: string, size: number, body: ReadableStream<Uint8Array>, upload?: string): Promise<void> {
     const scope = `repository:${repository}:pull,push`;
-    const start = await this.request(`/v2/${repository}/blobs/uploads/`, { method: 'POST', scope, ok: [202] });
-    await start.arrayBuffer();
-    let location = this.location(start);
+    let location = upload;
+    if (!location) {
+      const start = await this.request(`/v2/${repository}/blobs/uploads/`, { method: 'POST', scope, ok: [202] });
+      await start.arrayBuffer();
+      location = this.location(start);
+    }
     const chunkSize = this.options.chunkSize ?? 64 * 1024 * 1024;
     try {
       if (size <= chunkSize) {
@@ -335,7 +346,8 @@ export class RegistryClient {
     }
   }
 
-  private async cancelUpload(repository: string, location: string): Promise<void> {
+  /** Abandons an upload session. */
+  async cancelUpload(repository: string, location: string): Promise<void> {
     await this.request(location, { method: 'DELETE', scope: `repository:${repository}:pull,push`, ok: [204, 404] })
       .then((r) => r.arrayBuffer())
       .catch(() => undefined);
