@@ -26,11 +26,11 @@ import {
 } from '@lapis/proto/lapis/common/v1/common';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { InstanceSpec as InstanceSpecCodec } from '@lapis/proto/lapis/common/v1/common';
-import { type Instance, type Node, NodeState, type Volume, type VolumeAttachment, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { Instance as InstanceCodec, type Instance, type Node, NodeState, type Volume, type VolumeAttachment, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import type { EngineEvent, LogChunk, Observed, RuntimeBackend } from './adapters/backend';
 import type { HostStorage } from './adapters/host';
 import type { ImageResolver } from './adapters/images';
-import type { Store } from './adapters/store';
+import { type Store, WatchedIndex } from './adapters/store';
 import { LABEL } from './domain/container';
 import { grantDevices, type NodeInventory } from './domain/devices';
 import { HOLDS_ROOM, requireState, stateName, TERMINAL } from './domain/states';
@@ -107,12 +107,15 @@ export class Agent {
   private heartbeatSoon?: NodeJS.Timeout;
   private readonly background = new Set<Promise<unknown>>();
   private stopped = false;
+  private readonly index: WatchedIndex<Instance>;
+  private cachedImages: { at: number; digests: string[] } = { at: 0, digests: [] };
 
   constructor(
     readonly settings: AgentSettings,
     private readonly deps: AgentDeps,
   ) {
     this.node = settings.node;
+    this.index = new WatchedIndex(deps.store.instances, (bytes) => InstanceCodec.decode(bytes));
   }
 
   get store(): Store {
@@ -122,6 +125,7 @@ export class Agent {
   /** Reconciles with the engine and the host, then takes placements and watches the engine. */
   async start(options: { consume?: boolean } = {}): Promise<void> {
     await this.deps.host.init();
+    await this.index.start();
     this.unwatch = this.deps.backend.watch((event) => this.track(this.onEngineEvent(event)));
     await this.reconcile();
     if (options.consume !== false) await this.startConsumers();
@@ -138,6 +142,7 @@ export class Agent {
     await Promise.all(this.consumers.map((c) => c.stop()));
     this.consumers = [];
     this.unwatch?.();
+    this.index.stop();
     await Promise.all([...this.background].map((p) => p.catch(() => undefined)));
   }
 
@@ -210,8 +215,7 @@ export class Agent {
     instance.state = InstanceState.ERROR;
     instance.stateReason = reason;
     instance.generation = (existing?.value.generation ?? 0) + 1;
-    if (existing) await this.store.instances.update(input.id, instance, existing.revision);
-    else await this.store.instances.create(input.id, instance);
+    await this.write(instance, existing?.revision);
     await this.announce(instance, existing?.value.state ?? InstanceState.SCHEDULED);
   }
 
@@ -282,18 +286,16 @@ export class Agent {
       const instance = this.newInstance(input, image.digest || imageId, resources);
       instance.devices = grant.devices;
       instance.generation = (existing?.value.generation ?? 0) + 1;
-      let revision = existing
-        ? await this.store.instances.update(input.id, instance, existing.revision)
-        : await this.store.instances.create(input.id, instance).catch((error) => {
-            throw alreadyExists(`instance ${input.id} already exists: ${(error as Error).message}`, 'INSTANCE_EXISTS');
-          });
+      let revision = await this.write(instance, existing?.revision).catch((error) => {
+        throw alreadyExists(`instance ${input.id} already exists: ${(error as Error).message}`, 'INSTANCE_EXISTS');
+      });
       if (input.requestId) await this.rememberRequest('CreateInstance', scope, input.requestId, input.id);
       await this.announce(instance, existing?.value.state ?? InstanceState.SCHEDULED);
       try {
         const network = await this.deps.backend.ensureNetwork(input.project);
         const dirs = await this.deps.host.prepareInstance(input.id, metadataFiles(instance));
         instance.backendId = await this.deps.backend.create({ instance, resources, image: imageId, grant, ...dirs, network });
-        revision = await this.store.instances.update(input.id, instance, revision);
+        revision = await this.write(instance, revision);
         await this.deps.backend.start(instance.backendId);
         const observed = await this.deps.backend.inspect(instance.backendId);
         if (!observed?.running) throw failedPrecondition(`container of ${input.id} stopped at once: ${observed?.error || `exit code ${observed?.exitCode}`}`, 'START_FAILED');
@@ -308,7 +310,7 @@ export class Agent {
           updateTime: now(),
           generation: instance.generation + 1,
         });
-        await this.store.instances.update(input.id, instance, revision);
+        await this.write(instance, revision);
         await this.announce(instance, InstanceState.CREATING);
         return instance;
       } catch (error) {
@@ -374,7 +376,14 @@ export class Agent {
   }
 
   private async listAll(): Promise<Instance[]> {
-    return (await this.store.instances.list()).map((e) => e.value);
+    return this.index.values();
+  }
+
+  /** Writes an instance with compare-and-set (create when `revision` is undefined) and notes it in the index. */
+  private async write(instance: Instance, revision: number | undefined): Promise<number> {
+    const next = revision === undefined ? await this.store.instances.create(instance.id, instance) : await this.store.instances.update(instance.id, instance, revision);
+    this.index.note(instance.id, structuredClone(instance), next);
+    return next;
   }
 
   /** The instance of this node, in scope, locked; replays a mutation already done under the request id. */
@@ -510,6 +519,7 @@ export class Agent {
       return next;
     });
     if (!result) throw notFound(`instance ${id} not found`, 'INSTANCE_NOT_FOUND');
+    this.index.note(id, structuredClone(result.value), result.revision);
     if (changed) await this.announce(result.value, previous);
     return result.value;
   }
@@ -846,11 +856,19 @@ export class Agent {
       capacity: { ...this.settings.capacity, gpus: inventory.gpus.length },
       allocated,
       devices,
-      cachedImages: await this.deps.backend.cachedImages().catch(() => []),
+      cachedImages: await this.imagesOnNode(),
       labels: {},
       heartbeatTime: now(),
       instanceCount: instances.length,
     };
+  }
+
+  /** The engine's image digests, read at most every 30 s (a heartbeat per change must stay cheap). */
+  private async imagesOnNode(): Promise<string[]> {
+    if (Date.now() - this.cachedImages.at > 30_000) {
+      this.cachedImages = { at: Date.now(), digests: await this.deps.backend.cachedImages().catch(() => this.cachedImages.digests) };
+    }
+    return this.cachedImages.digests;
   }
 
   private heartbeatLater(): void {
@@ -858,7 +876,7 @@ export class Agent {
     this.heartbeatSoon = setTimeout(() => {
       this.heartbeatSoon = undefined;
       this.track(this.heartbeat());
-    }, 100);
+    }, 250);
     this.heartbeatSoon.unref();
   }
 
@@ -905,7 +923,7 @@ export class Agent {
             report.removedContainers.push(container.backendId);
             return;
           }
-          await store.instances.create(adopted.id, adopted);
+          await this.write(adopted, undefined);
           await this.announce(adopted, InstanceState.UNSPECIFIED);
           records.set(adopted.id, adopted);
           live.add(adopted.id);

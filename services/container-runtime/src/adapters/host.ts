@@ -47,8 +47,7 @@ export class HostStorage {
     await fs.mkdir(dirs.metadataDir, { recursive: true });
     for (const [name, content] of Object.entries(metadata)) await fs.writeFile(join(dirs.metadataDir, name), content, { mode: 0o644 });
     if (!(await this.mountPoints()).includes(dirs.mountDir)) {
-      await run('mount', ['--bind', dirs.mountDir, dirs.mountDir]);
-      await run('mount', ['--make-rshared', dirs.mountDir]);
+      await run('mount', ['--bind', '--make-rshared', dirs.mountDir, dirs.mountDir]);
     }
     return dirs;
   }

@@ -24,3 +24,47 @@ export async function openStore(bus: EventBus): Promise<Store> {
   ]);
   return { instances, volumes, nodes, requests };
 }
+
+/**
+ * A bucket's entries kept in memory by a watch, so listing does not read every key. Writes
+ * made here are noted at once (read-your-writes); others' writes arrive through the watch.
+ */
+export class WatchedIndex<T> {
+  private readonly entries = new Map<string, { value: T; revision: number }>();
+  private watch?: { stop(): void };
+
+  constructor(
+    private readonly bucket: Bucket<T>,
+    private readonly decode: (bytes: Uint8Array) => T,
+  ) {}
+
+  async start(): Promise<void> {
+    let ready!: () => void;
+    const initialized = new Promise<void>((resolve) => (ready = resolve));
+    const iterator = await this.bucket.kv.watch({ key: '>', initializedFn: () => ready() });
+    this.watch = iterator;
+    void (async () => {
+      for await (const entry of iterator) {
+        if (entry.operation === 'PUT') this.note(entry.key, this.decode(entry.value), entry.revision);
+        else {
+          const current = this.entries.get(entry.key);
+          if (!current || current.revision < entry.revision) this.entries.delete(entry.key);
+        }
+      }
+    })();
+    await Promise.race([initialized, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+  }
+
+  note(key: string, value: T, revision: number): void {
+    const current = this.entries.get(key);
+    if (!current || current.revision <= revision) this.entries.set(key, { value, revision });
+  }
+
+  values(): T[] {
+    return [...this.entries.values()].map((e) => e.value);
+  }
+
+  stop(): void {
+    this.watch?.stop();
+  }
+}
