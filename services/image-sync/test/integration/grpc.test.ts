@@ -66,7 +66,6 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
         '    repositories: [library/tool]',
         '    destination_prefix: lapis/',
         '    prepull: true',
-        '    interval: 1h',
       ].join('\n'),
     );
     nc = await connect({ servers: natsUrl() });
@@ -166,7 +165,7 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
     const deniedSync = await failure(rpc(alice.syncNow.bind(alice), { policy: '', repositories: [], requestId: '' }));
     assert.equal(deniedSync.code, status.PERMISSION_DENIED);
     const policy: SyncPolicy = {
-      name: 'extra', source: { url: upstream.url, credentialsSecret: '', insecure: true }, repositories: ['library/tool'],
+      name: 'extra', source: { url: upstream.url, credentialsSecret: `file:${join(dir, 'creds')}`, insecure: true }, repositories: ['library/tool'],
       tagInclude: ['(unclosed'], tagExclude: [], semverRange: 'not a range', keepLatest: 0, pins: { '1.0': 'md5:abc' }, platforms: [],
       interval: undefined, destinationPrefix: 'x/', onUpstreamRemoval: 0, prepull: false, signature: { required: true, keys: [] },
     };
@@ -180,11 +179,20 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
     await rpc(admin.createPolicy.bind(admin), { policy: valid, requestId: '' });
     const exists = await failure(rpc(admin.createPolicy.bind(admin), { policy: { ...valid, prepull: true }, requestId: '' }));
     assert.equal(exists.code, status.ALREADY_EXISTS);
-    await rpc(admin.updatePolicy.bind(admin), { policy: { ...valid, keepLatest: 1 } });
+    await rpc(admin.updatePolicy.bind(admin), { policy: { ...valid, keepLatest: 1, interval: { seconds: 1, nanos: 0 } } });
     assert.equal((await rpc(admin.getPolicy.bind(admin), { name: 'extra' })).policy?.keepLatest, 1);
     const listed = await rpc(admin.listPolicies.bind(admin), { pageSize: 0, pageToken: '' });
     assert.deepEqual(listed.policies.map((p) => p.name), ['extra', 'tools']);
-    await rpc(admin.deletePolicy.bind(admin), { name: 'extra', pruneImages: false });
+    // Created with an interval: the scheduler syncs it without being asked.
+    await until(async () => {
+      const { repositories } = await rpc(admin.getSyncStatus.bind(admin), { policy: 'extra' });
+      return repositories[0]?.result === SyncResult.SUCCEEDED && repositories[0];
+    }, 'the scheduled sync of policy extra', 20_000);
+    const synced = await rpc(alice.listImages.bind(alice), { pageSize: 0, pageToken: '', repositoryPrefix: 'x/', policy: 'extra' });
+    assert.deepEqual(synced.images.map((i) => `${i.repository}:${i.tag}`), ['x/library/tool:1.0'], 'keep_latest 1 of the tags matching ^1\\. and >=1 <2');
+    await rpc(admin.deletePolicy.bind(admin), { name: 'extra', pruneImages: true });
+    const pruned = await rpc(alice.listImages.bind(alice), { pageSize: 0, pageToken: '', repositoryPrefix: 'x/', policy: '' });
+    assert.deepEqual(pruned.images, [], 'images of a deleted policy pruned on request');
     const gone = await failure(rpc(admin.getPolicy.bind(admin), { name: 'extra' }));
     assert.equal(gone.code, status.NOT_FOUND);
   });
