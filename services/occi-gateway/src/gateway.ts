@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import type { Bucket, Logger } from '@lapis/platform';
+import { ClaimState } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import type { Credentials, LapisClients } from './adapters/lapis';
 import { OcciError, type Attributes, type Entity, type OcciRequest } from './domain/entity';
 import { splitCategoryId } from './domain/json';
@@ -88,7 +89,7 @@ export class Gateway {
       case 'storagelink':
         return (await this.lapis.listVolumes(c)).filter((v) => v.attachment).map((v) => storageLinkEntity(v.attachment!.instanceId, v.id, v.attachment!.mountPath, true));
       case 'network':
-        return (await this.networks(c)).map((name) => networkEntity(c.project, name));
+        return (await this.networks(c)).map(networkEntity);
       case 'networkinterface':
         return (await this.lapis.listInstances(c)).flatMap((i) => i.addresses.map((a) => networkInterfaceEntity(i.id, a.network, a.ip, a.mac)));
     }
@@ -99,6 +100,7 @@ export class Gateway {
       switch (kind) {
         case 'compute': {
           const claim = await this.lapis.getClaim(c, id);
+          if (claim.state === ClaimState.ENDED || claim.state === ClaimState.CANCELLED) throw new OcciError(404, `compute ${id} was deleted`);
           const [instance, templates] = await Promise.all([claim.node ? this.lapis.findInstance(c, id) : undefined, this.templatesFor(c)]);
           return computeEntity(claim, instance, templates);
         }
@@ -177,7 +179,6 @@ export class Gateway {
 
   private async networks(c: Credentials): Promise<string[]> {
     const names = new Set((await this.lapis.listInstances(c)).flatMap((i) => i.addresses.map((a) => a.network)));
-    if (names.size === 0) names.add(c.project);
     return [...names].sort();
   }
 }

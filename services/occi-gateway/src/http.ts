@@ -51,7 +51,7 @@ export function createOcciServer(gateway: Gateway, authenticator: Authenticator,
     }
     const exchange = { req, res, url, base };
     handle(exchange, gateway, authenticator).catch((error) => {
-      if (!(error instanceof OcciError) && !(error instanceof LapisError) && typeof (error as ServiceError).code !== 'number') {
+      if (!(error instanceof OcciError) && !(error instanceof LapisError) && !isServiceError(error)) {
         log.error({ err: error, method: req.method, path: url.pathname }, 'OCCI request failed');
       }
       sendError(exchange, error);
@@ -186,7 +186,10 @@ function parseRequest(x: Exchange, body: string): OcciRequest {
 }
 
 function occiRequestHeaders(req: IncomingMessage): Header[] {
-  return OCCI_HEADERS.flatMap((name) => (req.headers[name] === undefined ? [] : [[name, header(req, name)!] as Header]));
+  return OCCI_HEADERS.flatMap((name) => {
+    const value = header(req, name);
+    return value === undefined ? [] : [[name, value] as Header];
+  });
 }
 
 /** Filter by Category: the `category` query parameter (term or scheme#term) or Category headers. */
@@ -272,16 +275,19 @@ function sendJson(x: Exchange, status: number, body: unknown): void {
 }
 
 function sendError(x: Exchange, error: unknown): void {
-  let status = 502;
-  let message = 'a Lapis service answered with an error';
+  let status: number;
+  let message: string;
   if (error instanceof OcciError) ({ status, message } = error);
   else if (error instanceof LapisError) {
     status = HTTP_OF_GRPC[error.code] ?? 502;
     message = error.message;
-  } else if (typeof (error as ServiceError).code === 'number') {
-    const grpc = error as ServiceError;
-    status = HTTP_OF_GRPC[grpc.code as grpcStatus] ?? 502;
-    message = grpc.details || message;
+  } else if (isServiceError(error)) {
+    // A Lapis service said no: its code and words, or 502 for what has no HTTP meaning.
+    status = HTTP_OF_GRPC[error.code] ?? 502;
+    message = error.details || `a Lapis service answered ${grpcStatus[error.code]}`;
+  } else {
+    status = 500;
+    message = 'internal error in the OCCI gateway (logged)';
   }
   if (x.res.headersSent) return void x.res.destroy();
   x.res.setHeader('Server', SERVER_HEADER);
@@ -291,3 +297,7 @@ function sendError(x: Exchange, error: unknown): void {
   x.res.end(wantsJson ? JSON.stringify({ error: { status, message } }) : `${message}\n`);
 }
 
+
+function isServiceError(error: unknown): error is ServiceError {
+  return error instanceof Error && typeof (error as ServiceError).code === 'number' && 'metadata' in error;
+}

@@ -83,8 +83,17 @@ export interface ServiceProcess {
  * Runs a Lapis service as its own process, as production does (`node -r register main.js`),
  * with LAPIS_GRPC_PORT=0, and waits for its "gRPC server listening" log line.
  */
-export async function spawnService(name: string, mainJs: string, env: Record<string, string>, timeoutMs = 30_000): Promise<ServiceProcess> {
+export async function spawnService(
+  name: string,
+  mainJs: string,
+  env: Record<string, string>,
+  timeoutMs = 30_000,
+  /** Also append its stdout and stderr here, for people to read. */
+  logFile?: string,
+): Promise<ServiceProcess> {
   const { spawn } = await import('node:child_process');
+  const { createWriteStream } = await import('node:fs');
+  const file = logFile ? createWriteStream(logFile, { flags: 'a' }) : undefined;
   const child = spawn(process.execPath, ['-r', require.resolve('./telemetry/register'), mainJs], {
     env: { PATH: process.env.PATH, LAPIS_GRPC_PORT: '0', LAPIS_GRPC_HOST: '127.0.0.1', OTEL_SERVICE_NAME: name, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -92,6 +101,11 @@ export async function spawnService(name: string, mainJs: string, env: Record<str
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
   let partial = '';
+  if (file) {
+    child.stdout!.pipe(file, { end: false });
+    child.stderr!.pipe(file, { end: false });
+    child.once('exit', () => setTimeout(() => file.end(), 100));
+  }
   child.stdout!.on('data', (chunk: Buffer) => {
     const lines = (partial + chunk.toString()).split('\n');
     partial = lines.pop() ?? '';

@@ -54,7 +54,8 @@ export class LapisClients {
 
   constructor(addresses: Addresses) {
     this.scheduler = createClient(SchedulerServiceClient, addresses.scheduler);
-    this.runtime = createClient(RuntimeServiceClient, addresses.runtime);
+    // Stopping an instance may take its whole grace period (SIGTERM, then kill).
+    this.runtime = createClient(RuntimeServiceClient, addresses.runtime, { deadlineMs: 60_000 });
     this.images = createClient(ImageSyncServiceClient, addresses.images);
   }
 

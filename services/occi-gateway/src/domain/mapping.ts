@@ -148,8 +148,9 @@ export function storageLinkEntity(instanceId: string, volumeId: string, mountPoi
   };
 }
 
-export function networkEntity(project: string, name: string): Entity {
-  const id = `${project}.${name}`;
+/** A network of the caller's project, named as the runtime names it. */
+export function networkEntity(name: string): Entity {
+  const id = name;
   return {
     kind: 'network',
     id,
@@ -259,7 +260,7 @@ export function computeSpec(request: OcciRequest, templates: Templates): { spec:
       environment,
       userData: Buffer.from(typeof userData === 'string' ? userData : ''),
       sshPublicKeys: typeof sshKey === 'string' && sshKey ? [sshKey] : [],
-      labels: { 'lapis.dev/created-by': 'occi' },
+      labels: { 'created-by': 'occi-gateway' },
       ports,
       volumes: volumeLinks.map((v) => ({ volumeId: v.volumeId, mountPath: v.mountPath, readOnly: false })),
       devices: [],

@@ -1,0 +1,219 @@
+// The whole Lapis mesh on this machine, as a user runs it: NATS with JetStream, a Docker
+// engine, an upstream registry holding locally built images and the site registry, then the
+// services as their own processes with a local configuration (this machine is one node with
+// the docker backend). `make up` and the end-to-end tests both start it from here.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Metadata } from '@grpc/grpc-js';
+import { ImageSyncServiceClient, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
+import { RuntimeServiceClient, type ListInstancesResponse, type ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { createClient } from '@lapis/platform';
+import { spawnService, staticTokenFile, until, type ServiceProcess } from '@lapis/platform/testing';
+import { docker, ensureBaseImage, ensureDocker, startNats, startRegistry, type DockerEngine, type NatsServer, type Registry } from '@lapis/testenv';
+
+export const REPO_ROOT = resolve(__dirname, '../../../..');
+export const SERVICES = ['image-sync', 'container-runtime', 'scheduler', 'tosca-orchestrator', 'occi-gateway'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+/** Tokens of the local mesh: the services' own (admin) and two users in different projects. */
+export const MESH_TOKENS = {
+  service: { token: `service-${randomBytes(8).toString('hex')}`, user: 'lapis-service', roles: ['admin'] },
+  alice: { token: 'alice-token', user: 'alice', projects: ['physics', 'chemistry'] },
+  bob: { token: 'bob-token', user: 'bob', projects: ['biology'] },
+  admin: { token: 'admin-token', user: 'admin', roles: ['admin'] },
+};
+
+/** Images put in the upstream registry and synced into the site's trusted catalogue. */
+export const MESH_IMAGES = [{ repository: 'lapis/busybox', tag: '1.36' }];
+
+export interface MeshOptions {
+  /** Where config files, volumes and the services' logs go (default: a new temp dir). */
+  stateDir?: string;
+  /** Services to start, in this order (default: all that are built). */
+  services?: readonly ServiceName[];
+  nodeName?: string;
+  /** Progress lines for people watching (`make up`). */
+  progress?: (line: string) => void;
+  /** Extra environment for every service. */
+  env?: Record<string, string>;
+}
+
+export interface Mesh {
+  stateDir: string;
+  nats: NatsServer;
+  docker: DockerEngine;
+  upstream: Registry;
+  site: Registry;
+  nodeName: string;
+  /** gRPC address of each started service. */
+  addresses: Partial<Record<ServiceName, string>>;
+  processes: Partial<Record<ServiceName, ServiceProcess>>;
+  occiUrl?: string;
+  tokens: typeof MESH_TOKENS;
+  /** Site references of the synced images ("lapis/busybox:1.36"). */
+  images: string[];
+  env: Record<ServiceName, Record<string, string>>;
+  /** Starts a service again (after kill -9, for example) with the same configuration. */
+  start(name: ServiceName): Promise<ServiceProcess>;
+  stop(): Promise<void>;
+}
+
+const mainOf = (name: ServiceName) => join(REPO_ROOT, 'services', name, 'dist/src/main.js');
+
+export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
+  const say = options.progress ?? (() => {});
+  const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'lapis-mesh-'));
+  mkdirSync(join(stateDir, 'logs'), { recursive: true });
+  const logFileOf = (name: ServiceName) => join(stateDir, 'logs', `${name}.log`);
+  const stops: Array<() => Promise<unknown>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch(() => {});
+  };
+  try {
+    say('NATS with JetStream');
+    const nats = await startNats({ dir: join(stateDir, 'nats') });
+    stops.push(() => nats.stop());
+    say('Docker engine');
+    const engine = await ensureDocker();
+    stops.push(() => engine.stop());
+    say('registries (upstream and site)');
+    const upstream = await startRegistry({ auth: { username: 'upstream', password: randomBytes(6).toString('hex') } });
+    stops.push(() => upstream.stop());
+    const site = await startRegistry();
+    stops.push(() => site.stop());
+    say('images, built locally and pushed upstream');
+    const base = await ensureBaseImage();
+    await docker(['login', '-u', upstream.auth!.username, '--password-stdin', upstream.host], { input: upstream.auth!.password });
+    for (const image of MESH_IMAGES) {
+      const ref = `${upstream.host}/${image.repository}:${image.tag}`;
+      await docker(['tag', base, ref]);
+      await docker(['push', ref]);
+      await docker(['rmi', ref]).catch(() => {});
+    }
+
+    const credentials = join(stateDir, 'upstream-credentials');
+    writeFileSync(credentials, `${upstream.auth!.username}:${upstream.auth!.password}`, { mode: 0o600 });
+    const policies = join(stateDir, 'policies.yaml');
+    writeFileSync(
+      policies,
+      [
+        'policies:',
+        '  - name: upstream',
+        `    source: { url: "${upstream.url}", credentials_secret: "file:${credentials}", insecure: true }`,
+        `    repositories: [${MESH_IMAGES.map((i) => i.repository).join(', ')}]`,
+        '    interval: 10m',
+      ].join('\n'),
+    );
+    const tokens = staticTokenFile(Object.values(MESH_TOKENS));
+    const nodeName = options.nodeName ?? `node-${randomBytes(3).toString('hex')}`;
+    const common = {
+      LAPIS_NATS_URL: nats.url,
+      LAPIS_STATIC_TOKENS_FILE: tokens,
+      LAPIS_SERVICE_TOKEN: MESH_TOKENS.service.token,
+      LAPIS_FLAVORS_FILE: join(REPO_ROOT, 'config/flavors.yaml'),
+      LAPIS_HEARTBEAT_MS: '1000',
+      ...options.env,
+    };
+    const addresses: Mesh['addresses'] = {};
+    const env: Mesh['env'] = {
+      'image-sync': { ...common, LAPIS_SITE_REGISTRY: site.url, LAPIS_POLICY_FILE: policies },
+      'container-runtime': { ...common, LAPIS_NODE_NAME: nodeName, LAPIS_STATE_DIR: join(stateDir, 'runtime'), LAPIS_DOCKER_SOCKET: engine.socketPath },
+      scheduler: { ...common },
+      'tosca-orchestrator': { ...common },
+      'occi-gateway': { ...common, LAPIS_HTTP_PORT: '0' },
+    };
+    const processes: Mesh['processes'] = {};
+    const mesh: Mesh = {
+      stateDir,
+      nats,
+      docker: engine,
+      upstream,
+      site,
+      nodeName,
+      addresses,
+      processes,
+      tokens: MESH_TOKENS,
+      images: MESH_IMAGES.map((i) => `${i.repository}:${i.tag}`),
+      env,
+      start: async (name) => {
+        const wiring: Record<string, string> = {};
+        if (addresses['image-sync']) wiring.LAPIS_IMAGE_SYNC_ADDRESS = addresses['image-sync'];
+        if (addresses.scheduler) wiring.LAPIS_SCHEDULER_ADDRESS = addresses.scheduler;
+        if (addresses['container-runtime']) wiring.LAPIS_RUNTIME_ADDRESS = addresses['container-runtime'];
+        // A restarted service keeps its port, so the others still find it.
+        const port = addresses[name]?.split(':')[1] ?? '0';
+        const process = await spawnService(name, mainOf(name), { ...wiring, ...env[name], LAPIS_GRPC_PORT: port }, 60_000, logFileOf(name));
+        processes[name] = process;
+        addresses[name] = process.address;
+        if (name === 'occi-gateway') {
+          const line = await until(() => process.logs.find((l) => l.msg === 'OCCI HTTP interface listening'), 'the OCCI HTTP port');
+          mesh.occiUrl = `http://127.0.0.1:${line.port}`;
+        }
+        return process;
+      },
+      stop: stopAll,
+    };
+    stops.push(async () => {
+      // Nothing is left behind: instances and volumes go before the services stop.
+      if (processes['container-runtime'] && addresses['container-runtime']) await removeEverything(addresses['container-runtime']);
+      for (const name of [...SERVICES].reverse()) await processes[name]?.stop();
+    });
+
+    for (const name of options.services ?? SERVICES) {
+      say(`${name}`);
+      await mesh.start(name);
+      if (name === 'image-sync') {
+        say('syncing the example images into the trusted catalogue');
+        await waitForCatalogue(addresses['image-sync']!, mesh.images).catch((error: Error) => {
+          throw new Error(`${error.message}; image-sync's log: ${logFileOf('image-sync')}`);
+        });
+      }
+    }
+    return mesh;
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+/** Deletes every instance and volume the runtime has, in every project (as an admin). */
+async function removeEverything(address: string): Promise<void> {
+  const client = createClient(RuntimeServiceClient, address, { token: MESH_TOKENS.service.token, deadlineMs: 60_000 });
+  const unary = <Res>(invoke: (metadata: Metadata, callback: (error: Error | null, response: Res) => void) => unknown) =>
+    new Promise<Res>((resolve, reject) => invoke(new Metadata(), (error, response) => (error ? reject(error) : resolve(response))));
+  try {
+    const { instances } = await unary<ListInstancesResponse>((m, cb) => client.listInstances({ pageSize: 1000, pageToken: '', project: '', state: 0, node: '' }, m, cb));
+    for (const instance of instances) {
+      await unary((m, cb) => client.deleteInstance({ instanceId: instance.id, timeout: { seconds: 1, nanos: 0 }, requestId: '' }, m, cb)).catch(() => {});
+    }
+    const { volumes } = await unary<ListVolumesResponse>((m, cb) => client.listVolumes({ pageSize: 1000, pageToken: '', project: '', state: 0, instanceId: '' }, m, cb));
+    for (const volume of volumes) {
+      if (volume.attachment) await unary((m, cb) => client.detachVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(() => {});
+      await unary((m, cb) => client.deleteVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(() => {});
+    }
+  } finally {
+    client.close();
+  }
+}
+
+/** Until every image is in image-sync's catalogue (the policy syncs at start). */
+async function waitForCatalogue(address: string, images: string[]): Promise<void> {
+  const client = createClient(ImageSyncServiceClient, address, { token: MESH_TOKENS.service.token });
+  try {
+    await until(
+      async () => {
+        const response = await new Promise<ListImagesResponse>((resolve, reject) =>
+          client.listImages({ pageSize: 1000, pageToken: '', repositoryPrefix: '', policy: '' }, new Metadata(), (e, r) => (e ? reject(e) : resolve(r))),
+        );
+        const have = new Set(response.images.map((i) => `${i.repository}:${i.tag}`));
+        return images.every((image) => [...have].some((h) => h.endsWith(image))) || undefined;
+      },
+      `the images ${images.join(', ')} in the catalogue`,
+      120_000,
+    );
+  } finally {
+    client.close();
+  }
+}
