@@ -76,6 +76,7 @@ export class Syncer {
   private mirror: Promise<Map<string, Image>> | undefined;
   /** Catalogue key -> when the site was last seen holding that tag at its digest. */
   private readonly seenAtSite = new Map<string, number>();
+  private readonly upstreams = new Map<string, RegistryClient>();
 
   constructor(private readonly options: SyncerOptions) {
     this.blobs = new Semaphore(options.blobConcurrency ?? 8);
@@ -91,9 +92,16 @@ export class Syncer {
     return this.mirror;
   }
 
+  /** A client per upstream and credentials, kept: it remembers the auth scheme and tokens. */
   upstreamClient(policy: SyncPolicy): RegistryClient {
     const credentials = readCredentials(policy.source?.credentialsSecret ?? '');
-    return new RegistryClient({ url: policy.source?.url ?? '', ...(credentials ? { credentials } : {}), ...this.options.upstream });
+    const key = JSON.stringify([policy.source?.url, credentials]);
+    let client = this.upstreams.get(key);
+    if (!client) {
+      client = new RegistryClient({ url: policy.source?.url ?? '', ...(credentials ? { credentials } : {}), ...this.options.upstream });
+      this.upstreams.set(key, client);
+    }
+    return client;
   }
 
   /** Syncs the policy's repositories (or the given ones) at once; one status each. */
@@ -225,7 +233,9 @@ export class Syncer {
       throw new SyncFailure('PIN_MISMATCH', `upstream ${repository}:${tag} points at ${sourceDigest} but is pinned to ${pin}; not promoted`);
     }
     const key = imageKey(destination, tag);
-    if (existing && existing.sourceReference.endsWith(`@${sourceDigest}`)) {
+    const sameAsCatalogued = existing?.sourceReference.endsWith(`@${sourceDigest}`) ?? false;
+    // A policy that now requires signatures re-checks images promoted without one.
+    if (existing && sameAsCatalogued && (!policy.signature?.required || existing.signature?.verified)) {
       // Unchanged upstream. The site is checked too (HEAD), unless this syncer saw the tag
       // there recently: then a no-op costs one HEAD upstream per tag.
       const seen = this.seenAtSite.get(key);
@@ -240,7 +250,15 @@ export class Syncer {
     const top = await source.getManifest(repository, sourceDigest);
     if (!top) throw new SyncFailure('TAG_NOT_FOUND', `${repository}@${sourceDigest} disappeared upstream during the sync`);
     const verdict = await this.checkSignature(policy, source, repository, sourceDigest);
-    if (policy.signature?.required && !verdict.verified) throw new SyncFailure(verdict.reason, `${repository}:${tag} (${sourceDigest}): ${verdict.message}; not promoted`);
+    if (policy.signature?.required && !verdict.verified) {
+      if (existing && sameAsCatalogued) {
+        // The catalogued image itself fails the policy now: it is no longer trusted.
+        await this.options.stores.catalogue.delete(key);
+        (await this.catalogue()).delete(key);
+        throw new SyncFailure(verdict.reason, `${repository}:${tag} (${sourceDigest}): ${verdict.message}; removed from the catalogue`);
+      }
+      throw new SyncFailure(verdict.reason, `${repository}:${tag} (${sourceDigest}): ${verdict.message}; not promoted`);
+    }
 
     let bytes = 0;
     let size = 0;

@@ -173,6 +173,17 @@ describe('sync between real registries', function () {
     for (const tag of ['bad', 'unsigned', 'swapped']) assert.equal(await site.headManifest('site/team/signed', tag), undefined, `${tag} not at the site`);
   });
 
+  it('a policy that starts requiring signatures takes unsigned images out of the catalogue', async () => {
+    await pushImage(up, 'team/later', 'v1', [base]);
+    const lax = policy({ repositories: ['team/later'] });
+    assert.equal((await syncOne(lax)).tagsPromoted, 1);
+    const strict = { ...lax, signature: { required: true, keys: [{ id: 'release', pem: keyPair().pem }] } };
+    const status = await syncOne(strict);
+    assert.equal(status.errors[0]?.reason, 'SIGNATURE_MISSING');
+    assert.match(status.errors[0]!.message, /removed from the catalogue/);
+    assert.equal(await stores.catalogue.get(imageKey('site/team/later', 'v1')), undefined);
+  });
+
   it('a blob tampered with in the upstream storage: digest mismatch, not promoted, clear error', async () => {
     const layer = randomLayer(5_000);
     const image = await pushImage(up, 'team/tampered', 'v1', [base, layer]);
