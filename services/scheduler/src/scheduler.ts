@@ -31,6 +31,12 @@ export interface SchedulerOptions {
   leaseMs: number;
   heartbeatMs: number;
   maxPlacements: number;
+  /** Recalculate every priority this often (SLURM's PriorityCalcPeriod); default 5 s. */
+  priorityCalcMs?: number;
+  /** Most compare-and-set writes in flight; default 4096. */
+  maxInFlight?: number;
+  /** Wait for a cycle's writes before the next cycle (tests of fail-over timing); default false. */
+  awaitWrites?: boolean;
   now?: () => number;
 }
 
@@ -55,6 +61,8 @@ export interface NewClaim {
 }
 
 export interface CycleStats {
+  /** Time spent deciding (the pure cycle), ms. */
+  decideMs: number;
   placed: number;
   preempted: number;
   pending: number;
@@ -72,8 +80,10 @@ export class Scheduler {
   readonly quotas = new Map<string, QuotaDef>();
   usage = new Map<string, number>();
   usageAt = 0;
-  readonly reasons = new Map<string, Decision>();
-  readonly priorities = new Map<string, Breakdown>();
+  reasons = new Map<string, Decision>();
+  priorities = new Map<string, Breakdown>();
+  /** Placements published since start. */
+  published = 0;
   leader = false;
   readonly instanceId: string;
   lastCycle?: CycleStats;
@@ -92,15 +102,31 @@ export class Scheduler {
   private cycleAgain = false;
   private stopped = false;
   private unpublished = new Set<string>();
+  private inFlight = new Set<Promise<void>>();
+  private publishing = new Set<string>();
+  private order: string[] = [];
+  private priorityAt = 0;
+  private priorityCache = new Map<string, Breakdown>();
+  private fsSnapshot?: FairShareResult;
   private nodeWrittenAt = new Map<string, number>();
   private usageWrittenAt = 0;
   private readonly now: () => number;
   private readonly flavorByName: Map<string, Flavor>;
 
-  constructor(private readonly o: SchedulerOptions) {
+  private readonly o: Required<Omit<SchedulerOptions, 'instanceId' | 'now'>>;
+
+  constructor(options: SchedulerOptions) {
+    const o = options;
+    this.o = { priorityCalcMs: 5_000, maxInFlight: 4096, awaitWrites: false, ...options };
     this.instanceId = o.instanceId ?? `${randomUUID().slice(0, 8)}@${process.pid}`;
     this.now = o.now ?? Date.now;
     this.flavorByName = new Map(o.flavors.map((f) => [f.name, f]));
+    // Every KV write and publish is a request; by default nats.js captures a stack trace for
+    // each (an Error per request), which costs more than the rest of a placement on the
+    // client. The platform's connect takes no options, so the scheduler turns it off on its
+    // connection (errors keep their messages, without the caller's async stack).
+    const protocol = (o.bus.nc as unknown as { protocol?: { options?: { noAsyncTraces?: boolean } } }).protocol;
+    if (protocol?.options) protocol.options.noAsyncTraces = true;
   }
 
   get settings(): Settings {
@@ -117,26 +143,39 @@ export class Scheduler {
     for (const a of this.o.settings.accounts) await this.store.accounts.create(a.name, a).catch(ignoreConflict);
     for (const q of this.o.settings.quotas) await this.store.quotas.create(q.project, { maxInstances: q.maxInstances, maxResources: q.maxResources }).catch(ignoreConflict);
     this.followers.push(
-      await follow(this.store.claims, claimCodec, (key, value, rev) => this.cacheClaim(key, value, rev)),
-      await follow(this.store.nodes, jsonCodec<NodeRecord>(), (key, value) => {
+      await follow(this.store.claims, claimCodec, (key, value, rev) => {
+        const known = this.claims.get(key);
+        if (known && known.rev >= rev) return;
+        this.cacheClaim(key, value?.(), rev);
+      }),
+      await follow(this.store.nodes, jsonCodec<NodeRecord>(), (key, decode) => {
+        const value = decode?.();
         if (value) this.nodes.set(key, { ...value, lastSeen: Math.max(value.lastSeen, this.nodes.get(key)?.lastSeen ?? 0) });
         else this.nodes.delete(key);
       }),
-      await follow(this.store.moves, jsonCodec<NodeOverride>(), (key, value) => (value ? this.moves.set(key, value) : this.moves.delete(key))),
-      await follow(this.store.accounts, jsonCodec<AccountDef>(), (key, value) => (value ? this.accounts.set(key, value) : this.accounts.delete(key))),
-      await follow(this.store.quotas, jsonCodec<QuotaDef>(), (key, value) => (value ? this.quotas.set(key, value) : this.quotas.delete(key))),
-      await follow(this.store.usage, jsonCodec<UsageDoc>(), (_key, value) => {
+      await follow(this.store.moves, jsonCodec<NodeOverride>(), (key, value) => (value ? this.moves.set(key, value()) : this.moves.delete(key))),
+      await follow(this.store.accounts, jsonCodec<AccountDef>(), (key, value) => {
+        if (value) this.accounts.set(key, value());
+        else this.accounts.delete(key);
+        this.priorityAt = 0;
+      }),
+      await follow(this.store.quotas, jsonCodec<QuotaDef>(), (key, value) => (value ? this.quotas.set(key, value()) : this.quotas.delete(key))),
+      await follow(this.store.usage, jsonCodec<UsageDoc>(), (_key, decode) => {
         // The leader owns the usage; the others take what it wrote.
+        const value = decode?.();
         if (value && !this.leader) {
           this.usage = new Map(Object.entries(value.usage));
           this.usageAt = value.at;
         }
       }),
     );
-    if (options.lead !== false) {
-      await this.leaseTick();
-      this.leaseTimer = setInterval(() => void this.leaseTick(), Math.max(100, Math.floor(this.o.leaseMs / 3)));
-    }
+    if (options.lead !== false) await this.lead();
+  }
+
+  /** Starts competing for the leader lease (start does it unless told not to). */
+  async lead(): Promise<void> {
+    await this.leaseTick();
+    this.leaseTimer ??= setInterval(() => void this.leaseTick(), Math.max(100, Math.floor(this.o.leaseMs / 3)));
   }
 
   /** Stops leading and following; what was recorded stays in the buckets. */
@@ -229,6 +268,7 @@ export class Scheduler {
     clearInterval(this.cycleTimer);
     await Promise.all(this.consumers.splice(0).map((c) => c.stop()));
     await this.cycleRunning;
+    await this.settled();
     if (giveBack) {
       await this.writeUsage(true).catch(() => undefined);
       await this.store.leader.delete(LEADER_KEY, this.leaseRev).catch(() => undefined);
@@ -452,7 +492,8 @@ export class Scheduler {
       .catch((error) => this.o.log.error({ err: error }, 'scheduling cycle failed'))
       .finally(() => {
         this.cycleRunning = undefined;
-        if (this.cycleAgain) {
+        // A cycle that stopped at its placement limit leaves work: go on at once.
+        if (this.cycleAgain || (this.lastCycle?.placed ?? 0) >= this.o.maxPlacements) {
           this.cycleAgain = false;
           this.trigger();
         }
@@ -468,15 +509,33 @@ export class Scheduler {
   private async cycle(): Promise<CycleStats> {
     const started = performance.now();
     const now = this.now();
-    const stats: CycleStats = { placed: 0, preempted: 0, pending: 0, ms: 0 };
+    const stats: CycleStats = { decideMs: 0, placed: 0, preempted: 0, pending: 0, ms: 0 };
     if (!this.holdsLease()) return stats;
+    // Placements recorded but not yet published (a publish failed, or a new leader took over).
+    this.publishPlacements();
+    // The queue in the order of the last cycle, new claims after: sorting an almost sorted
+    // list is close to linear.
     const live: ClaimRecord[] = [];
-    for (const { rec } of this.claims.values()) if (!isFinal(rec)) live.push(rec);
+    const seen = new Set<string>();
+    for (const id of this.order) {
+      const rec = this.claims.get(id)?.rec;
+      if (rec && !isFinal(rec)) {
+        live.push(rec);
+        seen.add(id);
+      }
+    }
+    for (const { rec } of this.claims.values()) if (!isFinal(rec) && !seen.has(rec.id)) live.push(rec);
     // Usage: decay, and charge the instances that ran since the last cycle.
     const rates = live.filter(isActive).map((c) => ({ account: c.project, user: c.user, rate: billing(c.res, this.o.settings.billing) }));
     accrueUsage(this.usage, Math.max(0, now - this.usageAt), this.o.settings.halfLifeMs, rates);
     this.usageAt = now;
-    const fs = this.fairShare();
+    // Priorities are recalculated every priorityCalcMs (SLURM's PriorityCalcPeriod); claims
+    // that arrived since get theirs from the same fair-share snapshot.
+    if (now - this.priorityAt >= this.o.priorityCalcMs || !this.fsSnapshot) {
+      this.fsSnapshot = this.fairShare();
+      this.priorityCache = new Map();
+      this.priorityAt = now;
+    }
     const nodes = [...this.nodes.values()].map((n) => ({ ...n, partition: this.partitionOfNode(n) }));
     const result = runCycle({
       now,
@@ -487,16 +546,17 @@ export class Scheduler {
       quotas: this.quotas,
       qos: this.o.settings.qos,
       weights: this.o.settings.weights,
-      fairShare: fs.factorOf,
+      fairShare: this.fsSnapshot.factorOf,
       placement: this.o.settings.placement,
       downAfterMs: 3 * this.o.heartbeatMs,
       maxPlacements: this.o.maxPlacements,
       seed: Math.floor(Math.random() * 1e9),
+      priorityCache: this.priorityCache,
     });
-    this.reasons.clear();
-    for (const [id, d] of result.pending) this.reasons.set(id, d);
-    this.priorities.clear();
-    for (const [id, b] of result.priorities) this.priorities.set(id, b);
+    stats.decideMs = performance.now() - started;
+    this.order = result.order.map((c) => c.id);
+    this.reasons = result.pending;
+    this.priorities = result.priorities;
     await this.hooks.decided?.();
     await this.apply(result, now);
     await this.writeUsage(false);
@@ -509,11 +569,14 @@ export class Scheduler {
     return stats;
   }
 
-  /** Records each decision by compare-and-set, then publishes the ones recorded. */
+  /**
+   * Records each decision by compare-and-set, then publishes the ones recorded. The writes
+   * are pipelined: the cache shows a decision at once (so the next cycle counts its room)
+   * while its write is in flight; a write that loses its compare-and-set puts back what the
+   * bucket holds. At most maxInFlight writes wait at a time.
+   */
   private async apply(result: CycleResult, now: number): Promise<void> {
     if (!this.holdsLease()) return;
-    const writes: Array<Promise<unknown>> = [];
-    const placed: ClaimRecord[] = [];
     for (const { claim, node } of result.placements) {
       const entry = this.claims.get(claim.id);
       if (!entry) continue;
@@ -529,81 +592,108 @@ export class Scheduler {
         reservedNode: '',
         victims: [],
       };
-      writes.push(this.casWrite(entry, next).then((ok) => ok && placed.push(next)));
+      this.track(this.record(entry, next, () => this.publishPlacement(next)));
+      if (this.inFlight.size >= this.o.maxInFlight) await Promise.race(this.inFlight);
     }
-    const noticed: Array<{ victim: ClaimRecord; forClaim: string }> = [];
+    const grace = this.o.settings.preemptGraceMs;
     for (const p of result.preemptions) {
       const entry = this.claims.get(p.claim.id);
-      if (entry) writes.push(this.casWrite(entry, { ...entry.rec, reservedNode: p.node, victims: p.victims, reason: PendingReason.PREEMPTION }));
+      // A claim already holding its reservation only has victims told again.
+      if (entry && entry.rec.reservedNode !== p.node) {
+        this.track(this.record(entry, { ...entry.rec, reservedNode: p.node, victims: p.victims, reason: PendingReason.PREEMPTION }));
+      }
       for (const v of p.victims) {
         const ve = this.claims.get(v);
         if (!ve) continue;
-        const next = { ...ve.rec, preemptedBy: p.claim.id };
-        writes.push(this.casWrite(ve, next).then((ok) => ok && noticed.push({ victim: next, forClaim: p.claim.id })));
+        const victim = { ...ve.rec, preemptedBy: p.claim.id };
+        this.track(
+          this.record(ve, victim, async () => {
+            await this.o.bus.publish(
+              {
+                $case: 'preemptionNotice',
+                preemptionNotice: {
+                  instanceId: victim.id,
+                  project: victim.project,
+                  node: victim.node,
+                  gracePeriod: { seconds: Math.floor(grace / 1000), nanos: (grace % 1000) * 1e6 },
+                  forClaimId: p.claim.id,
+                },
+              },
+              victim.node,
+              `${victim.id}.preempt.${victim.placements}`,
+            );
+          }),
+        );
       }
     }
-    await Promise.all(writes);
-    for (const c of placed) this.unpublished.add(c.id);
-    await this.hooks.recorded?.();
-    await this.publishPlacements();
-    const grace = this.o.settings.preemptGraceMs;
-    await Promise.all(
-      noticed.map(({ victim, forClaim }) =>
-        this.o.bus
-          .publish(
-            {
-              $case: 'preemptionNotice',
-              preemptionNotice: {
-                instanceId: victim.id,
-                project: victim.project,
-                node: victim.node,
-                gracePeriod: { seconds: Math.floor(grace / 1000), nanos: (grace % 1000) * 1e6 },
-                forClaimId: forClaim,
-              },
-            },
-            victim.node,
-            `${victim.id}.preempt.${victim.placements}`,
-          )
-          .catch((error) => this.o.log.error({ err: error, claim: victim.id }, 'preemption notice not published')),
-      ),
-    );
+    if (this.o.awaitWrites) await this.settled();
   }
 
-  /** Publishes placements recorded and not yet acknowledged by the stream. */
-  private async publishPlacements(): Promise<void> {
-    const ids = [...this.unpublished];
-    await Promise.all(
-      ids.map(async (id) => {
-        const c = this.claims.get(id)?.rec;
-        if (!c || c.state !== ClaimState.PLACED) return this.unpublished.delete(id);
-        try {
-          await this.o.bus.publish(
-            {
-              $case: 'claimPlaced',
-              claimPlaced: { claimId: c.id, project: c.project, user: c.user, node: c.node, spec: c.spec, preemptible: c.preemptible, attempt: c.placements, requestId: c.requestId },
-            },
-            c.node,
-            `${c.id}.placed.${c.placements}`,
-          );
-          this.unpublished.delete(id);
-        } catch (error) {
-          this.o.log.warn({ err: error, claim: id }, 'placement not published yet; will retry');
-        }
-      }),
-    );
+  /** Resolves when every write and publish in flight is done. */
+  async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
-  private async casWrite(entry: Entry, next: ClaimRecord): Promise<boolean> {
+  private track(p: Promise<void>): void {
+    const tracked: Promise<void> = p
+      .catch((error) => this.o.log.error({ err: error }, 'recording a decision failed'))
+      .finally(() => this.inFlight.delete(tracked));
+    this.inFlight.add(tracked);
+  }
+
+  /** Compare-and-set from the entry's revision; then `after` (a publish) if it held. */
+  private async record(entry: Entry, next: ClaimRecord, after?: () => Promise<void>): Promise<void> {
+    this.claims.set(next.id, { rec: next, rev: entry.rev });
+    let rev: number;
     try {
-      const rev = await this.store.claims.update(next.id, next, entry.rev);
-      this.cacheClaim(next.id, next, rev);
-      return true;
+      rev = await this.store.claims.update(next.id, next, entry.rev);
     } catch (error) {
+      // Someone else changed it (a cancel, another leader), or the write failed: take what
+      // the bucket holds; the next cycle decides again.
+      const stored = await this.store.claims.get(next.id).catch(() => undefined);
+      if (stored) this.claims.set(next.id, { rec: stored.value, rev: stored.revision });
+      else if (this.claims.get(next.id)?.rev === entry.rev) this.claims.set(next.id, entry);
       if (!(error instanceof RevisionConflict)) throw error;
-      // Someone else changed it (a cancel, another leader): take theirs; next cycle decides.
-      const stored = await this.store.claims.get(next.id);
-      if (stored) this.cacheClaim(next.id, stored.value, stored.revision);
-      return false;
+      return;
+    }
+    const current = this.claims.get(next.id);
+    if (!current || current.rev < rev) this.claims.set(next.id, { rec: next, rev });
+    await this.hooks.recorded?.();
+    await after?.();
+  }
+
+  private async publishPlacement(c: ClaimRecord): Promise<void> {
+    this.unpublished.add(c.id);
+    if (this.publishing.has(c.id)) return;
+    this.publishing.add(c.id);
+    try {
+      const ack = await this.o.bus.publish(
+        {
+          $case: 'claimPlaced',
+          claimPlaced: { claimId: c.id, project: c.project, user: c.user, node: c.node, spec: c.spec, preemptible: c.preemptible, attempt: c.placements, requestId: c.requestId },
+        },
+        c.node,
+        `${c.id}.placed.${c.placements}`,
+      );
+      this.unpublished.delete(c.id);
+      if (!ack.duplicate) this.published++;
+    } catch (error) {
+      this.o.log.warn({ err: error, claim: c.id }, 'placement not published yet; will retry');
+    } finally {
+      this.publishing.delete(c.id);
+    }
+  }
+
+  /** Publishes again what was recorded and not acknowledged (same event id: no duplicates). */
+  private publishPlacements(): void {
+    for (const id of [...this.unpublished]) {
+      const c = this.claims.get(id)?.rec;
+      if (!c || c.state !== ClaimState.PLACED) {
+        this.unpublished.delete(id);
+        continue;
+      }
+      if (this.publishing.has(id)) continue;
+      this.track(this.publishPlacement(c));
     }
   }
 

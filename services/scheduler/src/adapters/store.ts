@@ -62,15 +62,21 @@ export async function openStore(bus: EventBus, prefix: string): Promise<Store> {
 
 /**
  * Follows a bucket: `onValue` for every current entry, then for every change (undefined
- * when deleted). Resolves once the current entries are in.
+ * when deleted). `onValue` gets a decoder rather than the value, so an entry the follower
+ * already has (its own write coming back) costs no decoding. Resolves once the current
+ * entries are in.
  */
-export async function follow<T>(bucket: Bucket<T>, codec: Codec<T>, onValue: (key: string, value: T | undefined, revision: number) => void): Promise<{ stop(): void }> {
+export async function follow<T>(
+  bucket: Bucket<T>,
+  codec: Codec<T>,
+  onValue: (key: string, value: (() => T) | undefined, revision: number) => void,
+): Promise<{ stop(): void }> {
   let ready!: () => void;
   const initialized = new Promise<void>((resolve) => (ready = resolve));
   const iter = await bucket.kv.watch({ key: '>', initializedFn: () => ready() });
   void (async () => {
     for await (const e of iter) {
-      onValue(e.key, e.operation === 'PUT' ? codec.decode(e.value) : undefined, e.revision);
+      onValue(e.key, e.operation === 'PUT' ? () => codec.decode(e.value) : undefined, e.revision);
     }
   })();
   await initialized;

@@ -45,6 +45,11 @@ export interface CycleInput {
   maxPlacements: number;
   /** Rotates where node scans start. */
   seed?: number;
+  /**
+   * Priorities kept from earlier cycles (SLURM recalculates them every PriorityCalcPeriod,
+   * not every cycle): only claims missing from it are computed, and added to it.
+   */
+  priorityCache?: Map<string, Breakdown>;
 }
 
 export interface Decision {
@@ -71,12 +76,17 @@ export function nodePartition(n: NodeRecord, defaultPartition: string): string {
 }
 
 /** The priority of every claim given (pending or running), by id. */
-export function priorities(input: Pick<CycleInput, 'now' | 'weights' | 'fairShare' | 'partitions' | 'qos' | 'defaultPartition'>, claims: Iterable<ClaimRecord>, clusterCpu: number): Map<string, Breakdown> {
+export function priorities(
+  input: Pick<CycleInput, 'now' | 'weights' | 'fairShare' | 'partitions' | 'qos' | 'defaultPartition'>,
+  claims: Iterable<ClaimRecord>,
+  clusterCpu: number,
+  result = new Map<string, Breakdown>(),
+): Map<string, Breakdown> {
   const maxTier = Math.max(0, ...[...input.partitions.values()].map((p) => p.tier));
   const maxQos = Math.max(0, ...input.qos.values());
   const fsCache = new Map<string, number>();
-  const result = new Map<string, Breakdown>();
   for (const c of claims) {
+    if (result.has(c.id)) continue;
     const key = `${c.project}/${c.user}`;
     let fs = fsCache.get(key);
     if (fs === undefined) fsCache.set(key, (fs = input.fairShare(c.project, c.user)));
@@ -118,7 +128,9 @@ export function runCycle(input: CycleInput): CycleResult {
     if (isActive(c)) active.push(c);
     else if (c.state === 1 || c.state === 4) pending.push(c);
   }
-  const prio = priorities(input, [...pending, ...active], clusterCpu);
+  const activeById = new Map(active.map((c) => [c.id, c]));
+  const prio = priorities(input, pending, clusterCpu, input.priorityCache);
+  priorities(input, active.filter((c) => c.preemptible), clusterCpu, prio);
   const projectUse = new Map<string, { n: number; res: Res }>();
   const partitionUse = new Map<string, Res>();
   const own = new Map<string, Res>();
@@ -191,13 +203,17 @@ export function runCycle(input: CycleInput): CycleResult {
         placeOn(view);
         continue;
       }
-      // Still waiting for the spot instances to leave: keep everyone else off that room.
-      if (view && !view.held && byPartition.get(partitionName)?.includes(view)) {
+      // Still waiting for the spot instances to leave: keep everyone else off that room, and
+      // tell again any victim whose notice was not recorded (its record lost a race).
+      const staying = c.victims.map((id) => activeById.get(id)).filter((v): v is ClaimRecord => v !== undefined && v.node === c.reservedNode);
+      if (view && !view.held && staying.length > 0 && byPartition.get(partitionName)?.includes(view)) {
         view.held = true;
-        decide(PendingReason.PREEMPTION, `waiting for ${c.victims.length} spot instance(s) on ${c.reservedNode} to stop`);
+        const untold = staying.filter((v) => v.preemptedBy !== c.id).map((v) => v.id);
+        if (untold.length) result.preemptions.push({ claim: c, node: c.reservedNode, victims: untold });
+        decide(PendingReason.PREEMPTION, `waiting for ${staying.length} spot instance(s) on ${c.reservedNode} to stop`);
         continue;
       }
-      // The node went away: schedule afresh (a new preemption if needed).
+      // The node went away, or the victims left and the room went elsewhere: schedule afresh.
     }
     const shape = c.group ? '' : shapeKey(c);
     const known = shape ? failedShapes.get(shape) : undefined;

@@ -140,6 +140,11 @@ describe('a scheduling cycle', () => {
     assert.equal(first.pending.get('normal')?.reason, PendingReason.PREEMPTION);
     // A spot claim never preempts; the other normal one finds the node held.
     assert.equal(first.pending.get('other')?.reason === PendingReason.PREEMPTION, false);
+    // The notice was not recorded (the victim changed meanwhile): the next cycle tells it again
+    // and keeps the room held.
+    const untold = runCycle(input([spot, { ...normal, reservedNode: 'n', victims: ['spot'] }, claim('later', { res: cpus(1), submitTime: 9 })], [node('n', cpus(4), { lastSeen: 1000 })]));
+    assert.deepEqual(untold.preemptions.map((p) => [p.claim.id, p.victims]), [['normal', ['spot']]]);
+    assert.equal(untold.placements.length, 0);
     // The spot instance left: the claim goes where it reserved room.
     const waiting = { ...normal, reservedNode: 'n', victims: ['spot'] };
     const second = runCycle(input([waiting], [node('n', cpus(4), { lastSeen: 1000 })]));
