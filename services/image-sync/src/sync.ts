@@ -225,7 +225,10 @@ export class Syncer {
     signal?: AbortSignal,
   ): Promise<TagOutcome> {
     const site = this.options.site;
-    const head = await (prefetched ?? source.headManifest(repository, tag));
+    // A tag new to the catalogue is fetched at once (its digest is the hash of the bytes);
+    // a known one is HEADed first, since it is most often unchanged.
+    const fetched = existing || prefetched ? undefined : await source.getManifest(repository, tag);
+    const head = fetched ?? (await (prefetched ?? source.headManifest(repository, tag)));
     if (!head) throw new SyncFailure('TAG_NOT_FOUND', `${repository}:${tag} disappeared upstream during the sync`);
     const sourceDigest = head.digest;
     const pin = policy.pins[tag];
@@ -247,7 +250,7 @@ export class Syncer {
       }
     }
     signal?.throwIfAborted();
-    const top = await source.getManifest(repository, sourceDigest);
+    const top = fetched ?? (await source.getManifest(repository, sourceDigest));
     if (!top) throw new SyncFailure('TAG_NOT_FOUND', `${repository}@${sourceDigest} disappeared upstream during the sync`);
     const verdict = await this.checkSignature(policy, source, repository, sourceDigest);
     if (policy.signature?.required && !verdict.verified) {
@@ -279,9 +282,7 @@ export class Syncer {
           const platform = { os: descriptor.platform?.os ?? '', architecture: descriptor.platform?.architecture ?? '', variant: descriptor.platform?.variant ?? '' };
           platforms.push(platform);
           manifests.push({ platform, digest: child.digest, sizeBytes: copied.size });
-          if ((await site.headManifest(destination, child.digest))?.digest !== child.digest) {
-            await site.putManifest(destination, child.digest, child.mediaType, child.bytes);
-          }
+          await site.putManifest(destination, child.digest, child.mediaType, child.bytes);
         }),
       );
       if (kept.length !== all.length) {
