@@ -56,7 +56,7 @@ async function main(): Promise<void> {
       const dir = join(rt.stateDir, 'bare');
       mkdirSync(dir, { recursive: true });
       const bareIds: string[] = [];
-      const bare = await pool(count, concurrency, async (i) => {
+      const bareOne = async (i: number) => {
         const instance = { id: `bare-${concurrency}-${i}`, project: 'physics', user: 'alice', spec: baseSpec(`bare-${concurrency}-${i}`), imageDigest: imageId, requestId: '', attempt: 0, preemptible: false } as never;
         const options = createOptions({ instance, resources: { cpuMillis: 500, memoryBytes: 256 * 2 ** 20, gpus: 0, pids: 256, diskBytes: 0 }, image: imageId, grant: emptyGrant(), mountDir: dir, metadataDir: dir, network }, `${rt.node}-bare`);
         options.HostConfig!.Mounts![0]!.BindOptions = undefined;
@@ -66,15 +66,23 @@ async function main(): Promise<void> {
         const ms = performance.now() - t;
         bareIds.push(container.id);
         return ms;
-      });
-      await Promise.all(bareIds.map((id) => docker.getContainer(id).remove({ force: true })));
-
-      const lapis = await pool(count, concurrency, async (i) => {
+      };
+      const lapisOne = async (i: number) => {
         const t = performance.now();
         const { instance } = await rpc(client, client.createInstance, { instanceId: '', spec: baseSpec(`vm-${concurrency}-${i}`), preemptible: false, requestId: '' });
         if (instance.state !== InstanceState.RUNNING) throw new Error(`instance ${instance.id} is ${instance.state}`);
         return performance.now() - t;
-      });
+      };
+      // Rounds of `concurrency` creations in flight, bare and Lapis taking turns, so both see
+      // the same load on this shared machine (and the same number of containers already running).
+      const bare: number[] = [];
+      const lapis: number[] = [];
+      for (let done = 0; done < count; done += concurrency) {
+        const n = Math.min(concurrency, count - done);
+        bare.push(...(await pool(n, concurrency, (i) => bareOne(done + i))));
+        lapis.push(...(await pool(n, concurrency, (i) => lapisOne(done + i))));
+      }
+      await Promise.all(bareIds.map((id) => docker.getContainer(id).remove({ force: true })));
       await purgeNode(rt.agent);
       await docker.getNetwork(projectNetworkName('physics')).remove().catch(() => undefined);
       rows.push({ mode, lapis, bare });
