@@ -3,7 +3,7 @@
 // sync time, no-op re-sync time and bytes stored at the destination, side by side.
 // Sizes: BENCH_SCALE (default 1: 20 images, 3 shared base layers of 40 MB and 8 MB of their
 // own each, about 280 MB). Asserts nothing; prints a Markdown table and writes
-// bench/results/image-sync.json.
+// bench/results/image-sync.json. BENCH_ROUNDS (3) fresh destinations, BENCH_NOOPS (5) no-ops per round.
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -21,6 +21,8 @@ const scale = Number(process.env.BENCH_SCALE ?? 1);
 const IMAGES = Math.max(2, Math.round(Number(process.env.BENCH_IMAGES ?? 20)));
 const MB = 1024 * 1024;
 const BASE_LAYERS = 3;
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
+const NOOPS = Math.max(1, Number(process.env.BENCH_NOOPS ?? 5));
 const BASE_SIZE = Math.max(64 * 1024, Math.round(40 * MB * scale));
 const OWN_SIZE = Math.max(16 * 1024, Math.round(8 * MB * scale));
 
@@ -54,8 +56,8 @@ async function main(): Promise<void> {
   try {
     const nats: NatsServer = await startNats();
     started.push(nats);
-    const [upstream, lapisSite, skopeoSite] = await Promise.all([startRegistry(), startRegistry(), startRegistry()]);
-    started.push(upstream, lapisSite, skopeoSite);
+    const upstream = await startRegistry();
+    started.push(upstream);
 
     // The set: every image = the shared base layers + one layer of its own.
     const up = new RegistryClient({ url: upstream.url });
@@ -64,37 +66,64 @@ async function main(): Promise<void> {
     for (const repository of repositories) await pushImage(up, repository, 'v1', [...base, randomLayer(OWN_SIZE)]);
     const setBytes = storedBytes(upstream);
 
-    // Lapis.
+    // Rounds: fresh destination registries and catalogue each time, the two tools taking
+    // turns (this machine is shared: the median of the rounds is what is reported).
     const bus = await EventBus.connect({ url: nats.url, name: 'image-sync-bench', stream: 'LAPIS', log: testLog });
-    const stores = await openStores(bus, 'bench-');
-    const syncer = new Syncer({ site: new RegistryClient({ url: lapisSite.url }), stores, bus, log: testLog, blobConcurrency: Number(process.env.LAPIS_SYNC_CONCURRENCY ?? 8) });
     const policy = policyFromObject({ name: 'bench', source: { url: upstream.url, insecure: true }, repositories }, 'policy');
-    const [fullS, statuses] = await timed(() => syncer.syncPolicy(policy));
-    const failed = statuses.filter((s) => s.result !== SyncResult.SUCCEEDED);
-    if (failed.length > 0) throw new Error(`lapis sync failed: ${JSON.stringify(failed[0]?.errors)}`);
-    const [noopS, noop] = await timed(() => syncer.syncPolicy(policy));
-    if (noop.some((s) => s.tagsUnchanged !== 1)) throw new Error('lapis no-op sync changed something');
-    const bytesMoved = storedBytes(lapisSite);
-    await bus.drain();
-
-    // skopeo sync, same set, its own destination.
     const yamlFile = join(work, 'skopeo.yaml');
     writeFileSync(yamlFile, `${upstream.host}:\n  tls-verify: false\n  images:\n${repositories.map((r) => `    ${r}: [v1]\n`).join('')}`);
-    const skopeoArgs = ['sync', '--src', 'yaml', '--dest', 'docker', '--dest-tls-verify=false', yamlFile, `${skopeoSite.host}/mirror`];
-    const [skopeoFullS] = await timed(() => run(skopeo, skopeoArgs));
-    const [skopeoNoopS] = await timed(() => run(skopeo, skopeoArgs));
-    const skopeoBytes = storedBytes(skopeoSite);
+    const samples = { full: [] as number[], skopeoFull: [] as number[], noop: [] as number[], skopeoNoop: [] as number[] };
+    let bytesMoved = 0;
+    let skopeoBytes = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      const [lapisSite, skopeoSite] = await Promise.all([startRegistry(), startRegistry()]);
+      try {
+        const stores = await openStores(bus, `bench-${round}-${Date.now()}-`);
+        const syncer = new Syncer({ site: new RegistryClient({ url: lapisSite.url }), stores, bus, log: testLog, blobConcurrency: Number(process.env.LAPIS_SYNC_CONCURRENCY ?? 8) });
+        const skopeoArgs = ['sync', '--src', 'yaml', '--dest', 'docker', '--dest-tls-verify=false', yamlFile, `${skopeoSite.host}/mirror`];
+        const lapisFull = async () => {
+          const [seconds, statuses] = await timed(() => syncer.syncPolicy(policy));
+          const failed = statuses.filter((s) => s.result !== SyncResult.SUCCEEDED);
+          if (failed.length > 0) throw new Error(`lapis sync failed: ${JSON.stringify(failed[0]?.errors)}`);
+          samples.full.push(seconds);
+        };
+        const skopeoFull = async () => samples.skopeoFull.push((await timed(() => run(skopeo, skopeoArgs)))[0]);
+        if (round % 2 === 0) {
+          await lapisFull();
+          await skopeoFull();
+        } else {
+          await skopeoFull();
+          await lapisFull();
+        }
+        for (let i = 0; i < NOOPS; i++) {
+          const [seconds, noop] = await timed(() => syncer.syncPolicy(policy));
+          if (noop.some((s) => s.tagsUnchanged !== 1)) throw new Error('lapis no-op sync changed something');
+          samples.noop.push(seconds);
+          samples.skopeoNoop.push((await timed(() => run(skopeo, skopeoArgs)))[0]);
+        }
+        bytesMoved = storedBytes(lapisSite);
+        skopeoBytes = storedBytes(skopeoSite);
+      } finally {
+        await Promise.all([lapisSite.stop(), skopeoSite.stop()]);
+      }
+    }
+    await bus.drain();
+    const fullS = median(samples.full);
+    const skopeoFullS = median(samples.skopeoFull);
+    const noopS = median(samples.noop);
+    const skopeoNoopS = median(samples.skopeoNoop);
 
     const results = {
       full_s: round(fullS), skopeo_full_s: round(skopeoFullS), noop_s: round(noopS), skopeo_noop_s: round(skopeoNoopS),
       full_ratio: round(fullS / skopeoFullS), noop_ratio: round(noopS / skopeoNoopS), bytes_moved: bytesMoved, skopeo_bytes_moved: skopeoBytes,
-      images: IMAGES, set_bytes: setBytes, scale,
+      images: IMAGES, set_bytes: setBytes, scale, rounds: ROUNDS, noop_runs: ROUNDS * NOOPS,
+      samples: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, v.map(round)])),
       machine: { nproc: cpus().length, memory_gb: round(totalmem() / 1024 ** 3) }, at: new Date().toISOString(),
     };
     const mb = (n: number) => `${(n / MB).toFixed(1)} MB`;
     process.stdout.write(
       [
-        `image-sync vs skopeo sync: ${IMAGES} images sharing ${BASE_LAYERS} base layers, ${mb(setBytes)} in the upstream (BENCH_SCALE=${scale})`,
+        `image-sync vs skopeo sync: ${IMAGES} images sharing ${BASE_LAYERS} base layers, ${mb(setBytes)} in the upstream (BENCH_SCALE=${scale}); medians of ${ROUNDS} full syncs and ${ROUNDS * NOOPS} no-op re-syncs each, taking turns`,
         '',
         '| case | Lapis image-sync | skopeo sync | ratio (Lapis / skopeo) | goal |',
         '|---|---|---|---|---|',
@@ -114,6 +143,11 @@ async function main(): Promise<void> {
 }
 
 const round = (n: number) => Math.round(n * 1000) / 1000;
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
 
 main().catch((error: unknown) => {
   process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

@@ -78,7 +78,7 @@ export class ImageSyncApp {
     const policy = await this.getPolicy(name);
     this.controllers.get(name)?.abort();
     await this.running.get(name)?.catch(() => undefined);
-    const images = (await this.stores.catalogue.list()).map((e) => e.value).filter((i) => i.policy === name);
+    const images = [...(await this.options.syncer.catalogue()).values()].filter((i) => i.policy === name);
     if (pruneImages) {
       for (const image of images) await this.options.syncer.removeImage(image, images);
     }

@@ -6,7 +6,7 @@ import { invalidArgument, notFound, paginate, service, type ServiceRegistration 
 import { OperationsServiceService } from '@lapis/proto/lapis/common/v1/common';
 import { ImageSyncServiceService, type Image, type Platform, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
 import type { ImageSyncApp } from './app';
-import { imageKey, repositoryFilter } from './adapters/store';
+import { imageKey } from './adapters/store';
 import { platformMatches } from './domain/policy';
 
 /** A reference as users write it: [host[:port]/]name[:tag][@sha256:...]. */
@@ -38,7 +38,7 @@ const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: '
 const nodePlatform = (): Platform => ({ os: 'linux', architecture: NODE_ARCH[process.arch] ?? process.arch, variant: '' });
 
 export function registrations(app: ImageSyncApp, siteHost: string): ServiceRegistration[] {
-  const { catalogue } = app.stores;
+  const catalogue = () => app.options.syncer.catalogue();
   const untrusted = (reference: string, why: string) => notFound(`${reference} is not a trusted image: ${why}`, 'IMAGE_NOT_TRUSTED', { reference });
 
   const resolve = async (reference: string, platform: Platform | undefined) => {
@@ -57,10 +57,10 @@ export function registrations(app: ImageSyncApp, siteHost: string): ServiceRegis
     let image: Image | undefined;
     for (const repository of new Set(candidates)) {
       if (ref.tag) {
-        const found = (await catalogue.get(imageKey(repository, ref.tag)))?.value;
+        const found = (await catalogue()).get(imageKey(repository, ref.tag));
         if (found && (!ref.digest || found.digest === ref.digest || found.manifests.some((m) => m.digest === ref.digest))) image = found;
       } else {
-        image = (await catalogue.list(repositoryFilter(repository))).map((e) => e.value).find((i) => i.digest === ref.digest || i.manifests.some((m) => m.digest === ref.digest));
+        image = [...(await catalogue()).values()].find((i) => i.repository === repository && (i.digest === ref.digest || i.manifests.some((m) => m.digest === ref.digest)));
       }
       if (image) break;
     }
@@ -84,8 +84,7 @@ export function registrations(app: ImageSyncApp, siteHost: string): ServiceRegis
   return [
     service(ImageSyncServiceService, {
       async listImages(request) {
-        const images = (await catalogue.list())
-          .map((e) => e.value)
+        const images = [...(await catalogue()).values()]
           .filter((i) => i.repository.startsWith(request.repositoryPrefix) && (!request.policy || i.policy === request.policy))
           .sort((a, b) => `${a.repository}:${a.tag}`.localeCompare(`${b.repository}:${b.tag}`));
         const page = paginate(images, (i) => `${i.repository}:${i.tag}`, request);
@@ -94,9 +93,9 @@ export function registrations(app: ImageSyncApp, siteHost: string): ServiceRegis
       async getImage(request) {
         if (!request.repository) throw invalidArgument([{ field: 'repository', description: 'is required' }]);
         if (!request.tag) throw invalidArgument([{ field: 'tag', description: 'is required' }]);
-        const found = await catalogue.get(imageKey(request.repository, request.tag));
+        const found = (await catalogue()).get(imageKey(request.repository, request.tag));
         if (!found) throw notFound(`${request.repository}:${request.tag} is not in the catalogue`, 'IMAGE_NOT_FOUND');
-        return { image: found.value };
+        return { image: found };
       },
       async resolveImage(request) {
         return resolve(request.reference, request.platform);

@@ -82,7 +82,8 @@ export class Syncer {
     this.blobs = new Semaphore(options.blobConcurrency ?? 8);
   }
 
-  private catalogue(): Promise<Map<string, Image>> {
+  /** The catalogue by key (read from the bucket once, then kept by this syncer's writes). */
+  catalogue(): Promise<Map<string, Image>> {
     this.mirror ??= (async () => {
       const bucket = this.options.stores.catalogue;
       const entries = await Promise.all((await bucket.keys()).map(async (key) => [key, (await bucket.get(key))?.value] as const));
