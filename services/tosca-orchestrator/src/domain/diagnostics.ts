@@ -18,25 +18,55 @@ export interface Loc {
   path: string;
 }
 
-/** Positions of one loaded file: document path -> [line, column] (1-based). */
-export type PositionIndex = Map<string, [number, number]>;
+/** Positions of one loaded file: document path -> offset in its text. */
+export type PositionIndex = Map<string, number>;
+
+interface FileIndex {
+  positions: PositionIndex;
+  text: string;
+  lineStarts?: number[];
+}
+
+/** 1-based line and column of an offset (line starts computed once per file, when needed). */
+function lineColumn(file: FileIndex, offset: number): [number, number] {
+  if (!file.lineStarts) {
+    const starts = [0];
+    for (let i = file.text.indexOf('\n'); i >= 0; i = file.text.indexOf('\n', i + 1)) starts.push(i + 1);
+    file.lineStarts = starts;
+  }
+  const starts = file.lineStarts;
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (starts[mid]! <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  return [lo + 1, offset - starts[lo]! + 1];
+}
 
 export class Diagnostics {
   readonly list: Diagnostic[] = [];
-  private readonly positions = new Map<string, PositionIndex>();
+  private readonly files = new Map<string, FileIndex>();
 
-  addFile(file: string, positions: PositionIndex): void {
-    this.positions.set(file, positions);
+  addFile(file: string, positions: PositionIndex, text: string): void {
+    this.files.set(file, { positions, text });
+  }
+
+  /** Line and column of an offset in a file. */
+  position(file: string, offset: number): [number, number] {
+    const index = this.files.get(file);
+    return index ? lineColumn(index, offset) : [1, 1];
   }
 
   /** The position of `path` in `file`, or of its nearest ancestor that has one. */
   locate(file: string, path: string): [number, number] {
-    const index = this.positions.get(file);
+    const index = this.files.get(file);
     if (!index) return [1, 1];
     let current = path;
     for (;;) {
-      const found = index.get(current);
-      if (found) return found;
+      const found = index.positions.get(current);
+      if (found !== undefined) return lineColumn(index, found);
       if (!current) return [1, 1];
       current = parentPath(current);
     }

@@ -92,9 +92,9 @@ const interfaceReserved = new Set(['derived_from', 'description', 'version', 'me
 
 export class Registry {
   private readonly types: Record<Kind, Map<string, TypeEntry>>;
-  private readonly resolveCache = new Map<string, TypeEntry | null>();
-  private readonly ancestorCache = new Map<TypeEntry, TypeEntry[]>();
-  private readonly mergeCache = new Map<string, unknown>();
+  private resolveCache = new Map<Kind, Map<string, TypeEntry | null>>();
+  private ancestorCache = new Map<TypeEntry, TypeEntry[]>();
+  private mergeCache = new Map<TypeEntry, Map<string, unknown>>();
 
   constructor(base?: Registry) {
     const copy = (kind: Kind) => new Map(base ? base.types[kind] : []);
@@ -110,9 +110,9 @@ export class Registry {
 
   set(entry: TypeEntry): void {
     this.types[entry.kind].set(entry.name, entry);
-    this.resolveCache.clear();
-    this.ancestorCache.clear();
-    this.mergeCache.clear();
+    this.resolveCache = new Map();
+    this.ancestorCache = new Map();
+    this.mergeCache = new Map();
   }
 
   all(kind: Kind): Iterable<TypeEntry> {
@@ -122,8 +122,9 @@ export class Registry {
   /** Full name, tosca:Short, or Short for the normative types. */
   resolve(kind: Kind, name: unknown): TypeEntry | undefined {
     if (typeof name !== 'string' || !name) return undefined;
-    const key = `${kind}\u0000${name}`;
-    const cached = this.resolveCache.get(key);
+    let cache = this.resolveCache.get(kind);
+    if (!cache) this.resolveCache.set(kind, (cache = new Map()));
+    const cached = cache.get(name);
     if (cached !== undefined) return cached ?? undefined;
     const map = this.types[kind];
     let found = map.get(name);
@@ -135,7 +136,7 @@ export class Registry {
         found = map.get(prefix + short);
       }
     }
-    this.resolveCache.set(key, found ?? null);
+    cache.set(name, found ?? null);
     return found;
   }
 
@@ -177,10 +178,11 @@ export class Registry {
   }
 
   private merged<T>(what: string, entry: TypeEntry, build: () => T): T {
-    const key = `${what}\u0000${entry.kind}\u0000${entry.name}`;
-    if (this.mergeCache.has(key)) return this.mergeCache.get(key) as T;
+    let cache = this.mergeCache.get(entry);
+    if (!cache) this.mergeCache.set(entry, (cache = new Map()));
+    if (cache.has(what)) return cache.get(what) as T;
     const value = build();
-    this.mergeCache.set(key, value);
+    cache.set(what, value);
     return value;
   }
 
@@ -199,6 +201,11 @@ export class Registry {
       }
       return out;
     });
+  }
+
+  /** Memoizes something derived from a type (for example a node type's capability defaults). */
+  memo<T>(what: string, entry: TypeEntry, build: () => T): T {
+    return this.merged(`memo:${what}`, entry, build);
   }
 
   properties(entry: TypeEntry): Map<string, PropertyDef> {

@@ -271,14 +271,21 @@ class Validator {
       }
       for (const [prop, v] of Object.entries(given)) if (!(prop in node.properties)) node.properties[prop] = v;
       const assigned = isDict(def.capabilities) ? def.capabilities : {};
-      for (const [cap, cdef] of this.registry.capabilities(entry)) {
-        const ctype = this.registry.resolve('capability', cdef.type);
-        const props: Dict = {};
-        if (ctype) for (const [p, pd] of this.registry.properties(ctype)) if (pd.default !== undefined) props[p] = pd.default;
-        for (const [p, pd] of Object.entries(cdef.properties)) if (isDict(pd) && pd.default !== undefined) props[p] = pd.default;
+      // Defaults per capability, computed once per node type and shared until assigned.
+      const defaults = this.registry.memo('capability-defaults', entry, () => {
+        const out: [string, string, Dict][] = [];
+        for (const [cap, cdef] of this.registry.capabilities(entry)) {
+          const ctype = this.registry.resolve('capability', cdef.type);
+          const props: Dict = {};
+          if (ctype) for (const [p, pd] of this.registry.properties(ctype)) if (pd.default !== undefined) props[p] = pd.default;
+          for (const [p, pd] of Object.entries(cdef.properties)) if (isDict(pd) && pd.default !== undefined) props[p] = pd.default;
+          out.push([cap, ctype?.name ?? cdef.type, props]);
+        }
+        return out;
+      });
+      for (const [cap, type, props] of defaults) {
         const a = assigned[cap];
-        if (isDict(a) && isDict(a.properties)) Object.assign(props, a.properties);
-        node.capabilities[cap] = { type: ctype?.name ?? cdef.type, properties: props };
+        node.capabilities[cap] = { type, properties: isDict(a) && isDict(a.properties) ? { ...props, ...a.properties } : props };
       }
     }
     this.topo.nodes.set(name, node);
@@ -497,7 +504,14 @@ class Validator {
   private checkCapabilityOccurrences(): void {
     const incoming = new Map<string, number>();
     for (const node of this.topo.nodes.values()) {
-      for (const r of node.requirements) if (r.node && r.capability) incoming.set(`${r.node}\u0000${r.capability}`, (incoming.get(`${r.node}\u0000${r.capability}`) ?? 0) + 1);
+      for (const r of node.requirements) {
+        if (!r.node || !r.capability) continue;
+        const target = this.topo.nodes.get(r.node);
+        // Only capabilities that limit their occurrences need counting.
+        if (!target?.entry || this.registry.capabilities(target.entry).get(r.capability)?.occurrences === undefined) continue;
+        const key = `${r.node}\u0000${r.capability}`;
+        incoming.set(key, (incoming.get(key) ?? 0) + 1);
+      }
     }
     for (const [key, count] of incoming) {
       const [nodeName, cap] = key.split('\u0000') as [string, string];
@@ -885,30 +899,43 @@ class Validator {
     const names = [...this.topo.nodes.keys()];
     const deps = new Map<string, string[]>(names.map((n) => [n, []]));
     for (const e of edges) deps.get(e.source)!.push(e.target);
-    // Depth-first, in template order: what a node needs comes first; a back edge is a cycle.
+    // Depth-first (iterative, so long chains cannot overflow the stack), in template order: what
+    // a node needs comes first; an edge back into the current path is a cycle.
     const state = new Map<string, 1 | 2>();
     const order: string[] = [];
     const reported = new Set<string>();
-    const stack: string[] = [];
-    const visit = (n: string) => {
-      state.set(n, 1);
-      stack.push(n);
-      for (const d of deps.get(n) ?? []) {
+    for (const root of names) {
+      if (state.has(root)) continue;
+      const path: string[] = [root];
+      const next: number[] = [0];
+      state.set(root, 1);
+      while (path.length) {
+        const n = path[path.length - 1]!;
+        const list = deps.get(n) ?? [];
+        const i = next[next.length - 1]!;
+        if (i >= list.length) {
+          path.pop();
+          next.pop();
+          state.set(n, 2);
+          order.push(n);
+          continue;
+        }
+        next[next.length - 1] = i + 1;
+        const d = list[i]!;
         if (state.get(d) === 1) {
-          const cycle = [...stack.slice(stack.indexOf(d)), d];
-          const key = [...cycle.slice(0, -1)].sort().join(',');
+          const cycle = [...path.slice(path.indexOf(d)), d];
+          const key = cycle.slice(0, -1).sort().join(',');
           if (!reported.has(key)) {
             reported.add(key);
-            const node = this.topo.nodes.get(d)!;
-            this.diags.error('DEPENDENCY_CYCLE', `dependency cycle: ${cycle.join(' -> ')}`, node.loc);
+            this.diags.error('DEPENDENCY_CYCLE', `dependency cycle: ${cycle.join(' -> ')}`, this.topo.nodes.get(d)!.loc);
           }
-        } else if (!state.has(d)) visit(d);
+        } else if (!state.has(d)) {
+          state.set(d, 1);
+          path.push(d);
+          next.push(0);
+        }
       }
-      stack.pop();
-      state.set(n, 2);
-      order.push(n);
-    };
-    for (const n of names) if (!state.has(n)) visit(n);
+    }
     this.topo.order = order;
   }
 }

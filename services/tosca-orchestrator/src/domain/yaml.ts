@@ -1,9 +1,11 @@
 // YAML with positions, read the way the established TOSCA tools (PyYAML, YAML 1.1) read it:
 // yes/no/on/off are booleans, duplicate keys keep the last value (with a warning), implicit
 // pairs in flow sequences become one-entry maps. Every map entry and sequence item records its
-// line and column under its document path.
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, type Node } from 'yaml';
+// offset under its document path. The fast reader handles what templates are made of; the
+// `yaml` library reads everything else (and reports syntax errors).
+import { isMap, isPair, isScalar, isSeq, parseDocument, Scalar, type Node } from 'yaml';
 import { child, type Diagnostics, type PositionIndex } from './diagnostics';
+import { fastParse, Unsupported } from './fastyaml';
 
 export interface LoadedYaml {
   value: unknown;
@@ -14,22 +16,37 @@ export interface LoadedYaml {
 const yaml11Booleans = /^(yes|no|on|off)$/i;
 
 export function loadYaml(text: string, file: string, diags: Diagnostics, styleWarnings = true): LoadedYaml {
-  const lineCounter = new LineCounter();
+  try {
+    const fast = fastParse(text);
+    diags.addFile(file, fast.positions, text);
+    for (const [path] of fast.duplicates) diags.warn('DUPLICATE_KEY', `duplicate key "${path.slice(path.lastIndexOf('.') + 1)}": the last value is used`, { file, path });
+    if (styleWarnings) {
+      for (const [path, , source] of fast.yaml11Booleans) {
+        const value = /^(yes|on)$/i.test(source);
+        diags.warn('YAML11_BOOLEAN', `"${source}" read as the YAML 1.1 boolean ${value}; write ${value} instead`, { file, path });
+      }
+    }
+    fast.positions.set('', 0);
+    return { value: fast.value, positions: fast.positions, ok: true };
+  } catch (error) {
+    if (!(error instanceof Unsupported)) throw error;
+  }
+  return loadWithLibrary(text, file, diags, styleWarnings);
+}
+
+/** The `yaml` library's reading, converted the same way (exported for the differential test). */
+export function loadWithLibrary(text: string, file: string, diags: Diagnostics, styleWarnings = true): LoadedYaml {
   const positions: PositionIndex = new Map();
-  diags.addFile(file, positions);
-  const doc = parseDocument(text, { uniqueKeys: false, version: '1.1', lineCounter, prettyErrors: false, merge: true });
-  const pos = (offset: number): [number, number] => {
-    const { line, col } = lineCounter.linePos(offset);
-    return [line, col];
-  };
+  diags.addFile(file, positions, text);
+  const doc = parseDocument(text, { uniqueKeys: false, version: '1.1', prettyErrors: false, merge: true });
   let ok = true;
   for (const error of doc.errors) {
     ok = false;
-    const [line, column] = pos(error.pos[0]);
+    const [line, column] = diags.position(file, error.pos[0]);
     diags.list.push({ severity: 'error', code: 'YAML_SYNTAX', message: error.message.split('\n')[0] ?? error.message, file, line, column, path: '' });
   }
   if (!ok) return { value: undefined, positions, ok };
-  positions.set('', [1, 1]);
+  positions.set('', 0);
 
   const convert = (node: Node | null | undefined, path: string): unknown => {
     if (node == null) return null;
@@ -41,11 +58,9 @@ export function loadYaml(text: string, file: string, diags: Diagnostics, styleWa
         const keyNode = pair.key as Node | null;
         const key = String(isScalar(keyNode) ? scalarKey(keyNode) : keyNode == null ? '' : JSON.stringify(keyNode.toJSON()));
         const keyPath = child(path, key);
-        const start = keyNode && (keyNode as Node).range ? (keyNode as Node).range![0] : undefined;
-        if (seen.has(key)) {
-          if (start !== undefined) positions.set(keyPath, pos(start));
-          diags.warn('DUPLICATE_KEY', `duplicate key "${key}": the last value is used`, { file, path: keyPath });
-        } else if (start !== undefined) positions.set(keyPath, pos(start));
+        const start = keyNode?.range ? keyNode.range[0] : undefined;
+        if (start !== undefined) positions.set(keyPath, start);
+        if (seen.has(key)) diags.warn('DUPLICATE_KEY', `duplicate key "${key}": the last value is used`, { file, path: keyPath });
         seen.add(key);
         out[key] = convert(pair.value as Node | null, keyPath);
       }
@@ -55,14 +70,13 @@ export function loadYaml(text: string, file: string, diags: Diagnostics, styleWa
       return node.items.map((item, index) => {
         const itemPath = child(path, index);
         if (isPair(item)) {
-          // An implicit pair left as a pair: make it a one-entry map.
           const keyNode = item.key as Node | null;
-          if (keyNode?.range) positions.set(itemPath, pos(keyNode.range[0]));
+          if (keyNode?.range) positions.set(itemPath, keyNode.range[0]);
           const key = String(isScalar(keyNode) ? keyNode.value : '');
           return { [key]: convert(item.value as Node | null, child(itemPath, key)) };
         }
         const n = item as Node | null;
-        if (n?.range) positions.set(itemPath, pos(n.range[0]));
+        if (n?.range) positions.set(itemPath, n.range[0]);
         return convert(n, itemPath);
       });
     }
@@ -89,6 +103,5 @@ export function loadYaml(text: string, file: string, diags: Diagnostics, styleWa
     return node.value;
   };
 
-  const value = convert(doc.contents as Node | null, '');
-  return { value, positions, ok };
+  return { value: convert(doc.contents as Node | null, ''), positions, ok };
 }
