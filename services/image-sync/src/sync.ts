@@ -299,6 +299,11 @@ export class Syncer {
     signal?.throwIfAborted();
     // Everything the manifest refers to is at the site and verified: now the tag.
     const digest = await site.putManifest(destination, tag, pushed.mediaType, pushed.bytes);
+    if (verdict.verified && verdict.artifact && digest === sourceDigest) {
+      // The signature goes along (same digest, so it still applies), for checks at the site.
+      await this.copyImage(source, repository, destination, verdict.artifact, signal);
+      await site.putManifest(destination, signatureTag(digest), verdict.artifact.mediaType, verdict.artifact.bytes);
+    }
     const image: Image = {
       repository: destination, tag, digest, mediaType: pushed.mediaType, sizeBytes: size,
       platforms: platforms.sort((a, b) => `${a.os}/${a.architecture}/${a.variant}`.localeCompare(`${b.os}/${b.architecture}/${b.variant}`)),
@@ -318,7 +323,12 @@ export class Syncer {
     return { state: 'promoted', bytes };
   }
 
-  private async checkSignature(policy: SyncPolicy, source: RegistryClient, repository: string, digest: string): Promise<Verdict | { verified: false; reason: string; message: string }> {
+  private async checkSignature(
+    policy: SyncPolicy,
+    source: RegistryClient,
+    repository: string,
+    digest: string,
+  ): Promise<(Verdict | { verified: false; reason: string; message: string }) & { artifact?: FetchedManifest }> {
     const keys = policy.signature?.keys ?? [];
     if (keys.length === 0) return { verified: false, reason: 'SIGNATURE_MISSING', message: 'no keys in the policy' };
     const signatures = await source.getManifest(repository, signatureTag(digest));
@@ -328,7 +338,7 @@ export class Syncer {
         .filter((layer) => layer.mediaType === SIMPLE_SIGNING && layer.annotations?.[SIGNATURE_ANNOTATION])
         .map(async (layer) => ({ payload: await source.getBlobBytes(repository, layer.digest, layer.size), signature: layer.annotations![SIGNATURE_ANNOTATION]! })),
     );
-    return verifySignatures(payloads, digest, repository, keys);
+    return { ...verifySignatures(payloads, digest, repository, keys), artifact: signatures };
   }
 
   /** Copies the config and layers of one image manifest; the manifest itself is the caller's. */

@@ -171,6 +171,8 @@ describe('sync between real registries', function () {
     assert.equal(entry.signature?.verified, true);
     assert.equal(entry.signature?.keyId, 'release');
     for (const tag of ['bad', 'unsigned', 'swapped']) assert.equal(await site.headManifest('site/team/signed', tag), undefined, `${tag} not at the site`);
+    const sigTag = `${good.replace(':', '-')}.sig`;
+    assert.equal((await site.headManifest('site/team/signed', sigTag))?.digest, (await up.headManifest('team/signed', sigTag))?.digest, 'the signature copied beside the image');
   });
 
   it('a policy that starts requiring signatures takes unsigned images out of the catalogue', async () => {
