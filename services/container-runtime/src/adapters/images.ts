@@ -24,7 +24,7 @@ export class ImageSyncResolver implements ImageResolver {
     token: string,
     private readonly allowUntrusted: boolean,
   ) {
-    if (address) this.client = createClient(ImageSyncServiceClient, address, { token, deadlineMs: 10_000 });
+    if (address) this.client = createClient(ImageSyncServiceClient, address, { token, deadlineMs: 5_000, maxAttempts: 3 });
   }
 
   async resolve(reference: string): Promise<ResolvedImage> {

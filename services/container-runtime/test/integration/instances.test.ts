@@ -177,6 +177,19 @@ describe('instances on Docker (real engine, NATS and image-sync stand-in)', func
     }, 'hog OOM-killed', 30_000);
     assert.equal(oom.stateReason, 'OOMKilled');
     await until(() => events.events.some((e) => e.payload?.$case === 'instanceStateChanged' && e.payload.instanceStateChanged.instanceId === hog.id && e.payload.instanceStateChanged.reason === 'OOMKilled'), 'the ERROR event');
+    // With the restart policy, a crash is followed by the engine starting it again: ERROR, then RUNNING.
+    const phoenix = await create(alice, 'phoenix', { command: ['sh', '-c', 'if [ -f /mnt/.crashed ]; then exec sleep 3600; fi; touch /mnt/.crashed; sleep 1; exit 1'], restartOnFailure: true });
+    await until(
+      () => {
+        const states = events.events.flatMap((e) => (e.payload?.$case === 'instanceStateChanged' && e.payload.instanceStateChanged.instanceId === phoenix.id ? [e.payload.instanceStateChanged.state] : []));
+        return states.join(',') === [InstanceState.CREATING, InstanceState.RUNNING, InstanceState.ERROR, InstanceState.RUNNING].join(',');
+      },
+      'CREATING, RUNNING, ERROR (exit 1), RUNNING (restarted by the policy)',
+      20_000,
+    );
+    const back = ((await rpc(alice, alice.getInstance, { instanceId: phoenix.id })) as { instance: Instance }).instance;
+    assert.equal(back.state, InstanceState.RUNNING);
+    assert.equal(back.backendId, phoenix.backendId, 'the same container');
     events.stop();
     // A crashed instance keeps its container and can be started again.
     const restarted = ((await rpc(alice, alice.startInstance, { instanceId: crasher.id, requestId: '' })) as { instance: Instance }).instance;
