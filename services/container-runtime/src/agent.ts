@@ -27,8 +27,7 @@ import {
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { InstanceSpec as InstanceSpecCodec } from '@lapis/proto/lapis/common/v1/common';
 import { Instance as InstanceCodec, type Instance, type Node, NodeState, type Volume, type VolumeAttachment, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
-import type { EngineEvent, LogChunk, Observed, RuntimeBackend } from './adapters/backend';
-import type { HostStorage } from './adapters/host';
+import type { EngineEvent, LogChunk, NodeStorage, Observed, RuntimeBackend } from './adapters/backend';
 import type { ImageResolver } from './adapters/images';
 import { type Store, WatchedIndex } from './adapters/store';
 import { LABEL } from './domain/container';
@@ -58,7 +57,7 @@ export interface AgentDeps {
   bus: EventBus;
   store: Store;
   backend: RuntimeBackend;
-  host: HostStorage;
+  host: NodeStorage;
   images: ImageResolver;
   flavors: readonly Flavor[];
   log: Logger;

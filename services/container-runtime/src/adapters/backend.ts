@@ -58,3 +58,27 @@ export interface RuntimeBackend {
   /** Follows the engine's events for this node's workloads until the returned function is called. */
   watch(onEvent: (event: EngineEvent) => void): () => void;
 }
+
+/**
+ * The node's block storage and per-instance directories. The Docker backend uses it with bind
+ * mounts (`rslave`); a Kubernetes agent (a DaemonSet) can use the same with hostPath volumes and
+ * `mountPropagation: HostToContainer`, which is the same kernel mechanism.
+ */
+export interface NodeStorage {
+  readonly instancesDir: string;
+  readonly volumesDir: string;
+  init(): Promise<void>;
+  attachPoint(instanceId: string, name: string): string;
+  prepareInstance(instanceId: string, metadata: Record<string, string | Buffer>): Promise<{ mountDir: string; metadataDir: string }>;
+  releaseInstance(instanceId: string): Promise<void>;
+  createVolumeFile(volumeId: string, sizeBytes: number, filesystem: string): Promise<void>;
+  deleteVolumeFile(volumeId: string): Promise<void>;
+  attach(volumeId: string, instanceId: string, name: string, readOnly: boolean): Promise<string>;
+  detach(volumeId: string, instanceId: string, name: string): Promise<void>;
+  freeLoops(volumeId: string): Promise<void>;
+  isMounted(path: string): Promise<boolean>;
+  mountPoints(): Promise<string[]>;
+  loopDevices(): Promise<Array<{ device: string; backingFile: string }>>;
+  freeBytes(): Promise<number>;
+  instanceIdsOnDisk(): Promise<string[]>;
+}

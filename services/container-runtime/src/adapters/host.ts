@@ -6,6 +6,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { failedPrecondition } from '@lapis/platform';
+import type { NodeStorage } from './backend';
 
 const exec = promisify(execFile);
 
@@ -19,7 +20,7 @@ export interface InstanceDirs {
   metadataDir: string;
 }
 
-export class HostStorage {
+export class HostStorage implements NodeStorage {
   readonly volumesDir: string;
   readonly instancesDir: string;
 

@@ -37,6 +37,7 @@ describe('image trust and run-by-digest (real registry, image-sync stand-in)', f
     await lenient?.stop({ purge: true });
     await imageSync?.stop();
     await dockerClient().getImage(pushed).remove().catch(() => undefined);
+    await dockerClient().getImage(`${registry.host}/lapis/busybox@${manifestDigest}`).remove().catch(() => undefined);
     await dockerClient().getImage(tampered).remove().catch(() => undefined);
     await registry?.stop();
   });

@@ -13,9 +13,10 @@ import { baseSpec, FLAVORS, leftovers, nothingLeft, rpc } from '../harness';
 const MAIN = resolve(__dirname, '../../src/main.js');
 
 describe('the agent process (real NATS, Docker, signals)', function () {
-  const stateDir = mkdtempSync(join(tmpdir(), 'lapis-rt-proc-'));
+  let stateDir: string;
   const node = unique('proc').toLowerCase();
   let env: Record<string, string>;
+  before(() => (stateDir = mkdtempSync(join(tmpdir(), 'lapis-rt-proc-'))));
   before(() => (env = {
     LAPIS_NATS_URL: natsUrl(),
     LAPIS_STATIC_TOKENS_FILE: staticTokenFile(),
