@@ -3,7 +3,7 @@
 // by JetStream) and published to its node (publish acked), cycle latency, memory.
 // Sizes: BENCH_NODES (5000), BENCH_CLAIMS (100000), BENCH_PROJECTS (200), all times
 // BENCH_SCALE (1); BENCH_BATCH (most placements per cycle, 1000).
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EventBus, loadFlavors } from '@lapis/platform';
@@ -21,6 +21,28 @@ const N_CLAIMS = Math.max(1, Math.round(Number(process.env.BENCH_CLAIMS ?? 100_0
 const N_PROJECTS = Math.max(1, Math.round(Number(process.env.BENCH_PROJECTS ?? 200)));
 const BATCH = Number(process.env.BENCH_BATCH ?? 1000);
 const ROOT = resolve(__dirname, '../../../..');
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function processCpuS(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function pidOf(needle: string): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) return Number(entry);
+    } catch {
+      // gone
+    }
+  }
+  return undefined;
+}
+
+function loadAverage(): number {
+  return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+}
 
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 
@@ -92,22 +114,35 @@ async function main() {
     }
     await Promise.all(submits.splice(0));
     const submitS = (performance.now() - t) / 1000;
+    if (process.env.BENCH_VERBOSE) process.stderr.write(`submitted ${N_CLAIMS} in ${submitS.toFixed(1)} s\n`);
 
     const cycles: CycleStats[] = [];
     let placed = 0;
     const done = new Promise<void>((resolveDone) => {
       scheduler.onCycle = (stats) => {
+        if (process.env.BENCH_VERBOSE) process.stderr.write(`cycle ${cycles.length}: ${JSON.stringify(stats)} published ${scheduler.published}\n`);
         cycles.push(stats);
         placed += stats.placed;
         if (placed >= N_CLAIMS || (stats.placed === 0 && cycles.length > 1)) resolveDone();
       };
     });
+    const natsPid = pidOf(nats.dir);
+    const natsCpu0 = natsPid ? processCpuS(natsPid) : 0;
+    const cpu0 = process.cpuUsage();
+    const load0 = loadAverage();
     t = performance.now();
     await scheduler.lead();
     await done;
     // Placed means recorded by compare-and-set and published, both acknowledged.
     await scheduler.settled();
     const wallS = (performance.now() - t) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const schedCpuS = (cpu.user + cpu.system) / 1e6;
+    const natsCpuS = natsPid ? processCpuS(natsPid) - natsCpu0 : 0;
+    const load = (load0 + loadAverage()) / 2;
+    // What the same work needs on an idle machine of this kind (2 cores): the scheduler's
+    // event loop is one core; it and NATS share two.
+    const cpuBoundS = Math.max(schedCpuS, (schedCpuS + natsCpuS) / 2);
     const rss = process.memoryUsage().rss / 2 ** 20;
     // Every placement is recorded: count what the bucket says, not what the engine thinks.
     let recorded = 0;
@@ -128,6 +163,10 @@ async function main() {
       cycle_p99_ms: Math.round(quantile(working, 0.99)),
       cycles: cycles.length,
       rss_mb: Math.round(rss),
+      scheduler_cpu_ms_per_placement: Number(((schedCpuS * 1000) / Math.max(1, scheduler.published)).toFixed(3)),
+      nats_cpu_ms_per_placement: Number(((natsCpuS * 1000) / Math.max(1, scheduler.published)).toFixed(3)),
+      cpu_bound_placements_per_s: Math.round(scheduler.published / cpuBoundS),
+      load_average: Number(load.toFixed(1)),
       decide_p50_ms: Math.round(quantile(cycles.filter((c) => c.placed > 0).map((c) => c.decideMs).sort((a, b) => a - b), 0.5)),
       placed,
       recorded,
@@ -139,6 +178,9 @@ async function main() {
     };
     const rows = [
       ['placements/s (recorded + published)', figures.placements_per_s, '~145 (kube-scheduler, 1,000 kwok nodes, RECIPES.md; not run here)', (figures.placements_per_s / 145).toFixed(1)],
+      ['placements/s the CPU time allows (scheduler + NATS on 2 idle cores)', figures.cpu_bound_placements_per_s, '', ''],
+      ['CPU ms per placement: scheduler / nats-server', `${figures.scheduler_cpu_ms_per_placement} / ${figures.nats_cpu_ms_per_placement}`, '', ''],
+      ['load average during the run (2 cores, shared)', figures.load_average, '', ''],
       ['cycle p50 (ms)', figures.cycle_p50_ms, '', ''],
       ['cycle p99 (ms)', figures.cycle_p99_ms, '', ''],
       ['decision part of a cycle, p50 (ms)', figures.decide_p50_ms, '', ''],

@@ -11,7 +11,7 @@ import { DeviceKind, InstanceState, type Flavor, type InstanceSpec } from '@lapi
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { NodeState, type Node } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { runCycle, type CycleResult, type Decision, type PartitionDef, type QuotaDef } from './domain/cycle';
+import { clusterCpuOf, priorities, queueCompare, queueKey, queueOrder, runCycle, type CycleResult, type Decision, type PartitionDef, type QuotaDef } from './domain/cycle';
 import { accrueUsage, billing, computeFairShare, type AccountDef, type FairShareResult } from './domain/fairshare';
 import { isActive, isFinal, isPending, ZERO, type ClaimRecord, type DeviceNeed, type NodeRecord, type Res } from './domain/model';
 import type { Breakdown } from './domain/priority';
@@ -104,8 +104,9 @@ export class Scheduler {
   private unpublished = new Set<string>();
   private inFlight = new Set<Promise<void>>();
   private publishing = new Set<string>();
-  private order: string[] = [];
   private priorityAt = 0;
+  private queueIds: string[] = [];
+  private queued = new Set<string>();
   private priorityCache = new Map<string, Breakdown>();
   private fsSnapshot?: FairShareResult;
   private nodeWrittenAt = new Map<string, number>();
@@ -513,48 +514,58 @@ export class Scheduler {
     if (!this.holdsLease()) return stats;
     // Placements recorded but not yet published (a publish failed, or a new leader took over).
     this.publishPlacements();
-    // The queue in the order of the last cycle, new claims after: sorting an almost sorted
-    // list is close to linear.
     const live: ClaimRecord[] = [];
-    const seen = new Set<string>();
-    for (const id of this.order) {
-      const rec = this.claims.get(id)?.rec;
-      if (rec && !isFinal(rec)) {
-        live.push(rec);
-        seen.add(id);
-      }
+    const pending: ClaimRecord[] = [];
+    for (const { rec } of this.claims.values()) {
+      if (isActive(rec)) live.push(rec);
+      else if (isPending(rec)) pending.push(rec);
     }
-    for (const { rec } of this.claims.values()) if (!isFinal(rec) && !seen.has(rec.id)) live.push(rec);
     // Usage: decay, and charge the instances that ran since the last cycle.
-    const rates = live.filter(isActive).map((c) => ({ account: c.project, user: c.user, rate: billing(c.res, this.o.settings.billing) }));
-    accrueUsage(this.usage, Math.max(0, now - this.usageAt), this.o.settings.halfLifeMs, rates);
+    const byUser = new Map<string, { account: string; user: string; rate: number }>();
+    for (const c of live) {
+      const key = `${c.project}/${c.user}`;
+      const r = byUser.get(key);
+      if (r) r.rate += billing(c.res, this.o.settings.billing);
+      else byUser.set(key, { account: c.project, user: c.user, rate: billing(c.res, this.o.settings.billing) });
+    }
+    accrueUsage(this.usage, Math.max(0, now - this.usageAt), this.o.settings.halfLifeMs, byUser.values());
     this.usageAt = now;
     // Priorities are recalculated every priorityCalcMs (SLURM's PriorityCalcPeriod); claims
     // that arrived since get theirs from the same fair-share snapshot.
-    if (now - this.priorityAt >= this.o.priorityCalcMs || !this.fsSnapshot) {
+    const recalc = now - this.priorityAt >= this.o.priorityCalcMs || !this.fsSnapshot;
+    if (recalc) {
       this.fsSnapshot = this.fairShare();
       this.priorityCache = new Map();
       this.priorityAt = now;
     }
-    const nodes = [...this.nodes.values()].map((n) => ({ ...n, partition: this.partitionOfNode(n) }));
-    const result = runCycle({
+    const nodes = [...this.nodes.values()].map((n) => (this.moves.has(n.name) ? { ...n, partition: this.partitionOfNode(n) } : n));
+    const downAfterMs = 3 * this.o.heartbeatMs;
+    const base = {
       now,
-      claims: live,
-      nodes,
       partitions: new Map(this.partitions().map((p) => [p.name, p])),
       defaultPartition: this.o.settings.defaultPartition,
-      quotas: this.quotas,
       qos: this.o.settings.qos,
       weights: this.o.settings.weights,
-      fairShare: this.fsSnapshot.factorOf,
+      fairShare: this.fsSnapshot!.factorOf,
+    };
+    priorities(base, pending, clusterCpuOf(nodes, now, downAfterMs), this.priorityCache);
+    const ordered = this.queueFor(pending, recalc);
+    const result = runCycle({
+      ...base,
+      claims: [...live, ...ordered],
+      nodes,
+      quotas: this.quotas,
       placement: this.o.settings.placement,
-      downAfterMs: 3 * this.o.heartbeatMs,
+      downAfterMs,
       maxPlacements: this.o.maxPlacements,
       seed: Math.floor(Math.random() * 1e9),
       priorityCache: this.priorityCache,
+      ordered: true,
     });
+    for (const [id, d] of result.pending) this.reasons.set(id, d);
+    for (const p of result.placements) this.reasons.delete(p.claim.id);
+    this.priorities = result.priorities;
     stats.decideMs = performance.now() - started;
-    this.order = result.order.map((c) => c.id);
     this.reasons = result.pending;
     this.priorities = result.priorities;
     await this.hooks.decided?.();
@@ -567,6 +578,47 @@ export class Scheduler {
     this.lastCycle = stats;
     this.onCycle?.(stats);
     return stats;
+  }
+
+  /**
+   * The pending claims in queue order. The order of the last cycle is kept (priorities change
+   * only when recalculated); claims new since are sorted and merged in, and claims holding a
+   * reservation go first. A full sort happens only after a recalculation.
+   */
+  private queueFor(pending: ClaimRecord[], recalc: boolean): ClaimRecord[] {
+    const prio = this.priorityCache;
+    let order: ClaimRecord[];
+    if (recalc || this.queueIds.length === 0) {
+      order = queueOrder(pending, prio);
+    } else {
+      const before: ClaimRecord[] = [];
+      for (const id of this.queueIds) {
+        const rec = this.claims.get(id)?.rec;
+        if (rec && isPending(rec)) before.push(rec);
+        else this.queued.delete(id);
+      }
+      const fresh = queueOrder(pending.filter((c) => !this.queued.has(c.id)), prio);
+      order = [];
+      let i = 0;
+      let j = 0;
+      while (i < before.length || j < fresh.length) {
+        const a = before[i];
+        const b = fresh[j];
+        if (b === undefined || (a !== undefined && queueCompare(queueKey(a, prio), queueKey(b, prio)) <= 0)) {
+          order.push(a!);
+          i++;
+        } else {
+          order.push(b);
+          j++;
+        }
+      }
+      const reserved = order.filter((c) => c.reservedNode !== '');
+      if (reserved.length) order = [...reserved, ...order.filter((c) => c.reservedNode === '')];
+    }
+    this.queueIds = order.map((c) => c.id);
+    if (recalc || this.queued.size === 0) this.queued = new Set(this.queueIds);
+    else for (const c of order) this.queued.add(c.id);
+    return order;
   }
 
   /**

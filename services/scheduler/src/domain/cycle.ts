@@ -50,6 +50,25 @@ export interface CycleInput {
    * not every cycle): only claims missing from it are computed, and added to it.
    */
   priorityCache?: Map<string, Breakdown>;
+  /**
+   * The pending claims in `claims` already come in queue order (see queueOrder) and are all
+   * of them: the cycle does not sort, and stops at maxPlacements.
+   */
+  ordered?: boolean;
+}
+
+/** Queue order: claims holding a reservation first, then priority, submit time, id. */
+export function queueCompare(a: { c: ClaimRecord; r: number; p: number }, b: { c: ClaimRecord; r: number; p: number }): number {
+  return b.r - a.r || b.p - a.p || a.c.submitTime - b.c.submitTime || (a.c.id < b.c.id ? -1 : a.c.id > b.c.id ? 1 : 0);
+}
+
+export const queueKey = (c: ClaimRecord, prio: ReadonlyMap<string, Breakdown>) => ({ c, r: c.reservedNode !== '' ? 1 : 0, p: prio.get(c.id)?.priority ?? 0 });
+
+export function queueOrder(pending: ClaimRecord[], prio: ReadonlyMap<string, Breakdown>): ClaimRecord[] {
+  return pending
+    .map((c) => queueKey(c, prio))
+    .sort(queueCompare)
+    .map((k) => k.c);
 }
 
 export interface Decision {
@@ -107,6 +126,13 @@ export function priorities(
   return result;
 }
 
+/** CPU of the nodes that take instances now (the job-size factor's denominator). */
+export function clusterCpuOf(nodes: Iterable<NodeRecord>, now: number, downAfterMs: number): number {
+  let cpu = 0;
+  for (const n of nodes) if (n.ready && now - n.lastSeen <= downAfterMs) cpu += n.capacity.cpu;
+  return cpu;
+}
+
 export function runCycle(input: CycleInput): CycleResult {
   const { now, defaultPartition } = input;
   const views = new Map<string, NodeView>();
@@ -128,20 +154,34 @@ export function runCycle(input: CycleInput): CycleResult {
     if (isActive(c)) active.push(c);
     else if (c.state === 1 || c.state === 4) pending.push(c);
   }
-  const activeById = new Map(active.map((c) => [c.id, c]));
+  let activeIndex: Map<string, ClaimRecord> | undefined;
+  const activeById = { get: (id: string) => (activeIndex ??= new Map(active.map((c) => [c.id, c]))).get(id) };
   const prio = priorities(input, pending, clusterCpu, input.priorityCache);
   priorities(input, active.filter((c) => c.preemptible), clusterCpu, prio);
+  // What the running claims hold, summed in place (no allocation per claim).
   const projectUse = new Map<string, { n: number; res: Res }>();
   const partitionUse = new Map<string, Res>();
   const own = new Map<string, Res>();
+  const accumulate = <K>(map: Map<K, Res>, key: K, r: Res) => {
+    const sum = map.get(key);
+    if (sum) {
+      sum.cpu += r.cpu;
+      sum.mem += r.mem;
+      sum.gpus += r.gpus;
+    } else map.set(key, { cpu: r.cpu, mem: r.mem, gpus: r.gpus });
+  };
   for (const c of active) {
-    const q = projectUse.get(c.project) ?? { n: 0, res: ZERO };
-    projectUse.set(c.project, { n: q.n + 1, res: add(q.res, c.res) });
+    const q = projectUse.get(c.project);
+    if (q) {
+      q.n++;
+      q.res.cpu += c.res.cpu;
+      q.res.mem += c.res.mem;
+      q.res.gpus += c.res.gpus;
+    } else projectUse.set(c.project, { n: 1, res: { cpu: c.res.cpu, mem: c.res.mem, gpus: c.res.gpus } });
     const view = views.get(c.node);
-    const p = view ? nodePartition(view.rec, defaultPartition) : partitionOf(c, defaultPartition);
-    partitionUse.set(p, add(partitionUse.get(p) ?? ZERO, c.res));
+    accumulate(partitionUse, view ? nodePartition(view.rec, defaultPartition) : partitionOf(c, defaultPartition), c.res);
     if (!view) continue;
-    own.set(c.node, add(own.get(c.node) ?? ZERO, c.res));
+    accumulate(own, c.node, c.res);
     if (c.group) view.groups.set(c.group, (view.groups.get(c.group) ?? 0) + 1);
     if (c.preemptible && !c.preemptedBy) {
       const victim: Victim = { id: c.id, res: c.res, devices: c.devices, placeTime: c.placeTime, priority: prio.get(c.id)?.priority ?? 0, group: c.group };
@@ -153,24 +193,21 @@ export function runCycle(input: CycleInput): CycleResult {
     const r = view.rec.reported;
     view.used = { cpu: Math.max(mine.cpu, r.cpu), mem: Math.max(mine.mem, r.mem), gpus: Math.max(mine.gpus, r.gpus) };
   }
-
   const startFree = new Map<NodeView, Res>([...views.values()].map((v) => [v, free(v)]));
 
-  // Claims already waiting on a preemption go first, then by priority, submit time, id.
-  const order = pending.sort(
-    (a, b) =>
-      Number(b.reservedNode !== '') - Number(a.reservedNode !== '') ||
-      prio.get(b.id)!.priority - prio.get(a.id)!.priority ||
-      a.submitTime - b.submitTime ||
-      (a.id < b.id ? -1 : 1),
-  );
+  // Claims already waiting on a preemption go first, then by priority, submit time, id
+  // (sorted on plain numbers, not through map lookups).
+  const order = input.ordered ? pending : queueOrder(pending, prio);
   const result: CycleResult = { placements: [], preemptions: [], pending: new Map(), priorities: prio, order };
   const failedShapes = new Map<string, Decision>();
   let rotate = input.seed ?? 0;
 
   for (const c of order) {
     if (result.placements.length >= input.maxPlacements) {
-      result.pending.set(c.id, { reason: PendingReason.PRIORITY, detail: 'claims with a higher priority go first (cycle limit reached)' });
+      // The rest is not looked at in this cycle; with `ordered` input the caller keeps their
+      // earlier reasons instead of being handed one entry per waiting claim.
+      if (input.ordered) break;
+      result.pending.set(c.id, CYCLE_LIMIT);
       continue;
     }
     const decide = (reason: PendingReason, detail: string) => result.pending.set(c.id, { reason, detail });
@@ -254,6 +291,8 @@ export function runCycle(input: CycleInput): CycleResult {
   }
   return result;
 }
+
+const CYCLE_LIMIT: Decision = Object.freeze({ reason: PendingReason.PRIORITY, detail: 'claims with a higher priority go first (cycle limit reached)' });
 
 function shapeKey(c: ClaimRecord): string {
   return `${c.partition}|${c.backend}|${c.res.cpu}|${c.res.mem}|${c.res.gpus}|${c.devices.map((d) => `${d.kind}:${d.count}`).join(',')}`;
