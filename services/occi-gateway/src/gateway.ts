@@ -13,6 +13,13 @@ import { ACTIONS, categoryId, KINDS, STATIC_CATEGORIES, USER_MIXIN_SCHEME_PREFIX
 
 const GiB = 2 ** 30;
 const TEMPLATE_TTL_MS = 10_000;
+/**
+ * A compute is read far more often than it changes. Its entity is kept this long, and dropped
+ * at once when an event says its claim or instance changed (see invalidate()); what no event
+ * announces (a queued claim's pending reason) is at most this old.
+ */
+const COMPUTE_TTL_MS = 5_000;
+const COMPUTE_CACHE_MAX = 20_000;
 
 /** User-defined mixins of one project (OCCI lets clients tag entities with their own mixins). */
 export interface UserMixins {
@@ -21,6 +28,7 @@ export interface UserMixins {
 
 export class Gateway {
   private templates?: { value: Promise<Templates>; at: number };
+  private readonly computes = new Map<string, { project: string; entity: Entity; until: number }>();
 
   constructor(
     private readonly lapis: LapisClients,
@@ -99,10 +107,15 @@ export class Gateway {
     return hideOtherProjects(kind, id, async () => {
       switch (kind) {
         case 'compute': {
+          // A hit serves only the project that owns it; anyone else goes to the scheduler, which decides.
+          const hit = this.computes.get(id);
+          if (hit && hit.until > Date.now() && hit.project === c.project) return hit.entity;
           const claim = await this.lapis.getClaim(c, id);
           if (claim.state === ClaimState.ENDED || claim.state === ClaimState.CANCELLED) throw new OcciError(404, `compute ${id} was deleted`);
           const [instance, templates] = await Promise.all([claim.node ? this.lapis.findInstance(c, id) : undefined, this.templatesFor(c)]);
-          return computeEntity(claim, instance, templates);
+          const entity = computeEntity(claim, instance, templates);
+          this.remember(claim.project, entity);
+          return entity;
         }
         case 'storage':
           return storageEntity(await this.lapis.getVolume(c, id));
@@ -119,6 +132,16 @@ export class Gateway {
         }
       }
     });
+  }
+
+  /** An event (or this gateway) changed the compute: the next read asks Lapis again. */
+  invalidate(id: string): void {
+    this.computes.delete(id);
+  }
+
+  private remember(project: string, entity: Entity): void {
+    if (this.computes.size >= COMPUTE_CACHE_MAX) this.computes.delete(this.computes.keys().next().value!);
+    this.computes.set(entity.id, { project, entity, until: Date.now() + COMPUTE_TTL_MS });
   }
 
   async create(c: Credentials, kind: EntityKind, request: OcciRequest, requestId: string = randomUUID()): Promise<Entity> {
@@ -151,6 +174,7 @@ export class Gateway {
   }
 
   async delete(c: Credentials, kind: EntityKind, id: string): Promise<void> {
+    this.invalidate(id);
     await hideOtherProjects(kind, id, async () => {
       if (kind === 'compute') await this.lapis.cancelClaim(c, id);
       else if (kind === 'storage') await this.lapis.deleteVolume(c, id);
@@ -169,6 +193,7 @@ export class Gateway {
       throw new OcciError(400, `the body invokes "${bodyTerm}" but the query string says ?action=${term}`);
     }
     const method = request.attributes.method;
+    this.invalidate(id);
     await hideOtherProjects(kind, id, async () => {
       if (action === ACTIONS.start) await this.lapis.startInstance(c, id);
       else if (action === ACTIONS.stop) await this.lapis.stopInstance(c, id, method === 'poweroff' ? 0 : undefined);

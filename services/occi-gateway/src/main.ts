@@ -1,6 +1,7 @@
 // occi-gateway: the OGF OCCI 1.2 HTTP interface over the scheduler, the runtime and image-sync.
 import { once } from 'node:events';
-import { authenticatorFrom, runMain, startService } from '@lapis/platform';
+import type { Event } from '@lapis/proto/lapis/events/v1/events';
+import { authenticatorFrom, decodeEvent, runMain, startService } from '@lapis/platform';
 import { LapisClients } from './adapters/lapis';
 import { loadOcciConfig } from './config';
 import { Gateway, type UserMixins } from './gateway';
@@ -11,6 +12,25 @@ const userMixinsCodec = {
   encode: (value: UserMixins) => ({ finish: () => Buffer.from(JSON.stringify(value)) }),
   decode: (bytes: Uint8Array): UserMixins => JSON.parse(Buffer.from(bytes).toString('utf8')),
 };
+
+/** The compute an event is about, if it is about one. */
+function changedCompute(event: Event): string | undefined {
+  const payload = event.payload;
+  switch (payload?.$case) {
+    case 'instanceStateChanged':
+      return payload.instanceStateChanged.instanceId;
+    case 'claimPlaced':
+      return payload.claimPlaced.claimId;
+    case 'claimCancelled':
+      return payload.claimCancelled.claimId;
+    case 'preemptionNotice':
+      return payload.preemptionNotice.instanceId;
+    case 'volumeStateChanged':
+      return payload.volumeStateChanged.instanceId || undefined;
+    default:
+      return undefined;
+  }
+}
 
 runMain(async () => {
   const config = loadOcciConfig();
@@ -25,6 +45,20 @@ runMain(async () => {
         images: config.LAPIS_IMAGE_SYNC_ADDRESS,
       });
       const gateway = new Gateway(lapis, await bus.bucket('occi-mixins', userMixinsCodec), log);
+      // Claims and instances announce their changes; the gateway drops what it keeps of them.
+      // A plain subscription is enough: a restarted gateway starts with nothing kept.
+      const changes = bus.nc.subscribe('lapis.>', {
+        callback: (error, message) => {
+          if (error) return;
+          try {
+            const id = changedCompute(decodeEvent(message.data));
+            if (id) gateway.invalidate(id);
+          } catch {
+            // not an event: nothing to drop
+          }
+        },
+      });
+      shutdown.add('events', async () => changes.unsubscribe());
       const http = createOcciServer(gateway, authenticatorFrom(config), log);
       http.listen(config.LAPIS_HTTP_PORT, config.LAPIS_GRPC_HOST);
       await once(http, 'listening');

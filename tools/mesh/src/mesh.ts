@@ -38,6 +38,8 @@ export interface MeshOptions {
   progress?: (line: string) => void;
   /** Extra environment for every service. */
   env?: Record<string, string>;
+  /** Extra environment for one service (for example a smaller node for the runtime). */
+  serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
 }
 
 export interface Mesh {
@@ -118,11 +120,17 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     };
     const addresses: Mesh['addresses'] = {};
     const env: Mesh['env'] = {
-      'image-sync': { ...common, LAPIS_SITE_REGISTRY: site.url, LAPIS_POLICY_FILE: policies },
-      'container-runtime': { ...common, LAPIS_NODE_NAME: nodeName, LAPIS_STATE_DIR: join(stateDir, 'runtime'), LAPIS_DOCKER_SOCKET: engine.socketPath },
-      scheduler: { ...common },
-      'tosca-orchestrator': { ...common },
-      'occi-gateway': { ...common, LAPIS_HTTP_PORT: '0' },
+      'image-sync': { ...common, LAPIS_SITE_REGISTRY: site.url, LAPIS_POLICY_FILE: policies, ...options.serviceEnv?.['image-sync'] },
+      'container-runtime': {
+        ...common,
+        LAPIS_NODE_NAME: nodeName,
+        LAPIS_STATE_DIR: join(stateDir, 'runtime'),
+        LAPIS_DOCKER_SOCKET: engine.socketPath,
+        ...options.serviceEnv?.['container-runtime'],
+      },
+      scheduler: { ...common, ...options.serviceEnv?.scheduler },
+      'tosca-orchestrator': { ...common, ...options.serviceEnv?.['tosca-orchestrator'] },
+      'occi-gateway': { ...common, LAPIS_HTTP_PORT: '0', ...options.serviceEnv?.['occi-gateway'] },
     };
     const processes: Mesh['processes'] = {};
     const mesh: Mesh = {
@@ -156,9 +164,13 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       stop: stopAll,
     };
     stops.push(async () => {
-      // Nothing is left behind: instances and volumes go before the services stop.
-      if (processes['container-runtime'] && addresses['container-runtime']) await removeEverything(addresses['container-runtime']);
-      for (const name of [...SERVICES].reverse()) await processes[name]?.stop();
+      // Nothing is left behind: with nothing placing new instances any more (the scheduler and
+      // the front ends stopped first), every instance and volume goes, then the node agent.
+      for (const name of ['occi-gateway', 'tosca-orchestrator', 'scheduler'] as const) await processes[name]?.stop();
+      if (processes['container-runtime'] && addresses['container-runtime']) {
+        await removeEverything(addresses['container-runtime']).catch((error: Error) => say(`could not remove every instance: ${error.message}`));
+      }
+      for (const name of ['container-runtime', 'image-sync'] as const) await processes[name]?.stop();
     });
 
     for (const name of options.services ?? SERVICES) {
@@ -185,14 +197,18 @@ async function removeEverything(address: string): Promise<void> {
     new Promise<Res>((resolve, reject) => invoke(new Metadata(), (error, response) => (error ? reject(error) : resolve(response))));
   try {
     const { instances } = await unary<ListInstancesResponse>((m, cb) => client.listInstances({ pageSize: 1000, pageToken: '', project: '', state: 0, node: '' }, m, cb));
+    const failures: string[] = [];
     for (const instance of instances) {
-      await unary((m, cb) => client.deleteInstance({ instanceId: instance.id, timeout: { seconds: 1, nanos: 0 }, requestId: '' }, m, cb)).catch(() => {});
+      await unary((m, cb) => client.deleteInstance({ instanceId: instance.id, timeout: { seconds: 1, nanos: 0 }, requestId: '' }, m, cb)).catch((error: Error) =>
+        failures.push(`${instance.id}: ${error.message}`),
+      );
     }
     const { volumes } = await unary<ListVolumesResponse>((m, cb) => client.listVolumes({ pageSize: 1000, pageToken: '', project: '', state: 0, instanceId: '' }, m, cb));
     for (const volume of volumes) {
       if (volume.attachment) await unary((m, cb) => client.detachVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(() => {});
-      await unary((m, cb) => client.deleteVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(() => {});
+      await unary((m, cb) => client.deleteVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch((error: Error) => failures.push(`${volume.id}: ${error.message}`));
     }
+    if (failures.length > 0) throw new Error(failures.join('; '));
   } finally {
     client.close();
   }

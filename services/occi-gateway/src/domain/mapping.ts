@@ -1,5 +1,6 @@
 // Lapis resources as OCCI entities, and OCCI create requests as Lapis requests. Pure: the
 // gateway fetches claims, instances, volumes, images and flavors, this decides what they say.
+import { randomBytes } from 'node:crypto';
 import { InstanceState, PortProtocol, type Flavor, type InstanceSpec, type PortMapping } from '@lapis/proto/lapis/common/v1/common';
 import type { Image } from '@lapis/proto/lapis/images/v1/images';
 import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
@@ -252,7 +253,8 @@ export function computeSpec(request: OcciRequest, templates: Templates): { spec:
     });
   return {
     spec: {
-      name: typeof title === 'string' ? title : '',
+      // Every instance needs a hostname; OCCI makes the title optional.
+      name: typeof title === 'string' ? title : `occi-${randomBytes(4).toString('hex')}`,
       flavor: flavor.term,
       resources: undefined,
       image: image.title,
