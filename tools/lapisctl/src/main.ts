@@ -1,0 +1,1 @@
+// lapisctl: see README.md
