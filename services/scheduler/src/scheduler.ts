@@ -15,6 +15,7 @@ import { clusterCpuOf, priorities, queueCompare, queueKey, queueOrder, runCycle,
 import { accrueUsage, billing, computeFairShare, type AccountDef, type FairShareResult } from './domain/fairshare';
 import { isActive, isFinal, isPending, ZERO, type ClaimRecord, type DeviceNeed, type NodeRecord, type Res } from './domain/model';
 import type { Breakdown } from './domain/priority';
+import { AckedWriter } from './adapters/acked';
 import { claimCodec, follow, jsonCodec, openStore, type Lease, type NodeOverride, type Store, type UsageDoc } from './adapters/store';
 import type { Settings } from './settings';
 
@@ -92,6 +93,7 @@ export class Scheduler {
   hooks: { decided?: () => Promise<void> | void; recorded?: () => Promise<void> | void } = {};
 
   private store!: Store;
+  private writer!: AckedWriter;
   private followers: Array<{ stop(): void }> = [];
   private consumers: RunningConsumer[] = [];
   private leaseRev = 0;
@@ -141,6 +143,7 @@ export class Scheduler {
   /** Opens the buckets, seeds accounts and quotas from the settings, follows every bucket. */
   async start(options: { lead?: boolean } = {}): Promise<void> {
     this.store = await openStore(this.o.bus, this.o.bucketPrefix);
+    this.writer = new AckedWriter(this.o.bus.nc, 'scheduler');
     for (const a of this.o.settings.accounts) await this.store.accounts.create(a.name, a).catch(ignoreConflict);
     for (const q of this.o.settings.quotas) await this.store.quotas.create(q.project, { maxInstances: q.maxInstances, maxResources: q.maxResources }).catch(ignoreConflict);
     this.followers.push(
@@ -185,6 +188,7 @@ export class Scheduler {
     clearInterval(this.leaseTimer);
     await this.resign();
     for (const f of this.followers.splice(0)) f.stop();
+    this.writer?.close();
   }
 
   /** Stops without giving the lease back (as a crash would): for fail-over tests. */
@@ -195,6 +199,7 @@ export class Scheduler {
     this.leader = false;
     await Promise.all(this.consumers.splice(0).map((c) => c.stop()));
     for (const f of this.followers.splice(0)) f.stop();
+    this.writer?.close();
   }
 
   // ---- leadership ---------------------------------------------------------------------
@@ -660,7 +665,7 @@ export class Scheduler {
         const victim = { ...ve.rec, preemptedBy: p.claim.id };
         this.track(
           this.record(ve, victim, async () => {
-            await this.o.bus.publish(
+            await this.writer.publish(
               {
                 $case: 'preemptionNotice',
                 preemptionNotice: {
@@ -698,7 +703,7 @@ export class Scheduler {
     this.claims.set(next.id, { rec: next, rev: entry.rev });
     let rev: number;
     try {
-      rev = await this.store.claims.update(next.id, next, entry.rev);
+      rev = await this.writer.update(this.store.claims.name, next.id, claimCodec.encode(next).finish(), entry.rev);
     } catch (error) {
       // Someone else changed it (a cancel, another leader), or the write failed: take what
       // the bucket holds; the next cycle decides again.
@@ -719,7 +724,7 @@ export class Scheduler {
     if (this.publishing.has(c.id)) return;
     this.publishing.add(c.id);
     try {
-      const ack = await this.o.bus.publish(
+      const ack = await this.writer.publish(
         {
           $case: 'claimPlaced',
           claimPlaced: { claimId: c.id, project: c.project, user: c.user, node: c.node, spec: c.spec, preemptible: c.preemptible, attempt: c.placements, requestId: c.requestId },
