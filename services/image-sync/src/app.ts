@@ -3,7 +3,7 @@
 // timer that starts scheduled syncs.
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { aborted, alreadyExists, notFound, RevisionConflict, type Logger } from '@lapis/platform';
+import { aborted, alreadyExists, failedPrecondition, notFound, RevisionConflict, type Logger } from '@lapis/platform';
 import { Any } from '@lapis/proto/google/protobuf/any';
 import type { Operation } from '@lapis/proto/lapis/common/v1/common';
 import { SyncProgress, SyncResult, type RepositorySyncStatus, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
@@ -26,6 +26,8 @@ export class ImageSyncApp {
   private readonly running = new Map<string, Promise<RepositorySyncStatus[]>>();
   private readonly controllers = new Map<string, AbortController>();
   private readonly lastStart = new Map<string, number>();
+  /** Operation id -> cancels it (stops its remaining policies, aborts the running one). */
+  private readonly operationCancels = new Map<string, AbortController>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(readonly options: AppOptions) {}
@@ -92,12 +94,14 @@ export class ImageSyncApp {
   }
 
   /** Syncs one policy now, or waits for the sync already running (one at a time per policy). */
-  syncPolicy(policy: SyncPolicy, repositories: readonly string[] = [], onDone?: (status: RepositorySyncStatus) => void): Promise<RepositorySyncStatus[]> {
+  syncPolicy(policy: SyncPolicy, repositories: readonly string[] = [], onDone?: (status: RepositorySyncStatus) => void, cancel?: AbortSignal): Promise<RepositorySyncStatus[]> {
     const previous = this.running.get(policy.name) ?? Promise.resolve([]);
     const next = previous
       .catch(() => [])
       .then(() => {
         const controller = new AbortController();
+        if (cancel?.aborted) controller.abort();
+        cancel?.addEventListener('abort', () => controller.abort(), { once: true });
         this.controllers.set(policy.name, controller);
         this.lastStart.set(policy.name, Date.now());
         return this.options.syncer.syncPolicy(policy, repositories, controller.signal, onDone);
@@ -137,20 +141,32 @@ export class ImageSyncApp {
         done,
         result: !done
           ? undefined
-          : failed.length > 0 && failed.length === progress.repositories.length
+          : cancel.signal.aborted
+            ? { $case: 'error', error: { code: 1, message: `operation ${name} was cancelled`, details: [] } }
+            : failed.length > 0 && failed.length === progress.repositories.length
             ? { $case: 'error', error: { code: 13, message: failed.flatMap((r) => r.errors.map((e) => `${r.repository}${e.tag ? `:${e.tag}` : ''}: ${e.message}`)).join('; ').slice(0, 2000), details: [] } }
             : { $case: 'response', response: packProgress(progress) },
       }));
     };
+    const cancel = new AbortController();
+    this.operationCancels.set(id, cancel);
     void (async () => {
       for (const policy of policies) {
-        await this.syncPolicy(policy, repositories, (status) => {
-          progress.repositories.push(status);
-          void save(false).catch(() => undefined);
-        }).catch((error: unknown) => this.options.log.error({ err: error, policy: policy.name }, 'sync failed'));
+        if (cancel.signal.aborted) break;
+        await this.syncPolicy(
+          policy,
+          repositories,
+          (status) => {
+            progress.repositories.push(status);
+            void save(false).catch(() => undefined);
+          },
+          cancel.signal,
+        ).catch((error: unknown) => this.options.log.error({ err: error, policy: policy.name }, 'sync failed'));
       }
       await save(true);
-    })().catch((error: unknown) => this.options.log.error({ err: error, operation: name }, 'operation failed to record'));
+    })()
+      .catch((error: unknown) => this.options.log.error({ err: error, operation: name }, 'operation failed to record'))
+      .finally(() => this.operationCancels.delete(id));
     return operation;
   }
 
@@ -164,7 +180,9 @@ export class ImageSyncApp {
   async cancelOperation(name: string): Promise<Operation> {
     const operation = await this.getOperation(name);
     if (operation.done) throw aborted(`operation ${name} is already done`, 'OPERATION_DONE');
-    for (const controller of this.controllers.values()) controller.abort();
+    const cancel = this.operationCancels.get(name.replace(/^operations\//, ''));
+    if (!cancel) throw failedPrecondition(`operation ${name} is not running in this process`, 'OPERATION_NOT_LOCAL');
+    cancel.abort();
     return operation;
   }
 

@@ -11,9 +11,10 @@ import { natsUrl, staticTokenFile, TEST_TOKENS, until } from '@lapis/platform/te
 import { OperationsServiceClient, type Operation } from '@lapis/proto/lapis/common/v1/common';
 import { Event } from '@lapis/proto/lapis/events/v1/events';
 import { ImageSyncServiceClient, SyncProgress, SyncResult, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
-import { startRegistry, type Registry } from '@lapis/testenv';
+import { freePort, startRegistry, type Registry } from '@lapis/testenv';
 import { connect, type NatsConnection } from 'nats';
 import { RegistryClient } from '../../src/adapters/registry/client';
+import { policyFromObject } from '../../src/domain/policy';
 import { start } from '../../src/main';
 import { pushImage, pushIndex, randomLayer } from '../fixtures';
 
@@ -195,5 +196,22 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
     assert.deepEqual(pruned.images, [], 'images of a deleted policy pruned on request');
     const gone = await failure(rpc(admin.getPolicy.bind(admin), { name: 'extra' }));
     assert.equal(gone.code, status.NOT_FOUND);
+  });
+
+  it('CancelOperation ends a running sync as cancelled; a done one cannot be cancelled', async () => {
+    const port = await freePort(); // nothing listens: the sync retries with backoff meanwhile
+    const policy = { name: 'unreachable', source: { url: `http://127.0.0.1:${port}`, insecure: true }, repositories: ['a/b'] };
+    await rpc(admin.createPolicy.bind(admin), { policy: policyFromObject(policy, 'policy'), requestId: '' });
+    const { operation: started } = await rpc(admin.syncNow.bind(admin), { policy: 'unreachable', repositories: [], requestId: '' });
+    await rpc(operations.cancelOperation.bind(operations), { name: started!.name });
+    const done = await until(async () => {
+      const { operation: current } = await rpc(operations.getOperation.bind(operations), { name: started!.name });
+      return current?.done && current;
+    }, 'the cancelled operation to finish', 20_000);
+    assert.equal(done.result?.$case, 'error');
+    assert.equal(done.result?.$case === 'error' && done.result.error.code, status.CANCELLED);
+    const again = await failure(rpc(operations.cancelOperation.bind(operations), { name: started!.name }));
+    assert.equal(again.code, status.ABORTED);
+    await rpc(admin.deletePolicy.bind(admin), { name: 'unreachable', pruneImages: false });
   });
 });
