@@ -526,14 +526,14 @@ export class Scheduler {
       else if (isPending(rec)) pending.push(rec);
     }
     // Usage: decay, and charge the instances that ran since the last cycle.
-    const byUser = new Map<string, { account: string; user: string; rate: number }>();
+    const byUser = new Map<string, Map<string, number>>();
     for (const c of live) {
-      const key = `${c.project}/${c.user}`;
-      const r = byUser.get(key);
-      if (r) r.rate += billing(c.res, this.o.settings.billing);
-      else byUser.set(key, { account: c.project, user: c.user, rate: billing(c.res, this.o.settings.billing) });
+      let users = byUser.get(c.project);
+      if (!users) byUser.set(c.project, (users = new Map()));
+      users.set(c.user, (users.get(c.user) ?? 0) + billing(c.res, this.o.settings.billing));
     }
-    accrueUsage(this.usage, Math.max(0, now - this.usageAt), this.o.settings.halfLifeMs, byUser.values());
+    const rates = [...byUser].flatMap(([account, users]) => [...users].map(([user, rate]) => ({ account, user, rate })));
+    accrueUsage(this.usage, Math.max(0, now - this.usageAt), this.o.settings.halfLifeMs, rates);
     this.usageAt = now;
     // Priorities are recalculated every priorityCalcMs (SLURM's PriorityCalcPeriod); claims
     // that arrived since get theirs from the same fair-share snapshot.

@@ -156,7 +156,8 @@ export function runCycle(input: CycleInput): CycleResult {
   }
   let activeIndex: Map<string, ClaimRecord> | undefined;
   const activeById = { get: (id: string) => (activeIndex ??= new Map(active.map((c) => [c.id, c]))).get(id) };
-  const prio = priorities(input, pending, clusterCpu, input.priorityCache);
+  // With `ordered` input the caller computed the pending claims' priorities into the cache.
+  const prio = input.ordered && input.priorityCache ? input.priorityCache : priorities(input, pending, clusterCpu, input.priorityCache);
   priorities(input, active.filter((c) => c.preemptible), clusterCpu, prio);
   // What the running claims hold, summed in place (no allocation per claim).
   const projectUse = new Map<string, { n: number; res: Res }>();
