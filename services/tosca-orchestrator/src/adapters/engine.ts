@@ -1,0 +1,270 @@
+// The deployment engine: deployments as records in the key-value store (changed with
+// compare-and-set), driven step by step through the scheduler and the runtime (the Ports), and
+// moved on by the runtime's instance_state_changed events. A restarted orchestrator resumes
+// every deployment that was not finished.
+import { randomUUID } from 'node:crypto';
+import type { Bucket, EventBus, Logger, RunningConsumer } from '@lapis/platform';
+import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import { applyPlan, nextSteps, wantNothing, type DeploymentRecord, type Step } from '../domain/deployment';
+import { plan, type Existing } from '../domain/plan';
+import type { AttachmentPlan, InstancePlan, VolumePlan } from '../domain/plan';
+import type { Topology } from '../domain/model';
+
+/** What the engine needs from the rest of Lapis (gRPC clients in production). */
+export interface Ports {
+  submitClaim(spec: InstancePlan, requestId: string, token?: string): Promise<string>;
+  cancelClaim(claimId: string, requestId: string, token?: string): Promise<void>;
+  createVolume(spec: VolumePlan, requestId: string, token?: string): Promise<string>;
+  deleteVolume(volumeId: string, requestId: string, token?: string): Promise<void>;
+  attachVolume(volumeId: string, instanceId: string, spec: AttachmentPlan, requestId: string, token?: string): Promise<void>;
+}
+
+export interface EngineOptions {
+  deployments: Bucket<DeploymentRecord>;
+  /** instance (claim) id -> deployment id */
+  index: Bucket<{ deployment: string; key: string }>;
+  ports: Ports;
+  bus: EventBus;
+  log: Logger;
+  /** Durable consumer name for the runtime's events. */
+  consumer?: string;
+}
+
+const terminal = new Set(['DEPLOYED', 'DELETED', 'FAILED']);
+
+export class DeploymentEngine {
+  private consumer?: RunningConsumer;
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly again = new Set<string>();
+  /** Callers' tokens, in memory only: a resumed deployment goes on with the service's token. */
+  private readonly tokens = new Map<string, string>();
+  private stopped = false;
+
+  constructor(private readonly options: EngineOptions) {}
+
+  async start(): Promise<void> {
+    this.consumer = await this.options.bus.consume({
+      durable: this.options.consumer ?? 'tosca-instances',
+      subject: 'lapis.runtime.instance_state_changed.>',
+      // A new orchestrator has no deployments that older events could be about; an existing
+      // durable consumer goes on from where it stopped.
+      deliverNew: true,
+      handler: async (event) => {
+        if (event.payload?.$case !== 'instanceStateChanged') return;
+        await this.onInstance(event.payload.instanceStateChanged);
+      },
+    });
+    // Resume what a previous process left unfinished.
+    for (const { key, value } of await this.options.deployments.list()) {
+      if (!terminal.has(value.phase) || (value.action === 'delete' && value.phase === 'FAILED' && this.hasLive(value))) this.kick(key);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.consumer?.stop();
+    await Promise.allSettled([...this.running.values()]);
+  }
+
+  private hasLive(r: DeploymentRecord): boolean {
+    return Object.values(r.instances).some((i) => i.state !== 'deleted') || Object.values(r.volumes).some((v) => v.state !== 'deleted');
+  }
+
+  /** Stores a new deployment and starts it. */
+  async create(record: DeploymentRecord, topology: Topology, token?: string): Promise<DeploymentRecord> {
+    applyPlan(record, plan(topology));
+    record.action = 'create';
+    record.phase = 'PENDING';
+    await this.options.deployments.create(record.id, record);
+    if (token) this.tokens.set(record.id, token);
+    this.kick(record.id);
+    return record;
+  }
+
+  /** A new template or inputs: only what the plan's difference says changes. */
+  async update(id: string, change: (r: DeploymentRecord) => Topology, token?: string): Promise<DeploymentRecord> {
+    const updated = await this.options.deployments.mutate(id, (current) => {
+      if (!current) return undefined;
+      const topology = change(current);
+      const existing: Existing = new Map();
+      for (const [key, inst] of Object.entries(current.instances)) {
+        if (inst.state === 'deleted' || inst.state === 'unwanted' || key.includes('~')) continue;
+        const list = existing.get(inst.spec.node) ?? [];
+        list.push({ key, instanceId: inst.claimId });
+        existing.set(inst.spec.node, list);
+      }
+      current.generation++;
+      applyPlan(current, plan(topology, existing));
+      current.action = 'update';
+      current.phase = 'UPDATING';
+      current.updateTime = new Date().toISOString();
+      current.operation = `operations/tosca/${id}/${current.generation}`;
+      return current;
+    });
+    if (!updated) throw new Error(`deployment ${id} vanished`);
+    if (token) this.tokens.set(id, token);
+    this.kick(id);
+    return updated.value;
+  }
+
+  async delete(id: string, token?: string): Promise<DeploymentRecord | undefined> {
+    const updated = await this.options.deployments.mutate(id, (current) => {
+      if (!current || current.action === 'delete') return undefined;
+      current.generation++;
+      wantNothing(current);
+      current.action = 'delete';
+      current.phase = 'DELETING';
+      current.updateTime = new Date().toISOString();
+      current.operation = `operations/tosca/${id}/${current.generation}`;
+      return current;
+    });
+    if (token) this.tokens.set(id, token);
+    this.kick(id);
+    return updated?.value;
+  }
+
+  /** Runs the deployment's loop (one at a time per deployment; a kick while running runs it again). */
+  kick(id: string): void {
+    if (this.stopped) return;
+    if (this.running.has(id)) {
+      this.again.add(id);
+      return;
+    }
+    const run = this.drive(id)
+      .catch((error) => this.options.log.error({ err: error, deployment: id }, 'deployment step failed'))
+      .finally(() => {
+        this.running.delete(id);
+        if (this.again.delete(id)) this.kick(id);
+      });
+    this.running.set(id, run);
+  }
+
+  /** Waits until nothing is running for the deployment (tests, shutdown). */
+  async idle(id: string): Promise<void> {
+    while (this.running.has(id)) await this.running.get(id);
+  }
+
+  private async drive(id: string): Promise<void> {
+    for (let round = 0; round < 1000 && !this.stopped; round++) {
+      const entry = await this.options.deployments.get(id);
+      if (!entry) return;
+      const record = entry.value;
+      const { steps, phase, reason } = nextSteps(record);
+      if (phase === 'FAILED' && record.action !== 'delete') {
+        await this.setPhase(id, phase, reason, !record.keepOnFailure);
+        if (record.keepOnFailure) return;
+        continue;
+      }
+      if (record.phase !== phase || record.reason !== reason) await this.setPhase(id, phase, reason, false);
+      if (!steps.length) return;
+      await Promise.all(steps.map((step) => this.perform(id, record, step)));
+    }
+  }
+
+  private async setPhase(id: string, phase: DeploymentRecord['phase'], reason: string, rollback: boolean): Promise<void> {
+    await this.options.deployments.mutate(id, (current) => {
+      if (!current) return undefined;
+      if (current.phase === phase && current.reason === reason && !rollback) return undefined;
+      current.phase = phase;
+      current.reason = reason;
+      current.updateTime = new Date().toISOString();
+      if (rollback) {
+        wantNothing(current);
+        current.action = 'delete';
+      }
+      return current;
+    });
+  }
+
+  private async perform(id: string, record: DeploymentRecord, step: Step): Promise<void> {
+    const token = this.tokens.get(id);
+    const requestId = `${id}:${step.kind}:${step.key}:${record.generation}`;
+    const { ports, log } = this.options;
+    try {
+      switch (step.kind) {
+        case 'submitClaim': {
+          const inst = record.instances[step.key]!;
+          await this.change(id, (r) => { if (r.instances[step.key]?.state === 'wanted') r.instances[step.key]!.state = 'submitted'; });
+          const claimId = await ports.submitClaim(inst.spec, requestId, token);
+          await this.options.index.put(claimId, { deployment: id, key: step.key });
+          await this.change(id, (r) => { r.instances[step.key]!.claimId = claimId; });
+          return;
+        }
+        case 'createVolume': {
+          const volumeId = await ports.createVolume(record.volumes[step.key]!.spec, requestId, token);
+          await this.change(id, (r) => { Object.assign(r.volumes[step.key]!, { volumeId, state: 'created' }); });
+          return;
+        }
+        case 'attachVolume': {
+          const att = record.attachments[step.key]!;
+          const volumeId = record.volumes[att.spec.volume]!.volumeId!;
+          const instanceId = record.instances[att.spec.instance]!.claimId!;
+          await ports.attachVolume(volumeId, instanceId, att.spec, requestId, token);
+          await this.change(id, (r) => { r.attachments[step.key]!.state = 'attached'; });
+          return;
+        }
+        case 'cancelClaim': {
+          const inst = record.instances[step.key]!;
+          const neverRan = !inst.claimId || inst.state === 'wanted';
+          await this.change(id, (r) => { r.instances[step.key]!.state = neverRan ? 'deleted' : 'deleting'; });
+          if (inst.claimId) await ports.cancelClaim(inst.claimId, requestId, token);
+          return;
+        }
+        case 'deleteVolume': {
+          const vol = record.volumes[step.key]!;
+          if (vol.volumeId) await ports.deleteVolume(vol.volumeId, requestId, token);
+          await this.change(id, (r) => {
+            r.volumes[step.key]!.state = 'deleted';
+            for (const a of Object.values(r.attachments)) if (a.spec.volume === step.key) a.state = 'detached';
+          });
+          return;
+        }
+      }
+    } catch (error) {
+      log.warn({ err: error, deployment: id, step }, 'deployment step failed');
+      await this.setPhase(id, 'FAILED', `${step.kind} ${step.key} failed: ${(error as Error).message}`, !record.keepOnFailure && record.action !== 'delete');
+      if (record.action === 'delete') throw error;
+    }
+  }
+
+  private async change(id: string, edit: (r: DeploymentRecord) => void): Promise<void> {
+    await this.options.deployments.mutate(id, (current) => {
+      if (!current) return undefined;
+      edit(current);
+      current.updateTime = new Date().toISOString();
+      return current;
+    });
+  }
+
+  private async onInstance(event: { instanceId: string; state: InstanceState; reason: string; addresses: { network: string; ip: string }[] }): Promise<void> {
+    const owner = await this.options.index.get(event.instanceId);
+    if (!owner) return;
+    const { deployment, key } = owner.value;
+    await this.change(deployment, (r) => {
+      const inst = r.instances[key];
+      if (!inst || inst.claimId !== event.instanceId) return;
+      switch (event.state) {
+        case InstanceState.RUNNING:
+          if (inst.state === 'submitted' || inst.state === 'wanted') inst.state = 'running';
+          if (inst.state !== 'running') break;
+          inst.addresses = event.addresses.map((a) => ({ network: a.network, ip: a.ip }));
+          break;
+        case InstanceState.DELETED:
+        case InstanceState.ERROR:
+        case InstanceState.PREEMPTED:
+          // Events may come twice (redelivery): a deleted instance stays deleted.
+          if (inst.state === 'deleting' || inst.state === 'unwanted' || inst.state === 'deleted') inst.state = 'deleted';
+          else if (inst.state !== 'error') {
+            inst.state = 'error';
+            inst.reason = event.reason || (event.state === InstanceState.DELETED ? 'deleted outside the deployment' : InstanceState[event.state]);
+          }
+          break;
+        default:
+          break;
+      }
+    });
+    this.kick(deployment);
+  }
+}
+
+export const newDeploymentId = () => `dep-${randomUUID().slice(0, 12)}`;

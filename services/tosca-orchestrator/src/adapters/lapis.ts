@@ -1,0 +1,85 @@
+// The engine's ports over gRPC: claims through the scheduler, volumes through the runtime. The
+// caller's token is forwarded when the engine has it (project scoping holds); a resumed
+// deployment goes on with the service's own token.
+import { call, createClient } from '@lapis/platform';
+import { PortProtocol, type InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
+import { RuntimeServiceClient, type CreateVolumeRequest, type CreateVolumeResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { PreemptionAction, SchedulerServiceClient, type SubmitClaimRequest, type SubmitClaimResponse } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import type { Ports } from './engine';
+import type { InstancePlan } from '../domain/plan';
+
+export function instanceSpec(spec: InstancePlan, deployment: string): InstanceSpec {
+  return {
+    name: spec.name,
+    flavor: spec.flavor,
+    resources: spec.flavor ? undefined : { cpuMillis: spec.cpuMillis, memoryBytes: spec.memoryBytes, gpus: spec.gpus, pids: 0, diskBytes: spec.diskBytes },
+    image: spec.image,
+    command: spec.command,
+    environment: spec.environment,
+    userData: Buffer.alloc(0),
+    sshPublicKeys: [],
+    labels: { 'lapis.dev/deployment': deployment, 'lapis.dev/tosca-node': spec.node },
+    ports: spec.ports.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort, protocol: p.protocol.toLowerCase() === 'udp' ? PortProtocol.UDP : PortProtocol.TCP })),
+    volumes: [],
+    devices: [],
+    networks: spec.networks,
+    restartOnFailure: true,
+  };
+}
+
+export class LapisPorts implements Ports {
+  private readonly clients = new Map<string, { scheduler: SchedulerServiceClient; runtime: RuntimeServiceClient }>();
+
+  constructor(private readonly addresses: { scheduler: string; runtime: string; serviceToken: string }) {}
+
+  private forToken(token?: string) {
+    const key = token ?? this.addresses.serviceToken;
+    let c = this.clients.get(key);
+    if (!c) {
+      c = {
+        scheduler: createClient(SchedulerServiceClient, this.addresses.scheduler, { token: key }),
+        runtime: createClient(RuntimeServiceClient, this.addresses.runtime, { token: key }),
+      };
+      this.clients.set(key, c);
+    }
+    return c;
+  }
+
+  async submitClaim(spec: InstancePlan, requestId: string, token?: string): Promise<string> {
+    const { scheduler } = this.forToken(token);
+    const deployment = requestId.split(':')[0]!;
+    const response = await call<SubmitClaimRequest, SubmitClaimResponse>(scheduler.submitClaim.bind(scheduler), {
+      spec: instanceSpec(spec, deployment), preemptible: spec.preemptible, onPreemption: PreemptionAction.REQUEUE,
+      partition: '', backend: 0, antiAffinityGroup: `${deployment}-${spec.node}`, qos: '', requestId,
+    });
+    return response.claim!.id;
+  }
+
+  async cancelClaim(claimId: string, requestId: string, token?: string): Promise<void> {
+    const { scheduler } = this.forToken(token);
+    await call(scheduler.cancelClaim.bind(scheduler), { claimId, requestId });
+  }
+
+  async createVolume(spec: { key: string; sizeBytes: number; filesystem: string }, requestId: string, token?: string): Promise<string> {
+    const { runtime } = this.forToken(token);
+    const response = await call<CreateVolumeRequest, CreateVolumeResponse>(runtime.createVolume.bind(runtime), { name: spec.key.toLowerCase().replace(/[^a-z0-9-]+/g, '-').slice(0, 63), sizeBytes: spec.sizeBytes, filesystem: spec.filesystem, node: '', labels: {}, requestId });
+    return response.volume!.id;
+  }
+
+  async deleteVolume(volumeId: string, _requestId: string, token?: string): Promise<void> {
+    const { runtime } = this.forToken(token);
+    await call(runtime.deleteVolume.bind(runtime), { volumeId } as Parameters<RuntimeServiceClient['deleteVolume']>[0]);
+  }
+
+  async attachVolume(volumeId: string, instanceId: string, spec: { mountPath: string }, requestId: string, token?: string): Promise<void> {
+    const { runtime } = this.forToken(token);
+    await call(runtime.attachVolume.bind(runtime), { volumeId, instanceId, mountPath: spec.mountPath, readOnly: false, requestId });
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) {
+      c.scheduler.close();
+      c.runtime.close();
+    }
+  }
+}

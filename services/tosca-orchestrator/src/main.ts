@@ -1,0 +1,30 @@
+// tosca-orchestrator: TOSCA templates validated, translated and deployed through the scheduler
+// and the runtime. Wiring only.
+import { runMain, startService } from '@lapis/platform';
+import { DeploymentEngine } from './adapters/engine';
+import { LapisPorts } from './adapters/lapis';
+import { jsonCodec } from './adapters/store';
+import { loadToscaConfig } from './config';
+import type { DeploymentRecord } from './domain/deployment';
+import { toscaService } from './server';
+
+runMain(async () => {
+  const config = loadToscaConfig();
+  return startService({
+    name: 'tosca-orchestrator',
+    domain: 'tosca.lapis.dev',
+    config,
+    serve: async ({ bus, log, shutdown }) => {
+      const deployments = await bus.bucket('tosca-deployments', jsonCodec<DeploymentRecord>());
+      const index = await bus.bucket('tosca-instances', jsonCodec<{ deployment: string; key: string }>());
+      const ports = new LapisPorts({ scheduler: config.LAPIS_SCHEDULER_ADDRESS, runtime: config.LAPIS_RUNTIME_ADDRESS, serviceToken: config.LAPIS_SERVICE_TOKEN });
+      const engine = new DeploymentEngine({ deployments, index, ports, bus, log });
+      await engine.start();
+      shutdown.add('deployments', async () => {
+        await engine.stop();
+        ports.close();
+      });
+      return [toscaService({ engine, deployments, mirror: config.LAPIS_TOSCA_IMPORT_MIRROR || undefined })];
+    },
+  });
+});

@@ -1,0 +1,234 @@
+// gRPC handlers of lapis.tosca.v1.ToscaService: translate requests, call the domain and the
+// engine, translate back. Validation and translation need nothing else; deployments go through
+// the engine and live in the key-value store.
+import { createHash } from 'node:crypto';
+import { failedPrecondition, invalidArgument, notFound, paginate, service, type Bucket, type CallContext } from '@lapis/platform';
+import { Any } from '@lapis/proto/google/protobuf/any';
+import {
+  Deployment, DeploymentState, NodeState, Severity, ToscaServiceService, TranslationTarget,
+  type Diagnostic as ProtoDiagnostic, type TemplateSource,
+} from '@lapis/proto/lapis/tosca/v1/tosca';
+import type { Operation } from '@lapis/proto/lapis/common/v1/common';
+import { newDeploymentId, type DeploymentEngine } from './adapters/engine';
+import type { Diagnostic } from './domain/diagnostics';
+import { formatDiagnostic } from './domain/diagnostics';
+import { nodeAttributes, type DeploymentRecord } from './domain/deployment';
+import { evaluate } from './domain/functions';
+import { plan } from './domain/plan';
+import { isDict, type Dict } from './domain/registry';
+import { translate, type Target } from './domain/translate';
+import { processTemplate } from './domain/validate';
+import type { ProcessResult } from './domain/model';
+
+export interface ServerDeps {
+  engine: DeploymentEngine;
+  deployments: Bucket<DeploymentRecord>;
+  mirror?: string;
+}
+
+const toProtoDiagnostic = (d: Diagnostic): ProtoDiagnostic => ({
+  severity: d.severity === 'error' ? Severity.ERROR : Severity.WARNING, code: d.code, message: d.message, file: d.file, line: d.line, column: d.column, path: d.path,
+});
+
+type StoredTemplate = DeploymentRecord['template'];
+
+function fromSource(source: TemplateSource | undefined): StoredTemplate {
+  if (!source?.content) throw invalidArgument([{ field: 'template', description: 'a template (yaml or csar) is required' }]);
+  const base = { fileName: source.fileName || (source.content.$case === 'csar' ? 'template.csar' : 'template.yaml'), files: source.files ?? {} };
+  return source.content.$case === 'yaml' ? { ...base, yaml: source.content.yaml } : { ...base, csar: Buffer.from(source.content.csar).toString('base64') };
+}
+
+function toSource(t: StoredTemplate): TemplateSource {
+  return { content: t.yaml !== undefined ? { $case: 'yaml', yaml: t.yaml } : { $case: 'csar', csar: Buffer.from(t.csar ?? '', 'base64') }, fileName: t.fileName, files: t.files };
+}
+
+function process(t: StoredTemplate, inputs: Dict | undefined, mirror?: string): ProcessResult {
+  return processTemplate({ ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }), fileName: t.fileName, files: t.files, mirror, inputs });
+}
+
+function rejectInvalid(result: ProcessResult): void {
+  if (result.valid) return;
+  const errors = result.diagnostics.filter((d) => d.severity === 'error');
+  throw invalidArgument(errors.slice(0, 50).map((d) => ({ field: `template:${d.file}:${d.line}:${d.column}`, description: `${d.message} [${d.code}] (${d.path})` })), 'INVALID_TEMPLATE');
+}
+
+const phaseState: Record<DeploymentRecord['phase'], DeploymentState> = {
+  PENDING: DeploymentState.PENDING, CREATING: DeploymentState.CREATING, DEPLOYED: DeploymentState.DEPLOYED, UPDATING: DeploymentState.UPDATING,
+  DELETING: DeploymentState.DELETING, DELETED: DeploymentState.DELETED, FAILED: DeploymentState.FAILED,
+};
+
+export function toDeployment(r: DeploymentRecord, mirror?: string): Deployment {
+  const attrs = nodeAttributes(r);
+  const nodes = r.nodes.map((n) => {
+    const instances = Object.values(r.instances).filter((i) => i.spec.node === n.name && !i.spec.key.includes('~'));
+    const volumes = Object.values(r.volumes).filter((v) => v.spec.node === n.name);
+    let state = NodeState.INITIAL;
+    let reason = '';
+    const all = [...instances.map((i) => i.state), ...volumes.map((v) => (v.state === 'created' ? 'running' : v.state))];
+    if (all.includes('error')) {
+      state = NodeState.ERROR;
+      reason = instances.find((i) => i.state === 'error')?.reason ?? '';
+    } else if (all.length && all.every((s) => s === 'deleted')) state = NodeState.DELETED;
+    else if (all.some((s) => s === 'deleting' || s === 'unwanted')) state = NodeState.DELETING;
+    else if (all.length && all.every((s) => s === 'running')) state = NodeState.STARTED;
+    else if (all.some((s) => s === 'submitted' || s === 'wanted')) state = NodeState.CREATING;
+    else if (!all.length) state = r.phase === 'DEPLOYED' ? NodeState.STARTED : r.phase === 'DELETED' ? NodeState.DELETED : NodeState.INITIAL;
+    return {
+      name: n.name, type: n.type, state, stateReason: reason,
+      instanceIds: instances.map((i) => i.claimId).filter((x): x is string => !!x),
+      volumeIds: volumes.map((v) => v.volumeId).filter((x): x is string => !!x),
+      attributes: attrs.get(n.name) ?? {},
+    };
+  });
+  // Outputs resolve from the instances' attributes once they are known.
+  let outputs: Dict = r.outputs;
+  if (r.phase === 'DEPLOYED' || r.phase === 'UPDATING') {
+    const result = process(r.template, r.inputs, mirror);
+    if (result.topology) {
+      outputs = {};
+      for (const [name, o] of result.topology.outputs) {
+        const v = evaluate({
+          topology: result.topology,
+          attribute: (node, path) => {
+            const a = attrs.get(node.name);
+            let cur: unknown = a?.[String(path[0])];
+            for (const k of path.slice(1)) cur = Array.isArray(cur) ? cur[Number(k)] : isDict(cur) ? cur[String(k)] : undefined;
+            return cur;
+          },
+        }, o.value);
+        outputs[name] = v;
+      }
+    }
+  }
+  return Deployment.fromPartial({
+    id: r.id, project: r.project, user: r.user, template: toSource(r.template), inputs: r.inputs, state: phaseState[r.phase], stateReason: r.reason,
+    nodes, outputs: JSON.parse(JSON.stringify(outputs ?? {})) as Dict, keepOnFailure: r.keepOnFailure, requestId: r.requestId,
+    createTime: new Date(r.createTime), updateTime: new Date(r.updateTime), operation: r.operation,
+  });
+}
+
+function operationOf(r: DeploymentRecord, kind: string, mirror?: string): Operation {
+  const d = toDeployment(r, mirror);
+  const any = Any.fromPartial({ typeUrl: 'type.googleapis.com/lapis.tosca.v1.Deployment', value: Buffer.from(Deployment.encode(d).finish()) });
+  const done = r.phase === 'DEPLOYED' || r.phase === 'DELETED' || r.phase === 'FAILED';
+  return {
+    name: r.operation, kind, metadata: any, done,
+    result: done ? (r.phase === 'FAILED' ? { $case: 'error', error: { code: 9, message: r.reason, details: [] } } : { $case: 'response', response: any }) : undefined,
+    createTime: new Date(r.createTime), updateTime: new Date(r.updateTime), project: r.project,
+  };
+}
+
+const asInputs = (s: Dict | undefined): Dict | undefined => (s && Object.keys(s).length ? s : undefined);
+
+export function toscaService(deps: ServerDeps) {
+  const { engine, deployments, mirror } = deps;
+
+  const visible = async (id: string, ctx: CallContext) => {
+    if (!id) throw invalidArgument([{ field: 'deployment_id', description: 'is required' }]);
+    const entry = await deployments.get(id);
+    if (!entry || !(ctx.caller.admin || ctx.caller.projects.includes(entry.value.project))) throw notFound(`deployment ${id} not found`);
+    return entry.value;
+  };
+
+  return service(ToscaServiceService, {
+    async validateTemplate(request) {
+      const result = process(fromSource(request.template), asInputs(request.inputs), mirror);
+      return { valid: result.valid, diagnostics: result.diagnostics.map(toProtoDiagnostic), deploymentOrder: result.topology?.order ?? [] };
+    },
+
+    async translateTemplate(request) {
+      const targets: Partial<Record<TranslationTarget, Target>> = { [TranslationTarget.HEAT]: 'hot', [TranslationTarget.RADL]: 'radl', [TranslationTarget.KUBERNETES]: 'k8s' };
+      const target = targets[request.target];
+      if (!target) throw invalidArgument([{ field: 'target', description: 'must be HEAT, RADL or KUBERNETES' }]);
+      const result = process(fromSource(request.template), asInputs(request.inputs), mirror);
+      return { output: result.valid && result.topology ? translate(result.topology, target) : '', diagnostics: result.diagnostics.map(toProtoDiagnostic) };
+    },
+
+    async createDeployment(request, ctx) {
+      const template = fromSource(request.template);
+      const inputs = request.inputs ?? {};
+      // A retried request (same request_id in the same project) gets the same deployment.
+      const id = request.requestId ? `dep-${createHash('sha256').update(`${ctx.caller.project}\u0000${request.requestId}`).digest('hex').slice(0, 12)}` : newDeploymentId();
+      const existing = await deployments.get(id);
+      if (existing) return { operation: operationOf(existing.value, 'tosca.CreateDeployment', mirror), deploymentId: id };
+      const result = process(template, inputs, mirror);
+      rejectInvalid(result);
+      const problems = plan(result.topology!).problems;
+      if (problems.length) throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
+      const now = new Date().toISOString();
+      const record: DeploymentRecord = {
+        id, project: ctx.caller.project, user: ctx.caller.user, template, inputs, phase: 'PENDING', reason: '', keepOnFailure: request.keepOnFailure,
+        requestId: request.requestId, createTime: now, updateTime: now, operation: `operations/tosca/${id}/0`, generation: 0, action: 'create',
+        instances: {}, volumes: {}, attachments: {}, nodes: result.topology!.order.map((n) => ({ name: n, type: result.topology!.nodes.get(n)!.type })), outputs: {},
+      };
+      ctx.log.info({ deployment: id, nodes: record.nodes.length }, 'deployment created');
+      const created = await engine.create(record, result.topology!, ctx.caller.token);
+      return { operation: operationOf(created, 'tosca.CreateDeployment', mirror), deploymentId: id };
+    },
+
+    async getDeployment(request, ctx) {
+      return { deployment: toDeployment(await visible(request.deploymentId, ctx), mirror) };
+    },
+
+    async listDeployments(request, ctx) {
+      const project = request.project || (ctx.caller.admin ? '' : ctx.caller.project);
+      if (project && !ctx.caller.admin && !ctx.caller.projects.includes(project)) throw notFound(`project ${project} not found`);
+      const all = (await deployments.list())
+        .map((e) => e.value)
+        .filter((r) => (!project || r.project === project) && (ctx.caller.admin || ctx.caller.projects.includes(r.project)))
+        .filter((r) => !request.states.length || request.states.includes(phaseState[r.phase]))
+        .sort((a, b) => a.id.localeCompare(b.id));
+      const page = paginate(all, (r) => r.id, request);
+      return { deployments: page.items.map((r) => toDeployment(r, mirror)), nextPageToken: page.nextPageToken };
+    },
+
+    async updateDeployment(request, ctx) {
+      const current = await visible(request.deploymentId, ctx);
+      if (current.action === 'delete') throw failedPrecondition(`deployment ${current.id} is being deleted`, 'DEPLOYMENT_DELETING');
+      if (request.requestId && current.requestId === request.requestId && current.generation > 0) return { operation: operationOf(current, 'tosca.UpdateDeployment', mirror) };
+      const template = request.template?.content ? fromSource(request.template) : current.template;
+      const inputs = { ...current.inputs, ...(request.inputs ?? {}) };
+      const result = process(template, inputs, mirror);
+      rejectInvalid(result);
+      const problems = plan(result.topology!).problems;
+      if (problems.length) throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
+      const updated = await engine.update(current.id, (r) => {
+        r.template = template;
+        r.inputs = inputs;
+        r.requestId = request.requestId || r.requestId;
+        r.nodes = result.topology!.order.map((n) => ({ name: n, type: result.topology!.nodes.get(n)!.type }));
+        return result.topology!;
+      }, ctx.caller.token);
+      return { operation: operationOf(updated, 'tosca.UpdateDeployment', mirror) };
+    },
+
+    async deleteDeployment(request, ctx) {
+      const current = await visible(request.deploymentId, ctx);
+      const updated = (await engine.delete(current.id, ctx.caller.token)) ?? current;
+      return { operation: operationOf(updated, 'tosca.DeleteDeployment', mirror) };
+    },
+
+    async watchDeployment(request, ctx, send) {
+      await visible(request.deploymentId, ctx);
+      const watcher = await deployments.kv.watch({ key: request.deploymentId });
+      const stop = () => watcher.stop();
+      ctx.signal.addEventListener('abort', stop);
+      let previous: DeploymentRecord | undefined;
+      try {
+        for await (const entry of watcher) {
+          if (entry.operation !== 'PUT') break;
+          const record = JSON.parse(Buffer.from(entry.value).toString('utf8')) as DeploymentRecord;
+          const changed = previous ? record.nodes.find((n) => JSON.stringify(Object.values(record.instances).filter((i) => i.spec.node === n.name)) !== JSON.stringify(Object.values(previous!.instances).filter((i) => i.spec.node === n.name)))?.name ?? '' : '';
+          previous = record;
+          await send({ deployment: toDeployment(record, mirror), node: changed });
+          if (record.phase === 'DELETED') break;
+        }
+      } finally {
+        ctx.signal.removeEventListener('abort', stop);
+        stop();
+      }
+    },
+  });
+}
+
+export { formatDiagnostic };

@@ -1,0 +1,197 @@
+// The deployment engine on real NATS (key-value records, JetStream events). The scheduler and
+// the runtime are being built at the same time as this service, so a stand-in plays their part
+// here (claims, volumes, and the instance_state_changed events the runtime publishes); the
+// end-to-end tests against the real services come with the mesh. Everything else is real.
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EventBus, type Bucket } from '@lapis/platform';
+import { natsUrl, sleep, testLog, unique, until } from '@lapis/platform/testing';
+import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import { InstanceStateChanged } from '@lapis/proto/lapis/events/v1/events';
+import { DeploymentEngine, type Ports } from '../../src/adapters/engine';
+import { jsonCodec } from '../../src/adapters/store';
+import type { DeploymentRecord } from '../../src/domain/deployment';
+import type { AttachmentPlan, InstancePlan, VolumePlan } from '../../src/domain/plan';
+import { processTemplate } from '../../src/domain/validate';
+import { toDeployment } from '../../src/server';
+import { conformanceDir } from '../helpers';
+
+/** Plays the scheduler and the runtime: ids for claims and volumes, state events on the bus. */
+class StandIn implements Ports {
+  calls: string[] = [];
+  private n = 0;
+  held = false;
+  private readonly heldEvents: (() => Promise<void>)[] = [];
+  failNode?: string;
+  constructor(private readonly bus: EventBus, private readonly prefix: string) {}
+
+  private async event(instanceId: string, state: InstanceState, ip = '') {
+    const send = async () => {
+      await this.bus.publish({ $case: 'instanceStateChanged', instanceStateChanged: InstanceStateChanged.fromPartial({ instanceId, project: 'physics', node: 'node-1', state, addresses: ip ? [{ network: 'default', ip, mac: '' }] : [] }) }, instanceId, `${instanceId}.${InstanceState[state]}`);
+    };
+    if (this.held) this.heldEvents.push(send);
+    else setTimeout(() => void send(), 20);
+  }
+
+  async release() {
+    this.held = false;
+    for (const send of this.heldEvents.splice(0)) await send();
+  }
+
+  async submitClaim(spec: InstancePlan): Promise<string> {
+    const id = `${this.prefix}-claim-${++this.n}`;
+    this.calls.push(`submit ${spec.key}`);
+    await this.event(id, spec.node === this.failNode ? InstanceState.ERROR : InstanceState.RUNNING, `10.0.0.${this.n}`);
+    return id;
+  }
+  async cancelClaim(claimId: string): Promise<void> {
+    this.calls.push(`cancel ${claimId}`);
+    await this.event(claimId, InstanceState.DELETED);
+  }
+  async createVolume(spec: VolumePlan): Promise<string> {
+    this.calls.push(`volume ${spec.key}`);
+    return `${this.prefix}-vol-${++this.n}`;
+  }
+  async deleteVolume(volumeId: string): Promise<void> {
+    this.calls.push(`delete-volume ${volumeId}`);
+  }
+  async attachVolume(volumeId: string, instanceId: string, spec: AttachmentPlan): Promise<void> {
+    this.calls.push(`attach ${spec.key}`);
+  }
+}
+
+const galaxy = readFileSync(join(conformanceDir, 'indigo-galaxy-portal', 'template.yaml'), 'utf8');
+
+describe('deployment engine (real NATS; scheduler and runtime played by a stand-in)', () => {
+  let bus: EventBus;
+  let deployments: Bucket<DeploymentRecord>;
+  let index: Bucket<{ deployment: string; key: string }>;
+  const engines: DeploymentEngine[] = [];
+
+  const buckets: string[] = [];
+  before(async () => {
+    bus = await EventBus.connect({ url: natsUrl(), name: 'tosca-engine-test', stream: 'LAPIS', log: testLog });
+  });
+  // Each test is its own orchestrator: its own buckets (two engines on the same buckets would
+  // be two replicas, sharing the work).
+  beforeEach(async () => {
+    deployments = await bus.bucket(unique('tosca-deployments'), jsonCodec<DeploymentRecord>());
+    index = await bus.bucket(unique('tosca-instances'), jsonCodec<{ deployment: string; key: string }>());
+    buckets.push(deployments.name, index.name);
+  });
+  afterEach(async () => {
+    await Promise.all(engines.splice(0).map((e) => e.stop()));
+  });
+  after(async () => {
+    for (const name of buckets) await bus.jsm.streams.delete(`KV_${name}`).catch(() => undefined);
+    await bus.drain();
+  });
+
+  const engine = async (ports: Ports, consumer: string) => {
+    const e = new DeploymentEngine({ deployments, index, ports, bus, log: testLog, consumer });
+    await e.start();
+    engines.push(e);
+    return e;
+  };
+
+  const newRecord = (inputs: Record<string, unknown>, keepOnFailure = false) => {
+    const result = processTemplate({ text: galaxy, inputs });
+    assert.ok(result.valid);
+    const id = unique('dep').toLowerCase();
+    const now = new Date().toISOString();
+    const record: DeploymentRecord = {
+      id, project: 'physics', user: 'alice', template: { yaml: galaxy, fileName: 'template.yaml', files: {} }, inputs, phase: 'PENDING', reason: '', keepOnFailure,
+      requestId: '', createTime: now, updateTime: now, operation: `operations/tosca/${id}/0`, generation: 0, action: 'create', instances: {}, volumes: {}, attachments: {},
+      nodes: result.topology!.order.map((n) => ({ name: n, type: result.topology!.nodes.get(n)!.type })), outputs: {},
+    };
+    return { record, topology: result.topology! };
+  };
+  const phase = (id: string, want: string) =>
+    until(async () => ((await deployments.get(id))?.value.phase === want ? true : undefined), `deployment ${id} ${want}`, 20_000).catch(async (error: Error) => {
+      const r = (await deployments.get(id))?.value;
+      const summary = r && { phase: r.phase, reason: r.reason, action: r.action, instances: Object.fromEntries(Object.entries(r.instances).map(([k, i]) => [k, `${i.state} ${i.claimId ?? ''}`])), volumes: Object.fromEntries(Object.entries(r.volumes).map(([k, v]) => [k, v.state])) };
+      throw new Error(`${error.message}: ${JSON.stringify(summary)}`);
+    });
+
+  it('deploys in dependency order, resolves outputs, scales, and deletes in reverse order', async () => {
+    const ports = new StandIn(bus, unique('a'));
+    const e = await engine(ports, unique('tosca-test'));
+    const { record, topology } = newRecord({ number_of_nodes: 2 });
+    await e.create(record, topology);
+    await phase(record.id, 'DEPLOYED');
+    const vol = ports.calls.indexOf('volume export_storage-lrms_server-0');
+    const fe = ports.calls.indexOf('submit lrms_server-0');
+    const wn = ports.calls.findIndex((c) => c.startsWith('submit wn_server'));
+    assert.ok(vol >= 0 && fe >= 0 && wn > fe, `front end before workers: ${ports.calls.join(', ')}`);
+    assert.ok(ports.calls.indexOf('attach export_storage-lrms_server-0@lrms_server-0') > fe, 'attached after the instance runs');
+    const deployed = toDeployment((await deployments.get(record.id))!.value);
+    assert.match(String(deployed.outputs?.galaxy_url), /^http:\/\/10\.0\.0\.\d+\/galaxy$/);
+    assert.equal(deployed.outputs?.lrms_type, 'slurm');
+    assert.equal(deployed.nodes.find((n) => n.name === 'wn_server')!.instanceIds.length, 2);
+
+    // Scale out: only the new worker is submitted.
+    const before = ports.calls.length;
+    await e.update(record.id, (r) => {
+      r.inputs = { number_of_nodes: 3 };
+      return processTemplate({ text: galaxy, inputs: r.inputs }).topology!;
+    });
+    await phase(record.id, 'DEPLOYED');
+    assert.deepEqual(ports.calls.slice(before), ['submit wn_server-2']);
+
+    // Delete: workers before the front end, the volume after the instance it was attached to.
+    const mark = ports.calls.length;
+    await e.delete(record.id);
+    await phase(record.id, 'DELETED');
+    const done = ports.calls.slice(mark);
+    const ids = (await deployments.get(record.id))!.value.instances;
+    const claim = (key: string) => ids[key]!.claimId!;
+    const at = (c: string) => done.indexOf(c);
+    assert.ok(at(`cancel ${claim('wn_server-0')}`) < at(`cancel ${claim('lrms_server-0')}`), `reverse order: ${done.join(', ')}`);
+    assert.ok(at(`cancel ${claim('lrms_server-0')}`) < done.findIndex((c) => c.startsWith('delete-volume')), `volume last: ${done.join(', ')}`);
+  });
+
+  it('a restarted orchestrator resumes a deployment it had started', async () => {
+    const ports = new StandIn(bus, unique('b'));
+    ports.held = true;
+    const consumer = unique('tosca-test');
+    const first = await engine(ports, consumer);
+    const { record, topology } = newRecord({ number_of_nodes: 1 });
+    await first.create(record, topology);
+    await until(() => ports.calls.includes('submit lrms_server-0') || undefined, 'front end submitted');
+    await first.idle(record.id);
+    await first.stop();
+    // The runtime reports while no orchestrator runs; the new one takes the events from its durable consumer.
+    await ports.release();
+    const second = await engine(ports, consumer);
+    await phase(record.id, 'DEPLOYED');
+    assert.equal(ports.calls.filter((c) => c === 'submit lrms_server-0').length, 1, 'not submitted twice');
+    await second.delete(record.id);
+    await phase(record.id, 'DELETED');
+  });
+
+  it('a failed instance fails the deployment with its cause and rolls back what was made', async () => {
+    const ports = new StandIn(bus, unique('c'));
+    ports.failNode = 'wn_server';
+    const e = await engine(ports, unique('tosca-test'));
+    const { record, topology } = newRecord({ number_of_nodes: 1 });
+    await e.create(record, topology);
+    await phase(record.id, 'FAILED');
+    const failed = (await deployments.get(record.id))!.value;
+    assert.match(failed.reason, /instance wn_server-0 \(node wn_server\) failed/);
+    await until(async () => Object.values((await deployments.get(record.id))!.value.instances).every((i) => i.state === 'deleted') || undefined, 'rolled back');
+    assert.ok(ports.calls.some((c) => c.startsWith('delete-volume')), 'volume removed');
+  });
+
+  it('keep_on_failure keeps what was made', async () => {
+    const ports = new StandIn(bus, unique('d'));
+    ports.failNode = 'wn_server';
+    const e = await engine(ports, unique('tosca-test'));
+    const { record, topology } = newRecord({ number_of_nodes: 1 }, true);
+    await e.create(record, topology);
+    await phase(record.id, 'FAILED');
+    await sleep(300);
+    await e.idle(record.id);
+    assert.ok(!ports.calls.some((c) => c.startsWith('cancel')), `nothing cancelled: ${ports.calls.join(', ')}`);
+  });
+});
