@@ -464,9 +464,10 @@ export class Agent {
 
   async deleteInstance(id: string, timeoutS: number, requestId: string, scope: Scope): Promise<Instance> {
     const current = await this.getInstance(id, scope);
-    if (current.state === InstanceState.DELETED) return current;
+    // Deleted or preempted: nothing of it is left on the node; deleting it again changes nothing.
+    if (TERMINAL.has(current.state)) return current;
     return this.mutation('DeleteInstance', id, requestId, scope, async (instance) => {
-      if (instance.state === InstanceState.DELETED) return instance;
+      if (TERMINAL.has(instance.state)) return instance;
       requireState('delete', id, instance.state, [InstanceState.RUNNING, InstanceState.STOPPED, InstanceState.ERROR, InstanceState.CREATING]);
       return this.teardownLocked(instance, timeoutS, InstanceState.DELETED, 'deleted');
     });

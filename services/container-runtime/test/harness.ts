@@ -151,14 +151,16 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
 /** Deletes every instance and volume of the agent's node (test cleanup, through the agent itself). */
 export async function purgeNode(agent: Agent): Promise<void> {
   const admin = { user: 'root', project: '', admin: true };
+  const problems: string[] = [];
   for (const i of await agent.listInstances(admin, { project: '', state: 0, node: agent.node })) {
-    await agent.deleteInstance(i.id, 0, '', admin).catch(() => undefined);
+    await agent.deleteInstance(i.id, 0, '', admin).catch((e: Error) => problems.push(`delete instance ${i.id}: ${e.message}`));
   }
   for (const v of await agent.listVolumes(admin, { project: '', state: 0, instanceId: '' })) {
     if (v.node !== agent.node) continue;
-    if (v.attachment) await agent.detachVolume(v.id, '', admin).catch(() => undefined);
-    await agent.deleteVolume(v.id, '', admin).catch(() => undefined);
+    if (v.attachment) await agent.detachVolume(v.id, '', admin).catch((e: Error) => problems.push(`detach ${v.id}: ${e.message}`));
+    await agent.deleteVolume(v.id, '', admin).catch((e: Error) => problems.push(`delete volume ${v.id}: ${e.message}`));
   }
+  if (problems.length) throw new Error(`cleanup of node ${agent.node} failed:\n  ${problems.join('\n  ')}`);
 }
 
 export const dockerClient = () => new Docker({ socketPath: '/var/run/docker.sock' });

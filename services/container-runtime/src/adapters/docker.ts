@@ -180,14 +180,13 @@ export class DockerBackend implements RuntimeBackend {
   watch(onEvent: (event: EngineEvent) => void): () => void {
     let stopped = false;
     let current: Readable | undefined;
-    const since = Math.floor(Date.now() / 1000);
     const connect = async () => {
       while (!stopped) {
         try {
           const stream = (await this.docker.getEvents({
+            // Live events only: what happened while the agent was away is the reconcile's work.
             filters: JSON.stringify({ type: ['container'], label: [`${LABEL.node}=${this.node}`], event: ['start', 'die', 'oom', 'destroy'] }),
-            since,
-          } as never)) as unknown as Readable;
+          })) as unknown as Readable;
           current = stream;
           if (stopped) stream.destroy();
           let buffered = '';

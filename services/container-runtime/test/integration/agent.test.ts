@@ -98,9 +98,15 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     // The agent goes away (as in a crash: nothing is cleaned up), and while it is away:
     await rt.stop();
     const { node, stateDir } = rt;
+    const lateClaim = unique('late');
     rt = await startRuntime({ node, stateDir, consume: false }).then(async (probe) => {
       // ... its store loses a record (the container still carries everything in its labels),
       await probe.agent.store.instances.delete(lost.id);
+      // ... and the scheduler places an instance on it: the durable consumer keeps it for later.
+      await probe.bus.publish(
+        { $case: 'claimPlaced', claimPlaced: { claimId: lateClaim, project: 'physics', user: 'alice', node, spec: baseSpec('placed-while-down'), preemptible: false, attempt: 1, requestId: '' } },
+        node,
+      );
       await probe.stop();
       return probe;
     });
@@ -115,6 +121,8 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     const strayLoop = execFileSync('losetup', ['--find', '--show', join(stateDir, 'volumes', `${spare.id}.img`)]).toString().trim();
 
     rt = await startRuntime({ node, stateDir });
+    await until(async () => (await get(lateClaim))?.state === InstanceState.RUNNING, 'the placement made while the agent was down', 20_000);
+    const late = (await get(lateClaim))!;
     // Adopted and still running, with its volume and data.
     const survivor = (await rt.agent.store.instances.get(keeper.id))!.value;
     assert.equal(survivor.state, InstanceState.RUNNING);
@@ -134,8 +142,8 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     assert.ok(!after.loops.includes(strayLoop), 'stray loop device freed');
     assert.ok(!after.mounts.some((m) => m.includes('ghost')), 'stray mount removed');
     assert.deepEqual(after.loops, before.loops);
-    assert.deepEqual(after.mounts.sort(), before.mounts.filter((m) => !m.includes(doomed.id)).sort());
-    assert.deepEqual(after.containers.sort(), before.containers.filter((c) => !c.includes(doomed.id)).sort());
+    assert.deepEqual(after.mounts.filter((m) => !m.includes(late.id)).sort(), before.mounts.filter((m) => !m.includes(doomed.id)).sort());
+    assert.deepEqual(after.containers.sort(), [...before.containers.filter((c) => !c.includes(doomed.id)), `/lapis-${late.id}`].sort());
     // A second restart changes nothing.
     const report = await rt.agent.reconcile();
     assert.deepEqual(report, { adopted: [], vanished: [], removedContainers: [], removedMounts: [], freedLoops: [] });
