@@ -1,6 +1,6 @@
 // Test helpers: the conformance folder, and a local import mirror holding INDIGO's public
 // custom types file (reference data in /work/shared/indigo, never copied into the repository).
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -20,5 +20,7 @@ export function indigoMirror(): string {
   mkdirSync(target, { recursive: true });
   copyFileSync(indigoTypesFile, join(target, 'custom_types.yaml'));
   mirror = dir;
+  // Shared by every test of the run; removed when the run ends.
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }

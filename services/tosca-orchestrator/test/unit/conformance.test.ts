@@ -8,7 +8,7 @@
 //   translate: { hot|radl|k8s: [ substring, ... ] }
 //   files: [ other.yaml ]  relative imports, read from the case folder
 import { strict as assert } from 'node:assert';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import type { Diagnostic } from '../../src/domain/diagnostics';
@@ -32,7 +32,6 @@ const matches = (d: Diagnostic, e: Partial<Diagnostic>) =>
 const show = (ds: Diagnostic[]) => ds.map((d) => `${d.file}:${d.line}:${d.column} ${d.code} ${d.message} (${d.path})`).join('\n  ');
 
 describe('conformance cases', () => {
-  after(() => rmSync(indigoMirror(), { recursive: true, force: true }));
   const cases = readdirSync(conformanceDir).filter((c) => existsSync(join(conformanceDir, c, 'expected.yaml'))).sort();
   it('has cases', () => assert.ok(cases.length >= 20, `only ${cases.length} cases`));
   for (const name of cases) {

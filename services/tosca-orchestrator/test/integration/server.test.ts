@@ -1,0 +1,123 @@
+// The orchestrator as its own process (as production runs it), on the run's NATS, called over
+// gRPC: validation and translation (URL imports from the local mirror), errors with positions,
+// deployments' API (project scoping, idempotent create, a deployment that cannot reach the
+// scheduler fails with the cause and creates nothing). Deployments that really run need the
+// scheduler and the runtime: they come with the mesh tests.
+import { strict as assert } from 'node:assert';
+import { readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { call, createClient, errorDetails } from '@lapis/platform';
+import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, until, type ServiceProcess } from '@lapis/platform/testing';
+import {
+  DeploymentState, Severity, ToscaServiceClient, TranslationTarget,
+  type CreateDeploymentRequest, type CreateDeploymentResponse, type GetDeploymentRequest, type GetDeploymentResponse,
+  type ListDeploymentsRequest, type ListDeploymentsResponse, type TranslateTemplateRequest, type TranslateTemplateResponse,
+  type ValidateTemplateRequest, type ValidateTemplateResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
+} from '@lapis/proto/lapis/tosca/v1/tosca';
+import { conformanceDir, indigoMirror } from '../helpers';
+
+const main = resolve(__dirname, '..', '..', 'src', 'main.js');
+const template = (name: string) => readFileSync(join(conformanceDir, name, 'template.yaml'), 'utf8');
+
+describe('tosca-orchestrator over gRPC (its own process)', function () {
+  this.timeout(120_000);
+  let proc: ServiceProcess;
+  let tokens: string;
+  const clients: ToscaServiceClient[] = [];
+  const client = (token: string) => {
+    const c = createClient(ToscaServiceClient, proc.address, { token, maxAttempts: 1 });
+    clients.push(c);
+    return c;
+  };
+
+  before(async () => {
+    tokens = staticTokenFile();
+    proc = await spawnService('tosca-orchestrator', main, {
+      LAPIS_NATS_URL: natsUrl(),
+      LAPIS_STATIC_TOKENS_FILE: tokens,
+      LAPIS_TOSCA_IMPORT_MIRROR: indigoMirror(),
+      // Nothing listens there: the scheduler is not part of this test.
+      LAPIS_SCHEDULER_ADDRESS: '127.0.0.1:1',
+      LAPIS_RUNTIME_ADDRESS: '127.0.0.1:1',
+    });
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await proc?.stop();
+    rmSync(tokens, { force: true });
+  });
+
+  it('validates an INDIGO template, importing the INDIGO types through the mirror', async () => {
+    const c = client(TEST_TOKENS.alice.token);
+    const r = await call<ValidateTemplateRequest, ValidateTemplateResponse>(c.validateTemplate.bind(c), {
+      template: { content: { $case: 'yaml', yaml: template('indigo-kubernetes-cluster') }, fileName: 'k8s.yaml', files: {} }, inputs: { wn_num: 2 },
+    });
+    assert.equal(r.valid, true, JSON.stringify(r.diagnostics.filter((d) => d.severity === Severity.ERROR)));
+    assert.deepEqual(r.deploymentOrder, ['lrms_server', 'lrms_front_end', 'lrms_wn', 'wn_node', 'jupyterhub']);
+  });
+
+  it('reports every error with file, line, column and path', async () => {
+    const c = client(TEST_TOKENS.alice.token);
+    const r = await call<ValidateTemplateRequest, ValidateTemplateResponse>(c.validateTemplate.bind(c), {
+      template: { content: { $case: 'yaml', yaml: template('error-requirements') }, fileName: 'bad.yaml', files: {} }, inputs: undefined,
+    });
+    assert.equal(r.valid, false);
+    const errors = r.diagnostics.filter((d) => d.severity === Severity.ERROR);
+    assert.equal(errors.length, 8);
+    const unknown = errors.find((d) => d.code === 'UNKNOWN_REQUIREMENT')!;
+    assert.deepEqual([unknown.file, unknown.line, unknown.column, unknown.path], ['bad.yaml', 8, 11, 'topology_template.node_templates.app.requirements[1]']);
+  });
+
+  it('translates to Kubernetes manifests', async () => {
+    const c = client(TEST_TOKENS.alice.token);
+    const r = await call<TranslateTemplateRequest, TranslateTemplateResponse>(c.translateTemplate.bind(c), {
+      template: { content: { $case: 'yaml', yaml: template('docker-app-volume') }, fileName: 'app.yaml', files: {} }, inputs: { replicas: 3 }, target: TranslationTarget.KUBERNETES,
+    });
+    assert.match(r.output, /kind: Deployment[\s\S]*replicas: 3/);
+    assert.match(r.output, /kind: PersistentVolumeClaim/);
+  });
+
+  it('rejects an invalid template at CreateDeployment with the problems as field violations', async () => {
+    const c = client(TEST_TOKENS.alice.token);
+    await assert.rejects(
+      call<CreateDeploymentRequest, CreateDeploymentResponse>(c.createDeployment.bind(c), {
+        template: { content: { $case: 'yaml', yaml: template('error-dependency-cycle') }, fileName: 'cycle.yaml', files: {} }, inputs: undefined, keepOnFailure: false, requestId: '',
+      }),
+      (error: Error & { code: number }) => {
+        assert.equal(error.code, status.INVALID_ARGUMENT);
+        const details = errorDetails(error as never);
+        assert.equal(details.errorInfo?.reason, 'INVALID_TEMPLATE');
+        assert.ok(details.violations.some((v) => v.field === 'template:cycle.yaml:4:5' && /dependency cycle: a -> b -> c -> a/.test(v.description)), JSON.stringify(details));
+        return true;
+      },
+    );
+  });
+
+  it('a deployment that cannot reach the scheduler fails with the cause; scoped to its project; idempotent', async () => {
+    const alice = client(TEST_TOKENS.alice.token);
+    const request: CreateDeploymentRequest = {
+      template: { content: { $case: 'yaml', yaml: template('indigo-slurm-cluster') }, fileName: 'slurm.yaml', files: {} }, inputs: undefined, keepOnFailure: false, requestId: `req-${Date.now()}`,
+    };
+    const created = await call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), request);
+    assert.ok(created.deploymentId);
+    assert.equal(created.operation?.done, false);
+    const again = await call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), request);
+    assert.equal(again.deploymentId, created.deploymentId, 'same request_id, same deployment');
+    const failed = await until(async () => {
+      const r = await call<GetDeploymentRequest, GetDeploymentResponse>(alice.getDeployment.bind(alice), { deploymentId: created.deploymentId });
+      return r.deployment?.state === DeploymentState.FAILED ? r.deployment : undefined;
+    }, 'deployment FAILED', 60_000);
+    assert.match(failed.stateReason, /submitClaim lrms_server-0 failed/);
+    assert.deepEqual(failed.nodes.map((n) => n.name), ['lrms_server', 'lrms_front_end', 'elastic_cluster_front_end', 'lrms_wn_server', 'wn_node']);
+    // Bob is in another project: he cannot see it.
+    const bob = client(TEST_TOKENS.bob.token);
+    await assert.rejects(call<GetDeploymentRequest, GetDeploymentResponse>(bob.getDeployment.bind(bob), { deploymentId: created.deploymentId }), (e: { code: number }) => e.code === status.NOT_FOUND);
+    const bobs = await call<ListDeploymentsRequest, ListDeploymentsResponse>(bob.listDeployments.bind(bob), { pageSize: 0, pageToken: '', project: '', states: [] });
+    assert.ok(!bobs.deployments.some((d) => d.id === created.deploymentId));
+    const alices = await call<ListDeploymentsRequest, ListDeploymentsResponse>(alice.listDeployments.bind(alice), { pageSize: 0, pageToken: '', project: '', states: [DeploymentState.FAILED] });
+    assert.ok(alices.deployments.some((d) => d.id === created.deploymentId));
+    const deleted = await call<DeleteDeploymentRequest, DeleteDeploymentResponse>(alice.deleteDeployment.bind(alice), { deploymentId: created.deploymentId, requestId: '' });
+    assert.ok(deleted.operation);
+  });
+});

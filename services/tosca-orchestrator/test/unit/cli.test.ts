@@ -1,0 +1,104 @@
+// The offline command line and CSAR archives.
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { strToU8, zipSync } from 'fflate';
+import { runCli } from '../../src/cli';
+import { processTemplate } from '../../src/domain/validate';
+import { conformanceDir, indigoMirror } from '../helpers';
+
+const caseFile = (name: string) => join(conformanceDir, name, 'template.yaml');
+
+describe('command line', () => {
+  let dir: string;
+  before(() => (dir = mkdtempSync(join(tmpdir(), 'lapis-tosca-cli-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('validate: a valid template exits 0 and prints the deployment order', () => {
+    const r = runCli(['validate', caseFile('dependency-order')], {});
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /valid; deployment order: disk, server, dbms, db, web, app/);
+  });
+
+  it('validate: an invalid template exits 1 with file:line:col: messages', () => {
+    const r = runCli(['validate', caseFile('error-dependency-cycle')], {});
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /error-dependency-cycle\/template\.yaml:4:5: error: dependency cycle: a -> b -> c -> a \[DEPENDENCY_CYCLE\]/);
+  });
+
+  it('validate --inputs: required inputs and input constraints are checked', () => {
+    const inputs = join(dir, 'inputs.yaml');
+    writeFileSync(inputs, 'cpus: 3\n');
+    const r = runCli(['validate', caseFile('error-inputs'), '--inputs', inputs, '--quiet'], {});
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /:4:5: error: input cpus: 3 must be one of \[1,2,4\]/);
+    assert.match(r.stderr, /:5:5: error: required input "mem" has no value and no default/);
+  });
+
+  it('validate resolves URL imports through LAPIS_TOSCA_IMPORT_MIRROR', () => {
+    const r = runCli(['validate', caseFile('indigo-galaxy-portal'), '--json'], { LAPIS_TOSCA_IMPORT_MIRROR: indigoMirror() });
+    assert.equal(r.code, 0, r.stdout);
+    const out = JSON.parse(r.stdout) as { valid: boolean; diagnostics: { file: string; code: string }[] };
+    assert.ok(out.diagnostics.some((d) => d.file.startsWith('https://raw.githubusercontent.com/indigo-dc/') && d.code === 'DUPLICATE_KEY'), 'the mirrored INDIGO file was read');
+  });
+
+  it('translate --to hot|radl|k8s', () => {
+    assert.match(runCli(['translate', '--to', 'hot', caseFile('networks')], {}).stdout, /OS::Neutron::Port/);
+    assert.match(runCli(['translate', '--to', 'radl', caseFile('networks')], {}).stdout, /system vm \(/);
+    assert.match(runCli(['translate', '--to=k8s', caseFile('docker-app-volume')], {}).stdout, /kind: Deployment/);
+    assert.equal(runCli(['translate', '--to', 'cloudformation', caseFile('networks')], {}).code, 2);
+  });
+
+  it('misuse exits 2 with the usage', () => {
+    const r = runCli(['frobnicate'], {});
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /usage:/);
+  });
+
+  it('runs as a program (node dist/src/cli.js)', () => {
+    const cli = resolve(__dirname, '..', '..', 'src', 'cli.js');
+    let code = 0;
+    try {
+      execFileSync(process.execPath, [cli, 'validate', caseFile('error-unknown-types')], { stdio: 'pipe' });
+    } catch (error) {
+      code = (error as { status: number }).status;
+    }
+    assert.equal(code, 1);
+  });
+
+  describe('CSAR archives', () => {
+    const relative = readFileSync(join(conformanceDir, 'relative-imports', 'template.yaml'), 'utf8');
+    const types = readFileSync(join(conformanceDir, 'relative-imports', 'types', 'more.yaml'), 'utf8');
+    const app = readFileSync(join(conformanceDir, 'relative-imports', 'types', 'app_types.yaml'), 'utf8').replace('  - missing.yaml\n', '');
+
+    it('with TOSCA-Metadata/TOSCA.meta: the entry definitions and their imports', () => {
+      const csar = zipSync({
+        'TOSCA-Metadata/TOSCA.meta': strToU8('TOSCA-Meta-File-Version: 1.0\nCSAR-Version: 1.1\nCreated-By: test\nEntry-Definitions: Definitions/main.yaml\n'),
+        'Definitions/main.yaml': strToU8(relative.replace('flavour: vanilla', 'flavour: chocolate')),
+        'Definitions/types/app_types.yaml': strToU8(app),
+        'Definitions/types/more.yaml': strToU8(types.replace('default: 11', 'default: 5')),
+      });
+      const r = processTemplate({ csar, fileName: 'app.csar' });
+      assert.equal(r.valid, true, JSON.stringify(r.diagnostics));
+      assert.deepEqual(r.topology?.order, ['vm', 'app']);
+      const file = join(dir, 'app.csar');
+      writeFileSync(file, csar);
+      assert.equal(runCli(['validate', file], {}).code, 0);
+    });
+
+    it('without metadata: the one top-level template; errors point into the archive', () => {
+      const csar = zipSync({ 'service.yaml': strToU8(readFileSync(caseFile('error-unknown-fields'), 'utf8')) });
+      const r = processTemplate({ csar });
+      assert.equal(r.valid, false);
+      assert.ok(r.diagnostics.some((d) => d.file === 'service.yaml' && d.line === 8 && d.code === 'UNKNOWN_FIELD'));
+    });
+
+    it('a broken archive is an error, not a crash', () => {
+      assert.equal(processTemplate({ csar: strToU8('not a zip') }).diagnostics[0]?.code, 'INVALID_CSAR');
+      const two = zipSync({ 'a.yaml': strToU8('x: 1'), 'b.yaml': strToU8('y: 2') });
+      assert.match(processTemplate({ csar: two }).diagnostics[0]!.message, /exactly one top-level YAML file/);
+    });
+  });
+});
