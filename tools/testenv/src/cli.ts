@@ -4,10 +4,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensureDocker } from './docker.js';
 import { ensureBaseImage } from './image.js';
+import { startKube } from './kube.js';
 import { startNats } from './nats.js';
 import { startRegistry } from './registry.js';
 
-const HELP = `usage: lapis-testenv up [--docker] [--image] [--registry] [--nats-port PORT]
+const HELP = `usage: lapis-testenv up [--docker] [--image] [--registry] [--kube] [--nats-port PORT]
 
 Starts NATS with JetStream (and, when asked, a Docker engine, the local base image and an
 OCI registry) on this machine, installing missing Debian packages with apt-get. Prints what
@@ -17,6 +18,9 @@ the foreground; Ctrl-C (or SIGTERM) stops everything it started and removes that
   --docker          use the running Docker engine, or start dockerd
   --image           also build the base image lapis/busybox:testenv (implies --docker)
   --registry        start a docker-registry on a free loopback port (no auth)
+  --kube            start a Kubernetes control plane (etcd, kube-apiserver, controller
+                    manager, scheduler) with 2 kwok nodes, built with Go on first use
+                    (~10 min); uses the cluster of $KUBECONFIG instead when it is set
   --nats-port PORT  NATS client port (default: a free one)
   -h, --help        this text
 `;
@@ -25,6 +29,7 @@ interface UpOptions {
   docker: boolean;
   image: boolean;
   registry: boolean;
+  kube: boolean;
   natsPort?: number;
 }
 
@@ -32,12 +37,13 @@ function parseArgs(argv: string[]): UpOptions | 'help' {
   const [command, ...rest] = argv;
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') return 'help';
   if (command !== 'up') throw new Error(`unknown command ${JSON.stringify(command)}`);
-  const opts: UpOptions = { docker: false, image: false, registry: false };
+  const opts: UpOptions = { docker: false, image: false, registry: false, kube: false };
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
     if (arg === '--docker') opts.docker = true;
     else if (arg === '--image') opts.docker = opts.image = true;
     else if (arg === '--registry') opts.registry = true;
+    else if (arg === '--kube') opts.kube = true;
     else if (arg === '--nats-port') {
       const port = Number(rest[++i]);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error('--nats-port needs a port number');
@@ -114,6 +120,18 @@ async function up(opts: UpOptions): Promise<void> {
       rows.push({ name: 'registry', address: registry.url, note: `log ${registry.logFile}` });
       env.LAPIS_TEST_REGISTRY_URL = registry.url;
       env.LAPIS_TEST_REGISTRY_HOST = registry.host;
+    }
+
+    if (opts.kube) {
+      const kube = await startKube({ progress: (line) => console.error(line) });
+      stops.push(() => kube.stop());
+      if (!kube.external) await kube.addNodes(2);
+      rows.push({
+        name: 'kube',
+        address: kube.server,
+        note: kube.external ? `the cluster of KUBECONFIG=${kube.kubeconfig}, left as it is` : `2 kwok nodes, kubeconfig ${kube.kubeconfig}, logs in ${kube.dir}`,
+      });
+      env.KUBECONFIG = kube.kubeconfig;
     }
   } catch (e) {
     console.error(`lapis-testenv: ${e instanceof Error ? e.message : String(e)}`);

@@ -29,3 +29,24 @@ export {
 } from './docker.js';
 export { startRegistry, type Registry, type RegistryAuth, type StartRegistryOptions } from './registry.js';
 export { BASE_IMAGE, BASE_IMAGE_USER, ensureBaseImage, isStaticElf } from './image.js';
+export {
+  ensureKubeTools,
+  helm,
+  kubectl,
+  KubeApiError,
+  kubeRequest,
+  kubeToolsDir,
+  KUBE_VERSIONS,
+  KWOK_NODE_ANNOTATION,
+  KWOK_TOLERATION,
+  startKube,
+  stagingReplacements,
+  TESTENV_CACHE_ENV,
+  type EnsureKubeToolsOptions,
+  type Kube,
+  type KubeConnection,
+  type KubeNodeOptions,
+  type KubeRequestOptions,
+  type KubeTools,
+  type StartKubeOptions,
+} from './kube.js';
