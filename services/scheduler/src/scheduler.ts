@@ -557,7 +557,8 @@ export class Scheduler {
     const ordered = this.queueFor(pending, recalc);
     const result = runCycle({
       ...base,
-      claims: [...live, ...ordered],
+      claims: [],
+      split: { pending: ordered, active: live },
       nodes,
       quotas: this.quotas,
       placement: this.o.settings.placement,
@@ -592,16 +593,26 @@ export class Scheduler {
    */
   private queueFor(pending: ClaimRecord[], recalc: boolean): ClaimRecord[] {
     const prio = this.priorityCache;
-    let order: ClaimRecord[];
     if (recalc || this.queueIds.length === 0) {
-      order = queueOrder(pending, prio);
-    } else {
-      const before: ClaimRecord[] = [];
-      for (const id of this.queueIds) {
-        const rec = this.claims.get(id)?.rec;
-        if (rec && isPending(rec)) before.push(rec);
-        else this.queued.delete(id);
-      }
+      const order = queueOrder(pending, prio);
+      this.queueIds = order.map((c) => c.id);
+      this.queued = new Set(this.queueIds);
+      return order;
+    }
+    const before: ClaimRecord[] = [];
+    const keep: string[] = [];
+    let reserved = 0;
+    for (const id of this.queueIds) {
+      const rec = this.claims.get(id)?.rec;
+      if (rec && isPending(rec)) {
+        before.push(rec);
+        keep.push(id);
+        if (rec.reservedNode) reserved++;
+      } else this.queued.delete(id);
+    }
+    let order = before;
+    if (before.length !== pending.length) {
+      // New claims: sort them and merge them in.
       const fresh = queueOrder(pending.filter((c) => !this.queued.has(c.id)), prio);
       order = [];
       let i = 0;
@@ -617,12 +628,14 @@ export class Scheduler {
           j++;
         }
       }
-      const reserved = order.filter((c) => c.reservedNode !== '');
-      if (reserved.length) order = [...reserved, ...order.filter((c) => c.reservedNode === '')];
-    }
-    this.queueIds = order.map((c) => c.id);
-    if (recalc || this.queued.size === 0) this.queued = new Set(this.queueIds);
-    else for (const c of order) this.queued.add(c.id);
+      for (const c of fresh) {
+        this.queued.add(c.id);
+        if (c.reservedNode) reserved++;
+      }
+      this.queueIds = order.map((c) => c.id);
+    } else this.queueIds = keep;
+    // Claims holding a reservation go first (a reservation is made between recalculations).
+    if (reserved > 0) order = [...order.filter((c) => c.reservedNode !== ''), ...order.filter((c) => c.reservedNode === '')];
     return order;
   }
 

@@ -55,6 +55,8 @@ export interface CycleInput {
    * of them: the cycle does not sort, and stops at maxPlacements.
    */
   ordered?: boolean;
+  /** The claims already split (pending in queue order when `ordered`); `claims` is then ignored. */
+  split?: { pending: ClaimRecord[]; active: ClaimRecord[] };
 }
 
 /** Queue order: claims holding a reservation first, then priority, submit time, id. */
@@ -148,11 +150,13 @@ export function runCycle(input: CycleInput): CycleResult {
     if (!list) byPartition.set(p, (list = []));
     list.push(view);
   }
-  const pending: ClaimRecord[] = [];
-  const active: ClaimRecord[] = [];
-  for (const c of input.claims) {
-    if (isActive(c)) active.push(c);
-    else if (c.state === 1 || c.state === 4) pending.push(c);
+  const pending: ClaimRecord[] = input.split ? input.split.pending : [];
+  const active: ClaimRecord[] = input.split ? input.split.active : [];
+  if (!input.split) {
+    for (const c of input.claims) {
+      if (isActive(c)) active.push(c);
+      else if (c.state === 1 || c.state === 4) pending.push(c);
+    }
   }
   let activeIndex: Map<string, ClaimRecord> | undefined;
   const activeById = { get: (id: string) => (activeIndex ??= new Map(active.map((c) => [c.id, c]))).get(id) };
