@@ -5,6 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Bucket, EventBus, Logger, RunningConsumer } from '@lapis/platform';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import { DeploymentStateChanged } from '@lapis/proto/lapis/events/v1/events';
+import { DeploymentState } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { applyPlan, nextSteps, wantNothing, type DeploymentRecord, type Step } from '../domain/deployment';
 import { plan, type Existing } from '../domain/plan';
 import type { AttachmentPlan, InstancePlan, VolumePlan } from '../domain/plan';
@@ -162,6 +164,7 @@ export class DeploymentEngine {
   }
 
   private async setPhase(id: string, phase: DeploymentRecord['phase'], reason: string, rollback: boolean): Promise<void> {
+    let changed: DeploymentRecord | undefined;
     await this.options.deployments.mutate(id, (current) => {
       if (!current) return undefined;
       if (current.phase === phase && current.reason === reason && !rollback) return undefined;
@@ -172,8 +175,14 @@ export class DeploymentEngine {
         wantNothing(current);
         current.action = 'delete';
       }
+      changed = current;
       return current;
     });
+    if (changed) {
+      // Everyone else (the gateway, users' tools) learns of it from the bus.
+      const event = DeploymentStateChanged.fromPartial({ deploymentId: id, project: changed.project, state: DeploymentState[phase], reason });
+      await this.options.bus.publish({ $case: 'deploymentStateChanged', deploymentStateChanged: event }, id, `${id}.${phase}.${changed.generation}.${reason.length}`).catch((error) => this.options.log.warn({ err: error, deployment: id }, 'could not publish the deployment state'));
+    }
   }
 
   private async perform(id: string, record: DeploymentRecord, step: Step): Promise<void> {

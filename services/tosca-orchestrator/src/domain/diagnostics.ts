@@ -22,7 +22,8 @@ export interface Loc {
 export type PositionIndex = Map<string, number>;
 
 interface FileIndex {
-  positions: PositionIndex;
+  /** Built when first needed (a valid template never needs it). */
+  positions: PositionIndex | (() => PositionIndex);
   text: string;
   lineStarts?: number[];
 }
@@ -49,7 +50,7 @@ export class Diagnostics {
   readonly list: Diagnostic[] = [];
   private readonly files = new Map<string, FileIndex>();
 
-  addFile(file: string, positions: PositionIndex, text: string): void {
+  addFile(file: string, positions: PositionIndex | (() => PositionIndex), text: string): void {
     this.files.set(file, { positions, text });
   }
 
@@ -63,6 +64,7 @@ export class Diagnostics {
   locate(file: string, path: string): [number, number] {
     const index = this.files.get(file);
     if (!index) return [1, 1];
+    if (typeof index.positions === 'function') index.positions = index.positions();
     let current = path;
     for (;;) {
       const found = index.positions.get(current);

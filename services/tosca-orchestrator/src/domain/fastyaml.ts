@@ -7,6 +7,9 @@
 // It records the offset of every map key and sequence item under its document path.
 export class Unsupported extends Error {}
 
+/** Thrown by a reading without positions that found something to warn about (it needs paths). */
+export class NeedsPositions extends Error {}
+
 export interface FastResult {
   value: unknown;
   /** path -> offset */
@@ -21,7 +24,7 @@ const nope = (why: string): never => {
   throw new Unsupported(why);
 };
 
-const child = (path: string, key: string | number): string =>
+const childPath = (path: string, key: string | number): string =>
   typeof key === 'number' ? `${path}[${key}]` : path ? `${path}.${key}` : key;
 
 const boolTrue = new Set(['true', 'True', 'TRUE', 'yes', 'Yes', 'YES', 'on', 'On', 'ON']);
@@ -57,8 +60,14 @@ export function resolvePlain(s: string): unknown {
 
 const escapes: Record<string, string> = { '0': '\0', a: '\x07', b: '\b', t: '\t', '\t': '\t', n: '\n', v: '\v', f: '\f', r: '\r', e: '\x1b', ' ': ' ', '"': '"', '/': '/', '\\': '\\', N: '\u0085', _: '\u00a0', L: '\u2028', P: '\u2029' };
 
-export function fastParse(text: string): FastResult {
+/**
+ * With `withPositions` false no paths are built (the fast case for a valid template); a
+ * duplicate key or a YAML 1.1 boolean then throws NeedsPositions, since warnings need paths.
+ */
+export function fastParse(text: string, withPositions = true): FastResult {
   const positions = new Map<string, number>();
+  const child = withPositions ? childPath : () => '';
+  const record = withPositions ? (path: string, offset: number) => void positions.set(path, offset) : () => undefined;
   const duplicates: [string, number][] = [];
   const yaml11Booleans: [string, number, string][] = [];
   const n = text.length;
@@ -113,7 +122,10 @@ export function fastParse(text: string): FastResult {
 
   const scalarValue = (raw: string, path: string, at: number): unknown => {
     const v = resolvePlain(raw);
-    if (typeof v === 'boolean' && /^(yes|no|on|off)$/i.test(raw)) yaml11Booleans.push([path, at, raw]);
+    if (typeof v === 'boolean' && /^(yes|no|on|off)$/i.test(raw)) {
+      if (!withPositions) throw new NeedsPositions();
+      yaml11Booleans.push([path, at, raw]);
+    }
     return v;
   };
 
@@ -213,7 +225,7 @@ export function fastParse(text: string): FastResult {
     while (text[p] !== ']') {
       if (p >= n) nope('unterminated flow sequence');
       const itemPath = child(path, out.length);
-      positions.set(itemPath, p);
+      record(itemPath, p);
       const keyStart = p;
       const isQuoted = text[p] === '"' || text[p] === "'";
       let [value, e] = readFlowNode(p, itemPath);
@@ -222,7 +234,7 @@ export function fastParse(text: string): FastResult {
         // An implicit pair: a one-entry map.
         const key = isQuoted ? String(value) : text.slice(keyStart, e).trimEnd();
         const valuePath = child(itemPath, key);
-        positions.set(valuePath, keyStart);
+        record(valuePath, keyStart);
         e = skipFlowSpace(e + 1);
         let v: unknown = null;
         if (text[e] !== ',' && text[e] !== ']') [v, e] = readFlowNode(e, valuePath);
@@ -249,8 +261,11 @@ export function fastParse(text: string): FastResult {
       else if (text[p] === '[' || text[p] === '{' || text[p] === '?' || text[p] === '&' || text[p] === '*' || text[p] === '!') return nope('complex flow key');
       else [key, e] = readFlowPlain(p);
       const keyPath = child(path, key);
-      if (key in out) duplicates.push([keyPath, keyStart]);
-      positions.set(keyPath, keyStart);
+      if (key in out) {
+        if (!withPositions) throw new NeedsPositions();
+        duplicates.push([keyPath, keyStart]);
+      }
+      record(keyPath, keyStart);
       e = skipFlowSpace(e);
       let value: unknown = null;
       if (text[e] === ':') {
@@ -422,8 +437,11 @@ export function fastParse(text: string): FastResult {
       const [k, after] = key!;
       if (k === '<<') nope('merge key');
       const keyPath = child(path, k);
-      if (k in out) duplicates.push([keyPath, p]);
-      positions.set(keyPath, p);
+      if (k in out) {
+        if (!withPositions) throw new NeedsPositions();
+        duplicates.push([keyPath, p]);
+      }
+      record(keyPath, p);
       out[k] = readInlineValue(after, indent, keyPath, false);
       p = undefined;
     }
@@ -443,8 +461,8 @@ export function fastParse(text: string): FastResult {
       const itemPath = child(path, out.length);
       let p = dash + 1;
       while (text[p] === ' ') p++;
-      if (p < n && text[p] !== '\n' && text[p] !== '#') positions.set(itemPath, p);
-      else {
+      if (p < n && text[p] !== '\n' && text[p] !== '#') record(itemPath, p);
+      else if (withPositions) {
         // The item starts on a later line: its position is where its content starts.
         const save = pos;
         pos = p >= n ? n : lineEnd(p) + 1;
@@ -456,7 +474,7 @@ export function fastParse(text: string): FastResult {
       if (key) out.push(readMap(p - pos, itemPath, p));
       else {
         const v = readInlineValue(p, indent, itemPath, true);
-        if (!positions.has(itemPath)) positions.set(itemPath, p);
+        if (withPositions && !positions.has(itemPath)) positions.set(itemPath, p);
         out.push(v);
       }
     }

@@ -260,7 +260,7 @@ class Validator {
     if (def.type === undefined) this.diags.error('MISSING_FIELD', `node template ${name} has no type`, loc);
     else entry = this.typeRef('node', def.type, at(loc, 'type'), `node template ${name}`);
     const node: NodeTemplate = {
-      name, type: entry?.name ?? String(def.type ?? ''), entry, ancestors: entry ? this.registry.ancestors(entry).map((t) => t.name) : [], raw: def, properties: {}, capabilities: {}, requirements: [], artifacts: {}, loc,
+      name, type: entry?.name ?? String(def.type ?? ''), entry, ancestors: entry ? this.registry.memo('ancestor-names', entry, () => this.registry.ancestors(entry!).map((t) => t.name)) : [], raw: def, properties: {}, capabilities: {}, requirements: [], artifacts: {}, loc,
     };
     if (entry) {
       // Property values with defaults, so functions and filters can see them.
@@ -310,8 +310,11 @@ class Validator {
 
   /** Property assignments against the definitions: unknown, missing required, wrong values. */
   private checkProperties(entry: TypeEntry, given: unknown, loc: Loc, what: string, fn: FnContext, extra?: Map<string, Dict>, requireAll = true): void {
-    const defs = new Map<string, Dict>(this.registry.properties(entry));
-    if (extra) for (const [k, v] of extra) defs.set(k, { ...(defs.get(k) ?? {}), ...v });
+    let defs: Map<string, Dict> = this.registry.properties(entry);
+    if (extra?.size) {
+      defs = new Map(defs);
+      for (const [k, v] of extra) defs.set(k, { ...(defs.get(k) ?? {}), ...v });
+    }
     if (given !== undefined && given !== null && !isDict(given)) {
       this.diags.error('INVALID_FIELD', `properties of ${what} must be a map`, loc);
       return;
@@ -888,10 +891,15 @@ class Validator {
 
   private buildGraph(): void {
     const edges: Edge[] = [];
+    const kinds = new Map<string, EdgeKind | null>();
     for (const node of this.topo.nodes.values()) {
       for (const r of node.requirements) {
         if (!r.node || !r.relationship) continue;
-        const kind = edgeKinds.find((k) => this.registry.derives('relationship', r.relationship, `tosca.relationships.${k}`));
+        let kind = kinds.get(r.relationship);
+        if (kind === undefined) {
+          kind = edgeKinds.find((k) => this.registry.derives('relationship', r.relationship, `tosca.relationships.${k}`)) ?? null;
+          kinds.set(r.relationship, kind);
+        }
         if (kind) edges.push({ source: node.name, target: r.node, kind, requirement: r.name, relationship: r.relationship });
       }
     }

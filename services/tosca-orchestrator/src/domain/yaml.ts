@@ -5,7 +5,7 @@
 // `yaml` library reads everything else (and reports syntax errors).
 import { isMap, isPair, isScalar, isSeq, parseDocument, Scalar, type Node } from 'yaml';
 import { child, type Diagnostics, type PositionIndex } from './diagnostics';
-import { fastParse, Unsupported } from './fastyaml';
+import { fastParse, NeedsPositions, Unsupported } from './fastyaml';
 
 export interface LoadedYaml {
   value: unknown;
@@ -16,6 +16,19 @@ export interface LoadedYaml {
 const yaml11Booleans = /^(yes|no|on|off)$/i;
 
 export function loadYaml(text: string, file: string, diags: Diagnostics, styleWarnings = true): LoadedYaml {
+  try {
+    // First without positions: they are found again only if a diagnostic needs them.
+    const quick = fastParse(text, false);
+    diags.addFile(file, () => {
+      const positions = fastParse(text, true).positions;
+      positions.set('', 0);
+      return positions;
+    }, text);
+    return { value: quick.value, positions: new Map(), ok: true };
+  } catch (error) {
+    if (!(error instanceof Unsupported) && !(error instanceof NeedsPositions)) throw error;
+    if (error instanceof Unsupported) return loadWithLibrary(text, file, diags, styleWarnings);
+  }
   try {
     const fast = fastParse(text);
     diags.addFile(file, fast.positions, text);

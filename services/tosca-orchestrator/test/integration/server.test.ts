@@ -5,7 +5,7 @@
 // scheduler and the runtime: they come with the mesh tests.
 import { strict as assert } from 'node:assert';
 import { readFileSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { call, createClient, errorDetails } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, until, type ServiceProcess } from '@lapis/platform/testing';
@@ -45,7 +45,7 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
   after(async () => {
     for (const c of clients) c.close();
     await proc?.stop();
-    rmSync(tokens, { force: true });
+    rmSync(dirname(tokens), { recursive: true, force: true });
   });
 
   it('validates an INDIGO template, importing the INDIGO types through the mirror', async () => {
