@@ -3,7 +3,7 @@
 // moved on by the runtime's instance_state_changed events. A restarted orchestrator resumes
 // every deployment that was not finished.
 import { randomUUID } from 'node:crypto';
-import type { Bucket, EventBus, Logger, RunningConsumer } from '@lapis/platform';
+import { RetryLater, type Bucket, type EventBus, type Logger, type RunningConsumer } from '@lapis/platform';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { DeploymentStateChanged } from '@lapis/proto/lapis/events/v1/events';
 import { DeploymentState } from '@lapis/proto/lapis/tosca/v1/tosca';
@@ -16,7 +16,8 @@ import type { Topology } from '../domain/model';
 export interface Ports {
   submitClaim(spec: InstancePlan, requestId: string, token?: string): Promise<string>;
   cancelClaim(claimId: string, requestId: string, token?: string): Promise<void>;
-  createVolume(spec: VolumePlan, requestId: string, token?: string): Promise<string>;
+  /** On `node` (where the instance it is attached to runs), or where the runtime decides. */
+  createVolume(spec: VolumePlan, requestId: string, token?: string, node?: string): Promise<string>;
   deleteVolume(volumeId: string, requestId: string, token?: string): Promise<void>;
   attachVolume(volumeId: string, instanceId: string, spec: AttachmentPlan, requestId: string, token?: string): Promise<void>;
 }
@@ -41,6 +42,8 @@ export class DeploymentEngine {
   /** Callers' tokens, in memory only: a resumed deployment goes on with the service's token. */
   private readonly tokens = new Map<string, string>();
   private stopped = false;
+  /** Claims being submitted: their first events may come before their ids are recorded. */
+  private inflight = 0;
 
   constructor(private readonly options: EngineOptions) {}
 
@@ -56,8 +59,14 @@ export class DeploymentEngine {
         await this.onInstance(event.payload.instanceStateChanged);
       },
     });
-    // Resume what a previous process left unfinished.
+    // Resume what a previous process left unfinished. A claim whose submission was cut short
+    // is submitted again with the same request id (the scheduler gives back the same claim).
     for (const { key, value } of await this.options.deployments.list()) {
+      if (Object.values(value.instances).some((i) => i.state === 'submitted' && !i.claimId)) {
+        await this.change(key, (r) => {
+          for (const i of Object.values(r.instances)) if (i.state === 'submitted' && !i.claimId) i.state = 'wanted';
+        });
+      }
       if (!terminal.has(value.phase) || (value.action === 'delete' && value.phase === 'FAILED' && this.hasLive(value))) this.kick(key);
     }
   }
@@ -194,13 +203,20 @@ export class DeploymentEngine {
         case 'submitClaim': {
           const inst = record.instances[step.key]!;
           await this.change(id, (r) => { if (r.instances[step.key]?.state === 'wanted') r.instances[step.key]!.state = 'submitted'; });
-          const claimId = await ports.submitClaim(inst.spec, requestId, token);
-          await this.options.index.put(claimId, { deployment: id, key: step.key });
-          await this.change(id, (r) => { r.instances[step.key]!.claimId = claimId; });
+          this.inflight++;
+          try {
+            const claimId = await ports.submitClaim(inst.spec, requestId, token);
+            await this.options.index.put(claimId, { deployment: id, key: step.key });
+            await this.change(id, (r) => { r.instances[step.key]!.claimId = claimId; });
+          } finally {
+            this.inflight--;
+          }
           return;
         }
         case 'createVolume': {
-          const volumeId = await ports.createVolume(record.volumes[step.key]!.spec, requestId, token);
+          const att = Object.values(record.attachments).find((a) => a.spec.volume === step.key);
+          const host = att ? record.instances[att.spec.instance]?.host : undefined;
+          const volumeId = await ports.createVolume(record.volumes[step.key]!.spec, requestId, token, host);
           await this.change(id, (r) => { Object.assign(r.volumes[step.key]!, { volumeId, state: 'created' }); });
           return;
         }
@@ -245,10 +261,15 @@ export class DeploymentEngine {
     });
   }
 
-  private async onInstance(event: { instanceId: string; state: InstanceState; reason: string; addresses: { network: string; ip: string }[] }): Promise<void> {
+  private async onInstance(event: { instanceId: string; node: string; state: InstanceState; reason: string; addresses: { network: string; ip: string }[] }): Promise<void> {
     const owner = await this.options.index.get(event.instanceId);
-    if (!owner) return;
+    if (!owner) {
+      if (this.inflight > 0) throw new RetryLater(`instance ${event.instanceId} is not known yet`, 200);
+      return;
+    }
     const { deployment, key } = owner.value;
+    const current = (await this.options.deployments.get(deployment))?.value.instances[key];
+    if (current && !current.claimId && current.state === 'submitted') throw new RetryLater(`claim ${event.instanceId} is not recorded yet`, 200);
     await this.change(deployment, (r) => {
       const inst = r.instances[key];
       if (!inst || inst.claimId !== event.instanceId) return;
@@ -257,6 +278,7 @@ export class DeploymentEngine {
           if (inst.state === 'submitted' || inst.state === 'wanted') inst.state = 'running';
           if (inst.state !== 'running') break;
           inst.addresses = event.addresses.map((a) => ({ network: a.network, ip: a.ip }));
+          if (event.node) inst.host = event.node;
           break;
         case InstanceState.DELETED:
         case InstanceState.ERROR:

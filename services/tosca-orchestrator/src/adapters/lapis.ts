@@ -60,9 +60,9 @@ export class LapisPorts implements Ports {
     await call(scheduler.cancelClaim.bind(scheduler), { claimId, requestId });
   }
 
-  async createVolume(spec: { key: string; sizeBytes: number; filesystem: string }, requestId: string, token?: string): Promise<string> {
+  async createVolume(spec: { key: string; sizeBytes: number; filesystem: string }, requestId: string, token?: string, node?: string): Promise<string> {
     const { runtime } = this.forToken(token);
-    const response = await call<CreateVolumeRequest, CreateVolumeResponse>(runtime.createVolume.bind(runtime), { name: spec.key.toLowerCase().replace(/[^a-z0-9-]+/g, '-').slice(0, 63), sizeBytes: spec.sizeBytes, filesystem: spec.filesystem, node: '', labels: {}, requestId });
+    const response = await call<CreateVolumeRequest, CreateVolumeResponse>(runtime.createVolume.bind(runtime), { name: spec.key.toLowerCase().replace(/[^a-z0-9-]+/g, '-').slice(0, 63), sizeBytes: spec.sizeBytes, filesystem: spec.filesystem, node: node ?? '', labels: {}, requestId });
     return response.volume!.id;
   }
 

@@ -11,6 +11,8 @@ export type Phase = 'PENDING' | 'CREATING' | 'DEPLOYED' | 'UPDATING' | 'DELETING
 export interface InstanceRecord {
   spec: InstancePlan;
   claimId?: string;
+  /** The node the instance runs on (from the runtime's events): its volumes are made there. */
+  host?: string;
   state: 'wanted' | 'submitted' | 'running' | 'error' | 'unwanted' | 'deleting' | 'deleted';
   addresses: { network: string; ip: string }[];
   reason?: string;
@@ -122,7 +124,12 @@ export function nextSteps(record: DeploymentRecord): { steps: Step[]; phase: Pha
     // A rollback keeps the deployment FAILED with the cause of the failure.
     return left ? { steps, phase: record.phase === 'FAILED' ? 'FAILED' : 'DELETING', reason: record.phase === 'FAILED' ? record.reason : `${left} resources left to delete` } : { steps, phase: record.phase === 'FAILED' ? 'FAILED' : 'DELETED', reason: record.phase === 'FAILED' ? record.reason : '' };
   }
-  for (const [key, vol] of Object.entries(record.volumes)) if (vol.state === 'wanted') steps.push({ kind: 'createVolume', key });
+  // A volume is made on the node its instance runs on, so once that instance runs.
+  for (const [key, vol] of Object.entries(record.volumes)) {
+    if (vol.state !== 'wanted') continue;
+    const att = Object.values(record.attachments).find((a) => a.spec.volume === key);
+    if (!att || record.instances[att.spec.instance]?.state === 'running') steps.push({ kind: 'createVolume', key });
+  }
   for (const [key, inst] of instances) {
     if (inst.state !== 'wanted') continue;
     if (inst.spec.after.every((k) => !record.instances[k] || record.instances[k]!.state === 'running' || !live(k))) steps.push({ kind: 'submitClaim', key });

@@ -49,8 +49,8 @@ class StandIn implements Ports {
     this.calls.push(`cancel ${claimId}`);
     await this.event(claimId, InstanceState.DELETED);
   }
-  async createVolume(spec: VolumePlan): Promise<string> {
-    this.calls.push(`volume ${spec.key}`);
+  async createVolume(spec: VolumePlan, _requestId: string, _token?: string, node?: string): Promise<string> {
+    this.calls.push(`volume ${spec.key} on ${node ?? '?'}`);
     return `${this.prefix}-vol-${++this.n}`;
   }
   async deleteVolume(volumeId: string): Promise<void> {
@@ -120,10 +120,11 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     const { record, topology } = newRecord({ number_of_nodes: 2 });
     await e.create(record, topology);
     await phase(record.id, 'DEPLOYED');
-    const vol = ports.calls.indexOf('volume export_storage-lrms_server-0');
+    const vol = ports.calls.indexOf('volume export_storage-lrms_server-0 on node-1');
     const fe = ports.calls.indexOf('submit lrms_server-0');
     const wn = ports.calls.findIndex((c) => c.startsWith('submit wn_server'));
-    assert.ok(vol >= 0 && fe >= 0 && wn > fe, `front end before workers: ${ports.calls.join(', ')}`);
+    assert.ok(fe >= 0 && wn > fe, `front end before workers: ${ports.calls.join(', ')}`);
+    assert.ok(vol > fe, `the volume is made on the node its instance runs on, once it runs: ${ports.calls.join(', ')}`);
     assert.ok(ports.calls.indexOf('attach export_storage-lrms_server-0@lrms_server-0') > fe, 'attached after the instance runs');
     const deployed = toDeployment((await deployments.get(record.id))!.value);
     assert.match(String(deployed.outputs?.galaxy_url), /^http:\/\/10\.0\.0\.\d+\/galaxy$/);

@@ -102,6 +102,16 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
     const created = await call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), request);
     assert.ok(created.deploymentId);
     assert.equal(created.operation?.done, false);
+    // Watch: the deployment as it is, then every change, until it fails.
+    const watched: DeploymentState[] = [];
+    const stream = alice.watchDeployment({ deploymentId: created.deploymentId });
+    const watchedFailure = new Promise<void>((resolve, reject) => {
+      stream.on('data', (r: { deployment?: { state: DeploymentState } }) => {
+        watched.push(r.deployment!.state);
+        if (r.deployment!.state === DeploymentState.FAILED) resolve();
+      });
+      stream.on('error', (e: { code: number }) => (e.code === status.CANCELLED ? resolve() : reject(e)));
+    });
     const again = await call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), request);
     assert.equal(again.deploymentId, created.deploymentId, 'same request_id, same deployment');
     const failed = await until(async () => {
@@ -109,6 +119,9 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
       return r.deployment?.state === DeploymentState.FAILED ? r.deployment : undefined;
     }, 'deployment FAILED', 60_000);
     assert.match(failed.stateReason, /submitClaim lrms_server-0 failed/);
+    await watchedFailure;
+    stream.cancel();
+    assert.equal(watched[watched.length - 1], DeploymentState.FAILED, `watched ${watched.join(',')}`);
     assert.deepEqual(failed.nodes.map((n) => n.name), ['lrms_server', 'lrms_front_end', 'elastic_cluster_front_end', 'lrms_wn_server', 'wn_node']);
     // Bob is in another project: he cannot see it.
     const bob = client(TEST_TOKENS.bob.token);
