@@ -34,7 +34,7 @@ export interface SchedulerOptions {
   maxPlacements: number;
   /** Recalculate every priority this often (SLURM's PriorityCalcPeriod); default 5 s. */
   priorityCalcMs?: number;
-  /** Most compare-and-set writes in flight; default 4096. */
+  /** Most compare-and-set writes in flight; default twice maxPlacements (at least 4096). */
   maxInFlight?: number;
   /** Wait for a cycle's writes before the next cycle (tests of fail-over timing); default false. */
   awaitWrites?: boolean;
@@ -89,6 +89,8 @@ export class Scheduler {
   readonly instanceId: string;
   lastCycle?: CycleStats;
   onCycle?: (stats: CycleStats) => void;
+  /** Called with the time from a placement's decision to its event's acknowledgement (ms). */
+  onPlacementDone?: (ms: number) => void;
   /** Test hooks: after a cycle decided (nothing recorded yet), after its decisions were recorded (nothing published yet). */
   hooks: { decided?: () => Promise<void> | void; recorded?: () => Promise<void> | void } = {};
 
@@ -120,7 +122,7 @@ export class Scheduler {
 
   constructor(options: SchedulerOptions) {
     const o = options;
-    this.o = { priorityCalcMs: 5_000, maxInFlight: 4096, awaitWrites: false, ...options };
+    this.o = { priorityCalcMs: 5_000, maxInFlight: Math.max(4096, 2 * options.maxPlacements), awaitWrites: false, ...options };
     this.instanceId = o.instanceId ?? `${randomUUID().slice(0, 8)}@${process.pid}`;
     this.now = o.now ?? Date.now;
     this.flavorByName = new Map(o.flavors.map((f) => [f.name, f]));
@@ -647,6 +649,7 @@ export class Scheduler {
    */
   private async apply(result: CycleResult, now: number): Promise<void> {
     if (!this.holdsLease()) return;
+    const decidedAt = performance.now();
     for (const { claim, node } of result.placements) {
       const entry = this.claims.get(claim.id);
       if (!entry) continue;
@@ -662,7 +665,12 @@ export class Scheduler {
         reservedNode: '',
         victims: [],
       };
-      this.track(this.record(entry, next, () => this.publishPlacement(next)));
+      this.track(
+        this.record(entry, next, async () => {
+          await this.publishPlacement(next);
+          this.onPlacementDone?.(performance.now() - decidedAt);
+        }),
+      );
       if (this.inFlight.size >= this.o.maxInFlight) await Promise.race(this.inFlight);
     }
     const grace = this.o.settings.preemptGraceMs;
