@@ -122,7 +122,7 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       if (violations.length) throw invalidArgument(violations);
       const project = ctx.caller.project;
       const quota = s.quotas.get(project);
-      if (quota && (!withinLimit(res, quota.maxResources) || (quota.maxInstances > 0 && quota.maxInstances < 1))) {
+      if (quota && !withinLimit(res, quota.maxResources)) {
         throw failedPrecondition(`the claim (${res.cpu / 1000} CPU, ${res.mem} bytes, ${res.gpus} GPU) is larger than project ${project}'s whole quota`, 'LARGER_THAN_QUOTA');
       }
       const rec = await s.submit({
