@@ -2,9 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NPM_STAMP := node_modules/.package-lock.json
-TESTENV := node tools/testenv/dist/src/cli.js
 
-.PHONY: help setup proto build lint test bench up clean
+.PHONY: help setup proto build lint test bench up down status clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -31,8 +30,14 @@ test: build ## every test, against real NATS (and Docker, registries where a tes
 bench: build ## benchmarks (not tests): tables on stdout, figures in bench/results/
 	npm run bench --workspaces --if-present
 
-up: build ## run Lapis on this machine (today: its real dependencies; see README)
-	$(TESTENV) up --image --registry
+up: build ## run Lapis on this machine: the whole mesh, an example deployment, a trace viewer
+	node tools/mesh/dist/src/cli.js up
+
+down: ## stop what make up started and remove what it made
+	@node tools/mesh/dist/src/cli.js down
+
+status: ## is Lapis running, and where
+	@node tools/mesh/dist/src/cli.js status
 
 clean: ## remove build output (not node_modules)
 	rm -rf proto/gen proto/dist services/*/dist tools/*/dist

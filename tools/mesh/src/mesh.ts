@@ -3,7 +3,7 @@
 // services as their own processes with a local configuration (this machine is one node with
 // the docker backend). `make up` and the end-to-end tests both start it from here.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
@@ -173,7 +173,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       for (const name of ['container-runtime', 'image-sync'] as const) await processes[name]?.stop();
     });
 
-    for (const name of options.services ?? SERVICES) {
+    for (const name of options.services ?? SERVICES.filter((s) => existsSync(mainOf(s)))) {
       say(`${name}`);
       await mesh.start(name);
       if (name === 'image-sync') {
