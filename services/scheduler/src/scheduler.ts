@@ -362,6 +362,8 @@ export class Scheduler {
     const rec: ClaimRecord = {
       id,
       ...input,
+      // Every instance has a hostname; a claim that names none gets one from its id.
+      spec: input.spec.name ? input.spec : { ...input.spec, name: `i-${id.slice(0, 8)}` },
       state: ClaimState.PENDING,
       reason: PendingReason.NEW,
       detail: 'not yet looked at by a scheduling cycle',

@@ -1,6 +1,5 @@
 // Lapis resources as OCCI entities, and OCCI create requests as Lapis requests. Pure: the
 // gateway fetches claims, instances, volumes, images and flavors, this decides what they say.
-import { randomBytes } from 'node:crypto';
 import { InstanceState, PortProtocol, type Flavor, type InstanceSpec, type PortMapping } from '@lapis/proto/lapis/common/v1/common';
 import type { Image } from '@lapis/proto/lapis/images/v1/images';
 import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
@@ -253,8 +252,8 @@ export function computeSpec(request: OcciRequest, templates: Templates): { spec:
     });
   return {
     spec: {
-      // Every instance needs a hostname; OCCI makes the title optional.
-      name: typeof title === 'string' ? title : `occi-${randomBytes(4).toString('hex')}`,
+      // Without a title the scheduler names the instance after its id.
+      name: typeof title === 'string' ? title : '',
       flavor: flavor.term,
       resources: undefined,
       image: image.title,
