@@ -1,0 +1,219 @@
+{{/* Names ------------------------------------------------------------------------------ */}}
+
+{{- define "lapis.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "lapis.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* <fullname>-<component>; call with (dict "root" $ "component" "scheduler"). */}}
+{{- define "lapis.componentName" -}}
+{{- printf "%s-%s" (include "lapis.fullname" .root | trunc 40 | trimSuffix "-") .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "lapis.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels: the one place the standard app.kubernetes.io/* labels are made.
+     Call with (dict "root" $ "component" "scheduler"). */}}
+{{- define "lapis.labels" -}}
+helm.sh/chart: {{ include "lapis.chart" .root }}
+{{ include "lapis.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: lapis
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "lapis.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "lapis.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Images ----------------------------------------------------------------------------- */}}
+
+{{/* A Lapis image: call with (dict "root" $ "image" .Values.scheduler.image). */}}
+{{- define "lapis.image" -}}
+{{- $registry := .root.Values.image.registry | trimSuffix "/" -}}
+{{- $repo := ternary (printf "%s/%s" $registry .image.repository) .image.repository (ne $registry "") -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $repo .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (.image.tag | default .root.Values.image.tag | default .root.Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "lapis.natsImage" -}}
+{{- $i := .Values.nats.bundled.image -}}
+{{- if $i.digest -}}{{ printf "%s@%s" $i.repository $i.digest }}{{- else -}}{{ printf "%s:%s" $i.repository $i.tag }}{{- end -}}
+{{- end -}}
+
+{{/* NATS and auth ---------------------------------------------------------------------- */}}
+
+{{- define "lapis.natsUrl" -}}
+{{- if .Values.nats.url -}}
+{{- .Values.nats.url -}}
+{{- else -}}
+{{- printf "nats://%s.%s.svc:4222" (include "lapis.componentName" (dict "root" . "component" "nats")) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "lapis.oidcEnabled" -}}
+{{- if or .Values.auth.oidc.existingSecret .Values.auth.oidc.issuer -}}true{{- end -}}
+{{- end -}}
+
+{{- define "lapis.oidcSecret" -}}
+{{- .Values.auth.oidc.existingSecret | default (include "lapis.componentName" (dict "root" . "component" "oidc")) -}}
+{{- end -}}
+
+{{- define "lapis.staticTokensEnabled" -}}
+{{- if or .Values.auth.staticTokens.existingSecret .Values.auth.staticTokens.tokens -}}true{{- end -}}
+{{- end -}}
+
+{{- define "lapis.staticTokensSecret" -}}
+{{- .Values.auth.staticTokens.existingSecret | default (include "lapis.componentName" (dict "root" . "component" "static-tokens")) -}}
+{{- end -}}
+
+{{- define "lapis.serviceTokenEnabled" -}}
+{{- if or .Values.auth.serviceToken.existingSecret .Values.auth.serviceToken.value -}}true{{- end -}}
+{{- end -}}
+
+{{- define "lapis.serviceTokenSecret" -}}
+{{- .Values.auth.serviceToken.existingSecret | default (include "lapis.componentName" (dict "root" . "component" "service-token")) -}}
+{{- end -}}
+
+{{/* Fails the render when no caller could ever authenticate (the services would not start). */}}
+{{- define "lapis.validate" -}}
+{{- if not (or (include "lapis.oidcEnabled" .) (include "lapis.staticTokensEnabled" .)) -}}
+{{- fail "auth: set auth.oidc.issuer (or auth.oidc.existingSecret) or static tokens (auth.staticTokens.existingSecret or auth.staticTokens.tokens): callers need a way to authenticate" -}}
+{{- end -}}
+{{- if and .Values.imageSync.enabled (not .Values.imageSync.siteRegistry) -}}
+{{- fail "imageSync.siteRegistry is required: the registry (URL) trusted images are synced into" -}}
+{{- end -}}
+{{- if and .Values.containerRuntime.enabled (not .Values.imageSync.enabled) (not .Values.containerRuntime.allowUntrustedImages) -}}
+{{- fail "containerRuntime needs imageSync.enabled (the trusted catalogue) or containerRuntime.allowUntrustedImages=true" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* gRPC address of a component's Service: (dict "root" $ "component" "scheduler" "port" 50053). */}}
+{{- define "lapis.address" -}}
+{{- printf "%s.%s.svc:%v" (include "lapis.componentName" (dict "root" .root "component" .component)) .root.Release.Namespace .port -}}
+{{- end -}}
+
+{{/* Environment and volumes every service shares: (dict "root" $ "component" "scheduler" "port" 50053). */}}
+{{- define "lapis.commonEnv" -}}
+{{- $v := .root.Values -}}
+- name: POD_NAME
+  valueFrom: { fieldRef: { fieldPath: metadata.name } }
+- name: POD_NAMESPACE
+  valueFrom: { fieldRef: { fieldPath: metadata.namespace } }
+- name: K8S_NODE_NAME
+  valueFrom: { fieldRef: { fieldPath: spec.nodeName } }
+- name: LAPIS_GRPC_HOST
+  value: "0.0.0.0"
+- name: LAPIS_GRPC_PORT
+  value: {{ .port | quote }}
+- name: LAPIS_NATS_URL
+  value: {{ include "lapis.natsUrl" .root | quote }}
+- name: LAPIS_NATS_STREAM
+  value: {{ $v.nats.stream | quote }}
+- name: LOG_LEVEL
+  value: {{ $v.logLevel | quote }}
+{{- if include "lapis.staticTokensEnabled" .root }}
+- name: LAPIS_STATIC_TOKENS_FILE
+  value: /etc/lapis/auth/{{ $v.auth.staticTokens.key }}
+{{- end }}
+{{- if include "lapis.serviceTokenEnabled" .root }}
+- name: LAPIS_SERVICE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "lapis.serviceTokenSecret" .root }}
+      key: {{ $v.auth.serviceToken.key }}
+{{- end }}
+- name: OTEL_SERVICE_NAME
+  value: {{ .component | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),k8s.node.name=$(K8S_NODE_NAME),service.namespace=lapis{{ with $v.telemetry.resourceAttributes }},{{ . }}{{ end }}"
+{{- with $v.telemetry.tracesExporter }}
+- name: OTEL_TRACES_EXPORTER
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.telemetry.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $v.telemetry.otlpProtocol | quote }}
+{{- end }}
+{{- with $v.telemetry.otlpHeadersSecret.name }}
+- name: OTEL_EXPORTER_OTLP_HEADERS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $v.telemetry.otlpHeadersSecret.key }}
+{{- end }}
+{{- with $v.telemetry.zipkinEndpoint }}
+- name: OTEL_EXPORTER_ZIPKIN_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "lapis.envFrom" -}}
+{{- if include "lapis.oidcEnabled" . }}
+envFrom:
+  - secretRef:
+      name: {{ include "lapis.oidcSecret" . }}
+{{- end }}
+{{- end -}}
+
+{{- define "lapis.commonVolumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if include "lapis.staticTokensEnabled" . }}
+- name: static-tokens
+  mountPath: /etc/lapis/auth
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "lapis.commonVolumes" -}}
+- name: tmp
+  emptyDir: { sizeLimit: 256Mi }
+{{- if include "lapis.staticTokensEnabled" . }}
+- name: static-tokens
+  secret:
+    secretName: {{ include "lapis.staticTokensSecret" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.auth.staticTokens.key }}
+        path: {{ .Values.auth.staticTokens.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "lapis.flavorsVolume" -}}
+- name: flavors
+  configMap:
+    name: {{ include "lapis.componentName" (dict "root" . "component" "config") }}
+    items:
+      - { key: flavors.yaml, path: flavors.yaml }
+{{- end -}}
+
+{{/* Checksum of what the pods read from the chart's ConfigMap and Secrets: a change rolls them. */}}
+{{- define "lapis.configChecksum" -}}
+{{- $v := .Values -}}
+{{- list $v.flavors $v.scheduler.config $v.imageSync.policies $v.auth (include "lapis.natsUrl" .) | toJson | sha256sum -}}
+{{- end -}}
