@@ -62,19 +62,27 @@ class Validator {
     return { file: this.file, path };
   }
 
+  // One value context for the whole run; the function context of the values being checked is a
+  // field (values are checked one node at a time, synchronously).
+  private currentFn: FnContext = { where: '' };
+  private readonly sharedCtx: ValueContext = {
+    registry: undefined as unknown as Registry,
+    diags: undefined as unknown as Diagnostics,
+    onFunction: (value, loc) => this.checkFunction(value, loc, this.currentFn),
+    resolveStatic: (value) => {
+      if (!('get_input' in value)) return undefined;
+      const arg = value.get_input;
+      const name = Array.isArray(arg) ? arg[0] : arg;
+      if (typeof name !== 'string' || Array.isArray(arg)) return undefined;
+      return name in this.topo.inputValues ? { value: this.topo.inputValues[name] } : undefined;
+    },
+  };
+
   private valueCtx(fn: FnContext): ValueContext {
-    return {
-      registry: this.registry,
-      diags: this.diags,
-      onFunction: (value, loc) => this.checkFunction(value, loc, fn),
-      resolveStatic: (value) => {
-        if (!('get_input' in value)) return undefined;
-        const arg = value.get_input;
-        const name = Array.isArray(arg) ? arg[0] : arg;
-        if (typeof name !== 'string' || Array.isArray(arg)) return undefined;
-        return name in this.topo.inputValues ? { value: this.topo.inputValues[name] } : undefined;
-      },
-    };
+    this.currentFn = fn;
+    this.sharedCtx.registry = this.registry;
+    this.sharedCtx.diags = this.diags;
+    return this.sharedCtx;
   }
 
   // ---------------------------------------------------------------- types
@@ -283,9 +291,14 @@ class Validator {
         }
         return out;
       });
-      for (const [cap, type, props] of defaults) {
-        const a = assigned[cap];
-        node.capabilities[cap] = { type, properties: isDict(a) && isDict(a.properties) ? { ...props, ...a.properties } : props };
+      const shared = this.registry.memo('capability-entries', entry, () => Object.fromEntries(defaults.map(([cap, type, props]) => [cap, { type, properties: props }])));
+      if (Object.keys(assigned).length === 0) node.capabilities = shared;
+      else {
+        node.capabilities = { ...shared };
+        for (const [cap, type, props] of defaults) {
+          const a = assigned[cap];
+          if (isDict(a) && isDict(a.properties)) node.capabilities[cap] = { type, properties: { ...props, ...a.properties } };
+        }
       }
     }
     this.topo.nodes.set(name, node);
@@ -578,7 +591,10 @@ class Validator {
     }
     // Artifacts: the type's, then the template's.
     const typeArtifacts = this.registry.mapSection(entry, 'artifacts');
-    for (const [name, { def }] of typeArtifacts) node.artifacts[name] = normalizeArtifact(def);
+    if (typeArtifacts.size) {
+      const normalized = this.registry.memo('artifacts', entry, () => Object.fromEntries([...typeArtifacts].map(([name, { def }]) => [name, normalizeArtifact(def)])));
+      node.artifacts = { ...normalized };
+    }
     if (raw.artifacts !== undefined && raw.artifacts !== null) {
       const al = at(loc, 'artifacts');
       if (!isDict(raw.artifacts)) this.diags.error('INVALID_FIELD', `artifacts of ${node.name} must be a map`, al);

@@ -170,18 +170,16 @@ export function checkValue(ctx: ValueContext, value: unknown, rawSchema: unknown
   if (value === null || value === undefined) return;
   const type = typeof schema.type === 'string' ? schema.type : 'string';
   const base = ctx.registry.primitiveBase(type);
-  const fail = (expected: string) =>
-    ctx.diags.error('TYPE_MISMATCH', `${what}: ${JSON.stringify(value)} is not a valid ${expected}`, loc);
   let checkedType = base ?? type;
   if (base !== undefined) {
-    if (!checkPrimitive(ctx, value, base, schema, loc, what, fail)) return;
+    if (!checkPrimitive(ctx, value, base, schema, loc, what)) return;
   } else {
     const entry = ctx.registry.resolve('data', type);
     if (!entry) {
       ctx.diags.error('UNKNOWN_TYPE', `${what}: unknown data type "${type}"`, loc);
       return;
     }
-    if (!isDict(value)) return fail(type);
+    if (!isDict(value)) return mismatch(ctx, value, type, loc, what);
     const props = ctx.registry.properties(entry);
     for (const [key, v] of Object.entries(value)) {
       const def = props.get(key);
@@ -197,16 +195,23 @@ export function checkValue(ctx: ValueContext, value: unknown, rawSchema: unknown
   }
   // The data type's own constraints, then the definition's.
   const dataEntry = base !== type ? ctx.registry.resolve('data', type) : undefined;
-  const clauses: unknown[] = [];
-  if (dataEntry) for (const t of ctx.registry.ancestors(dataEntry)) if (Array.isArray(t.def.constraints)) clauses.push(...t.def.constraints);
-  if (Array.isArray(schema.constraints)) clauses.push(...schema.constraints);
+  if (dataEntry) for (const t of ctx.registry.ancestors(dataEntry)) if (Array.isArray(t.def.constraints)) applyConstraints(ctx, value, t.def.constraints, base ?? checkedType, loc, what);
+  if (Array.isArray(schema.constraints)) applyConstraints(ctx, value, schema.constraints, base ?? checkedType, loc, what);
+}
+
+function applyConstraints(ctx: ValueContext, value: unknown, clauses: unknown[], type: string, loc: Loc, what: string): void {
   for (const clause of clauses) {
-    const message = violates(value, clause, base ?? checkedType);
+    const message = violates(value, clause, type);
     if (message) ctx.diags.error('CONSTRAINT_VIOLATION', `${what}: ${JSON.stringify(value)} ${message}`, loc);
   }
 }
 
-function checkPrimitive(ctx: ValueContext, value: unknown, base: string, schema: Schema, loc: Loc, what: string, fail: (t: string) => void): boolean {
+function mismatch(ctx: ValueContext, value: unknown, expected: string, loc: Loc, what: string): void {
+  ctx.diags.error('TYPE_MISMATCH', `${what}: ${JSON.stringify(value)} is not a valid ${expected}`, loc);
+}
+
+function checkPrimitive(ctx: ValueContext, value: unknown, base: string, schema: Schema, loc: Loc, what: string): boolean {
+  const fail = (expected: string) => mismatch(ctx, value, expected, loc, what);
   switch (base) {
     case 'string':
       if (typeof value === 'string') return true;
