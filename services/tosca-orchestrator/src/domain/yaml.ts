@@ -1,11 +1,10 @@
 // YAML with positions, read the way the established TOSCA tools (PyYAML, YAML 1.1) read it:
 // yes/no/on/off are booleans, duplicate keys keep the last value (with a warning), implicit
 // pairs in flow sequences become one-entry maps. Every map entry and sequence item records its
-// offset under its document path. The fast reader handles what templates are made of; the
-// `yaml` library reads everything else (and reports syntax errors).
-import { isMap, isPair, isScalar, isSeq, parseDocument, Scalar, type Node } from 'yaml';
-import { child, type Diagnostics, type PositionIndex } from './diagnostics';
-import { fastParse, NeedsPositions, Unsupported } from './fastyaml';
+// offset under its document path.
+import { isAlias, isMap, isPair, isScalar, isSeq, parseDocument, Scalar, type Node } from 'yaml';
+import * as jsyaml from 'js-yaml';
+import { child, Diagnostics, type PositionIndex } from './diagnostics';
 
 export interface LoadedYaml {
   value: unknown;
@@ -15,34 +14,30 @@ export interface LoadedYaml {
 
 const yaml11Booleans = /^(yes|no|on|off)$/i;
 
+/**
+ * Plain scalars that YAML 1.1 reads differently from YAML 1.2 (booleans such as yes/no/on/off,
+ * octal numbers, exponents without a dot). A template with none of them reads the same
+ * under both, so js-yaml (YAML 1.2 core schema) can read it.
+ */
+const YAML_1_1_ONLY = /(^|[\s[{,:-])(yes|no|on|off|0[0-7]+|[-+]?\d+[eE][-+]?\d+)(?=[ \t]*(?:$|[,\]}#:]))/im;
+
+/**
+ * Reads template YAML. Most templates are read by js-yaml, several times faster than the
+ * `yaml` library; positions are then found (by the library) only if a diagnostic needs
+ * them. Templates with duplicate keys, YAML 1.1-only scalars or syntax errors are read by
+ * the library straight away, which warns or reports with positions.
+ */
 export function loadYaml(text: string, file: string, diags: Diagnostics, styleWarnings = true): LoadedYaml {
-  try {
-    // First without positions: they are found again only if a diagnostic needs them.
-    const quick = fastParse(text, false);
-    diags.addFile(file, () => {
-      const positions = fastParse(text, true).positions;
-      positions.set('', 0);
-      return positions;
-    }, text);
-    return { value: quick.value, positions: new Map(), ok: true };
-  } catch (error) {
-    if (!(error instanceof Unsupported) && !(error instanceof NeedsPositions)) throw error;
-    if (error instanceof Unsupported) return loadWithLibrary(text, file, diags, styleWarnings);
-  }
-  try {
-    const fast = fastParse(text);
-    diags.addFile(file, fast.positions, text);
-    for (const [path] of fast.duplicates) diags.warn('DUPLICATE_KEY', `duplicate key "${path.slice(path.lastIndexOf('.') + 1)}": the last value is used`, { file, path });
-    if (styleWarnings) {
-      for (const [path, , source] of fast.yaml11Booleans) {
-        const value = /^(yes|on)$/i.test(source);
-        diags.warn('YAML11_BOOLEAN', `"${source}" read as the YAML 1.1 boolean ${value}; write ${value} instead`, { file, path });
-      }
+  if (!YAML_1_1_ONLY.test(text)) {
+    let value: unknown;
+    try {
+      // Throws on duplicate keys and syntax errors: the library reports those, with positions.
+      value = jsyaml.load(text, { schema: jsyaml.CORE_SCHEMA, filename: file });
+    } catch {
+      return loadWithLibrary(text, file, diags, styleWarnings);
     }
-    fast.positions.set('', 0);
-    return { value: fast.value, positions: fast.positions, ok: true };
-  } catch (error) {
-    if (!(error instanceof Unsupported)) throw error;
+    diags.addFile(file, () => loadWithLibrary(text, file, new Diagnostics(), false).positions, text);
+    return { value: value ?? null, positions: new Map(), ok: true };
   }
   return loadWithLibrary(text, file, diags, styleWarnings);
 }
@@ -63,6 +58,7 @@ export function loadWithLibrary(text: string, file: string, diags: Diagnostics, 
 
   const convert = (node: Node | null | undefined, path: string): unknown => {
     if (node == null) return null;
+    if (isAlias(node)) return convert(node.resolve(doc) as Node | undefined, path);
     if (isScalar(node)) return scalar(node, path);
     if (isMap(node)) {
       const out: Record<string, unknown> = {};
