@@ -25,8 +25,14 @@ export const MESH_TOKENS = {
   admin: { token: 'admin-token', user: 'admin', roles: ['admin'] },
 };
 
-/** Images put in the upstream registry and synced into the site's trusted catalogue. */
-export const MESH_IMAGES = [{ repository: 'lapis/busybox', tag: '1.36' }];
+/**
+ * Images put in the upstream registry and synced into the site's trusted catalogue: the
+ * busybox base, and a small web server built on it (the example deployment runs it).
+ */
+export const MESH_IMAGES = [
+  { repository: 'lapis/busybox', tag: '1.36', dockerfile: undefined },
+  { repository: 'lapis/httpd', tag: '1.36', dockerfile: 'CMD ["httpd", "-f", "-v", "-p", "8080", "-h", "/mnt"]' },
+];
 
 export interface MeshOptions {
   /** Where config files, volumes and the services' logs go (default: a new temp dir). */
@@ -90,7 +96,13 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     await docker(['login', '-u', upstream.auth!.username, '--password-stdin', upstream.host], { input: upstream.auth!.password });
     for (const image of MESH_IMAGES) {
       const ref = `${upstream.host}/${image.repository}:${image.tag}`;
-      await docker(['tag', base, ref]);
+      if (image.dockerfile) {
+        const context = mkdtempSync(join(tmpdir(), 'lapis-image-'));
+        writeFileSync(join(context, 'Dockerfile'), `FROM ${base}\n${image.dockerfile}\n`);
+        await docker(['build', '-q', '-t', ref, context]);
+      } else {
+        await docker(['tag', base, ref]);
+      }
       await docker(['push', ref]);
       await docker(['rmi', ref]).catch(() => {});
     }

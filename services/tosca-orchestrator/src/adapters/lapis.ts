@@ -18,7 +18,7 @@ export function instanceSpec(spec: InstancePlan, deployment: string): InstanceSp
     environment: spec.environment,
     userData: Buffer.alloc(0),
     sshPublicKeys: [],
-    labels: { 'lapis.dev/deployment': deployment, 'lapis.dev/tosca-node': spec.node },
+    labels: { 'tosca/deployment': deployment, 'tosca/node': spec.node },
     ports: spec.ports.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort, protocol: p.protocol.toLowerCase() === 'udp' ? PortProtocol.UDP : PortProtocol.TCP })),
     volumes: [],
     devices: [],
