@@ -1,1 +1,79 @@
-// lapisctl: see README.md
+#!/usr/bin/env node
+// lapisctl: the Lapis command line over gRPC (see README.md).
+// Exit codes: 0 success, 1 the server (or the work it did) failed, 2 usage errors.
+import { helpText, link, parse, UsageError, path, type Command } from './cli';
+import { deploymentCommand } from './commands/deployment';
+import { imageCommand } from './commands/image';
+import { instanceCommand } from './commands/instance';
+import { claimCommand, fairshareCommand, priorityCommand, queueCommand } from './commands/scheduler';
+import { toscaCommand } from './commands/tosca';
+import { volumeCommand } from './commands/volume';
+import { CallError, CommandError, Context, GLOBAL_OPTIONS } from './context';
+
+export function rootCommand(): Command {
+  return link({
+    name: 'lapisctl',
+    summary: 'the Lapis command line',
+    description:
+      'lapisctl talks to the Lapis services over gRPC: deployments (tosca-orchestrator), instances and volumes (container-runtime), the queue, priorities, fair share and claims (scheduler), the image catalogue (image-sync), and validates or translates TOSCA templates offline.',
+    subcommands: [deploymentCommand(), instanceCommand(), volumeCommand(), queueCommand(), priorityCommand(), fairshareCommand(), claimCommand(), imageCommand(), toscaCommand()],
+    examples: [
+      'export LAPIS_TOKEN=alice-token',
+      'lapisctl claim submit --image lapis/busybox:1.36 --flavor m1.tiny --wait -- sleep 3600',
+      'lapisctl queue',
+      'lapisctl instance list -o json',
+      'lapisctl deployment create web-app.yaml --inputs inputs.yaml --wait',
+    ],
+  });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const root = rootCommand();
+  if (argv.length === 0) {
+    process.stdout.write(helpText(root, GLOBAL_OPTIONS));
+    return 2;
+  }
+  let ctx: Context | undefined;
+  let command: Command | undefined;
+  try {
+    const { parsed, help } = parse(root, GLOBAL_OPTIONS, argv);
+    command = parsed?.command;
+    if (help) {
+      process.stdout.write(helpText(help, GLOBAL_OPTIONS));
+      return 0;
+    }
+    ctx = new Context(parsed!.options);
+    return (await parsed!.command.run!(parsed!, ctx)) ?? 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      const hint = `run "${path(error.command ?? command ?? root)} --help" for usage`;
+      process.stderr.write(`error: ${error.message}\n${hint}\n`);
+      return 2;
+    }
+    if (error instanceof CallError) {
+      process.stderr.write(`${error.describe()}\n`);
+      return 1;
+    }
+    if (error instanceof CommandError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      return 1;
+    }
+    // Anything else is a bug or the machine's trouble: still one line, no stack trace
+    // unless LAPIS_DEBUG asks for it.
+    process.stderr.write(`error: ${(error as Error)?.message ?? String(error)}\n`);
+    if (process.env.LAPIS_DEBUG) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+    return 1;
+  } finally {
+    ctx?.close();
+  }
+}
+
+if (require.main === module) {
+  // EPIPE (output piped into head) ends quietly.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+  });
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
