@@ -101,6 +101,7 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
   let kube: Kube;
   let dir: string;
   let dockerNodes: string[] = [];
+  let otherNodes: string[] = [];
   const namespaces: string[] = [];
 
   const valuesFile = async (name: string, values: Record<string, unknown>): Promise<string> => {
@@ -172,12 +173,14 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'lapis-chart-test-'));
     kube = await startKube();
     dockerNodes = await kube.addNodes(2, { 'lapis.dev/docker': 'true' });
-    await kube.addNodes(1); // no Docker: the DaemonSet must leave it alone
+    otherNodes = await kube.addNodes(1); // no Docker: the DaemonSet must leave it alone
   });
 
   after(async function () {
     if (kube?.external) {
+      // Not our cluster: take away what this suite made (ours is gone with its temp dir).
       for (const ns of namespaces) await kube.request('DELETE', `/api/v1/namespaces/${ns}`).catch(() => undefined);
+      for (const node of [...dockerNodes, ...otherNodes]) await kube.request('DELETE', `/api/v1/nodes/${node}`).catch(() => undefined);
     }
     await kube?.stop();
     if (dir) await fs.rm(dir, { recursive: true, force: true });
