@@ -79,7 +79,8 @@ type Constructor<C> = Parameters<typeof createClient<C>>[0];
 
 export class Context {
   readonly output: Output;
-  private readonly clients = new Map<string, { close(): void }>();
+  // Keyed by service and constructor: generated constructors share one class name.
+  private readonly clients = new Map<ServiceKey, Map<unknown, { close(): void }>>();
   private config?: ConfigFile;
   readonly timeoutMs: number;
 
@@ -112,12 +113,13 @@ export class Context {
   }
 
   client<C extends { close(): void }>(service: ServiceKey, Client: Constructor<C>): C {
-    const key = `${service}:${Client.name}`;
-    let client = this.clients.get(key) as C | undefined;
+    const forService = this.clients.get(service) ?? new Map<unknown, { close(): void }>();
+    this.clients.set(service, forService);
+    let client = forService.get(Client) as C | undefined;
     if (!client) {
       const project = this.project();
       client = createClient(Client, this.address(service), { token: this.token(), ...(project ? { project } : {}), deadlineMs: this.timeoutMs, maxAttempts: 3 });
-      this.clients.set(key, client);
+      forService.set(Client, client);
     }
     return client;
   }
@@ -176,7 +178,7 @@ export class Context {
   }
 
   close(): void {
-    for (const client of this.clients.values()) client.close();
+    for (const forService of this.clients.values()) for (const client of forService.values()) client.close();
     this.clients.clear();
   }
 }

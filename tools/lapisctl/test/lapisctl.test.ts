@@ -203,6 +203,9 @@ describe('lapisctl against the real mesh', function () {
       await until(async () => (await json(['instance', 'get', id])).state === 'STOPPED' || undefined, 'the instance to stop', 30_000);
       await ok(['instance', 'start', id]);
       await until(async () => (await json(['instance', 'get', id])).state === 'RUNNING' || undefined, 'the instance to run again', 30_000);
+      const reboot = await ok(['instance', 'reboot', id, '--grace', '1']);
+      assert.match(reboot.stdout, new RegExp(`^instance ${id} \\w+`));
+      await until(async () => (await json(['instance', 'get', id])).state === 'RUNNING' || undefined, 'the instance to run after the reboot', 30_000);
     });
 
     it('creates a volume, attaches it to the running instance, detaches and deletes it', async () => {
@@ -226,6 +229,21 @@ describe('lapisctl against the real mesh', function () {
       const gone = await run(['volume', 'get', volumeId]);
       assert.equal(gone.code, 1);
       assert.match(gone.stderr, /NOT_FOUND/);
+    });
+
+    it('shows why a claim waits (queue reason, priority factors) and cancels it', async () => {
+      // No node here has a GPU: a g1.small claim waits.
+      const pending = await json(['claim', 'submit', '--image', mesh.images[0]!, '--flavor', 'g1.small', '--name', 'cli-gpu']);
+      const pendingId = pending.id as string;
+      await until(async () => ((await json(['claim', 'get', pendingId])).pendingReason ?? 'NEW') !== 'NEW' || undefined, 'a scheduling cycle to look at it', 30_000);
+      const queue = await ok(['queue', '--state', 'PENDING']);
+      assert.match(rowOf(queue.stdout, pendingId) ?? '', /cli-gpu\s+physics\s+alice\s+PENDING\s+\S+\s+\d\.\d{4}\s+\((RESOURCES|NO_MATCHING_NODE|PRIORITY|QUOTA_EXCEEDED|PARTITION_FULL)\)/);
+      const priority = await ok(['priority', pendingId]);
+      assert.match(rowOf(priority.stdout, pendingId) ?? '', /physics\s+alice\s+\d\.\d{4}\s+\d\.\d{4}\s+\d\.\d{4}/);
+      const cancelled = await ok(['claim', 'cancel', pendingId]);
+      assert.equal(cancelled.stdout, `claim ${pendingId} CANCELLED\n`);
+      assert.equal(rowOf((await ok(['queue'])).stdout, pendingId), undefined, 'a cancelled claim leaves the queue');
+      assert.match(rowOf((await ok(['queue', '--all'])).stdout, pendingId) ?? '', /CANCELLED/);
     });
 
     it('prints priority (sprio) and fair share (sshare) tables', async () => {
@@ -273,6 +291,13 @@ describe('lapisctl against the real mesh', function () {
       const status = await ok(['image', 'status'], { LAPIS_TOKEN: 'admin-token' });
       assert.match(status.stdout, /^POLICY\s+REPOSITORY\s+RESULT/);
       assert.match(status.stdout, /^upstream\s+lapis\/busybox\s+SUCCEEDED/m);
+    });
+
+    it('syncs a policy now and waits for its result', async () => {
+      const sync = await run(['image', 'sync', 'upstream', '--wait'], { LAPIS_TOKEN: 'admin-token' });
+      assert.equal(sync.code, 0, sync.stdout + sync.stderr);
+      assert.match(sync.stdout, /^POLICY\s+REPOSITORY\s+RESULT/);
+      assert.match(sync.stdout, /^upstream\s+lapis\/busybox\s+SUCCEEDED/m);
     });
   });
 
