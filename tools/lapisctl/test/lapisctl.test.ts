@@ -231,6 +231,27 @@ describe('lapisctl against the real mesh', function () {
       assert.match(gone.stderr, /NOT_FOUND/);
     });
 
+    it('submits with --wait (returns once it runs), follows its logs with -f until Ctrl-C, cancels it', async () => {
+      const submitted = await ok(['claim', 'submit', '--image', mesh.images[0]!, '--flavor', 'm1.tiny', '--wait', '--', 'sh', '-c', 'echo first; sleep 2; echo second; sleep 3600']);
+      const claimId = /^claim (\S+) RUNNING, instance RUNNING on \S+$/m.exec(submitted.stdout)?.[1];
+      assert.ok(claimId, submitted.stdout + submitted.stderr);
+      const child = spawn(process.execPath, [MAIN, 'instance', 'logs', claimId, '-f'], {
+        env: { ...process.env, HOME: home, LAPIS_TOKEN: 'alice-token', LAPIS_RUNTIME_ADDRESS: mesh.addresses['container-runtime'] },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+      await until(() => out.includes('second') || undefined, 'the followed log to show a later line', 30_000);
+      child.kill('SIGINT');
+      assert.equal(await closed, 0, out);
+      assert.match(out, /^first\nsecond\n$/);
+      const cancelled = await ok(['claim', 'cancel', claimId]);
+      assert.match(cancelled.stdout, new RegExp(`^claim ${claimId} \\w+`));
+      await until(async () => (await docker(['ps', '-aq', '--filter', `label=lapis.instance-id=${claimId}`])).trim() === '' || undefined, 'its container to go', 30_000);
+    });
+
     it('shows why a claim waits (queue reason, priority factors) and cancels it', async () => {
       // No node here has a GPU: a g1.small claim waits.
       const pending = await json(['claim', 'submit', '--image', mesh.images[0]!, '--flavor', 'g1.small', '--name', 'cli-gpu']);
