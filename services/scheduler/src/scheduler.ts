@@ -5,6 +5,7 @@
 // recorded by compare-and-set on the claim before it is published, so a claim is placed once
 // even when two instances briefly both believe they lead.
 import { createHash, randomUUID } from 'node:crypto';
+import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import type { EventBus, Logger, RunningConsumer } from '@lapis/platform';
 import { RevisionConflict } from '@lapis/platform';
 import { DeviceKind, InstanceState, type Flavor, type InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
@@ -362,6 +363,7 @@ export class Scheduler {
     const rec: ClaimRecord = {
       id,
       ...input,
+      traceparent: currentTraceparent(),
       // Every instance has a hostname; a claim that names none gets one from its id.
       spec: input.spec.name ? input.spec : { ...input.spec, name: `i-${id.slice(0, 8)}` },
       state: ClaimState.PENDING,
@@ -746,20 +748,30 @@ export class Scheduler {
     this.unpublished.add(c.id);
     if (this.publishing.has(c.id)) return;
     this.publishing.add(c.id);
+    // The placement is part of the submitter's trace (a cycle has no context of its own).
+    const parent = c.traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent: c.traceparent }) : ROOT_CONTEXT;
+    const span = tracer.startSpan(
+      'send lapis.scheduler.claim_placed',
+      { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'nats', 'messaging.operation.type': 'send', 'messaging.destination.template': 'lapis.scheduler.claim_placed' } },
+      parent,
+    );
     try {
-      const ack = await this.writer.publish(
-        {
-          $case: 'claimPlaced',
-          claimPlaced: { claimId: c.id, project: c.project, user: c.user, node: c.node, spec: c.spec, preemptible: c.preemptible, attempt: c.placements, requestId: c.requestId },
-        },
-        c.node,
-        `${c.id}.placed.${c.placements}`,
+      const ack = await context.with(trace.setSpan(parent, span), () =>
+        this.writer.publish(
+          {
+            $case: 'claimPlaced',
+            claimPlaced: { claimId: c.id, project: c.project, user: c.user, node: c.node, spec: c.spec, preemptible: c.preemptible, attempt: c.placements, requestId: c.requestId },
+          },
+          c.node,
+          `${c.id}.placed.${c.placements}`,
+        ),
       );
       this.unpublished.delete(c.id);
       if (!ack.duplicate) this.published++;
     } catch (error) {
       this.o.log.warn({ err: error, claim: c.id }, 'placement not published yet; will retry');
     } finally {
+      span.end();
       this.publishing.delete(c.id);
     }
   }
@@ -816,4 +828,13 @@ export function nodeRecord(n: Node, seenAt: number): NodeRecord {
     images: n.cachedImages,
     lastSeen: seenAt,
   };
+}
+
+const tracer = trace.getTracer('@lapis/scheduler');
+
+/** The active trace context as a traceparent header value, if there is one. */
+function currentTraceparent(): string | undefined {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return carrier.traceparent;
 }

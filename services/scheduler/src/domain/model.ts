@@ -55,6 +55,8 @@ export interface ClaimRecord {
   /** Set on a claim waiting for spot instances to leave: the node it will take. */
   reservedNode: string;
   victims: string[];
+  /** W3C trace context of the submission, so the placement continues the submitter's trace. */
+  traceparent?: string;
 }
 
 export const isPending = (c: ClaimRecord) => c.state === ClaimState.PENDING || c.state === ClaimState.REQUEUED;

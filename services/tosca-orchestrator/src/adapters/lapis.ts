@@ -9,8 +9,10 @@ import type { Ports } from './engine';
 import type { InstancePlan } from '../domain/plan';
 
 export function instanceSpec(spec: InstancePlan, deployment: string): InstanceSpec {
+  // Names are unique in a project: two deployments of one template must not collide.
+  const suffix = deployment.replace(/^dep-/, '').replace(/[^a-z0-9]/g, '').slice(0, 8);
   return {
-    name: spec.name,
+    name: `${spec.name.slice(0, 54).replace(/-+$/, '')}-${suffix}`,
     flavor: spec.flavor,
     resources: spec.flavor ? undefined : { cpuMillis: spec.cpuMillis, memoryBytes: spec.memoryBytes, gpus: spec.gpus, pids: 0, diskBytes: spec.diskBytes },
     image: spec.image,
@@ -50,7 +52,8 @@ export class LapisPorts implements Ports {
     const deployment = requestId.split(':')[0]!;
     const response = await call<SubmitClaimRequest, SubmitClaimResponse>(scheduler.submitClaim.bind(scheduler), {
       spec: instanceSpec(spec, deployment), preemptible: spec.preemptible, onPreemption: PreemptionAction.REQUEUE,
-      partition: '', backend: 0, antiAffinityGroup: `${deployment}-${spec.node}`, qos: '', requestId,
+      // No anti-affinity by default: a scaled node must fit on a one-node site too.
+      partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId,
     });
     return response.claim!.id;
   }

@@ -1,0 +1,172 @@
+// End to end: the whole mesh as real processes (NATS, Docker, registries, the five services),
+// driven through the services' public APIs as a user would. A Zipkin-protocol collector in
+// the test receives the spans the services export.
+import { strict as assert } from 'node:assert';
+import { once } from 'node:events';
+import { writeFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { createClient } from '@lapis/platform';
+import { sleep, until } from '@lapis/platform/testing';
+import { InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import { RuntimeServiceClient, type ListInstancesResponse, type ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { ClaimState, SchedulerServiceClient, type Claim, type GetClaimResponse, type SubmitClaimResponse } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { DeploymentState, ToscaServiceClient, type Deployment, type GetDeploymentResponse, type UpdateDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { docker } from '@lapis/testenv';
+import { deploy, EXAMPLE_TEMPLATE } from '../src/example';
+import { startMesh, type Mesh } from '../src/mesh';
+
+type Unary<Res> = (metadata: Metadata, callback: (error: ServiceError | null, response: Res) => void) => unknown;
+const unary = <Res>(invoke: Unary<Res>) =>
+  new Promise<Res>((resolve, reject) => invoke(new Metadata(), (error, response) => (error ? reject(error) : resolve(response))));
+
+interface ZipkinSpan {
+  traceId: string;
+  id: string;
+  parentId?: string;
+  name: string;
+  kind?: string;
+  localEndpoint?: { serviceName?: string };
+}
+
+describe('the whole mesh, end to end', function () {
+  this.timeout(300_000);
+  let mesh: Mesh;
+  let collector: Server;
+  const spans: ZipkinSpan[] = [];
+  const clients = () => ({
+    tosca: createClient(ToscaServiceClient, mesh.addresses['tosca-orchestrator']!, { token: 'alice-token', deadlineMs: 30_000 }),
+    scheduler: createClient(SchedulerServiceClient, mesh.addresses.scheduler!, { token: 'alice-token' }),
+    runtime: createClient(RuntimeServiceClient, mesh.addresses['container-runtime']!, { token: 'alice-token', deadlineMs: 60_000 }),
+  });
+  const containersOf = async (filter: string) => (await docker(['ps', '-q', '--filter', `label=${filter}`])).split('\n').filter(Boolean);
+  const getDeployment = (id: string) => unary<GetDeploymentResponse>((m, cb) => clients().tosca.getDeployment({ deploymentId: id }, m, cb));
+  const waitFor = async (id: string, state: DeploymentState) =>
+    until(async () => {
+      const { deployment } = await getDeployment(id);
+      if (deployment?.state === DeploymentState.FAILED && state !== DeploymentState.FAILED) throw new Error(`deployment failed: ${deployment.stateReason}`);
+      return deployment?.state === state ? deployment : undefined;
+    }, `deployment ${id} to be ${DeploymentState[state]}`, 120_000);
+
+  before(async () => {
+    collector = createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk) => (body += chunk));
+      request.on('end', () => {
+        spans.push(...(JSON.parse(body || '[]') as ZipkinSpan[]));
+        response.statusCode = 202;
+        response.end();
+      });
+    }).listen(0, '127.0.0.1');
+    await once(collector, 'listening');
+    const config = join(mkdtempSync(join(tmpdir(), 'lapis-e2e-')), 'scheduler.yaml');
+    writeFileSync(config, 'preemption: { grace: 2s }\n');
+    mesh = await startMesh({
+      env: {
+        OTEL_TRACES_EXPORTER: 'zipkin',
+        OTEL_EXPORTER_ZIPKIN_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}/api/v2/spans`,
+        OTEL_BSP_SCHEDULE_DELAY: '200',
+      },
+      serviceEnv: { 'container-runtime': { LAPIS_NODE_CPU_MILLIS: '4000' }, scheduler: { LAPIS_SCHEDULER_CONFIG_FILE: config } },
+    });
+  });
+  after(async () => {
+    await mesh?.stop();
+    collector?.close();
+  });
+
+  let deployment: Deployment;
+
+  it('deploys a TOSCA template: instances run in Docker, the volume is attached, outputs resolve', async () => {
+    deployment = await deploy(mesh, readFileSync(EXAMPLE_TEMPLATE, 'utf8'), 'web-app.yaml');
+    assert.match(String(deployment.outputs?.web_address), /^http:\/\/\d+\.\d+\.\d+\.\d+:8080\/site\/$/);
+    const web = deployment.nodes.find((n) => n.name === 'web')!;
+    assert.equal(web.instanceIds.length, 1);
+    const [container] = await containersOf(`lapis.instance-id=${web.instanceIds[0]}`);
+    assert.ok(container, 'the web instance runs as a container');
+    await docker(['exec', container!, 'sh', '-c', 'echo hello-from-the-volume > /mnt/site/index.html']);
+    assert.match(await docker(['exec', container!, 'sh', '-c', 'grep " /mnt/site " /proc/mounts']), /ext4/);
+    assert.equal((await containersOf(`tosca/deployment=${deployment.id}`)).length, 2);
+  });
+
+  it('scales a node through an update, changing only what the inputs say', async () => {
+    const web = deployment.nodes.find((n) => n.name === 'web')!.instanceIds[0]!;
+    await unary<UpdateDeploymentResponse>((m, cb) =>
+      clients().tosca.updateDeployment({ deploymentId: deployment.id, template: undefined, inputs: { mirrors: 2 }, requestId: '' }, m, cb),
+    );
+    const updated = await until(async () => {
+      const { deployment: d } = await getDeployment(deployment.id);
+      return d?.state === DeploymentState.DEPLOYED && d.nodes.find((n) => n.name === 'mirror')?.instanceIds.length === 2 ? d : undefined;
+    }, 'two mirrors', 120_000);
+    assert.equal(updated.nodes.find((n) => n.name === 'web')!.instanceIds[0], web, 'the web instance was left alone');
+    assert.equal((await containersOf(`tosca/deployment=${deployment.id}`)).length, 3);
+    deployment = updated;
+  });
+
+  it('makes one trace of the deployment across the orchestrator, the scheduler and the runtime', async () => {
+    const services = (traceId: string) => new Set(spans.filter((s) => s.traceId === traceId).map((s) => s.localEndpoint?.serviceName));
+    const trace = await until(() => {
+      const create = spans.find((s) => /CreateDeployment/.test(s.name) && s.kind === 'SERVER');
+      if (!create) return undefined;
+      const seen = services(create.traceId);
+      return seen.has('tosca-orchestrator') && seen.has('scheduler') && seen.has('container-runtime') ? create.traceId : undefined;
+    }, `one trace with spans of the three services (have: ${[...new Set(spans.map((s) => s.localEndpoint?.serviceName))].join(', ')})`, 30_000);
+    const ofTrace = spans.filter((s) => s.traceId === trace);
+    assert.ok(ofTrace.some((s) => s.kind === 'PRODUCER' && /^send lapis\.scheduler\.claim_placed/.test(s.name)));
+    assert.ok(ofTrace.some((s) => s.kind === 'CONSUMER' && /^process lapis\.scheduler\.claim_placed/.test(s.name) && s.localEndpoint?.serviceName === 'container-runtime'));
+  });
+
+  it('undeploys in reverse order and leaves nothing behind', async () => {
+    const { runtime, tosca } = clients();
+    await unary((m, cb) => tosca.deleteDeployment({ deploymentId: deployment.id, requestId: '' }, m, cb));
+    await waitFor(deployment.id, DeploymentState.DELETED);
+    await until(async () => ((await containersOf(`tosca/deployment=${deployment.id}`)).length === 0 ? true : undefined), 'the containers to go', 60_000);
+    const { volumes } = await unary<ListVolumesResponse>((m, cb) => runtime.listVolumes({ pageSize: 100, pageToken: '', project: '', state: 0, instanceId: '' }, m, cb));
+    assert.deepEqual(volumes.map((v) => v.id), [], 'no volume left');
+  });
+
+  it('survives kill -9 of each service in the middle of a deployment: it completes, nothing is lost or doubled', async () => {
+    const { tosca } = clients();
+    const created = await unary<{ deploymentId: string }>((m, cb) =>
+      tosca.createDeployment({ template: { content: { $case: 'yaml', yaml: readFileSync(EXAMPLE_TEMPLATE, 'utf8') }, fileName: 'web-app.yaml', files: {} }, inputs: { mirrors: 2 }, keepOnFailure: false, requestId: 'crash-test' }, m, cb),
+    );
+    for (const name of ['tosca-orchestrator', 'scheduler', 'container-runtime'] as const) {
+      await sleep(300);
+      await mesh.processes[name]!.kill();
+      await mesh.start(name);
+    }
+    const done = await waitFor(created.deploymentId, DeploymentState.DEPLOYED);
+    const instanceIds = done.nodes.flatMap((n) => n.instanceIds);
+    assert.equal(instanceIds.length, 3);
+    const containers = await containersOf(`tosca/deployment=${created.deploymentId}`);
+    assert.equal(containers.length, 3, 'one container per instance, none twice');
+    await unary((m, cb) => clients().tosca.deleteDeployment({ deploymentId: created.deploymentId, requestId: '' }, m, cb));
+    await waitFor(created.deploymentId, DeploymentState.DELETED);
+  });
+
+  it('preempts a spot instance for a normal claim after the grace period, and requeues it', async () => {
+    const { scheduler, runtime } = clients();
+    const submit = (name: string, preemptible: boolean) =>
+      unary<SubmitClaimResponse>((m, cb) =>
+        scheduler.submitClaim(
+          { spec: InstanceSpec.fromPartial({ name, flavor: 'm1.large', image: mesh.images[0]!, command: ['sleep', '3600'] }), preemptible, onPreemption: 1, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId: '' },
+          m,
+          cb,
+        ),
+      );
+    const claimState = async (id: string): Promise<Claim> => (await unary<GetClaimResponse>((m, cb) => scheduler.getClaim({ claimId: id }, m, cb))).claim!;
+    // m1.large is 4 CPUs: the whole node (4000 millis here).
+    const spot = (await submit('spot-1', true)).claim!;
+    await until(async () => ((await claimState(spot.id)).instanceState === InstanceState.RUNNING ? true : undefined), 'the spot instance to run', 60_000);
+    const normal = (await submit('normal-1', false)).claim!;
+    await until(async () => ((await claimState(normal.id)).instanceState === InstanceState.RUNNING ? true : undefined), 'the normal instance to run', 90_000);
+    const evicted = await claimState(spot.id);
+    assert.ok([ClaimState.REQUEUED, ClaimState.PENDING].includes(evicted.state), `spot claim is ${ClaimState[evicted.state]}`);
+    const { instances } = await unary<ListInstancesResponse>((m, cb) => runtime.listInstances({ pageSize: 100, pageToken: '', project: '', state: InstanceState.RUNNING, node: '' }, m, cb));
+    assert.deepEqual(instances.map((i) => i.spec?.name), ['normal-1']);
+    for (const id of [normal.id, spot.id]) await unary((m, cb) => scheduler.cancelClaim({ claimId: id, requestId: '' }, m, cb));
+  });
+});
