@@ -251,7 +251,7 @@ export function deploymentCommand(): Command {
             requestId: randomBytes(12).toString('hex'),
           });
           const client = tosca(ctx);
-          const since = new Date(Date.now() - 1000);
+          const since = new Date();
           const response = await ctx.call('tosca', client.updateDeployment.bind(client), request);
           if (options.wait) return finish(ctx, args[0]!, options, DeploymentState.DEPLOYED, since);
           if (ctx.output !== 'table') return printData(ctx.output, { deploymentId: args[0], operation: response.operation?.name ?? '' });
@@ -266,7 +266,7 @@ export function deploymentCommand(): Command {
         options: waitOptions,
         run: async ({ args, options }, ctx) => {
           const client = tosca(ctx);
-          const since = new Date(Date.now() - 1000);
+          const since = new Date();
           const response = await ctx.call('tosca', client.deleteDeployment.bind(client), DeleteDeploymentRequest.fromPartial({ deploymentId: args[0]! }));
           if (options.wait) {
             const last = await follow(ctx, args[0]!, (d) => d.state === DeploymentState.DELETED || d.state === DeploymentState.FAILED, waitMs(options), since);
