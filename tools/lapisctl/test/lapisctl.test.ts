@@ -106,6 +106,8 @@ describe('lapisctl against the real mesh', function () {
 
   after(async () => {
     await mesh?.stop();
+    // The mesh keeps its state dir (logs) after stop; this run's is removed.
+    if (mesh) rmSync(mesh.stateDir, { recursive: true, force: true });
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
