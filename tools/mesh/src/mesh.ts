@@ -180,7 +180,10 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       // the front ends stopped first), every instance and volume goes, then the node agent.
       for (const name of ['occi-gateway', 'tosca-orchestrator', 'scheduler'] as const) await processes[name]?.stop();
       if (processes['container-runtime'] && addresses['container-runtime']) {
-        await removeEverything(addresses['container-runtime']).catch((error: Error) => say(`could not remove every instance: ${error.message}`));
+        await removeEverything(addresses['container-runtime']).catch((error: Error) => {
+          say(`could not remove every instance: ${error.message}`);
+          process.stderr.write(`lapis mesh: could not remove every instance: ${error.message}\n`);
+        });
       }
       for (const name of ['container-runtime', 'image-sync'] as const) await processes[name]?.stop();
     });
@@ -208,17 +211,19 @@ async function removeEverything(address: string): Promise<void> {
   const unary = <Res>(invoke: (metadata: Metadata, callback: (error: Error | null, response: Res) => void) => unknown) =>
     new Promise<Res>((resolve, reject) => invoke(new Metadata(), (error, response) => (error ? reject(error) : resolve(response))));
   try {
-    const { instances } = await unary<ListInstancesResponse>((m, cb) => client.listInstances({ pageSize: 1000, pageToken: '', project: '', state: 0, node: '' }, m, cb));
     const failures: string[] = [];
-    for (const instance of instances) {
-      await unary((m, cb) => client.deleteInstance({ instanceId: instance.id, timeout: { seconds: 1, nanos: 0 }, requestId: '' }, m, cb)).catch((error: Error) =>
-        failures.push(`${instance.id}: ${error.message}`),
-      );
-    }
+    const failed = (what: string) => (error: Error) => failures.push(`${what}: ${error.message}`);
+    // Detach first: an instance is removed more simply without volumes in it.
     const { volumes } = await unary<ListVolumesResponse>((m, cb) => client.listVolumes({ pageSize: 1000, pageToken: '', project: '', state: 0, instanceId: '' }, m, cb));
+    for (const volume of volumes.filter((v) => v.attachment)) {
+      await unary((m, cb) => client.detachVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(failed(volume.id));
+    }
+    const { instances } = await unary<ListInstancesResponse>((m, cb) => client.listInstances({ pageSize: 1000, pageToken: '', project: '', state: 0, node: '' }, m, cb));
+    for (const instance of instances) {
+      await unary((m, cb) => client.deleteInstance({ instanceId: instance.id, timeout: { seconds: 1, nanos: 0 }, requestId: '' }, m, cb)).catch(failed(instance.id));
+    }
     for (const volume of volumes) {
-      if (volume.attachment) await unary((m, cb) => client.detachVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(() => {});
-      await unary((m, cb) => client.deleteVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch((error: Error) => failures.push(`${volume.id}: ${error.message}`));
+      await unary((m, cb) => client.deleteVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(failed(volume.id));
     }
     if (failures.length > 0) throw new Error(failures.join('; '));
   } finally {

@@ -13,13 +13,22 @@ import type { AttachmentPlan, InstancePlan, VolumePlan } from '../domain/plan';
 import type { Topology } from '../domain/model';
 
 /** What the engine needs from the rest of Lapis (gRPC clients in production). */
+/**
+ * Whom the engine acts for: the caller's token while it has it, else the service's own (an
+ * admin) acting in the deployment's project, so a resumed deployment stays in its project.
+ */
+export interface ActAs {
+  token?: string;
+  project: string;
+}
+
 export interface Ports {
-  submitClaim(spec: InstancePlan, requestId: string, token?: string): Promise<string>;
-  cancelClaim(claimId: string, requestId: string, token?: string): Promise<void>;
+  submitClaim(spec: InstancePlan, requestId: string, as: ActAs): Promise<string>;
+  cancelClaim(claimId: string, requestId: string, as: ActAs): Promise<void>;
   /** On `node` (where the instance it is attached to runs), or where the runtime decides. */
-  createVolume(spec: VolumePlan, requestId: string, token?: string, node?: string): Promise<string>;
-  deleteVolume(volumeId: string, requestId: string, token?: string): Promise<void>;
-  attachVolume(volumeId: string, instanceId: string, spec: AttachmentPlan, requestId: string, token?: string): Promise<void>;
+  createVolume(spec: VolumePlan, requestId: string, as: ActAs, node?: string): Promise<string>;
+  deleteVolume(volumeId: string, requestId: string, as: ActAs): Promise<void>;
+  attachVolume(volumeId: string, instanceId: string, spec: AttachmentPlan, requestId: string, as: ActAs): Promise<void>;
 }
 
 export interface EngineOptions {
@@ -195,7 +204,7 @@ export class DeploymentEngine {
   }
 
   private async perform(id: string, record: DeploymentRecord, step: Step): Promise<void> {
-    const token = this.tokens.get(id);
+    const as: ActAs = { token: this.tokens.get(id), project: record.project };
     const requestId = `${id}:${step.kind}:${step.key}:${record.generation}`;
     const { ports, log } = this.options;
     try {
@@ -205,7 +214,7 @@ export class DeploymentEngine {
           await this.change(id, (r) => { if (r.instances[step.key]?.state === 'wanted') r.instances[step.key]!.state = 'submitted'; });
           this.inflight++;
           try {
-            const claimId = await ports.submitClaim(inst.spec, requestId, token);
+            const claimId = await ports.submitClaim(inst.spec, requestId, as);
             await this.options.index.put(claimId, { deployment: id, key: step.key });
             await this.change(id, (r) => { r.instances[step.key]!.claimId = claimId; });
           } finally {
@@ -216,7 +225,7 @@ export class DeploymentEngine {
         case 'createVolume': {
           const att = Object.values(record.attachments).find((a) => a.spec.volume === step.key);
           const host = att ? record.instances[att.spec.instance]?.host : undefined;
-          const volumeId = await ports.createVolume(record.volumes[step.key]!.spec, requestId, token, host);
+          const volumeId = await ports.createVolume(record.volumes[step.key]!.spec, requestId, as, host);
           await this.change(id, (r) => { Object.assign(r.volumes[step.key]!, { volumeId, state: 'created' }); });
           return;
         }
@@ -224,7 +233,7 @@ export class DeploymentEngine {
           const att = record.attachments[step.key]!;
           const volumeId = record.volumes[att.spec.volume]!.volumeId!;
           const instanceId = record.instances[att.spec.instance]!.claimId!;
-          await ports.attachVolume(volumeId, instanceId, att.spec, requestId, token);
+          await ports.attachVolume(volumeId, instanceId, att.spec, requestId, as);
           await this.change(id, (r) => { r.attachments[step.key]!.state = 'attached'; });
           return;
         }
@@ -232,12 +241,12 @@ export class DeploymentEngine {
           const inst = record.instances[step.key]!;
           const neverRan = !inst.claimId || inst.state === 'wanted';
           await this.change(id, (r) => { r.instances[step.key]!.state = neverRan ? 'deleted' : 'deleting'; });
-          if (inst.claimId) await ports.cancelClaim(inst.claimId, requestId, token);
+          if (inst.claimId) await ports.cancelClaim(inst.claimId, requestId, as);
           return;
         }
         case 'deleteVolume': {
           const vol = record.volumes[step.key]!;
-          if (vol.volumeId) await ports.deleteVolume(vol.volumeId, requestId, token);
+          if (vol.volumeId) await ports.deleteVolume(vol.volumeId, requestId, as);
           await this.change(id, (r) => {
             r.volumes[step.key]!.state = 'deleted';
             for (const a of Object.values(r.attachments)) if (a.spec.volume === step.key) a.state = 'detached';

@@ -5,7 +5,7 @@ import { call, createClient } from '@lapis/platform';
 import { PortProtocol, type InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 import { RuntimeServiceClient, type CreateVolumeRequest, type CreateVolumeResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { PreemptionAction, SchedulerServiceClient, type SubmitClaimRequest, type SubmitClaimResponse } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import type { Ports } from './engine';
+import type { ActAs, Ports } from './engine';
 import type { InstancePlan } from '../domain/plan';
 
 export function instanceSpec(spec: InstancePlan, deployment: string): InstanceSpec {
@@ -34,21 +34,22 @@ export class LapisPorts implements Ports {
 
   constructor(private readonly addresses: { scheduler: string; runtime: string; serviceToken: string }) {}
 
-  private forToken(token?: string) {
-    const key = token ?? this.addresses.serviceToken;
+  private forToken(as: ActAs) {
+    const token = as.token ?? this.addresses.serviceToken;
+    const key = `${token}\n${as.project}`;
     let c = this.clients.get(key);
     if (!c) {
       c = {
-        scheduler: createClient(SchedulerServiceClient, this.addresses.scheduler, { token: key }),
-        runtime: createClient(RuntimeServiceClient, this.addresses.runtime, { token: key }),
+        scheduler: createClient(SchedulerServiceClient, this.addresses.scheduler, { token, project: as.project }),
+        runtime: createClient(RuntimeServiceClient, this.addresses.runtime, { token, project: as.project }),
       };
       this.clients.set(key, c);
     }
     return c;
   }
 
-  async submitClaim(spec: InstancePlan, requestId: string, token?: string): Promise<string> {
-    const { scheduler } = this.forToken(token);
+  async submitClaim(spec: InstancePlan, requestId: string, as: ActAs): Promise<string> {
+    const { scheduler } = this.forToken(as);
     const deployment = requestId.split(':')[0]!;
     const response = await call<SubmitClaimRequest, SubmitClaimResponse>(scheduler.submitClaim.bind(scheduler), {
       spec: instanceSpec(spec, deployment), preemptible: spec.preemptible, onPreemption: PreemptionAction.REQUEUE,
@@ -58,24 +59,24 @@ export class LapisPorts implements Ports {
     return response.claim!.id;
   }
 
-  async cancelClaim(claimId: string, requestId: string, token?: string): Promise<void> {
-    const { scheduler } = this.forToken(token);
+  async cancelClaim(claimId: string, requestId: string, as: ActAs): Promise<void> {
+    const { scheduler } = this.forToken(as);
     await call(scheduler.cancelClaim.bind(scheduler), { claimId, requestId });
   }
 
-  async createVolume(spec: { key: string; sizeBytes: number; filesystem: string }, requestId: string, token?: string, node?: string): Promise<string> {
-    const { runtime } = this.forToken(token);
+  async createVolume(spec: { key: string; sizeBytes: number; filesystem: string }, requestId: string, as: ActAs, node?: string): Promise<string> {
+    const { runtime } = this.forToken(as);
     const response = await call<CreateVolumeRequest, CreateVolumeResponse>(runtime.createVolume.bind(runtime), { name: spec.key.toLowerCase().replace(/[^a-z0-9-]+/g, '-').slice(0, 63), sizeBytes: spec.sizeBytes, filesystem: spec.filesystem, node: node ?? '', labels: {}, requestId });
     return response.volume!.id;
   }
 
-  async deleteVolume(volumeId: string, _requestId: string, token?: string): Promise<void> {
-    const { runtime } = this.forToken(token);
+  async deleteVolume(volumeId: string, _requestId: string, as: ActAs): Promise<void> {
+    const { runtime } = this.forToken(as);
     await call(runtime.deleteVolume.bind(runtime), { volumeId } as Parameters<RuntimeServiceClient['deleteVolume']>[0]);
   }
 
-  async attachVolume(volumeId: string, instanceId: string, spec: { mountPath: string }, requestId: string, token?: string): Promise<void> {
-    const { runtime } = this.forToken(token);
+  async attachVolume(volumeId: string, instanceId: string, spec: { mountPath: string }, requestId: string, as: ActAs): Promise<void> {
+    const { runtime } = this.forToken(as);
     await call(runtime.attachVolume.bind(runtime), { volumeId, instanceId, mountPath: spec.mountPath, readOnly: false, requestId });
   }
 

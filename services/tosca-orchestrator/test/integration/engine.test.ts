@@ -9,7 +9,7 @@ import { EventBus, type Bucket } from '@lapis/platform';
 import { natsUrl, sleep, testLog, unique, until } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { InstanceStateChanged } from '@lapis/proto/lapis/events/v1/events';
-import { DeploymentEngine, type Ports } from '../../src/adapters/engine';
+import { DeploymentEngine, type ActAs, type Ports } from '../../src/adapters/engine';
 import { jsonCodec } from '../../src/adapters/store';
 import type { DeploymentRecord } from '../../src/domain/deployment';
 import type { AttachmentPlan, InstancePlan, VolumePlan } from '../../src/domain/plan';
@@ -49,7 +49,7 @@ class StandIn implements Ports {
     this.calls.push(`cancel ${claimId}`);
     await this.event(claimId, InstanceState.DELETED);
   }
-  async createVolume(spec: VolumePlan, _requestId: string, _token?: string, node?: string): Promise<string> {
+  async createVolume(spec: VolumePlan, _requestId: string, _as: ActAs, node?: string): Promise<string> {
     this.calls.push(`volume ${spec.key} on ${node ?? '?'}`);
     return `${this.prefix}-vol-${++this.n}`;
   }
