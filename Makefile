@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: help setup proto build lint test bench up down status clean
+.PHONY: help setup proto build lint test bench up down status images k8s clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -38,6 +38,12 @@ down: ## stop what make up started and remove what it made
 
 status: ## is Lapis running, and where
 	@node tools/mesh/dist/src/cli.js status
+
+images: build ## container images of the five services, built locally (nothing pulled)
+	images/build.sh
+
+k8s: build ## render k8s/ (plain manifests) from the Helm chart
+	node tools/chart-test/dist/src/render.js
 
 clean: ## remove build output (not node_modules)
 	rm -rf proto/gen proto/dist services/*/dist tools/*/dist
