@@ -111,6 +111,7 @@ async function serve(): Promise<void> {
     mesh = await startMesh({
       stateDir: join(DIR, 'state'),
       nodeName: 'local',
+      defaultPorts: true,
       progress,
       env: zipkin ? { OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: zipkin.spansEndpoint } : {},
     });

@@ -44,6 +44,8 @@ export interface MeshOptions {
   progress?: (line: string) => void;
   /** Extra environment for every service. */
   env?: Record<string, string>;
+  /** Listen on the services' default ports (lapisctl's defaults) instead of free ones. */
+  defaultPorts?: boolean;
   /** Extra environment for one service (for example a smaller node for the runtime). */
   serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
 }
@@ -67,6 +69,15 @@ export interface Mesh {
   start(name: ServiceName): Promise<ServiceProcess>;
   stop(): Promise<void>;
 }
+
+/** The ports each service uses by default (its config.ts), which lapisctl expects. */
+const DEFAULT_PORTS: Record<ServiceName, string> = {
+  'container-runtime': '50051',
+  'image-sync': '50052',
+  scheduler: '50053',
+  'tosca-orchestrator': '50054',
+  'occi-gateway': '50055',
+};
 
 const mainOf = (name: ServiceName) => join(REPO_ROOT, 'services', name, 'dist/src/main.js');
 
@@ -142,7 +153,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       },
       scheduler: { ...common, ...options.serviceEnv?.scheduler },
       'tosca-orchestrator': { ...common, ...options.serviceEnv?.['tosca-orchestrator'] },
-      'occi-gateway': { ...common, LAPIS_HTTP_PORT: '0', ...options.serviceEnv?.['occi-gateway'] },
+      'occi-gateway': { ...common, LAPIS_HTTP_PORT: options.defaultPorts ? '8787' : '0', ...options.serviceEnv?.['occi-gateway'] },
     };
     const processes: Mesh['processes'] = {};
     const mesh: Mesh = {
@@ -163,7 +174,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
         if (addresses.scheduler) wiring.LAPIS_SCHEDULER_ADDRESS = addresses.scheduler;
         if (addresses['container-runtime']) wiring.LAPIS_RUNTIME_ADDRESS = addresses['container-runtime'];
         // A restarted service keeps its port, so the others still find it.
-        const port = addresses[name]?.split(':')[1] ?? '0';
+        const port = addresses[name]?.split(':')[1] ?? (options.defaultPorts ? DEFAULT_PORTS[name] : '0');
         const process = await spawnService(name, mainOf(name), { ...wiring, ...env[name], LAPIS_GRPC_PORT: port }, 60_000, logFileOf(name));
         processes[name] = process;
         addresses[name] = process.address;
