@@ -50,3 +50,4 @@ export {
   type KubeTools,
   type StartKubeOptions,
 } from './kube.js';
+export { startSlurm, SLURM_NODE, SLURM_PARTITION, type SbatchOptions, type SlurmCluster, type SlurmCommand, type SlurmJob, type StartSlurmOptions } from './slurm.js';
