@@ -21,6 +21,8 @@ export interface StartSlurmOptions {
   realMemoryMb?: number;
   /** How long the daemons get to show the node idle; default 60 s. */
   timeoutMs?: number;
+  /** More slurm.conf lines, appended (e.g. `Epilog=/path/to/script`). */
+  extraConf?: readonly string[];
 }
 
 export interface SbatchOptions {
@@ -113,7 +115,7 @@ async function ensureMunged(munged: string, munge: string, logFile: string, time
   return proc;
 }
 
-function slurmConf(dir: string, ctldPort: number, slurmdPort: number, cpus: number, memMb: number): string {
+function slurmConf(dir: string, ctldPort: number, slurmdPort: number, cpus: number, memMb: number, extra: readonly string[]): string {
   return [
     '# Written by @lapis/testenv startSlurm(): a one-node cluster on loopback.',
     'ClusterName=lapis-testenv',
@@ -149,6 +151,7 @@ function slurmConf(dir: string, ctldPort: number, slurmdPort: number, cpus: numb
     'SlurmdParameters=config_overrides',
     `NodeName=${SLURM_NODE} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${memMb} State=UNKNOWN`,
     `PartitionName=${SLURM_PARTITION} Nodes=${SLURM_NODE} Default=YES MaxTime=INFINITE State=UP`,
+    ...extra,
     '',
   ].join('\n');
 }
@@ -201,7 +204,7 @@ export async function startSlurm(opts: StartSlurmOptions = {}): Promise<SlurmClu
     const cpus = opts.cpus ?? 2;
     await fs.mkdir(path.join(dir, 'state'));
     await fs.mkdir(path.join(dir, 'spool'));
-    await fs.writeFile(conf, slurmConf(dir, ctldPort, slurmdPort, cpus, opts.realMemoryMb ?? 8000));
+    await fs.writeFile(conf, slurmConf(dir, ctldPort, slurmdPort, cpus, opts.realMemoryMb ?? 8000, opts.extraConf ?? []));
     munged = await ensureMunged(bin.munged, bin.munge, path.join(dir, 'munged.log'), timeoutMs);
 
     const slurmctldLog = path.join(dir, 'slurmctld.log');
