@@ -331,6 +331,10 @@ export class Agent {
 
   private async checkInitialVolumes(spec: InstanceSpec, project: string) {
     const result: Array<{ volume: Volume; mountPath: string; readOnly: boolean }> = [];
+    const refusal = this.deps.backend.volumeAttachRefusal;
+    if (refusal && spec.volumes.length) {
+      throw failedPrecondition(`spec.volumes: this node's backend does not take Lapis volumes (node block files) yet; ${refusal}`, 'VOLUMES_NOT_SUPPORTED');
+    }
     for (const [i, m] of spec.volumes.entries()) {
       const volume = (await this.store.volumes.get(m.volumeId))?.value;
       if (!volume || volume.project !== project || volume.state === VolumeState.DELETING) {
@@ -718,6 +722,8 @@ export class Agent {
     const mountPath = input.mountPath || defaultMountPath(input.volumeId);
     const problems = checkMountPath(mountPath, 'mount_path');
     if (problems.length) throw invalidArgument(problems);
+    const refusal = this.deps.backend.volumeAttachRefusal;
+    if (refusal) throw failedPrecondition(`cannot attach volume ${input.volumeId} to instance ${input.instanceId}: ${refusal}`, 'ATTACH_NOT_SUPPORTED');
     return this.locks.with([`v:${input.volumeId}`, `i:${input.instanceId}`], async () => {
       const volume = await this.getVolume(input.volumeId, scope);
       const instance = await this.getInstance(input.instanceId, scope);

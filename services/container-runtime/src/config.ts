@@ -29,6 +29,10 @@ export const runtimeSpecs = {
     desc: 'memlock limit of InfiniBand instances: "unlimited", or bytes where the engine cannot raise it (no CAP_SYS_RESOURCE)',
   }),
   LAPIS_DEVICE_ALLOWLIST: str({ default: '', desc: 'host device paths instances may ask for (generic passthrough), comma separated' }),
+  LAPIS_RUNTIME_BACKEND: str({ default: 'docker', choices: ['docker', 'kubernetes'], desc: 'what runs instances: the node\'s Docker engine, or Pods of a Kubernetes cluster' }),
+  LAPIS_KUBE_NAMESPACE: str({ default: 'default', desc: 'namespace of the instances\' Pods (kubernetes backend)' }),
+  LAPIS_KUBECONFIG: str({ default: '', desc: 'kubeconfig file (kubernetes backend); empty: the in-cluster service account, else KUBECONFIG' }),
+  LAPIS_KUBE_TOLERATE_KWOK: bool({ default: false, desc: 'let instance Pods run on kwok\'s simulated nodes (tests and simulations only)' }),
   LAPIS_STOP_TIMEOUT_S: num({ default: 10, desc: 'default time between SIGTERM and SIGKILL when stopping an instance' }),
 };
 

@@ -3,7 +3,9 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type EventBus, loadFlavors, type Logger } from '@lapis/platform';
 import { Agent } from './agent';
+import type { RuntimeBackend } from './adapters/backend';
 import { DockerBackend } from './adapters/docker';
+import { KubernetesBackend } from './adapters/kubernetes';
 import { HostStorage } from './adapters/host';
 import { ImageSyncResolver, type ImageResolver } from './adapters/images';
 import { openStore } from './adapters/store';
@@ -31,6 +33,10 @@ type AgentConfig = Pick<
   | 'LAPIS_INFINIBAND_MEMLOCK'
   | 'LAPIS_STOP_TIMEOUT_S'
   | 'LAPIS_SERVICE_TOKEN'
+  | 'LAPIS_RUNTIME_BACKEND'
+  | 'LAPIS_KUBE_NAMESPACE'
+  | 'LAPIS_KUBECONFIG'
+  | 'LAPIS_KUBE_TOLERATE_KWOK'
 >;
 
 /** Character devices under the InfiniBand directory (uverbs, rdma_cm, umad...). */
@@ -52,6 +58,18 @@ export function inventoryFrom(config: AgentConfig): NodeInventory {
   };
 }
 
+/** The engine LAPIS_RUNTIME_BACKEND names: the node's Docker (default) or Kubernetes Pods. */
+export function backendFrom(config: AgentConfig, log: Logger): RuntimeBackend {
+  if (config.LAPIS_RUNTIME_BACKEND === 'kubernetes') {
+    return new KubernetesBackend(
+      { kubeconfig: config.LAPIS_KUBECONFIG, namespace: config.LAPIS_KUBE_NAMESPACE, tolerateKwok: config.LAPIS_KUBE_TOLERATE_KWOK },
+      config.LAPIS_NODE_NAME,
+      log.child({ backend: 'kubernetes' }),
+    );
+  }
+  return new DockerBackend(config.LAPIS_DOCKER_SOCKET, config.LAPIS_NODE_NAME, log);
+}
+
 export async function buildAgent(config: AgentConfig, bus: EventBus, log: Logger, images?: ImageResolver): Promise<Agent> {
   return new Agent(
     {
@@ -67,7 +85,7 @@ export async function buildAgent(config: AgentConfig, bus: EventBus, log: Logger
     {
       bus,
       store: await openStore(bus),
-      backend: new DockerBackend(config.LAPIS_DOCKER_SOCKET, config.LAPIS_NODE_NAME, log),
+      backend: backendFrom(config, log),
       host: new HostStorage(config.LAPIS_STATE_DIR),
       images: images ?? new ImageSyncResolver(config.LAPIS_IMAGE_SYNC_ADDRESS, config.LAPIS_SERVICE_TOKEN, config.LAPIS_ALLOW_UNTRUSTED_IMAGES),
       flavors: loadFlavors(config.LAPIS_FLAVORS_FILE),

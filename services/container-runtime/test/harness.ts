@@ -80,11 +80,13 @@ export interface RuntimeOptions {
   env?: Partial<Record<keyof RuntimeConfig, string>>;
   imageSync?: string;
   consume?: boolean;
+  /** False where the backend is not Docker (the Kubernetes tests): no engine is started. */
+  docker?: boolean;
 }
 
 export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
-  const engine = await sharedDocker();
-  await ensureBaseImage();
+  const engine = options.docker === false ? { socketPath: '/var/run/docker.sock' } : await sharedDocker();
+  if (options.docker !== false) await ensureBaseImage();
   const node = options.node ?? unique('node').toLowerCase();
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'lapis-rt-'));
   const config = loadRuntimeConfig({

@@ -40,6 +40,8 @@ export interface LogOptions {
 
 export interface RuntimeBackend {
   readonly kind: Backend;
+  /** Set where volumes cannot be attached to a running instance: why (the refusal's message). */
+  readonly volumeAttachRefusal?: string;
   /** Makes the image the plan runs available and returns what the engine calls it. */
   localImage(reference: string, digest: string): Promise<string>;
   cachedImages(): Promise<string[]>;

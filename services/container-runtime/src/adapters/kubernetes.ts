@@ -1,0 +1,375 @@
+// The Kubernetes backend: an instance is a Pod (one container) in the agent's namespace, with
+// requests = limits from the flavor (nvidia.com/gpu for GPUs), its user data and SSH keys in a
+// ConfigMap mounted at /etc/lapis, and everything Lapis knows of it in labels (lapis.dev/...)
+// and annotations (the Docker backend's labels, so the agent adopts pods the same way).
+// Pods cannot be stopped and started again, rebooted in place or given volumes while running:
+// those calls answer FAILED_PRECONDITION naming why.
+import type * as k8s from '@kubernetes/client-node';
+import { failedPrecondition, notFound, type Logger } from '@lapis/platform';
+import { Backend, type Resources } from '@lapis/proto/lapis/common/v1/common';
+import { containerLabels, instanceEnvironment, LABEL, type ContainerPlan } from '../domain/container';
+import type { EngineEvent, LogChunk, LogOptions, Observed, RuntimeBackend } from './backend';
+
+/** Label keys on pods and config maps (Kubernetes label syntax). */
+export const KUBE_LABEL = {
+  managed: 'lapis.dev/managed',
+  instanceId: 'lapis.dev/instance-id',
+  project: 'lapis.dev/project',
+  user: 'lapis.dev/user',
+  flavor: 'lapis.dev/flavor',
+  node: 'lapis.dev/node',
+  attempt: 'lapis.dev/attempt',
+} as const;
+
+export const GPU_RESOURCE = 'nvidia.com/gpu';
+const KWOK_TAINT = 'kwok.x-k8s.io/node';
+const CONTAINER = 'instance';
+
+export interface KubernetesOptions {
+  /** kubeconfig file; empty: in-cluster service account, else the default loading rules. */
+  kubeconfig: string;
+  namespace: string;
+  /** Tolerate kwok's fake-node taint (tests and simulations only). */
+  tolerateKwok: boolean;
+  /** How long start() waits for a pod to run (default 45 s, under a client's usual minute). */
+  startTimeoutMs?: number;
+}
+
+/** A label value: at most 63 of [A-Za-z0-9_.-], starting and ending alphanumeric. */
+export function labelValue(value: string): string {
+  return value.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
+}
+
+/** A DNS-1123 name for an instance's pod. */
+export function podName(instanceId: string): string {
+  return `lapis-${instanceId.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '');
+}
+
+const codeOf = (error: unknown) => (error as { code?: number }).code;
+
+type Client = typeof k8s;
+
+export class KubernetesBackend implements RuntimeBackend {
+  readonly kind = Backend.KUBERNETES;
+  readonly volumeAttachRefusal =
+    "this node runs instances as Kubernetes Pods, and a Pod's volumes are fixed when it is created: Kubernetes cannot add one to a running Pod";
+  private loaded?: Promise<{ lib: Client; kc: k8s.KubeConfig; core: k8s.CoreV1Api }>;
+
+  constructor(
+    private readonly options: KubernetesOptions,
+    private readonly node: string,
+    private readonly log: Logger,
+  ) {}
+
+  get namespace(): string {
+    return this.options.namespace;
+  }
+
+  /** The client library is ESM only: loaded with a dynamic import on first use. */
+  private client() {
+    this.loaded ??= (async () => {
+      const lib = (await import('@kubernetes/client-node')) as Client;
+      const kc = new lib.KubeConfig();
+      if (this.options.kubeconfig) kc.loadFromFile(this.options.kubeconfig);
+      else kc.loadFromDefault();
+      return { lib, kc, core: kc.makeApiClient(lib.CoreV1Api) };
+    })();
+    return this.loaded;
+  }
+
+  private selector(): string {
+    return `${KUBE_LABEL.managed}=true,${KUBE_LABEL.node}=${labelValue(this.node)}`;
+  }
+
+  /** Registries pull by digest where the catalogue gave one: the pod cannot run a moved tag. */
+  async localImage(reference: string, digest: string): Promise<string> {
+    if (!digest || reference.includes('@')) return reference;
+    const slash = reference.lastIndexOf('/');
+    const colon = reference.lastIndexOf(':');
+    const repository = colon > slash ? reference.slice(0, colon) : reference;
+    return `${repository}@${digest}`;
+  }
+
+  async cachedImages(): Promise<string[]> {
+    return [];
+  }
+
+  /** Instances share the namespace; isolation between projects is NetworkPolicy's (not made here). */
+  async ensureNetwork(): Promise<string> {
+    return this.options.namespace;
+  }
+
+  async releaseNetwork(): Promise<void> {}
+
+  async create(plan: ContainerPlan): Promise<string> {
+    const { core } = await this.client();
+    const { instance, resources } = plan;
+    const spec = instance.spec!;
+    const name = podName(instance.id);
+    const namespace = this.options.namespace;
+    const labels: Record<string, string> = {
+      [KUBE_LABEL.managed]: 'true',
+      [KUBE_LABEL.instanceId]: labelValue(instance.id),
+      [KUBE_LABEL.project]: labelValue(instance.project),
+      [KUBE_LABEL.user]: labelValue(instance.user),
+      [KUBE_LABEL.flavor]: labelValue(spec.flavor),
+      [KUBE_LABEL.node]: labelValue(this.node),
+      [KUBE_LABEL.attempt]: String(instance.attempt),
+    };
+    const quantities: Record<string, string> = {
+      cpu: `${Math.max(1, resources.cpuMillis)}m`,
+      memory: String(resources.memoryBytes),
+      ...(resources.gpus ? { [GPU_RESOURCE]: String(resources.gpus) } : {}),
+    };
+    const env = instanceEnvironment(instance).map((line) => {
+      const eq = line.indexOf('=');
+      return { name: line.slice(0, eq), value: line.slice(eq + 1) };
+    });
+    const pod: k8s.V1Pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace, labels, annotations: containerLabels(instance, this.node) },
+      spec: {
+        hostname: labelValue(spec.name.toLowerCase()).replace(/[_.]/g, '-') || undefined,
+        restartPolicy: spec.restartOnFailure ? 'OnFailure' : 'Never',
+        automountServiceAccountToken: false,
+        enableServiceLinks: false,
+        containers: [
+          {
+            name: CONTAINER,
+            image: plan.image,
+            ...(spec.command.length ? { command: [spec.command[0]!], args: spec.command.slice(1) } : {}),
+            env,
+            resources: { requests: quantities, limits: quantities },
+            ports: spec.ports.map((p) => ({ containerPort: p.containerPort, protocol: p.protocol === 2 ? 'UDP' : 'TCP', ...(p.hostPort ? { hostPort: p.hostPort } : {}) })),
+            volumeMounts: [{ name: 'lapis-metadata', mountPath: '/etc/lapis', readOnly: true }],
+          },
+        ],
+        volumes: [{ name: 'lapis-metadata', configMap: { name: `${name}-metadata` } }],
+        ...(this.options.tolerateKwok ? { tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }] } : {}),
+      },
+    };
+    const created = await core.createNamespacedPod({ namespace, body: pod }).catch((error: unknown) => {
+      throw kubeError(error, 'create the pod');
+    });
+    // User data and keys; owned by the pod, so the garbage collector removes it with the pod.
+    const configMap: k8s.V1ConfigMap = {
+      metadata: {
+        name: `${name}-metadata`,
+        namespace,
+        labels,
+        ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name, uid: created.metadata!.uid!, blockOwnerDeletion: false }],
+      },
+      binaryData: { 'user-data': Buffer.from(spec.userData).toString('base64') },
+      data: { 'ssh-keys': spec.sshPublicKeys.join('\n'), 'instance-id': instance.id },
+    };
+    await core.createNamespacedConfigMap({ namespace, body: configMap }).catch(async (error: unknown) => {
+      if (codeOf(error) === 409) {
+        await core.replaceNamespacedConfigMap({ name: `${name}-metadata`, namespace, body: configMap });
+        return;
+      }
+      await this.remove(name).catch(() => undefined);
+      throw kubeError(error, 'create the metadata config map');
+    });
+    return name;
+  }
+
+  /** A pod starts when it is created: waits until it runs (or ended, or the wait runs out). */
+  async start(id: string): Promise<void> {
+    const deadline = Date.now() + (this.options.startTimeoutMs ?? 45_000);
+    for (;;) {
+      const pod = await this.readPod(id);
+      if (!pod) throw failedPrecondition(`pod ${id} does not exist: a Kubernetes instance that was stopped cannot start again; create it anew`, 'ENGINE_REFUSED');
+      const phase = pod.status?.phase;
+      if (phase && phase !== 'Pending') return;
+      if (Date.now() > deadline) {
+        const why = pod.status?.conditions?.find((c) => c.status === 'False' && c.message)?.message ?? 'still Pending';
+        throw failedPrecondition(`pod ${id} did not start: ${why}`, 'START_FAILED');
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /** Stopping a pod is deleting it (grace period timeoutS); it cannot be started again. */
+  async stop(id: string, timeoutS: number): Promise<void> {
+    await this.deletePod(id, timeoutS);
+  }
+
+  async restart(id: string): Promise<void> {
+    throw failedPrecondition(`pod ${id} cannot be rebooted: Kubernetes restarts a pod's container only when it fails`, 'NOT_SUPPORTED_ON_KUBERNETES');
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.deletePod(id, 0);
+  }
+
+  async resize(id: string, _resources: Resources): Promise<void> {
+    throw failedPrecondition(`pod ${id} cannot be resized by this backend: a pod's resources are fixed when it is created`, 'NOT_SUPPORTED_ON_KUBERNETES');
+  }
+
+  async inspect(id: string): Promise<Observed | undefined> {
+    const pod = await this.readPod(id);
+    return pod && observe(pod);
+  }
+
+  async list(): Promise<Observed[]> {
+    const { core } = await this.client();
+    const pods = await core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: this.selector() });
+    return pods.items.filter((p) => !p.metadata?.deletionTimestamp).map(observe);
+  }
+
+  /** The container's log so far (following is not offered by this backend yet). */
+  async *logs(id: string, options: LogOptions): AsyncIterable<LogChunk> {
+    const { core } = await this.client();
+    const text = await core
+      .readNamespacedPodLog({
+        name: id,
+        namespace: this.options.namespace,
+        container: CONTAINER,
+        timestamps: true,
+        ...(options.tailLines ? { tailLines: options.tailLines } : {}),
+        ...(options.since ? { sinceSeconds: Math.max(1, Math.ceil((Date.now() - options.since.getTime()) / 1000)) } : {}),
+      })
+      .catch((error: unknown) => {
+        if (codeOf(error) === 404) throw notFound(`pod ${id} not found`, 'POD_NOT_FOUND');
+        throw kubeError(error, 'read the log');
+      });
+    for (const line of String(text).split('\n')) {
+      if (!line) continue;
+      const space = line.indexOf(' ');
+      const time = space > 0 ? new Date(line.slice(0, space)) : undefined;
+      if (time && !Number.isNaN(time.getTime())) yield { stream: 'stdout', data: Buffer.from(`${line.slice(space + 1)}\n`), time };
+      else yield { stream: 'stdout', data: Buffer.from(`${line}\n`) };
+    }
+  }
+
+  /**
+   * Watches this node's pods and turns their phases into the Docker backend's events: Running
+   * is "start", Succeeded/Failed is "die" (with the exit code; "oom" first when OOMKilled),
+   * a deleted pod is "destroy". What happened while the agent was away is the reconcile's work.
+   */
+  watch(onEvent: (event: EngineEvent) => void): () => void {
+    let stopped = false;
+    let current: AbortController | undefined;
+    const phases = new Map<string, string>();
+    const handle = (type: string, pod: k8s.V1Pod) => {
+      const name = pod.metadata?.name ?? '';
+      const instanceId = pod.metadata?.annotations?.[LABEL.instanceId];
+      if (!name || !instanceId) return;
+      const known = phases.get(name);
+      if (type === 'DELETED') {
+        phases.delete(name);
+        onEvent({ instanceId, backendId: name, action: 'destroy' });
+        return;
+      }
+      const phase = pod.status?.phase ?? 'Pending';
+      phases.set(name, phase);
+      if (known === undefined && type === 'ADDED' && phase !== 'Pending') return; // already there when the watch began
+      if (known === phase) return;
+      if (phase === 'Running') onEvent({ instanceId, backendId: name, action: 'start' });
+      if (phase === 'Succeeded' || phase === 'Failed') {
+        const o = observe(pod);
+        if (o.oomKilled) onEvent({ instanceId, backendId: name, action: 'oom' });
+        onEvent({ instanceId, backendId: name, action: 'die', exitCode: o.exitCode });
+      }
+    };
+    const connect = async () => {
+      while (!stopped) {
+        try {
+          const { lib, kc } = await this.client();
+          const done = new Promise<void>((resolve) => {
+            void new lib.Watch(kc)
+              .watch(`/api/v1/namespaces/${this.options.namespace}/pods`, { labelSelector: this.selector() }, (type, obj) => handle(type, obj as k8s.V1Pod), (error) => {
+                if (error && !stopped && (error as Error).name !== 'AbortError') this.log.warn({ err: (error as Error).message }, 'pod watch ended; reconnecting');
+                resolve();
+              })
+              .then((controller) => {
+                current = controller;
+                if (stopped) controller.abort();
+              })
+              .catch((error: Error) => {
+                if (!stopped) this.log.warn({ err: error.message }, 'pod watch failed; reconnecting');
+                resolve();
+              });
+          });
+          await done;
+        } catch (error) {
+          if (!stopped) this.log.warn({ err: (error as Error).message }, 'pod watch failed; reconnecting');
+        }
+        if (!stopped) await new Promise((r) => setTimeout(r, 500));
+      }
+    };
+    void connect();
+    return () => {
+      stopped = true;
+      current?.abort();
+    };
+  }
+
+  private async readPod(name: string): Promise<k8s.V1Pod | undefined> {
+    const { core } = await this.client();
+    try {
+      const pod = await core.readNamespacedPod({ name, namespace: this.options.namespace });
+      return pod.metadata?.deletionTimestamp ? undefined : pod;
+    } catch (error) {
+      if (codeOf(error) === 404) return undefined;
+      throw error;
+    }
+  }
+
+  /** Deletes the pod (and its config map) and waits until it is gone. */
+  private async deletePod(name: string, graceS: number): Promise<void> {
+    const { core } = await this.client();
+    const namespace = this.options.namespace;
+    try {
+      await core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: graceS });
+    } catch (error) {
+      if (codeOf(error) !== 404) throw kubeError(error, 'delete the pod');
+    }
+    await core.deleteNamespacedConfigMap({ name: `${name}-metadata`, namespace }).catch((error: unknown) => {
+      if (codeOf(error) !== 404) this.log.warn({ pod: name, err: (error as Error).message }, 'deleting the metadata config map failed');
+    });
+    const deadline = Date.now() + (graceS + 30) * 1000;
+    while (Date.now() < deadline) {
+      try {
+        await core.readNamespacedPod({ name, namespace });
+      } catch (error) {
+        if (codeOf(error) === 404) return;
+        throw error;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw failedPrecondition(`pod ${name} was not gone ${graceS + 30} s after its deletion`, 'ENGINE_REFUSED');
+  }
+}
+
+function observe(pod: k8s.V1Pod): Observed {
+  const phase = pod.status?.phase ?? 'Pending';
+  const state = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER)?.state;
+  const terminated = state?.terminated;
+  const status = { Pending: 'created', Running: 'running', Succeeded: 'exited', Failed: 'exited' }[phase] ?? phase.toLowerCase();
+  return {
+    backendId: pod.metadata?.name ?? '',
+    instanceId: pod.metadata?.annotations?.[LABEL.instanceId] ?? '',
+    labels: pod.metadata?.annotations ?? {},
+    running: phase === 'Running',
+    status,
+    exitCode: terminated?.exitCode ?? (phase === 'Failed' ? 1 : 0),
+    oomKilled: terminated?.reason === 'OOMKilled',
+    error: (phase === 'Failed' || phase === 'Pending' ? (pod.status?.message ?? terminated?.message ?? terminated?.reason) : '') ?? '',
+    addresses: pod.status?.podIP ? [{ network: pod.metadata?.namespace ?? '', ip: pod.status.podIP, mac: '' }] : [],
+    ...(pod.status?.startTime ? { startedAt: new Date(pod.status.startTime) } : {}),
+  };
+}
+
+function kubeError(error: unknown, action: string): Error {
+  const body = (error as { body?: unknown }).body;
+  let message = (error as Error).message;
+  try {
+    const parsed = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: string } | undefined;
+    if (parsed?.message) message = parsed.message;
+  } catch {
+    // keep the exception's message
+  }
+  return failedPrecondition(`Kubernetes could not ${action}: ${message}`, 'ENGINE_REFUSED');
+}
