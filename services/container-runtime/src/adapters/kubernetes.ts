@@ -53,6 +53,8 @@ export class KubernetesBackend implements RuntimeBackend {
   readonly kind = Backend.KUBERNETES;
   readonly volumeAttachRefusal =
     "this node runs instances as Kubernetes Pods, and a Pod's volumes are fixed when it is created: Kubernetes cannot add one to a running Pod";
+  /** Pods this backend deletes (stop, remove): their deletion is no "destroy" event. */
+  private readonly deleting = new Set<string>();
   private loaded?: Promise<{ lib: Client; kc: k8s.KubeConfig; core: k8s.CoreV1Api }>;
 
   constructor(
@@ -259,6 +261,7 @@ export class KubernetesBackend implements RuntimeBackend {
       const known = phases.get(name);
       if (type === 'DELETED') {
         phases.delete(name);
+        if (this.deleting.delete(name)) return;
         onEvent({ instanceId, backendId: name, action: 'destroy' });
         return;
       }
@@ -321,9 +324,11 @@ export class KubernetesBackend implements RuntimeBackend {
   private async deletePod(name: string, graceS: number): Promise<void> {
     const { core } = await this.client();
     const namespace = this.options.namespace;
+    this.deleting.add(name);
     try {
       await core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: graceS });
     } catch (error) {
+      this.deleting.delete(name);
       if (codeOf(error) !== 404) throw kubeError(error, 'delete the pod');
     }
     await core.deleteNamespacedConfigMap({ name: `${name}-metadata`, namespace }).catch((error: unknown) => {

@@ -105,6 +105,18 @@ describe('kubernetes backend (kwok nodes)', function () {
     assert.equal(await pod(instance.id), undefined, 'the pod is gone');
   });
 
+  it('stops an instance by deleting its pod: STOPPED (not "removed outside Lapis"), and it cannot start again', async () => {
+    const instance = await create('stopper');
+    const stopped = ((await rpc(alice, alice.stopInstance, { instanceId: instance.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' })) as { instance: Instance }).instance;
+    assert.equal(stopped.state, InstanceState.STOPPED);
+    assert.equal(await pod(instance.id), undefined);
+    // The watch saw the deletion; the agent's record is still STOPPED afterwards.
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal((await get(instance.id)).state, InstanceState.STOPPED);
+    await expectCode(rpc(alice, alice.startInstance, { instanceId: instance.id, requestId: '' }), status.FAILED_PRECONDITION, /cannot start again/);
+    await rpc(alice, alice.deleteInstance, { instanceId: instance.id, timeout: undefined, requestId: '' });
+  });
+
   it('gives a GPU flavor nvidia.com/gpu limits', async () => {
     const instance = await create('gpu', { flavor: 'g1.small' });
     assert.equal(instance.state, InstanceState.RUNNING);
@@ -135,10 +147,31 @@ describe('kubernetes backend (kwok nodes)', function () {
     await rpc(alice, alice.deleteInstance, { instanceId: instance.id, timeout: undefined, requestId: '' });
   });
 
-  it('re-adopts its pods after an agent restart, and marks the ones that vanished meanwhile', async () => {
+  it('records a pod that failed as ERROR with its exit code (pod watch)', async () => {
+    const instance = await create('crasher');
+    // kwok runs nothing, so the container's end is written as the kubelet would write it.
+    const terminated = { exitCode: 3, reason: 'Error', startedAt: new Date().toISOString(), finishedAt: new Date().toISOString() };
+    await kube.request('PATCH', `/api/v1/namespaces/${namespace}/pods/${podName(instance.id)}/status`, {
+      contentType: 'application/strategic-merge-patch+json',
+      body: { status: { phase: 'Failed', containerStatuses: [{ name: 'instance', image: 'lapis/busybox:testenv', imageID: '', ready: false, restartCount: 0, state: { terminated } }] } },
+    });
+    const failed = await until(async () => {
+      const i = await get(instance.id);
+      return i.state === InstanceState.ERROR && i;
+    }, 'the instance marked ERROR', 30_000);
+    assert.equal(failed.stateReason, 'exited with code 3');
+    assert.equal(failed.exitCode, 3);
+    await rpc(alice, alice.deleteInstance, { instanceId: instance.id, timeout: undefined, requestId: '' });
+    assert.equal(await pod(instance.id), undefined);
+  });
+
+  it('re-adopts its pods after an agent restart (even one the store forgot), and marks the ones that vanished meanwhile', async () => {
     const kept = await create('kept');
     const lost = await create('lost');
+    const orphan = await create('orphan');
     const stateDir = rt.stateDir;
+    // The store forgets one: the next agent adopts its pod from the labels and annotations alone.
+    await rt.agent.store.instances.delete(orphan.id);
     await rt.stop();
     await kube.request('DELETE', `/api/v1/namespaces/${namespace}/pods/${podName(lost.id)}?gracePeriodSeconds=0`);
     await until(async () => (await pod(lost.id)) === undefined, 'the lost pod gone', 30_000);
@@ -152,6 +185,13 @@ describe('kubernetes backend (kwok nodes)', function () {
     assert.equal(again.state, InstanceState.RUNNING);
     assert.equal(again.backendId, podName(kept.id));
     assert.equal((await pod(kept.id))?.status.phase, 'Running');
+    const adopted = await get(orphan.id);
+    assert.equal(adopted.state, InstanceState.RUNNING);
+    assert.equal(adopted.spec?.name, 'orphan');
+    assert.equal(adopted.project, orphan.project);
+    assert.equal(adopted.backendId, podName(orphan.id));
+    await rpc(alice, alice.deleteInstance, { instanceId: orphan.id, timeout: undefined, requestId: '' });
+    assert.equal(await pod(orphan.id), undefined);
     const gone = await get(lost.id);
     assert.equal(gone.state, InstanceState.ERROR);
     assert.match(gone.stateReason, /vanished/);
