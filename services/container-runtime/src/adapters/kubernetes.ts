@@ -147,7 +147,8 @@ export class KubernetesBackend implements RuntimeBackend {
             volumeMounts: [{ name: 'lapis-metadata', mountPath: '/etc/lapis', readOnly: true }],
           },
         ],
-        volumes: [{ name: 'lapis-metadata', configMap: { name: `${name}-metadata` } }],
+        // Optional: where the agent may not make config maps, the environment still carries both.
+        volumes: [{ name: 'lapis-metadata', configMap: { name: `${name}-metadata`, optional: true } }],
         ...(this.options.tolerateKwok ? { tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }] } : {}),
       },
     };
@@ -168,6 +169,10 @@ export class KubernetesBackend implements RuntimeBackend {
     await core.createNamespacedConfigMap({ namespace, body: configMap }).catch(async (error: unknown) => {
       if (codeOf(error) === 409) {
         await core.replaceNamespacedConfigMap({ name: `${name}-metadata`, namespace, body: configMap });
+        return;
+      }
+      if (codeOf(error) === 403) {
+        this.log.warn({ pod: name, err: (error as Error).message }, 'no right to create config maps: user data and keys are in the environment only');
         return;
       }
       await this.remove(name).catch(() => undefined);
