@@ -70,6 +70,8 @@ export class Bucket<T> {
         return { value: next, revision };
       } catch (error) {
         if (!(error instanceof RevisionConflict) || attempt >= attempts) throw error;
+        // Many writers on one key: a short random pause keeps them from colliding again.
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
       }
     }
   }

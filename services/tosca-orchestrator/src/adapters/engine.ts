@@ -262,12 +262,17 @@ export class DeploymentEngine {
   }
 
   private async change(id: string, edit: (r: DeploymentRecord) => void): Promise<void> {
-    await this.options.deployments.mutate(id, (current) => {
-      if (!current) return undefined;
-      edit(current);
-      current.updateTime = new Date().toISOString();
-      return current;
-    });
+    // Every step of a deployment writes its one record; parallel steps contend for it.
+    await this.options.deployments.mutate(
+      id,
+      (current) => {
+        if (!current) return undefined;
+        edit(current);
+        current.updateTime = new Date().toISOString();
+        return current;
+      },
+      100,
+    );
   }
 
   private async onInstance(event: { instanceId: string; node: string; state: InstanceState; reason: string; addresses: { network: string; ip: string }[] }): Promise<void> {
