@@ -1,0 +1,77 @@
+// Mesh benchmark (BENCH.md "mesh"): time from CreateDeployment to every instance RUNNING for
+// templates of 1, 10 and 50 instances (scaled by BENCH_SCALE), against starting the same
+// containers directly with Docker at the same concurrency. Prints a Markdown table; writes
+// bench/results/mesh.json.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { docker } from '@lapis/testenv';
+import { deploy } from '../src/example';
+import { REPO_ROOT, startMesh, type Mesh } from '../src/mesh';
+
+const scale = Number(process.env.BENCH_SCALE ?? 1);
+const sizes = [1, 10, 50].map((n) => Math.max(1, Math.round(n * scale)));
+
+const template = (count: number) => `tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  node_templates:
+    server:
+      type: tosca.nodes.indigo.Compute
+      capabilities:
+        host: { properties: { num_cpus: 1, mem_size: 64 MB } }
+        os: { properties: { image: "lapis/httpd:1.36" } }
+        scalable: { properties: { count: ${count} } }
+`;
+
+async function direct(mesh: Mesh, count: number): Promise<number> {
+  const image = `${mesh.site.host}/lapis/httpd:1.36`;
+  await docker(['pull', '-q', image]);
+  const names = Array.from({ length: count }, (_, i) => `lapis-bench-direct-${i}`);
+  const started = Date.now();
+  // Ten at a time, as the runtime agent creates them.
+  for (let i = 0; i < names.length; i += 10) {
+    await Promise.all(names.slice(i, i + 10).map((name) => docker(['run', '-d', '--name', name, '--cpus', '1', '--memory', '64m', image])));
+  }
+  const seconds = (Date.now() - started) / 1000;
+  await docker(['rm', '-f', ...names]);
+  return seconds;
+}
+
+async function main(): Promise<void> {
+  const mesh = await startMesh({
+    services: ['image-sync', 'container-runtime', 'scheduler', 'tosca-orchestrator'],
+    serviceEnv: { 'container-runtime': { LAPIS_NODE_CPU_MILLIS: String(1000 * (Math.max(...sizes) + 2)), LAPIS_NODE_MEMORY_BYTES: String(64 * 2 ** 30) } },
+  });
+  const rows: Array<{ n: number; mesh: number; direct: number }> = [];
+  try {
+    for (const n of sizes) {
+      const started = Date.now();
+      await deploy(mesh, template(n), `bench-${n}.yaml`, 600_000);
+      const meshSeconds = (Date.now() - started) / 1000;
+      const directSeconds = await direct(mesh, n);
+      rows.push({ n, mesh: meshSeconds, direct: directSeconds });
+    }
+  } finally {
+    await mesh.stop();
+  }
+  const at = (n: number) => rows.find((r) => r.n === n);
+  const largest = rows[rows.length - 1]!;
+  const figures = {
+    deploy_1_s: at(sizes[0]!)?.mesh,
+    deploy_10_s: at(sizes[1]!)?.mesh,
+    deploy_50_s: at(sizes[2]!)?.mesh,
+    overhead_ratio: Number((largest.mesh / largest.direct).toFixed(3)),
+    machine: { nproc: cpus().length, memory_gb: Math.round(totalmem() / 2 ** 30) },
+    at: new Date().toISOString(),
+  };
+  process.stdout.write('\nLapis mesh: CreateDeployment until every instance RUNNING, against docker run of the same containers (10 at a time); goal: overhead <= 1.3\n\n');
+  process.stdout.write('| instances | mesh s | direct s | ratio |\n|---:|---:|---:|---:|\n');
+  for (const r of rows) process.stdout.write(`| ${r.n} | ${r.mesh.toFixed(2)} | ${r.direct.toFixed(2)} | ${(r.mesh / r.direct).toFixed(2)} |\n`);
+  mkdirSync(join(REPO_ROOT, 'bench/results'), { recursive: true });
+  writeFileSync(join(REPO_ROOT, 'bench/results/mesh.json'), `${JSON.stringify(figures, null, 2)}\n`);
+}
+
+main().catch((error) => {
+  process.stderr.write(`benchmark failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
