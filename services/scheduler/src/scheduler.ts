@@ -8,13 +8,13 @@ import { createHash, randomUUID } from 'node:crypto';
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import type { EventBus, Logger, RunningConsumer } from '@lapis/platform';
 import { RevisionConflict } from '@lapis/platform';
-import { DeviceKind, InstanceState, type Flavor, type InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
+import { DeviceKind, InstanceState, type Flavor } from '@lapis/proto/lapis/common/v1/common';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { NodeState, type Node } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { clusterCpuOf, priorities, queueCompare, queueKey, queueOrder, runCycle, type CycleResult, type Decision, type PartitionDef, type QuotaDef } from './domain/cycle';
 import { accrueUsage, billing, computeFairShare, type AccountDef, type FairShareResult } from './domain/fairshare';
-import { isActive, isFinal, isPending, ZERO, type ClaimRecord, type DeviceNeed, type NodeRecord, type Res } from './domain/model';
+import { isActive, isFinal, isPending, ZERO, type ClaimRecord, type NodeRecord, type Res } from './domain/model';
 import type { Breakdown } from './domain/priority';
 import { AckedWriter } from './adapters/acked';
 import { claimCodec, follow, jsonCodec, openStore, type Lease, type NodeOverride, type Store, type UsageDoc } from './adapters/store';
@@ -47,20 +47,8 @@ interface Entry {
   rev: number;
 }
 
-export interface NewClaim {
-  project: string;
-  user: string;
-  spec: InstanceSpec;
-  res: Res;
-  devices: DeviceNeed[];
-  preemptible: boolean;
-  requeue: boolean;
-  partition: string;
-  backend: number;
-  group: string;
-  qos: string;
-  requestId: string;
-}
+/** What a submission gives; the scheduler adds the rest of the record. */
+export type NewClaim = Pick<ClaimRecord, 'project' | 'user' | 'spec' | 'res' | 'devices' | 'preemptible' | 'requeue' | 'partition' | 'backend' | 'group' | 'qos' | 'requestId'>;
 
 export interface CycleStats {
   /** Time spent deciding (the pure cycle), ms. */
