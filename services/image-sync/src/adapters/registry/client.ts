@@ -7,6 +7,8 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 
+const HEADERS_TIMEOUT_MS = 30_000;
+
 export const MEDIA = {
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
@@ -418,7 +420,17 @@ export class RegistryClient {
       init.body = options.body as NonNullable<RequestInit['body']>;
       if (!(options.body instanceof Buffer)) init.duplex = 'half';
     }
-    return this.fetch(target, init);
+    // A registry that accepts the connection but never answers must not hold a sync forever:
+    // without a streamed upload, the answer's headers are due within HEADERS_TIMEOUT_MS
+    // (a timeout is a network error, retried like the others).
+    if (init.duplex) return this.fetch(target, init);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error(`${method} ${target}: no answer within ${HEADERS_TIMEOUT_MS} ms`)), HEADERS_TIMEOUT_MS);
+    try {
+      return await this.fetch(target, { ...init, signal: controller.signal });
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async authorization(scope: string): Promise<string | undefined> {
@@ -467,7 +479,7 @@ export class RegistryClient {
         if (credentials && 'username' in credentials) {
           headers.authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
         }
-        const response = await this.fetch(url, { headers });
+        const response = await this.fetch(url, { headers, signal: AbortSignal.timeout(HEADERS_TIMEOUT_MS) });
         if (!response.ok) {
           throw new RegistryError(`token from ${url.origin}${url.pathname} answered ${response.status}`, response.status === 401 ? 'UNAUTHORIZED' : 'DENIED', response.status);
         }
