@@ -70,6 +70,12 @@ export interface ConsumerOptions {
   maxDeliver?: number;
   /** A new consumer starts at new messages instead of the whole stream. */
   deliverNew?: boolean;
+  /**
+   * Handles up to `limit` messages at once (default: one at a time). Messages whose `key` is
+   * the same (for example one instance's events) are still handled one after the other, in
+   * order; a message that waits for its key counts against the limit.
+   */
+  parallel?: { limit: number; key: (event: Event) => string };
 }
 
 export interface RunningConsumer {
@@ -171,7 +177,7 @@ export class EventBus {
     );
   }
 
-  /** Runs a durable consumer until stopped. Messages are handled one at a time, in order. */
+  /** Runs a durable consumer until stopped: one message at a time, in order, unless `parallel` says otherwise. */
   async consume(options: ConsumerOptions): Promise<RunningConsumer> {
     const stream = this.options.stream;
     const config = {
@@ -192,9 +198,9 @@ export class EventBus {
     const consumer = await this.js.consumers.get(stream, options.durable);
     const messages: ConsumerMessages = await consumer.consume({ max_messages: 64 });
     const log = this.options.log.child({ consumer: options.durable });
-    const loop = (async () => {
-      for await (const message of messages) await this.handle(message, options, log);
-    })().catch((error) => log.error({ err: error }, 'consumer stopped on an error'));
+    const loop = (options.parallel ? this.handleInParallel(messages, options, options.parallel, log) : this.handleInOrder(messages, options, log)).catch((error) =>
+      log.error({ err: error }, 'consumer stopped on an error'),
+    );
     const running: RunningConsumer = {
       stop: async () => {
         this.consumers.delete(running);
@@ -204,6 +210,35 @@ export class EventBus {
     };
     this.consumers.add(running);
     return running;
+  }
+
+  private async handleInOrder(messages: ConsumerMessages, options: ConsumerOptions, log: Logger): Promise<void> {
+    for await (const message of messages) await this.handle(message, options, log);
+  }
+
+  private async handleInParallel(messages: ConsumerMessages, options: ConsumerOptions, parallel: NonNullable<ConsumerOptions['parallel']>, log: Logger): Promise<void> {
+    const inFlight = new Set<Promise<void>>();
+    /** The last message taken of each key: the next one of that key waits for it. */
+    const lastOfKey = new Map<string, Promise<void>>();
+    for await (const message of messages) {
+      while (inFlight.size >= parallel.limit) await Promise.race(inFlight);
+      let key: string;
+      try {
+        key = parallel.key(decodeEvent(message.data));
+      } catch {
+        key = message.subject; // undecodable: handle() terminates it, in its subject's order
+      }
+      const run = (lastOfKey.get(key) ?? Promise.resolve())
+        .then(() => this.handle(message, options, log))
+        .catch((error) => log.error({ err: error, subject: message.subject }, 'message handling failed'));
+      lastOfKey.set(key, run);
+      inFlight.add(run);
+      void run.finally(() => {
+        inFlight.delete(run);
+        if (lastOfKey.get(key) === run) lastOfKey.delete(key);
+      });
+    }
+    await Promise.all(inFlight);
   }
 
   private async handle(message: JsMsg, options: ConsumerOptions, log: Logger): Promise<void> {

@@ -148,6 +148,42 @@ describe('NATS events (real JetStream)', () => {
     await until(async () => ((await info()).num_ack_pending === 0 ? true : undefined), 'the ack');
   });
 
+  it('handles events of different keys side by side, and those of one key in order', async () => {
+    const node = unique('n');
+    const active = new Map<string, number>();
+    const order: string[] = [];
+    let most = 0;
+    consumers.push(
+      await bus.consume({
+        durable: unique('c'),
+        subject: subjectFor('instanceStateChanged', node),
+        parallel: { limit: 4, key: (event) => (event.payload?.$case === 'instanceStateChanged' ? event.payload.instanceStateChanged.instanceId : '') },
+        handler: async (event) => {
+          if (event.payload?.$case !== 'instanceStateChanged') return;
+          const { instanceId, reason } = event.payload.instanceStateChanged;
+          assert.ok(!active.get(instanceId), `two events of ${instanceId} at once`);
+          active.set(instanceId, 1);
+          most = Math.max(most, [...active.values()].reduce((a, b) => a + b, 0));
+          await sleep(50);
+          order.push(`${instanceId}:${reason}`);
+          active.set(instanceId, 0);
+        },
+      }),
+    );
+    // All on one subject (the node's), as placements are: the key, not the subject, orders them.
+    const instances = ['a', 'b', 'c', 'd', 'e', 'f'];
+    for (const step of ['1', '2', '3']) {
+      for (const id of instances) {
+        const event = instanceEvent(id);
+        if (event.$case === 'instanceStateChanged') event.instanceStateChanged.reason = step;
+        await bus.publish(event, node, `${node}.${id}.${step}`);
+      }
+    }
+    await until(() => order.length === 18 || undefined, 'every event handled');
+    assert.equal(most, 4, 'four at a time');
+    for (const id of instances) assert.deepEqual(order.filter((o) => o.startsWith(`${id}:`)), [`${id}:1`, `${id}:2`, `${id}:3`]);
+  });
+
   it('gives up on a message that keeps failing after maxDeliver tries', async () => {
     const key = unique('i');
     const { seen, info } = await record(key, async () => {
