@@ -4,10 +4,13 @@
 // mounted at the same path, and its output on this process's stdout/stderr (so it lands in
 // the job's output files). The container is removed when the command ends, fails, or the
 // step is cancelled (SIGTERM/SIGINT/SIGHUP: `docker rm -f`); the epilog catches the rest.
+// Before anything is created, image-sync's ResolveImage decides whether the image may run
+// (trust.ts); a trusted image runs by its digest in the site registry.
 import { spawn, spawnSync } from 'node:child_process';
 import { containerName, dockerRunArgs, parseArgs, UsageError } from './step.js';
+import { resolveImage, trustConfig, EXIT_UNAVAILABLE } from './trust.js';
 
-function main(): void {
+async function main(): Promise<void> {
   let request;
   try {
     request = parseArgs(process.argv.slice(2));
@@ -15,6 +18,20 @@ function main(): void {
     process.stderr.write(`lapis-run: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(e instanceof UsageError ? 2 : 1);
   }
+  let config;
+  try {
+    config = trustConfig(process.env);
+  } catch (e) {
+    process.stderr.write(`lapis-run: ${(e as Error).message}\n`);
+    process.exit(EXIT_UNAVAILABLE);
+  }
+  const resolved = await resolveImage(request.image, config);
+  if (!resolved.ok) {
+    process.stderr.write(`lapis-run: ${resolved.message}\n`);
+    process.exit(resolved.exitCode);
+  }
+  if (!resolved.trusted) process.stderr.write(`lapis-run: warning: image ${request.image} is not in the trusted catalogue; running it as given (LAPIS_ALLOW_UNTRUSTED_IMAGES)\n`);
+  request = { ...request, image: resolved.reference };
   const dockerCli = process.env.LAPIS_RUN_DOCKER ?? 'docker';
   const name = containerName(process.env, process.pid);
   const uid = process.getuid?.() ?? 0;
@@ -46,4 +63,7 @@ function main(): void {
   });
 }
 
-main();
+void main().catch((e: unknown) => {
+  process.stderr.write(`lapis-run: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

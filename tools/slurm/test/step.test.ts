@@ -1,4 +1,8 @@
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { trustConfig } from '../src/trust.js';
 import { allocationFromEnv, containerName, dockerRunArgs, parseArgs, UsageError } from '../src/step.js';
 
 describe('lapis-run: arguments and allocation (pure)', function () {
@@ -37,5 +41,25 @@ describe('lapis-run: arguments and allocation (pure)', function () {
     }
     assert.ok(!joined.includes('HOME'), 'a non-Slurm variable was passed');
     assert.deepEqual(args.slice(-2), ['img', 'nproc']);
+  });
+});
+
+describe('lapis-run: site settings (pure, a temp file)', function () {
+  it('reads KEY=VALUE from LAPIS_RUN_CONFIG; the environment wins; a bad flag is refused', function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lapis-run-conf-'));
+    try {
+      const file = path.join(dir, 'lapis-run.conf');
+      fs.writeFileSync(file, '# site\nLAPIS_IMAGE_SYNC_ADDRESS = sync:50052\nLAPIS_SERVICE_TOKEN="secret"\n');
+      assert.deepEqual(trustConfig({ LAPIS_RUN_CONFIG: file }), { imageSyncAddress: 'sync:50052', token: 'secret', allowUntrusted: false });
+      assert.deepEqual(trustConfig({ LAPIS_RUN_CONFIG: file, LAPIS_SERVICE_TOKEN: 'mine', LAPIS_ALLOW_UNTRUSTED_IMAGES: 'true' }), {
+        imageSyncAddress: 'sync:50052',
+        token: 'mine',
+        allowUntrusted: true,
+      });
+      assert.throws(() => trustConfig({ LAPIS_RUN_CONFIG: file, LAPIS_ALLOW_UNTRUSTED_IMAGES: 'maybe' }), /true or false/);
+      assert.throws(() => trustConfig({ LAPIS_RUN_CONFIG: path.join(dir, 'missing.conf') }), /cannot read LAPIS_RUN_CONFIG/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -23,6 +23,12 @@ export interface StartSlurmOptions {
   timeoutMs?: number;
   /** More slurm.conf lines, appended (e.g. `Epilog=/path/to/script`). */
   extraConf?: readonly string[];
+  /**
+   * Node names of the cluster, all on this host (one slurmd per name with its own port,
+   * Slurm's multiple-slurmd mode); default the one node `localhost`. Each node has `cpus`
+   * and `realMemoryMb`; all are in the `batch` partition.
+   */
+  nodes?: readonly string[];
 }
 
 export interface SbatchOptions {
@@ -49,7 +55,10 @@ export interface SlurmCluster {
   /** Absolute paths of the Slurm commands (sbin may not be on PATH). */
   bin: Record<SlurmCommand, string>;
   slurmctldLog: string;
+  /** The first node's slurmd log (each node has slurmd-<node>.log). */
   slurmdLog: string;
+  /** The node names (default ['localhost']). */
+  nodes: string[];
   /** Submits a batch script (its text, with its #! line); resolves to the job id. */
   sbatch(script: string, opts?: SbatchOptions): Promise<string>;
   /** The jobs slurmctld knows that have not ended. */
@@ -115,7 +124,10 @@ async function ensureMunged(munged: string, munge: string, logFile: string, time
   return proc;
 }
 
-function slurmConf(dir: string, ctldPort: number, slurmdPort: number, cpus: number, memMb: number, extra: readonly string[]): string {
+function slurmConf(dir: string, ctldPort: number, slurmdPorts: number[], nodes: readonly string[], cpus: number, memMb: number, extra: readonly string[]): string {
+  const multi = nodes.length > 1;
+  // Several slurmd on one host: each node its own port, pid and log file (%n is the node name).
+  const nodeLines = nodes.map((n, i) => `NodeName=${n}${multi ? ` NodeHostname=localhost` : ''} NodeAddr=127.0.0.1${multi ? ` Port=${slurmdPorts[i]}` : ''} CPUs=${cpus} RealMemory=${memMb} State=UNKNOWN`);
   return [
     '# Written by @lapis/testenv startSlurm(): a one-node cluster on loopback.',
     'ClusterName=lapis-testenv',
@@ -125,13 +137,13 @@ function slurmConf(dir: string, ctldPort: number, slurmdPort: number, cpus: numb
     'AuthType=auth/munge',
     'CredType=cred/munge',
     `SlurmctldPort=${ctldPort}`,
-    `SlurmdPort=${slurmdPort}`,
+    `SlurmdPort=${slurmdPorts[0]}`,
     `StateSaveLocation=${dir}/state`,
     `SlurmdSpoolDir=${dir}/spool/%n`,
     `SlurmctldPidFile=${dir}/slurmctld.pid`,
-    `SlurmdPidFile=${dir}/slurmd.pid`,
+    `SlurmdPidFile=${dir}/slurmd${multi ? '-%n' : ''}.pid`,
     `SlurmctldLogFile=${dir}/slurmctld.log`,
-    `SlurmdLogFile=${dir}/slurmd.log`,
+    `SlurmdLogFile=${dir}/slurmd${multi ? '-%n' : ''}.log`,
     'SlurmctldDebug=info',
     'SlurmdDebug=info',
     'ProctrackType=proctrack/linuxproc',
@@ -149,8 +161,8 @@ function slurmConf(dir: string, ctldPort: number, slurmdPort: number, cpus: numb
     'KillWait=5',
     'SlurmdTimeout=60',
     'SlurmdParameters=config_overrides',
-    `NodeName=${SLURM_NODE} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${memMb} State=UNKNOWN`,
-    `PartitionName=${SLURM_PARTITION} Nodes=${SLURM_NODE} Default=YES MaxTime=INFINITE State=UP`,
+    ...nodeLines,
+    `PartitionName=${SLURM_PARTITION} Nodes=${nodes.join(',')} Default=YES MaxTime=INFINITE State=UP`,
     ...extra,
     '',
   ].join('\n');
@@ -200,27 +212,33 @@ export async function startSlurm(opts: StartSlurmOptions = {}): Promise<SlurmClu
   };
 
   try {
-    const [ctldPort, slurmdPort] = [await freePort(), await freePort()];
+    const nodes = opts.nodes && opts.nodes.length > 0 ? [...opts.nodes] : [SLURM_NODE];
+    const ctldPort = await freePort();
+    const slurmdPorts: number[] = [];
+    for (let i = 0; i < nodes.length; i++) slurmdPorts.push(await freePort());
     const cpus = opts.cpus ?? 2;
     await fs.mkdir(path.join(dir, 'state'));
     await fs.mkdir(path.join(dir, 'spool'));
-    await fs.writeFile(conf, slurmConf(dir, ctldPort, slurmdPort, cpus, opts.realMemoryMb ?? 8000, opts.extraConf ?? []));
+    await fs.writeFile(conf, slurmConf(dir, ctldPort, slurmdPorts, nodes, cpus, opts.realMemoryMb ?? 8000, opts.extraConf ?? []));
     munged = await ensureMunged(bin.munged, bin.munge, path.join(dir, 'munged.log'), timeoutMs);
 
     const slurmctldLog = path.join(dir, 'slurmctld.log');
-    const slurmdLog = path.join(dir, 'slurmd.log');
+    const slurmdLog = path.join(dir, nodes.length > 1 ? `slurmd-${nodes[0]}.log` : 'slurmd.log');
     // -D: stay in the foreground (so proc.ts tracks them); -i: ignore any state (it is a fresh dir).
     procs.push(spawnLogged(bin.slurmctld, ['-D', '-i', '-f', conf], { logFile: path.join(dir, 'slurmctld.out'), env, graceMs: 10_000 }));
-    procs.push(spawnLogged(bin.slurmd, ['-D', '-N', SLURM_NODE, '-f', conf], { logFile: path.join(dir, 'slurmd.out'), env, graceMs: 10_000 }));
+    for (const node of nodes) {
+      const out = path.join(dir, nodes.length > 1 ? `slurmd-${node}.out` : 'slurmd.out');
+      procs.push(spawnLogged(bin.slurmd, ['-D', '-N', node, '-f', conf], { logFile: out, env, graceMs: 10_000 }));
+    }
 
     let lastSinfo = '';
     await waitFor(
       async () => {
         for (const p of procs) p.failIfExited();
         lastSinfo = (await command('sinfo', ['-h', '-N', '-o', '%N %T'], { timeoutMs: 5000 })).stdout.trim();
-        return /^localhost idle$/m.test(lastSinfo);
+        return nodes.every((n) => new RegExp(`^${n.replace(/[.]/g, '\\.')} idle$`, 'm').test(lastSinfo));
       },
-      { timeoutMs, what: `the Slurm node to be idle (sinfo: "${lastSinfo}"; logs: ${slurmctldLog}, ${slurmdLog})`, intervalMs: 250 },
+      { timeoutMs, what: `the Slurm node(s) to be idle (sinfo: "${lastSinfo}"; logs: ${slurmctldLog}, ${slurmdLog})`, intervalMs: 250 },
     );
 
     let stopped: Promise<void> | undefined;
@@ -237,6 +255,7 @@ export async function startSlurm(opts: StartSlurmOptions = {}): Promise<SlurmClu
       bin,
       slurmctldLog,
       slurmdLog,
+      nodes,
       command,
       async sbatch(script, o = {}) {
         const { stdout } = await command('sbatch', ['--parsable', ...(o.args ?? [])], { cwd: o.cwd ?? dir, input: script });
@@ -269,7 +288,7 @@ export async function startSlurm(opts: StartSlurmOptions = {}): Promise<SlurmClu
       },
     };
   } catch (e) {
-    const logs = ['slurmctld.log', 'slurmd.log']
+    const logs = ['slurmctld.log', 'slurmd.log', ...(opts.nodes ?? []).map((n) => `slurmd-${n}.log`)]
       .map((f) => path.join(dir, f))
       .map((f) => `${f}:\n${tailFile(f, 10) || '(none)'}`)
       .join('\n');
