@@ -6,7 +6,7 @@
 // even when two instances briefly both believe they lead.
 import { createHash, randomUUID } from 'node:crypto';
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
-import type { EventBus, Logger, RunningConsumer } from '@lapis/platform';
+import type { Bucket, EventBus, Logger, RunningConsumer } from '@lapis/platform';
 import { RevisionConflict } from '@lapis/platform';
 import { DeviceKind, InstanceState, type Flavor } from '@lapis/proto/lapis/common/v1/common';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
@@ -59,6 +59,21 @@ export interface CycleStats {
   ms: number;
 }
 
+/** One recorded MoveNode (ListNodeMoves). */
+export interface NodeMoveEntry {
+  node: string;
+  from: string;
+  to: string;
+  reason: string;
+  /** ms since the epoch. */
+  time: number;
+  user: string;
+}
+
+/** How many moves the scheduler keeps, newest first, in one record of <prefix>-node-move-log. */
+export const NODE_MOVES_KEPT = 200;
+const MOVE_LOG_KEY = 'recent';
+
 const USAGE_KEY = 'usage';
 const LEADER_KEY = 'leader';
 
@@ -84,6 +99,7 @@ export class Scheduler {
   hooks: { decided?: () => Promise<void> | void; recorded?: () => Promise<void> | void } = {};
 
   private store!: Store;
+  private moveLog!: Bucket<NodeMoveEntry[]>;
   private writer!: AckedWriter;
   private followers: Array<{ stop(): void }> = [];
   private consumers: RunningConsumer[] = [];
@@ -134,6 +150,7 @@ export class Scheduler {
   /** Opens the buckets, seeds accounts and quotas from the settings, follows every bucket. */
   async start(options: { lead?: boolean } = {}): Promise<void> {
     this.store = await openStore(this.o.bus, this.o.bucketPrefix);
+    this.moveLog = await this.o.bus.bucket(`${this.o.bucketPrefix}-node-move-log`, jsonCodec<NodeMoveEntry[]>());
     this.writer = new AckedWriter(this.o.bus.nc, 'scheduler');
     for (const a of this.o.settings.accounts) await this.store.accounts.create(a.name, a).catch(ignoreConflict);
     for (const q of this.o.settings.quotas) await this.store.quotas.create(q.project, { maxInstances: q.maxInstances, maxResources: q.maxResources }).catch(ignoreConflict);
@@ -407,14 +424,22 @@ export class Scheduler {
     this.trigger();
   }
 
-  async moveNode(node: string, to: string, reason: string): Promise<string> {
+  async moveNode(node: string, to: string, reason: string, user = ''): Promise<string> {
     const rec = this.nodes.get(node);
     const from = rec ? this.partitionOfNode(rec) : '';
     await this.store.moves.put(node, { partition: to, reason });
     this.moves.set(node, { partition: to, reason });
     await this.o.bus.publish({ $case: 'nodeMoved', nodeMoved: { node, fromPartition: from, toPartition: to, reason } }, node);
     this.trigger();
+    // The record of recent moves is a convenience (the event is the move's record): a failed write only warns.
+    const entry: NodeMoveEntry = { node, from, to, reason, time: this.now(), user };
+    await this.moveLog.mutate(MOVE_LOG_KEY, (list) => [entry, ...(list ?? [])].slice(0, NODE_MOVES_KEPT)).catch((err: unknown) => this.o.log.warn({ err, node }, 'could not record the node move'));
     return from;
+  }
+
+  /** The recorded moves, newest first. */
+  async recentMoves(): Promise<NodeMoveEntry[]> {
+    return (await this.moveLog.get(MOVE_LOG_KEY))?.value ?? [];
   }
 
   nodeRuns(node: string): number {

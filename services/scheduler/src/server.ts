@@ -281,8 +281,20 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       if (running > 0 && !req.drain) {
         throw failedPrecondition(`node ${req.node} runs ${running} instance(s); set drain to move it once they leave`, 'NODE_BUSY');
       }
-      const from = await s.moveNode(req.node, req.toPartition, req.reason);
+      const from = await s.moveNode(req.node, req.toPartition, req.reason, ctx.caller.user);
       return { node: req.node, fromPartition: from, toPartition: req.toPartition };
+    },
+
+    async listNodeMoves(req, ctx) {
+      ctx.requireAdmin();
+      // Newest first; the page key counts down from the newest (a move recorded later never shifts a page already read).
+      const moves = (await s.recentMoves()).filter((m) => !req.node || m.node === req.node);
+      const keyed = moves.map((m, i) => ({ m, k: `${pad(Number.MAX_SAFE_INTEGER - m.time)}|${pad(i, 4)}` }));
+      const page = paginate(keyed, (x) => x.k, req);
+      return {
+        moves: page.items.map(({ m }) => ({ node: m.node, fromPartition: m.from, toPartition: m.to, reason: m.reason, time: new Date(m.time), user: m.user })),
+        nextPageToken: page.nextPageToken,
+      };
     },
   };
   return service(SchedulerServiceService, handlers);
