@@ -16,21 +16,42 @@ export async function deployExample(mesh: Mesh, file = EXAMPLE_TEMPLATE): Promis
 }
 
 /** Creates a deployment as alice and waits until it is DEPLOYED (or says why it failed). */
-export async function deploy(mesh: Mesh, yaml: string, fileName: string, timeoutMs = 120_000): Promise<Deployment> {
+type Unary = <Res>(invoke: (metadata: Metadata, callback: (error: Error | null, response: Res) => void) => unknown) => Promise<Res>;
+
+/** A call as alice (the example's user), with the client closed afterwards. */
+async function asAlice<T>(mesh: Mesh, work: (client: ToscaServiceClient, unary: Unary) => Promise<T>): Promise<T> {
   const client = createClient(ToscaServiceClient, mesh.addresses['tosca-orchestrator']!, { token: MESH_TOKENS.alice.token, deadlineMs: 30_000 });
-  const unary = <Res>(invoke: (metadata: Metadata, callback: (error: Error | null, response: Res) => void) => unknown) =>
-    new Promise<Res>((resolve, reject) => invoke(new Metadata(), (error, response) => (error ? reject(error) : resolve(response))));
+  const unary: Unary = (invoke) => new Promise((resolve, reject) => invoke(new Metadata(), (error, response) => (error ? reject(error) : resolve(response))));
   try {
-    const created = await unary<CreateDeploymentResponse>((m, cb) =>
-      client.createDeployment({ template: { content: { $case: 'yaml', yaml }, fileName, files: {} }, inputs: undefined, keepOnFailure: false, requestId: '' }, m, cb),
-    );
-    for (const deadline = Date.now() + timeoutMs; ; await sleep(300)) {
-      const { deployment } = await unary<GetDeploymentResponse>((m, cb) => client.getDeployment({ deploymentId: created.deploymentId }, m, cb));
-      if (deployment?.state === DeploymentState.DEPLOYED) return deployment;
-      if (deployment?.state === DeploymentState.FAILED) throw new Error(`deployment ${created.deploymentId} failed: ${deployment.stateReason}`);
-      if (Date.now() > deadline) throw new Error(`deployment ${created.deploymentId} still ${DeploymentState[deployment?.state ?? 0]} after ${timeoutMs} ms: ${deployment?.stateReason}`);
-    }
+    return await work(client, unary);
   } finally {
     client.close();
   }
+}
+
+async function waitForState(client: ToscaServiceClient, unary: Unary, id: string, state: DeploymentState, timeoutMs: number): Promise<Deployment> {
+  for (const deadline = Date.now() + timeoutMs; ; await sleep(100)) {
+    const { deployment } = await unary<GetDeploymentResponse>((m, cb) => client.getDeployment({ deploymentId: id }, m, cb));
+    if (deployment?.state === state) return deployment;
+    if (deployment?.state === DeploymentState.FAILED) throw new Error(`deployment ${id} failed: ${deployment.stateReason}`);
+    if (Date.now() > deadline) throw new Error(`deployment ${id} still ${DeploymentState[deployment?.state ?? 0]} after ${timeoutMs} ms: ${deployment?.stateReason}`);
+  }
+}
+
+/** Creates a deployment as alice and waits until it is DEPLOYED. */
+export async function deploy(mesh: Mesh, yaml: string, fileName: string, timeoutMs = 120_000): Promise<Deployment> {
+  return asAlice(mesh, async (client, unary) => {
+    const created = await unary<CreateDeploymentResponse>((m, cb) =>
+      client.createDeployment({ template: { content: { $case: 'yaml', yaml }, fileName, files: {} }, inputs: undefined, keepOnFailure: false, requestId: '' }, m, cb),
+    );
+    return waitForState(client, unary, created.deploymentId, DeploymentState.DEPLOYED, timeoutMs);
+  });
+}
+
+/** Deletes a deployment of alice's and waits until it is DELETED. */
+export async function undeploy(mesh: Mesh, id: string, timeoutMs = 120_000): Promise<void> {
+  await asAlice(mesh, async (client, unary) => {
+    await unary((m, cb) => client.deleteDeployment({ deploymentId: id, requestId: '' }, m, cb));
+    await waitForState(client, unary, id, DeploymentState.DELETED, timeoutMs);
+  });
 }

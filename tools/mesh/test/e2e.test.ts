@@ -13,7 +13,17 @@ import { createClient } from '@lapis/platform';
 import { sleep, until } from '@lapis/platform/testing';
 import { InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { RuntimeServiceClient, type ListInstancesResponse, type ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { ClaimState, SchedulerServiceClient, type Claim, type GetClaimResponse, type SubmitClaimResponse } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import {
+  ClaimState,
+  PendingReason,
+  SchedulerServiceClient,
+  type Claim,
+  type GetClaimResponse,
+  type GetFairShareResponse,
+  type GetPriorityResponse,
+  type ListClaimsResponse,
+  type SubmitClaimResponse,
+} from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { DeploymentState, ToscaServiceClient, type Deployment, type GetDeploymentResponse, type UpdateDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { docker } from '@lapis/testenv';
 import { deploy, EXAMPLE_TEMPLATE } from '../src/example';
@@ -63,7 +73,11 @@ describe('the whole mesh, end to end', function () {
     }).listen(0, '127.0.0.1');
     await once(collector, 'listening');
     const config = join(mkdtempSync(join(tmpdir(), 'lapis-e2e-')), 'scheduler.yaml');
-    writeFileSync(config, 'preemption: { grace: 2s }\n');
+    // Two projects with equal shares: the one that has used more waits behind the other.
+    writeFileSync(
+      config,
+      ['preemption: { grace: 2s }', 'accounts:', '  - { name: physics, shares: 50, users: { alice: 1 } }', '  - { name: biology, shares: 50, users: { bob: 1 } }', ''].join('\n'),
+    );
     mesh = await startMesh({
       env: {
         OTEL_TRACES_EXPORTER: 'zipkin',
@@ -145,6 +159,59 @@ describe('the whole mesh, end to end', function () {
     assert.equal(containers.length, 3, 'one container per instance, none twice');
     await unary((m, cb) => clients().tosca.deleteDeployment({ deploymentId: created.deploymentId, requestId: '' }, m, cb));
     await waitFor(created.deploymentId, DeploymentState.DELETED);
+  });
+
+  it('drains a contended queue in the fair order that sprio and sshare explain', async () => {
+    const as = (token: string, project: string) => createClient(SchedulerServiceClient, mesh.addresses.scheduler!, { token, project });
+    const physics = as('alice-token', 'physics');
+    const biology = as('bob-token', 'biology');
+    const admin = as('admin-token', '');
+    const submit = (client: SchedulerServiceClient, name: string) =>
+      unary<SubmitClaimResponse>((m, cb) =>
+        client.submitClaim(
+          { spec: InstanceSpec.fromPartial({ name, flavor: 'm1.small', image: mesh.images[0]!, command: ['sleep', '3600'] }), preemptible: false, onPreemption: 0, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId: '' },
+          m,
+          cb,
+        ),
+      ).then((r) => r.claim!.id);
+    const claim = async (id: string) => (await unary<GetClaimResponse>((m, cb) => admin.getClaim({ claimId: id }, m, cb))).claim!;
+    const running = async (ids: string[]) => (await Promise.all(ids.map(claim))).filter((c) => c.instanceState === InstanceState.RUNNING).map((c) => c.id);
+
+    // physics fills the node (4 CPUs, m1.small is 1) and builds up usage while it runs.
+    const fill: string[] = [];
+    for (let i = 0; i < 4; i++) fill.push(await submit(physics, `fill-${i}`));
+    await until(async () => ((await running(fill)).length === 4 ? true : undefined), 'physics to fill the node', 90_000);
+    await sleep(2_000);
+    // Both projects queue two more each; the node has no room for any of them.
+    const queued = [await submit(physics, 'late-p0'), await submit(biology, 'late-b0'), await submit(physics, 'late-p1'), await submit(biology, 'late-b1')];
+    const pending = await until(async () => {
+      const { claims } = await unary<ListClaimsResponse>((m, cb) =>
+        admin.listClaims({ pageSize: 100, pageToken: '', project: '', states: [ClaimState.PENDING], partition: '', node: '', orderByPriority: true }, m, cb),
+      );
+      const ours = claims.filter((c) => queued.includes(c.id));
+      return ours.length === 4 && ours.every((c) => c.pendingReason !== PendingReason.NEW) ? ours : undefined;
+    }, 'the four claims to be looked at by a cycle', 30_000);
+    for (const c of pending) assert.ok([PendingReason.PRIORITY, PendingReason.RESOURCES].includes(c.pendingReason), `${c.spec?.name} waits for ${PendingReason[c.pendingReason]}`);
+
+    // The explanation: biology has used nothing, so its fair-share factor is higher (sshare),
+    // and its claims rank first (sprio); squeue lists them in that order.
+    const { entries } = await unary<GetFairShareResponse>((m, cb) => admin.getFairShare({ account: '' }, m, cb));
+    const factor = (account: string) => entries.find((e) => e.account === account && !e.user)!.fairShareFactor;
+    assert.ok(factor('biology') > factor('physics'), `fair share biology ${factor('biology')} > physics ${factor('physics')}`);
+    const { priorities } = await unary<GetPriorityResponse>((m, cb) => admin.getPriority({ claimIds: queued }, m, cb));
+    const explained = [...priorities].sort((a, b) => b.factors!.priority - a.factors!.priority).map((p) => p.claimId);
+    assert.deepEqual(explained.slice(0, 2).sort(), [queued[1], queued[3]].sort(), 'biology first by priority');
+    assert.deepEqual(pending.map((c) => c.id), explained, 'the queue is listed in priority order');
+
+    // Room comes back one instance at a time: each goes to the head of that order.
+    for (let freed = 1; freed <= 4; freed++) {
+      await unary((m, cb) => physics.cancelClaim({ claimId: fill[freed - 1]!, requestId: '' }, m, cb));
+      await until(async () => ((await running(queued)).length === freed ? true : undefined), `${freed} queued claim(s) to run`, 60_000);
+    }
+    const placed = (await Promise.all(queued.map(claim))).sort((a, b) => a.placeTime!.getTime() - b.placeTime!.getTime()).map((c) => c.id);
+    assert.deepEqual(placed, explained, 'placed in the explained order');
+    for (const id of queued) await unary((m, cb) => admin.cancelClaim({ claimId: id, requestId: '' }, m, cb));
+    await until(async () => ((await running([...fill, ...queued])).length === 0 ? true : undefined), 'the node to be empty', 60_000);
   });
 
   it('preempts a spot instance for a normal claim after the grace period, and requeues it', async () => {
