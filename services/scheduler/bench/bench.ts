@@ -44,6 +44,24 @@ function loadAverage(): number {
   return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 }
 
+/** BENCH_PROFILE=file.cpuprofile: a CPU profile of the placement phase only (not the setup). */
+async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
+  const { Session } = await import('node:inspector');
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) =>
+    new Promise<any>((resolveCall, reject) => session.post(method, params ?? {}, (error, result) => (error ? reject(error) : resolveCall(result))));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+  return {
+    async stop(file) {
+      const { profile } = await post('Profiler.stop');
+      writeFileSync(file, JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
+}
+
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 
 async function main() {
@@ -132,12 +150,14 @@ async function main() {
     const natsCpu0 = natsPid ? processCpuS(natsPid) : 0;
     const cpu0 = process.cpuUsage();
     const load0 = loadAverage();
+    const profiler = process.env.BENCH_PROFILE ? await startProfile() : undefined;
     t = performance.now();
     await scheduler.lead();
     await done;
     // Placed means recorded by compare-and-set and published, both acknowledged.
     await scheduler.settled();
     const wallS = (performance.now() - t) / 1000;
+    if (profiler) await profiler.stop(process.env.BENCH_PROFILE!);
     const cpu = process.cpuUsage(cpu0);
     const schedCpuS = (cpu.user + cpu.system) / 1e6;
     const natsCpuS = natsPid ? processCpuS(natsPid) - natsCpu0 : 0;

@@ -12,10 +12,12 @@ import { DeviceKind, InstanceState, type Flavor } from '@lapis/proto/lapis/commo
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { NodeState, type Node } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { clusterCpuOf, priorities, queueCompare, queueKey, queueOrder, runCycle, type CycleResult, type Decision, type PartitionDef, type QuotaDef } from './domain/cycle';
+import { clusterCpuOf, partitionOf, runCycle, type CycleResult, type Decision, type PartitionDef, type QuotaDef } from './domain/cycle';
 import { accrueUsage, billing, computeFairShare, type AccountDef, type FairShareResult } from './domain/fairshare';
 import { isActive, isFinal, isPending, ZERO, type ClaimRecord, type NodeRecord, type Res } from './domain/model';
-import type { Breakdown } from './domain/priority';
+import { PendingQueue } from './domain/queue';
+import { ClusterSums } from './domain/state';
+import { jobSizeFactor, relative, type Breakdown } from './domain/priority';
 import { AckedWriter } from './adapters/acked';
 import { claimCodec, follow, jsonCodec, openStore, type Lease, type NodeOverride, type Store, type UsageDoc } from './adapters/store';
 import type { Settings } from './settings';
@@ -53,6 +55,10 @@ export type NewClaim = Pick<ClaimRecord, 'project' | 'user' | 'spec' | 'res' | '
 export interface CycleStats {
   /** Time spent deciding (the pure cycle), ms. */
   decideMs: number;
+  /** Of which recalculating every priority and sorting the queue anew (0 when not due), ms. */
+  recalcMs: number;
+  /** Waited before the cycle for writes in flight to drop under the limit (not in `ms`). */
+  waitMs: number;
   placed: number;
   preempted: number;
   pending: number;
@@ -86,7 +92,8 @@ export class Scheduler {
   usage = new Map<string, number>();
   usageAt = 0;
   reasons = new Map<string, Decision>();
-  priorities = new Map<string, Breakdown>();
+  /** The priority breakdown of a claim, as of the last recalculation (GetPriority, views). */
+  readonly priorities = { get: (id: string): Breakdown | undefined => this.breakdown(id) };
   /** Placements published since start. */
   published = 0;
   leader = false;
@@ -114,9 +121,12 @@ export class Scheduler {
   private inFlight = new Set<Promise<void>>();
   private publishing = new Set<string>();
   private priorityAt = 0;
-  private queueIds: string[] = [];
-  private queued = new Set<string>();
-  private priorityCache = new Map<string, Breakdown>();
+  /** What the active claims hold, kept up to date on every claim change. */
+  readonly sums = new ClusterSums();
+  private readonly queue: PendingQueue;
+  /** Bytes of each claim write in flight, so its echo from the bucket costs no decoding. */
+  private readonly sent = new Map<string, { bytes: Uint8Array; rec: ClaimRecord }>();
+  private roomWaiter?: () => void;
   private fsSnapshot?: FairShareResult;
   private nodeWrittenAt = new Map<string, number>();
   private usageWrittenAt = 0;
@@ -131,6 +141,7 @@ export class Scheduler {
     this.instanceId = o.instanceId ?? `${randomUUID().slice(0, 8)}@${process.pid}`;
     this.now = o.now ?? Date.now;
     this.flavorByName = new Map(o.flavors.map((f) => [f.name, f]));
+    this.queue = new PendingQueue(o.settings.weights, o.settings.defaultPartition);
     // Every KV write and publish is a request; by default nats.js captures a stack trace for
     // each (an Error per request), which costs more than the rest of a placement on the
     // client. The platform's connect takes no options, so the scheduler turns it off on its
@@ -155,9 +166,12 @@ export class Scheduler {
     for (const a of this.o.settings.accounts) await this.store.accounts.create(a.name, a).catch(ignoreConflict);
     for (const q of this.o.settings.quotas) await this.store.quotas.create(q.project, { maxInstances: q.maxInstances, maxResources: q.maxResources }).catch(ignoreConflict);
     this.followers.push(
-      await follow(this.store.claims, claimCodec, (key, value, rev) => {
+      await follow(this.store.claims, claimCodec, (key, value, rev, bytes) => {
         const known = this.claims.get(key);
         if (known && known.rev >= rev) return;
+        // Our own write coming back: the record is the one sent.
+        const mine = this.sent.get(key);
+        if (mine && bytes && sameBytes(mine.bytes, bytes)) return this.setEntry(key, { rec: mine.rec, rev });
         this.cacheClaim(key, value?.(), rev);
       }),
       await follow(this.store.nodes, jsonCodec<NodeRecord>(), (key, decode) => {
@@ -294,12 +308,19 @@ export class Scheduler {
   private cacheClaim(key: string, value: ClaimRecord | undefined, rev: number): void {
     const known = this.claims.get(key);
     if (known && known.rev >= rev) return;
-    if (!value) {
-      this.claims.delete(key);
-      return;
-    }
-    this.claims.set(key, { rec: value, rev });
-    if (this.leader && isPending(value)) this.trigger();
+    this.setEntry(key, value && { rec: value, rev });
+    if (this.leader && value && isPending(value)) this.trigger();
+  }
+
+  /** The one place the cache of claims changes: the sums and the queue follow it. */
+  private setEntry(id: string, entry: Entry | undefined): void {
+    const before = this.claims.get(id);
+    if (entry) this.claims.set(id, entry);
+    else this.claims.delete(id);
+    this.sums.change(before?.rec, entry?.rec);
+    const pending = entry !== undefined && isPending(entry.rec);
+    this.queue.change(id, entry?.rec, pending);
+    if (!pending && before && isPending(before.rec)) this.reasons.delete(id);
   }
 
   claim(id: string): ClaimRecord | undefined {
@@ -317,20 +338,19 @@ export class Scheduler {
     };
   }
 
+  private breakdown(id: string): Breakdown | undefined {
+    const rec = this.claims.get(id)?.rec;
+    return rec && this.queue.breakdown(rec);
+  }
+
   flavor(name: string): Flavor | undefined {
     return this.flavorByName.get(name);
   }
 
   /** Active claims' sum for a project: instances and resources. */
   projectUse(project: string): { n: number; res: Res } {
-    let n = 0;
-    let res = ZERO;
-    for (const { rec } of this.claims.values()) {
-      if (rec.project !== project || !isActive(rec)) continue;
-      n++;
-      res = { cpu: res.cpu + rec.res.cpu, mem: res.mem + rec.res.mem, gpus: res.gpus + rec.res.gpus };
-    }
-    return { n, res };
+    const use = this.sums.projectUse(project);
+    return { n: use.n, res: { ...use.res } };
   }
 
   partitions(): PartitionDef[] {
@@ -354,7 +374,10 @@ export class Scheduler {
 
   fairShare(): FairShareResult {
     const seen: Array<[string, string]> = [];
-    for (const { rec } of this.claims.values()) if (!isFinal(rec)) seen.push([rec.project, rec.user]);
+    for (const key of this.sums.known.keys()) {
+      const slash = key.indexOf('/');
+      seen.push([key.slice(0, slash), key.slice(slash + 1)]);
+    }
     return computeFairShare([...this.accounts.values()], this.usage, this.o.settings.algorithm, seen);
   }
 
@@ -443,9 +466,7 @@ export class Scheduler {
   }
 
   nodeRuns(node: string): number {
-    let n = 0;
-    for (const { rec } of this.claims.values()) if (isActive(rec) && rec.node === node) n++;
-    return n;
+    return this.sums.nodes.get(node)?.n ?? 0;
   }
 
   // ---- events -------------------------------------------------------------------------
@@ -531,131 +552,94 @@ export class Scheduler {
     return this.cycle();
   }
 
+  /**
+   * One scheduling cycle: charge usage, recalculate priorities when due, walk the queue from
+   * the head deciding at most maxPlacements claims, and send (not await) the writes recording
+   * them. A cycle first waits, outside its own time, until a full cycle's writes fit under
+   * maxInFlight, so a cycle never blocks on acknowledgements midway.
+   */
   private async cycle(): Promise<CycleStats> {
+    const stats: CycleStats = { decideMs: 0, recalcMs: 0, waitMs: 0, placed: 0, preempted: 0, pending: 0, ms: 0 };
+    const waitFrom = performance.now();
+    await this.room(Math.max(0, this.o.maxInFlight - this.o.maxPlacements));
+    stats.waitMs = performance.now() - waitFrom;
     const started = performance.now();
     const now = this.now();
-    const stats: CycleStats = { decideMs: 0, placed: 0, preempted: 0, pending: 0, ms: 0 };
     if (!this.holdsLease()) return stats;
     // Placements recorded but not yet published (a publish failed, or a new leader took over).
     this.publishPlacements();
-    const live: ClaimRecord[] = [];
-    const pending: ClaimRecord[] = [];
-    for (const { rec } of this.claims.values()) {
-      if (isActive(rec)) live.push(rec);
-      else if (isPending(rec)) pending.push(rec);
-    }
-    // Usage: decay, and charge the instances that ran since the last cycle.
-    const byUser = new Map<string, Map<string, number>>();
-    for (const c of live) {
-      let users = byUser.get(c.project);
-      if (!users) byUser.set(c.project, (users = new Map()));
-      users.set(c.user, (users.get(c.user) ?? 0) + billing(c.res, this.o.settings.billing));
-    }
-    const rates = [...byUser].flatMap(([account, users]) => [...users].map(([user, rate]) => ({ account, user, rate })));
+    // Usage: decay, and charge the instances that ran since the last cycle (per user, summed
+    // as claims change).
+    const rates: Array<{ account: string; user: string; rate: number }> = [];
+    for (const u of this.sums.users.values()) rates.push({ account: u.account, user: u.user, rate: billing(u.res, this.o.settings.billing) });
     accrueUsage(this.usage, Math.max(0, now - this.usageAt), this.o.settings.halfLifeMs, rates);
     this.usageAt = now;
-    // Priorities are recalculated every priorityCalcMs (SLURM's PriorityCalcPeriod); claims
-    // that arrived since get theirs from the same fair-share snapshot.
-    const recalc = now - this.priorityAt >= this.o.priorityCalcMs || !this.fsSnapshot;
-    if (recalc) {
-      this.fsSnapshot = this.fairShare();
-      this.priorityCache = new Map();
-      this.priorityAt = now;
-    }
     const nodes = [...this.nodes.values()].map((n) => (this.moves.has(n.name) ? { ...n, partition: this.partitionOfNode(n) } : n));
     const downAfterMs = 3 * this.o.heartbeatMs;
+    // Priorities are recalculated every priorityCalcMs (SLURM's PriorityCalcPeriod), and the
+    // queue sorted anew; claims that arrived since get theirs from the same fair-share
+    // snapshot and are merged in.
+    const recalc = now - this.priorityAt >= this.o.priorityCalcMs || !this.fsSnapshot;
+    const partitions = new Map(this.partitions().map((p) => [p.name, p]));
     const base = {
       now,
-      partitions: new Map(this.partitions().map((p) => [p.name, p])),
+      partitions,
       defaultPartition: this.o.settings.defaultPartition,
       qos: this.o.settings.qos,
       weights: this.o.settings.weights,
-      fairShare: this.fsSnapshot!.factorOf,
+      fairShare: (project: string, user: string) => this.fsSnapshot!.factorOf(project, user),
     };
-    priorities(base, pending, clusterCpuOf(nodes, now, downAfterMs), this.priorityCache);
-    const ordered = this.queueFor(pending, recalc);
+    if (recalc) {
+      const t = performance.now();
+      const fs = (this.fsSnapshot = this.fairShare());
+      this.priorityAt = now;
+      const clusterCpu = clusterCpuOf(nodes, now, downAfterMs);
+      const maxTier = Math.max(0, ...[...partitions.values()].map((p) => p.tier));
+      const { weights, defaultPartition, qos } = this.o.settings;
+      const maxQos = Math.max(0, ...qos.values());
+      this.queue.recalculate(now, (c) => ({
+        fairShare: fs.factorOf(c.project, c.user),
+        jobSize: jobSizeFactor(c.res.cpu, clusterCpu, weights.favorSmall),
+        partition: relative(partitions.get(partitionOf(c, defaultPartition))?.tier ?? 0, maxTier),
+        qos: relative(qos.get(c.qos) ?? 0, maxQos),
+      }));
+      stats.recalcMs = performance.now() - t;
+    }
     const result = runCycle({
       ...base,
       claims: [],
-      split: { pending: ordered, active: live },
+      split: { pending: this.queue.walk(), active: [] },
+      sums: this.sums,
+      lookup: (id) => this.claims.get(id)?.rec,
       nodes,
       quotas: this.quotas,
       placement: this.o.settings.placement,
       downAfterMs,
       maxPlacements: this.o.maxPlacements,
       seed: Math.floor(Math.random() * 1e9),
-      priorityCache: this.priorityCache,
+      // Priorities of spot instances, when the cycle looks at preempting them.
+      priorityCache: new Map(),
       ordered: true,
     });
+    // Claims the cycle did not reach keep their earlier reasons.
     for (const [id, d] of result.pending) this.reasons.set(id, d);
     for (const p of result.placements) this.reasons.delete(p.claim.id);
-    this.priorities = result.priorities;
     stats.decideMs = performance.now() - started;
-    this.reasons = result.pending;
-    this.priorities = result.priorities;
     await this.hooks.decided?.();
     await this.apply(result, now);
     await this.writeUsage(false);
     stats.placed = result.placements.length;
     stats.preempted = result.preemptions.length;
-    stats.pending = result.pending.size;
+    stats.pending = this.queue.size;
     stats.ms = performance.now() - started;
     this.lastCycle = stats;
     this.onCycle?.(stats);
     return stats;
   }
 
-  /**
-   * The pending claims in queue order. The order of the last cycle is kept (priorities change
-   * only when recalculated); claims new since are sorted and merged in, and claims holding a
-   * reservation go first. A full sort happens only after a recalculation.
-   */
-  private queueFor(pending: ClaimRecord[], recalc: boolean): ClaimRecord[] {
-    const prio = this.priorityCache;
-    if (recalc || this.queueIds.length === 0) {
-      const order = queueOrder(pending, prio);
-      this.queueIds = order.map((c) => c.id);
-      this.queued = new Set(this.queueIds);
-      return order;
-    }
-    const before: ClaimRecord[] = [];
-    const keep: string[] = [];
-    let reserved = 0;
-    for (const id of this.queueIds) {
-      const rec = this.claims.get(id)?.rec;
-      if (rec && isPending(rec)) {
-        before.push(rec);
-        keep.push(id);
-        if (rec.reservedNode) reserved++;
-      } else this.queued.delete(id);
-    }
-    let order = before;
-    if (before.length !== pending.length) {
-      // New claims: sort them and merge them in.
-      const fresh = queueOrder(pending.filter((c) => !this.queued.has(c.id)), prio);
-      order = [];
-      let i = 0;
-      let j = 0;
-      while (i < before.length || j < fresh.length) {
-        const a = before[i];
-        const b = fresh[j];
-        if (b === undefined || (a !== undefined && queueCompare(queueKey(a, prio), queueKey(b, prio)) <= 0)) {
-          order.push(a!);
-          i++;
-        } else {
-          order.push(b);
-          j++;
-        }
-      }
-      for (const c of fresh) {
-        this.queued.add(c.id);
-        if (c.reservedNode) reserved++;
-      }
-      this.queueIds = order.map((c) => c.id);
-    } else this.queueIds = keep;
-    // Claims holding a reservation go first (a reservation is made between recalculations).
-    if (reserved > 0) order = [...order.filter((c) => c.reservedNode !== ''), ...order.filter((c) => c.reservedNode === '')];
-    return order;
+  /** Resolves once at most `limit` writes are in flight. */
+  private async room(limit: number): Promise<void> {
+    while (this.inFlight.size > limit) await new Promise<void>((resolve) => (this.roomWaiter = resolve));
   }
 
   /**
@@ -688,7 +672,7 @@ export class Scheduler {
           this.onPlacementDone?.(performance.now() - decidedAt);
         }),
       );
-      if (this.inFlight.size >= this.o.maxInFlight) await Promise.race(this.inFlight);
+      if (this.inFlight.size >= this.o.maxInFlight) await this.room(this.o.maxInFlight - 1);
     }
     const grace = this.o.settings.preemptGraceMs;
     for (const p of result.preemptions) {
@@ -732,27 +716,36 @@ export class Scheduler {
   private track(p: Promise<void>): void {
     const tracked: Promise<void> = p
       .catch((error) => this.o.log.error({ err: error }, 'recording a decision failed'))
-      .finally(() => this.inFlight.delete(tracked));
+      .finally(() => {
+        this.inFlight.delete(tracked);
+        const wake = this.roomWaiter;
+        this.roomWaiter = undefined;
+        wake?.();
+      });
     this.inFlight.add(tracked);
   }
 
   /** Compare-and-set from the entry's revision; then `after` (a publish) if it held. */
   private async record(entry: Entry, next: ClaimRecord, after?: () => Promise<void>): Promise<void> {
-    this.claims.set(next.id, { rec: next, rev: entry.rev });
+    this.setEntry(next.id, { rec: next, rev: entry.rev });
+    const bytes = claimCodec.encode(next).finish();
+    this.sent.set(next.id, { bytes, rec: next });
     let rev: number;
     try {
-      rev = await this.writer.update(this.store.claims.name, next.id, claimCodec.encode(next).finish(), entry.rev);
+      rev = await this.writer.update(this.store.claims.name, next.id, bytes, entry.rev);
     } catch (error) {
+      if (this.sent.get(next.id)?.rec === next) this.sent.delete(next.id);
       // Someone else changed it (a cancel, another leader), or the write failed: take what
       // the bucket holds; the next cycle decides again.
       const stored = await this.store.claims.get(next.id).catch(() => undefined);
-      if (stored) this.claims.set(next.id, { rec: stored.value, rev: stored.revision });
-      else if (this.claims.get(next.id)?.rev === entry.rev) this.claims.set(next.id, entry);
+      if (stored) this.setEntry(next.id, { rec: stored.value, rev: stored.revision });
+      else if (this.claims.get(next.id)?.rev === entry.rev) this.setEntry(next.id, entry);
       if (!(error instanceof RevisionConflict)) throw error;
       return;
     }
+    if (this.sent.get(next.id)?.rec === next) this.sent.delete(next.id);
     const current = this.claims.get(next.id);
-    if (!current || current.rev < rev) this.claims.set(next.id, { rec: next, rev });
+    if (!current || current.rev < rev) this.setEntry(next.id, { rec: next, rev });
     await this.hooks.recorded?.();
     await after?.();
   }
@@ -808,6 +801,10 @@ export class Scheduler {
     this.usageWrittenAt = now;
     await this.store.usage.put(USAGE_KEY, { at: this.usageAt, usage: Object.fromEntries(this.usage) });
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
 function ignoreConflict(error: unknown): void {

@@ -16,8 +16,17 @@ export function jsonCodec<T>(toJson: (v: T) => unknown = (v) => v, fromJson: (v:
   };
 }
 
+// A claim's spec does not change once submitted while its record is written again at every
+// step (placed, running, ...): its JSON form is made once per spec object.
+const specJson = new WeakMap<InstanceSpec, unknown>();
+const specToJson = (spec: InstanceSpec) => {
+  let json = specJson.get(spec);
+  if (json === undefined) specJson.set(spec, (json = InstanceSpec.toJSON(spec)));
+  return json;
+};
+
 export const claimCodec = jsonCodec<ClaimRecord>(
-  (c) => ({ ...c, spec: InstanceSpec.toJSON(c.spec) }),
+  (c) => ({ ...c, spec: specToJson(c.spec) }),
   (v) => ({ ...v, spec: InstanceSpec.fromJSON(v.spec) }),
 );
 
@@ -63,20 +72,20 @@ export async function openStore(bus: EventBus, prefix: string): Promise<Store> {
 /**
  * Follows a bucket: `onValue` for every current entry, then for every change (undefined
  * when deleted). `onValue` gets a decoder rather than the value, so an entry the follower
- * already has (its own write coming back) costs no decoding. Resolves once the current
- * entries are in.
+ * already has (its own write coming back) costs no decoding; the raw bytes come along, so
+ * a follower can recognize what it wrote itself. Resolves once the current entries are in.
  */
 export async function follow<T>(
   bucket: Bucket<T>,
   codec: Codec<T>,
-  onValue: (key: string, value: (() => T) | undefined, revision: number) => void,
+  onValue: (key: string, value: (() => T) | undefined, revision: number, bytes?: Uint8Array) => void,
 ): Promise<{ stop(): void }> {
   let ready!: () => void;
   const initialized = new Promise<void>((resolve) => (ready = resolve));
   const iter = await bucket.kv.watch({ key: '>', initializedFn: () => ready() });
   void (async () => {
     for await (const e of iter) {
-      onValue(e.key, e.operation === 'PUT' ? () => codec.decode(e.value) : undefined, e.revision);
+      onValue(e.key, e.operation === 'PUT' ? () => codec.decode(e.value) : undefined, e.revision, e.operation === 'PUT' ? e.value : undefined);
     }
   })();
   await initialized;

@@ -4,9 +4,10 @@
 // gets its pending reason. The caller records and publishes the decisions.
 import { Backend } from '@lapis/proto/lapis/common/v1/common';
 import { PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { add, describe, fits, isActive, withinLimit, ZERO, type ClaimRecord, type NodeRecord, type Res } from './model';
-import { chooseNode, filterNode, free, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
+import { add, describe, fits, isActive, isPending, sub, withinLimit, ZERO, type ClaimRecord, type NodeRecord, type Res } from './model';
+import { chooseNode, filterNode, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
 import { choosePreemption } from './preemption';
+import { ClusterSums, type NodeUse, type Use } from './state';
 import { ageFactor, jobSizeFactor, relative, weigh, type Breakdown, type Weights } from './priority';
 
 export interface PartitionDef {
@@ -56,7 +57,15 @@ export interface CycleInput {
    */
   ordered?: boolean;
   /** The claims already split (pending in queue order when `ordered`); `claims` is then ignored. */
-  split?: { pending: ClaimRecord[]; active: ClaimRecord[] };
+  split?: { pending: Iterable<ClaimRecord>; active: ClaimRecord[] };
+  /**
+   * What the active claims hold, kept up to date by the caller (see ClusterSums): the cycle
+   * then sums nothing per claim, reads the sums and leaves them as they were (what it decides
+   * is in the result); `split.active` is not needed.
+   */
+  sums?: ClusterSums;
+  /** With `sums`: a claim by id (the victims a reservation waits for). */
+  lookup?: (id: string) => ClaimRecord | undefined;
 }
 
 /** Queue order: claims holding a reservation first, then priority, submit time, id. */
@@ -137,12 +146,71 @@ export function clusterCpuOf(nodes: Iterable<NodeRecord>, now: number, downAfter
 
 export function runCycle(input: CycleInput): CycleResult {
   const { now, defaultPartition } = input;
+  // The pending claims, and what the active ones hold: kept by the caller (`sums`), or summed here.
+  let pending: Iterable<ClaimRecord>;
+  let sums: ClusterSums;
+  let lookup: (id: string) => ClaimRecord | undefined;
+  if (input.sums) {
+    sums = input.sums;
+    pending = input.split ? input.split.pending : [...input.claims].filter(isPending);
+    const find = input.lookup ?? (() => undefined);
+    lookup = (id) => {
+      const c = find(id);
+      return c && isActive(c) ? c : undefined;
+    };
+  } else {
+    const p: ClaimRecord[] = input.split ? [...input.split.pending] : [];
+    const active: ClaimRecord[] = input.split ? input.split.active : [];
+    if (!input.split) {
+      for (const c of input.claims) {
+        if (isActive(c)) active.push(c);
+        else if (isPending(c)) p.push(c);
+      }
+    }
+    pending = p;
+    sums = ClusterSums.of(active);
+    let activeIndex: Map<string, ClaimRecord> | undefined;
+    lookup = (id) => (activeIndex ??= new Map(active.map((c) => [c.id, c]))).get(id);
+  }
+
   const views = new Map<string, NodeView>();
   const byPartition = new Map<string, NodeView[]>();
   let clusterCpu = 0;
+  let prio: Map<string, Breakdown>;
+  // Spot instances of a node become victims (with their priority) only when a cycle looks
+  // for room to preempt there.
+  const victimsOf = (use: NodeUse | undefined): Victim[] => {
+    if (!use || use.spot.size === 0) return [];
+    const list: Victim[] = [];
+    for (const c of use.spot.values()) {
+      if (!prio.has(c.id)) priorities(input, [c], clusterCpu, prio);
+      list.push({ id: c.id, res: c.res, devices: c.devices, placeTime: c.placeTime, priority: prio.get(c.id)?.priority ?? 0, group: c.group });
+    }
+    return list;
+  };
+  const noGroups: ReadonlyMap<string, number> = new Map();
+  const startUsed = new Map<NodeView, Res>();
   for (const rec of input.nodes) {
-    const view: NodeView = { rec, used: { ...ZERO }, devUsed: {}, groups: new Map(), spot: [], held: false };
+    const use = sums.nodes.get(rec.name);
+    const mine = use?.res;
+    const r = rec.reported;
+    let spot: Victim[] | undefined;
+    const view: NodeView = {
+      rec,
+      used: mine ? { cpu: Math.max(mine.cpu, r.cpu), mem: Math.max(mine.mem, r.mem), gpus: Math.max(mine.gpus, r.gpus) } : { cpu: r.cpu, mem: r.mem, gpus: r.gpus },
+      devUsed: {},
+      // The caller's map, read only: a placement with a group copies it first (placeOn).
+      groups: (use?.groups ?? noGroups) as Map<string, number>,
+      get spot() {
+        return (spot ??= victimsOf(use));
+      },
+      set spot(value) {
+        spot = value;
+      },
+      held: false,
+    };
     views.set(rec.name, view);
+    startUsed.set(view, view.used);
     if (!rec.ready || now - rec.lastSeen > input.downAfterMs) continue;
     clusterCpu += rec.capacity.cpu;
     const p = nodePartition(rec, defaultPartition);
@@ -150,60 +218,35 @@ export function runCycle(input: CycleInput): CycleResult {
     if (!list) byPartition.set(p, (list = []));
     list.push(view);
   }
-  const pending: ClaimRecord[] = input.split ? input.split.pending : [];
-  const active: ClaimRecord[] = input.split ? input.split.active : [];
-  if (!input.split) {
-    for (const c of input.claims) {
-      if (isActive(c)) active.push(c);
-      else if (c.state === 1 || c.state === 4) pending.push(c);
-    }
-  }
-  let activeIndex: Map<string, ClaimRecord> | undefined;
-  const activeById = { get: (id: string) => (activeIndex ??= new Map(active.map((c) => [c.id, c]))).get(id) };
   // With `ordered` input the caller computed the pending claims' priorities into the cache.
-  const prio = input.ordered && input.priorityCache ? input.priorityCache : priorities(input, pending, clusterCpu, input.priorityCache);
-  priorities(input, active.filter((c) => c.preemptible), clusterCpu, prio);
-  // What the running claims hold, summed in place (no allocation per claim).
-  const projectUse = new Map<string, { n: number; res: Res }>();
+  prio = input.ordered && input.priorityCache ? input.priorityCache : priorities(input, pending, clusterCpu, input.priorityCache);
+  // What each partition's running instances hold: by the node's partition where the node is
+  // known (moves included), else by the claim's own partition. O(nodes with instances).
   const partitionUse = new Map<string, Res>();
-  const own = new Map<string, Res>();
-  const accumulate = <K>(map: Map<K, Res>, key: K, r: Res) => {
-    const sum = map.get(key);
+  const accumulate = (key: string, r: Res) => {
+    const sum = partitionUse.get(key);
     if (sum) {
       sum.cpu += r.cpu;
       sum.mem += r.mem;
       sum.gpus += r.gpus;
-    } else map.set(key, { cpu: r.cpu, mem: r.mem, gpus: r.gpus });
+    } else partitionUse.set(key, { cpu: r.cpu, mem: r.mem, gpus: r.gpus });
   };
-  for (const c of active) {
-    const q = projectUse.get(c.project);
-    if (q) {
-      q.n++;
-      q.res.cpu += c.res.cpu;
-      q.res.mem += c.res.mem;
-      q.res.gpus += c.res.gpus;
-    } else projectUse.set(c.project, { n: 1, res: { cpu: c.res.cpu, mem: c.res.mem, gpus: c.res.gpus } });
-    const view = views.get(c.node);
-    accumulate(partitionUse, view ? nodePartition(view.rec, defaultPartition) : partitionOf(c, defaultPartition), c.res);
-    if (!view) continue;
-    accumulate(own, c.node, c.res);
-    if (c.group) view.groups.set(c.group, (view.groups.get(c.group) ?? 0) + 1);
-    if (c.preemptible && !c.preemptedBy) {
-      const victim: Victim = { id: c.id, res: c.res, devices: c.devices, placeTime: c.placeTime, priority: prio.get(c.id)?.priority ?? 0, group: c.group };
-      view.spot.push(victim);
-    }
+  for (const [name, use] of sums.nodes) {
+    const view = views.get(name);
+    if (view) accumulate(nodePartition(view.rec, defaultPartition), use.res);
+    else for (const [part, r] of use.byClaimPartition) accumulate(part || defaultPartition, r);
   }
-  for (const view of views.values()) {
-    const mine = own.get(view.rec.name) ?? ZERO;
-    const r = view.rec.reported;
-    view.used = { cpu: Math.max(mine.cpu, r.cpu), mem: Math.max(mine.mem, r.mem), gpus: Math.max(mine.gpus, r.gpus) };
-  }
-  const startFree = new Map<NodeView, Res>([...views.values()].map((v) => [v, free(v)]));
+  // What this cycle gives each project, over what the sums say.
+  const projectUse = new Map<string, Use>();
+  const ownGroups = new Set<NodeView>();
+  // Room at the start of the cycle, before anything is placed (PRIORITY vs RESOURCES): a
+  // placement replaces a view's `used`, so the first one is what the node had.
+  const freeAtStart = (v: NodeView) => sub(v.rec.capacity, startUsed.get(v)!);
 
   // Claims already waiting on a preemption go first, then by priority, submit time, id
   // (sorted on plain numbers, not through map lookups).
-  const order = input.ordered ? pending : queueOrder(pending, prio);
-  const result: CycleResult = { placements: [], preemptions: [], pending: new Map(), priorities: prio, order };
+  const order = input.ordered ? pending : queueOrder([...pending], prio);
+  const result: CycleResult = { placements: [], preemptions: [], pending: new Map(), priorities: prio, order: Array.isArray(order) ? order : [] };
   const failedShapes = new Map<string, Decision>();
   let rotate = input.seed ?? 0;
 
@@ -215,12 +258,13 @@ export function runCycle(input: CycleInput): CycleResult {
       result.pending.set(c.id, CYCLE_LIMIT);
       continue;
     }
+    if (!Array.isArray(order)) result.order.push(c);
     const decide = (reason: PendingReason, detail: string) => result.pending.set(c.id, { reason, detail });
     const partitionName = partitionOf(c, defaultPartition);
     const partition = input.partitions.get(partitionName);
     const nodes = byPartition.get(partitionName) ?? [];
     const quota = input.quotas.get(c.project);
-    const used = projectUse.get(c.project) ?? { n: 0, res: ZERO };
+    const used = projectUse.get(c.project) ?? sums.projectUse(c.project);
     if (quota && ((quota.maxInstances > 0 && used.n + 1 > quota.maxInstances) || !withinLimit(add(used.res, c.res), quota.maxResources))) {
       decide(PendingReason.QUOTA_EXCEEDED, `project ${c.project} uses ${used.n} instances and ${describe(used.res)} of its quota`);
       continue;
@@ -234,6 +278,10 @@ export function runCycle(input: CycleInput): CycleResult {
       continue;
     }
     const placeOn = (view: NodeView) => {
+      if (c.group && !ownGroups.has(view)) {
+        view.groups = new Map(view.groups);
+        ownGroups.add(view);
+      }
       takeRoom(view, c);
       projectUse.set(c.project, { n: used.n + 1, res: add(used.res, c.res) });
       partitionUse.set(partitionName, add(partitionUse.get(partitionName) ?? ZERO, c.res));
@@ -247,7 +295,7 @@ export function runCycle(input: CycleInput): CycleResult {
       }
       // Still waiting for the spot instances to leave: keep everyone else off that room, and
       // tell again any victim whose notice was not recorded (its record lost a race).
-      const staying = c.victims.map((id) => activeById.get(id)).filter((v): v is ClaimRecord => v !== undefined && v.node === c.reservedNode);
+      const staying = c.victims.map(lookup).filter((v): v is ClaimRecord => v !== undefined && v.node === c.reservedNode);
       if (view && !view.held && staying.length > 0 && byPartition.get(partitionName)?.includes(view)) {
         view.held = true;
         const untold = staying.filter((v) => v.preemptedBy !== c.id).map((v) => v.id);
@@ -287,7 +335,7 @@ export function runCycle(input: CycleInput): CycleResult {
         continue;
       }
     }
-    const wouldHaveFit = nodes.some((n) => fits(c.res, startFree.get(n)!));
+    const wouldHaveFit = nodes.some((n) => fits(c.res, freeAtStart(n)));
     const d = wouldHaveFit
       ? { reason: PendingReason.PRIORITY, detail: 'claims with a higher priority took the free room' }
       : { reason: PendingReason.RESOURCES, detail: `needs ${describe(c.res)}; no node in partition ${partitionName} has that free` };
