@@ -27,10 +27,10 @@ import {
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { InstanceSpec as InstanceSpecCodec } from '@lapis/proto/lapis/common/v1/common';
 import { Instance as InstanceCodec, type Instance, type Node, NodeState, type Volume, type VolumeAttachment, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
-import type { EngineEvent, LogChunk, NodeStorage, Observed, RuntimeBackend } from './adapters/backend';
+import type { ClaimStatus, EngineEvent, LogChunk, NodeStorage, Observed, RuntimeBackend } from './adapters/backend';
 import type { ImageResolver } from './adapters/images';
 import { type Store, WatchedIndex } from './adapters/store';
-import { LABEL } from './domain/container';
+import { LABEL, type ContainerPlan } from './domain/container';
 import { grantDevices, type NodeInventory } from './domain/devices';
 import { HOLDS_ROOM, requireState, stateName, TERMINAL } from './domain/states';
 import { checkId, checkMountPath, checkResize, checkSpec, defaultMountPath } from './domain/validate';
@@ -293,14 +293,21 @@ export class Agent {
       try {
         const network = await this.deps.backend.ensureNetwork(input.project);
         const dirs = await this.deps.host.prepareInstance(input.id, metadataFiles(instance));
-        instance.backendId = await this.deps.backend.create({ instance, resources, image: imageId, grant, ...dirs, network });
+        // Engine-kept volumes (PVCs) are given to the workload when it is made; block files after it runs.
+        const claims = !!this.deps.backend.claims;
+        if (claims) {
+          for (const mount of mounts) instance.volumeAttachments.push(await this.mountVolume(mount.volume, instance, mount.mountPath, mount.readOnly));
+        }
+        instance.backendId = await this.deps.backend.create({ instance, resources, image: imageId, grant, ...dirs, network, volumes: planVolumes(instance) });
         revision = await this.write(instance, revision);
         await this.deps.backend.start(instance.backendId);
         const observed = await this.deps.backend.inspect(instance.backendId);
         if (!observed?.running) throw failedPrecondition(`container of ${input.id} stopped at once: ${observed?.error || `exit code ${observed?.exitCode}`}`, 'START_FAILED');
-        for (const mount of mounts) {
-          const attachment = await this.mountVolume(mount.volume, instance, mount.mountPath, mount.readOnly);
-          instance.volumeAttachments.push(attachment);
+        if (!claims) {
+          for (const mount of mounts) {
+            const attachment = await this.mountVolume(mount.volume, instance, mount.mountPath, mount.readOnly);
+            instance.volumeAttachments.push(attachment);
+          }
         }
         Object.assign(instance, {
           state: InstanceState.RUNNING,
@@ -332,25 +339,29 @@ export class Agent {
   private async checkInitialVolumes(spec: InstanceSpec, project: string) {
     const result: Array<{ volume: Volume; mountPath: string; readOnly: boolean }> = [];
     const refusal = this.deps.backend.volumeAttachRefusal;
-    if (refusal && spec.volumes.length) {
-      throw failedPrecondition(`spec.volumes: this node's backend does not take Lapis volumes (node block files) yet; ${refusal}`, 'VOLUMES_NOT_SUPPORTED');
+    if (refusal && !this.deps.backend.claims && spec.volumes.length) {
+      throw failedPrecondition(`spec.volumes: this node's backend does not take Lapis volumes; ${refusal}`, 'VOLUMES_NOT_SUPPORTED');
     }
     for (const [i, m] of spec.volumes.entries()) {
-      const volume = (await this.store.volumes.get(m.volumeId))?.value;
+      let volume = (await this.store.volumes.get(m.volumeId))?.value;
       if (!volume || volume.project !== project || volume.state === VolumeState.DELETING) {
         throw notFound(`spec.volumes[${i}]: volume ${m.volumeId} not found in project ${project}`, 'VOLUME_NOT_FOUND');
       }
+      volume = await this.refreshVolume(volume);
       this.checkAttachable(volume, this.node);
-      result.push({ volume, mountPath: m.mountPath || defaultMountPath(volume.id), readOnly: m.readOnly });
+      const mountPath = m.mountPath || defaultMountPath(volume.id);
+      if (result.some((r) => r.volume.id === volume!.id)) throw invalidArgument([{ field: `spec.volumes[${i}].volume_id`, description: `volume ${volume.id} is named twice` }]);
+      if (result.some((r) => r.mountPath === mountPath)) throw invalidArgument([{ field: `spec.volumes[${i}].mount_path`, description: `two volumes at ${mountPath}` }]);
+      result.push({ volume, mountPath, readOnly: m.readOnly });
     }
     return result;
   }
 
   /** Removes everything an instance has on the node: volumes detached, container, mounts, network. */
   private async cleanup(instance: Instance): Promise<void> {
-    for (const attachment of instance.volumeAttachments) await this.unmountVolume(attachment.volumeId, instance.id);
-    // Volumes whose record says attached here but the instance record does not list (a crash between writes).
-    for (const v of await this.volumesAttachedTo(instance.id)) await this.unmountVolume(v.id, instance.id);
+    // Block files are unmounted before the container goes; claims are released after the pod is gone.
+    const claims = !!this.deps.backend.claims;
+    if (!claims) await this.releaseVolumes(instance);
     this.quiet.add(instance.id);
     try {
       const containers = (await this.deps.backend.list()).filter((o) => o.instanceId === instance.id);
@@ -359,9 +370,16 @@ export class Agent {
     } finally {
       setTimeout(() => this.quiet.delete(instance.id), 2_000).unref();
     }
+    if (claims) await this.releaseVolumes(instance);
     await this.deps.host.releaseInstance(instance.id);
     const others = (await this.listAll()).some((i) => i.id !== instance.id && i.project === instance.project && i.node === this.node && i.backendId && !TERMINAL.has(i.state));
     if (!others) await this.deps.backend.releaseNetwork(instance.project);
+  }
+
+  private async releaseVolumes(instance: Instance): Promise<void> {
+    for (const attachment of instance.volumeAttachments) await this.unmountVolume(attachment.volumeId, instance.id);
+    // Volumes whose record says attached here but the instance record does not list (a crash between writes).
+    for (const v of await this.volumesAttachedTo(instance.id)) await this.unmountVolume(v.id, instance.id);
   }
 
   async getInstance(id: string, scope: Scope): Promise<Instance> {
@@ -414,6 +432,7 @@ export class Agent {
       if (instance.state === InstanceState.RUNNING) return instance;
       requireState('start', id, instance.state, [InstanceState.STOPPED, InstanceState.ERROR]);
       if (!instance.backendId) throw failedPrecondition(`instance ${id} has no container (${instance.stateReason}); delete it`, 'NO_CONTAINER');
+      if (this.deps.backend.recreates) return this.remake(instance, 'start', this.settings.stopTimeoutS, instance.spec!, 'started');
       await this.deps.backend.start(instance.backendId);
       return this.observe(id, 'started');
     });
@@ -441,6 +460,10 @@ export class Agent {
   async rebootInstance(id: string, timeoutS: number, requestId: string, scope: Scope): Promise<Instance> {
     return this.mutation('RebootInstance', id, requestId, scope, async (instance) => {
       requireState('reboot', id, instance.state, [InstanceState.RUNNING, InstanceState.STOPPED, InstanceState.ERROR]);
+      if (this.deps.backend.recreates) {
+        if (!instance.backendId) throw failedPrecondition(`instance ${id} has no container (${instance.stateReason}); delete it`, 'NO_CONTAINER');
+        return this.remake(instance, 'reboot', timeoutS, instance.spec!, 'rebooted');
+      }
       this.quiet.add(id);
       try {
         await this.deps.backend.restart(instance.backendId, timeoutS);
@@ -455,7 +478,11 @@ export class Agent {
     return this.mutation('ResizeInstance', id, requestId, scope, async (instance) => {
       requireState('resize', id, instance.state, [InstanceState.RUNNING, InstanceState.STOPPED]);
       const next = checkResize(flavor, resources, this.deps.flavors, instance.spec!.resources!);
-      await this.deps.backend.resize(instance.backendId, next);
+      if (this.deps.backend.recreates && instance.state === InstanceState.RUNNING) {
+        return this.remake(instance, 'resize', this.settings.stopTimeoutS, { ...instance.spec!, resources: next, ...(flavor ? { flavor } : {}) }, `resized to ${flavor || 'new resources'}`);
+      }
+      // A stopped pod-backed instance has no pod: the next start makes it with the new resources.
+      if (!this.deps.backend.recreates) await this.deps.backend.resize(instance.backendId, next);
       return this.setState(
         id,
         (i) => {
@@ -464,6 +491,91 @@ export class Agent {
         { announceAlways: true },
       );
     });
+  }
+
+  /**
+   * For engines that cannot change a workload in place (Pods): deletes the instance's workload
+   * (grace `timeoutS`) and makes it anew from the record with `spec`: same id, volumes and
+   * devices. Each step is a state change with its event (STOPPED, then RUNNING with the
+   * generation bumped). When the new one cannot run, a resize makes the old spec again (and
+   * answers FAILED_PRECONDITION); otherwise the instance is ERROR, and StartInstance tries again.
+   */
+  private async remake(instance: Instance, action: string, timeoutS: number, spec: InstanceSpec, reason: string): Promise<Instance> {
+    const { backend } = this.deps;
+    const id = instance.id;
+    this.quiet.add(id);
+    try {
+      if (instance.backendId && (await backend.inspect(instance.backendId))) {
+        await backend.stop(instance.backendId, timeoutS);
+        if (instance.state !== InstanceState.STOPPED) {
+          await this.setState(id, (i) => {
+            i.state = InstanceState.STOPPED;
+            i.stateReason = `${action}: the pod is deleted and made anew`;
+            i.addresses = [];
+          });
+        }
+      }
+      try {
+        return await this.makeWorkload(id, spec, reason);
+      } catch (error) {
+        const why = (error as Error).message;
+        if (action === 'resize') {
+          const old = await this.makeWorkload(id, instance.spec!, `${action} failed, runs with its previous resources: ${why}`).catch(() => undefined);
+          if (old) throw failedPrecondition(`cannot resize instance ${id}: ${why}; it runs again with its previous resources`, 'RESIZE_FAILED');
+        }
+        await this.setState(id, (i) => {
+          i.state = InstanceState.ERROR;
+          i.stateReason = `${action} failed: ${why}`;
+          i.addresses = [];
+        });
+        if (error instanceof LapisError) throw error;
+        throw failedPrecondition(`cannot ${action} instance ${id}: ${why}`, 'START_FAILED');
+      }
+    } finally {
+      setTimeout(() => this.quiet.delete(id), 2_000).unref();
+    }
+  }
+
+  /** Creates the instance's workload from its record with `spec`, waits until it runs, records RUNNING. */
+  private async makeWorkload(id: string, spec: InstanceSpec, reason: string): Promise<Instance> {
+    const { backend } = this.deps;
+    const current = (await this.store.instances.get(id))!.value;
+    const plan = await this.planFor({ ...current, spec });
+    const backendId = await backend.create(plan);
+    try {
+      await backend.start(backendId);
+      const observed = await backend.inspect(backendId);
+      if (!observed?.running) throw failedPrecondition(`the new pod of ${id} stopped at once: ${observed?.error || `exit code ${observed?.exitCode}`}`, 'START_FAILED');
+      return await this.setState(
+        id,
+        (i) => {
+          i.spec = spec;
+          i.backendId = backendId;
+          applyObserved(i, observed, reason, false);
+        },
+        { announceAlways: true },
+      );
+    } catch (error) {
+      this.quiet.add(id);
+      await backend.remove(backendId).catch((e: Error) => this.deps.log.warn({ instance: id, err: e.message }, 'removing a workload that did not start failed'));
+      throw error;
+    }
+  }
+
+  /** What the engine needs to make the instance's workload again: image by the recorded digest, its volumes. */
+  private async planFor(instance: Instance): Promise<ContainerPlan> {
+    const spec = instance.spec!;
+    const image = await this.deps.images.resolve(spec.image);
+    const digest = instance.imageDigest.startsWith('sha256:') ? instance.imageDigest : image.digest;
+    return {
+      instance,
+      resources: spec.resources!,
+      image: await this.deps.backend.localImage(image.reference, digest),
+      grant: { gpuRequests: [], cdiNames: [], paths: [], capAdd: [], devices: instance.devices },
+      ...(await this.deps.host.prepareInstance(instance.id, metadataFiles(instance))),
+      network: await this.deps.backend.ensureNetwork(instance.project),
+      volumes: planVolumes(instance),
+    };
   }
 
   async deleteInstance(id: string, timeoutS: number, requestId: string, scope: Scope): Promise<Instance> {
@@ -630,7 +742,9 @@ export class Agent {
     if (input.sizeBytes > this.settings.maxVolumeBytes) v.push({ field: 'size_bytes', description: `${input.sizeBytes} is larger than the largest volume this node makes (${this.settings.maxVolumeBytes})` });
     if (v.length) throw invalidArgument(v);
     if (input.node && input.node !== this.node) throw failedPrecondition(`this agent serves node ${this.node}, not ${input.node}: ask that node's agent`, 'WRONG_NODE');
-    const free = await this.deps.host.freeBytes();
+    const { claims } = this.deps.backend;
+    // Claims: the cluster's storage (and its quotas) decides, not this node's disk.
+    const free = claims ? Infinity : await this.deps.host.freeBytes();
     if (input.sizeBytes > free) throw resourceExhausted(`size_bytes ${input.sizeBytes} is more than the ${free} bytes free on node ${this.node}`, 'DISK_FULL');
     const taken = (await this.store.volumes.list()).some((e) => e.value.project === scope.project && e.value.name === input.name);
     if (taken) throw alreadyExists(`project ${scope.project} already has a volume named "${input.name}"`, 'NAME_TAKEN');
@@ -649,12 +763,24 @@ export class Agent {
     };
     const revision = await this.store.volumes.create(volume.id, volume);
     try {
-      await this.deps.host.createVolumeFile(volume.id, input.sizeBytes, filesystem);
+      if (claims) await claims.create(volume);
+      else await this.deps.host.createVolumeFile(volume.id, input.sizeBytes, filesystem);
     } catch (error) {
       await this.store.volumes.delete(volume.id);
+      if (error instanceof LapisError && error.code !== 9 /* FAILED_PRECONDITION */) throw error;
       throw failedPrecondition(`cannot make volume ${input.name}: ${(error as Error).message}`, 'VOLUME_CREATE_FAILED');
     }
     volume.state = VolumeState.AVAILABLE;
+    if (claims) {
+      // A provisioner usually binds within moments; a Pending claim is CREATING (a WaitForFirstConsumer
+      // class binds only when an instance uses it, which CreateInstance allows).
+      let claim = await claims.status(volume.id);
+      for (let waited = 0; claim.phase === 'Pending' && waited < 3_000; waited += 250) {
+        await new Promise((r) => setTimeout(r, 250));
+        claim = await claims.status(volume.id);
+      }
+      Object.assign(volume, claimState(claim));
+    }
     await this.store.volumes.update(volume.id, volume, revision);
     if (input.requestId) await this.rememberRequest('CreateVolume', scope, input.requestId, volume.id);
     await this.announceVolume(volume);
@@ -664,14 +790,35 @@ export class Agent {
   async getVolume(id: string, scope: Scope): Promise<Volume> {
     const found = await this.store.volumes.get(id);
     if (!found || !visible(found.value.project, scope)) throw notFound(`volume ${id} not found`, 'VOLUME_NOT_FOUND');
-    return found.value;
+    return this.refreshVolume(found.value);
+  }
+
+  /** A claim-backed volume of this node with its state read from its claim's phase (recorded and announced when it moved). */
+  private async refreshVolume(volume: Volume): Promise<Volume> {
+    const { claims } = this.deps.backend;
+    if (!claims || volume.node !== this.node || volume.state === VolumeState.DELETING) return volume;
+    const claim = await claims.status(volume.id);
+    const seen = claimState(claim);
+    const attached = volume.state === VolumeState.ATTACHED;
+    if ((attached ? VolumeState.ATTACHED : seen.state) === volume.state && seen.stateReason === volume.stateReason) return volume;
+    let moved = false;
+    const result = await this.store.volumes.mutate(volume.id, (v) => {
+      if (!v || v.state === VolumeState.DELETING) return undefined;
+      const next = { ...v, stateReason: seen.stateReason, ...(v.state === VolumeState.ATTACHED ? {} : { state: seen.state }) };
+      moved = next.state !== v.state;
+      return next;
+    });
+    if (!result) return volume;
+    if (moved) await this.announceVolume(result.value);
+    return result.value;
   }
 
   async listVolumes(scope: Scope, filter: { project: string; state: VolumeState; instanceId: string }): Promise<Volume[]> {
     const project = scope.admin ? filter.project : scope.project;
-    return (await this.store.volumes.list())
-      .map((e) => e.value)
-      .filter((v) => (!project || v.project === project) && (!filter.state || v.state === filter.state))
+    const mine = (await this.store.volumes.list()).map((e) => e.value).filter((v) => !project || v.project === project);
+    const fresh = await Promise.all(mine.map((v) => this.refreshVolume(v).catch(() => v)));
+    return fresh
+      .filter((v) => !filter.state || v.state === filter.state)
       .filter((v) => !filter.instanceId || v.attachment?.instanceId === filter.instanceId)
       .sort((a, b) => (a.id < b.id ? -1 : 1));
   }
@@ -686,8 +833,12 @@ export class Agent {
       if (volume.state === VolumeState.ATTACHED) {
         throw failedPrecondition(`volume ${id} is attached to instance ${volume.attachment?.instanceId}; detach it first`, 'VOLUME_ATTACHED');
       }
-      await this.deps.host.freeLoops(id);
-      await this.deps.host.deleteVolumeFile(id);
+      if (this.deps.backend.claims) {
+        await this.deps.backend.claims.delete(id);
+      } else {
+        await this.deps.host.freeLoops(id);
+        await this.deps.host.deleteVolumeFile(id);
+      }
       await this.store.volumes.delete(id);
       if (requestId) await this.rememberRequest('DeleteVolume', scope, requestId, id);
       const deleted = { ...volume, state: VolumeState.DELETING };
@@ -710,7 +861,11 @@ export class Agent {
         instance: volume.attachment?.instanceId ?? '',
       });
     }
-    if (volume.state !== VolumeState.AVAILABLE) throw failedPrecondition(`volume ${volume.id} is ${VolumeState[volume.state]}, not AVAILABLE`, 'VOLUME_NOT_AVAILABLE');
+    // A Pending claim (CREATING) may be given to a new pod: a WaitForFirstConsumer class binds it then.
+    const pendingClaim = !!this.deps.backend.claims && volume.state === VolumeState.CREATING;
+    if (volume.state !== VolumeState.AVAILABLE && !pendingClaim) {
+      throw failedPrecondition(`volume ${volume.id} is ${VolumeState[volume.state]}, not AVAILABLE${volume.stateReason ? ` (${volume.stateReason})` : ''}`, 'VOLUME_NOT_AVAILABLE');
+    }
     if (volume.node !== instanceNode) {
       throw failedPrecondition(`volume ${volume.id} is on node ${volume.node} and the instance on node ${instanceNode}: a volume attaches only on its own node`, 'VOLUME_ON_ANOTHER_NODE');
     }
@@ -746,12 +901,16 @@ export class Agent {
   private async mountVolume(volume: Volume, instance: Instance, mountPath: string, readOnly: boolean): Promise<VolumeAttachment> {
     const name = mountPath.slice(mountPath.lastIndexOf('/') + 1);
     const attachment: VolumeAttachment = { volumeId: volume.id, instanceId: instance.id, mountPath, readOnly, attachTime: now() };
+    const claims = !!this.deps.backend.claims;
     const claimed = await this.store.volumes.mutate(volume.id, (v) => {
-      if (!v || v.state !== VolumeState.AVAILABLE) throw failedPrecondition(`volume ${volume.id} is no longer available`, 'VOLUME_NOT_AVAILABLE');
+      if (!v || (v.state !== VolumeState.AVAILABLE && !(claims && v.state === VolumeState.CREATING))) {
+        throw failedPrecondition(`volume ${volume.id} is no longer available`, 'VOLUME_NOT_AVAILABLE');
+      }
       return { ...v, state: VolumeState.ATTACHED, attachment };
     });
     try {
-      await this.deps.host.attach(volume.id, instance.id, name, readOnly);
+      // A claim is mounted by the pod the instance is created with (ContainerPlan.volumes).
+      if (!claims) await this.deps.host.attach(volume.id, instance.id, name, readOnly);
     } catch (error) {
       await this.store.volumes.mutate(volume.id, (v) => v && { ...v, state: VolumeState.AVAILABLE, attachment: undefined });
       throw failedPrecondition(`cannot attach volume ${volume.id}: ${(error as Error).message}`, 'ATTACH_FAILED');
@@ -764,6 +923,10 @@ export class Agent {
     if (requestId && (await this.findRequest('DetachVolume', scope, requestId)) === volumeId) return this.getVolume(volumeId, scope);
     const first = await this.getVolume(volumeId, scope);
     const instanceId = first.attachment?.instanceId ?? '';
+    const refusal = this.deps.backend.volumeAttachRefusal;
+    if (refusal && first.attachment) {
+      throw failedPrecondition(`cannot detach volume ${volumeId} from instance ${instanceId}: ${refusal}; it is released when the instance is deleted`, 'DETACH_NOT_SUPPORTED');
+    }
     return this.locks.with([`v:${volumeId}`, ...(instanceId ? [`i:${instanceId}`] : [])], async () => {
       const volume = await this.getVolume(volumeId, scope);
       if (volume.state !== VolumeState.ATTACHED || !volume.attachment) {
@@ -784,13 +947,20 @@ export class Agent {
     const volume = (await this.store.volumes.get(volumeId))?.value;
     const mountPath = volume?.attachment?.instanceId === instanceId ? volume.attachment.mountPath : '';
     const name = mountPath ? mountPath.slice(mountPath.lastIndexOf('/') + 1) : '';
-    if (name) await this.deps.host.detach(volumeId, instanceId, name);
-    else await this.deps.host.freeLoops(volumeId);
-    const result = await this.store.volumes.mutate(volumeId, (v) =>
-      v && v.attachment?.instanceId === instanceId ? { ...v, state: VolumeState.AVAILABLE, attachment: undefined } : undefined,
-    );
+    const { claims } = this.deps.backend;
+    // A claim is released when the pod that mounted it is gone: nothing to unmount on the node.
+    const claim = claims ? await claims.status(volumeId).catch(() => undefined) : undefined;
+    if (!claims) {
+      if (name) await this.deps.host.detach(volumeId, instanceId, name);
+      else await this.deps.host.freeLoops(volumeId);
+    }
+    const result = await this.store.volumes.mutate(volumeId, (v) => {
+      if (!v || v.attachment?.instanceId !== instanceId) return undefined;
+      const released = { ...v, state: VolumeState.AVAILABLE, stateReason: '', attachment: undefined };
+      return claim ? { ...released, ...claimState(claim) } : released;
+    });
     if (result && volume?.state === VolumeState.ATTACHED) await this.announceVolume(result.value);
-    return result!.value;
+    return result?.value ?? (await this.store.volumes.get(volumeId))?.value ?? volume!;
   }
 
   private async volumesAttachedTo(instanceId: string): Promise<Volume[]> {
@@ -913,8 +1083,15 @@ export class Agent {
    * are adopted by their labels, instances whose container vanished are marked, and
    * containers, mounts and loop devices that no instance owns are removed.
    */
-  async reconcile(): Promise<{ adopted: string[]; vanished: string[]; removedContainers: string[]; removedMounts: string[]; freedLoops: string[] }> {
-    const report = { adopted: [] as string[], vanished: [] as string[], removedContainers: [] as string[], removedMounts: [] as string[], freedLoops: [] as string[] };
+  async reconcile(): Promise<{ adopted: string[]; vanished: string[]; removedContainers: string[]; removedMounts: string[]; freedLoops: string[]; removedClaims: string[] }> {
+    const report = {
+      adopted: [] as string[],
+      vanished: [] as string[],
+      removedContainers: [] as string[],
+      removedMounts: [] as string[],
+      freedLoops: [] as string[],
+      removedClaims: [] as string[],
+    };
     const { backend, host, store } = this.deps;
     const observed = await backend.list();
     const records = new Map((await this.listAll()).filter((i) => i.node === this.node).map((i) => [i.id, i]));
@@ -923,7 +1100,7 @@ export class Agent {
       await this.locks.with([`i:${container.instanceId}`], async () => {
         const record = records.get(container.instanceId);
         if (!record) {
-          const adopted = adoptFromLabels(container, this.node);
+          const adopted = adoptFromLabels(container, this.node, backend.kind);
           if (!adopted) {
             await backend.remove(container.backendId);
             report.removedContainers.push(container.backendId);
@@ -961,6 +1138,11 @@ export class Agent {
     for (const record of records.values()) {
       if (live.has(record.id) || TERMINAL.has(record.state)) continue;
       if (record.state === InstanceState.ERROR && !record.backendId) continue;
+      // A stopped pod-backed instance has no pod: StartInstance makes one.
+      if (backend.recreates && record.state === InstanceState.STOPPED && record.backendId) {
+        live.add(record.id);
+        continue;
+      }
       await this.locks.with([`i:${record.id}`], async () => {
         await this.cleanup({ ...record, backendId: '' });
         await this.setState(record.id, (i) => {
@@ -974,7 +1156,8 @@ export class Agent {
       });
     }
     // Volumes: an attachment stands only on a live instance; its mount is put back if it went away.
-    for (const { value: volume } of await store.volumes.list()) {
+    if (backend.claims) await this.reconcileClaims(live, report.removedClaims);
+    for (const { value: volume } of backend.claims ? [] : await store.volumes.list()) {
       if (volume.node !== this.node) continue;
       if (volume.state === VolumeState.CREATING) {
         await host.deleteVolumeFile(volume.id);
@@ -1019,6 +1202,39 @@ export class Agent {
     if (Object.values(report).some((l) => l.length)) this.deps.log.info(report, 'reconciled');
     return report;
   }
+
+  /**
+   * Claim-backed volumes after a restart: a record whose claim was never made is dropped, one
+   * whose claim went away is ERROR, an attachment to an instance that is gone is released, the
+   * state follows the claim's phase; claims of this node that no record owns are deleted.
+   */
+  private async reconcileClaims(live: Set<string>, removed: string[]): Promise<void> {
+    const claims = this.deps.backend.claims!;
+    const { store } = this.deps;
+    const present = new Set(await claims.list());
+    const known = new Set<string>();
+    for (const { value: volume } of await store.volumes.list()) {
+      if (volume.node !== this.node) continue;
+      known.add(volume.id);
+      await this.locks.with([`v:${volume.id}`], async () => {
+        if (!present.has(volume.id) && volume.state === VolumeState.CREATING && !volume.attachment) {
+          await store.volumes.delete(volume.id);
+          return;
+        }
+        const a = volume.attachment;
+        if (a && !live.has(a.instanceId)) await this.unmountVolume(volume.id, a.instanceId);
+        const current = (await store.volumes.get(volume.id))?.value;
+        if (current) await this.refreshVolume(current);
+      });
+    }
+    for (const id of present) {
+      if (known.has(id)) continue;
+      await claims.delete(id).then(
+        () => removed.push(claims.claimName(id)),
+        (error: Error) => this.deps.log.warn({ volume: id, err: error.message }, 'a claim no volume owns is kept: deleting it failed'),
+      );
+    }
+  }
 }
 
 export const adminScope: Scope = { user: 'runtime', project: '', admin: true };
@@ -1052,7 +1268,7 @@ function applyObserved(i: Instance, observed: Observed | undefined, reason: stri
 }
 
 /** Rebuilds an instance record from a container's labels (the engine is the source of truth). */
-function adoptFromLabels(container: Observed, node: string): Instance | undefined {
+function adoptFromLabels(container: Observed, node: string, kind: Backend): Instance | undefined {
   const l = container.labels;
   if (!l[LABEL.instanceId] || !l[LABEL.project] || !l[LABEL.spec]) return undefined;
   let spec: InstanceSpec;
@@ -1068,7 +1284,7 @@ function adoptFromLabels(container: Observed, node: string): Instance | undefine
     spec,
     imageDigest: l[LABEL.imageDigest] ?? '',
     node,
-    backend: Backend.DOCKER,
+    backend: kind,
     state: InstanceState.RUNNING,
     stateReason: '',
     addresses: [],
@@ -1086,6 +1302,23 @@ function adoptFromLabels(container: Observed, node: string): Instance | undefine
   };
   applyObserved(instance, container, 'adopted from its container labels', false);
   return instance;
+}
+
+/** The volumes a workload is made with (engines with claims mount them at creation). */
+function planVolumes(instance: Instance): NonNullable<ContainerPlan['volumes']> {
+  return instance.volumeAttachments.map((a) => ({ volumeId: a.volumeId, mountPath: a.mountPath, readOnly: a.readOnly }));
+}
+
+/** A claim's phase as a volume's state: Bound is AVAILABLE, Pending CREATING, Lost or gone ERROR. */
+function claimState(claim: ClaimStatus): { state: VolumeState; stateReason: string } {
+  switch (claim.phase) {
+    case 'Bound':
+      return { state: VolumeState.AVAILABLE, stateReason: '' };
+    case 'Pending':
+      return { state: VolumeState.CREATING, stateReason: claim.message };
+    default:
+      return { state: VolumeState.ERROR, stateReason: claim.message };
+  }
 }
 
 function metadataFiles(instance: Instance): Record<string, string | Buffer> {

@@ -32,6 +32,7 @@ export const runtimeSpecs = {
   LAPIS_RUNTIME_BACKEND: str({ default: 'docker', choices: ['docker', 'kubernetes'], desc: 'what runs instances: the node\'s Docker engine, or Pods of a Kubernetes cluster' }),
   LAPIS_KUBE_NAMESPACE: str({ default: 'default', desc: 'namespace of the instances\' Pods (kubernetes backend)' }),
   LAPIS_KUBECONFIG: str({ default: '', desc: 'kubeconfig file (kubernetes backend); empty: the in-cluster service account, else KUBECONFIG' }),
+  LAPIS_KUBE_STORAGE_CLASS: str({ default: '', desc: 'StorageClass of the volumes\' PersistentVolumeClaims (kubernetes backend); empty: the cluster\'s default class' }),
   LAPIS_KUBE_TOLERATE_KWOK: bool({ default: false, desc: 'let instance Pods run on kwok\'s simulated nodes (tests and simulations only)' }),
   LAPIS_STOP_TIMEOUT_S: num({ default: 10, desc: 'default time between SIGTERM and SIGKILL when stopping an instance' }),
 };

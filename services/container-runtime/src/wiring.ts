@@ -37,6 +37,7 @@ type AgentConfig = Pick<
   | 'LAPIS_KUBE_NAMESPACE'
   | 'LAPIS_KUBECONFIG'
   | 'LAPIS_KUBE_TOLERATE_KWOK'
+  | 'LAPIS_KUBE_STORAGE_CLASS'
 >;
 
 /** Character devices under the InfiniBand directory (uverbs, rdma_cm, umad...). */
@@ -62,7 +63,12 @@ export function inventoryFrom(config: AgentConfig): NodeInventory {
 export function backendFrom(config: AgentConfig, log: Logger): RuntimeBackend {
   if (config.LAPIS_RUNTIME_BACKEND === 'kubernetes') {
     return new KubernetesBackend(
-      { kubeconfig: config.LAPIS_KUBECONFIG, namespace: config.LAPIS_KUBE_NAMESPACE, tolerateKwok: config.LAPIS_KUBE_TOLERATE_KWOK },
+      {
+        kubeconfig: config.LAPIS_KUBECONFIG,
+        namespace: config.LAPIS_KUBE_NAMESPACE,
+        tolerateKwok: config.LAPIS_KUBE_TOLERATE_KWOK,
+        storageClass: config.LAPIS_KUBE_STORAGE_CLASS,
+      },
       config.LAPIS_NODE_NAME,
       log.child({ backend: 'kubernetes' }),
     );

@@ -1,6 +1,7 @@
 // What the agent needs from an engine. The Docker backend implements it here; the
 // Kubernetes backend (pods) implements the same, so the agent does not know which it drives.
 import type { Address, Backend, Resources } from '@lapis/proto/lapis/common/v1/common';
+import type { Volume } from '@lapis/proto/lapis/runtime/v1/runtime';
 import type { ContainerPlan } from '../domain/container';
 
 /** An instance's workload as the engine sees it. */
@@ -38,10 +39,40 @@ export interface LogOptions {
   signal: AbortSignal;
 }
 
+/** What the engine says of a volume it keeps itself (a PersistentVolumeClaim's phase). */
+export interface ClaimStatus {
+  /** Pending (no volume bound yet), Bound, Lost (its volume went away), Missing (no claim). */
+  phase: 'Pending' | 'Bound' | 'Lost' | 'Missing';
+  /** What the phase means here (why it is not Bound, where the engine says). */
+  message: string;
+}
+
+/**
+ * Volumes the engine makes and keeps (Kubernetes: PersistentVolumeClaims). A workload gets
+ * them when it is created (ContainerPlan.volumes); the node's block files are not used.
+ */
+export interface VolumeClaims {
+  /** The engine's name of the volume's claim. */
+  claimName(volumeId: string): string;
+  create(volume: Volume): Promise<void>;
+  status(volumeId: string): Promise<ClaimStatus>;
+  /** Deletes the claim and waits until it is gone; FAILED_PRECONDITION while a workload uses it. */
+  delete(volumeId: string): Promise<void>;
+  /** Volume ids of this node's claims. */
+  list(): Promise<string[]>;
+}
+
 export interface RuntimeBackend {
   readonly kind: Backend;
   /** Set where volumes cannot be attached to a running instance: why (the refusal's message). */
   readonly volumeAttachRefusal?: string;
+  /** Set where the engine keeps volumes itself (claims) instead of the node's block files. */
+  readonly claims?: VolumeClaims;
+  /**
+   * True where a workload cannot be stopped, rebooted or resized in place (a Pod): the agent
+   * deletes it and creates it anew from the instance record (same id, same volumes).
+   */
+  readonly recreates?: boolean;
   /** Makes the image the plan runs available and returns what the engine calls it. */
   localImage(reference: string, digest: string): Promise<string>;
   cachedImages(): Promise<string[]>;

@@ -2,13 +2,17 @@
 // requests = limits from the flavor (nvidia.com/gpu for GPUs), its user data and SSH keys in a
 // ConfigMap mounted at /etc/lapis, and everything Lapis knows of it in labels (lapis.dev/...)
 // and annotations (the Docker backend's labels, so the agent adopts pods the same way).
-// Pods cannot be stopped and started again, rebooted in place or given volumes while running:
-// those calls answer FAILED_PRECONDITION naming why.
+// A Lapis volume is a PersistentVolumeClaim (labels lapis.dev/volume-id, project, node),
+// mounted by the pods of the instances created with it.
+// A pod cannot be stopped and started again, rebooted or resized in place: the agent deletes it
+// and creates it anew from the instance record (`recreates`). Volumes cannot be added to a
+// running pod: attaching one answers FAILED_PRECONDITION naming why.
 import type * as k8s from '@kubernetes/client-node';
-import { failedPrecondition, notFound, type Logger } from '@lapis/platform';
+import { failedPrecondition, notFound, resourceExhausted, type Logger } from '@lapis/platform';
 import { Backend, type Resources } from '@lapis/proto/lapis/common/v1/common';
+import type { Volume } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { containerLabels, instanceEnvironment, LABEL, type ContainerPlan } from '../domain/container';
-import type { EngineEvent, LogChunk, LogOptions, Observed, RuntimeBackend } from './backend';
+import type { ClaimStatus, EngineEvent, LogChunk, LogOptions, Observed, RuntimeBackend, VolumeClaims } from './backend';
 
 /** Label keys on pods and config maps (Kubernetes label syntax). */
 export const KUBE_LABEL = {
@@ -19,6 +23,8 @@ export const KUBE_LABEL = {
   flavor: 'lapis.dev/flavor',
   node: 'lapis.dev/node',
   attempt: 'lapis.dev/attempt',
+  volumeId: 'lapis.dev/volume-id',
+  volumeName: 'lapis.dev/volume-name',
 } as const;
 
 export const GPU_RESOURCE = 'nvidia.com/gpu';
@@ -33,6 +39,8 @@ export interface KubernetesOptions {
   tolerateKwok: boolean;
   /** How long start() waits for a pod to run (default 45 s, under a client's usual minute). */
   startTimeoutMs?: number;
+  /** StorageClass of the volumes' claims; empty: the cluster's default class. */
+  storageClass?: string;
 }
 
 /** A label value: at most 63 of [A-Za-z0-9_.-], starting and ending alphanumeric. */
@@ -45,14 +53,28 @@ export function podName(instanceId: string): string {
   return `lapis-${instanceId.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '');
 }
 
+/** The PersistentVolumeClaim of a Lapis volume. */
+export function claimName(volumeId: string): string {
+  return `lapis-${volumeId.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '');
+}
+
 const codeOf = (error: unknown) => (error as { code?: number }).code;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 type Client = typeof k8s;
 
 export class KubernetesBackend implements RuntimeBackend {
   readonly kind = Backend.KUBERNETES;
   readonly volumeAttachRefusal =
-    "this node runs instances as Kubernetes Pods, and a Pod's volumes are fixed when it is created: Kubernetes cannot add one to a running Pod";
+    "this node runs instances as Kubernetes Pods, and a Pod's volumes are fixed when it is created: Kubernetes cannot add one to a running Pod or take one away (give volumes in the instance's spec.volumes when creating it)";
+  readonly recreates = true;
+  readonly claims: VolumeClaims = {
+    claimName,
+    create: (volume) => this.createClaim(volume),
+    status: (volumeId) => this.claimStatus(volumeId),
+    delete: (volumeId) => this.deleteClaim(volumeId),
+    list: () => this.listClaims(),
+  };
   /** Pods this backend deletes (stop, remove): their deletion is no "destroy" event. */
   private readonly deleting = new Set<string>();
   private loaded?: Promise<{ lib: Client; kc: k8s.KubeConfig; core: k8s.CoreV1Api }>;
@@ -123,6 +145,7 @@ export class KubernetesBackend implements RuntimeBackend {
       memory: String(resources.memoryBytes),
       ...(resources.gpus ? { [GPU_RESOURCE]: String(resources.gpus) } : {}),
     };
+    const claims = (plan.volumes ?? []).map((v, i) => ({ name: `volume-${i}`, claim: claimName(v.volumeId), mountPath: v.mountPath, readOnly: v.readOnly }));
     const env = instanceEnvironment(instance).map((line) => {
       const eq = line.indexOf('=');
       return { name: line.slice(0, eq), value: line.slice(eq + 1) };
@@ -144,11 +167,17 @@ export class KubernetesBackend implements RuntimeBackend {
             env,
             resources: { requests: quantities, limits: quantities },
             ports: spec.ports.map((p) => ({ containerPort: p.containerPort, protocol: p.protocol === 2 ? 'UDP' : 'TCP', ...(p.hostPort ? { hostPort: p.hostPort } : {}) })),
-            volumeMounts: [{ name: 'lapis-metadata', mountPath: '/etc/lapis', readOnly: true }],
+            volumeMounts: [
+              { name: 'lapis-metadata', mountPath: '/etc/lapis', readOnly: true },
+              ...claims.map((c) => ({ name: c.name, mountPath: c.mountPath, readOnly: c.readOnly })),
+            ],
           },
         ],
         // Optional: where the agent may not make config maps, the environment still carries both.
-        volumes: [{ name: 'lapis-metadata', configMap: { name: `${name}-metadata`, optional: true } }],
+        volumes: [
+          { name: 'lapis-metadata', configMap: { name: `${name}-metadata`, optional: true } },
+          ...claims.map((c) => ({ name: c.name, persistentVolumeClaim: { claimName: c.claim, readOnly: c.readOnly } })),
+        ],
         ...(this.options.tolerateKwok ? { tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }] } : {}),
       },
     };
@@ -186,14 +215,14 @@ export class KubernetesBackend implements RuntimeBackend {
     const deadline = Date.now() + (this.options.startTimeoutMs ?? 45_000);
     for (;;) {
       const pod = await this.readPod(id);
-      if (!pod) throw failedPrecondition(`pod ${id} does not exist: a Kubernetes instance that was stopped cannot start again; create it anew`, 'ENGINE_REFUSED');
+      if (!pod) throw failedPrecondition(`pod ${id} does not exist (deleted while it was starting)`, 'ENGINE_REFUSED');
       const phase = pod.status?.phase;
       if (phase && phase !== 'Pending') return;
       if (Date.now() > deadline) {
         const why = pod.status?.conditions?.find((c) => c.status === 'False' && c.message)?.message ?? 'still Pending';
         throw failedPrecondition(`pod ${id} did not start: ${why}`, 'START_FAILED');
       }
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
     }
   }
 
@@ -202,14 +231,16 @@ export class KubernetesBackend implements RuntimeBackend {
     await this.deletePod(id, timeoutS);
   }
 
+  /** Not used (`recreates`: the agent deletes the pod and creates it anew). */
   async restart(id: string): Promise<void> {
-    throw failedPrecondition(`pod ${id} cannot be rebooted: Kubernetes restarts a pod's container only when it fails`, 'NOT_SUPPORTED_ON_KUBERNETES');
+    throw failedPrecondition(`pod ${id} cannot be rebooted in place: Kubernetes restarts a pod's container only when it fails`, 'NOT_SUPPORTED_ON_KUBERNETES');
   }
 
   async remove(id: string): Promise<void> {
     await this.deletePod(id, 0);
   }
 
+  /** Not used (`recreates`: the agent makes the pod anew with the new resources). */
   async resize(id: string, _resources: Resources): Promise<void> {
     throw failedPrecondition(`pod ${id} cannot be resized by this backend: a pod's resources are fixed when it is created`, 'NOT_SUPPORTED_ON_KUBERNETES');
   }
@@ -312,6 +343,113 @@ export class KubernetesBackend implements RuntimeBackend {
       stopped = true;
       current?.abort();
     };
+  }
+
+  // ---------------------------------------------------------------- volumes as claims
+
+  /** A claim for the volume: ReadWriteOnce, its size, the configured StorageClass, Lapis labels. */
+  private async createClaim(volume: Volume): Promise<void> {
+    const { core } = await this.client();
+    const namespace = this.options.namespace;
+    const name = claimName(volume.id);
+    const body: k8s.V1PersistentVolumeClaim = {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: {
+        name,
+        namespace,
+        labels: {
+          [KUBE_LABEL.managed]: 'true',
+          [KUBE_LABEL.volumeId]: labelValue(volume.id),
+          [KUBE_LABEL.volumeName]: labelValue(volume.name),
+          [KUBE_LABEL.project]: labelValue(volume.project),
+          [KUBE_LABEL.node]: labelValue(this.node),
+        },
+        annotations: { [KUBE_LABEL.volumeId]: volume.id, [KUBE_LABEL.project]: volume.project, [KUBE_LABEL.volumeName]: volume.name },
+      },
+      spec: {
+        accessModes: ['ReadWriteOnce'],
+        volumeMode: 'Filesystem',
+        resources: { requests: { storage: String(volume.sizeBytes) } },
+        ...(this.options.storageClass ? { storageClassName: this.options.storageClass } : {}),
+      },
+    };
+    await core.createNamespacedPersistentVolumeClaim({ namespace, body }).catch(async (error: unknown) => {
+      if (codeOf(error) === 409) {
+        // Ours from an earlier try (volume ids are random), unless another volume id holds it.
+        const existing = await core.readNamespacedPersistentVolumeClaim({ name, namespace });
+        if (existing.metadata?.annotations?.[KUBE_LABEL.volumeId] === volume.id) return;
+      }
+      const e = kubeError(error, `create the PersistentVolumeClaim ${name}`);
+      if (codeOf(error) === 403 && /quota/i.test(e.message)) throw resourceExhausted(e.message, 'VOLUME_QUOTA');
+      throw e;
+    });
+  }
+
+  private async claimStatus(volumeId: string): Promise<ClaimStatus> {
+    const { core } = await this.client();
+    const namespace = this.options.namespace;
+    const name = claimName(volumeId);
+    let claim: k8s.V1PersistentVolumeClaim;
+    try {
+      claim = await core.readNamespacedPersistentVolumeClaim({ name, namespace });
+    } catch (error) {
+      if (codeOf(error) === 404) return { phase: 'Missing', message: `PersistentVolumeClaim ${name} does not exist (deleted outside Lapis?)` };
+      throw kubeError(error, `read the PersistentVolumeClaim ${name}`);
+    }
+    const phase = (claim.status?.phase ?? 'Pending') as ClaimStatus['phase'];
+    const condition = claim.status?.conditions?.find((c) => c.message)?.message;
+    const storageClass = claim.spec?.storageClassName ? `StorageClass ${claim.spec.storageClassName}` : 'the default StorageClass';
+    const message =
+      phase === 'Bound'
+        ? `PersistentVolumeClaim ${name} is Bound to PersistentVolume ${claim.spec?.volumeName ?? ''}`
+        : phase === 'Lost'
+          ? `PersistentVolumeClaim ${name} lost its PersistentVolume ${claim.spec?.volumeName ?? ''}`
+          : `PersistentVolumeClaim ${name} is Pending: ${condition ?? `no PersistentVolume bound yet (${storageClass} provisions one, or binds when the first pod uses it)`}`;
+    return { phase, message: claim.metadata?.deletionTimestamp ? `PersistentVolumeClaim ${name} is being deleted` : message };
+  }
+
+  /** Pods of the namespace (Lapis's or not) that have not ended and mount the claim. */
+  private async claimUsers(name: string): Promise<string[]> {
+    const { core } = await this.client();
+    const pods = await core.listNamespacedPod({ namespace: this.options.namespace });
+    return pods.items
+      .filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed')
+      .filter((p) => p.spec?.volumes?.some((v) => v.persistentVolumeClaim?.claimName === name))
+      .map((p) => p.metadata?.name ?? '');
+  }
+
+  /** Deletes the claim (refused while a pod uses it) and waits until it is gone. */
+  private async deleteClaim(volumeId: string): Promise<void> {
+    const { core } = await this.client();
+    const namespace = this.options.namespace;
+    const name = claimName(volumeId);
+    const { phase } = await this.claimStatus(volumeId);
+    if (phase === 'Missing') return;
+    const usedBy = await this.claimUsers(name);
+    if (usedBy.length) {
+      throw failedPrecondition(`volume ${volumeId}: its PersistentVolumeClaim ${name} is used by pod ${usedBy.join(', ')}; delete the instance first`, 'VOLUME_IN_USE');
+    }
+    await core.deleteNamespacedPersistentVolumeClaim({ name, namespace }).catch((error: unknown) => {
+      if (codeOf(error) !== 404) throw kubeError(error, `delete the PersistentVolumeClaim ${name}`);
+    });
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      try {
+        await core.readNamespacedPersistentVolumeClaim({ name, namespace });
+      } catch (error) {
+        if (codeOf(error) === 404) return;
+        throw error;
+      }
+      await sleep(200);
+    }
+    throw failedPrecondition(`PersistentVolumeClaim ${name} was not gone 30 s after its deletion (a pod still uses it?)`, 'ENGINE_REFUSED');
+  }
+
+  private async listClaims(): Promise<string[]> {
+    const { core } = await this.client();
+    const claims = await core.listNamespacedPersistentVolumeClaim({ namespace: this.options.namespace, labelSelector: this.selector() });
+    return claims.items.map((c) => c.metadata?.annotations?.[KUBE_LABEL.volumeId] ?? '').filter(Boolean);
   }
 
   private async readPod(name: string): Promise<k8s.V1Pod | undefined> {

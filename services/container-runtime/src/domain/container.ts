@@ -56,6 +56,8 @@ export interface ContainerPlan {
   /** Host directory with user-data and ssh-keys, seen read-only at /etc/lapis. */
   metadataDir: string;
   network: string;
+  /** Volumes the engine mounts when it creates the workload (backends with claims; Docker attaches after start). */
+  volumes?: Array<{ volumeId: string; mountPath: string; readOnly: boolean }>;
 }
 
 export function instanceEnvironment(instance: Instance): string[] {

@@ -2,23 +2,37 @@
 // scheduler) whose nodes are kwok's: kwok marks scheduled pods Running, nothing runs in them.
 // GPUs: the node's inventory lists a made-up GPU (no GPU here); what is checked is the Pod's
 // nvidia.com/gpu limit, which is all the backend decides.
+// Volumes: the control plane has no storage provisioner, so a volume's claim (of a StorageClass
+// nobody provisions) stays Pending until the test makes a matching hostPath PersistentVolume,
+// pre-bound to the claim (claimRef) so the controller manager's binder binds it at once.
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { unique, until } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
-import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { startKube, type Kube } from '@lapis/testenv';
-import { KUBE_LABEL, podName } from '../../src/adapters/kubernetes';
-import { baseSpec, expectCode, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { claimName, KUBE_LABEL, podName } from '../../src/adapters/kubernetes';
+import { baseSpec, expectCode, recordEvents, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 interface Pod {
-  metadata: { name: string; labels: Record<string, string>; annotations: Record<string, string> };
+  metadata: { name: string; uid: string; labels: Record<string, string>; annotations: Record<string, string> };
   spec: {
     nodeName?: string;
     tolerations?: Array<{ key: string }>;
-    containers: Array<{ resources: { requests: Record<string, string>; limits: Record<string, string> }; env: Array<{ name: string; value: string }> }>;
+    containers: Array<{
+      resources: { requests: Record<string, string>; limits: Record<string, string> };
+      env: Array<{ name: string; value: string }>;
+      volumeMounts: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
+    }>;
+    volumes: Array<{ name: string; persistentVolumeClaim?: { claimName: string; readOnly?: boolean } }>;
   };
+  status: { phase: string };
+}
+
+interface Claim {
+  metadata: { name: string; labels: Record<string, string>; annotations: Record<string, string>; deletionTimestamp?: string };
+  spec: { accessModes: string[]; storageClassName?: string; resources: { requests: Record<string, string> }; volumeName?: string };
   status: { phase: string };
 }
 
@@ -29,14 +43,19 @@ describe('kubernetes backend (kwok nodes)', function () {
   let alice: Client;
   let nodes: string[];
   const namespace = `lapis-test-${randomBytes(4).toString('hex')}`;
+  // A class no provisioner serves: claims bind only to the PersistentVolumes the tests make.
+  const storageClass = `lapis-test-${randomBytes(4).toString('hex')}`;
+  const volumesMade: string[] = [];
   const node = unique('kube-node').toLowerCase();
   const env = () => ({
     LAPIS_RUNTIME_BACKEND: 'kubernetes',
     LAPIS_KUBECONFIG: kube.kubeconfig,
     LAPIS_KUBE_NAMESPACE: namespace,
     LAPIS_KUBE_TOLERATE_KWOK: 'true',
+    LAPIS_KUBE_STORAGE_CLASS: storageClass,
     LAPIS_GPUS: 'nvidia:GPU-kwok-fake-0:A100',
   });
+  const MiB = 2 ** 20;
 
   const pod = async (instanceId: string): Promise<Pod | undefined> => {
     try {
@@ -49,6 +68,53 @@ describe('kubernetes backend (kwok nodes)', function () {
   const create = async (name: string, extra: Record<string, unknown> = {}): Promise<Instance> =>
     ((await rpc(alice, alice.createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
   const get = async (id: string): Promise<Instance> => ((await rpc(alice, alice.getInstance, { instanceId: id })) as { instance: Instance }).instance;
+  const getVolume = async (id: string): Promise<Volume> => ((await rpc(alice, alice.getVolume, { volumeId: id })) as { volume: Volume }).volume;
+  const remove = (id: string) => rpc(alice, alice.deleteInstance, { instanceId: id, timeout: undefined, requestId: '' });
+  const claim = async (volumeId: string): Promise<Claim | undefined> => {
+    try {
+      return await kube.request<Claim>('GET', `/api/v1/namespaces/${namespace}/persistentvolumeclaims/${claimName(volumeId)}`);
+    } catch (error) {
+      if ((error as { status?: number }).status === 404) return undefined;
+      throw error;
+    }
+  };
+  const newVolume = async (name: string, sizeBytes = 64 * MiB): Promise<Volume> =>
+    ((await rpc(alice, alice.createVolume, { name, sizeBytes, filesystem: '', node: '', labels: {}, requestId: '' })) as { volume: Volume }).volume;
+  /**
+   * A hostPath PersistentVolume of the test's class (no provisioner here): pre-bound to the
+   * volume's claim when given one (the binder binds it at its next pass over Pending claims),
+   * else free for the next claim of the class (bound the moment that claim is made).
+   */
+  const makePersistentVolume = async (volumeId?: string, sizeBytes = 64 * MiB): Promise<string> => {
+    const name = `pv-${volumeId ?? randomBytes(6).toString('hex')}`.toLowerCase();
+    await kube.request('POST', '/api/v1/persistentvolumes', {
+      body: {
+        apiVersion: 'v1',
+        kind: 'PersistentVolume',
+        metadata: { name },
+        spec: {
+          capacity: { storage: String(sizeBytes) },
+          accessModes: ['ReadWriteOnce'],
+          storageClassName: storageClass,
+          persistentVolumeReclaimPolicy: 'Retain',
+          // kwok runs nothing, so nothing is ever made at this path.
+          hostPath: { path: `/tmp/lapis-kwok-${name}`, type: 'DirectoryOrCreate' },
+          ...(volumeId ? { claimRef: { namespace, name: claimName(volumeId) } } : {}),
+        },
+      },
+    });
+    volumesMade.push(name);
+    return name;
+  };
+  /** A volume whose claim is Bound (to a PersistentVolume made for it first; no other claim of the class is Pending then): AVAILABLE. */
+  const boundVolume = async (name: string): Promise<Volume> => {
+    await makePersistentVolume();
+    const volume = await newVolume(name);
+    return until(async () => {
+      const v = await getVolume(volume.id);
+      return v.state === VolumeState.AVAILABLE && v;
+    }, `volume ${volume.id} AVAILABLE (its claim Bound)`, 60_000);
+  };
 
   before(async () => {
     kube = await startKube();
@@ -70,8 +136,12 @@ describe('kubernetes backend (kwok nodes)', function () {
       for (const i of await rt.agent.listInstances(admin, { project: '', state: 0, node }).catch(() => [])) {
         await rt.agent.deleteInstance(i.id, 0, '', admin).catch(() => undefined);
       }
+      for (const v of await rt.agent.listVolumes(admin, { project: '', state: 0, instanceId: '' }).catch(() => [])) {
+        if (v.node === node) await rt.agent.deleteVolume(v.id, '', admin).catch(() => undefined);
+      }
       await rt.stop();
     }
+    for (const pv of volumesMade) await kube?.request('DELETE', `/api/v1/persistentvolumes/${pv}`).catch(() => undefined);
     await kube?.stop();
   });
 
@@ -105,16 +175,194 @@ describe('kubernetes backend (kwok nodes)', function () {
     assert.equal(await pod(instance.id), undefined, 'the pod is gone');
   });
 
-  it('stops an instance by deleting its pod: STOPPED (not "removed outside Lapis"), and it cannot start again', async () => {
+  it('stops an instance by deleting its pod: STOPPED (not "removed outside Lapis"); start makes the pod anew', async () => {
     const instance = await create('stopper');
+    const first = (await pod(instance.id))!.metadata.uid;
     const stopped = ((await rpc(alice, alice.stopInstance, { instanceId: instance.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' })) as { instance: Instance }).instance;
     assert.equal(stopped.state, InstanceState.STOPPED);
     assert.equal(await pod(instance.id), undefined);
     // The watch saw the deletion; the agent's record is still STOPPED afterwards.
     await new Promise((r) => setTimeout(r, 500));
     assert.equal((await get(instance.id)).state, InstanceState.STOPPED);
-    await expectCode(rpc(alice, alice.startInstance, { instanceId: instance.id, requestId: '' }), status.FAILED_PRECONDITION, /cannot start again/);
-    await rpc(alice, alice.deleteInstance, { instanceId: instance.id, timeout: undefined, requestId: '' });
+    // A resize while stopped is only recorded: the next pod gets it.
+    await rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'm1.small', resources: undefined, requestId: '' });
+    assert.equal(await pod(instance.id), undefined);
+    const started = ((await rpc(alice, alice.startInstance, { instanceId: instance.id, requestId: '' })) as { instance: Instance }).instance;
+    assert.equal(started.state, InstanceState.RUNNING);
+    assert.equal(started.backendId, podName(instance.id));
+    const again = (await pod(instance.id))!;
+    assert.notEqual(again.metadata.uid, first, 'a new pod');
+    assert.equal(again.status.phase, 'Running');
+    assert.equal(again.spec.containers[0]!.resources.limits.memory, String(2 ** 30), 'm1.small: 1Gi');
+    assert.equal(again.metadata.labels[KUBE_LABEL.flavor], 'm1.small');
+    await remove(instance.id);
+    assert.equal(await pod(instance.id), undefined);
+  });
+
+  it('makes a volume a PersistentVolumeClaim: CREATING while it is Pending, AVAILABLE once Bound; DeleteVolume removes it', async () => {
+    const volume = await newVolume('scratch', 64 * MiB);
+    // No provisioner serves the class: Pending, so CREATING, and the reason says so.
+    assert.equal(volume.state, VolumeState.CREATING);
+    assert.match(volume.stateReason, /Pending/);
+    const c = (await claim(volume.id))!;
+    assert.ok(c, 'the claim exists');
+    assert.equal(c.status.phase, 'Pending');
+    assert.equal(c.metadata.labels[KUBE_LABEL.volumeId], volume.id);
+    assert.equal(c.metadata.labels[KUBE_LABEL.project], volume.project);
+    assert.equal(c.metadata.labels[KUBE_LABEL.node], node);
+    assert.equal(c.metadata.labels[KUBE_LABEL.volumeName], 'scratch');
+    assert.equal(c.spec.storageClassName, storageClass);
+    assert.deepEqual(c.spec.accessModes, ['ReadWriteOnce']);
+    assert.equal(c.spec.resources.requests.storage, String(64 * MiB));
+    const pv = await makePersistentVolume(volume.id);
+    const available = await until(async () => {
+      const v = await getVolume(volume.id);
+      return v.state === VolumeState.AVAILABLE && v;
+    }, 'the volume AVAILABLE once its claim is Bound', 60_000);
+    assert.equal(available.stateReason, '');
+    assert.equal((await claim(volume.id))!.spec.volumeName, pv);
+    await rpc(alice, alice.deleteVolume, { volumeId: volume.id, requestId: '' });
+    assert.equal(await claim(volume.id), undefined, 'the claim is gone');
+    await expectCode(rpc(alice, alice.getVolume, { volumeId: volume.id }), status.NOT_FOUND);
+  });
+
+  it('creates an instance with its volumes as claims mounted in the pod; refuses to detach or delete them while used; deleting leaves nothing', async () => {
+    const volume = await boundVolume('data');
+    const ro = await newVolume('reference'); // Pending: a new pod may still take it (a WaitForFirstConsumer class binds then)
+    await makePersistentVolume(ro.id);
+    const instance = await create('with-volumes', {
+      volumes: [
+        { volumeId: volume.id, mountPath: '/mnt/data', readOnly: false },
+        { volumeId: ro.id, mountPath: '/mnt/ref', readOnly: true },
+      ],
+    });
+    assert.equal(instance.state, InstanceState.RUNNING);
+    assert.deepEqual(
+      instance.volumeAttachments.map((a) => [a.volumeId, a.mountPath, a.readOnly]),
+      [
+        [volume.id, '/mnt/data', false],
+        [ro.id, '/mnt/ref', true],
+      ],
+    );
+    const p = (await pod(instance.id))!;
+    assert.equal(p.status.phase, 'Running');
+    const byClaim = new Map(p.spec.volumes.filter((v) => v.persistentVolumeClaim).map((v) => [v.persistentVolumeClaim!.claimName, v]));
+    assert.equal(byClaim.get(claimName(volume.id))?.persistentVolumeClaim?.readOnly ?? false, false);
+    assert.equal(byClaim.get(claimName(ro.id))?.persistentVolumeClaim?.readOnly, true);
+    const mounts = new Map(p.spec.containers[0]!.volumeMounts.map((m) => [m.mountPath, m]));
+    assert.equal(mounts.get('/mnt/data')?.name, byClaim.get(claimName(volume.id))?.name);
+    assert.equal(mounts.get('/mnt/ref')?.name, byClaim.get(claimName(ro.id))?.name);
+    assert.equal(mounts.get('/mnt/ref')?.readOnly, true);
+    const attached = await getVolume(volume.id);
+    assert.equal(attached.state, VolumeState.ATTACHED);
+    assert.equal(attached.attachment?.instanceId, instance.id);
+
+    // A second instance cannot have a volume already attached.
+    await expectCode(create('thief', { volumes: [{ volumeId: volume.id, mountPath: '/mnt/data', readOnly: false }] }), status.FAILED_PRECONDITION, /already attached/);
+    await expectCode(rpc(alice, alice.detachVolume, { volumeId: volume.id, requestId: '' }), status.FAILED_PRECONDITION, /Pod's volumes are fixed when it is created/);
+    await expectCode(rpc(alice, alice.deleteVolume, { volumeId: volume.id, requestId: '' }), status.FAILED_PRECONDITION, /attached to instance/);
+
+    await remove(instance.id);
+    assert.equal(await pod(instance.id), undefined);
+    const released = await getVolume(volume.id);
+    assert.equal(released.state, VolumeState.AVAILABLE);
+    assert.equal(released.attachment, undefined);
+
+    // A pod Lapis did not make still uses the claim: the volume is not deleted under it.
+    const squatter = `squatter-${randomBytes(3).toString('hex')}`;
+    await kube.request('POST', `/api/v1/namespaces/${namespace}/pods`, {
+      body: {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: squatter },
+        spec: {
+          containers: [{ name: 'c', image: 'lapis/busybox:testenv', volumeMounts: [{ name: 'v', mountPath: '/v' }] }],
+          volumes: [{ name: 'v', persistentVolumeClaim: { claimName: claimName(volume.id) } }],
+          tolerations: [{ key: 'kwok.x-k8s.io/node', operator: 'Exists', effect: 'NoSchedule' }],
+        },
+      },
+    });
+    await expectCode(rpc(alice, alice.deleteVolume, { volumeId: volume.id, requestId: '' }), status.FAILED_PRECONDITION, new RegExp(`used by pod ${squatter}`));
+    assert.ok(await claim(volume.id), 'the claim is still there');
+    await kube.request('DELETE', `/api/v1/namespaces/${namespace}/pods/${squatter}?gracePeriodSeconds=0`);
+    await until(async () => {
+      try {
+        await kube.request('GET', `/api/v1/namespaces/${namespace}/pods/${squatter}`);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 'the squatter pod gone', 30_000);
+    for (const v of [volume, ro]) {
+      await rpc(alice, alice.deleteVolume, { volumeId: v.id, requestId: '' });
+      assert.equal(await claim(v.id), undefined, `the claim of ${v.id} is gone`);
+    }
+    const left = await kube.request<{ items: unknown[] }>('GET', `/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(`${KUBE_LABEL.instanceId}=${instance.id}`)}`);
+    assert.deepEqual(left.items, []);
+  });
+
+  it('reboots by making the pod anew: same instance id and volumes, a new pod, generation bumped, STOPPED then RUNNING announced', async () => {
+    const volume = await boundVolume('boot');
+    const instance = await create('rebooter', { volumes: [{ volumeId: volume.id, mountPath: '/mnt/boot', readOnly: false }] });
+    const before = (await pod(instance.id))!;
+    const events = recordEvents(rt.bus, `lapis.runtime.instance_state_changed.${instance.id}`);
+    try {
+      const rebooted = ((await rpc(alice, alice.rebootInstance, { instanceId: instance.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' })) as { instance: Instance }).instance;
+      assert.equal(rebooted.id, instance.id);
+      assert.equal(rebooted.state, InstanceState.RUNNING);
+      assert.equal(rebooted.stateReason, 'rebooted');
+      assert.ok(rebooted.generation > instance.generation, `generation ${rebooted.generation} after ${instance.generation}`);
+      const after = (await pod(instance.id))!;
+      assert.notEqual(after.metadata.uid, before.metadata.uid, 'a new pod');
+      assert.equal(after.status.phase, 'Running');
+      assert.equal(after.metadata.labels[KUBE_LABEL.instanceId], instance.id);
+      assert.ok(after.spec.volumes.some((v) => v.persistentVolumeClaim?.claimName === claimName(volume.id)), 'the new pod mounts the claim');
+      assert.equal((await getVolume(volume.id)).state, VolumeState.ATTACHED);
+      const seen = await until(() => {
+        const states = events.events.map((e) => (e.payload?.$case === 'instanceStateChanged' ? e.payload.instanceStateChanged.state : undefined));
+        return states.includes(InstanceState.STOPPED) && states.includes(InstanceState.RUNNING) && states;
+      }, 'STOPPED and RUNNING events', 10_000);
+      assert.deepEqual(seen, [InstanceState.STOPPED, InstanceState.RUNNING]);
+      // The watch saw the old pod go: that is no "removed outside Lapis".
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal((await get(instance.id)).state, InstanceState.RUNNING);
+    } finally {
+      events.stop();
+    }
+    await remove(instance.id);
+    await rpc(alice, alice.deleteVolume, { volumeId: volume.id, requestId: '' });
+    assert.equal(await claim(volume.id), undefined);
+  });
+
+  it("resizes by making the pod anew with the new flavor's requests and limits", async () => {
+    const instance = await create('grower');
+    const before = (await pod(instance.id))!;
+    const events = recordEvents(rt.bus, `lapis.runtime.instance_state_changed.${instance.id}`);
+    try {
+      const resized = ((await rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'm1.medium', resources: undefined, requestId: '' })) as { instance: Instance }).instance;
+      assert.equal(resized.state, InstanceState.RUNNING);
+      assert.equal(resized.spec?.flavor, 'm1.medium');
+      assert.equal(resized.spec?.resources?.cpuMillis, 2000);
+      const after = (await pod(instance.id))!;
+      assert.notEqual(after.metadata.uid, before.metadata.uid);
+      const resources = after.spec.containers[0]!.resources;
+      assert.equal(resources.limits.cpu, '2', 'the API server writes 2000m as 2');
+      assert.equal(resources.limits.memory, String(4 * 2 ** 30));
+      assert.deepEqual(resources.requests, resources.limits);
+      assert.equal(after.metadata.labels[KUBE_LABEL.flavor], 'm1.medium');
+      const running = await until(
+        () => events.events.find((e) => e.payload?.$case === 'instanceStateChanged' && e.payload.instanceStateChanged.state === InstanceState.RUNNING),
+        'the RUNNING event',
+        10_000,
+      );
+      assert.equal(running.payload?.$case === 'instanceStateChanged' && running.payload.instanceStateChanged.resources?.cpuMillis, 2000);
+    } finally {
+      events.stop();
+    }
+    // A GPU count cannot change (devices are granted at creation).
+    await expectCode(rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'g1.small', resources: undefined, requestId: '' }), status.INVALID_ARGUMENT, /GPUs/);
+    await remove(instance.id);
+    assert.equal(await pod(instance.id), undefined);
   });
 
   it('gives a GPU flavor nvidia.com/gpu limits', async () => {
@@ -172,6 +420,9 @@ describe('kubernetes backend (kwok nodes)', function () {
     const stateDir = rt.stateDir;
     // The store forgets one: the next agent adopts its pod from the labels and annotations alone.
     await rt.agent.store.instances.delete(orphan.id);
+    // A claim whose volume record is lost is no one's: the next agent deletes it.
+    const forgotten = await newVolume('forgotten');
+    await rt.agent.store.volumes.delete(forgotten.id);
     await rt.stop();
     await kube.request('DELETE', `/api/v1/namespaces/${namespace}/pods/${podName(lost.id)}?gracePeriodSeconds=0`);
     await until(async () => (await pod(lost.id)) === undefined, 'the lost pod gone', 30_000);
@@ -181,6 +432,8 @@ describe('kubernetes backend (kwok nodes)', function () {
     const report = await rt.agent.reconcile();
     assert.deepEqual(report.removedContainers, []);
     assert.deepEqual(report.adopted, []);
+    assert.deepEqual(report.removedClaims, []);
+    assert.equal(await claim(forgotten.id), undefined, 'the claim no volume owns was deleted on start');
     const again = await get(kept.id);
     assert.equal(again.state, InstanceState.RUNNING);
     assert.equal(again.backendId, podName(kept.id));
