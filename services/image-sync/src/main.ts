@@ -18,10 +18,12 @@ export async function start(env: NodeJS.ProcessEnv = process.env) {
       const siteCredentials = readCredentials(config.LAPIS_SITE_REGISTRY_SECRET);
       const site = new RegistryClient({ url: config.LAPIS_SITE_REGISTRY, ...(siteCredentials ? { credentials: siteCredentials } : {}) });
       const syncer = new Syncer({ site, stores, bus, log, blobConcurrency: config.LAPIS_SYNC_CONCURRENCY });
+      await syncer.catalogue();
       const app = new ImageSyncApp({ stores, syncer, log });
       if (config.LAPIS_POLICY_FILE) await app.loadPolicyFile(config.LAPIS_POLICY_FILE);
       app.startScheduler();
       shutdown.add('syncs', () => app.stop());
+      shutdown.add('catalogue watch', async () => syncer.stop());
       return registrations(app, site.host);
     },
   });

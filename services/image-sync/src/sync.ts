@@ -3,8 +3,8 @@
 // digest; the tag last) and recorded in the catalogue. What is already there is not copied
 // again; a repository whose tags are all unchanged costs only HEAD requests and a tag list.
 import { readFileSync } from 'node:fs';
-import type { EventBus, Logger } from '@lapis/platform';
-import { SyncResult, UpstreamRemoval, type Platform, type PlatformManifest, type RepositorySyncStatus, type SyncError, type SyncPolicy, type Image } from '@lapis/proto/lapis/images/v1/images';
+import { BucketMirror, type EventBus, type Logger } from '@lapis/platform';
+import { SyncResult, UpstreamRemoval, type Platform, type PlatformManifest, type RepositorySyncStatus, type SyncError, type SyncPolicy, Image } from '@lapis/proto/lapis/images/v1/images';
 import { isIndex, RegistryClient, RegistryError, registryCause, Semaphore, type Credentials, type Descriptor, type FetchedManifest } from './adapters/registry/client';
 import { imageKey, statusKey, type Stores } from './adapters/store';
 import { destinationOf, platformMatches, selectTags } from './domain/policy';
@@ -69,28 +69,30 @@ export class Syncer {
   /** Digest -> copy in progress (to some repository), so a shared layer moves once. */
   private readonly inFlight = new Map<string, Promise<unknown>>();
 
-  /**
-   * The catalogue as this syncer wrote it (read once from the bucket, then kept up to date by
-   * its own writes): image-sync is the catalogue's only writer, one instance per site.
-   */
-  private mirror: Promise<Map<string, Image>> | undefined;
+  /** The catalogue, followed through a watch of its bucket: every instance's writes show. */
+  private readonly mirror: BucketMirror<Image>;
+  private mirrorStarted: Promise<void> | undefined;
   /** Catalogue key -> when the site was last seen holding that tag at its digest. */
   private readonly seenAtSite = new Map<string, number>();
   private readonly upstreams = new Map<string, RegistryClient>();
 
   constructor(private readonly options: SyncerOptions) {
     this.blobs = new Semaphore(options.blobConcurrency ?? 8);
+    this.mirror = new BucketMirror(options.stores.catalogue, (bytes) => Image.decode(bytes));
   }
 
-  /** The catalogue by key (read from the bucket once, then kept by this syncer's writes). */
-  catalogue(): Promise<Map<string, Image>> {
-    this.mirror ??= (async () => {
-      const bucket = this.options.stores.catalogue;
-      const entries = await Promise.all((await bucket.keys()).map(async (key) => [key, (await bucket.get(key))?.value] as const));
-      return new Map(entries.filter((e): e is readonly [string, Image] => e[1] !== undefined));
-    })();
-    this.mirror.catch(() => (this.mirror = undefined));
+  /** The catalogue by key. */
+  async catalogue(): Promise<BucketMirror<Image>> {
+    this.mirrorStarted ??= this.mirror.start().catch((error: unknown) => {
+      this.mirrorStarted = undefined;
+      throw error;
+    });
+    await this.mirrorStarted;
     return this.mirror;
+  }
+
+  stop(): void {
+    this.mirror.stop();
   }
 
   /** A client per upstream and credentials, kept: it remembers the auth scheme and tokens. */
@@ -206,7 +208,7 @@ export class Syncer {
     const shared = others.some((o) => o.tag !== image.tag && o.repository === image.repository && o.digest === image.digest);
     if (!shared) await this.options.site.deleteManifest(image.repository, image.digest);
     await this.options.stores.catalogue.delete(imageKey(image.repository, image.tag));
-    (await this.catalogue()).delete(imageKey(image.repository, image.tag));
+    (await this.catalogue()).forget(imageKey(image.repository, image.tag));
     this.seenAtSite.delete(imageKey(image.repository, image.tag));
     await this.options.bus?.publish(
       { $case: 'imageRemoved', imageRemoved: { repository: image.repository, tag: image.tag, digest: image.digest, policy: image.policy } },
@@ -258,7 +260,7 @@ export class Syncer {
       if (existing && sameAsCatalogued) {
         // The catalogued image itself fails the policy now: it is no longer trusted.
         await this.options.stores.catalogue.delete(key);
-        (await this.catalogue()).delete(key);
+        (await this.catalogue()).forget(key);
         throw new SyncFailure(verdict.reason, `${repository}:${tag} (${sourceDigest}): ${verdict.message}; removed from the catalogue`);
       }
       throw new SyncFailure(verdict.reason, `${repository}:${tag} (${sourceDigest}): ${verdict.message}; not promoted`);
@@ -312,8 +314,7 @@ export class Syncer {
       pullReference: `${site.host}/${destination}@${digest}`,
       manifests: manifests.sort((a, b) => a.digest.localeCompare(b.digest)),
     };
-    await this.options.stores.catalogue.put(key, image);
-    (await this.catalogue()).set(key, image);
+    (await this.catalogue()).note(key, image, await this.options.stores.catalogue.put(key, image));
     this.seenAtSite.set(key, Date.now());
     await this.options.bus?.publish(
       { $case: 'imageSynced', imageSynced: { repository: destination, tag, digest, pullReference: image.pullReference, prepull: policy.prepull, policy: policy.name } },

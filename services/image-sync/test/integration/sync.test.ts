@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventBus } from '@lapis/platform';
-import { natsUrl, testLog, unique } from '@lapis/platform/testing';
+import { natsUrl, testLog, unique, until } from '@lapis/platform/testing';
 import { SyncResult, type RepositorySyncStatus, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
 import { startRegistry, type Registry } from '@lapis/testenv';
 import { MEDIA, RegistryClient } from '../../src/adapters/registry/client';
@@ -54,6 +54,7 @@ describe('sync between real registries', function () {
     pushed['dev-1'] = (await pushImage(up, 'team/app', 'dev-1', [base])).digest;
   });
   after(async () => {
+    syncer?.stop();
     delete process.env[secretVar];
     await bus?.drain();
     await Promise.all([upstream?.stop(), siteRegistry?.stop()]);
@@ -88,6 +89,23 @@ describe('sync between real registries', function () {
     // The tag was pushed only after its children.
     const puts = methods(siteLog).filter((m) => m.startsWith('PUT /v2/site/team/app/manifests/'));
     assert.equal(puts.indexOf('PUT /v2/site/team/app/manifests/multi') > puts.lastIndexOf('PUT /v2/site/team/app/manifests/DIGEST'), true);
+  });
+
+  it('a second image-sync instance serves the same catalogue, and follows changes to it', async () => {
+    const other = new Syncer({ site, stores, bus, log: testLog });
+    try {
+      const seen = await other.catalogue();
+      assert.equal(seen.get(imageKey('site/team/app', '1.0.0'))?.digest, pushed['1.0.0']);
+      const key = imageKey('site/team/app', 'elsewhere');
+      const entry = { ...seen.get(imageKey('site/team/app', '1.0.0'))!, tag: 'elsewhere' };
+      await stores.catalogue.put(key, entry);
+      await until(() => seen.get(key) ?? undefined, 'the other instance to see a write it did not make');
+      await stores.catalogue.delete(key);
+      await until(() => (seen.get(key) ? undefined : true), 'the other instance to see the delete');
+      assert.equal((await syncer.catalogue()).get(key), undefined);
+    } finally {
+      other.stop();
+    }
   });
 
   it('no-op sync: only HEAD requests (and the tag list), nothing copied', async () => {

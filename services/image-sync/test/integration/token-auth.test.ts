@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { testLog } from '@lapis/platform/testing';
+import { sleep, testLog } from '@lapis/platform/testing';
 import { ensureCommands, freePort, run, spawnLogged, waitFor, type Supervised } from '@lapis/testenv';
 import { RegistryClient } from '../../src/adapters/registry/client';
 import { pushImage, randomLayer, recordingFetch, type Recorded } from '../fixtures';
@@ -24,6 +24,7 @@ describe('bearer-token auth against a real registry with token auth', function (
   let tokenServer: Server;
   let url: string;
   const tokenRequests: URL[] = [];
+  let lifetimeS = 300;
 
   before(async () => {
     const { 'docker-registry': bin } = await ensureCommands({ 'docker-registry': 'docker-registry' });
@@ -46,10 +47,10 @@ describe('bearer-token auth against a real registry with token auth', function (
       });
       const now = Math.floor(Date.now() / 1000);
       const header = b64url(JSON.stringify({ alg: 'ES256', typ: 'JWT', x5c: [certDer.toString('base64')] }));
-      const claims = b64url(JSON.stringify({ iss: 'lapis-test', sub: user, aud: query.searchParams.get('service'), exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access }));
+      const claims = b64url(JSON.stringify({ iss: 'lapis-test', sub: user, aud: query.searchParams.get('service'), exp: now + lifetimeS, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access }));
       const signature = sign('sha256', Buffer.from(`${header}.${claims}`), { key, dsaEncoding: 'ieee-p1363' });
       response.setHeader('content-type', 'application/json');
-      response.end(JSON.stringify({ token: `${header}.${claims}.${b64url(signature)}`, expires_in: 300 }));
+      response.end(JSON.stringify({ token: `${header}.${claims}.${b64url(signature)}`, expires_in: lifetimeS }));
     });
     tokenServer.listen(0, '127.0.0.1');
     await once(tokenServer, 'listening');
@@ -98,6 +99,23 @@ describe('bearer-token auth against a real registry with token auth', function (
     assert.ok(tokenRequests.length < log.length / 2, `${tokenRequests.length} token requests for ${log.length} registry requests`);
     assert.equal(await client.mountBlob('team/other', image.layers[0]!.digest, 'team/secure'), true);
     assert.equal(await client.hasBlob('team/other', image.layers[0]!.digest), true);
+  });
+
+  it('fetches a fresh token before the one it holds expires, without a refused request', async () => {
+    lifetimeS = 2;
+    try {
+      const log: Recorded[] = [];
+      const client = new RegistryClient({ url, credentials: { username: 'robot', password: 'token-pw' }, fetch: recordingFetch(log) });
+      assert.deepEqual(await client.listTags('team/secure'), ['v1']);
+      const tokensBefore = tokenRequests.length;
+      const refusedBefore = log.filter((r) => r.status === 401).length;
+      await sleep(1_800); // past 80% of the token's 2 s
+      assert.deepEqual(await client.listTags('team/secure'), ['v1']);
+      assert.equal(tokenRequests.length, tokensBefore + 1, 'one fresh token');
+      assert.equal(log.filter((r) => r.status === 401).length, refusedBefore, 'no request was refused for an old token');
+    } finally {
+      lifetimeS = 300;
+    }
   });
 
   it('wrong credentials: the token request fails as UNAUTHORIZED', async () => {

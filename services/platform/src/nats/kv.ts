@@ -106,3 +106,57 @@ export class Bucket<T> {
     }
   }
 }
+
+/**
+ * A bucket's live entries kept in memory: read when started, then followed through a watch,
+ * so every instance of a service sees every writer's changes. A writer notes its own writes
+ * at once (read-your-writes); an entry never goes back to an older revision.
+ */
+export class BucketMirror<T> {
+  private readonly entries = new Map<string, Versioned<T>>();
+  private watcher?: { stop(): void };
+
+  constructor(
+    private readonly bucket: Bucket<T>,
+    private readonly decode: (bytes: Uint8Array) => T,
+  ) {}
+
+  /** Resolves once the bucket's current entries are in. */
+  async start(): Promise<void> {
+    let ready!: () => void;
+    const initialized = new Promise<void>((resolve) => (ready = resolve));
+    const iterator = await this.bucket.kv.watch({ key: '>', initializedFn: () => ready() });
+    this.watcher = iterator;
+    void (async () => {
+      for await (const entry of iterator) {
+        if (entry.operation === 'PUT') this.note(entry.key, this.decode(entry.value), entry.revision);
+        else this.forget(entry.key, entry.revision);
+      }
+    })();
+    // nats.js misses the end of the initial entries when the stream was pruned meanwhile.
+    await Promise.race([initialized, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+  }
+
+  note(key: string, value: T, revision: number): void {
+    const current = this.entries.get(key);
+    if (!current || current.revision <= revision) this.entries.set(key, { value, revision });
+  }
+
+  /** Drops the entry (without a revision: whatever this mirror has, as after one's own delete). */
+  forget(key: string, revision = Number.MAX_SAFE_INTEGER): void {
+    const current = this.entries.get(key);
+    if (current && current.revision < revision) this.entries.delete(key);
+  }
+
+  get(key: string): T | undefined {
+    return this.entries.get(key)?.value;
+  }
+
+  values(): T[] {
+    return [...this.entries.values()].map((e) => e.value);
+  }
+
+  stop(): void {
+    this.watcher?.stop();
+  }
+}

@@ -128,7 +128,8 @@ export class RegistryClient {
   readonly url: string;
   private readonly fetch: typeof fetch;
   private readonly limit: Semaphore;
-  private readonly tokens = new Map<string, Promise<string>>();
+  /** Bearer tokens by scope, with when to fetch a fresh one. */
+  private readonly tokens = new Map<string, Promise<{ token: string; refreshAt: number }>>();
   /** The scheme the registry asked for once; sent up front afterwards (no 401 round trip). */
   private scheme: 'basic' | 'bearer' | undefined;
   private challenge: Record<string, string> = {};
@@ -463,35 +464,40 @@ export class RegistryClient {
     return false;
   }
 
-  /** A bearer token for a scope from the challenge's realm (Docker token auth), cached. */
-  private token(scope: string): Promise<string> {
+  /** A bearer token for a scope from the challenge's realm (Docker token auth), cached until shortly before it expires. */
+  private async token(scope: string): Promise<string> {
     const credentials = this.options.credentials;
-    if (credentials && 'token' in credentials) return Promise.resolve(credentials.token);
-    let pending = this.tokens.get(scope);
-    if (!pending) {
-      pending = (async () => {
-        const realm = this.challenge.realm;
-        if (!realm) throw new RegistryError(`${this.host}: bearer challenge without a realm`, 'PROTOCOL');
-        const url = new URL(realm);
-        if (this.challenge.service) url.searchParams.set('service', this.challenge.service);
-        for (const part of scope.split(' ')) url.searchParams.append('scope', part);
-        const headers: Record<string, string> = {};
-        if (credentials && 'username' in credentials) {
-          headers.authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
-        }
-        const response = await this.fetch(url, { headers, signal: AbortSignal.timeout(HEADERS_TIMEOUT_MS) });
-        if (!response.ok) {
-          throw new RegistryError(`token from ${url.origin}${url.pathname} answered ${response.status}`, response.status === 401 ? 'UNAUTHORIZED' : 'DENIED', response.status);
-        }
-        const body = (await response.json()) as { token?: string; access_token?: string };
-        const token = body.token ?? body.access_token;
-        if (!token) throw new RegistryError(`token from ${url.origin}${url.pathname} had no token`, 'PROTOCOL');
-        return token;
-      })();
-      pending.catch(() => this.tokens.delete(scope));
-      this.tokens.set(scope, pending);
-    }
-    return pending;
+    if (credentials && 'token' in credentials) return credentials.token;
+    const cached = this.tokens.get(scope);
+    const held = await cached?.catch(() => undefined);
+    if (held && held.refreshAt > Date.now()) return held.token;
+    // Another caller may have started a fresh fetch while this one waited.
+    const newer = this.tokens.get(scope);
+    if (newer && newer !== cached) return (await newer).token;
+    const fresh = (async () => {
+      const realm = this.challenge.realm;
+      if (!realm) throw new RegistryError(`${this.host}: bearer challenge without a realm`, 'PROTOCOL');
+      const url = new URL(realm);
+      if (this.challenge.service) url.searchParams.set('service', this.challenge.service);
+      for (const part of scope.split(' ')) url.searchParams.append('scope', part);
+      const headers: Record<string, string> = {};
+      if (credentials && 'username' in credentials) {
+        headers.authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+      }
+      const response = await this.fetch(url, { headers, signal: AbortSignal.timeout(HEADERS_TIMEOUT_MS) });
+      if (!response.ok) {
+        throw new RegistryError(`token from ${url.origin}${url.pathname} answered ${response.status}`, response.status === 401 ? 'UNAUTHORIZED' : 'DENIED', response.status);
+      }
+      const body = (await response.json()) as { token?: string; access_token?: string; expires_in?: number };
+      const token = body.token ?? body.access_token;
+      if (!token) throw new RegistryError(`token from ${url.origin}${url.pathname} had no token`, 'PROTOCOL');
+      // The token spec's default lifetime is 60 s; a fresh one is fetched when 80% of it is gone.
+      const lifetimeS = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 60;
+      return { token, refreshAt: Date.now() + lifetimeS * 800 };
+    })();
+    this.tokens.set(scope, fresh);
+    fresh.catch(() => this.tokens.get(scope) === fresh && this.tokens.delete(scope));
+    return (await fresh).token;
   }
 }
 
