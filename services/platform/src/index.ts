@@ -12,3 +12,4 @@ export * from './shutdown';
 export { shutdownTelemetry, startTelemetry } from './telemetry/sdk';
 export * from './flavors';
 export * from './paging';
+export * from './instance-spec';

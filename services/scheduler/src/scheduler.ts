@@ -7,7 +7,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import type { Bucket, EventBus, Logger, RunningConsumer } from '@lapis/platform';
-import { RevisionConflict } from '@lapis/platform';
+import { defaultInstanceName, RevisionConflict } from '@lapis/platform';
 import { DeviceKind, InstanceState, type Flavor } from '@lapis/proto/lapis/common/v1/common';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { NodeState, type Node } from '@lapis/proto/lapis/runtime/v1/runtime';
@@ -393,7 +393,7 @@ export class Scheduler {
       ...input,
       traceparent: currentTraceparent(),
       // Every instance has a hostname; a claim that names none gets one from its id.
-      spec: input.spec.name ? input.spec : { ...input.spec, name: `i-${id.slice(0, 8)}` },
+      spec: input.spec.name ? input.spec : { ...input.spec, name: defaultInstanceName(id) },
       state: ClaimState.PENDING,
       reason: PendingReason.NEW,
       detail: 'not yet looked at by a scheduling cycle',

@@ -1,6 +1,6 @@
 // gRPC handlers of lapis.scheduler.v1.SchedulerService: validate, scope to the caller's
 // project (admins see every project), translate, and hand over to the engine.
-import { failedPrecondition, invalidArgument, notFound, paginate, permissionDenied, service, type CallContext, type FieldViolation, type Handlers, type ServiceRegistration } from '@lapis/platform';
+import { failedPrecondition, invalidArgument, notFound, paginate, permissionDenied, service, validateInstanceSpec, type CallContext, type FieldViolation, type Handlers, type ServiceRegistration } from '@lapis/platform';
 import { Backend, DeviceKind, type Resources } from '@lapis/proto/lapis/common/v1/common';
 import {
   ClaimState,
@@ -16,7 +16,6 @@ import { withinLimit, type ClaimRecord, type DeviceNeed, type Res } from './doma
 import { weightsRow, type Breakdown } from './domain/priority';
 import type { Scheduler } from './scheduler';
 
-const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/;
 
 export const toResources = (r: Res): Resources => ({ cpuMillis: r.cpu, memoryBytes: r.mem, gpus: r.gpus, pids: 0, diskBytes: 0 });
@@ -97,8 +96,10 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       const violations: FieldViolation[] = [];
       const spec = req.spec;
       if (!spec) throw invalidArgument([{ field: 'spec', description: 'required' }]);
-      if (spec.name && !LABEL.test(spec.name)) violations.push({ field: 'spec.name', description: 'must be an RFC 1123 label (lower case letters, digits, dashes; at most 63)' });
-      if (!spec.image) violations.push({ field: 'spec.image', description: 'required' });
+      // The rules the runtime applies too (name, image, labels with their reserved prefixes,
+      // environment, keys, ports, volumes), so a placed claim is not refused on its node; an
+      // unnamed claim gets a name from its id (defaultInstanceName).
+      violations.push(...validateInstanceSpec(spec, { nameOptional: true }));
       let res = fromResources(spec.resources);
       const devices: DeviceNeed[] = [];
       const flavor = spec.flavor ? s.flavor(spec.flavor) : undefined;

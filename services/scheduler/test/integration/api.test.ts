@@ -64,6 +64,15 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
     assert.match(missing.details, /spec: required/);
   });
 
+  it('applies the runtime’s spec rules (shared validateInstanceSpec): reserved label keys, LAPIS_* variables', async () => {
+    const error = await failure(submit(alice, { spec: { name: 'vm', flavor: 'm1.small', image: 'lapis/base:1', labels: { 'lapis.instance-id': 'x', 'kubernetes.io/role': 'y', team: 'ok' }, environment: { LAPIS_TOKEN: 'z' } } }));
+    assert.equal(error.code, status.INVALID_ARGUMENT);
+    assert.deepEqual(errorDetails(error).violations.map((v) => v.field).sort(), ['spec.environment[LAPIS_TOKEN]', 'spec.labels[kubernetes.io/role]', 'spec.labels[lapis.instance-id]']);
+    // No name is fine here: the claim gets one from its id.
+    const { claim } = await submit(alice, { spec: { name: '', flavor: 'm1.small', image: 'lapis/base:1', labels: { team: 'ok' } } });
+    assert.equal(claim?.spec?.name, `i-${claim!.id.slice(0, 8)}`);
+  });
+
   it('refuses only a claim larger than its project’s whole quota', async () => {
     await root.setQuota({ quota: { project: 'physics', maxInstances: 10, maxResources: { cpuMillis: 2000 } } });
     const error = await failure(submit(alice, { spec: { name: 'big', flavor: 'm1.large', image: 'lapis/base:1' } }));
