@@ -5,6 +5,7 @@ import { helpText, link, parse, UsageError, path, type Command } from './cli';
 import { deploymentCommand } from './commands/deployment';
 import { imageCommand } from './commands/image';
 import { instanceCommand } from './commands/instance';
+import { partitionCommand } from './commands/partition';
 import { claimCommand, fairshareCommand, priorityCommand, queueCommand } from './commands/scheduler';
 import { toscaCommand } from './commands/tosca';
 import { volumeCommand } from './commands/volume';
@@ -16,7 +17,7 @@ export function rootCommand(): Command {
     summary: 'the Lapis command line',
     description:
       'lapisctl talks to the Lapis services over gRPC: deployments (tosca-orchestrator), instances and volumes (container-runtime), the queue, priorities, fair share and claims (scheduler), the image catalogue (image-sync), and validates or translates TOSCA templates offline.',
-    subcommands: [deploymentCommand(), instanceCommand(), volumeCommand(), queueCommand(), priorityCommand(), fairshareCommand(), claimCommand(), imageCommand(), toscaCommand()],
+    subcommands: [deploymentCommand(), instanceCommand(), volumeCommand(), queueCommand(), priorityCommand(), fairshareCommand(), claimCommand(), partitionCommand(), imageCommand(), toscaCommand()],
     examples: [
       'export LAPIS_TOKEN=alice-token',
       'lapisctl claim submit --image lapis/busybox:1.36 --flavor m1.tiny --wait -- sleep 3600',
