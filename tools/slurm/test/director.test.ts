@@ -22,7 +22,7 @@ import {
   type ListPartitionsResponse,
   type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { startSlurm, waitFor, type SlurmCluster } from '@lapis/testenv';
+import { run, startSlurm, waitFor, type SlurmCluster } from '@lapis/testenv';
 import { connect, type NatsConnection } from 'nats';
 import { Director, type RoundResult } from '../src/director/director.js';
 import { LapisAdapter } from '../src/director/lapis.js';
@@ -30,6 +30,7 @@ import { parseNodes, SlurmAdapter } from '../src/director/slurm.js';
 
 const SCHEDULER_MAIN = require.resolve('@lapis/scheduler/dist/src/main.js');
 const DIRECTOR_MAIN = path.resolve(__dirname, '../src/director/main.js');
+const LAPISCTL = require.resolve('@lapis/lapisctl/dist/src/main.js');
 const FLAVORS = path.resolve(__dirname, '../../../../config/flavors.yaml');
 const NODES = ['dn1', 'dn2', 'dn3'];
 
@@ -215,6 +216,24 @@ describe('partition director (real Slurm, real scheduler)', function () {
     assert.ok(r.moves.every((m) => m.user === TEST_TOKENS.root.user && m.reason.startsWith('director: ') && m.time));
     const only: ListNodeMovesResponse = await call(client.listNodeMoves.bind(client), { pageSize: 10, pageToken: '', node: 'dn2' });
     assert.deepEqual(only.moves.map((m) => m.node), ['dn2']);
+  });
+
+  it('lapisctl partition list and moves show the nodes and the moves', async function () {
+    const lapisctl = async (args: string[]): Promise<string> => {
+      const r = await run(process.execPath, [LAPISCTL, ...args], { env: { ...process.env, LAPIS_SCHEDULER_ADDRESS: scheduler!.address, LAPIS_TOKEN: TEST_TOKENS.root.token } });
+      return r.stdout;
+    };
+    const list = await lapisctl(['partition', 'list']);
+    assert.match(list, /^cloud\s+1\s+-\s+2\s+batch\s.*\bdn2$/m, list);
+    assert.match(list, /^slurm-batch\s+2\s.*\bdn1,dn3$/m, list);
+    const moves = await lapisctl(['partition', 'moves']);
+    assert.match(moves, /^TIME\s+AGE\s+NODE\s+FROM\s+TO\s+BY\s+REASON$/m, moves);
+    assert.deepEqual(
+      moves.split('\n').slice(1).filter(Boolean).map((l) => l.split(/\s+/).slice(2, 6).join(' ')),
+      ['dn3 cloud slurm-batch root', 'dn3 slurm-batch cloud root', 'dn2 slurm-batch cloud root'],
+    );
+    const json = JSON.parse(await lapisctl(['partition', 'moves', '--node', 'dn2', '-o', 'json'])) as Array<{ node: string; toPartition: string }>;
+    assert.deepEqual(json.map((m) => `${m.node} ${m.toPartition}`), ['dn2 cloud']);
   });
 
   it('the lapis-director process gives dn2 back once its instance ends, logs it, and exits 0 on SIGTERM', async function () {
