@@ -292,7 +292,7 @@ export class Agent {
       await this.announce(instance, existing?.value.state ?? InstanceState.SCHEDULED);
       try {
         const network = await this.deps.backend.ensureNetwork(input.project);
-        const dirs = await this.deps.host.prepareInstance(input.id, metadataFiles(instance));
+        const dirs = await this.instanceDirs(instance);
         // Engine-kept volumes (PVCs) are given to the workload when it is made; block files after it runs.
         const claims = !!this.deps.backend.claims;
         if (claims) {
@@ -371,9 +371,18 @@ export class Agent {
       setTimeout(() => this.quiet.delete(instance.id), 2_000).unref();
     }
     if (claims) await this.releaseVolumes(instance);
-    await this.deps.host.releaseInstance(instance.id);
+    else await this.deps.host.releaseInstance(instance.id);
     const others = (await this.listAll()).some((i) => i.id !== instance.id && i.project === instance.project && i.node === this.node && i.backendId && !TERMINAL.has(i.state));
     if (!others) await this.deps.backend.releaseNetwork(instance.project);
+  }
+
+  /**
+   * The instance's mount point and metadata directory on the node. An engine that keeps volumes
+   * itself (Pods, PVCs; the agent a non-root Deployment) needs neither: nothing is made or mounted.
+   */
+  private async instanceDirs(instance: Instance): Promise<{ mountDir: string; metadataDir: string }> {
+    if (this.deps.backend.claims) return { mountDir: '', metadataDir: '' };
+    return this.deps.host.prepareInstance(instance.id, metadataFiles(instance));
   }
 
   private async releaseVolumes(instance: Instance): Promise<void> {
@@ -572,7 +581,7 @@ export class Agent {
       resources: spec.resources!,
       image: await this.deps.backend.localImage(image.reference, digest),
       grant: { gpuRequests: [], cdiNames: [], paths: [], capAdd: [], devices: instance.devices },
-      ...(await this.deps.host.prepareInstance(instance.id, metadataFiles(instance))),
+      ...(await this.instanceDirs(instance)),
       network: await this.deps.backend.ensureNetwork(instance.project),
       volumes: planVolumes(instance),
     };
@@ -790,7 +799,10 @@ export class Agent {
   async getVolume(id: string, scope: Scope): Promise<Volume> {
     const found = await this.store.volumes.get(id);
     if (!found || !visible(found.value.project, scope)) throw notFound(`volume ${id} not found`, 'VOLUME_NOT_FOUND');
-    return this.refreshVolume(found.value);
+    return this.refreshVolume(found.value).catch((error: Error) => {
+      this.deps.log.warn({ volume: id, err: error.message }, "cannot read the volume's claim; answering the recorded state");
+      return found.value;
+    });
   }
 
   /** A claim-backed volume of this node with its state read from its claim's phase (recorded and announced when it moved). */
@@ -956,11 +968,11 @@ export class Agent {
     }
     const result = await this.store.volumes.mutate(volumeId, (v) => {
       if (!v || v.attachment?.instanceId !== instanceId) return undefined;
-      const released = { ...v, state: VolumeState.AVAILABLE, stateReason: '', attachment: undefined };
+      const released = { ...v, state: VolumeState.AVAILABLE, attachment: undefined };
       return claim ? { ...released, ...claimState(claim) } : released;
     });
     if (result && volume?.state === VolumeState.ATTACHED) await this.announceVolume(result.value);
-    return result?.value ?? (await this.store.volumes.get(volumeId))?.value ?? volume!;
+    return result!.value;
   }
 
   private async volumesAttachedTo(instanceId: string): Promise<Volume[]> {
@@ -1175,15 +1187,16 @@ export class Agent {
         await host.attach(volume.id, a.instanceId, name, a.readOnly);
       }
     }
-    // Host leftovers: instance directories and mounts no live instance owns, loop devices of unattached volumes.
-    for (const id of await host.instanceIdsOnDisk()) {
+    // Host leftovers: instance directories and mounts no live instance owns, loop devices of unattached volumes
+    // (none where the engine keeps the volumes: the node's storage is not used).
+    for (const id of backend.claims ? [] : await host.instanceIdsOnDisk()) {
       if (live.has(id)) continue;
       const before = await host.mountPoints();
       await host.releaseInstance(id);
       report.removedMounts.push(...before.filter((m) => m.startsWith(`${host.instancesDir}/${id}`)));
     }
     const attached = new Map((await store.volumes.list()).filter((e) => e.value.attachment && e.value.node === this.node).map((e) => [e.key, e.value]));
-    for (const mount of await host.mountPoints()) {
+    for (const mount of backend.claims ? [] : await host.mountPoints()) {
       const [instanceId, , name] = mount.slice(host.instancesDir.length + 1).split('/');
       if (!instanceId || !mount.startsWith(`${host.instancesDir}/`)) continue;
       const owned = live.has(instanceId) && (!name || [...attached.values()].some((v) => v.attachment?.instanceId === instanceId && v.attachment.mountPath.endsWith(`/${name}`)));
@@ -1192,7 +1205,7 @@ export class Agent {
         report.removedMounts.push(mount);
       }
     }
-    for (const loop of await host.loopDevices()) {
+    for (const loop of backend.claims ? [] : await host.loopDevices()) {
       const volumeId = loop.backingFile.slice(host.volumesDir.length + 1, -'.img'.length);
       if (!attached.has(volumeId)) {
         await host.freeLoops(volumeId);

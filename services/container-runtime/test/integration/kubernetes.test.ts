@@ -7,6 +7,8 @@
 // pre-bound to the claim (claimRef) so the controller manager's binder binds it at once.
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { unique, until } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
@@ -166,6 +168,9 @@ describe('kubernetes backend (kwok nodes)', function () {
     assert.ok(p.spec.tolerations?.some((t) => t.key === 'kwok.x-k8s.io/node'));
     const envs = Object.fromEntries(p.spec.containers[0]!.env.map((e) => [e.name, e.value]));
     assert.equal(envs.LAPIS_INSTANCE_ID, instance.id);
+    // The node's storage is not used: nothing is mounted or made under the state dir (the agent runs as non-root there).
+    assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(rt.stateDir), 'no mount under the state dir');
+    assert.deepEqual(readdirSync(join(rt.stateDir, 'instances')), []);
     const cm = await kube.request<{ data: Record<string, string>; binaryData: Record<string, string> }>('GET', `/api/v1/namespaces/${namespace}/configmaps/${podName(instance.id)}-metadata`);
     assert.equal(cm.data['ssh-keys'], 'ssh-ed25519 AAAAtest alice@lapis');
     assert.equal(Buffer.from(cm.binaryData['user-data']!, 'base64').toString(), '#cloud-config\n');
@@ -361,6 +366,28 @@ describe('kubernetes backend (kwok nodes)', function () {
     }
     // A GPU count cannot change (devices are granted at creation).
     await expectCode(rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'g1.small', resources: undefined, requestId: '' }), status.INVALID_ARGUMENT, /GPUs/);
+
+    // A pod the cluster refuses (a LimitRange of at most 4 CPUs per container): the old one is made again.
+    await kube.request('POST', `/api/v1/namespaces/${namespace}/limitranges`, {
+      body: { apiVersion: 'v1', kind: 'LimitRange', metadata: { name: 'at-most-4-cpus' }, spec: { limits: [{ type: 'Container', max: { cpu: '4' } }] } },
+    });
+    try {
+      const uid = (await pod(instance.id))!.metadata.uid;
+      await expectCode(
+        rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: '', resources: { cpuMillis: 8000, memoryBytes: 0, gpus: 0, pids: 0, diskBytes: 0 }, requestId: '' }),
+        status.FAILED_PRECONDITION,
+        /maximum cpu usage per Container is 4.*runs again with its previous resources/,
+      );
+      const back = await get(instance.id);
+      assert.equal(back.state, InstanceState.RUNNING);
+      assert.equal(back.spec?.flavor, 'm1.medium');
+      assert.equal(back.spec?.resources?.cpuMillis, 2000);
+      const again = (await pod(instance.id))!;
+      assert.notEqual(again.metadata.uid, uid, 'made again');
+      assert.equal(again.spec.containers[0]!.resources.limits.cpu, '2');
+    } finally {
+      await kube.request('DELETE', `/api/v1/namespaces/${namespace}/limitranges/at-most-4-cpus`);
+    }
     await remove(instance.id);
     assert.equal(await pod(instance.id), undefined);
   });
