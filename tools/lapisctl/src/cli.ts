@@ -1,6 +1,6 @@
-// A small command framework: nested commands, options anywhere after the command they belong
-// to (global options anywhere), `--help` on every command, usage errors with exit code 2.
-// (commander is not installed in this checkout; this covers what lapisctl needs.)
+// lapisctl's commands are declared as data (Command below); commander parses argv against
+// them and writes the help and the usage errors.
+import { Command as Program, CommanderError, Option } from 'commander';
 import type { Context } from './context';
 
 export class UsageError extends Error {
@@ -70,115 +70,59 @@ export function link(command: Command): Command {
   return command;
 }
 
-export interface ParseResult {
-  parsed?: Parsed;
-  help?: Command;
+/** What to run, or the exit code when commander already answered (help, a usage error). */
+export type ParseResult = { parsed: Parsed } | { exitCode: number };
+
+function toOption(def: OptionDef, group?: string): Option {
+  const flags = `${def.short ? `-${def.short}, ` : ''}--${def.long}${def.value ? ` <${def.value}>` : ''}`;
+  const option = new Option(flags, def.description + (def.defaultText ? ` (default ${def.defaultText})` : ''));
+  if (def.choices) option.choices(def.choices);
+  if (def.repeat) option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+  if (group) option.helpGroup(group);
+  return option;
+}
+
+function toProgram(def: Command, globals: OptionDef[], found: (parsed: Parsed) => void, rest: string[]): Program {
+  const program = new Program(def.name).summary(def.summary).description(def.description ?? def.summary);
+  program.aliases(def.aliases ?? []);
+  program.exitOverride();
+  program.showHelpAfterError(`run "${path(def)} --help" for usage`);
+  program.addHelpOption(new Option('-h, --help', 'show this help').helpGroup('Global options:'));
+  program.helpCommand(false);
+  const own = (def.options ?? []).map((o) => [o, toOption(o)] as const);
+  // Global options are taken on every command, before or after its own.
+  const global = globals.map((o) => [o, toOption(o, 'Global options:')] as const);
+  for (const [, option] of [...own, ...global]) program.addOption(option);
+  if (def.examples?.length) program.addHelpText('after', `\nExamples:\n${def.examples.map((e) => `  ${e}`).join('\n')}`);
+  for (const sub of def.subcommands ?? []) program.addCommand(toProgram(sub, globals, found, rest));
+  if (!def.run) return program;
+  for (const a of def.args ?? []) program.argument(a.required ? `<${a.name}${a.variadic ? '...' : ''}>` : `[${a.name}${a.variadic ? '...' : ''}]`);
+  if (def.usageTail) program.argument('[COMMAND...]').usage(`[options]${(def.args ?? []).map((a) => ` ${a.name}`).join('')} ${def.usageTail}`);
+  program.action(function (this: Program) {
+    const values = this.optsWithGlobals();
+    const options: OptionValues = {};
+    for (const [o, option] of [...own, ...global]) options[o.long] = values[option.attributeName()] as OptionValues[string];
+    // What follows `--` is the command's own words, apart from its arguments.
+    const args = this.args.slice(0, this.args.length - rest.length);
+    if (rest.length > 0 && !def.usageTail) throw new UsageError(`"${path(def)}" takes nothing after --`, def);
+    found({ command: def, args, options, rest });
+  });
+  return program;
 }
 
 /** Parses argv (without node and the script) against the command tree. */
 export function parse(root: Command, globals: OptionDef[], argv: string[]): ParseResult {
-  let command = root;
-  const args: string[] = [];
-  const rest: string[] = [];
-  const options: OptionValues = {};
-  let help = false;
-  const find = (name: string, short: boolean): OptionDef | undefined => {
-    const pool = [...globals, ...(command.options ?? [])];
-    return pool.find((o) => (short ? o.short === name : o.long === name));
-  };
-  const set = (def: OptionDef, value: string | true) => {
-    if (def.choices && typeof value === 'string' && !def.choices.includes(value)) {
-      throw new UsageError(`--${def.long} must be one of ${def.choices.join(', ')} (got "${value}")`, command);
-    }
-    if (def.repeat) {
-      const list = (options[def.long] as string[] | undefined) ?? [];
-      list.push(String(value));
-      options[def.long] = list;
-    } else options[def.long] = value;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const token = argv[i]!;
-    if (token === '--') {
-      rest.push(...argv.slice(i + 1));
-      break;
-    }
-    if (token === '--help' || token === '-h') {
-      help = true;
-      continue;
-    }
-    if (token.startsWith('--') || (token.startsWith('-') && token.length > 1 && !/^-\d/.test(token))) {
-      const long = token.startsWith('--');
-      let name = long ? token.slice(2) : token.slice(1, 2);
-      let inline: string | undefined;
-      if (long && name.includes('=')) [name, inline] = [name.slice(0, name.indexOf('=')), name.slice(name.indexOf('=') + 1)];
-      if (!long && token.length > 2) inline = token.slice(2).replace(/^=/, '');
-      const def = find(name, !long);
-      if (!def) {
-        if (help) continue;
-        throw new UsageError(`unknown option ${long ? '--' : '-'}${name} for "${path(command)}"`, command);
-      }
-      if (def.value) {
-        const value = inline ?? argv[++i];
-        if (value === undefined) throw new UsageError(`--${def.long} needs a value (${def.value})`, command);
-        set(def, value);
-      } else {
-        if (inline !== undefined) throw new UsageError(`--${def.long} takes no value`, command);
-        set(def, true);
-      }
-      continue;
-    }
-    if (command.subcommands && args.length === 0) {
-      const sub = command.subcommands.find((c) => c.name === token || c.aliases?.includes(token));
-      if (!sub) {
-        if (help) break;
-        throw new UsageError(`unknown command "${token}" for "${path(command)}"`, command);
-      }
-      command = sub;
-      continue;
-    }
-    args.push(token);
+  const dashes = argv.indexOf('--');
+  const rest = dashes < 0 ? [] : argv.slice(dashes + 1);
+  let parsed: Parsed | undefined;
+  const program = toProgram(root, globals, (p) => (parsed = p), rest);
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (error) {
+    if (!(error instanceof CommanderError)) throw error;
+    // Help asked for: 0; anything commander refused (or a group without its command): 2.
+    return { exitCode: error.code === 'commander.helpDisplayed' ? 0 : 2 };
   }
-  if (help) return { help: command };
-  if (!command.run) throw new UsageError(`"${path(command)}" needs a command`, command);
-  const defs = command.args ?? [];
-  const required = defs.filter((a) => a.required).length;
-  const variadic = defs.some((a) => a.variadic);
-  if (args.length < required) {
-    const missing = defs.filter((a) => a.required).slice(args.length).map((a) => a.name);
-    throw new UsageError(`missing ${missing.join(' ')}`, command);
-  }
-  if (!variadic && args.length > defs.length) throw new UsageError(`unexpected argument "${args[defs.length]}"`, command);
-  if (rest.length > 0 && !command.usageTail) throw new UsageError(`"${path(command)}" takes nothing after --`, command);
-  return { parsed: { command, args, options, rest } };
-}
-
-const optionLabel = (o: OptionDef) => `${o.short ? `-${o.short}, ` : '    '}--${o.long}${o.value ? ` ${o.value}` : ''}`;
-
-function optionLines(list: OptionDef[]): string[] {
-  const width = Math.max(...list.map((o) => optionLabel(o).length));
-  return list.map((o) => {
-    const extra = [o.choices ? `one of ${o.choices.join('|')}` : '', o.defaultText ? `default ${o.defaultText}` : ''].filter(Boolean).join('; ');
-    return `  ${optionLabel(o).padEnd(width)}  ${o.description}${extra ? ` (${extra})` : ''}`;
-  });
-}
-
-export function helpText(command: Command, globals: OptionDef[]): string {
-  const lines: string[] = [];
-  const argText = (command.args ?? []).map((a) => {
-    const name = `${a.name}${a.variadic ? '...' : ''}`;
-    return a.required ? name : `[${name}]`;
-  });
-  if (command.subcommands) lines.push(`Usage: ${path(command)} COMMAND [options]`);
-  else lines.push(`Usage: ${[path(command), '[options]', ...argText, command.usageTail ?? ''].filter(Boolean).join(' ')}`);
-  lines.push('', command.description ?? command.summary);
-  if (command.subcommands) {
-    lines.push('', 'Commands:');
-    const width = Math.max(...command.subcommands.map((c) => c.name.length));
-    for (const sub of command.subcommands) lines.push(`  ${sub.name.padEnd(width)}  ${sub.summary}`);
-  }
-  if (command.options?.length) lines.push('', 'Options:', ...optionLines(command.options));
-  lines.push('', 'Global options:', ...optionLines(globals), `      --help${' '.repeat(Math.max(0, Math.max(...globals.map((o) => optionLabel(o).length)) - 10))}  show this help`);
-  if (command.examples?.length) lines.push('', 'Examples:', ...command.examples.map((e) => `  ${e}`));
-  if (command.subcommands) lines.push('', `Run "${path(command)} COMMAND --help" for a command's options.`);
-  return lines.join('\n') + '\n';
+  if (!parsed) return { exitCode: 2 };
+  return { parsed };
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // lapisctl: the Lapis command line over gRPC (see README.md).
 // Exit codes: 0 success, 1 the server (or the work it did) failed, 2 usage errors.
-import { helpText, link, parse, UsageError, path, type Command } from './cli';
+import { link, parse, UsageError, path, type Command } from './cli';
 import { deploymentCommand } from './commands/deployment';
 import { imageCommand } from './commands/image';
 import { instanceCommand } from './commands/instance';
@@ -30,21 +30,15 @@ export function rootCommand(): Command {
 
 export async function main(argv: string[]): Promise<number> {
   const root = rootCommand();
-  if (argv.length === 0) {
-    process.stdout.write(helpText(root, GLOBAL_OPTIONS));
-    return 2;
-  }
   let ctx: Context | undefined;
   let command: Command | undefined;
   try {
-    const { parsed, help } = parse(root, GLOBAL_OPTIONS, argv);
-    command = parsed?.command;
-    if (help) {
-      process.stdout.write(helpText(help, GLOBAL_OPTIONS));
-      return 0;
-    }
-    ctx = new Context(parsed!.options);
-    return (await parsed!.command.run!(parsed!, ctx)) ?? 0;
+    const result = parse(root, GLOBAL_OPTIONS, argv);
+    if ('exitCode' in result) return result.exitCode;
+    const { parsed } = result;
+    command = parsed.command;
+    ctx = new Context(parsed.options);
+    return (await parsed.command.run!(parsed, ctx)) ?? 0;
   } catch (error) {
     if (error instanceof UsageError) {
       const hint = `run "${path(error.command ?? command ?? root)} --help" for usage`;

@@ -114,32 +114,35 @@ describe('lapisctl against the real mesh', function () {
   describe('usage', () => {
     it('prints --help for the root and every command group and command, exit 0', async () => {
       const root = await ok(['--help']);
-      assert.match(root.stdout, /^Usage: lapisctl COMMAND/);
+      assert.match(root.stdout, /^Usage: lapisctl \[options\] \[command\]/);
       const groups = ['deployment', 'instance', 'volume', 'queue', 'priority', 'fairshare', 'claim', 'image', 'tosca'];
-      for (const group of groups) assert.match(root.stdout, new RegExp(`^  ${group} `, 'm'));
+      for (const group of groups) assert.match(root.stdout, new RegExp(`^  ${group}[| ]`, 'm'));
       const results = await Promise.all(groups.map((g) => ok([g, '--help'])));
       results.forEach((r, i) => {
         assert.match(r.stdout, new RegExp(`^Usage: lapisctl ${groups[i]}`));
         assert.match(r.stdout, /Global options:/);
       });
       const leaf = await ok(['volume', 'attach', '--help']);
-      assert.match(leaf.stdout, /^Usage: lapisctl volume attach \[options\] VOLUME INSTANCE/);
-      assert.match(leaf.stdout, /--mount PATH/);
+      assert.match(leaf.stdout, /^Usage: lapisctl volume attach \[options\] <VOLUME> <INSTANCE>/);
+      assert.match(leaf.stdout, /--mount <PATH>/);
     });
 
     it('exits 2 with a message on usage errors', async () => {
       const unknown = await run(['instance', 'frobnicate']);
       assert.equal(unknown.code, 2);
-      assert.match(unknown.stderr, /unknown command "frobnicate" for "lapisctl instance"/);
+      assert.match(unknown.stderr, /unknown command 'frobnicate'\nrun "lapisctl instance --help" for usage/);
       const option = await run(['queue', '--bogus']);
       assert.equal(option.code, 2);
-      assert.match(option.stderr, /unknown option --bogus/);
+      assert.match(option.stderr, /unknown option '--bogus'/);
       const missing = await run(['claim', 'submit', '--flavor', 'm1.tiny']);
       assert.equal(missing.code, 2);
       assert.match(missing.stderr, /--image is required/);
       const format = await run(['queue', '-o', 'xml']);
       assert.equal(format.code, 2);
-      assert.match(format.stderr, /--output must be one of table, json, yaml/);
+      assert.match(format.stderr, /'xml' is invalid\. Allowed choices are table, json, yaml/);
+      const group = await run(['instance']);
+      assert.equal(group.code, 2, 'a group without its command');
+      assert.match(group.stderr, /Commands:\n  list/);
     });
 
     it('exits 2 and says where a token comes from when there is none', async () => {
