@@ -9,11 +9,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { call, createClient, EventBus } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, testLog, unique, until, type ServiceProcess } from '@lapis/platform/testing';
-import { Backend, InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
+import { Backend, InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { Event } from '@lapis/proto/lapis/events/v1/events';
 import { Node, NodeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import {
   ClaimState,
+  PreemptionAction,
   SchedulerServiceClient,
   type CancelClaimResponse,
   type Claim,
@@ -54,12 +55,12 @@ describe('partition director (real Slurm, real scheduler)', function () {
     const r: ListClaimsResponse = await call(client.listClaims.bind(client), { pageSize: 100, pageToken: '', project: '', states, partition: '', node, orderByPriority: false });
     return r.claims;
   };
-  const submit = async (): Promise<Claim> => {
+  const submit = async (preemptible = false): Promise<Claim> => {
     // m1.medium: 2 CPUs, 4 GiB, a whole node here.
     const r: SubmitClaimResponse = await call(client.submitClaim.bind(client), {
       spec: InstanceSpec.fromPartial({ image: 'lapis/busybox', flavor: 'm1.medium' }),
-      preemptible: false,
-      onPreemption: 0,
+      preemptible,
+      onPreemption: PreemptionAction.REQUEUE,
       partition: 'cloud',
       backend: 0,
       antiAffinityGroup: '',
@@ -275,5 +276,61 @@ describe('partition director (real Slurm, real scheduler)', function () {
     }
     assert.equal(await exited, 0, out);
     assert.match(out, /"msg":"shutting down"/);
+  });
+
+  it('with the preemption policy, a node running only a preemptible instance is taken back: moved with drain, the instance preempted, resumed in Slurm once it is gone', async function () {
+    await slurm!.command('scancel', ['--partition', 'batch']);
+    await waitFor(async () => (await slurm!.squeue()).length === 0, { timeoutMs: 30_000, what: 'the Slurm jobs to end' });
+    const notices: string[] = [];
+    const sub = nc!.subscribe('lapis.scheduler.preemption_notice.>');
+    void (async () => {
+      for await (const m of sub) {
+        const e = Event.decode(m.data);
+        if (e.payload?.$case === 'preemptionNotice') notices.push(`${e.payload.preemptionNotice.node} ${e.payload.preemptionNotice.instanceId}`);
+      }
+    })();
+    const preempting = new Director({
+      slurm: new SlurmAdapter({ scontrol: slurm!.bin.scontrol, squeue: slurm!.bin.squeue, env: slurm!.env }),
+      lapis: new LapisAdapter(scheduler!.address, TEST_TOKENS.root.token, bus),
+      log: testLog,
+      cloudPartition: 'cloud',
+      slurmSidePartition: 'slurm-batch',
+      slurmMin: 0,
+      slurmMax: 0,
+      maxInTransit: 1,
+      preempt: true,
+      preemptGraceMs: 1000,
+    });
+    const spot = await submit(true);
+    await until(async () => (await claims([ClaimState.PENDING])).some((c) => c.id === spot.id), 'the spot claim to wait');
+    assert.deepEqual(steps(await preempting.round()), ['drain dn1']);
+    assert.deepEqual(steps(await preempting.round()), ['to-cloud dn1']);
+    await until(async () => (await claims([ClaimState.PLACED, ClaimState.RUNNING], 'dn1')).some((c) => c.id === spot.id), 'the spot claim on dn1', 30_000);
+
+    // Four one-node jobs for two free nodes: two wait, more than the Lapis claims that wait (none).
+    for (let i = 0; i < 4; i++) await sbatch([]);
+    await until(async () => (await slurm!.squeue()).filter((j) => j.state === 'PENDING').length === 2, 'two Slurm jobs to wait');
+    assert.deepEqual(steps(await preempting.round()), ['to-slurm dn1', 'preempt dn1']);
+    assert.equal(await partitionOf('dn1'), 'slurm-batch');
+    assert.ok((await slurmNode('dn1')).flags.includes('DRAIN'), 'resumed in Slurm while the instance still runs');
+    await until(() => notices.includes(`dn1 ${spot.id}`), 'the preemption notice');
+    // Nothing changes while the instance is still there.
+    assert.deepEqual(steps(await preempting.round()), ['preempt dn1'], 'the notice again (the stream drops the duplicate)');
+    assert.ok((await slurmNode('dn1')).flags.includes('DRAIN'));
+
+    // The runtime's part: the instance stopped, PREEMPTED; the scheduler requeues the claim.
+    await bus!.publish(
+      {
+        $case: 'instanceStateChanged',
+        instanceStateChanged: { instanceId: spot.id, project: spot.project, node: 'dn1', state: InstanceState.PREEMPTED, previousState: InstanceState.RUNNING, reason: 'preempted', addresses: [], exitCode: 0, resources: undefined },
+      },
+      spot.id,
+      `${spot.id}.PREEMPTED.1`,
+    );
+    await until(async () => (await claims([ClaimState.REQUEUED])).some((c) => c.id === spot.id), 'the claim to be requeued', 30_000);
+    assert.deepEqual(steps(await preempting.round()), ['resume dn1']);
+    assert.ok(!(await slurmNode('dn1')).flags.includes('DRAIN'));
+    await waitFor(async () => (await slurm!.squeue()).filter((j) => j.state === 'PENDING').length <= 1, { timeoutMs: 30_000, what: 'a waiting job to start on dn1' });
+    await preempting.stop();
   });
 });
