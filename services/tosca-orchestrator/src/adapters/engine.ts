@@ -24,7 +24,14 @@ export interface ActAs {
 
 export interface Ports {
   submitClaim(spec: InstancePlan, requestId: string, as: ActAs): Promise<string>;
-  cancelClaim(claimId: string, requestId: string, as: ActAs): Promise<void>;
+  /** Ends the claim (idempotent); `placed`: it had been given a node, so an instance may exist there. */
+  cancelClaim(claimId: string, requestId: string, as: ActAs): Promise<{ placed: boolean }>;
+  /**
+   * Removes the instance from its node, whatever its state (an instance in ERROR outlives its
+   * ended claim): `deleted` once it is gone, `absent` when the runtime has no such instance (yet),
+   * `elsewhere` when it runs on a node this runtime does not serve (its events tell when it goes).
+   */
+  deleteInstance(instanceId: string, requestId: string, as: ActAs): Promise<'deleted' | 'absent' | 'elsewhere'>;
   /** On `node` (where the instance it is attached to runs), or where the runtime decides. */
   createVolume(spec: VolumePlan, requestId: string, as: ActAs, node?: string): Promise<string>;
   deleteVolume(volumeId: string, requestId: string, as: ActAs): Promise<void>;
@@ -127,9 +134,15 @@ export class DeploymentEngine {
     return updated.value;
   }
 
+  /**
+   * Undeploys whatever the deployment is doing: a creation or update still running is cut short
+   * (nothing more is submitted; what is in flight is removed once it answers), a FAILED one
+   * (kept, rolled back, or whose rollback stopped) has what is left removed and ends DELETED. A
+   * deletion already under way is left as it is.
+   */
   async delete(id: string, token?: string): Promise<DeploymentRecord | undefined> {
     const updated = await this.options.deployments.mutate(id, (current) => {
-      if (!current || current.action === 'delete') return undefined;
+      if (!current || current.phase === 'DELETED' || (current.action === 'delete' && current.phase !== 'FAILED')) return undefined;
       current.generation++;
       wantNothing(current);
       current.action = 'delete';
@@ -204,19 +217,50 @@ export class DeploymentEngine {
   }
 
   private async perform(id: string, record: DeploymentRecord, step: Step): Promise<void> {
+    const { log } = this.options;
+    // Removing is retried a little (every removal is idempotent): a runtime restarting must not
+    // leave a deletion FAILED. A deletion that still fails is FAILED; deleting again retries it.
+    const attempts = record.action === 'delete' ? 4 : 1;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.performOnce(id, record, step);
+        return;
+      } catch (error) {
+        if (attempt < attempts && !this.stopped) {
+          log.info({ err: error, deployment: id, step, attempt }, 'deletion step failed; retrying');
+          await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+          continue;
+        }
+        log.warn({ err: error, deployment: id, step }, 'deployment step failed');
+        await this.setPhase(id, 'FAILED', `${step.kind} ${step.key} failed: ${(error as Error).message}`, !record.keepOnFailure && record.action !== 'delete');
+        if (record.action === 'delete') throw error;
+        return;
+      }
+    }
+  }
+
+  private async performOnce(id: string, record: DeploymentRecord, step: Step): Promise<void> {
     const as: ActAs = { token: this.tokens.get(id), project: record.project };
     const requestId = `${id}:${step.kind}:${step.key}:${record.generation}`;
-    const { ports, log } = this.options;
-    try {
+    const { ports } = this.options;
+    {
       switch (step.kind) {
         case 'submitClaim': {
           const inst = record.instances[step.key]!;
-          await this.change(id, (r) => { if (r.instances[step.key]?.state === 'wanted') r.instances[step.key]!.state = 'submitted'; });
+          await this.change(id, (r) => {
+            const i = r.instances[step.key];
+            if (i?.state === 'wanted') Object.assign(i, { state: 'submitted', submitRequestId: requestId });
+          });
           this.inflight++;
           try {
             const claimId = await ports.submitClaim(inst.spec, requestId, as);
             await this.options.index.put(claimId, { deployment: id, key: step.key });
-            await this.change(id, (r) => { r.instances[step.key]!.claimId = claimId; });
+            await this.change(id, (r) => {
+              const i = r.instances[step.key]!;
+              i.claimId = claimId;
+              // Deleted while the submission was on its way: the claim goes too.
+              if (i.state === 'deleted') i.state = 'unwanted';
+            });
           } finally {
             this.inflight--;
           }
@@ -226,7 +270,11 @@ export class DeploymentEngine {
           const att = Object.values(record.attachments).find((a) => a.spec.volume === step.key);
           const host = att ? record.instances[att.spec.instance]?.host : undefined;
           const volumeId = await ports.createVolume(record.volumes[step.key]!.spec, requestId, as, host);
-          await this.change(id, (r) => { Object.assign(r.volumes[step.key]!, { volumeId, state: 'created' }); });
+          await this.change(id, (r) => {
+            const v = r.volumes[step.key]!;
+            // Deleted while it was being made: it is removed in turn.
+            Object.assign(v, { volumeId, state: v.state === 'wanted' ? 'created' : 'unwanted' });
+          });
           return;
         }
         case 'attachVolume': {
@@ -239,9 +287,30 @@ export class DeploymentEngine {
         }
         case 'cancelClaim': {
           const inst = record.instances[step.key]!;
-          const neverRan = !inst.claimId || inst.state === 'wanted';
-          await this.change(id, (r) => { r.instances[step.key]!.state = neverRan ? 'deleted' : 'deleting'; });
-          if (inst.claimId) await ports.cancelClaim(inst.claimId, requestId, as);
+          let claimId = inst.claimId;
+          if (!claimId && inst.submitRequestId) {
+            // Its submission never answered: the same request id gives back the same claim.
+            claimId = await ports.submitClaim(inst.spec, inst.submitRequestId, as);
+            await this.options.index.put(claimId, { deployment: id, key: step.key });
+            await this.change(id, (r) => { r.instances[step.key]!.claimId = claimId; });
+          }
+          if (!claimId) {
+            await this.change(id, (r) => { r.instances[step.key]!.state = 'deleted'; });
+            return;
+          }
+          await this.change(id, (r) => { r.instances[step.key]!.state = 'deleting'; });
+          const { placed } = await ports.cancelClaim(claimId, requestId, as);
+          // Cancelling a claim that has ended (its instance in ERROR) does not remove the
+          // instance: the runtime is asked directly.
+          const gone = await ports.deleteInstance(claimId, requestId, as);
+          if (gone === 'deleted' || (gone === 'absent' && !placed)) {
+            await this.change(id, (r) => {
+              const i = r.instances[step.key]!;
+              if (i.state === 'deleting' || i.state === 'unwanted') i.state = 'deleted';
+            });
+          }
+          // Otherwise the runtime's events tell (a placement it has not made yet is made and
+          // then removed; one it makes after the cancellation is seen running and deleted again).
           return;
         }
         case 'deleteVolume': {
@@ -254,10 +323,6 @@ export class DeploymentEngine {
           return;
         }
       }
-    } catch (error) {
-      log.warn({ err: error, deployment: id, step }, 'deployment step failed');
-      await this.setPhase(id, 'FAILED', `${step.kind} ${step.key} failed: ${(error as Error).message}`, !record.keepOnFailure && record.action !== 'delete');
-      if (record.action === 'delete') throw error;
     }
   }
 
@@ -289,19 +354,29 @@ export class DeploymentEngine {
       if (!inst || inst.claimId !== event.instanceId) return;
       switch (event.state) {
         case InstanceState.RUNNING:
+          // Made after its cancellation reached the node: deleted again.
+          if (inst.state === 'deleting') inst.state = 'unwanted';
           if (inst.state === 'submitted' || inst.state === 'wanted') inst.state = 'running';
           if (inst.state !== 'running') break;
           inst.addresses = event.addresses.map((a) => ({ network: a.network, ip: a.ip }));
           if (event.node) inst.host = event.node;
           break;
         case InstanceState.DELETED:
-        case InstanceState.ERROR:
         case InstanceState.PREEMPTED:
           // Events may come twice (redelivery): a deleted instance stays deleted.
           if (inst.state === 'deleting' || inst.state === 'unwanted' || inst.state === 'deleted') inst.state = 'deleted';
           else if (inst.state !== 'error') {
             inst.state = 'error';
             inst.reason = event.reason || (event.state === InstanceState.DELETED ? 'deleted outside the deployment' : InstanceState[event.state]);
+          }
+          break;
+        case InstanceState.ERROR:
+          // An instance in ERROR is still on its node (and holds its volumes): one being deleted
+          // is deleted again, directly on the runtime.
+          if (inst.state === 'deleting') inst.state = 'unwanted';
+          else if (inst.state !== 'error' && inst.state !== 'unwanted' && inst.state !== 'deleted') {
+            inst.state = 'error';
+            inst.reason = event.reason || InstanceState[event.state];
           }
           break;
         default:

@@ -1,10 +1,17 @@
 // The engine's ports over gRPC: claims through the scheduler, volumes through the runtime. The
 // caller's token is forwarded when the engine has it (project scoping holds); a resumed
 // deployment goes on with the service's own token.
-import { call, createClient } from '@lapis/platform';
-import { PortProtocol, type InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
-import { RuntimeServiceClient, type CreateVolumeRequest, type CreateVolumeResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { PreemptionAction, SchedulerServiceClient, type SubmitClaimRequest, type SubmitClaimResponse } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { call, createClient, errorDetails } from '@lapis/platform';
+import { InstanceState, PortProtocol, type InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
+
+/** gRPC status codes (the package declares no dependency on grpc-js itself). */
+const status = { NOT_FOUND: 5, FAILED_PRECONDITION: 9 } as const;
+import {
+  RuntimeServiceClient, type CreateVolumeRequest, type CreateVolumeResponse, type DeleteInstanceRequest, type DeleteInstanceResponse,
+} from '@lapis/proto/lapis/runtime/v1/runtime';
+import {
+  PreemptionAction, SchedulerServiceClient, type CancelClaimRequest, type CancelClaimResponse, type SubmitClaimRequest, type SubmitClaimResponse,
+} from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import type { ActAs, Ports } from './engine';
 import type { InstancePlan } from '../domain/plan';
 
@@ -59,9 +66,30 @@ export class LapisPorts implements Ports {
     return response.claim!.id;
   }
 
-  async cancelClaim(claimId: string, requestId: string, as: ActAs): Promise<void> {
+  async cancelClaim(claimId: string, requestId: string, as: ActAs): Promise<{ placed: boolean }> {
     const { scheduler } = this.forToken(as);
-    await call(scheduler.cancelClaim.bind(scheduler), { claimId, requestId });
+    try {
+      const response = await call<CancelClaimRequest, CancelClaimResponse>(scheduler.cancelClaim.bind(scheduler), { claimId, requestId });
+      return { placed: !!response.claim?.node };
+    } catch (error) {
+      // A claim the scheduler does not know was never placed anywhere.
+      if ((error as { code?: number }).code === status.NOT_FOUND) return { placed: false };
+      throw error;
+    }
+  }
+
+  async deleteInstance(instanceId: string, requestId: string, as: ActAs): Promise<'deleted' | 'absent' | 'elsewhere'> {
+    const { runtime } = this.forToken(as);
+    try {
+      const response = await call<DeleteInstanceRequest, DeleteInstanceResponse>(runtime.deleteInstance.bind(runtime), { instanceId, timeout: undefined, requestId: `${requestId}:delete` });
+      const state = response.instance?.state;
+      return state === InstanceState.DELETED || state === InstanceState.PREEMPTED ? 'deleted' : 'elsewhere';
+    } catch (error) {
+      const code = (error as { code?: number }).code;
+      if (code === status.NOT_FOUND) return 'absent';
+      if (code === status.FAILED_PRECONDITION && errorDetails(error as never).errorInfo?.reason === 'WRONG_NODE') return 'elsewhere';
+      throw error;
+    }
   }
 
   async createVolume(spec: { key: string; sizeBytes: number; filesystem: string }, requestId: string, as: ActAs, node?: string): Promise<string> {
@@ -72,7 +100,12 @@ export class LapisPorts implements Ports {
 
   async deleteVolume(volumeId: string, _requestId: string, as: ActAs): Promise<void> {
     const { runtime } = this.forToken(as);
-    await call(runtime.deleteVolume.bind(runtime), { volumeId } as Parameters<RuntimeServiceClient['deleteVolume']>[0]);
+    try {
+      await call(runtime.deleteVolume.bind(runtime), { volumeId } as Parameters<RuntimeServiceClient['deleteVolume']>[0]);
+    } catch (error) {
+      // Already gone (a retried deletion).
+      if ((error as { code?: number }).code !== status.NOT_FOUND) throw error;
+    }
   }
 
   async attachVolume(volumeId: string, instanceId: string, spec: { mountPath: string }, requestId: string, as: ActAs): Promise<void> {

@@ -14,6 +14,12 @@ export interface InstanceRecord {
   /** The node the instance runs on (from the runtime's events): its volumes are made there. */
   host?: string;
   state: 'wanted' | 'submitted' | 'running' | 'error' | 'unwanted' | 'deleting' | 'deleted';
+  /**
+   * The request id its claim was submitted with: a submission whose answer was lost (a delete
+   * came meanwhile, a restart) finds its claim again with it (the scheduler gives back the same
+   * claim), so nothing submitted is left behind.
+   */
+  submitRequestId?: string;
   addresses: { network: string; ip: string }[];
   reason?: string;
 }
@@ -85,9 +91,15 @@ export function applyPlan(record: DeploymentRecord, next: Plan): void {
   }
 }
 
-/** Marks everything for deletion (DeleteDeployment, or a rollback). */
+/**
+ * Marks everything for deletion (DeleteDeployment, or a rollback): whatever may exist outside
+ * (a claim, even one whose submission has not answered yet; a volume) is to be removed, what
+ * never left the record is simply gone.
+ */
 export function wantNothing(record: DeploymentRecord): void {
-  for (const i of Object.values(record.instances)) if (i.state !== 'deleted') i.state = i.claimId ? 'unwanted' : 'deleted';
+  for (const i of Object.values(record.instances)) {
+    if (i.state !== 'deleted') i.state = i.claimId || (i.state === 'submitted' && i.submitRequestId) ? 'unwanted' : 'deleted';
+  }
   for (const v of Object.values(record.volumes)) if (v.state !== 'deleted') v.state = v.volumeId ? 'unwanted' : 'deleted';
   for (const a of Object.values(record.attachments)) if (a.state !== 'detached') a.state = 'detached';
 }

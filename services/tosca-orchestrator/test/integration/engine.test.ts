@@ -24,6 +24,7 @@ class StandIn implements Ports {
   held = false;
   private readonly heldEvents: (() => Promise<void>)[] = [];
   failNode?: string;
+  readonly instances = new Map<string, 'running' | 'error' | 'deleted'>();
   constructor(private readonly bus: EventBus, private readonly prefix: string) {}
 
   private async event(instanceId: string, state: InstanceState, ip = '') {
@@ -39,15 +40,38 @@ class StandIn implements Ports {
     for (const send of this.heldEvents.splice(0)) await send();
   }
 
-  async submitClaim(spec: InstancePlan): Promise<string> {
+  /** While set, submissions wait for it (a submission still on its way). */
+  gate?: Promise<void>;
+  private readonly byRequest = new Map<string, string>();
+  async submitClaim(spec: InstancePlan, requestId: string): Promise<string> {
+    if (this.gate) await this.gate;
+    // The same request id gives back the same claim, as the scheduler does.
+    const earlier = this.byRequest.get(requestId);
+    if (earlier) return earlier;
     const id = `${this.prefix}-claim-${++this.n}`;
+    this.byRequest.set(requestId, id);
     this.calls.push(`submit ${spec.key}`);
+    this.instances.set(id, spec.node === this.failNode ? 'error' : 'running');
     await this.event(id, spec.node === this.failNode ? InstanceState.ERROR : InstanceState.RUNNING, `10.0.0.${this.n}`);
     return id;
   }
-  async cancelClaim(claimId: string): Promise<void> {
+  /** As the scheduler: a claim whose instance failed has ended, cancelling it changes nothing. */
+  async cancelClaim(claimId: string): Promise<{ placed: boolean }> {
     this.calls.push(`cancel ${claimId}`);
-    await this.event(claimId, InstanceState.DELETED);
+    if (this.instances.get(claimId) === 'running') {
+      this.instances.set(claimId, 'deleted');
+      await this.event(claimId, InstanceState.DELETED);
+    }
+    return { placed: true };
+  }
+  /** As the runtime: an instance in ERROR stays until it is deleted. */
+  async deleteInstance(instanceId: string): Promise<'deleted' | 'absent' | 'elsewhere'> {
+    const state = this.instances.get(instanceId);
+    if (state !== 'error') return state ? 'deleted' : 'absent';
+    this.calls.push(`delete-instance ${instanceId}`);
+    this.instances.set(instanceId, 'deleted');
+    await this.event(instanceId, InstanceState.DELETED);
+    return 'deleted';
   }
   async createVolume(spec: VolumePlan, _requestId: string, _as: ActAs, node?: string): Promise<string> {
     this.calls.push(`volume ${spec.key} on ${node ?? '?'}`);
@@ -194,5 +218,69 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     await sleep(300);
     await e.idle(record.id);
     assert.ok(!ports.calls.some((c) => c.startsWith('cancel')), `nothing cancelled: ${ports.calls.join(', ')}`);
+  });
+
+  const everythingGone = async (id: string) => {
+    const r = (await deployments.get(id))!.value;
+    assert.deepEqual(Object.entries(r.instances).filter(([, i]) => i.state !== 'deleted').map(([k]) => k), [], 'every instance deleted');
+    assert.deepEqual(Object.entries(r.volumes).filter(([, v]) => v.state !== 'deleted').map(([k]) => k), [], 'every volume deleted');
+  };
+
+  it('deleting a FAILED deployment kept on failure removes what it made, the failed instance too, and ends DELETED', async () => {
+    const ports = new StandIn(bus, unique('e'));
+    ports.failNode = 'wn_server';
+    const e = await engine(ports, unique('tosca-test'));
+    const { record, topology } = newRecord({ number_of_nodes: 1 }, true);
+    await e.create(record, topology);
+    await phase(record.id, 'FAILED');
+    await e.idle(record.id);
+    const failed = (await deployments.get(record.id))!.value;
+    const wn = failed.instances['wn_server-0']!.claimId!;
+    const fe = failed.instances['lrms_server-0']!.claimId!;
+    const mark = ports.calls.length;
+    await e.delete(record.id);
+    await phase(record.id, 'DELETED');
+    await everythingGone(record.id);
+    const done = ports.calls.slice(mark);
+    // The failed instance's claim has ended: the runtime is asked to remove the instance itself.
+    assert.ok(done.includes(`delete-instance ${wn}`), done.join(', '));
+    assert.ok(done.indexOf(`cancel ${wn}`) < done.indexOf(`cancel ${fe}`), `reverse order: ${done.join(', ')}`);
+    assert.ok(done.indexOf(`cancel ${fe}`) < done.findIndex((c) => c.startsWith('delete-volume')), `volume last: ${done.join(', ')}`);
+  });
+
+  it('deleting a FAILED deployment that was rolled back ends DELETED', async () => {
+    const ports = new StandIn(bus, unique('f'));
+    ports.failNode = 'wn_server';
+    const e = await engine(ports, unique('tosca-test'));
+    const { record, topology } = newRecord({ number_of_nodes: 1 });
+    await e.create(record, topology);
+    await phase(record.id, 'FAILED');
+    const deleted = await e.delete(record.id);
+    assert.equal(deleted?.phase, 'DELETING');
+    await phase(record.id, 'DELETED');
+    await everythingGone(record.id);
+    const wn = (await deployments.get(record.id))!.value.instances['wn_server-0']!.claimId!;
+    assert.ok(ports.calls.includes(`delete-instance ${wn}`), ports.calls.join(', '));
+  });
+
+  it('a deployment still being created can be deleted: what was in flight is removed once it answers', async () => {
+    const ports = new StandIn(bus, unique('g'));
+    const e = await engine(ports, unique('tosca-test'));
+    const { record, topology } = newRecord({ number_of_nodes: 1 });
+    let open!: () => void;
+    ports.gate = new Promise((resolve) => (open = resolve));
+    await e.create(record, topology);
+    await until(async () => ((await deployments.get(record.id))?.value.instances['lrms_server-0']?.state === 'submitted' ? true : undefined), 'front end submitting');
+    const deleting = await e.delete(record.id);
+    assert.equal(deleting?.phase, 'DELETING');
+    ports.gate = undefined;
+    open();
+    await phase(record.id, 'DELETED');
+    await everythingGone(record.id);
+    const r = (await deployments.get(record.id))!.value;
+    const fe = r.instances['lrms_server-0']!.claimId!;
+    assert.ok(fe, 'the claim submitted meanwhile is recorded');
+    assert.ok(ports.calls.includes(`cancel ${fe}`), `and cancelled: ${ports.calls.join(', ')}`);
+    assert.ok(!ports.calls.some((c) => c.startsWith('submit wn_server')), `nothing more submitted: ${ports.calls.join(', ')}`);
   });
 });

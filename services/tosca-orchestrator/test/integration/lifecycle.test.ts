@@ -1,0 +1,182 @@
+// Deployments against the real scheduler and runtime: the three services as their own processes
+// (as production runs them) on the run's NATS, the runtime on the shared Docker engine with real
+// containers and loop-device volumes. What a deployment made must be gone after
+// DeleteDeployment, whatever state it was in: FAILED and kept, FAILED and rolled back, or still
+// being created.
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { call, createClient } from '@lapis/platform';
+import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique, until, type ServiceProcess } from '@lapis/platform/testing';
+import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import {
+  RuntimeServiceClient, type DeleteInstanceRequest, type DeleteInstanceResponse, type DeleteVolumeRequest, type DeleteVolumeResponse,
+  type ListInstancesRequest, type ListInstancesResponse, type ListVolumesRequest, type ListVolumesResponse,
+} from '@lapis/proto/lapis/runtime/v1/runtime';
+import {
+  DeploymentState, ToscaServiceClient, type CreateDeploymentRequest, type CreateDeploymentResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
+  type Deployment, type GetDeploymentRequest, type GetDeploymentResponse,
+} from '@lapis/proto/lapis/tosca/v1/tosca';
+import { docker, ensureBaseImage, sharedDocker } from '@lapis/testenv';
+import { indigoMirror } from '../helpers';
+
+const repo = resolve(__dirname, '..', '..', '..', '..', '..');
+const mainOf = (service: string) => join(repo, 'services', service, 'dist', 'src', 'main.js');
+
+/** A front end with a volume attached, and workers that need it; the workers' image is an input. */
+const TEMPLATE = `tosca_definitions_version: tosca_simple_yaml_1_3
+imports:
+  - https://raw.githubusercontent.com/indigo-dc/tosca-types/master/custom_types.yaml
+topology_template:
+  inputs:
+    image: { type: string }
+    worker_image: { type: string }
+    workers: { type: integer, default: 1 }
+  node_templates:
+    front:
+      type: tosca.nodes.indigo.Compute
+      capabilities:
+        host: { properties: { num_cpus: 1, mem_size: 64 MB } }
+        os: { properties: { image: { get_input: image } } }
+      requirements:
+        - local_storage:
+            node: data
+            capability: tosca.capabilities.Attachment
+            relationship: { type: tosca.relationships.AttachesTo, properties: { location: /mnt/data } }
+    data:
+      type: tosca.nodes.indigo.BlockStorage
+      properties: { size: 16 MiB }
+    worker:
+      type: tosca.nodes.indigo.Compute
+      capabilities:
+        host: { properties: { num_cpus: 1, mem_size: 64 MB } }
+        scalable: { properties: { count: { get_input: workers } } }
+        os: { properties: { image: { get_input: worker_image } } }
+      requirements:
+        - dependency: front
+`;
+
+describe('deployments against the real scheduler and runtime (own processes, Docker)', function () {
+  this.timeout(180_000);
+  const node = unique('tosca-node').toLowerCase().replace(/_/g, '-');
+  const image = `lapis-tosca-test/sleeper:${node}`;
+  // Nothing listens on port 1: pulling it fails at once, the instance is in ERROR.
+  const missingImage = '127.0.0.1:1/lapis/absent:1';
+  let stateDir: string;
+  let tokens: string;
+  const procs: ServiceProcess[] = [];
+  let tosca: ToscaServiceClient;
+  let runtime: RuntimeServiceClient;
+
+  before(async () => {
+    const engine = await sharedDocker();
+    const base = await ensureBaseImage();
+    stateDir = mkdtempSync(join(tmpdir(), 'lapis-tosca-lifecycle-'));
+    writeFileSync(join(stateDir, 'Dockerfile'), `FROM ${base}\nCMD ["sleep", "3600"]\n`);
+    await docker(['build', '-q', '-t', image, stateDir]);
+    tokens = staticTokenFile();
+    const common = {
+      LAPIS_NATS_URL: natsUrl(),
+      LAPIS_STATIC_TOKENS_FILE: tokens,
+      LAPIS_SERVICE_TOKEN: TEST_TOKENS.root.token,
+      LAPIS_FLAVORS_FILE: join(repo, 'config', 'flavors.yaml'),
+      LAPIS_HEARTBEAT_MS: '1000',
+    };
+    const scheduler = await spawnService('scheduler', mainOf('scheduler'), {
+      ...common, LAPIS_SCHEDULER_BUCKET_PREFIX: `${node}-scheduler`, LAPIS_SCHEDULER_CONSUMER_PREFIX: `${node}-scheduler`, LAPIS_SCHEDULER_CYCLE_MS: '200',
+    });
+    procs.push(scheduler);
+    const agent = await spawnService('container-runtime', mainOf('container-runtime'), {
+      ...common, LAPIS_NODE_NAME: node, LAPIS_STATE_DIR: join(stateDir, 'runtime'), LAPIS_DOCKER_SOCKET: engine.socketPath,
+      LAPIS_ALLOW_UNTRUSTED_IMAGES: 'true', LAPIS_STOP_TIMEOUT_S: '1', LAPIS_NODE_CPU_MILLIS: '8000',
+    });
+    procs.push(agent);
+    const orchestrator = await spawnService('tosca-orchestrator', mainOf('tosca-orchestrator'), {
+      ...common, LAPIS_SCHEDULER_ADDRESS: scheduler.address, LAPIS_RUNTIME_ADDRESS: agent.address, LAPIS_TOSCA_IMPORT_MIRROR: indigoMirror(),
+    });
+    procs.push(orchestrator);
+    tosca = createClient(ToscaServiceClient, orchestrator.address, { token: TEST_TOKENS.alice.token, project: 'physics' });
+    runtime = createClient(RuntimeServiceClient, agent.address, { token: TEST_TOKENS.root.token, deadlineMs: 60_000 });
+  });
+
+  after(async () => {
+    // Whatever a failed test left: removed through the runtime, then the processes stopped.
+    if (runtime) {
+      const left = await call<ListInstancesRequest, ListInstancesResponse>(runtime.listInstances.bind(runtime), { pageSize: 1000, pageToken: '', project: '', state: 0, node }).catch(() => undefined);
+      for (const i of left?.instances ?? []) {
+        if (i.state !== InstanceState.DELETED) await call<DeleteInstanceRequest, DeleteInstanceResponse>(runtime.deleteInstance.bind(runtime), { instanceId: i.id, timeout: undefined, requestId: '' }).catch(() => undefined);
+      }
+      const volumes = await call<ListVolumesRequest, ListVolumesResponse>(runtime.listVolumes.bind(runtime), { pageSize: 1000, pageToken: '', project: '', state: 0, instanceId: '' }).catch(() => undefined);
+      for (const v of volumes?.volumes ?? []) await call<DeleteVolumeRequest, DeleteVolumeResponse>(runtime.deleteVolume.bind(runtime), { volumeId: v.id, requestId: '' }).catch(() => undefined);
+    }
+    tosca?.close();
+    runtime?.close();
+    for (const p of procs.reverse()) await p.stop();
+    await docker(['rmi', '-f', image]).catch(() => undefined);
+    if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+    if (tokens) rmSync(dirname(tokens), { recursive: true, force: true });
+  });
+
+  const get = async (id: string) => (await call<GetDeploymentRequest, GetDeploymentResponse>(tosca.getDeployment.bind(tosca), { deploymentId: id })).deployment!;
+  const waitFor = (id: string, state: DeploymentState, check: (d: Deployment) => boolean = () => true) =>
+    until(async () => {
+      const d = await get(id);
+      return d.state === state && check(d) ? d : undefined;
+    }, `deployment ${id} ${DeploymentState[state]}`, 120_000).catch(async (error: Error) => {
+      const d = await get(id);
+      throw new Error(`${error.message}; it is ${DeploymentState[d.state]} (${d.stateReason}): ${JSON.stringify(d.nodes.map((n) => [n.name, n.state, n.instanceIds, n.volumeIds]))}`);
+    });
+  const create = async (inputs: Record<string, unknown>, keepOnFailure: boolean) =>
+    (await call<CreateDeploymentRequest, CreateDeploymentResponse>(tosca.createDeployment.bind(tosca), {
+      template: { content: { $case: 'yaml', yaml: TEMPLATE }, fileName: 'lifecycle.yaml', files: {} }, inputs, keepOnFailure, requestId: '',
+    })).deploymentId;
+  const remove = (id: string) => call<DeleteDeploymentRequest, DeleteDeploymentResponse>(tosca.deleteDeployment.bind(tosca), { deploymentId: id, requestId: '' });
+
+  /** Nothing of the deployment is left on the node: its instances are DELETED, its volumes gone, no container. */
+  const nothingLeft = async (d: Deployment) => {
+    const instanceIds = d.nodes.flatMap((n) => n.instanceIds);
+    const volumeIds = d.nodes.flatMap((n) => n.volumeIds);
+    assert.ok(instanceIds.length > 0 && volumeIds.length > 0, 'the deployment had made something');
+    const { instances } = await call<ListInstancesRequest, ListInstancesResponse>(runtime.listInstances.bind(runtime), { pageSize: 1000, pageToken: '', project: '', state: 0, node });
+    const live = instances.filter((i) => instanceIds.includes(i.id) && i.state !== InstanceState.DELETED);
+    assert.deepEqual(live.map((i) => `${i.id} ${InstanceState[i.state]}`), [], 'no instance left');
+    const { volumes } = await call<ListVolumesRequest, ListVolumesResponse>(runtime.listVolumes.bind(runtime), { pageSize: 1000, pageToken: '', project: '', state: 0, instanceId: '' });
+    assert.deepEqual(volumes.filter((v) => volumeIds.includes(v.id)).map((v) => v.id), [], 'no volume left');
+    assert.equal((await docker(['ps', '-aq', '--filter', `label=tosca/deployment=${d.id}`])).trim(), '', 'no container left');
+  };
+
+  it('deleting a FAILED deployment kept on failure removes its running and failed instances and its volume, and ends DELETED', async () => {
+    const id = await create({ image, worker_image: missingImage }, true);
+    const failed = await waitFor(id, DeploymentState.FAILED);
+    assert.match(failed.stateReason, /instance worker-0 \(node worker\) failed/);
+    const front = failed.nodes.find((n) => n.name === 'front')!;
+    assert.equal(front.instanceIds.length, 1);
+    assert.equal(failed.nodes.flatMap((n) => n.volumeIds).length, 1, 'the volume was made');
+    const kept = await get(id);
+    await remove(id);
+    const deleted = await waitFor(id, DeploymentState.DELETED);
+    assert.equal(deleted.stateReason, '');
+    await nothingLeft(kept);
+  });
+
+  it('deleting a FAILED deployment that rolled back ends DELETED with nothing left', async () => {
+    const id = await create({ image, worker_image: missingImage }, false);
+    // Seen while it still has its instances (the rollback may already be removing them).
+    const made = await waitFor(id, DeploymentState.FAILED, (d) => d.nodes.some((n) => n.name === 'worker' && n.instanceIds.length > 0) && d.nodes.some((n) => n.volumeIds.length > 0));
+    await remove(id);
+    await waitFor(id, DeploymentState.DELETED);
+    await nothingLeft(made);
+  });
+
+  it('a deployment still being created is deleted: creation stops and what it made goes', async () => {
+    const id = await create({ image, worker_image: image, workers: 2 }, false);
+    const partial = await until(async () => {
+      const d = await get(id);
+      return d.nodes.find((n) => n.name === 'front')!.instanceIds.length > 0 && d.nodes.find((n) => n.name === 'data')!.volumeIds.length > 0 ? d : undefined;
+    }, 'the front end and its volume made', 120_000);
+    await remove(id);
+    const deleted = await waitFor(id, DeploymentState.DELETED);
+    await nothingLeft({ ...deleted, nodes: deleted.nodes.map((n) => ({ ...n, volumeIds: [...new Set([...n.volumeIds, ...(partial.nodes.find((p) => p.name === n.name)?.volumeIds ?? [])])] })) });
+  });
+});
