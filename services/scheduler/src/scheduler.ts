@@ -127,6 +127,7 @@ export class Scheduler {
   /** Bytes of each claim write in flight, so its echo from the bucket costs no decoding. */
   private readonly sent = new Map<string, { bytes: Uint8Array; rec: ClaimRecord }>();
   private roomWaiter?: () => void;
+  private usageWriting?: Promise<void>;
   private fsSnapshot?: FairShareResult;
   private nodeWrittenAt = new Map<string, number>();
   private usageWrittenAt = 0;
@@ -627,7 +628,13 @@ export class Scheduler {
     stats.decideMs = performance.now() - started;
     await this.hooks.decided?.();
     await this.apply(result, now);
-    await this.writeUsage(false);
+    // The usage document is written every few seconds in the background: the cycle does not
+    // wait for its acknowledgement behind the placements' writes.
+    if (!this.usageWriting) {
+      const writing = this.writeUsage(false).finally(() => (this.usageWriting = undefined));
+      this.usageWriting = writing;
+      this.track(writing);
+    }
     stats.placed = result.placements.length;
     stats.preempted = result.preemptions.length;
     stats.pending = this.queue.size;

@@ -2,7 +2,7 @@
 // project's quota and its partition's limit, then placed (filters and weighers), or, for a
 // normal claim that fits nowhere, given room by preempting spot instances; everything left
 // gets its pending reason. The caller records and publishes the decisions.
-import { Backend } from '@lapis/proto/lapis/common/v1/common';
+import { Backend, type DeviceKind } from '@lapis/proto/lapis/common/v1/common';
 import { PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { add, describe, fits, isActive, isPending, sub, withinLimit, ZERO, type ClaimRecord, type NodeRecord, type Res } from './model';
 import { chooseNode, filterNode, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
@@ -173,44 +173,25 @@ export function runCycle(input: CycleInput): CycleResult {
     lookup = (id) => (activeIndex ??= new Map(active.map((c) => [c.id, c]))).get(id);
   }
 
-  const views = new Map<string, NodeView>();
+  const views = new Map<string, CycleView>();
   const byPartition = new Map<string, NodeView[]>();
   let clusterCpu = 0;
-  let prio: Map<string, Breakdown>;
-  // Spot instances of a node become victims (with their priority) only when a cycle looks
-  // for room to preempt there.
-  const victimsOf = (use: NodeUse | undefined): Victim[] => {
-    if (!use || use.spot.size === 0) return [];
-    const list: Victim[] = [];
-    for (const c of use.spot.values()) {
-      if (!prio.has(c.id)) priorities(input, [c], clusterCpu, prio);
-      list.push({ id: c.id, res: c.res, devices: c.devices, placeTime: c.placeTime, priority: prio.get(c.id)?.priority ?? 0, group: c.group });
-    }
-    return list;
+  let prio!: Map<string, Breakdown>;
+  const spots: SpotSource = {
+    // Spot instances of a node become victims (with their priority) only when a cycle looks
+    // for room to preempt there.
+    victims(use) {
+      const list: Victim[] = [];
+      for (const c of use.spot.values()) {
+        if (!prio.has(c.id)) priorities(input, [c], clusterCpu, prio);
+        list.push({ id: c.id, res: c.res, devices: c.devices, placeTime: c.placeTime, priority: prio.get(c.id)?.priority ?? 0, group: c.group });
+      }
+      return list;
+    },
   };
-  const noGroups: ReadonlyMap<string, number> = new Map();
-  const startUsed = new Map<NodeView, Res>();
   for (const rec of input.nodes) {
-    const use = sums.nodes.get(rec.name);
-    const mine = use?.res;
-    const r = rec.reported;
-    let spot: Victim[] | undefined;
-    const view: NodeView = {
-      rec,
-      used: mine ? { cpu: Math.max(mine.cpu, r.cpu), mem: Math.max(mine.mem, r.mem), gpus: Math.max(mine.gpus, r.gpus) } : { cpu: r.cpu, mem: r.mem, gpus: r.gpus },
-      devUsed: {},
-      // The caller's map, read only: a placement with a group copies it first (placeOn).
-      groups: (use?.groups ?? noGroups) as Map<string, number>,
-      get spot() {
-        return (spot ??= victimsOf(use));
-      },
-      set spot(value) {
-        spot = value;
-      },
-      held: false,
-    };
+    const view = new CycleView(rec, sums.nodes.get(rec.name), spots);
     views.set(rec.name, view);
-    startUsed.set(view, view.used);
     if (!rec.ready || now - rec.lastSeen > input.downAfterMs) continue;
     clusterCpu += rec.capacity.cpu;
     const p = nodePartition(rec, defaultPartition);
@@ -238,10 +219,10 @@ export function runCycle(input: CycleInput): CycleResult {
   }
   // What this cycle gives each project, over what the sums say.
   const projectUse = new Map<string, Use>();
-  const ownGroups = new Set<NodeView>();
+
   // Room at the start of the cycle, before anything is placed (PRIORITY vs RESOURCES): a
   // placement replaces a view's `used`, so the first one is what the node had.
-  const freeAtStart = (v: NodeView) => sub(v.rec.capacity, startUsed.get(v)!);
+  const freeAtStart = (v: NodeView) => sub(v.rec.capacity, (v as CycleView).start);
 
   // Claims already waiting on a preemption go first, then by priority, submit time, id
   // (sorted on plain numbers, not through map lookups).
@@ -278,10 +259,7 @@ export function runCycle(input: CycleInput): CycleResult {
       continue;
     }
     const placeOn = (view: NodeView) => {
-      if (c.group && !ownGroups.has(view)) {
-        view.groups = new Map(view.groups);
-        ownGroups.add(view);
-      }
+      if (c.group) (view as CycleView).ownGroups();
       takeRoom(view, c);
       projectUse.set(c.project, { n: used.n + 1, res: add(used.res, c.res) });
       partitionUse.set(partitionName, add(partitionUse.get(partitionName) ?? ZERO, c.res));
@@ -343,6 +321,54 @@ export function runCycle(input: CycleInput): CycleResult {
     result.pending.set(c.id, d);
   }
   return result;
+}
+
+interface SpotSource {
+  victims(use: NodeUse): Victim[];
+}
+
+const NO_GROUPS: ReadonlyMap<string, number> = new Map();
+
+/**
+ * A node during one cycle over sums kept by the caller: what it holds at the start (the
+ * larger of what Lapis placed there and what the node reported), the caller's anti-affinity
+ * groups (copied before this cycle adds to them), its spot instances as victims on demand.
+ */
+class CycleView implements NodeView {
+  used: Res;
+  readonly start: Res;
+  devUsed: Partial<Record<DeviceKind, number>> = {};
+  groups: Map<string, number>;
+  held = false;
+  private victims?: Victim[];
+  private copied = false;
+
+  constructor(
+    readonly rec: NodeRecord,
+    private readonly use: NodeUse | undefined,
+    private readonly spots: SpotSource,
+  ) {
+    const mine = use?.res;
+    const r = rec.reported;
+    // `used` is replaced as the cycle places (takeRoom), never changed in place.
+    this.used = this.start = mine ? { cpu: Math.max(mine.cpu, r.cpu), mem: Math.max(mine.mem, r.mem), gpus: Math.max(mine.gpus, r.gpus) } : r;
+    this.groups = (use?.groups ?? NO_GROUPS) as Map<string, number>;
+  }
+
+  get spot(): Victim[] {
+    return (this.victims ??= this.use && this.use.spot.size > 0 ? this.spots.victims(this.use) : []);
+  }
+
+  set spot(value: Victim[]) {
+    this.victims = value;
+  }
+
+  /** Before this cycle counts a group member here: the caller's map stays as it was. */
+  ownGroups(): void {
+    if (this.copied) return;
+    this.groups = new Map(this.groups);
+    this.copied = true;
+  }
 }
 
 const CYCLE_LIMIT: Decision = Object.freeze({ reason: PendingReason.PRIORITY, detail: 'claims with a higher priority go first (cycle limit reached)' });

@@ -57,11 +57,14 @@ export function jobSizeFactor(cpuMillis: number, clusterCpuMillis: number, favor
 /** A value over the largest of its kind (partition tiers, QOS priorities), 0 when all are 0. */
 export const relative = (value: number, max: number): number => (max > 0 ? Math.min(value / max, 1) : 0);
 
-/** The priority of `weigh`, without the breakdown (the same arithmetic, so the same number). */
-export function priorityOf(f: Factors, w: Weights): number {
+/**
+ * The priority of `weigh` for an age factor and the other factors, without the breakdown and
+ * without allocating (the same arithmetic, so the same number).
+ */
+export function priorityOf(age: number, f: Omit<Factors, 'age'>, w: Weights): number {
   const total = w.age + w.fairShare + w.jobSize + w.partition + w.qos;
   const k = total > 0 ? 1 / total : 0;
-  return w.age * f.age * k + w.fairShare * f.fairShare * k + w.jobSize * f.jobSize * k + w.partition * f.partition * k + w.qos * f.qos * k;
+  return w.age * age * k + w.fairShare * f.fairShare * k + w.jobSize * f.jobSize * k + w.partition * f.partition * k + w.qos * f.qos * k;
 }
 
 export function weigh(factors: Factors, w: Weights): Breakdown {

@@ -32,6 +32,8 @@ interface Klass {
   /** In (submit time, id) order; [head, length) may still be pending. */
   entries: Entry[];
   head: number;
+  /** Entries of claims that left, passed by the last walk behind a pending head. */
+  stale: number;
 }
 
 interface Cursor {
@@ -87,13 +89,9 @@ export class PendingQueue {
   recalculate(at: number, factorsOf: (c: ClaimRecord) => ClassFactors): void {
     this.snapshotAt = at;
     this.factorsOf = factorsOf;
-    for (const k of this.classes.values()) {
-      this.compactClass(k, true);
-      const first = k.entries[0];
-      if (!first) continue;
-      k.f = factorsOf(k.sample);
-    }
-    for (const [key, k] of this.classes) if (k.entries.length === 0) this.classes.delete(key);
+    // O(classes): entries of claims that left are dropped as walks pass them, and a class is
+    // dropped once a walk found it empty.
+    for (const k of this.classes.values()) k.f = factorsOf(k.sample);
   }
 
   /** The priority of a claim (pending or not) as of the last recalculation. */
@@ -111,7 +109,7 @@ export class PendingQueue {
     if (!factorsOf) throw new Error('the queue is walked before any recalculation');
     const priority = (k: Klass, e: Entry) => {
       k.f ??= factorsOf(k.sample);
-      return priorityOf({ ...k.f, age: ageFactor(this.snapshotAt - e.t, this.weights.maxAgeMs) }, this.weights);
+      return priorityOf(ageFactor(this.snapshotAt - e.t, this.weights.maxAgeMs), k.f, this.weights);
     };
     if (this.reserved.size > 0) {
       const first: Cursor[] = [];
@@ -125,10 +123,11 @@ export class PendingQueue {
       for (const cur of first) yield this.pending.get(cur.e.id)!;
     }
     const heap: Cursor[] = [];
-    for (const k of this.classes.values()) {
-      this.compactClass(k, false);
+    for (const [key, k] of this.classes) {
+      this.compactClass(k);
       const e = k.entries[k.head];
       if (e) heapPush(heap, { k, i: k.head, e, p: priority(k, e) });
+      else this.classes.delete(key);
     }
     while (heap.length > 0) {
       const cur = heap[0]!;
@@ -137,7 +136,7 @@ export class PendingQueue {
         // Gone from the queue and first in its class: drop it for good.
         this.filedIn.delete(cur.e.id);
         cur.k.head++;
-      }
+      } else if (!c) cur.k.stale++;
       const next = cur.k.entries[cur.i + 1];
       if (next) {
         cur.i++;
@@ -157,7 +156,7 @@ export class PendingQueue {
   private file(c: ClaimRecord): void {
     const key = classKey(c, this.defaultPartition);
     let k = this.classes.get(key);
-    if (!k) this.classes.set(key, (k = { entries: [], head: 0, sample: c }));
+    if (!k) this.classes.set(key, (k = { entries: [], head: 0, stale: 0, sample: c }));
     const e = { id: c.id, t: c.submitTime };
     // New claims come last in their class as a rule; a requeued one goes back in its place.
     const last = k.entries[k.entries.length - 1];
@@ -175,9 +174,14 @@ export class PendingQueue {
     this.filedIn.set(c.id, k);
   }
 
-  /** Drops the consumed head of a class's list (all entries no longer pending when `full`). */
-  private compactClass(k: Klass, full: boolean): void {
-    if (full) {
+  /**
+   * Drops the consumed head of a class's list once it is most of it, and the entries of
+   * claims that left behind a head that stays (one that does not fit) once they are many.
+   */
+  private compactClass(k: Klass): void {
+    const stale = k.stale;
+    k.stale = 0;
+    if (stale > 64 && stale * 2 > k.entries.length - k.head) {
       const keep: Entry[] = [];
       for (let i = k.head; i < k.entries.length; i++) {
         const e = k.entries[i]!;
@@ -189,6 +193,9 @@ export class PendingQueue {
     } else if (k.head > 1024 && k.head * 2 > k.entries.length) {
       k.entries = k.entries.slice(k.head);
       k.head = 0;
+    } else if (k.head === k.entries.length && k.head > 0) {
+      k.entries = [];
+      k.head = 0;
     }
   }
 }
@@ -198,8 +205,11 @@ function heapPush(heap: Cursor[], c: Cursor): void {
   let i = heap.length - 1;
   while (i > 0) {
     const parent = (i - 1) >> 1;
-    if (!cursorBefore(heap[i]!, heap[parent]!)) break;
-    [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+    const child = heap[i]!;
+    const up = heap[parent]!;
+    if (!cursorBefore(child, up)) break;
+    heap[i] = up;
+    heap[parent] = child;
     i = parent;
   }
 }
@@ -213,7 +223,9 @@ function heapDown(heap: Cursor[], i: number): void {
     if (l < n && cursorBefore(heap[l]!, heap[best]!)) best = l;
     if (r < n && cursorBefore(heap[r]!, heap[best]!)) best = r;
     if (best === i) return;
-    [heap[i], heap[best]] = [heap[best]!, heap[i]!];
+    const top = heap[i]!;
+    heap[i] = heap[best]!;
+    heap[best] = top;
     i = best;
   }
 }

@@ -61,8 +61,9 @@ export class ClusterSums {
   }
 
   private account(c: ClaimRecord, sign: 1 | -1): void {
+    const ukey = `${c.project}/${c.user}`;
     if (!isFinal(c)) {
-      const key = `${c.project}/${c.user}`;
+      const key = ukey;
       const k = (this.known.get(key) ?? 0) + sign;
       if (k === 0) this.known.delete(key);
       else this.known.set(key, k);
@@ -75,7 +76,6 @@ export class ClusterSums {
     addTo(p.res, c.res, sign);
     if (p.n === 0) this.projects.delete(c.project);
 
-    const ukey = `${c.project}/${c.user}`;
     let u = this.users.get(ukey);
     if (!u) this.users.set(ukey, (u = { account: c.project, user: c.user, n: 0, res: { cpu: 0, mem: 0, gpus: 0 } }));
     u.n += sign;

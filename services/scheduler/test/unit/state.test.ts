@@ -162,6 +162,21 @@ describe('pending queue (PendingQueue)', () => {
     });
   }
 
+  it('drops the entries of claims that left behind a head that stays, and takes them back when requeued', () => {
+    const queue = new PendingQueue(weights, 'default');
+    queue.recalculate(1000, factors);
+    const cs = Array.from({ length: 200 }, (_, i) => claim(`c${i}`, { submitTime: i }));
+    for (const c of cs) queue.change(c.id, c, true);
+    // c0 stays (it fits nowhere, say); c1..c150 are placed.
+    for (const c of cs.slice(1, 151)) queue.change(c.id, { ...c, state: ClaimState.PLACED }, false);
+    const expected = ['c0', ...cs.slice(151).map((c) => c.id)];
+    assert.deepEqual(queue.order(), expected);
+    assert.deepEqual(queue.order(), expected, 'after compaction');
+    queue.change('c5', { ...cs[5]!, state: ClaimState.REQUEUED }, true);
+    queue.change('c150', { ...cs[150]!, state: ClaimState.REQUEUED }, true);
+    assert.deepEqual(queue.order(), ['c0', 'c5', 'c150', ...cs.slice(151).map((c) => c.id)]);
+  });
+
   it('stops where the caller stops and keeps the rest for the next walk', () => {
     const queue = new PendingQueue(weights, 'default');
     queue.recalculate(100, factors);
