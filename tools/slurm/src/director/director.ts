@@ -34,8 +34,6 @@ export class Director {
   private current?: Promise<unknown>;
   private stopped = false;
   private lastNotes = '';
-  /** Rounds run since start (tests wait on it). */
-  rounds = 0;
 
   constructor(private readonly o: DirectorOptions) {}
 
@@ -140,7 +138,6 @@ export class Director {
       if (this.stopped) return;
       this.current = this.round().catch((error: unknown) => this.o.log.warn({ err: error instanceof Error ? error.message : String(error) }, 'round failed; trying again next interval'));
       await this.current;
-      this.rounds++;
       if (!this.stopped) this.timer = setTimeout(() => void loop(), intervalMs);
     };
     void loop();
