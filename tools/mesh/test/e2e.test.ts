@@ -133,6 +133,18 @@ describe('the whole mesh, end to end', function () {
     assert.ok(ofTrace.some((s) => s.kind === 'CONSUMER' && /^process lapis\.scheduler\.claim_placed/.test(s.name) && s.localEndpoint?.serviceName === 'container-runtime'));
   });
 
+  it('traces an OCCI request from its HTTP span through the gateway\'s gRPC calls', async () => {
+    const response = await fetch(`${mesh.occiUrl}/compute/`, { headers: { authorization: 'Bearer alice-token', accept: 'application/occi+json' } });
+    assert.equal(response.status, 200);
+    await response.arrayBuffer();
+    const request = await until(() => spans.find((s) => s.name === 'GET /compute/' && s.kind === 'SERVER' && s.localEndpoint?.serviceName === 'occi-gateway'), 'the gateway\'s HTTP span');
+    const children = await until(() => {
+      const calls = spans.filter((s) => s.traceId === request.traceId && s.kind === 'CLIENT' && s.localEndpoint?.serviceName === 'occi-gateway');
+      return calls.length > 0 ? calls : undefined;
+    }, 'gRPC calls in the same trace');
+    assert.ok(children.some((s) => /lapis\.(scheduler|runtime)\.v1/.test(s.name)), children.map((s) => s.name).join(', '));
+  });
+
   it('undeploys in reverse order and leaves nothing behind', async () => {
     const { runtime, tosca } = clients();
     await unary((m, cb) => tosca.deleteDeployment({ deploymentId: deployment.id, requestId: '' }, m, cb));

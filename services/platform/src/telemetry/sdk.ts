@@ -2,6 +2,7 @@
 // (OTEL_TRACES_EXPORTER=otlp,zipkin, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_ZIPKIN_ENDPOINT);
 // with none configured, spans are still made (logs carry trace ids) but go nowhere.
 import { GrpcInstrumentation } from '@opentelemetry/instrumentation-grpc';
+import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 
@@ -18,7 +19,8 @@ export function startTelemetry(extraProcessors: SpanProcessor[] = []): void {
   // The SDK's default is OTLP to localhost; Lapis exports only where it is told to.
   const exportFromEnv = exportersNamed !== '' ? exportersNamed !== 'none' : Boolean(otlpEndpoint);
   sdk = new NodeSDK({
-    instrumentations: [new GrpcInstrumentation()],
+    // HTTP: the OCCI gateway's requests, and the Docker and Kubernetes API calls of the runtime.
+    instrumentations: [new GrpcInstrumentation(), new HttpInstrumentation()],
     ...(exportFromEnv && extraProcessors.length === 0
       ? {}
       : { spanProcessors: extraProcessors.length > 0 ? extraProcessors : [new NoopSpanProcessor()] }),
