@@ -54,6 +54,8 @@ describe('partition director: decisions (pure)', function () {
     const draining = decide(obs({ slurm: [lapisDrained('n1', 'MIXED+DRAIN', 1), node('n2')], partitions: { n1: 'slurm-batch', n2: 'slurm-batch' }, lp: 1 }), POLICY);
     assert.deepEqual(kinds(draining), [], 'one node in transit at most: no second drain, no move of a draining node');
     assert.match(draining.notes.join('\n'), /n1 is draining in Slurm .*waiting for its jobs to end/);
+    const full = decide(obs({ slurm: [lapisDrained('n1'), lapisDrained('n2')], partitions: { n1: 'slurm-batch', n2: 'cloud' }, lp: 1, cloudMax: 1 }), POLICY);
+    assert.deepEqual(kinds(full), ['resume n1'], 'the cloud is at its maximum (lowered meanwhile): back to Slurm');
     const completing = decide(obs({ slurm: [lapisDrained('n1', 'IDLE+COMPLETING+DRAIN')], partitions: { n1: 'slurm-batch' }, lp: 1 }), POLICY);
     assert.deepEqual(kinds(completing), []);
   });

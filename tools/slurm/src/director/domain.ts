@@ -167,11 +167,14 @@ export function decide(obs: Observation, policy: Policy): Decision {
   const transit = shared.filter((n) => n.side === 'transit');
   // Nodes in transit go where the demand is now; with none either way, a node drained for
   // Lapis goes into the cloud partition only if claims wait, else back to Slurm.
-  const towardCloud = want === 'cloud' || (want === 'none' && lp > 0);
+  // (Not past the cloud's maximum, which may have been lowered meanwhile.)
+  const towardCloud = (want === 'cloud' || (want === 'none' && lp > 0)) && limit(cloudMax, cloudSize) > 0;
+  let cloudRoom = limit(cloudMax, cloudSize);
   for (const n of transit) {
-    if (towardCloud) {
+    if (towardCloud && cloudRoom > 0) {
       if (slurmIdle(n.slurm) && slurmUsable(n.slurm)) {
         actions.push({ kind: 'to-cloud', node: n.name, reason: `director: drained in Slurm and idle; ${why}` });
+        cloudRoom--;
       } else notes.push(`${n.name} is draining in Slurm (${n.slurm.state}${n.slurm.flags.map((f) => `+${f}`).join('')}, ${n.slurm.cpuAlloc} CPU(s) allocated): waiting for its jobs to end`);
     } else if (n.claims.length === 0) {
       actions.push({ kind: 'resume', node: n.name, reason: `director: no instance runs on it; ${why}` });
