@@ -3,10 +3,11 @@
 import { runMain, startService } from '@lapis/platform';
 import { DeploymentEngine } from './adapters/engine';
 import { LapisPorts } from './adapters/lapis';
+import { OperationStore, type OperationRecord } from './adapters/operations';
 import { jsonCodec } from './adapters/store';
 import { loadToscaConfig } from './config';
 import type { DeploymentRecord } from './domain/deployment';
-import { toscaService } from './server';
+import { toscaServices } from './server';
 
 runMain(async () => {
   const config = loadToscaConfig();
@@ -17,14 +18,15 @@ runMain(async () => {
     serve: async ({ bus, log, shutdown }) => {
       const deployments = await bus.bucket('tosca-deployments', jsonCodec<DeploymentRecord>());
       const index = await bus.bucket('tosca-instances', jsonCodec<{ deployment: string; key: string }>());
+      const operations = new OperationStore(await bus.bucket('tosca-operations', jsonCodec<OperationRecord>()));
       const ports = new LapisPorts({ scheduler: config.LAPIS_SCHEDULER_ADDRESS, runtime: config.LAPIS_RUNTIME_ADDRESS, serviceToken: config.LAPIS_SERVICE_TOKEN });
-      const engine = new DeploymentEngine({ deployments, index, ports, bus, log });
+      const engine = new DeploymentEngine({ deployments, index, operations, ports, bus, log });
       await engine.start();
       shutdown.add('deployments', async () => {
         await engine.stop();
         ports.close();
       });
-      return [toscaService({ engine, deployments, mirror: config.LAPIS_TOSCA_IMPORT_MIRROR || undefined })];
+      return toscaServices({ engine, deployments, operations, mirror: config.LAPIS_TOSCA_IMPORT_MIRROR || undefined });
     },
   });
 });

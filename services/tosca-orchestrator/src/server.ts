@@ -8,8 +8,9 @@ import {
   Deployment, DeploymentState, NodeState, Severity, ToscaServiceService, TranslationTarget,
   type Diagnostic as ProtoDiagnostic, type TemplateSource,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
-import type { Operation } from '@lapis/proto/lapis/common/v1/common';
+import { OperationsServiceService, type Operation } from '@lapis/proto/lapis/common/v1/common';
 import { newDeploymentId, type DeploymentEngine } from './adapters/engine';
+import { operationName, parseOperationName, type OperationKind, type OperationRecord, type OperationStore } from './adapters/operations';
 import type { Diagnostic } from './domain/diagnostics';
 import { formatDiagnostic } from './domain/diagnostics';
 import { nodeAttributes, type DeploymentRecord } from './domain/deployment';
@@ -23,6 +24,7 @@ import type { ProcessResult } from './domain/model';
 export interface ServerDeps {
   engine: DeploymentEngine;
   deployments: Bucket<DeploymentRecord>;
+  operations: OperationStore;
   mirror?: string;
 }
 
@@ -107,21 +109,31 @@ export function toDeployment(r: DeploymentRecord, mirror?: string): Deployment {
   });
 }
 
-function operationOf(r: DeploymentRecord, kind: string, mirror?: string): Operation {
-  const d = toDeployment(r, mirror);
-  const any = Any.fromPartial({ typeUrl: 'type.googleapis.com/lapis.tosca.v1.Deployment', value: Buffer.from(Deployment.encode(d).finish()) });
-  const done = r.phase === 'DEPLOYED' || r.phase === 'DELETED' || r.phase === 'FAILED';
+const ended = new Set<DeploymentRecord['phase']>(['DEPLOYED', 'DELETED', 'FAILED']);
+
+/**
+ * An operation as clients see it: its record (done, how it ended), the deployment as progress
+ * (metadata) and, once it succeeded, as its response. Without a record (a deployment older than
+ * operation records), the deployment's phase tells.
+ */
+export function toOperation(r: DeploymentRecord, op: OperationRecord | undefined, name: string, kind: OperationKind, mirror?: string): Operation {
+  const any = Any.fromPartial({ typeUrl: 'type.googleapis.com/lapis.tosca.v1.Deployment', value: Buffer.from(Deployment.encode(toDeployment(r, mirror)).finish()) });
+  const current = name === r.operation;
+  const done = op ? op.done : !current || ended.has(r.phase);
+  const error = op ? op.error : current && r.phase === 'FAILED' ? { code: 9, message: r.reason } : undefined;
   return {
-    name: r.operation, kind, metadata: any, done,
-    result: done ? (r.phase === 'FAILED' ? { $case: 'error', error: { code: 9, message: r.reason, details: [] } } : { $case: 'response', response: any }) : undefined,
-    createTime: new Date(r.createTime), updateTime: new Date(r.updateTime), project: r.project,
+    name, kind: op?.kind ?? kind, metadata: any, done,
+    result: !done ? undefined : error ? { $case: 'error', error: { code: error.code, message: error.message, details: [] } } : { $case: 'response', response: any },
+    createTime: new Date(op?.createTime ?? r.createTime), updateTime: new Date(op?.done ? op.updateTime : r.updateTime), project: r.project,
   };
 }
 
 const asInputs = (s: Dict | undefined): Dict | undefined => (s && Object.keys(s).length ? s : undefined);
 
-export function toscaService(deps: ServerDeps) {
-  const { engine, deployments, mirror } = deps;
+/** lapis.tosca.v1.ToscaService, and lapis.common.v1.OperationsService for its operations. */
+export function toscaServices(deps: ServerDeps) {
+  const { engine, deployments, operations, mirror } = deps;
+  const operationOf = async (r: DeploymentRecord, kind: OperationKind, name = r.operation) => toOperation(r, await operations.get(name), name, kind, mirror);
 
   const visible = async (id: string, ctx: CallContext) => {
     if (!id) throw invalidArgument([{ field: 'deployment_id', description: 'is required' }]);
@@ -130,7 +142,7 @@ export function toscaService(deps: ServerDeps) {
     return entry.value;
   };
 
-  return service(ToscaServiceService, {
+  const tosca = service(ToscaServiceService, {
     async validateTemplate(request) {
       const result = process(fromSource(request.template), asInputs(request.inputs), mirror);
       return { valid: result.valid, diagnostics: result.diagnostics.map(toProtoDiagnostic), deploymentOrder: result.topology?.order ?? [] };
@@ -150,7 +162,7 @@ export function toscaService(deps: ServerDeps) {
       // A retried request (same request_id in the same project) gets the same deployment.
       const id = request.requestId ? `dep-${createHash('sha256').update(`${ctx.caller.project}\u0000${request.requestId}`).digest('hex').slice(0, 12)}` : newDeploymentId();
       const existing = await deployments.get(id);
-      if (existing) return { operation: operationOf(existing.value, 'tosca.CreateDeployment', mirror), deploymentId: id };
+      if (existing) return { operation: await operationOf(existing.value, 'tosca.CreateDeployment', operationName(id, 0)), deploymentId: id };
       const result = process(template, inputs, mirror);
       rejectInvalid(result);
       const problems = plan(result.topology!).problems;
@@ -163,7 +175,7 @@ export function toscaService(deps: ServerDeps) {
       };
       ctx.log.info({ deployment: id, nodes: record.nodes.length }, 'deployment created');
       const created = await engine.create(record, result.topology!, ctx.caller.token);
-      return { operation: operationOf(created, 'tosca.CreateDeployment', mirror), deploymentId: id };
+      return { operation: await operationOf(created, 'tosca.CreateDeployment'), deploymentId: id };
     },
 
     async getDeployment(request, ctx) {
@@ -185,7 +197,7 @@ export function toscaService(deps: ServerDeps) {
     async updateDeployment(request, ctx) {
       const current = await visible(request.deploymentId, ctx);
       if (current.action === 'delete') throw failedPrecondition(`deployment ${current.id} is being deleted`, 'DEPLOYMENT_DELETING');
-      if (request.requestId && current.requestId === request.requestId && current.generation > 0) return { operation: operationOf(current, 'tosca.UpdateDeployment', mirror) };
+      if (request.requestId && current.requestId === request.requestId && current.generation > 0) return { operation: await operationOf(current, 'tosca.UpdateDeployment') };
       const template = request.template?.content ? fromSource(request.template) : current.template;
       const inputs = { ...current.inputs, ...(request.inputs ?? {}) };
       const result = process(template, inputs, mirror);
@@ -199,13 +211,13 @@ export function toscaService(deps: ServerDeps) {
         r.nodes = result.topology!.order.map((n) => ({ name: n, type: result.topology!.nodes.get(n)!.type }));
         return result.topology!;
       }, ctx.caller.token);
-      return { operation: operationOf(updated, 'tosca.UpdateDeployment', mirror) };
+      return { operation: await operationOf(updated, 'tosca.UpdateDeployment') };
     },
 
     async deleteDeployment(request, ctx) {
       const current = await visible(request.deploymentId, ctx);
       const updated = (await engine.delete(current.id, ctx.caller.token)) ?? current;
-      return { operation: operationOf(updated, 'tosca.DeleteDeployment', mirror) };
+      return { operation: await operationOf(updated, 'tosca.DeleteDeployment') };
     },
 
     async watchDeployment(request, ctx, send) {
@@ -229,6 +241,63 @@ export function toscaService(deps: ServerDeps) {
       }
     },
   });
+
+  /** The operation, its record and its deployment, if the caller may see them. */
+  const operationFor = async (name: string, ctx: CallContext) => {
+    if (!name) throw invalidArgument([{ field: 'name', description: 'is required' }]);
+    const parsed = parseOperationName(name);
+    const entry = parsed && (await deployments.get(parsed.deploymentId));
+    const record = await operations.get(name);
+    if (!parsed || !entry || (!record && parsed.generation > entry.value.generation) || !(ctx.caller.admin || ctx.caller.projects.includes(entry.value.project))) {
+      throw notFound(`operation ${name} not found`, 'OPERATION_NOT_FOUND');
+    }
+    const kind: OperationKind = parsed.generation === 0 ? 'tosca.CreateDeployment' : entry.value.action === 'delete' ? 'tosca.DeleteDeployment' : 'tosca.UpdateDeployment';
+    return { deployment: entry.value, record, operation: toOperation(entry.value, record, name, kind, mirror) };
+  };
+
+  const operationsService = service(OperationsServiceService, {
+    async getOperation(request, ctx) {
+      return { operation: (await operationFor(request.name, ctx)).operation };
+    },
+
+    async watchOperation(request, ctx, send) {
+      // The operation at once, then at every change, until it is done (or the caller goes).
+      let last = '';
+      for (;;) {
+        const { operation } = await operationFor(request.name, ctx);
+        const seen = `${operation.done}:${operation.updateTime?.getTime()}`;
+        if (seen !== last) {
+          last = seen;
+          await send({ operation });
+        }
+        if (operation.done || ctx.signal.aborted) return;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    },
+
+    async cancelOperation(request, ctx) {
+      const { deployment, operation } = await operationFor(request.name, ctx);
+      if (operation.done) return { operation };
+      if (operation.kind === 'tosca.DeleteDeployment') throw failedPrecondition(`operation ${request.name} deletes deployment ${deployment.id}: a deletion cannot be cancelled`, 'NOT_CANCELLABLE');
+      await engine.cancel(deployment.id);
+      return { operation: (await operationFor(request.name, ctx)).operation };
+    },
+
+    async listOperations(request, ctx) {
+      // Admins see every operation; others those of the project they act in.
+      const visibleOp = (o: OperationRecord) => (ctx.caller.admin ? true : o.project === ctx.caller.project && ctx.caller.projects.includes(o.project));
+      const records = (await operations.list()).filter((o) => visibleOp(o) && (!request.onlyRunning || !o.done)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const page = paginate(records, (o) => o.name, request);
+      const out: Operation[] = [];
+      for (const o of page.items) {
+        const entry = await deployments.get(o.deploymentId);
+        if (entry) out.push(toOperation(entry.value, o, o.name, o.kind, mirror));
+      }
+      return { operations: out, nextPageToken: page.nextPageToken };
+    },
+  });
+
+  return [tosca, operationsService];
 }
 
 export { formatDiagnostic };

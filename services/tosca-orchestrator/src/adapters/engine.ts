@@ -11,6 +11,7 @@ import { applyPlan, nextSteps, wantNothing, type DeploymentRecord, type Step } f
 import { plan, type Existing } from '../domain/plan';
 import type { AttachmentPlan, InstancePlan, VolumePlan } from '../domain/plan';
 import type { Topology } from '../domain/model';
+import { OperationCode, type OperationKind, type OperationStore } from './operations';
 
 /** What the engine needs from the rest of Lapis (gRPC clients in production). */
 /**
@@ -42,6 +43,8 @@ export interface EngineOptions {
   deployments: Bucket<DeploymentRecord>;
   /** instance (claim) id -> deployment id */
   index: Bucket<{ deployment: string; key: string }>;
+  /** The operations working on deployments (what GetOperation answers). */
+  operations: OperationStore;
   ports: Ports;
   bus: EventBus;
   log: Logger;
@@ -78,6 +81,9 @@ export class DeploymentEngine {
     // Resume what a previous process left unfinished. A claim whose submission was cut short
     // is submitted again with the same request id (the scheduler gives back the same claim).
     for (const { key, value } of await this.options.deployments.list()) {
+      // An operation whose record or end was not written before a stop is written now.
+      await this.options.operations.begin(value, value.generation === 0 ? 'tosca.CreateDeployment' : value.action === 'delete' ? 'tosca.DeleteDeployment' : 'tosca.UpdateDeployment');
+      await this.options.operations.settle(value);
       if (Object.values(value.instances).some((i) => i.state === 'submitted' && !i.claimId)) {
         await this.change(key, (r) => {
           for (const i of Object.values(r.instances)) if (i.state === 'submitted' && !i.claimId) i.state = 'wanted';
@@ -103,6 +109,7 @@ export class DeploymentEngine {
     record.action = 'create';
     record.phase = 'PENDING';
     await this.options.deployments.create(record.id, record);
+    await this.options.operations.begin(record, 'tosca.CreateDeployment');
     if (token) this.tokens.set(record.id, token);
     this.kick(record.id);
     return record;
@@ -110,8 +117,10 @@ export class DeploymentEngine {
 
   /** A new template or inputs: only what the plan's difference says changes. */
   async update(id: string, change: (r: DeploymentRecord) => Topology, token?: string): Promise<DeploymentRecord> {
+    let previous = '';
     const updated = await this.options.deployments.mutate(id, (current) => {
       if (!current) return undefined;
+      previous = current.operation;
       const topology = change(current);
       const existing: Existing = new Map();
       for (const [key, inst] of Object.entries(current.instances)) {
@@ -129,6 +138,7 @@ export class DeploymentEngine {
       return current;
     });
     if (!updated) throw new Error(`deployment ${id} vanished`);
+    await this.takeOver(previous, updated.value, 'tosca.UpdateDeployment');
     if (token) this.tokens.set(id, token);
     this.kick(id);
     return updated.value;
@@ -141,8 +151,10 @@ export class DeploymentEngine {
    * deletion already under way is left as it is.
    */
   async delete(id: string, token?: string): Promise<DeploymentRecord | undefined> {
+    let previous = '';
     const updated = await this.options.deployments.mutate(id, (current) => {
       if (!current || current.phase === 'DELETED' || (current.action === 'delete' && current.phase !== 'FAILED')) return undefined;
+      previous = current.operation;
       current.generation++;
       wantNothing(current);
       current.action = 'delete';
@@ -151,9 +163,46 @@ export class DeploymentEngine {
       current.operation = `operations/tosca/${id}/${current.generation}`;
       return current;
     });
+    // (mutate answers the entry as it is when nothing changed)
+    if (updated && previous) await this.takeOver(previous, updated.value, 'tosca.DeleteDeployment');
     if (token) this.tokens.set(id, token);
     this.kick(id);
     return updated?.value;
+  }
+
+  /**
+   * Cancels the creation or update under way: nothing more is made, and what was made is
+   * removed (kept with keep_on_failure); the deployment is FAILED, its operation CANCELLED. A
+   * deletion is not cancelled. Answers the deployment as it is after, undefined when nothing ran.
+   */
+  async cancel(id: string): Promise<DeploymentRecord | undefined> {
+    const reason = 'cancelled';
+    let changed = false;
+    const updated = await this.options.deployments.mutate(id, (current) => {
+      if (!current || current.action === 'delete' || terminal.has(current.phase)) return undefined;
+      changed = true;
+      current.phase = 'FAILED';
+      current.reason = reason;
+      current.updateTime = new Date().toISOString();
+      if (!current.keepOnFailure) {
+        wantNothing(current);
+        current.action = 'delete';
+      }
+      return current;
+    });
+    if (!updated || !changed) return undefined;
+    await this.options.operations.finish(updated.value.operation, 'FAILED', { code: OperationCode.CANCELLED, message: `operation ${updated.value.operation} was cancelled` });
+    await this.publishPhase(updated.value);
+    this.kick(id);
+    return updated.value;
+  }
+
+  /** A new operation works on the deployment: the one it takes over from ends (ABORTED) if it still ran. */
+  private async takeOver(previous: string, record: DeploymentRecord, kind: OperationKind): Promise<void> {
+    if (previous && previous !== record.operation) {
+      await this.options.operations.finish(previous, record.phase, { code: OperationCode.ABORTED, message: `superseded by ${kind} (${record.operation})` });
+    }
+    await this.options.operations.begin(record, kind);
   }
 
   /** Runs the deployment's loop (one at a time per deployment; a kick while running runs it again). */
@@ -182,6 +231,8 @@ export class DeploymentEngine {
       const entry = await this.options.deployments.get(id);
       if (!entry) return;
       const record = entry.value;
+      // FAILED and kept: nothing more happens until an update or a deletion.
+      if (record.phase === 'FAILED' && record.action !== 'delete') return;
       const { steps, phase, reason } = nextSteps(record);
       if (phase === 'FAILED' && record.action !== 'delete') {
         await this.setPhase(id, phase, reason, !record.keepOnFailure);
@@ -210,10 +261,15 @@ export class DeploymentEngine {
       return current;
     });
     if (changed) {
-      // Everyone else (the gateway, users' tools) learns of it from the bus.
-      const event = DeploymentStateChanged.fromPartial({ deploymentId: id, project: changed.project, state: DeploymentState[phase], reason });
-      await this.options.bus.publish({ $case: 'deploymentStateChanged', deploymentStateChanged: event }, id, `${id}.${phase}.${changed.generation}.${reason.length}`).catch((error) => this.options.log.warn({ err: error, deployment: id }, 'could not publish the deployment state'));
+      await this.options.operations.settle(changed);
+      await this.publishPhase(changed);
     }
+  }
+
+  /** Everyone else (the gateway, users' tools) learns of a deployment's new phase from the bus. */
+  private async publishPhase(r: DeploymentRecord): Promise<void> {
+    const event = DeploymentStateChanged.fromPartial({ deploymentId: r.id, project: r.project, state: DeploymentState[r.phase], reason: r.reason });
+    await this.options.bus.publish({ $case: 'deploymentStateChanged', deploymentStateChanged: event }, r.id, `${r.id}.${r.phase}.${r.generation}.${r.reason.length}`).catch((error) => this.options.log.warn({ err: error, deployment: r.id }, 'could not publish the deployment state'));
   }
 
   private async perform(id: string, record: DeploymentRecord, step: Step): Promise<void> {

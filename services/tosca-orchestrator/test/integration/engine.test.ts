@@ -10,6 +10,7 @@ import { natsUrl, sleep, testLog, unique, until } from '@lapis/platform/testing'
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { InstanceStateChanged } from '@lapis/proto/lapis/events/v1/events';
 import { DeploymentEngine, type ActAs, type Ports } from '../../src/adapters/engine';
+import { OperationStore, type OperationRecord } from '../../src/adapters/operations';
 import { jsonCodec } from '../../src/adapters/store';
 import type { DeploymentRecord } from '../../src/domain/deployment';
 import type { AttachmentPlan, InstancePlan, VolumePlan } from '../../src/domain/plan';
@@ -91,6 +92,7 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
   let bus: EventBus;
   let deployments: Bucket<DeploymentRecord>;
   let index: Bucket<{ deployment: string; key: string }>;
+  let operations: OperationStore;
   const engines: DeploymentEngine[] = [];
 
   const buckets: string[] = [];
@@ -102,7 +104,8 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
   beforeEach(async () => {
     deployments = await bus.bucket(unique('tosca-deployments'), jsonCodec<DeploymentRecord>());
     index = await bus.bucket(unique('tosca-instances'), jsonCodec<{ deployment: string; key: string }>());
-    buckets.push(deployments.name, index.name);
+    operations = new OperationStore(await bus.bucket(unique('tosca-operations'), jsonCodec<OperationRecord>()));
+    buckets.push(deployments.name, index.name, operations.bucket.name);
   });
   afterEach(async () => {
     await Promise.all(engines.splice(0).map((e) => e.stop()));
@@ -113,7 +116,7 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
   });
 
   const engine = async (ports: Ports, consumer: string) => {
-    const e = new DeploymentEngine({ deployments, index, ports, bus, log: testLog, consumer });
+    const e = new DeploymentEngine({ deployments, index, operations, ports, bus, log: testLog, consumer });
     await e.start();
     engines.push(e);
     return e;
@@ -238,9 +241,17 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     const wn = failed.instances['wn_server-0']!.claimId!;
     const fe = failed.instances['lrms_server-0']!.claimId!;
     const mark = ports.calls.length;
-    await e.delete(record.id);
+    const deleting = (await e.delete(record.id))!;
     await phase(record.id, 'DELETED');
     await everythingGone(record.id);
+    // The creation's operation ended with the failure, the deletion's with DELETED.
+    const created = (await operations.get(record.operation))!;
+    assert.deepEqual([created.kind, created.done, created.phase, created.error?.code], ['tosca.CreateDeployment', true, 'FAILED', 9]);
+    assert.match(created.error!.message, /instance wn_server-0/);
+    assert.notEqual(deleting.operation, record.operation);
+    await until(async () => (await operations.get(deleting.operation))?.done || undefined, 'the deletion operation done');
+    const deletion = (await operations.get(deleting.operation))!;
+    assert.deepEqual([deletion.kind, deletion.phase, deletion.error], ['tosca.DeleteDeployment', 'DELETED', undefined]);
     const done = ports.calls.slice(mark);
     // The failed instance's claim has ended: the runtime is asked to remove the instance itself.
     assert.ok(done.includes(`delete-instance ${wn}`), done.join(', '));
@@ -273,6 +284,10 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     await until(async () => ((await deployments.get(record.id))?.value.instances['lrms_server-0']?.state === 'submitted' ? true : undefined), 'front end submitting');
     const deleting = await e.delete(record.id);
     assert.equal(deleting?.phase, 'DELETING');
+    // The creation still running is taken over by the deletion.
+    const superseded = (await operations.get(record.operation))!;
+    assert.deepEqual([superseded.done, superseded.error?.code], [true, 10]);
+    assert.match(superseded.error!.message, /superseded by tosca.DeleteDeployment/);
     ports.gate = undefined;
     open();
     await phase(record.id, 'DELETED');
@@ -282,5 +297,29 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     assert.ok(fe, 'the claim submitted meanwhile is recorded');
     assert.ok(ports.calls.includes(`cancel ${fe}`), `and cancelled: ${ports.calls.join(', ')}`);
     assert.ok(!ports.calls.some((c) => c.startsWith('submit wn_server')), `nothing more submitted: ${ports.calls.join(', ')}`);
+  });
+
+  it('cancelling a creation stops it and removes what it made; its operation ends CANCELLED', async () => {
+    const ports = new StandIn(bus, unique('h'));
+    const e = await engine(ports, unique('tosca-test'));
+    const { record, topology } = newRecord({ number_of_nodes: 1 });
+    let open!: () => void;
+    ports.gate = new Promise((resolve) => (open = resolve));
+    await e.create(record, topology);
+    await until(async () => ((await deployments.get(record.id))?.value.instances['lrms_server-0']?.state === 'submitted' ? true : undefined), 'front end submitting');
+    const cancelled = await e.cancel(record.id);
+    assert.equal(cancelled?.phase, 'FAILED');
+    ports.gate = undefined;
+    open();
+    await until(async () => {
+      const r = (await deployments.get(record.id))!.value;
+      return Object.values(r.instances).every((i) => i.state === 'deleted') && Object.values(r.volumes).every((v) => v.state === 'deleted') ? true : undefined;
+    }, 'rolled back');
+    const r = (await deployments.get(record.id))!.value;
+    assert.deepEqual([r.phase, r.reason], ['FAILED', 'cancelled']);
+    assert.ok(ports.calls.includes(`cancel ${r.instances['lrms_server-0']!.claimId}`), ports.calls.join(', '));
+    const op = (await operations.get(record.operation))!;
+    assert.deepEqual([op.done, op.error?.code], [true, 1]);
+    assert.equal(await e.cancel(record.id), undefined, 'nothing more to cancel');
   });
 });

@@ -9,14 +9,17 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { call, createClient } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique, until, type ServiceProcess } from '@lapis/platform/testing';
-import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import {
+  InstanceState, OperationsServiceClient, type GetOperationRequest, type GetOperationResponse, type ListOperationsRequest, type ListOperationsResponse,
+  type Operation, type WatchOperationResponse,
+} from '@lapis/proto/lapis/common/v1/common';
 import {
   RuntimeServiceClient, type DeleteInstanceRequest, type DeleteInstanceResponse, type DeleteVolumeRequest, type DeleteVolumeResponse,
   type ListInstancesRequest, type ListInstancesResponse, type ListVolumesRequest, type ListVolumesResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
 import {
   DeploymentState, ToscaServiceClient, type CreateDeploymentRequest, type CreateDeploymentResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
-  type Deployment, type GetDeploymentRequest, type GetDeploymentResponse,
+  Deployment as DeploymentCodec, type Deployment, type GetDeploymentRequest, type GetDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { docker, ensureBaseImage, sharedDocker } from '@lapis/testenv';
 import { indigoMirror } from '../helpers';
@@ -67,7 +70,19 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
   let tokens: string;
   const procs: ServiceProcess[] = [];
   let tosca: ToscaServiceClient;
+  let ops: OperationsServiceClient;
   let runtime: RuntimeServiceClient;
+  let orchestratorEnv: Record<string, string>;
+  /** The orchestrator (again, after a stop), and clients to it as alice. */
+  const startOrchestrator = async () => {
+    const orchestrator = await spawnService('tosca-orchestrator', mainOf('tosca-orchestrator'), orchestratorEnv);
+    procs.push(orchestrator);
+    tosca?.close();
+    ops?.close();
+    tosca = createClient(ToscaServiceClient, orchestrator.address, { token: TEST_TOKENS.alice.token, project: 'physics' });
+    ops = createClient(OperationsServiceClient, orchestrator.address, { token: TEST_TOKENS.alice.token, project: 'physics' });
+    return orchestrator;
+  };
 
   before(async () => {
     const engine = await sharedDocker();
@@ -92,11 +107,8 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
       LAPIS_ALLOW_UNTRUSTED_IMAGES: 'true', LAPIS_STOP_TIMEOUT_S: '1', LAPIS_NODE_CPU_MILLIS: '8000',
     });
     procs.push(agent);
-    const orchestrator = await spawnService('tosca-orchestrator', mainOf('tosca-orchestrator'), {
-      ...common, LAPIS_SCHEDULER_ADDRESS: scheduler.address, LAPIS_RUNTIME_ADDRESS: agent.address, LAPIS_TOSCA_IMPORT_MIRROR: indigoMirror(),
-    });
-    procs.push(orchestrator);
-    tosca = createClient(ToscaServiceClient, orchestrator.address, { token: TEST_TOKENS.alice.token, project: 'physics' });
+    orchestratorEnv = { ...common, LAPIS_SCHEDULER_ADDRESS: scheduler.address, LAPIS_RUNTIME_ADDRESS: agent.address, LAPIS_TOSCA_IMPORT_MIRROR: indigoMirror() };
+    await startOrchestrator();
     runtime = createClient(RuntimeServiceClient, agent.address, { token: TEST_TOKENS.root.token, deadlineMs: 60_000 });
   });
 
@@ -111,6 +123,7 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
       for (const v of volumes?.volumes ?? []) await call<DeleteVolumeRequest, DeleteVolumeResponse>(runtime.deleteVolume.bind(runtime), { volumeId: v.id, requestId: '' }).catch(() => undefined);
     }
     tosca?.close();
+    ops?.close();
     runtime?.close();
     for (const p of procs.reverse()) await p.stop();
     await docker(['rmi', '-f', image]).catch(() => undefined);
@@ -127,10 +140,22 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
       const d = await get(id);
       throw new Error(`${error.message}; it is ${DeploymentState[d.state]} (${d.stateReason}): ${JSON.stringify(d.nodes.map((n) => [n.name, n.state, n.instanceIds, n.volumeIds]))}`);
     });
-  const create = async (inputs: Record<string, unknown>, keepOnFailure: boolean) =>
-    (await call<CreateDeploymentRequest, CreateDeploymentResponse>(tosca.createDeployment.bind(tosca), {
+  const createOp = (inputs: Record<string, unknown>, keepOnFailure: boolean) =>
+    call<CreateDeploymentRequest, CreateDeploymentResponse>(tosca.createDeployment.bind(tosca), {
       template: { content: { $case: 'yaml', yaml: TEMPLATE }, fileName: 'lifecycle.yaml', files: {} }, inputs, keepOnFailure, requestId: '',
-    })).deploymentId;
+    });
+  const create = async (inputs: Record<string, unknown>, keepOnFailure: boolean) => (await createOp(inputs, keepOnFailure)).deploymentId;
+  const getOperation = async (name: string) => (await call<GetOperationRequest, GetOperationResponse>(ops.getOperation.bind(ops), { name })).operation!;
+  /** Follows an operation with WatchOperation until it is done: every message it sent. */
+  const watchOperation = (name: string) =>
+    new Promise<Operation[]>((resolve, reject) => {
+      const seen: Operation[] = [];
+      const stream = ops.watchOperation({ name });
+      stream.on('data', (r: WatchOperationResponse) => seen.push(r.operation!));
+      stream.on('error', reject);
+      stream.on('end', () => resolve(seen));
+    });
+  const deploymentOf = (any: { value: Uint8Array } | undefined) => DeploymentCodec.decode(any!.value);
   const remove = (id: string) => call<DeleteDeploymentRequest, DeleteDeploymentResponse>(tosca.deleteDeployment.bind(tosca), { deploymentId: id, requestId: '' });
 
   /** Nothing of the deployment is left on the node: its instances are DELETED, its volumes gone, no container. */
@@ -147,17 +172,57 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
   };
 
   it('deleting a FAILED deployment kept on failure removes its running and failed instances and its volume, and ends DELETED', async () => {
-    const id = await create({ image, worker_image: missingImage }, true);
+    const { deploymentId: id, operation: creating } = await createOp({ image, worker_image: missingImage }, true);
+    // The creation's operation, followed to its end: it ends with the failure.
+    const watched = await watchOperation(creating!.name);
+    const end = watched[watched.length - 1]!;
+    assert.equal(end.done, true);
+    assert.ok(watched.slice(0, -1).every((o) => !o.done), 'done only at the end');
+    assert.equal(end.result?.$case === 'error' && end.result.error.code, 9);
+    assert.match(end.result?.$case === 'error' ? end.result.error.message : '', /instance worker-0 \(node worker\) failed/);
+    assert.equal(deploymentOf(end.metadata).state, DeploymentState.FAILED);
     const failed = await waitFor(id, DeploymentState.FAILED);
     assert.match(failed.stateReason, /instance worker-0 \(node worker\) failed/);
     const front = failed.nodes.find((n) => n.name === 'front')!;
     assert.equal(front.instanceIds.length, 1);
     assert.equal(failed.nodes.flatMap((n) => n.volumeIds).length, 1, 'the volume was made');
     const kept = await get(id);
-    await remove(id);
+    const { operation: deleting } = await remove(id);
+    assert.equal(deleting?.kind, 'tosca.DeleteDeployment');
+    assert.notEqual(deleting?.name, creating!.name);
+    const done = (await watchOperation(deleting!.name)).pop()!;
+    assert.equal(done.result?.$case, 'response');
+    assert.equal(deploymentOf(done.result?.$case === 'response' ? done.result.response : undefined).state, DeploymentState.DELETED);
     const deleted = await waitFor(id, DeploymentState.DELETED);
     assert.equal(deleted.stateReason, '');
     await nothingLeft(kept);
+    lastOperations = [creating!.name, deleting!.name];
+  });
+
+  let lastOperations: string[] = [];
+
+  it('operations are kept across a restart of the orchestrator; only the project sees them', async () => {
+    assert.equal(lastOperations.length, 2, 'the test before made two operations');
+    const before = await Promise.all(lastOperations.map(getOperation));
+    const old = procs.splice(procs.findIndex((p) => p.name === 'tosca-orchestrator'), 1)[0]!;
+    await old.stop();
+    await startOrchestrator();
+    const after = await Promise.all(lastOperations.map(getOperation));
+    assert.deepEqual(after.map((o) => [o.name, o.kind, o.done, o.result?.$case]), before.map((o) => [o.name, o.kind, o.done, o.result?.$case]));
+    assert.deepEqual(after.map((o) => [o.kind, o.result?.$case]), [['tosca.CreateDeployment', 'error'], ['tosca.DeleteDeployment', 'response']]);
+    const listed = await call<ListOperationsRequest, ListOperationsResponse>(ops.listOperations.bind(ops), { pageSize: 0, pageToken: '', onlyRunning: false });
+    assert.ok(lastOperations.every((name) => listed.operations.some((o) => o.name === name)), 'listed');
+    const running = await call<ListOperationsRequest, ListOperationsResponse>(ops.listOperations.bind(ops), { pageSize: 0, pageToken: '', onlyRunning: true });
+    assert.ok(!running.operations.some((o) => lastOperations.includes(o.name)), 'done ones are not running');
+    const bob = createClient(OperationsServiceClient, procs.find((p) => p.name === 'tosca-orchestrator')!.address, { token: TEST_TOKENS.bob.token });
+    try {
+      await assert.rejects(call<GetOperationRequest, GetOperationResponse>(bob.getOperation.bind(bob), { name: lastOperations[0]! }), (e: { code: number }) => e.code === 5);
+      const his = await call<ListOperationsRequest, ListOperationsResponse>(bob.listOperations.bind(bob), { pageSize: 0, pageToken: '', onlyRunning: false });
+      assert.ok(!his.operations.some((o) => lastOperations.includes(o.name)));
+    } finally {
+      bob.close();
+    }
+    await assert.rejects(getOperation('operations/tosca/dep-000000000000/0'), (e: { code: number }) => e.code === 5);
   });
 
   it('deleting a FAILED deployment that rolled back ends DELETED with nothing left', async () => {
