@@ -129,7 +129,10 @@ export class Agent {
     await this.reconcile();
     if (options.consume !== false) await this.startConsumers();
     await this.heartbeat();
-    this.heartbeatTimer = setInterval(() => this.track(this.heartbeat()), this.settings.heartbeatMs);
+    this.heartbeatTimer = setInterval(() => {
+      this.track(this.heartbeat());
+      if (this.deps.backend.claims) this.track(this.refreshPendingVolumes());
+    }, this.settings.heartbeatMs);
     this.heartbeatTimer.unref();
   }
 
@@ -771,13 +774,26 @@ export class Agent {
       createTime: now(),
     };
     const revision = await this.store.volumes.create(volume.id, volume);
+    this.creatingVolumes.add(volume.id);
+    try {
+      return await this.makeVolume(volume, revision, input.requestId, scope);
+    } finally {
+      this.creatingVolumes.delete(volume.id);
+    }
+  }
+
+  /** Volumes being made by CreateVolume: their claim may not exist yet, so no refresh reads it. */
+  private readonly creatingVolumes = new Set<string>();
+
+  private async makeVolume(volume: Volume, revision: number, requestId: string, scope: Scope): Promise<Volume> {
+    const { claims } = this.deps.backend;
     try {
       if (claims) await claims.create(volume);
-      else await this.deps.host.createVolumeFile(volume.id, input.sizeBytes, filesystem);
+      else await this.deps.host.createVolumeFile(volume.id, volume.sizeBytes, volume.filesystem);
     } catch (error) {
       await this.store.volumes.delete(volume.id);
       if (error instanceof LapisError && error.code !== 9 /* FAILED_PRECONDITION */) throw error;
-      throw failedPrecondition(`cannot make volume ${input.name}: ${(error as Error).message}`, 'VOLUME_CREATE_FAILED');
+      throw failedPrecondition(`cannot make volume ${volume.name}: ${(error as Error).message}`, 'VOLUME_CREATE_FAILED');
     }
     volume.state = VolumeState.AVAILABLE;
     if (claims) {
@@ -791,7 +807,7 @@ export class Agent {
       Object.assign(volume, claimState(claim));
     }
     await this.store.volumes.update(volume.id, volume, revision);
-    if (input.requestId) await this.rememberRequest('CreateVolume', scope, input.requestId, volume.id);
+    if (requestId) await this.rememberRequest('CreateVolume', scope, requestId, volume.id);
     await this.announceVolume(volume);
     return volume;
   }
@@ -805,10 +821,16 @@ export class Agent {
     });
   }
 
+  /** Pending claims are looked at every heartbeat, so that their binding is announced without a read. */
+  private async refreshPendingVolumes(): Promise<void> {
+    const pending = (await this.store.volumes.list()).map((e) => e.value).filter((v) => v.node === this.node && v.state === VolumeState.CREATING);
+    for (const volume of pending) await this.refreshVolume(volume).catch((error: Error) => this.deps.log.warn({ volume: volume.id, err: error.message }, 'cannot read the claim'));
+  }
+
   /** A claim-backed volume of this node with its state read from its claim's phase (recorded and announced when it moved). */
   private async refreshVolume(volume: Volume): Promise<Volume> {
     const { claims } = this.deps.backend;
-    if (!claims || volume.node !== this.node || volume.state === VolumeState.DELETING) return volume;
+    if (!claims || volume.node !== this.node || volume.state === VolumeState.DELETING || this.creatingVolumes.has(volume.id)) return volume;
     const claim = await claims.status(volume.id);
     const seen = claimState(claim);
     const attached = volume.state === VolumeState.ATTACHED;
@@ -890,13 +912,13 @@ export class Agent {
     const problems = checkMountPath(mountPath, 'mount_path');
     if (problems.length) throw invalidArgument(problems);
     const refusal = this.deps.backend.volumeAttachRefusal;
-    if (refusal) throw failedPrecondition(`cannot attach volume ${input.volumeId} to instance ${input.instanceId}: ${refusal}`, 'ATTACH_NOT_SUPPORTED');
+    if (refusal) await this.refuseWhileRunning('attach', input.volumeId, input.instanceId, refusal);
     return this.locks.with([`v:${input.volumeId}`, `i:${input.instanceId}`], async () => {
       const volume = await this.getVolume(input.volumeId, scope);
       const instance = await this.getInstance(input.instanceId, scope);
       if (instance.project !== volume.project) throw failedPrecondition(`volume ${volume.id} belongs to project ${volume.project}, the instance to ${instance.project}`, 'OTHER_PROJECT');
       this.checkAttachable(volume, instance.node);
-      requireState('attach a volume to', instance.id, instance.state, [InstanceState.RUNNING, InstanceState.STOPPED]);
+      requireState('attach a volume to', instance.id, instance.state, refusal ? [InstanceState.STOPPED] : [InstanceState.RUNNING, InstanceState.STOPPED]);
       if (instance.volumeAttachments.some((a) => a.mountPath === mountPath)) {
         throw failedPrecondition(`instance ${instance.id} already has a volume at ${mountPath}`, 'MOUNT_PATH_TAKEN');
       }
@@ -907,6 +929,20 @@ export class Agent {
       if (input.requestId) await this.rememberRequest('AttachVolume', scope, input.requestId, volume.id);
       return (await this.store.volumes.get(volume.id))!.value;
     });
+  }
+
+  /**
+   * Where volumes cannot change on a running workload: refused, except (engines with claims) for
+   * a stopped instance, which has no pod: the change is recorded and its next pod has it.
+   */
+  private async refuseWhileRunning(action: 'attach' | 'detach', volumeId: string, instanceId: string, refusal: string): Promise<void> {
+    const instance = this.deps.backend.claims ? (await this.store.instances.get(instanceId))?.value : undefined;
+    if (this.deps.backend.claims && (!instance || instance.state === InstanceState.STOPPED)) return;
+    const hint = this.deps.backend.claims ? `; stop the instance, ${action} the volume and start it again: its new pod has the change` : '';
+    throw failedPrecondition(
+      `cannot ${action} volume ${volumeId} ${action === 'attach' ? 'to' : 'from'} instance ${instanceId} while it runs: ${refusal}${hint}`,
+      action === 'attach' ? 'ATTACH_NOT_SUPPORTED' : 'DETACH_NOT_SUPPORTED',
+    );
   }
 
   /** Mounts into the running instance and records the volume ATTACHED; leaves nothing on failure. */
@@ -936,13 +972,15 @@ export class Agent {
     const first = await this.getVolume(volumeId, scope);
     const instanceId = first.attachment?.instanceId ?? '';
     const refusal = this.deps.backend.volumeAttachRefusal;
-    if (refusal && first.attachment) {
-      throw failedPrecondition(`cannot detach volume ${volumeId} from instance ${instanceId}: ${refusal}; it is released when the instance is deleted`, 'DETACH_NOT_SUPPORTED');
-    }
+    if (refusal && instanceId) await this.refuseWhileRunning('detach', volumeId, instanceId, refusal);
     return this.locks.with([`v:${volumeId}`, ...(instanceId ? [`i:${instanceId}`] : [])], async () => {
       const volume = await this.getVolume(volumeId, scope);
       if (volume.state !== VolumeState.ATTACHED || !volume.attachment) {
         throw failedPrecondition(`volume ${volumeId} is not attached (it is ${VolumeState[volume.state]})`, 'VOLUME_NOT_ATTACHED');
+      }
+      if (refusal) {
+        const holder = (await this.store.instances.get(volume.attachment.instanceId))?.value;
+        if (holder && holder.state !== InstanceState.STOPPED && !TERMINAL.has(holder.state)) await this.refuseWhileRunning('detach', volumeId, holder.id, refusal);
       }
       if (volume.node !== this.node) throw failedPrecondition(`volume ${volumeId} is on node ${volume.node}; this is node ${this.node}`, 'WRONG_NODE');
       const detached = await this.unmountVolume(volumeId, volume.attachment.instanceId);

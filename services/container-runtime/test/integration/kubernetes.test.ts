@@ -219,11 +219,21 @@ describe('kubernetes backend (kwok nodes)', function () {
     assert.equal(c.spec.storageClassName, storageClass);
     assert.deepEqual(c.spec.accessModes, ['ReadWriteOnce']);
     assert.equal(c.spec.resources.requests.storage, String(64 * MiB));
-    const pv = await makePersistentVolume(volume.id);
-    const available = await until(async () => {
-      const v = await getVolume(volume.id);
-      return v.state === VolumeState.AVAILABLE && v;
-    }, 'the volume AVAILABLE once its claim is Bound', 60_000);
+    const events = recordEvents(rt.bus, `lapis.runtime.volume_state_changed.${volume.id}`);
+    let pv: string;
+    try {
+      pv = await makePersistentVolume(volume.id);
+      // Announced without anyone asking: the agent looks at Pending claims every heartbeat.
+      await until(
+        () => events.events.some((e) => e.payload?.$case === 'volumeStateChanged' && e.payload.volumeStateChanged.state === VolumeState.AVAILABLE),
+        'the AVAILABLE event once the claim is Bound',
+        60_000,
+      );
+    } finally {
+      events.stop();
+    }
+    const available = await getVolume(volume.id);
+    assert.equal(available.state, VolumeState.AVAILABLE);
     assert.equal(available.stateReason, '');
     assert.equal((await claim(volume.id))!.spec.volumeName, pv);
     await rpc(alice, alice.deleteVolume, { volumeId: volume.id, requestId: '' });
@@ -304,6 +314,38 @@ describe('kubernetes backend (kwok nodes)', function () {
     }
     const left = await kube.request<{ items: unknown[] }>('GET', `/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(`${KUBE_LABEL.instanceId}=${instance.id}`)}`);
     assert.deepEqual(left.items, []);
+  });
+
+  it('attaches and detaches volumes of a stopped instance (it has no pod): its next pod has the change', async () => {
+    const volume = await boundVolume('late');
+    const instance = await create('latecomer');
+    const stop = () => rpc(alice, alice.stopInstance, { instanceId: instance.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
+    const start = async () => ((await rpc(alice, alice.startInstance, { instanceId: instance.id, requestId: '' })) as { instance: Instance }).instance;
+    const attach = () => rpc(alice, alice.attachVolume, { volumeId: volume.id, instanceId: instance.id, mountPath: '/mnt/late', readOnly: false, requestId: '' });
+    const claimsOf = (p: Pod) => p.spec.volumes.flatMap((v) => (v.persistentVolumeClaim ? [v.persistentVolumeClaim.claimName] : []));
+    await expectCode(attach(), status.FAILED_PRECONDITION, /while it runs: .*Pod's volumes are fixed.*stop the instance, attach the volume and start it again/);
+    await stop();
+    const attached = ((await attach()) as { volume: Volume }).volume;
+    assert.equal(attached.state, VolumeState.ATTACHED);
+    assert.equal(attached.attachment?.instanceId, instance.id);
+    assert.equal(await pod(instance.id), undefined, 'nothing is made while it is stopped');
+    const started = await start();
+    assert.equal(started.state, InstanceState.RUNNING);
+    assert.deepEqual(started.volumeAttachments.map((a) => a.mountPath), ['/mnt/late']);
+    const withVolume = (await pod(instance.id))!;
+    assert.deepEqual(claimsOf(withVolume), [claimName(volume.id)]);
+    assert.ok(withVolume.spec.containers[0]!.volumeMounts.some((m) => m.mountPath === '/mnt/late'));
+    await expectCode(rpc(alice, alice.detachVolume, { volumeId: volume.id, requestId: '' }), status.FAILED_PRECONDITION, /while it runs: .*stop the instance, detach the volume/);
+    await stop();
+    const detached = ((await rpc(alice, alice.detachVolume, { volumeId: volume.id, requestId: '' })) as { volume: Volume }).volume;
+    assert.equal(detached.state, VolumeState.AVAILABLE);
+    assert.equal(detached.attachment, undefined);
+    const again = await start();
+    assert.deepEqual(again.volumeAttachments, []);
+    assert.deepEqual(claimsOf((await pod(instance.id))!), []);
+    await remove(instance.id);
+    await rpc(alice, alice.deleteVolume, { volumeId: volume.id, requestId: '' });
+    assert.equal(await claim(volume.id), undefined);
   });
 
   it('reboots by making the pod anew: same instance id and volumes, a new pod, generation bumped, STOPPED then RUNNING announced', async () => {
