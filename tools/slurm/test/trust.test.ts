@@ -107,6 +107,17 @@ describe('lapis-run: trusted-image rules (real image-sync, real registries, real
     assert.deepEqual(await containersOf(id), []);
   });
 
+  it('with LAPIS_ALLOW_UNTRUSTED_IMAGES=true an image not in the catalogue runs as given, with a warning', async function () {
+    const work = workDir();
+    const conf = path.join(work, 'allow.conf');
+    fs.writeFileSync(conf, `${fs.readFileSync(confFile, 'utf8')}LAPIS_ALLOW_UNTRUSTED_IMAGES=true\n`);
+    const id = await slurm!.sbatch(stepScript(base, `sh -c 'touch ran.txt'`, conf), { cwd: work, args: ['-c', '1', '--mem=32M', '-o', 'out.txt'] });
+    const out = () => fs.readFileSync(path.join(work, 'out.txt'), 'utf8');
+    assert.equal(await slurm!.waitForJob(id, ['COMPLETED', 'FAILED', 'CANCELLED']), 'COMPLETED', out());
+    assert.match(out(), /lapis-run: warning: image .* is not in the trusted catalogue; running it as given/);
+    assert.ok(fs.existsSync(path.join(work, 'ran.txt')));
+  });
+
   it('an unreachable image-sync fails the step with exit 69; nothing runs', async function () {
     const work = workDir();
     const conf = path.join(work, 'unreachable.conf');
