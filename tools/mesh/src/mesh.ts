@@ -102,6 +102,12 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     stops.push(() => upstream.stop());
     const site = await startRegistry();
     stops.push(() => site.stop());
+    // The node's copies of the site's images: named after this registry's port, so no later
+    // run would ever use them again.
+    stops.push(async () => {
+      const pulled = (await docker(['images', '-q', '--filter', `reference=${site.host}/*/*`])).split('\n').filter(Boolean);
+      if (pulled.length) await docker(['rmi', '-f', ...new Set(pulled)]).catch(() => {});
+    });
     say('images, built locally and pushed upstream');
     const base = await ensureBaseImage();
     await docker(['login', '-u', upstream.auth!.username, '--password-stdin', upstream.host], { input: upstream.auth!.password });
