@@ -486,6 +486,10 @@ describe('kubernetes backend (kwok nodes)', function () {
     const kept = await create('kept');
     const lost = await create('lost');
     const orphan = await create('orphan');
+    // A stopped instance has no pod but keeps its volume: nothing of it is "vanished" after the restart.
+    const disk = await boundVolume('napper-disk');
+    const napper = await create('napper', { volumes: [{ volumeId: disk.id, mountPath: '/mnt/disk', readOnly: false }] });
+    await rpc(alice, alice.stopInstance, { instanceId: napper.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
     const stateDir = rt.stateDir;
     // The store forgets one: the next agent adopts its pod from the labels and annotations alone.
     await rt.agent.store.instances.delete(orphan.id);
@@ -520,5 +524,14 @@ describe('kubernetes backend (kwok nodes)', function () {
     assert.equal(gone.backendId, '');
     await rpc(alice, alice.deleteInstance, { instanceId: kept.id, timeout: undefined, requestId: '' });
     assert.equal(await pod(kept.id), undefined);
+    const napping = await get(napper.id);
+    assert.equal(napping.state, InstanceState.STOPPED);
+    assert.equal((await getVolume(disk.id)).attachment?.instanceId, napper.id);
+    const woke = ((await rpc(alice, alice.startInstance, { instanceId: napper.id, requestId: '' })) as { instance: Instance }).instance;
+    assert.equal(woke.state, InstanceState.RUNNING);
+    assert.ok((await pod(napper.id))!.spec.volumes.some((v) => v.persistentVolumeClaim?.claimName === claimName(disk.id)));
+    await remove(napper.id);
+    await rpc(alice, alice.deleteVolume, { volumeId: disk.id, requestId: '' });
+    assert.equal(await claim(disk.id), undefined);
   });
 });
