@@ -5,7 +5,7 @@
 import { Backend, type DeviceKind } from '@lapis/proto/lapis/common/v1/common';
 import { PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { add, describe, fits, isActive, isPending, sub, withinLimit, ZERO, type ClaimRecord, type NodeRecord, type Res } from './model';
-import { chooseNode, filterNode, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
+import { chooseNode, filterNode, FreeIndex, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
 import { choosePreemption } from './preemption';
 import { ClusterSums, type NodeUse, type Use } from './state';
 import { ageFactor, jobSizeFactor, relative, weigh, type Breakdown, type Weights } from './priority';
@@ -217,6 +217,13 @@ export function runCycle(input: CycleInput): CycleResult {
     if (view) accumulate(nodePartition(view.rec, defaultPartition), use.res);
     else for (const [part, r] of use.byClaimPartition) accumulate(part || defaultPartition, r);
   }
+  // An index of free room per partition, made when a cycle first places in it.
+  const indexes = new Map<string, FreeIndex>();
+  const indexOf = (partition: string, nodes: readonly NodeView[]) => {
+    let index = indexes.get(partition);
+    if (!index && nodes.length > 0) indexes.set(partition, (index = new FreeIndex(nodes)));
+    return index;
+  };
   // What this cycle gives each project, over what the sums say.
   const projectUse = new Map<string, Use>();
 
@@ -261,6 +268,7 @@ export function runCycle(input: CycleInput): CycleResult {
     const placeOn = (view: NodeView) => {
       if (c.group) (view as CycleView).ownGroups();
       takeRoom(view, c);
+      indexes.get(nodePartition(view.rec, defaultPartition))?.update(view);
       projectUse.set(c.project, { n: used.n + 1, res: add(used.res, c.res) });
       partitionUse.set(partitionName, add(partitionUse.get(partitionName) ?? ZERO, c.res));
       result.placements.push({ claim: c, node: view.rec.name });
@@ -291,7 +299,7 @@ export function runCycle(input: CycleInput): CycleResult {
       result.pending.set(c.id, known);
       continue;
     }
-    const choice = chooseNode(c, nodes, input.placement, nodes.length > 0 ? rotate++ % nodes.length : 0);
+    const choice = chooseNode(c, nodes, input.placement, nodes.length > 0 ? rotate++ % nodes.length : 0, indexOf(partitionName, nodes));
     if (choice.node) {
       placeOn(choice.node);
       continue;

@@ -7,6 +7,7 @@ import { isActive, isPending, type ClaimRecord } from '../../src/domain/model';
 import { DEFAULT_WEIGHTS, weigh } from '../../src/domain/priority';
 import { PendingQueue, type ClassFactors } from '../../src/domain/queue';
 import { ClusterSums } from '../../src/domain/state';
+import { chooseNode, FreeIndex, takeRoom, type NodeView } from '../../src/domain/placement';
 import { claim, cpus, node } from './helpers';
 
 /** mulberry32: a small seeded generator, so a failure can be replayed. */
@@ -199,5 +200,42 @@ describe('pending queue (PendingQueue)', () => {
     queue.change('c8', { ...cs[8]!, reservedNode: 'n' }, true);
     assert.deepEqual(queue.order().slice(0, 2), ['c8', 'c1']);
     assert.ok(!isActive(queue.pending.get('c8')!));
+  });
+});
+
+describe('free-room index (FreeIndex)', () => {
+  it('lets chooseNode weigh the same nodes as the plain scan while placements fill the nodes', () => {
+    const random = seeded(11);
+    const views: NodeView[] = Array.from({ length: 300 }, (_, i) => ({
+      rec: node(`n${String(i).padStart(3, '0')}`, cpus(1 + Math.floor(random() * 16), 1 + Math.floor(random() * 64), random() < 0.1 ? 2 : 0), { images: random() < 0.2 ? ['img:1'] : [] }),
+      used: { cpu: 0, mem: 0, gpus: 0 },
+      devUsed: {},
+      groups: new Map(),
+      spot: [],
+      held: random() < 0.05,
+    }));
+    // The plain scan gets its own copy of the nodes, filled by the same placements.
+    const plain: NodeView[] = views.map((v) => ({ ...v, groups: new Map() }));
+    const index = new FreeIndex(views);
+    let placed = 0;
+    let refused = 0;
+    for (let i = 0; i < 3000; i++) {
+      const c = claim(`c${i}`, { res: cpus(0.5 * (1 + Math.floor(random() * 8)), 0.5 * (1 + Math.floor(random() * 16)), random() < 0.05 ? 1 : 0), group: random() < 0.1 ? 'g' : '' });
+      const options = { strategy: random() < 0.5 ? ('pack' as const) : ('spread' as const), imageWeight: 0.3, maxScored: random() < 0.5 ? 0 : 1 + Math.floor(random() * 20) };
+      const start = Math.floor(random() * views.length);
+      const a = chooseNode(c, views, options, start, index);
+      const b = chooseNode(c, plain, options, start);
+      assert.equal(a.node?.rec.name, b.node?.rec.name, `claim ${i}`);
+      if (!a.node) {
+        assert.equal(a.possible === 0, b.possible === 0, `claim ${i}: possible`);
+        refused++;
+        continue;
+      }
+      takeRoom(a.node, c);
+      index.update(a.node);
+      takeRoom(plain.find((v) => v.rec.name === a.node!.rec.name)!, c);
+      placed++;
+    }
+    assert.ok(placed > 500 && refused > 500, `both paths exercised (${placed} placed, ${refused} refused)`);
   });
 });
