@@ -74,6 +74,8 @@ export interface CreateInstanceInput {
 }
 
 const now = () => new Date();
+/** Placements, cancellations and preemptions handled at once by one node agent. */
+const PARALLEL_EVENTS = 8;
 
 /** Serializes work per key (an instance, a volume). */
 class KeyedLocks {
@@ -159,10 +161,17 @@ export class Agent {
   private async startConsumers(): Promise<void> {
     const { bus } = this.deps;
     const subject = (kind: 'claimPlaced' | 'claimCancelled' | 'preemptionNotice') => subjectFor(kind, this.node);
+    // Instances are made and removed side by side (a slow image pull or a grace period holds up
+    // no other instance); the events of one instance stay in order.
+    const byInstance = (e: Event) => {
+      const p = e.payload;
+      return p?.$case === 'claimPlaced' ? p.claimPlaced.claimId : p?.$case === 'claimCancelled' ? p.claimCancelled.claimId : p?.$case === 'preemptionNotice' ? p.preemptionNotice.instanceId : '';
+    };
+    const parallel = { limit: PARALLEL_EVENTS, key: byInstance };
     this.consumers.push(
-      await bus.consume({ durable: `runtime-${this.node}-placed`, subject: subject('claimPlaced'), handler: (e) => this.onPlaced(e), ackWaitMs: 120_000 }),
-      await bus.consume({ durable: `runtime-${this.node}-cancelled`, subject: subject('claimCancelled'), handler: (e) => this.onCancelled(e) }),
-      await bus.consume({ durable: `runtime-${this.node}-preempt`, subject: subject('preemptionNotice'), handler: (e, d) => this.onPreempt(e, d.working), ackWaitMs: 60_000 }),
+      await bus.consume({ durable: `runtime-${this.node}-placed`, subject: subject('claimPlaced'), handler: (e) => this.onPlaced(e), ackWaitMs: 120_000, parallel }),
+      await bus.consume({ durable: `runtime-${this.node}-cancelled`, subject: subject('claimCancelled'), handler: (e) => this.onCancelled(e), parallel }),
+      await bus.consume({ durable: `runtime-${this.node}-preempt`, subject: subject('preemptionNotice'), handler: (e, d) => this.onPreempt(e, d.working), ackWaitMs: 60_000, parallel }),
     );
   }
 
