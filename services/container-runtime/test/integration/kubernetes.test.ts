@@ -7,7 +7,7 @@
 // pre-bound to the claim (claimRef) so the controller manager's binder binds it at once.
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { unique, until } from '@lapis/platform/testing';
@@ -142,6 +142,7 @@ describe('kubernetes backend (kwok nodes)', function () {
         if (v.node === node) await rt.agent.deleteVolume(v.id, '', admin).catch(() => undefined);
       }
       await rt.stop();
+      rmSync(rt.stateDir, { recursive: true, force: true });
     }
     for (const pv of volumesMade) await kube?.request('DELETE', `/api/v1/persistentvolumes/${pv}`).catch(() => undefined);
     await kube?.stop();
