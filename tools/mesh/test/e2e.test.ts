@@ -84,7 +84,7 @@ describe('the whole mesh, end to end', function () {
         OTEL_EXPORTER_ZIPKIN_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}/api/v2/spans`,
         OTEL_BSP_SCHEDULE_DELAY: '200',
       },
-      serviceEnv: { 'container-runtime': { LAPIS_NODE_CPU_MILLIS: '4000' }, scheduler: { LAPIS_SCHEDULER_CONFIG_FILE: config } },
+      serviceEnv: { 'container-runtime': { LAPIS_NODE_CPU_MILLIS: '4000', LAPIS_STOP_TIMEOUT_S: '2' }, scheduler: { LAPIS_SCHEDULER_CONFIG_FILE: config } },
     });
   });
   after(async () => {
@@ -181,7 +181,8 @@ describe('the whole mesh, end to end', function () {
     const submit = (client: SchedulerServiceClient, name: string) =>
       unary<SubmitClaimResponse>((m, cb) =>
         client.submitClaim(
-          { spec: InstanceSpec.fromPartial({ name, flavor: 'm1.small', image: mesh.images[0]!, command: ['sleep', '3600'] }), preemptible: false, onPreemption: 0, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId: '' },
+          // Ends on SIGTERM (a bare sleep as PID 1 ignores it): each cancel frees its room at once.
+          { spec: InstanceSpec.fromPartial({ name, flavor: 'm1.small', image: mesh.images[0]!, command: ['sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done'] }), preemptible: false, onPreemption: 0, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId: '' },
           m,
           cb,
         ),
