@@ -22,7 +22,7 @@ type Variant = 'valid' | 'unknown_property' | 'bad_constraint' | 'bad_scalar' | 
 const variants: Variant[] = ['valid', 'unknown_property', 'bad_constraint', 'bad_scalar', 'unknown_target', 'unknown_type'];
 
 /** n node templates: groups of server (Compute) + volume (BlockStorage) + app (SoftwareComponent). */
-function generate(n: number, variant: Variant): string {
+export function generate(n: number, variant: Variant): string {
   const groups = Math.max(1, Math.floor(n / 3));
   const broken = Math.floor(groups / 2);
   const lines = [
@@ -164,4 +164,4 @@ function main(): void {
   }
 }
 
-main();
+if (require.main === module) main();

@@ -14,32 +14,120 @@ export interface LoadedYaml {
 
 const yaml11Booleans = /^(yes|no|on|off)$/i;
 
-/**
- * Plain scalars that YAML 1.1 reads differently from YAML 1.2 (booleans such as yes/no/on/off,
- * octal numbers, exponents without a dot). A template with none of them reads the same
- * under both, so js-yaml (YAML 1.2 core schema) can read it.
- */
-const YAML_1_1_ONLY = /(^|[\s[{,:-])(yes|no|on|off|0[0-7]+|[-+]?\d+[eE][-+]?\d+)(?=[ \t]*(?:$|[,\]}#:]))/im;
+/** Signals that the fast reading cannot give the library's value: the library reads the file. */
+const LIBRARY = Symbol('library');
 
 /**
- * Reads template YAML. Most templates are read by js-yaml, several times faster than the
- * `yaml` library; positions are then found (by the library) only if a diagnostic needs
- * them. Templates with duplicate keys, YAML 1.1-only scalars or syntax errors are read by
- * the library straight away, which warns or reports with positions.
+ * Plain scalars that YAML 1.1 (the library, as PyYAML) reads differently from js-yaml's YAML 1.2
+ * core schema: yes/no/on/off, octal 0777, exponents without a dot, digits with underscores,
+ * sexagesimal 1:30.
+ */
+const yaml11Number = /^(?:[-+]?0[0-7]+|[-+]?0[ob][0-9a-fA-F_]*|[-+]?\d+[eE][-+]?\d+|[-+]?[\d.]*_[\d_.]*|[-+]?\d+(?::[0-5]?\d)+(?:\.\d*)?)$/;
+const nullOrBool = new Set(['null', 'Null', 'NULL', 'true', 'True', 'TRUE', 'false', 'False', 'FALSE']);
+
+/** A plain scalar as js-yaml's core schema reads it, or LIBRARY where YAML 1.1 differs. */
+function plainScalar(source: string): unknown {
+  if (source === '') return null;
+  const c = source.charCodeAt(0);
+  // Letters: a string, unless null/true/false or a YAML 1.1 boolean.
+  if ((c >= 97 && c <= 122) || (c >= 65 && c <= 90)) {
+    if (source.length > 5) return source;
+    if (nullOrBool.has(source)) return jsyaml.CORE_SCHEMA.resolveImplicitScalarTag(source).value;
+    return yaml11Booleans.test(source) ? LIBRARY : source;
+  }
+  if (((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 46) && yaml11Number.test(source)) return LIBRARY;
+  return jsyaml.CORE_SCHEMA.resolveImplicitScalarTag(source).value;
+}
+
+interface Frame {
+  /** 0 document, 1 sequence, 2 mapping */
+  kind: 0 | 1 | 2;
+  value: unknown[] | Record<string, unknown> | undefined;
+  key?: string;
+}
+
+/**
+ * The template's value from js-yaml's event stream, built here rather than by js-yaml's
+ * generic constructor (cheaper: no schema dispatch per node), or undefined when the library
+ * must read it: several documents, anchors, aliases, tags, complex or duplicate keys, merge
+ * keys, YAML 1.1-only scalars. Syntax errors throw.
+ */
+function readFast(text: string): { value: unknown } | undefined {
+  const events = jsyaml.parseEvents(text, {});
+  const E = jsyaml.EVENT_ID;
+  const frames: Frame[] = [];
+  let documents = 0;
+  let root: unknown = null;
+  const add = (value: unknown): boolean => {
+    const top = frames[frames.length - 1]!;
+    if (top.kind === 1) (top.value as unknown[]).push(value);
+    else if (top.kind === 2) {
+      const map = top.value as Record<string, unknown>;
+      if (top.key === undefined) {
+        if (value !== null && typeof value === 'object') return false;
+        const key = String(value);
+        if (key === '__proto__' || key === '<<' || Object.prototype.hasOwnProperty.call(map, key)) return false;
+        top.key = key;
+      } else {
+        map[top.key] = value;
+        top.key = undefined;
+      }
+    } else root = value;
+    return true;
+  };
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
+    switch (e.type) {
+      case E.DOCUMENT:
+        if (++documents > 1) return undefined;
+        frames.push({ kind: 0, value: undefined });
+        break;
+      case E.SCALAR: {
+        if (e.anchorStart !== -1 || e.tagStart !== -1) return undefined;
+        const source = e.fast ? text.slice(e.valueStart, e.valueEnd) : jsyaml.getScalarValue(text, e);
+        let value = e.style === jsyaml.SCALAR_STYLE_PLAIN ? plainScalar(source) : source;
+        if (value === LIBRARY) return undefined;
+        // A plain key that is not a string (1.5, true, ~) keeps its text, as the library reads it.
+        const top = frames[frames.length - 1]!;
+        if (top.kind === 2 && top.key === undefined && typeof value !== 'string') value = source;
+        if (!add(value)) return undefined;
+        break;
+      }
+      case E.SEQUENCE:
+      case E.MAPPING:
+        if (e.anchorStart !== -1 || e.tagStart !== -1) return undefined;
+        frames.push(e.type === E.SEQUENCE ? { kind: 1, value: [] } : { kind: 2, value: {} });
+        break;
+      case E.POP: {
+        const done = frames.pop()!;
+        if (done.kind !== 0 && !add(done.value)) return undefined;
+        break;
+      }
+      default:
+        // Aliases.
+        return undefined;
+    }
+  }
+  return { value: root };
+}
+
+/**
+ * Reads template YAML. Most templates are read from js-yaml's event stream, several times
+ * faster than the `yaml` library; positions are then found (by the library) only if a
+ * diagnostic needs them. Templates with duplicate keys, YAML 1.1-only scalars, anchors, tags or
+ * syntax errors are read by the library straight away, which warns or reports with positions.
  */
 export function loadYaml(text: string, file: string, diags: Diagnostics, styleWarnings = true): LoadedYaml {
-  if (!YAML_1_1_ONLY.test(text)) {
-    let value: unknown;
-    try {
-      // Throws on duplicate keys and syntax errors: the library reports those, with positions.
-      value = jsyaml.load(text, { schema: jsyaml.CORE_SCHEMA, filename: file });
-    } catch {
-      return loadWithLibrary(text, file, diags, styleWarnings);
-    }
-    diags.addFile(file, () => loadWithLibrary(text, file, new Diagnostics(), false).positions, text);
-    return { value: value ?? null, positions: new Map(), ok: true };
+  let fast: { value: unknown } | undefined;
+  try {
+    fast = readFast(text);
+  } catch {
+    // Syntax errors: the library reports them, with positions.
+    fast = undefined;
   }
-  return loadWithLibrary(text, file, diags, styleWarnings);
+  if (!fast) return loadWithLibrary(text, file, diags, styleWarnings);
+  diags.addFile(file, () => loadWithLibrary(text, file, new Diagnostics(), false).positions, text);
+  return { value: fast.value ?? null, positions: new Map(), ok: true };
 }
 
 /** The `yaml` library's reading, converted the same way (exported for the differential test). */

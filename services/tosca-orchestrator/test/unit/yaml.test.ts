@@ -31,8 +31,27 @@ describe('template YAML', () => {
     anchors: 'a: &x { b: 1 }\nc: *x\n',
     duplicates: 'a: 1\nb: 2\na: 3\n',
     words: 'description: turn it on\nflag: "yes"\nversion: 1.0\n',
+    // No yes/no: these reach the fast reading, which must hand YAML 1.1-only numbers to the library.
+    numbers11: 'a: 017\nb: 0o17\nc: 0b101\nd: 1:30\ne: 1_000\nf: 6e3\ng: +3\nh: -0.5\ni: .inf\nj: 0x1F\n',
+    keys: '1: a\n1.5: b\ntrue: c\n~: d\n"q": e\nnested: { a: [ { b: [ 1, [ 2 ] ] } ] }\n',
+    empty: '',
+    merge: 'a: { x: 1 }\nb: { <<: { y: 2 }, z: 3 }\n',
+    tagged: 'a: !!str 5\nb: 5\n',
   };
   for (const [name, text] of Object.entries(snippets)) it(`snippet: ${name}`, () => sameAsLibrary(text, name));
+
+  it('reads plain templates without the library, and hands it the YAML 1.1 and unusual ones', () => {
+    const fast = (text: string) => {
+      const loaded = loadYaml(text, 'f.yaml', new Diagnostics(), false);
+      // The fast reading finds positions only when a diagnostic asks; the library has them at once.
+      return loaded.ok && loaded.positions.size === 0;
+    };
+    assert.equal(fast(readFileSync(join(conformanceDir, 'docker-app-volume', 'template.yaml'), 'utf8')), true);
+    assert.equal(fast('a: [ x: 1, y ]\nb: |\n  text\nc: "on"\nd: turn it on\n'), true);
+    for (const text of ['a: yes\n', 'a: 017\n', 'a: 1\na: 2\n', 'a: &x 1\nb: *x\n', 'a: !!str 1\n', '--- 1\n--- 2\n', 'a: [1, 2\n']) {
+      assert.equal(fast(text), false, JSON.stringify(text));
+    }
+  });
 
   it('reads YAML 1.1 scalars the way PyYAML does', () => {
     const { value } = loadYaml('k: yes\nl: Off\nm: y\nn: 017\no: 1.19.4\np: ~\nq: 10 GB\n', 'f.yaml', new Diagnostics(), false);
