@@ -1142,14 +1142,14 @@ export class Agent {
    * are adopted by their labels, instances whose container vanished are marked, and
    * containers, mounts and loop devices that no instance owns are removed.
    */
-  async reconcile(): Promise<{ adopted: string[]; vanished: string[]; removedContainers: string[]; removedMounts: string[]; freedLoops: string[]; removedClaims: string[] }> {
+  async reconcile(): Promise<{ adopted: string[]; vanished: string[]; removedContainers: string[]; removedMounts: string[]; freedLoops: string[]; adoptedVolumes: string[] }> {
     const report = {
       adopted: [] as string[],
       vanished: [] as string[],
       removedContainers: [] as string[],
       removedMounts: [] as string[],
       freedLoops: [] as string[],
-      removedClaims: [] as string[],
+      adoptedVolumes: [] as string[],
     };
     const { backend, host, store } = this.deps;
     const observed = await backend.list();
@@ -1215,7 +1215,7 @@ export class Agent {
       });
     }
     // Volumes: an attachment stands only on a live instance; its mount is put back if it went away.
-    if (backend.claims) await this.reconcileClaims(live, report.removedClaims);
+    if (backend.claims) await this.reconcileClaims(live, report.adoptedVolumes);
     for (const { value: volume } of backend.claims ? [] : await store.volumes.list()) {
       if (volume.node !== this.node) continue;
       if (volume.state === VolumeState.CREATING) {
@@ -1266,12 +1266,14 @@ export class Agent {
   /**
    * Claim-backed volumes after a restart: a record whose claim was never made is dropped, one
    * whose claim went away is ERROR, an attachment to an instance that is gone is released, the
-   * state follows the claim's phase; claims of this node that no record owns are deleted.
+   * state follows the claim's phase; a claim of this node that no record owns (a lost store) is
+   * adopted from its annotations, never deleted: it holds data.
    */
-  private async reconcileClaims(live: Set<string>, removed: string[]): Promise<void> {
+  private async reconcileClaims(live: Set<string>, adopted: string[]): Promise<void> {
     const claims = this.deps.backend.claims!;
     const { store } = this.deps;
-    const present = new Set(await claims.list());
+    const found = await claims.list();
+    const present = new Set(found.map((v) => v.id));
     const known = new Set<string>();
     for (const { value: volume } of await store.volumes.list()) {
       if (volume.node !== this.node) continue;
@@ -1287,11 +1289,14 @@ export class Agent {
         if (current) await this.refreshVolume(current);
       });
     }
-    for (const id of present) {
-      if (known.has(id)) continue;
-      await claims.delete(id).then(
-        () => removed.push(claims.claimName(id)),
-        (error: Error) => this.deps.log.warn({ volume: id, err: error.message }, 'a claim no volume owns is kept: deleting it failed'),
+    for (const volume of found) {
+      if (known.has(volume.id) || !volume.project) continue;
+      await store.volumes.create(volume.id, volume).then(
+        async () => {
+          adopted.push(volume.id);
+          await this.refreshVolume(volume);
+        },
+        (error: Error) => this.deps.log.warn({ volume: volume.id, err: error.message }, 'adopting a claim no volume record owns failed'),
       );
     }
   }

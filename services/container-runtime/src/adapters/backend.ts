@@ -58,8 +58,8 @@ export interface VolumeClaims {
   status(volumeId: string): Promise<ClaimStatus>;
   /** Deletes the claim and waits until it is gone; FAILED_PRECONDITION while a workload uses it. */
   delete(volumeId: string): Promise<void>;
-  /** Volume ids of this node's claims. */
-  list(): Promise<string[]>;
+  /** This node's claims, as the volume records they were made for (state CREATING: the agent reads the phase). */
+  list(): Promise<Volume[]>;
 }
 
 export interface RuntimeBackend {

@@ -10,7 +10,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import { failedPrecondition, notFound, resourceExhausted, type Logger } from '@lapis/platform';
 import { Backend, type Resources } from '@lapis/proto/lapis/common/v1/common';
-import type { Volume } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { containerLabels, instanceEnvironment, LABEL, type ContainerPlan } from '../domain/container';
 import type { ClaimStatus, EngineEvent, LogChunk, LogOptions, Observed, RuntimeBackend, VolumeClaims } from './backend';
 
@@ -25,6 +25,8 @@ export const KUBE_LABEL = {
   attempt: 'lapis.dev/attempt',
   volumeId: 'lapis.dev/volume-id',
   volumeName: 'lapis.dev/volume-name',
+  /** Annotation: the volume's size in bytes as Lapis was asked (the API server rewrites quantities). */
+  sizeBytes: 'lapis.dev/size-bytes',
 } as const;
 
 export const GPU_RESOURCE = 'nvidia.com/gpu';
@@ -365,7 +367,12 @@ export class KubernetesBackend implements RuntimeBackend {
           [KUBE_LABEL.project]: labelValue(volume.project),
           [KUBE_LABEL.node]: labelValue(this.node),
         },
-        annotations: { [KUBE_LABEL.volumeId]: volume.id, [KUBE_LABEL.project]: volume.project, [KUBE_LABEL.volumeName]: volume.name },
+        annotations: {
+          [KUBE_LABEL.volumeId]: volume.id,
+          [KUBE_LABEL.project]: volume.project,
+          [KUBE_LABEL.volumeName]: volume.name,
+          [KUBE_LABEL.sizeBytes]: String(volume.sizeBytes),
+        },
       },
       spec: {
         accessModes: ['ReadWriteOnce'],
@@ -446,10 +453,27 @@ export class KubernetesBackend implements RuntimeBackend {
     throw failedPrecondition(`PersistentVolumeClaim ${name} was not gone 30 s after its deletion (a pod still uses it?)`, 'ENGINE_REFUSED');
   }
 
-  private async listClaims(): Promise<string[]> {
+  private async listClaims(): Promise<Volume[]> {
     const { core } = await this.client();
     const claims = await core.listNamespacedPersistentVolumeClaim({ namespace: this.options.namespace, labelSelector: this.selector() });
-    return claims.items.map((c) => c.metadata?.annotations?.[KUBE_LABEL.volumeId] ?? '').filter(Boolean);
+    return claims.items
+      .filter((c) => c.metadata?.annotations?.[KUBE_LABEL.volumeId] && !c.metadata.deletionTimestamp)
+      .map((c) => {
+        const a = c.metadata!.annotations!;
+        return {
+          id: a[KUBE_LABEL.volumeId]!,
+          name: a[KUBE_LABEL.volumeName] ?? '',
+          project: a[KUBE_LABEL.project] ?? '',
+          sizeBytes: Number(a[KUBE_LABEL.sizeBytes] ?? 0) || 0,
+          filesystem: 'ext4',
+          node: this.node,
+          state: VolumeState.CREATING,
+          stateReason: '',
+          attachment: undefined,
+          labels: {},
+          createTime: c.metadata?.creationTimestamp ? new Date(c.metadata.creationTimestamp) : new Date(),
+        };
+      });
   }
 
   private async readPod(name: string): Promise<k8s.V1Pod | undefined> {

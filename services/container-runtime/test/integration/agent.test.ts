@@ -146,7 +146,7 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     assert.deepEqual(after.containers.sort(), [...before.containers.filter((c) => !c.includes(doomed.id)), `/lapis-${late.id}`].sort());
     // A second restart changes nothing.
     const report = await rt.agent.reconcile();
-    assert.deepEqual(report, { adopted: [], vanished: [], removedContainers: [], removedMounts: [], freedLoops: [], removedClaims: [] });
+    assert.deepEqual(report, { adopted: [], vanished: [], removedContainers: [], removedMounts: [], freedLoops: [], adoptedVolumes: [] });
     await purgeNode(rt.agent);
     assert.deepEqual(await leftovers(node, stateDir), nothingLeft);
     assert.deepEqual((await rt.agent.listInstances(admin, { project: '', state: InstanceState.RUNNING, node })).length, 0);

@@ -494,8 +494,8 @@ describe('kubernetes backend (kwok nodes)', function () {
     const stateDir = rt.stateDir;
     // The store forgets one: the next agent adopts its pod from the labels and annotations alone.
     await rt.agent.store.instances.delete(orphan.id);
-    // A claim whose volume record is lost is no one's: the next agent deletes it.
-    const forgotten = await newVolume('forgotten');
+    // A claim whose volume record is lost holds data: the next agent adopts it from its annotations.
+    const forgotten = await newVolume('forgotten', 48 * MiB);
     await rt.agent.store.volumes.delete(forgotten.id);
     await rt.stop();
     await kube.request('DELETE', `/api/v1/namespaces/${namespace}/pods/${podName(lost.id)}?gracePeriodSeconds=0`);
@@ -506,8 +506,14 @@ describe('kubernetes backend (kwok nodes)', function () {
     const report = await rt.agent.reconcile();
     assert.deepEqual(report.removedContainers, []);
     assert.deepEqual(report.adopted, []);
-    assert.deepEqual(report.removedClaims, []);
-    assert.equal(await claim(forgotten.id), undefined, 'the claim no volume owns was deleted on start');
+    assert.deepEqual(report.adoptedVolumes, []);
+    const readopted = await getVolume(forgotten.id);
+    assert.equal(readopted.name, 'forgotten');
+    assert.equal(readopted.project, forgotten.project);
+    assert.equal(readopted.sizeBytes, 48 * MiB);
+    assert.equal(readopted.state, VolumeState.CREATING, 'its claim is still Pending');
+    await rpc(alice, alice.deleteVolume, { volumeId: forgotten.id, requestId: '' });
+    assert.equal(await claim(forgotten.id), undefined);
     const again = await get(kept.id);
     assert.equal(again.state, InstanceState.RUNNING);
     assert.equal(again.backendId, podName(kept.id));
