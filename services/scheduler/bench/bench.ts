@@ -2,7 +2,8 @@
 // the leader places them with every placement durably recorded (compare-and-set write acked
 // by JetStream) and published to its node (publish acked), cycle latency, memory.
 // Sizes: BENCH_NODES (5000), BENCH_CLAIMS (100000), BENCH_PROJECTS (200), all times
-// BENCH_SCALE (1); BENCH_BATCH (most placements per cycle, 1000 as LAPIS_SCHEDULER_MAX_PLACEMENTS).
+// BENCH_SCALE (1); BENCH_BATCH (most placements per cycle, 500 as LAPIS_SCHEDULER_MAX_PLACEMENTS);
+// run with --max-semi-space-size=64 as the service is (npm run bench does).
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,7 +20,7 @@ const scale = Number(process.env.BENCH_SCALE ?? 1);
 const N_NODES = Math.max(1, Math.round(Number(process.env.BENCH_NODES ?? 5000) * scale));
 const N_CLAIMS = Math.max(1, Math.round(Number(process.env.BENCH_CLAIMS ?? 100_000) * scale));
 const N_PROJECTS = Math.max(1, Math.round(Number(process.env.BENCH_PROJECTS ?? 200)));
-const BATCH = Number(process.env.BENCH_BATCH ?? 1000);
+const BATCH = Number(process.env.BENCH_BATCH ?? 500);
 const ROOT = resolve(__dirname, '../../../..');
 
 /** CPU seconds (user + system) a process has used, from /proc. */

@@ -11,7 +11,7 @@ export const schedulerSpecs = {
   LAPIS_SCHEDULER_CONSUMER_PREFIX: str({ default: 'scheduler', desc: 'prefix of the durable consumer names' }),
   LAPIS_SCHEDULER_CYCLE_MS: num({ default: 1000, desc: 'time between scheduling cycles when no event triggers one' }),
   LAPIS_SCHEDULER_LEASE_MS: num({ default: 3000, desc: 'leader lease; a standby takes over this long after the leader stops renewing' }),
-  LAPIS_SCHEDULER_MAX_PLACEMENTS: num({ default: 1000, desc: 'most placements one cycle makes (a bounded cycle: the next one follows at once while the queue has work)' }),
+  LAPIS_SCHEDULER_MAX_PLACEMENTS: num({ default: 500, desc: 'most placements one cycle makes (a bounded cycle: the next one follows at once while the queue has work)' }),
   LAPIS_HEARTBEAT_MS: num({ default: 5000, desc: 'runtime heartbeat period; a node silent for 3 of them is down' }),
 };
 
