@@ -4,6 +4,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import {
   alreadyExists,
+  BucketMirror,
   failedPrecondition,
   invalidArgument,
   LapisError,
@@ -29,7 +30,7 @@ import { InstanceSpec as InstanceSpecCodec } from '@lapis/proto/lapis/common/v1/
 import { Instance as InstanceCodec, type Instance, type Node, NodeState, type Volume, type VolumeAttachment, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import type { ClaimStatus, EngineEvent, LogChunk, NodeStorage, Observed, RuntimeBackend } from './adapters/backend';
 import type { ImageResolver } from './adapters/images';
-import { type Store, WatchedIndex } from './adapters/store';
+import type { Store } from './adapters/store';
 import { LABEL, type ContainerPlan } from './domain/container';
 import { grantDevices, type NodeInventory } from './domain/devices';
 import { HOLDS_ROOM, requireState, stateName, TERMINAL } from './domain/states';
@@ -108,7 +109,7 @@ export class Agent {
   private heartbeatSoon?: NodeJS.Timeout;
   private readonly background = new Set<Promise<unknown>>();
   private stopped = false;
-  private readonly index: WatchedIndex<Instance>;
+  private readonly index: BucketMirror<Instance>;
   private cachedImages: { at: number; digests: string[] } = { at: 0, digests: [] };
 
   constructor(
@@ -116,7 +117,7 @@ export class Agent {
     private readonly deps: AgentDeps,
   ) {
     this.node = settings.node;
-    this.index = new WatchedIndex(deps.store.instances, (bytes) => InstanceCodec.decode(bytes));
+    this.index = new BucketMirror(deps.store.instances, (bytes) => InstanceCodec.decode(bytes));
   }
 
   get store(): Store {
