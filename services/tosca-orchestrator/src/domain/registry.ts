@@ -95,6 +95,7 @@ export class Registry {
   private resolveCache = new Map<Kind, Map<string, TypeEntry | null>>();
   private ancestorCache = new Map<TypeEntry, TypeEntry[]>();
   private mergeCache = new Map<TypeEntry, Map<string, unknown>>();
+  private memoCache = new Map<TypeEntry, Map<string, unknown>>();
 
   constructor(base?: Registry) {
     const copy = (kind: Kind) => new Map(base ? base.types[kind] : []);
@@ -113,6 +114,7 @@ export class Registry {
     this.resolveCache = new Map();
     this.ancestorCache = new Map();
     this.mergeCache = new Map();
+    this.memoCache = new Map();
   }
 
   all(kind: Kind): Iterable<TypeEntry> {
@@ -177,10 +179,11 @@ export class Registry {
     return undefined;
   }
 
-  private merged<T>(what: string, entry: TypeEntry, build: () => T): T {
-    let cache = this.mergeCache.get(entry);
-    if (!cache) this.mergeCache.set(entry, (cache = new Map()));
-    if (cache.has(what)) return cache.get(what) as T;
+  private merged<T>(what: string, entry: TypeEntry, build: () => T, caches = this.mergeCache): T {
+    let cache = caches.get(entry);
+    if (!cache) caches.set(entry, (cache = new Map()));
+    const hit = cache.get(what);
+    if (hit !== undefined || cache.has(what)) return hit as T;
     const value = build();
     cache.set(what, value);
     return value;
@@ -205,7 +208,7 @@ export class Registry {
 
   /** Memoizes something derived from a type (for example a node type's capability defaults). */
   memo<T>(what: string, entry: TypeEntry, build: () => T): T {
-    return this.merged(`memo:${what}`, entry, build);
+    return this.merged(what, entry, build, this.memoCache);
   }
 
   properties(entry: TypeEntry): Map<string, PropertyDef> {

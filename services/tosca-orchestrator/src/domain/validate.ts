@@ -208,7 +208,7 @@ class Validator {
     const nl = at(tl, 'node_templates');
     // First pass: every node template and its type, so requirements can point anywhere.
     if (isDict(nodes)) {
-      for (const [name, def] of Object.entries(nodes)) this.collectNode(name, def, at(nl, name));
+      for (const name in nodes) this.collectNode(name, nodes[name], at(nl, name));
     }
     this.collectRelationshipTemplates(raw.relationship_templates, at(tl, 'relationship_templates'));
     for (const node of this.topo.nodes.values()) this.resolveRequirements(node);
@@ -263,7 +263,7 @@ class Validator {
   private collectNode(name: string, raw: unknown, loc: Loc): void {
     const def = isDict(raw) ? raw : {};
     if (!isDict(raw)) this.diags.error('INVALID_FIELD', `node template "${name}" must be a map`, loc);
-    for (const key of Object.keys(def)) if (!nodeTemplateKeys.has(key)) this.diags.error('UNKNOWN_FIELD', `unknown field "${key}" in node template ${name}`, at(loc, key));
+    for (const key in def) if (!nodeTemplateKeys.has(key)) this.diags.error('UNKNOWN_FIELD', `unknown field "${key}" in node template ${name}`, at(loc, key));
     let entry: TypeEntry | undefined;
     if (def.type === undefined) this.diags.error('MISSING_FIELD', `node template ${name} has no type`, loc);
     else entry = this.typeRef('node', def.type, at(loc, 'type'), `node template ${name}`);
@@ -277,7 +277,7 @@ class Validator {
         if (given[prop] !== undefined) node.properties[prop] = given[prop];
         else if (pdef.default !== undefined) node.properties[prop] = pdef.default;
       }
-      for (const [prop, v] of Object.entries(given)) if (!(prop in node.properties)) node.properties[prop] = v;
+      for (const prop in given) if (!(prop in node.properties)) node.properties[prop] = given[prop];
       const assigned = isDict(def.capabilities) ? def.capabilities : {};
       // Defaults per capability, computed once per node type and shared until assigned.
       const defaults = this.registry.memo('capability-defaults', entry, () => {
@@ -292,7 +292,7 @@ class Validator {
         return out;
       });
       const shared = this.registry.memo('capability-entries', entry, () => Object.fromEntries(defaults.map(([cap, type, props]) => [cap, { type, properties: props }])));
-      if (Object.keys(assigned).length === 0) node.capabilities = shared;
+      if (isEmpty(assigned)) node.capabilities = shared;
       else {
         node.capabilities = { ...shared };
         for (const [cap, type, props] of defaults) {
@@ -328,13 +328,19 @@ class Validator {
       defs = new Map(defs);
       for (const [k, v] of extra) defs.set(k, { ...(defs.get(k) ?? {}), ...v });
     }
+    this.checkPropertyValues(entry, defs, given, loc, what, fn, requireAll);
+  }
+
+  /** checkProperties against definitions already merged. */
+  private checkPropertyValues(entry: TypeEntry, defs: Map<string, Dict>, given: unknown, loc: Loc, what: string, fn: FnContext, requireAll: boolean): void {
     if (given !== undefined && given !== null && !isDict(given)) {
       this.diags.error('INVALID_FIELD', `properties of ${what} must be a map`, loc);
       return;
     }
     const values = isDict(given) ? given : {};
     const ctx = this.valueCtx(fn);
-    for (const [name, value] of Object.entries(values)) {
+    for (const name in values) {
+      const value = values[name];
       const def = defs.get(name);
       if (!def) {
         this.diags.error('UNKNOWN_PROPERTY', `${what}: ${entry.name} has no property "${name}"`, at(loc, name));
@@ -363,11 +369,12 @@ class Validator {
     const counts = new Map<string, number>();
     raw.forEach((item, index) => {
       const il = at(rl, index);
-      if (!isDict(item) || Object.keys(item).length !== 1) {
+      const name = isDict(item) ? soleKey(item) : undefined;
+      if (name === undefined) {
         this.diags.error('INVALID_FIELD', `requirement ${index} of ${node.name} must be a map with one entry`, il);
         return;
       }
-      const [name, value] = Object.entries(item)[0]!;
+      const value = (item as Dict)[name];
       const loc = at(il, name);
       const def = defs.get(name);
       if (!def) {
@@ -569,7 +576,11 @@ class Validator {
       if (!isDict(raw.capabilities)) this.diags.error('INVALID_FIELD', `capabilities of ${node.name} must be a map`, cl);
       else {
         const defs = this.registry.capabilities(entry);
-        for (const [name, value] of Object.entries(raw.capabilities)) {
+        // The capability type's property definitions refined by the node type's, per node type.
+        const merged = this.registry.memo('capability-property-defs', entry, () => new Map<string, Map<string, Dict>>());
+        const caps = raw.capabilities;
+        for (const name in caps) {
+          const value = caps[name];
           const def = defs.get(name);
           if (!def) {
             this.diags.error('UNKNOWN_CAPABILITY', `node template ${node.name}: ${entry.name} has no capability "${name}"`, at(cl, name));
@@ -578,10 +589,18 @@ class Validator {
           const ctype = this.registry.resolve('capability', def.type);
           if (!ctype) continue;
           const v = isDict(value) ? value : {};
-          for (const key of Object.keys(v)) if (key !== 'properties' && key !== 'attributes' && key !== 'occurrences') this.diags.error('UNKNOWN_FIELD', `unknown field "${key}" in capability ${name} of ${node.name}`, at(at(cl, name), key));
-          const extra = new Map<string, Dict>();
-          for (const [p, pd] of Object.entries(def.properties)) if (isDict(pd)) extra.set(p, pd);
-          this.checkProperties(ctype, v.properties, at(at(cl, name), 'properties'), `capability ${name} of ${node.name}`, fn, extra, v.properties !== undefined);
+          for (const key in v) if (key !== 'properties' && key !== 'attributes' && key !== 'occurrences') this.diags.error('UNKNOWN_FIELD', `unknown field "${key}" in capability ${name} of ${node.name}`, at(at(cl, name), key));
+          let propertyDefs = merged.get(name);
+          if (!propertyDefs) {
+            propertyDefs = this.registry.properties(ctype);
+            const refined = Object.entries(def.properties).filter(([, pd]) => isDict(pd)) as [string, Dict][];
+            if (refined.length) {
+              propertyDefs = new Map(propertyDefs);
+              for (const [p, pd] of refined) propertyDefs.set(p, { ...(propertyDefs.get(p) ?? {}), ...pd });
+            }
+            merged.set(name, propertyDefs);
+          }
+          this.checkPropertyValues(ctype, propertyDefs, v.properties, at(at(cl, name), 'properties'), `capability ${name} of ${node.name}`, fn, v.properties !== undefined);
         }
       }
     }
@@ -962,6 +981,21 @@ class Validator {
     }
     this.topo.order = order;
   }
+}
+
+function isEmpty(value: Dict): boolean {
+  for (const _ in value) return false;
+  return true;
+}
+
+/** The key of a map with exactly one entry, else undefined. */
+function soleKey(value: Dict): string | undefined {
+  let key: string | undefined;
+  for (const k in value) {
+    if (key !== undefined) return undefined;
+    key = k;
+  }
+  return key;
 }
 
 function normalizeArtifact(value: unknown): { type?: string; file?: unknown; raw: unknown } {

@@ -28,10 +28,60 @@ const scalarPattern = /^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*([A-Za-z]+)\s*$/
 export function parseScalar(value: unknown, type: string): number | undefined {
   const units = scalarUnits[type];
   if (!units || typeof value !== 'string') return undefined;
-  const match = scalarPattern.exec(value);
-  if (!match) return undefined;
-  const factor = units[match[2]!.toLowerCase()];
-  return factor === undefined ? undefined : Number(match[1]) * factor;
+  const split = splitScalar(value);
+  if (split === null) return undefined;
+  const [number, unit] = split ?? (scalarPattern.exec(value)?.slice(1, 3) as [string, string] | undefined) ?? [];
+  if (number === undefined || unit === undefined) return undefined;
+  const factor = units[unit.toLowerCase()];
+  return factor === undefined ? undefined : Number(number) * factor;
+}
+
+const isDigit = (c: number) => c >= 48 && c <= 57;
+const isSpace = (c: number) => c === 32 || c === 9 || c === 10 || c === 13;
+const isLetter = (c: number) => (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+
+/**
+ * scalarPattern without a regular expression, for the usual ASCII text: [number, unit], null
+ * when it does not match, undefined when the text has other characters (the pattern decides).
+ */
+function splitScalar(s: string): [string, string] | null | undefined {
+  const n = s.length;
+  let i = 0;
+  for (; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127) return undefined;
+    if (!isSpace(c)) break;
+  }
+  const start = i;
+  if (s.charCodeAt(i) === 45) i++;
+  const digits = i;
+  while (i < n && isDigit(s.charCodeAt(i))) i++;
+  if (i === digits) return null;
+  if (s.charCodeAt(i) === 46 && isDigit(s.charCodeAt(i + 1))) {
+    i += 2;
+    while (i < n && isDigit(s.charCodeAt(i))) i++;
+  }
+  const e = s.charCodeAt(i);
+  if (e === 101 || e === 69) {
+    let j = i + 1;
+    if (s.charCodeAt(j) === 43 || s.charCodeAt(j) === 45) j++;
+    if (isDigit(s.charCodeAt(j))) {
+      while (j < n && isDigit(s.charCodeAt(j))) j++;
+      // An exponent is taken only if a unit still follows (the pattern backtracks otherwise).
+      let k = j;
+      while (k < n && isSpace(s.charCodeAt(k))) k++;
+      if (k < n && isLetter(s.charCodeAt(k))) i = j;
+    }
+  }
+  const end = i;
+  while (i < n && isSpace(s.charCodeAt(i))) i++;
+  const unitStart = i;
+  while (i < n && isLetter(s.charCodeAt(i))) i++;
+  if (i === unitStart) return s.charCodeAt(i) > 127 ? undefined : null;
+  const unitEnd = i;
+  while (i < n && isSpace(s.charCodeAt(i))) i++;
+  if (i !== n) return s.charCodeAt(i) > 127 ? undefined : null;
+  return [s.slice(start, end), s.slice(unitStart, unitEnd)];
 }
 
 const versionPattern = /^\d+(\.\d+){0,2}(\.[0-9A-Za-z]+)?(-\d+)?$/;
@@ -78,7 +128,12 @@ export const constraintOperators = new Set([
 /** Checks `value` against one constraint clause; returns a message when violated. */
 export function violates(value: unknown, clause: unknown, type: string): string | undefined {
   if (!isDict(clause)) return undefined;
-  const [op, arg] = Object.entries(clause)[0] ?? [];
+  let op: string | undefined;
+  for (const k in clause) {
+    op = k;
+    break;
+  }
+  const arg = op === undefined ? undefined : clause[op];
   const c = (x: unknown) => compare(value, x, type);
   const show = (x: unknown) => JSON.stringify(x);
   switch (op) {

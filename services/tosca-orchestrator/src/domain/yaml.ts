@@ -14,6 +14,10 @@ export interface LoadedYaml {
 
 const yaml11Booleans = /^(yes|no|on|off)$/i;
 
+// js-yaml's members, read once (not through the module namespace on every scalar).
+const { parseEvents, getScalarValue, CORE_SCHEMA, EVENT_ID: E, SCALAR_STYLE_PLAIN } = jsyaml;
+const hasOwn = Object.prototype.hasOwnProperty;
+
 /** Signals that the fast reading cannot give the library's value: the library reads the file. */
 const LIBRARY = Symbol('library');
 
@@ -32,11 +36,11 @@ function plainScalar(source: string): unknown {
   // Letters: a string, unless null/true/false or a YAML 1.1 boolean.
   if ((c >= 97 && c <= 122) || (c >= 65 && c <= 90)) {
     if (source.length > 5) return source;
-    if (nullOrBool.has(source)) return jsyaml.CORE_SCHEMA.resolveImplicitScalarTag(source).value;
+    if (nullOrBool.has(source)) return CORE_SCHEMA.resolveImplicitScalarTag(source).value;
     return yaml11Booleans.test(source) ? LIBRARY : source;
   }
   if (((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 46) && yaml11Number.test(source)) return LIBRARY;
-  return jsyaml.CORE_SCHEMA.resolveImplicitScalarTag(source).value;
+  return CORE_SCHEMA.resolveImplicitScalarTag(source).value;
 }
 
 interface Frame {
@@ -53,8 +57,7 @@ interface Frame {
  * keys, YAML 1.1-only scalars. Syntax errors throw.
  */
 function readFast(text: string): { value: unknown } | undefined {
-  const events = jsyaml.parseEvents(text, {});
-  const E = jsyaml.EVENT_ID;
+  const events = parseEvents(text, {});
   const frames: Frame[] = [];
   let documents = 0;
   let root: unknown = null;
@@ -66,7 +69,8 @@ function readFast(text: string): { value: unknown } | undefined {
       if (top.key === undefined) {
         if (value !== null && typeof value === 'object') return false;
         const key = String(value);
-        if (key === '__proto__' || key === '<<' || Object.prototype.hasOwnProperty.call(map, key)) return false;
+        // (values are never undefined: a key seen before, or one of Object's, is looked at closer)
+        if (key === '__proto__' || key === '<<' || (map[key] !== undefined && hasOwn.call(map, key))) return false;
         top.key = key;
       } else {
         map[top.key] = value;
@@ -84,8 +88,8 @@ function readFast(text: string): { value: unknown } | undefined {
         break;
       case E.SCALAR: {
         if (e.anchorStart !== -1 || e.tagStart !== -1) return undefined;
-        const source = e.fast ? text.slice(e.valueStart, e.valueEnd) : jsyaml.getScalarValue(text, e);
-        let value = e.style === jsyaml.SCALAR_STYLE_PLAIN ? plainScalar(source) : source;
+        const source = e.fast ? text.slice(e.valueStart, e.valueEnd) : getScalarValue(text, e);
+        let value = e.style === SCALAR_STYLE_PLAIN ? plainScalar(source) : source;
         if (value === LIBRARY) return undefined;
         // A plain key that is not a string (1.5, true, ~) keeps its text, as the library reads it.
         const top = frames[frames.length - 1]!;
