@@ -164,7 +164,7 @@ export class Registry {
     const entry = this.resolve(kind, name);
     const target = this.resolve(kind, base);
     if (!entry || !target) return false;
-    return this.ancestors(entry).includes(target);
+    return entry === target || this.ancestors(entry).includes(target);
   }
 
   /** The primitive a data type finally derives from, or undefined for a complex type. */

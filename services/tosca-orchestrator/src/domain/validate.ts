@@ -448,7 +448,7 @@ class Validator {
           if (cdef.validSourceTypes.length && node.entry && !cdef.validSourceTypes.some((t) => this.registry.derives('node', node.type, t))) {
             this.diags.error('INVALID_SOURCE_TYPE', `requirement ${name} of ${node.name}: capability ${cap} of ${target.name} accepts only ${cdef.validSourceTypes.join(', ')}, not ${node.type}`, il);
           }
-          const validTargets = relEntry ? this.registry.ancestors(relEntry).map((t) => t.def.valid_target_types).find(Array.isArray) : undefined;
+          const validTargets = relEntry ? this.registry.memo('valid-target-types', relEntry, () => this.registry.ancestors(relEntry).map((t) => t.def.valid_target_types).find(Array.isArray) ?? null) : undefined;
           if (Array.isArray(validTargets) && validTargets.length && !validTargets.some((t) => this.registry.derives('capability', cdef.type, t))) {
             this.diags.warn('INVALID_RELATIONSHIP_TARGET', `requirement ${name} of ${node.name}: relationship ${relEntry!.name} targets ${validTargets.join(', ')}, not ${cdef.type}`, il);
           }
