@@ -43,13 +43,6 @@ function plainScalar(source: string): unknown {
   return CORE_SCHEMA.resolveImplicitScalarTag(source).value;
 }
 
-interface Frame {
-  /** 0 document, 1 sequence, 2 mapping */
-  kind: 0 | 1 | 2;
-  value: unknown[] | Record<string, unknown> | undefined;
-  key?: string;
-}
-
 /**
  * The template's value from js-yaml's event stream, built here rather than by js-yaml's
  * generic constructor (cheaper: no schema dispatch per node), or undefined when the library
@@ -58,58 +51,64 @@ interface Frame {
  */
 function readFast(text: string): { value: unknown } | undefined {
   const events = parseEvents(text, {});
-  const frames: Frame[] = [];
+  // The open collections, innermost last (parallel stacks: no object per collection):
+  // 1 sequence, 2 mapping; the collection; for a mapping, the key waiting for its value.
+  const kinds: number[] = [];
+  const values: (unknown[] | Record<string, unknown>)[] = [];
+  const keys: (string | undefined)[] = [];
+  let depth = -1;
   let documents = 0;
   let root: unknown = null;
-  const add = (value: unknown): boolean => {
-    const top = frames[frames.length - 1]!;
-    if (top.kind === 1) (top.value as unknown[]).push(value);
-    else if (top.kind === 2) {
-      const map = top.value as Record<string, unknown>;
-      if (top.key === undefined) {
-        if (value !== null && typeof value === 'object') return false;
-        const key = String(value);
-        // (values are never undefined: a key seen before, or one of Object's, is looked at closer)
-        if (key === '__proto__' || key === '<<' || (map[key] !== undefined && hasOwn.call(map, key))) return false;
-        top.key = key;
-      } else {
-        map[top.key] = value;
-        top.key = undefined;
-      }
-    } else root = value;
-    return true;
-  };
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
+    let value: unknown;
     switch (e.type) {
       case E.DOCUMENT:
         if (++documents > 1) return undefined;
-        frames.push({ kind: 0, value: undefined });
-        break;
+        continue;
       case E.SCALAR: {
         if (e.anchorStart !== -1 || e.tagStart !== -1) return undefined;
         const source = e.fast ? text.slice(e.valueStart, e.valueEnd) : getScalarValue(text, e);
-        let value = e.style === SCALAR_STYLE_PLAIN ? plainScalar(source) : source;
+        value = e.style === SCALAR_STYLE_PLAIN ? plainScalar(source) : source;
         if (value === LIBRARY) return undefined;
         // A plain key that is not a string (1.5, true, ~) keeps its text, as the library reads it.
-        const top = frames[frames.length - 1]!;
-        if (top.kind === 2 && top.key === undefined && typeof value !== 'string') value = source;
-        if (!add(value)) return undefined;
+        if (depth >= 0 && kinds[depth] === 2 && keys[depth] === undefined && typeof value !== 'string') value = source;
         break;
       }
       case E.SEQUENCE:
       case E.MAPPING:
         if (e.anchorStart !== -1 || e.tagStart !== -1) return undefined;
-        frames.push(e.type === E.SEQUENCE ? { kind: 1, value: [] } : { kind: 2, value: {} });
+        depth++;
+        kinds[depth] = e.type === E.SEQUENCE ? 1 : 2;
+        values[depth] = e.type === E.SEQUENCE ? [] : {};
+        keys[depth] = undefined;
+        continue;
+      case E.POP:
+        // The end of a collection (or of the document).
+        if (depth < 0) continue;
+        value = values[depth];
+        depth--;
         break;
-      case E.POP: {
-        const done = frames.pop()!;
-        if (done.kind !== 0 && !add(done.value)) return undefined;
-        break;
-      }
       default:
         // Aliases.
         return undefined;
+    }
+    // The value goes into the collection it is in (or is the document).
+    if (depth < 0) root = value;
+    else if (kinds[depth] === 1) (values[depth] as unknown[]).push(value);
+    else {
+      const map = values[depth] as Record<string, unknown>;
+      const key = keys[depth];
+      if (key === undefined) {
+        if (value !== null && typeof value === 'object') return undefined;
+        const k = String(value);
+        // (values are never undefined: a key seen before, or one of Object's, is looked at closer)
+        if (k === '__proto__' || k === '<<' || (map[k] !== undefined && hasOwn.call(map, k))) return undefined;
+        keys[depth] = k;
+      } else {
+        map[key] = value;
+        keys[depth] = undefined;
+      }
     }
   }
   return { value: root };
