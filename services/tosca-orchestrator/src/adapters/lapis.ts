@@ -48,7 +48,9 @@ export class LapisPorts implements Ports {
     if (!c) {
       c = {
         scheduler: createClient(SchedulerServiceClient, this.addresses.scheduler, { token, project: as.project }),
-        runtime: createClient(RuntimeServiceClient, this.addresses.runtime, { token, project: as.project }),
+        // Deleting an instance waits for it to stop (SIGTERM, then kill after the runtime's stop
+        // timeout), and making a volume formats it: longer than the usual deadline.
+        runtime: createClient(RuntimeServiceClient, this.addresses.runtime, { token, project: as.project, deadlineMs: 60_000 }),
       };
       this.clients.set(key, c);
     }
