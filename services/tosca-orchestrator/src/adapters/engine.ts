@@ -73,6 +73,8 @@ export class DeploymentEngine {
       // A new orchestrator has no deployments that older events could be about; an existing
       // durable consumer goes on from where it stopped.
       deliverNew: true,
+      // An event may come before its claim is known (RetryLater): 50 tries are 10 s of that.
+      maxDeliver: 50,
       handler: async (event) => {
         if (event.payload?.$case !== 'instanceStateChanged') return;
         await this.onInstance(event.payload.instanceStateChanged);
@@ -403,10 +405,15 @@ export class DeploymentEngine {
       return;
     }
     const { deployment, key } = owner.value;
-    const current = (await this.options.deployments.get(deployment))?.value.instances[key];
-    if (current && !current.claimId && current.state === 'submitted') throw new RetryLater(`claim ${event.instanceId} is not recorded yet`, 200);
     await this.change(deployment, (r) => {
       const inst = r.instances[key];
+      // The index is written as soon as SubmitClaim answers, the record just after: an event
+      // in between records the claim id itself. An end waits for the record instead: it may be
+      // the last word of an earlier claim of the same key.
+      if (inst && !inst.claimId && inst.state === 'submitted') {
+        if ([InstanceState.DELETED, InstanceState.ERROR, InstanceState.PREEMPTED].includes(event.state)) throw new RetryLater(`claim ${event.instanceId} is not recorded yet`, 200);
+        inst.claimId = event.instanceId;
+      }
       if (!inst || inst.claimId !== event.instanceId) return;
       switch (event.state) {
         case InstanceState.RUNNING:
