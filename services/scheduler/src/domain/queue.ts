@@ -22,6 +22,8 @@ interface Entry {
   id: string;
   /** Submit time. */
   t: number;
+  /** The claim while it is pending; undefined once it left (the entry waits to be dropped). */
+  rec: ClaimRecord | undefined;
 }
 
 interface Klass {
@@ -53,8 +55,8 @@ export class PendingQueue {
   readonly pending = new Map<string, ClaimRecord>();
   private readonly reserved = new Set<string>();
   private readonly classes = new Map<string, Klass>();
-  /** The class each filed claim is in (its entry may be stale: the claim left the queue). */
-  private readonly filedIn = new Map<string, Klass>();
+  /** The class and entry of each filed claim (the entry may be stale: the claim left the queue). */
+  private readonly filed = new Map<string, { k: Klass; e: Entry }>();
   private snapshotAt = 0;
   private factorsOf?: (c: ClaimRecord) => ClassFactors;
 
@@ -69,9 +71,11 @@ export class PendingQueue {
 
   /** A claim changed (undefined: it went away); the queue keeps the pending ones. */
   change(id: string, rec: ClaimRecord | undefined, isPending: boolean): void {
+    const f = this.filed.get(id);
     if (!rec || !isPending) {
       this.pending.delete(id);
       this.reserved.delete(id);
+      if (f) f.e.rec = undefined;
       return;
     }
     this.pending.set(id, rec);
@@ -79,7 +83,8 @@ export class PendingQueue {
     else this.reserved.delete(id);
     // A claim back in the queue (requeued) whose old entry is still filed keeps that entry:
     // same id, class and submit time.
-    if (!this.filedIn.has(id)) this.file(rec);
+    if (f) f.e.rec = rec;
+    else this.file(rec);
   }
 
   /**
@@ -96,7 +101,7 @@ export class PendingQueue {
 
   /** The priority of a claim (pending or not) as of the last recalculation. */
   breakdown(c: ClaimRecord): Breakdown | undefined {
-    const f = this.filedIn.get(c.id)?.f ?? this.classes.get(classKey(c, this.defaultPartition))?.f ?? this.factorsOf?.(c);
+    const f = this.filed.get(c.id)?.k.f ?? this.classes.get(classKey(c, this.defaultPartition))?.f ?? this.factorsOf?.(c);
     return f && weigh({ ...f, age: ageFactor(this.snapshotAt - c.submitTime, this.weights.maxAgeMs) }, this.weights);
   }
 
@@ -114,9 +119,9 @@ export class PendingQueue {
     if (this.reserved.size > 0) {
       const first: Cursor[] = [];
       for (const id of this.reserved) {
-        const k = this.filedIn.get(id);
+        const k = this.filed.get(id)?.k;
         const c = this.pending.get(id)!;
-        const e = { id, t: c.submitTime };
+        const e = { id, t: c.submitTime, rec: c };
         first.push({ k: k!, i: 0, e, p: k ? priority(k, e) : 0 });
       }
       first.sort((a, b) => (cursorBefore(a, b) ? -1 : cursorBefore(b, a) ? 1 : 0));
@@ -131,10 +136,10 @@ export class PendingQueue {
     }
     while (heap.length > 0) {
       const cur = heap[0]!;
-      const c = this.pending.get(cur.e.id);
+      const c = cur.e.rec;
       if (!c && cur.i === cur.k.head) {
         // Gone from the queue and first in its class: drop it for good.
-        this.filedIn.delete(cur.e.id);
+        this.filed.delete(cur.e.id);
         cur.k.head++;
       } else if (!c) cur.k.stale++;
       const next = cur.k.entries[cur.i + 1];
@@ -157,7 +162,7 @@ export class PendingQueue {
     const key = classKey(c, this.defaultPartition);
     let k = this.classes.get(key);
     if (!k) this.classes.set(key, (k = { entries: [], head: 0, stale: 0, sample: c }));
-    const e = { id: c.id, t: c.submitTime };
+    const e: Entry = { id: c.id, t: c.submitTime, rec: c };
     // New claims come last in their class as a rule; a requeued one goes back in its place.
     const last = k.entries[k.entries.length - 1];
     if (!last || entryBefore(last, e)) k.entries.push(e);
@@ -171,7 +176,7 @@ export class PendingQueue {
       }
       k.entries.splice(lo, 0, e);
     }
-    this.filedIn.set(c.id, k);
+    this.filed.set(c.id, { k, e });
   }
 
   /**
@@ -185,8 +190,8 @@ export class PendingQueue {
       const keep: Entry[] = [];
       for (let i = k.head; i < k.entries.length; i++) {
         const e = k.entries[i]!;
-        if (this.pending.has(e.id)) keep.push(e);
-        else this.filedIn.delete(e.id);
+        if (e.rec) keep.push(e);
+        else this.filed.delete(e.id);
       }
       k.entries = keep;
       k.head = 0;
