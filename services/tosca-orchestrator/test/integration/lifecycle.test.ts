@@ -11,7 +11,7 @@ import { call, createClient } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique, until, type ServiceProcess } from '@lapis/platform/testing';
 import {
   InstanceState, OperationsServiceClient, type GetOperationRequest, type GetOperationResponse, type ListOperationsRequest, type ListOperationsResponse,
-  type Operation, type WatchOperationResponse,
+  type CancelOperationRequest, type CancelOperationResponse, type Operation, type WatchOperationResponse,
 } from '@lapis/proto/lapis/common/v1/common';
 import {
   RuntimeServiceClient, type DeleteInstanceRequest, type DeleteInstanceResponse, type DeleteVolumeRequest, type DeleteVolumeResponse,
@@ -243,5 +243,25 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
     await remove(id);
     const deleted = await waitFor(id, DeploymentState.DELETED);
     await nothingLeft({ ...deleted, nodes: deleted.nodes.map((n) => ({ ...n, volumeIds: [...new Set([...n.volumeIds, ...(partial.nodes.find((p) => p.name === n.name)?.volumeIds ?? [])])] })) });
+  });
+
+  it('CancelOperation stops a creation: its operation ends CANCELLED, the deployment FAILED, and what it made goes', async () => {
+    const { deploymentId: id, operation } = await createOp({ image, worker_image: image, workers: 2 }, false);
+    await until(async () => ((await get(id)).nodes.find((n) => n.name === 'front')!.instanceIds.length > 0 ? true : undefined), 'the front end submitted', 60_000);
+    const cancelled = (await call<CancelOperationRequest, CancelOperationResponse>(ops.cancelOperation.bind(ops), { name: operation!.name })).operation!;
+    assert.equal(cancelled.done, true);
+    assert.equal(cancelled.result?.$case === 'error' && cancelled.result.error.code, 1);
+    const failed = await waitFor(id, DeploymentState.FAILED, (d) => d.nodes.every((n) => n.state === 5 /* DELETED */ || (n.instanceIds.length === 0 && n.volumeIds.length === 0)));
+    assert.equal(failed.stateReason, 'cancelled');
+    const made = failed.nodes.flatMap((n) => n.instanceIds);
+    const { instances } = await call<ListInstancesRequest, ListInstancesResponse>(runtime.listInstances.bind(runtime), { pageSize: 1000, pageToken: '', project: '', state: 0, node });
+    assert.deepEqual(instances.filter((i) => made.includes(i.id) && i.state !== InstanceState.DELETED).map((i) => i.id), [], 'nothing left running');
+    // A done operation is answered as it is; a deletion cannot be cancelled.
+    assert.equal((await call<CancelOperationRequest, CancelOperationResponse>(ops.cancelOperation.bind(ops), { name: operation!.name })).operation?.done, true);
+    const { operation: deleting } = await remove(id);
+    // (It may be done already: a rolled-back deployment has little left to delete.)
+    const answer = await call<CancelOperationRequest, CancelOperationResponse>(ops.cancelOperation.bind(ops), { name: deleting!.name }).then((r) => r.operation!, (e: { code: number }) => e);
+    assert.ok('done' in answer ? answer.done : answer.code === 9, `a deletion is not cancelled: ${JSON.stringify(answer)}`);
+    await waitFor(id, DeploymentState.DELETED);
   });
 });
