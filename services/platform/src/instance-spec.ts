@@ -89,11 +89,17 @@ export function validateInstanceSpec(spec: InstanceSpec, rules: InstanceSpecRule
   });
   (spec.volumes ?? []).forEach((m, i) => {
     if (!VOLUME_ID.test(m.volumeId)) v.push({ field: `${at}.volumes[${i}].volume_id`, description: `"${m.volumeId}" is not an id: 1 to 64 letters, digits, "-" or "_"` });
-    if (m.mountPath && (!MOUNT_PATH.test(m.mountPath) || m.mountPath.endsWith('/.') || m.mountPath.endsWith('/..'))) {
-      v.push({ field: `${at}.volumes[${i}].mount_path`, description: `"${m.mountPath}" is not a mount point: volumes appear one level under ${VOLUME_MOUNT_ROOT}, for example ${VOLUME_MOUNT_ROOT}/data` });
-    }
+    if (m.mountPath) v.push(...checkMountPath(m.mountPath, `${at}.volumes[${i}].mount_path`));
   });
   return v;
+}
+
+/** A volume's mount point: one level under /mnt, where the instance's one propagated mount is. */
+export function checkMountPath(path: string, field: string): FieldViolation[] {
+  if (!MOUNT_PATH.test(path) || path.endsWith('/.') || path.endsWith('/..')) {
+    return [{ field, description: `"${path}" is not a mount point: volumes appear one level under ${VOLUME_MOUNT_ROOT}, for example ${VOLUME_MOUNT_ROOT}/data` }];
+  }
+  return [];
 }
 
 /** The name an instance submitted without one gets: "i-" and the start of its id, as a label. */

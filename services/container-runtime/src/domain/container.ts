@@ -6,7 +6,7 @@ import { PortProtocol } from '@lapis/proto/lapis/common/v1/common';
 import { InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
 import type { DeviceGrant } from './devices';
-import { MOUNT_ROOT } from './validate';
+import { VOLUME_MOUNT_ROOT } from '@lapis/platform';
 
 export const LABEL = {
   managed: 'lapis.managed',
@@ -125,7 +125,7 @@ export function createOptions(plan: ContainerPlan, node: string): ContainerCreat
       NetworkMode: plan.network,
       PortBindings: bindings,
       Mounts: [
-        { Type: 'bind', Source: plan.mountDir, Target: MOUNT_ROOT, BindOptions: { Propagation: 'rslave' } },
+        { Type: 'bind', Source: plan.mountDir, Target: VOLUME_MOUNT_ROOT, BindOptions: { Propagation: 'rslave' } },
         { Type: 'bind', Source: plan.metadataDir, Target: '/etc/lapis', ReadOnly: true },
       ],
       Devices: grant.paths.map((p) => ({ PathOnHost: p, PathInContainer: p, CgroupPermissions: 'rwm' })),
