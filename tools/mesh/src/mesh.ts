@@ -157,7 +157,8 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
         LAPIS_DOCKER_SOCKET: engine.socketPath,
         ...options.serviceEnv?.['container-runtime'],
       },
-      scheduler: { ...common, ...options.serviceEnv?.scheduler },
+      // A larger young generation, as its image runs it (scavenges stalled its cycles).
+      scheduler: { ...common, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=64`.trim(), ...options.serviceEnv?.scheduler },
       'tosca-orchestrator': { ...common, ...options.serviceEnv?.['tosca-orchestrator'] },
       'occi-gateway': { ...common, LAPIS_HTTP_PORT: options.defaultPorts ? '8787' : '0', ...options.serviceEnv?.['occi-gateway'] },
     };
