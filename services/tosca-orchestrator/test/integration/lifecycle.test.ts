@@ -4,7 +4,8 @@
 // DeleteDeployment, whatever state it was in: FAILED and kept, FAILED and rolled back, or still
 // being created.
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { call, createClient } from '@lapis/platform';
@@ -126,8 +127,17 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
     ops?.close();
     runtime?.close();
     for (const p of procs.reverse()) await p.stop();
+    // Last resort, if the runtime could not remove something: its containers and its mounts.
+    const containers = (await docker(['ps', '-aq', '--filter', `label=lapis.node=${node}`]).catch(() => '')).split('\n').filter(Boolean);
+    if (containers.length) await docker(['rm', '-f', ...containers]).catch(() => undefined);
     await docker(['rmi', '-f', image]).catch(() => undefined);
-    if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+    if (stateDir) {
+      const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(stateDir)).reverse();
+      for (const m of mounts) spawnSync('umount', ['-l', m]);
+      const loops = spawnSync('losetup', ['-a'], { encoding: 'utf8' }).stdout?.split('\n').filter((l) => l.includes(stateDir)).map((l) => l.split(':')[0]!) ?? [];
+      for (const device of loops) spawnSync('losetup', ['-d', device]);
+      rmSync(stateDir, { recursive: true, force: true });
+    }
     if (tokens) rmSync(dirname(tokens), { recursive: true, force: true });
   });
 
