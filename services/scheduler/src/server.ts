@@ -117,6 +117,9 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       if (req.partition && declared.length > 0 && !s.partitions().some((p) => p.name === req.partition)) {
         violations.push({ field: 'partition', description: `no partition ${req.partition}; known: ${s.partitions().map((p) => p.name).join(', ')}` });
       }
+      if (req.partition && s.settings.partitions.some((p) => p.name === req.partition && p.closed)) {
+        violations.push({ field: 'partition', description: `partition ${req.partition} takes no claims: its nodes belong to the batch system` });
+      }
       if (req.qos && !s.settings.qos.has(req.qos)) violations.push({ field: 'qos', description: `no QOS ${req.qos}; known: ${[...s.settings.qos.keys()].join(', ')}` });
       if (req.antiAffinityGroup.length > 253) violations.push({ field: 'anti_affinity_group', description: 'at most 253 characters' });
       if (req.requestId.length > 200) violations.push({ field: 'request_id', description: 'at most 200 characters' });
@@ -227,6 +230,7 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
           batchPartition: p.batchPartition,
           minNodes: p.minNodes,
           maxNodes: p.maxNodes,
+          closed: p.closed ?? false,
         })),
         nextPageToken: page.nextPageToken,
       };

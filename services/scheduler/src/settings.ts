@@ -5,6 +5,8 @@
 //   default_partition: default
 //   partitions:
 //     - { name: default, tier: 1, allow_preemptible: true, max: { cpus: 512, memory: 2Ti, gpus: 8 } }
+//     - { name: cloud, batch_partition: batch, min_nodes: 0, max_nodes: 8 }
+//     - { name: slurm-batch, closed: true }   # the nodes Slurm has: no claim goes there
 //   weights: { age: 1000, fair_share: 10000, job_size: 1000, partition: 1000, qos: 1000, max_age: 7d, favor_small: true }
 //   fair_share: { algorithm: fair_tree, half_life: 7d, billing: { cpu: 1, memory_gib: 0.25, gpu: 10 } }
 //   qos: { normal: 0, high: 100 }
@@ -95,8 +97,12 @@ export function parseSettings(doc: unknown, source: string): Settings {
         batchPartition: String(p.batch_partition ?? ''),
         minNodes: num(p.min_nodes, `${where}.min_nodes`, 0),
         maxNodes: num(p.max_nodes, `${where}.max_nodes`, 0),
+        closed: p.closed === true,
       };
     });
+  }
+  if (s.partitions.some((p) => p.closed && p.name === s.defaultPartition)) {
+    throw new Error(`${source}: default_partition: ${s.defaultPartition} is closed (takes no claims); the default partition must take them`);
   }
   const w = d.weights ?? {};
   s.weights = {

@@ -20,6 +20,8 @@ export interface PartitionDef {
   batchPartition: string;
   minNodes: number;
   maxNodes: number;
+  /** Takes no claims: its nodes are the batch system's (where the partition director keeps them). */
+  closed?: boolean;
 }
 
 export interface QuotaDef {

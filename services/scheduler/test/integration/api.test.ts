@@ -2,6 +2,9 @@
 // refusal (larger than the project's whole quota), request_id idempotency, project scoping,
 // admin-only calls, explanations (sprio, sshare), flavors and partitions.
 import { strict as assert } from 'node:assert';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { errorDetails } from '@lapis/platform';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
@@ -140,6 +143,23 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
     assert.equal(share.entries.find((e) => e.account === 'physics' && e.user === 'alice')?.rawShares, 2);
     const own = await bob.getFairShare({});
     assert.ok(own.entries.length > 0 && own.entries.every((e) => e.account === 'biology'));
+  });
+
+  it('refuses a claim for a closed partition (the batch system\'s nodes), naming the field', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'sched-closed-')), 'scheduler.yaml');
+    writeFileSync(file, 'partitions:\n  - { name: default }\n  - { name: slurm-batch, closed: true }\n');
+    const closed = await startTestScheduler(unique('closed').toLowerCase(), { LAPIS_SCHEDULER_CONFIG_FILE: file });
+    const c = client(`127.0.0.1:${closed.port}`, 'alice-token', 'physics');
+    try {
+      const error = await failure(submit(c, { partition: 'slurm-batch' }));
+      assert.equal(error.code, status.INVALID_ARGUMENT);
+      assert.deepEqual(errorDetails(error).violations.map((v) => [v.field, v.description]), [['partition', 'partition slurm-batch takes no claims: its nodes belong to the batch system']]);
+      assert.equal((await c.listPartitions({})).partitions.find((p) => p.name === 'slurm-batch')?.closed, true);
+      assert.ok((await submit(c)).claim?.id, 'the default partition still takes claims');
+    } finally {
+      c.close();
+      await closed.shutdown.run('test over');
+    }
   });
 
   it('lists flavors and partitions', async () => {

@@ -11,6 +11,7 @@ default_partition: cloud
 partitions:
   - { name: cloud, tier: 2, max: { cpus: 64, memory: 256Gi } }
   - { name: batch, tier: 1, allow_preemptible: false, batch_partition: slurm-batch, min_nodes: 1, max_nodes: 4 }
+  - { name: slurm-batch, closed: true }
 weights: { age: 10, fair_share: 100, job_size: 0, partition: 5, qos: 1, max_age: 3d, favor_small: false }
 fair_share: { algorithm: classic, half_life: 2h, billing: { cpu: 2, memory_gib: 0.5, gpu: 20 } }
 qos: { normal: 0, high: 100 }
@@ -28,6 +29,7 @@ quotas:
     assert.deepEqual(s.partitions[0]!.maxResources, { cpu: 64_000, mem: 256 * 2 ** 30, gpus: 0 });
     assert.equal(s.partitions[1]!.allowPreemptible, false);
     assert.equal(s.partitions[1]!.batchPartition, 'slurm-batch');
+    assert.equal(s.partitions[2]!.closed, true);
     assert.deepEqual(s.weights, { age: 10, fairShare: 100, jobSize: 0, partition: 5, qos: 1, maxAgeMs: 3 * 86_400_000, favorSmall: false });
     assert.equal(s.algorithm, 'classic');
     assert.equal(s.halfLifeMs, 2 * 3600_000);
@@ -46,5 +48,6 @@ quotas:
     assert.throws(() => parseSettings({ partitions: [{ tier: 1 }] }, 'f'), /partitions\[0\].name: required/);
     assert.throws(() => parseSettings({ quotas: [{ project: 'p', memory: 'lots' }] }, 'f'), /quotas\[0\].memory/);
     assert.throws(() => parseDuration('soon'), /not a duration/);
+    assert.throws(() => parseSettings({ partitions: [{ name: 'default', closed: true }] }, 'f'), /default_partition: default is closed/);
   });
 });
