@@ -52,6 +52,12 @@ export interface EngineOptions {
   consumer?: string;
 }
 
+interface QueuedEdit {
+  edit: (r: DeploymentRecord) => void;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
 const terminal = new Set(['DEPLOYED', 'DELETED', 'FAILED']);
 
 export class DeploymentEngine {
@@ -63,6 +69,9 @@ export class DeploymentEngine {
   private stopped = false;
   /** Claims being submitted: their first events may come before their ids are recorded. */
   private inflight = 0;
+  /** Edits of a deployment's record waiting for the next write, and the write on its way. */
+  private readonly edits = new Map<string, QueuedEdit[]>();
+  private readonly writes = new Map<string, Promise<void>>();
 
   constructor(private readonly options: EngineOptions) {}
 
@@ -384,18 +393,50 @@ export class DeploymentEngine {
     }
   }
 
-  private async change(id: string, edit: (r: DeploymentRecord) => void): Promise<void> {
-    // Every step of a deployment writes its one record; parallel steps contend for it.
-    await this.options.deployments.mutate(
-      id,
-      (current) => {
-        if (!current) return undefined;
-        edit(current);
-        current.updateTime = new Date().toISOString();
-        return current;
-      },
-      100,
-    );
+  /**
+   * Changes the deployment's record. Every step of a deployment writes that one record, so
+   * the edits made while a write is on its way are applied together by the next one: one
+   * compare-and-set for many parallel steps instead of each retrying against the others.
+   */
+  private change(id: string, edit: (r: DeploymentRecord) => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const queued = this.edits.get(id);
+      if (queued) return void queued.push({ edit, resolve, reject });
+      this.edits.set(id, [{ edit, resolve, reject }]);
+      const write = (this.writes.get(id) ?? Promise.resolve()).then(() => this.writeEdits(id));
+      this.writes.set(id, write);
+      void write.finally(() => this.writes.get(id) === write && this.writes.delete(id));
+    });
+  }
+
+  private async writeEdits(id: string): Promise<void> {
+    const edits = this.edits.get(id) ?? [];
+    this.edits.delete(id);
+    // An edit that throws (an event that must wait) fails alone; the others are written.
+    const failed = new Map<QueuedEdit, unknown>();
+    try {
+      await this.options.deployments.mutate(
+        id,
+        (current) => {
+          if (!current) return undefined;
+          failed.clear();
+          for (const e of edits) {
+            try {
+              e.edit(current);
+            } catch (error) {
+              failed.set(e, error);
+            }
+          }
+          current.updateTime = new Date().toISOString();
+          return current;
+        },
+        100,
+      );
+    } catch (error) {
+      for (const e of edits) e.reject(error);
+      return;
+    }
+    for (const e of edits) (failed.has(e) ? e.reject(failed.get(e)) : e.resolve());
   }
 
   private async onInstance(event: { instanceId: string; node: string; state: InstanceState; reason: string; addresses: { network: string; ip: string }[] }): Promise<void> {
