@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { BucketMirror, type EventBus, type Logger } from '@lapis/platform';
 import { SyncResult, UpstreamRemoval, type Platform, type PlatformManifest, type RepositorySyncStatus, type SyncError, type SyncPolicy, Image } from '@lapis/proto/lapis/images/v1/images';
-import { isIndex, RegistryClient, RegistryError, registryCause, Semaphore, type Credentials, type Descriptor, type FetchedManifest } from './adapters/registry/client';
+import { isIndex, RegistryClient, type RegistryClientOptions, RegistryError, registryCause, Semaphore, type Credentials, type Descriptor, type FetchedManifest } from './adapters/registry/client';
 import { imageKey, statusKey, type Stores } from './adapters/store';
 import { destinationOf, platformMatches, selectTags } from './domain/policy';
 import { SIGNATURE_ANNOTATION, SIMPLE_SIGNING, signatureTag, verifySignatures, type Verdict } from './domain/signature';
@@ -28,8 +28,8 @@ export interface SyncerOptions {
   log: Logger;
   /** Blob copies at once across the whole sync (default 8). */
   blobConcurrency?: number;
-  /** Options for the upstream clients (tests pass a counting fetch, short backoffs). */
-  upstream?: { fetch?: typeof fetch; attempts?: number; backoffMs?: number; chunkSize?: number; concurrency?: number };
+  /** Options for the upstream clients (tests count requests with onResponse, short backoffs). */
+  upstream?: { onResponse?: RegistryClientOptions['onResponse']; attempts?: number; backoffMs?: number; chunkSize?: number; concurrency?: number };
   /** How long a tag seen at the site is trusted to be there without a HEAD (default 1 h; 0 checks every sync). */
   siteCheckMs?: number;
   /** Attempts of one blob copy that broke off (network, 5xx) before the tag fails (default 3). */

@@ -1,6 +1,6 @@
 // Images made by the tests themselves and pushed over HTTP to real registries: random
 // gzip'd layers (registries do not look inside), configs naming a platform, Docker schema 2
-// and OCI manifests, multi-arch indexes and cosign signatures. Plus a fetch that records
+// and OCI manifests, multi-arch indexes and cosign signatures. Plus a hook that records
 // every request, to count what a sync asks of a registry.
 import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
@@ -13,16 +13,12 @@ export interface Recorded {
   status: number;
 }
 
-/** A fetch that records method, URL and status of every request it makes. */
-export function recordingFetch(log: Recorded[], hook?: (request: Recorded) => void | Promise<void>): typeof fetch {
-  return async (input, init) => {
-    const url = input instanceof Request ? input.url : String(input);
-    const method = init?.method ?? 'GET';
-    const response = await fetch(input, init);
-    const entry = { method, url, status: response.status };
+/** A client's onResponse that records method, URL and status of every request it makes. */
+export function recording(log: Recorded[], hook?: (request: Recorded) => void | Promise<void>): (answer: Recorded) => Promise<void> {
+  return async (answer) => {
+    const entry = { ...answer };
     log.push(entry);
     await hook?.(entry);
-    return response;
   };
 }
 

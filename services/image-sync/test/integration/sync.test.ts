@@ -1,6 +1,6 @@
 // Syncs between real registries (Debian docker-registry on loopback): an upstream behind
 // basic auth and the site registry. Images are made and pushed by the test; requests are
-// counted through a recording fetch. The cases build on each other in order.
+// counted through a recording hook. The cases build on each other in order.
 import { strict as assert } from 'node:assert';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { MEDIA, RegistryClient } from '../../src/adapters/registry/client';
 import { imageKey, openStores, type Stores } from '../../src/adapters/store';
 import { policyFromObject } from '../../src/domain/policy';
 import { Syncer } from '../../src/sync';
-import { keyPair, pushImage, pushIndex, pushSignature, randomLayer, recordingFetch, type Recorded } from '../fixtures';
+import { keyPair, pushImage, pushIndex, pushSignature, randomLayer, recording, type Recorded } from '../fixtures';
 
 const AUTH = { username: 'mirror', password: 's3cret' };
 
@@ -46,8 +46,8 @@ describe('sync between real registries', function () {
     bus = await EventBus.connect({ url: natsUrl(), name: 'image-sync-test', stream: 'LAPIS', log: testLog });
     stores = await openStores(bus, `${unique('t')}-`);
     up = new RegistryClient({ url: upstream.url, credentials: AUTH });
-    site = new RegistryClient({ url: siteRegistry.url, fetch: recordingFetch(siteLog), chunkSize: 128 * 1024 });
-    syncer = new Syncer({ site, stores, bus, log: testLog, upstream: { fetch: recordingFetch(upLog), attempts: 3, backoffMs: 50 } });
+    site = new RegistryClient({ url: siteRegistry.url, onResponse: recording(siteLog), chunkSize: 128 * 1024 });
+    syncer = new Syncer({ site, stores, bus, log: testLog, upstream: { onResponse: recording(upLog), attempts: 3, backoffMs: 50 } });
     pushed['1.0.0'] = (await pushImage(up, 'team/app', '1.0.0', [base, randomLayer(2_000)])).digest;
     pushed['1.1.0'] = (await pushImage(up, 'team/app', '1.1.0', [base, randomLayer(3_000)], { oci: true })).digest;
     pushed['multi'] = (await pushIndex(up, 'team/app', 'multi', [{ architecture: 'amd64', layers: [base, randomLayer(1_000)] }, { architecture: 'arm64', layers: [randomLayer(1_500)] }])).digest;
@@ -243,13 +243,13 @@ describe('sync between real registries', function () {
     let blobs = 0;
     const interrupted = new Syncer({
       site, stores, log: testLog, blobConcurrency: 2,
-      upstream: { fetch: recordingFetch(log, (r) => void (r.method === 'GET' && r.url.includes('/blobs/') && ++blobs === 4 && controller.abort())), attempts: 2, backoffMs: 20 },
+      upstream: { onResponse: recording(log, (r) => void (r.method === 'GET' && r.url.includes('/blobs/') && ++blobs === 4 && controller.abort())), attempts: 2, backoffMs: 20 },
     });
     const p = policy({ repositories: ['team/big'] });
     const [first] = await interrupted.syncPolicy(p, [], controller.signal);
     assert.notEqual(first?.result, SyncResult.SUCCEEDED);
     assert.equal(await site.headManifest('site/team/big', 'v1'), undefined, 'no tag after an interrupted sync');
-    const resumed = new Syncer({ site, stores, log: testLog, upstream: { fetch: recordingFetch(log) } });
+    const resumed = new Syncer({ site, stores, log: testLog, upstream: { onResponse: recording(log) } });
     const second = await syncOne(p, resumed);
     assert.equal(second.result, SyncResult.SUCCEEDED);
     const gets = log.filter((r) => r.method === 'GET' && r.status === 200 && r.url.includes('/blobs/')).map((r) => r.url);
@@ -279,7 +279,7 @@ describe('sync between real registries', function () {
       let stopping: Promise<void> | undefined;
       const s = new Syncer({
         site, stores, log: testLog, blobConcurrency: 1,
-        upstream: { fetch: recordingFetch(log, async (r) => { if (r.method === 'GET' && r.url.includes('/blobs/')) await (stopping ??= flaky.stop()); }), attempts: 3, backoffMs: 20 },
+        upstream: { onResponse: recording(log, async (r) => { if (r.method === 'GET' && r.url.includes('/blobs/')) await (stopping ??= flaky.stop()); }), attempts: 3, backoffMs: 20 },
       });
       const p = policyFromObject({ name: 'flaky', source: { url: flaky.url, insecure: true }, repositories: ['team/flaky'], destination_prefix: 'flaky/' }, 'policy');
       const [status] = await s.syncPolicy(p);

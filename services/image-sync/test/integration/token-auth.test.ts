@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { sleep, testLog } from '@lapis/platform/testing';
 import { ensureCommands, freePort, run, spawnLogged, waitFor, type Supervised } from '@lapis/testenv';
 import { RegistryClient } from '../../src/adapters/registry/client';
-import { pushImage, randomLayer, recordingFetch, type Recorded } from '../fixtures';
+import { pushImage, randomLayer, recording, type Recorded } from '../fixtures';
 
 const b64url = (data: Buffer | string) => Buffer.from(data).toString('base64url');
 
@@ -88,7 +88,7 @@ describe('bearer-token auth against a real registry with token auth', function (
 
   it('answers the challenge with a token for the scope, pushes, pulls and mounts with it', async () => {
     const log: Recorded[] = [];
-    const client = new RegistryClient({ url, credentials: { username: 'robot', password: 'token-pw' }, fetch: recordingFetch(log) });
+    const client = new RegistryClient({ url, credentials: { username: 'robot', password: 'token-pw' }, onResponse: recording(log) });
     const image = await pushImage(client, 'team/secure', 'v1', [randomLayer(2_000)]);
     assert.equal((await client.headManifest('team/secure', 'v1'))?.digest, image.digest);
     assert.deepEqual(await client.listTags('team/secure'), ['v1']);
@@ -105,7 +105,7 @@ describe('bearer-token auth against a real registry with token auth', function (
     lifetimeS = 2;
     try {
       const log: Recorded[] = [];
-      const client = new RegistryClient({ url, credentials: { username: 'robot', password: 'token-pw' }, fetch: recordingFetch(log) });
+      const client = new RegistryClient({ url, credentials: { username: 'robot', password: 'token-pw' }, onResponse: recording(log) });
       assert.deepEqual(await client.listTags('team/secure'), ['v1']);
       const tokensBefore = tokenRequests.length;
       const refusedBefore = log.filter((r) => r.status === 401).length;
