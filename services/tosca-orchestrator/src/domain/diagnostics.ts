@@ -108,6 +108,28 @@ export function parentPath(path: string): string {
 export const child = (path: string, key: string | number): string =>
   typeof key === 'number' ? `${path}[${key}]` : path ? `${path}.${key}` : key;
 
-export const at = (loc: Loc, key: string | number): Loc => ({ file: loc.file, path: child(loc.path, key) });
+/**
+ * A location inside another, its path joined only when read: validation makes one for every
+ * value it looks at, and a valid template never reads most of them.
+ */
+class ChildLoc implements Loc {
+  readonly file: string;
+  private joined: string | undefined;
+
+  constructor(private readonly parent: Loc, private readonly key: string | number) {
+    this.file = parent.file;
+  }
+
+  get path(): string {
+    if (this.joined === undefined) this.joined = child(this.parent.path, this.key);
+    return this.joined;
+  }
+
+  toJSON(): Loc {
+    return { file: this.file, path: this.path };
+  }
+}
+
+export const at = (loc: Loc, key: string | number): Loc => new ChildLoc(loc, key);
 
 export const formatDiagnostic = (d: Diagnostic): string => `${d.file}:${d.line}:${d.column}: ${d.severity}: ${d.message} [${d.code}] (${d.path})`;

@@ -96,6 +96,13 @@ export class Registry {
   private ancestorCache = new Map<TypeEntry, TypeEntry[]>();
   private mergeCache = new Map<TypeEntry, Map<string, unknown>>();
   private memoCache = new Map<TypeEntry, Map<string, unknown>>();
+  /**
+   * Whether the caches are the base registry's: a template that defines no types of its own
+   * sees exactly the built-in types, so what was worked out from them (resolved names,
+   * ancestors, merged definitions) is worked out once per process, not per template. The first
+   * type the template adds gives this registry caches of its own.
+   */
+  private sharedCaches = false;
 
   constructor(base?: Registry) {
     const copy = (kind: Kind) => new Map(base ? base.types[kind] : []);
@@ -103,6 +110,13 @@ export class Registry {
       node: copy('node'), relationship: copy('relationship'), capability: copy('capability'), data: copy('data'),
       artifact: copy('artifact'), interface: copy('interface'), policy: copy('policy'), group: copy('group'),
     };
+    if (base) {
+      this.resolveCache = base.resolveCache;
+      this.ancestorCache = base.ancestorCache;
+      this.mergeCache = base.mergeCache;
+      this.memoCache = base.memoCache;
+      this.sharedCaches = true;
+    }
   }
 
   get(kind: Kind, name: string): TypeEntry | undefined {
@@ -111,6 +125,7 @@ export class Registry {
 
   set(entry: TypeEntry): void {
     this.types[entry.kind].set(entry.name, entry);
+    this.sharedCaches = false;
     this.resolveCache = new Map();
     this.ancestorCache = new Map();
     this.mergeCache = new Map();
@@ -138,7 +153,9 @@ export class Registry {
         found = map.get(prefix + short);
       }
     }
-    cache.set(name, found ?? null);
+    // A name that resolves to nothing is remembered only by a template's own caches (the
+    // shared ones would grow with every misspelt name a long-running service is sent).
+    if (found || !this.sharedCaches) cache.set(name, found ?? null);
     return found;
   }
 

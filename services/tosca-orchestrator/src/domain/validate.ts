@@ -44,6 +44,8 @@ class Validator {
   private readonly file: string;
   private readonly topo: Topology;
   private readonly givenInputs?: Dict;
+  /** Requirements resolved to a capability that limits its occurrences: "node\0capability" -> count. */
+  private readonly incoming = new Map<string, number>();
 
   constructor(loaded: Loaded, inputs?: Dict) {
     this.registry = loaded.registry;
@@ -445,6 +447,11 @@ class Validator {
         } else {
           assignment.capability = cap;
           const cdef = this.registry.capabilities(target.entry).get(cap)!;
+          // Only capabilities that limit their occurrences need counting.
+          if (cdef.occurrences !== undefined) {
+            const key = `${target.name}\u0000${cap}`;
+            this.incoming.set(key, (this.incoming.get(key) ?? 0) + 1);
+          }
           if (cdef.validSourceTypes.length && node.entry && !cdef.validSourceTypes.some((t) => this.registry.derives('node', node.type, t))) {
             this.diags.error('INVALID_SOURCE_TYPE', `requirement ${name} of ${node.name}: capability ${cap} of ${target.name} accepts only ${cdef.validSourceTypes.join(', ')}, not ${node.type}`, il);
           }
@@ -525,17 +532,7 @@ class Validator {
   }
 
   private checkCapabilityOccurrences(): void {
-    const incoming = new Map<string, number>();
-    for (const node of this.topo.nodes.values()) {
-      for (const r of node.requirements) {
-        if (!r.node || !r.capability) continue;
-        const target = this.topo.nodes.get(r.node);
-        // Only capabilities that limit their occurrences need counting.
-        if (!target?.entry || this.registry.capabilities(target.entry).get(r.capability)?.occurrences === undefined) continue;
-        const key = `${r.node}\u0000${r.capability}`;
-        incoming.set(key, (incoming.get(key) ?? 0) + 1);
-      }
-    }
+    const incoming = this.incoming;
     for (const [key, count] of incoming) {
       const [nodeName, cap] = key.split('\u0000') as [string, string];
       const node = this.topo.nodes.get(nodeName)!;
@@ -927,7 +924,14 @@ class Validator {
   private buildGraph(): void {
     const edges: Edge[] = [];
     const kinds = new Map<string, EdgeKind | null>();
-    for (const node of this.topo.nodes.values()) {
+    // Nodes by position in template order; each node's dependencies as positions.
+    const nodes = [...this.topo.nodes.values()];
+    const index = new Map<string, number>();
+    for (let i = 0; i < nodes.length; i++) index.set(nodes[i]!.name, i);
+    const deps: number[][] = new Array(nodes.length);
+    for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[i]!;
+      const list: number[] = [];
       for (const r of node.requirements) {
         if (!r.node || !r.relationship) continue;
         let kind = kinds.get(r.relationship);
@@ -935,45 +939,50 @@ class Validator {
           kind = edgeKinds.find((k) => this.registry.derives('relationship', r.relationship, `tosca.relationships.${k}`)) ?? null;
           kinds.set(r.relationship, kind);
         }
-        if (kind) edges.push({ source: node.name, target: r.node, kind, requirement: r.name, relationship: r.relationship });
+        if (!kind) continue;
+        edges.push({ source: node.name, target: r.node, kind, requirement: r.name, relationship: r.relationship });
+        const target = index.get(r.node);
+        if (target !== undefined) list.push(target);
       }
+      deps[i] = list;
     }
     this.topo.edges = edges;
-    const names = [...this.topo.nodes.keys()];
-    const deps = new Map<string, string[]>(names.map((n) => [n, []]));
-    for (const e of edges) deps.get(e.source)!.push(e.target);
     // Depth-first (iterative, so long chains cannot overflow the stack), in template order: what
     // a node needs comes first; an edge back into the current path is a cycle.
-    const state = new Map<string, 1 | 2>();
+    // state: 0 not seen, 1 on the current path, 2 done.
+    const state = new Uint8Array(nodes.length);
     const order: string[] = [];
     const reported = new Set<string>();
-    for (const root of names) {
-      if (state.has(root)) continue;
-      const path: string[] = [root];
-      const next: number[] = [0];
-      state.set(root, 1);
+    const path: number[] = [];
+    const next: number[] = [];
+    for (let root = 0; root < nodes.length; root++) {
+      if (state[root]) continue;
+      path.push(root);
+      next.push(0);
+      state[root] = 1;
       while (path.length) {
-        const n = path[path.length - 1]!;
-        const list = deps.get(n) ?? [];
-        const i = next[next.length - 1]!;
+        const top = path.length - 1;
+        const n = path[top]!;
+        const list = deps[n]!;
+        const i = next[top]!;
         if (i >= list.length) {
           path.pop();
           next.pop();
-          state.set(n, 2);
-          order.push(n);
+          state[n] = 2;
+          order.push(nodes[n]!.name);
           continue;
         }
-        next[next.length - 1] = i + 1;
+        next[top] = i + 1;
         const d = list[i]!;
-        if (state.get(d) === 1) {
-          const cycle = [...path.slice(path.indexOf(d)), d];
+        if (state[d] === 1) {
+          const cycle = [...path.slice(path.indexOf(d)), d].map((c) => nodes[c]!.name);
           const key = cycle.slice(0, -1).sort().join(',');
           if (!reported.has(key)) {
             reported.add(key);
-            this.diags.error('DEPENDENCY_CYCLE', `dependency cycle: ${cycle.join(' -> ')}`, this.topo.nodes.get(d)!.loc);
+            this.diags.error('DEPENDENCY_CYCLE', `dependency cycle: ${cycle.join(' -> ')}`, nodes[d]!.loc);
           }
-        } else if (!state.has(d)) {
-          state.set(d, 1);
+        } else if (state[d] === 0) {
+          state[d] = 1;
           path.push(d);
           next.push(0);
         }
