@@ -12,7 +12,9 @@ const scale = Number(process.env.BENCH_SCALE ?? '1');
 const sizes = [100, 1000, 10000].map((n) => Math.max(3, Math.round((n * scale) / 3) * 3));
 // tosca-parser is slow on big templates: compare it up to this many node templates.
 const peerMax = Number(process.env.BENCH_PEER_MAX_NODES ?? String(Math.max(1000, 1000 * scale)));
-const repeats = Number(process.env.BENCH_REPEATS ?? '5');
+// Warm figure: the median of this many runs after the warm-up (the same for every size; 15
+// rather than 5 so one run that a neighbour's process or a GC slows does not move it).
+const repeats = Number(process.env.BENCH_REPEATS ?? '15');
 // The orchestrator is a long-running service: measure it warm, after the JIT has compiled the
 // hot paths (up to BENCH_WARMUP runs or 2 s); its first, cold run is shown too.
 const warmups = Number(process.env.BENCH_WARMUP ?? '20');
@@ -152,7 +154,7 @@ function main(): void {
     }
     figures.templates = sizes.length * variants.length;
     if (compared) figures.verdict_agreement = agree / compared;
-    process.stdout.write(`\n### tosca-orchestrator: parse + validate (BENCH_SCALE=${scale})\n\n`);
+    process.stdout.write(`\n### tosca-orchestrator: parse + validate (BENCH_SCALE=${scale}, node ${process.execArgv.join(' ') || '(no flags)'}, warm = median of ${repeats} after up to ${warmups} warm-up runs or 2 s)\n\n`);
     process.stdout.write('| node templates | Lapis ms (warm, median) | Lapis ms (first run) | Lapis µs/node | tosca-parser ms | speedup (warm) | verdicts agree (6 templates) | Lapis rejects broken variants |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n');
     process.stdout.write(`${rows.join('\n')}\n\n`);
     process.stdout.write(`verdict agreement: ${compared ? `${agree}/${compared}` : 'n/a'}${peerCrashes ? ` (tosca-parser crashed on ${peerCrashes}, not counted)` : ''}\n`);
