@@ -32,6 +32,8 @@ export interface SyncerOptions {
   upstream?: { onResponse?: RegistryClientOptions['onResponse']; attempts?: number; backoffMs?: number; chunkSize?: number; concurrency?: number };
   /** How long a tag seen at the site is trusted to be there without a HEAD (default 1 h; 0 checks every sync). */
   siteCheckMs?: number;
+  /** A repository's RUNNING status is recorded when its sync takes longer than this (default 250 ms). */
+  runningAfterMs?: number;
   /** Attempts of one blob copy that broke off (network, 5xx) before the tag fails (default 3). */
   copyAttempts?: number;
 }
@@ -144,9 +146,15 @@ export class Syncer {
       tagsPromoted: 0, tagsUnchanged: 0, tagsRemoved: 0, bytesCopied: 0, errors: [],
     };
     const { statuses } = this.options.stores;
-    // Recorded as RUNNING while the work goes on; the final status is written after it.
-    const running = statuses.put(statusKey(policy.name, destination), { ...status });
+    // Recorded as RUNNING while the work goes on, once it takes longer than a moment (a no-op
+    // is over before: it writes only its final status); the final status is written after it.
+    let running: Promise<unknown> | undefined;
+    const runningTimer = setTimeout(() => {
+      running = statuses.put(statusKey(policy.name, destination), { ...status });
+      running.catch(() => undefined);
+    }, this.options.runningAfterMs ?? 250);
     const finish = async (result: SyncResult) => {
+      clearTimeout(runningTimer);
       status.result = result;
       status.endTime = new Date();
       await running;

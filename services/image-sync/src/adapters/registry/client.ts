@@ -459,6 +459,9 @@ export class RegistryClient {
       method: method as Dispatcher.HttpMethod,
       headers,
       ...(body ? { body } : {}),
+      // Keep the connection after a HEAD too: undici closes it by default (for servers that
+      // wrongly send a body), which costs a new connection for every HEAD; registries do not.
+      reset: false,
     });
     const observe = this.options.onResponse;
     if (observe) {
