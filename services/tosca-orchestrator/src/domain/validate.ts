@@ -483,8 +483,20 @@ class Validator {
     const caps = this.registry.capabilities(node.entry);
     if (!wanted) return caps.has('feature') ? 'feature' : [...caps.keys()][0] ?? 'feature';
     if (caps.has(wanted)) return wanted;
-    for (const [name, def] of caps) if (this.registry.derives('capability', def.type, wanted)) return name;
-    return undefined;
+    // By type: found once per node type and capability type (names that are no capability type
+    // are not remembered, so the per-process caches cannot grow with them).
+    const byType = this.registry.resolve('capability', wanted) ? this.registry.memo('capability-by-type', node.entry, () => new Map<string, string | null>()) : undefined;
+    const known = byType?.get(wanted);
+    if (known !== undefined) return known ?? undefined;
+    let found: string | null = null;
+    for (const [name, def] of caps) {
+      if (this.registry.derives('capability', def.type, wanted)) {
+        found = name;
+        break;
+      }
+    }
+    byType?.set(wanted, found);
+    return found ?? undefined;
   }
 
   /** What in `node` fails the node_filter (empty when it matches). */

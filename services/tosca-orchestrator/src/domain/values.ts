@@ -266,7 +266,6 @@ function mismatch(ctx: ValueContext, value: unknown, expected: string, loc: Loc,
 }
 
 function checkPrimitive(ctx: ValueContext, value: unknown, base: string, schema: Schema, loc: Loc, what: string): boolean {
-  const fail = (expected: string) => mismatch(ctx, value, expected, loc, what);
   switch (base) {
     case 'string':
       if (typeof value === 'string') return true;
@@ -274,7 +273,7 @@ function checkPrimitive(ctx: ValueContext, value: unknown, base: string, schema:
         ctx.diags.warn('TYPE_COERCED', `${what}: ${JSON.stringify(value)} is not a string; read as "${String(value)}"`, loc);
         return true;
       }
-      fail('string');
+      mismatch(ctx, value, 'string', loc, what);
       return false;
     case 'integer':
       if (typeof value === 'number' && Number.isInteger(value)) return true;
@@ -282,40 +281,40 @@ function checkPrimitive(ctx: ValueContext, value: unknown, base: string, schema:
         ctx.diags.warn('TYPE_COERCED', `${what}: the string "${value}" read as an integer`, loc);
         return true;
       }
-      fail('integer');
+      mismatch(ctx, value, 'integer', loc, what);
       return false;
     case 'float':
       if (typeof value === 'number') return true;
-      fail('float');
+      mismatch(ctx, value, 'float', loc, what);
       return false;
     case 'boolean':
       if (typeof value === 'boolean') return true;
       if (typeof value === 'string' && /^(true|false)$/i.test(value)) return true;
-      fail('boolean');
+      mismatch(ctx, value, 'boolean', loc, what);
       return false;
     case 'timestamp':
       if (typeof value === 'string' && !Number.isNaN(Date.parse(value.replace(/\s+/, 'T')))) return true;
-      fail('timestamp');
+      mismatch(ctx, value, 'timestamp', loc, what);
       return false;
     case 'version':
       if ((typeof value === 'string' || typeof value === 'number') && versionPattern.test(String(value))) return true;
-      fail('version');
+      mismatch(ctx, value, 'version', loc, what);
       return false;
     case 'range':
       if (Array.isArray(value) && value.length === 2 && value.every((v) => Number.isInteger(v) || v === 'UNBOUNDED')
         && (value[0] === 'UNBOUNDED' || value[1] === 'UNBOUNDED' || (value[0] as number) <= (value[1] as number))) return true;
-      fail('range');
+      mismatch(ctx, value, 'range', loc, what);
       return false;
     case 'list':
       if (!Array.isArray(value)) {
-        fail('list');
+        mismatch(ctx, value, 'list', loc, what);
         return false;
       }
       if (schema.entry_schema !== undefined) value.forEach((v, i) => checkValue(ctx, v, schema.entry_schema, at(loc, i), `${what}[${i}]`));
       return true;
     case 'map':
       if (!isDict(value)) {
-        fail('map');
+        mismatch(ctx, value, 'map', loc, what);
         return false;
       }
       for (const [k, v] of Object.entries(value)) {
@@ -329,7 +328,7 @@ function checkPrimitive(ctx: ValueContext, value: unknown, base: string, schema:
     default:
       if (base.startsWith('scalar-unit.')) {
         if (parseScalar(value, base) !== undefined) return true;
-        fail(`${base} (a number and a unit, for example ${base === 'scalar-unit.size' ? '"4 GB"' : base === 'scalar-unit.time' ? '"30 s"' : '"2 GHz"'})`);
+        mismatch(ctx, value, `${base} (a number and a unit, for example ${base === 'scalar-unit.size' ? '"4 GB"' : base === 'scalar-unit.time' ? '"30 s"' : '"2 GHz"'})`, loc, what);
         return false;
       }
       return true;
