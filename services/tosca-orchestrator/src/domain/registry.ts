@@ -184,6 +184,13 @@ export class Registry {
     return entry === target || this.ancestors(entry).includes(target);
   }
 
+  /** derives() for a type already resolved (one name fewer to look up). */
+  derivesFrom(entry: TypeEntry, base: unknown): boolean {
+    const target = this.resolve(entry.kind, base);
+    if (!target) return false;
+    return entry === target || this.ancestors(entry).includes(target);
+  }
+
   /** The primitive a data type finally derives from, or undefined for a complex type. */
   primitiveBase(name: string): string | undefined {
     if (primitiveTypes.has(name)) return name;

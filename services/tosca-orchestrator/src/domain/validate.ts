@@ -385,7 +385,8 @@ class Validator {
       }
       counts.set(name, (counts.get(name) ?? 0) + 1);
       const a = typeof value === 'string' ? { node: value } : isDict(value) ? value : {};
-      const assignment: RequirementAssignment = { name, index, properties: {}, loc: il };
+      // Every field from the start, so all assignments share one shape (later reads stay fast).
+      const assignment: RequirementAssignment = { name, index, node: undefined, capability: undefined, relationship: undefined, relationshipTemplate: undefined, properties: {}, loc: il };
       // The relationship: a type name, a relationship template, or a map with a type.
       let relType = def.relationship;
       let relDef: Dict | undefined;
@@ -424,7 +425,7 @@ class Validator {
         }
       }
       if (!targetName) {
-        const candidates = [...this.topo.nodes.values()].filter((n) => n !== node && n.entry && (!nodeType || this.registry.derives('node', n.type, nodeType))
+        const candidates = [...this.topo.nodes.values()].filter((n) => n !== node && n.entry && (!nodeType || this.registry.derivesFrom(n.entry, nodeType))
           && (!filter || this.filterMismatch(n, filter).length === 0)
           && this.findCapability(n, typeof a.capability === 'string' ? a.capability : def.capability) !== undefined);
         if (candidates.length === 1) targetName = candidates[0]!.name;
@@ -436,7 +437,7 @@ class Validator {
       }
       const target = this.topo.nodes.get(targetName)!;
       assignment.node = target.name;
-      if (nodeType && target.entry && !this.registry.derives('node', target.type, nodeType) && this.registry.resolve('node', nodeType)) {
+      if (nodeType && target.entry && !this.registry.derivesFrom(target.entry, nodeType) && this.registry.resolve('node', nodeType)) {
         this.diags.error('REQUIREMENT_TYPE_MISMATCH', `requirement ${name} of ${node.name}: node ${target.name} is a ${target.type}, not a ${nodeType}`, at(loc, 'node').path === loc.path ? il : typeof value === 'string' ? il : at(loc, 'node'));
       }
       const capWanted = typeof a.capability === 'string' ? a.capability : def.capability;
@@ -452,11 +453,11 @@ class Validator {
             const key = `${target.name}\u0000${cap}`;
             this.incoming.set(key, (this.incoming.get(key) ?? 0) + 1);
           }
-          if (cdef.validSourceTypes.length && node.entry && !cdef.validSourceTypes.some((t) => this.registry.derives('node', node.type, t))) {
+          if (cdef.validSourceTypes.length && node.entry && !cdef.validSourceTypes.some((t) => this.registry.derivesFrom(node.entry!, t))) {
             this.diags.error('INVALID_SOURCE_TYPE', `requirement ${name} of ${node.name}: capability ${cap} of ${target.name} accepts only ${cdef.validSourceTypes.join(', ')}, not ${node.type}`, il);
           }
           const validTargets = relEntry ? this.registry.memo('valid-target-types', relEntry, () => this.registry.ancestors(relEntry).map((t) => t.def.valid_target_types).find(Array.isArray) ?? null) : undefined;
-          if (Array.isArray(validTargets) && validTargets.length && !validTargets.some((t) => this.registry.derives('capability', cdef.type, t))) {
+          if (Array.isArray(validTargets) && validTargets.length && !this.acceptsTarget(relEntry!, validTargets, cdef.type)) {
             this.diags.warn('INVALID_RELATIONSHIP_TARGET', `requirement ${name} of ${node.name}: relationship ${relEntry!.name} targets ${validTargets.join(', ')}, not ${cdef.type}`, il);
           }
         }
@@ -477,6 +478,17 @@ class Validator {
     }
   }
 
+  /** Whether a capability type is among a relationship type's valid targets (once per pair). */
+  private acceptsTarget(relEntry: TypeEntry, validTargets: unknown[], capabilityType: string): boolean {
+    const accepted = this.registry.memo('accepts-target', relEntry, () => new Map<string, boolean>());
+    let ok = accepted.get(capabilityType);
+    if (ok === undefined) {
+      ok = validTargets.some((t) => this.registry.derives('capability', capabilityType, t));
+      accepted.set(capabilityType, ok);
+    }
+    return ok;
+  }
+
   /** The name of the capability of `node` that is named `wanted` or whose type derives from it. */
   private findCapability(node: NodeTemplate, wanted: string | undefined): string | undefined {
     if (!node.entry) return undefined;
@@ -485,8 +497,8 @@ class Validator {
     if (caps.has(wanted)) return wanted;
     // By type: found once per node type and capability type (names that are no capability type
     // are not remembered, so the per-process caches cannot grow with them).
-    const byType = this.registry.resolve('capability', wanted) ? this.registry.memo('capability-by-type', node.entry, () => new Map<string, string | null>()) : undefined;
-    const known = byType?.get(wanted);
+    const byType = this.registry.memo('capability-by-type', node.entry, () => new Map<string, string | null>());
+    const known = byType.get(wanted);
     if (known !== undefined) return known ?? undefined;
     let found: string | null = null;
     for (const [name, def] of caps) {
@@ -495,7 +507,7 @@ class Validator {
         break;
       }
     }
-    byType?.set(wanted, found);
+    if (this.registry.resolve('capability', wanted)) byType.set(wanted, found);
     return found ?? undefined;
   }
 
