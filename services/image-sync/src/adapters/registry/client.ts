@@ -7,9 +7,11 @@
 import { createHash } from 'node:crypto';
 import { pipeline, Readable, Transform } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
-import { Agent, interceptors, type Dispatcher } from 'undici';
+import { Agent, Pool, type Dispatcher } from 'undici';
 
 const HEADERS_TIMEOUT_MS = 30_000;
+const TRANSPORT = { headersTimeout: HEADERS_TIMEOUT_MS, keepAliveTimeout: 10_000 };
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 export const MEDIA = {
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
@@ -138,7 +140,11 @@ interface RequestOptions {
 
 export class RegistryClient {
   readonly url: string;
-  private readonly dispatcher: Dispatcher;
+  private readonly origin: string;
+  /** Keep-alive connections to the registry. */
+  private readonly pool: Pool;
+  /** Connections elsewhere (the token realm, redirects), made when first needed. */
+  private elsewhere: Agent | undefined;
   private readonly limit: Semaphore;
   /** Bearer tokens by scope, with when to fetch a fresh one. */
   private readonly tokens = new Map<string, Promise<{ token: string; refreshAt: number }>>();
@@ -148,11 +154,12 @@ export class RegistryClient {
 
   constructor(private readonly options: RegistryClientOptions) {
     this.url = options.url.replace(/\/+$/, '');
+    this.origin = new URL(this.url).origin;
     // Keep-alive connections, as many as the requests in flight need. A registry that accepts
     // the connection but never answers must not hold a sync forever: an answer's headers are
     // due within HEADERS_TIMEOUT_MS once the request is sent (a timeout is a network error,
-    // retried like the others). Redirects (a blob served from elsewhere) are followed.
-    this.dispatcher = new Agent({ headersTimeout: HEADERS_TIMEOUT_MS, keepAliveTimeout: 10_000 }).compose(interceptors.redirect({ maxRedirections: 5 }));
+    // retried like the others).
+    this.pool = new Pool(this.origin, TRANSPORT);
     this.limit = new Semaphore(options.concurrency ?? 16);
   }
 
@@ -163,7 +170,7 @@ export class RegistryClient {
 
   /** Closes the kept connections. */
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    await Promise.all([this.pool.close(), this.elsewhere?.close()]);
   }
 
   // ---- manifests ----
@@ -450,10 +457,27 @@ export class RegistryClient {
     return this.dispatch(target, method, headers, options.body);
   }
 
-  /** One HTTP exchange, told to onResponse. */
+  /** One HTTP exchange, told to onResponse; redirects of requests without a body are followed. */
   private async dispatch(target: string, method: string, headers: Record<string, string>, body?: Buffer | Readable): Promise<Answer> {
-    const url = new URL(target);
-    const answer = await this.dispatcher.request({
+    let url = new URL(target);
+    for (let hops = 0; ; hops++) {
+      const answer = await this.exchange(url, method, headers, body);
+      const location = REDIRECTS.has(answer.status) && !body && hops < 5 ? header(answer, 'location') : undefined;
+      if (!location) return answer;
+      await answer.body.dump();
+      const next = new URL(location, url);
+      // Credentials for this registry do not go to another host (a blob store, say).
+      if (next.origin !== url.origin) {
+        const { authorization: _dropped, ...rest } = headers;
+        headers = rest;
+      }
+      url = next;
+    }
+  }
+
+  private async exchange(url: URL, method: string, headers: Record<string, string>, body?: Buffer | Readable): Promise<Answer> {
+    const dispatcher = url.origin === this.origin ? this.pool : (this.elsewhere ??= new Agent(TRANSPORT));
+    const answer = await dispatcher.request({
       origin: url.origin,
       path: url.pathname + url.search,
       method: method as Dispatcher.HttpMethod,
@@ -466,7 +490,7 @@ export class RegistryClient {
     const observe = this.options.onResponse;
     if (observe) {
       try {
-        await observe({ method, url: target, status: answer.statusCode });
+        await observe({ method, url: url.toString(), status: answer.statusCode });
       } catch (error) {
         await answer.body.dump().catch(() => undefined);
         throw error;
