@@ -35,11 +35,19 @@ function plainScalar(source: string): unknown {
   const c = source.charCodeAt(0);
   // Letters: a string, unless null/true/false or a YAML 1.1 boolean.
   if ((c >= 97 && c <= 122) || (c >= 65 && c <= 90)) {
-    if (source.length > 5) return source;
-    if (nullOrBool.has(source)) return CORE_SCHEMA.resolveImplicitScalarTag(source).value;
-    return yaml11Booleans.test(source) ? LIBRARY : source;
+    // By length, without a regular expression for every short key: null/true/false have 4 or 5
+    // letters, yes/no/on/off 2 or 3.
+    const n = source.length;
+    if (n > 5 || n < 2) return source;
+    if (n >= 4) return nullOrBool.has(source) ? CORE_SCHEMA.resolveImplicitScalarTag(source).value : source;
+    const lower = source.toLowerCase();
+    return lower === 'no' || lower === 'on' || lower === 'yes' || lower === 'off' ? LIBRARY : source;
   }
-  if (((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 46) && yaml11Number.test(source)) return LIBRARY;
+  if ((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 46) {
+    // No number in either schema has a space: "2 GB" is a string (the usual scalar unit).
+    if (source.includes(' ')) return source;
+    if (yaml11Number.test(source)) return LIBRARY;
+  }
   return CORE_SCHEMA.resolveImplicitScalarTag(source).value;
 }
 
@@ -102,8 +110,7 @@ function readFast(text: string): { value: unknown } | undefined {
       if (key === undefined) {
         if (value !== null && typeof value === 'object') return undefined;
         const k = String(value);
-        // (values are never undefined: a key seen before, or one of Object's, is looked at closer)
-        if (k === '__proto__' || k === '<<' || (map[k] !== undefined && hasOwn.call(map, k))) return undefined;
+        if (k === '__proto__' || k === '<<' || hasOwn.call(map, k)) return undefined;
         keys[depth] = k;
       } else {
         map[key] = value;

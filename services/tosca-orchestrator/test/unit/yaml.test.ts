@@ -37,6 +37,10 @@ describe('template YAML', () => {
     empty: '',
     merge: 'a: { x: 1 }\nb: { <<: { y: 2 }, z: 3 }\n',
     tagged: 'a: !!str 5\nb: 5\n',
+    // Plain scalars the fast reading settles without the schema: numbers with a space, short words.
+    spaced: 'a: 2 GB\nb: 2001-12-14 21:59:43.10 -5\nc: -1 h\nd: .5 s\ne: +1 m\nf: 1 2\ng: 1:30 x\n',
+    words11: 'os: ab\nab: typ\nn: Null\nf: FALSE\nt: True\nw: yesno\nx: ONE\ny: of\n',
+    booleans11: 'a: ON\nb: oN\nc: NO\nd: Yes\ne: OFF\nf: nO\n',
   };
   for (const [name, text] of Object.entries(snippets)) it(`snippet: ${name}`, () => sameAsLibrary(text, name));
 
