@@ -103,6 +103,7 @@ async function main(): Promise<void> {
         }
         bytesMoved = storedBytes(lapisSite);
         skopeoBytes = storedBytes(skopeoSite);
+        syncer.stop();
       } finally {
         await Promise.all([lapisSite.stop(), skopeoSite.stop()]);
       }

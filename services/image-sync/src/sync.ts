@@ -93,8 +93,11 @@ export class Syncer {
     return this.mirror;
   }
 
+  /** Stops following the catalogue and closes the upstream clients' connections. */
   stop(): void {
     this.mirror.stop();
+    for (const client of this.upstreams.values()) void client.close().catch(() => undefined);
+    this.upstreams.clear();
   }
 
   /** A client per upstream and credentials, kept: it remembers the auth scheme and tokens. */

@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RegistryClient, RegistryError, Semaphore } from '../../src/adapters/registry/client';
+import { RegistryClient, RegistryError, Semaphore, sha256 } from '../../src/adapters/registry/client';
 
 describe('registry client: retries and the concurrency limit', () => {
   let server: Server;
@@ -65,5 +65,38 @@ describe('registry client: retries and the concurrency limit', () => {
       ),
     );
     assert.equal(peak, 2);
+  });
+
+  it('follows a redirect to another host for a blob, without the registry credentials, and verifies it', async () => {
+    const blob = Buffer.from('layer bytes served by a blob store');
+    const seenAtStore: Array<string | undefined> = [];
+    const store = createServer((request, response) => {
+      seenAtStore.push(request.headers.authorization);
+      response.end(request.url === '/good' ? blob : Buffer.from('something else'));
+    });
+    const registry = createServer((request, response) => {
+      if (!request.headers.authorization) {
+        response.statusCode = 401;
+        response.setHeader('www-authenticate', 'Basic realm="test"');
+        return response.end();
+      }
+      response.statusCode = 307;
+      response.setHeader('location', `http://127.0.0.1:${(store.address() as AddressInfo).port}${request.url?.includes('bad') ? '/bad' : '/good'}`);
+      response.end();
+    });
+    store.listen(0, '127.0.0.1');
+    registry.listen(0, '127.0.0.1');
+    await Promise.all([once(store, 'listening'), once(registry, 'listening')]);
+    const client = new RegistryClient({ url: `http://127.0.0.1:${(registry.address() as AddressInfo).port}`, credentials: { username: 'u', password: 'p' }, attempts: 1 });
+    try {
+      const digest = sha256(blob);
+      assert.deepEqual(await client.getBlobBytes('a/b', digest, blob.length), blob);
+      assert.deepEqual(seenAtStore, [undefined], 'no credentials sent to the blob store');
+      await assert.rejects(client.getBlobBytes('a/bad', digest, blob.length), (error: RegistryError) => error.reason === 'DIGEST_MISMATCH');
+    } finally {
+      await client.close();
+      registry.close();
+      store.close();
+    }
   });
 });
