@@ -47,6 +47,10 @@ function plainScalar(source: string): unknown {
     // No number in either schema has a space: "2 GB" is a string (the usual scalar unit).
     if (source.includes(' ')) return source;
     if (yaml11Number.test(source)) return LIBRARY;
+  } else if (c !== 126) {
+    // Every null, boolean and number starts with a letter, a digit, a sign, a dot or "~": "/data"
+    // and the like are strings.
+    return source;
   }
   return CORE_SCHEMA.resolveImplicitScalarTag(source).value;
 }

@@ -41,6 +41,7 @@ describe('template YAML', () => {
     spaced: 'a: 2 GB\nb: 2001-12-14 21:59:43.10 -5\nc: -1 h\nd: .5 s\ne: +1 m\nf: 1 2\ng: 1:30 x\n',
     words11: 'os: ab\nab: typ\nn: Null\nf: FALSE\nt: True\nw: yesno\nx: ONE\ny: of\n',
     booleans11: 'a: ON\nb: oN\nc: NO\nd: Yes\ne: OFF\nf: nO\n',
+    others: 'a: /data\nb: ~\nc: $x\nd: _1\ne: =\nf: ~x\ng: (1)\nh: \\1\ni: ^2\nj: "@x"\n',
   };
   for (const [name, text] of Object.entries(snippets)) it(`snippet: ${name}`, () => sameAsLibrary(text, name));
 
