@@ -32,8 +32,23 @@ export function parseScalar(value: unknown, type: string): number | undefined {
   if (split === null) return undefined;
   const [number, unit] = split ?? (scalarPattern.exec(value)?.slice(1, 3) as [string, string] | undefined) ?? [];
   if (number === undefined || unit === undefined) return undefined;
-  const factor = units[unit.toLowerCase()];
+  const factor = unitFactor(type, units, unit);
   return factor === undefined ? undefined : Number(number) * factor;
+}
+
+/** Unit spellings seen (GB, gb, Gb), per scalar type, so most units need no lower-casing. */
+const unitCache = new Map<string, Map<string, number | null>>();
+
+function unitFactor(type: string, units: Record<string, number>, unit: string): number | undefined {
+  let cache = unitCache.get(type);
+  if (!cache) unitCache.set(type, (cache = new Map()));
+  let factor = cache.get(unit);
+  if (factor === undefined) {
+    factor = units[unit.toLowerCase()] ?? null;
+    // Bounded: unknown spellings are remembered only up to a few hundred.
+    if (factor !== null || cache.size < 256) cache.set(unit, factor);
+  }
+  return factor ?? undefined;
 }
 
 const isDigit = (c: number) => c >= 48 && c <= 57;
