@@ -1,13 +1,14 @@
 // The sync of one policy: upstream tags chosen by the policy are checked (pins, signatures),
 // copied into the site registry (blobs first, verified while they stream; child manifests by
 // digest; the tag last) and recorded in the catalogue. What is already there is not copied
-// again; a repository whose tags are all unchanged costs only HEAD requests and a tag list.
+// again; a repository whose tags are all unchanged costs only HEAD requests and a tag list
+// (no tag list when the policy names its tags exactly).
 import { readFileSync } from 'node:fs';
 import { BucketMirror, type EventBus, type Logger } from '@lapis/platform';
 import { SyncResult, UpstreamRemoval, type Platform, type PlatformManifest, type RepositorySyncStatus, type SyncError, type SyncPolicy, Image } from '@lapis/proto/lapis/images/v1/images';
 import { isIndex, RegistryClient, type RegistryClientOptions, RegistryError, registryCause, Semaphore, type Credentials, type Descriptor, type FetchedManifest } from './adapters/registry/client';
 import { imageKey, statusKey, type Stores } from './adapters/store';
-import { destinationOf, platformMatches, selectTags } from './domain/policy';
+import { destinationOf, namedTags, platformMatches, selectTags } from './domain/policy';
 import { SIGNATURE_ANNOTATION, SIMPLE_SIGNING, signatureTag, verifySignatures, type Verdict } from './domain/signature';
 
 /** A tag that cannot be promoted, with the reason reported in the sync status. */
@@ -165,19 +166,27 @@ export class Syncer {
       log.info({ result: SyncResult[result], promoted: status.tagsPromoted, unchanged: status.tagsUnchanged, removed: status.tagsRemoved, bytes: status.bytesCopied, errors: status.errors }, 'repository synced');
       return status;
     };
-    let upstreamTags: string[];
+    let upstreamTags: string[] = [];
     // The tags already in the catalogue are looked up upstream while the tag list comes: a
     // no-op sync is then one round trip deep.
     const heads = new Map<string, ReturnType<RegistryClient['headManifest']>>();
-    for (const image of catalogued) {
-      if (!source || image.policy !== policy.name) continue;
-      const head = source.headManifest(repository, image.tag);
+    // A policy that names its tags exactly needs no tag list: those tags are looked up too.
+    const named = namedTags(policy);
+    for (const tag of [...catalogued.filter((image) => image.policy === policy.name).map((image) => image.tag), ...(named ?? [])]) {
+      if (!source || heads.has(tag)) continue;
+      const head = source.headManifest(repository, tag);
       head.catch(() => undefined);
-      heads.set(image.tag, head);
+      heads.set(tag, head);
     }
     try {
       if (!source) throw sourceError;
-      upstreamTags = await source.listTags(repository);
+      if (named) {
+        const found = await Promise.all(named.map(async (tag) => ((await heads.get(tag)) ? tag : undefined)));
+        upstreamTags = found.filter((tag): tag is string => tag !== undefined);
+      }
+      // None of them there: the tag list tells a repository gone (an error, nothing pruned)
+      // from one without those tags.
+      if (!named || upstreamTags.length === 0) upstreamTags = await source.listTags(repository);
     } catch (error) {
       status.errors.push(toSyncError('', error));
       return finish(SyncResult.FAILED);

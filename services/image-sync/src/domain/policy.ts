@@ -214,6 +214,22 @@ export function selectTags(tags: readonly string[], policy: SyncPolicy): string[
   return [...chosen, ...pinned].sort();
 }
 
+/**
+ * The only tags a policy can choose when every include pattern names one tag exactly
+ * (`^v1$`, `^1\\.2\\.0$`), with its pinned tags; undefined when a pattern matches more. Such a
+ * policy needs no tag list: whether each of these tags exists upstream says it all.
+ */
+export function namedTags(policy: SyncPolicy): string[] | undefined {
+  if (policy.tagInclude.length === 0) return undefined;
+  const named = new Set(Object.keys(policy.pins));
+  for (const pattern of policy.tagInclude) {
+    const literal = /^\^((?:[A-Za-z0-9_-]|\\[.\-_])+)\$$/.exec(pattern)?.[1];
+    if (!literal) return undefined;
+    named.add(literal.replace(/\\(.)/g, '$1'));
+  }
+  return [...named].sort();
+}
+
 function newestFirst(a: string, b: string): number {
   const va = tagVersion(a);
   const vb = tagVersion(b);

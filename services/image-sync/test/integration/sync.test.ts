@@ -122,6 +122,22 @@ describe('sync between real registries', function () {
     assert.equal(siteLog.filter((r) => r.method !== 'HEAD').length, 0);
   });
 
+  it('a policy naming its tags exactly: no tag list, only HEADs on a no-op; a repository gone upstream still fails', async () => {
+    const named = policy({ repositories: ['team/app'], tag_include: ['^1\\.0\\.0$', '^not-there$'], destination_prefix: 'named/' });
+    const first = await syncOne(named);
+    assert.deepEqual(first.errors, []);
+    assert.equal(first.tagsPromoted, 1);
+    assert.equal((await site.headManifest('named/team/app', '1.0.0'))?.digest, pushed['1.0.0']);
+    upLog.length = 0;
+    const again = await syncOne(named);
+    assert.equal(again.result, SyncResult.SUCCEEDED);
+    assert.equal(again.tagsUnchanged, 1);
+    assert.deepEqual(methods(upLog).sort(), ['HEAD /v2/team/app/manifests/1.0.0', 'HEAD /v2/team/app/manifests/not-there']);
+    const gone = await syncOne(policy({ repositories: ['team/never-pushed'], tag_include: ['^v1$'], destination_prefix: 'named/' }));
+    assert.equal(gone.result, SyncResult.FAILED);
+    assert.equal(gone.errors[0]?.reason, 'NOT_FOUND');
+  });
+
   it('new tag: only the new tag is copied, shared layers are not fetched again', async () => {
     pushed['1.2.0'] = (await pushImage(up, 'team/app', '1.2.0', [base, randomLayer(4_000)])).digest;
     upLog.length = 0;

@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { LapisError } from '@lapis/platform';
 import { UpstreamRemoval, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
-import { parseDuration, platformMatches, policiesFromYaml, policyFromObject, selectTags, tagVersion } from '../../src/domain/policy';
+import { namedTags, parseDuration, platformMatches, policiesFromYaml, policyFromObject, selectTags, tagVersion } from '../../src/domain/policy';
 
 const base = { name: 'p', source: { url: 'https://registry.example.org' }, repositories: ['library/ubuntu'] };
 const make = (fields: Record<string, unknown> = {}): SyncPolicy => policyFromObject({ ...base, ...fields }, 'policy');
@@ -82,5 +82,14 @@ policies:
     assert.equal(platformMatches(amd, []), true);
     assert.equal(platformMatches(amd, [{ os: 'linux', architecture: 'arm64', variant: '' }]), false);
     assert.equal(platformMatches({ os: 'linux', architecture: 'arm64', variant: 'v8' }, [{ os: 'linux', architecture: 'arm64', variant: '' }]), true);
+  });
+
+  it('knows the tags a policy can choose when its include patterns name them exactly', () => {
+    assert.deepEqual(namedTags(make({ tag_include: ['^v1$', '^1\\.2\\.0$'] })), ['1.2.0', 'v1']);
+    assert.deepEqual(namedTags(make({ tag_include: ['^v1$'], pins: { stable: `sha256:${'a'.repeat(64)}` } })), ['stable', 'v1']);
+    assert.equal(namedTags(make()), undefined, 'no include: every tag');
+    assert.equal(namedTags(make({ tag_include: ['^v1$', '^2'] })), undefined, 'a prefix matches more');
+    assert.equal(namedTags(make({ tag_include: ['^1.2.0$'] })), undefined, 'an unescaped dot matches more');
+    assert.equal(namedTags(make({ tag_include: ['v1'] })), undefined, 'unanchored');
   });
 });
