@@ -3,7 +3,8 @@
 // sync time, no-op re-sync time and bytes stored at the destination, side by side.
 // Sizes: BENCH_SCALE (default 1: 20 images, 3 shared base layers of 40 MB and 8 MB of their
 // own each, about 280 MB). Asserts nothing; prints a Markdown table and writes
-// bench/results/image-sync.json. BENCH_ROUNDS (3) fresh destinations, BENCH_NOOPS (5) no-ops per round.
+// bench/results/image-sync.json. BENCH_ROUNDS (3) fresh destinations, BENCH_NOOPS (5) no-ops per round;
+// BENCH_TAGS=all: the Lapis policy takes every tag (skopeo is always told tag v1).
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -69,7 +70,10 @@ async function main(): Promise<void> {
     // Rounds: fresh destination registries and catalogue each time, the two tools taking
     // turns (this machine is shared: the median of the rounds is what is reported).
     const bus = await EventBus.connect({ url: nats.url, name: 'image-sync-bench', stream: 'LAPIS', log: testLog });
-    const policy = policyFromObject({ name: 'bench', source: { url: upstream.url, insecure: true }, repositories }, 'policy');
+    // The same instruction as skopeo's YAML (tag v1 of each repository); BENCH_TAGS=all makes
+    // Lapis discover every tag instead (one tag list more per repository and sync).
+    const allTags = process.env.BENCH_TAGS === 'all';
+    const policy = policyFromObject({ name: 'bench', source: { url: upstream.url, insecure: true }, repositories, ...(allTags ? {} : { tag_include: ['^v1$'] }) }, 'policy');
     const yamlFile = join(work, 'skopeo.yaml');
     writeFileSync(yamlFile, `${upstream.host}:\n  tls-verify: false\n  images:\n${repositories.map((r) => `    ${r}: [v1]\n`).join('')}`);
     const samples = { full: [] as number[], skopeoFull: [] as number[], noop: [] as number[], skopeoNoop: [] as number[] };
@@ -117,14 +121,14 @@ async function main(): Promise<void> {
     const results = {
       full_s: round(fullS), skopeo_full_s: round(skopeoFullS), noop_s: round(noopS), skopeo_noop_s: round(skopeoNoopS),
       full_ratio: round(fullS / skopeoFullS), noop_ratio: round(noopS / skopeoNoopS), bytes_moved: bytesMoved, skopeo_bytes_moved: skopeoBytes,
-      images: IMAGES, set_bytes: setBytes, scale, rounds: ROUNDS, noop_runs: ROUNDS * NOOPS,
+      images: IMAGES, set_bytes: setBytes, scale, rounds: ROUNDS, noop_runs: ROUNDS * NOOPS, lapis_all_tags: allTags ? 1 : 0,
       samples: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, v.map(round)])),
       machine: { nproc: cpus().length, memory_gb: round(totalmem() / 1024 ** 3) }, at: new Date().toISOString(),
     };
     const mb = (n: number) => `${(n / MB).toFixed(1)} MB`;
     process.stdout.write(
       [
-        `image-sync vs skopeo sync: ${IMAGES} images sharing ${BASE_LAYERS} base layers, ${mb(setBytes)} in the upstream (BENCH_SCALE=${scale}); medians of ${ROUNDS} full syncs and ${ROUNDS * NOOPS} no-op re-syncs each, taking turns`,
+        `image-sync vs skopeo sync: ${IMAGES} images sharing ${BASE_LAYERS} base layers, ${mb(setBytes)} in the upstream (BENCH_SCALE=${scale}); medians of ${ROUNDS} full syncs and ${ROUNDS * NOOPS} no-op re-syncs each, taking turns; Lapis policy: ${allTags ? 'every tag (BENCH_TAGS=all)' : 'tag v1, as skopeo is told'}`,
         '',
         '| case | Lapis image-sync | skopeo sync | ratio (Lapis / skopeo) | goal |',
         '|---|---|---|---|---|',
