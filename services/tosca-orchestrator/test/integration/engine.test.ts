@@ -274,22 +274,31 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     assert.ok(ports.calls.includes(`delete-instance ${wn}`), ports.calls.join(', '));
   });
 
-  it('a deployment still being created can be deleted: what was in flight is removed once it answers', async () => {
-    const ports = new StandIn(bus, unique('g'));
+  /** A one-node deployment whose claim submissions hold until release(), once its front end is being submitted. */
+  async function createHeld(tag: string) {
+    const ports = new StandIn(bus, unique(tag));
     const e = await engine(ports, unique('tosca-test'));
     const { record, topology } = newRecord({ number_of_nodes: 1 });
     let open!: () => void;
     ports.gate = new Promise((resolve) => (open = resolve));
     await e.create(record, topology);
     await until(async () => ((await deployments.get(record.id))?.value.instances['lrms_server-0']?.state === 'submitted' ? true : undefined), 'front end submitting');
+    const release = () => {
+      ports.gate = undefined;
+      open();
+    };
+    return { ports, e, record, release };
+  }
+
+  it('a deployment still being created can be deleted: what was in flight is removed once it answers', async () => {
+    const { ports, e, record, release } = await createHeld('g');
     const deleting = await e.delete(record.id);
     assert.equal(deleting?.phase, 'DELETING');
     // The creation still running is taken over by the deletion.
     const superseded = (await operations.get(record.operation))!;
     assert.deepEqual([superseded.done, superseded.error?.code], [true, 10]);
     assert.match(superseded.error!.message, /superseded by tosca.DeleteDeployment/);
-    ports.gate = undefined;
-    open();
+    release();
     await phase(record.id, 'DELETED');
     await everythingGone(record.id);
     const r = (await deployments.get(record.id))!.value;
@@ -300,17 +309,10 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
   });
 
   it('cancelling a creation stops it and removes what it made; its operation ends CANCELLED', async () => {
-    const ports = new StandIn(bus, unique('h'));
-    const e = await engine(ports, unique('tosca-test'));
-    const { record, topology } = newRecord({ number_of_nodes: 1 });
-    let open!: () => void;
-    ports.gate = new Promise((resolve) => (open = resolve));
-    await e.create(record, topology);
-    await until(async () => ((await deployments.get(record.id))?.value.instances['lrms_server-0']?.state === 'submitted' ? true : undefined), 'front end submitting');
+    const { ports, e, record, release } = await createHeld('h');
     const cancelled = await e.cancel(record.id);
     assert.equal(cancelled?.phase, 'FAILED');
-    ports.gate = undefined;
-    open();
+    release();
     await until(async () => {
       const r = (await deployments.get(record.id))!.value;
       return Object.values(r.instances).every((i) => i.state === 'deleted') && Object.values(r.volumes).every((v) => v.state === 'deleted') ? true : undefined;
