@@ -191,7 +191,7 @@ describe('partition director (real Slurm, real scheduler)', function () {
     const r: CancelClaimResponse = await call(client.cancelClaim.bind(client), { claimId: second.id, requestId: '' });
     assert.equal(r.claim?.state, ClaimState.CANCELLED);
     const waiting = await sbatch([]);
-    await until(async () => (await slurm!.squeue()).some((j) => j.id === waiting && j.state === 'PENDING'), 'the Slurm job to wait');
+    await until(async () => (await slurm!.squeue()).some((j) => j.id === waiting && j.state === 'PENDING'), 'the Slurm job to wait', 60_000);
 
     assert.deepEqual(steps(await director.round()), ['to-slurm dn3']);
     assert.equal(await partitionOf('dn3'), 'slurm-batch');
@@ -200,7 +200,7 @@ describe('partition director (real Slurm, real scheduler)', function () {
 
     // More Slurm work, but the last cloud node runs an instance: it stays.
     const more = await sbatch([]);
-    await until(async () => (await slurm!.squeue()).some((j) => j.id === more && j.state === 'PENDING'), 'the second Slurm job to wait');
+    await until(async () => (await slurm!.squeue()).some((j) => j.id === more && j.state === 'PENDING'), 'the second Slurm job to wait', 60_000);
     const round = await director.round();
     assert.deepEqual(steps(round), []);
     assert.match(round.decision!.notes.join('\n'), /runs instances/);
@@ -309,7 +309,7 @@ describe('partition director (real Slurm, real scheduler)', function () {
 
     // Four one-node jobs for two free nodes: two wait, more than the Lapis claims that wait (none).
     for (let i = 0; i < 4; i++) await sbatch([]);
-    await until(async () => (await slurm!.squeue()).filter((j) => j.state === 'PENDING').length === 2, 'two Slurm jobs to wait');
+    await until(async () => (await slurm!.squeue()).filter((j) => j.state === 'PENDING').length === 2, 'two Slurm jobs to wait', 60_000);
     assert.deepEqual(steps(await preempting.round()), ['to-slurm dn1', 'preempt dn1']);
     assert.equal(await partitionOf('dn1'), 'slurm-batch');
     assert.ok((await slurmNode('dn1')).flags.includes('DRAIN'), 'resumed in Slurm while the instance still runs');
