@@ -102,6 +102,8 @@ describe('placement over the event stream (real NATS)', () => {
     const runningClaim = (await alice.submitClaim({ spec: spec('m1.medium') })).claim!;
     await until(() => placedIds(node).includes(runningClaim.id), 'placed');
     await node.instance(runningClaim.id, 'physics', InstanceState.RUNNING);
+    // Recorded before the stop: an event still in flight would only come back after the ack wait.
+    await until(async () => (await alice.getClaim({ claimId: runningClaim.id })).claim?.state === ClaimState.RUNNING, 'RUNNING');
     const queued = (await alice.submitClaim({ spec: spec('m1.medium'), requestId: 'keep-me' })).claim!;
     // Usage accrues while the instance runs and is written out by the leader.
     await until(async () => ((await root.getFairShare({ account: 'physics' })).entries.find((e) => e.user === '')?.rawUsage ?? 0) > 0, 'usage');
