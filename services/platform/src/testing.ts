@@ -94,7 +94,10 @@ export async function spawnService(
   const { spawn } = await import('node:child_process');
   const { createWriteStream } = await import('node:fs');
   const file = logFile ? createWriteStream(logFile, { flags: 'a' }) : undefined;
-  const child = spawn(process.execPath, ['-r', require.resolve('./telemetry/register'), mainJs], {
+  // Extra node flags for every spawned service (Node refuses --cpu-prof in NODE_OPTIONS), e.g.
+  // LAPIS_SERVICE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile a test or benchmark.
+  const nodeArgs = (process.env.LAPIS_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, '-r', require.resolve('./telemetry/register'), mainJs], {
     env: { PATH: process.env.PATH, LAPIS_GRPC_PORT: '0', LAPIS_GRPC_HOST: '127.0.0.1', OTEL_SERVICE_NAME: name, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,6 +1,7 @@
 // The node's own storage, driven with the real tools: volume files (sparse file -> loop
-// device -> ext4), the per-instance mount point with shared propagation that attached
-// volumes are mounted into, and the metadata directory (user data, SSH keys).
+// device -> ext4), the instances directory (one mount with shared propagation; each
+// instance's mount point in it is where its attached volumes are mounted), and the metadata
+// directory (user data, SSH keys).
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -23,6 +24,7 @@ export interface InstanceDirs {
 export class HostStorage implements NodeStorage {
   readonly volumesDir: string;
   readonly instancesDir: string;
+  private sharedMountChange: Promise<void> = Promise.resolve();
 
   constructor(readonly stateDir: string) {
     this.volumesDir = join(stateDir, 'volumes');
@@ -41,25 +43,42 @@ export class HostStorage implements NodeStorage {
   });
   attachPoint = (instanceId: string, name: string) => join(this.instanceDirs(instanceId).mountDir, name);
 
-  /** The instance's directories: the mount point is bound onto itself and made rshared. */
+  /**
+   * The instance's directories. Its mount point lies under the instances directory, which is
+   * bound onto itself once and made rshared: a volume mounted there later propagates into the
+   * instance's rslave bind mount, with no mount (and no process spawned) per instance.
+   */
   async prepareInstance(instanceId: string, metadata: Record<string, string | Buffer>): Promise<InstanceDirs> {
     const dirs = this.instanceDirs(instanceId);
     await fs.mkdir(dirs.mountDir, { recursive: true });
     await fs.mkdir(dirs.metadataDir, { recursive: true });
     for (const [name, content] of Object.entries(metadata)) await fs.writeFile(join(dirs.metadataDir, name), content, { mode: 0o644 });
-    if (!(await this.mountPoints()).includes(dirs.mountDir)) {
-      await run('mount', ['--bind', '--make-rshared', dirs.mountDir, dirs.mountDir]);
-    }
+    await this.exclusively(async () => {
+      if (!(await this.mountPoints()).includes(this.instancesDir)) await run('mount', ['--bind', '--make-rshared', this.instancesDir, this.instancesDir]);
+    });
     return dirs;
   }
 
-  /** Unmounts whatever is left under the instance and the mount point itself, then removes its directories. */
+  /**
+   * Unmounts whatever is left under the instance, then removes its directories; the last
+   * instance of the node also takes the shared mount of the instances directory.
+   */
   async releaseInstance(instanceId: string): Promise<void> {
     const root = join(this.instancesDir, instanceId);
     const mounts = (await this.mountPoints()).filter((m) => m === root || m.startsWith(`${root}/`));
-    // Deepest first: attached volumes, then the propagated mount point.
+    // Deepest first: attached volumes, then a mount point of its own (made by earlier versions).
     for (const mount of mounts.sort((a, b) => b.length - a.length)) await this.unmount(mount);
     await fs.rm(root, { recursive: true, force: true });
+    await this.exclusively(async () => {
+      if ((await this.instanceIdsOnDisk()).length === 0 && (await this.mountPoints()).includes(this.instancesDir)) await this.unmount(this.instancesDir);
+    });
+  }
+
+  /** Runs the changes of the shared mount one at a time (a create and the last delete may overlap). */
+  private exclusively(work: () => Promise<void>): Promise<void> {
+    const next = this.sharedMountChange.then(work);
+    this.sharedMountChange = next.catch(() => undefined);
+    return next;
   }
 
   async createVolumeFile(volumeId: string, sizeBytes: number, filesystem: string): Promise<void> {
@@ -90,7 +109,9 @@ export class HostStorage implements NodeStorage {
   async attach(volumeId: string, instanceId: string, name: string, readOnly: boolean): Promise<string> {
     const target = this.attachPoint(instanceId, name);
     const { mountDir } = this.instanceDirs(instanceId);
-    if (!(await this.mountPoints()).includes(mountDir)) {
+    const mounts = await this.mountPoints();
+    const prepared = await fs.stat(mountDir).then(() => true, () => false);
+    if (!prepared || !(mounts.includes(this.instancesDir) || mounts.includes(mountDir))) {
       throw failedPrecondition(`instance ${instanceId} has no propagated mount point on this node`, 'NO_MOUNT_POINT');
     }
     const device = (await run('losetup', ['--find', '--show', ...(readOnly ? ['--read-only'] : []), this.volumeFile(volumeId)])).trim();
