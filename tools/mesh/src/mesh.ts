@@ -92,7 +92,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
   };
   try {
     say('NATS with JetStream');
-    const nats = await startNats({ dir: join(stateDir, 'nats') });
+    const nats = await startNats({ dir: join(stateDir, 'nats'), monitor: true });
     stops.push(() => nats.stop());
     say('Docker engine');
     const engine = await ensureDocker();
