@@ -2,10 +2,9 @@
 // (examples/tosca/web-app.yaml), through the orchestrator's gRPC API like any user's.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Metadata } from '@grpc/grpc-js';
+import { Metadata, status } from '@grpc/grpc-js';
 import { createClient } from '@lapis/platform';
-import { DeploymentState, ToscaServiceClient, type Deployment, type GetDeploymentResponse, type CreateDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
-import { sleep } from '@lapis/platform/testing';
+import { DeploymentState, ToscaServiceClient, type Deployment, type CreateDeploymentResponse, type WatchDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { MESH_TOKENS, REPO_ROOT, type Mesh } from './mesh';
 
 export const EXAMPLE_TEMPLATE = join(REPO_ROOT, 'examples/tosca/web-app.yaml');
@@ -29,13 +28,23 @@ async function asAlice<T>(mesh: Mesh, work: (client: ToscaServiceClient, unary: 
   }
 }
 
-async function waitForState(client: ToscaServiceClient, unary: Unary, id: string, state: DeploymentState, timeoutMs: number): Promise<Deployment> {
-  for (const deadline = Date.now() + timeoutMs; ; await sleep(100)) {
-    const { deployment } = await unary<GetDeploymentResponse>((m, cb) => client.getDeployment({ deploymentId: id }, m, cb));
-    if (deployment?.state === state) return deployment;
-    if (deployment?.state === DeploymentState.FAILED) throw new Error(`deployment ${id} failed: ${deployment.stateReason}`);
-    if (Date.now() > deadline) throw new Error(`deployment ${id} still ${DeploymentState[deployment?.state ?? 0]} after ${timeoutMs} ms: ${deployment?.stateReason}`);
+/** Follows the deployment's watch stream until it is in `state` (FAILED throws). */
+async function waitForState(client: ToscaServiceClient, id: string, state: DeploymentState, timeoutMs: number): Promise<Deployment> {
+  const call = client.watchDeployment({ deploymentId: id }, new Metadata(), { deadline: Date.now() + timeoutMs });
+  let last: Deployment | undefined;
+  try {
+    for await (const message of call as AsyncIterable<WatchDeploymentResponse>) {
+      last = message.deployment;
+      if (last?.state === state) return last;
+      if (last?.state === DeploymentState.FAILED) throw new Error(`deployment ${id} failed: ${last.stateReason}`);
+    }
+  } catch (error) {
+    if ((error as { code?: number }).code !== status.DEADLINE_EXCEEDED) throw error;
+  } finally {
+    call.on('error', () => undefined);
+    call.cancel();
   }
+  throw new Error(`deployment ${id} still ${DeploymentState[last?.state ?? 0]} after ${timeoutMs} ms: ${last?.stateReason ?? ''}`);
 }
 
 /** Creates a deployment as alice and waits until it is DEPLOYED. */
@@ -44,7 +53,7 @@ export async function deploy(mesh: Mesh, yaml: string, fileName: string, timeout
     const created = await unary<CreateDeploymentResponse>((m, cb) =>
       client.createDeployment({ template: { content: { $case: 'yaml', yaml }, fileName, files: {} }, inputs: undefined, keepOnFailure: false, requestId: '' }, m, cb),
     );
-    return waitForState(client, unary, created.deploymentId, DeploymentState.DEPLOYED, timeoutMs);
+    return waitForState(client, created.deploymentId, DeploymentState.DEPLOYED, timeoutMs);
   });
 }
 
@@ -52,6 +61,6 @@ export async function deploy(mesh: Mesh, yaml: string, fileName: string, timeout
 export async function undeploy(mesh: Mesh, id: string, timeoutMs = 120_000): Promise<void> {
   await asAlice(mesh, async (client, unary) => {
     await unary((m, cb) => client.deleteDeployment({ deploymentId: id, requestId: '' }, m, cb));
-    await waitForState(client, unary, id, DeploymentState.DELETED, timeoutMs);
+    await waitForState(client, id, DeploymentState.DELETED, timeoutMs);
   });
 }
