@@ -1,6 +1,6 @@
 // The orchestrator's configuration: the platform's variables plus its own, parsed once at start.
 import { listenPort, loadConfig, platformSpecs, requireAuthSource } from '@lapis/platform';
-import { str } from 'envalid';
+import { num, str } from 'envalid';
 
 export const toscaSpecs = {
   ...platformSpecs,
@@ -8,6 +8,7 @@ export const toscaSpecs = {
   LAPIS_SCHEDULER_ADDRESS: str({ default: '127.0.0.1:50053', desc: 'scheduler gRPC address' }),
   LAPIS_RUNTIME_ADDRESS: str({ default: '127.0.0.1:50051', desc: 'container-runtime gRPC address' }),
   LAPIS_TOSCA_IMPORT_MIRROR: str({ default: '', desc: 'directory mirroring URL imports (host/path), so templates never need the network' }),
+  LAPIS_TOSCA_DELETED_RETENTION_S: num({ default: 86_400, desc: 'seconds a DELETED deployment and its operations stay readable before their records are removed' }),
 };
 
 export const loadToscaConfig = (env: NodeJS.ProcessEnv = process.env) => loadConfig(toscaSpecs, env, [requireAuthSource]);

@@ -20,7 +20,7 @@ runMain(async () => {
       const index = await bus.bucket('tosca-instances', jsonCodec<{ deployment: string; key: string }>());
       const operations = new OperationStore(await bus.bucket('tosca-operations', jsonCodec<OperationRecord>()));
       const ports = new LapisPorts({ scheduler: config.LAPIS_SCHEDULER_ADDRESS, runtime: config.LAPIS_RUNTIME_ADDRESS, serviceToken: config.LAPIS_SERVICE_TOKEN });
-      const engine = new DeploymentEngine({ deployments, index, operations, ports, bus, log });
+      const engine = new DeploymentEngine({ deployments, index, operations, ports, bus, log, deletedRetentionMs: config.LAPIS_TOSCA_DELETED_RETENTION_S * 1000 });
       await engine.start();
       shutdown.add('deployments', async () => {
         await engine.stop();

@@ -3,7 +3,7 @@
 // moved on by the runtime's instance_state_changed events. A restarted orchestrator resumes
 // every deployment that was not finished.
 import { randomUUID } from 'node:crypto';
-import { RetryLater, type Bucket, type EventBus, type Logger, type RunningConsumer } from '@lapis/platform';
+import { RetryLater, RevisionConflict, type Bucket, type EventBus, type Logger, type RunningConsumer } from '@lapis/platform';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { DeploymentStateChanged } from '@lapis/proto/lapis/events/v1/events';
 import { DeploymentState } from '@lapis/proto/lapis/tosca/v1/tosca';
@@ -50,6 +50,12 @@ export interface EngineOptions {
   log: Logger;
   /** Durable consumer name for the runtime's events. */
   consumer?: string;
+  /**
+   * How long a DELETED deployment stays readable (with its operations) before its records go;
+   * undefined keeps them for ever. Without it a busy site's buckets only grow, and so does
+   * every start, which reads them all.
+   */
+  deletedRetentionMs?: number;
 }
 
 interface QueuedEdit {
@@ -67,6 +73,7 @@ export class DeploymentEngine {
   /** Callers' tokens, in memory only: a resumed deployment goes on with the service's token. */
   private readonly tokens = new Map<string, string>();
   private stopped = false;
+  private sweeper?: NodeJS.Timeout;
   /** Claims being submitted: their first events may come before their ids are recorded. */
   private inflight = 0;
   /** Edits of a deployment's record waiting for the next write, and the write on its way. */
@@ -102,10 +109,41 @@ export class DeploymentEngine {
       }
       if (!terminal.has(value.phase) || (value.action === 'delete' && value.phase === 'FAILED' && this.hasLive(value))) this.kick(key);
     }
+    const retention = this.options.deletedRetentionMs;
+    if (retention !== undefined) {
+      const sweep = () => void this.sweep().catch((error) => this.options.log.warn({ err: error }, 'sweeping deleted deployments failed'));
+      this.sweeper = setInterval(sweep, Math.min(Math.max(retention / 2, 1_000), 600_000));
+      this.sweeper.unref();
+      sweep();
+    }
+  }
+
+  /**
+   * Removes the records of deployments DELETED longer ago than the retention: the deployment,
+   * its operations and its instances' index entries (the index last written, first removed, so
+   * a late event finds no owner rather than a missing record). Returns the removed ids.
+   */
+  async sweep(now = Date.now()): Promise<string[]> {
+    const retention = this.options.deletedRetentionMs;
+    if (retention === undefined) return [];
+    const expired = (await this.options.deployments.list()).filter((e) => e.value.phase === 'DELETED' && Date.parse(e.value.updateTime) + retention <= now);
+    if (!expired.length) return [];
+    const ids = new Set(expired.map((e) => e.key));
+    for (const entry of await this.options.index.list()) if (ids.has(entry.value.deployment)) await this.options.index.delete(entry.key);
+    for (const { key, revision } of expired) {
+      await this.options.operations.forget(key);
+      // Only as it was read: a deployment changed since (it cannot come back from DELETED) stays.
+      await this.options.deployments.delete(key, revision).catch((error: unknown) => {
+        if (!(error instanceof RevisionConflict)) throw error;
+      });
+    }
+    this.options.log.info({ deployments: [...ids] }, 'records of deleted deployments removed');
+    return [...ids];
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.sweeper);
     await this.consumer?.stop();
     await Promise.allSettled([...this.running.values()]);
   }

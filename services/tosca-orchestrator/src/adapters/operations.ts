@@ -75,6 +75,11 @@ export class OperationStore {
     return (await this.bucket.get(keyOf(parsed.deploymentId, parsed.generation)))?.value;
   }
 
+  /** Removes every operation of a deployment (when its record goes). */
+  async forget(deploymentId: string): Promise<void> {
+    for (const key of await this.bucket.keys(`${deploymentId}.*`)) await this.bucket.delete(key);
+  }
+
   async list(): Promise<OperationRecord[]> {
     return (await this.bucket.list()).map((e) => e.value);
   }

@@ -115,8 +115,8 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     await bus.drain();
   });
 
-  const engine = async (ports: Ports, consumer: string) => {
-    const e = new DeploymentEngine({ deployments, index, operations, ports, bus, log: testLog, consumer });
+  const engine = async (ports: Ports, consumer: string, deletedRetentionMs?: number) => {
+    const e = new DeploymentEngine({ deployments, index, operations, ports, bus, log: testLog, consumer, deletedRetentionMs });
     await e.start();
     engines.push(e);
     return e;
@@ -177,6 +177,31 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     const at = (c: string) => done.indexOf(c);
     assert.ok(at(`cancel ${claim('wn_server-0')}`) < at(`cancel ${claim('lrms_server-0')}`), `reverse order: ${done.join(', ')}`);
     assert.ok(at(`cancel ${claim('lrms_server-0')}`) < done.findIndex((c) => c.startsWith('delete-volume')), `volume last: ${done.join(', ')}`);
+  });
+
+  it('removes the records of a deleted deployment once its retention has passed, and nothing else', async () => {
+    const ports = new StandIn(bus, unique('r'));
+    const e = await engine(ports, unique('tosca-test'), 60_000);
+    const gone = newRecord({ number_of_nodes: 1 });
+    const kept = newRecord({ number_of_nodes: 1 });
+    for (const d of [gone, kept]) await e.create(d.record, d.topology);
+    for (const d of [gone, kept]) await phase(d.record.id, 'DEPLOYED');
+    await e.delete(gone.record.id);
+    await phase(gone.record.id, 'DELETED');
+    const claims = Object.values((await deployments.get(gone.record.id))!.value.instances).map((i) => i.claimId!);
+    assert.ok(claims.length > 0);
+    // Within the retention: everything still readable.
+    assert.deepEqual(await e.sweep(), []);
+    assert.equal((await operations.get(`operations/tosca/${gone.record.id}/1`))?.phase, 'DELETED');
+    // After it: the deployment, both its operations and its index entries are gone; the other stays whole.
+    assert.deepEqual(await e.sweep(Date.now() + 60_000), [gone.record.id]);
+    assert.equal(await deployments.get(gone.record.id), undefined);
+    assert.equal(await operations.get(`operations/tosca/${gone.record.id}/0`), undefined);
+    assert.equal(await operations.get(`operations/tosca/${gone.record.id}/1`), undefined);
+    for (const claim of claims) assert.equal(await index.get(claim), undefined, `index entry of ${claim}`);
+    assert.equal((await deployments.get(kept.record.id))?.value.phase, 'DEPLOYED');
+    assert.equal((await operations.get(`operations/tosca/${kept.record.id}/0`))?.done, true);
+    assert.ok((await index.list()).some((entry) => entry.value.deployment === kept.record.id));
   });
 
   it('a restarted orchestrator resumes a deployment it had started', async () => {
