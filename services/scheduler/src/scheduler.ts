@@ -369,6 +369,15 @@ export class Scheduler {
     return [...defs.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
+  /** No heartbeat for three intervals, or not ready: the cycle places nothing on it. */
+  nodeIsDown(n: NodeRecord, now = this.now()): boolean {
+    return !n.ready || now - n.lastSeen > this.downAfterMs;
+  }
+
+  private get downAfterMs(): number {
+    return 3 * this.o.heartbeatMs;
+  }
+
   partitionOfNode(n: NodeRecord): string {
     return this.moves.get(n.name)?.partition || n.partition || this.o.settings.defaultPartition;
   }
@@ -576,7 +585,7 @@ export class Scheduler {
     accrueUsage(this.usage, Math.max(0, now - this.usageAt), this.o.settings.halfLifeMs, rates);
     this.usageAt = now;
     const nodes = [...this.nodes.values()].map((n) => (this.moves.has(n.name) ? { ...n, partition: this.partitionOfNode(n) } : n));
-    const downAfterMs = 3 * this.o.heartbeatMs;
+    const downAfterMs = this.downAfterMs;
     // Priorities are recalculated every priorityCalcMs (SLURM's PriorityCalcPeriod), and the
     // queue sorted anew; claims that arrived since get theirs from the same fair-share
     // snapshot and are merged in.

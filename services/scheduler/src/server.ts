@@ -215,9 +215,11 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
 
     async listPartitions(req) {
       const nodesOf = new Map<string, string[]>();
+      const downOf = new Map<string, string[]>();
       for (const n of s.nodes.values()) {
         const p = s.partitionOfNode(n);
         nodesOf.set(p, [...(nodesOf.get(p) ?? []), n.name]);
+        if (s.nodeIsDown(n)) downOf.set(p, [...(downOf.get(p) ?? []), n.name]);
       }
       const page = paginate(s.partitions(), (p) => p.name, req);
       return {
@@ -231,6 +233,7 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
           minNodes: p.minNodes,
           maxNodes: p.maxNodes,
           closed: p.closed ?? false,
+          downNodes: (downOf.get(p.name) ?? []).sort(),
         })),
         nextPageToken: page.nextPageToken,
       };

@@ -19,11 +19,13 @@ function obs(o: {
   sp?: number;
   cloudMin?: number;
   cloudMax?: number;
+  down?: string[];
 }): Observation {
   return {
     slurm: { nodes: o.slurm, pendingJobs: o.sp ?? 0 },
     lapis: {
       partitionOf: new Map(Object.entries(o.partitions)),
+      downNodes: new Set(o.down ?? []),
       claimsOn: new Map(Object.entries(o.claims ?? {})),
       pendingClaims: o.lp ?? 0,
       cloudMin: o.cloudMin ?? 0,
@@ -112,6 +114,19 @@ describe('partition director: decisions (pure)', function () {
     const o = obs({ slurm: [lapisDrained('n1'), lapisDrained('n2')], partitions: { n1: 'cloud', n2: 'cloud' }, claims: { n1: [claim('a', true)], n2: [claim('b', false)] }, sp: 1 });
     assert.deepEqual(kinds(decide(o, POLICY)), []);
     assert.deepEqual(kinds(decide(o, { ...POLICY, preempt: true })), ['to-slurm n1 drain', 'preempt n1']);
+  });
+
+  it('never moves a node whose Lapis agent is down to Lapis; one drained for Lapis meanwhile goes back to Slurm', function () {
+    const d = decide(obs({ slurm: [node('n1'), node('n2')], partitions: { n1: 'slurm-batch', n2: 'slurm-batch' }, lp: 1, down: ['n1'] }), POLICY);
+    assert.deepEqual(kinds(d), ['drain n2']);
+    assert.match(d.notes.join('\n'), /n1 is idle in Slurm but its Lapis agent is down/);
+    const allDown = decide(obs({ slurm: [node('n1')], partitions: { n1: 'slurm-batch' }, lp: 1, down: ['n1'] }), POLICY);
+    assert.deepEqual(kinds(allDown), []);
+    const drained = decide(obs({ slurm: [lapisDrained('n1')], partitions: { n1: 'slurm-batch' }, lp: 1, down: ['n1'] }), POLICY);
+    assert.deepEqual(kinds(drained), ['resume n1']);
+    assert.match(drained.notes.join('\n'), /its Lapis agent is down: resumed in Slurm/);
+    const up = decide(obs({ slurm: [lapisDrained('n1')], partitions: { n1: 'slurm-batch' }, lp: 1 }), POLICY);
+    assert.deepEqual(kinds(up), ['to-cloud n1'], 'the same node with its agent up moves');
   });
 
   it('no demand either way: a node drained for Lapis goes back to Slurm', function () {

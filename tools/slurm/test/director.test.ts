@@ -225,7 +225,7 @@ describe('partition director (real Slurm, real scheduler)', function () {
       return r.stdout;
     };
     const list = await lapisctl(['partition', 'list']);
-    assert.match(list, /^cloud\s+1\s+-\s+2\s+batch\s.*\bdn2$/m, list);
+    assert.match(list, /^cloud\s+1\s+0\s+-\s+2\s+batch\s.*\bdn2$/m, list);
     assert.match(list, /^slurm-batch\s+2\s.*\bdn1,dn3$/m, list);
     const moves = await lapisctl(['partition', 'moves']);
     assert.match(moves, /^TIME\s+AGE\s+NODE\s+FROM\s+TO\s+BY\s+REASON$/m, moves);

@@ -91,6 +91,19 @@ describe('placement over the event stream (real NATS)', () => {
     assert.equal(requeued.node, '');
   });
 
+  it('lists a node silent for three heartbeat periods as down in its partition, and up again after its next heartbeat', async () => {
+    running = await startTestScheduler(unique('sched').toLowerCase(), { LAPIS_HEARTBEAT_MS: '200' });
+    root = client(`127.0.0.1:${running.port}`, 'root-token');
+    const node = await FakeFreeNode.start(unique('node').toLowerCase());
+    nodes.push(node);
+    const down = async () => (await root.listPartitions({})).partitions.find((p) => p.name === 'default')?.downNodes ?? [];
+    await node.heartbeat(2, 8);
+    await until(async () => (await root.listPartitions({})).partitions.some((p) => p.nodes.includes(node.name)), 'the node listed');
+    await until(async () => (await down()).includes(node.name), 'the silent node down');
+    await node.heartbeat(2, 8);
+    await until(async () => !(await down()).includes(node.name), 'the node up again');
+  });
+
   it('loses nothing on restart: queue, accounts, quotas and usage', async () => {
     const prefix = unique('sched').toLowerCase();
     await start(prefix);

@@ -47,7 +47,7 @@ export function partitionCommand(): Command {
       {
         name: 'list',
         aliases: ['ls'],
-        summary: 'the partitions: nodes, min/max nodes, the Slurm partition shared with',
+        summary: 'the partitions: nodes (down ones marked *), min/max nodes, the Slurm partition shared with',
         examples: ['lapisctl partition list', 'lapisctl partition list -o yaml'],
         run: async (_parsed, ctx) => {
           const partitions = await listPartitions(ctx);
@@ -55,15 +55,17 @@ export function partitionCommand(): Command {
           const rows = partitions.map((p) => ({
             PARTITION: p.name,
             NODES: p.nodes.length,
+            DOWN: p.downNodes.length,
             MIN: size(p.minNodes),
             MAX: size(p.maxNodes),
             SLURM: p.batchPartition || undefined,
             SPOT: p.allowPreemptible ? 'yes' : 'no',
             TIER: p.priorityTier,
             LIMIT: limits(p),
-            NODELIST: p.nodes.join(','),
+            // Down nodes (no heartbeat) marked as sinfo marks a node that does not respond.
+            NODELIST: p.nodes.map((n) => (p.downNodes.includes(n) ? `${n}*` : n)).join(','),
           }));
-          process.stdout.write(table(['PARTITION', 'NODES', 'MIN', 'MAX', 'SLURM', 'SPOT', 'TIER', 'LIMIT', 'NODELIST'], rows));
+          process.stdout.write(table(['PARTITION', 'NODES', 'DOWN', 'MIN', 'MAX', 'SLURM', 'SPOT', 'TIER', 'LIMIT', 'NODELIST'], rows));
         },
       },
       {

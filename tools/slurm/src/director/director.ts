@@ -66,7 +66,7 @@ export class Director {
     const decision = decide(
       {
         slurm: { nodes, pendingJobs },
-        lapis: { partitionOf: lapis.partitionOf, claimsOn: lapis.claimsOn, pendingClaims: lapis.pendingClaims, cloudMin: cloud.minNodes, cloudMax: cloud.maxNodes },
+        lapis: { partitionOf: lapis.partitionOf, downNodes: lapis.downNodes, claimsOn: lapis.claimsOn, pendingClaims: lapis.pendingClaims, cloudMin: cloud.minNodes, cloudMax: cloud.maxNodes },
       },
       policy,
     );

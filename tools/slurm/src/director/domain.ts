@@ -16,6 +16,8 @@
 // placements), then resume it in Slurm. With the preemption policy, a node whose instances are
 // all preemptible is moved with drain and its instances get a preemption notice; it is resumed
 // in Slurm once none runs.
+// A node whose Lapis agent is down (no heartbeat: the scheduler's down_nodes) never moves to
+// Lapis, which would place nothing on it; one drained for Lapis meanwhile goes back to Slurm.
 
 /** Drain reasons the director writes start with this; other drains are an admin's and left alone. */
 export const REASON_PREFIX = 'lapis:';
@@ -48,6 +50,8 @@ export interface Observation {
   lapis: {
     /** Lapis partition of every node the scheduler knows. */
     partitionOf: Map<string, string>;
+    /** Nodes whose Lapis agent is down (no heartbeat): the scheduler places nothing on them. */
+    downNodes: Set<string>;
     /** Active (placed or running) claims per node. */
     claimsOn: Map<string, LapisClaimOnNode[]>;
     /** Claims pending in the cloud partition that more nodes would help. */
@@ -171,7 +175,12 @@ export function decide(obs: Observation, policy: Policy): Decision {
   const towardCloud = (want === 'cloud' || (want === 'none' && lp > 0)) && limit(cloudMax, cloudSize) > 0;
   let cloudRoom = limit(cloudMax, cloudSize);
   for (const n of transit) {
-    if (towardCloud && cloudRoom > 0) {
+    const lapisDown = obs.lapis.downNodes.has(n.name);
+    if (lapisDown && n.claims.length === 0) {
+      // Useless to Lapis while its agent is down: Slurm has it back.
+      actions.push({ kind: 'resume', node: n.name, reason: `director: its Lapis agent is down (no heartbeat); ${why}` });
+      notes.push(`${n.name} was drained for Lapis, but its Lapis agent is down: resumed in Slurm`);
+    } else if (towardCloud && cloudRoom > 0 && !lapisDown) {
       if (slurmIdle(n.slurm) && slurmUsable(n.slurm)) {
         actions.push({ kind: 'to-cloud', node: n.name, reason: `director: drained in Slurm and idle; ${why}` });
         cloudRoom--;
@@ -186,7 +195,10 @@ export function decide(obs: Observation, policy: Policy): Decision {
 
   if (want === 'cloud') {
     const room = Math.min(policy.maxInTransit - transit.length, limit(cloudMax, cloudSize + transit.length), slurmSize - policy.slurmMin);
-    const candidates = shared.filter((n) => n.side === 'slurm' && slurmUsable(n.slurm) && slurmIdle(n.slurm) && !hasFlag(n.slurm, 'DRAIN'));
+    const idle = shared.filter((n) => n.side === 'slurm' && slurmUsable(n.slurm) && slurmIdle(n.slurm) && !hasFlag(n.slurm, 'DRAIN'));
+    // A node whose Lapis agent is down would only leave Slurm to take no claim.
+    const candidates = idle.filter((n) => !obs.lapis.downNodes.has(n.name));
+    for (const n of idle) if (obs.lapis.downNodes.has(n.name)) notes.push(`${n.name} is idle in Slurm but its Lapis agent is down (no heartbeat): not moved to Lapis`);
     if (room <= 0) {
       if (transit.length === 0) notes.push(`wants a node for Lapis (${why}) but limits allow none (cloud ${cloudSize}/${cloudMax || '-'}, Slurm ${slurmSize}, min ${policy.slurmMin})`);
     } else if (candidates.length === 0) {

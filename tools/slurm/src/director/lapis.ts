@@ -22,6 +22,8 @@ const NOT_FOR_NODES = new Set([PendingReason.QUOTA_EXCEEDED, PendingReason.PARTI
 export interface LapisView {
   partitions: Partition[];
   partitionOf: Map<string, string>;
+  /** Nodes the scheduler has as down (no heartbeat): it places nothing on them. */
+  downNodes: Set<string>;
   claimsOn: Map<string, LapisClaimOnNode[]>;
   pendingClaims: number;
 }
@@ -68,12 +70,13 @@ export class LapisAdapter {
     ]);
     const partitionOf = new Map<string, string>();
     for (const p of partitions) for (const n of p.nodes) partitionOf.set(n, p.name);
+    const downNodes = new Set(partitions.flatMap((p) => p.downNodes));
     const claimsOn = new Map<string, LapisClaimOnNode[]>();
     for (const c of active) {
       if (!c.node) continue;
       claimsOn.set(c.node, [...(claimsOn.get(c.node) ?? []), { id: c.id, project: c.project, preemptible: c.preemptible }]);
     }
-    return { partitions, partitionOf, claimsOn, pendingClaims: pending.filter((c) => !NOT_FOR_NODES.has(c.pendingReason)).length };
+    return { partitions, partitionOf, downNodes, claimsOn, pendingClaims: pending.filter((c) => !NOT_FOR_NODES.has(c.pendingReason)).length };
   }
 
   async moveNode(node: string, toPartition: string, drain: boolean, reason: string): Promise<string> {
