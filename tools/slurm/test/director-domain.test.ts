@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { decide, type LapisClaimOnNode, type Observation, type Policy, type SlurmNode } from '../src/director/domain.js';
-import { parseNodes, parsePendingJobs } from '../src/director/slurm.js';
+import { parseNodes, parsePendingJobNodes } from '../src/director/slurm.js';
 
 const POLICY: Policy = { cloudPartition: 'cloud', slurmSidePartition: 'slurm-batch', batchPartition: 'batch', slurmMin: 0, slurmMax: 0, maxInTransit: 1, preempt: false };
 
@@ -22,7 +22,7 @@ function obs(o: {
   down?: string[];
 }): Observation {
   return {
-    slurm: { nodes: o.slurm, pendingJobs: o.sp ?? 0 },
+    slurm: { nodes: o.slurm, pendingJobNodes: o.sp ?? 0 },
     lapis: {
       partitionOf: new Map(Object.entries(o.partitions)),
       downNodes: new Set(o.down ?? []),
@@ -163,8 +163,9 @@ describe('partition director: Slurm output parsing (pure)', function () {
     ]);
   });
 
-  it('counts pending jobs that wait for nodes, not held ones or ones waiting for another job', function () {
+  it('counts the nodes pending jobs ask for, not those of held jobs or jobs waiting for another job', function () {
     const text = ['12|1|Resources', '13|2|Priority', '14|1|Dependency', '15|1|JobHeldUser', '16|3|Nodes required for job are DOWN, DRAINED or reserved for jobs in higher priority partitions', '17|1|None', ''].join('\n');
-    assert.equal(parsePendingJobs(text), 4);
+    // 1 + 2 + 3 + 1: the jobs waiting on resources, priority, down nodes or nothing in particular.
+    assert.equal(parsePendingJobNodes(text), 7);
   });
 });

@@ -62,10 +62,10 @@ export class Director {
       maxInTransit: this.o.maxInTransit,
       preempt: this.o.preempt && this.o.lapis.canPreempt,
     };
-    const [lapis, nodes, pendingJobs] = await Promise.all([this.o.lapis.view(cloud.name), this.o.slurm.nodes(), this.o.slurm.pendingJobs(cloud.batchPartition)]);
+    const [lapis, nodes, pendingJobNodes] = await Promise.all([this.o.lapis.view(cloud.name), this.o.slurm.nodes(), this.o.slurm.pendingJobNodes(cloud.batchPartition)]);
     const decision = decide(
       {
-        slurm: { nodes, pendingJobs },
+        slurm: { nodes, pendingJobNodes },
         lapis: { partitionOf: lapis.partitionOf, downNodes: lapis.downNodes, claimsOn: lapis.claimsOn, pendingClaims: lapis.pendingClaims, cloudMin: cloud.minNodes, cloudMax: cloud.maxNodes },
       },
       policy,

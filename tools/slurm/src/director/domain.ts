@@ -44,8 +44,11 @@ export interface LapisClaimOnNode {
 export interface Observation {
   slurm: {
     nodes: SlurmNode[];
-    /** Jobs pending in the batch partition that more nodes would help (not held, no dependency). */
-    pendingJobs: number;
+    /**
+     * Nodes asked for by the jobs pending in the batch partition that more nodes would help
+     * (not held, no dependency): a job that needs four nodes counts four.
+     */
+    pendingJobNodes: number;
   };
   lapis: {
     /** Lapis partition of every node the scheduler knows. */
@@ -146,11 +149,11 @@ export function decide(obs: Observation, policy: Policy): Decision {
   for (const p of obs.lapis.partitionOf.values()) if (p === policy.cloudPartition) cloudSize++;
   const slurmSize = obs.slurm.nodes.filter((n) => n.partitions.includes(policy.batchPartition) && !drainedByLapis(n)).length;
   const lp = obs.lapis.pendingClaims;
-  const sp = obs.slurm.pendingJobs;
+  const sp = obs.slurm.pendingJobNodes;
   const { cloudMin, cloudMax } = obs.lapis;
 
   let want: Want = 'none';
-  let why = `${lp} Lapis claim(s) and ${sp} Slurm job(s) pending`;
+  let why = `${lp} Lapis claim(s) pending, ${sp} node(s) asked for by pending Slurm jobs`;
   if (cloudSize < cloudMin) {
     want = 'cloud';
     why = `the cloud partition has ${cloudSize} node(s), fewer than its minimum ${cloudMin}`;

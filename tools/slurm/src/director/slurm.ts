@@ -30,13 +30,18 @@ export function parseNodes(text: string): SlurmNode[] {
  */
 const NOT_FOR_NODES = /^(Dependency|DependencyNeverSatisfied|JobHeld(User|Admin)|BeginTime|PartitionDown|PartitionInactive|PartitionTimeLimit|Reservation|QOS.*|Assoc.*|.*Limit|launch failed.*|BadConstraints|InvalidAccount|InvalidQOS)$/;
 
-/** Counts the jobs in `squeue -h -t PENDING -o '%i|%D|%r'` output that wait for nodes. */
-export function parsePendingJobs(text: string): number {
+/**
+ * The nodes asked for (%D, at least 1) by the jobs in `squeue -h -t PENDING -o '%i|%D|%r'`
+ * output that wait for nodes: a job that needs four nodes wants four, not one.
+ */
+export function parsePendingJobNodes(text: string): number {
   let n = 0;
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;
-    const reason = line.split('|').slice(2).join('|').trim();
-    if (!NOT_FOR_NODES.test(reason)) n++;
+    const [, nodes = '', ...rest] = line.split('|');
+    if (NOT_FOR_NODES.test(rest.join('|').trim())) continue;
+    const asked = Number.parseInt(nodes, 10);
+    n += Number.isFinite(asked) && asked > 0 ? asked : 1;
   }
   return n;
 }
@@ -64,8 +69,8 @@ export class SlurmAdapter {
     return parseNodes(await this.run(this.c.scontrol, ['-o', 'show', 'node']));
   }
 
-  async pendingJobs(partition: string): Promise<number> {
-    return parsePendingJobs(await this.run(this.c.squeue, ['-h', '-t', 'PENDING', '-p', partition, '-o', '%i|%D|%r']));
+  async pendingJobNodes(partition: string): Promise<number> {
+    return parsePendingJobNodes(await this.run(this.c.squeue, ['-h', '-t', 'PENDING', '-p', partition, '-o', '%i|%D|%r']));
   }
 
   async drain(node: string, reason: string): Promise<void> {
