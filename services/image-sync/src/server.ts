@@ -2,7 +2,7 @@
 // translate and validate requests, call the app, map answers. The catalogue is readable by
 // every authenticated caller (the runtime resolves with its service token); syncs, statuses,
 // policies and operations are for admins.
-import { invalidArgument, notFound, paginate, service, type ServiceRegistration } from '@lapis/platform';
+import { invalidArgument, notFound, paginate, service, watchOperationByPolling, type ServiceRegistration } from '@lapis/platform';
 import { OperationsServiceService } from '@lapis/proto/lapis/common/v1/common';
 import { ImageSyncServiceService, type Image, type Platform, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
 import type { ImageSyncApp } from './app';
@@ -139,17 +139,7 @@ export function registrations(app: ImageSyncApp, siteHost: string): ServiceRegis
       },
       async watchOperation(request, ctx, send) {
         ctx.requireAdmin();
-        let last = '';
-        for (;;) {
-          const operation = await app.getOperation(request.name);
-          const seen = `${operation.updateTime?.getTime()}:${operation.done}`;
-          if (seen !== last) {
-            last = seen;
-            await send({ operation });
-          }
-          if (operation.done || ctx.signal.aborted) return;
-          await new Promise((resolve) => setTimeout(resolve, 200));
-        }
+        await watchOperationByPolling(() => app.getOperation(request.name), send, ctx.signal, 200);
       },
       async cancelOperation(request, ctx) {
         ctx.requireAdmin();

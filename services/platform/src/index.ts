@@ -13,3 +13,5 @@ export { shutdownTelemetry, startTelemetry } from './telemetry/sdk';
 export * from './flavors';
 export * from './paging';
 export * from './instance-spec';
+export * from './operations';
+export * from './maps';

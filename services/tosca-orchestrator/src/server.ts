@@ -2,7 +2,7 @@
 // engine, translate back. Validation and translation need nothing else; deployments go through
 // the engine and live in the key-value store.
 import { createHash } from 'node:crypto';
-import { failedPrecondition, invalidArgument, notFound, paginate, service, type Bucket, type CallContext } from '@lapis/platform';
+import { failedPrecondition, invalidArgument, notFound, paginate, service, watchOperationByPolling, type Bucket, type CallContext } from '@lapis/platform';
 import { Any } from '@lapis/proto/google/protobuf/any';
 import {
   Deployment, DeploymentState, NodeState, Severity, ToscaServiceService, TranslationTarget,
@@ -261,18 +261,7 @@ export function toscaServices(deps: ServerDeps) {
     },
 
     async watchOperation(request, ctx, send) {
-      // The operation at once, then at every change, until it is done (or the caller goes).
-      let last = '';
-      for (;;) {
-        const { operation } = await operationFor(request.name, ctx);
-        const seen = `${operation.done}:${operation.updateTime?.getTime()}`;
-        if (seen !== last) {
-          last = seen;
-          await send({ operation });
-        }
-        if (operation.done || ctx.signal.aborted) return;
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
+      await watchOperationByPolling(async () => (await operationFor(request.name, ctx)).operation, send, ctx.signal);
     },
 
     async cancelOperation(request, ctx) {

@@ -63,6 +63,19 @@ export function claimName(volumeId: string): string {
 const codeOf = (error: unknown) => (error as { code?: number }).code;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Reads an object until the API server answers 404 (true) or `timeoutMs` passes (false). */
+async function gone(read: () => Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(200)) {
+    try {
+      await read();
+    } catch (error) {
+      if (codeOf(error) === 404) return true;
+      throw error;
+    }
+  }
+  return false;
+}
+
 type Client = typeof k8s;
 
 export class KubernetesBackend implements RuntimeBackend {
@@ -440,17 +453,9 @@ export class KubernetesBackend implements RuntimeBackend {
     await core.deleteNamespacedPersistentVolumeClaim({ name, namespace }).catch((error: unknown) => {
       if (codeOf(error) !== 404) throw kubeError(error, `delete the PersistentVolumeClaim ${name}`);
     });
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
-      try {
-        await core.readNamespacedPersistentVolumeClaim({ name, namespace });
-      } catch (error) {
-        if (codeOf(error) === 404) return;
-        throw error;
-      }
-      await sleep(200);
+    if (!(await gone(() => core.readNamespacedPersistentVolumeClaim({ name, namespace }), 30_000))) {
+      throw failedPrecondition(`PersistentVolumeClaim ${name} was not gone 30 s after its deletion (a pod still uses it?)`, 'ENGINE_REFUSED');
     }
-    throw failedPrecondition(`PersistentVolumeClaim ${name} was not gone 30 s after its deletion (a pod still uses it?)`, 'ENGINE_REFUSED');
   }
 
   private async listClaims(): Promise<Volume[]> {
@@ -501,17 +506,9 @@ export class KubernetesBackend implements RuntimeBackend {
     await core.deleteNamespacedConfigMap({ name: `${name}-metadata`, namespace }).catch((error: unknown) => {
       if (codeOf(error) !== 404) this.log.warn({ pod: name, err: (error as Error).message }, 'deleting the metadata config map failed');
     });
-    const deadline = Date.now() + (graceS + 30) * 1000;
-    while (Date.now() < deadline) {
-      try {
-        await core.readNamespacedPod({ name, namespace });
-      } catch (error) {
-        if (codeOf(error) === 404) return;
-        throw error;
-      }
-      await new Promise((r) => setTimeout(r, 200));
+    if (!(await gone(() => core.readNamespacedPod({ name, namespace }), (graceS + 30) * 1000))) {
+      throw failedPrecondition(`pod ${name} was not gone ${graceS + 30} s after its deletion`, 'ENGINE_REFUSED');
     }
-    throw failedPrecondition(`pod ${name} was not gone ${graceS + 30} s after its deletion`, 'ENGINE_REFUSED');
   }
 }
 

@@ -59,27 +59,22 @@ describe('kubernetes backend (kwok nodes)', function () {
   });
   const MiB = 2 ** 20;
 
-  const pod = async (instanceId: string): Promise<Pod | undefined> => {
+  /** The object at `path`, undefined when the API server answers 404. */
+  const read = async <T>(path: string): Promise<T | undefined> => {
     try {
-      return await kube.request<Pod>('GET', `/api/v1/namespaces/${namespace}/pods/${podName(instanceId)}`);
+      return await kube.request<T>('GET', `/api/v1/namespaces/${namespace}/${path}`);
     } catch (error) {
       if ((error as { status?: number }).status === 404) return undefined;
       throw error;
     }
   };
+  const pod = (instanceId: string) => read<Pod>(`pods/${podName(instanceId)}`);
   const create = async (name: string, extra: Record<string, unknown> = {}): Promise<Instance> =>
     ((await rpc(alice, alice.createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
   const get = async (id: string): Promise<Instance> => ((await rpc(alice, alice.getInstance, { instanceId: id })) as { instance: Instance }).instance;
   const getVolume = async (id: string): Promise<Volume> => ((await rpc(alice, alice.getVolume, { volumeId: id })) as { volume: Volume }).volume;
   const remove = (id: string) => rpc(alice, alice.deleteInstance, { instanceId: id, timeout: undefined, requestId: '' });
-  const claim = async (volumeId: string): Promise<Claim | undefined> => {
-    try {
-      return await kube.request<Claim>('GET', `/api/v1/namespaces/${namespace}/persistentvolumeclaims/${claimName(volumeId)}`);
-    } catch (error) {
-      if ((error as { status?: number }).status === 404) return undefined;
-      throw error;
-    }
-  };
+  const claim = (volumeId: string) => read<Claim>(`persistentvolumeclaims/${claimName(volumeId)}`);
   const newVolume = async (name: string, sizeBytes = 64 * MiB): Promise<Volume> =>
     ((await rpc(alice, alice.createVolume, { name, sizeBytes, filesystem: '', node: '', labels: {}, requestId: '' })) as { volume: Volume }).volume;
   /**
