@@ -4,7 +4,7 @@
 // again; a repository whose tags are all unchanged costs only HEAD requests and a tag list
 // (no tag list when the policy names its tags exactly).
 import { readFileSync } from 'node:fs';
-import { BucketMirror, type EventBus, type Logger } from '@lapis/platform';
+import { appendTo, BucketMirror, type EventBus, type Logger } from '@lapis/platform';
 import { SyncResult, UpstreamRemoval, type Platform, type PlatformManifest, type RepositorySyncStatus, type SyncError, type SyncPolicy, Image } from '@lapis/proto/lapis/images/v1/images';
 import { isIndex, RegistryClient, type RegistryClientOptions, RegistryError, registryCause, Semaphore, type Credentials, type Descriptor, type FetchedManifest } from './adapters/registry/client';
 import { imageKey, statusKey, type Stores } from './adapters/store';
@@ -125,7 +125,7 @@ export class Syncer {
     }
     const catalogue = await this.catalogue();
     const byRepository = new Map<string, Image[]>();
-    for (const image of catalogue.values()) byRepository.set(image.repository, [...(byRepository.get(image.repository) ?? []), image]);
+    for (const image of catalogue.values()) appendTo(byRepository, image.repository, image);
     return Promise.all(
       repositories.map(async (repository) => {
         const status = await this.syncRepository(policy, repository, source, sourceError, byRepository.get(destinationOf(policy, repository)) ?? [], signal);

@@ -1,6 +1,6 @@
 // gRPC handlers of lapis.scheduler.v1.SchedulerService: validate, scope to the caller's
 // project (admins see every project), translate, and hand over to the engine.
-import { failedPrecondition, invalidArgument, notFound, paginate, permissionDenied, service, validateInstanceSpec, type CallContext, type FieldViolation, type Handlers, type ServiceRegistration } from '@lapis/platform';
+import { appendTo, failedPrecondition, invalidArgument, notFound, paginate, permissionDenied, service, validateInstanceSpec, type CallContext, type FieldViolation, type Handlers, type ServiceRegistration } from '@lapis/platform';
 import { Backend, DeviceKind, type Resources } from '@lapis/proto/lapis/common/v1/common';
 import {
   ClaimState,
@@ -218,8 +218,8 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       const downOf = new Map<string, string[]>();
       for (const n of s.nodes.values()) {
         const p = s.partitionOfNode(n);
-        nodesOf.set(p, [...(nodesOf.get(p) ?? []), n.name]);
-        if (s.nodeIsDown(n)) downOf.set(p, [...(downOf.get(p) ?? []), n.name]);
+        appendTo(nodesOf, p, n.name);
+        if (s.nodeIsDown(n)) appendTo(downOf, p, n.name);
       }
       const page = paginate(s.partitions(), (p) => p.name, req);
       return {

@@ -3,7 +3,7 @@
 // their nodes, active and pending claims, MoveNode (which publishes the NodeMoved event).
 // Preemption notices go on the event bus, as the scheduler sends them, so the node's runtime
 // stops the instance and reports it PREEMPTED (the scheduler then requeues or ends its claim).
-import { call, createClient, type EventBus } from '@lapis/platform';
+import { appendTo, call, createClient, type EventBus } from '@lapis/platform';
 import {
   ClaimState,
   PendingReason,
@@ -74,7 +74,7 @@ export class LapisAdapter {
     const claimsOn = new Map<string, LapisClaimOnNode[]>();
     for (const c of active) {
       if (!c.node) continue;
-      claimsOn.set(c.node, [...(claimsOn.get(c.node) ?? []), { id: c.id, project: c.project, preemptible: c.preemptible }]);
+      appendTo(claimsOn, c.node, { id: c.id, project: c.project, preemptible: c.preemptible });
     }
     return { partitions, partitionOf, downNodes, claimsOn, pendingClaims: pending.filter((c) => !NOT_FOR_NODES.has(c.pendingReason)).length };
   }
