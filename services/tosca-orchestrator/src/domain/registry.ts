@@ -90,12 +90,31 @@ export function parseOccurrences(value: unknown, fallback: [number, number]): [n
 
 const interfaceReserved = new Set(['derived_from', 'description', 'version', 'metadata', 'inputs', 'type', 'notifications', 'operations']);
 
+/**
+ * What is worked out from one type in one registry, each part when first asked for. One object
+ * with fixed fields per type: validation asks for these thousands of times per template.
+ */
+class TypeFacts {
+  ancestors: TypeEntry[] | undefined = undefined;
+  properties: Map<string, PropertyDef> | undefined = undefined;
+  attributes: Map<string, PropertyDef> | undefined = undefined;
+  capabilities: Map<string, CapabilityDef> | undefined = undefined;
+  requirements: Map<string, RequirementDef> | undefined = undefined;
+  interfaces: Map<string, InterfaceDef> | undefined = undefined;
+  readonly sections = new Map<string, Map<string, { def: unknown; owner: TypeEntry }>>();
+  readonly memo = new Map<string, unknown>();
+}
+
+const newResolveCache = (): Record<Kind, Map<string, TypeEntry | null>> => ({
+  node: new Map(), relationship: new Map(), capability: new Map(), data: new Map(),
+  artifact: new Map(), interface: new Map(), policy: new Map(), group: new Map(),
+});
+
 export class Registry {
   private readonly types: Record<Kind, Map<string, TypeEntry>>;
-  private resolveCache = new Map<Kind, Map<string, TypeEntry | null>>();
-  private ancestorCache = new Map<TypeEntry, TypeEntry[]>();
-  private mergeCache = new Map<TypeEntry, Map<string, unknown>>();
-  private memoCache = new Map<TypeEntry, Map<string, unknown>>();
+  private resolveCache = newResolveCache();
+  private factCache = new Map<TypeEntry, TypeFacts>();
+  private validScalarCache = new WeakMap<object, Set<unknown>>();
   /**
    * Whether the caches are the base registry's: a template that defines no types of its own
    * sees exactly the built-in types, so what was worked out from them (resolved names,
@@ -112,9 +131,8 @@ export class Registry {
     };
     if (base) {
       this.resolveCache = base.resolveCache;
-      this.ancestorCache = base.ancestorCache;
-      this.mergeCache = base.mergeCache;
-      this.memoCache = base.memoCache;
+      this.factCache = base.factCache;
+      this.validScalarCache = base.validScalarCache;
       this.sharedCaches = true;
     }
   }
@@ -126,10 +144,25 @@ export class Registry {
   set(entry: TypeEntry): void {
     this.types[entry.kind].set(entry.name, entry);
     this.sharedCaches = false;
-    this.resolveCache = new Map();
-    this.ancestorCache = new Map();
-    this.mergeCache = new Map();
-    this.memoCache = new Map();
+    this.resolveCache = newResolveCache();
+    this.factCache = new Map();
+    this.validScalarCache = new WeakMap();
+  }
+
+  /**
+   * Scalars already found valid against a property or input definition (whose types these
+   * types decide). Templates repeat sizes, versions and names across their nodes.
+   */
+  validScalars(definition: object): Set<unknown> {
+    let known = this.validScalarCache.get(definition);
+    if (!known) this.validScalarCache.set(definition, (known = new Set()));
+    return known;
+  }
+
+  private facts(entry: TypeEntry): TypeFacts {
+    let facts = this.factCache.get(entry);
+    if (!facts) this.factCache.set(entry, (facts = new TypeFacts()));
+    return facts;
   }
 
   all(kind: Kind): Iterable<TypeEntry> {
@@ -139,8 +172,7 @@ export class Registry {
   /** Full name, tosca:Short, or Short for the normative types. */
   resolve(kind: Kind, name: unknown): TypeEntry | undefined {
     if (typeof name !== 'string' || !name) return undefined;
-    let cache = this.resolveCache.get(kind);
-    if (!cache) this.resolveCache.set(kind, (cache = new Map()));
+    const cache = this.resolveCache[kind];
     const cached = cache.get(name);
     if (cached !== undefined) return cached ?? undefined;
     const map = this.types[kind];
@@ -161,8 +193,8 @@ export class Registry {
 
   /** The type and its ancestors, the type first; stops at a derivation cycle. */
   ancestors(entry: TypeEntry): TypeEntry[] {
-    const cached = this.ancestorCache.get(entry);
-    if (cached) return cached;
+    const facts = this.facts(entry);
+    if (facts.ancestors) return facts.ancestors;
     const chain: TypeEntry[] = [];
     const seen = new Set<TypeEntry>();
     let current: TypeEntry | undefined = entry;
@@ -172,7 +204,7 @@ export class Registry {
       const parent: unknown = current.def.derived_from;
       current = this.resolve(current.kind, parent);
     }
-    this.ancestorCache.set(entry, chain);
+    facts.ancestors = chain;
     return chain;
   }
 
@@ -203,19 +235,11 @@ export class Registry {
     return undefined;
   }
 
-  private merged<T>(what: string, entry: TypeEntry, build: () => T, caches = this.mergeCache): T {
-    let cache = caches.get(entry);
-    if (!cache) caches.set(entry, (cache = new Map()));
-    const hit = cache.get(what);
-    if (hit !== undefined || cache.has(what)) return hit as T;
-    const value = build();
-    cache.set(what, value);
-    return value;
-  }
-
   /** A section of maps (properties, attributes, artifacts) merged from the root down. */
   mapSection(entry: TypeEntry, section: string): Map<string, { def: unknown; owner: TypeEntry }> {
-    return this.merged(section, entry, () => {
+    const sections = this.facts(entry).sections;
+    let merged = sections.get(section);
+    if (!merged) {
       const out = new Map<string, { def: unknown; owner: TypeEntry }>();
       for (const t of [...this.ancestors(entry)].reverse()) {
         const defs = t.def[section];
@@ -226,33 +250,38 @@ export class Registry {
           out.set(name, { def: isDict(previous?.def) && isDict(def) ? { ...previous.def, ...def } : def, owner: t });
         }
       }
-      return out;
-    });
+      sections.set(section, (merged = out));
+    }
+    return merged;
   }
 
   /** Memoizes something derived from a type (for example a node type's capability defaults). */
   memo<T>(what: string, entry: TypeEntry, build: () => T): T {
-    return this.merged(what, entry, build, this.memoCache);
+    const memo = this.facts(entry).memo;
+    let value = memo.get(what) as T | undefined;
+    if (value === undefined && !memo.has(what)) memo.set(what, (value = build()));
+    return value as T;
   }
 
   properties(entry: TypeEntry): Map<string, PropertyDef> {
-    return this.merged('props', entry, () => {
-      const out = new Map<string, PropertyDef>();
-      for (const [name, { def }] of this.mapSection(entry, 'properties')) out.set(name, (isDict(def) ? def : {}) as PropertyDef);
-      return out;
-    });
+    const facts = this.facts(entry);
+    return (facts.properties ??= this.definitions(entry, 'properties'));
   }
 
   attributes(entry: TypeEntry): Map<string, PropertyDef> {
-    return this.merged('attrs', entry, () => {
-      const out = new Map<string, PropertyDef>();
-      for (const [name, { def }] of this.mapSection(entry, 'attributes')) out.set(name, (isDict(def) ? def : {}) as PropertyDef);
-      return out;
-    });
+    const facts = this.facts(entry);
+    return (facts.attributes ??= this.definitions(entry, 'attributes'));
+  }
+
+  private definitions(entry: TypeEntry, section: string): Map<string, PropertyDef> {
+    const out = new Map<string, PropertyDef>();
+    for (const [name, { def }] of this.mapSection(entry, section)) out.set(name, (isDict(def) ? def : {}) as PropertyDef);
+    return out;
   }
 
   capabilities(entry: TypeEntry): Map<string, CapabilityDef> {
-    return this.merged('caps', entry, () => {
+    const facts = this.facts(entry);
+    if (!facts.capabilities) {
       const out = new Map<string, CapabilityDef>();
       for (const t of [...this.ancestors(entry)].reverse()) {
         const defs = t.def.capabilities;
@@ -270,12 +299,14 @@ export class Registry {
           });
         }
       }
-      return out;
-    });
+      facts.capabilities = out;
+    }
+    return facts.capabilities;
   }
 
   requirements(entry: TypeEntry): Map<string, RequirementDef> {
-    return this.merged('reqs', entry, () => {
+    const facts = this.facts(entry);
+    if (!facts.requirements) {
       const out = new Map<string, RequirementDef>();
       for (const t of [...this.ancestors(entry)].reverse()) {
         const defs = t.def.requirements;
@@ -296,8 +327,9 @@ export class Registry {
           }
         }
       }
-      return out;
-    });
+      facts.requirements = out;
+    }
+    return facts.requirements;
   }
 
   /** Operation names an interface type defines (1.3 `operations:` or 1.0 style keys). */
@@ -310,7 +342,8 @@ export class Registry {
   }
 
   interfaces(entry: TypeEntry): Map<string, InterfaceDef> {
-    return this.merged('ifaces', entry, () => {
+    const facts = this.facts(entry);
+    if (!facts.interfaces) {
       const out = new Map<string, InterfaceDef>();
       for (const t of [...this.ancestors(entry)].reverse()) {
         const defs = t.def.interfaces;
@@ -324,8 +357,9 @@ export class Registry {
           out.set(name, { type, operations, inputs: { ...(previous?.inputs ?? {}), ...(isDict(def.inputs) ? def.inputs : {}) } });
         }
       }
-      return out;
-    });
+      facts.interfaces = out;
+    }
+    return facts.interfaces;
   }
 }
 

@@ -269,10 +269,11 @@ class Validator {
     let entry: TypeEntry | undefined;
     if (def.type === undefined) this.diags.error('MISSING_FIELD', `node template ${name} has no type`, loc);
     else entry = this.typeRef('node', def.type, at(loc, 'type'), `node template ${name}`);
+    const facts = entry ? this.nodeTypeFacts(entry) : undefined;
     const node: NodeTemplate = {
-      name, type: entry?.name ?? String(def.type ?? ''), entry, ancestors: entry ? this.registry.memo('ancestor-names', entry, () => this.registry.ancestors(entry!).map((t) => t.name)) : [], raw: def, properties: {}, capabilities: {}, requirements: [], artifacts: {}, loc,
+      name, type: entry?.name ?? String(def.type ?? ''), entry, ancestors: facts?.ancestorNames ?? [], raw: def, properties: {}, capabilities: {}, requirements: [], artifacts: {}, loc,
     };
-    if (entry) {
+    if (entry && facts) {
       // Property values with defaults, so functions and filters can see them.
       const given = isDict(def.properties) ? def.properties : {};
       for (const [prop, pdef] of this.registry.properties(entry)) {
@@ -280,30 +281,37 @@ class Validator {
         else if (pdef.default !== undefined) node.properties[prop] = pdef.default;
       }
       for (const prop in given) if (!(prop in node.properties)) node.properties[prop] = given[prop];
-      const assigned = isDict(def.capabilities) ? def.capabilities : {};
-      // Defaults per capability, computed once per node type and shared until assigned.
-      const defaults = this.registry.memo('capability-defaults', entry, () => {
-        const out: [string, string, Dict][] = [];
-        for (const [cap, cdef] of this.registry.capabilities(entry)) {
-          const ctype = this.registry.resolve('capability', cdef.type);
-          const props: Dict = {};
-          if (ctype) for (const [p, pd] of this.registry.properties(ctype)) if (pd.default !== undefined) props[p] = pd.default;
-          for (const [p, pd] of Object.entries(cdef.properties)) if (isDict(pd) && pd.default !== undefined) props[p] = pd.default;
-          out.push([cap, ctype?.name ?? cdef.type, props]);
-        }
-        return out;
-      });
-      const shared = this.registry.memo('capability-entries', entry, () => Object.fromEntries(defaults.map(([cap, type, props]) => [cap, { type, properties: props }])));
-      if (isEmpty(assigned)) node.capabilities = shared;
+      const assigned = isDict(def.capabilities) ? def.capabilities : undefined;
+      // Capability defaults are shared until the template assigns properties of its own.
+      if (!assigned || isEmpty(assigned)) node.capabilities = facts.capabilityEntries;
       else {
-        node.capabilities = { ...shared };
-        for (const [cap, type, props] of defaults) {
+        node.capabilities = { ...facts.capabilityEntries };
+        for (const [cap, type, props] of facts.capabilityDefaults) {
           const a = assigned[cap];
           if (isDict(a) && isDict(a.properties)) node.capabilities[cap] = { type, properties: { ...props, ...a.properties } };
         }
       }
     }
     this.topo.nodes.set(name, node);
+  }
+
+  /** What every template of a node type starts from, worked out once per type. */
+  private nodeTypeFacts(entry: TypeEntry): { ancestorNames: string[]; capabilityDefaults: [string, string, Dict][]; capabilityEntries: NodeTemplate['capabilities'] } {
+    return this.registry.memo('node-template-facts', entry, () => {
+      const capabilityDefaults: [string, string, Dict][] = [];
+      for (const [cap, cdef] of this.registry.capabilities(entry)) {
+        const ctype = this.registry.resolve('capability', cdef.type);
+        const props: Dict = {};
+        if (ctype) for (const [p, pd] of this.registry.properties(ctype)) if (pd.default !== undefined) props[p] = pd.default;
+        for (const [p, pd] of Object.entries(cdef.properties)) if (isDict(pd) && pd.default !== undefined) props[p] = pd.default;
+        capabilityDefaults.push([cap, ctype?.name ?? cdef.type, props]);
+      }
+      return {
+        ancestorNames: this.registry.ancestors(entry).map((t) => t.name),
+        capabilityDefaults,
+        capabilityEntries: Object.fromEntries(capabilityDefaults.map(([cap, type, props]) => [cap, { type, properties: props }])),
+      };
+    });
   }
 
   private collectRelationshipTemplates(raw: unknown, loc: Loc): void {

@@ -227,7 +227,24 @@ export function checkConstraintSyntax(ctx: ValueContext, constraints: unknown, l
   });
 }
 
+/** Most values a definition can hold without growing the per-definition memory of valid ones. */
+const maxRememberedScalars = 1024;
+
 export function checkValue(ctx: ValueContext, value: unknown, rawSchema: unknown, loc: Loc, what: string): void {
+  // A scalar is valid or not by its definition alone (and the types, which the registry owns):
+  // one found valid before, with nothing to report, needs no second look.
+  if (value !== undefined && typeof value !== 'object' && typeof rawSchema === 'object' && rawSchema !== null) {
+    const known = ctx.registry.validScalars(rawSchema);
+    if (known.has(value)) return;
+    const reported = ctx.diags.list.length;
+    checkFreshValue(ctx, value, rawSchema, loc, what);
+    if (ctx.diags.list.length === reported && known.size < maxRememberedScalars) known.add(value);
+    return;
+  }
+  checkFreshValue(ctx, value, rawSchema, loc, what);
+}
+
+function checkFreshValue(ctx: ValueContext, value: unknown, rawSchema: unknown, loc: Loc, what: string): void {
   const schema = asSchema(rawSchema);
   if (isFunction(value)) {
     ctx.onFunction(value, loc, schema);

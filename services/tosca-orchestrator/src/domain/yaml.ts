@@ -81,10 +81,12 @@ function readFast(text: string): { value: unknown } | undefined {
       case E.SCALAR: {
         if (e.anchorStart !== -1 || e.tagStart !== -1) return undefined;
         const source = e.fast ? text.slice(e.valueStart, e.valueEnd) : getScalarValue(text, e);
-        value = e.style === SCALAR_STYLE_PLAIN ? plainScalar(source) : source;
-        if (value === LIBRARY) return undefined;
-        // A plain key that is not a string (1.5, true, ~) keeps its text, as the library reads it.
-        if (depth >= 0 && kinds[depth] === 2 && keys[depth] === undefined && typeof value !== 'string') value = source;
+        // A key keeps its text, as the library reads it (1.5, true, ~ and yes are keys too).
+        if (depth >= 0 && kinds[depth] === 2 && keys[depth] === undefined) value = source;
+        else {
+          value = e.style === SCALAR_STYLE_PLAIN ? plainScalar(source) : source;
+          if (value === LIBRARY) return undefined;
+        }
         break;
       }
       case E.SEQUENCE:
@@ -112,10 +114,9 @@ function readFast(text: string): { value: unknown } | undefined {
       const map = values[depth] as Record<string, unknown>;
       const key = keys[depth];
       if (key === undefined) {
-        if (value !== null && typeof value === 'object') return undefined;
-        const k = String(value);
-        if (k === '__proto__' || k === '<<' || hasOwn.call(map, k)) return undefined;
-        keys[depth] = k;
+        if (typeof value !== 'string') return undefined;
+        if (value === '__proto__' || value === '<<' || hasOwn.call(map, value)) return undefined;
+        keys[depth] = value;
       } else {
         map[key] = value;
         keys[depth] = undefined;

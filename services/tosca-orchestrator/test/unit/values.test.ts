@@ -1,7 +1,9 @@
 // Scalar units: the hand-written reader of "<number> <unit>" must read exactly what the
-// pattern it replaces (for speed) reads, on the usual values and on many generated ones.
+// pattern it replaces (for speed) reads. Scalar verdicts remembered per definition must never
+// hide an error.
 import { strict as assert } from 'node:assert';
 import { parseScalar } from '../../src/domain/values';
+import { processTemplate } from '../../src/domain/validate';
 
 const pattern = /^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*([A-Za-z]+)\s*$/;
 const sizes: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3, tb: 1e12, tib: 1024 ** 4 };
@@ -32,5 +34,33 @@ describe('scalar-unit values', () => {
       for (let j = 1 + next(8); j > 0; j--) s += alphabet[next(alphabet.length)];
       assert.equal(parseScalar(s, 'scalar-unit.size'), byPattern(s), JSON.stringify(s));
     }
+  });
+});
+
+describe('remembered scalar verdicts', () => {
+  const template = (port: number, types = '') => `tosca_definitions_version: tosca_simple_yaml_1_3
+${types}topology_template:
+  node_templates:
+    web:
+      type: tosca.nodes.WebServer
+      capabilities:
+        data_endpoint: { properties: { port: ${port} } }
+    host:
+      type: tosca.nodes.Compute
+`;
+  const errors = (text: string) => processTemplate({ text, fileName: 't.yaml' }).diagnostics.filter((d) => d.severity === 'error').map((d) => d.code);
+
+  it('reports an invalid value every time, however often a valid one was seen', () => {
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(errors(template(8080)), []);
+      assert.deepEqual(errors(template(70000)), ['CONSTRAINT_VIOLATION']);
+    }
+  });
+
+  it("judges by the template's own types: a redefined data type is not answered from the built-in one", () => {
+    assert.deepEqual(errors(template(8080)), []);
+    const narrower = 'data_types:\n  tosca.datatypes.network.PortDef:\n    derived_from: integer\n    constraints:\n      - in_range: [ 1, 1024 ]\n';
+    assert.deepEqual(errors(template(8080, narrower)), ['CONSTRAINT_VIOLATION']);
+    assert.deepEqual(errors(template(8080)), []);
   });
 });
