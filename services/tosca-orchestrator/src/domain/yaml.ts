@@ -73,6 +73,8 @@ function readFast(text: string): { value: unknown } | undefined {
   let root: unknown = null;
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
+    // Read once: dropped now, so a collection during the walk need not keep or copy it.
+    events[i] = undefined as never;
     let value: unknown;
     switch (e.type) {
       case E.DOCUMENT:
