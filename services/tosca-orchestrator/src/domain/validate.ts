@@ -424,8 +424,9 @@ class Validator {
       // The target node: a node template, or a node type to find one by.
       let targetName = typeof a.node === 'string' ? a.node : undefined;
       const filter = isDict(a.node_filter) ? a.node_filter : def.nodeFilter;
-      const nodeType = targetName && !this.topo.nodes.has(targetName) ? targetName : def.node;
-      if (targetName && !this.topo.nodes.has(targetName)) {
+      let target = targetName ? this.topo.nodes.get(targetName) : undefined;
+      const nodeType = targetName && !target ? targetName : def.node;
+      if (targetName && !target) {
         if (this.registry.resolve('node', targetName)) targetName = undefined;
         else {
           this.diags.error('UNKNOWN_NODE', `requirement ${name} of ${node.name} names node "${targetName}", which is neither a node template nor a node type`, at(loc, 'node'));
@@ -443,7 +444,7 @@ class Validator {
           return;
         }
       }
-      const target = this.topo.nodes.get(targetName)!;
+      target ??= this.topo.nodes.get(targetName)!;
       assignment.node = target.name;
       if (nodeType && target.entry && !this.registry.derivesFrom(target.entry, nodeType) && this.registry.resolve('node', nodeType)) {
         this.diags.error('REQUIREMENT_TYPE_MISMATCH', `requirement ${name} of ${node.name}: node ${target.name} is a ${target.type}, not a ${nodeType}`, at(loc, 'node').path === loc.path ? il : typeof value === 'string' ? il : at(loc, 'node'));
