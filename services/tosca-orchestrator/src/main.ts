@@ -5,6 +5,7 @@ import { DeploymentEngine } from './adapters/engine';
 import { LapisPorts } from './adapters/lapis';
 import { OperationStore, type OperationRecord } from './adapters/operations';
 import { jsonCodec } from './adapters/store';
+import { yamlThreadIfUseful } from './adapters/yaml-thread';
 import { loadToscaConfig } from './config';
 import type { DeploymentRecord } from './domain/deployment';
 import { toscaServices } from './server';
@@ -22,11 +23,13 @@ runMain(async () => {
       const ports = new LapisPorts({ scheduler: config.LAPIS_SCHEDULER_ADDRESS, runtime: config.LAPIS_RUNTIME_ADDRESS, serviceToken: config.LAPIS_SERVICE_TOKEN });
       const engine = new DeploymentEngine({ deployments, index, operations, ports, bus, log, deletedRetentionMs: config.LAPIS_TOSCA_DELETED_RETENTION_S * 1000 });
       await engine.start();
+      const parallel = yamlThreadIfUseful((error) => log.warn({ err: error }, 'the YAML helper thread failed; it is started again'));
       shutdown.add('deployments', async () => {
         await engine.stop();
         ports.close();
+        parallel?.close();
       });
-      return toscaServices({ engine, deployments, operations, mirror: config.LAPIS_TOSCA_IMPORT_MIRROR || undefined });
+      return toscaServices({ engine, deployments, operations, reading: { mirror: config.LAPIS_TOSCA_IMPORT_MIRROR || undefined, parallel } });
     },
   });
 });

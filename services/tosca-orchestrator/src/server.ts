@@ -19,13 +19,14 @@ import { plan } from './domain/plan';
 import { isDict, type Dict } from './domain/registry';
 import { translate, type Target } from './domain/translate';
 import { processTemplate } from './domain/validate';
+import type { ParallelReader } from './domain/yaml';
 import type { ProcessResult } from './domain/model';
 
 export interface ServerDeps {
   engine: DeploymentEngine;
   deployments: Bucket<DeploymentRecord>;
   operations: OperationStore;
-  mirror?: string;
+  reading?: Reading;
 }
 
 const toProtoDiagnostic = (d: Diagnostic): ProtoDiagnostic => ({
@@ -44,8 +45,14 @@ function toSource(t: StoredTemplate): TemplateSource {
   return { content: t.yaml !== undefined ? { $case: 'yaml', yaml: t.yaml } : { $case: 'csar', csar: Buffer.from(t.csar ?? '', 'base64') }, fileName: t.fileName, files: t.files };
 }
 
-function process(t: StoredTemplate, inputs: Dict | undefined, mirror?: string): ProcessResult {
-  return processTemplate({ ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }), fileName: t.fileName, files: t.files, mirror, inputs });
+/** How templates are read: the URL import mirror, and a second thread for big templates. */
+export interface Reading {
+  mirror?: string;
+  parallel?: ParallelReader;
+}
+
+function process(t: StoredTemplate, inputs: Dict | undefined, reading: Reading): ProcessResult {
+  return processTemplate({ ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }), fileName: t.fileName, files: t.files, inputs, ...reading });
 }
 
 function rejectInvalid(result: ProcessResult): void {
@@ -59,7 +66,7 @@ const phaseState: Record<DeploymentRecord['phase'], DeploymentState> = {
   DELETING: DeploymentState.DELETING, DELETED: DeploymentState.DELETED, FAILED: DeploymentState.FAILED,
 };
 
-export function toDeployment(r: DeploymentRecord, mirror?: string): Deployment {
+export function toDeployment(r: DeploymentRecord, reading: Reading = {}): Deployment {
   const attrs = nodeAttributes(r);
   const nodes = r.nodes.map((n) => {
     const instances = Object.values(r.instances).filter((i) => i.spec.node === n.name && !i.spec.key.includes('~'));
@@ -85,7 +92,7 @@ export function toDeployment(r: DeploymentRecord, mirror?: string): Deployment {
   // Outputs resolve from the instances' attributes once they are known.
   let outputs: Dict = r.outputs;
   if (r.phase === 'DEPLOYED' || r.phase === 'UPDATING') {
-    const result = process(r.template, r.inputs, mirror);
+    const result = process(r.template, r.inputs, reading);
     if (result.topology) {
       outputs = {};
       for (const [name, o] of result.topology.outputs) {
@@ -116,8 +123,8 @@ const ended = new Set<DeploymentRecord['phase']>(['DEPLOYED', 'DELETED', 'FAILED
  * (metadata) and, once it succeeded, as its response. Without a record (a deployment older than
  * operation records), the deployment's phase tells.
  */
-export function toOperation(r: DeploymentRecord, op: OperationRecord | undefined, name: string, kind: OperationKind, mirror?: string): Operation {
-  const any = Any.fromPartial({ typeUrl: 'type.googleapis.com/lapis.tosca.v1.Deployment', value: Buffer.from(Deployment.encode(toDeployment(r, mirror)).finish()) });
+export function toOperation(r: DeploymentRecord, op: OperationRecord | undefined, name: string, kind: OperationKind, reading: Reading): Operation {
+  const any = Any.fromPartial({ typeUrl: 'type.googleapis.com/lapis.tosca.v1.Deployment', value: Buffer.from(Deployment.encode(toDeployment(r, reading)).finish()) });
   const current = name === r.operation;
   const done = op ? op.done : !current || ended.has(r.phase);
   const error = op ? op.error : current && r.phase === 'FAILED' ? { code: 9, message: r.reason } : undefined;
@@ -132,8 +139,8 @@ const asInputs = (s: Dict | undefined): Dict | undefined => (s && Object.keys(s)
 
 /** lapis.tosca.v1.ToscaService, and lapis.common.v1.OperationsService for its operations. */
 export function toscaServices(deps: ServerDeps) {
-  const { engine, deployments, operations, mirror } = deps;
-  const operationOf = async (r: DeploymentRecord, kind: OperationKind, name = r.operation) => toOperation(r, await operations.get(name), name, kind, mirror);
+  const { engine, deployments, operations, reading = {} } = deps;
+  const operationOf = async (r: DeploymentRecord, kind: OperationKind, name = r.operation) => toOperation(r, await operations.get(name), name, kind, reading);
 
   const visible = async (id: string, ctx: CallContext) => {
     if (!id) throw invalidArgument([{ field: 'deployment_id', description: 'is required' }]);
@@ -144,7 +151,7 @@ export function toscaServices(deps: ServerDeps) {
 
   const tosca = service(ToscaServiceService, {
     async validateTemplate(request) {
-      const result = process(fromSource(request.template), asInputs(request.inputs), mirror);
+      const result = process(fromSource(request.template), asInputs(request.inputs), reading);
       return { valid: result.valid, diagnostics: result.diagnostics.map(toProtoDiagnostic), deploymentOrder: result.topology?.order ?? [] };
     },
 
@@ -152,7 +159,7 @@ export function toscaServices(deps: ServerDeps) {
       const targets: Partial<Record<TranslationTarget, Target>> = { [TranslationTarget.HEAT]: 'hot', [TranslationTarget.RADL]: 'radl', [TranslationTarget.KUBERNETES]: 'k8s' };
       const target = targets[request.target];
       if (!target) throw invalidArgument([{ field: 'target', description: 'must be HEAT, RADL or KUBERNETES' }]);
-      const result = process(fromSource(request.template), asInputs(request.inputs), mirror);
+      const result = process(fromSource(request.template), asInputs(request.inputs), reading);
       return { output: result.valid && result.topology ? translate(result.topology, target) : '', diagnostics: result.diagnostics.map(toProtoDiagnostic) };
     },
 
@@ -163,7 +170,7 @@ export function toscaServices(deps: ServerDeps) {
       const id = request.requestId ? `dep-${createHash('sha256').update(`${ctx.caller.project}\u0000${request.requestId}`).digest('hex').slice(0, 12)}` : newDeploymentId();
       const existing = await deployments.get(id);
       if (existing) return { operation: await operationOf(existing.value, 'tosca.CreateDeployment', operationName(id, 0)), deploymentId: id };
-      const result = process(template, inputs, mirror);
+      const result = process(template, inputs, reading);
       rejectInvalid(result);
       const problems = plan(result.topology!).problems;
       if (problems.length) throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
@@ -179,7 +186,7 @@ export function toscaServices(deps: ServerDeps) {
     },
 
     async getDeployment(request, ctx) {
-      return { deployment: toDeployment(await visible(request.deploymentId, ctx), mirror) };
+      return { deployment: toDeployment(await visible(request.deploymentId, ctx), reading) };
     },
 
     async listDeployments(request, ctx) {
@@ -191,7 +198,7 @@ export function toscaServices(deps: ServerDeps) {
         .filter((r) => !request.states.length || request.states.includes(phaseState[r.phase]))
         .sort((a, b) => a.id.localeCompare(b.id));
       const page = paginate(all, (r) => r.id, request);
-      return { deployments: page.items.map((r) => toDeployment(r, mirror)), nextPageToken: page.nextPageToken };
+      return { deployments: page.items.map((r) => toDeployment(r, reading)), nextPageToken: page.nextPageToken };
     },
 
     async updateDeployment(request, ctx) {
@@ -200,7 +207,7 @@ export function toscaServices(deps: ServerDeps) {
       if (request.requestId && current.requestId === request.requestId && current.generation > 0) return { operation: await operationOf(current, 'tosca.UpdateDeployment') };
       const template = request.template?.content ? fromSource(request.template) : current.template;
       const inputs = { ...current.inputs, ...(request.inputs ?? {}) };
-      const result = process(template, inputs, mirror);
+      const result = process(template, inputs, reading);
       rejectInvalid(result);
       const problems = plan(result.topology!).problems;
       if (problems.length) throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
@@ -232,7 +239,7 @@ export function toscaServices(deps: ServerDeps) {
           const record = JSON.parse(Buffer.from(entry.value).toString('utf8')) as DeploymentRecord;
           const changed = previous ? record.nodes.find((n) => JSON.stringify(Object.values(record.instances).filter((i) => i.spec.node === n.name)) !== JSON.stringify(Object.values(previous!.instances).filter((i) => i.spec.node === n.name)))?.name ?? '' : '';
           previous = record;
-          await send({ deployment: toDeployment(record, mirror), node: changed });
+          await send({ deployment: toDeployment(record, reading), node: changed });
           if (record.phase === 'DELETED') break;
         }
       } finally {
@@ -252,7 +259,7 @@ export function toscaServices(deps: ServerDeps) {
       throw notFound(`operation ${name} not found`, 'OPERATION_NOT_FOUND');
     }
     const kind: OperationKind = parsed.generation === 0 ? 'tosca.CreateDeployment' : entry.value.action === 'delete' ? 'tosca.DeleteDeployment' : 'tosca.UpdateDeployment';
-    return { deployment: entry.value, record, operation: toOperation(entry.value, record, name, kind, mirror) };
+    return { deployment: entry.value, record, operation: toOperation(entry.value, record, name, kind, reading) };
   };
 
   const operationsService = service(OperationsServiceService, {
@@ -280,7 +287,7 @@ export function toscaServices(deps: ServerDeps) {
       const out: Operation[] = [];
       for (const o of page.items) {
         const entry = await deployments.get(o.deploymentId);
-        if (entry) out.push(toOperation(entry.value, o, o.name, o.kind, mirror));
+        if (entry) out.push(toOperation(entry.value, o, o.name, o.kind, reading));
       }
       return { operations: out, nextPageToken: page.nextPageToken };
     },

@@ -8,7 +8,7 @@ import { at, Diagnostics, type Loc } from './diagnostics';
 import { isDict, Registry, typeSections, type Dict, type Kind } from './registry';
 import { indigoTypes, indigoTypesUrl } from './types/indigo';
 import { normativeTypes } from './types/normative';
-import { loadYaml } from './yaml';
+import { loadYaml, type ParallelReader } from './yaml';
 
 export const supportedVersions = new Set(['tosca_simple_yaml_1_0', 'tosca_simple_yaml_1_1', 'tosca_simple_yaml_1_2', 'tosca_simple_yaml_1_3']);
 
@@ -29,6 +29,8 @@ export interface TemplateInput {
   baseDir?: string;
   /** Directory mirroring URL imports as <host>/<path>. */
   mirror?: string;
+  /** A second thread for big templates (the service's; without it one thread reads all). */
+  parallel?: ParallelReader;
 }
 
 export interface Loaded {
@@ -136,7 +138,7 @@ export function loadTemplate(input: TemplateInput): Loaded {
 
   const visit = (fileText: string, file: string, isMain: boolean, styleWarnings: boolean): Dict | undefined => {
     loading.add(file);
-    const loaded = loadYaml(fileText, file, diags, styleWarnings);
+    const loaded = loadYaml(fileText, file, diags, styleWarnings, isMain ? input.parallel : undefined);
     if (!loaded.ok) return undefined;
     const doc = loaded.value;
     if (!isDict(doc)) {

@@ -56,13 +56,26 @@ function plainScalar(source: string): unknown {
 }
 
 /**
+ * Entries read elsewhere (another thread) that belong at the end of `topology_template.
+ * node_templates`, whose block mapping must start at offset `at` of the text read here.
+ */
+interface Graft {
+  at: number;
+  take(): Record<string, unknown> | undefined;
+}
+
+/**
  * The template's value from js-yaml's event stream, built here rather than by js-yaml's
  * generic constructor (cheaper: no schema dispatch per node), or undefined when the library
  * must read it: several documents, anchors, aliases, tags, complex or duplicate keys, merge
- * keys, YAML 1.1-only scalars. Syntax errors throw.
+ * keys, YAML 1.1-only scalars. Syntax errors throw. With a graft, undefined too when the
+ * node_templates mapping is not where the graft says or the grafted entries repeat a name.
  */
-function readFast(text: string): { value: unknown } | undefined {
+function readFast(text: string, graft?: Graft): { value: unknown } | undefined {
   const events = parseEvents(text, {});
+  // Depth of the node_templates mapping that takes the graft, once it is open.
+  let graftDepth = -1;
+  let grafted = false;
   // The open collections, innermost last (parallel stacks: no object per collection):
   // 1 sequence, 2 mapping; the collection; for a mapping, the key waiting for its value.
   const kinds: number[] = [];
@@ -98,11 +111,23 @@ function readFast(text: string): { value: unknown } | undefined {
         kinds[depth] = e.type === E.SEQUENCE ? 1 : 2;
         values[depth] = e.type === E.SEQUENCE ? [] : {};
         keys[depth] = undefined;
+        if (graft && depth === 2 && e.type === E.MAPPING && e.start === graft.at && keys[0] === 'topology_template' && keys[1] === 'node_templates') graftDepth = depth;
         continue;
       case E.POP:
         // The end of a collection (or of the document).
         if (depth < 0) continue;
         value = values[depth];
+        if (depth === graftDepth) {
+          const entries = graft!.take();
+          if (!entries) return undefined;
+          const map = value as Record<string, unknown>;
+          for (const key in entries) {
+            if (hasOwn.call(map, key)) return undefined;
+            map[key] = entries[key];
+          }
+          graftDepth = -1;
+          grafted = true;
+        }
         depth--;
         break;
       default:
@@ -125,7 +150,80 @@ function readFast(text: string): { value: unknown } | undefined {
       }
     }
   }
+  if (graft && !grafted) return undefined;
   return { value: root };
+}
+
+/** The value read fast, or undefined where the library must read the text (for the helper thread). */
+export function readFastOrNothing(text: string): { value: unknown } | undefined {
+  try {
+    return readFast(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads a piece of template YAML on another thread: `start` hands it over and returns a function
+ * that waits for its value (undefined when it could not be read fast, or the thread failed), or
+ * returns undefined when no thread is free to take it.
+ */
+export interface ParallelReader {
+  /** Templates shorter than this are read on one thread (handing a piece over costs time too). */
+  readonly minLength: number;
+  start(text: string): (() => { value: unknown } | undefined) | undefined;
+}
+
+/**
+ * Where a big template can be cut so that two threads read it: the node templates from one at
+ * its middle up to the end of `node_templates` (`body`), and the rest (`head`: what comes before,
+ * then what comes after). YAML's indentation rules make each node template's lines indented
+ * deeper than its name, so a line at the names' indentation starts a node template, and the
+ * first less indented line ends the block. Whether this `node_templates` really is the
+ * topology's is settled by reading the head (the graft must land on its mapping).
+ */
+export function splitNodeTemplates(text: string): { head: string; body: string; graftAt: number } | undefined {
+  const found = /^( *)node_templates:[ \t]*(?:#.*)?$/m.exec(text);
+  if (!found) return undefined;
+  const parentIndent = found[1]!.length;
+  let childIndent = -1;
+  let firstChild = -1;
+  let blockEnd = text.length;
+  // Where each line that opens a node template starts.
+  const starts: number[] = [];
+  for (let line = text.indexOf('\n', found.index) + 1; line > 0 && line < text.length; ) {
+    const next = text.indexOf('\n', line);
+    const end = next < 0 ? text.length : next;
+    let i = line;
+    while (i < end && text.charCodeAt(i) === 32) i++;
+    const c = text.charCodeAt(i);
+    const blank = i === end || c === 35 || (c === 13 && i + 1 === end);
+    if (!blank) {
+      const indent = i - line;
+      // A tab, a sequence entry or an explicit key where a name belongs: not cut here.
+      if (c === 9) return undefined;
+      if (childIndent < 0) {
+        if (indent <= parentIndent || c === 45 || c === 63) return undefined;
+        childIndent = indent;
+        firstChild = i;
+      }
+      if (indent < childIndent) {
+        blockEnd = line;
+        break;
+      }
+      if (indent === childIndent) {
+        if (c === 45 || c === 63 || c === 58) return undefined;
+        starts.push(line);
+      }
+    }
+    line = next < 0 ? -1 : next + 1;
+  }
+  if (starts.length < 2) return undefined;
+  // The body a little under half of the text: the other thread also hands its value back.
+  const target = blockEnd - text.length * 0.45;
+  let cut = starts[1]!;
+  for (const start of starts) if (start > starts[0]! && Math.abs(start - target) < Math.abs(cut - target)) cut = start;
+  return { head: text.slice(0, cut) + text.slice(blockEnd), body: text.slice(cut, blockEnd), graftAt: firstChild };
 }
 
 /**
@@ -134,17 +232,35 @@ function readFast(text: string): { value: unknown } | undefined {
  * diagnostic needs them. Templates with duplicate keys, YAML 1.1-only scalars, anchors, tags or
  * syntax errors are read by the library straight away, which warns or reports with positions.
  */
-export function loadYaml(text: string, file: string, diags: Diagnostics, styleWarnings = true): LoadedYaml {
+export function loadYaml(text: string, file: string, diags: Diagnostics, styleWarnings = true, parallel?: ParallelReader): LoadedYaml {
   let fast: { value: unknown } | undefined;
-  try {
-    fast = readFast(text);
-  } catch {
-    // Syntax errors: the library reports them, with positions.
-    fast = undefined;
-  }
+  const split = parallel && text.length >= parallel.minLength ? splitNodeTemplates(text) : undefined;
+  if (split) fast = readInTwo(split, parallel!);
+  // Syntax errors throw: the library reports them, with positions.
+  fast ??= readFastOrNothing(text);
   if (!fast) return loadWithLibrary(text, file, diags, styleWarnings);
   diags.addFile(file, () => loadWithLibrary(text, file, new Diagnostics(), false).positions, text);
   return { value: fast.value ?? null, positions: new Map(), ok: true };
+}
+
+/** A split template read by two threads: the body there, the head here, the body grafted in. */
+function readInTwo(split: { head: string; body: string; graftAt: number }, parallel: ParallelReader): { value: unknown } | undefined {
+  const wait = parallel.start(split.body);
+  if (!wait) return undefined;
+  let taken = false;
+  const take = () => {
+    taken = true;
+    const body = wait();
+    return body && body.value !== null && typeof body.value === 'object' && !Array.isArray(body.value) ? (body.value as Record<string, unknown>) : undefined;
+  };
+  try {
+    return readFast(split.head, { at: split.graftAt, take });
+  } catch {
+    return undefined;
+  } finally {
+    // The other thread's answer is always collected, so it cannot be taken for a later one.
+    if (!taken) wait();
+  }
 }
 
 /** The `yaml` library's reading, converted the same way (exported for the differential test). */

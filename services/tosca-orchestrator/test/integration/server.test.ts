@@ -15,6 +15,8 @@ import {
   type ListDeploymentsRequest, type ListDeploymentsResponse, type TranslateTemplateRequest, type TranslateTemplateResponse,
   type ValidateTemplateRequest, type ValidateTemplateResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { generate } from '../../bench/bench';
+import { processTemplate } from '../../src/domain/validate';
 import { conformanceDir, indigoMirror } from '../helpers';
 
 const main = resolve(__dirname, '..', '..', 'src', 'main.js');
@@ -67,6 +69,20 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
     assert.equal(errors.length, 8);
     const unknown = errors.find((d) => d.code === 'UNKNOWN_REQUIREMENT')!;
     assert.deepEqual([unknown.file, unknown.line, unknown.column, unknown.path], ['bad.yaml', 8, 11, 'topology_template.node_templates.app.requirements[1]']);
+  });
+
+  it('validates a big template (read by two threads) exactly as one thread does, errors and positions alike', async () => {
+    // The broken node sits in the middle group; another error is added to the last node, so the
+    // two pieces of the template each hold one.
+    const yaml = `${generate(999, 'unknown_target')}      colour: red\n`;
+    const alone = processTemplate({ text: yaml, fileName: 'big.yaml' }).diagnostics;
+    const c = client(TEST_TOKENS.alice.token);
+    const r = await call<ValidateTemplateRequest, ValidateTemplateResponse>(c.validateTemplate.bind(c), {
+      template: { content: { $case: 'yaml', yaml }, fileName: 'big.yaml', files: {} }, inputs: undefined,
+    });
+    assert.equal(r.valid, false);
+    assert.deepEqual(r.diagnostics.map((d) => [d.code, d.line, d.column, d.path]), alone.map((d) => [d.code, d.line, d.column, d.path]));
+    assert.ok(alone.some((d) => d.code === 'UNKNOWN_NODE') && alone.some((d) => d.code === 'UNKNOWN_FIELD'), JSON.stringify(alone));
   });
 
   it('translates to Kubernetes manifests', async () => {
