@@ -227,8 +227,12 @@ export function checkConstraintSyntax(ctx: ValueContext, constraints: unknown, l
   });
 }
 
-/** Most values a definition can hold without growing the per-definition memory of valid ones. */
+/**
+ * Bounds of the memory of valid scalars (it lasts as long as the process for the built-in
+ * types): values per definition, and the longest string remembered.
+ */
 const maxRememberedScalars = 1024;
+const maxRememberedLength = 256;
 
 export function checkValue(ctx: ValueContext, value: unknown, rawSchema: unknown, loc: Loc, what: string): void {
   // A scalar is valid or not by its definition alone (and the types, which the registry owns):
@@ -238,7 +242,7 @@ export function checkValue(ctx: ValueContext, value: unknown, rawSchema: unknown
     if (known.has(value)) return;
     const reported = ctx.diags.list.length;
     checkFreshValue(ctx, value, rawSchema, loc, what);
-    if (ctx.diags.list.length === reported && known.size < maxRememberedScalars) known.add(value);
+    if (ctx.diags.list.length === reported && known.size < maxRememberedScalars && !(typeof value === 'string' && value.length > maxRememberedLength)) known.add(value);
     return;
   }
   checkFreshValue(ctx, value, rawSchema, loc, what);
