@@ -54,6 +54,13 @@ export class Diagnostics {
     this.files.set(file, { positions, text });
   }
 
+  /** Takes over what another collection knows of `file`: its positions and its diagnostics. */
+  adopt(file: string, from: Diagnostics): void {
+    const index = from.files.get(file);
+    if (index) this.files.set(file, index);
+    for (const d of from.list) this.list.push({ ...d });
+  }
+
   /** Line and column of an offset in a file. */
   position(file: string, offset: number): [number, number] {
     const index = this.files.get(file);

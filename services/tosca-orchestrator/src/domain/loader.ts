@@ -8,7 +8,7 @@ import { at, Diagnostics, type Loc } from './diagnostics';
 import { isDict, Registry, typeSections, type Dict, type Kind } from './registry';
 import { indigoTypes, indigoTypesUrl } from './types/indigo';
 import { normativeTypes } from './types/normative';
-import { loadYaml, type ParallelReader } from './yaml';
+import { loadYaml, type LoadedYaml, type ParallelReader } from './yaml';
 
 export const supportedVersions = new Set(['tosca_simple_yaml_1_0', 'tosca_simple_yaml_1_1', 'tosca_simple_yaml_1_2', 'tosca_simple_yaml_1_3']);
 
@@ -138,7 +138,7 @@ export function loadTemplate(input: TemplateInput): Loaded {
 
   const visit = (fileText: string, file: string, isMain: boolean, styleWarnings: boolean): Dict | undefined => {
     loading.add(file);
-    const loaded = loadYaml(fileText, file, diags, styleWarnings, isMain ? input.parallel : undefined);
+    const loaded = isMain ? loadYaml(fileText, file, diags, styleWarnings, input.parallel) : loadImported(fileText, file, diags, styleWarnings);
     if (!loaded.ok) return undefined;
     const doc = loaded.value;
     if (!isDict(doc)) {
@@ -239,6 +239,39 @@ export function loadTemplate(input: TemplateInput): Loaded {
 
   const main = visit(text, mainFile, true, true);
   return { registry, diags, main, mainFile, docs };
+}
+
+/**
+ * Imported files read before, by name. Template after template imports the same few files
+ * (INDIGO's types above all), and the `yaml` library takes about 40 ms to read INDIGO's 100 KB
+ * (it uses YAML 1.1 booleans and repeats keys). A file whose text changed is read again. The
+ * values are shared: nothing downstream changes a loaded document.
+ */
+const importedFiles = new Map<string, { text: string; styleWarnings: boolean; loaded: LoadedYaml; diags: Diagnostics }>();
+/** Bound on the remembered files' text (their values take about ten times as much memory). */
+const maxImportedText = 8 * 1024 * 1024;
+let importedText = 0;
+
+function loadImported(text: string, file: string, diags: Diagnostics, styleWarnings: boolean): LoadedYaml {
+  let known = importedFiles.get(file);
+  if (known) {
+    importedFiles.delete(file);
+    importedText -= known.text.length;
+  }
+  if (!known || known.text !== text || known.styleWarnings !== styleWarnings) {
+    const own = new Diagnostics();
+    known = { text, styleWarnings, loaded: loadYaml(text, file, own, styleWarnings), diags: own };
+  }
+  // Most recently used last; the oldest go once the bound is passed.
+  importedFiles.set(file, known);
+  importedText += text.length;
+  for (const [name, old] of importedFiles) {
+    if (importedText <= maxImportedText) break;
+    importedFiles.delete(name);
+    importedText -= old.text.length;
+  }
+  diags.adopt(file, known.diags);
+  return known.loaded;
 }
 
 let indigoNameList: string[] | undefined;
