@@ -2,6 +2,7 @@
 // (from the files given or a directory), URL imports from the local mirror (never the network),
 // and CSAR archives. Lapis' normative and INDIGO types are always there underneath.
 import { unzipSync, strFromU8 } from 'fflate';
+import { LRUCache } from 'lru-cache';
 import { existsSync, readFileSync } from 'node:fs';
 import { posix, join } from 'node:path';
 import { at, Diagnostics, type Loc } from './diagnostics';
@@ -247,28 +248,18 @@ export function loadTemplate(input: TemplateInput): Loaded {
  * (it uses YAML 1.1 booleans and repeats keys). A file whose text changed is read again. The
  * values are shared: nothing downstream changes a loaded document.
  */
-const importedFiles = new Map<string, { text: string; styleWarnings: boolean; loaded: LoadedYaml; diags: Diagnostics }>();
-/** Bound on the remembered files' text (their values take about ten times as much memory). */
-const maxImportedText = 8 * 1024 * 1024;
-let importedText = 0;
+const importedFiles = new LRUCache<string, { text: string; styleWarnings: boolean; loaded: LoadedYaml; diags: Diagnostics }>({
+  // Bounded by the files' text (their values take about ten times as much memory).
+  maxSize: 8 * 1024 * 1024,
+  sizeCalculation: (file) => Math.max(1, file.text.length),
+});
 
 function loadImported(text: string, file: string, diags: Diagnostics, styleWarnings: boolean): LoadedYaml {
   let known = importedFiles.get(file);
-  if (known) {
-    importedFiles.delete(file);
-    importedText -= known.text.length;
-  }
   if (!known || known.text !== text || known.styleWarnings !== styleWarnings) {
     const own = new Diagnostics();
     known = { text, styleWarnings, loaded: loadYaml(text, file, own, styleWarnings), diags: own };
-  }
-  // Most recently used last; the oldest go once the bound is passed.
-  importedFiles.set(file, known);
-  importedText += text.length;
-  for (const [name, old] of importedFiles) {
-    if (importedText <= maxImportedText) break;
-    importedFiles.delete(name);
-    importedText -= old.text.length;
+    importedFiles.set(file, known);
   }
   diags.adopt(file, known.diags);
   return known.loaded;
