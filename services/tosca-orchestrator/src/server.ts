@@ -2,6 +2,7 @@
 // engine, translate back. Validation and translation need nothing else; deployments go through
 // the engine and live in the key-value store.
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { failedPrecondition, invalidArgument, notFound, paginate, service, watchOperationByPolling, type Bucket, type CallContext } from '@lapis/platform';
 import { Any } from '@lapis/proto/google/protobuf/any';
 import {
@@ -20,7 +21,7 @@ import { isDict, type Dict } from './domain/registry';
 import { translate, type Target } from './domain/translate';
 import { processTemplate } from './domain/validate';
 import type { ParallelReader } from './domain/yaml';
-import type { ProcessResult } from './domain/model';
+import type { ProcessResult, Topology } from './domain/model';
 
 export interface ServerDeps {
   engine: DeploymentEngine;
@@ -66,6 +67,28 @@ const phaseState: Record<DeploymentRecord['phase'], DeploymentState> = {
   DELETING: DeploymentState.DELETING, DELETED: DeploymentState.DELETED, FAILED: DeploymentState.FAILED,
 };
 
+/**
+ * Deployments' topologies, for their outputs, by deployment and generation (its template and
+ * inputs change only with a new generation). Get, List, Watch and the operations show a
+ * deployment's outputs; without this each would parse its template again. Bounded by the
+ * templates' text; the topologies are only read.
+ */
+const deployedTopologies = new LRUCache<string, { topology: Topology | undefined; size: number }>({
+  maxSize: 4 * 1024 * 1024,
+  sizeCalculation: (entry) => entry.size,
+});
+
+function deployedTopology(r: DeploymentRecord, reading: Reading): Topology | undefined {
+  const key = `${r.id}/${r.generation}`;
+  let entry = deployedTopologies.get(key);
+  if (!entry) {
+    const size = Math.max(1, (r.template.yaml ?? r.template.csar ?? '').length + Object.values(r.template.files ?? {}).reduce((sum, text) => sum + text.length, 0));
+    entry = { topology: process(r.template, r.inputs, reading).topology, size };
+    deployedTopologies.set(key, entry);
+  }
+  return entry.topology;
+}
+
 export function toDeployment(r: DeploymentRecord, reading: Reading = {}): Deployment {
   const attrs = nodeAttributes(r);
   const nodes = r.nodes.map((n) => {
@@ -92,12 +115,12 @@ export function toDeployment(r: DeploymentRecord, reading: Reading = {}): Deploy
   // Outputs resolve from the instances' attributes once they are known.
   let outputs: Dict = r.outputs;
   if (r.phase === 'DEPLOYED' || r.phase === 'UPDATING') {
-    const result = process(r.template, r.inputs, reading);
-    if (result.topology) {
+    const topology = deployedTopology(r, reading);
+    if (topology) {
       outputs = {};
-      for (const [name, o] of result.topology.outputs) {
+      for (const [name, o] of topology.outputs) {
         const v = evaluate({
-          topology: result.topology,
+          topology,
           attribute: (node, path) => {
             const a = attrs.get(node.name);
             let cur: unknown = a?.[String(path[0])];

@@ -166,6 +166,15 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     });
     await phase(record.id, 'DEPLOYED');
     assert.deepEqual(ports.calls.slice(before), ['submit wn_server-2']);
+    assert.equal(toDeployment((await deployments.get(record.id))!.value).outputs?.galaxy_admin, 'admin@example.org');
+
+    // New inputs: the outputs follow them (not the topology read for an earlier generation).
+    await e.update(record.id, (r) => {
+      r.inputs = { number_of_nodes: 3, admin_email: 'root@example.org' };
+      return processTemplate({ text: galaxy, inputs: r.inputs }).topology!;
+    });
+    await phase(record.id, 'DEPLOYED');
+    assert.equal(toDeployment((await deployments.get(record.id))!.value).outputs?.galaxy_admin, 'root@example.org');
 
     // Delete: workers before the front end, the volume after the instance it was attached to.
     const mark = ports.calls.length;
