@@ -71,6 +71,10 @@ export class YamlThread implements ParallelReader {
       this.onFailure(error);
       this.close();
     });
+    // A thread that ends by itself is not waited for: the next read starts another.
+    worker.on('exit', () => {
+      if (this.worker === worker) this.close();
+    });
     this.worker = worker;
     this.port = port1;
     this.shared = shared;

@@ -33,6 +33,16 @@ describe('YAML helper thread', () => {
     assert.equal(pieces, 3);
   });
 
+  it('replaces a thread that ended by itself instead of waiting for its answer', async () => {
+    await whenReady(thread);
+    const worker = (thread as unknown as { worker: { terminate(): Promise<number> } }).worker;
+    await worker.terminate();
+    // The exit is seen between requests: the next read finds no thread up and reads alone.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(thread.start('a: 1\n'), undefined);
+    await whenReady(thread);
+  });
+
   it('starts a new thread after the old one is closed, reading alone until it is up', async () => {
     const text = generate(999, 'valid');
     thread.close();
