@@ -134,7 +134,9 @@ export class ImageSyncApp {
     const save = async (done: boolean) => {
       progress.repositories.sort((a, b) => `${a.policy}/${a.repository}`.localeCompare(`${b.policy}/${b.repository}`));
       const failed = progress.repositories.filter((r) => r.result === SyncResult.FAILED);
-      await this.stores.operations.mutate(id, (current) => ({
+      // Progress saves are not awaited, so one may retry after the final save has landed:
+      // it must not take `done` back (a watcher would then wait forever).
+      await this.stores.operations.mutate(id, (current) => current?.done ? undefined : ({
         ...(current ?? operation),
         metadata: packProgress(progress),
         updateTime: new Date(),

@@ -152,6 +152,30 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
     assert.equal(image?.prepull, true);
   });
 
+  it('a SyncNow of many repositories ends done: a late progress save never takes the final state back', async () => {
+    // Several repositories finish at once (five are missing upstream and fail fast): their
+    // progress saves collide, retry, and race the final save. Run it many times.
+    const repositories = ['library/tool', ...[1, 2, 3, 4, 5].map((n) => `library/missing-${n}`)];
+    await rpc(admin.createPolicy.bind(admin), { policy: policyFromObject({ name: 'many', source: { url: upstream.url, insecure: true, credentials_secret: `file:${join(dir, 'creds')}` }, repositories, destination_prefix: 'many/' }, 'policy'), requestId: '' });
+    try {
+      for (let i = 0; i < 30; i++) {
+        const { operation: started } = await rpc(admin.syncNow.bind(admin), { policy: 'many', repositories: [], requestId: '' });
+        const done = await until(async () => {
+          const { operation: current } = await rpc(operations.getOperation.bind(operations), { name: started!.name });
+          return current?.done && current;
+        }, `sync ${i} to be done`, 10_000);
+        assert.equal(done.result?.$case, 'response', `sync ${i}: one repository synced, five failed`);
+        assert.equal(SyncProgress.decode(done.metadata!.value).repositories.length, repositories.length);
+        // Still done a moment later: nothing rewrote it.
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        const { operation: after } = await rpc(operations.getOperation.bind(operations), { name: started!.name });
+        assert.equal(after?.done, true, `sync ${i} stays done`);
+      }
+    } finally {
+      await rpc(admin.deletePolicy.bind(admin), { name: 'many', pruneImages: true });
+    }
+  });
+
   it('publishes imageSynced with the prepull flag', async () => {
     const synced = await until(() => events.filter((e) => e.payload?.$case === 'imageSynced' && e.payload.imageSynced.repository === 'lapis/library/tool').length >= 3 && events, 'three imageSynced events');
     const one = synced.find((e) => e.payload?.$case === 'imageSynced' && e.payload.imageSynced.tag === '1.0');
