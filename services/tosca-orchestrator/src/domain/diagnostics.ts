@@ -86,6 +86,12 @@ export class Diagnostics {
     this.list.push({ severity, code, message, file: at.file, line, column, path: at.path });
   }
 
+  /** A diagnostic at a known offset of a file (no position index needed). */
+  addAt(severity: Severity, code: string, message: string, file: string, path: string, offset: number): void {
+    const [line, column] = this.position(file, offset);
+    this.list.push({ severity, code, message, file, line, column, path });
+  }
+
   error(code: string, message: string, at: Loc): void {
     this.add('error', code, message, at);
   }

@@ -13,6 +13,21 @@ export interface LoadedYaml {
 }
 
 const yaml11Booleans = /^(yes|no|on|off)$/i;
+/** The YAML 1.1 booleans PyYAML reads (as does the library), beyond true/false. */
+const YAML11_BOOLEAN: ReadonlyMap<string, boolean> = new Map([
+  ['yes', true], ['Yes', true], ['YES', true], ['on', true], ['On', true], ['ON', true],
+  ['no', false], ['No', false], ['NO', false], ['off', false], ['Off', false], ['OFF', false],
+]);
+const yaml11BooleanMessage = (source: string, value: boolean) => `"${source}" read as the YAML 1.1 boolean ${value}; write ${value} instead`;
+
+/** A YAML 1.1 boolean met by the fast reading: where to warn about it. */
+interface Yaml11Boolean {
+  source: string;
+  value: boolean;
+  path: string;
+  /** Where the library's positions put it: the key of a mapping value, or the item itself. */
+  offset: number;
+}
 
 // js-yaml's members, read once (not through the module namespace on every scalar).
 const { parseEvents, getScalarValue, CORE_SCHEMA, EVENT_ID: E, SCALAR_STYLE_PLAIN } = jsyaml;
@@ -68,10 +83,11 @@ interface Graft {
  * The template's value from js-yaml's event stream, built here rather than by js-yaml's
  * generic constructor (cheaper: no schema dispatch per node), or undefined when the library
  * must read it: several documents, anchors, aliases, tags, complex or duplicate keys, merge
- * keys, YAML 1.1-only scalars. Syntax errors throw. With a graft, undefined too when the
- * node_templates mapping is not where the graft says or the grafted entries repeat a name.
+ * keys, YAML 1.1-only scalars (but yes/no/on/off when `booleans` collects them, for warnings).
+ * Syntax errors throw. With a graft, undefined too when the node_templates mapping is not where
+ * the graft says or the grafted entries repeat a name.
  */
-function readFast(text: string, graft?: Graft): { value: unknown } | undefined {
+function readFast(text: string, graft?: Graft, booleans?: Yaml11Boolean[]): { value: unknown } | undefined {
   const events = parseEvents(text, {});
   // Depth of the node_templates mapping that takes the graft, once it is open.
   let graftDepth = -1;
@@ -81,6 +97,8 @@ function readFast(text: string, graft?: Graft): { value: unknown } | undefined {
   const kinds: number[] = [];
   const values: (unknown[] | Record<string, unknown>)[] = [];
   const keys: (string | undefined)[] = [];
+  // Where each waiting key starts (only for warnings about YAML 1.1 booleans).
+  const keyStarts: number[] = [];
   let depth = -1;
   let documents = 0;
   let root: unknown = null;
@@ -97,10 +115,20 @@ function readFast(text: string, graft?: Graft): { value: unknown } | undefined {
         if (e.anchorStart !== -1 || e.tagStart !== -1) return undefined;
         const source = e.fast ? text.slice(e.valueStart, e.valueEnd) : getScalarValue(text, e);
         // A key keeps its text, as the library reads it (1.5, true, ~ and yes are keys too).
-        if (depth >= 0 && kinds[depth] === 2 && keys[depth] === undefined) value = source;
-        else {
+        if (depth >= 0 && kinds[depth] === 2 && keys[depth] === undefined) {
+          value = source;
+          // A quoted key's text starts after its quote; the library's position is at the quote.
+          if (booleans) keyStarts[depth] = e.style === SCALAR_STYLE_PLAIN ? e.valueStart : e.valueStart - 1;
+        } else {
           value = e.style === SCALAR_STYLE_PLAIN ? plainScalar(source) : source;
-          if (value === LIBRARY) return undefined;
+          if (value === LIBRARY) {
+            const boolean = booleans && YAML11_BOOLEAN.get(source);
+            if (boolean === undefined) return undefined;
+            value = boolean;
+            let path = '';
+            for (let d = 0; d <= depth; d++) path = child(path, kinds[d] === 2 ? keys[d]! : (values[d] as unknown[]).length);
+            booleans!.push({ source, value: boolean, path, offset: depth < 0 ? 0 : kinds[depth] === 2 ? keyStarts[depth]! : e.valueStart });
+          }
         }
         break;
       }
@@ -154,10 +182,13 @@ function readFast(text: string, graft?: Graft): { value: unknown } | undefined {
   return { value: root };
 }
 
-/** The value read fast, or undefined where the library must read the text (for the helper thread). */
-export function readFastOrNothing(text: string): { value: unknown } | undefined {
+/**
+ * The value read fast, or undefined where the library must read the text. Without `booleans`
+ * (the helper thread) a YAML 1.1 boolean is such a case: the caller then reads the whole text.
+ */
+export function readFastOrNothing(text: string, booleans?: Yaml11Boolean[]): { value: unknown } | undefined {
   try {
-    return readFast(text);
+    return readFast(text, undefined, booleans);
   } catch {
     return undefined;
   }
@@ -229,17 +260,20 @@ export function splitNodeTemplates(text: string): { head: string; body: string; 
 /**
  * Reads template YAML. Most templates are read from js-yaml's event stream, several times
  * faster than the `yaml` library; positions are then found (by the library) only if a
- * diagnostic needs them. Templates with duplicate keys, YAML 1.1-only scalars, anchors, tags or
- * syntax errors are read by the library straight away, which warns or reports with positions.
+ * diagnostic needs them (a YAML 1.1 boolean's warning knows its own). Templates with duplicate
+ * keys, YAML 1.1-only numbers, anchors, tags or syntax errors are read by the library straight
+ * away, which warns or reports with positions.
  */
 export function loadYaml(text: string, file: string, diags: Diagnostics, styleWarnings = true, parallel?: ParallelReader): LoadedYaml {
   let fast: { value: unknown } | undefined;
+  const booleans: Yaml11Boolean[] = [];
   const split = parallel && text.length >= parallel.minLength ? splitNodeTemplates(text) : undefined;
   if (split) fast = readInTwo(split, parallel!);
   // Syntax errors throw: the library reports them, with positions.
-  fast ??= readFastOrNothing(text);
+  fast ??= readFastOrNothing(text, booleans);
   if (!fast) return loadWithLibrary(text, file, diags, styleWarnings);
   diags.addFile(file, () => loadWithLibrary(text, file, new Diagnostics(), false).positions, text);
+  if (styleWarnings) for (const b of booleans) diags.addAt('warning', 'YAML11_BOOLEAN', yaml11BooleanMessage(b.source, b.value), file, b.path, b.offset);
   return { value: fast.value ?? null, positions: new Map(), ok: true };
 }
 
@@ -271,8 +305,7 @@ export function loadWithLibrary(text: string, file: string, diags: Diagnostics, 
   let ok = true;
   for (const error of doc.errors) {
     ok = false;
-    const [line, column] = diags.position(file, error.pos[0]);
-    diags.list.push({ severity: 'error', code: 'YAML_SYNTAX', message: error.message.split('\n')[0] ?? error.message, file, line, column, path: '' });
+    diags.addAt('error', 'YAML_SYNTAX', error.message.split('\n')[0] ?? error.message, file, '', error.pos[0]);
   }
   if (!ok) return { value: undefined, positions, ok };
   positions.set('', 0);
@@ -320,7 +353,7 @@ export function loadWithLibrary(text: string, file: string, diags: Diagnostics, 
       // YAML 1.1 in `yaml` also reads y/n as booleans; PyYAML does not.
       if (/^[yYnN]$/.test(source)) return source;
       if (styleWarnings && yaml11Booleans.test(source)) {
-        diags.warn('YAML11_BOOLEAN', `"${source}" read as the YAML 1.1 boolean ${value}; write ${value} instead`, { file, path });
+        diags.warn('YAML11_BOOLEAN', yaml11BooleanMessage(source, value), { file, path });
       }
     }
     if (value instanceof Date && node.range) return text.slice(node.range[0], node.range[1]).trim();

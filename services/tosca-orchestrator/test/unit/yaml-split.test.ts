@@ -83,11 +83,15 @@ describe('template YAML read in two pieces', () => {
   };
   for (const [name, text] of Object.entries(tricky)) {
     it(`falls back or agrees: ${name}`, () => {
-      const reference = loadWithLibrary(text, 't.yaml', new Diagnostics(), false);
-      const split = loadYaml(text, 't.yaml', new Diagnostics(), false, new SameThread());
-      const whole = loadYaml(text, 't.yaml', new Diagnostics(), false);
+      const [referenceDiags, splitDiags, wholeDiags] = [new Diagnostics(), new Diagnostics(), new Diagnostics()];
+      const reference = loadWithLibrary(text, 't.yaml', referenceDiags);
+      const split = loadYaml(text, 't.yaml', splitDiags, true, new SameThread());
+      const whole = loadYaml(text, 't.yaml', wholeDiags);
       assert.equal(split.ok, whole.ok);
       assert.deepEqual(split.value, whole.value);
+      // The same warnings and errors, at the same places, however the text was read.
+      assert.deepEqual(splitDiags.sorted(), wholeDiags.sorted());
+      assert.deepEqual(wholeDiags.sorted(), referenceDiags.sorted());
       if (reference.ok) assert.deepEqual(split.value, reference.value);
     });
   }

@@ -53,7 +53,8 @@ describe('template YAML', () => {
     };
     assert.equal(fast(readFileSync(join(conformanceDir, 'docker-app-volume', 'template.yaml'), 'utf8')), true);
     assert.equal(fast('a: [ x: 1, y ]\nb: |\n  text\nc: "on"\nd: turn it on\n'), true);
-    for (const text of ['a: yes\n', 'a: 017\n', 'a: 1\na: 2\n', 'a: &x 1\nb: *x\n', 'a: !!str 1\n', '--- 1\n--- 2\n', 'a: [1, 2\n']) {
+    assert.equal(fast('a: yes\nb: [ Off ]\n'), true, 'YAML 1.1 booleans are read fast (and warned about with their own position)');
+    for (const text of ['a: oN\n', 'a: 017\n', 'a: 1\na: 2\n', 'a: &x 1\nb: *x\n', 'a: !!str 1\n', '--- 1\n--- 2\n', 'a: [1, 2\n']) {
       assert.equal(fast(text), false, JSON.stringify(text));
     }
   });
@@ -87,6 +88,29 @@ describe('template YAML', () => {
       loadYaml(text, 'f.yaml', diags);
       assert.deepEqual(diags.list.map((d) => [d.code, d.line, d.column]).sort(), [['DUPLICATE_KEY', text.split('\n').length - 1, 1], ['YAML11_BOOLEAN', text.split('\n').length - 1, 1]].sort());
     }
+  });
+
+  it('warns about YAML 1.1 booleans read fast exactly as the library does (line, column, path)', () => {
+    const texts = [
+      'a: yes\n',
+      'yes\n',
+      'top:\n  inner:\n    flag: No\n    list:\n      - ON\n      - 1\n      - off\n',
+      'a: [ x: on, Off, { "q": YES } ]\nb: { c: NO, \'d\': On }\n',
+      'seq:\n  - - no\n    - { e: yes }\n  - key: off\n',
+      ...['indigo-slurm-cluster', 'indigo-galaxy-portal'].map((c) => readFileSync(join(conformanceDir, c, 'template.yaml'), 'utf8')),
+    ];
+    for (const text of texts) {
+      const fast = new Diagnostics();
+      const loaded = loadYaml(text, 'f.yaml', fast);
+      assert.equal(loaded.positions.size, 0, `read fast: ${JSON.stringify(text.slice(0, 40))}`);
+      const library = new Diagnostics();
+      assert.deepEqual(loaded.value, loadWithLibrary(text, 'f.yaml', library).value);
+      assert.ok(library.list.length > 0);
+      assert.deepEqual(fast.sorted(), library.sorted(), JSON.stringify(text.slice(0, 40)));
+    }
+    const quiet = new Diagnostics();
+    loadYaml('a: yes\n', 'f.yaml', quiet, false);
+    assert.deepEqual(quiet.list, [], 'no style warnings when they are not asked for');
   });
 
   it('reports syntax errors with their position', () => {
