@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, basename, relative } from 'node:path';
 import { parse } from 'yaml';
+import { ImportFiles } from './adapters/import-files';
 import { formatDiagnostic, type Diagnostic } from './domain/diagnostics';
 import { isDict } from './domain/registry';
 import { targets, translate, type Target } from './domain/translate';
@@ -68,8 +69,7 @@ export function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Cl
   const result = processTemplate({
     ...(isCsar ? { csar: new Uint8Array(bytes) } : { text: bytes.toString('utf8') }),
     fileName: isCsar ? basename(file) : shown,
-    baseDir: dirname(file),
-    mirror: typeof options.mirror === 'string' ? options.mirror : env.LAPIS_TOSCA_IMPORT_MIRROR || undefined,
+    imports: new ImportFiles({ baseDir: dirname(file), mirror: typeof options.mirror === 'string' ? options.mirror : env.LAPIS_TOSCA_IMPORT_MIRROR || undefined }),
     inputs,
   });
   const shownDiagnostics = result.diagnostics.filter((d: Diagnostic) => d.severity === 'error' || !options.quiet);

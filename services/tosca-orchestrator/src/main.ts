@@ -2,6 +2,7 @@
 // and the runtime. Wiring only.
 import { runMain, startService } from '@lapis/platform';
 import { DeploymentEngine } from './adapters/engine';
+import { ImportFiles } from './adapters/import-files';
 import { LapisPorts } from './adapters/lapis';
 import { OperationStore, type OperationRecord } from './adapters/operations';
 import { jsonCodec } from './adapters/store';
@@ -29,7 +30,7 @@ runMain(async () => {
         ports.close();
         parallel?.close();
       });
-      return toscaServices({ engine, deployments, operations, reading: { mirror: config.LAPIS_TOSCA_IMPORT_MIRROR || undefined, parallel } });
+      return toscaServices({ engine, deployments, operations, reading: { imports: new ImportFiles({ mirror: config.LAPIS_TOSCA_IMPORT_MIRROR || undefined }), parallel } });
     },
   });
 });

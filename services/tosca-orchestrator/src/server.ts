@@ -20,6 +20,7 @@ import { plan } from './domain/plan';
 import { isDict, type Dict } from './domain/registry';
 import { translate, type Target } from './domain/translate';
 import { processTemplate } from './domain/validate';
+import type { ImportSource } from './domain/loader';
 import type { ParallelReader } from './domain/yaml';
 import type { ProcessResult, Topology } from './domain/model';
 
@@ -46,9 +47,9 @@ function toSource(t: StoredTemplate): TemplateSource {
   return { content: t.yaml !== undefined ? { $case: 'yaml', yaml: t.yaml } : { $case: 'csar', csar: Buffer.from(t.csar ?? '', 'base64') }, fileName: t.fileName, files: t.files };
 }
 
-/** How templates are read: the URL import mirror, and a second thread for big templates. */
+/** How templates are read: imported files (URL imports from the mirror), and a second thread for big templates. */
 export interface Reading {
-  mirror?: string;
+  imports?: ImportSource;
   parallel?: ParallelReader;
 }
 

@@ -1,10 +1,10 @@
 // Loads a service template and everything it imports into one type registry: relative imports
-// (from the files given or a directory), URL imports from the local mirror (never the network),
-// and CSAR archives. Lapis' normative and INDIGO types are always there underneath.
+// (from the files given, or the import source), URL imports (from the import source: a local
+// mirror, never the network) and CSAR archives. Lapis' normative and INDIGO types are always
+// there underneath.
 import { unzipSync, strFromU8 } from 'fflate';
 import { LRUCache } from 'lru-cache';
-import { existsSync, readFileSync } from 'node:fs';
-import { posix, join } from 'node:path';
+import { posix } from 'node:path';
 import { at, Diagnostics, type Loc } from './diagnostics';
 import { isDict, Registry, typeSections, type Dict, type Kind } from './registry';
 import { indigoTypes, indigoTypesUrl } from './types/indigo';
@@ -26,12 +26,18 @@ export interface TemplateInput {
   fileName?: string;
   /** Files a relative import may name: normalized relative path -> YAML text. */
   files?: Record<string, string>;
-  /** A directory relative imports are also read from (the CLI's template directory). */
-  baseDir?: string;
-  /** Directory mirroring URL imports as <host>/<path>. */
-  mirror?: string;
+  /** Where other imported files come from (without it: only `files`). */
+  imports?: ImportSource;
   /** A second thread for big templates (the service's; without it one thread reads all). */
   parallel?: ParallelReader;
+}
+
+/** Imported files, read by an adapter (the domain does no I/O). */
+export interface ImportSource {
+  /** A URL import's text from the local mirror; otherwise where it was looked for (for the error). */
+  url(url: URL): { text: string } | { missing: string };
+  /** A relative import's text (its path normalized, relative to the main template), when found. */
+  relative(path: string): string | undefined;
 }
 
 export interface Loaded {
@@ -128,14 +134,7 @@ export function loadTemplate(input: TemplateInput): Loaded {
   const overridable = new Set<string>();
   const loading = new Set<string>();
 
-  const readRelative = (path: string): string | undefined => {
-    if (files[path] !== undefined) return files[path];
-    if (input.baseDir) {
-      const full = join(input.baseDir, path);
-      if (existsSync(full)) return readFileSync(full, 'utf8');
-    }
-    return undefined;
-  };
+  const readRelative = (path: string): string | undefined => files[path] ?? input.imports?.relative(path);
 
   const visit = (fileText: string, file: string, isMain: boolean, styleWarnings: boolean): Dict | undefined => {
     loading.add(file);
@@ -195,7 +194,6 @@ export function loadTemplate(input: TemplateInput): Loaded {
       });
     }
     addTypes(registry, doc, file, false, diags, overridable);
-    void isMain;
     return doc;
   };
 
@@ -209,17 +207,17 @@ export function loadTemplate(input: TemplateInput): Loaded {
         return;
       }
       if (loading.has(target)) return;
-      const mirrored = input.mirror ? join(input.mirror, url.host, decodeURIComponent(url.pathname)) : undefined;
-      if (mirrored && existsSync(mirrored)) {
+      const mirrored = input.imports?.url(url) ?? { missing: 'no import mirror' };
+      if ('text' in mirrored) {
         if (indigoTypesUrl.test(target)) for (const name of indigoNames()) overridable.add(name);
-        visit(readFileSync(mirrored, 'utf8'), target, false, false);
+        visit(mirrored.text, target, false, false);
         return;
       }
       if (indigoTypesUrl.test(target)) {
         diags.warn('IMPORT_BUILTIN', `import ${target} is not in the local mirror: Lapis' built-in INDIGO types stand in for it`, loc);
         return;
       }
-      diags.error('IMPORT_NOT_FOUND', `import ${target} is not in the local import mirror${input.mirror ? ` (${mirrored})` : ' (LAPIS_TOSCA_IMPORT_MIRROR is not set)'}; the network is never used`, loc);
+      diags.error('IMPORT_NOT_FOUND', `import ${target} is not in the local import mirror (${mirrored.missing}); the network is never used`, loc);
       return;
     }
     const base = /^[a-z]+:\/\//i.test(importer) ? undefined : posix.dirname(importer);
@@ -245,8 +243,9 @@ export function loadTemplate(input: TemplateInput): Loaded {
 /**
  * Imported files read before, by name. Template after template imports the same few files
  * (INDIGO's types above all), and the `yaml` library takes about 40 ms to read INDIGO's 100 KB
- * (it uses YAML 1.1 booleans and repeats keys). A file whose text changed is read again. The
- * values are shared: nothing downstream changes a loaded document.
+ * (it repeats keys). A file whose text changed is read again (an unchanged file comes back from
+ * the import source as the same string: comparing costs nothing). The values are shared:
+ * nothing downstream changes a loaded document.
  */
 const importedFiles = new LRUCache<string, { text: string; styleWarnings: boolean; loaded: LoadedYaml; diags: Diagnostics }>({
   // Bounded by the files' text (their values take about ten times as much memory).

@@ -11,6 +11,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { ImportFiles } from '../../src/adapters/import-files';
 import type { Diagnostic } from '../../src/domain/diagnostics';
 import { translate, type Target } from '../../src/domain/translate';
 import { processTemplate } from '../../src/domain/validate';
@@ -44,7 +45,7 @@ describe('conformance cases', () => {
       const runs = [indigoMirror(), ...(expected.indigo === 'both' ? [undefined] : [])];
       for (const mirror of runs) {
         const label = mirror ? 'with the INDIGO file' : "with Lapis' INDIGO types";
-        const result = processTemplate({ text, fileName: 'template.yaml', baseDir: dir, mirror, inputs });
+        const result = processTemplate({ text, fileName: 'template.yaml', imports: new ImportFiles({ baseDir: dir, mirror }), inputs });
         const errors = result.diagnostics.filter((d) => d.severity === 'error');
         const warnings = result.diagnostics.filter((d) => d.severity === 'warning');
         if (result.valid !== expected.valid) assert.fail(`${label}: valid should be ${expected.valid}; errors:\n  ${show(errors)}`);

@@ -1,11 +1,13 @@
-// Imported files are read once and reused while their text stays the same (INDIGO's types file
-// took the `yaml` library about 40 ms for every template that imported it): what a template sees
-// of an import (its types, its warnings, positions inside it) must not depend on whether the file
-// was read before, and a file changed in the mirror is read again.
+// Imported files are read once and reused while they stay the same (INDIGO's types file took the
+// `yaml` library about 40 ms for every template that imported it, and reading it from the disk
+// again was a third of a small template's time): what a template sees of an import (its types,
+// its warnings, positions inside it) must not depend on whether the file was read before, a file
+// changed in the mirror is read again, and a URL never leads out of the mirror.
 import { strict as assert } from 'node:assert';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ImportFiles } from '../../src/adapters/import-files';
 import { processTemplate } from '../../src/domain/validate';
 
 describe('imported files', () => {
@@ -32,7 +34,7 @@ topology_template:
     server:
       type: tosca.nodes.Compute
 `;
-  const run = (type: string) => processTemplate({ text: template(type), fileName: 't.yaml', mirror });
+  const run = (type: string) => processTemplate({ text: template(type), fileName: 't.yaml', imports: new ImportFiles({ mirror }) });
   const shown = (r: ReturnType<typeof run>) => r.diagnostics.map((d) => `${d.severity} ${d.code} ${d.file}:${d.line}:${d.column} ${d.path}`);
 
   it('gives every template the same types, warnings and positions, read for the first time or not', () => {
@@ -51,5 +53,20 @@ topology_template:
     assert.equal(run('example.nodes.Db').valid, false);
     writeFileSync(join(dir, 'types.yaml'), types('  example.nodes.Db:\n    derived_from: tosca.nodes.SoftwareComponent\n'));
     assert.equal(run('example.nodes.Db').valid, true);
+    // Rewritten with a text of the same length: still read again.
+    writeFileSync(join(dir, 'types.yaml'), types('  example.nodes.Dx:\n    derived_from: tosca.nodes.SoftwareComponent\n'));
+    assert.equal(run('example.nodes.Db').valid, false);
+    assert.equal(run('example.nodes.Dx').valid, true);
+  });
+
+  it('never reads outside the mirror, whatever the URL escapes', () => {
+    writeFileSync(join(mirror, '..', `${mirror.split('/').pop()}-outside.yaml`), types());
+    const files = new ImportFiles({ mirror });
+    const escaped = new URL(`https://types.example.org/..%2F..%2F${mirror.split('/').pop()}-outside.yaml`);
+    const found = files.url(escaped);
+    assert.ok('missing' in found && /leads out of the mirror/.test(found.missing), JSON.stringify(found));
+    rmSync(join(mirror, '..', `${mirror.split('/').pop()}-outside.yaml`));
+    assert.deepEqual(new ImportFiles({}).url(escaped), { missing: 'LAPIS_TOSCA_IMPORT_MIRROR is not set' });
+    assert.ok('text' in files.url(new URL('https://types.example.org/v1/types.yaml')));
   });
 });
