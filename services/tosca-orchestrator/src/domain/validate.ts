@@ -2,7 +2,8 @@
 // templates, requirements, capabilities, interfaces, artifacts, relationships, groups,
 // policies, outputs, substitution mappings), functions and the dependency graph. Every
 // problem is reported; nothing stops at the first.
-import { at, type Diagnostics, type Loc } from './diagnostics';
+import { LRUCache } from 'lru-cache';
+import { at, type Diagnostic, type Diagnostics, type Loc } from './diagnostics';
 import { loadTemplate, type Loaded, type TemplateInput } from './loader';
 import type { Edge, EdgeKind, InputDef, NodeTemplate, ProcessResult, RequirementAssignment, Topology } from './model';
 import { isDict, primitiveTypes, roots, typeSections, type Dict, type Kind, type Registry, type TypeEntry } from './registry';
@@ -17,13 +18,35 @@ export interface ProcessOptions extends TemplateInput {
   inputs?: Dict;
 }
 
+/**
+ * What checking imported type definitions found, by the imported documents (the same objects
+ * while their files are unchanged): template after template imports INDIGO's types, and checking
+ * them again was a third of a small template's validation. Only for templates that define no
+ * types of their own, which could change what the imported ones refer to.
+ */
+const checkedImports = new LRUCache<string, Diagnostic[]>({ max: 256 });
+const documentIds = new WeakMap<object, number>();
+let nextDocumentId = 0;
+
+function importedTypesKey(loaded: Loaded): string | undefined {
+  if (Object.keys(typeSections).some((section) => section in loaded.main!)) return undefined;
+  let key = '';
+  for (const [file, doc] of loaded.docs) {
+    if (file === loaded.mainFile) continue;
+    let id = documentIds.get(doc);
+    if (id === undefined) documentIds.set(doc, (id = nextDocumentId++));
+    key += `${file}\0${id}\n`;
+  }
+  return key || undefined;
+}
+
 /** Parses, loads imports and validates; the topology comes back even when invalid (best effort). */
 export function processTemplate(options: ProcessOptions): ProcessResult {
   const loaded = loadTemplate(options);
   let topology: Topology | undefined;
   if (loaded.main) {
     const validator = new Validator(loaded, options.inputs);
-    validator.checkTypes();
+    validator.checkTypes(importedTypesKey(loaded));
     topology = validator.checkTopology();
   }
   const diagnostics = loaded.diags.sorted();
@@ -89,10 +112,18 @@ class Validator {
 
   // ---------------------------------------------------------------- types
 
-  checkTypes(): void {
+  /** Checks the type definitions that are not Lapis' own; with a key, those found before under it are not checked again. */
+  checkTypes(importedKey?: string): void {
+    const known = importedKey === undefined ? undefined : checkedImports.get(importedKey);
+    if (known) {
+      for (const d of known) this.diags.list.push({ ...d });
+      return;
+    }
+    const before = this.diags.list.length;
     for (const kind of Object.values(typeSections)) {
       for (const entry of this.registry.all(kind)) if (!entry.builtin) this.checkType(entry);
     }
+    if (importedKey !== undefined) checkedImports.set(importedKey, this.diags.list.slice(before).map((d) => ({ ...d })));
   }
 
   private typeRef(kind: Kind, name: unknown, loc: Loc, what: string): TypeEntry | undefined {

@@ -59,6 +59,30 @@ topology_template:
     assert.equal(run('example.nodes.Dx').valid, true);
   });
 
+  it("checks imported types once, unless the template defines types the imported ones may refer to", () => {
+    writeFileSync(join(dir, 'ports.yaml'), `tosca_definitions_version: tosca_simple_yaml_1_3
+node_types:
+  example.nodes.Web:
+    derived_from: tosca.nodes.SoftwareComponent
+    properties:
+      port: { type: example.datatypes.Port }
+      size: { type: integer, default: big }
+`);
+    const web = (own = '') => processTemplate({
+      text: `tosca_definitions_version: tosca_simple_yaml_1_3\nimports:\n  - https://types.example.org/v1/ports.yaml\n${own}topology_template:\n  node_templates:\n    server: { type: tosca.nodes.Compute }\n`,
+      fileName: 't.yaml',
+      imports: new ImportFiles({ mirror }),
+    });
+    const errors = (r: ReturnType<typeof web>) => r.diagnostics.filter((d) => d.severity === 'error').map((d) => `${d.code} ${d.file}:${d.line}:${d.column} ${d.path}`);
+    const inImport = ['TYPE_MISMATCH https://types.example.org/v1/ports.yaml:7:30 node_types.example.nodes.Web.properties.size.default', 'UNKNOWN_TYPE https://types.example.org/v1/ports.yaml:6:15 node_types.example.nodes.Web.properties.port.type'];
+    assert.deepEqual(errors(web()).sort(), inImport);
+    assert.deepEqual(errors(web()).sort(), inImport, 'the same errors, at the same places, the second time');
+    // The template defines the data type the imported node type names: that error goes.
+    const own = 'data_types:\n  example.datatypes.Port:\n    derived_from: integer\n';
+    assert.deepEqual(errors(web(own)), [inImport[0]]);
+    assert.deepEqual(errors(web()).sort(), inImport);
+  });
+
   it('never reads outside the mirror, whatever the URL escapes', () => {
     writeFileSync(join(mirror, '..', `${mirror.split('/').pop()}-outside.yaml`), types());
     const files = new ImportFiles({ mirror });
