@@ -202,10 +202,7 @@ export function readFastOrNothing(text: string, booleans?: Yaml11Boolean[]): { v
 export interface ParallelReader {
   /** Templates shorter than this are read on one thread (handing a piece over costs time too). */
   readonly minLength: number;
-  /** `piece` of a template of `length`: a function that waits for its value, or undefined when the thread takes no piece now. */
-  start(piece: string, length: number): (() => { value: unknown } | undefined) | undefined;
-  /** How long a template of `length` (at least minLength) took to read, with the thread's help or alone: to learn which is faster here. */
-  took?(length: number, helped: boolean, ms: number): void;
+  start(text: string): (() => { value: unknown } | undefined) | undefined;
 }
 
 /**
@@ -268,29 +265,22 @@ export function splitNodeTemplates(text: string): { head: string; body: string; 
  * away, which warns or reports with positions.
  */
 export function loadYaml(text: string, file: string, diags: Diagnostics, styleWarnings = true, parallel?: ParallelReader): LoadedYaml {
+  let fast: { value: unknown } | undefined;
   const booleans: Yaml11Boolean[] = [];
   const split = parallel && text.length >= parallel.minLength ? splitNodeTemplates(text) : undefined;
-  const started = split ? performance.now() : 0;
-  const two = split ? readInTwo(split, text.length, parallel!) : undefined;
-  // Read here alone where the thread took no piece or the pieces do not fit together. Syntax
-  // errors throw: the library reports them, with positions.
-  const fast = two && two !== 'declined' ? two : readFastOrNothing(text, booleans);
-  // Timed where one way ran through (a fallback did both), so the thread learns which is faster.
-  if (fast && two !== undefined) parallel!.took?.(text.length, two !== 'declined', performance.now() - started);
+  if (split) fast = readInTwo(split, parallel!);
+  // Syntax errors throw: the library reports them, with positions.
+  fast ??= readFastOrNothing(text, booleans);
   if (!fast) return loadWithLibrary(text, file, diags, styleWarnings);
   diags.addFile(file, () => loadWithLibrary(text, file, new Diagnostics(), false).positions, text);
   if (styleWarnings) for (const b of booleans) diags.addAt('warning', 'YAML11_BOOLEAN', yaml11BooleanMessage(b.source, b.value), file, b.path, b.offset);
   return { value: fast.value ?? null, positions: new Map(), ok: true };
 }
 
-/**
- * A split template read by two threads: the body there, the head here, the body grafted in; or
- * undefined where it cannot be (the whole text is then read here), or 'declined' where the thread
- * took no piece.
- */
-function readInTwo(split: { head: string; body: string; graftAt: number }, length: number, parallel: ParallelReader): { value: unknown } | 'declined' | undefined {
-  const wait = parallel.start(split.body, length);
-  if (!wait) return 'declined';
+/** A split template read by two threads: the body there, the head here, the body grafted in. */
+function readInTwo(split: { head: string; body: string; graftAt: number }, parallel: ParallelReader): { value: unknown } | undefined {
+  const wait = parallel.start(split.body);
+  if (!wait) return undefined;
   let taken = false;
   const take = () => {
     taken = true;
