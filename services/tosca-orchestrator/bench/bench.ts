@@ -1,12 +1,15 @@
 // Parse+validate benchmark: generated templates of 100, 1,000 and 10,000 node templates (times
 // BENCH_SCALE), Lapis in-process against OpenStack tosca-parser (installed from PyPI into the
-// benchmark's own virtual environment) on the same files: time ratio and verdict agreement.
-// Markdown table to stdout; figures to bench/results/tosca-orchestrator.json. Asserts nothing.
+// benchmark's own virtual environment) on the same files: time ratio and verdict agreement. Then
+// the INDIGO-style templates of the conformance folder, importing INDIGO's types file (through
+// Lapis' import mirror; tosca-parser reads the same file from its path).
+// Markdown tables to stdout; figures to bench/results/tosca-orchestrator.json. Asserts nothing.
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { ImportFiles } from '../src/adapters/import-files';
 import { yamlThreadIfUseful } from '../src/adapters/yaml-thread';
 import { processTemplate } from '../src/domain/validate';
 
@@ -80,7 +83,7 @@ function peerPython(): string | undefined {
   }
 }
 
-interface PeerResult { valid: boolean; seconds: number; error?: string }
+interface PeerResult { valid: boolean; seconds: number; error?: string; crashed: boolean }
 
 /** tosca-parser in one Python process for the whole run (bench/peer.py): a path in, a verdict out. */
 class Peer {
@@ -117,6 +120,67 @@ function lapisOnce(text: string, file: string, threads: 'service' | 'one' = 'ser
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+const conformanceDir = resolve(__dirname, '..', '..', 'test', 'conformance');
+// INDIGO's public types file (reference data beside the project, never copied into it).
+const indigoTypesFile = process.env.LAPIS_INDIGO_TYPES_FILE ?? resolve(__dirname, '..', '..', '..', '..', '..', 'shared', 'indigo', 'custom_types.yaml');
+const indigoTypesUrl = /https:\/\/raw\.githubusercontent\.com\/indigo-dc\/tosca-types\/[^/\s]+\/custom_types\.yaml/g;
+
+/**
+ * The INDIGO-style conformance templates, as a user sends them: Lapis reads INDIGO's types from
+ * its import mirror, tosca-parser from the file's path (it would fetch the URL). Same rounds as
+ * above. Their verdicts are shown, not counted in the agreement on generated templates.
+ */
+async function indigoTemplates(dir: string, peer: Peer | undefined): Promise<{ rows: string[]; figures: Record<string, number> } | undefined> {
+  if (!existsSync(indigoTypesFile)) {
+    process.stderr.write(`INDIGO's types file is not at ${indigoTypesFile} (set LAPIS_INDIGO_TYPES_FILE): INDIGO templates left out\n`);
+    return undefined;
+  }
+  const mirror = join(dir, 'mirror');
+  for (const ref of ['master', 'v6.0.0']) {
+    const at = join(mirror, 'raw.githubusercontent.com', 'indigo-dc', 'tosca-types', ref);
+    mkdirSync(at, { recursive: true });
+    copyFileSync(indigoTypesFile, join(at, 'custom_types.yaml'));
+  }
+  const imports = new ImportFiles({ mirror });
+  const cases = readdirSync(conformanceDir).filter((c) => c.startsWith('indigo-')).sort().map((name) => {
+    const text = readFileSync(join(conformanceDir, name, 'template.yaml'), 'utf8');
+    const peerFile = join(dir, `${name}.yaml`);
+    writeFileSync(peerFile, text.replace(indigoTypesUrl, indigoTypesFile));
+    return { name, text, peerFile };
+  });
+  const lapisOnceWithImports = (text: string) => {
+    const started = process.hrtime.bigint();
+    const result = processTemplate({ text, fileName: 'template.yaml', imports });
+    return { valid: result.valid, ms: Number(process.hrtime.bigint() - started) / 1e6 };
+  };
+  const rows: string[] = [];
+  const lapisAll: number[] = [];
+  const peerAll: number[] = [];
+  for (const c of cases) {
+    const cold = lapisOnceWithImports(c.text);
+    const verdict = peer ? await peer.parse(c.peerFile) : undefined;
+    for (let i = 0; i < warmups; i++) lapisOnceWithImports(c.text);
+    const lapisRounds: number[] = [];
+    const peerRounds: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      lapisRounds.push(median(Array.from({ length: repeats }, () => lapisOnceWithImports(c.text).ms)));
+      if (peer) peerRounds.push((await peer.parse(c.peerFile)).seconds * 1000);
+    }
+    const lapisMs = median(lapisRounds);
+    const peerMs = peer ? median(peerRounds) : undefined;
+    lapisAll.push(lapisMs);
+    if (peerMs !== undefined) peerAll.push(peerMs);
+    const peerVerdict = !verdict ? '-' : verdict.valid ? 'valid' : `invalid: ${verdict.error ?? ''}`;
+    rows.push(`| ${c.name} | ${lapisMs.toFixed(2)} | ${cold.ms.toFixed(1)} | ${peerMs !== undefined ? peerMs.toFixed(0) : 'not run'} | ${peerMs !== undefined ? `${(peerMs / lapisMs).toFixed(0)}x` : '-'} | ${cold.valid ? 'valid' : 'invalid'} | ${peerVerdict} |`);
+  }
+  const figures: Record<string, number> = { indigo_ms: median(lapisAll) };
+  if (peerAll.length) {
+    figures.indigo_tosca_parser_ms = median(peerAll);
+    figures.indigo_speedup_vs_tosca_parser = median(peerAll) / median(lapisAll);
+  }
+  return { rows, figures };
+}
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'lapis-tosca-bench-'));
@@ -177,7 +241,7 @@ async function main(): Promise<void> {
       for (const l of lapis) {
         const p = peerVerdicts.get(l.file);
         if (!p) continue;
-        if (p.error && /Traceback|AttributeError|TypeError|KeyError/.test(p.error)) {
+        if (p.crashed) {
           peerCrashes++;
           continue;
         }
@@ -214,6 +278,13 @@ async function main(): Promise<void> {
     process.stdout.write(`${rows.join('\n')}\n\n`);
     process.stdout.write(`verdict agreement: ${compared ? `${agree}/${compared}` : 'n/a'}${peerCrashes ? ` (tosca-parser crashed on ${peerCrashes}, not counted)` : ''}\n`);
     for (const d of disagreements) process.stdout.write(`  disagreement: ${d}\n`);
+    const indigo = await indigoTemplates(dir, peer);
+    if (indigo) {
+      Object.assign(figures, indigo.figures);
+      process.stdout.write(`\n### INDIGO-style templates (test/conformance/indigo-*), importing INDIGO's types file (Lapis: through its import mirror, warm; ${rounds} rounds of ${repeats} runs, medians)\n\n`);
+      process.stdout.write('| template | Lapis ms (warm) | Lapis ms (first run) | tosca-parser ms | speedup | Lapis | tosca-parser |\n|---|---:|---:|---:|---:|---|---|\n');
+      process.stdout.write(`${indigo.rows.join('\n')}\n`);
+    }
     mkdirSync(resultsDir, { recursive: true });
     writeFileSync(join(resultsDir, 'tosca-orchestrator.json'), `${JSON.stringify({ ...figures, machine: { nproc: cpus().length, memory_bytes: totalmem() }, at: new Date().toISOString() }, null, 2)}\n`);
   } finally {
