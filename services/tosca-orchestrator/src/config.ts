@@ -8,6 +8,7 @@ export const toscaSpecs = {
   LAPIS_SCHEDULER_ADDRESS: str({ default: '127.0.0.1:50053', desc: 'scheduler gRPC address' }),
   LAPIS_RUNTIME_ADDRESS: str({ default: '127.0.0.1:50051', desc: 'container-runtime gRPC address' }),
   LAPIS_TOSCA_IMPORT_MIRROR: str({ default: '', desc: 'directory mirroring URL imports (host/path), so templates never need the network' }),
+  LAPIS_TOSCA_TWO_THREADS_FROM_KIB: num({ default: 1024, desc: 'templates of this many KiB or more are read by two threads, the caller and a helper (0: one thread always)' }),
   LAPIS_TOSCA_DELETED_RETENTION_S: num({ default: 86_400, desc: 'seconds a DELETED deployment and its operations stay readable before their records are removed' }),
 };
 

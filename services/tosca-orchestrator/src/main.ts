@@ -24,7 +24,7 @@ runMain(async () => {
       const ports = new LapisPorts({ scheduler: config.LAPIS_SCHEDULER_ADDRESS, runtime: config.LAPIS_RUNTIME_ADDRESS, serviceToken: config.LAPIS_SERVICE_TOKEN });
       const engine = new DeploymentEngine({ deployments, index, operations, ports, bus, log, deletedRetentionMs: config.LAPIS_TOSCA_DELETED_RETENTION_S * 1000 });
       await engine.start();
-      const parallel = yamlThreadIfUseful((error) => log.warn({ err: error }, 'the YAML helper thread failed; it is started again'));
+      const parallel = yamlThreadIfUseful((error) => log.warn({ err: error }, 'the YAML helper thread failed; it is started again'), config.LAPIS_TOSCA_TWO_THREADS_FROM_KIB * 1024);
       shutdown.add('deployments', async () => {
         await engine.stop();
         ports.close();

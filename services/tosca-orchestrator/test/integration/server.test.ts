@@ -39,6 +39,8 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
       LAPIS_NATS_URL: natsUrl(),
       LAPIS_STATIC_TOKENS_FILE: tokens,
       LAPIS_TOSCA_IMPORT_MIRROR: indigoMirror(),
+      // The big template below (200 KiB) is then read by two threads.
+      LAPIS_TOSCA_TWO_THREADS_FROM_KIB: '64',
       // Nothing listens there: the scheduler is not part of this test.
       LAPIS_SCHEDULER_ADDRESS: '127.0.0.1:1',
       LAPIS_RUNTIME_ADDRESS: '127.0.0.1:1',

@@ -13,7 +13,8 @@ async function whenReady(thread: YamlThread): Promise<void> {
 }
 
 describe('YAML helper thread', () => {
-  const thread = new YamlThread();
+  // Pieces of 1,000-node templates (200 KiB) go to the thread.
+  const thread = new YamlThread(undefined, 64 * 1024);
   after(() => thread.close());
 
   it('reads half of a big template, and the result is the one-thread result', async () => {
