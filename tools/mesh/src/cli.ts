@@ -108,6 +108,9 @@ async function serve(): Promise<void> {
       progress('trace viewer (Zipkin; the first run fetches it with Maven)');
       zipkin = await startZipkin(join(DIR, 'zipkin.log'));
     }
+    // Every run starts its registries empty, so NATS starts empty too: a catalogue (or
+    // instances) recorded by an earlier run would name images and containers that are gone.
+    rmSync(join(DIR, 'state', 'nats'), { recursive: true, force: true });
     mesh = await startMesh({
       stateDir: join(DIR, 'state'),
       nodeName: 'local',
