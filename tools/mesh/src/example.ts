@@ -1,16 +1,24 @@
 // The example deployment `make up` makes: a small web application with an attached volume
-// (examples/tosca/web-app.yaml), through the orchestrator's gRPC API like any user's.
+// (examples/tosca/web-app.yaml), through the orchestrator's gRPC API like any user's. A page is
+// then written into the volume through the web instance, so its address serves something.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import { createClient } from '@lapis/platform';
 import { DeploymentState, ToscaServiceClient, type Deployment, type CreateDeploymentResponse, type WatchDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { docker } from '@lapis/testenv';
 import { MESH_TOKENS, REPO_ROOT, type Mesh } from './mesh';
 
 export const EXAMPLE_TEMPLATE = join(REPO_ROOT, 'examples/tosca/web-app.yaml');
 
 export async function deployExample(mesh: Mesh, file = EXAMPLE_TEMPLATE): Promise<Record<string, unknown>> {
   const deployment = await deploy(mesh, readFileSync(file, 'utf8'), 'web-app.yaml');
+  const web = deployment.nodes.find((n) => n.name === 'web')?.instanceIds[0];
+  const container = web && (await docker(['ps', '-q', '--filter', `label=lapis.instance-id=${web}`])).trim();
+  if (container) {
+    const page = `<h1>Lapis</h1><p>Served by instance ${web} of deployment ${deployment.id}, from the volume attached at /mnt/site.</p>\n`;
+    await docker(['exec', '-i', container, 'sh', '-c', 'cat > /mnt/site/index.html'], { input: page });
+  }
   return (deployment.outputs ?? {}) as Record<string, unknown>;
 }
 
