@@ -1,5 +1,8 @@
 // Progress while waiting: a spinner on stderr, only when stderr is a terminal (scripts and
-// pipes get nothing, so stdout and stderr stay clean).
+// pipes get nothing, so stdout and stderr stay clean); and the --wait options every command that
+// can wait takes.
+import { UsageError, type OptionDef } from './cli';
+
 const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 export class Progress {
@@ -39,3 +42,16 @@ export class Progress {
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** --wait (what it waits for) and --wait-timeout. */
+export const waitOptions = (description: string): OptionDef[] => [
+  { long: 'wait', short: 'w', description },
+  { long: 'wait-timeout', value: 'SECONDS', description: 'how long --wait waits', defaultText: '600' },
+];
+
+/** --wait-timeout in milliseconds (600 s unless given). */
+export function waitMs(options: Record<string, unknown>): number {
+  const seconds = Number(options['wait-timeout'] ?? 600);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError('--wait-timeout must be a number of seconds');
+  return seconds * 1000;
+}

@@ -137,6 +137,11 @@ describe('lapisctl against the real mesh', function () {
       const missing = await run(['claim', 'submit', '--flavor', 'm1.tiny']);
       assert.equal(missing.code, 2);
       assert.match(missing.stderr, /--image is required/);
+      for (const args of [['image', 'sync', '--wait', '--wait-timeout', 'soon'], ['claim', 'submit', '--image', 'x', '--flavor', 'm1.tiny', '--wait', '--wait-timeout', '-1']]) {
+        const timeout = await run(args, { LAPIS_TOKEN: 'admin-token' });
+        assert.equal(timeout.code, 2, args.join(' '));
+        assert.match(timeout.stderr, /--wait-timeout must be a number of seconds/);
+      }
       const format = await run(['queue', '-o', 'xml']);
       assert.equal(format.code, 2);
       assert.match(format.stderr, /'xml' is invalid\. Allowed choices are table, json, yaml/);
@@ -320,7 +325,7 @@ describe('lapisctl against the real mesh', function () {
     });
 
     it('syncs a policy now and waits for its result', async () => {
-      const sync = await run(['image', 'sync', 'upstream', '--wait'], { LAPIS_TOKEN: 'admin-token' });
+      const sync = await run(['image', 'sync', 'upstream', '--wait', '--wait-timeout', '120'], { LAPIS_TOKEN: 'admin-token' });
       assert.equal(sync.code, 0, sync.stdout + sync.stderr);
       assert.match(sync.stdout, /^POLICY\s+REPOSITORY\s+RESULT/);
       assert.match(sync.stdout, /^upstream\s+lapis\/busybox\s+SUCCEEDED/m);

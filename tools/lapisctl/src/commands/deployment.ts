@@ -20,7 +20,7 @@ import { parse as parseYaml } from 'yaml';
 import { UsageError, type Command } from '../cli';
 import { CommandError, type Context } from '../context';
 import { age, details, plain, printData, table, time, word } from '../output';
-import { Progress } from '../progress';
+import { Progress, waitMs, waitOptions } from '../progress';
 
 const tosca = (ctx: Context) => ctx.client('tosca', ToscaServiceClient);
 
@@ -155,16 +155,7 @@ async function follow(ctx: Context, id: string, done: (d: Deployment) => boolean
   return last;
 }
 
-const waitOptions = [
-  { long: 'wait', short: 'w', description: 'wait until it is done, showing progress' },
-  { long: 'wait-timeout', value: 'SECONDS', description: 'how long --wait waits', defaultText: '600' },
-];
-
-const waitMs = (options: Record<string, unknown>) => {
-  const seconds = Number(options['wait-timeout'] ?? 600);
-  if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError('--wait-timeout must be a number of seconds');
-  return seconds * 1000;
-};
+const waitUntilDone = waitOptions('wait until it is done, showing progress');
 
 async function finish(ctx: Context, id: string, options: Record<string, unknown>, want: DeploymentState, since?: Date): Promise<number | void> {
   const result = await follow(ctx, id, (d) => TERMINAL.has(d.state), waitMs(options), since);
@@ -186,7 +177,7 @@ export function deploymentCommand(): Command {
         name: 'create',
         summary: 'deploy a TOSCA template (YAML or CSAR)',
         args: [{ name: 'FILE', required: true }],
-        options: [{ long: 'inputs', short: 'i', value: 'FILE', description: 'YAML map of input values' }, { long: 'keep-on-failure', description: 'keep what was created when it fails' }, ...waitOptions],
+        options: [{ long: 'inputs', short: 'i', value: 'FILE', description: 'YAML map of input values' }, { long: 'keep-on-failure', description: 'keep what was created when it fails' }, ...waitUntilDone],
         examples: ['lapisctl deployment create web-app.yaml --inputs inputs.yaml --wait'],
         run: async ({ args, options }, ctx) => {
           const request = CreateDeploymentRequest.fromPartial({
@@ -240,7 +231,7 @@ export function deploymentCommand(): Command {
           { name: 'ID', required: true },
           { name: 'FILE' },
         ],
-        options: [{ long: 'inputs', short: 'i', value: 'FILE', description: 'YAML map of input values' }, ...waitOptions],
+        options: [{ long: 'inputs', short: 'i', value: 'FILE', description: 'YAML map of input values' }, ...waitUntilDone],
         examples: ['lapisctl deployment update dep-1a2b... --inputs more-replicas.yaml --wait'],
         run: async ({ args, options }, ctx) => {
           if (!args[1] && options.inputs === undefined) throw new UsageError('give a new template FILE, --inputs FILE, or both');
@@ -263,7 +254,7 @@ export function deploymentCommand(): Command {
         aliases: ['rm'],
         summary: 'undeploy: everything it created goes, in reverse dependency order',
         args: [{ name: 'ID', required: true }],
-        options: waitOptions,
+        options: waitUntilDone,
         run: async ({ args, options }, ctx) => {
           const client = tosca(ctx);
           const since = new Date();

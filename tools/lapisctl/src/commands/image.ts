@@ -16,7 +16,7 @@ import {
 import type { Command } from '../cli';
 import { CommandError, type Context } from '../context';
 import { age, bytes, plain, printData, table, word } from '../output';
-import { Progress } from '../progress';
+import { Progress, waitMs, waitOptions } from '../progress';
 
 const images = (ctx: Context) => ctx.client('images', ImageSyncServiceClient);
 
@@ -90,10 +90,11 @@ export function imageCommand(): Command {
         args: [{ name: 'POLICY' }],
         options: [
           { long: 'repository', value: 'REPO', description: 'only this upstream repository (repeatable)', repeat: true },
-          { long: 'wait', short: 'w', description: 'wait until the sync is done and print its result' },
+          ...waitOptions('wait until the sync is done and print its result'),
         ],
         examples: ['lapisctl image sync --wait', 'lapisctl image sync upstream --repository lapis/busybox'],
         run: async ({ args, options }, ctx) => {
+          const timeoutMs = options.wait ? waitMs(options) : 0;
           const client = images(ctx);
           const request = SyncNowRequest.fromPartial({ policy: args[0] ?? '', repositories: (options.repository as string[] | undefined) ?? [], requestId: randomBytes(12).toString('hex') });
           const { operation } = await ctx.call('images', client.syncNow.bind(client), request);
@@ -106,6 +107,11 @@ export function imageCommand(): Command {
           const operations = ctx.client('images', OperationsServiceClient);
           const progress = new Progress().start(`syncing (${operation.name})`);
           let last = operation;
+          const timer = setTimeout(() => {
+            progress.stop();
+            process.stderr.write(`error: sync ${operation.name} still running after ${timeoutMs / 1000}s\n`);
+            process.exit(1);
+          }, timeoutMs);
           try {
             await ctx.stream(
               'images',
@@ -120,6 +126,7 @@ export function imageCommand(): Command {
               },
             );
           } finally {
+            clearTimeout(timer);
             progress.stop();
           }
           const repos = progressOf(last);

@@ -21,7 +21,7 @@ import {
 import { UsageError, type Command } from '../cli';
 import { CommandError, type Context } from '../context';
 import { age, bytes, cpus, details, fixed, plain, printData, table, time, word } from '../output';
-import { Progress, sleep } from '../progress';
+import { Progress, sleep, waitMs, waitOptions } from '../progress';
 
 const scheduler = (ctx: Context) => ctx.client('scheduler', SchedulerServiceClient);
 
@@ -241,8 +241,7 @@ export function claimCommand(): Command {
           { long: 'label', value: 'KEY=VALUE', description: 'label (repeatable)', repeat: true },
           { long: 'volume', value: 'VOLUME[:PATH]', description: 'volume to attach at creation (repeatable)', repeat: true },
           { long: 'request-id', value: 'KEY', description: 'idempotency key: a retry with the same key returns the same claim' },
-          { long: 'wait', short: 'w', description: 'wait until the instance runs' },
-          { long: 'wait-timeout', value: 'SECONDS', description: 'how long --wait waits', defaultText: '600' },
+          ...waitOptions('wait until the instance runs'),
         ],
         usageTail: '[-- COMMAND...]',
         examples: [
@@ -267,6 +266,7 @@ export function claimCommand(): Command {
             const [volumeId, mountPath] = v.split(':', 2) as [string, string | undefined];
             return { volumeId, mountPath: mountPath ?? '', readOnly: false };
           });
+          const timeoutMs = options.wait ? waitMs(options) : 0;
           const request = SubmitClaimRequest.fromPartial({
             spec: { name, flavor: options.flavor, image: options.image, command: rest, environment: pairs(options.env, 'env'), labels: pairs(options.label, 'label'), volumes },
             preemptible: Boolean(options.preemptible),
@@ -279,9 +279,8 @@ export function claimCommand(): Command {
           let { claim } = await ctx.call('scheduler', client.submitClaim.bind(client), request);
           if (!claim) return;
           if (options.wait) {
-            const seconds = Number(options['wait-timeout'] ?? 600);
             if (ctx.output === 'table') process.stderr.write(`claim ${claim.id} submitted\n`);
-            claim = await waitForClaim(ctx, claim.id, seconds * 1000);
+            claim = await waitForClaim(ctx, claim.id, timeoutMs);
           }
           if (ctx.output !== 'table') return printClaim(ctx, claim);
           process.stdout.write(`claim ${claim.id} ${word(ClaimState, claim.state)}${WAITING.has(claim.state) ? ` (${word(PendingReason, claim.pendingReason)})` : ''}, instance ${word(InstanceState, claim.instanceState)}${claim.node ? ` on ${claim.node}` : ''}\n`);
