@@ -131,12 +131,10 @@ export class ImageSyncApp {
       if (error instanceof RevisionConflict) return (await this.stores.operations.get(id))!.value;
       throw error;
     }
-    const save = async (done: boolean) => {
+    const write = async (done: boolean) => {
       progress.repositories.sort((a, b) => `${a.policy}/${a.repository}`.localeCompare(`${b.policy}/${b.repository}`));
       const failed = progress.repositories.filter((r) => r.result === SyncResult.FAILED);
-      // Progress saves are not awaited, so one may retry after the final save has landed:
-      // it must not take `done` back (a watcher would then wait forever).
-      await this.stores.operations.mutate(id, (current) => current?.done ? undefined : ({
+      await this.stores.operations.mutate(id, (current) => ({
         ...(current ?? operation),
         metadata: packProgress(progress),
         updateTime: new Date(),
@@ -149,6 +147,15 @@ export class ImageSyncApp {
             ? { $case: 'error', error: { code: 13, message: failed.flatMap((r) => r.errors.map((e) => `${r.repository}${e.tag ? `:${e.tag}` : ''}: ${e.message}`)).join('; ').slice(0, 2000), details: [] } }
             : { $case: 'response', response: packProgress(progress) },
       }));
+    };
+    // One write at a time, in order: progress writes are not waited for, and two at once used to
+    // collide, retry, and land after the final write, taking `done` back (a watcher then waited
+    // for ever).
+    let written: Promise<unknown> = Promise.resolve();
+    const save = (done: boolean) => {
+      const next = written.then(() => write(done));
+      written = next.catch(() => undefined);
+      return next;
     };
     const cancel = new AbortController();
     this.operationCancels.set(id, cancel);
