@@ -5,13 +5,14 @@
 // Lapis' import mirror; tosca-parser reads the same file from its path).
 // Markdown tables to stdout; figures to bench/results/tosca-orchestrator.json. Asserts nothing.
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ImportFiles } from '../src/adapters/import-files';
 import { yamlThreadIfUseful } from '../src/adapters/yaml-thread';
 import { processTemplate } from '../src/domain/validate';
+import { conformanceDir, indigoMirror, indigoTypesFile } from '../test/helpers';
 
 const scale = Number(process.env.BENCH_SCALE ?? '1');
 const sizes = [100, 1000, 10000].map((n) => Math.max(3, Math.round((n * scale) / 3) * 3));
@@ -121,32 +122,26 @@ function lapisOnce(text: string, file: string, threads: 'service' | 'one' = 'ser
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-const conformanceDir = resolve(__dirname, '..', '..', 'test', 'conformance');
-// INDIGO's public types file (reference data beside the project, never copied into it).
-const indigoTypesFile = process.env.LAPIS_INDIGO_TYPES_FILE ?? resolve(__dirname, '..', '..', '..', '..', '..', 'shared', 'indigo', 'custom_types.yaml');
-const indigoTypesUrl = /https:\/\/raw\.githubusercontent\.com\/indigo-dc\/tosca-types\/[^/\s]+\/custom_types\.yaml/g;
+// Any version of INDIGO's types file: tosca-parser reads the local copy instead.
+const indigoTypesUrls = /https:\/\/raw\.githubusercontent\.com\/indigo-dc\/tosca-types\/[^/\s]+\/custom_types\.yaml/g;
 
 /**
  * The INDIGO-style conformance templates, as a user sends them: Lapis reads INDIGO's types from
- * its import mirror, tosca-parser from the file's path (it would fetch the URL). Same rounds as
- * above. Their verdicts are shown, not counted in the agreement on generated templates.
+ * its import mirror (the tests' mirror: the master file, so indigo-types-builtin, which names
+ * another version, gets Lapis' built-in INDIGO types as it does in the tests), tosca-parser from
+ * the file's path (it would fetch the URL). Same rounds as above. Their verdicts are shown, not
+ * counted in the agreement on generated templates.
  */
 async function indigoTemplates(dir: string, peer: Peer | undefined): Promise<{ rows: string[]; figures: Record<string, number> } | undefined> {
   if (!existsSync(indigoTypesFile)) {
     process.stderr.write(`INDIGO's types file is not at ${indigoTypesFile} (set LAPIS_INDIGO_TYPES_FILE): INDIGO templates left out\n`);
     return undefined;
   }
-  const mirror = join(dir, 'mirror');
-  for (const ref of ['master', 'v6.0.0']) {
-    const at = join(mirror, 'raw.githubusercontent.com', 'indigo-dc', 'tosca-types', ref);
-    mkdirSync(at, { recursive: true });
-    copyFileSync(indigoTypesFile, join(at, 'custom_types.yaml'));
-  }
-  const imports = new ImportFiles({ mirror });
+  const imports = new ImportFiles({ mirror: indigoMirror() });
   const cases = readdirSync(conformanceDir).filter((c) => c.startsWith('indigo-')).sort().map((name) => {
     const text = readFileSync(join(conformanceDir, name, 'template.yaml'), 'utf8');
     const peerFile = join(dir, `${name}.yaml`);
-    writeFileSync(peerFile, text.replace(indigoTypesUrl, indigoTypesFile));
+    writeFileSync(peerFile, text.replace(indigoTypesUrls, indigoTypesFile));
     return { name, text, peerFile };
   });
   const lapisOnceWithImports = (text: string) => {
