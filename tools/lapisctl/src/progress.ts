@@ -49,6 +49,19 @@ export const waitOptions = (description: string): OptionDef[] => [
   { long: 'wait-timeout', value: 'SECONDS', description: 'how long --wait waits', defaultText: '600' },
 ];
 
+/**
+ * Ends the process (exit 1, `error: <what>`) unless the returned function is called within `ms`:
+ * a wait on a stream that never brings the awaited news would otherwise hold the process open.
+ */
+export function giveUpAfter(ms: number, progress: Progress, what: () => string): () => void {
+  const timer = setTimeout(() => {
+    progress.stop();
+    process.stderr.write(`error: ${what()}\n`);
+    process.exit(1);
+  }, ms);
+  return () => clearTimeout(timer);
+}
+
 /** --wait-timeout in milliseconds (600 s unless given). */
 export function waitMs(options: Record<string, unknown>): number {
   const seconds = Number(options['wait-timeout'] ?? 600);

@@ -20,7 +20,7 @@ import { parse as parseYaml } from 'yaml';
 import { UsageError, type Command } from '../cli';
 import { CommandError, type Context } from '../context';
 import { age, details, plain, printData, table, time, word } from '../output';
-import { Progress, waitMs, waitOptions } from '../progress';
+import { giveUpAfter, Progress, waitMs, waitOptions } from '../progress';
 
 const tosca = (ctx: Context) => ctx.client('tosca', ToscaServiceClient);
 
@@ -128,11 +128,7 @@ async function follow(ctx: Context, id: string, done: (d: Deployment) => boolean
   const progress = new Progress().start(`deployment ${id}`);
   let last: Deployment | undefined;
   let fresh = since === undefined;
-  const timer = setTimeout(() => {
-    progress.stop();
-    process.stderr.write(`error: deployment ${id} still ${last ? word(DeploymentState, last.state) : 'not started'} after ${timeoutMs / 1000}s\n`);
-    process.exit(1);
-  }, timeoutMs);
+  const stopWaiting = giveUpAfter(timeoutMs, progress, () => `deployment ${id} still ${last ? word(DeploymentState, last.state) : 'not started'} after ${timeoutMs / 1000}s`);
   try {
     await ctx.stream(
       'tosca',
@@ -149,7 +145,7 @@ async function follow(ctx: Context, id: string, done: (d: Deployment) => boolean
       },
     );
   } finally {
-    clearTimeout(timer);
+    stopWaiting();
     progress.stop();
   }
   return last;

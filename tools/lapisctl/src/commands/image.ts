@@ -16,7 +16,7 @@ import {
 import type { Command } from '../cli';
 import { CommandError, type Context } from '../context';
 import { age, bytes, plain, printData, table, word } from '../output';
-import { Progress, waitMs, waitOptions } from '../progress';
+import { giveUpAfter, Progress, waitMs, waitOptions } from '../progress';
 
 const images = (ctx: Context) => ctx.client('images', ImageSyncServiceClient);
 
@@ -107,11 +107,7 @@ export function imageCommand(): Command {
           const operations = ctx.client('images', OperationsServiceClient);
           const progress = new Progress().start(`syncing (${operation.name})`);
           let last = operation;
-          const timer = setTimeout(() => {
-            progress.stop();
-            process.stderr.write(`error: sync ${operation.name} still running after ${timeoutMs / 1000}s\n`);
-            process.exit(1);
-          }, timeoutMs);
+          const stopWaiting = giveUpAfter(timeoutMs, progress, () => `sync ${operation.name} still running after ${timeoutMs / 1000}s`);
           try {
             await ctx.stream(
               'images',
@@ -126,7 +122,7 @@ export function imageCommand(): Command {
               },
             );
           } finally {
-            clearTimeout(timer);
+            stopWaiting();
             progress.stop();
           }
           const repos = progressOf(last);
