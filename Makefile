@@ -24,8 +24,9 @@ lint: build ## buf lint and format, buf breaking against main, strict type check
 	npm run lint -w proto
 	cd proto && npx buf breaking --against '../.git#branch=main,subdir=proto'
 
-test: build ## every test, against real NATS (and Docker, registries where a test needs them)
-	npx mocha
+test: build ## every test, against real NATS, Docker, registries, Slurm, Kubernetes and the images
+	node tools/testenv/dist/src/cli.js prepare --images
+	LAPIS_REQUIRE_IMAGES=1 npx mocha
 
 bench: build ## benchmarks (not tests): tables on stdout, figures in bench/results/
 	npm run bench --workspaces --if-present

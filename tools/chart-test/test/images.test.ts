@@ -1,9 +1,9 @@
 // The service images images/build.sh makes (lapis/<service>:<version>): their configuration
 // (non-root, exec-form entrypoint loading telemetry first) and that each one starts under the
 // chart's security settings (read-only root, no capabilities, uid 10001) and answers
-// grpc.health.v1 SERVING against the run's NATS. Building the images takes minutes, so it is
-// not part of this suite: without them these tests are skipped with a message, unless
-// LAPIS_REQUIRE_IMAGES=1 makes that a failure.
+// grpc.health.v1 SERVING against the run's NATS. `make test` builds the images before the run
+// (`lapis-testenv prepare --images`) and sets LAPIS_REQUIRE_IMAGES=1, so a missing image fails;
+// a bare `npx mocha` without them skips these tests with a message.
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';

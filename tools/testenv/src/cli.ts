@@ -3,12 +3,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensureDocker } from './docker.js';
+import { prepareTestRun } from './prepare.js';
 import { ensureBaseImage } from './image.js';
 import { startKube } from './kube.js';
 import { startNats } from './nats.js';
 import { startRegistry } from './registry.js';
 
 const HELP = `usage: lapis-testenv up [--docker] [--image] [--registry] [--kube] [--nats-port PORT]
+       lapis-testenv prepare [--images]
 
 Starts NATS with JetStream (and, when asked, a Docker engine, the local base image and an
 OCI registry) on this machine, installing missing Debian packages with apt-get. Prints what
@@ -23,6 +25,11 @@ the foreground; Ctrl-C (or SIGTERM) stops everything it started and removes that
                     (~10 min); uses the cluster of $KUBECONFIG instead when it is set
   --nats-port PORT  NATS client port (default: a free one)
   -h, --help        this text
+
+\`prepare\` makes, before a test run, what takes long to make: it installs the missing
+Debian packages, builds the base image and the Kubernetes tools (the first build takes 10-15
+minutes on 2 cores; cached in $LAPIS_TESTENV_CACHE or /var/cache/lapis-testenv), and with
+--images the service images (images/build.sh). \`make test\` runs it first.
 `;
 
 interface UpOptions {
@@ -151,7 +158,20 @@ async function up(opts: UpOptions): Promise<void> {
   setInterval(() => {}, 1 << 30);
 }
 
+async function prepare(argv: string[]): Promise<void> {
+  const unknown = argv.filter((a) => a !== '--images');
+  if (unknown.length > 0) throw new Error(`unknown option ${JSON.stringify(unknown[0])}`);
+  await prepareTestRun({ progress: (line) => console.error(line), images: argv.includes('--images'), root: path.resolve(__dirname, '../../../..') });
+}
+
 function main(): void {
+  if (process.argv[2] === 'prepare') {
+    prepare(process.argv.slice(3)).catch((e: unknown) => {
+      console.error(`lapis-testenv prepare: ${e instanceof Error ? e.message : String(e)}`);
+      process.exit(1);
+    });
+    return;
+  }
   let parsed: UpOptions | 'help';
   try {
     parsed = parseArgs(process.argv.slice(2));
