@@ -51,7 +51,8 @@ export async function startService(options: StartOptions): Promise<RunningServic
   const log = createLogger(options.name, config.LOG_LEVEL);
   const shutdown = new Shutdown(log);
   // From here on a SIGTERM stops whatever has started so far, in order.
-  if (options.handleSignals !== false) shutdown.onSignals();
+  // The server's grace period, then as long again for NATS to drain and telemetry to flush.
+  if (options.handleSignals !== false) shutdown.onSignals(undefined, 2 * config.LAPIS_SHUTDOWN_GRACE_MS);
   let server: GrpcServer | undefined;
   const bus = await EventBus.connect({
     url: config.LAPIS_NATS_URL,

@@ -66,14 +66,18 @@ export function staticTokenFile(identities: TestIdentity[] = Object.values(TEST_
 
 export interface ServiceProcess {
   name: string;
+  pid: number;
   /** The gRPC port it listens on. */
   port: number;
   address: string;
   /** Its JSON log lines so far. */
   logs: Array<Record<string, unknown>>;
   stderr(): string;
-  /** SIGTERM, then wait for the exit code. */
-  stop(): Promise<number | null>;
+  /**
+   * SIGTERM, then wait for the exit code; SIGKILL after `graceMs` (default 30 s), saying so on
+   * stderr with the service's name: a service that ignores SIGTERM must not hang whoever stops it.
+   */
+  stop(graceMs?: number): Promise<number | null>;
   /** SIGKILL: a crash. */
   kill(): Promise<void>;
   exited: Promise<number | null>;
@@ -138,14 +142,24 @@ export async function spawnService(
   const port = Number(listening.port);
   return {
     name,
+    pid: child.pid!,
     port,
     address: `127.0.0.1:${port}`,
     logs,
     stderr: () => stderr,
     exited,
-    stop: async () => {
-      if (!dead) child.kill('SIGTERM');
-      return exited;
+    stop: async (graceMs = 30_000) => {
+      if (dead) return exited;
+      child.kill('SIGTERM');
+      const escalate = setTimeout(() => {
+        process.stderr.write(`${name} (pid ${child.pid}) did not exit within ${graceMs} ms of SIGTERM: killed (SIGKILL)\n`);
+        child.kill('SIGKILL');
+      }, graceMs);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(escalate);
+      }
     },
     kill: async () => {
       if (!dead) child.kill('SIGKILL');

@@ -39,6 +39,16 @@ describe('a service process (real NATS, real signals)', () => {
     assert.deepEqual(steps, ['grpc', 'nats', 'telemetry']);
   });
 
+  it('exits 1 at its shutdown deadline (twice the grace period) when a step hangs, naming the step', async () => {
+    const probe = await startProbe({ LAPIS_SHUTDOWN_GRACE_MS: '1000', PROBE_STUCK_SHUTDOWN: '1' });
+    running.push(probe);
+    // The test's own escalation is far beyond the deadline: the service must exit by itself.
+    assert.equal(await probe.stop(50_000), 1);
+    const line = probe.logs.find((l) => l.msg === 'shutdown passed its deadline: exiting now');
+    assert.ok(line, 'the service says why it exits');
+    assert.equal(line.step, 'stuck');
+  });
+
   it('refuses to start on a bad variable, naming it', async () => {
     await assert.rejects(startProbe({ LAPIS_GRPC_PORT: 'abc' }), /exited before listening: cannot start: invalid configuration:\n {2}LAPIS_GRPC_PORT="abc" is invalid/);
   });
