@@ -5,8 +5,10 @@
 //   status  says whether it runs and where
 // The supervisor (`serve`) keeps .lapis/mesh.json up to date; its log is .lapis/mesh.log.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_DOCKER_SOCKET, pingDocker } from '@lapis/testenv';
+import { describeLeftovers, removeLeftovers } from './cleanup';
 import { MESH_TOKENS, REPO_ROOT, startMesh, type Mesh } from './mesh';
 import { deployExample } from './example';
 import { startZipkin, type Zipkin } from './zipkin';
@@ -14,6 +16,8 @@ import { startZipkin, type Zipkin } from './zipkin';
 const DIR = join(REPO_ROOT, '.lapis');
 const STATUS = join(DIR, 'mesh.json');
 const LOG = join(DIR, 'mesh.log');
+/** The node name of the local run: its containers and networks carry it as a label. */
+const LOCAL_NODE = 'local';
 
 interface Status {
   pid: number;
@@ -22,6 +26,8 @@ interface Status {
   error?: string;
   summary?: Record<string, string>;
   outputs?: Record<string, unknown>;
+  /** The services' processes, for `down` to kill if the supervisor cannot stop them. */
+  pids?: Record<string, number>;
 }
 
 const read = (): Status | undefined => (existsSync(STATUS) ? (JSON.parse(readFileSync(STATUS, 'utf8')) as Status) : undefined);
@@ -113,11 +119,13 @@ async function serve(): Promise<void> {
     rmSync(join(DIR, 'state', 'nats'), { recursive: true, force: true });
     mesh = await startMesh({
       stateDir: join(DIR, 'state'),
-      nodeName: 'local',
+      nodeName: LOCAL_NODE,
       defaultPorts: true,
       progress,
       env: zipkin ? { OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: zipkin.spansEndpoint } : {},
     });
+    status.pids = Object.fromEntries(Object.entries(mesh.processes).map(([name, p]) => [name, p!.pid]));
+    write(status);
     status.summary = {
       'OCCI (HTTP)': mesh.occiUrl ?? '(not started)',
       ...Object.fromEntries(Object.entries(mesh.addresses).map(([name, address]) => [`${name} (gRPC)`, address])),
@@ -147,20 +155,36 @@ async function down(): Promise<number> {
   const status = read();
   if (!status || !alive(status.pid)) {
     rmSync(STATUS, { force: true });
-    process.stdout.write('Lapis is not running.\n');
+    const left = await removeLeftoversOfLocalRun();
+    process.stdout.write(left ? `Lapis is not running; removed what a run left: ${left}.\n` : 'Lapis is not running.\n');
     return 0;
   }
   process.stdout.write(`Stopping Lapis (pid ${status.pid}): instances, volumes, services, NATS, registries...\n`);
+  const logFrom = statSync(LOG, { throwIfNoEntry: false })?.size ?? 0;
   process.kill(status.pid, 'SIGTERM');
-  for (let waited = 0; alive(status.pid); waited += 300) {
-    if (waited > 120_000) {
-      process.stderr.write(`still running after 2 minutes; log: ${LOG}\n`);
-      return 1;
-    }
-    await sleep(300);
+  // Each service gets its grace period (the supervisor kills one that overstays it); this is
+  // the limit for all of them together.
+  for (let waited = 0; alive(status.pid) && waited < 180_000; waited += 300) await sleep(300);
+  const killed = [status.pid, ...Object.values(status.pids ?? {})].filter(alive);
+  if (killed.length > 0) {
+    const names = Object.entries(status.pids ?? {}).filter(([, pid]) => alive(pid)).map(([name]) => name);
+    process.stderr.write(`still running after 3 minutes, killed (SIGKILL): the supervisor${names.length ? `, ${names.join(', ')}` : ''}\n`);
+    for (const pid of killed) process.kill(pid, 'SIGKILL');
   }
+  // What the supervisor said while stopping that a person should know: services killed, leftovers.
+  const said = readFileSync(LOG, 'utf8').slice(logFrom).split('\n').filter((l) => /did not exit within|removed what|could not remove/.test(l));
+  for (const line of said) process.stdout.write(`  ${line}\n`);
+  rmSync(STATUS, { force: true });
+  const left = await removeLeftoversOfLocalRun();
+  if (left) process.stdout.write(`  removed what was left: ${left}\n`);
   process.stdout.write('Stopped.\n');
   return 0;
+}
+
+/** Containers, networks, mounts and loop devices of the local run's node, through the engine and the kernel. */
+async function removeLeftoversOfLocalRun(): Promise<string | undefined> {
+  if (!(await pingDocker(DEFAULT_DOCKER_SOCKET))) return undefined; // no engine: no containers to remove
+  return describeLeftovers(await removeLeftovers(LOCAL_NODE, join(DIR, 'state', 'runtime')));
 }
 
 function statusCommand(): number {

@@ -11,6 +11,7 @@ import { ImageSyncServiceClient, type ListImagesResponse } from '@lapis/proto/la
 import { RuntimeServiceClient, type ListInstancesResponse, type ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { createClient } from '@lapis/platform';
 import { spawnService, staticTokenFile, until, type ServiceProcess } from '@lapis/platform/testing';
+import { describeLeftovers, removeLeftovers } from './cleanup';
 import { docker, ensureBaseImage, ensureDocker, startNats, startRegistry, type DockerEngine, type NatsServer, type Registry } from '@lapis/testenv';
 
 export const REPO_ROOT = resolve(__dirname, '../../../..');
@@ -97,6 +98,15 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     say('Docker engine');
     const engine = await ensureDocker();
     stops.push(() => engine.stop());
+    // A node starts clean, and is left clean even when a service or NATS could not clean up.
+    const nodeName = options.nodeName ?? `node-${randomBytes(3).toString('hex')}`;
+    const runtimeDir = join(stateDir, 'runtime');
+    const left = describeLeftovers(await removeLeftovers(nodeName, runtimeDir));
+    if (left) say(`removed what an earlier run of node ${nodeName} left: ${left}`);
+    stops.push(async () => {
+      const after = describeLeftovers(await removeLeftovers(nodeName, runtimeDir));
+      if (after) say(`removed what the services left behind: ${after}`);
+    });
     say('registries (upstream and site)');
     const upstream = await startRegistry({ auth: { username: 'upstream', password: randomBytes(6).toString('hex') } });
     stops.push(() => upstream.stop());
@@ -138,7 +148,6 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       ].join('\n'),
     );
     const tokens = staticTokenFile(Object.values(MESH_TOKENS));
-    const nodeName = options.nodeName ?? `node-${randomBytes(3).toString('hex')}`;
     const common = {
       LAPIS_NATS_URL: nats.url,
       LAPIS_STATIC_TOKENS_FILE: tokens,
@@ -154,7 +163,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       'container-runtime': {
         ...common,
         LAPIS_NODE_NAME: nodeName,
-        LAPIS_STATE_DIR: join(stateDir, 'runtime'),
+        LAPIS_STATE_DIR: runtimeDir,
         LAPIS_DOCKER_SOCKET: engine.socketPath,
         ...options.serviceEnv?.['container-runtime'],
       },
