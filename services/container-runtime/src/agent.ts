@@ -261,6 +261,11 @@ export class Agent {
   }
 
   async createInstance(input: CreateInstanceInput, scope: Scope): Promise<Instance> {
+    // Ids are one namespace for every project: were a member to choose one, "taken" would tell
+    // that another project has it. Members get a new id; the scheduler and admins name theirs.
+    if (input.id && !scope.admin) {
+      throw invalidArgument([{ field: 'instance_id', description: 'only the scheduler or an admin names an instance; leave it empty and Lapis gives one' }]);
+    }
     if (!input.id) input.id = `i-${randomUUID().replace(/-/g, '').slice(0, 20)}`;
     const idProblems = checkId(input.id, 'instance_id');
     if (idProblems.length) throw invalidArgument(idProblems);
@@ -922,7 +927,12 @@ export class Agent {
     const problems = checkMountPath(mountPath, 'mount_path');
     if (problems.length) throw invalidArgument(problems);
     const refusal = this.deps.backend.volumeAttachRefusal;
-    if (refusal) await this.refuseWhileRunning('attach', input.volumeId, input.instanceId, refusal);
+    if (refusal) {
+      // Another project's instance is not found, whatever state it is in.
+      await this.getVolume(input.volumeId, scope);
+      await this.getInstance(input.instanceId, scope);
+      await this.refuseWhileRunning('attach', input.volumeId, input.instanceId, refusal);
+    }
     return this.locks.with([`v:${input.volumeId}`, `i:${input.instanceId}`], async () => {
       const volume = await this.getVolume(input.volumeId, scope);
       const instance = await this.getInstance(input.instanceId, scope);
