@@ -31,7 +31,7 @@ import { Instance as InstanceCodec, type Instance, type Node, NodeState, type Vo
 import type { ClaimStatus, EngineEvent, LogChunk, NodeStorage, Observed, RuntimeBackend } from './adapters/backend';
 import type { ImageResolver } from './adapters/images';
 import type { Store } from './adapters/store';
-import { LABEL, type ContainerPlan } from './domain/container';
+import { LABEL, secretsOf, withSecrets, type ContainerPlan } from './domain/container';
 import { grantDevices, type NodeInventory } from './domain/devices';
 import { HOLDS_ROOM, requireState, stateName, TERMINAL } from './domain/states';
 import { checkId, checkMountPath, checkResize, checkSpec, defaultMountPath } from './domain/validate';
@@ -400,7 +400,7 @@ export class Agent {
    */
   private async instanceDirs(instance: Instance): Promise<{ mountDir: string; metadataDir: string }> {
     if (this.deps.backend.claims) return { mountDir: '', metadataDir: '' };
-    return this.deps.host.prepareInstance(instance.id, metadataFiles(instance));
+    return this.deps.host.prepareInstance(instance.id, metadataFiles(instance), InstanceSpecCodec.encode(secretsOf(instance.spec!)).finish());
   }
 
   private async releaseVolumes(instance: Instance): Promise<void> {
@@ -1170,7 +1170,8 @@ export class Agent {
       await this.locks.with([`i:${container.instanceId}`], async () => {
         const record = records.get(container.instanceId);
         if (!record) {
-          const adopted = adoptFromLabels(container, this.node, backend.kind);
+          const secrets = backend.claims ? undefined : await host.keptSecrets(container.instanceId);
+          const adopted = adoptFromLabels(container, this.node, backend.kind, secrets);
           if (!adopted) {
             await backend.remove(container.backendId);
             report.removedContainers.push(container.backendId);
@@ -1343,13 +1344,16 @@ function applyObserved(i: Instance, observed: Observed | undefined, reason: stri
   }
 }
 
-/** Rebuilds an instance record from a container's labels (the engine is the source of truth). */
-function adoptFromLabels(container: Observed, node: string, kind: Backend): Instance | undefined {
+/**
+ * Rebuilds an instance record from a container's labels (the engine is the source of truth)
+ * and the secrets the node kept for it (the labels hold none).
+ */
+function adoptFromLabels(container: Observed, node: string, kind: Backend, keptSecrets: Buffer | undefined): Instance | undefined {
   const l = container.labels;
   if (!l[LABEL.instanceId] || !l[LABEL.project] || !l[LABEL.spec]) return undefined;
   let spec: InstanceSpec;
   try {
-    spec = InstanceSpecCodec.decode(Buffer.from(l[LABEL.spec]!, 'base64'));
+    spec = withSecrets(InstanceSpecCodec.decode(Buffer.from(l[LABEL.spec]!, 'base64')), keptSecrets && InstanceSpecCodec.decode(keptSecrets));
   } catch {
     return undefined;
   }
