@@ -63,7 +63,7 @@ export function createOcciServer(gateway: Gateway, authenticator: Authenticator,
     });
   });
   // CONNECT has no meaning here; without a listener Node would drop the connection unanswered.
-  server.on('connect', (req: IncomingMessage, socket) => {
+  server.on('connect', (_req: IncomingMessage, socket) => {
     socket.end(`HTTP/1.1 405 Method Not Allowed\r\nServer: ${SERVER_HEADER}\r\nAllow: GET, POST, PUT, DELETE\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nCONNECT is not allowed here\n`);
   });
   return server;
