@@ -98,6 +98,8 @@
 {{- $v := .root.Values -}}
 - name: LAPIS_HTTP_PORT
   value: {{ .values.httpPort | quote }}
+- name: LAPIS_OCCI_PUBLIC_URL
+  value: {{ .values.publicUrl | default (printf "http://%s" (include "lapis.address" (dict "root" .root "component" "occi-gateway" "port" .values.httpPort))) | quote }}
 - name: LAPIS_SCHEDULER_ADDRESS
   value: {{ include "lapis.address" (dict "root" .root "component" "scheduler" "port" $v.scheduler.grpcPort) | quote }}
 - name: LAPIS_RUNTIME_ADDRESS

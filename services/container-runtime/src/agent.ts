@@ -31,7 +31,7 @@ import { Instance as InstanceCodec, type Instance, type Node, NodeState, type Vo
 import type { ClaimStatus, EngineEvent, LogChunk, NodeStorage, Observed, RuntimeBackend } from './adapters/backend';
 import type { ImageResolver } from './adapters/images';
 import type { Store } from './adapters/store';
-import { LABEL, type ContainerPlan } from './domain/container';
+import { LABEL, secretsOf, withSecrets, type ContainerPlan } from './domain/container';
 import { grantDevices, type NodeInventory } from './domain/devices';
 import { HOLDS_ROOM, requireState, stateName, TERMINAL } from './domain/states';
 import { checkId, checkMountPath, checkResize, checkSpec, defaultMountPath } from './domain/validate';
@@ -261,6 +261,11 @@ export class Agent {
   }
 
   async createInstance(input: CreateInstanceInput, scope: Scope): Promise<Instance> {
+    // Ids are one namespace for every project: were a member to choose one, "taken" would tell
+    // that another project has it. Members get a new id; the scheduler and admins name theirs.
+    if (input.id && !scope.admin) {
+      throw invalidArgument([{ field: 'instance_id', description: 'only the scheduler or an admin names an instance; leave it empty and Lapis gives one' }]);
+    }
     if (!input.id) input.id = `i-${randomUUID().replace(/-/g, '').slice(0, 20)}`;
     const idProblems = checkId(input.id, 'instance_id');
     if (idProblems.length) throw invalidArgument(idProblems);
@@ -395,7 +400,7 @@ export class Agent {
    */
   private async instanceDirs(instance: Instance): Promise<{ mountDir: string; metadataDir: string }> {
     if (this.deps.backend.claims) return { mountDir: '', metadataDir: '' };
-    return this.deps.host.prepareInstance(instance.id, metadataFiles(instance));
+    return this.deps.host.prepareInstance(instance.id, metadataFiles(instance), InstanceSpecCodec.encode(secretsOf(instance.spec!)).finish());
   }
 
   private async releaseVolumes(instance: Instance): Promise<void> {
@@ -922,7 +927,12 @@ export class Agent {
     const problems = checkMountPath(mountPath, 'mount_path');
     if (problems.length) throw invalidArgument(problems);
     const refusal = this.deps.backend.volumeAttachRefusal;
-    if (refusal) await this.refuseWhileRunning('attach', input.volumeId, input.instanceId, refusal);
+    if (refusal) {
+      // Another project's instance is not found, whatever state it is in.
+      await this.getVolume(input.volumeId, scope);
+      await this.getInstance(input.instanceId, scope);
+      await this.refuseWhileRunning('attach', input.volumeId, input.instanceId, refusal);
+    }
     return this.locks.with([`v:${input.volumeId}`, `i:${input.instanceId}`], async () => {
       const volume = await this.getVolume(input.volumeId, scope);
       const instance = await this.getInstance(input.instanceId, scope);
@@ -1160,7 +1170,8 @@ export class Agent {
       await this.locks.with([`i:${container.instanceId}`], async () => {
         const record = records.get(container.instanceId);
         if (!record) {
-          const adopted = adoptFromLabels(container, this.node, backend.kind);
+          const secrets = backend.claims ? undefined : await host.keptSecrets(container.instanceId);
+          const adopted = adoptFromLabels(container, this.node, backend.kind, secrets);
           if (!adopted) {
             await backend.remove(container.backendId);
             report.removedContainers.push(container.backendId);
@@ -1333,13 +1344,16 @@ function applyObserved(i: Instance, observed: Observed | undefined, reason: stri
   }
 }
 
-/** Rebuilds an instance record from a container's labels (the engine is the source of truth). */
-function adoptFromLabels(container: Observed, node: string, kind: Backend): Instance | undefined {
+/**
+ * Rebuilds an instance record from a container's labels (the engine is the source of truth)
+ * and the secrets the node kept for it (the labels hold none).
+ */
+function adoptFromLabels(container: Observed, node: string, kind: Backend, keptSecrets: Buffer | undefined): Instance | undefined {
   const l = container.labels;
   if (!l[LABEL.instanceId] || !l[LABEL.project] || !l[LABEL.spec]) return undefined;
   let spec: InstanceSpec;
   try {
-    spec = InstanceSpecCodec.decode(Buffer.from(l[LABEL.spec]!, 'base64'));
+    spec = withSecrets(InstanceSpecCodec.decode(Buffer.from(l[LABEL.spec]!, 'base64')), keptSecrets && InstanceSpecCodec.decode(keptSecrets));
   } catch {
     return undefined;
   }

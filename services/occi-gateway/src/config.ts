@@ -1,6 +1,21 @@
 // The OCCI gateway's configuration: the platform's variables plus its own, parsed once at start.
 import { listenPort, loadConfig, platformSpecs, requireAuthSource } from '@lapis/platform';
-import { str } from 'envalid';
+import { makeValidator, str } from 'envalid';
+
+/** An absolute http(s) URL without query or fragment; empty means "derive it from the listen address". */
+const publicUrl = makeValidator<string>((input) => {
+  if (input === '') return '';
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new Error(`not a URL: ${input}`);
+  }
+  if (!/^https?:$/.test(url.protocol) || url.search || url.hash || url.username || url.password) {
+    throw new Error(`must be an http(s) URL without credentials, query or fragment: ${input}`);
+  }
+  return url.href.replace(/\/+$/, '');
+});
 
 export const occiSpecs = {
   ...platformSpecs,
@@ -9,6 +24,11 @@ export const occiSpecs = {
   LAPIS_SCHEDULER_ADDRESS: str({ default: '127.0.0.1:50053', desc: 'scheduler gRPC address' }),
   LAPIS_RUNTIME_ADDRESS: str({ default: '127.0.0.1:50051', desc: 'container-runtime gRPC address' }),
   LAPIS_IMAGE_SYNC_ADDRESS: str({ default: '127.0.0.1:50052', desc: 'image-sync gRPC address' }),
+  LAPIS_OCCI_PUBLIC_URL: publicUrl({
+    default: '',
+    desc: 'base URL clients reach the OCCI interface at (locations in answers start with it); empty: http://<listen host>:<port>, never the Host header',
+    example: 'https://cloud.example.org/occi',
+  }),
 };
 
 export const loadOcciConfig = (env: NodeJS.ProcessEnv = process.env) => loadConfig(occiSpecs, env, [requireAuthSource]);

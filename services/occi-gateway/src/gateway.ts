@@ -6,7 +6,7 @@ import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import type { Bucket, Logger } from '@lapis/platform';
 import { ClaimState } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import type { Credentials, LapisClients } from './adapters/lapis';
-import { OcciError, type Attributes, type Entity, type OcciRequest } from './domain/entity';
+import { decodeComponent, OcciError, type Attributes, type Entity, type OcciRequest } from './domain/entity';
 import { splitCategoryId } from './domain/json';
 import { computeEntity, computeSpec, networkEntity, networkInterfaceEntity, osTemplate, resourceTemplate, storageEntity, storageLinkEntity, type Templates } from './domain/mapping';
 import { ACTIONS, categoryId, KINDS, STATIC_CATEGORIES, USER_MIXIN_SCHEME_PREFIX, type Category, type EntityKind } from './domain/model';
@@ -218,7 +218,7 @@ function idFromLocation(location: string, kind: EntityKind, what: string): strin
   const path = location.replace(/^https?:\/\/[^/]+/, '');
   const match = new RegExp(`^/?${kind}/([^/?#]+)/?$`).exec(path);
   if (!match) throw new OcciError(400, `${what}: ${JSON.stringify(location.slice(0, 200))} is not a /${kind}/ID location`);
-  return decodeURIComponent(match[1]!);
+  return decodeComponent(match[1]!, what);
 }
 
 /** Another project's entity is answered as if it did not exist. */

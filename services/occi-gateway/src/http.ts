@@ -1,13 +1,15 @@
 // The OCCI 1.2 HTTP protocol (GFD.223) in front of the Gateway: routing, authentication,
 // content negotiation, renderings, and errors that are always a clear 4xx/5xx with a body.
+// Locations in answers start with the configured public URL, never with the client's Host.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import type { Authenticator, Logger } from '@lapis/platform';
 import { LapisError, PROJECT_HEADER } from '@lapis/platform';
 import { Metadata } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import type { Credentials } from './adapters/lapis';
-import { emptyRequest, OcciError, type Entity, type OcciRequest } from './domain/entity';
+import { decodeComponent, emptyRequest, OcciError, type Entity, type OcciRequest } from './domain/entity';
 import { collectionJson, entityJson, parseJson, queryInterfaceJson } from './domain/json';
 import type { Category, EntityKind } from './domain/model';
 import { requestRendering, responseRendering, type Rendering } from './domain/negotiate';
@@ -18,6 +20,8 @@ export const SERVER_HEADER = 'lapis-occi/0.1 OCCI/1.2';
 const KINDS: readonly EntityKind[] = ['compute', 'storage', 'storagelink', 'network', 'networkinterface'];
 const OCCI_HEADERS = ['category', 'x-occi-attribute', 'link', 'x-occi-location'];
 const MAX_BODY = 1 << 20;
+/** What a client may still send after its body was refused, read and dropped; beyond it the connection is cut. */
+const MAX_DRAINED = 64 << 20;
 
 const HTTP_OF_GRPC: Partial<Record<grpcStatus, number>> = {
   [grpcStatus.INVALID_ARGUMENT]: 400,
@@ -41,16 +45,16 @@ interface Exchange {
   base: string;
 }
 
-export function createOcciServer(gateway: Gateway, authenticator: Authenticator, log: Logger): Server {
-  return createServer((req, res) => {
-    const base = `http://${req.headers.host ?? 'localhost'}`;
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', base);
-    } catch {
-      return sendError({ req, res, url: new URL(base), base }, new OcciError(400, 'bad request target'));
-    }
-    const exchange = { req, res, url, base };
+/**
+ * `publicUrl`: the base URL clients reach the gateway at; empty: http://<listen address>, for a
+ * gateway nobody reaches through a proxy (the Host header is the client's word, so never used).
+ */
+export function createOcciServer(gateway: Gateway, authenticator: Authenticator, log: Logger, publicUrl = ''): Server {
+  const server = createServer((req, res) => {
+    const base = publicUrl || listenUrl(server.address() as AddressInfo);
+    const url = requestTarget(req.url ?? '/');
+    const exchange = { req, res, url: url ?? new URL('http://occi.invalid/'), base };
+    if (!url) return sendError(exchange, new OcciError(400, 'request target: not an origin-form path or an absolute URL'));
     handle(exchange, gateway, authenticator).catch((error) => {
       if (!(error instanceof OcciError) && !(error instanceof LapisError) && !isServiceError(error)) {
         log.error({ err: error, method: req.method, path: url.pathname }, 'OCCI request failed');
@@ -58,6 +62,31 @@ export function createOcciServer(gateway: Gateway, authenticator: Authenticator,
       sendError(exchange, error);
     });
   });
+  // CONNECT has no meaning here; without a listener Node would drop the connection unanswered.
+  server.on('connect', (_req: IncomingMessage, socket) => {
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nServer: ${SERVER_HEADER}\r\nAllow: GET, POST, PUT, DELETE\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nCONNECT is not allowed here\n`);
+  });
+  return server;
+}
+
+/** http://host:port of a listening socket; a wildcard address is reached through loopback. */
+export function listenUrl(address: AddressInfo): string {
+  const host = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+}
+
+/**
+ * The request target as a URL: origin-form ("/compute/x?y", where "//x" stays a path rather
+ * than naming a host) or absolute-form (whose host is ignored); anything else is undefined.
+ */
+function requestTarget(target: string): URL | undefined {
+  try {
+    if (target.startsWith('/')) return new URL(`http://occi.invalid${target}`);
+    const url = new URL(target);
+    return /^https?:$/.test(url.protocol) ? url : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function handle(x: Exchange, gateway: Gateway, authenticator: Authenticator): Promise<void> {
@@ -98,7 +127,7 @@ async function handle(x: Exchange, gateway: Gateway, authenticator: Authenticato
   const match = /^\/([a-z]+)\/([^/]*)$/.exec(path);
   const kind = match?.[1] as EntityKind | undefined;
   if (!match || !kind || !KINDS.includes(kind)) throw new OcciError(404, `${path} is not an OCCI location of this server`);
-  const id = match[2] ? decodeURIComponent(match[2]) : undefined;
+  const id = match[2] ? decodeComponent(match[2], `${kind} id in the path`) : undefined;
   nameSpan(method, `/${kind}/${id ? '{id}' : ''}`);
   const action = x.url.searchParams.get('action');
 
@@ -148,11 +177,12 @@ function nameSpan(method: string, route: string): void {
 }
 
 async function authenticate(req: IncomingMessage, authenticator: Authenticator): Promise<Credentials> {
-  const bearer = header(req, 'authorization');
-  const token = bearer ? bearer : header(req, 'x-auth-token') ? `Bearer ${header(req, 'x-auth-token')}` : undefined;
+  const bearer = asciiHeader(req, 'authorization');
+  const keystone = asciiHeader(req, 'x-auth-token');
+  const token = bearer ? bearer : keystone ? `Bearer ${keystone}` : undefined;
   const metadata = new Metadata();
   if (token) metadata.set('authorization', token);
-  const project = header(req, PROJECT_HEADER);
+  const project = asciiHeader(req, PROJECT_HEADER);
   if (project) metadata.set(PROJECT_HEADER, project);
   const caller = await authenticator.authenticate(metadata);
   return { token: caller.token, project: caller.project };
@@ -163,17 +193,38 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value || undefined;
 }
 
+/** A header gRPC metadata can carry (printable ASCII); anything else is the client's error, not ours. */
+function asciiHeader(req: IncomingMessage, name: string): string | undefined {
+  const value = header(req, name);
+  if (value !== undefined && !/^[\x20-\x7e]*$/.test(value)) throw new OcciError(400, `${name} header: only printable ASCII characters are allowed`);
+  return value;
+}
+
+/**
+ * The body, at most MAX_BODY bytes. A larger one is refused with 413 at once, and the rest of
+ * it is read and dropped (up to MAX_DRAINED) on a connection kept open: closing a socket with
+ * unread data resets it, and the client would see the reset instead of the answer.
+ */
 function readBody(req: IncomingMessage): Promise<string> {
+  const tooLarge = (alreadyRead: number) => {
+    let drained = alreadyRead;
+    req.on('data', (chunk: Buffer) => {
+      drained += chunk.length;
+      if (drained > MAX_DRAINED) req.socket.destroy();
+    });
+    return new OcciError(413, `request body: larger than ${MAX_BODY} bytes`);
+  };
+  if (Number(req.headers['content-length']) > MAX_BODY) return Promise.reject(tooLarge(0));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY) {
-        reject(new OcciError(413, `request body larger than ${MAX_BODY} bytes`));
-        req.destroy();
-      } else chunks.push(chunk);
-    });
+      if (size <= MAX_BODY) return void chunks.push(chunk);
+      req.off('data', onData);
+      reject(tooLarge(size));
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
@@ -233,9 +284,9 @@ function page(x: Exchange, entities: Entity[]): Entity[] {
   const start = Number(x.url.searchParams.get('page_token') ?? 0);
   if (!Number.isInteger(start) || start < 0) throw new OcciError(400, 'page_token: not a token this server gave out');
   if (start + size < entities.length) {
-    const next = new URL(x.url);
-    next.searchParams.set('page_token', String(start + size));
-    x.res.setHeader('X-OCCI-Next-Page', next.toString());
+    const query = new URLSearchParams(x.url.searchParams);
+    query.set('page_token', String(start + size));
+    x.res.setHeader('X-OCCI-Next-Page', `${x.base}${x.url.pathname}?${query}`);
   }
   return entities.slice(start, start + size);
 }
@@ -270,7 +321,8 @@ function sendCollection(x: Exchange, entities: Entity[], locations: string[] | u
 function send(x: Exchange, status: number, headers: Header[], rendering: Rendering = responseRendering(header(x.req, 'accept'), true)): void {
   if (rendering === 'text/occi') {
     for (const name of new Set(headers.map(([n]) => n))) {
-      x.res.setHeader(name, headers.filter(([n]) => n === name).map(([, v]) => v));
+      // Header values are bytes: text beyond Latin-1 goes as its UTF-8 bytes (control characters are escaped by the rendering).
+      x.res.setHeader(name, headers.filter(([n]) => n === name).map(([, v]) => Buffer.from(v, 'utf8').toString('latin1')));
     }
     x.res.writeHead(status, { 'Content-Type': 'text/occi' });
     return void x.res.end('OK\n');

@@ -1,11 +1,12 @@
 // occi-gateway: the OGF OCCI 1.2 HTTP interface over the scheduler, the runtime and image-sync.
 import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { authenticatorFrom, decodeEvent, runMain, startService } from '@lapis/platform';
 import { LapisClients } from './adapters/lapis';
 import { loadOcciConfig } from './config';
 import { Gateway, type UserMixins } from './gateway';
-import { createOcciServer } from './http';
+import { createOcciServer, listenUrl } from './http';
 
 /** User mixins are OCCI-only state: kept as JSON in their own bucket. */
 const userMixinsCodec = {
@@ -59,11 +60,11 @@ runMain(async () => {
         },
       });
       shutdown.add('events', async () => changes.unsubscribe());
-      const http = createOcciServer(gateway, authenticatorFrom(config), log);
+      const http = createOcciServer(gateway, authenticatorFrom(config), log, config.LAPIS_OCCI_PUBLIC_URL);
       http.listen(config.LAPIS_HTTP_PORT, config.LAPIS_GRPC_HOST);
       await once(http, 'listening');
-      const address = http.address();
-      log.info({ port: typeof address === 'object' ? address?.port : address }, 'OCCI HTTP interface listening');
+      const address = http.address() as AddressInfo;
+      log.info({ port: address.port, publicUrl: config.LAPIS_OCCI_PUBLIC_URL || listenUrl(address) }, 'OCCI HTTP interface listening');
       shutdown.add('http', async () => {
         http.close();
         http.closeIdleConnections();

@@ -384,10 +384,10 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
         }
       };
       const runtime = 'k8s-lapis-container-runtime';
-      for (const [verb, resource] of [['create', 'pods'], ['watch', 'pods'], ['delete', 'pods'], ['get', 'pods/log'], ['create', 'configmaps'], ['create', 'persistentvolumeclaims'], ['list', 'persistentvolumeclaims']] as const) {
+      for (const [verb, resource] of [['create', 'pods'], ['watch', 'pods'], ['delete', 'pods'], ['get', 'pods/log'], ['create', 'secrets'], ['create', 'persistentvolumeclaims'], ['list', 'persistentvolumeclaims']] as const) {
         assert.equal(await can(runtime, verb, resource), true, `runtime may ${verb} ${resource}`);
       }
-      for (const [verb, resource] of [['get', 'secrets'], ['create', 'deployments'], ['create', 'pods/exec'], ['list', 'nodes'], ['create', 'roles'], ['list', 'configmaps'], ['list', 'secrets']] as const) {
+      for (const [verb, resource] of [['get', 'secrets'], ['create', 'deployments'], ['create', 'pods/exec'], ['list', 'nodes'], ['create', 'roles'], ['create', 'configmaps'], ['list', 'configmaps'], ['list', 'secrets']] as const) {
         assert.equal(await can(runtime, verb, resource), false, `runtime may not ${verb} ${resource}`);
       }
       assert.equal(await can(runtime, 'create', 'pods', 'default'), false, 'nor create pods outside its namespace');

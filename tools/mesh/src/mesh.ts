@@ -171,7 +171,13 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       // cycles and took a fifth of a template's parse).
       scheduler: { ...common, ...largeYoungGeneration, ...options.serviceEnv?.scheduler },
       'tosca-orchestrator': { ...common, ...largeYoungGeneration, ...options.serviceEnv?.['tosca-orchestrator'] },
-      'occi-gateway': { ...common, LAPIS_HTTP_PORT: options.defaultPorts ? '8787' : '0', ...options.serviceEnv?.['occi-gateway'] },
+      // Locations in OCCI answers start with the public URL (on free ports: the one it listens on).
+      'occi-gateway': {
+        ...common,
+        LAPIS_HTTP_PORT: options.defaultPorts ? '8787' : '0',
+        ...(options.defaultPorts ? { LAPIS_OCCI_PUBLIC_URL: 'http://127.0.0.1:8787' } : {}),
+        ...options.serviceEnv?.['occi-gateway'],
+      },
     };
     const processes: Mesh['processes'] = {};
     const mesh: Mesh = {

@@ -1,7 +1,8 @@
 // The node's own storage, driven with the real tools: volume files (sparse file -> loop
 // device -> ext4), the instances directory (one mount with shared propagation; each
 // instance's mount point in it is where its attached volumes are mounted), and the metadata
-// directory (user data, SSH keys).
+// directory (user data, SSH keys). Tenants' data and secrets: root only (0700 directories,
+// 0600 files), whatever the umask.
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -32,8 +33,7 @@ export class HostStorage implements NodeStorage {
   }
 
   async init(): Promise<void> {
-    await fs.mkdir(this.volumesDir, { recursive: true });
-    await fs.mkdir(this.instancesDir, { recursive: true });
+    for (const dir of [this.volumesDir, this.instancesDir]) await privateDir(dir);
   }
 
   volumeFile = (volumeId: string) => join(this.volumesDir, `${volumeId}.img`);
@@ -41,6 +41,8 @@ export class HostStorage implements NodeStorage {
     mountDir: join(this.instancesDir, instanceId, 'mnt'),
     metadataDir: join(this.instancesDir, instanceId, 'etc'),
   });
+  /** The secret part of the instance's spec, for adopting its container: outside what the container mounts. */
+  private secretsFile = (instanceId: string) => join(this.instancesDir, instanceId, 'secrets.pb');
   attachPoint = (instanceId: string, name: string) => join(this.instanceDirs(instanceId).mountDir, name);
 
   /**
@@ -48,11 +50,14 @@ export class HostStorage implements NodeStorage {
    * bound onto itself once and made rshared: a volume mounted there later propagates into the
    * instance's rslave bind mount, with no mount (and no process spawned) per instance.
    */
-  async prepareInstance(instanceId: string, metadata: Record<string, string | Buffer>): Promise<InstanceDirs> {
+  async prepareInstance(instanceId: string, metadata: Record<string, string | Buffer>, secrets: Uint8Array): Promise<InstanceDirs> {
     const dirs = this.instanceDirs(instanceId);
+    await privateDir(join(this.instancesDir, instanceId));
+    // The mount point is seen as /mnt inside (where other users of the instance may look); its parent keeps the host out.
     await fs.mkdir(dirs.mountDir, { recursive: true });
-    await fs.mkdir(dirs.metadataDir, { recursive: true });
-    for (const [name, content] of Object.entries(metadata)) await fs.writeFile(join(dirs.metadataDir, name), content, { mode: 0o644 });
+    await privateDir(dirs.metadataDir);
+    for (const [name, content] of Object.entries(metadata)) await privateFile(join(dirs.metadataDir, name), content);
+    await privateFile(this.secretsFile(instanceId), secrets);
     await this.exclusively(async () => {
       if (!(await this.mountPoints()).includes(this.instancesDir)) await run('mount', ['--bind', '--make-rshared', this.instancesDir, this.instancesDir]);
     });
@@ -63,6 +68,11 @@ export class HostStorage implements NodeStorage {
    * Unmounts whatever is left under the instance, then removes its directories; the last
    * instance of the node also takes the shared mount of the instances directory.
    */
+  /** The secrets kept when the instance was prepared, if its directory is still there. */
+  async keptSecrets(instanceId: string): Promise<Buffer | undefined> {
+    return fs.readFile(this.secretsFile(instanceId)).catch(() => undefined);
+  }
+
   async releaseInstance(instanceId: string): Promise<void> {
     const root = join(this.instancesDir, instanceId);
     const mounts = (await this.mountPoints()).filter((m) => m === root || m.startsWith(`${root}/`));
@@ -83,7 +93,7 @@ export class HostStorage implements NodeStorage {
 
   async createVolumeFile(volumeId: string, sizeBytes: number, filesystem: string): Promise<void> {
     const file = this.volumeFile(volumeId);
-    const handle = await fs.open(file, 'wx');
+    const handle = await fs.open(file, 'wx', 0o600);
     try {
       await handle.truncate(sizeBytes);
     } finally {
@@ -181,6 +191,18 @@ export class HostStorage implements NodeStorage {
       await run('umount', ['-l', path]);
     }
   }
+}
+
+/** A directory only root may enter (mode set even where it exists, or the umask narrowed it). */
+async function privateDir(path: string): Promise<void> {
+  await fs.mkdir(path, { recursive: true, mode: 0o700 });
+  await fs.chmod(path, 0o700);
+}
+
+/** A file only root may read, also when it was there before with a wider mode. */
+async function privateFile(path: string, content: string | Uint8Array): Promise<void> {
+  await fs.writeFile(path, content, { mode: 0o600 });
+  await fs.chmod(path, 0o600);
 }
 
 async function run(command: string, args: string[]): Promise<string> {

@@ -1,7 +1,8 @@
 // The Kubernetes backend: an instance is a Pod (one container) in the agent's namespace, with
 // requests = limits from the flavor (nvidia.com/gpu for GPUs), its user data and SSH keys in a
-// ConfigMap mounted at /etc/lapis, and everything Lapis knows of it in labels (lapis.dev/...)
-// and annotations (the Docker backend's labels, so the agent adopts pods the same way).
+// Secret mounted at /etc/lapis (its environment's values come from the same Secret), and what
+// Lapis knows of it, less those secrets, in labels (lapis.dev/...) and annotations (the Docker
+// backend's labels, so the agent adopts pods the same way).
 // A Lapis volume is a PersistentVolumeClaim (labels lapis.dev/volume-id, project, node),
 // mounted by the pods of the instances created with it.
 // A pod cannot be stopped and started again, rebooted or resized in place: the agent deletes it
@@ -161,9 +162,29 @@ export class KubernetesBackend implements RuntimeBackend {
       ...(resources.gpus ? { [GPU_RESOURCE]: String(resources.gpus) } : {}),
     };
     const claims = (plan.volumes ?? []).map((v, i) => ({ name: `volume-${i}`, claim: claimName(v.volumeId), mountPath: v.mountPath, readOnly: v.readOnly }));
-    const env = instanceEnvironment(instance).map((line) => {
+    // Values that are secrets come from the instance's Secret: a pod spec is read by whoever may list pods.
+    const secretName = `${name}-metadata`;
+    const secretEnv = new Set([...Object.keys(spec.environment), 'LAPIS_USER_DATA', 'LAPIS_SSH_PUBLIC_KEYS']);
+    const envData: Record<string, string> = {};
+    const env = instanceEnvironment(instance).map((line): k8s.V1EnvVar => {
       const eq = line.indexOf('=');
-      return { name: line.slice(0, eq), value: line.slice(eq + 1) };
+      const [envName, value] = [line.slice(0, eq), line.slice(eq + 1)];
+      if (!secretEnv.has(envName)) return { name: envName, value };
+      envData[`env.${envName}`] = value;
+      return { name: envName, valueFrom: { secretKeyRef: { name: secretName, key: `env.${envName}` } } };
+    });
+    // Made before the pod, so the pod never starts without it; owned by the pod once it exists.
+    const secret: k8s.V1Secret = {
+      metadata: { name: secretName, namespace, labels },
+      type: 'Opaque',
+      data: Object.fromEntries(
+        Object.entries({ ...envData, 'ssh-keys': spec.sshPublicKeys.join('\n'), 'instance-id': instance.id }).map(([k, v]) => [k, Buffer.from(v).toString('base64')]),
+      ),
+    };
+    secret.data!['user-data'] = Buffer.from(spec.userData).toString('base64');
+    await core.createNamespacedSecret({ namespace, body: secret }).catch(async (error: unknown) => {
+      if (codeOf(error) !== 409) throw kubeError(error, 'create the Secret with user data, keys and environment');
+      await core.replaceNamespacedSecret({ name: secretName, namespace, body: secret });
     });
     const pod: k8s.V1Pod = {
       apiVersion: 'v1',
@@ -188,39 +209,24 @@ export class KubernetesBackend implements RuntimeBackend {
             ],
           },
         ],
-        // Optional: where the agent may not make config maps, the environment still carries both.
         volumes: [
-          { name: 'lapis-metadata', configMap: { name: `${name}-metadata`, optional: true } },
+          {
+            name: 'lapis-metadata',
+            secret: { secretName, defaultMode: 0o400, items: ['user-data', 'ssh-keys', 'instance-id'].map((key) => ({ key, path: key })) },
+          },
           ...claims.map((c) => ({ name: c.name, persistentVolumeClaim: { claimName: c.claim, readOnly: c.readOnly } })),
         ],
         ...(this.options.tolerateKwok ? { tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }] } : {}),
       },
     };
-    const created = await core.createNamespacedPod({ namespace, body: pod }).catch((error: unknown) => {
+    const created = await core.createNamespacedPod({ namespace, body: pod }).catch(async (error: unknown) => {
+      await core.deleteNamespacedSecret({ name: secretName, namespace }).catch(() => undefined);
       throw kubeError(error, 'create the pod');
     });
-    // User data and keys; owned by the pod, so the garbage collector removes it with the pod.
-    const configMap: k8s.V1ConfigMap = {
-      metadata: {
-        name: `${name}-metadata`,
-        namespace,
-        labels,
-        ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name, uid: created.metadata!.uid!, blockOwnerDeletion: false }],
-      },
-      binaryData: { 'user-data': Buffer.from(spec.userData).toString('base64') },
-      data: { 'ssh-keys': spec.sshPublicKeys.join('\n'), 'instance-id': instance.id },
-    };
-    await core.createNamespacedConfigMap({ namespace, body: configMap }).catch(async (error: unknown) => {
-      if (codeOf(error) === 409) {
-        await core.replaceNamespacedConfigMap({ name: `${name}-metadata`, namespace, body: configMap });
-        return;
-      }
-      if (codeOf(error) === 403) {
-        this.log.warn({ pod: name, err: (error as Error).message }, 'no right to create config maps: user data and keys are in the environment only');
-        return;
-      }
-      await this.remove(name).catch(() => undefined);
-      throw kubeError(error, 'create the metadata config map');
+    // Owned by the pod, so the garbage collector removes it with the pod (deletePod removes it too).
+    secret.metadata!.ownerReferences = [{ apiVersion: 'v1', kind: 'Pod', name, uid: created.metadata!.uid!, blockOwnerDeletion: false }];
+    await core.replaceNamespacedSecret({ name: secretName, namespace, body: secret }).catch((error: unknown) => {
+      this.log.warn({ pod: name, err: (error as Error).message }, "making the pod own its Secret failed; deleting the pod deletes it");
     });
     return name;
   }
@@ -492,7 +498,7 @@ export class KubernetesBackend implements RuntimeBackend {
     }
   }
 
-  /** Deletes the pod (and its config map) and waits until it is gone. */
+  /** Deletes the pod (and its Secret) and waits until it is gone. */
   private async deletePod(name: string, graceS: number): Promise<void> {
     const { core } = await this.client();
     const namespace = this.options.namespace;
@@ -503,8 +509,8 @@ export class KubernetesBackend implements RuntimeBackend {
       this.deleting.delete(name);
       if (codeOf(error) !== 404) throw kubeError(error, 'delete the pod');
     }
-    await core.deleteNamespacedConfigMap({ name: `${name}-metadata`, namespace }).catch((error: unknown) => {
-      if (codeOf(error) !== 404) this.log.warn({ pod: name, err: (error as Error).message }, 'deleting the metadata config map failed');
+    await core.deleteNamespacedSecret({ name: `${name}-metadata`, namespace }).catch((error: unknown) => {
+      if (codeOf(error) !== 404) this.log.warn({ pod: name, err: (error as Error).message }, "deleting the pod's Secret failed");
     });
     if (!(await gone(() => core.readNamespacedPod({ name, namespace }), (graceS + 30) * 1000))) {
       throw failedPrecondition(`pod ${name} was not gone ${graceS + 30} s after its deletion`, 'ENGINE_REFUSED');

@@ -20,7 +20,10 @@ export const LABEL = {
   imageDigest: 'lapis.image-digest',
   attempt: 'lapis.attempt',
   preemptible: 'lapis.preemptible',
-  /** The whole spec (protobuf, base64), so an agent that lost its store can adopt the container. */
+  /**
+   * The spec without its secrets (protobuf, base64), so an agent that lost its store can adopt
+   * the container; the secrets are kept on the node (0600), never in a label.
+   */
   spec: 'lapis.spec',
 } as const;
 
@@ -74,6 +77,24 @@ export function instanceEnvironment(instance: Instance): string[] {
   return env;
 }
 
+/**
+ * The secret part of a spec: environment values, user data and SSH keys. Labels, annotations
+ * and other world-readable places get the spec without it (anyone who may list containers or
+ * pods reads those); the node keeps it apart, readable by root only.
+ */
+export function secretsOf(spec: InstanceSpec): InstanceSpec {
+  return InstanceSpec.fromPartial({ environment: spec.environment, userData: spec.userData, sshPublicKeys: spec.sshPublicKeys });
+}
+
+export function withoutSecrets(spec: InstanceSpec): InstanceSpec {
+  return { ...spec, environment: {}, userData: Buffer.alloc(0), sshPublicKeys: [] };
+}
+
+/** A spec from labels made whole again with the secrets the node kept (none kept: it stays without). */
+export function withSecrets(spec: InstanceSpec, secrets: InstanceSpec | undefined): InstanceSpec {
+  return secrets ? { ...spec, environment: secrets.environment, userData: secrets.userData, sshPublicKeys: secrets.sshPublicKeys } : spec;
+}
+
 export function containerLabels(instance: Instance, node: string): Record<string, string> {
   const spec = instance.spec!;
   return {
@@ -89,7 +110,7 @@ export function containerLabels(instance: Instance, node: string): Record<string
     [LABEL.imageDigest]: instance.imageDigest,
     [LABEL.attempt]: String(instance.attempt),
     [LABEL.preemptible]: String(instance.preemptible),
-    [LABEL.spec]: Buffer.from(InstanceSpec.encode(spec).finish()).toString('base64'),
+    [LABEL.spec]: Buffer.from(InstanceSpec.encode(withoutSecrets(spec)).finish()).toString('base64'),
   };
 }
 

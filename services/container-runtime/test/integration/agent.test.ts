@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { unique, until } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
@@ -150,5 +151,44 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     await purgeNode(rt.agent);
     assert.deepEqual(await leftovers(node, stateDir), nothingLeft);
     assert.deepEqual((await rt.agent.listInstances(admin, { project: '', state: InstanceState.RUNNING, node })).length, 0);
+  });
+
+  it('keeps secrets out of labels and host files root-only; adopts a container whose record was lost with its secrets', async () => {
+    const canary = `canary-${randomBytes(6).toString('hex')}`;
+    const alice = rt.client('alice', 'physics');
+    const spec = baseSpec('secretive', { environment: { API_KEY: `${canary}-env` }, userData: Buffer.from(`#cloud-config\npassword: ${canary}-ud\n`), sshPublicKeys: [`ssh-ed25519 AAAA${canary}key alice@lab`] });
+    const instance = ((await rpc(alice, alice.createInstance, { instanceId: '', spec, preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    const volume = ((await rpc(alice, alice.createVolume, { name: 'private-data', sizeBytes: 32 * 2 ** 20, filesystem: '', node: '', labels: {}, requestId: '' })) as { volume: Volume }).volume;
+    const noCanary = (where: string, labels: Record<string, string>) => {
+      for (const [key, value] of Object.entries(labels)) {
+        // The spec label is base64 protobuf: strings are in it as they are.
+        assert.ok(!`${value} ${Buffer.from(value, 'base64').toString('latin1')}`.includes(canary), `${where} label ${key} carries a secret`);
+      }
+    };
+    noCanary('container', (await dockerClient().getContainer(instance.backendId).inspect()).Config.Labels);
+    // Root only on the host, whatever the umask: the instance's directory, its metadata, the kept secrets, volume files.
+    const mode = (path: string) => (statSync(path).mode & 0o777).toString(8);
+    const dir = join(rt.stateDir, 'instances', instance.id);
+    assert.deepEqual(
+      [dir, join(dir, 'etc'), join(dir, 'etc', 'user-data'), join(dir, 'etc', 'ssh-keys'), join(dir, 'secrets.pb'), join(rt.stateDir, 'instances'), join(rt.stateDir, 'volumes'), join(rt.stateDir, 'volumes', `${volume.id}.img`)].map(mode),
+      ['700', '700', '600', '600', '600', '700', '700', '600'],
+    );
+    // Still readable by the instance's root, as cloud-init keeps it.
+    assert.match((await exec(instance.backendId, ['cat', '/etc/lapis/user-data'])).out, new RegExp(`${canary}-ud`));
+
+    // The agent restarts after its store lost the record: the container is adopted, secrets and all.
+    await rt.agent.store.instances.delete(instance.id);
+    await rt.stop();
+    const { node, stateDir } = rt;
+    rt = await startRuntime({ node, stateDir });
+    const adopted = (await rt.agent.store.instances.get(instance.id))!.value;
+    assert.equal(adopted.state, InstanceState.RUNNING);
+    assert.equal(adopted.backendId, instance.backendId);
+    assert.equal(adopted.spec?.environment.API_KEY, `${canary}-env`);
+    assert.equal(Buffer.from(adopted.spec!.userData).toString(), `#cloud-config\npassword: ${canary}-ud\n`);
+    assert.deepEqual(adopted.spec?.sshPublicKeys, [`ssh-ed25519 AAAA${canary}key alice@lab`]);
+    const root = rt.client('root');
+    await rpc(root, root.deleteInstance, { instanceId: instance.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
+    await rpc(root, root.deleteVolume, { volumeId: volume.id, requestId: '' });
   });
 });

@@ -135,6 +135,27 @@ describe('instances on Docker (real engine, NATS and image-sync stand-in)', func
     assert.ok(all.nextPageToken, 'pages');
   });
 
+  it("never tells a member that an id is another project's: creating with it answers as with an unused id", async () => {
+    const alices = await create(alice, 'taken-1');
+    const named = (instanceId: string) => expectCode(create(bob, 'bobs-1', {}, { instanceId }), status.INVALID_ARGUMENT, /instance_id/);
+    const taken = await named(alices.id);
+    const unused = await named('i-never-used-anywhere');
+    assert.equal(taken.details, unused.details);
+    assert.equal(errorDetails(taken).violations[0]?.field, 'instance_id');
+    // Left empty, the member gets an id of its own; the other project's instance is as it was.
+    const bobs = await create(bob, 'bobs-1');
+    assert.notEqual(bobs.id, alices.id);
+    assert.equal(bobs.project, 'biology');
+    const still = ((await rpc(alice, alice.getInstance, { instanceId: alices.id })) as { instance: Instance }).instance;
+    assert.equal(still.state, InstanceState.RUNNING);
+    assert.equal(still.project, 'physics');
+    // An admin (the scheduler's path) still names instances.
+    const root = rt.client('root', 'physics');
+    const byAdmin = await create(root, 'named-by-admin', {}, { instanceId: 'i-admin-named-1' });
+    assert.equal(byAdmin.id, 'i-admin-named-1');
+    for (const id of [bobs.id, byAdmin.id, alices.id]) await rpc(root, root.deleteInstance, { instanceId: id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
+  });
+
   it('refuses bad input with the right code, naming the problem, and leaves nothing behind', async () => {
     const before = await leftovers(rt.node, rt.stateDir);
     const bad = await expectCode(create(alice, 'Not_A_Hostname'), status.INVALID_ARGUMENT, /spec\.name/);

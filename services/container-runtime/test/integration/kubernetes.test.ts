@@ -24,10 +24,10 @@ interface Pod {
     tolerations?: Array<{ key: string }>;
     containers: Array<{
       resources: { requests: Record<string, string>; limits: Record<string, string> };
-      env: Array<{ name: string; value: string }>;
+      env: Array<{ name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }>;
       volumeMounts: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
     }>;
-    volumes: Array<{ name: string; persistentVolumeClaim?: { claimName: string; readOnly?: boolean } }>;
+    volumes: Array<{ name: string; persistentVolumeClaim?: { claimName: string; readOnly?: boolean }; secret?: { secretName: string; defaultMode?: number } }>;
   };
   status: { phase: string };
 }
@@ -143,8 +143,9 @@ describe('kubernetes backend (kwok nodes)', function () {
     await kube?.stop();
   });
 
-  it('runs an instance as a Pod with the flavor resources and Lapis labels, and deletes it', async () => {
-    const instance = await create('web', { sshPublicKeys: ['ssh-ed25519 AAAAtest alice@lapis'], userData: Buffer.from('#cloud-config\n') });
+  it('runs an instance as a Pod with the flavor resources and Lapis labels, its secrets in a Secret only, and deletes it', async () => {
+    const canary = `canary-${randomBytes(6).toString('hex')}`;
+    const instance = await create('web', { sshPublicKeys: ['ssh-ed25519 AAAAtest alice@lapis'], userData: Buffer.from(`#cloud-config\n# ${canary}\n`), environment: { API_KEY: canary } });
     assert.equal(instance.state, InstanceState.RUNNING);
     assert.equal(instance.backendId, podName(instance.id));
     const p = (await pod(instance.id))!;
@@ -162,18 +163,30 @@ describe('kubernetes backend (kwok nodes)', function () {
     assert.equal(resources.limits.memory, String(256 * 2 ** 20));
     assert.equal(resources.limits['nvidia.com/gpu'], undefined);
     assert.ok(p.spec.tolerations?.some((t) => t.key === 'kwok.x-k8s.io/node'));
-    const envs = Object.fromEntries(p.spec.containers[0]!.env.map((e) => [e.name, e.value]));
-    assert.equal(envs.LAPIS_INSTANCE_ID, instance.id);
+    const envs = Object.fromEntries(p.spec.containers[0]!.env.map((e) => [e.name, e]));
+    assert.equal(envs.LAPIS_INSTANCE_ID?.value, instance.id);
+    // Secrets are in no label, annotation or value of the pod spec: anyone who may read pods reads those.
+    const secretName = `${podName(instance.id)}-metadata`;
+    assert.ok(!JSON.stringify(p).includes(canary), 'the pod carries no secret');
+    for (const value of Object.values(p.metadata.annotations)) assert.ok(!Buffer.from(value, 'base64').toString('latin1').includes(canary), 'no secret in an annotation');
+    for (const name of ['API_KEY', 'LAPIS_USER_DATA', 'LAPIS_SSH_PUBLIC_KEYS']) {
+      assert.deepEqual(envs[name], { name, valueFrom: { secretKeyRef: { name: secretName, key: `env.${name}` } } });
+    }
+    assert.deepEqual(p.spec.volumes.find((v) => v.name === 'lapis-metadata')?.secret?.secretName, secretName);
     // The node's storage is not used: nothing is mounted or made under the state dir (the agent runs as non-root there).
     assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(rt.stateDir), 'no mount under the state dir');
     assert.deepEqual(readdirSync(join(rt.stateDir, 'instances')), []);
-    const cm = await kube.request<{ data: Record<string, string>; binaryData: Record<string, string> }>('GET', `/api/v1/namespaces/${namespace}/configmaps/${podName(instance.id)}-metadata`);
-    assert.equal(cm.data['ssh-keys'], 'ssh-ed25519 AAAAtest alice@lapis');
-    assert.equal(Buffer.from(cm.binaryData['user-data']!, 'base64').toString(), '#cloud-config\n');
+    const secret = (await read<{ data: Record<string, string> }>(`secrets/${secretName}`))!;
+    const decoded = Object.fromEntries(Object.entries(secret.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
+    assert.equal(decoded['ssh-keys'], 'ssh-ed25519 AAAAtest alice@lapis');
+    assert.equal(decoded['user-data'], `#cloud-config\n# ${canary}\n`);
+    assert.equal(decoded['env.API_KEY'], canary);
+    assert.equal(await read(`configmaps/${secretName}`), undefined, 'no ConfigMap holds them');
 
     const deleted = ((await rpc(alice, alice.deleteInstance, { instanceId: instance.id, timeout: undefined, requestId: '' })) as { instance: Instance }).instance;
     assert.equal(deleted.state, InstanceState.DELETED);
     assert.equal(await pod(instance.id), undefined, 'the pod is gone');
+    assert.equal(await read(`secrets/${secretName}`), undefined, 'its Secret is gone');
   });
 
   it('stops an instance by deleting its pod: STOPPED (not "removed outside Lapis"); start makes the pod anew', async () => {

@@ -1,9 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { status } from '@grpc/grpc-js';
 import { LapisError, parseFlavors } from '@lapis/platform';
-import { DeviceKind, InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import { DeviceKind, InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { cgroupLimits, containerLabels, createOptions, projectNetworkName } from '../../src/domain/container';
+import { cgroupLimits, containerLabels, createOptions, projectNetworkName, secretsOf, withSecrets } from '../../src/domain/container';
 import { emptyGrant, grantDevices, parseGpuList, type NodeInventory } from '../../src/domain/devices';
 import { requireState } from '../../src/domain/states';
 import { checkMountPath, checkResize, checkSpec } from '../../src/domain/validate';
@@ -115,6 +115,16 @@ describe('domain: the container of an instance', () => {
     assert.equal(labels['lapis.attempt'], '2');
     assert.equal(labels.team, 'a');
     assert.ok(labels['lapis.spec']);
+  });
+
+  it('keeps secrets out of the spec label; the secrets kept apart make it whole again', () => {
+    const spec = InstanceSpec.fromPartial({ ...baseSpec('vm-2'), environment: { TOKEN: 's3cret-env' }, userData: Buffer.from('s3cret-ud'), sshPublicKeys: ['ssh-ed25519 s3cret-key'] });
+    const labels = containerLabels({ ...instance, spec } as Instance, 'node-1');
+    const fromLabel = InstanceSpec.decode(Buffer.from(labels['lapis.spec']!, 'base64'));
+    assert.ok(!Object.values(labels).some((v) => `${v} ${Buffer.from(v, 'base64').toString('latin1')}`.includes('s3cret')));
+    assert.deepEqual([fromLabel.environment, fromLabel.userData.length, fromLabel.sshPublicKeys], [{}, 0, []]);
+    const kept = InstanceSpec.decode(InstanceSpec.encode(secretsOf(spec)).finish());
+    assert.deepEqual(withSecrets(fromLabel, kept), InstanceSpec.decode(InstanceSpec.encode(spec).finish()));
   });
 
   it('mounts /mnt rslave and /etc/lapis read-only, joins the project network by name', () => {

@@ -77,3 +77,12 @@ export class OcciError extends Error {
     super(message);
   }
 }
+
+/** A percent-encoded path segment or location part; a bad escape is the client's error (400) naming `what`. */
+export function decodeComponent(text: string, what: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new OcciError(400, `${what}: ${JSON.stringify(text.slice(0, 200))} has a bad percent-escape`);
+  }
+}

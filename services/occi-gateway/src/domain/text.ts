@@ -6,7 +6,13 @@ import { categoryId, KINDS, type Category } from './model';
 
 export type Header = [name: string, value: string];
 
-const quote = (value: string) => `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+/** A quoted string; control characters as \uXXXX, so a value never breaks a line or a header. */
+const quote = (value: string) =>
+  `"${value
+    .replace(/\\/g, '\\\\')
+    .replace(/"/g, '\\"')
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;
 
 export function renderValue(value: AttributeValue): string {
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
@@ -93,7 +99,7 @@ function unquote(raw: string, what: string): string {
   const value = raw.trim();
   if (!value.startsWith('"')) return value;
   if (value.length < 2 || !value.endsWith('"')) throw new OcciError(400, `${what}: bad quoted string ${JSON.stringify(value.slice(0, 200))}`);
-  return value.slice(1, -1).replace(/\\(.)/g, '$1');
+  return value.slice(1, -1).replace(/\\(u[0-9a-fA-F]{4}|.)/g, (_, e: string) => (e.length === 5 ? String.fromCharCode(parseInt(e.slice(1), 16)) : e));
 }
 
 /** `name=value` with value a quoted string, a number or a boolean. */

@@ -2,6 +2,7 @@
 // real NATS, a real Docker engine and real registries: request/response sequences for every
 // rendering, a compute whose container runs, a storage linked to it while it runs.
 import { strict as assert } from 'node:assert';
+import { request as httpRequest } from 'node:http';
 import fc from 'fast-check';
 import { startMesh, type Mesh } from '@lapis/mesh';
 import { until } from '@lapis/platform/testing';
@@ -23,6 +24,22 @@ describe('occi-gateway over the real mesh', function () {
     return { status: response.status, headers: response.headers, text: await response.text() };
   };
   const attribute = (text: string, name: string) => new RegExp(`${name.replace(/\./g, '\\.')}=("([^"]*)"|[^;\\n,]+)`).exec(text)?.[2] ?? new RegExp(`${name.replace(/\./g, '\\.')}=([^;\\n,"]+)`).exec(text)?.[1];
+  /** A request with node:http, which sends what fetch will not (any Host, non-ASCII header bytes, CONNECT). */
+  const raw = (method: string, path: string, headers: Record<string, string> = {}, body?: Buffer) =>
+    new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }>((resolve, reject) => {
+      const url = new URL(base);
+      const req = httpRequest({ host: url.hostname, port: url.port, method, path, headers: { ...alice, ...headers } });
+      const collect = (res: import('node:http').IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      };
+      req.on('response', collect);
+      req.on('connect', collect);
+      req.on('error', reject);
+      req.end(body);
+    });
   const containerOf = async (id: string) => (await docker(['ps', '-aq', '--filter', `label=lapis.instance-id=${id}`])).trim();
 
   let osTpl: string;
@@ -68,6 +85,59 @@ describe('occi-gateway over the real mesh', function () {
       assert.match(await anonymous.text(), /missing bearer token/);
       const keystoneStyle = await fetch(`${base}/compute/`, { headers: { 'x-auth-token': 'alice-token' } });
       assert.equal(keystoneStyle.status, 200);
+    });
+
+    it('answers a bad percent-escape in a path or a location with 400 naming it', async () => {
+      const path = await http('GET', '/compute/%E0%A4%A');
+      assert.equal(path.status, 400, path.text);
+      assert.match(path.text, /compute id in the path: "%E0%A4%A" has a bad percent-escape/);
+      const storage = await http('DELETE', '/storage/%zz');
+      assert.equal(storage.status, 400, storage.text);
+      const link = await http('POST', '/storagelink/', { 'content-type': 'application/occi+json' }, JSON.stringify({ kind: `${INFRA}storagelink`, source: '/compute/%E0%A4%A', target: '/storage/x' }));
+      assert.equal(link.status, 400, link.text);
+      assert.match(link.text, /occi\.core\.source: .* has a bad percent-escape/);
+    });
+
+    it('answers a body over 1 MiB with a 413 the client reads, declared or streamed', async () => {
+      const declared = await http('POST', '/compute/', { 'content-type': 'text/plain' }, 'X'.repeat(2 << 20));
+      assert.equal(declared.status, 413);
+      assert.match(declared.text, /request body: larger than 1048576 bytes/);
+      // No Content-Length: the bound holds while reading.
+      const chunk = new TextEncoder().encode('Y'.repeat(64 << 10));
+      let sent = 0;
+      const stream = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent++ < 48) controller.enqueue(chunk);
+          else controller.close();
+        },
+      });
+      const streamed = await fetch(`${base}/compute/`, { method: 'POST', headers: { ...alice, 'content-type': 'text/plain' }, body: stream, duplex: 'half' } as RequestInit);
+      assert.equal(streamed.status, 413);
+      assert.match(await streamed.text(), /larger than 1048576 bytes/);
+    });
+
+    it('builds returned URLs from its public URL, never from the Host header', async () => {
+      for (const host of ['evil.example:666', '[']) {
+        const root = await raw('GET', '/', { host, accept: 'text/uri-list' });
+        assert.equal(root.status, 200, root.text);
+        assert.deepEqual(root.text.trim().split('\r\n'), ['compute', 'storage', 'storagelink', 'network', 'networkinterface'].map((k) => `${base}/${k}/`));
+      }
+      const paged = await raw('GET', '/compute/?page_size=1&page_token=0', { host: 'evil.example' });
+      assert.doesNotMatch(JSON.stringify(paged.headers) + paged.text, /evil\.example/);
+    });
+
+    it('answers odd requests with a 4xx, never a 5xx or a dropped connection', async () => {
+      const nonAscii = await raw('GET', '/compute/', { authorization: 'Bearer \u00e9t\u00e9' });
+      assert.equal(nonAscii.status, 400, nonAscii.text);
+      assert.match(nonAscii.text, /authorization header: only printable ASCII/);
+      const project = await raw('GET', '/compute/', { 'x-lapis-project': 'phys\u00efcs' });
+      assert.equal(project.status, 400, project.text);
+      assert.equal((await raw('CONNECT', '127.0.0.1:1')).status, 405);
+      assert.equal((await raw('OPTIONS', '/compute/')).status, 405);
+      assert.equal((await raw('PATCH', '/compute/x')).status, 405);
+      assert.equal((await raw('GET', '//compute/')).status, 404);
+      assert.equal((await raw('POST', '/compute/', { 'content-type': 'multipart/form-data; boundary=x' }, Buffer.from('--x--'))).status, 415);
+      assert.equal((await raw('POST', '/compute/', { 'content-type': ';;;' }, Buffer.from('x'))).status, 400, 'no media type: read as text/plain, which "x" is not');
     });
 
     it('refuses renderings and versions it does not speak with the right codes', async () => {
@@ -179,6 +249,32 @@ describe('occi-gateway over the real mesh', function () {
       assert.equal((await docker(['inspect', '-f', '{{.State.Running}}', await containerOf(computeId)])).trim(), 'false');
       assert.equal((await http('POST', `${computeLocation}?action=start`)).status, 200);
       await until(async () => attribute((await http('GET', computeLocation)).text, 'occi.compute.state') === 'active' || undefined, 'the compute to start again', 30_000);
+    });
+
+    it('renders values beyond Latin-1 in text/occi headers instead of failing', async () => {
+      const created = await http(
+        'POST',
+        '/compute/',
+        { 'content-type': 'text/plain' },
+        [
+          KIND('compute'),
+          `Category: ${osTpl}; scheme="http://schemas.lapis.dev/occi/os_tpl#"; class="mixin"`,
+          'Category: m1.tiny; scheme="http://schemas.lapis.dev/occi/resource_tpl#"; class="mixin"',
+          'X-OCCI-Attribute: occi.core.title="occi-euro"',
+          'X-OCCI-Attribute: lapis.container.command="[\\"sh\\",\\"-c\\",\\"echo 5\u20ac; sleep 3600\\"]"',
+        ].join('\n'),
+      );
+      assert.equal(created.status, 201, created.text);
+      const location = new URL(created.headers.get('location')!).pathname;
+      try {
+        const occi = await raw('GET', location, { accept: 'text/occi' });
+        assert.equal(occi.status, 200, occi.text);
+        // Header bytes are the value's UTF-8; node:http hands them over as Latin-1.
+        const attributes = Buffer.from([occi.headers['x-occi-attribute']].flat().join(', '), 'latin1').toString('utf8');
+        assert.ok(attributes.includes('echo 5\u20ac; sleep 3600'), attributes);
+      } finally {
+        assert.equal((await http('DELETE', location)).status, 200);
+      }
     });
 
     it('never answers bad input with a 5xx (fuzzed requests against the running gateway)', async () => {

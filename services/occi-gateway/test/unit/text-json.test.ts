@@ -41,6 +41,14 @@ describe('OCCI text rendering (GFD.229)', () => {
     assert.deepEqual(parseAttribute('flag=true'), ['flag', true]);
   });
 
+  it('escapes control characters, so a value never breaks a line or a header, and reads them back', () => {
+    for (const value of ['two\nlines', 'cr\r\nlf', 'tab\there', 'nul\u0000del\u007f', 'euro \u20ac', 'literal \\u0041']) {
+      const rendered = renderValue(value);
+      assert.doesNotMatch(rendered, /[\u0000-\u001f\u007f]/);
+      assert.deepEqual(parseAttribute(`x=${rendered}`), ['x', value]);
+    }
+  });
+
   it('splits several values of one header, not inside quotes', () => {
     assert.deepEqual(splitOutsideQuotes('a="1,2", b="3\\",4"', ','), ['a="1,2"', 'b="3\\",4"']);
     assert.throws(() => splitOutsideQuotes('a="open', ','), OcciError);
