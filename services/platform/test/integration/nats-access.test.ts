@@ -121,6 +121,17 @@ describe('NATS users and permissions (real nats-server with the generated author
     await refused(runtime.jsm.streams.update(STREAM, { max_age: 1_000_000_000 }));
   });
 
+  it('a node agent starts against a stream with other settings, leaving them to the services that may change them', async () => {
+    const scheduler = await busOf('scheduler');
+    const day = 24 * 3600 * 1e9;
+    await scheduler.jsm.streams.update(STREAM, { max_age: day });
+    await busOf('container-runtime-node-b');
+    assert.equal((await scheduler.jsm.streams.info(STREAM)).config.max_age, day);
+    // A service allowed to brings them back.
+    await busOf('tosca-orchestrator');
+    assert.equal((await scheduler.jsm.streams.info(STREAM)).config.max_age, 7 * day);
+  });
+
   it('one shared runtime user (the chart) still cannot publish placements nor take the other services\' consumers', async function () {
     // A server of its own with the shared user, as the chart makes it.
     const shared = lapisAccess();
