@@ -48,7 +48,7 @@ export function authenticatorFrom(config: PlatformConfig): Authenticator {
 }
 
 /** The NATS user and password of the config; the password is read from its file, never logged. */
-export function natsCredentialsFrom(config: PlatformConfig): { user: string; password: string } | undefined {
+export function natsCredentialsFrom(config: Pick<PlatformConfig, 'LAPIS_NATS_USER' | 'LAPIS_NATS_PASSWORD_FILE'>): { user: string; password: string } | undefined {
   const problem = requireNatsCredentials(config);
   if (problem) throw new ConfigError(`invalid configuration:\n  ${problem}`);
   if (!config.LAPIS_NATS_USER) return undefined;

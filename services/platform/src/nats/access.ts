@@ -13,7 +13,7 @@ export interface ConsumerGrant {
 }
 
 export interface NatsAccess {
-  service: NatsServiceName;
+  service: NatsServiceName | 'lapis-director';
   /** The NATS user name. */
   user: string;
   /** Event kinds it publishes and the subject key it may use ('*': any). */
@@ -123,12 +123,20 @@ export function occiAccess(): NatsAccess {
 }
 
 /**
- * The users of a whole Lapis site: one per service, and one per node agent when `nodes` names
- * them (one shared runtime user otherwise).
+ * tools/slurm's lapis-director: it sends preemption notices (the scheduler's kind of event) for
+ * the nodes it gives back to Slurm, and nothing else.
  */
-export function lapisAccess(options: { nodes?: readonly string[] } = {}): NatsAccess[] {
+export function directorAccess(): NatsAccess {
+  return { service: 'lapis-director', user: 'lapis-director', publishes: { preemptionNotice: '*' }, consumers: [], listens: [], buckets: [], managesStream: false };
+}
+
+/**
+ * The users of a whole Lapis site: one per service, and one per node agent when `nodes` names
+ * them (one shared runtime user otherwise); the director's where a site runs it.
+ */
+export function lapisAccess(options: { nodes?: readonly string[]; director?: boolean } = {}): NatsAccess[] {
   const runtimes = options.nodes?.length ? options.nodes.map((n) => runtimeAccess(n)) : [runtimeAccess()];
-  return [...runtimes, imageSyncAccess(), schedulerAccess(), toscaAccess(), occiAccess()];
+  return [...runtimes, imageSyncAccess(), schedulerAccess(), toscaAccess(), occiAccess(), ...(options.director ? [directorAccess()] : [])];
 }
 
 /** The inbox prefix of a user: replies to one user can be heard by no other. */

@@ -39,7 +39,7 @@ function subscription(nc: NatsConnection, subject: string): Promise<void> {
 describe('NATS users and permissions (real nats-server with the generated authorization and TLS)', function () {
   let nats: NatsServer;
   const passwords = new Map<string, string>();
-  const users = lapisAccess({ nodes: ['node-a', 'node-b'] });
+  const users = lapisAccess({ nodes: ['node-a', 'node-b'], director: true });
   const buses: EventBus[] = [];
   const consumers: RunningConsumer[] = [];
   const connections: NatsConnection[] = [];
@@ -119,6 +119,14 @@ describe('NATS users and permissions (real nats-server with the generated author
     await refused(runtime.nc.request('$JS.API.STREAM.MSG.GET.KV_scheduler-claims', new TextEncoder().encode(JSON.stringify({ last_by_subj: '$KV.scheduler-claims.claim-1' })), { timeout: 5_000 }));
     // Nor change the event stream's settings (it may only create it as every service does).
     await refused(runtime.jsm.streams.update(STREAM, { max_age: 1_000_000_000 }));
+  });
+
+  it("the Slurm director sends preemption notices, and nothing of the scheduler's else", async () => {
+    const director = await busOf('lapis-director');
+    const notice: EventPayload = { $case: 'preemptionNotice', preemptionNotice: { instanceId: 'i-1', project: 'physics', node: 'node-a', forClaimId: '', gracePeriod: { seconds: 1, nanos: 0 } } };
+    assert.ok((await director.publish(notice, 'node-a')).seq > 0);
+    await refused(director.publish(placement('node-a', 'forged'), 'node-a'));
+    await refused(director.bucket('scheduler-claims', codec));
   });
 
   it('a node agent starts against a stream with other settings, leaving them to the services that may change them', async () => {
