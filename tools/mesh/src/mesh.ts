@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import { ImageSyncServiceClient, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
 import { RuntimeServiceClient, type ListInstancesResponse, type ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { createClient, lapisAccess, natsAuthorization, type NatsServiceName } from '@lapis/platform';
+import { createClient, lapisAccess, natsAuthorization, type NatsAccess } from '@lapis/platform';
 import { spawnService, staticTokenFile, until, type ServiceProcess } from '@lapis/platform/testing';
 import { docker, ensureBaseImage, ensureDocker, startNats, startRegistry, type DockerEngine, type NatsServer, type Registry } from '@lapis/testenv';
 
@@ -98,7 +98,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const natsUsers = lapisAccess({ nodes: [nodeName] });
     const credentialsDir = join(stateDir, 'nats-users');
     mkdirSync(credentialsDir, { recursive: true, mode: 0o700 });
-    const natsEnv = {} as Record<NatsServiceName, Record<string, string>>;
+    const natsEnv: Partial<Record<NatsAccess['service'], Record<string, string>>> = {};
     const passwords = natsUsers.map((access) => {
       const password = randomBytes(18).toString('base64url');
       const file = join(credentialsDir, access.user);
@@ -108,7 +108,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     });
     const nats = await startNats({ dir: join(stateDir, 'nats'), monitor: true, config: natsAuthorization(passwords, options.env?.LAPIS_NATS_STREAM ?? 'LAPIS'), tls: true });
     stops.push(() => nats.stop());
-    for (const service of Object.keys(natsEnv) as NatsServiceName[]) natsEnv[service].LAPIS_NATS_CA_FILE = nats.caFile!;
+    for (const env of Object.values(natsEnv)) env.LAPIS_NATS_CA_FILE = nats.caFile!;
     say('Docker engine');
     const engine = await ensureDocker();
     stops.push(() => engine.stop());
