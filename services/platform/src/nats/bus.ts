@@ -155,7 +155,7 @@ export class EventBus {
     }
     const have = existing.config;
     const same =
-      have.subjects.join() === config.subjects.join() &&
+      (have.subjects ?? []).join() === config.subjects.join() &&
       have.retention === config.retention &&
       have.storage === config.storage &&
       have.num_replicas === config.num_replicas &&
