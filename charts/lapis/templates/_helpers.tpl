@@ -73,6 +73,69 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* NATS users: one per service, named after it; the node agents share "container-runtime".
+     files/nats-authorization.conf (generated from the platform's nats/access.ts) has the same. */}}
+{{- define "lapis.natsUsers" -}}
+- container-runtime
+- image-sync
+- scheduler
+- tosca-orchestrator
+- occi-gateway
+{{- end -}}
+
+{{/* The bundled server's variable holding a user's password; tools/chart-test's passwordVariable makes the same. */}}
+{{- define "lapis.natsPasswordVariable" -}}
+{{- printf "LAPIS_NATS_PASSWORD_%s" (. | upper | replace "-" "_") -}}
+{{- end -}}
+
+{{/* The services log in to NATS: the bundled one when nats.auth.enabled, an external one when it names a Secret. */}}
+{{- define "lapis.natsAuthOn" -}}
+{{- if .Values.nats.url -}}
+{{- if .Values.nats.auth.existingSecret -}}true{{- end -}}
+{{- else if .Values.nats.auth.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "lapis.natsTlsOn" -}}
+{{- if .Values.nats.url -}}
+{{- if .Values.nats.tls.existingSecret -}}true{{- end -}}
+{{- else if .Values.nats.tls.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "lapis.natsUsersSecret" -}}
+{{- .Values.nats.auth.existingSecret | default (include "lapis.componentName" (dict "root" . "component" "nats-users")) -}}
+{{- end -}}
+
+{{- define "lapis.natsTlsSecret" -}}
+{{- .Values.nats.tls.existingSecret | default (include "lapis.componentName" (dict "root" . "component" "nats-tls")) -}}
+{{- end -}}
+
+{{/* A service's own NATS password (only its key of the Secret) and the CA: (dict "root" $ "component" "scheduler"). */}}
+{{- define "lapis.natsVolumes" -}}
+{{- if include "lapis.natsAuthOn" .root }}
+- name: nats-password
+  secret:
+    secretName: {{ include "lapis.natsUsersSecret" .root }}
+    defaultMode: 0440
+    items: [{ key: {{ .component }}, path: password }]
+{{- end }}
+{{- if include "lapis.natsTlsOn" .root }}
+- name: nats-ca
+  secret:
+    secretName: {{ include "lapis.natsTlsSecret" .root }}
+    defaultMode: 0444
+    items: [{ key: ca.crt, path: ca.crt }]
+{{- end }}
+{{- end -}}
+
+{{- define "lapis.natsMounts" -}}
+{{- if include "lapis.natsAuthOn" . }}
+- { name: nats-password, mountPath: /etc/lapis/nats, readOnly: true }
+{{- end }}
+{{- if include "lapis.natsTlsOn" . }}
+- { name: nats-ca, mountPath: /etc/lapis/nats-tls, readOnly: true }
+{{- end }}
+{{- end -}}
+
 {{- define "lapis.oidcEnabled" -}}
 {{- if or .Values.auth.oidc.existingSecret .Values.auth.oidc.issuer -}}true{{- end -}}
 {{- end -}}
@@ -132,6 +195,16 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ include "lapis.natsUrl" .root | quote }}
 - name: LAPIS_NATS_STREAM
   value: {{ $v.nats.stream | quote }}
+{{- if include "lapis.natsAuthOn" .root }}
+- name: LAPIS_NATS_USER
+  value: {{ .component | quote }}
+- name: LAPIS_NATS_PASSWORD_FILE
+  value: /etc/lapis/nats/password
+{{- end }}
+{{- if include "lapis.natsTlsOn" .root }}
+- name: LAPIS_NATS_CA_FILE
+  value: /etc/lapis/nats-tls/ca.crt
+{{- end }}
 - name: LOG_LEVEL
   value: {{ $v.logLevel | quote }}
 {{- if include "lapis.staticTokensEnabled" .root }}
@@ -215,5 +288,5 @@ envFrom:
 {{/* Checksum of what the pods read from the chart's ConfigMap and Secrets: a change rolls them. */}}
 {{- define "lapis.configChecksum" -}}
 {{- $v := .Values -}}
-{{- list $v.flavors $v.scheduler.config $v.imageSync.policies $v.auth (include "lapis.natsUrl" .) | toJson | sha256sum -}}
+{{- list $v.flavors $v.scheduler.config $v.imageSync.policies $v.auth (include "lapis.natsUrl" .) $v.nats.auth $v.nats.tls | toJson | sha256sum -}}
 {{- end -}}

@@ -14,7 +14,7 @@ import {
   type EventBus,
   type Logger,
   type RunningConsumer,
-  subjectFor,
+  runtimeConsumers,
 } from '@lapis/platform';
 import {
   DeviceKind,
@@ -161,7 +161,8 @@ export class Agent {
 
   private async startConsumers(): Promise<void> {
     const { bus } = this.deps;
-    const subject = (kind: 'claimPlaced' | 'claimCancelled' | 'preemptionNotice') => subjectFor(kind, this.node);
+    // The names NATS permissions are made from (platform nats/access.ts).
+    const own = runtimeConsumers(this.node);
     // Instances are made and removed side by side (a slow image pull or a grace period holds up
     // no other instance); the events of one instance stay in order.
     const byInstance = (e: Event) => {
@@ -170,9 +171,9 @@ export class Agent {
     };
     const parallel = { limit: PARALLEL_EVENTS, key: byInstance };
     this.consumers.push(
-      await bus.consume({ durable: `runtime-${this.node}-placed`, subject: subject('claimPlaced'), handler: (e) => this.onPlaced(e), ackWaitMs: 120_000, parallel }),
-      await bus.consume({ durable: `runtime-${this.node}-cancelled`, subject: subject('claimCancelled'), handler: (e) => this.onCancelled(e), parallel }),
-      await bus.consume({ durable: `runtime-${this.node}-preempt`, subject: subject('preemptionNotice'), handler: (e, d) => this.onPreempt(e, d.working), ackWaitMs: 60_000, parallel }),
+      await bus.consume({ ...own.placed, handler: (e) => this.onPlaced(e), ackWaitMs: 120_000, parallel }),
+      await bus.consume({ ...own.cancelled, handler: (e) => this.onCancelled(e), parallel }),
+      await bus.consume({ ...own.preempt, handler: (e, d) => this.onPreempt(e, d.working), ackWaitMs: 60_000, parallel }),
     );
   }
 

@@ -2,7 +2,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
-import { authenticatorFrom, decodeEvent, runMain, startService } from '@lapis/platform';
+import { authenticatorFrom, decodeEvent, eventSubjects, occiListens, runMain, startService } from '@lapis/platform';
 import { LapisClients } from './adapters/lapis';
 import { loadOcciConfig } from './config';
 import { Gateway, type UserMixins } from './gateway';
@@ -48,18 +48,21 @@ runMain(async () => {
       const gateway = new Gateway(lapis, await bus.bucket('occi-mixins', userMixinsCodec), log);
       // Claims and instances announce their changes; the gateway drops what it keeps of them.
       // A plain subscription is enough: a restarted gateway starts with nothing kept.
-      const changes = bus.nc.subscribe('lapis.>', {
-        callback: (error, message) => {
-          if (error) return;
-          try {
-            const id = changedCompute(decodeEvent(message.data));
-            if (id) gateway.invalidate(id);
-          } catch {
-            // not an event: nothing to drop
-          }
-        },
-      });
-      shutdown.add('events', async () => changes.unsubscribe());
+      // One subscription per kind of event it hears: its NATS user may subscribe to no other.
+      const changes = occiListens.map((kind) =>
+        bus.nc.subscribe(`${eventSubjects[kind]}.*`, {
+          callback: (error, message) => {
+            if (error) return;
+            try {
+              const id = changedCompute(decodeEvent(message.data));
+              if (id) gateway.invalidate(id);
+            } catch {
+              // not an event: nothing to drop
+            }
+          },
+        }),
+      );
+      shutdown.add('events', async () => changes.forEach((c) => c.unsubscribe()));
       const http = createOcciServer(gateway, authenticatorFrom(config), log, config.LAPIS_OCCI_PUBLIC_URL);
       http.listen(config.LAPIS_HTTP_PORT, config.LAPIS_GRPC_HOST);
       await once(http, 'listening');

@@ -58,6 +58,9 @@ export const platformSpecs = {
   LAPIS_GRPC_PORT: listenPort({ desc: 'port the gRPC server listens on (0 picks a free one)', example: '50051' }),
   LAPIS_NATS_URL: url({ desc: 'NATS server with JetStream', example: 'nats://127.0.0.1:4222' }),
   LAPIS_NATS_STREAM: str({ default: 'LAPIS', desc: 'JetStream stream holding every event' }),
+  LAPIS_NATS_USER: str({ default: '', desc: "this service's NATS user (empty: connect without credentials)", example: 'scheduler' }),
+  LAPIS_NATS_PASSWORD_FILE: str({ default: '', desc: "file holding the NATS user's password (from a Secret; read once, never logged)", example: '/etc/lapis/nats/password' }),
+  LAPIS_NATS_CA_FILE: str({ default: '', desc: "CA certificate the NATS server's TLS certificate must chain to (set: TLS is required)", example: '/etc/lapis/nats-tls/ca.crt' }),
   LOG_LEVEL: str({
     default: 'info',
     choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
@@ -74,6 +77,12 @@ export const platformSpecs = {
   LAPIS_SERVICE_TOKEN: str({ default: '', desc: 'bearer token this service sends when it calls another on its own behalf' }),
   LAPIS_ALLOW_INSECURE_ISSUER: bool({ default: false, desc: 'accept an http:// issuer (tests and local runs only)' }),
 };
+
+/** A NATS user comes with its password, and a password with its user. */
+export function requireNatsCredentials(config: { LAPIS_NATS_USER: string; LAPIS_NATS_PASSWORD_FILE: string }): string | undefined {
+  if (Boolean(config.LAPIS_NATS_USER) === Boolean(config.LAPIS_NATS_PASSWORD_FILE)) return undefined;
+  return 'LAPIS_NATS_USER and LAPIS_NATS_PASSWORD_FILE must be set together (or neither, for a NATS without authentication)';
+}
 
 /** At least one way to authenticate callers must be configured. */
 export function requireAuthSource(config: {

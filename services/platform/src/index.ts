@@ -6,6 +6,7 @@ export * from './grpc/server';
 export * from './logging';
 export * from './nats/bus';
 export * from './nats/events';
+export * from './nats/access';
 export * from './nats/kv';
 export * from './service';
 export * from './shutdown';

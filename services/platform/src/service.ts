@@ -2,7 +2,8 @@
 // reflection and auth, and the shutdown that undoes them in order. A service's main.ts
 // parses its config and hands over what it serves.
 import { Authenticator } from './auth';
-import { ConfigError, platformSpecs, type ConfigOf } from './config';
+import { readFileSync } from 'node:fs';
+import { ConfigError, platformSpecs, requireNatsCredentials, type ConfigOf } from './config';
 import { GrpcServer, type ServiceRegistration } from './grpc/server';
 import { createLogger, type Logger } from './logging';
 import { defaultBusName, EventBus } from './nats/bus';
@@ -46,8 +47,24 @@ export function authenticatorFrom(config: PlatformConfig): Authenticator {
   });
 }
 
+/** The NATS user and password of the config; the password is read from its file, never logged. */
+export function natsCredentialsFrom(config: Pick<PlatformConfig, 'LAPIS_NATS_USER' | 'LAPIS_NATS_PASSWORD_FILE'>): { user: string; password: string } | undefined {
+  const problem = requireNatsCredentials(config);
+  if (problem) throw new ConfigError(`invalid configuration:\n  ${problem}`);
+  if (!config.LAPIS_NATS_USER) return undefined;
+  let password: string;
+  try {
+    password = readFileSync(config.LAPIS_NATS_PASSWORD_FILE, 'utf8').trim();
+  } catch (error) {
+    throw new ConfigError(`invalid configuration:\n  LAPIS_NATS_PASSWORD_FILE cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  if (!password) throw new ConfigError('invalid configuration:\n  LAPIS_NATS_PASSWORD_FILE is empty');
+  return { user: config.LAPIS_NATS_USER, password };
+}
+
 export async function startService(options: StartOptions): Promise<RunningService> {
   const { config } = options;
+  const credentials = natsCredentialsFrom(config);
   const log = createLogger(options.name, config.LOG_LEVEL);
   const shutdown = new Shutdown(log);
   // From here on a SIGTERM stops whatever has started so far, in order.
@@ -60,6 +77,8 @@ export async function startService(options: StartOptions): Promise<RunningServic
     stream: config.LAPIS_NATS_STREAM,
     log,
     onConnectionChange: (up) => server?.setDependency('nats', up),
+    ...(credentials ? { credentials } : {}),
+    ...(config.LAPIS_NATS_CA_FILE ? { caFile: config.LAPIS_NATS_CA_FILE } : {}),
   });
   // The server stops taking calls first; what the service adds while building stops next;
   // NATS drains and telemetry flushes last.

@@ -163,7 +163,7 @@ export class Scheduler {
   async start(options: { lead?: boolean } = {}): Promise<void> {
     this.store = await openStore(this.o.bus, this.o.bucketPrefix);
     this.moveLog = await this.o.bus.bucket(`${this.o.bucketPrefix}-node-move-log`, jsonCodec<NodeMoveEntry[]>());
-    this.writer = new AckedWriter(this.o.bus.nc, 'scheduler');
+    this.writer = new AckedWriter(this.o.bus.nc, 'scheduler', undefined, this.o.bus.inboxPrefix);
     for (const a of this.o.settings.accounts) await this.store.accounts.create(a.name, a).catch(ignoreConflict);
     for (const q of this.o.settings.quotas) await this.store.quotas.create(q.project, { maxInstances: q.maxInstances, maxResources: q.maxResources }).catch(ignoreConflict);
     this.followers.push(

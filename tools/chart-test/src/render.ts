@@ -1,11 +1,14 @@
 // Renders k8s/ (plain manifests for kubectl users) from charts/lapis with `helm template`:
 // one file per runtime backend, from the values in k8s/values.yaml. k8s/*.yaml besides
-// values.yaml are generated: never edit them, run this instead.
+// values.yaml are generated: never edit them, run this instead. First it writes the chart's
+// NATS users and permissions (charts/lapis/files/nats-authorization.conf) from the platform's
+// nats/access.ts, the one place they are defined.
 //   node tools/chart-test/dist/src/render.js           writes k8s/
 //   node tools/chart-test/dist/src/render.js --check   exits 1 when k8s/ is out of date
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { lapisAccess, natsAuthorization } from '@lapis/platform';
 import { ensureKubeTools, KUBE_VERSIONS, run } from '@lapis/testenv';
 
 /** The repository root (this file is tools/chart-test/dist/src/render.js). */
@@ -17,6 +20,27 @@ export const K8S_VALUES = path.join(K8S_DIR, 'values.yaml');
 /** Release name and namespace of the plain manifests (objects are named lapis-<component>). */
 export const K8S_RELEASE = 'lapis';
 export const K8S_NAMESPACE = 'lapis';
+
+/** The generated NATS authorization of the chart (its bundled server includes it). */
+export const NATS_AUTHORIZATION = path.join(CHART_DIR, 'files', 'nats-authorization.conf');
+/** Stands for the stream name (a value of the chart) in the generated file. */
+export const STREAM_PLACEHOLDER = '__LAPIS_NATS_STREAM__';
+
+/** The server variable holding a user's password (from the chart's Secret); _helpers.tpl makes the same. */
+export const passwordVariable = (user: string) => `LAPIS_NATS_PASSWORD_${user.toUpperCase().replace(/-/g, '_')}`;
+
+/**
+ * The chart's NATS users: one per service, one shared by every node agent (a DaemonSet's pods
+ * all get the same Secret), each password a variable of the server's environment.
+ */
+export function chartNatsAuthorization(): string {
+  const users = lapisAccess().map((access) => ({ access, password: { env: passwordVariable(access.user) } }));
+  return [
+    '# GENERATED from services/platform/src/nats/access.ts by tools/chart-test (make k8s); do not edit.',
+    '# The stream name in these subjects is filled in from the value nats.stream.',
+    natsAuthorization(users, STREAM_PLACEHOLDER),
+  ].join('\n');
+}
 
 /** The generated files: name -> extra `helm template` arguments. */
 export const K8S_VARIANTS: ReadonlyArray<{ file: string; what: string; args: string[] }> = [
@@ -61,6 +85,7 @@ export async function renderK8s(): Promise<Map<string, string>> {
 export async function staleK8sFiles(): Promise<string[]> {
   const wanted = await renderK8s();
   const stale: string[] = [];
+  if ((await fs.readFile(NATS_AUTHORIZATION, 'utf8').catch(() => undefined)) !== chartNatsAuthorization()) stale.push(path.relative(REPO_ROOT, NATS_AUTHORIZATION));
   for (const [file, content] of wanted) {
     const current = await fs.readFile(path.join(K8S_DIR, file), 'utf8').catch(() => undefined);
     if (current !== content) stale.push(file);
@@ -80,6 +105,9 @@ async function main(): Promise<void> {
     }
     return;
   }
+  await fs.mkdir(path.dirname(NATS_AUTHORIZATION), { recursive: true });
+  await fs.writeFile(NATS_AUTHORIZATION, chartNatsAuthorization());
+  process.stdout.write(`wrote ${path.relative(REPO_ROOT, NATS_AUTHORIZATION)}\n`);
   for (const [file, content] of await renderK8s()) {
     await fs.writeFile(path.join(K8S_DIR, file), content);
     process.stdout.write(`wrote k8s/${file}\n`);

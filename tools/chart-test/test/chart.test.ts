@@ -254,7 +254,7 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
   });
 
   describe('server-side dry run', function () {
-    it('the API server accepts every rendered manifest (both backends, bundled and external NATS, OIDC, OTLP, k8s/)', async function () {
+    it('the API server accepts every rendered manifest (both backends, bundled and external NATS, with and without NATS users and TLS, OIDC, OTLP, k8s/)', async function () {
       const ns = await createNamespace('lapis-dry-run');
       const instances = await createNamespace('lapis-dry-run-instances');
       await createNamespace(K8S_NAMESPACE);
@@ -262,9 +262,10 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
       const variants: Array<[string, Record<string, unknown>]> = [
         ['docker backend, bundled NATS with a PVC', merge(base, { nats: { bundled: { persistence: { enabled: true, retainOnUninstall: false } } } })],
         [
-          'kubernetes backend in its own namespace, external NATS, OIDC from values, OTLP, digests',
+          'kubernetes backend in its own namespace, external NATS with its users and CA from Secrets, OIDC from values, OTLP, digests, NetworkPolicy clients',
           merge(base, {
-            nats: { url: 'nats://nats.example.org:4222' },
+            nats: { url: 'nats://nats.example.org:4222', auth: { existingSecret: 'nats-users' }, tls: { existingSecret: 'nats-tls' } },
+            networkPolicy: { clients: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'paas' } } }], monitoring: [{ podSelector: { matchLabels: { app: 'prometheus' } } }] },
             auth: { oidc: { issuer: 'https://iam.example.org/', audience: 'lapis' } },
             telemetry: { tracesExporter: 'otlp', otlpEndpoint: 'http://otel-collector.observability:4318', otlpHeadersSecret: { name: 'otlp-headers' }, resourceAttributes: 'deployment.environment=test' },
             containerRuntime: { backend: 'kubernetes', kubernetes: { namespace: instances, cpuMillis: 64000, memoryBytes: 274877906944 } },
@@ -273,6 +274,7 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
           }),
         ],
         ['OIDC from an existing Secret only, components off', merge(base, { auth: { staticTokens: { tokens: [] }, oidc: { existingSecret: 'oidc' } }, toscaOrchestrator: { enabled: false }, occiGateway: { enabled: false } })],
+        ['NATS without users, TLS or NetworkPolicies', merge(base, { nats: { auth: { enabled: false }, tls: { enabled: false } }, networkPolicy: { enabled: false } })],
       ];
       for (const [what, values] of variants) {
         const rendered = await helmTemplate(['-f', await valuesFile('dry-run', values)], { release: 'dry', namespace: ns });

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import { ImageSyncServiceClient, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
 import { RuntimeServiceClient, type ListInstancesResponse, type ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { createClient } from '@lapis/platform';
+import { createClient, lapisAccess, natsAuthorization, type NatsAccess } from '@lapis/platform';
 import { spawnService, staticTokenFile, until, type ServiceProcess } from '@lapis/platform/testing';
 import { describeLeftovers, removeLeftovers } from './cleanup';
 import { docker, ensureBaseImage, ensureDocker, startNats, startRegistry, type DockerEngine, type NatsServer, type Registry } from '@lapis/testenv';
@@ -92,14 +92,28 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     for (const stop of stops.reverse()) await stop().catch(() => {});
   };
   try {
-    say('NATS with JetStream');
-    const nats = await startNats({ dir: join(stateDir, 'nats'), monitor: true });
+    say('NATS with JetStream (a user per service, TLS)');
+    // One NATS user per service (the node agent's for this node only), with the permissions the
+    // platform makes from what each service uses; passwords in files only the owner reads.
+    const nodeName = options.nodeName ?? `node-${randomBytes(3).toString('hex')}`;
+    const natsUsers = lapisAccess({ nodes: [nodeName] });
+    const credentialsDir = join(stateDir, 'nats-users');
+    mkdirSync(credentialsDir, { recursive: true, mode: 0o700 });
+    const natsEnv: Partial<Record<NatsAccess['service'], Record<string, string>>> = {};
+    const passwords = natsUsers.map((access) => {
+      const password = randomBytes(18).toString('base64url');
+      const file = join(credentialsDir, access.user);
+      writeFileSync(file, password, { mode: 0o600 });
+      natsEnv[access.service] = { LAPIS_NATS_USER: access.user, LAPIS_NATS_PASSWORD_FILE: file };
+      return { access, password: { value: password } };
+    });
+    const nats = await startNats({ dir: join(stateDir, 'nats'), monitor: true, config: natsAuthorization(passwords, options.env?.LAPIS_NATS_STREAM ?? 'LAPIS'), tls: true });
     stops.push(() => nats.stop());
+    for (const env of Object.values(natsEnv)) env.LAPIS_NATS_CA_FILE = nats.caFile!;
     say('Docker engine');
     const engine = await ensureDocker();
     stops.push(() => engine.stop());
     // A node starts clean, and is left clean even when a service or NATS could not clean up.
-    const nodeName = options.nodeName ?? `node-${randomBytes(3).toString('hex')}`;
     const runtimeDir = join(stateDir, 'runtime');
     const left = describeLeftovers(await removeLeftovers(nodeName, runtimeDir));
     if (left) say(`removed what an earlier run of node ${nodeName} left: ${left}`);
@@ -159,9 +173,10 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const addresses: Mesh['addresses'] = {};
     const largeYoungGeneration = { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=64`.trim() };
     const env: Mesh['env'] = {
-      'image-sync': { ...common, LAPIS_SITE_REGISTRY: site.url, LAPIS_POLICY_FILE: policies, ...options.serviceEnv?.['image-sync'] },
+      'image-sync': { ...common, ...natsEnv['image-sync'], LAPIS_SITE_REGISTRY: site.url, LAPIS_POLICY_FILE: policies, ...options.serviceEnv?.['image-sync'] },
       'container-runtime': {
         ...common,
+        ...natsEnv['container-runtime'],
         LAPIS_NODE_NAME: nodeName,
         LAPIS_STATE_DIR: runtimeDir,
         LAPIS_DOCKER_SOCKET: engine.socketPath,
@@ -169,11 +184,12 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       },
       // A larger young generation, as their images run them (scavenges stalled the scheduler's
       // cycles and took a fifth of a template's parse).
-      scheduler: { ...common, ...largeYoungGeneration, ...options.serviceEnv?.scheduler },
-      'tosca-orchestrator': { ...common, ...largeYoungGeneration, ...options.serviceEnv?.['tosca-orchestrator'] },
+      scheduler: { ...common, ...natsEnv.scheduler, ...largeYoungGeneration, ...options.serviceEnv?.scheduler },
+      'tosca-orchestrator': { ...common, ...natsEnv['tosca-orchestrator'], ...largeYoungGeneration, ...options.serviceEnv?.['tosca-orchestrator'] },
       // Locations in OCCI answers start with the public URL (on free ports: the one it listens on).
       'occi-gateway': {
         ...common,
+        ...natsEnv['occi-gateway'],
         LAPIS_HTTP_PORT: options.defaultPorts ? '8787' : '0',
         ...(options.defaultPorts ? { LAPIS_OCCI_PUBLIC_URL: 'http://127.0.0.1:8787' } : {}),
         ...options.serviceEnv?.['occi-gateway'],

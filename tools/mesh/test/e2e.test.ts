@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
 import { writeFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect as connectTcp, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
@@ -248,5 +248,19 @@ describe('the whole mesh, end to end', function () {
     const { instances } = await unary<ListInstancesResponse>((m, cb) => runtime.listInstances({ pageSize: 100, pageToken: '', project: '', state: InstanceState.RUNNING, node: '' }, m, cb));
     assert.deepEqual(instances.map((i) => i.spec?.name), ['normal-1']);
     for (const id of [normal.id, spot.id]) await unary((m, cb) => scheduler.cancelClaim({ claimId: id, requestId: '' }, m, cb));
+  });
+
+  it('runs all of that on NATS with TLS and a user per service: the server asks every client for both', async () => {
+    // What the server announces to any client before it may say anything: credentials and TLS required.
+    const socket = connectTcp(mesh.nats.port, '127.0.0.1');
+    const [first] = (await once(socket, 'data')) as [Buffer];
+    socket.destroy();
+    const info = JSON.parse(first.toString().replace(/^INFO /, '')) as { auth_required?: boolean; tls_required?: boolean };
+    assert.deepEqual({ auth: info.auth_required, tls: info.tls_required }, { auth: true, tls: true });
+    // Each service is connected as its own user, the node agent as this node's.
+    const connz = (await (await fetch(`${mesh.nats.monitorUrl}/connz?auth=true`)).json()) as { connections: Array<{ name?: string; authorized_user?: string; tls_version?: string }> };
+    const users = new Set(connz.connections.map((c) => c.authorized_user));
+    assert.deepEqual([...users].sort(), ['container-runtime-' + mesh.nodeName, 'image-sync', 'occi-gateway', 'scheduler', 'tosca-orchestrator'].sort());
+    assert.ok(connz.connections.every((c) => c.tls_version), 'every connection is TLS');
   });
 });

@@ -15,7 +15,7 @@ export {
   type SpawnLoggedOptions,
   type Supervised,
 } from './proc.js';
-export { startNats, TEST_NATS_URL_ENV, type NatsServer, type StartNatsOptions } from './nats.js';
+export { makeTlsFiles, startNats, TEST_NATS_URL_ENV, type NatsServer, type StartNatsOptions } from './nats.js';
 export {
   DEFAULT_DOCKER_SOCKET,
   docker,

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ensureCommands } from './apt.js';
 import { freePort, tryConnect, waitFor } from './ports.js';
-import { forgetOnExit, removeOnExit, spawnLogged, type Supervised } from './proc.js';
+import { forgetOnExit, removeOnExit, run, spawnLogged, type Supervised } from './proc.js';
 
 /** The variable through which a test run hands its shared NATS to the tests (mocha-hooks). */
 export const TEST_NATS_URL_ENV = 'LAPIS_TEST_NATS_URL';
@@ -18,6 +18,13 @@ export interface StartNatsOptions {
   monitor?: boolean;
   /** How long to wait for the server to accept connections; default 20 s. */
   timeoutMs?: number;
+  /**
+   * More server configuration, for example the `authorization { users = [...] }` block that
+   * @lapis/platform's natsAuthorization() makes. Written to DIR/nats.conf (mode 0600).
+   */
+  config?: string;
+  /** Serve TLS only, with a certificate for 127.0.0.1 and localhost made by openssl in DIR/tls. */
+  tls?: boolean;
 }
 
 export interface NatsServer {
@@ -29,6 +36,8 @@ export interface NatsServer {
   logFile: string;
   /** http://127.0.0.1:PORT of the monitoring endpoints, when asked for. */
   monitorUrl?: string;
+  /** With `tls`: the CA certificate a client checks the server's against. */
+  caFile?: string;
   /** Stops the server (SIGTERM, SIGKILL after 5 s) and removes the dir if testenv made it. */
   stop(): Promise<void>;
   /** Stops the server and starts it again on the same port and store. */
@@ -58,6 +67,23 @@ async function logSince(file: string, offset: number): Promise<string> {
   }
 }
 
+/**
+ * A throw-away CA and a server certificate signed by it, for 127.0.0.1 and localhost (openssl,
+ * Debian's). The keys stay in `dir`, readable by the owner only.
+ */
+export async function makeTlsFiles(dir: string): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+  const { openssl } = await ensureCommands({ openssl: 'openssl' });
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const f = (name: string) => path.join(dir, name);
+  const days = ['-days', '30'];
+  await run(openssl, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.crt'), '-subj', '/CN=lapis-test-ca', ...days]);
+  await run(openssl, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=nats']);
+  await fs.writeFile(f('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  await run(openssl, ['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.crt'), '-extfile', f('server.ext'), ...days]);
+  for (const key of ['ca.key', 'server.key']) await fs.chmod(f(key), 0o600);
+  return { caFile: f('ca.crt'), certFile: f('server.crt'), keyFile: f('server.key') };
+}
+
 export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer> {
   const { 'nats-server': bin } = await ensureCommands({ 'nats-server': 'nats-server' });
   const ownDir = opts.dir === undefined;
@@ -70,6 +96,20 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
   // -a keeps it on loopback; the monitoring listener follows -a too.
   const args = ['-js', '-sd', dir, '-a', '127.0.0.1', '-p', String(port)];
   if (monitorPort !== undefined) args.push('-m', String(monitorPort));
+  let caFile: string | undefined;
+  if (opts.config !== undefined || opts.tls) {
+    const parts = [opts.config ?? ''];
+    if (opts.tls) {
+      const tls = await makeTlsFiles(path.join(dir, 'tls'));
+      caFile = tls.caFile;
+      parts.push(`tls {\n  cert_file: ${JSON.stringify(tls.certFile)}\n  key_file: ${JSON.stringify(tls.keyFile)}\n  timeout: 5\n}\n`);
+    }
+    // Passwords may be in it: readable by the owner only.
+    const configFile = path.join(dir, 'nats.conf');
+    await fs.writeFile(configFile, parts.join('\n'), { mode: 0o600 });
+    await fs.chmod(configFile, 0o600);
+    args.unshift('-c', configFile);
+  }
 
   const launch = async (): Promise<Supervised> => {
     // Only this launch's part of the log counts (restart() appends to it).
@@ -102,6 +142,7 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
     dir,
     logFile,
     ...(monitorPort !== undefined ? { monitorUrl: `http://127.0.0.1:${monitorPort}` } : {}),
+    ...(caFile !== undefined ? { caFile } : {}),
     stop() {
       stopped ??= (async () => {
         await proc.stop();

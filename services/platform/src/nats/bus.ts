@@ -8,6 +8,7 @@ import { Event } from '@lapis/proto/lapis/events/v1/events';
 import {
   AckPolicy,
   connect,
+  ErrorCode,
   DeliverPolicy,
   headers,
   nanos,
@@ -20,8 +21,10 @@ import {
   type KvOptions,
   type MsgHdrs,
   type NatsConnection,
+  type NatsError,
 } from 'nats';
 import type { Logger } from '../logging';
+import { inboxPrefixOf } from './access';
 import { subjectFor, subjectTemplate, type EventPayload } from './events';
 import { Bucket, type Codec } from './kv';
 
@@ -92,17 +95,26 @@ export interface BusOptions {
   /** Called when the connection goes down or comes back (health follows it). */
   onConnectionChange?: (up: boolean) => void;
   replicas?: number;
+  /** This service's NATS user and password (nats/access.ts says what the user may do). */
+  credentials?: { user: string; password: string };
+  /** CA certificate file of the server's TLS certificate: TLS is required when set. */
+  caFile?: string;
 }
 
 export class EventBus {
   private readonly consumers = new Set<RunningConsumer>();
+
+  /** Where replies to this connection go: per user, so that no other user can hear them. */
+  readonly inboxPrefix: string;
 
   private constructor(
     readonly nc: NatsConnection,
     readonly js: JetStreamClient,
     readonly jsm: JetStreamManager,
     private readonly options: BusOptions,
-  ) {}
+  ) {
+    this.inboxPrefix = options.credentials ? inboxPrefixOf(options.credentials.user) : '_INBOX';
+  }
 
   static async connect(options: BusOptions): Promise<EventBus> {
     const nc = await connect({
@@ -111,6 +123,8 @@ export class EventBus {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
       waitOnFirstConnect: true,
+      ...(options.credentials ? { user: options.credentials.user, pass: options.credentials.password, inboxPrefix: inboxPrefixOf(options.credentials.user) } : {}),
+      ...(options.caFile ? { tls: { caFile: options.caFile } } : {}),
     });
     const bus = new EventBus(nc, nc.jetstream(), await nc.jetstreamManager(), options);
     void bus.watchConnection();
@@ -119,7 +133,10 @@ export class EventBus {
     return bus;
   }
 
-  /** Creates the event stream, or brings its settings up to date. */
+  /**
+   * Creates the event stream, or brings its settings up to date. A user without the right to
+   * change them (a node agent) leaves a differing stream as it is for a service that has it.
+   */
   async ensureStream(): Promise<void> {
     const config = {
       name: this.options.stream,
@@ -131,12 +148,26 @@ export class EventBus {
       duplicate_window: nanos(2 * 60_000),
       max_age: nanos(7 * 24 * 3600_000),
     };
-    const exists = await this.jsm.streams.info(config.name).then(
-      () => true,
-      () => false,
-    );
-    if (exists) await this.jsm.streams.update(config.name, config);
-    else await this.jsm.streams.add(config);
+    const existing = await this.jsm.streams.info(config.name).catch(() => undefined);
+    if (!existing) {
+      await this.jsm.streams.add(config);
+      return;
+    }
+    const have = existing.config;
+    const same =
+      (have.subjects ?? []).join() === config.subjects.join() &&
+      have.retention === config.retention &&
+      have.storage === config.storage &&
+      have.num_replicas === config.num_replicas &&
+      have.duplicate_window === config.duplicate_window &&
+      have.max_age === config.max_age;
+    if (same) return;
+    try {
+      await this.jsm.streams.update(config.name, config);
+    } catch (error) {
+      if ((error as NatsError).code !== ErrorCode.PermissionsViolation) throw error;
+      this.options.log.warn({ stream: config.name }, 'the event stream has other settings, and this user may not change them');
+    }
   }
 
   /**

@@ -20,6 +20,26 @@ export const eventSubjects: Readonly<Record<EventKind, string>> = {
   deploymentStateChanged: 'lapis.tosca.deployment_state_changed',
 };
 
+/** The services that talk over NATS (their NATS users are named after them). */
+export type NatsServiceName = 'container-runtime' | 'image-sync' | 'scheduler' | 'tosca-orchestrator' | 'occi-gateway';
+
+/**
+ * The one service that publishes each kind of event. NATS permissions are made from this
+ * (nats/access.ts): only the scheduler may publish a placement.
+ */
+export const eventPublisher: Readonly<Record<EventKind, NatsServiceName>> = {
+  claimPlaced: 'scheduler',
+  claimCancelled: 'scheduler',
+  preemptionNotice: 'scheduler',
+  nodeMoved: 'scheduler',
+  instanceStateChanged: 'container-runtime',
+  volumeStateChanged: 'container-runtime',
+  nodeHeartbeat: 'container-runtime',
+  imageSynced: 'image-sync',
+  imageRemoved: 'image-sync',
+  deploymentStateChanged: 'tosca-orchestrator',
+};
+
 /** A key as one subject token: the characters NATS gives meaning to are escaped. */
 export function subjectToken(key: string): string {
   if (key === '') throw new Error('an event key must not be empty');

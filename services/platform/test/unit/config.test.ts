@@ -1,5 +1,9 @@
 import { strict as assert } from 'node:assert';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadConfig, platformSpecs, requireAuthSource } from '../../src/config';
+import { natsCredentialsFrom } from '../../src/service';
 
 const good = {
   LAPIS_GRPC_PORT: '50051',
@@ -47,5 +51,20 @@ describe('config', () => {
     assert.match(message, /LAPIS_GRPC_PORT/);
     assert.match(message, /LAPIS_NATS_URL is required/);
     assert.match(message, /LOG_LEVEL/);
+  });
+
+  it('takes the NATS password from its file, and refuses a user without one, a password without a user or an empty file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lapis-config-'));
+    const file = join(dir, 'password');
+    writeFileSync(file, 's3cret\n', { mode: 0o600 });
+    assert.equal(natsCredentialsFrom(load(good)), undefined);
+    assert.deepEqual(natsCredentialsFrom(load({ ...good, LAPIS_NATS_USER: 'scheduler', LAPIS_NATS_PASSWORD_FILE: file })), { user: 'scheduler', password: 's3cret' });
+    const refused = (env: Record<string, string>, re: RegExp) =>
+      assert.throws(() => natsCredentialsFrom(load({ ...good, ...env })), (e: Error) => e.name === 'ConfigError' && re.test(e.message) && !e.message.includes('s3cret'));
+    refused({ LAPIS_NATS_USER: 'scheduler' }, /LAPIS_NATS_USER and LAPIS_NATS_PASSWORD_FILE must be set together/);
+    refused({ LAPIS_NATS_PASSWORD_FILE: file }, /LAPIS_NATS_USER and LAPIS_NATS_PASSWORD_FILE must be set together/);
+    refused({ LAPIS_NATS_USER: 'scheduler', LAPIS_NATS_PASSWORD_FILE: join(dir, 'missing') }, /LAPIS_NATS_PASSWORD_FILE cannot be read: ENOENT/);
+    writeFileSync(file, '\n');
+    refused({ LAPIS_NATS_USER: 'scheduler', LAPIS_NATS_PASSWORD_FILE: file }, /LAPIS_NATS_PASSWORD_FILE is empty/);
   });
 });

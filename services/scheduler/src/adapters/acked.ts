@@ -30,7 +30,7 @@ interface Waiting {
 }
 
 export class AckedWriter {
-  private readonly inbox = createInbox();
+  private readonly inbox: string;
   private next = 0;
   private readonly waiting = new Map<number, Waiting>();
   private readonly sub: Subscription;
@@ -41,7 +41,10 @@ export class AckedWriter {
     private readonly nc: NatsConnection,
     service: string,
     private readonly timeoutMs = 10_000,
+    // The connection's own inbox prefix: with NATS users, a user may hear only its own replies.
+    inboxPrefix?: string,
   ) {
+    this.inbox = createInbox(inboxPrefix);
     this.source = `${service}@${hostname()}`;
     this.sub = nc.subscribe(`${this.inbox}.*`, { callback: (error, msg) => (error ? undefined : this.settle(msg.subject, msg.data, msg.headers)) });
     this.sweeper = setInterval(() => this.sweep(), 1000);

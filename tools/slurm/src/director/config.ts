@@ -17,6 +17,10 @@ export const directorSpecs = {
   LAPIS_DIRECTOR_PREEMPT_GRACE_MS: num({ default: 30_000, desc: 'grace period of the preemption notices it sends' }),
   LAPIS_NATS_URL: str({ default: '', desc: 'NATS with the Lapis stream; needed for LAPIS_DIRECTOR_PREEMPT (the notices are events)', example: 'nats://127.0.0.1:4222' }),
   LAPIS_NATS_STREAM: platformSpecs.LAPIS_NATS_STREAM,
+  // Its NATS user is platform nats/access.ts's directorAccess(): preemption notices only.
+  LAPIS_NATS_USER: platformSpecs.LAPIS_NATS_USER,
+  LAPIS_NATS_PASSWORD_FILE: platformSpecs.LAPIS_NATS_PASSWORD_FILE,
+  LAPIS_NATS_CA_FILE: platformSpecs.LAPIS_NATS_CA_FILE,
   LAPIS_DIRECTOR_SCONTROL: str({ default: 'scontrol', desc: "Slurm's scontrol (SLURM_CONF is passed on)" }),
   LAPIS_DIRECTOR_SQUEUE: str({ default: 'squeue', desc: "Slurm's squeue" }),
 };

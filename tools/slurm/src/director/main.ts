@@ -2,7 +2,7 @@
 // lapis-director: the partition director's process. Configuration from the environment
 // (config.ts), JSON logs (pino), a round every LAPIS_DIRECTOR_INTERVAL_MS, and on SIGTERM or
 // SIGINT it finishes the round in progress and exits 0.
-import { ConfigError, createLogger, EventBus, Shutdown } from '@lapis/platform';
+import { ConfigError, createLogger, EventBus, natsCredentialsFrom, Shutdown } from '@lapis/platform';
 import { loadDirectorConfig } from './config.js';
 import { Director } from './director.js';
 import { LapisAdapter } from './lapis.js';
@@ -13,8 +13,16 @@ async function main(): Promise<void> {
   const log = createLogger('lapis-director', config.LOG_LEVEL);
   const shutdown = new Shutdown(log);
   shutdown.onSignals();
+  const credentials = natsCredentialsFrom(config);
   const bus = config.LAPIS_DIRECTOR_PREEMPT
-    ? await EventBus.connect({ url: config.LAPIS_NATS_URL, name: 'lapis-director', stream: config.LAPIS_NATS_STREAM, log })
+    ? await EventBus.connect({
+        url: config.LAPIS_NATS_URL,
+        name: 'lapis-director',
+        stream: config.LAPIS_NATS_STREAM,
+        log,
+        ...(credentials ? { credentials } : {}),
+        ...(config.LAPIS_NATS_CA_FILE ? { caFile: config.LAPIS_NATS_CA_FILE } : {}),
+      })
     : undefined;
   const lapis = new LapisAdapter(config.LAPIS_SCHEDULER_ADDRESS, config.LAPIS_SERVICE_TOKEN, bus);
   const slurm = new SlurmAdapter({ scontrol: config.LAPIS_DIRECTOR_SCONTROL, squeue: config.LAPIS_DIRECTOR_SQUEUE });
