@@ -2,7 +2,6 @@
 // (request, context); authentication, error mapping and logging happen here, once.
 // Health (grpc.health.v1, overall and per service, tied to the dependencies) and server
 // reflection are served beside them without authentication.
-import { readFileSync } from 'node:fs';
 import {
   Server,
   ServerCredentials,
@@ -13,13 +12,13 @@ import {
   type ServerWritableStream,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { loadFileDescriptorSetFromBuffer, loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { trace } from '@opentelemetry/api';
-import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Authenticator, Caller } from '../auth';
 import { LapisError, permissionDenied } from '../errors';
 import type { Logger } from '../logging';
+import { reflectionPackage } from './reflection';
 
 /** One method of a ts-proto grpc-js service definition. */
 interface MethodDefinition {
@@ -78,7 +77,7 @@ export interface GrpcServerOptions {
   services: ServiceRegistration[];
   authenticator: Authenticator;
   log: Logger;
-  /** The buf-built descriptor set of the contracts (for reflection). */
+  /** The buf-built descriptor set of the contracts and health (for reflection). */
   descriptorSetPath?: string;
 }
 
@@ -221,12 +220,4 @@ export class GrpcServer {
       'INTERNAL',
     ).toStatus(this.options.domain);
   }
-}
-
-/** Every contract of the descriptor set, plus health, for the reflection service. */
-function reflectionPackage(descriptorSetPath = require.resolve('@lapis/proto/descriptor.binpb')) {
-  return {
-    ...loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath)),
-    ...loadSync(healthProtoPath),
-  };
 }
