@@ -19,6 +19,7 @@ import type { Authenticator, Caller } from '../auth';
 import { LapisError, permissionDenied } from '../errors';
 import type { Logger } from '../logging';
 import { reflectionPackage } from './reflection';
+import { CallerSlots, type CallerLimits } from './stream-limits';
 
 /** One method of a ts-proto grpc-js service definition. */
 interface MethodDefinition {
@@ -79,6 +80,8 @@ export interface GrpcServerOptions {
   log: Logger;
   /** The buf-built descriptor set of the contracts and health (for reflection). */
   descriptorSetPath?: string;
+  /** Calls one caller may have in progress at once (default DEFAULT_CALLER_LIMITS). */
+  callerLimits?: CallerLimits;
 }
 
 export class GrpcServer {
@@ -88,8 +91,10 @@ export class GrpcServer {
   private readonly dependencies = new Map<string, boolean>();
   private draining = false;
   private readonly inFlight = new Set<AbortController>();
+  private readonly slots: CallerSlots;
 
   constructor(private readonly options: GrpcServerOptions) {
+    this.slots = new CallerSlots(options.callerLimits);
     this.health = new HealthImplementation(this.statusMap('NOT_SERVING'));
     this.health.addToServer(this.server);
     for (const registration of options.services) {
@@ -160,14 +165,22 @@ export class GrpcServer {
       wrapped[key] = method.responseStream
         ? (call: ServerWritableStream<unknown, unknown>) => {
             const send = (response: unknown) =>
-              new Promise<void>((resolve) => (call.write(response) ? resolve() : call.once('drain', () => resolve())));
-            this.run(method.path, call, (ctx) => handler(call.request, ctx, send)).then(
+              new Promise<void>((resolve) => {
+                if (call.cancelled || call.write(response)) return resolve();
+                // A cancelled call never drains: the handler goes on, sees ctx.signal and ends.
+                const done = () => {
+                  call.off('drain', done).off('cancelled', done);
+                  resolve();
+                };
+                call.once('drain', done).once('cancelled', done);
+              });
+            this.run(method.path, call, (ctx) => handler(call.request, ctx, send), 'streams').then(
               () => call.end(),
               (error) => call.emit('error', error),
             );
           }
         : (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-            this.run(method.path, call, (ctx) => handler(call.request, ctx)).then(
+            this.run(method.path, call, (ctx) => handler(call.request, ctx), 'unary').then(
               (response) => callback(null, response),
               (error) => callback(error),
             );
@@ -181,13 +194,16 @@ export class GrpcServer {
     method: string,
     call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
     body: (ctx: CallContext) => Promise<T>,
+    kind: 'streams' | 'unary',
   ): Promise<T> {
     const controller = new AbortController();
     call.once('cancelled', () => controller.abort());
     this.inFlight.add(controller);
     const log = this.options.log.child({ method });
+    let release: (() => void) | undefined;
     try {
       const caller = await this.options.authenticator.authenticate(call.metadata);
+      release = this.slots.take(caller, kind);
       const ctx: CallContext = {
         caller,
         metadata: call.metadata,
@@ -202,6 +218,7 @@ export class GrpcServer {
     } catch (error) {
       throw this.toStatus(error, method, log);
     } finally {
+      release?.();
       this.inFlight.delete(controller);
     }
   }
