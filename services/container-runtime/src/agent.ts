@@ -35,6 +35,7 @@ import { LABEL, secretsOf, withSecrets, type ContainerPlan } from './domain/cont
 import { grantDevices, type NodeInventory } from './domain/devices';
 import { HOLDS_ROOM, requireState, stateName, TERMINAL } from './domain/states';
 import { checkId, checkMountPath, checkResize, checkSpec, defaultMountPath } from './domain/validate';
+import { LogFollows } from './log-follows';
 
 /** Who asks: a project member sees only the project; an admin sees all. */
 export interface Scope {
@@ -111,6 +112,8 @@ export class Agent {
   private stopped = false;
   private readonly index: BucketMirror<Instance>;
   private cachedImages: { at: number; digests: string[] } = { at: 0, digests: [] };
+  /** One engine log stream per followed instance (where the backend can follow logs). */
+  readonly logFollows?: LogFollows;
 
   constructor(
     readonly settings: AgentSettings,
@@ -118,6 +121,7 @@ export class Agent {
   ) {
     this.node = settings.node;
     this.index = new BucketMirror(deps.store.instances, (bytes) => InstanceCodec.decode(bytes));
+    if (deps.backend.followLogs) this.logFollows = new LogFollows(deps.backend, deps.backend.followLogs.bind(deps.backend));
   }
 
   get store(): Store {
@@ -703,7 +707,8 @@ export class Agent {
     const instance = await this.getInstance(id, scope);
     if (instance.node !== this.node) throw failedPrecondition(`instance ${id} runs on node ${instance.node}; this is node ${this.node}`, 'WRONG_NODE');
     if (!instance.backendId) throw failedPrecondition(`instance ${id} has no container (${stateName(instance.state)})`, 'NO_CONTAINER');
-    yield* this.deps.backend.logs(instance.backendId, options);
+    if (options.follow && this.logFollows) yield* this.logFollows.follow(instance.backendId, options);
+    else yield* this.deps.backend.logs(instance.backendId, options);
   }
 
   // ---------------------------------------------------------------- engine events

@@ -1,6 +1,7 @@
 // One typed, frozen configuration object per service, parsed from the environment once at
 // start. A bad or missing variable stops the service with a message that names it.
 import { bool, cleanEnv, makeValidator, num, str, url, type ValidatorSpec } from 'envalid';
+import { DEFAULT_CALLER_LIMITS } from './grpc/stream-limits';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -52,6 +53,13 @@ export const listenPort = makeValidator<number>((input) => {
   return value;
 });
 
+/** A whole number of at least 1 (a limit; 0 would refuse everything). */
+export const positiveInt = makeValidator<number>((input) => {
+  const value = Number(input);
+  if (!/^\d+$/.test(String(input).trim()) || value < 1 || !Number.isSafeInteger(value)) throw new Error('expected a whole number of at least 1');
+  return value;
+});
+
 /** Variables every Lapis service reads. A service spreads these into its own specs. */
 export const platformSpecs = {
   LAPIS_GRPC_HOST: str({ default: '0.0.0.0', desc: 'address the gRPC server listens on' }),
@@ -67,6 +75,14 @@ export const platformSpecs = {
     desc: 'pino log level',
   }),
   LAPIS_SHUTDOWN_GRACE_MS: num({ default: 10_000, desc: 'time in-flight calls get to finish on SIGTERM' }),
+  LAPIS_MAX_STREAMS_PER_CALLER: positiveInt({
+    default: DEFAULT_CALLER_LIMITS.streams,
+    desc: 'server streams (watches, log follows) one caller may have open at once; more get RESOURCE_EXHAUSTED',
+  }),
+  LAPIS_MAX_CALLS_PER_CALLER: positiveInt({
+    default: DEFAULT_CALLER_LIMITS.unary,
+    desc: 'unary calls one caller may have in progress at once; more get RESOURCE_EXHAUSTED',
+  }),
   LAPIS_OIDC_ISSUER: str({ default: '', desc: 'OIDC issuer URL whose JWTs are accepted', example: 'https://iam.example.org/' }),
   LAPIS_OIDC_AUDIENCE: str({ default: '', desc: 'audience the JWTs must carry (empty: not checked)' }),
   LAPIS_OIDC_JWKS_URL: str({ default: '', desc: "issuer's JWKS URL (empty: found through OIDC discovery)" }),

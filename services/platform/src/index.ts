@@ -3,6 +3,7 @@ export * from './config';
 export * from './errors';
 export * from './grpc/client';
 export * from './grpc/server';
+export { CallerSlots, DEFAULT_CALLER_LIMITS, type CallerLimits } from './grpc/stream-limits';
 export * from './logging';
 export * from './nats/bus';
 export * from './nats/events';

@@ -91,6 +91,7 @@ export async function startService(options: StartOptions): Promise<RunningServic
     services,
     authenticator: authenticatorFrom(config),
     log,
+    callerLimits: { streams: config.LAPIS_MAX_STREAMS_PER_CALLER, unary: config.LAPIS_MAX_CALLS_PER_CALLER },
   });
   server.setDependency('nats', !bus.nc.isClosed());
   const port = await server.listen();

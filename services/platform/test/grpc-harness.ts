@@ -5,12 +5,14 @@ import { OperationsServiceClient, type GetOperationResponse } from '@lapis/proto
 import { Authenticator, type AuthOptions } from '../src/auth';
 import { createClient, type ClientOptions } from '../src/grpc/client';
 import { GrpcServer, type ServiceRegistration } from '../src/grpc/server';
+import type { CallerLimits } from '../src/grpc/stream-limits';
 import { staticTokenFile, TEST_TOKENS, testLog as log } from '../src/testing';
 
-export const STATIC_TOKENS = { alice: TEST_TOKENS.alice.token, root: TEST_TOKENS.root.token };
+export const STATIC_TOKENS = { alice: TEST_TOKENS.alice.token, bob: TEST_TOKENS.bob.token, root: TEST_TOKENS.root.token };
 
-export async function startServer(services: ServiceRegistration[], auth: AuthOptions = {}) {
+export async function startServer(services: ServiceRegistration[], auth: AuthOptions = {}, callerLimits?: CallerLimits) {
   const server = new GrpcServer({
+    ...(callerLimits ? { callerLimits } : {}),
     domain: 'test.lapis.dev',
     host: '127.0.0.1',
     port: 0,

@@ -29,6 +29,8 @@ export {
 } from './docker.js';
 export { startRegistry, type Registry, type RegistryAuth, type StartRegistryOptions } from './registry.js';
 export { BASE_IMAGE, BASE_IMAGE_USER, ensureBaseImage, isStaticElf } from './image.js';
+export { TESTENV_CACHE_ENV } from './gobuild.js';
+export { ensureGrpcurl, grpcurlDir, GRPCURL_VERSION, type EnsureGrpcurlOptions, type Grpcurl } from './grpcurl.js';
 export {
   ensureKubeTools,
   helm,
@@ -41,7 +43,6 @@ export {
   KWOK_TOLERATION,
   startKube,
   stagingReplacements,
-  TESTENV_CACHE_ENV,
   type EnsureKubeToolsOptions,
   type Kube,
   type KubeConnection,

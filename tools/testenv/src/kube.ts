@@ -9,8 +9,7 @@ import * as fsp from 'node:fs/promises';
 import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { findCommand } from './apt.js';
+import { cacheRoot, findGo, goInstall, goLogged, isExecutable, withBuildLock, type GoEnv } from './gobuild.js';
 import { freePort, GiveUp, waitFor } from './ports.js';
 import { forgetOnExit, removeOnExit, run, spawnLogged, tailFile, type RunOptions, type RunResult, type Supervised } from './proc.js';
 
@@ -23,9 +22,6 @@ export const KUBE_VERSIONS = Object.freeze({
   kwok: 'v0.8.0',
   helm: 'v3.22.0',
 });
-
-/** Overrides where built binaries are cached (default /var/cache/lapis-testenv, or ~/.cache/lapis-testenv). */
-export const TESTENV_CACHE_ENV = 'LAPIS_TESTENV_CACHE';
 
 export interface KubeTools {
   etcd: string;
@@ -44,129 +40,10 @@ export interface KubeTools {
 // ---------------------------------------------------------------------------------------------
 // Building the tools
 
-function cacheRoot(): string {
-  const fromEnv = process.env[TESTENV_CACHE_ENV];
-  if (fromEnv) return path.resolve(fromEnv);
-  const system = '/var/cache/lapis-testenv';
-  try {
-    fs.mkdirSync(system, { recursive: true });
-    fs.accessSync(system, fs.constants.W_OK);
-    return system;
-  } catch {
-    return path.join(os.homedir(), '.cache', 'lapis-testenv');
-  }
-}
-
 /** The directory that holds this version set's binaries (bin/), build log and work dirs. */
 export function kubeToolsDir(): string {
   const v = KUBE_VERSIONS;
   return path.join(cacheRoot(), 'kube', `k8s-${v.kubernetes}_etcd-${v.etcd}_kwok-${v.kwok}_helm-${v.helm}`);
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return fs.statSync(file).isFile();
-  } catch {
-    return false;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Runs task while holding DIR/.build.lock (created exclusively, holding our pid). Another
- * process's lock is waited for; one left by a process that is gone is taken over.
- */
-async function withBuildLock<T>(dir: string, timeoutMs: number, task: () => Promise<T>): Promise<T> {
-  const lock = path.join(dir, '.build.lock');
-  const me = `${process.pid} ${os.hostname()}\n`;
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await fsp.writeFile(lock, me, { flag: 'wx' });
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let holder = '';
-    try {
-      holder = await fsp.readFile(lock, 'utf8');
-    } catch {
-      continue; // released between our two calls
-    }
-    const [pidText, host] = holder.trim().split(' ');
-    const pid = Number(pidText);
-    const stale = holder !== '' && host === os.hostname() && Number.isInteger(pid) && !pidAlive(pid);
-    if (stale) {
-      // Move it aside first: of two processes taking over the same stale lock, one wins the
-      // rename; the other then finds the winner's fresh lock and puts it back.
-      const aside = `${lock}.stale.${process.pid}`;
-      try {
-        await fsp.rename(lock, aside);
-        if ((await fsp.readFile(aside, 'utf8')) === holder) await fsp.rm(aside, { force: true });
-        else await fsp.rename(aside, lock);
-      } catch {
-        // someone else moved it; try again
-      }
-      continue;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${lock} (held by pid ${pidText} on ${host}: another process is building the Kubernetes tools; see ${path.join(dir, 'build.log')})`);
-    }
-    await sleep(2000);
-  }
-  try {
-    return await task();
-  } finally {
-    await fsp.rm(lock, { force: true });
-  }
-}
-
-interface GoEnv {
-  go: string;
-  env: NodeJS.ProcessEnv;
-  modCache: string;
-}
-
-async function findGo(): Promise<GoEnv> {
-  const go = findCommand('go') ?? (isExecutable('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
-  if (!go) {
-    throw new Error(
-      'the Kubernetes test tools are built with Go (1.24 or later), and this machine has no `go` on PATH or in /usr/local/go/bin; install Go from https://go.dev/dl/',
-    );
-  }
-  // Static binaries; no VCS stamping (the module cache is no repository).
-  const env: NodeJS.ProcessEnv = { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-buildvcs=false', GO111MODULE: 'on' };
-  const { stdout } = await run(go, ['env', 'GOMODCACHE'], { env });
-  return { go, env, modCache: stdout.trim() };
-}
-
-/** Runs a go command with its output appended to the build log; rejects naming the log. */
-async function goLogged(g: GoEnv, args: string[], cwd: string, log: string, env: NodeJS.ProcessEnv = g.env): Promise<void> {
-  await fsp.appendFile(log, `\n### ${new Date().toISOString()} (in ${cwd})\n$ go ${args.join(' ')}\n`);
-  const proc = spawnLogged(g.go, args, { logFile: log, cwd, env, graceMs: 2000 });
-  const info = await proc.exited;
-  if (info.code !== 0) {
-    const how = info.error ? `could not start (${info.error.message})` : info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
-    throw new Error(`building the Kubernetes test tools failed: \`go ${args.join(' ')}\` in ${cwd} ${how} (log: ${log})\n--- last lines of the log ---\n${tailFile(log, 25)}`);
-  }
-}
-
-async function goInstall(g: GoEnv, pkg: string, binDir: string, name: string, work: string, log: string): Promise<void> {
-  const out = path.join(work, `install-${name}`);
-  await fsp.rm(out, { recursive: true, force: true });
-  await fsp.mkdir(out, { recursive: true });
-  await goLogged(g, ['install', '-ldflags=-s -w', pkg], work, log, { ...g.env, GOBIN: out });
-  await fsp.rename(path.join(out, name), path.join(binDir, name));
-  await fsp.rm(out, { recursive: true, force: true });
 }
 
 const TOOLS_HEADER = '//go:build tools\n\n// Only here so that `go mod tidy` keeps these packages\' modules; built with `go build`.\npackage tools\n\n';
@@ -312,13 +189,13 @@ export function ensureKubeTools(opts: EnsureKubeToolsOptions = {}): Promise<Kube
   if (missingTools(tools).length === 0) return Promise.resolve(tools);
   building ??= (async () => {
     await fsp.mkdir(path.join(dir, 'bin'), { recursive: true });
-    return withBuildLock(dir, opts.lockTimeoutMs ?? 60 * 60_000, async () => {
+    return withBuildLock(dir, opts.lockTimeoutMs ?? 60 * 60_000, 'the Kubernetes tools', async () => {
       if (missingTools(tools).length === 0) return tools; // another process built them meanwhile
       const progress = opts.progress ?? (() => {});
       const log = tools.buildLog;
       const work = path.join(dir, 'work');
       await fsp.mkdir(work, { recursive: true });
-      const g = await findGo();
+      const g = await findGo('the Kubernetes test tools');
       const bin = path.join(dir, 'bin');
       const started = Date.now();
       const step = async (what: string, needed: boolean, build: () => Promise<void>): Promise<void> => {

@@ -30,6 +30,8 @@ export interface LogChunk {
   stream: 'stdout' | 'stderr';
   data: Buffer;
   time?: Date;
+  /** The engine's stamp in nanoseconds since the epoch, where it gives them (Docker does). */
+  timeNs?: bigint;
 }
 
 export interface LogOptions {
@@ -88,6 +90,12 @@ export interface RuntimeBackend {
   /** Every workload of this node, found by its labels. */
   list(): Promise<Observed[]>;
   logs(backendId: string, options: LogOptions): AsyncIterable<LogChunk>;
+  /**
+   * What the workload writes from now on, until it stops or `signal` aborts; resolves once the
+   * engine streams, so nothing written after that is missed. Absent where the backend cannot
+   * follow a log.
+   */
+  followLogs?(backendId: string, signal: AbortSignal): Promise<AsyncIterable<LogChunk>>;
   /** Follows the engine's events for this node's workloads until the returned function is called. */
   watch(onEvent: (event: EngineEvent) => void): () => void;
 }

@@ -177,6 +177,14 @@ export class DockerBackend implements RuntimeBackend {
     }
   }
 
+  async followLogs(id: string, signal: AbortSignal): Promise<AsyncIterable<LogChunk>> {
+    // tail 0: none of the log so far, only what comes.
+    const stream = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, timestamps: true, follow: true, tail: 0 })) as Readable;
+    if (signal.aborted) stream.destroy();
+    else signal.addEventListener('abort', () => stream.destroy(), { once: true });
+    return demux(stream);
+  }
+
   watch(onEvent: (event: EngineEvent) => void): () => void {
     let stopped = false;
     let current: Readable | undefined;
@@ -248,6 +256,13 @@ function engineError(error: unknown, action: string): Error {
   return failedPrecondition(`the engine could not ${action} the container: ${message}`, 'ENGINE_REFUSED');
 }
 
+/** An RFC 3339 stamp with up to nine fraction digits, in nanoseconds (a Date keeps milliseconds). */
+function nanoseconds(stamp: string, parsed: Date): bigint {
+  const fraction = /\.(\d{1,9})/.exec(stamp)?.[1] ?? '';
+  const wholeSeconds = BigInt(Math.floor(parsed.getTime() / 1000));
+  return wholeSeconds * 1_000_000_000n + BigInt(fraction.padEnd(9, '0'));
+}
+
 /** Docker's multiplexed log format: 8-byte headers (stream, size), RFC 3339 time first. */
 async function* demux(source: AsyncIterable<Buffer | string> | Buffer[]): AsyncIterable<LogChunk> {
   let pending = Buffer.alloc(0);
@@ -260,15 +275,18 @@ async function* demux(source: AsyncIterable<Buffer | string> | Buffer[]): AsyncI
       let data = pending.subarray(8, 8 + size);
       pending = pending.subarray(8 + size);
       let time: Date | undefined;
+      let timeNs: bigint | undefined;
       const space = data.indexOf(0x20);
       if (space > 0 && space < 40) {
-        const parsed = new Date(data.subarray(0, space).toString());
+        const stamp = data.subarray(0, space).toString();
+        const parsed = new Date(stamp);
         if (!Number.isNaN(parsed.getTime())) {
           time = parsed;
+          timeNs = nanoseconds(stamp, parsed);
           data = data.subarray(space + 1);
         }
       }
-      yield { stream: kind, data: Buffer.from(data), ...(time ? { time } : {}) };
+      yield { stream: kind, data: Buffer.from(data), ...(time ? { time, timeNs } : {}) };
     }
   }
 }

@@ -2,7 +2,6 @@
 // (request, context); authentication, error mapping and logging happen here, once.
 // Health (grpc.health.v1, overall and per service, tied to the dependencies) and server
 // reflection are served beside them without authentication.
-import { readFileSync } from 'node:fs';
 import {
   Server,
   ServerCredentials,
@@ -13,13 +12,14 @@ import {
   type ServerWritableStream,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { loadFileDescriptorSetFromBuffer, loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { trace } from '@opentelemetry/api';
-import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Authenticator, Caller } from '../auth';
 import { LapisError, permissionDenied } from '../errors';
 import type { Logger } from '../logging';
+import { reflectionPackage } from './reflection';
+import { CallerSlots, type CallerLimits } from './stream-limits';
 
 /** One method of a ts-proto grpc-js service definition. */
 interface MethodDefinition {
@@ -78,8 +78,10 @@ export interface GrpcServerOptions {
   services: ServiceRegistration[];
   authenticator: Authenticator;
   log: Logger;
-  /** The buf-built descriptor set of the contracts (for reflection). */
+  /** The buf-built descriptor set of the contracts and health (for reflection). */
   descriptorSetPath?: string;
+  /** Calls one caller may have in progress at once (default DEFAULT_CALLER_LIMITS). */
+  callerLimits?: CallerLimits;
 }
 
 export class GrpcServer {
@@ -89,8 +91,10 @@ export class GrpcServer {
   private readonly dependencies = new Map<string, boolean>();
   private draining = false;
   private readonly inFlight = new Set<AbortController>();
+  private readonly slots: CallerSlots;
 
   constructor(private readonly options: GrpcServerOptions) {
+    this.slots = new CallerSlots(options.callerLimits);
     this.health = new HealthImplementation(this.statusMap('NOT_SERVING'));
     this.health.addToServer(this.server);
     for (const registration of options.services) {
@@ -161,14 +165,22 @@ export class GrpcServer {
       wrapped[key] = method.responseStream
         ? (call: ServerWritableStream<unknown, unknown>) => {
             const send = (response: unknown) =>
-              new Promise<void>((resolve) => (call.write(response) ? resolve() : call.once('drain', () => resolve())));
-            this.run(method.path, call, (ctx) => handler(call.request, ctx, send)).then(
+              new Promise<void>((resolve) => {
+                if (call.cancelled || call.write(response)) return resolve();
+                // A cancelled call never drains: the handler goes on, sees ctx.signal and ends.
+                const done = () => {
+                  call.off('drain', done).off('cancelled', done);
+                  resolve();
+                };
+                call.once('drain', done).once('cancelled', done);
+              });
+            this.run(method.path, call, (ctx) => handler(call.request, ctx, send), 'streams').then(
               () => call.end(),
               (error) => call.emit('error', error),
             );
           }
         : (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-            this.run(method.path, call, (ctx) => handler(call.request, ctx)).then(
+            this.run(method.path, call, (ctx) => handler(call.request, ctx), 'unary').then(
               (response) => callback(null, response),
               (error) => callback(error),
             );
@@ -182,13 +194,16 @@ export class GrpcServer {
     method: string,
     call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
     body: (ctx: CallContext) => Promise<T>,
+    kind: 'streams' | 'unary',
   ): Promise<T> {
     const controller = new AbortController();
     call.once('cancelled', () => controller.abort());
     this.inFlight.add(controller);
     const log = this.options.log.child({ method });
+    let release: (() => void) | undefined;
     try {
       const caller = await this.options.authenticator.authenticate(call.metadata);
+      release = this.slots.take(caller, kind);
       const ctx: CallContext = {
         caller,
         metadata: call.metadata,
@@ -203,6 +218,7 @@ export class GrpcServer {
     } catch (error) {
       throw this.toStatus(error, method, log);
     } finally {
+      release?.();
       this.inFlight.delete(controller);
     }
   }
@@ -221,12 +237,4 @@ export class GrpcServer {
       'INTERNAL',
     ).toStatus(this.options.domain);
   }
-}
-
-/** Every contract of the descriptor set, plus health, for the reflection service. */
-function reflectionPackage(descriptorSetPath = require.resolve('@lapis/proto/descriptor.binpb')) {
-  return {
-    ...loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath)),
-    ...loadSync(healthProtoPath),
-  };
 }

@@ -1,9 +1,12 @@
 import { strict as assert } from 'node:assert';
 import { dirname, join } from 'node:path';
-import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import type { WatchOperationResponse } from '@lapis/proto/lapis/common/v1/common';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { errorDetails } from '../../src/errors';
 import type { GrpcServer } from '../../src/grpc/server';
+import type { CallerLimits } from '../../src/grpc/stream-limits';
+import { until } from '../../src/testing';
 import { operationsService, type OperationsProbe } from '../fixtures/operations';
 import { dynamicClient, getOperation, operationsClient, startServer, STATIC_TOKENS } from '../grpc-harness';
 import { sleep } from '../helpers';
@@ -159,5 +162,88 @@ describe('gRPC server (real grpc-js server and clients)', () => {
       assert.match(denied!.details, /CancelOperation needs the admin role; alice does not have it/);
       assert.equal(await cancel(STATIC_TOKENS.root), null);
     });
+  });
+});
+
+describe('per-caller limits on calls in progress (real grpc-js server and clients)', () => {
+  type Watch = ClientReadableStream<WatchOperationResponse>;
+  let server: GrpcServer | undefined;
+  let address: string;
+  let started: string[];
+  let stalls: number;
+  const streams: Watch[] = [];
+
+  /** A server of its own per test, with these limits. */
+  const start = async (callerLimits: CallerLimits) => {
+    started = [];
+    stalls = 0;
+    const probe: OperationsProbe = { flakyAttempts: 0, aborted: [], onStart: (name) => started.push(name), onStall: () => stalls++ };
+    ({ server, address } = await startServer([operationsService(probe)], {}, callerLimits));
+  };
+  afterEach(async () => {
+    for (const stream of streams.splice(0)) stream.cancel();
+    await server?.shutdown(1_000);
+    server = undefined;
+  });
+
+  /** Opens WatchOperation(name): resolves with the stream at its first message, or with its error. */
+  const watch = (name: string, token = STATIC_TOKENS.alice) =>
+    new Promise<Watch | ServiceError>((resolve) => {
+      const stream = operationsClient(address, { token }).watchOperation({ name });
+      streams.push(stream);
+      stream.once('data', () => resolve(stream));
+      stream.on('error', (error: ServiceError) => resolve(error));
+    });
+  const open = async (name: string, token?: string) => {
+    const result = await watch(name, token);
+    if (isError(result)) throw result;
+    return result;
+  };
+  /** Runs WatchOperation(name) to its end. */
+  const complete = (name: string, token = STATIC_TOKENS.alice) =>
+    new Promise<void>((resolve, reject) =>
+      operationsClient(address, { token }).watchOperation({ name }).on('data', () => {}).on('end', resolve).on('error', reject),
+    );
+  const assertExhausted = (result: unknown, pattern: RegExp, reason: string) => {
+    assert.ok(isError(result), 'expected RESOURCE_EXHAUSTED, but the call was accepted');
+    assert.equal(result.code, status.RESOURCE_EXHAUSTED, result.details);
+    assert.match(result.details, pattern);
+    assert.equal(errorDetails(result).errorInfo?.reason, reason);
+  };
+
+  it('refuses streams past the limit, not another caller\'s, and gives a slot back when a stream ends or is cancelled', async () => {
+    await start({ streams: 3, unary: 10 });
+    const held = [await open('hold'), await open('hold')];
+    // Two held, one free: streams that run to their end pass through the free slot one by one.
+    for (let i = 0; i < 4; i++) await complete(`w${i}`);
+    held.push(await open('hold'));
+    assertExhausted(await watch('hold'), /^alice already has 3 streams open, the limit per caller \(LAPIS_MAX_STREAMS_PER_CALLER=3\); close one first$/, 'TOO_MANY_STREAMS');
+    await open('hold', STATIC_TOKENS.bob);
+    // Cancelled: the server hears of it a moment later, and the slot comes back then.
+    held[0]!.cancel();
+    await until(async () => !isError(await watch('hold')), "the cancelled stream's slot to come back");
+    assertExhausted(await watch('hold'), /alice already has 3 streams open/, 'TOO_MANY_STREAMS');
+  });
+
+  it('gives the slot of a cancelled stream back while its client was not reading', async () => {
+    await start({ streams: 1, unary: 10 });
+    const flood = await open('flood');
+    flood.pause();
+    await until(() => stalls > 0, 'the server to wait for the client');
+    assertExhausted(await watch('hold'), /alice already has 1 streams open/, 'TOO_MANY_STREAMS');
+    flood.cancel();
+    await until(async () => !isError(await watch('hold')), 'the slot of the cancelled stream to come back');
+  });
+
+  it('refuses unary calls in progress past the limit, not another caller\'s, and gives the slot back when a call ends', async () => {
+    await start({ streams: 10, unary: 2 });
+    const client = operationsClient(address, { token: STATIC_TOKENS.alice, deadlineMs: 120_000 });
+    const calls = ['slow:60000', 'slow:60001'].map((name) => client.getOperation({ name }, () => {}));
+    await until(() => started.length === 2, 'two calls in their handlers');
+    const refused = await getOperation(client, 'quick');
+    assertExhausted(refused, /^alice already has 2 calls in progress, the limit per caller \(LAPIS_MAX_CALLS_PER_CALLER=2\); wait for one to finish$/, 'TOO_MANY_CALLS');
+    assert.ok(!isError(await getOperation(operationsClient(address, { token: STATIC_TOKENS.bob }), 'quick')));
+    for (const call of calls) call.cancel();
+    await until(async () => !isError(await getOperation(client, 'quick')), 'the slots of the cancelled calls to come back');
   });
 });

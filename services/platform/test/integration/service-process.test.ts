@@ -53,6 +53,22 @@ describe('a service process (real NATS, real signals)', () => {
     await assert.rejects(startProbe({ LAPIS_GRPC_PORT: 'abc' }), /exited before listening: cannot start: invalid configuration:\n {2}LAPIS_GRPC_PORT="abc" is invalid/);
   });
 
+  it('limits the streams of one caller to LAPIS_MAX_STREAMS_PER_CALLER', async () => {
+    const probe = await startProbe({ LAPIS_MAX_STREAMS_PER_CALLER: '2' });
+    running.push(probe);
+    const watch = () =>
+      new Promise<ServiceError | undefined>((resolve) => {
+        const stream = operationsClient(probe.address).watchOperation({ name: 'hold' });
+        stream.once('data', () => resolve(undefined));
+        stream.on('error', (error: ServiceError) => resolve(error));
+      });
+    assert.equal(await watch(), undefined);
+    assert.equal(await watch(), undefined);
+    const refused = await watch();
+    assert.equal(refused?.code, status.RESOURCE_EXHAUSTED);
+    assert.match(refused.details, /alice already has 2 streams open, the limit per caller \(LAPIS_MAX_STREAMS_PER_CALLER=2\)/);
+  });
+
   it('makes one trace of a call and the event it publishes, exported to Zipkin, with trace ids in the logs', async () => {
     const spans: Array<{ traceId: string; id: string; parentId?: string; name: string; kind?: string }> = [];
     const collector = createServer((request, response) => {

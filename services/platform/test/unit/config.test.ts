@@ -37,6 +37,8 @@ describe('config', () => {
     ['a URL that is not one', { ...good, LAPIS_NATS_URL: 'not a url' }, /LAPIS_NATS_URL="not a url" is invalid/],
     ['a log level not in the list', { ...good, LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud" is invalid/],
     ['a grace period that is not a number', { ...good, LAPIS_SHUTDOWN_GRACE_MS: 'soon' }, /LAPIS_SHUTDOWN_GRACE_MS="soon" is invalid/],
+    ['a per-caller limit of zero', { ...good, LAPIS_MAX_STREAMS_PER_CALLER: '0' }, /LAPIS_MAX_STREAMS_PER_CALLER="0" is invalid: expected a whole number of at least 1/],
+    ['a per-caller limit that is not a whole number', { ...good, LAPIS_MAX_CALLS_PER_CALLER: '2.5' }, /LAPIS_MAX_CALLS_PER_CALLER="2\.5" is invalid/],
     ['a boolean that is not one', { ...good, LAPIS_ALLOW_INSECURE_ISSUER: 'maybe' }, /LAPIS_ALLOW_INSECURE_ISSUER="maybe" is invalid/],
     ['no way to authenticate', { ...good, LAPIS_STATIC_TOKENS_FILE: undefined }, /LAPIS_OIDC_ISSUER or LAPIS_STATIC_TOKENS_FILE must be set/],
     ['an issuer that is not a URL', { ...good, LAPIS_OIDC_ISSUER: 'iam' }, /LAPIS_OIDC_ISSUER="iam" is invalid: not a URL/],
