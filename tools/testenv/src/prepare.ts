@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import { ensureCommands } from './apt.js';
 import { ensureDocker } from './docker.js';
+import { ensureGrpcurl } from './grpcurl.js';
 import { ensureBaseImage } from './image.js';
 import { ensureKubeTools, kubeToolsDir } from './kube.js';
 import { run } from './proc.js';
@@ -46,7 +47,7 @@ async function withHeartbeat<T>(what: string, progress: (line: string) => void, 
 export async function prepareTestRun(opts: PrepareOptions): Promise<void> {
   const say = opts.progress;
   const started = Date.now();
-  say('@lapis/testenv: preparing the test run (Debian packages, Docker, the base image, Kubernetes tools, images)');
+  say('@lapis/testenv: preparing the test run (Debian packages, Docker, the base image, Kubernetes tools, grpcurl, images)');
   await ensureCommands(COMMANDS);
 
   const engine = await ensureDocker();
@@ -62,6 +63,7 @@ export async function prepareTestRun(opts: PrepareOptions): Promise<void> {
         },
       }),
     );
+    await ensureGrpcurl({ progress: say });
     if (opts.images) {
       say('@lapis/testenv: building the service images (images/build.sh; the first run also makes the Debian base, a few minutes)');
       await withHeartbeat('building the service images', say, () =>
