@@ -84,6 +84,24 @@ describe('domain: devices', () => {
     const generic = [{ kind: DeviceKind.GENERIC, vendor: '', count: 0, ids: ['/dev/kvm'], cdiNames: [] }];
     assert.equal(thrown(() => grantDevices('i', generic, inventory({ allowlist: ['/dev/fuse'] }), new Set())).code, status.PERMISSION_DENIED);
   });
+
+  // No GPU here: the node's inventory is simulated (LAPIS_GPUS), as in the integration tests.
+  it('takes CDI names only for GPUs the node lists, counted like ids (in use, twice, no GPUs)', () => {
+    const cdi = (...cdiNames: string[]) => [{ kind: DeviceKind.GPU, vendor: '', count: 0, ids: [], cdiNames }];
+    for (const name of ['nvidia.com/gpu=all', 'nvidia.com/gpu=GPU-z', 'vendor.com/fpga=0']) {
+      const error = thrown(() => grantDevices('i', cdi(name), inventory({ gpus, gpuMode: 'cdi' }), new Set()));
+      assert.equal(error.code, status.INVALID_ARGUMENT, name);
+      assert.deepEqual(error.violations.map((v) => v.field), ['devices[0].cdi_names[0]']);
+    }
+    const granted = grantDevices('i-1', cdi('nvidia.com/gpu=GPU-b'), inventory({ gpus, gpuMode: 'cdi' }), new Set());
+    assert.deepEqual(granted.cdiNames, ['nvidia.com/gpu=GPU-b']);
+    assert.deepEqual(granted.devices.map((d) => [d.id, d.allocatedTo]), [['GPU-b', 'i-1']], 'held under its id, so heartbeats and other instances see it taken');
+    // A node that gives GPUs by device request gives the named GPU that way.
+    assert.deepEqual(grantDevices('i-1', cdi('nvidia.com/gpu=GPU-a'), inventory({ gpus }), new Set()).gpuRequests, [{ driver: 'nvidia', ids: ['GPU-a'] }]);
+    assert.equal(thrown(() => grantDevices('i', cdi('nvidia.com/gpu=GPU-a'), inventory({ gpus, gpuMode: 'cdi' }), new Set(['GPU-a']))).code, status.RESOURCE_EXHAUSTED);
+    assert.equal(thrown(() => grantDevices('i', cdi('nvidia.com/gpu=GPU-a', 'nvidia.com/gpu=GPU-a'), inventory({ gpus, gpuMode: 'cdi' }), new Set())).code, status.RESOURCE_EXHAUSTED);
+    assert.equal(thrown(() => grantDevices('i', cdi('nvidia.com/gpu=GPU-a'), inventory(), new Set())).code, status.FAILED_PRECONDITION);
+  });
 });
 
 describe('domain: the container of an instance', () => {
