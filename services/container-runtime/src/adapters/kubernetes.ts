@@ -12,6 +12,7 @@ import { failedPrecondition, notFound, resourceExhausted, type Logger } from '@l
 import { Backend, type Resources } from '@lapis/proto/lapis/common/v1/common';
 import { type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { containerLabels, instanceEnvironment, LABEL, type ContainerPlan } from '../domain/container';
+import { WRITABLE_DIRS } from '../domain/security';
 import type { ClaimStatus, EngineEvent, LogChunk, LogOptions, Observed, RuntimeBackend, VolumeClaims } from './backend';
 
 /** Label keys on pods and config maps (Kubernetes label syntax). */
@@ -43,6 +44,8 @@ export interface KubernetesOptions {
   startTimeoutMs?: number;
   /** StorageClass of the volumes' claims; empty: the cluster's default class. */
   storageClass?: string;
+  /** Pods get their own user namespace (hostUsers: false), where the cluster supports it. */
+  userNamespaces?: boolean;
 }
 
 /** A label value: at most 63 of [A-Za-z0-9_.-], starting and ending alphanumeric. */
@@ -165,6 +168,9 @@ export class KubernetesBackend implements RuntimeBackend {
       const eq = line.indexOf('=');
       return { name: line.slice(0, eq), value: line.slice(eq + 1) };
     });
+    const { security } = plan;
+    // A read-only root keeps /tmp and /run writable, in memory (as Docker's tmpfs).
+    const writable = security.readOnlyRoot ? WRITABLE_DIRS.map((path, i) => ({ name: `writable-${i}`, path })) : [];
     const pod: k8s.V1Pod = {
       apiVersion: 'v1',
       kind: 'Pod',
@@ -181,17 +187,33 @@ export class KubernetesBackend implements RuntimeBackend {
             ...(spec.command.length ? { command: [spec.command[0]!], args: spec.command.slice(1) } : {}),
             env,
             resources: { requests: quantities, limits: quantities },
-            ports: spec.ports.map((p) => ({ containerPort: p.containerPort, protocol: p.protocol === 2 ? 'UDP' : 'TCP', ...(p.hostPort ? { hostPort: p.hostPort } : {}) })),
+            ports: spec.ports.map((p) => ({
+              containerPort: p.containerPort,
+              protocol: p.protocol === 2 ? 'UDP' : 'TCP',
+              ...(p.hostPort ? { hostPort: p.hostPort, hostIP: plan.hostIp } : {}),
+            })),
+            // The same limits as on Docker (domain/security.ts).
+            securityContext: {
+              privileged: false,
+              allowPrivilegeEscalation: false,
+              capabilities: { drop: ['ALL'], add: security.capabilities },
+              readOnlyRootFilesystem: security.readOnlyRoot,
+            },
             volumeMounts: [
               { name: 'lapis-metadata', mountPath: '/etc/lapis', readOnly: true },
               ...claims.map((c) => ({ name: c.name, mountPath: c.mountPath, readOnly: c.readOnly })),
+              ...writable.map((w) => ({ name: w.name, mountPath: w.path })),
             ],
           },
         ],
+        // Docker applies its default seccomp profile; a Pod gets the runtime's only when asked.
+        securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+        ...(this.options.userNamespaces ? { hostUsers: false } : {}),
         // Optional: where the agent may not make config maps, the environment still carries both.
         volumes: [
           { name: 'lapis-metadata', configMap: { name: `${name}-metadata`, optional: true } },
           ...claims.map((c) => ({ name: c.name, persistentVolumeClaim: { claimName: c.claim, readOnly: c.readOnly } })),
+          ...writable.map((w) => ({ name: w.name, emptyDir: { medium: 'Memory' } })),
         ],
         ...(this.options.tolerateKwok ? { tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }] } : {}),
       },

@@ -5,6 +5,7 @@ import { DeviceKind, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { cgroupLimits, containerLabels, createOptions, projectNetworkName } from '../../src/domain/container';
 import { emptyGrant, grantDevices, parseGpuList, type NodeInventory } from '../../src/domain/devices';
+import { instanceSecurity } from '../../src/domain/security';
 import { requireState } from '../../src/domain/states';
 import { checkMountPath, checkResize, checkSpec } from '../../src/domain/validate';
 import { baseSpec } from '../harness';
@@ -25,7 +26,7 @@ const thrown = (fn: () => unknown): LapisError => {
 
 describe('domain: validation', () => {
   it('accepts a good spec and works out its resources from the flavor', () => {
-    const { resources } = checkSpec(baseSpec('vm-1') as never, flavors);
+    const { resources } = checkSpec(baseSpec('vm-1') as never, flavors, undefined);
     assert.equal(resources.cpuMillis, 500);
     assert.equal(resources.memoryBytes, 256 * 2 ** 20);
     assert.equal(resources.pids, 256);
@@ -33,7 +34,7 @@ describe('domain: validation', () => {
 
   it('names every bad field at once', () => {
     const error = thrown(() =>
-      checkSpec(baseSpec('Bad_Name', { flavor: 'nope', image: '', environment: { LAPIS_X: '1', '1bad': 'x' }, sshPublicKeys: ['not a key'] }) as never, flavors),
+      checkSpec(baseSpec('Bad_Name', { flavor: 'nope', image: '', environment: { LAPIS_X: '1', '1bad': 'x' }, sshPublicKeys: ['not a key'] }) as never, flavors, undefined),
     );
     assert.equal(error.code, status.INVALID_ARGUMENT);
     assert.deepEqual(error.violations.map((v) => v.field).sort(), [
@@ -137,7 +138,7 @@ describe('domain: the container of an instance', () => {
 
   it('mounts /mnt rslave and /etc/lapis read-only, joins the project network by name', () => {
     const options = createOptions(
-      { instance, resources: { cpuMillis: 500, memoryBytes: 2 ** 28, gpus: 0, pids: 0, diskBytes: 0 }, image: 'sha256:img', grant: emptyGrant(), mountDir: '/s/mnt', metadataDir: '/s/etc', network: projectNetworkName('Physics Lab') },
+      { instance, resources: { cpuMillis: 500, memoryBytes: 2 ** 28, gpus: 0, pids: 0, diskBytes: 0 }, image: 'sha256:img', grant: emptyGrant(), mountDir: '/s/mnt', metadataDir: '/s/etc', network: projectNetworkName('Physics Lab'), security: instanceSecurity(undefined, []), hostIp: '127.0.0.1' },
       'node-1',
     );
     assert.equal(options.HostConfig?.NetworkMode, 'lapis-project-physics-lab');
