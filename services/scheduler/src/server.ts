@@ -97,9 +97,9 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       const spec = req.spec;
       if (!spec) throw invalidArgument([{ field: 'spec', description: 'required' }]);
       // The rules the runtime applies too (name, image, labels with their reserved prefixes,
-      // environment, keys, ports, volumes), so a placed claim is not refused on its node; an
-      // unnamed claim gets a name from its id (defaultInstanceName).
-      violations.push(...validateInstanceSpec(spec, { nameOptional: true }));
+      // environment, keys, ports in the site's host port range, volumes), so a placed claim is
+      // not refused on its node; an unnamed claim gets a name from its id (defaultInstanceName).
+      violations.push(...validateInstanceSpec(spec, { nameOptional: true, hostPorts: s.hostPorts ?? null }));
       let res = fromResources(spec.resources);
       const devices: DeviceNeed[] = [];
       const flavor = spec.flavor ? s.flavor(spec.flavor) : undefined;

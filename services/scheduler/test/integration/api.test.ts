@@ -76,6 +76,30 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
     assert.equal(claim?.spec?.name, `i-${claim!.id.slice(0, 8)}`);
   });
 
+  it('takes host ports only from the site range (LAPIS_HOST_PORTS): none by default', async () => {
+    const ports = (hostPort: number) => ({ spec: { name: 'web', flavor: 'm1.small', image: 'lapis/base:1', ports: [{ containerPort: 80, hostPort, protocol: 1 }] } });
+    for (const hostPort of [80, 0]) {
+      const none = await failure(submit(alice, ports(hostPort)));
+      assert.equal(none.code, status.INVALID_ARGUMENT);
+      assert.deepEqual(errorDetails(none).violations.map((v) => v.field), ['spec.ports[0].host_port']);
+      assert.match(none.details, /publishes no host ports/);
+    }
+    const ranged = await startTestScheduler(unique('sched').toLowerCase(), { LAPIS_HOST_PORTS: '30000-30010' });
+    const carol = client(`127.0.0.1:${ranged.port}`, 'alice-token', 'physics');
+    try {
+      for (const hostPort of [80, 29_999, 30_011]) {
+        const outside = await failure(submit(carol, ports(hostPort)));
+        assert.equal(outside.code, status.INVALID_ARGUMENT);
+        assert.match(outside.details, new RegExp(`spec\\.ports\\[0\\]\\.host_port.*${hostPort} is outside this site's range 30000-30010`));
+      }
+      assert.equal((await submit(carol, ports(30_010))).claim?.spec?.ports[0]?.hostPort, 30_010);
+      assert.ok((await submit(carol, ports(0))).claim?.id, '0: the node picks one of its range');
+    } finally {
+      carol.close();
+      await ranged.shutdown.run('test over');
+    }
+  });
+
   it('refuses only a claim larger than its project’s whole quota', async () => {
     await root.setQuota({ quota: { project: 'physics', maxInstances: 10, maxResources: { cpuMillis: 2000 } } });
     const error = await failure(submit(alice, { spec: { name: 'big', flavor: 'm1.large', image: 'lapis/base:1' } }));
