@@ -106,8 +106,9 @@ export function createOptions(plan: ContainerPlan, node: string): ContainerCreat
   for (const p of spec.ports) {
     const key = `${p.containerPort}/${p.protocol === PortProtocol.UDP ? 'udp' : 'tcp'}`;
     exposed[key] = {};
-    // The agent has picked every host port from the admin's range; never Docker's 0.0.0.0 default.
-    bindings[key] = [{ HostIp: plan.hostIp, HostPort: String(p.hostPort) }];
+    // The agent has picked the host port from the admin's range (domain/ports.ts) and binds
+    // it to the admin's address, never Docker's 0.0.0.0 default.
+    bindings[key] = [{ HostIp: plan.hostIp, HostPort: p.hostPort ? String(p.hostPort) : '' }];
   }
   const { security } = plan;
   const deviceRequests = [
