@@ -76,6 +76,16 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
     assert.equal(claim?.spec?.name, `i-${claim!.id.slice(0, 8)}`);
   });
 
+  it('counts the GPUs of device requests (cdi_names, ids, count) beside the flavor’s, for room and quotas', async () => {
+    const gpu = (over: object) => ({ kind: 1, vendor: '', count: 0, ids: [], cdiNames: [], ...over });
+    const gpus = async (flavor: string, devices: object[]) => (await submit(alice, { spec: { name: 'gpu', flavor, image: 'lapis/base:1', devices } as never })).claim?.spec?.resources?.gpus;
+    assert.equal(await gpus('m1.small', [gpu({ cdiNames: ['nvidia.com/gpu=GPU-1', 'nvidia.com/gpu=GPU-2'] })]), 2);
+    assert.equal(await gpus('m1.small', [gpu({ ids: ['GPU-1'] })]), 1);
+    assert.equal(await gpus('m1.small', [gpu({ count: 3 })]), 3);
+    assert.equal(await gpus('g1.small', []), 1, 'a GPU flavor as before');
+    assert.equal(await gpus('g1.small', [gpu({ cdiNames: ['nvidia.com/gpu=GPU-1'] })]), 2, 'the flavor’s and one more');
+  });
+
   it('takes host ports only from the site range (LAPIS_HOST_PORTS): none by default', async () => {
     const ports = (hostPort: number) => ({ spec: { name: 'web', flavor: 'm1.small', image: 'lapis/base:1', ports: [{ containerPort: 80, hostPort, protocol: 1 }] } });
     for (const hostPort of [80, 0]) {
