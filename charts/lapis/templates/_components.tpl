@@ -58,6 +58,8 @@
 - name: LAPIS_SCHEDULER_CONFIG_FILE
   value: /etc/lapis/config/scheduler.yaml
 {{- end }}
+- name: LAPIS_HOST_PORTS
+  value: {{ .root.Values.hostPorts.range | quote }}
 - name: LAPIS_SCHEDULER_CYCLE_MS
   value: {{ $c.cycleMs | quote }}
 - name: LAPIS_SCHEDULER_LEASE_MS

@@ -9,6 +9,7 @@ import { startNats, TEST_NATS_URL_ENV } from '@lapis/testenv';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { createOptions, projectNetworkName } from '../src/domain/container';
 import { emptyGrant } from '../src/domain/devices';
+import { instanceSecurity } from '../src/domain/security';
 import { baseSpec, dockerClient, fakeImageSync, purgeNode, rpc, startRuntime } from '../test/harness';
 
 const scale = Number(process.env.BENCH_SCALE ?? 1);
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
       const bareIds: string[] = [];
       const bareOne = async (i: number) => {
         const instance = { id: `bare-${concurrency}-${i}`, project: 'physics', user: 'alice', spec: baseSpec(`bare-${concurrency}-${i}`), imageDigest: imageId, requestId: '', attempt: 0, preemptible: false } as never;
-        const options = createOptions({ instance, resources: { cpuMillis: 500, memoryBytes: 256 * 2 ** 20, gpus: 0, pids: 256, diskBytes: 0 }, image: imageId, grant: emptyGrant(), mountDir: dir, metadataDir: dir, network }, `${rt.node}-bare`);
+        const options = createOptions({ instance, resources: { cpuMillis: 500, memoryBytes: 256 * 2 ** 20, gpus: 0, pids: 256, diskBytes: 0 }, image: imageId, grant: emptyGrant(), mountDir: dir, metadataDir: dir, network, security: instanceSecurity(undefined, []), hostIp: '127.0.0.1' }, `${rt.node}-bare`);
         options.HostConfig!.Mounts![0]!.BindOptions = undefined;
         const t = performance.now();
         const container = await docker.createContainer(options);

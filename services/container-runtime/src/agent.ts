@@ -12,6 +12,7 @@ import {
   resourceExhausted,
   RetryLater,
   type EventBus,
+  type HostPortRange,
   type Logger,
   type RunningConsumer,
   runtimeConsumers,
@@ -36,6 +37,8 @@ import { grantDevices, type NodeInventory } from './domain/devices';
 import { HOLDS_ROOM, requireState, stateName, TERMINAL } from './domain/states';
 import { checkId, checkMountPath, checkResize, checkSpec, defaultMountPath } from './domain/validate';
 import { LogFollows } from './log-follows';
+import { assignHostPorts, heldHostPorts } from './domain/ports';
+import { instanceSecurity } from './domain/security';
 
 /** Who asks: a project member sees only the project; an admin sees all. */
 export interface Scope {
@@ -53,6 +56,10 @@ export interface AgentSettings {
   stopTimeoutS: number;
   minVolumeBytes: number;
   maxVolumeBytes: number;
+  /** Host ports instances may publish (LAPIS_HOST_PORTS); undefined: none. */
+  hostPorts?: HostPortRange;
+  /** Address host ports are bound to (LAPIS_HOST_PORT_ADDRESS). */
+  hostPortAddress: string;
 }
 
 export interface AgentDeps {
@@ -76,6 +83,7 @@ export interface CreateInstanceInput {
 }
 
 const now = () => new Date();
+const HOST_PORTS_LOCK = 'host-ports';
 /** Placements, cancellations and preemptions handled at once by one node agent. */
 const PARALLEL_EVENTS = 8;
 
@@ -281,9 +289,10 @@ export class Agent {
         if (instance) return instance.value;
       }
     }
-    const { resources } = checkSpec(input.spec, this.deps.flavors);
+    const { resources, flavor } = checkSpec(input.spec, this.deps.flavors, this.settings.hostPorts);
     const spec = input.spec!;
-    return this.locks.with([`i:${input.id}`], async () => {
+    // Creates that publish host ports go one at a time, so two cannot both see a port free.
+    return this.locks.with([`i:${input.id}`, ...(spec.ports.length ? [HOST_PORTS_LOCK] : [])], async () => {
       const existing = await this.store.instances.get(input.id);
       if (existing) {
         const e = existing.value;
@@ -303,9 +312,10 @@ export class Agent {
       const requests = [...(this.deps.flavors.find((f) => f.name === spec.flavor)?.devices ?? []), ...spec.devices];
       const taken = new Set((await this.listAll()).filter((i) => i.node === this.node && HOLDS_ROOM.has(i.state)).flatMap((i) => i.devices.map((d) => d.id)));
       const grant = grantDevices(input.id, requests, this.settings.inventory, taken);
+      const ports = spec.ports.length ? assignHostPorts(spec.ports, this.settings.hostPorts, await this.heldHostPorts(input.id)) : [];
       const mounts = await this.checkInitialVolumes(spec, input.project);
 
-      const instance = this.newInstance(input, image.digest || imageId, resources);
+      const instance = this.newInstance({ ...input, spec: { ...spec, ports } }, image.digest || imageId, resources);
       instance.devices = grant.devices;
       instance.generation = (existing?.value.generation ?? 0) + 1;
       let revision = await this.write(instance, existing?.revision).catch((error) => {
@@ -321,7 +331,8 @@ export class Agent {
         if (claims) {
           for (const mount of mounts) instance.volumeAttachments.push(await this.mountVolume(mount.volume, instance, mount.mountPath, mount.readOnly));
         }
-        instance.backendId = await this.deps.backend.create({ instance, resources, image: imageId, grant, ...dirs, network, volumes: planVolumes(instance) });
+        const security = instanceSecurity(flavor, grant.capAdd);
+        instance.backendId = await this.deps.backend.create({ instance, resources, image: imageId, grant, ...dirs, network, volumes: planVolumes(instance), security, hostIp: this.settings.hostPortAddress });
         revision = await this.write(instance, revision);
         await this.deps.backend.start(instance.backendId);
         const observed = await this.deps.backend.inspect(instance.backendId);
@@ -357,6 +368,12 @@ export class Agent {
         throw failedPrecondition(reason, 'CREATE_FAILED');
       }
     });
+  }
+
+  /** Host ports the node's other instances hold: every one not gone (a stopped container keeps its ports). */
+  private async heldHostPorts(except: string): Promise<Set<string>> {
+    const holders = (await this.listAll()).filter((i) => i.id !== except && i.node === this.node && !TERMINAL.has(i.state) && !(i.state === InstanceState.ERROR && !i.backendId));
+    return new Set(holders.flatMap((i) => heldHostPorts(i.spec?.ports ?? [])));
   }
 
   private async checkInitialVolumes(spec: InstanceSpec, project: string) {
@@ -607,6 +624,12 @@ export class Agent {
       ...(await this.instanceDirs(instance)),
       network: await this.deps.backend.ensureNetwork(instance.project),
       volumes: planVolumes(instance),
+      // The flavor as the site defines it now, and IPC_LOCK where InfiniBand was granted.
+      security: instanceSecurity(
+        this.deps.flavors.find((f) => f.name === spec.flavor),
+        instance.devices.some((d) => d.kind === DeviceKind.INFINIBAND) ? ['IPC_LOCK'] : [],
+      ),
+      hostIp: this.settings.hostPortAddress,
     };
   }
 

@@ -1,6 +1,7 @@
 // The runtime agent's configuration: the platform's variables plus its own, parsed once at start.
 import { cpus, hostname, totalmem } from 'node:os';
-import { listenPort, loadConfig, platformSpecs, requireAuthSource } from '@lapis/platform';
+import { isIP } from 'node:net';
+import { listenPort, loadConfig, parseHostPortRange, platformSpecs, requireAuthSource } from '@lapis/platform';
 import { bool, num, str } from 'envalid';
 
 export const runtimeSpecs = {
@@ -34,6 +35,15 @@ export const runtimeSpecs = {
   LAPIS_KUBECONFIG: str({ default: '', desc: 'kubeconfig file (kubernetes backend); empty: the in-cluster service account, else KUBECONFIG' }),
   LAPIS_KUBE_STORAGE_CLASS: str({ default: '', desc: 'StorageClass of the volumes\' PersistentVolumeClaims (kubernetes backend); empty: the cluster\'s default class' }),
   LAPIS_KUBE_TOLERATE_KWOK: bool({ default: false, desc: 'let instance Pods run on kwok\'s simulated nodes (tests and simulations only)' }),
+  LAPIS_HOST_PORTS: str({
+    default: '',
+    desc: 'host ports instances may publish, "low-high" (for example 30000-32767); empty: none (instances of a project still reach each other on its network)',
+  }),
+  LAPIS_HOST_PORT_ADDRESS: str({ default: '127.0.0.1', desc: 'host address published ports are bound to (0.0.0.0 for every address of the node)' }),
+  LAPIS_KUBE_USER_NAMESPACES: bool({
+    default: false,
+    desc: "give instance Pods their own user namespace (hostUsers: false; kubernetes backend; needs the cluster's UserNamespacesSupport and a runtime that supports it)",
+  }),
   LAPIS_STOP_TIMEOUT_S: num({ default: 10, desc: 'default time between SIGTERM and SIGKILL when stopping an instance' }),
 };
 
@@ -48,6 +58,15 @@ export const loadRuntimeConfig = (env: NodeJS.ProcessEnv = process.env) =>
       c.LAPIS_INFINIBAND_MEMLOCK === 'unlimited' || /^\d+$/.test(c.LAPIS_INFINIBAND_MEMLOCK)
         ? undefined
         : `LAPIS_INFINIBAND_MEMLOCK=${JSON.stringify(c.LAPIS_INFINIBAND_MEMLOCK)} is invalid: "unlimited" or a number of bytes`,
+    (c) => {
+      try {
+        parseHostPortRange(c.LAPIS_HOST_PORTS);
+        return undefined;
+      } catch (error) {
+        return `LAPIS_HOST_PORTS=${(error as Error).message}`;
+      }
+    },
+    (c) => (isIP(c.LAPIS_HOST_PORT_ADDRESS) ? undefined : `LAPIS_HOST_PORT_ADDRESS=${JSON.stringify(c.LAPIS_HOST_PORT_ADDRESS)} is invalid: an IP address of the node, such as 127.0.0.1`),
     (c) => (/^[A-Za-z0-9._-]{1,63}$/.test(c.LAPIS_NODE_NAME) ? undefined : `LAPIS_NODE_NAME=${JSON.stringify(c.LAPIS_NODE_NAME)} is invalid: letters, digits, ".", "-" and "_" only`),
   ]);
 export type RuntimeConfig = ReturnType<typeof loadRuntimeConfig>;

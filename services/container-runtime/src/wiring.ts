@@ -1,7 +1,7 @@
 // Builds an agent from the configuration: the adapters it drives and the node it describes.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type EventBus, loadFlavors, type Logger } from '@lapis/platform';
+import { type EventBus, loadFlavors, type Logger, parseHostPortRange } from '@lapis/platform';
 import { Agent } from './agent';
 import type { RuntimeBackend } from './adapters/backend';
 import { DockerBackend } from './adapters/docker';
@@ -38,6 +38,9 @@ type AgentConfig = Pick<
   | 'LAPIS_KUBECONFIG'
   | 'LAPIS_KUBE_TOLERATE_KWOK'
   | 'LAPIS_KUBE_STORAGE_CLASS'
+  | 'LAPIS_KUBE_USER_NAMESPACES'
+  | 'LAPIS_HOST_PORTS'
+  | 'LAPIS_HOST_PORT_ADDRESS'
 >;
 
 /** Character devices under the InfiniBand directory (uverbs, rdma_cm, umad...). */
@@ -68,6 +71,7 @@ export function backendFrom(config: AgentConfig, log: Logger): RuntimeBackend {
         namespace: config.LAPIS_KUBE_NAMESPACE,
         tolerateKwok: config.LAPIS_KUBE_TOLERATE_KWOK,
         storageClass: config.LAPIS_KUBE_STORAGE_CLASS,
+        userNamespaces: config.LAPIS_KUBE_USER_NAMESPACES,
       },
       config.LAPIS_NODE_NAME,
       log.child({ backend: 'kubernetes' }),
@@ -87,6 +91,8 @@ export async function buildAgent(config: AgentConfig, bus: EventBus, log: Logger
       stopTimeoutS: config.LAPIS_STOP_TIMEOUT_S,
       minVolumeBytes: config.LAPIS_MIN_VOLUME_BYTES,
       maxVolumeBytes: config.LAPIS_MAX_VOLUME_BYTES,
+      hostPorts: parseHostPortRange(config.LAPIS_HOST_PORTS),
+      hostPortAddress: config.LAPIS_HOST_PORT_ADDRESS,
     },
     {
       bus,

@@ -9,12 +9,24 @@
 //       disk: 10Gi         # optional
 //       gpus: 1            # optional
 //       devices: [{ kind: infiniband }]   # optional: gpu | infiniband | generic
+//       capabilities: [NET_RAW]           # optional: Linux capabilities beyond the runtime's
+//                                         # default set (without "CAP_"); the only way to more
+//       read_only_root: true              # optional: read-only root filesystem
 import { readFileSync } from 'node:fs';
 import { DeviceKind, type DeviceRequest, type Flavor } from '@lapis/proto/lapis/common/v1/common';
 import { parse as parseYaml } from 'yaml';
 
 const UNITS: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
 const NAME = /^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
+
+/** Linux capabilities by name (capabilities(7), without "CAP_"): what a flavor may grant. */
+export const LINUX_CAPABILITIES: readonly string[] = [
+  'AUDIT_CONTROL', 'AUDIT_READ', 'AUDIT_WRITE', 'BLOCK_SUSPEND', 'BPF', 'CHECKPOINT_RESTORE', 'CHOWN', 'DAC_OVERRIDE',
+  'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'IPC_LOCK', 'IPC_OWNER', 'KILL', 'LEASE', 'LINUX_IMMUTABLE', 'MAC_ADMIN',
+  'MAC_OVERRIDE', 'MKNOD', 'NET_ADMIN', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_RAW', 'PERFMON', 'SETFCAP', 'SETGID',
+  'SETPCAP', 'SETUID', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_CHROOT', 'SYS_MODULE', 'SYS_NICE', 'SYS_PACCT', 'SYS_PTRACE',
+  'SYS_RAWIO', 'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'SYSLOG', 'WAKE_ALARM',
+];
 
 /** "2Gi" -> 2147483648; a plain number is taken as it is. Throws on anything else. */
 export function parseQuantity(value: unknown): number {
@@ -66,8 +78,27 @@ export function parseFlavors(doc: unknown, source: string): Flavor[] {
         diskBytes: field('disk', parseQuantity, 0),
       },
       devices,
+      capabilities: field('capabilities', parseCapabilities, []),
+      readOnlyRootFilesystem: field('read_only_root', (v) => {
+        if (typeof v !== 'boolean') throw new Error('true or false');
+        return v;
+      }, false),
     };
   });
+}
+
+/** ["NET_RAW", "cap_sys_ptrace"] -> ["NET_RAW", "SYS_PTRACE"]; a name capabilities(7) lacks (or "ALL") is refused. */
+function parseCapabilities(value: unknown): string[] {
+  if (!Array.isArray(value)) throw new Error('expected a list of capability names, for example [NET_RAW]');
+  return [
+    ...new Set(
+      value.map((c, i) => {
+        const name = String(c).toUpperCase().replace(/^CAP_/, '');
+        if (!LINUX_CAPABILITIES.includes(name)) throw new Error(`[${i}]: ${JSON.stringify(c)} is not a Linux capability (capabilities(7), for example NET_RAW)`);
+        return name;
+      }),
+    ),
+  ];
 }
 
 function parseDevices(value: unknown): DeviceRequest[] {

@@ -15,10 +15,12 @@
 //   environment  names are [A-Za-z_][A-Za-z0-9_]*; LAPIS_* is set by Lapis.
 //   ssh keys     one OpenSSH public key line each.
 //   user data    at most 64 KiB.
-//   ports        container port 1..65535, host port 0..65535.
+//   ports        container port 1..65535, host port 0..65535; where the caller knows the
+//                site's host port range (`hostPorts`), a host port outside it is refused, and
+//                with no range (the default) every port mapping is (0 would be picked from it).
 //   volumes      volume ids of 1 to 64 letters, digits, "-", "_"; mount points one level
 //                under /mnt.
-import type { InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
+import { type InstanceSpec, PortProtocol } from '@lapis/proto/lapis/common/v1/common';
 import type { FieldViolation } from './errors';
 
 /** RFC 1123 label. */
@@ -38,11 +40,32 @@ const MOUNT_PATH = /^\/mnt\/[A-Za-z0-9._-]{1,64}$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
+/** Host ports the site admin lets instances publish, inclusive. */
+export interface HostPortRange {
+  min: number;
+  max: number;
+}
+
+/** "30000-32767" -> { min, max }; "" -> undefined (no host ports). Throws on anything else. */
+export function parseHostPortRange(text: string): HostPortRange | undefined {
+  if (text.trim() === '') return undefined;
+  const match = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(text);
+  const min = Number(match?.[1]);
+  const max = Number(match?.[2]);
+  if (!match || min < 1 || max > 65535 || min > max) throw new Error(`${JSON.stringify(text)} is not a port range such as 30000-32767 (1 to 65535, low-high)`);
+  return { min, max };
+}
+
 export interface InstanceSpecRules {
   /** The caller names an unnamed instance itself (defaultInstanceName): an empty name is fine. */
   nameOptional?: boolean;
   /** Prefix of the field paths (default "spec"). */
   field?: string;
+  /**
+   * The site's host port range, where the caller knows it (the scheduler, the runtime): null
+   * means none may be published. Undefined leaves host ports to whoever knows.
+   */
+  hostPorts?: HostPortRange | null;
 }
 
 /** Why a label key is refused, or '' when it is fine. */
@@ -83,9 +106,19 @@ export function validateInstanceSpec(spec: InstanceSpec, rules: InstanceSpecRule
   });
   const userData = spec.userData?.length ?? 0;
   if (userData > MAX_USER_DATA) v.push({ field: `${at}.user_data`, description: `${userData} bytes; at most ${MAX_USER_DATA}` });
+  const published = new Set<string>();
   (spec.ports ?? []).forEach((p, i) => {
+    const field = `${at}.ports[${i}].host_port`;
     if (!p.containerPort || p.containerPort > 65535) v.push({ field: `${at}.ports[${i}].container_port`, description: 'must be 1 to 65535' });
-    if (p.hostPort > 65535) v.push({ field: `${at}.ports[${i}].host_port`, description: 'must be 0 to 65535' });
+    if (p.hostPort > 65535) v.push({ field, description: 'must be 0 to 65535' });
+    else if (rules.hostPorts === null) v.push({ field, description: 'this site publishes no host ports (its admin sets a range, LAPIS_HOST_PORTS); instances of a project reach each other on its network without them' });
+    else if (rules.hostPorts && p.hostPort && (p.hostPort < rules.hostPorts.min || p.hostPort > rules.hostPorts.max)) {
+      v.push({ field, description: `host port ${p.hostPort} is outside this site's range ${rules.hostPorts.min}-${rules.hostPorts.max} (0 picks a free one in it)` });
+    } else if (p.hostPort) {
+      const key = hostPortKey(p);
+      if (published.has(key)) v.push({ field, description: `host port ${key} is asked for twice` });
+      published.add(key);
+    }
   });
   (spec.volumes ?? []).forEach((m, i) => {
     if (!VOLUME_ID.test(m.volumeId)) v.push({ field: `${at}.volumes[${i}].volume_id`, description: `"${m.volumeId}" is not an id: 1 to 64 letters, digits, "-" or "_"` });
@@ -93,6 +126,9 @@ export function validateInstanceSpec(spec: InstanceSpec, rules: InstanceSpecRule
   });
   return v;
 }
+
+/** "8080/tcp": a host port and its protocol, as two instances on one node may not share it. */
+export const hostPortKey = (p: { hostPort: number; protocol: number }): string => `${p.hostPort}/${p.protocol === PortProtocol.UDP ? 'udp' : 'tcp'}`;
 
 /** A volume's mount point: one level under /mnt, where the instance's one propagated mount is. */
 export function checkMountPath(path: string, field: string): FieldViolation[] {

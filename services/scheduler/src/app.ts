@@ -1,5 +1,5 @@
 // Wiring: the engine on the service's NATS connection and the gRPC service over it.
-import { loadFlavors, startService, type RunningService } from '@lapis/platform';
+import { loadFlavors, parseHostPortRange, startService, type RunningService } from '@lapis/platform';
 import type { SchedulerConfig } from './config';
 import { Scheduler } from './scheduler';
 import { schedulerService } from './server';
@@ -23,6 +23,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<RunningSc
         log,
         settings,
         flavors,
+        hostPorts: parseHostPortRange(config.LAPIS_HOST_PORTS),
         bucketPrefix: config.LAPIS_SCHEDULER_BUCKET_PREFIX,
         consumerPrefix: config.LAPIS_SCHEDULER_CONSUMER_PREFIX,
         cycleMs: config.LAPIS_SCHEDULER_CYCLE_MS,

@@ -1,5 +1,5 @@
 // The scheduler's configuration: the platform's variables plus its own, parsed once at start.
-import { listenPort, loadConfig, platformSpecs, requireAuthSource } from '@lapis/platform';
+import { listenPort, loadConfig, parseHostPortRange, platformSpecs, requireAuthSource } from '@lapis/platform';
 import { num, str } from 'envalid';
 
 export const schedulerSpecs = {
@@ -12,8 +12,23 @@ export const schedulerSpecs = {
   LAPIS_SCHEDULER_CYCLE_MS: num({ default: 1000, desc: 'time between scheduling cycles when no event triggers one' }),
   LAPIS_SCHEDULER_LEASE_MS: num({ default: 3000, desc: 'leader lease; a standby takes over this long after the leader stops renewing' }),
   LAPIS_SCHEDULER_MAX_PLACEMENTS: num({ default: 500, desc: 'most placements one cycle makes (a bounded cycle: the next one follows at once while the queue has work)' }),
+  LAPIS_HOST_PORTS: str({
+    default: '',
+    desc: 'host ports instances may publish, "low-high" (the runtime agents\' range: set both from one value); empty: none',
+  }),
   LAPIS_HEARTBEAT_MS: num({ default: 5000, desc: 'runtime heartbeat period; a node silent for 3 of them is down' }),
 };
 
-export const loadSchedulerConfig = (env: NodeJS.ProcessEnv = process.env) => loadConfig(schedulerSpecs, env, [requireAuthSource]);
+export const loadSchedulerConfig = (env: NodeJS.ProcessEnv = process.env) =>
+  loadConfig(schedulerSpecs, env, [
+    requireAuthSource,
+    (c) => {
+      try {
+        parseHostPortRange(c.LAPIS_HOST_PORTS);
+        return undefined;
+      } catch (error) {
+        return `LAPIS_HOST_PORTS=${(error as Error).message}`;
+      }
+    },
+  ]);
 export type SchedulerConfig = ReturnType<typeof loadSchedulerConfig>;

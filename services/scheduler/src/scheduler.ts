@@ -6,7 +6,7 @@
 // even when two instances briefly both believe they lead.
 import { createHash, randomUUID } from 'node:crypto';
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
-import type { Bucket, EventBus, Logger, RunningConsumer } from '@lapis/platform';
+import type { Bucket, EventBus, HostPortRange, Logger, RunningConsumer } from '@lapis/platform';
 import { defaultInstanceName, RevisionConflict } from '@lapis/platform';
 import { DeviceKind, InstanceState, type Flavor } from '@lapis/proto/lapis/common/v1/common';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
@@ -27,6 +27,8 @@ export interface SchedulerOptions {
   log: Logger;
   settings: Settings;
   flavors: Flavor[];
+  /** Host ports instances may publish (LAPIS_HOST_PORTS, the nodes' range); undefined: none. */
+  hostPorts?: HostPortRange;
   bucketPrefix: string;
   consumerPrefix: string;
   /** Names this instance in the leader lease. */
@@ -134,7 +136,7 @@ export class Scheduler {
   private readonly now: () => number;
   private readonly flavorByName: Map<string, Flavor>;
 
-  private readonly o: Required<Omit<SchedulerOptions, 'instanceId' | 'now'>>;
+  private readonly o: Required<Omit<SchedulerOptions, 'instanceId' | 'now' | 'hostPorts'>> & Pick<SchedulerOptions, 'hostPorts'>;
 
   constructor(options: SchedulerOptions) {
     const o = options;
@@ -157,6 +159,10 @@ export class Scheduler {
 
   get flavors(): Flavor[] {
     return this.o.flavors;
+  }
+
+  get hostPorts(): HostPortRange | undefined {
+    return this.o.hostPorts;
   }
 
   /** Opens the buckets, seeds accounts and quotas from the settings, follows every bucket. */

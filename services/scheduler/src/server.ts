@@ -97,19 +97,24 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       const spec = req.spec;
       if (!spec) throw invalidArgument([{ field: 'spec', description: 'required' }]);
       // The rules the runtime applies too (name, image, labels with their reserved prefixes,
-      // environment, keys, ports, volumes), so a placed claim is not refused on its node; an
-      // unnamed claim gets a name from its id (defaultInstanceName).
-      violations.push(...validateInstanceSpec(spec, { nameOptional: true }));
+      // environment, keys, ports in the site's host port range, volumes), so a placed claim is
+      // not refused on its node; an unnamed claim gets a name from its id (defaultInstanceName).
+      violations.push(...validateInstanceSpec(spec, { nameOptional: true, hostPorts: s.hostPorts ?? null }));
       let res = fromResources(spec.resources);
       const devices: DeviceNeed[] = [];
       const flavor = spec.flavor ? s.flavor(spec.flavor) : undefined;
       if (spec.flavor && !flavor) violations.push({ field: 'spec.flavor', description: `no flavor named ${spec.flavor} (see ListFlavors)` });
       if (flavor) res = fromResources(flavor.resources);
       if (!spec.flavor && (res.cpu <= 0 || res.mem <= 0)) violations.push({ field: 'spec.flavor', description: 'required (or spec.resources with cpu_millis and memory_bytes)' });
+      let gpuDevices = 0;
       for (const [i, d] of [...(flavor?.devices ?? []), ...spec.devices].entries()) {
         if (d.kind === DeviceKind.UNSPECIFIED) violations.push({ field: `spec.devices[${i}].kind`, description: 'required' });
         else if (d.kind !== DeviceKind.GPU) devices.push({ kind: d.kind, count: d.ids.length || d.count || 1 });
+        else gpuDevices += d.cdiNames.length || d.ids.length || d.count || 1;
       }
+      // The node grants every GPU device request (by cdi_names, ids or count; a flavor's GPUs are
+      // one), so room and quotas count them, not only the flavor's or spec's resources.gpus.
+      if (gpuDevices > res.gpus) res = { ...res, gpus: gpuDevices };
       if (!Object.values(Backend).includes(req.backend) || req.backend === Backend.UNRECOGNIZED) violations.push({ field: 'backend', description: 'unknown backend' });
       if (req.onPreemption === PreemptionAction.UNRECOGNIZED) violations.push({ field: 'on_preemption', description: 'unknown action' });
       if (req.partition && !NAME.test(req.partition)) violations.push({ field: 'partition', description: 'not a partition name' });

@@ -13,6 +13,7 @@ import { failedPrecondition, notFound, resourceExhausted, type Logger } from '@l
 import { Backend, type Resources } from '@lapis/proto/lapis/common/v1/common';
 import { type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { containerLabels, instanceEnvironment, LABEL, type ContainerPlan } from '../domain/container';
+import { WRITABLE_DIRS } from '../domain/security';
 import type { ClaimStatus, EngineEvent, LogChunk, LogOptions, Observed, RuntimeBackend, VolumeClaims } from './backend';
 
 /** Label keys on pods and config maps (Kubernetes label syntax). */
@@ -44,6 +45,8 @@ export interface KubernetesOptions {
   startTimeoutMs?: number;
   /** StorageClass of the volumes' claims; empty: the cluster's default class. */
   storageClass?: string;
+  /** Pods get their own user namespace (hostUsers: false), where the cluster supports it. */
+  userNamespaces?: boolean;
 }
 
 /** A label value: at most 63 of [A-Za-z0-9_.-], starting and ending alphanumeric. */
@@ -186,6 +189,9 @@ export class KubernetesBackend implements RuntimeBackend {
       if (codeOf(error) !== 409) throw kubeError(error, 'create the Secret with user data, keys and environment');
       await core.replaceNamespacedSecret({ name: secretName, namespace, body: secret });
     });
+    const { security } = plan;
+    // A read-only root keeps /tmp and /run writable, in memory (as Docker's tmpfs).
+    const writable = security.readOnlyRoot ? WRITABLE_DIRS.map((path, i) => ({ name: `writable-${i}`, path })) : [];
     const pod: k8s.V1Pod = {
       apiVersion: 'v1',
       kind: 'Pod',
@@ -202,19 +208,35 @@ export class KubernetesBackend implements RuntimeBackend {
             ...(spec.command.length ? { command: [spec.command[0]!], args: spec.command.slice(1) } : {}),
             env,
             resources: { requests: quantities, limits: quantities },
-            ports: spec.ports.map((p) => ({ containerPort: p.containerPort, protocol: p.protocol === 2 ? 'UDP' : 'TCP', ...(p.hostPort ? { hostPort: p.hostPort } : {}) })),
+            ports: spec.ports.map((p) => ({
+              containerPort: p.containerPort,
+              protocol: p.protocol === 2 ? 'UDP' : 'TCP',
+              ...(p.hostPort ? { hostPort: p.hostPort, hostIP: plan.hostIp } : {}),
+            })),
+            // The same limits as on Docker (domain/security.ts).
+            securityContext: {
+              privileged: false,
+              allowPrivilegeEscalation: false,
+              capabilities: { drop: ['ALL'], add: security.capabilities },
+              readOnlyRootFilesystem: security.readOnlyRoot,
+            },
             volumeMounts: [
               { name: 'lapis-metadata', mountPath: '/etc/lapis', readOnly: true },
               ...claims.map((c) => ({ name: c.name, mountPath: c.mountPath, readOnly: c.readOnly })),
+              ...writable.map((w) => ({ name: w.name, mountPath: w.path })),
             ],
           },
         ],
+        // Docker applies its default seccomp profile; a Pod gets the runtime's only when asked.
+        securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+        ...(this.options.userNamespaces ? { hostUsers: false } : {}),
         volumes: [
           {
             name: 'lapis-metadata',
             secret: { secretName, defaultMode: 0o400, items: ['user-data', 'ssh-keys', 'instance-id'].map((key) => ({ key, path: key })) },
           },
           ...claims.map((c) => ({ name: c.name, persistentVolumeClaim: { claimName: c.claim, readOnly: c.readOnly } })),
+          ...writable.map((w) => ({ name: w.name, emptyDir: { medium: 'Memory' } })),
         ],
         ...(this.options.tolerateKwok ? { tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }] } : {}),
       },

@@ -6,6 +6,7 @@ import { PortProtocol } from '@lapis/proto/lapis/common/v1/common';
 import { InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
 import type { DeviceGrant } from './devices';
+import { type Security, WRITABLE_DIRS } from './security';
 import { VOLUME_MOUNT_ROOT } from '@lapis/platform';
 
 export const LABEL = {
@@ -61,6 +62,10 @@ export interface ContainerPlan {
   network: string;
   /** Volumes the engine mounts when it creates the workload (backends with claims; Docker attaches after start). */
   volumes?: Array<{ volumeId: string; mountPath: string; readOnly: boolean }>;
+  /** Capabilities and root filesystem (instanceSecurity). */
+  security: Security;
+  /** Host address the instance's host ports are bound to (the admin's, LAPIS_HOST_PORT_ADDRESS). */
+  hostIp: string;
 }
 
 export function instanceEnvironment(instance: Instance): string[] {
@@ -118,12 +123,15 @@ export function createOptions(plan: ContainerPlan, node: string): ContainerCreat
   const { instance, grant } = plan;
   const spec = instance.spec!;
   const exposed: Record<string, object> = {};
-  const bindings: Record<string, Array<{ HostPort: string }>> = {};
+  const bindings: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
   for (const p of spec.ports) {
     const key = `${p.containerPort}/${p.protocol === PortProtocol.UDP ? 'udp' : 'tcp'}`;
     exposed[key] = {};
-    bindings[key] = [{ HostPort: p.hostPort ? String(p.hostPort) : '' }];
+    // The agent has picked the host port from the admin's range (domain/ports.ts) and binds
+    // it to the admin's address, never Docker's 0.0.0.0 default.
+    bindings[key] = [{ HostIp: plan.hostIp, HostPort: p.hostPort ? String(p.hostPort) : '' }];
   }
+  const { security } = plan;
   const deviceRequests = [
     ...grant.gpuRequests.map((g) => ({ Driver: g.driver, Count: 0, DeviceIDs: g.ids, Capabilities: [['gpu']], Options: {} })),
     // CDI names go through the engine's "cdi" driver (Docker 25+ understands it).
@@ -151,7 +159,14 @@ export function createOptions(plan: ContainerPlan, node: string): ContainerCreat
       ],
       Devices: grant.paths.map((p) => ({ PathOnHost: p, PathInContainer: p, CgroupPermissions: 'rwm' })),
       ...(deviceRequests.length ? { DeviceRequests: deviceRequests } : {}),
-      ...(grant.capAdd.length ? { CapAdd: grant.capAdd } : {}),
+      // Nothing but the instance's set (DEFAULT_CAPABILITIES, its flavor's, its devices').
+      CapDrop: ['ALL'],
+      CapAdd: security.capabilities,
+      // setuid binaries and file capabilities give nothing more than the instance already has.
+      SecurityOpt: ['no-new-privileges'],
+      Privileged: false,
+      ReadonlyRootfs: security.readOnlyRoot,
+      ...(security.readOnlyRoot ? { Tmpfs: Object.fromEntries(WRITABLE_DIRS.map((d) => [d, 'rw,nosuid,nodev,mode=1777'])) } : {}),
       ...(grant.memlock !== undefined ? { Ulimits: [{ Name: 'memlock', Soft: grant.memlock, Hard: grant.memlock }] } : {}),
       Init: false,
     },

@@ -54,33 +54,43 @@ export function grantDevices(instanceId: string, requests: readonly DeviceReques
     const field = `devices[${i}]`;
     switch (request.kind) {
       case DeviceKind.GPU: {
-        if (request.cdiNames.length) {
-          grant.cdiNames.push(...request.cdiNames);
-          grant.devices.push(...request.cdiNames.map((name) => ({ kind: DeviceKind.GPU, vendor: request.vendor, id: name, path: '', model: '', allocatedTo: instanceId })));
-          return;
-        }
-        const vendor = request.vendor || node.gpus[0]?.vendor || 'nvidia';
-        const ofVendor = node.gpus.filter((g) => g.vendor === vendor);
         if (node.gpus.length === 0) {
           throw failedPrecondition(`${field}: a GPU was asked for, but this node has no GPUs`, 'NO_GPU_ON_NODE');
         }
+        const held = (gpu: NodeDevice) => taken.has(gpu.id) || grant.devices.some((d) => d.id === gpu.id);
         let chosen: NodeDevice[];
-        if (request.ids.length) {
+        if (request.cdiNames.length) {
+          // A CDI name is one of the node's own GPUs under its CDI name, counted like an id:
+          // anything else ("nvidia.com/gpu=all", another class) would reach past the inventory.
+          chosen = request.cdiNames.map((name, j) => {
+            const gpu = node.gpus.find((g) => cdiName(g) === name);
+            if (!gpu) {
+              throw invalidArgument([{ field: `${field}.cdi_names[${j}]`, description: `this node lists no GPU "${name}" (it has ${node.gpus.map(cdiName).join(', ')})` }]);
+            }
+            if (held(gpu) || request.cdiNames.indexOf(name) !== j) throw resourceExhausted(`${field}.cdi_names[${j}]: GPU ${name} is in use (by another instance, or named twice)`, 'GPU_IN_USE');
+            return gpu;
+          });
+        } else if (request.ids.length) {
+          const vendor = request.vendor || node.gpus[0]?.vendor || 'nvidia';
+          const ofVendor = node.gpus.filter((g) => g.vendor === vendor);
           chosen = request.ids.map((id) => {
             const gpu = ofVendor.find((g) => g.id === id);
             if (!gpu) throw invalidArgument([{ field: `${field}.ids`, description: `this node has no ${vendor} GPU "${id}"` }]);
-            if (taken.has(gpu.id)) throw resourceExhausted(`${field}: GPU ${id} is in use by another instance`, 'GPU_IN_USE');
+            if (held(gpu)) throw resourceExhausted(`${field}: GPU ${id} is in use by another instance`, 'GPU_IN_USE');
             return gpu;
           });
         } else {
+          const vendor = request.vendor || node.gpus[0]?.vendor || 'nvidia';
+          const ofVendor = node.gpus.filter((g) => g.vendor === vendor);
           const count = request.count || 1;
-          const free = ofVendor.filter((g) => !taken.has(g.id) && !grant.devices.some((d) => d.id === g.id));
+          const free = ofVendor.filter((g) => !held(g));
           if (ofVendor.length < count) throw failedPrecondition(`${field}: ${count} ${vendor} GPUs asked for, this node has ${ofVendor.length}`, 'NOT_ENOUGH_GPUS');
           if (free.length < count) throw resourceExhausted(`${field}: ${count} ${vendor} GPUs asked for, ${free.length} free on this node`, 'GPU_IN_USE');
           chosen = free.slice(0, count);
         }
-        if (node.gpuMode === 'cdi') grant.cdiNames.push(...chosen.map((g) => `${cdiVendor(vendor)}/gpu=${g.id}`));
-        else grant.gpuRequests.push({ driver: vendor, ids: chosen.map((g) => g.id) });
+        // Given the way the node gives GPUs, whichever way they were asked for.
+        if (node.gpuMode === 'cdi') grant.cdiNames.push(...chosen.map(cdiName));
+        else for (const [driver, ids] of byVendor(chosen)) grant.gpuRequests.push({ driver, ids });
         grant.devices.push(...chosen.map((g) => ({ ...g, allocatedTo: instanceId })));
         return;
       }
@@ -113,3 +123,11 @@ export function grantDevices(instanceId: string, requests: readonly DeviceReques
 }
 
 const cdiVendor = (vendor: string) => (vendor.includes('.') ? vendor : `${vendor}.com`);
+/** A GPU's CDI name: "nvidia:GPU-1" is nvidia.com/gpu=GPU-1. */
+export const cdiName = (gpu: NodeDevice) => `${cdiVendor(gpu.vendor)}/gpu=${gpu.id}`;
+
+function byVendor(gpus: NodeDevice[]): Map<string, string[]> {
+  const result = new Map<string, string[]>();
+  for (const g of gpus) result.set(g.vendor, [...(result.get(g.vendor) ?? []), g.id]);
+  return result;
+}

@@ -1,7 +1,7 @@
 // Checks of what callers send, before anything is done: every problem is named by its field.
 // The spec's own rules are the platform's (shared with the scheduler); the flavor and the
 // resources are the node's.
-import { type FieldViolation, invalidArgument, validateInstanceSpec, VOLUME_MOUNT_ROOT } from '@lapis/platform';
+import { type FieldViolation, type HostPortRange, invalidArgument, validateInstanceSpec, VOLUME_MOUNT_ROOT } from '@lapis/platform';
 import type { Flavor, InstanceSpec, Resources } from '@lapis/proto/lapis/common/v1/common';
 
 export { checkMountPath } from '@lapis/platform';
@@ -19,10 +19,13 @@ export interface CheckedSpec {
   resources: Resources;
 }
 
-/** Validates a spec and works out the resources it gets; throws INVALID_ARGUMENT naming every bad field. */
-export function checkSpec(spec: InstanceSpec | undefined, flavors: readonly Flavor[]): CheckedSpec {
+/**
+ * Validates a spec and works out the resources it gets; throws INVALID_ARGUMENT naming every
+ * bad field. `hostPorts` is the node's range (undefined: the node publishes no host ports).
+ */
+export function checkSpec(spec: InstanceSpec | undefined, flavors: readonly Flavor[], hostPorts: HostPortRange | undefined): CheckedSpec {
   if (!spec) throw invalidArgument([{ field: 'spec', description: 'required' }]);
-  const v = validateInstanceSpec(spec);
+  const v = validateInstanceSpec(spec, { hostPorts: hostPorts ?? null });
   let flavor: Flavor | undefined;
   if (spec.flavor) {
     flavor = flavors.find((f) => f.name === spec.flavor);

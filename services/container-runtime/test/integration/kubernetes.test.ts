@@ -7,7 +7,8 @@
 // pre-bound to the claim (claimRef) so the controller manager's binder binds it at once.
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { unique, until } from '@lapis/platform/testing';
@@ -15,19 +16,22 @@ import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { startKube, type Kube } from '@lapis/testenv';
 import { claimName, KUBE_LABEL, podName } from '../../src/adapters/kubernetes';
-import { baseSpec, expectCode, recordEvents, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { baseSpec, expectCode, FLAVORS, recordEvents, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 interface Pod {
   metadata: { name: string; uid: string; labels: Record<string, string>; annotations: Record<string, string> };
   spec: {
     nodeName?: string;
     tolerations?: Array<{ key: string }>;
+    securityContext?: { seccompProfile?: { type: string } };
+    hostUsers?: boolean;
     containers: Array<{
+      securityContext?: { privileged?: boolean; allowPrivilegeEscalation?: boolean; readOnlyRootFilesystem?: boolean; capabilities?: { drop?: string[]; add?: string[] } };
       resources: { requests: Record<string, string>; limits: Record<string, string> };
       env: Array<{ name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }>;
       volumeMounts: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
     }>;
-    volumes: Array<{ name: string; persistentVolumeClaim?: { claimName: string; readOnly?: boolean }; secret?: { secretName: string; defaultMode?: number } }>;
+    volumes: Array<{ name: string; persistentVolumeClaim?: { claimName: string; readOnly?: boolean }; secret?: { secretName: string; defaultMode?: number }; emptyDir?: { medium?: string } }>;
   };
   status: { phase: string };
 }
@@ -56,7 +60,11 @@ describe('kubernetes backend (kwok nodes)', function () {
     LAPIS_KUBE_TOLERATE_KWOK: 'true',
     LAPIS_KUBE_STORAGE_CLASS: storageClass,
     LAPIS_GPUS: 'nvidia:GPU-kwok-fake-0:A100',
+    LAPIS_FLAVORS_FILE: flavorsFile,
   });
+  // The repository's flavors and one an admin gave NET_RAW and a read-only root.
+  const flavorsFile = join(mkdtempSync(join(tmpdir(), 'lapis-kube-flavors-')), 'flavors.yaml');
+  writeFileSync(flavorsFile, `${readFileSync(FLAVORS, 'utf8')}\n  - { name: ro.net, cpus: 0.5, memory: 256Mi, capabilities: [NET_RAW], read_only_root: true }\n`);
   const MiB = 2 ** 20;
 
   /** The object at `path`, undefined when the API server answers 404. */
@@ -187,6 +195,34 @@ describe('kubernetes backend (kwok nodes)', function () {
     assert.equal(deleted.state, InstanceState.DELETED);
     assert.equal(await pod(instance.id), undefined, 'the pod is gone');
     assert.equal(await read(`secrets/${secretName}`), undefined, 'its Secret is gone');
+  });
+
+  it('limits the Pod as Docker limits a container: capabilities, no privilege escalation, RuntimeDefault seccomp; a flavor adds capabilities and a read-only root, also in a pod made anew', async () => {
+    const DEFAULT = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'NET_BIND_SERVICE', 'SETGID', 'SETUID', 'SYS_CHROOT'];
+    const least = await create('least');
+    const plain = (await pod(least.id))!;
+    const sc = plain.spec.containers[0]!.securityContext!;
+    assert.deepEqual(sc.capabilities?.drop, ['ALL']);
+    assert.deepEqual([...(sc.capabilities?.add ?? [])].sort(), DEFAULT);
+    assert.equal(sc.allowPrivilegeEscalation, false);
+    assert.equal(sc.privileged, false);
+    assert.equal(sc.readOnlyRootFilesystem, false);
+    assert.equal(plain.spec.securityContext?.seccompProfile?.type, 'RuntimeDefault');
+    assert.equal(plain.spec.hostUsers, undefined, 'the host user namespace unless LAPIS_KUBE_USER_NAMESPACES');
+
+    const instance = await create('ro-net', { flavor: 'ro.net' });
+    const check = (p: Pod) => {
+      const c = p.spec.containers[0]!;
+      assert.deepEqual([...(c.securityContext?.capabilities?.add ?? [])].sort(), [...DEFAULT, 'NET_RAW'].sort());
+      assert.equal(c.securityContext?.readOnlyRootFilesystem, true);
+      assert.deepEqual(c.volumeMounts.filter((m) => m.name.startsWith('writable-')).map((m) => m.mountPath), ['/tmp', '/run']);
+      assert.ok(p.spec.volumes.filter((v) => v.name.startsWith('writable-')).every((v) => v.emptyDir?.medium === 'Memory'));
+    };
+    check((await pod(instance.id))!);
+    await rpc(alice, alice.rebootInstance, { instanceId: instance.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
+    check((await pod(instance.id))!);
+    await remove(least.id);
+    await remove(instance.id);
   });
 
   it('stops an instance by deleting its pod: STOPPED (not "removed outside Lapis"); start makes the pod anew', async () => {

@@ -9,6 +9,7 @@ import { DeviceKind } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance, Node } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { createOptions } from '../../src/domain/container';
 import { grantDevices } from '../../src/domain/devices';
+import { instanceSecurity } from '../../src/domain/security';
 import { baseSpec, dockerClient, exec, expectCode, leftovers, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 const create = async (client: Client, name: string, extra: Record<string, unknown> = {}) =>
@@ -97,16 +98,17 @@ describe('devices (a real device node; GPUs simulated: this machine has none)', 
     const alice = rt.client('alice', 'physics');
     const vm = await create(alice, 'mpi-0', { flavor: 'hpc.ib' });
     const info = await dockerClient().getContainer(vm.backendId).inspect();
-    assert.deepEqual(info.HostConfig.CapAdd, ['IPC_LOCK']);
+    assert.ok(info.HostConfig.CapAdd?.includes('IPC_LOCK'), 'IPC_LOCK beside the default set');
+    assert.deepEqual(info.HostConfig.CapDrop, ['ALL']);
     const memlock = rt.agent.settings.inventory.infinibandMemlock;
     assert.deepEqual(info.HostConfig.Ulimits, [{ Name: 'memlock', Soft: memlock, Hard: memlock }]);
     assert.match((await exec(vm.backendId, ['ls', '-l', join(devDir, 'infiniband', 'uverbs0')])).out, /^c/);
     assert.equal((await exec(vm.backendId, ['sh', '-c', 'ulimit -l'])).out.trim(), memlock === -1 ? 'unlimited' : String(memlock / 1024));
     // The default of a node is unlimited memlock.
     const grant = grantDevices('ib-probe', [{ kind: DeviceKind.INFINIBAND, vendor: '', count: 0, ids: [], cdiNames: [] }], { ...rt.agent.settings.inventory, infinibandMemlock: -1 }, new Set());
-    const options = createOptions({ instance: { ...baseInstance('ib-probe'), spec: baseSpec('ib-probe') } as Instance, resources: { cpuMillis: 1000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 }, image: 'x', grant, mountDir: devDir, metadataDir: devDir, network: 'bridge' }, rt.node);
+    const options = createOptions({ instance: { ...baseInstance('ib-probe'), spec: baseSpec('ib-probe') } as Instance, resources: { cpuMillis: 1000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 }, image: 'x', grant, mountDir: devDir, metadataDir: devDir, network: 'bridge', security: instanceSecurity(undefined, grant.capAdd), hostIp: '127.0.0.1' }, rt.node);
     assert.deepEqual(options.HostConfig?.Ulimits, [{ Name: 'memlock', Soft: -1, Hard: -1 }]);
-    assert.deepEqual(options.HostConfig?.CapAdd, ['IPC_LOCK']);
+    assert.ok(options.HostConfig?.CapAdd?.includes('IPC_LOCK'));
     assert.deepEqual(options.HostConfig?.Devices, [{ PathOnHost: join(devDir, 'infiniband', 'uverbs0'), PathInContainer: join(devDir, 'infiniband', 'uverbs0'), CgroupPermissions: 'rwm' }]);
     // A node without InfiniBand refuses it.
     await expectCode(create(gpuNode.client('alice', 'physics'), 'mpi-1', { flavor: 'hpc.ib' }), status.FAILED_PRECONDITION, /this node has no InfiniBand devices/);
@@ -130,9 +132,17 @@ describe('devices (a real device node; GPUs simulated: this machine has none)', 
     assert.equal(node.devices.find((d) => d.kind === DeviceKind.GPU)?.id, 'GPU-0f1e2d3c');
     assert.equal(node.devices.find((d) => d.kind === DeviceKind.GPU)?.allocatedTo, '', 'freed after the failure');
 
+    // CDI names: only the node's own GPUs, given the node's way (here device requests, so the
+    // engine's nvidia error again); anything else never reaches the engine.
+    const cdi = (name: string) => ({ devices: [{ kind: DeviceKind.GPU, vendor: '', count: 0, ids: [], cdiNames: [name] }] });
+    const all = await expectCode(create(alice, 'gpu-all', cdi('nvidia.com/gpu=all')), status.INVALID_ARGUMENT, /this node lists no GPU "nvidia.com\/gpu=all"/);
+    assert.deepEqual(errorDetails(all).violations.map((v) => v.field), ['devices[0].cdi_names[0]']);
+    await expectCode(create(alice, 'gpu-cdi', cdi('nvidia.com/gpu=GPU-0f1e2d3c')), status.FAILED_PRECONDITION, /nvidia/);
+    assert.deepEqual((await leftovers(gpuNode.node, gpuNode.stateDir)).containers, []);
+
     const grant = grantDevices('gpu-probe', [{ kind: DeviceKind.GPU, vendor: '', count: 1, ids: [], cdiNames: [] }], gpuNode.agent.settings.inventory, new Set());
     const instance = { ...baseInstance('gpu-probe'), spec: baseSpec('gpu-probe', { flavor: 'g1.small' }) } as Instance;
-    const options = createOptions({ instance, resources: { cpuMillis: 4000, memoryBytes: 2 ** 30, gpus: 1, pids: 0, diskBytes: 0 }, image: 'lapis/busybox:testenv', grant, mountDir: devDir, metadataDir: devDir, network: 'bridge' }, gpuNode.node);
+    const options = createOptions({ instance, resources: { cpuMillis: 4000, memoryBytes: 2 ** 30, gpus: 1, pids: 0, diskBytes: 0 }, image: 'lapis/busybox:testenv', grant, mountDir: devDir, metadataDir: devDir, network: 'bridge', security: instanceSecurity(undefined, grant.capAdd), hostIp: '127.0.0.1' }, gpuNode.node);
     options.HostConfig!.Mounts = [];
     const container = await dockerClient().createContainer(options);
     try {

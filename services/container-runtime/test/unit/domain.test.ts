@@ -5,6 +5,7 @@ import { DeviceKind, InstanceSpec, InstanceState } from '@lapis/proto/lapis/comm
 import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { cgroupLimits, containerLabels, createOptions, projectNetworkName, secretsOf, withSecrets } from '../../src/domain/container';
 import { emptyGrant, grantDevices, parseGpuList, type NodeInventory } from '../../src/domain/devices';
+import { instanceSecurity } from '../../src/domain/security';
 import { requireState } from '../../src/domain/states';
 import { checkMountPath, checkResize, checkSpec } from '../../src/domain/validate';
 import { baseSpec } from '../harness';
@@ -25,7 +26,7 @@ const thrown = (fn: () => unknown): LapisError => {
 
 describe('domain: validation', () => {
   it('accepts a good spec and works out its resources from the flavor', () => {
-    const { resources } = checkSpec(baseSpec('vm-1') as never, flavors);
+    const { resources } = checkSpec(baseSpec('vm-1') as never, flavors, undefined);
     assert.equal(resources.cpuMillis, 500);
     assert.equal(resources.memoryBytes, 256 * 2 ** 20);
     assert.equal(resources.pids, 256);
@@ -33,7 +34,7 @@ describe('domain: validation', () => {
 
   it('names every bad field at once', () => {
     const error = thrown(() =>
-      checkSpec(baseSpec('Bad_Name', { flavor: 'nope', image: '', environment: { LAPIS_X: '1', '1bad': 'x' }, sshPublicKeys: ['not a key'] }) as never, flavors),
+      checkSpec(baseSpec('Bad_Name', { flavor: 'nope', image: '', environment: { LAPIS_X: '1', '1bad': 'x' }, sshPublicKeys: ['not a key'] }) as never, flavors, undefined),
     );
     assert.equal(error.code, status.INVALID_ARGUMENT);
     assert.deepEqual(error.violations.map((v) => v.field).sort(), [
@@ -84,6 +85,24 @@ describe('domain: devices', () => {
     const generic = [{ kind: DeviceKind.GENERIC, vendor: '', count: 0, ids: ['/dev/kvm'], cdiNames: [] }];
     assert.equal(thrown(() => grantDevices('i', generic, inventory({ allowlist: ['/dev/fuse'] }), new Set())).code, status.PERMISSION_DENIED);
   });
+
+  // No GPU here: the node's inventory is simulated (LAPIS_GPUS), as in the integration tests.
+  it('takes CDI names only for GPUs the node lists, counted like ids (in use, twice, no GPUs)', () => {
+    const cdi = (...cdiNames: string[]) => [{ kind: DeviceKind.GPU, vendor: '', count: 0, ids: [], cdiNames }];
+    for (const name of ['nvidia.com/gpu=all', 'nvidia.com/gpu=GPU-z', 'vendor.com/fpga=0']) {
+      const error = thrown(() => grantDevices('i', cdi(name), inventory({ gpus, gpuMode: 'cdi' }), new Set()));
+      assert.equal(error.code, status.INVALID_ARGUMENT, name);
+      assert.deepEqual(error.violations.map((v) => v.field), ['devices[0].cdi_names[0]']);
+    }
+    const granted = grantDevices('i-1', cdi('nvidia.com/gpu=GPU-b'), inventory({ gpus, gpuMode: 'cdi' }), new Set());
+    assert.deepEqual(granted.cdiNames, ['nvidia.com/gpu=GPU-b']);
+    assert.deepEqual(granted.devices.map((d) => [d.id, d.allocatedTo]), [['GPU-b', 'i-1']], 'held under its id, so heartbeats and other instances see it taken');
+    // A node that gives GPUs by device request gives the named GPU that way.
+    assert.deepEqual(grantDevices('i-1', cdi('nvidia.com/gpu=GPU-a'), inventory({ gpus }), new Set()).gpuRequests, [{ driver: 'nvidia', ids: ['GPU-a'] }]);
+    assert.equal(thrown(() => grantDevices('i', cdi('nvidia.com/gpu=GPU-a'), inventory({ gpus, gpuMode: 'cdi' }), new Set(['GPU-a']))).code, status.RESOURCE_EXHAUSTED);
+    assert.equal(thrown(() => grantDevices('i', cdi('nvidia.com/gpu=GPU-a', 'nvidia.com/gpu=GPU-a'), inventory({ gpus, gpuMode: 'cdi' }), new Set())).code, status.RESOURCE_EXHAUSTED);
+    assert.equal(thrown(() => grantDevices('i', cdi('nvidia.com/gpu=GPU-a'), inventory(), new Set())).code, status.FAILED_PRECONDITION);
+  });
 });
 
 describe('domain: the container of an instance', () => {
@@ -129,7 +148,7 @@ describe('domain: the container of an instance', () => {
 
   it('mounts /mnt rslave and /etc/lapis read-only, joins the project network by name', () => {
     const options = createOptions(
-      { instance, resources: { cpuMillis: 500, memoryBytes: 2 ** 28, gpus: 0, pids: 0, diskBytes: 0 }, image: 'sha256:img', grant: emptyGrant(), mountDir: '/s/mnt', metadataDir: '/s/etc', network: projectNetworkName('Physics Lab') },
+      { instance, resources: { cpuMillis: 500, memoryBytes: 2 ** 28, gpus: 0, pids: 0, diskBytes: 0 }, image: 'sha256:img', grant: emptyGrant(), mountDir: '/s/mnt', metadataDir: '/s/etc', network: projectNetworkName('Physics Lab'), security: instanceSecurity(undefined, []), hostIp: '127.0.0.1' },
       'node-1',
     );
     assert.equal(options.HostConfig?.NetworkMode, 'lapis-project-physics-lab');

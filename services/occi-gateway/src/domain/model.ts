@@ -221,7 +221,7 @@ export const MIXINS = {
     attributes: [
       attr('lapis.container.command', 'array', { ...immutable, description: 'overrides the image command' }),
       attr('lapis.container.environment', 'object', { ...immutable, description: 'environment variables' }),
-      attr('lapis.container.ports', 'array', { ...immutable, description: 'container ports ("8080" or "8080:80/tcp")' }),
+      attr('lapis.container.ports', 'array', { ...immutable, description: 'published container ports, PORT[:HOSTPORT][/tcp|udp] ("8080:30080/tcp"); host ports only from the site range (none unless the admin sets one), 0 or none picks one' }),
     ],
   },
 } satisfies Record<string, Category>;

@@ -13,7 +13,7 @@ import { assertValidOcciJson } from '../schema';
 
 const templates = {
   images: [osTemplate({ repository: 'lapis/busybox', tag: 'testenv' })],
-  flavors: [resourceTemplate({ name: 'm1.small', description: '', devices: [], resources: { cpuMillis: 1000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 } })],
+  flavors: [resourceTemplate({ name: 'm1.small', description: '', devices: [], capabilities: [], readOnlyRootFilesystem: false, resources: { cpuMillis: 1000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 } })],
 };
 
 const claim = Claim.fromPartial({

@@ -68,6 +68,21 @@ describe('validateInstanceSpec', () => {
     assert.deepEqual(fields(spec({ image: '' })), ['spec.image']);
   });
 
+  it('takes host ports only from the site range where the caller knows it: none without one', () => {
+    const port = (hostPort: number, protocol = 1) => ({ containerPort: 80, hostPort, protocol });
+    const range = { min: 30_000, max: 30_010 };
+    // No range set (null): every port mapping is refused, 0 too (it would be picked from the range).
+    for (const hostPort of [0, 80, 30_000]) assert.deepEqual(fields(spec({ ports: [port(hostPort)] }), { hostPorts: null }), ['spec.ports[0].host_port'], String(hostPort));
+    assert.match(validateInstanceSpec(spec({ ports: [port(80)] }), { hostPorts: null })[0]!.description, /publishes no host ports/);
+    for (const hostPort of [80, 29_999, 30_011]) {
+      const v = validateInstanceSpec(spec({ ports: [port(hostPort)] }), { hostPorts: range });
+      assert.deepEqual(v.map((x) => x.field), ['spec.ports[0].host_port'], String(hostPort));
+      assert.match(v[0]!.description, new RegExp(`${hostPort} is outside this site's range 30000-30010`));
+    }
+    assert.deepEqual(fields(spec({ ports: [port(30_000), port(30_010), port(0), port(30_000, 2)] }), { hostPorts: range }), [], 'in the range; 0; the same port over UDP');
+    assert.deepEqual(fields(spec({ ports: [port(30_001), port(30_001)] }), { hostPorts: range }), ['spec.ports[1].host_port'], 'one host port twice');
+  });
+
   it('gives unnamed instances a valid name from their id', () => {
     assert.equal(defaultInstanceName('0f3a9c1e-77aa-4bbb-8ccc-123456789abc'), 'i-0f3a9c1e');
     assert.equal(defaultInstanceName('ABC_def-'), 'i-abc-def');

@@ -51,6 +51,19 @@ describe('flavors', () => {
     assert.equal(flavors.find((f) => f.name === 'm1.tiny')?.resources?.cpuMillis, 500);
   });
 
+  it('reads the capabilities and read-only root only a flavor grants, refusing names that are not capabilities', () => {
+    const [net, plain] = parseFlavors({ flavors: [{ name: 'net', cpus: 1, memory: '1Gi', capabilities: ['NET_RAW', 'cap_sys_ptrace', 'NET_RAW'], read_only_root: true }, { name: 'plain', cpus: 1, memory: '1Gi' }] }, 'f.yaml');
+    assert.deepEqual(net?.capabilities, ['NET_RAW', 'SYS_PTRACE']);
+    assert.equal(net?.readOnlyRootFilesystem, true);
+    assert.deepEqual(plain?.capabilities, []);
+    assert.equal(plain?.readOnlyRootFilesystem, false);
+    for (const bad of ['ALL', 'NET_RAWR', '']) {
+      assert.throws(() => parseFlavors({ flavors: [{ name: 'x', cpus: 1, memory: 1, capabilities: [bad] }] }, 'f.yaml'), /f\.yaml: flavors\[0\]\.capabilities: \[0\]: .* is not a Linux capability/, bad);
+    }
+    assert.throws(() => parseFlavors({ flavors: [{ name: 'x', cpus: 1, memory: 1, capabilities: 'NET_RAW' }] }, 'f.yaml'), /capabilities: expected a list/);
+    assert.throws(() => parseFlavors({ flavors: [{ name: 'x', cpus: 1, memory: 1, read_only_root: 'yes' }] }, 'f.yaml'), /read_only_root: true or false/);
+  });
+
   it('names the entry and field of a bad flavor', () => {
     assert.throws(() => parseFlavors({ flavors: [{ name: 'ok', cpus: 1, memory: '1Gi' }, { name: 'Bad Name', cpus: 1, memory: 1 }] }, 'f.yaml'), /f\.yaml: flavors\[1\]\.name/);
     assert.throws(() => parseFlavors({ flavors: [{ name: 'a', cpus: 1 }] }, 'f.yaml'), /flavors\[0\]\.memory: required/);

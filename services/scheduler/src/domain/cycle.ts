@@ -4,8 +4,8 @@
 // gets its pending reason. The caller records and publishes the decisions.
 import { Backend, type DeviceKind } from '@lapis/proto/lapis/common/v1/common';
 import { PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { add, describe, fits, isActive, isPending, sub, withinLimit, ZERO, type ClaimRecord, type NodeRecord, type Res } from './model';
-import { chooseNode, filterNode, FreeIndex, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
+import { add, claimHostPorts, describe, fits, isActive, isPending, sub, withinLimit, ZERO, type ClaimRecord, type NodeRecord, type Res } from './model';
+import { chooseNode, filterNode, free, FreeIndex, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
 import { choosePreemption } from './preemption';
 import { ClusterSums, type NodeUse, type Use } from './state';
 import { ageFactor, jobSizeFactor, relative, weigh, type Breakdown, type Weights } from './priority';
@@ -269,6 +269,7 @@ export function runCycle(input: CycleInput): CycleResult {
     }
     const placeOn = (view: NodeView) => {
       if (c.group) (view as CycleView).ownGroups();
+      if (c.spec.ports.length) (view as CycleView).ownHostPorts();
       takeRoom(view, c);
       indexes.get(nodePartition(view.rec, defaultPartition))?.update(view);
       projectUse.set(c.project, { n: used.n + 1, res: add(used.res, c.res) });
@@ -293,7 +294,8 @@ export function runCycle(input: CycleInput): CycleResult {
       }
       // The node went away, or the victims left and the room went elsewhere: schedule afresh.
     }
-    const shape = c.group ? '' : shapeKey(c);
+    // Group and host port filters depend on more than the shape: no shortcut for those claims.
+    const shape = c.group || claimHostPorts(c).length ? '' : shapeKey(c);
     const known = shape ? failedShapes.get(shape) : undefined;
     // Room only shrinks during a cycle and the queue goes down in priority, so a shape that
     // found neither room nor spot instances to preempt finds none later in the same cycle.
@@ -312,7 +314,10 @@ export function runCycle(input: CycleInput): CycleResult {
       result.pending.set(c.id, d);
       continue;
     }
-    if (!c.preemptible) {
+    const ports = claimHostPorts(c);
+    // Room is there but its host ports are taken: preempting spot instances for room would not help.
+    const portsHeld = ports.length > 0 && nodes.some((n) => fits(c.res, free(n)) && filterNode(c, n) === 'host-ports');
+    if (!c.preemptible && !portsHeld) {
       const plan = choosePreemption(c, nodes);
       if (plan) {
         plan.node.held = true;
@@ -324,7 +329,9 @@ export function runCycle(input: CycleInput): CycleResult {
       }
     }
     const wouldHaveFit = nodes.some((n) => fits(c.res, freeAtStart(n)));
-    const d = wouldHaveFit
+    const d = portsHeld
+      ? { reason: PendingReason.RESOURCES, detail: `host port ${ports.join(', ')} is held on every node of partition ${partitionName} with room` }
+      : wouldHaveFit
       ? { reason: PendingReason.PRIORITY, detail: 'claims with a higher priority took the free room' }
       : { reason: PendingReason.RESOURCES, detail: `needs ${describe(c.res)}; no node in partition ${partitionName} has that free` };
     if (shape) failedShapes.set(shape, d);
@@ -338,6 +345,7 @@ interface SpotSource {
 }
 
 const NO_GROUPS: ReadonlyMap<string, number> = new Map();
+const NO_PORTS: ReadonlyMap<string, number> = new Map();
 
 /**
  * A node during one cycle over sums kept by the caller: what it holds at the start (the
@@ -349,9 +357,11 @@ class CycleView implements NodeView {
   readonly start: Res;
   devUsed: Partial<Record<DeviceKind, number>> = {};
   groups: Map<string, number>;
+  hostPorts: Map<string, number>;
   held = false;
   private victims?: Victim[];
   private copied = false;
+  private portsCopied = false;
 
   constructor(
     readonly rec: NodeRecord,
@@ -363,6 +373,7 @@ class CycleView implements NodeView {
     // `used` is replaced as the cycle places (takeRoom), never changed in place.
     this.used = this.start = mine ? { cpu: Math.max(mine.cpu, r.cpu), mem: Math.max(mine.mem, r.mem), gpus: Math.max(mine.gpus, r.gpus) } : r;
     this.groups = (use?.groups ?? NO_GROUPS) as Map<string, number>;
+    this.hostPorts = (use?.hostPorts ?? NO_PORTS) as Map<string, number>;
   }
 
   get spot(): Victim[] {
@@ -378,6 +389,13 @@ class CycleView implements NodeView {
     if (this.copied) return;
     this.groups = new Map(this.groups);
     this.copied = true;
+  }
+
+  /** The same for host ports. */
+  ownHostPorts(): void {
+    if (this.portsCopied) return;
+    this.hostPorts = new Map(this.hostPorts);
+    this.portsCopied = true;
   }
 }
 

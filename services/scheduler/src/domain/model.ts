@@ -1,6 +1,6 @@
 // The scheduler's own records: claims as the queue keeps them, nodes as the heartbeats
 // describe them, and arithmetic on resource amounts. Pure data, no I/O.
-import type { Backend, DeviceKind, InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
+import { type Backend, type DeviceKind, type InstanceSpec, PortProtocol } from '@lapis/proto/lapis/common/v1/common';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 
 /** CPU in thousandths, memory in bytes, GPUs. */
@@ -58,6 +58,15 @@ export interface ClaimRecord {
   /** W3C trace context of the submission, so the placement continues the submitter's trace. */
   traceparent?: string;
 }
+
+/**
+ * The host ports a claim's instance will hold on its node ("8080/tcp", as the platform's
+ * hostPortKey); 0 is picked by the node from its range, so it is not counted here.
+ */
+export const claimHostPorts = (c: ClaimRecord): readonly string[] =>
+  c.spec.ports.length === 0 ? NO_HOST_PORTS : c.spec.ports.filter((p) => p.hostPort).map((p) => `${p.hostPort}/${p.protocol === PortProtocol.UDP ? 'udp' : 'tcp'}`);
+/** Shared by the claims without ports (nearly all): nothing allocated per claim and cycle. */
+const NO_HOST_PORTS: readonly string[] = Object.freeze([]);
 
 export const isPending = (c: ClaimRecord) => c.state === ClaimState.PENDING || c.state === ClaimState.REQUEUED;
 /** Holds room on a node. */

@@ -1,10 +1,10 @@
 // Where a claim goes: filters (partition, backend, resources, GPUs and devices,
-// anti-affinity) then weighers (pack or spread, image locality), like Nova's filter
+// anti-affinity, host ports) then weighers (pack or spread, image locality), like Nova's filter
 // scheduler. For large clusters only the first `maxScored` feasible nodes from a rotating
 // start are weighed (kube-scheduler's percentageOfNodesToScore idea), so a decision costs
 // O(maxScored) in the usual case instead of O(nodes).
 import { Backend, type DeviceKind } from '@lapis/proto/lapis/common/v1/common';
-import { add, fits, sub, type ClaimRecord, type DeviceNeed, type NodeRecord, type Res } from './model';
+import { add, claimHostPorts, fits, sub, type ClaimRecord, type DeviceNeed, type NodeRecord, type Res } from './model';
 
 export type Strategy = 'pack' | 'spread';
 
@@ -24,6 +24,8 @@ export interface NodeView {
   devUsed: Partial<Record<DeviceKind, number>>;
   /** Anti-affinity groups on the node, with how many instances of each. */
   groups: Map<string, number>;
+  /** Host ports held on the node ("8080/tcp"), with how many instances; absent: none. */
+  hostPorts?: Map<string, number>;
   /** Running spot instances that may be preempted. */
   spot: Victim[];
   /** Held for a claim waiting on preemption: nobody else takes room here this cycle. */
@@ -55,6 +57,8 @@ export function filterNode(c: ClaimRecord, n: NodeView): string {
     if ((n.rec.freeDevices[d.kind] ?? 0) - (n.devUsed[d.kind] ?? 0) < d.count) return 'devices';
   }
   if (c.group && (n.groups.get(c.group) ?? 0) > 0) return 'anti-affinity';
+  // Two instances cannot bind one host port on a node: the claim waits for a node where it is free.
+  if (n.hostPorts && n.hostPorts.size > 0 && claimHostPorts(c).some((p) => n.hostPorts!.has(p))) return 'host-ports';
   return '';
 }
 
@@ -74,6 +78,7 @@ export function takeRoom(n: NodeView, c: ClaimRecord): void {
   n.used = add(n.used, c.res);
   for (const d of c.devices) n.devUsed[d.kind] = (n.devUsed[d.kind] ?? 0) + d.count;
   if (c.group) n.groups.set(c.group, (n.groups.get(c.group) ?? 0) + 1);
+  for (const p of claimHostPorts(c)) (n.hostPorts ??= new Map()).set(p, (n.hostPorts.get(p) ?? 0) + 1);
 }
 
 export interface Choice {

@@ -1,10 +1,10 @@
 // What the active claims hold, kept up to date one claim change at a time instead of summed
 // from every claim each cycle: per project (instances and resources, for quotas), per node
-// (resources, anti-affinity groups, spot instances), per (project, user) (for usage
+// (resources, anti-affinity groups, host ports, spot instances), per (project, user) (for usage
 // accrual). `change(before, after)` takes a claim's contribution out and puts the new one in;
 // every sum is of integers (CPU millis, bytes, GPUs), so the running sums stay exact and equal
 // to what `ClusterSums.of(claims)` recomputes (tested after random sequences of changes).
-import { isActive, isFinal, type ClaimRecord, type Res } from './model';
+import { claimHostPorts, isActive, isFinal, type ClaimRecord, type Res } from './model';
 
 export interface Use {
   n: number;
@@ -15,6 +15,8 @@ export interface Use {
 export interface NodeUse extends Use {
   /** Anti-affinity groups with how many instances of each. */
   groups: Map<string, number>;
+  /** Host ports ("8080/tcp") held, with how many instances (one, unless placed behind Lapis's back). */
+  hostPorts: Map<string, number>;
   /** Preemptible instances not yet told to leave, by id. */
   spot: Map<string, ClaimRecord>;
   /** The same resources by the claims' own partitions (for a node no heartbeat describes). */
@@ -83,13 +85,18 @@ export class ClusterSums {
     if (u.n === 0) this.users.delete(ukey);
 
     let n = this.nodes.get(c.node);
-    if (!n) this.nodes.set(c.node, (n = { n: 0, res: { cpu: 0, mem: 0, gpus: 0 }, groups: new Map(), spot: new Map(), byClaimPartition: new Map() }));
+    if (!n) this.nodes.set(c.node, (n = { n: 0, res: { cpu: 0, mem: 0, gpus: 0 }, groups: new Map(), hostPorts: new Map(), spot: new Map(), byClaimPartition: new Map() }));
     n.n += sign;
     addTo(n.res, c.res, sign);
     if (c.group) {
       const g = (n.groups.get(c.group) ?? 0) + sign;
       if (g === 0) n.groups.delete(c.group);
       else n.groups.set(c.group, g);
+    }
+    for (const port of claimHostPorts(c)) {
+      const held = (n.hostPorts.get(port) ?? 0) + sign;
+      if (held === 0) n.hostPorts.delete(port);
+      else n.hostPorts.set(port, held);
     }
     if (c.preemptible && !c.preemptedBy) {
       if (sign > 0) n.spot.set(c.id, c);

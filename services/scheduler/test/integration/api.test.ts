@@ -76,6 +76,40 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
     assert.equal(claim?.spec?.name, `i-${claim!.id.slice(0, 8)}`);
   });
 
+  it('counts the GPUs of device requests (cdi_names, ids, count) beside the flavor’s, for room and quotas', async () => {
+    const gpu = (over: object) => ({ kind: 1, vendor: '', count: 0, ids: [], cdiNames: [], ...over });
+    const gpus = async (flavor: string, devices: object[]) => (await submit(alice, { spec: { name: 'gpu', flavor, image: 'lapis/base:1', devices } as never })).claim?.spec?.resources?.gpus;
+    assert.equal(await gpus('m1.small', [gpu({ cdiNames: ['nvidia.com/gpu=GPU-1', 'nvidia.com/gpu=GPU-2'] })]), 2);
+    assert.equal(await gpus('m1.small', [gpu({ ids: ['GPU-1'] })]), 1);
+    assert.equal(await gpus('m1.small', [gpu({ count: 3 })]), 3);
+    assert.equal(await gpus('g1.small', []), 1, 'a GPU flavor as before');
+    assert.equal(await gpus('g1.small', [gpu({ cdiNames: ['nvidia.com/gpu=GPU-1'] })]), 2, 'the flavor’s and one more');
+  });
+
+  it('takes host ports only from the site range (LAPIS_HOST_PORTS): none by default', async () => {
+    const ports = (hostPort: number) => ({ spec: { name: 'web', flavor: 'm1.small', image: 'lapis/base:1', ports: [{ containerPort: 80, hostPort, protocol: 1 }] } });
+    for (const hostPort of [80, 0]) {
+      const none = await failure(submit(alice, ports(hostPort)));
+      assert.equal(none.code, status.INVALID_ARGUMENT);
+      assert.deepEqual(errorDetails(none).violations.map((v) => v.field), ['spec.ports[0].host_port']);
+      assert.match(none.details, /publishes no host ports/);
+    }
+    const ranged = await startTestScheduler(unique('sched').toLowerCase(), { LAPIS_HOST_PORTS: '30000-30010' });
+    const carol = client(`127.0.0.1:${ranged.port}`, 'alice-token', 'physics');
+    try {
+      for (const hostPort of [80, 29_999, 30_011]) {
+        const outside = await failure(submit(carol, ports(hostPort)));
+        assert.equal(outside.code, status.INVALID_ARGUMENT);
+        assert.match(outside.details, new RegExp(`spec\\.ports\\[0\\]\\.host_port.*${hostPort} is outside this site's range 30000-30010`));
+      }
+      assert.equal((await submit(carol, ports(30_010))).claim?.spec?.ports[0]?.hostPort, 30_010);
+      assert.ok((await submit(carol, ports(0))).claim?.id, '0: the node picks one of its range');
+    } finally {
+      carol.close();
+      await ranged.shutdown.run('test over');
+    }
+  });
+
   it('refuses only a claim larger than its project’s whole quota', async () => {
     await root.setQuota({ quota: { project: 'physics', maxInstances: 10, maxResources: { cpuMillis: 2000 } } });
     const error = await failure(submit(alice, { spec: { name: 'big', flavor: 'm1.large', image: 'lapis/base:1' } }));

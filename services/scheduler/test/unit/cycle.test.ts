@@ -1,6 +1,6 @@
 // Placement, preemption choices and the pending reasons of one cycle.
 import { strict as assert } from 'node:assert';
-import { Backend } from '@lapis/proto/lapis/common/v1/common';
+import { Backend, PortProtocol } from '@lapis/proto/lapis/common/v1/common';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { runCycle, type CycleInput, type PartitionDef } from '../../src/domain/cycle';
 import type { ClaimRecord, NodeRecord } from '../../src/domain/model';
@@ -124,6 +124,25 @@ describe('a scheduling cycle', () => {
     assert.equal(result.pending.get('huge')?.reason, PendingReason.NO_MATCHING_NODE);
     assert.equal(result.pending.get('quota')?.reason, PendingReason.QUOTA_EXCEEDED);
     assert.equal(result.pending.get('part')?.reason, PendingReason.PARTITION_FULL);
+  });
+
+  it('keeps a claim waiting while every node with room has its host port taken (a running instance, or this cycle)', () => {
+    const withPort = (id: string, hostPort: number, over: Partial<ClaimRecord> = {}) => {
+      const c = claim(id, over);
+      return { ...c, spec: { ...c.spec, ports: [{ containerPort: 80, hostPort, protocol: PortProtocol.TCP }] } };
+    };
+    const running = withPort('running', 30_080, { state: ClaimState.RUNNING, node: 'a' });
+    const claims = [running, withPort('same', 30_080, { submitTime: 1 }), withPort('other', 30_081, { submitTime: 2 }), withPort('picked', 0, { submitTime: 3 })];
+    const one = runCycle(input(claims, [node('a', cpus(8), { lastSeen: 1000 })]));
+    assert.deepEqual(one.placements.map((p) => p.claim.id).sort(), ['other', 'picked'], 'another port, or one the node picks, fits beside it');
+    assert.equal(one.pending.get('same')?.reason, PendingReason.RESOURCES);
+    assert.match(one.pending.get('same')!.detail, /host port 30080\/tcp is held on every node/);
+    // Two new claims for one port and two nodes: one each, whatever the strategy.
+    const two = runCycle(input([withPort('x', 30_090), withPort('y', 30_090, { submitTime: 1 })], [node('a', cpus(8), { lastSeen: 1000 }), node('b', cpus(8), { lastSeen: 1000 })], { placement: { strategy: 'pack', imageWeight: 0, maxScored: 0 } }));
+    assert.deepEqual(two.placements.map((p) => p.node).sort(), ['a', 'b']);
+    // Once the running instance is gone the waiting claim goes there.
+    const after = runCycle(input([{ ...running, state: ClaimState.ENDED }, withPort('same', 30_080)], [node('a', cpus(8), { lastSeen: 1000 })]));
+    assert.deepEqual(after.placements.map((p) => p.claim.id), ['same']);
   });
 
   it('ignores nodes silent for three heartbeats', () => {
