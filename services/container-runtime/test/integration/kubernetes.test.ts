@@ -490,12 +490,14 @@ describe('kubernetes backend (kwok nodes)', function () {
 
   it('refuses to attach a volume to a running pod, saying why', async () => {
     const instance = await create('novol');
+    const volume = await newVolume('late');
     await expectCode(
-      rpc(alice, alice.attachVolume, { volumeId: 'v-anything', instanceId: instance.id, mountPath: '/mnt/data', readOnly: false, requestId: '' }),
+      rpc(alice, alice.attachVolume, { volumeId: volume.id, instanceId: instance.id, mountPath: '/mnt/data', readOnly: false, requestId: '' }),
       status.FAILED_PRECONDITION,
       /Pod's volumes are fixed when it is created/,
     );
     await rpc(alice, alice.deleteInstance, { instanceId: instance.id, timeout: undefined, requestId: '' });
+    await rpc(alice, alice.deleteVolume, { volumeId: volume.id, requestId: '' });
   });
 
   it('marks an instance whose pod is deleted outside Lapis (pod watch)', async () => {
