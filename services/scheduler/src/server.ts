@@ -11,6 +11,7 @@ import {
   type FairShareEntry,
   type PriorityFactors,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { beyondCeiling } from './domain/ceiling';
 import type { FairShareRow } from './domain/fairshare';
 import { withinLimit, type ClaimRecord, type DeviceNeed, type Res } from './domain/model';
 import { weightsRow, type Breakdown } from './domain/priority';
@@ -100,6 +101,7 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       // environment, keys, ports in the site's host port range, volumes), so a placed claim is
       // not refused on its node; an unnamed claim gets a name from its id (defaultInstanceName).
       violations.push(...validateInstanceSpec(spec, { nameOptional: true, hostPorts: s.hostPorts ?? null }));
+      violations.push(...beyondCeiling(spec.resources, spec.devices, s.settings.ceiling));
       let res = fromResources(spec.resources);
       const devices: DeviceNeed[] = [];
       const flavor = spec.flavor ? s.flavor(spec.flavor) : undefined;

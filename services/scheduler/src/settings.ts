@@ -14,10 +14,12 @@
 //   preemption: { grace: 30s }
 //   accounts: [{ name: physics, parent: "", shares: 70, users: { alice: 1 } }]
 //   quotas: [{ project: physics, instances: 100, cpus: 200, memory: 512Gi, gpus: 4 }]
+//   claim_ceiling: { cpus: 4096, memory: 64Ti, gpus: 64, disk: 1024Ti, pids: 4194304, devices: 64 }
 import { readFileSync } from 'node:fs';
 import { parseQuantity } from '@lapis/platform';
 import { parse as parseYaml } from 'yaml';
 import type { PartitionDef, QuotaDef } from './domain/cycle';
+import { DEFAULT_CEILING, type Ceiling } from './domain/ceiling';
 import type { AccountDef, Algorithm, BillingWeights } from './domain/fairshare';
 import type { Res } from './domain/model';
 import type { PlacementOptions } from './domain/placement';
@@ -35,6 +37,8 @@ export interface Settings {
   preemptGraceMs: number;
   accounts: AccountDef[];
   quotas: Array<{ project: string } & QuotaDef>;
+  /** Claims asking for more are refused at submit: no node could ever run them. */
+  ceiling: Ceiling;
 }
 
 export function defaultSettings(): Settings {
@@ -50,6 +54,7 @@ export function defaultSettings(): Settings {
     preemptGraceMs: 30_000,
     accounts: [],
     quotas: [],
+    ceiling: { ...DEFAULT_CEILING },
   };
 }
 
@@ -150,6 +155,25 @@ export function parseSettings(doc: unknown, source: string): Settings {
     if (typeof q?.project !== 'string' || !q.project) throw new Error(`${source}: quotas[${i}].project: required`);
     return { project: q.project, maxInstances: num(q.instances, `quotas[${i}].instances`, 0), maxResources: parseResources(q, `${source}: quotas[${i}]`) };
   });
+  if (d.claim_ceiling !== undefined) {
+    const c = d.claim_ceiling as Record<string, unknown>;
+    const where = `${source}: claim_ceiling`;
+    const quantity = (key: string, fallback: number) => {
+      try {
+        return c[key] === undefined ? fallback : parseQuantity(c[key]);
+      } catch (error) {
+        throw new Error(`${where}.${key}: ${(error as Error).message}`);
+      }
+    };
+    s.ceiling = {
+      cpu: c.cpus === undefined ? s.ceiling.cpu : Math.round(quantity('cpus', 0) * 1000),
+      mem: quantity('memory', s.ceiling.mem),
+      gpus: num(c.gpus, 'claim_ceiling.gpus', s.ceiling.gpus),
+      disk: quantity('disk', s.ceiling.disk),
+      pids: num(c.pids, 'claim_ceiling.pids', s.ceiling.pids),
+      devices: num(c.devices, 'claim_ceiling.devices', s.ceiling.devices),
+    };
+  }
   return s;
 }
 

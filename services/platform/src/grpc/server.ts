@@ -20,6 +20,7 @@ import { LapisError, permissionDenied } from '../errors';
 import type { Logger } from '../logging';
 import { reflectionPackage } from './reflection';
 import { CallerSlots, type CallerLimits } from './stream-limits';
+import { EdgeValidation } from './validation';
 
 /** One method of a ts-proto grpc-js service definition. */
 interface MethodDefinition {
@@ -92,13 +93,16 @@ export class GrpcServer {
   private draining = false;
   private readonly inFlight = new Set<AbortController>();
   private readonly slots: CallerSlots;
+  /** Every request is checked against its contract before a handler sees it. */
+  private readonly edge: EdgeValidation;
 
   constructor(private readonly options: GrpcServerOptions) {
     this.slots = new CallerSlots(options.callerLimits);
     this.health = new HealthImplementation(this.statusMap('NOT_SERVING'));
     this.health.addToServer(this.server);
+    this.edge = new EdgeValidation(options.descriptorSetPath ?? require.resolve('@lapis/proto/descriptor.binpb'));
     for (const registration of options.services) {
-      this.server.addService(registration.definition as never, this.wrap(registration));
+      this.server.addService(this.edge.guard(registration.definition) as never, this.wrap(registration));
     }
     // Reflection describes what this server serves, not every contract of the mesh.
     new ReflectionService(reflectionPackage(options.descriptorSetPath), {
@@ -214,6 +218,7 @@ export class GrpcServer {
           if (!caller.admin) throw permissionDenied(`${method.split('/')[2]} needs the admin role; ${caller.user} does not have it`, 'ADMIN_ONLY');
         },
       };
+      this.edge.check(method, call.request);
       return await body(ctx);
     } catch (error) {
       throw this.toStatus(error, method, log);

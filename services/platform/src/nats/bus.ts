@@ -23,12 +23,15 @@ import {
   type NatsConnection,
   type NatsError,
 } from 'nats';
+import { status } from '@grpc/grpc-js';
+import { LapisError } from '../errors';
 import type { Logger } from '../logging';
 import { inboxPrefixOf } from './access';
 import { subjectFor, subjectTemplate, type EventPayload } from './events';
 import { Bucket, type Codec } from './kv';
 
 const tracer = trace.getTracer('@lapis/platform');
+const MAX_SUBJECT_LENGTH = 1024;
 
 const headerSetter: TextMapSetter<MsgHdrs> = { set: (carrier, key, value) => carrier.set(key, value) };
 const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
@@ -176,6 +179,10 @@ export class EventBus {
    */
   async publish(payload: EventPayload, key: string, id: string = randomUUID()): Promise<{ seq: number; duplicate: boolean }> {
     const subject = subjectFor(payload.$case, key);
+    // Far below the 4 KiB control line over which NATS drops the whole connection.
+    if (subject.length > MAX_SUBJECT_LENGTH) {
+      throw new LapisError(status.INVALID_ARGUMENT, `the event key ${JSON.stringify(`${key.slice(0, 64)}…`)} is too long for a subject (at most ${MAX_SUBJECT_LENGTH} characters)`, 'INVALID_SUBJECT');
+    }
     const template = subjectTemplate(subject);
     const event: Event = { id, time: new Date(), source: this.options.name, payload };
     return tracer.startActiveSpan(

@@ -1,6 +1,8 @@
 // Typed key-value state on JetStream. Changes go through compare-and-set on the entry's
 // revision, so two writers can never silently overwrite each other.
+import { status } from '@grpc/grpc-js';
 import type { KV, KvEntry, NatsError } from 'nats';
+import { LapisError } from '../errors';
 
 export interface Codec<T> {
   encode(value: T): { finish(): Uint8Array };
@@ -24,6 +26,21 @@ function isConflict(error: unknown): boolean {
   return api?.err_code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(String((error as Error).message));
 }
 
+// What NATS takes as a key: nats.js's own rule (it throws a bare "invalid key" otherwise),
+// and a length far below the 4 KiB control line over which the server drops the connection
+// (every caller of the service would see it go).
+const KEY = /^[-/=.\w]+$/;
+const FILTER = /^[-/=.\w*>]+$/;
+export const MAX_KEY_LENGTH = 1024;
+
+/** Why NATS would refuse `key` (a filter when `wildcards`), or '' when it would not. */
+export function keyProblem(key: string, wildcards = false): string {
+  if (key.length > MAX_KEY_LENGTH) return `longer than ${MAX_KEY_LENGTH} characters`;
+  if (!(wildcards ? FILTER : KEY).test(key)) return 'empty, or a character other than letters, digits, "-", "/", "=", "." and "_"';
+  if (key.startsWith('.') || key.endsWith('.') || key.includes('..')) return 'an empty token (a leading or trailing "." or "..")';
+  return '';
+}
+
 export class Bucket<T> {
   constructor(
     readonly name: string,
@@ -31,7 +48,9 @@ export class Bucket<T> {
     private readonly codec: Codec<T>,
   ) {}
 
+  /** Undefined when absent; a key NATS would refuse names nothing stored, so absent too. */
   async get(key: string): Promise<Versioned<T> | undefined> {
+    if (keyProblem(key)) return undefined;
     const entry = await this.kv.get(key);
     return this.present(entry);
   }
@@ -48,6 +67,7 @@ export class Bucket<T> {
 
   /** Writes whatever is there: for state only one writer owns. */
   async put(key: string, value: T): Promise<number> {
+    this.checkKey(key);
     return this.kv.put(key, this.codec.encode(value).finish());
   }
 
@@ -77,6 +97,7 @@ export class Bucket<T> {
   }
 
   async keys(filter = '>'): Promise<string[]> {
+    this.checkKey(filter, true);
     const keys: string[] = [];
     for await (const key of await this.kv.keys(filter)) keys.push(key);
     return keys;
@@ -97,7 +118,17 @@ export class Bucket<T> {
     return { value: this.codec.decode(entry.value), revision: entry.revision };
   }
 
+  /** A key NATS would refuse is the caller's mistake, said as one, never NATS's bare error. */
+  private checkKey(key: string, wildcards = false): void {
+    const problem = keyProblem(key, wildcards);
+    if (problem) {
+      const shown = key.length > 64 ? `${key.slice(0, 64)}…` : key;
+      throw new LapisError(status.INVALID_ARGUMENT, `${JSON.stringify(shown)} cannot be a key of ${this.name}: ${problem}`, 'INVALID_KEY');
+    }
+  }
+
   private async guard<R>(key: string, write: () => Promise<R>): Promise<R> {
+    this.checkKey(key);
     try {
       return await write();
     } catch (error) {

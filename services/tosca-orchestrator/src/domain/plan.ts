@@ -154,6 +154,14 @@ export function plan(topology: Topology, existing: Existing = new Map()): Plan {
     const mem = parseScalar(hostProp('mem_size'), 'scalar-unit.size') ?? 0;
     const disk = parseScalar(hostProp('disk_size'), 'scalar-unit.size') ?? 0;
     const flavor = hostProp('instance_type');
+    // Amounts no claim can carry (beyond 2^53, negative, not numbers) are the template's
+    // mistake, said now; the scheduler refuses the merely huge ones at submit, naming the field.
+    const gpus = Number(hostProp('num_gpus') ?? 0) || 0;
+    for (const [property, amount] of [['num_cpus', cpus * 1000], ['mem_size', mem], ['disk_size', disk], ['num_gpus', gpus]] as const) {
+      if (!(Number.isFinite(amount) && amount >= 0 && amount <= Number.MAX_SAFE_INTEGER)) {
+        result.problems.push({ node: node.name, message: `node ${node.name}: host property ${property} is not an amount any node could have` });
+      }
+    }
     const command = prop(topology, node, 'command');
     const env = prop(topology, node, 'environment_variables');
     const environment: Record<string, string> = {};
@@ -179,7 +187,7 @@ export function plan(topology: Topology, existing: Existing = new Map()): Plan {
     for (const key of keysOf.get(node.name)!) {
       result.instances.push({
         key, node: node.name, name: dnsLabel(key), image: image ?? '', flavor: typeof flavor === 'string' ? flavor : '',
-        cpuMillis: Math.round(cpus * 1000), memoryBytes: Math.round(mem), gpus: Number(hostProp('num_gpus') ?? 0) || 0, diskBytes: Math.round(disk),
+        cpuMillis: Math.round(cpus * 1000), memoryBytes: Math.round(mem), gpus, diskBytes: Math.round(disk),
         preemptible: hostProp('preemtible_instance') === true || hostProp('preemptible') === true,
         command: typeof command === 'string' && command ? ['/bin/sh', '-c', command] : [], environment, ports, networks, after: deps,
       });

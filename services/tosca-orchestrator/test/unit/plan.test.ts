@@ -76,6 +76,29 @@ describe('deployment plan', () => {
     assert.deepEqual(diff(a, b).replaceInstances.map((i) => i.key), ['lrms_server-0']);
   });
 
+  it('reports host amounts no claim could carry', () => {
+    const r = processTemplate({
+      text: [
+        'tosca_definitions_version: tosca_simple_yaml_1_3',
+        'topology_template:',
+        '  node_templates:',
+        '    vm:',
+        '      type: tosca.nodes.Compute',
+        '      capabilities:',
+        '        host: { properties: { num_cpus: 99999999999999999999, mem_size: 9999999999999 TB, disk_size: 1 GB } }',
+      ].join('\n'),
+      fileName: 'template.yaml',
+    });
+    assert.ok(r.topology, JSON.stringify(r.diagnostics));
+    assert.deepEqual(
+      plan(r.topology).problems.filter((p) => /amount/.test(p.message)),
+      [
+        { node: 'vm', message: 'node vm: host property num_cpus is not an amount any node could have' },
+        { node: 'vm', message: 'node vm: host property mem_size is not an amount any node could have' },
+      ],
+    );
+  });
+
   it('reports nodes without an image', () => {
     const r = processTemplate({ text: 'tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    vm: { type: Compute }\n' });
     assert.deepEqual(plan(r.topology!).problems, [{ node: 'vm', message: 'node vm names no image (os capability image, or an image artifact)' }]);
