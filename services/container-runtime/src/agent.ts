@@ -33,15 +33,11 @@ import type { ImageResolver } from './adapters/images';
 import type { Store } from './adapters/store';
 import { LABEL, type ContainerPlan } from './domain/container';
 import { grantDevices, type NodeInventory } from './domain/devices';
+import { checkDirectCreate, checkTenantResize, checkTenantRestart, type Scope } from './domain/door';
 import { HOLDS_ROOM, requireState, stateName, TERMINAL } from './domain/states';
 import { checkId, checkMountPath, checkResize, checkSpec, defaultMountPath } from './domain/validate';
 
-/** Who asks: a project member sees only the project; an admin sees all. */
-export interface Scope {
-  user: string;
-  project: string;
-  admin: boolean;
-}
+export type { Scope };
 
 export interface AgentSettings {
   node: string;
@@ -240,6 +236,7 @@ export class Agent {
       project: input.project,
       user: input.user,
       spec: { ...spec, resources },
+      placedResources: resources,
       imageDigest: digest,
       node: this.node,
       backend: this.deps.backend.kind,
@@ -261,6 +258,8 @@ export class Agent {
   }
 
   async createInstance(input: CreateInstanceInput, scope: Scope): Promise<Instance> {
+    // Placements come with an admin scope; a direct call only from an admin or a service.
+    checkDirectCreate(scope);
     if (!input.id) input.id = `i-${randomUUID().replace(/-/g, '').slice(0, 20)}`;
     const idProblems = checkId(input.id, 'instance_id');
     if (idProblems.length) throw invalidArgument(idProblems);
@@ -453,6 +452,7 @@ export class Agent {
     return this.mutation('StartInstance', id, requestId, scope, async (instance) => {
       if (instance.state === InstanceState.RUNNING) return instance;
       requireState('start', id, instance.state, [InstanceState.STOPPED, InstanceState.ERROR]);
+      checkTenantRestart(scope, 'start', id, instance.state);
       if (!instance.backendId) throw failedPrecondition(`instance ${id} has no container (${instance.stateReason}); delete it`, 'NO_CONTAINER');
       if (this.deps.backend.recreates) return this.remake(instance, 'start', this.settings.stopTimeoutS, instance.spec!, 'started');
       await this.deps.backend.start(instance.backendId);
@@ -482,6 +482,7 @@ export class Agent {
   async rebootInstance(id: string, timeoutS: number, requestId: string, scope: Scope): Promise<Instance> {
     return this.mutation('RebootInstance', id, requestId, scope, async (instance) => {
       requireState('reboot', id, instance.state, [InstanceState.RUNNING, InstanceState.STOPPED, InstanceState.ERROR]);
+      checkTenantRestart(scope, 'reboot', id, instance.state);
       if (this.deps.backend.recreates) {
         if (!instance.backendId) throw failedPrecondition(`instance ${id} has no container (${instance.stateReason}); delete it`, 'NO_CONTAINER');
         return this.remake(instance, 'reboot', timeoutS, instance.spec!, 'rebooted');
@@ -500,6 +501,7 @@ export class Agent {
     return this.mutation('ResizeInstance', id, requestId, scope, async (instance) => {
       requireState('resize', id, instance.state, [InstanceState.RUNNING, InstanceState.STOPPED]);
       const next = checkResize(flavor, resources, this.deps.flavors, instance.spec!.resources!);
+      checkTenantResize(scope, id, next, instance.placedResources, instance.spec!.resources!);
       if (this.deps.backend.recreates && instance.state === InstanceState.RUNNING) {
         return this.remake(instance, 'resize', this.settings.stopTimeoutS, { ...instance.spec!, resources: next, ...(flavor ? { flavor } : {}) }, `resized to ${flavor || 'new resources'}`);
       }
@@ -1348,6 +1350,8 @@ function adoptFromLabels(container: Observed, node: string, kind: Backend): Inst
     project: l[LABEL.project]!,
     user: l[LABEL.user] ?? '',
     spec,
+    // Not in the labels: a tenant's resize is then bounded by the size it has now.
+    placedResources: undefined,
     imageDigest: l[LABEL.imageDigest] ?? '',
     node,
     backend: kind,

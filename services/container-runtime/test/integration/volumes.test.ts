@@ -3,7 +3,7 @@ import { status } from '@grpc/grpc-js';
 import { errorDetails } from '@lapis/platform';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { baseSpec, exec, expectCode, leftovers, nothingLeft, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { adminOf, baseSpec, exec, expectCode, leftovers, nothingLeft, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 const MiB = 2 ** 20;
 
@@ -23,7 +23,7 @@ describe('volumes attached while instances run (real loop devices, ext4, mount p
   });
 
   const create = async (client: Client, name: string, extra: Record<string, unknown> = {}) =>
-    ((await rpc(client, client.createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    ((await rpc(adminOf(client), adminOf(client).createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
   const volume = async (client: Client, name: string, sizeBytes = 32 * MiB, requestId = '') =>
     ((await rpc(client, client.createVolume, { name, sizeBytes, filesystem: '', node: '', labels: {}, requestId })) as { volume: Volume }).volume;
   const attach = async (client: Client, volumeId: string, instanceId: string, mountPath = '', readOnly = false) =>
