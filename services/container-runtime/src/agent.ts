@@ -48,6 +48,8 @@ export interface AgentSettings {
   stopTimeoutS: number;
   minVolumeBytes: number;
   maxVolumeBytes: number;
+  /** Most a project's volumes on this node add up to; 0 = no limit. */
+  maxProjectVolumeBytes?: number;
 }
 
 export interface AgentDeps {
@@ -770,22 +772,35 @@ export class Agent {
     // Claims: the cluster's storage (and its quotas) decides, not this node's disk.
     const free = claims ? Infinity : await this.deps.host.freeBytes();
     if (input.sizeBytes > free) throw resourceExhausted(`size_bytes ${input.sizeBytes} is more than the ${free} bytes free on node ${this.node}`, 'DISK_FULL');
-    const taken = (await this.store.volumes.list()).some((e) => e.value.project === scope.project && e.value.name === input.name);
-    if (taken) throw alreadyExists(`project ${scope.project} already has a volume named "${input.name}"`, 'NAME_TAKEN');
-    const volume: Volume = {
-      id: `vol-${randomUUID().replace(/-/g, '').slice(0, 16)}`,
-      name: input.name,
-      project: scope.project,
-      sizeBytes: input.sizeBytes,
-      filesystem,
-      node: this.node,
-      state: VolumeState.CREATING,
-      stateReason: '',
-      attachment: undefined,
-      labels: input.labels,
-      createTime: now(),
-    };
-    const revision = await this.store.volumes.create(volume.id, volume);
+    // One project's creates one at a time, so two cannot both pass the name and size checks.
+    const made = await this.locks.with([`volumes:${scope.project}`], async () => {
+      const mine = (await this.store.volumes.list()).filter((e) => e.value.project === scope.project).map((e) => e.value);
+      if (mine.some((m) => m.name === input.name)) throw alreadyExists(`project ${scope.project} already has a volume named "${input.name}"`, 'NAME_TAKEN');
+      // Volumes are outside the scheduler's quotas: this bounds what a project holds on the node.
+      const limit = this.settings.maxProjectVolumeBytes ?? 0;
+      const held = mine.filter((m) => m.node === this.node).reduce((sum, m) => sum + m.sizeBytes, 0);
+      if (limit && held + input.sizeBytes > limit) {
+        throw resourceExhausted(
+          `project ${scope.project} has ${held} bytes of volumes on node ${this.node}; ${input.sizeBytes} more would pass its limit of ${limit}: delete volumes it no longer needs`,
+          'VOLUME_QUOTA',
+        );
+      }
+      const volume: Volume = {
+        id: `vol-${randomUUID().replace(/-/g, '').slice(0, 16)}`,
+        name: input.name,
+        project: scope.project,
+        sizeBytes: input.sizeBytes,
+        filesystem,
+        node: this.node,
+        state: VolumeState.CREATING,
+        stateReason: '',
+        attachment: undefined,
+        labels: input.labels,
+        createTime: now(),
+      };
+      return { volume, revision: await this.store.volumes.create(volume.id, volume) };
+    });
+    const { volume, revision } = made;
     this.creatingVolumes.add(volume.id);
     try {
       return await this.makeVolume(volume, revision, input.requestId, scope);

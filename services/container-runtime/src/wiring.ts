@@ -26,6 +26,7 @@ type AgentConfig = Pick<
   | 'LAPIS_HEARTBEAT_MS'
   | 'LAPIS_MAX_VOLUME_BYTES'
   | 'LAPIS_MIN_VOLUME_BYTES'
+  | 'LAPIS_MAX_PROJECT_VOLUME_BYTES'
   | 'LAPIS_GPUS'
   | 'LAPIS_GPU_MODE'
   | 'LAPIS_INFINIBAND_DIR'
@@ -87,6 +88,7 @@ export async function buildAgent(config: AgentConfig, bus: EventBus, log: Logger
       stopTimeoutS: config.LAPIS_STOP_TIMEOUT_S,
       minVolumeBytes: config.LAPIS_MIN_VOLUME_BYTES,
       maxVolumeBytes: config.LAPIS_MAX_VOLUME_BYTES,
+      maxProjectVolumeBytes: config.LAPIS_MAX_PROJECT_VOLUME_BYTES,
     },
     {
       bus,

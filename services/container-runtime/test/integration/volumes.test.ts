@@ -118,4 +118,24 @@ describe('volumes attached while instances run (real loop devices, ext4, mount p
     await expectCode(create(alice, 'with-vol-2', { volumes: [{ volumeId: vol.id, mountPath: '', readOnly: false }] }), status.FAILED_PRECONDITION, /already attached/);
     assert.deepEqual(await leftovers(rt.node, rt.stateDir), before);
   });
+
+  it("bounds what one project's volumes add up to on a node (volumes are outside the scheduler's quotas)", async () => {
+    const bounded = await startRuntime({ consume: false, env: { LAPIS_MAX_PROJECT_VOLUME_BYTES: String(64 * MiB) } });
+    try {
+      const physics = bounded.client('alice', 'physics');
+      const biology = bounded.client('bob');
+      const first = await volume(physics, 'one', 32 * MiB);
+      await volume(physics, 'two', 32 * MiB);
+      const refused = await expectCode(volume(physics, 'three', 16 * MiB), status.RESOURCE_EXHAUSTED, /project physics has 67108864 bytes of volumes on node .*; 16777216 more would pass its limit of 67108864/);
+      assert.equal(errorDetails(refused).errorInfo?.reason, 'VOLUME_QUOTA');
+      const listed = ((await rpc(physics, physics.listVolumes, { pageSize: 0, pageToken: '', project: '', state: 0, instanceId: '' })) as { volumes: Volume[] }).volumes;
+      assert.deepEqual(listed.filter((v) => v.node === bounded.node).map((v) => v.name).sort(), ['one', 'two'], 'the refused one left no record');
+      // Another project has its own bound; a deletion gives room back.
+      await volume(biology, 'theirs', 64 * MiB);
+      await rpc(physics, physics.deleteVolume, { volumeId: first.id, requestId: '' });
+      await volume(physics, 'three', 16 * MiB);
+    } finally {
+      await bounded.stop({ purge: true });
+    }
+  });
 });
