@@ -382,7 +382,9 @@ describe('kubernetes backend (kwok nodes)', function () {
     const before = (await pod(instance.id))!;
     const events = recordEvents(rt.bus, `lapis.runtime.instance_state_changed.${instance.id}`);
     try {
-      // Larger than it was placed with: only an admin may.
+      // Larger than it was placed with: only an admin may; the tenant's try leaves the pod as it is.
+      await expectCode(rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'm1.medium', resources: undefined, requestId: '' }), status.PERMISSION_DENIED, /placed with less than that/);
+      assert.equal((await pod(instance.id))!.metadata.uid, before.metadata.uid, 'the same pod');
       const resized = ((await rpc(adminOf(alice), adminOf(alice).resizeInstance, { instanceId: instance.id, flavor: 'm1.medium', resources: undefined, requestId: '' })) as { instance: Instance }).instance;
       assert.equal(resized.state, InstanceState.RUNNING);
       assert.equal(resized.spec?.flavor, 'm1.medium');
