@@ -524,7 +524,8 @@ export class Agent {
    * (grace `timeoutS`) and makes it anew from the record with `spec`: same id, volumes and
    * devices. Each step is a state change with its event (STOPPED, then RUNNING with the
    * generation bumped). When the new one cannot run, a resize makes the old spec again (and
-   * answers FAILED_PRECONDITION); otherwise the instance is ERROR, and StartInstance tries again.
+   * answers FAILED_PRECONDITION); otherwise the instance is ERROR (which ends its claim), and
+   * an admin's StartInstance tries again.
    */
   private async remake(instance: Instance, action: string, timeoutS: number, spec: InstanceSpec, reason: string): Promise<Instance> {
     const { backend } = this.deps;
