@@ -47,7 +47,8 @@ async function main(): Promise<void> {
   // The trusted catalogue: the image-sync stand-in of the tests (one gRPC ResolveImage per create).
   const imageSync = await fakeImageSync({ 'lapis/busybox:testenv': imageId });
   const rt = await startRuntime({ imageSync: imageSync.address, consume: false });
-  const client = rt.client('alice', 'physics');
+  // Direct creates are an admin's (tenants submit claims; this measures the agent alone).
+  const client = rt.client('root', 'physics');
   const rows: Array<{ mode: string; lapis: number[]; bare: number[] }> = [];
   try {
     for (const concurrency of [1, CONCURRENCY]) {

@@ -34,18 +34,14 @@ import type { ImageResolver } from './adapters/images';
 import type { Store } from './adapters/store';
 import { LABEL, secretsOf, withSecrets, type ContainerPlan } from './domain/container';
 import { grantDevices, type NodeInventory } from './domain/devices';
+import { checkDirectCreate, checkTenantResize, checkTenantRestart, type Scope } from './domain/door';
 import { HOLDS_ROOM, requireState, stateName, TERMINAL } from './domain/states';
 import { checkId, checkMountPath, checkResize, checkSpec, defaultMountPath } from './domain/validate';
 import { LogFollows } from './log-follows';
 import { assignHostPorts, heldHostPorts } from './domain/ports';
 import { instanceSecurity } from './domain/security';
 
-/** Who asks: a project member sees only the project; an admin sees all. */
-export interface Scope {
-  user: string;
-  project: string;
-  admin: boolean;
-}
+export type { Scope };
 
 export interface AgentSettings {
   node: string;
@@ -60,6 +56,8 @@ export interface AgentSettings {
   hostPorts?: HostPortRange;
   /** Address host ports are bound to (LAPIS_HOST_PORT_ADDRESS). */
   hostPortAddress: string;
+  /** Most a project's volumes on this node add up to; 0 = no limit. */
+  maxProjectVolumeBytes?: number;
 }
 
 export interface AgentDeps {
@@ -253,6 +251,7 @@ export class Agent {
       project: input.project,
       user: input.user,
       spec: { ...spec, resources },
+      placedResources: resources,
       imageDigest: digest,
       node: this.node,
       backend: this.deps.backend.kind,
@@ -274,11 +273,9 @@ export class Agent {
   }
 
   async createInstance(input: CreateInstanceInput, scope: Scope): Promise<Instance> {
-    // Ids are one namespace for every project: were a member to choose one, "taken" would tell
-    // that another project has it. Members get a new id; the scheduler and admins name theirs.
-    if (input.id && !scope.admin) {
-      throw invalidArgument([{ field: 'instance_id', description: 'only the scheduler or an admin names an instance; leave it empty and Lapis gives one' }]);
-    }
+    // Placements come with an admin scope; a direct call only from an admin or a service. So no
+    // tenant ever names an instance, and a taken id tells no tenant what another project has.
+    checkDirectCreate(scope);
     if (!input.id) input.id = `i-${randomUUID().replace(/-/g, '').slice(0, 20)}`;
     const idProblems = checkId(input.id, 'instance_id');
     if (idProblems.length) throw invalidArgument(idProblems);
@@ -480,6 +477,7 @@ export class Agent {
     return this.mutation('StartInstance', id, requestId, scope, async (instance) => {
       if (instance.state === InstanceState.RUNNING) return instance;
       requireState('start', id, instance.state, [InstanceState.STOPPED, InstanceState.ERROR]);
+      checkTenantRestart(scope, 'start', id, instance.state);
       if (!instance.backendId) throw failedPrecondition(`instance ${id} has no container (${instance.stateReason}); delete it`, 'NO_CONTAINER');
       if (this.deps.backend.recreates) return this.remake(instance, 'start', this.settings.stopTimeoutS, instance.spec!, 'started');
       await this.deps.backend.start(instance.backendId);
@@ -509,6 +507,7 @@ export class Agent {
   async rebootInstance(id: string, timeoutS: number, requestId: string, scope: Scope): Promise<Instance> {
     return this.mutation('RebootInstance', id, requestId, scope, async (instance) => {
       requireState('reboot', id, instance.state, [InstanceState.RUNNING, InstanceState.STOPPED, InstanceState.ERROR]);
+      checkTenantRestart(scope, 'reboot', id, instance.state);
       if (this.deps.backend.recreates) {
         if (!instance.backendId) throw failedPrecondition(`instance ${id} has no container (${instance.stateReason}); delete it`, 'NO_CONTAINER');
         return this.remake(instance, 'reboot', timeoutS, instance.spec!, 'rebooted');
@@ -527,6 +526,7 @@ export class Agent {
     return this.mutation('ResizeInstance', id, requestId, scope, async (instance) => {
       requireState('resize', id, instance.state, [InstanceState.RUNNING, InstanceState.STOPPED]);
       const next = checkResize(flavor, resources, this.deps.flavors, instance.spec!.resources!);
+      checkTenantResize(scope, id, next, instance.placedResources, instance.spec!.resources!);
       if (this.deps.backend.recreates && instance.state === InstanceState.RUNNING) {
         return this.remake(instance, 'resize', this.settings.stopTimeoutS, { ...instance.spec!, resources: next, ...(flavor ? { flavor } : {}) }, `resized to ${flavor || 'new resources'}`);
       }
@@ -547,7 +547,8 @@ export class Agent {
    * (grace `timeoutS`) and makes it anew from the record with `spec`: same id, volumes and
    * devices. Each step is a state change with its event (STOPPED, then RUNNING with the
    * generation bumped). When the new one cannot run, a resize makes the old spec again (and
-   * answers FAILED_PRECONDITION); otherwise the instance is ERROR, and StartInstance tries again.
+   * answers FAILED_PRECONDITION); otherwise the instance is ERROR (which ends its claim), and
+   * an admin's StartInstance tries again.
    */
   private async remake(instance: Instance, action: string, timeoutS: number, spec: InstanceSpec, reason: string): Promise<Instance> {
     const { backend } = this.deps;
@@ -802,22 +803,35 @@ export class Agent {
     // Claims: the cluster's storage (and its quotas) decides, not this node's disk.
     const free = claims ? Infinity : await this.deps.host.freeBytes();
     if (input.sizeBytes > free) throw resourceExhausted(`size_bytes ${input.sizeBytes} is more than the ${free} bytes free on node ${this.node}`, 'DISK_FULL');
-    const taken = (await this.store.volumes.list()).some((e) => e.value.project === scope.project && e.value.name === input.name);
-    if (taken) throw alreadyExists(`project ${scope.project} already has a volume named "${input.name}"`, 'NAME_TAKEN');
-    const volume: Volume = {
-      id: `vol-${randomUUID().replace(/-/g, '').slice(0, 16)}`,
-      name: input.name,
-      project: scope.project,
-      sizeBytes: input.sizeBytes,
-      filesystem,
-      node: this.node,
-      state: VolumeState.CREATING,
-      stateReason: '',
-      attachment: undefined,
-      labels: input.labels,
-      createTime: now(),
-    };
-    const revision = await this.store.volumes.create(volume.id, volume);
+    // One project's creates one at a time, so two cannot both pass the name and size checks.
+    const made = await this.locks.with([`volumes:${scope.project}`], async () => {
+      const mine = (await this.store.volumes.list()).filter((e) => e.value.project === scope.project).map((e) => e.value);
+      if (mine.some((m) => m.name === input.name)) throw alreadyExists(`project ${scope.project} already has a volume named "${input.name}"`, 'NAME_TAKEN');
+      // Volumes are outside the scheduler's quotas: this bounds what a project holds on the node.
+      const limit = this.settings.maxProjectVolumeBytes ?? 0;
+      const held = mine.filter((m) => m.node === this.node).reduce((sum, m) => sum + m.sizeBytes, 0);
+      if (limit && held + input.sizeBytes > limit) {
+        throw resourceExhausted(
+          `project ${scope.project} has ${held} bytes of volumes on node ${this.node}; ${input.sizeBytes} more would pass its limit of ${limit}: delete volumes it no longer needs`,
+          'VOLUME_QUOTA',
+        );
+      }
+      const volume: Volume = {
+        id: `vol-${randomUUID().replace(/-/g, '').slice(0, 16)}`,
+        name: input.name,
+        project: scope.project,
+        sizeBytes: input.sizeBytes,
+        filesystem,
+        node: this.node,
+        state: VolumeState.CREATING,
+        stateReason: '',
+        attachment: undefined,
+        labels: input.labels,
+        createTime: now(),
+      };
+      return { volume, revision: await this.store.volumes.create(volume.id, volume) };
+    });
+    const { volume, revision } = made;
     this.creatingVolumes.add(volume.id);
     try {
       return await this.makeVolume(volume, revision, input.requestId, scope);
@@ -1391,6 +1405,8 @@ function adoptFromLabels(container: Observed, node: string, kind: Backend, keptS
     project: l[LABEL.project]!,
     user: l[LABEL.user] ?? '',
     spec,
+    // Not in the labels: a tenant's resize is then bounded by the size it has now.
+    placedResources: undefined,
     imageDigest: l[LABEL.imageDigest] ?? '',
     node,
     backend: kind,

@@ -19,6 +19,7 @@ export const runtimeSpecs = {
   LAPIS_HEARTBEAT_MS: num({ default: 5000, desc: 'interval between node heartbeats' }),
   LAPIS_MAX_VOLUME_BYTES: num({ default: 2 ** 40, desc: 'largest volume this node creates' }),
   LAPIS_MIN_VOLUME_BYTES: num({ default: 16 * 2 ** 20, desc: 'smallest volume this node creates (ext4 needs room)' }),
+  LAPIS_MAX_PROJECT_VOLUME_BYTES: num({ default: 4 * 2 ** 40, desc: "most a project's volumes on this node add up to (volumes are outside the scheduler's quotas); 0 = no limit" }),
   LAPIS_GPUS: str({
     default: '',
     desc: 'GPUs this node has, comma separated "vendor:id[:model]" (for example "nvidia:GPU-8f1c...:A100"); empty for none',

@@ -26,6 +26,7 @@ type AgentConfig = Pick<
   | 'LAPIS_HEARTBEAT_MS'
   | 'LAPIS_MAX_VOLUME_BYTES'
   | 'LAPIS_MIN_VOLUME_BYTES'
+  | 'LAPIS_MAX_PROJECT_VOLUME_BYTES'
   | 'LAPIS_GPUS'
   | 'LAPIS_GPU_MODE'
   | 'LAPIS_INFINIBAND_DIR'
@@ -93,6 +94,7 @@ export async function buildAgent(config: AgentConfig, bus: EventBus, log: Logger
       maxVolumeBytes: config.LAPIS_MAX_VOLUME_BYTES,
       hostPorts: parseHostPortRange(config.LAPIS_HOST_PORTS),
       hostPortAddress: config.LAPIS_HOST_PORT_ADDRESS,
+      maxProjectVolumeBytes: config.LAPIS_MAX_PROJECT_VOLUME_BYTES,
     },
     {
       bus,

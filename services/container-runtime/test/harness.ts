@@ -24,6 +24,27 @@ export const tokens = TEST_TOKENS;
 const tokenFile = staticTokenFile();
 
 export type Client = RuntimeServiceClient;
+
+/** Where each test client calls and in which project it acts. */
+const clientsProject = new WeakMap<Client, { address: string; project: string }>();
+const adminClients = new Map<string, Client>();
+
+/**
+ * The admin acting in `client`'s project, on the same runtime. Only admins (and the services)
+ * create instances directly; tenants submit claims, which these tests of one agent have no
+ * scheduler for. The instance is the project's all the same (its user is root).
+ */
+export function adminOf(client: Client): Client {
+  const where = clientsProject.get(client);
+  if (!where) throw new Error('adminOf: not a client of the test runtime');
+  const key = `${where.address}/${where.project}`;
+  let admin = adminClients.get(key);
+  if (!admin) {
+    admin = createClient(RuntimeServiceClient, where.address, { token: tokens.root.token, project: where.project, deadlineMs: 60_000 });
+    adminClients.set(key, admin);
+  }
+  return admin;
+}
 /** Promise form of a unary call of the runtime client. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const rpc = (client: Client, method: (...args: any[]) => unknown, request: object): Promise<any> => call(method.bind(client) as never, request);
@@ -131,6 +152,9 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
     config,
     client(who = 'alice', project) {
       const c = createClient(RuntimeServiceClient, address, { token: tokens[who].token, ...(project ? { project } : {}), deadlineMs: 60_000 });
+      const identity: { token: string; projects?: readonly string[] } = tokens[who];
+      const projects = identity.projects ?? [];
+      clientsProject.set(c, { address, project: project ?? projects[0] ?? '' });
       clients.push(c);
       return c;
     },
@@ -143,6 +167,12 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
       mark('agent stopped');
       await server.shutdown(1_000);
       for (const c of clients) c.close();
+      for (const [key, c] of adminClients) {
+        if (key.startsWith(`${address}/`)) {
+          c.close();
+          adminClients.delete(key);
+        }
+      }
       images.close();
       await bus.drain();
       if (purge) rmSync(stateDir, { recursive: true, force: true });

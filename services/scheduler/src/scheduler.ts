@@ -519,6 +519,11 @@ export class Scheduler {
       switch (e.state) {
         case InstanceState.RUNNING:
           if (c.state === ClaimState.PLACED) next.state = ClaimState.RUNNING;
+          // A failed instance ended its claim, but it runs again (its restart policy, or an
+          // admin started it): it holds room and quota again, or it would run uncounted.
+          else if (c.state === ClaimState.ENDED && c.instanceState === InstanceState.ERROR && e.node === c.node) {
+            Object.assign(next, { state: ClaimState.RUNNING, endTime: 0 });
+          }
           break;
         case InstanceState.DELETED:
         case InstanceState.ERROR:

@@ -7,7 +7,7 @@ import { unique, until } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { baseSpec, dockerClient, exec, leftovers, nothingLeft, purgeNode, recordEvents, rpc, startRuntime, type Runtime } from '../harness';
+import { adminOf, baseSpec, dockerClient, exec, leftovers, nothingLeft, purgeNode, recordEvents, rpc, startRuntime, type Runtime } from '../harness';
 
 const admin = { user: 'root', project: '', admin: true };
 const stateChanges = (events: Event[], id: string) =>
@@ -86,7 +86,7 @@ describe('node agent: placements, engine events, heartbeats, restart without los
 
   it('restarts without losing or leaking anything: adopts by labels, marks vanished, removes orphans', async () => {
     const alice = rt.client('alice', 'physics');
-    const mk = async (name: string) => ((await rpc(alice, alice.createInstance, { instanceId: '', spec: baseSpec(name), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    const mk = async (name: string) => ((await rpc(adminOf(alice), adminOf(alice).createInstance, { instanceId: '', spec: baseSpec(name), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
     const keeper = await mk('survivor');
     const vol = ((await rpc(alice, alice.createVolume, { name: 'kept', sizeBytes: 32 * 2 ** 20, filesystem: '', node: '', labels: {}, requestId: '' })) as { volume: Volume }).volume;
     await rpc(alice, alice.attachVolume, { volumeId: vol.id, instanceId: keeper.id, mountPath: '/mnt/kept', readOnly: false, requestId: '' });
@@ -157,7 +157,7 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     const canary = `canary-${randomBytes(6).toString('hex')}`;
     const alice = rt.client('alice', 'physics');
     const spec = baseSpec('secretive', { environment: { API_KEY: `${canary}-env` }, userData: Buffer.from(`#cloud-config\npassword: ${canary}-ud\n`), sshPublicKeys: [`ssh-ed25519 AAAA${canary}key alice@lab`] });
-    const instance = ((await rpc(alice, alice.createInstance, { instanceId: '', spec, preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    const instance = ((await rpc(adminOf(alice), adminOf(alice).createInstance, { instanceId: '', spec, preemptible: false, requestId: '' })) as { instance: Instance }).instance;
     const volume = ((await rpc(alice, alice.createVolume, { name: 'private-data', sizeBytes: 32 * 2 ** 20, filesystem: '', node: '', labels: {}, requestId: '' })) as { volume: Volume }).volume;
     const noCanary = (where: string, labels: Record<string, string>) => {
       for (const [key, value] of Object.entries(labels)) {

@@ -7,7 +7,7 @@ import { errorDetails } from '@lapis/platform';
 import { docker, ensureBaseImage, startRegistry, type Registry } from '@lapis/testenv';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { baseSpec, dockerClient, expectCode, fakeImageSync, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { adminOf, baseSpec, dockerClient, expectCode, fakeImageSync, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 describe('image trust and run-by-digest (real registry, image-sync stand-in)', function () {
   let registry: Registry;
@@ -43,7 +43,7 @@ describe('image trust and run-by-digest (real registry, image-sync stand-in)', f
   });
 
   const create = async (client: Client, name: string, image: string) =>
-    ((await rpc(client, client.createInstance, { instanceId: '', spec: baseSpec(name, { image }), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    ((await rpc(adminOf(client), adminOf(client).createInstance, { instanceId: '', spec: baseSpec(name, { image }), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
 
   it('runs a registry image by the manifest digest the catalogue gives', async () => {
     const instance = await create(untrusting.client('alice', 'physics'), 'from-registry', pushed);

@@ -6,7 +6,7 @@ import { until } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { LogStream, type Instance, type StreamInstanceLogsResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { ensureBaseImage } from '@lapis/testenv';
-import { baseSpec, purgeNode, dockerClient, exec, expectCode, fakeImageSync, leftovers, nothingLeft, recordEvents, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { adminOf, baseSpec, purgeNode, dockerClient, exec, expectCode, fakeImageSync, leftovers, nothingLeft, recordEvents, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 describe('instances on Docker (real engine, NATS and image-sync stand-in)', function () {
   let rt: Runtime;
@@ -29,8 +29,9 @@ describe('instances on Docker (real engine, NATS and image-sync stand-in)', func
     await imageSync?.stop();
   });
 
-  const create = (client: Client, name: string, extra: Record<string, unknown> = {}, request: Record<string, unknown> = {}) =>
-    rpc(client, client.createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '', ...request }).then((r) => (r as { instance: Instance }).instance);
+  // Instances are made by the admin in the client's project (tenants submit claims) unless `as` says who.
+  const create = (client: Client, name: string, extra: Record<string, unknown> = {}, request: Record<string, unknown> = {}, as = adminOf(client)) =>
+    rpc(as, as.createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '', ...request }).then((r) => (r as { instance: Instance }).instance);
 
   it('creates a VM-like container: cgroup limits, hostname, labels, restart policy, user data and keys, run by digest', async () => {
     const events = recordEvents(rt.bus, 'lapis.runtime.instance_state_changed.>');
@@ -74,6 +75,23 @@ describe('instances on Docker (real engine, NATS and image-sync stand-in)', func
     events.stop();
   });
 
+  it("refuses a tenant's direct create, whatever its size, naming SubmitClaim, and leaves nothing behind", async () => {
+    const events = recordEvents(rt.bus, `lapis.runtime.instance_state_changed.>`);
+    const huge = { flavor: '', resources: { cpuMillis: 64_000, memoryBytes: 100 * 2 ** 30, gpus: 0, pids: 4_000_000, diskBytes: 0 } };
+    for (const [client, request] of [[alice, {}], [bob, { instanceId: 'i-direct-by-bob', requestId: 'req-direct' }], [alice, { instanceId: '' }]] as const) {
+      const denied = await expectCode(create(client, 'direct', huge, request, client), status.PERMISSION_DENIED, /may not create instances on a node directly: submit a claim to the scheduler instead \(SubmitClaim/);
+      assert.equal(errorDetails(denied).errorInfo?.reason, 'USE_SCHEDULER');
+    }
+    const root = rt.client('root');
+    const all = ((await rpc(root, root.listInstances, { pageSize: 0, pageToken: '', project: '', state: 0, node: '' })) as { instances: Instance[] }).instances;
+    assert.deepEqual(all.filter((i) => i.spec?.name === 'direct' || i.id === 'i-direct-by-bob'), [], 'no record');
+    const containers = await dockerClient().listContainers({ all: true, filters: { label: [`lapis.node=${rt.node}`, 'lapis.name=direct'] } });
+    assert.deepEqual(containers, [], 'no container');
+    await expectCode(rpc(bob, bob.getInstance, { instanceId: 'i-direct-by-bob' }), status.NOT_FOUND);
+    events.stop();
+    assert.deepEqual(events.events.filter((e) => e.payload?.$case === 'instanceStateChanged' && e.payload.instanceStateChanged.instanceId === 'i-direct-by-bob'), [], 'no event');
+  });
+
   it('keeps id, name and address across stop/start and reboot; resizes in place; streams logs', async () => {
     const instance = await create(alice, 'keeper', { command: ['sh', '-c', 'echo started; echo oops >&2; exec sleep 3600'] });
     const stopped = (await rpc(alice, alice.stopInstance, { instanceId: instance.id, timeout: { seconds: 1, nanos: 0 }, requestId: '' })) as { instance: Instance };
@@ -87,12 +105,22 @@ describe('instances on Docker (real engine, NATS and image-sync stand-in)', func
     const rebooted = ((await rpc(alice, alice.rebootInstance, { instanceId: instance.id, timeout: { seconds: 1, nanos: 0 }, requestId: '' })) as { instance: Instance }).instance;
     assert.equal(rebooted.state, InstanceState.RUNNING);
     assert.equal(rebooted.spec?.name, 'keeper');
-    const resized = ((await rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'm1.small', resources: undefined, requestId: '' })) as { instance: Instance }).instance;
+    // Larger than it was placed with (m1.tiny): not for a tenant, whose quota and node room
+    // were counted at that size; an admin may.
+    const refused = await expectCode(rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'm1.small', resources: undefined, requestId: '' }), status.PERMISSION_DENIED, /placed with less than that .*SubmitClaim/);
+    assert.equal(errorDetails(refused).errorInfo?.reason, 'USE_SCHEDULER');
+    assert.equal((await dockerClient().getContainer(instance.backendId).inspect()).HostConfig.CpuQuota, 50_000, 'the refused resize changed nothing');
+    assert.equal(instance.placedResources?.cpuMillis, 500);
+    const resized = ((await rpc(adminOf(alice), adminOf(alice).resizeInstance, { instanceId: instance.id, flavor: 'm1.small', resources: undefined, requestId: '' })) as { instance: Instance }).instance;
     assert.equal(resized.spec?.flavor, 'm1.small');
     const info = await dockerClient().getContainer(instance.backendId).inspect();
     assert.equal(info.HostConfig.CpuQuota, 100_000);
     assert.equal(info.HostConfig.Memory, 2 ** 30);
     assert.equal(info.State.Running, true);
+    // Within the placed size a tenant resizes freely.
+    const shrunk = ((await rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: '', resources: { cpuMillis: 250, memoryBytes: 128 * 2 ** 20, gpus: 0, pids: 0, diskBytes: 0 }, requestId: '' })) as { instance: Instance }).instance;
+    assert.equal(shrunk.spec?.resources?.cpuMillis, 250);
+    assert.equal((await dockerClient().getContainer(instance.backendId).inspect()).HostConfig.CpuQuota, 25_000);
     // Logs: started three times (create, start, reboot), stdout and stderr told apart.
     const chunks: StreamInstanceLogsResponse[] = [];
     await new Promise<void>((resolve, reject) => {
@@ -137,12 +165,14 @@ describe('instances on Docker (real engine, NATS and image-sync stand-in)', func
 
   it("never tells a member that an id is another project's: creating with it answers as with an unused id", async () => {
     const alices = await create(alice, 'taken-1');
-    const named = (instanceId: string) => expectCode(create(bob, 'bobs-1', {}, { instanceId }), status.INVALID_ARGUMENT, /instance_id/);
+    // A member never creates directly (the scheduler is its door), so the answer cannot depend on the id.
+    const named = (instanceId: string) => expectCode(create(bob, 'bobs-1', {}, { instanceId }, bob), status.PERMISSION_DENIED, /SubmitClaim/);
     const taken = await named(alices.id);
     const unused = await named('i-never-used-anywhere');
     assert.equal(taken.details, unused.details);
-    assert.equal(errorDetails(taken).violations[0]?.field, 'instance_id');
-    // Left empty, the member gets an id of its own; the other project's instance is as it was.
+    assert.equal(errorDetails(taken).errorInfo?.reason, 'USE_SCHEDULER');
+    // Through the scheduler's path (an admin in bob's project) without an id, bob's instance gets
+    // one of its own; the other project's instance is as it was.
     const bobs = await create(bob, 'bobs-1');
     assert.notEqual(bobs.id, alices.id);
     assert.equal(bobs.project, 'biology');
@@ -213,8 +243,14 @@ describe('instances on Docker (real engine, NATS and image-sync stand-in)', func
     assert.equal(back.state, InstanceState.RUNNING);
     assert.equal(back.backendId, phoenix.backendId, 'the same container');
     events.stop();
-    // A crashed instance keeps its container and can be started again.
-    const restarted = ((await rpc(alice, alice.startInstance, { instanceId: crasher.id, requestId: '' })) as { instance: Instance }).instance;
+    // A crashed instance keeps its container, but its claim ended when it failed: a tenant
+    // starting (or rebooting) it would run beside the scheduler; an admin may.
+    for (const call of [rpc(alice, alice.startInstance, { instanceId: crasher.id, requestId: '' }), rpc(alice, alice.rebootInstance, { instanceId: crasher.id, timeout: undefined, requestId: '' })]) {
+      const denied = await expectCode(call, status.PERMISSION_DENIED, /failed, which ended its claim.*delete it and submit a claim to the scheduler/);
+      assert.equal(errorDetails(denied).errorInfo?.reason, 'USE_SCHEDULER');
+    }
+    assert.equal((await dockerClient().getContainer(crasher.backendId).inspect()).State.Running, false, 'the refused start started nothing');
+    const restarted = ((await rpc(adminOf(alice), adminOf(alice).startInstance, { instanceId: crasher.id, requestId: '' })) as { instance: Instance }).instance;
     assert.equal(restarted.state, InstanceState.RUNNING);
   });
 

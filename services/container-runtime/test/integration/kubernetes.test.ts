@@ -16,7 +16,7 @@ import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { startKube, type Kube } from '@lapis/testenv';
 import { claimName, KUBE_LABEL, podName } from '../../src/adapters/kubernetes';
-import { baseSpec, expectCode, FLAVORS, recordEvents, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { adminOf, baseSpec, expectCode, FLAVORS, recordEvents, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 interface Pod {
   metadata: { name: string; uid: string; labels: Record<string, string>; annotations: Record<string, string> };
@@ -78,7 +78,7 @@ describe('kubernetes backend (kwok nodes)', function () {
   };
   const pod = (instanceId: string) => read<Pod>(`pods/${podName(instanceId)}`);
   const create = async (name: string, extra: Record<string, unknown> = {}): Promise<Instance> =>
-    ((await rpc(alice, alice.createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    ((await rpc(adminOf(alice), adminOf(alice).createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
   const get = async (id: string): Promise<Instance> => ((await rpc(alice, alice.getInstance, { instanceId: id })) as { instance: Instance }).instance;
   const getVolume = async (id: string): Promise<Volume> => ((await rpc(alice, alice.getVolume, { volumeId: id })) as { volume: Volume }).volume;
   const remove = (id: string) => rpc(alice, alice.deleteInstance, { instanceId: id, timeout: undefined, requestId: '' });
@@ -234,8 +234,8 @@ describe('kubernetes backend (kwok nodes)', function () {
     // The watch saw the deletion; the agent's record is still STOPPED afterwards.
     await new Promise((r) => setTimeout(r, 500));
     assert.equal((await get(instance.id)).state, InstanceState.STOPPED);
-    // A resize while stopped is only recorded: the next pod gets it.
-    await rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'm1.small', resources: undefined, requestId: '' });
+    // A resize while stopped is only recorded: the next pod gets it. (Beyond the placed size: an admin's.)
+    await rpc(adminOf(alice), adminOf(alice).resizeInstance, { instanceId: instance.id, flavor: 'm1.small', resources: undefined, requestId: '' });
     assert.equal(await pod(instance.id), undefined);
     const started = ((await rpc(alice, alice.startInstance, { instanceId: instance.id, requestId: '' })) as { instance: Instance }).instance;
     assert.equal(started.state, InstanceState.RUNNING);
@@ -431,7 +431,10 @@ describe('kubernetes backend (kwok nodes)', function () {
     const before = (await pod(instance.id))!;
     const events = recordEvents(rt.bus, `lapis.runtime.instance_state_changed.${instance.id}`);
     try {
-      const resized = ((await rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'm1.medium', resources: undefined, requestId: '' })) as { instance: Instance }).instance;
+      // Larger than it was placed with: only an admin may; the tenant's try leaves the pod as it is.
+      await expectCode(rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'm1.medium', resources: undefined, requestId: '' }), status.PERMISSION_DENIED, /placed with less than that/);
+      assert.equal((await pod(instance.id))!.metadata.uid, before.metadata.uid, 'the same pod');
+      const resized = ((await rpc(adminOf(alice), adminOf(alice).resizeInstance, { instanceId: instance.id, flavor: 'm1.medium', resources: undefined, requestId: '' })) as { instance: Instance }).instance;
       assert.equal(resized.state, InstanceState.RUNNING);
       assert.equal(resized.spec?.flavor, 'm1.medium');
       assert.equal(resized.spec?.resources?.cpuMillis, 2000);
@@ -461,7 +464,7 @@ describe('kubernetes backend (kwok nodes)', function () {
     try {
       const uid = (await pod(instance.id))!.metadata.uid;
       await expectCode(
-        rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: '', resources: { cpuMillis: 8000, memoryBytes: 0, gpus: 0, pids: 0, diskBytes: 0 }, requestId: '' }),
+        rpc(adminOf(alice), adminOf(alice).resizeInstance, { instanceId: instance.id, flavor: '', resources: { cpuMillis: 8000, memoryBytes: 0, gpus: 0, pids: 0, diskBytes: 0 }, requestId: '' }),
         status.FAILED_PRECONDITION,
         /maximum cpu usage per Container is 4.*runs again with its previous resources/,
       );

@@ -10,7 +10,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { until } from '@lapis/platform/testing';
 import type { Instance, StreamInstanceLogsResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { sharedDocker } from '@lapis/testenv';
-import { baseSpec, exec, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { adminOf, baseSpec, exec, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 interface FollowRequest {
   container: string;
@@ -79,7 +79,7 @@ describe('following logs (real engine through a counting socket, NATS)', functio
   });
 
   const create = async (name: string) =>
-    ((await rpc(alice, alice.createInstance, { instanceId: '', spec: baseSpec(name), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    ((await rpc(adminOf(alice), adminOf(alice).createInstance, { instanceId: '', spec: baseSpec(name), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
   /** Writes to the container's own stdout, as its main process would. */
   const write = async (instance: Instance, text: string) => {
     const { code } = await exec(instance.backendId, ['sh', '-c', `${text} > /proc/1/fd/1`]);

@@ -10,10 +10,10 @@ import type { Instance, Node } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { createOptions } from '../../src/domain/container';
 import { grantDevices } from '../../src/domain/devices';
 import { instanceSecurity } from '../../src/domain/security';
-import { baseSpec, dockerClient, exec, expectCode, leftovers, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { adminOf, baseSpec, dockerClient, exec, expectCode, leftovers, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 const create = async (client: Client, name: string, extra: Record<string, unknown> = {}) =>
-  ((await rpc(client, client.createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+  ((await rpc(adminOf(client), adminOf(client).createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
 
 describe('one network per project (real Docker bridges)', function () {
   let rt: Runtime;

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createClient } from '@lapis/platform';
-import { natsUrl, spawnService, staticTokenFile, unique } from '@lapis/platform/testing';
+import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { RuntimeServiceClient, type Instance, type Node } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { baseSpec, FLAVORS, leftovers, nothingLeft, rpc } from '../harness';
@@ -31,12 +31,15 @@ describe('the agent process (real NATS, Docker, signals)', function () {
   it('serves, exits 0 on SIGTERM leaving instances running, and the next process takes them over', async () => {
     let agent = await spawnService('container-runtime', MAIN, env);
     let client = createClient(RuntimeServiceClient, agent.address, { token: 'alice-token', project: 'physics' });
-    const { instance } = (await rpc(client, client.createInstance, { instanceId: '', spec: baseSpec('proc-1'), preemptible: false, requestId: '' })) as { instance: Instance };
+    // Direct creates are an admin's (tenants submit claims to the scheduler).
+    const root = createClient(RuntimeServiceClient, agent.address, { token: TEST_TOKENS.root.token, project: 'physics' });
+    const { instance } = (await rpc(root, root.createInstance, { instanceId: '', spec: baseSpec('proc-1'), preemptible: false, requestId: '' })) as { instance: Instance };
     assert.equal(instance.state, InstanceState.RUNNING);
     const { node: served } = (await rpc(client, client.getNode, { name: '' })) as { node: Node };
     assert.equal(served.name, node);
     assert.equal(served.instanceCount, 1);
     client.close();
+    root.close();
     assert.equal(await agent.stop(), 0);
     assert.equal((await leftovers(node, stateDir)).containers.length, 1, 'the instance outlives the agent');
 

@@ -11,10 +11,10 @@ import { status } from '@grpc/grpc-js';
 import { errorDetails } from '@lapis/platform';
 import { PortProtocol } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance, Volume } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { baseSpec, dockerClient, exec, expectCode, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { adminOf, baseSpec, dockerClient, exec, expectCode, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 const create = async (client: Client, name: string, extra: Record<string, unknown> = {}) =>
-  ((await rpc(client, client.createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+  ((await rpc(adminOf(client), adminOf(client).createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
 const inspect = (vm: Instance) => dockerClient().getContainer(vm.backendId).inspect();
 /** The effective capability set of the instance's first process, as a number. */
 const effective = async (vm: Instance) => BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec((await exec(vm.backendId, ['cat', '/proc/1/status'])).out)![1]}`);

@@ -3,7 +3,7 @@ import { status } from '@grpc/grpc-js';
 import { errorDetails } from '@lapis/platform';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { baseSpec, exec, expectCode, leftovers, nothingLeft, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { adminOf, baseSpec, exec, expectCode, leftovers, nothingLeft, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 const MiB = 2 ** 20;
 
@@ -23,7 +23,7 @@ describe('volumes attached while instances run (real loop devices, ext4, mount p
   });
 
   const create = async (client: Client, name: string, extra: Record<string, unknown> = {}) =>
-    ((await rpc(client, client.createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    ((await rpc(adminOf(client), adminOf(client).createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
   const volume = async (client: Client, name: string, sizeBytes = 32 * MiB, requestId = '') =>
     ((await rpc(client, client.createVolume, { name, sizeBytes, filesystem: '', node: '', labels: {}, requestId })) as { volume: Volume }).volume;
   const attach = async (client: Client, volumeId: string, instanceId: string, mountPath = '', readOnly = false) =>
@@ -117,5 +117,25 @@ describe('volumes attached while instances run (real loop devices, ext4, mount p
     const before = await leftovers(rt.node, rt.stateDir);
     await expectCode(create(alice, 'with-vol-2', { volumes: [{ volumeId: vol.id, mountPath: '', readOnly: false }] }), status.FAILED_PRECONDITION, /already attached/);
     assert.deepEqual(await leftovers(rt.node, rt.stateDir), before);
+  });
+
+  it("bounds what one project's volumes add up to on a node (volumes are outside the scheduler's quotas)", async () => {
+    const bounded = await startRuntime({ consume: false, env: { LAPIS_MAX_PROJECT_VOLUME_BYTES: String(64 * MiB) } });
+    try {
+      const physics = bounded.client('alice', 'physics');
+      const biology = bounded.client('bob');
+      const first = await volume(physics, 'one', 32 * MiB);
+      await volume(physics, 'two', 32 * MiB);
+      const refused = await expectCode(volume(physics, 'three', 16 * MiB), status.RESOURCE_EXHAUSTED, /project physics has 67108864 bytes of volumes on node .*; 16777216 more would pass its limit of 67108864/);
+      assert.equal(errorDetails(refused).errorInfo?.reason, 'VOLUME_QUOTA');
+      const listed = ((await rpc(physics, physics.listVolumes, { pageSize: 0, pageToken: '', project: '', state: 0, instanceId: '' })) as { volumes: Volume[] }).volumes;
+      assert.deepEqual(listed.filter((v) => v.node === bounded.node).map((v) => v.name).sort(), ['one', 'two'], 'the refused one left no record');
+      // Another project has its own bound; a deletion gives room back.
+      await volume(biology, 'theirs', 64 * MiB);
+      await rpc(physics, physics.deleteVolume, { volumeId: first.id, requestId: '' });
+      await volume(physics, 'three', 16 * MiB);
+    } finally {
+      await bounded.stop({ purge: true });
+    }
   });
 });

@@ -6,6 +6,7 @@ import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { cgroupLimits, containerLabels, createOptions, projectNetworkName, secretsOf, withSecrets } from '../../src/domain/container';
 import { emptyGrant, grantDevices, parseGpuList, type NodeInventory } from '../../src/domain/devices';
 import { instanceSecurity } from '../../src/domain/security';
+import { checkDirectCreate, checkTenantResize, checkTenantRestart } from '../../src/domain/door';
 import { requireState } from '../../src/domain/states';
 import { checkMountPath, checkResize, checkSpec } from '../../src/domain/validate';
 import { baseSpec } from '../harness';
@@ -62,6 +63,42 @@ describe('domain: validation', () => {
     const error = thrown(() => requireState('stop', 'i-1', InstanceState.CREATING, [InstanceState.RUNNING]));
     assert.equal(error.code, status.FAILED_PRECONDITION);
     assert.match(error.message, /it is CREATING; stop needs RUNNING/);
+  });
+});
+
+describe('domain: the scheduler is the tenants\' door', () => {
+  const alice = { user: 'alice', project: 'physics', admin: false };
+  const root = { user: 'root', project: 'physics', admin: true };
+  const res = (cpuMillis: number, memoryBytes: number, pids: number) => ({ cpuMillis, memoryBytes, gpus: 0, pids, diskBytes: 0 });
+
+  it('leaves direct creates to admins', () => {
+    const error = thrown(() => checkDirectCreate(alice));
+    assert.equal(error.code, status.PERMISSION_DENIED);
+    assert.equal(error.reason, 'USE_SCHEDULER');
+    assert.match(error.message, /SubmitClaim/);
+    checkDirectCreate(root);
+  });
+
+  it('bounds a tenant\'s resize by the placed size, or by what an admin gave since', () => {
+    const placed = res(500, 2 ** 28, 256);
+    checkTenantResize(alice, 'i-1', res(250, 2 ** 27, 256), placed, placed);
+    checkTenantResize(alice, 'i-1', res(500, 2 ** 28, 256), placed, res(250, 2 ** 27, 256));
+    const over = thrown(() => checkTenantResize(alice, 'i-1', res(64_000, 100 * 2 ** 30, 4_000_000), placed, placed));
+    assert.equal(over.code, status.PERMISSION_DENIED);
+    assert.match(over.message, /cpu_millis 64000 > 500, memory_bytes 107374182400 > 268435456, pids 4000000 > 256/);
+    // No pids limit is the runtime's default (4096): more than a placed 256.
+    assert.match(thrown(() => checkTenantResize(alice, 'i-1', res(500, 2 ** 28, 0), placed, placed)).message, /pids 4096 > 256/);
+    // An admin made it larger: the tenant may shrink other limits and keep what it has.
+    checkTenantResize(alice, 'i-1', res(250, 2 ** 28, 1024), placed, res(1000, 2 ** 30, 1024));
+    // A record without a placed size: its current size is the bound.
+    assert.equal(thrown(() => checkTenantResize(alice, 'i-1', res(1000, 2 ** 28, 256), undefined, placed)).reason, 'USE_SCHEDULER');
+    checkTenantResize(root, 'i-1', res(64_000, 100 * 2 ** 30, 4_000_000), placed, placed);
+  });
+
+  it('lets a tenant start a stopped instance but not a failed one (its claim ended)', () => {
+    checkTenantRestart(alice, 'start', 'i-1', InstanceState.STOPPED);
+    assert.match(thrown(() => checkTenantRestart(alice, 'reboot', 'i-1', InstanceState.ERROR)).message, /cannot reboot instance i-1: it failed, which ended its claim/);
+    checkTenantRestart(root, 'start', 'i-1', InstanceState.ERROR);
   });
 });
 

@@ -96,7 +96,7 @@ export function instanceCommand(): Command {
     name: 'instance',
     aliases: ['instances', 'inst'],
     summary: 'instances: list, get, start, stop, reboot, delete, logs',
-    description: 'Instances are the containers the runtime runs for claims (an instance id is its claim id).',
+    description: 'Instances are the containers the runtime runs for claims (an instance id is its claim id): to start one, `lapisctl claim submit`.',
     subcommands: [
       {
         name: 'list',
