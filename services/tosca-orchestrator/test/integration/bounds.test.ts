@@ -4,8 +4,8 @@
 // other callers and health checks are answered; work whose caller is gone stops, and a long
 // validation does not hold the service past its grace period after SIGTERM.
 import { strict as assert } from 'node:assert';
-import { rmSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { credentials, loadPackageDefinition, status, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
@@ -13,9 +13,11 @@ import { call, createClient, errorDetails } from '@lapis/platform';
 import { natsUrl, sleep, spawnService, staticTokenFile, TEST_TOKENS, until, type ServiceProcess } from '@lapis/platform/testing';
 import {
   ToscaServiceClient, TranslationTarget,
-  type CreateDeploymentRequest, type CreateDeploymentResponse, type TranslateTemplateRequest, type TranslateTemplateResponse,
+  type CreateDeploymentRequest, type CreateDeploymentResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
+  type UpdateDeploymentRequest, type UpdateDeploymentResponse, type TranslateTemplateRequest, type TranslateTemplateResponse,
   type ValidateTemplateRequest, type ValidateTemplateResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { conformanceDir } from '../helpers';
 
 const main = resolve(__dirname, '..', '..', 'src', 'main.js');
 const head = 'tosca_definitions_version: tosca_simple_yaml_1_3\n';
@@ -133,6 +135,20 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
       );
     });
   }
+
+  it('refuses such a template at UpdateDeployment too, before anything changes', async () => {
+    const alice = client(TEST_TOKENS.alice.token);
+    // A deployable template (its deployment then fails: no scheduler here).
+    const deployable = readFileSync(join(conformanceDir, 'docker-app-volume', 'template.yaml'), 'utf8');
+    const created = await call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), {
+      template: { content: { $case: 'yaml', yaml: deployable }, fileName: 'app.yaml', files: {} }, inputs: undefined, keepOnFailure: false, requestId: '',
+    });
+    await refusedAt(
+      call<UpdateDeploymentRequest, UpdateDeploymentResponse>(alice.updateDeployment.bind(alice), { deploymentId: created.deploymentId, template: { content: { $case: 'yaml', yaml: laughs }, fileName: 'laughs.yaml', files: {} }, inputs: undefined, requestId: '' }),
+      'laughs.yaml', 'YAML_ALIAS_LIMIT',
+    );
+    await call<DeleteDeploymentRequest, DeleteDeploymentResponse>(alice.deleteDeployment.bind(alice), { deploymentId: created.deploymentId, requestId: '' });
+  });
 
   it('refuses an oversized template fast, at the line and column where the limit falls', async () => {
     // 3 MiB and a little more (the gRPC message may be 4 MiB): 120,000 lines of 27 characters.
