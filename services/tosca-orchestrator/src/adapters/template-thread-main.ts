@@ -25,3 +25,4 @@ parentPort!.on('message', (job: TemplateJob) => {
     parentPort!.postMessage({ error: (error as Error).stack ?? String(error) });
   }
 });
+parentPort!.postMessage({ ready: true });

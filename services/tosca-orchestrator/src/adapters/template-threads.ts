@@ -57,6 +57,8 @@ interface Running {
 interface Slot {
   /** Started again for the next work after a failure (a thread that cannot start does not spin). */
   worker?: Worker;
+  /** Its modules loaded: the budget counts from here, not from the thread's start. */
+  ready: boolean;
   running?: Running;
 }
 
@@ -75,7 +77,7 @@ export class TemplateThreads {
       onFailure?: (error: Error) => void;
     },
   ) {
-    for (let i = 0; i < Math.max(1, options.threads); i++) this.slots.push({ worker: this.start() });
+    for (let i = 0; i < Math.max(1, options.threads); i++) this.slots.push({ worker: this.start(), ready: false });
   }
 
   /** The template's verdict (and translation), worked out on a thread; rejects with WorkStopped when stopped. */
@@ -113,8 +115,12 @@ export class TemplateThreads {
     });
     // Never keeps the process alive by itself (tests, a stop that is already under way).
     worker.unref();
-    worker.on('message', (message: { answer?: TemplateAnswer; error?: string }) => {
+    worker.on('message', (message: { ready?: boolean; answer?: TemplateAnswer; error?: string }) => {
       const slot = this.slots.find((s) => s.worker === worker);
+      if (slot && message.ready) {
+        slot.ready = true;
+        return this.dispatch();
+      }
       const entry = slot?.running;
       if (!slot || !entry) return;
       slot.running = undefined;
@@ -128,10 +134,15 @@ export class TemplateThreads {
       if (!slot || this.closed) return;
       this.options.onFailure?.(error);
       const entry = slot.running;
+      const started = slot.ready;
       slot.running = undefined;
       slot.worker = undefined;
+      slot.ready = false;
       if (entry) this.settle(entry, new WorkStopped('thread failed', `the template's work failed: ${error.message}`));
-      this.dispatch();
+      // A thread that never got going fails what waits (a broken install), rather than being
+      // started again and again.
+      if (!started) for (const waiting of this.queue.splice(0)) this.settle(waiting, new Error(`a template thread could not start: ${error.message}`));
+      else this.dispatch();
     };
     worker.on('error', replace);
     worker.on('exit', (code) => replace(new Error(`template thread exited (${code})`)));
@@ -141,8 +152,12 @@ export class TemplateThreads {
   private dispatch(): void {
     for (const slot of this.slots) {
       if (slot.running || !this.queue.length) continue;
+      if (!slot.worker) {
+        slot.worker = this.start();
+        slot.ready = false;
+      }
+      if (!slot.ready) continue;
       const entry = this.queue.shift()!;
-      slot.worker ??= this.start();
       slot.running = entry;
       entry.timer = setTimeout(() => this.stop(entry, new WorkStopped('budget', `the template's work took more than ${this.options.budgetMs} ms`)), this.options.budgetMs);
       // Copied, not transferred: a small Buffer's memory is shared with others.
@@ -161,6 +176,7 @@ export class TemplateThreads {
       const old = slot.worker;
       // Replaced first, so the old thread's exit is not taken for a failure.
       slot.worker = this.start();
+      slot.ready = false;
       void old?.terminate();
     }
     this.options.onStopped?.(why.reason, entry.job);
