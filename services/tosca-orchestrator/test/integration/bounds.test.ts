@@ -17,6 +17,7 @@ import {
   type UpdateDeploymentRequest, type UpdateDeploymentResponse, type TranslateTemplateRequest, type TranslateTemplateResponse,
   type ValidateTemplateRequest, type ValidateTemplateResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { strToU8, zipSync } from 'fflate';
 import { conformanceDir } from '../helpers';
 
 const main = resolve(__dirname, '..', '..', 'src', 'main.js');
@@ -162,6 +163,36 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
     const line = before.split('\n').length;
     const column = before.length - before.lastIndexOf('\n');
     assert.equal(field, `template:big.yaml:${line}:${column}`);
+  });
+
+  it('refuses a CSAR that unpacks to more than the limit, before unpacking it', async () => {
+    // 4 MiB of one character packs into a few KB.
+    const csar = zipSync({ 'template.yaml': strToU8(`${head}${'#'.repeat(4 * 1024 * 1024)}\n`) });
+    assert.ok(csar.length < 64 * 1024);
+    const alice = client(TEST_TOKENS.alice.token);
+    const field = await refusedAt(
+      call<ValidateTemplateRequest, ValidateTemplateResponse>(alice.validateTemplate.bind(alice), { template: { content: { $case: 'csar', csar: Buffer.from(csar) }, fileName: 'app.csar', files: {} }, inputs: undefined }),
+      'app.csar', 'TEMPLATE_TOO_LARGE',
+    );
+    assert.equal(field, 'template:app.csar:1:1');
+  });
+
+  it('stops work over its time budget: RESOURCE_EXHAUSTED, and the thread is free again', async () => {
+    // The slow template takes seconds; a small one well under a second.
+    const own = await spawn({ LAPIS_TOSCA_TEMPLATE_BUDGET_MS: '1500' });
+    const c = createClient(ToscaServiceClient, own.address, { token: TEST_TOKENS.alice.token, maxAttempts: 1, deadlineMs: 10_000 });
+    try {
+      await assert.rejects(validate(c, slow, 'slow.yaml'), (error: ServiceError) => {
+        assert.equal(error.code, status.RESOURCE_EXHAUSTED, error.message);
+        assert.equal(errorDetails(error).errorInfo?.reason, 'TEMPLATE_LIMIT');
+        return true;
+      });
+      assert.ok(own.logs.some((l) => l.msg === 'template work stopped' && l.reason === 'budget' && l.file === 'slow.yaml'));
+      assert.equal((await validate(c, fine, 'fine.yaml')).valid, true);
+    } finally {
+      c.close();
+      await stop(own);
+    }
   });
 
   it('stops the work of a caller past its deadline: the next template is answered at once', async () => {
