@@ -73,6 +73,8 @@ export const resourceExhausted = make(status.RESOURCE_EXHAUSTED, 'RESOURCE_EXHAU
 export const unavailable = make(status.UNAVAILABLE, 'UNAVAILABLE');
 export const aborted = make(status.ABORTED, 'ABORTED');
 export const unimplemented = make(status.UNIMPLEMENTED, 'UNIMPLEMENTED');
+/** For work stopped because its caller cancelled or passed its deadline (no one reads it; the log does). */
+export const cancelled = make(status.CANCELLED, 'CANCELLED');
 
 export interface ErrorDetails {
   errorInfo?: ErrorInfo;

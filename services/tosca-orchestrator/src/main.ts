@@ -6,6 +6,7 @@ import { ImportFiles } from './adapters/import-files';
 import { LapisPorts } from './adapters/lapis';
 import { OperationStore, type OperationRecord } from './adapters/operations';
 import { jsonCodec } from './adapters/store';
+import { TemplateThreads } from './adapters/template-threads';
 import { yamlThreadIfUseful } from './adapters/yaml-thread';
 import { loadToscaConfig } from './config';
 import type { DeploymentRecord } from './domain/deployment';
@@ -25,12 +26,24 @@ runMain(async () => {
       const engine = new DeploymentEngine({ deployments, index, operations, ports, bus, log, deletedRetentionMs: config.LAPIS_TOSCA_DELETED_RETENTION_S * 1000 });
       await engine.start();
       const parallel = yamlThreadIfUseful((error) => log.warn({ err: error }, 'the YAML helper thread failed; it is started again'), config.LAPIS_TOSCA_TWO_THREADS_FROM_KIB * 1024);
+      const mirror = config.LAPIS_TOSCA_IMPORT_MIRROR || undefined;
+      const maxFileChars = config.LAPIS_TOSCA_MAX_TEMPLATE_KIB * 1024;
+      const threads = new TemplateThreads({
+        threads: config.LAPIS_TOSCA_TEMPLATE_THREADS,
+        budgetMs: config.LAPIS_TOSCA_TEMPLATE_BUDGET_MS,
+        mirror,
+        twoThreadsFromChars: config.LAPIS_TOSCA_TWO_THREADS_FROM_KIB * 1024,
+        maxFileChars,
+        onStopped: (reason, job) => log.info({ reason, file: job.fileName }, 'template work stopped'),
+        onFailure: (error) => log.warn({ err: error }, 'a template thread failed; it is started again'),
+      });
       shutdown.add('deployments', async () => {
+        threads.close();
         await engine.stop();
         ports.close();
         parallel?.close();
       });
-      return toscaServices({ engine, deployments, operations, reading: { imports: new ImportFiles({ mirror: config.LAPIS_TOSCA_IMPORT_MIRROR || undefined }), parallel } });
+      return toscaServices({ engine, deployments, operations, reading: { imports: new ImportFiles({ mirror }), parallel, maxFileChars, threads } });
     },
   });
 });

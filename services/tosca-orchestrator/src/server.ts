@@ -3,7 +3,9 @@
 // the engine and live in the key-value store.
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { failedPrecondition, invalidArgument, notFound, paginate, service, watchOperationByPolling, type Bucket, type CallContext } from '@lapis/platform';
+import {
+  cancelled, failedPrecondition, invalidArgument, notFound, paginate, resourceExhausted, service, unavailable, watchOperationByPolling, type Bucket, type CallContext,
+} from '@lapis/platform';
 import { Any } from '@lapis/proto/google/protobuf/any';
 import {
   Deployment, DeploymentState, NodeState, Severity, ToscaServiceService, TranslationTarget,
@@ -21,7 +23,8 @@ import { isDict, type Dict } from './domain/registry';
 import { translate, type Target } from './domain/translate';
 import { processTemplate } from './domain/validate';
 import type { ImportSource } from './domain/loader';
-import type { ParallelReader } from './domain/yaml';
+import { LIMIT_CODES, type ParallelReader } from './domain/yaml';
+import { WorkStopped, type TemplateAnswer, type TemplateThreads } from './adapters/template-threads';
 import type { ProcessResult, Topology } from './domain/model';
 
 export interface ServerDeps {
@@ -47,20 +50,54 @@ function toSource(t: StoredTemplate): TemplateSource {
   return { content: t.yaml !== undefined ? { $case: 'yaml', yaml: t.yaml } : { $case: 'csar', csar: Buffer.from(t.csar ?? '', 'base64') }, fileName: t.fileName, files: t.files };
 }
 
-/** How templates are read: imported files (URL imports from the mirror), and a second thread for big templates. */
+/**
+ * How templates are read: imported files (URL imports from the mirror), a second thread for big
+ * templates, the most characters a file may have, and the threads that check a caller's template
+ * off the event loop (without them, here).
+ */
 export interface Reading {
   imports?: ImportSource;
   parallel?: ParallelReader;
+  maxFileChars?: number;
+  threads?: TemplateThreads;
 }
 
 function process(t: StoredTemplate, inputs: Dict | undefined, reading: Reading): ProcessResult {
-  return processTemplate({ ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }), fileName: t.fileName, files: t.files, inputs, ...reading });
+  const { imports, parallel, maxFileChars } = reading;
+  return processTemplate({ ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }), fileName: t.fileName, files: t.files, inputs, imports, parallel, maxFileChars });
 }
 
-function rejectInvalid(result: ProcessResult): void {
-  if (result.valid) return;
-  const errors = result.diagnostics.filter((d) => d.severity === 'error');
-  throw invalidArgument(errors.slice(0, 50).map((d) => ({ field: `template:${d.file}:${d.line}:${d.column}`, description: `${d.message} [${d.code}] (${d.path})` })), 'INVALID_TEMPLATE');
+const violations = (diagnostics: Diagnostic[]) =>
+  diagnostics.slice(0, 50).map((d) => ({ field: `template:${d.file}:${d.line}:${d.column}`, description: `${d.message} [${d.code}] (${d.path})` }));
+
+function rejectInvalid(diagnostics: Diagnostic[]): void {
+  const errors = diagnostics.filter((d) => d.severity === 'error');
+  if (errors.length) throw invalidArgument(violations(errors), 'INVALID_TEMPLATE');
+}
+
+/**
+ * A caller's template checked (and translated, with a target) on the template threads, stopped
+ * when the caller goes. A template refused for its bounds (too big, too deep, aliases that
+ * expand too far) is an INVALID_ARGUMENT naming where, whichever call sent it.
+ */
+async function check(t: StoredTemplate, inputs: Dict | undefined, reading: Reading, ctx: CallContext, target?: Target): Promise<TemplateAnswer> {
+  let answer: TemplateAnswer;
+  if (reading.threads) {
+    try {
+      answer = await reading.threads.run({ ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }), fileName: t.fileName, files: t.files, inputs, target }, ctx.signal);
+    } catch (error) {
+      if (!(error instanceof WorkStopped)) throw error;
+      if (error.reason === 'caller gone') throw cancelled(`stopped checking the template: ${error.message}`);
+      if (error.reason === 'closed') throw unavailable(`stopped checking the template: ${error.message}`, 'SHUTTING_DOWN');
+      throw resourceExhausted(`the template needs more than this service gives one template: ${error.message}`, 'TEMPLATE_LIMIT');
+    }
+  } else {
+    const result = process(t, inputs, reading);
+    answer = { valid: result.valid, diagnostics: result.diagnostics, order: result.topology?.order ?? [], output: target && result.valid && result.topology ? translate(result.topology, target) : undefined };
+  }
+  const limits = answer.diagnostics.filter((d) => d.severity === 'error' && LIMIT_CODES.has(d.code));
+  if (limits.length) throw invalidArgument(violations(limits), 'TEMPLATE_LIMIT');
+  return answer;
 }
 
 const phaseState: Record<DeploymentRecord['phase'], DeploymentState> = {
@@ -174,17 +211,17 @@ export function toscaServices(deps: ServerDeps) {
   };
 
   const tosca = service(ToscaServiceService, {
-    async validateTemplate(request) {
-      const result = process(fromSource(request.template), asInputs(request.inputs), reading);
-      return { valid: result.valid, diagnostics: result.diagnostics.map(toProtoDiagnostic), deploymentOrder: result.topology?.order ?? [] };
+    async validateTemplate(request, ctx) {
+      const answer = await check(fromSource(request.template), asInputs(request.inputs), reading, ctx);
+      return { valid: answer.valid, diagnostics: answer.diagnostics.map(toProtoDiagnostic), deploymentOrder: answer.order };
     },
 
-    async translateTemplate(request) {
+    async translateTemplate(request, ctx) {
       const targets: Partial<Record<TranslationTarget, Target>> = { [TranslationTarget.HEAT]: 'hot', [TranslationTarget.RADL]: 'radl', [TranslationTarget.KUBERNETES]: 'k8s' };
       const target = targets[request.target];
       if (!target) throw invalidArgument([{ field: 'target', description: 'must be HEAT, RADL or KUBERNETES' }]);
-      const result = process(fromSource(request.template), asInputs(request.inputs), reading);
-      return { output: result.valid && result.topology ? translate(result.topology, target) : '', diagnostics: result.diagnostics.map(toProtoDiagnostic) };
+      const answer = await check(fromSource(request.template), asInputs(request.inputs), reading, ctx, target);
+      return { output: answer.output ?? '', diagnostics: answer.diagnostics.map(toProtoDiagnostic) };
     },
 
     async createDeployment(request, ctx) {
@@ -194,8 +231,11 @@ export function toscaServices(deps: ServerDeps) {
       const id = request.requestId ? `dep-${createHash('sha256').update(`${ctx.caller.project}\u0000${request.requestId}`).digest('hex').slice(0, 12)}` : newDeploymentId();
       const existing = await deployments.get(id);
       if (existing) return { operation: await operationOf(existing.value, 'tosca.CreateDeployment', operationName(id, 0)), deploymentId: id };
+      // Checked off the event loop first; only a template found valid (so within bounds) is read
+      // here again, for the topology the engine works from.
+      rejectInvalid((await check(template, inputs, reading, ctx)).diagnostics);
       const result = process(template, inputs, reading);
-      rejectInvalid(result);
+      rejectInvalid(result.diagnostics);
       const problems = plan(result.topology!).problems;
       if (problems.length) throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
       const now = new Date().toISOString();
@@ -231,8 +271,9 @@ export function toscaServices(deps: ServerDeps) {
       if (request.requestId && current.requestId === request.requestId && current.generation > 0) return { operation: await operationOf(current, 'tosca.UpdateDeployment') };
       const template = request.template?.content ? fromSource(request.template) : current.template;
       const inputs = { ...current.inputs, ...(request.inputs ?? {}) };
+      rejectInvalid((await check(template, inputs, reading, ctx)).diagnostics);
       const result = process(template, inputs, reading);
-      rejectInvalid(result);
+      rejectInvalid(result.diagnostics);
       const problems = plan(result.topology!).problems;
       if (problems.length) throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
       const updated = await engine.update(current.id, (r) => {

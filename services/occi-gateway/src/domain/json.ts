@@ -92,8 +92,44 @@ export function splitCategoryId(id: string, what: string): { scheme: string; ter
   return { scheme: id.slice(0, hash + 1), term: id.slice(hash + 1) };
 }
 
+/**
+ * How deep a body may nest: OCCI's JSON goes 4 levels deep (resources, an entity, its attributes,
+ * a map value); what walks a parsed body (String() of a list, for one) recurses, and
+ * JSON.parse itself takes a while on a body nested a million deep.
+ */
+export const MAX_JSON_DEPTH = 32;
+
+/**
+ * Where a JSON text first nests deeper than `max` (an offset), if it does: a scan of its brackets
+ * outside strings, before JSON.parse builds anything.
+ */
+export function jsonTooDeepAt(text: string, max = MAX_JSON_DEPTH): number | undefined {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // backslash: the next character is escaped
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++depth > max) return i;
+    } else if (c === 93 || c === 125) depth--;
+  }
+  return undefined;
+}
+
+/** 1-based line and column of an offset. */
+function lineColumn(text: string, offset: number): string {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return `${line}:${offset - before.lastIndexOf('\n')}`;
+}
+
 /** An entity, a collection of one entity, an action invocation, or mixin definitions. */
 export function parseJson(body: string): OcciRequest {
+  const tooDeep = jsonTooDeepAt(body);
+  if (tooDeep !== undefined) throw new OcciError(400, `body:${lineColumn(body, tooDeep)}: JSON nested more than ${MAX_JSON_DEPTH} deep`);
   let doc: unknown;
   try {
     doc = JSON.parse(body);

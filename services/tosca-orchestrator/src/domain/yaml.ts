@@ -2,7 +2,7 @@
 // yes/no/on/off are booleans, duplicate keys keep the last value (with a warning), implicit
 // pairs in flow sequences become one-entry maps. Every map entry and sequence item records its
 // offset under its document path.
-import { isAlias, isMap, isPair, isScalar, isSeq, parseDocument, Scalar, type Node } from 'yaml';
+import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, Lexer, parseDocument, Scalar, type Node } from 'yaml';
 import * as jsyaml from 'js-yaml';
 import { child, Diagnostics, type PositionIndex } from './diagnostics';
 
@@ -30,7 +30,23 @@ interface Yaml11Boolean {
 }
 
 // js-yaml's members, read once (not through the module namespace on every scalar).
-const { parseEvents, getScalarValue, CORE_SCHEMA, EVENT_ID: E, SCALAR_STYLE_PLAIN } = jsyaml;
+const { parseEvents, getScalarValue, CORE_SCHEMA, EVENT_ID: E, SCALAR_STYLE_PLAIN, YAMLException } = jsyaml;
+
+/**
+ * Bounds on what a template's YAML may make us do (a template comes from a tenant). Nesting:
+ * js-yaml's own limit (its default), kept by the library reading too, since our conversion and
+ * the validation after it recurse. Aliases: the `yaml` library's own alias limit (its default
+ * for toJS), plus a cap on the values that aliases add in all (aliases that each stay under
+ * the library's limit can still multiply a big document a hundredfold): at most as many as the
+ * text has characters, which no alias-free text of that length exceeds, or 100,000 for small
+ * texts, so reusing a block of settings a few dozen times stays fine.
+ */
+export const MAX_DEPTH = 100;
+export const MAX_ALIAS_COUNT = 100;
+const MIN_ALIASED_VALUES = 100_000;
+
+/** The diagnostics of a text refused for its bounds (not for what it says). */
+export const LIMIT_CODES: ReadonlySet<string> = new Set(['YAML_TOO_DEEP', 'YAML_ALIAS_LIMIT', 'TEMPLATE_TOO_LARGE']);
 const hasOwn = Object.prototype.hasOwnProperty;
 
 /** Signals that the fast reading cannot give the library's value: the library reads the file. */
@@ -88,7 +104,7 @@ interface Graft {
  * the graft says or the grafted entries repeat a name.
  */
 function readFast(text: string, graft?: Graft, booleans?: Yaml11Boolean[]): { value: unknown } | undefined {
-  const events = parseEvents(text, {});
+  const events = parseEvents(text, { maxDepth: MAX_DEPTH });
   // Depth of the node_templates mapping that takes the graft, once it is open.
   let graftDepth = -1;
   let grafted = false;
@@ -269,8 +285,21 @@ export function loadYaml(text: string, file: string, diags: Diagnostics, styleWa
   const booleans: Yaml11Boolean[] = [];
   const split = parallel && text.length >= parallel.minLength ? splitNodeTemplates(text) : undefined;
   if (split) fast = readInTwo(split, parallel!);
-  // Syntax errors throw: the library reports them, with positions.
-  fast ??= readFastOrNothing(text, booleans);
+  if (!fast) {
+    try {
+      fast = readFast(text, undefined, booleans);
+    } catch (error) {
+      // Too deep: said here, where it was found; the library would only take long to say the same.
+      // A syntax error: the library reports it, with positions, unless the text nests so deep
+      // after it (js-yaml stopped there) that the library would take seconds and GBs to say so.
+      const tooDeepAt = error instanceof YAMLException && error.mark && /maxDepth/.test(error.reason) ? error.mark.position : nestsDeeperThan(text, LIBRARY_MAX_DEPTH);
+      if (tooDeepAt !== undefined) {
+        diags.addFile(file, new Map(), text);
+        diags.addAt('error', 'YAML_TOO_DEEP', tooDeepMessage, file, '', tooDeepAt);
+        return { value: undefined, positions: new Map(), ok: false };
+      }
+    }
+  }
   if (!fast) return loadWithLibrary(text, file, diags, styleWarnings);
   diags.addFile(file, () => loadWithLibrary(text, file, new Diagnostics(), false).positions, text);
   if (styleWarnings) for (const b of booleans) diags.addAt('warning', 'YAML11_BOOLEAN', yaml11BooleanMessage(b.source, b.value), file, b.path, b.offset);
@@ -297,6 +326,75 @@ function readInTwo(split: { head: string; body: string; graftAt: number }, paral
   }
 }
 
+const tooDeepMessage = `collections nested more than ${MAX_DEPTH} deep`;
+
+/**
+ * What the estimate below may reach before the library is spared the text: well over the real
+ * limit (the estimate may count a level or two more on a line; the conversion keeps the exact
+ * limit), well under the thousands of levels that cost the library seconds.
+ */
+const LIBRARY_MAX_DEPTH = 4 * MAX_DEPTH;
+/** The lexer's tokens that stand for no text (document start, scalar, flow error end). */
+const CONTROL_TOKENS = new Set(['\u0002', '\u001f', '\u0018']);
+
+/**
+ * Where the nesting of a text js-yaml could not read passes `max`, by the `yaml` library's own
+ * lexer (fast: it builds nothing): flow collections by their brackets, block ones by the
+ * indicators (- ? :) on each line, a line's levels being dropped when a line as little indented
+ * comes. An estimate, on the generous side, of what the library's parser would build.
+ */
+function nestsDeeperThan(text: string, max: number): number | undefined {
+  // Open lines of block collections: their indentation and the levels each opened.
+  const indents: number[] = [];
+  const levels: number[] = [];
+  let block = 0;
+  let flow = 0;
+  let offset = 0;
+  let lineStart = true;
+  let indent = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (CONTROL_TOKENS.has(token)) continue;
+    const at = offset;
+    offset += token.length;
+    if (flow === 0) {
+      if (token === '\n' || token === '\r\n') {
+        lineStart = true;
+        indent = 0;
+        continue;
+      }
+      if (token === '---' || token === '...') {
+        indents.length = levels.length = block = 0;
+        continue;
+      }
+      if (lineStart) {
+        const spaces = token.length - token.trimStart().length;
+        indent += spaces;
+        if (spaces === token.length || token.startsWith('#', spaces)) continue;
+        lineStart = false;
+        while (indents.length && indents[indents.length - 1]! >= indent) {
+          indents.pop();
+          block -= levels.pop()!;
+        }
+        indents.push(indent);
+        levels.push(0);
+      }
+      if (token === '-' || token === '?' || token === ':') {
+        levels[levels.length - 1]!++;
+        block++;
+      }
+    }
+    if (token === '[' || token === '{') flow++;
+    else if ((token === ']' || token === '}') && flow > 0) flow--;
+    if (block + flow > max) return at;
+  }
+  return undefined;
+}
+
+/** A bound of the reading was passed (thrown out of the conversion): where, and which. */
+class OverLimit {
+  constructor(readonly code: string, readonly message: string, readonly offset: number) {}
+}
+
 /** The `yaml` library's reading, converted the same way (exported for the differential test). */
 export function loadWithLibrary(text: string, file: string, diags: Diagnostics, styleWarnings = true): LoadedYaml {
   const positions: PositionIndex = new Map();
@@ -310,10 +408,62 @@ export function loadWithLibrary(text: string, file: string, diags: Diagnostics, 
   if (!ok) return { value: undefined, positions, ok };
   positions.set('', 0);
 
-  const convert = (node: Node | null | undefined, path: string): unknown => {
+  // Aliases are held to the `yaml` library's own rule, the one its toJS applies with its default
+  // maxAliasCount: an alias is refused ("resource exhaustion attack") once its anchor's uses times
+  // the anchor's weight (the aliases inside it, weighted the same way) pass the limit. Applied
+  // here rather than through Alias.resolve: the library finds each alias's anchor by scanning
+  // every anchor and alias before it, and an anchor's weight by walking the whole document once
+  // per inner alias; quadratic (2,000 anchors in a 50 KB template took 6 s, 20,000 took 74 s).
+  // Here an alias's anchor is the last one of its name met so far in document order (as the
+  // library resolves it), and a weight comes from the aliases already resolved.
+  const anchors = new Map<Node, { count: number; weight: number }>();
+  const anchorsByName = new Map<string, Node>();
+  const resolved = new Map<Node, Node>();
+  const weight = (node: unknown): number => {
+    if (isAlias(node)) {
+      const target = resolved.get(node);
+      const data = target && anchors.get(target);
+      return data ? data.count * data.weight : 0;
+    }
+    if (isCollection(node)) return (node.items as unknown[]).reduce<number>((max, item) => Math.max(max, weight(item)), 0);
+    if (isPair(node)) return Math.max(weight(node.key), weight(node.value));
+    return 1;
+  };
+  let aliasedLeft = Math.max(MIN_ALIASED_VALUES, text.length);
+  // Inside an alias (each one is converted in full, its values counted): where it is, else -1.
+  let aliasAt = -1;
+
+  const convert = (node: Node | null | undefined, path: string, depth = 0): unknown => {
     if (node == null) return null;
-    if (isAlias(node)) return convert(node.resolve(doc) as Node | undefined, path);
+    if (aliasAt >= 0 && --aliasedLeft < 0) throw new OverLimit('YAML_ALIAS_LIMIT', `aliases expand to more than ${Math.max(MIN_ALIASED_VALUES, text.length)} values`, aliasAt);
+    if (isAlias(node)) {
+      const start = node.range?.[0] ?? 0;
+      const target = anchorsByName.get(node.source);
+      // No anchor of that name before it: null, as the library leaves it unresolved.
+      if (!target) return null;
+      const data = anchors.get(target)!;
+      data.count++;
+      // Worked out at the anchor's first use, as the library does; at least 1, where the library
+      // would work out an empty collection's 0 again at every use.
+      if (data.weight === 0) data.weight = Math.max(1, weight(target));
+      if (data.count * data.weight > MAX_ALIAS_COUNT) throw new OverLimit('YAML_ALIAS_LIMIT', `alias *${node.source}: used too often for what it holds (the yaml library's alias limit, ${MAX_ALIAS_COUNT})`, start);
+      if (aliasAt < 0) resolved.set(node, target);
+      const outer = aliasAt;
+      if (outer < 0) aliasAt = start;
+      try {
+        return convert(target, path, depth);
+      } finally {
+        aliasAt = outer;
+      }
+    }
+    // Met in document order (not again inside an alias): the anchor an alias after it names.
+    if (node.anchor && aliasAt < 0) {
+      anchorsByName.set(node.anchor, node);
+      anchors.set(node, { count: 1, weight: 0 });
+    }
     if (isScalar(node)) return scalar(node, path);
+    // Collections nest; aliases can nest them further than the text shows.
+    if (++depth > MAX_DEPTH) throw new OverLimit('YAML_TOO_DEEP', tooDeepMessage, aliasAt >= 0 ? aliasAt : node.range?.[0] ?? 0);
     if (isMap(node)) {
       const out: Record<string, unknown> = {};
       const seen = new Set<string>();
@@ -325,7 +475,7 @@ export function loadWithLibrary(text: string, file: string, diags: Diagnostics, 
         if (start !== undefined) positions.set(keyPath, start);
         if (seen.has(key)) diags.warn('DUPLICATE_KEY', `duplicate key "${key}": the last value is used`, { file, path: keyPath });
         seen.add(key);
-        out[key] = convert(pair.value as Node | null, keyPath);
+        out[key] = convert(pair.value as Node | null, keyPath, depth);
       }
       return out;
     }
@@ -336,11 +486,11 @@ export function loadWithLibrary(text: string, file: string, diags: Diagnostics, 
           const keyNode = item.key as Node | null;
           if (keyNode?.range) positions.set(itemPath, keyNode.range[0]);
           const key = String(isScalar(keyNode) ? keyNode.value : '');
-          return { [key]: convert(item.value as Node | null, child(itemPath, key)) };
+          return { [key]: convert(item.value as Node | null, child(itemPath, key), depth) };
         }
         const n = item as Node | null;
         if (n?.range) positions.set(itemPath, n.range[0]);
-        return convert(n, itemPath);
+        return convert(n, itemPath, depth);
       });
     }
     return (node as { toJSON?: () => unknown }).toJSON?.() ?? null;
@@ -366,5 +516,11 @@ export function loadWithLibrary(text: string, file: string, diags: Diagnostics, 
     return node.value;
   };
 
-  return { value: convert(doc.contents as Node | null, ''), positions, ok };
+  try {
+    return { value: convert(doc.contents as Node | null, ''), positions, ok };
+  } catch (error) {
+    if (!(error instanceof OverLimit)) throw error;
+    diags.addAt('error', error.code, error.message, file, '', error.offset);
+    return { value: undefined, positions, ok: false };
+  }
 }

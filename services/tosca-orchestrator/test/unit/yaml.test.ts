@@ -120,4 +120,56 @@ describe('template YAML', () => {
     assert.equal(diags.list[0]?.code, 'YAML_SYNTAX');
     assert.ok(diags.list[0]!.line >= 1);
   });
+
+  describe('bounds (a template comes from a tenant)', () => {
+    const read = (text: string) => {
+      const diags = new Diagnostics();
+      const loaded = loadYaml(text, 't.yaml', diags);
+      return { loaded, errors: diags.list.filter((d) => d.severity === 'error').map((d) => `${d.line}:${d.column} ${d.code}`) };
+    };
+    const laughs = (levels: number) => {
+      let t = 'a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n';
+      for (let i = 1; i <= levels; i++) t += `a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]\n`;
+      return t;
+    };
+
+    it('refuses aliases as the yaml library does (its alias limit), at the alias, without expanding them', () => {
+      // Two levels (81 strings) the library accepts; from three it refuses, at the first *a2.
+      assert.deepEqual(read(laughs(2)).errors, []);
+      assert.equal((read(laughs(2)).loaded.value as { a2: string[][] }).a2.flat().length, 81);
+      assert.deepEqual(read(laughs(3)).errors, ['4:10 YAML_ALIAS_LIMIT']);
+      assert.deepEqual(read(laughs(9)).errors, ['4:10 YAML_ALIAS_LIMIT']);
+      // An anchor used as often as the library allows (its count starts at 1) is fine; once more,
+      // at the 100th *x, is not.
+      const uses = (n: number) => `x: &x { a: 1 }\nl: [${Array(n).fill('*x').join(', ')}]\n`;
+      assert.deepEqual(read(uses(99)).errors, []);
+      assert.deepEqual(read(uses(100)).errors, ['2:401 YAML_ALIAS_LIMIT']);
+    });
+
+    it('caps what aliases add in all, where each stays under the alias limit', () => {
+      // 99 uses of a list of 2,000 values: 198,000 values from 6 KB of text. The cap (100,000)
+      // is passed inside the 50th *x.
+      const text = `x: &x [${Array(2000).fill('v').join(', ')}]\nl: [${Array(99).fill('*x').join(', ')}]\n`;
+      assert.deepEqual(read(text).errors, ['2:201 YAML_ALIAS_LIMIT']);
+    });
+
+    it('refuses nesting over 100 levels, read fast or by the library, at the first level too many', () => {
+      assert.deepEqual(read(`a: ${'['.repeat(99)}${']'.repeat(99)}\n`).errors, []);
+      assert.deepEqual(read(`a: ${'['.repeat(100)}${']'.repeat(100)}\n`).errors, ['1:103 YAML_TOO_DEEP']);
+      // With an anchor the library reads it; the same limit, the same place.
+      assert.deepEqual(read(`x: &x 1\na: ${'['.repeat(100)}${']'.repeat(100)}\n`).errors, ['2:103 YAML_TOO_DEEP']);
+      // Nesting built by aliases counts too: 60 levels put 50 levels deep, at the alias.
+      assert.deepEqual(read(`x: &x ${'['.repeat(60)}${']'.repeat(60)}\ny: ${'['.repeat(50)}*x${']'.repeat(50)}\n`).errors, ['2:54 YAML_TOO_DEEP']);
+    });
+
+    it('spares the library a text nested thousands deep after a syntax error, but not a long shallow one', () => {
+      const deep = read(`a: [\nb: ${'['.repeat(500_000)}${']'.repeat(500_000)}\n`);
+      assert.deepEqual(deep.errors, ['2:402 YAML_TOO_DEEP']);
+      for (const eol of ['\n', '\r\n']) {
+        const lines = Array.from({ length: 2000 }, (_, i) => `- key${i}: { a: [b] }${eol}  more: - x${eol}`);
+        const shallow = read(`top:${eol}${lines.join('')}bad: [${eol}`);
+        assert.ok(shallow.errors.length > 0 && shallow.errors.every((e) => e.endsWith('YAML_SYNTAX')), JSON.stringify(shallow.errors.slice(0, 3)));
+      }
+    });
+  });
 });

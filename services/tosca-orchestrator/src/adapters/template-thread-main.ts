@@ -1,0 +1,28 @@
+// A thread of template-threads.ts: parses, validates and (when asked) translates each template it
+// is sent, with the service's import mirror and its own helper thread for big templates.
+import { parentPort, workerData } from 'node:worker_threads';
+import { processTemplate } from '../domain/validate';
+import { translate } from '../domain/translate';
+import { ImportFiles } from './import-files';
+import type { TemplateAnswer, TemplateJob, TemplateThreadOptions } from './template-threads';
+import { yamlThreadIfUseful } from './yaml-thread';
+
+const options = workerData as TemplateThreadOptions;
+const imports = new ImportFiles({ mirror: options.mirror });
+const parallel = yamlThreadIfUseful(undefined, options.twoThreadsFromChars);
+
+parentPort!.on('message', (job: TemplateJob) => {
+  try {
+    const result = processTemplate({ ...job, imports, parallel, maxFileChars: options.maxFileChars });
+    const answer: TemplateAnswer = {
+      valid: result.valid,
+      diagnostics: result.diagnostics,
+      order: result.topology?.order ?? [],
+      output: job.target && result.valid && result.topology ? translate(result.topology, job.target) : undefined,
+    };
+    parentPort!.postMessage({ answer });
+  } catch (error) {
+    parentPort!.postMessage({ error: (error as Error).stack ?? String(error) });
+  }
+});
+parentPort!.postMessage({ ready: true });
