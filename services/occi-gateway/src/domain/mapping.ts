@@ -103,7 +103,7 @@ export function computeEntity(claim: Claim, instance: Instance | undefined, temp
   const location = `/compute/${claim.id}`;
   const actions =
     state === 'active'
-      ? [ACTIONS.stop, ACTIONS.restart, ACTIONS.suspend]
+      ? [ACTIONS.stop, ACTIONS.restart]
       : state === 'inactive' && (instance?.state ?? claim.instanceState) === InstanceState.STOPPED
         ? [ACTIONS.start]
         : [];
