@@ -25,10 +25,9 @@ export function entityJson(entity: Entity): Json {
   return json;
 }
 
+/** A collection (GFD.226): both lists, empty ones too, so an empty collection still reads as one. */
 export function collectionJson(entities: Entity[]): Json {
-  const resources = entities.filter((e) => !isLink(e)).map(entityJson);
-  const links = entities.filter(isLink).map(entityJson);
-  return { ...(resources.length ? { resources } : {}), ...(links.length ? { links } : {}) };
+  return { resources: entities.filter((e) => !isLink(e)).map(entityJson), links: entities.filter(isLink).map(entityJson) };
 }
 
 function attributeDefinitions(definitions: readonly AttributeDefinition[]): Json {
@@ -83,6 +82,27 @@ function asAttributes(value: unknown, what: string): Attributes {
     if (!ok) throw new OcciError(400, `${what}.${name}: a string, number, boolean, list of strings or map of strings`);
   }
   return object as Record<string, AttributeValue>;
+}
+
+/** The locations of the entities a JSON collection names: each one's location, or /<kind term>/<id>. */
+export function collectionLocations(body: string): string[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body);
+  } catch (error) {
+    throw new OcciError(400, `body is not JSON: ${(error as Error).message}`);
+  }
+  const object = asObject(doc, 'body');
+  return (['resources', 'links'] as const).flatMap((part) => {
+    const list = object[part] ?? [];
+    if (!Array.isArray(list)) throw new OcciError(400, `${part} must be a list`);
+    return list.map((item, i) => {
+      const entity = asObject(item, `${part}[${i}]`);
+      if (typeof entity.location === 'string' && entity.location) return entity.location;
+      const { term } = splitCategoryId(asString(entity.kind, `${part}[${i}].kind`), `${part}[${i}].kind`);
+      return `/${term}/${encodeURIComponent(asString(entity.id, `${part}[${i}].id`))}`;
+    });
+  });
 }
 
 /** Splits "scheme#term" into a category reference. */
