@@ -3,18 +3,18 @@
 // storage links as attachments made while the compute runs. Renderings are not its business.
 import { randomUUID } from 'node:crypto';
 import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
-import type { Bucket, Logger } from '@lapis/platform';
+import type { Logger } from '@lapis/platform';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { ClaimState, type Claim } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import type { Credentials, LapisClients } from './adapters/lapis';
+import type { OcciStore, UserMixins } from './adapters/store';
 import { decodeComponent, OcciError, type Attributes, type Entity, type OcciRequest } from './domain/entity';
 import { splitCategoryId } from './domain/json';
-import { applyUpdate, initialState, withState, type EntityState } from './domain/update';
+import { applyUpdate, initialState, withState } from './domain/update';
 import { computeEntity, computeSpec, networkEntity, networkInterfaceEntity, osTemplate, resourceTemplate, storageEntity, storageLinkEntity, type Templates } from './domain/mapping';
 import { ACTIONS, categoryId, KINDS, STATIC_CATEGORIES, USER_MIXIN_SCHEME_PREFIX, type Category, type EntityKind } from './domain/model';
 
-export type { EntityState } from './domain/update';
 
 const GiB = 2 ** 30;
 const TEMPLATE_TTL_MS = 10_000;
@@ -26,21 +26,15 @@ const TEMPLATE_TTL_MS = 10_000;
 const COMPUTE_TTL_MS = 5_000;
 const COMPUTE_CACHE_MAX = 20_000;
 
-/** User-defined mixins of one project (OCCI lets clients tag entities with their own mixins). */
-export interface UserMixins {
-  mixins: Array<{ scheme: string; term: string; title: string; location: string; depends: string[] }>;
-}
-
 export class Gateway {
   private templates?: { value: Promise<Templates>; at: number };
   private readonly computes = new Map<string, { project: string; entity: Entity; until: number }>();
 
   constructor(
     private readonly lapis: LapisClients,
-    private readonly userMixins: Bucket<UserMixins>,
+    /** User mixins, and the title, summary and user mixins of entities: what only OCCI knows. */
+    private readonly store: OcciStore,
     private readonly log: Logger,
-    /** Title, summary and user mixins of entities, kept beside the user mixins (see stateKey). */
-    private readonly states: Bucket<EntityState>,
   ) {}
 
   /** Images and flavors change rarely; every request needs them, so they are kept a short while. */
@@ -58,7 +52,7 @@ export class Gateway {
 
   async categories(c: Credentials): Promise<Category[]> {
     const templates = await this.templatesFor(c);
-    const user = (await this.userMixins.get(c.project))?.value.mixins ?? [];
+    const user = this.store.userMixins(c.project);
     return [
       ...STATIC_CATEGORIES,
       ...templates.images,
@@ -67,31 +61,8 @@ export class Gateway {
     ];
   }
 
-  private async userMixinCategories(c: Credentials): Promise<Category[]> {
-    return ((await this.userMixins.get(c.project))?.value.mixins ?? []).map(userMixinCategory);
-  }
-
-  /**
-   * One key per entity in the gateway's own bucket: "entity.<project>.<kind>.<id>", project and
-   * id base64url-encoded (any text becomes a valid key token), so a project's entities of one
-   * kind are listed by a key filter.
-   */
-  private stateKey(c: Credentials, kind: EntityKind, id: string): string {
-    return `${this.statePrefix(c)}.${kind}.${Buffer.from(id).toString('base64url')}`;
-  }
-
-  private statePrefix(c: Credentials): string {
-    return `entity.${Buffer.from(c.project).toString('base64url') || '_'}`;
-  }
-
-  private async statesOf(c: Credentials, kind: EntityKind | '*'): Promise<Map<string, { kind: EntityKind; state: EntityState }>> {
-    const entries = await this.states.list(`${this.statePrefix(c)}.${kind}.*`);
-    return new Map(
-      entries.map((e) => {
-        const [, , entityKind, id] = e.key.split('.');
-        return [`${entityKind}/${Buffer.from(id!, 'base64url').toString('utf8')}`, { kind: entityKind as EntityKind, state: e.value }];
-      }),
-    );
+  private userMixinCategories(c: Credentials): Category[] {
+    return this.store.userMixins(c.project).map(userMixinCategory);
   }
 
   /** POST /-/: user mixins, scheme under http://schemas.lapis.dev/occi/user/. */
@@ -105,27 +76,29 @@ export class Gateway {
         throw new OcciError(400, `${m.term}: location ${JSON.stringify(m.location.slice(0, 200))} must be a path like /mixins/${m.term}/, outside the kinds' collections and /-/`);
       }
     }
-    await this.userMixins.mutate(c.project, (current) => {
-      const mixins = (current?.mixins ?? []).filter((x) => !request.categories.some((m) => m.scheme + m.term === x.scheme + x.term));
+    await this.store.changeUserMixins(c.project, (current) => {
+      const mixins = current.filter((x) => !request.categories.some((m) => m.scheme + m.term === x.scheme + x.term));
       for (const m of request.categories) {
         mixins.push({ scheme: m.scheme, term: m.term, title: m.title ?? m.term, location: normalizeLocation(m.location ?? `/mixins/${m.term}/`), depends: m.rel ? m.rel.split(/\s+/) : [] });
       }
-      return { mixins };
+      return mixins;
     });
   }
 
   async removeMixins(c: Credentials, request: OcciRequest): Promise<void> {
     if (request.categories.length === 0) throw new OcciError(400, 'no mixin given');
-    const current = (await this.userMixins.get(c.project))?.value.mixins ?? [];
+    const current = this.store.userMixins(c.project);
     for (const m of request.categories) {
       if (!current.some((x) => x.scheme === m.scheme && x.term === m.term)) throw new OcciError(404, `mixin ${m.scheme}${m.term} is not defined`);
     }
-    await this.userMixins.mutate(c.project, (value) => ({ mixins: (value?.mixins ?? []).filter((x) => !request.categories.some((m) => m.scheme === x.scheme && m.term === x.term)) }));
+    await this.store.changeUserMixins(c.project, (mixins) => mixins.filter((x) => !request.categories.some((m) => m.scheme === x.scheme && m.term === x.term)));
   }
 
   async list(c: Credentials, kind: EntityKind): Promise<Entity[]> {
-    const [entities, states, userMixins] = await Promise.all([this.lapisEntities(c, kind), this.statesOf(c, kind), this.userMixinCategories(c)]);
-    return entities.map((e) => withState(e, states.get(`${kind}/${e.id}`)?.state, userMixins));
+    const entities = await this.lapisEntities(c, kind);
+    const states = new Map(this.store.states(c.project, kind).map((s) => [s.id, s.state]));
+    const userMixins = this.userMixinCategories(c);
+    return entities.map((e) => withState(e, states.get(e.id), userMixins));
   }
 
   private async lapisEntities(c: Credentials, kind: EntityKind): Promise<Entity[]> {
@@ -154,8 +127,8 @@ export class Gateway {
   }
 
   async get(c: Credentials, kind: EntityKind, id: string): Promise<Entity> {
-    const [entity, state, userMixins] = await Promise.all([this.lapisEntity(c, kind, id), this.states.get(this.stateKey(c, kind, id)), this.userMixinCategories(c)]);
-    return withState(entity, state?.value, userMixins);
+    const entity = await this.lapisEntity(c, kind, id);
+    return withState(entity, this.store.state(c.project, kind, id), this.userMixinCategories(c));
   }
 
   /** The entity as Lapis' services have it, without what the gateway keeps. */
@@ -222,10 +195,10 @@ export class Gateway {
   }
 
   async create(c: Credentials, kind: EntityKind, request: OcciRequest, requestId: string = randomUUID()): Promise<Entity> {
-    const userMixins = await this.userMixinCategories(c);
+    const userMixins = this.userMixinCategories(c);
     const created = await this.createInLapis(c, kind, request, requestId);
     const state = initialState(request, userMixins);
-    if (state) await this.states.put(this.stateKey(c, kind, created.id), state);
+    if (state) await this.store.changeState(c.project, kind, created.id, () => state);
     return withState(created, state, userMixins);
   }
 
@@ -266,24 +239,25 @@ export class Gateway {
    * else must be sent as it is (GFD.223 4.4). An unknown entity is 404, as for GET.
    */
   async update(c: Credentials, kind: EntityKind, id: string, request: OcciRequest, mode: 'partial' | 'full'): Promise<Entity> {
-    const [entity, userMixins] = await Promise.all([this.lapisEntity(c, kind, id), this.userMixinCategories(c)]);
-    const result = await this.states.mutate(this.stateKey(c, kind, id), (current) => applyUpdate(entity, current, request, mode, userMixins));
-    return withState(entity, result?.value, userMixins);
+    const entity = await this.lapisEntity(c, kind, id);
+    const userMixins = this.userMixinCategories(c);
+    const state = await this.store.changeState(c.project, kind, id, (current) => applyUpdate(entity, current, request, mode, userMixins));
+    return withState(entity, state, userMixins);
   }
 
   /** The user mixin whose collection is at `path`, if the project defined one there. */
   async mixinAt(c: Credentials, path: string): Promise<Category | undefined> {
     const location = normalizeLocation(path);
-    return (await this.userMixinCategories(c)).find((m) => m.location === location);
+    return this.userMixinCategories(c).find((m) => m.location === location);
   }
 
   /** The entities tagged with a user mixin (its collection, GFD.223 4.3). */
   async mixinMembers(c: Credentials, mixin: Category): Promise<Entity[]> {
     const id = categoryId(mixin);
-    const tagged = [...(await this.statesOf(c, '*')).entries()].filter(([, v]) => v.state.mixins.includes(id));
+    const tagged = this.store.states(c.project).filter((v) => v.state.mixins.includes(id));
     const entities = await Promise.all(
-      tagged.map(([key, v]) =>
-        this.get(c, v.kind, key.slice(v.kind.length + 1)).catch((error: unknown) => {
+      tagged.map((v) =>
+        this.get(c, v.kind, v.id).catch((error: unknown) => {
           if (error instanceof OcciError && error.status === 404) return undefined; // deleted meanwhile
           throw error;
         }),
@@ -304,15 +278,14 @@ export class Gateway {
       await this.lapisEntity(c, kind, entityId);
     }
     const change = (kind: EntityKind, entityId: string, member: boolean) =>
-      this.states.mutate(this.stateKey(c, kind, entityId), (current) => {
+      this.store.changeState(c.project, kind, entityId, (current) => {
         const mixins = current?.mixins ?? [];
         if (mixins.includes(id) === member) return undefined;
         return { ...current, mixins: member ? [...mixins, id] : mixins.filter((m) => m !== id) };
       });
     if (mode === 'replace') {
-      for (const [key, v] of await this.statesOf(c, '*')) {
-        const entityId = key.slice(v.kind.length + 1);
-        if (v.state.mixins.includes(id) && !named.some((n) => n.kind === v.kind && n.id === entityId)) await change(v.kind, entityId, false);
+      for (const v of this.store.states(c.project)) {
+        if (v.state.mixins.includes(id) && !named.some((n) => n.kind === v.kind && n.id === v.id)) await change(v.kind, v.id, false);
       }
     }
     for (const { kind, id: entityId } of named) await change(kind, entityId, mode !== 'remove');
@@ -330,7 +303,7 @@ export class Gateway {
       else if (kind === 'storagelink') await this.lapis.detachVolume(c, id);
       else throw new OcciError(405, `${kind} entities are managed by Lapis and cannot be deleted through OCCI`);
     });
-    await this.states.delete(this.stateKey(c, kind, id)).catch((error: unknown) => this.log.warn({ err: error, kind, id }, 'could not drop what the gateway kept of a deleted entity'));
+    await this.store.deleteState(c.project, kind, id).catch((error: unknown) => this.log.warn({ err: error, kind, id }, 'could not drop what the gateway kept of a deleted entity'));
   }
 
   /** POST /kind/?action=: the action on every entity of the collection that offers it now (a queued compute does not). */

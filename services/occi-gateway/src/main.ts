@@ -5,14 +5,9 @@ import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { authenticatorFrom, decodeEvent, eventSubjects, occiListens, runMain, startService } from '@lapis/platform';
 import { LapisClients } from './adapters/lapis';
 import { loadOcciConfig } from './config';
-import { Gateway, type EntityState, type UserMixins } from './gateway';
+import { Gateway } from './gateway';
+import { OcciStore, occiStateCodec } from './adapters/store';
 import { createOcciServer, listenUrl } from './http';
-
-/** OCCI-only state (user mixins; entities' titles, summaries and mixins) is kept as JSON. */
-const jsonCodec = <T>() => ({
-  encode: (value: T) => ({ finish: () => Buffer.from(JSON.stringify(value)) }),
-  decode: (bytes: Uint8Array): T => JSON.parse(Buffer.from(bytes).toString('utf8')),
-});
 
 /** The compute an event is about, if it is about one. */
 function changedCompute(event: Event): string | undefined {
@@ -45,9 +40,10 @@ runMain(async () => {
         runtime: config.LAPIS_RUNTIME_ADDRESS,
         images: config.LAPIS_IMAGE_SYNC_ADDRESS,
       });
-      // One bucket for all of it (its NATS user may use no other): user mixins under the
-      // project's name, entities under "entity." keys (Gateway.stateKey).
-      const gateway = new Gateway(lapis, await bus.bucket('occi-mixins', jsonCodec<UserMixins>()), log, await bus.bucket('occi-mixins', jsonCodec<EntityState>()));
+      const store = new OcciStore(await bus.bucket('occi-mixins', occiStateCodec));
+      await store.start();
+      shutdown.add('occi state', async () => store.stop());
+      const gateway = new Gateway(lapis, store, log);
       // Claims and instances announce their changes; the gateway drops what it keeps of them.
       // A plain subscription is enough: a restarted gateway starts with nothing kept.
       // One subscription per kind of event it hears: its NATS user may subscribe to no other.

@@ -161,6 +161,17 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
       assert.equal(put.body.attributes['occi.core.title'], 'Round trip');
     });
 
+    it('keeps what it was told across a restart of the gateway (the state is in NATS, not in the process)', async () => {
+      const posted = await http('POST', machine, { 'content-type': 'text/plain' }, 'X-OCCI-Attribute: occi.core.summary="survives restarts"');
+      assert.equal(posted.status, 200, posted.text);
+      await mesh.processes['occi-gateway']!.stop();
+      await mesh.start('occi-gateway');
+      base = mesh.occiUrl!;
+      const got = await http('GET', machine);
+      assert.equal(attribute(got.text, 'occi.core.summary'), 'survives restarts');
+      assert.equal(attribute(got.text, 'occi.core.title'), 'Round trip');
+    });
+
     it('refuses to change immutable or unknown attributes, a kind or a template, with 400 naming it', async () => {
       const cases: Array<[string, RegExp]> = [
         ['X-OCCI-Attribute: occi.compute.cores=8', /occi\.compute\.cores/],
