@@ -16,6 +16,8 @@ export function entityJson(entity: Entity): Json {
   if (entity.actions.length > 0) json.actions = entity.actions.map(categoryId);
   const title = entity.attributes['occi.core.title'];
   if (typeof title === 'string') json.title = title;
+  const summary = entity.attributes['occi.core.summary'];
+  if (typeof summary === 'string' && !isLink(entity)) json.summary = summary;
   if (isLink(entity)) {
     json.source = entity.source;
     json.target = entity.target;
@@ -154,6 +156,7 @@ export function parseJson(body: string): OcciRequest {
     locations: [],
   };
   if (typeof entity.title === 'string') request.attributes['occi.core.title'] ??= entity.title;
+  if (typeof entity.summary === 'string') request.attributes['occi.core.summary'] ??= entity.summary;
   if (typeof entity.id === 'string') request.id = entity.id;
   const end = (value: unknown, what: string) => (typeof value === 'string' ? value : asString(asObject(value, what).location, `${what}.location`));
   if (entity.source !== undefined) request.source = end(entity.source, 'source');

@@ -135,6 +135,7 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
       assertValidOcciJson(partial.body, 'resource');
       assert.equal(partial.body.attributes['occi.core.title'], 'Renamed, with; separators', 'a partial update keeps what it does not name');
       assert.equal(partial.body.attributes['occi.core.summary'], 'json summary');
+      assert.equal(partial.body.summary, 'json summary');
       const occi = await fetch(`${base}${machine}`, { headers: { ...alice, accept: 'text/occi' } });
       assert.match(occi.headers.get('x-occi-attribute') ?? '', /occi\.core\.summary="json summary"/);
       // The compute's own attributes are untouched.
