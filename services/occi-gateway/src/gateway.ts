@@ -1,6 +1,7 @@
 // What each OCCI request does in Lapis: templates from the catalogue and the flavors, computes
 // as scheduler claims (joined with their runtime instances), storage as runtime volumes,
-// storage links as attachments made while the compute runs. Renderings are not its business.
+// storage links as attachments made while the compute runs; what only OCCI knows (titles,
+// summaries, user mixins) in the gateway's own store. Renderings are not its business.
 import { randomUUID } from 'node:crypto';
 import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from '@lapis/platform';
@@ -14,7 +15,6 @@ import { splitCategoryId } from './domain/json';
 import { applyUpdate, initialState, withState } from './domain/update';
 import { computeEntity, computeSpec, networkEntity, networkInterfaceEntity, osTemplate, resourceTemplate, storageEntity, storageLinkEntity, type Templates } from './domain/mapping';
 import { ACTIONS, categoryId, KINDS, STATIC_CATEGORIES, USER_MIXIN_SCHEME_PREFIX, type Category, type EntityKind } from './domain/model';
-
 
 const GiB = 2 ** 30;
 const TEMPLATE_TTL_MS = 10_000;
@@ -352,6 +352,7 @@ function userMixinCategory(m: UserMixins['mixins'][number]): Category {
   return { ...m, class: 'mixin', attributes: [], applies: [categoryId(KINDS.compute), categoryId(KINDS.storage)] };
 }
 
+/** A collection path as stored and compared: no scheme and host, one trailing slash. */
 const normalizeLocation = (path: string) => path.replace(/^https?:\/\/[^/]+/, '').replace(/\/*$/, '/');
 
 /** A user mixin's collection: a path of its own, not a kind's collection nor the query interface. */
