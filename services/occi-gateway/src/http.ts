@@ -10,7 +10,7 @@ import { Metadata } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import type { Credentials } from './adapters/lapis';
 import { decodeComponent, emptyRequest, OcciError, type Entity, type OcciRequest } from './domain/entity';
-import { collectionJson, entityJson, parseJson, queryInterfaceJson } from './domain/json';
+import { collectionJson, collectionLocations, entityJson, parseJson, queryInterfaceJson } from './domain/json';
 import type { Category, EntityKind } from './domain/model';
 import { requestRendering, responseRendering, type Rendering } from './domain/negotiate';
 import { categoryHeaders, entityHeaders, locationHeaders, parseHeaders, parsePlainText, toPlainText, type Header } from './domain/text';
@@ -126,7 +126,12 @@ async function handle(x: Exchange, gateway: Gateway, authenticator: Authenticato
 
   const match = /^\/([a-z]+)\/([^/]*)$/.exec(path);
   const kind = match?.[1] as EntityKind | undefined;
-  if (!match || !kind || !KINDS.includes(kind)) throw new OcciError(404, `${path} is not an OCCI location of this server`);
+  if (!match || !kind || !KINDS.includes(kind)) {
+    const mixin = path.endsWith('/') ? await gateway.mixinAt(credentials, path) : undefined;
+    if (!mixin) throw new OcciError(404, `${path} is not an OCCI location of this server`);
+    nameSpan(method, '/{mixin}/');
+    return mixinCollection(x, gateway, credentials, mixin, method, body);
+  }
   const id = match[2] ? decodeComponent(match[2], `${kind} id in the path`) : undefined;
   nameSpan(method, `/${kind}/${id ? '{id}' : ''}`);
   const action = x.url.searchParams.get('action');
@@ -138,8 +143,7 @@ async function handle(x: Exchange, gateway: Gateway, authenticator: Authenticato
     }
     if (method === 'POST' && action) {
       // An action on a collection applies to every entity in it.
-      const request = parseRequest(x, body);
-      for (const entity of await gateway.list(credentials, kind)) await gateway.invoke(credentials, kind, entity.id, action, request);
+      await gateway.invokeAll(credentials, kind, action, parseRequest(x, body));
       return send(x, 200, []);
     }
     if (method === 'POST') {
@@ -164,9 +168,30 @@ async function handle(x: Exchange, gateway: Gateway, authenticator: Authenticato
     return send(x, 200, []);
   }
   if (method === 'PUT' || method === 'POST') {
-    throw new OcciError(409, `${kind} ${id}: Lapis entities are immutable once created; create a new one with POST /${kind}/`);
+    // GFD.223 4.4: POST updates what it names, PUT replaces the entity's mutable parts.
+    const updated = await gateway.update(credentials, kind, id, parseRequest(x, body), method === 'PUT' ? 'full' : 'partial');
+    return sendEntity(x, updated, 200);
   }
-  throw methodNotAllowed(method, 'GET, POST, DELETE');
+  throw methodNotAllowed(method, 'GET, POST, PUT, DELETE');
+}
+
+/** A user mixin's collection (GFD.223 4.3): the entities tagged with it, changed by location. */
+async function mixinCollection(x: Exchange, gateway: Gateway, credentials: Credentials, mixin: Category, method: string, body: string): Promise<void> {
+  if (method === 'GET') return sendCollection(x, page(x, await gateway.mixinMembers(credentials, mixin)), undefined);
+  const mode = method === 'POST' ? 'add' : method === 'PUT' ? 'replace' : method === 'DELETE' ? 'remove' : undefined;
+  if (!mode) throw methodNotAllowed(method, 'GET, POST, PUT, DELETE');
+  await gateway.updateMixinMembers(credentials, mixin, requestLocations(x, body), mode);
+  return send(x, 200, []);
+}
+
+/** The entity locations a request names: X-OCCI-Location (text), a uri-list, or a JSON collection. */
+function requestLocations(x: Exchange, body: string): string[] {
+  const type = (header(x.req, 'content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type === 'text/uri-list') return body.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  if (requestRendering(header(x.req, 'content-type'), body.trim() !== '') === 'application/occi+json') {
+    return body.trim() ? collectionLocations(body) : [];
+  }
+  return parseRequest(x, body).locations;
 }
 
 /** The request's span (made by the HTTP instrumentation) named after its route, as tracing views group them. */
@@ -315,6 +340,11 @@ function sendCollection(x: Exchange, entities: Entity[], locations: string[] | u
     x.res.writeHead(200, { 'Content-Type': 'text/uri-list' });
     return void x.res.end(uris.map((u) => `${u}\r\n`).join(''));
   }
+  if (rendering === 'text/plain') {
+    // An empty collection is no lines at all (GFD.229), not a word that reads as one.
+    x.res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
+    return void x.res.end(toPlainText(locationHeaders(uris)));
+  }
   send(x, 200, locationHeaders(uris), rendering);
 }
 
@@ -355,9 +385,23 @@ function sendError(x: Exchange, error: unknown): void {
   if (x.res.headersSent) return void x.res.destroy();
   x.res.setHeader('Server', SERVER_HEADER);
   if (status === 401) x.res.setHeader('WWW-Authenticate', 'Bearer realm="lapis", error="invalid_token"');
-  const wantsJson = /json/.test(header(x.req, 'accept') ?? '');
-  x.res.writeHead(status, { 'Content-Type': wantsJson ? 'application/json' : 'text/plain; charset=utf-8' });
-  x.res.end(wantsJson ? JSON.stringify({ error: { status, message } }) : `${message}\n`);
+  const rendering = errorRendering(header(x.req, 'accept'));
+  if (rendering === 'application/occi+json') {
+    x.res.writeHead(status, { 'Content-Type': 'application/occi+json' });
+    return void x.res.end(JSON.stringify({ error: { status, message } }));
+  }
+  // text/occi: the message is the body, as with text/plain, under the type the client asked for.
+  x.res.writeHead(status, { 'Content-Type': rendering === 'text/occi' ? 'text/occi' : 'text/plain; charset=utf-8' });
+  x.res.end(`${message}\n`);
+}
+
+/** The rendering of an error: what the client asked for, text/plain when that cannot be told. */
+function errorRendering(accept: string | undefined): Rendering {
+  try {
+    return responseRendering(accept, true);
+  } catch {
+    return /json/.test(accept ?? '') ? 'application/occi+json' : 'text/plain';
+  }
 }
 
 

@@ -5,14 +5,9 @@ import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { authenticatorFrom, decodeEvent, eventSubjects, occiListens, runMain, startService } from '@lapis/platform';
 import { LapisClients } from './adapters/lapis';
 import { loadOcciConfig } from './config';
-import { Gateway, type UserMixins } from './gateway';
+import { Gateway } from './gateway';
+import { OcciStore, occiStateCodec } from './adapters/store';
 import { createOcciServer, listenUrl } from './http';
-
-/** User mixins are OCCI-only state: kept as JSON in their own bucket. */
-const userMixinsCodec = {
-  encode: (value: UserMixins) => ({ finish: () => Buffer.from(JSON.stringify(value)) }),
-  decode: (bytes: Uint8Array): UserMixins => JSON.parse(Buffer.from(bytes).toString('utf8')),
-};
 
 /** The compute an event is about, if it is about one. */
 function changedCompute(event: Event): string | undefined {
@@ -45,7 +40,10 @@ runMain(async () => {
         runtime: config.LAPIS_RUNTIME_ADDRESS,
         images: config.LAPIS_IMAGE_SYNC_ADDRESS,
       });
-      const gateway = new Gateway(lapis, await bus.bucket('occi-mixins', userMixinsCodec), log);
+      const store = new OcciStore(await bus.bucket('occi-mixins', occiStateCodec));
+      await store.start();
+      shutdown.add('occi state', async () => store.stop());
+      const gateway = new Gateway(lapis, store, log);
       // Claims and instances announce their changes; the gateway drops what it keeps of them.
       // A plain subscription is enough: a restarted gateway starts with nothing kept.
       // One subscription per kind of event it hears: its NATS user may subscribe to no other.

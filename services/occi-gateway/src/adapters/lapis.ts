@@ -10,6 +10,7 @@ import {
   type Volume,
   type AttachVolumeResponse,
   type CreateVolumeResponse,
+  type DeleteInstanceResponse,
   type DeleteVolumeResponse,
   type DetachVolumeResponse,
   type GetInstanceResponse,
@@ -140,6 +141,10 @@ export class LapisClients {
 
   async rebootInstance(c: Credentials, instanceId: string, timeoutSeconds?: number): Promise<void> {
     await this.call<RebootInstanceResponse>(c, (m, cb) => this.runtime.rebootInstance({ instanceId, timeout: timeoutSeconds === undefined ? undefined : { seconds: timeoutSeconds, nanos: 0 }, requestId: '' }, m, cb));
+  }
+
+  async deleteInstance(c: Credentials, instanceId: string): Promise<void> {
+    await this.call<DeleteInstanceResponse>(c, (m, cb) => this.runtime.deleteInstance({ instanceId, timeout: undefined, requestId: '' }, m, cb));
   }
 
   async createVolume(c: Credentials, name: string, sizeBytes: number, requestId: string): Promise<Volume> {

@@ -16,6 +16,8 @@ export function entityJson(entity: Entity): Json {
   if (entity.actions.length > 0) json.actions = entity.actions.map(categoryId);
   const title = entity.attributes['occi.core.title'];
   if (typeof title === 'string') json.title = title;
+  const summary = entity.attributes['occi.core.summary'];
+  if (typeof summary === 'string' && !isLink(entity)) json.summary = summary;
   if (isLink(entity)) {
     json.source = entity.source;
     json.target = entity.target;
@@ -25,10 +27,9 @@ export function entityJson(entity: Entity): Json {
   return json;
 }
 
+/** A collection (GFD.226): both lists, empty ones too, so an empty collection still reads as one. */
 export function collectionJson(entities: Entity[]): Json {
-  const resources = entities.filter((e) => !isLink(e)).map(entityJson);
-  const links = entities.filter(isLink).map(entityJson);
-  return { ...(resources.length ? { resources } : {}), ...(links.length ? { links } : {}) };
+  return { resources: entities.filter((e) => !isLink(e)).map(entityJson), links: entities.filter(isLink).map(entityJson) };
 }
 
 function attributeDefinitions(definitions: readonly AttributeDefinition[]): Json {
@@ -83,6 +84,27 @@ function asAttributes(value: unknown, what: string): Attributes {
     if (!ok) throw new OcciError(400, `${what}.${name}: a string, number, boolean, list of strings or map of strings`);
   }
   return object as Record<string, AttributeValue>;
+}
+
+/** The locations of the entities a JSON collection names: each one's location, or /<kind term>/<id>. */
+export function collectionLocations(body: string): string[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body);
+  } catch (error) {
+    throw new OcciError(400, `body is not JSON: ${(error as Error).message}`);
+  }
+  const object = asObject(doc, 'body');
+  return (['resources', 'links'] as const).flatMap((part) => {
+    const list = object[part] ?? [];
+    if (!Array.isArray(list)) throw new OcciError(400, `${part} must be a list`);
+    return list.map((item, i) => {
+      const entity = asObject(item, `${part}[${i}]`);
+      if (typeof entity.location === 'string' && entity.location) return entity.location;
+      const { term } = splitCategoryId(asString(entity.kind, `${part}[${i}].kind`), `${part}[${i}].kind`);
+      return `/${term}/${encodeURIComponent(asString(entity.id, `${part}[${i}].id`))}`;
+    });
+  });
 }
 
 /** Splits "scheme#term" into a category reference. */
@@ -170,6 +192,7 @@ export function parseJson(body: string): OcciRequest {
     locations: [],
   };
   if (typeof entity.title === 'string') request.attributes['occi.core.title'] ??= entity.title;
+  if (typeof entity.summary === 'string') request.attributes['occi.core.summary'] ??= entity.summary;
   if (typeof entity.id === 'string') request.id = entity.id;
   const end = (value: unknown, what: string) => (typeof value === 'string' ? value : asString(asObject(value, what).location, `${what}.location`));
   if (entity.source !== undefined) request.source = end(entity.source, 'source');

@@ -103,7 +103,7 @@ export function computeEntity(claim: Claim, instance: Instance | undefined, temp
   const location = `/compute/${claim.id}`;
   const actions =
     state === 'active'
-      ? [ACTIONS.stop, ACTIONS.restart, ACTIONS.suspend]
+      ? [ACTIONS.stop, ACTIONS.restart]
       : state === 'inactive' && (instance?.state ?? claim.instanceState) === InstanceState.STOPPED
         ? [ACTIONS.start]
         : [];
@@ -195,6 +195,18 @@ function parsePort(text: string): PortMapping {
   return { containerPort: Number(match[1]), hostPort: Number(match[2] ?? 0), protocol: match[3] === 'udp' ? PortProtocol.UDP : PortProtocol.TCP };
 }
 
+const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** A hostname from free text ("My Machine" -> "my-machine"); empty when nothing usable is left. */
+export function hostnameFrom(title: string): string {
+  return title
+    .normalize('NFKD')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .slice(0, 63)
+    .replace(/^-+|-+$/g, '');
+}
+
 const has = (request: OcciRequest, category: Pick<Category, 'scheme' | 'term'>) =>
   request.categories.some((c) => c.scheme === category.scheme && c.term === category.term);
 
@@ -234,10 +246,14 @@ export function computeSpec(request: OcciRequest, templates: Templates): { spec:
   for (const name of Object.keys(request.attributes)) {
     if (!known.has(name)) throw new OcciError(400, `attribute ${name} is not defined for compute`);
   }
-  const title = request.attributes['occi.core.title'] ?? request.attributes['occi.compute.hostname'];
-  if (title !== undefined && (typeof title !== 'string' || !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(title))) {
-    throw new OcciError(400, `occi.core.title: ${JSON.stringify(title)} must be a hostname (lower case letters, digits, dashes)`);
+  for (const name of ['occi.core.title', 'occi.core.summary']) {
+    if (request.attributes[name] !== undefined && typeof request.attributes[name] !== 'string') throw new OcciError(400, `${name}: must be a string`);
   }
+  const hostname = request.attributes['occi.compute.hostname'];
+  if (hostname !== undefined && (typeof hostname !== 'string' || !HOSTNAME.test(hostname))) {
+    throw new OcciError(400, `occi.compute.hostname: ${JSON.stringify(hostname)} must be a hostname (lower case letters, digits, dashes; at most 63)`);
+  }
+  const title = request.attributes['occi.core.title'];
   const userData = request.attributes['occi.compute.userdata'];
   const sshKey = request.attributes['occi.credentials.ssh.publickey'];
   const command = jsonAttribute(request.attributes['lapis.container.command'], 'lapis.container.command', isStringList) ?? [];
@@ -252,8 +268,8 @@ export function computeSpec(request: OcciRequest, templates: Templates): { spec:
     });
   return {
     spec: {
-      // Without a title the scheduler names the instance after its id.
-      name: typeof title === 'string' ? title : '',
+      // Without a hostname or a title to derive one from, the scheduler names the instance after its id.
+      name: typeof hostname === 'string' ? hostname : hostnameFrom(typeof title === 'string' ? title : ''),
       flavor: flavor.term,
       resources: undefined,
       image: image.title,

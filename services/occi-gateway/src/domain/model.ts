@@ -60,7 +60,6 @@ const action = (kindScheme: string, term: string, title: string, attributes: Att
 });
 
 const COMPUTE_ACTION = 'http://schemas.ogf.org/occi/infrastructure/compute/action#';
-const STORAGE_ACTION = 'http://schemas.ogf.org/occi/infrastructure/storage/action#';
 
 export const ACTIONS = {
   start: action(COMPUTE_ACTION, 'start', 'Start the compute instance'),
@@ -70,12 +69,11 @@ export const ACTIONS = {
   restart: action(COMPUTE_ACTION, 'restart', 'Restart the compute instance', [
     attr('method', 'string', { enum: ['graceful', 'warm', 'cold'], default: 'graceful' }),
   ]),
-  suspend: action(COMPUTE_ACTION, 'suspend', 'Suspend the compute instance', [
-    attr('method', 'string', { enum: ['hibernate', 'suspend'], default: 'suspend' }),
-  ]),
-  storageOnline: action(STORAGE_ACTION, 'online', 'Bring the storage online'),
-  storageOffline: action(STORAGE_ACTION, 'offline', 'Take the storage offline'),
 } satisfies Record<string, Category>;
+// Not offered: compute `suspend` (lapis.runtime.v1 has no pause call: start, stop and reboot
+// only) and storage `online`/`offline` (a Lapis volume is usable whenever it exists; there is
+// nothing to switch). OCCI lets a provider leave actions out; advertising them only to
+// answer 501 misleads clients (GFD.221 3.4.2: an action offered must be invocable).
 
 const coreIdentity = [
   attr('occi.core.id', 'string', { ...immutable, description: 'identifier of the entity' }),
@@ -101,7 +99,7 @@ export const KINDS = {
     title: 'Compute resource (a Lapis instance: a container run as a light-weight VM)',
     parent: `${CORE}resource`,
     location: '/compute/',
-    actions: [ACTIONS.start, ACTIONS.stop, ACTIONS.restart, ACTIONS.suspend].map(categoryId),
+    actions: [ACTIONS.start, ACTIONS.stop, ACTIONS.restart].map(categoryId),
     attributes: [
       attr('occi.compute.architecture', 'string', { enum: ['x86', 'x64'], ...immutable }),
       attr('occi.compute.cores', 'integer', { ...immutable, description: 'CPUs (from the flavor)' }),
@@ -120,7 +118,6 @@ export const KINDS = {
     title: 'Storage resource (a Lapis block volume)',
     parent: `${CORE}resource`,
     location: '/storage/',
-    actions: [ACTIONS.storageOnline, ACTIONS.storageOffline].map(categoryId),
     attributes: [
       attr('occi.storage.size', 'number', { required: true, ...immutable, description: 'GiB' }),
       attr('occi.storage.state', 'string', { ...immutable, enum: ['online', 'offline', 'error'] }),

@@ -1,0 +1,88 @@
+// What only OCCI knows, in the gateway's one bucket (its NATS user may use no other): each
+// project's user mixins under the project's name, and each entity's title, summary and user
+// mixins under "entity.<project>.<kind>.<id>" (project and id base64url-encoded, so any text is
+// a valid key). Reads come from a mirror kept by a watch, so a GET costs no round trip and
+// every replica sees every replica's writes; writes are compare-and-set on the bucket and noted
+// in the mirror at once (read-your-writes).
+import { BucketMirror, type Bucket } from '@lapis/platform';
+import type { EntityKind } from '../domain/model';
+import type { EntityState } from '../domain/update';
+
+/** User-defined mixins of one project (OCCI lets clients tag entities with their own mixins). */
+export interface UserMixins {
+  mixins: Array<{ scheme: string; term: string; title: string; location: string; depends: string[] }>;
+}
+
+/** An entity's state with its identity, so the mirror's values can be told apart and filtered. */
+interface EntityRecord extends EntityState {
+  entity: { project: string; kind: EntityKind; id: string };
+}
+
+export type OcciState = UserMixins | EntityRecord;
+
+const isEntity = (value: OcciState): value is EntityRecord => 'entity' in value;
+
+export const occiStateCodec = {
+  encode: (value: OcciState) => ({ finish: () => Buffer.from(JSON.stringify(value)) }),
+  decode: (bytes: Uint8Array): OcciState => JSON.parse(Buffer.from(bytes).toString('utf8')),
+};
+
+export class OcciStore {
+  private readonly mirror: BucketMirror<OcciState>;
+
+  constructor(private readonly bucket: Bucket<OcciState>) {
+    this.mirror = new BucketMirror(bucket, occiStateCodec.decode);
+  }
+
+  start(): Promise<void> {
+    return this.mirror.start();
+  }
+
+  stop(): void {
+    this.mirror.stop();
+  }
+
+  userMixins(project: string): UserMixins['mixins'] {
+    const value = this.mirror.get(project);
+    return value && !isEntity(value) ? value.mixins : [];
+  }
+
+  async changeUserMixins(project: string, change: (current: UserMixins['mixins']) => UserMixins['mixins']): Promise<void> {
+    const result = await this.bucket.mutate(project, (current) => ({ mixins: change(current && !isEntity(current) ? current.mixins : []) }));
+    if (result) this.mirror.note(project, result.value, result.revision);
+  }
+
+  state(project: string, kind: EntityKind, id: string): EntityState | undefined {
+    const value = this.mirror.get(key(project, kind, id));
+    return value && isEntity(value) ? value : undefined;
+  }
+
+  /** The project's entities (of one kind, or all) that have a state. */
+  states(project: string, kind?: EntityKind): Array<{ kind: EntityKind; id: string; state: EntityState }> {
+    return this.mirror
+      .values()
+      .filter(isEntity)
+      .filter((v) => v.entity.project === project && (!kind || v.entity.kind === kind))
+      .map((v) => ({ kind: v.entity.kind, id: v.entity.id, state: v }));
+  }
+
+  /** Compare-and-set on the entity's state; `change` returns undefined to leave it as it is. */
+  async changeState(project: string, kind: EntityKind, id: string, change: (current: EntityState | undefined) => EntityState | undefined): Promise<EntityState | undefined> {
+    const k = key(project, kind, id);
+    const result = await this.bucket.mutate(k, (current) => {
+      const next = change(current && isEntity(current) ? current : undefined);
+      return next && { ...next, entity: { project, kind, id } };
+    });
+    if (result) this.mirror.note(k, result.value, result.revision);
+    return result && isEntity(result.value) ? result.value : undefined;
+  }
+
+  async deleteState(project: string, kind: EntityKind, id: string): Promise<void> {
+    const k = key(project, kind, id);
+    if (!this.mirror.get(k) && !(await this.bucket.get(k))) return;
+    await this.bucket.delete(k);
+    this.mirror.forget(k);
+  }
+}
+
+const key = (project: string, kind: EntityKind, id: string) => `entity.${Buffer.from(project).toString('base64url') || '_'}.${kind}.${Buffer.from(id).toString('base64url')}`;
