@@ -8,7 +8,7 @@ import { applyUpdate, initialState, withState } from '../../src/domain/update';
 
 const templates = {
   images: [osTemplate({ repository: 'lapis/busybox', tag: 'testenv' })],
-  flavors: [resourceTemplate({ name: 'm1.small', description: '', devices: [], resources: { cpuMillis: 1000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 } })],
+  flavors: [resourceTemplate({ name: 'm1.small', description: '', devices: [], capabilities: [], readOnlyRootFilesystem: false, resources: { cpuMillis: 1000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 } })],
 };
 const claim = Claim.fromPartial({
   id: 'c0ffee00-0000-4000-8000-000000000001',
