@@ -1,7 +1,7 @@
 // The runtime agent's configuration: the platform's variables plus its own, parsed once at start.
 import { cpus, hostname, totalmem } from 'node:os';
 import { isIP } from 'node:net';
-import { listenPort, loadConfig, parseHostPortRange, platformSpecs, requireAuthSource } from '@lapis/platform';
+import { listenPort, loadConfig, checkHostPortsVariable, platformSpecs, requireAuthSource } from '@lapis/platform';
 import { bool, num, str } from 'envalid';
 
 export const runtimeSpecs = {
@@ -59,14 +59,7 @@ export const loadRuntimeConfig = (env: NodeJS.ProcessEnv = process.env) =>
       c.LAPIS_INFINIBAND_MEMLOCK === 'unlimited' || /^\d+$/.test(c.LAPIS_INFINIBAND_MEMLOCK)
         ? undefined
         : `LAPIS_INFINIBAND_MEMLOCK=${JSON.stringify(c.LAPIS_INFINIBAND_MEMLOCK)} is invalid: "unlimited" or a number of bytes`,
-    (c) => {
-      try {
-        parseHostPortRange(c.LAPIS_HOST_PORTS);
-        return undefined;
-      } catch (error) {
-        return `LAPIS_HOST_PORTS=${(error as Error).message}`;
-      }
-    },
+    checkHostPortsVariable,
     (c) => (isIP(c.LAPIS_HOST_PORT_ADDRESS) ? undefined : `LAPIS_HOST_PORT_ADDRESS=${JSON.stringify(c.LAPIS_HOST_PORT_ADDRESS)} is invalid: an IP address of the node, such as 127.0.0.1`),
     (c) => (/^[A-Za-z0-9._-]{1,63}$/.test(c.LAPIS_NODE_NAME) ? undefined : `LAPIS_NODE_NAME=${JSON.stringify(c.LAPIS_NODE_NAME)} is invalid: letters, digits, ".", "-" and "_" only`),
   ]);

@@ -56,6 +56,16 @@ export function parseHostPortRange(text: string): HostPortRange | undefined {
   return { min, max };
 }
 
+/** A config check (loadConfig's cross-checks) for LAPIS_HOST_PORTS, which the scheduler and the runtime share. */
+export function checkHostPortsVariable(config: { LAPIS_HOST_PORTS: string }): string | undefined {
+  try {
+    parseHostPortRange(config.LAPIS_HOST_PORTS);
+    return undefined;
+  } catch (error) {
+    return `LAPIS_HOST_PORTS=${(error as Error).message}`;
+  }
+}
+
 export interface InstanceSpecRules {
   /** The caller names an unnamed instance itself (defaultInstanceName): an empty name is fine. */
   nameOptional?: boolean;

@@ -1,5 +1,5 @@
 // The scheduler's configuration: the platform's variables plus its own, parsed once at start.
-import { listenPort, loadConfig, parseHostPortRange, platformSpecs, requireAuthSource } from '@lapis/platform';
+import { listenPort, loadConfig, checkHostPortsVariable, platformSpecs, requireAuthSource } from '@lapis/platform';
 import { num, str } from 'envalid';
 
 export const schedulerSpecs = {
@@ -22,13 +22,6 @@ export const schedulerSpecs = {
 export const loadSchedulerConfig = (env: NodeJS.ProcessEnv = process.env) =>
   loadConfig(schedulerSpecs, env, [
     requireAuthSource,
-    (c) => {
-      try {
-        parseHostPortRange(c.LAPIS_HOST_PORTS);
-        return undefined;
-      } catch (error) {
-        return `LAPIS_HOST_PORTS=${(error as Error).message}`;
-      }
-    },
+    checkHostPortsVariable,
   ]);
 export type SchedulerConfig = ReturnType<typeof loadSchedulerConfig>;

@@ -88,12 +88,7 @@ function asAttributes(value: unknown, what: string): Attributes {
 
 /** The locations of the entities a JSON collection names: each one's location, or /<kind term>/<id>. */
 export function collectionLocations(body: string): string[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(body);
-  } catch (error) {
-    throw new OcciError(400, `body is not JSON: ${(error as Error).message}`);
-  }
+  const doc = parseBoundedJson(body, 'body');
   const object = asObject(doc, 'body');
   return (['resources', 'links'] as const).flatMap((part) => {
     const list = object[part] ?? [];
@@ -141,6 +136,17 @@ export function jsonTooDeepAt(text: string, max = MAX_JSON_DEPTH): number | unde
   return undefined;
 }
 
+/** JSON.parse with the depth bound first: 400 naming `what` (and where) for anything else. */
+export function parseBoundedJson(text: string, what: string): unknown {
+  const tooDeep = jsonTooDeepAt(text);
+  if (tooDeep !== undefined) throw new OcciError(400, `${what}:${lineColumn(text, tooDeep)}: JSON nested more than ${MAX_JSON_DEPTH} deep`);
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new OcciError(400, `${what} is not JSON: ${(error as Error).message}`);
+  }
+}
+
 /** 1-based line and column of an offset. */
 function lineColumn(text: string, offset: number): string {
   const before = text.slice(0, offset);
@@ -150,14 +156,7 @@ function lineColumn(text: string, offset: number): string {
 
 /** An entity, a collection of one entity, an action invocation, or mixin definitions. */
 export function parseJson(body: string): OcciRequest {
-  const tooDeep = jsonTooDeepAt(body);
-  if (tooDeep !== undefined) throw new OcciError(400, `body:${lineColumn(body, tooDeep)}: JSON nested more than ${MAX_JSON_DEPTH} deep`);
-  let doc: unknown;
-  try {
-    doc = JSON.parse(body);
-  } catch (error) {
-    throw new OcciError(400, `body is not JSON: ${(error as Error).message}`);
-  }
+  const doc = parseBoundedJson(body, 'body');
   const object = asObject(doc, 'body');
   if (object.action !== undefined) {
     const action = asString(object.action, 'action');

@@ -5,6 +5,7 @@ import type { Image } from '@lapis/proto/lapis/images/v1/images';
 import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { ClaimState, PendingReason, type Claim } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { OcciError, type Attributes, type Entity, type LinkEntity, type OcciRequest } from './entity';
+import { parseBoundedJson } from './json';
 import {
   ACTIONS,
   categoryId,
@@ -212,14 +213,7 @@ const has = (request: OcciRequest, category: Pick<Category, 'scheme' | 'term'>) 
 
 function jsonAttribute<T>(value: unknown, name: string, check: (v: unknown) => v is T): T | undefined {
   if (value === undefined) return undefined;
-  let parsed = value;
-  if (typeof value === 'string') {
-    try {
-      parsed = JSON.parse(value);
-    } catch {
-      throw new OcciError(400, `${name}: not valid JSON`);
-    }
-  }
+  const parsed = typeof value === 'string' ? parseBoundedJson(value, name) : value;
   if (!check(parsed)) throw new OcciError(400, `${name}: wrong shape`);
   return parsed;
 }
