@@ -1,9 +1,34 @@
 // One JSON logger per process (pino to stdout). Every line carries the active trace and
-// span ids, so a log line leads to its trace and back.
+// span ids, so a log line leads to its trace and back. Secrets stay out: logged errors keep
+// only the fields below (a client library's error can hold the request it failed on: the
+// Kubernetes client's `body`, dockerode's `json`), and keys that hold secrets are censored
+// wherever a caller logs an object that has them.
 import { context, trace } from '@opentelemetry/api';
 import { pino, type Logger } from 'pino';
+import { scrubText } from './telemetry/allow-list';
 
 export type { Logger };
+
+/** What a logged error may show: what it is, what it says, where it came from. */
+const ERROR_FIELDS = ['type', 'message', 'stack', 'code', 'reason', 'statusCode', 'errno', 'syscall'] as const;
+
+/** pino's error serializer, with the allow-list applied to the error and to its causes. */
+function serializeError(value: unknown): unknown {
+  if (typeof value === 'string') return scrubText(value);
+  if (!(value instanceof Error)) return value;
+  const full = pino.stdSerializers.errWithCause(value) as unknown as Record<string, unknown>;
+  const kept: Record<string, unknown> = {};
+  for (const field of ERROR_FIELDS) {
+    const v = full[field];
+    if (v !== undefined) kept[field] = typeof v === 'string' ? scrubText(v) : v;
+  }
+  if (value.cause !== undefined) kept.cause = serializeError(value.cause);
+  return kept;
+}
+
+/** Keys whose values are secrets, at the top of a logged object or one or two levels down. */
+const SECRET_KEYS = ['authorization', 'token', 'password', 'environment', 'env', 'Env', 'userData', 'user_data', 'sshPublicKeys', 'ssh_public_keys'];
+const REDACT_PATHS = SECRET_KEYS.flatMap((key) => [key, `*.${key}`, `*.*.${key}`]);
 
 export function createLogger(service: string, level = 'info'): Logger {
   // Synchronous writes: lines keep their order and none is lost when the process exits
@@ -14,6 +39,8 @@ export function createLogger(service: string, level = 'info'): Logger {
       level,
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      serializers: { err: serializeError },
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       mixin() {
         const span = trace.getSpan(context.active());
         if (!span) return {};
