@@ -42,13 +42,18 @@ const ALLOWED_EVENT_ATTRIBUTES: ReadonlySet<string> = new Set(['exception.type',
 
 const URL_ATTRIBUTES: ReadonlySet<string> = new Set(['url.full', 'url.path']);
 
+/** Whether a text could hold what scrubText takes out (most hold none: skip the regexes). */
+const mayHoldSecrets = (text: string) => /[?#@]|bearer|basic/i.test(text);
+
 /** A URL without credentials, query or fragment. */
 export function withoutQuery(url: string): string {
+  if (!mayHoldSecrets(url)) return url;
   return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@?#\s]*@/i, '$1').replace(/[?#].*$/s, '');
 }
 
 /** Free text without what could carry a secret: URL queries and credentials, bearer tokens. */
 export function scrubText(text: string): string {
+  if (!mayHoldSecrets(text)) return text;
   return text
     .replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/@?#\s]*@/gi, '$1')
     .replace(/\?[^\s#"']+/g, '')
