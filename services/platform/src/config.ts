@@ -62,7 +62,9 @@ export const positiveInt = makeValidator<number>((input) => {
 
 /** Variables every Lapis service reads. A service spreads these into its own specs. */
 export const platformSpecs = {
-  LAPIS_GRPC_HOST: str({ default: '0.0.0.0', desc: 'address the gRPC server listens on' }),
+  // Loopback unless told otherwise: a service run by hand is not open to the machine's networks
+  // (the chart sets 0.0.0.0, as a pod must).
+  LAPIS_GRPC_HOST: str({ default: '127.0.0.1', desc: 'address the gRPC server (and the OCCI HTTP interface) listens on; the chart sets 0.0.0.0' }),
   LAPIS_GRPC_PORT: listenPort({ desc: 'port the gRPC server listens on (0 picks a free one)', example: '50051' }),
   LAPIS_NATS_URL: url({ desc: 'NATS server with JetStream', example: 'nats://127.0.0.1:4222' }),
   LAPIS_NATS_STREAM: str({ default: 'LAPIS', desc: 'JetStream stream holding every event' }),

@@ -23,7 +23,10 @@ export async function startZipkin(logFile: string): Promise<Zipkin> {
   }
   const port = await freePort();
   const log = openSync(logFile, 'a');
-  const child = spawn('java', ['-jar', JAR], { env: { ...process.env, QUERY_PORT: String(port) }, stdio: ['ignore', log, log] });
+  // Loopback only: on all interfaces, every container on this machine could read every trace
+  // through its bridge gateway. Armeria's port list is replaced whole, so port and protocol too.
+  const listen = [`--armeria.ports[0].ip=127.0.0.1`, `--armeria.ports[0].port=${port}`, '--armeria.ports[0].protocols[0]=http'];
+  const child = spawn('java', ['-jar', JAR, ...listen], { stdio: ['ignore', log, log] });
   let exited = false;
   child.once('exit', () => (exited = true));
   const url = `http://127.0.0.1:${port}`;

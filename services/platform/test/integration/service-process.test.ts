@@ -1,6 +1,7 @@
 // A service as its own process, the way it runs in production: started with telemetry
 // registered first, stopped with SIGTERM, exporting spans to a trace collector.
 import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -111,6 +112,55 @@ describe('a service process (real NATS, real signals)', () => {
         const line = probe.logs.find((l) => l.msg === msg);
         assert.equal(line?.trace_id, traceId, `the "${msg}" log line carries the trace id`);
       }
+    } finally {
+      collector.close();
+    }
+  });
+
+  it('exports and logs a failure without the secrets its error holds (URL query, bearer token, request and response)', async () => {
+    // OTLP as JSON: unlike Zipkin's format it keeps span events with their attributes.
+    const exported: string[] = [];
+    const collector = createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk) => (body += chunk));
+      request.on('end', () => {
+        exported.push(body);
+        response.setHeader('content-type', 'application/json');
+        response.end('{}');
+      });
+    }).listen(0, '127.0.0.1');
+    await once(collector, 'listening');
+    const secret = `canary${randomBytes(12).toString('hex')}`;
+    try {
+      const probe = await startProbe({
+        OTEL_TRACES_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}/v1/traces`,
+        PROBE_SECRET: secret,
+      });
+      running.push(probe);
+      const response = await getOperation(operationsClient(probe.address), 'publish:fails-with-secrets');
+      assert.ok(!(response instanceof Error), (response as Error).message);
+      const logged = await until(() => probe.logs.find((l) => l.msg === 'poison message terminated'), 'the failed message to be terminated');
+      assert.equal(await probe.stop(), 0, 'the last shutdown step flushes the spans');
+
+      // The failure is still told, less its secrets: the span's status and exception event, the log line's error.
+      type OtlpSpan = { name: string; status?: { message?: string }; events?: Array<{ name: string; attributes?: Array<{ key: string; value: { stringValue?: string } }> }> };
+      const spans = exported.flatMap((body) =>
+        (JSON.parse(body) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> }).resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans)),
+      );
+      const failed = spans.find((s) => s.name === 'process lapis.runtime.instance_state_changed' && s.status?.message);
+      assert.ok(failed, `the consumer's span, marked failed: ${JSON.stringify(spans.map((s) => s.name))}`);
+      const told = 'registry refused GET https://registry.example/v2/token with Bearer [redacted]';
+      assert.equal(failed.status?.message, told);
+      const exception = failed.events?.find((e) => e.name === 'exception');
+      const attribute = (key: string) => exception?.attributes?.find((a) => a.key === key)?.value.stringValue;
+      assert.deepEqual([attribute('exception.type'), attribute('exception.message')], ['PoisonMessage', told]);
+      const err = logged.err as { type?: string; message?: string; cause?: { message?: string } };
+      assert.deepEqual([err.type, err.message, err.cause?.message], ['PoisonMessage', told, 'HTTP 401']);
+
+      const leaks = [...exported, ...probe.logs.map((l) => JSON.stringify(l)), probe.stderr()].filter((text) => text.includes(secret));
+      assert.deepEqual(leaks, [], 'spans and log lines that hold the secret');
     } finally {
       collector.close();
     }
