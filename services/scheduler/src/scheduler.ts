@@ -20,7 +20,7 @@ import { ClusterSums } from './domain/state';
 import { jobSizeFactor, relative, type Breakdown } from './domain/priority';
 import { AckedWriter } from './adapters/acked';
 import { claimCodec, follow, jsonCodec, openStore, type Lease, type NodeOverride, type Store, type UsageDoc } from './adapters/store';
-import type { Settings } from './settings';
+import type { Settings } from './config';
 
 export interface SchedulerOptions {
   bus: EventBus;

@@ -1,9 +1,8 @@
 // Wiring: the engine on the service's NATS connection and the gRPC service over it.
 import { loadFlavors, parseHostPortRange, startService, type RunningService } from '@lapis/platform';
-import type { SchedulerConfig } from './config';
+import { loadSettings, type SchedulerConfig } from './config';
 import { Scheduler } from './scheduler';
 import { schedulerService } from './server';
-import { loadSettings } from './settings';
 
 export interface RunningScheduler extends RunningService {
   scheduler: Scheduler;
