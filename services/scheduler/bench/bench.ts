@@ -13,7 +13,7 @@ import { InstanceState, Backend } from '@lapis/proto/lapis/common/v1/common';
 import { startNats } from '@lapis/testenv';
 import { openStore } from '../src/adapters/store';
 import type { NodeRecord } from '../src/domain/model';
-import { Scheduler, type CycleStats } from '../src/scheduler';
+import { Scheduler, type CycleStats } from '../src/application/scheduler';
 import { defaultSettings } from '../src/config';
 
 const scale = Number(process.env.BENCH_SCALE ?? 1);

@@ -1,7 +1,8 @@
-// Wiring: the engine on the service's NATS connection and the gRPC service over it.
+// Wiring: the scheduler (application/scheduler.ts) on the service's NATS connection, with the
+// flavors and the policy file the configuration names, and the gRPC service over it.
 import { loadFlavors, parseHostPortRange, startService, type RunningService } from '@lapis/platform';
 import { loadSettings, type SchedulerConfig } from './config';
-import { Scheduler } from './scheduler';
+import { Scheduler } from './application/scheduler';
 import { schedulerService } from './server';
 
 export interface RunningScheduler extends RunningService {
