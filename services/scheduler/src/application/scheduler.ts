@@ -25,7 +25,7 @@ import type { ClaimRecord, NodeRecord, Res } from '../domain/model';
 import type { Breakdown } from '../domain/priority';
 import type { Settings } from '../config';
 import { AdminCommands, type NodeMoveEntry } from './admin';
-import { ClaimCache } from './claim-cache';
+import { ClaimCache, type Entry } from './claim-cache';
 import { ClaimCommands, type NewClaim } from './claim-commands';
 import { Cluster } from './cluster';
 import { CycleRunner, type CycleStats } from './cycle-runner';
@@ -66,7 +66,7 @@ export interface SchedulerOptions {
 
 export class Scheduler {
   readonly instanceId: string;
-  readonly claims: Map<string, { rec: ClaimRecord; rev: number }>;
+  readonly claims: Map<string, Entry>;
   readonly nodes: Map<string, NodeRecord>;
   readonly accounts: Map<string, AccountDef>;
   readonly quotas: Map<string, QuotaDef>;
