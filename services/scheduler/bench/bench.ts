@@ -13,8 +13,8 @@ import { InstanceState, Backend } from '@lapis/proto/lapis/common/v1/common';
 import { startNats } from '@lapis/testenv';
 import { openStore } from '../src/adapters/store';
 import type { NodeRecord } from '../src/domain/model';
-import { Scheduler, type CycleStats } from '../src/scheduler';
-import { defaultSettings } from '../src/settings';
+import { Scheduler, type CycleStats } from '../src/application/scheduler';
+import { defaultSettings } from '../src/config';
 
 const scale = Number(process.env.BENCH_SCALE ?? 1);
 const N_NODES = Math.max(1, Math.round(Number(process.env.BENCH_NODES ?? 5000) * scale));

@@ -1,5 +1,6 @@
 // gRPC handlers of lapis.scheduler.v1.SchedulerService: validate, scope to the caller's
-// project (admins see every project), translate, and hand over to the engine.
+// project (admins see every project), translate, and hand over to the scheduler
+// (application/scheduler.ts).
 import { appendTo, failedPrecondition, invalidArgument, notFound, paginate, permissionDenied, service, validateInstanceSpec, type CallContext, type FieldViolation, type Handlers, type ServiceRegistration } from '@lapis/platform';
 import { Backend, DeviceKind, type Resources } from '@lapis/proto/lapis/common/v1/common';
 import {
@@ -15,7 +16,7 @@ import { beyondCeiling } from './domain/ceiling';
 import type { FairShareRow } from './domain/fairshare';
 import { withinLimit, type ClaimRecord, type DeviceNeed, type Res } from './domain/model';
 import { weightsRow, type Breakdown } from './domain/priority';
-import type { Scheduler } from './scheduler';
+import type { Scheduler } from './application/scheduler';
 
 const NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/;
 

@@ -123,3 +123,14 @@ export class AckedWriter {
     }
   }
 }
+
+/**
+ * Every KV write and publish is a request; by default nats.js captures a stack trace for each
+ * (an Error per request), which costs more than the rest of a placement on the client. The
+ * platform's connect takes no options, so the scheduler turns it off on its connection (errors
+ * keep their messages, without the caller's async stack).
+ */
+export function skipAsyncTraces(nc: NatsConnection): void {
+  const protocol = (nc as unknown as { protocol?: { options?: { noAsyncTraces?: boolean } } }).protocol;
+  if (protocol?.options) protocol.options.noAsyncTraces = true;
+}

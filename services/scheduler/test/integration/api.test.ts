@@ -9,7 +9,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { errorDetails } from '@lapis/platform';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { until } from '@lapis/platform/testing';
-import type { RunningScheduler } from '../../src/app';
+import type { RunningScheduler } from '../../src/wiring';
 import { client, startTestScheduler, unique, type Api } from './harness';
 
 const submit = (c: Api, over: Parameters<Api['submitClaim']>[0] = {}) => c.submitClaim({ spec: { name: 'vm', flavor: 'm1.small', image: 'lapis/base:1' }, ...over });

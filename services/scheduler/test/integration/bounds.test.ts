@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { errorDetails } from '@lapis/platform';
 import { ClaimState } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import type { RunningScheduler } from '../../src/app';
+import type { RunningScheduler } from '../../src/wiring';
 import { client, startTestScheduler, unique, type Api } from './harness';
 
 const GiB = 2 ** 30;

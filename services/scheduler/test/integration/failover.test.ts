@@ -7,8 +7,8 @@ import { strict as assert } from 'node:assert';
 import { EventBus, loadFlavors } from '@lapis/platform';
 import { natsUrl, testLog, until } from '@lapis/platform/testing';
 import { ClaimState } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { Scheduler } from '../../src/scheduler';
-import { defaultSettings } from '../../src/settings';
+import { Scheduler } from '../../src/application/scheduler';
+import { defaultSettings } from '../../src/config';
 import { FakeFreeNode, FLAVORS, placedIds, unique } from './harness';
 
 async function instance(prefix: string, name: string): Promise<{ scheduler: Scheduler; bus: EventBus }> {

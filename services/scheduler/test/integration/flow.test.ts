@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { ClaimState, PendingReason, PreemptionAction } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { until } from '@lapis/platform/testing';
-import type { RunningScheduler } from '../../src/app';
+import type { RunningScheduler } from '../../src/wiring';
 import { client, FakeFreeNode, placedIds, startTestScheduler, unique, type Api } from './harness';
 
 const spec = (flavor: string) => ({ name: 'vm', flavor, image: 'lapis/base:1' });

@@ -10,7 +10,7 @@ import { Node, NodeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import * as S from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import type { ServiceError } from '@grpc/grpc-js';
-import { startScheduler, type RunningScheduler } from '../../src/app';
+import { startScheduler, type RunningScheduler } from '../../src/wiring';
 import { loadSchedulerConfig } from '../../src/config';
 
 export const FLAVORS = resolve(__dirname, '../../../../../config/flavors.yaml');

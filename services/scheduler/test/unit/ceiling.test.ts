@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { parse } from 'yaml';
 import { beyondCeiling, DEFAULT_CEILING } from '../../src/domain/ceiling';
-import { parseSettings } from '../../src/settings';
+import { parseSettings } from '../../src/config';
 
 const res = (over: Partial<{ cpuMillis: number; memoryBytes: number; gpus: number; pids: number; diskBytes: number }> = {}) => ({ cpuMillis: 1000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0, ...over });
 const device = (kind: number, count: number, ids: string[] = []) => ({ kind, count, ids, cdiNames: [], vendor: '' });

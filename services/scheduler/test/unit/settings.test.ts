@@ -1,7 +1,7 @@
 // The scheduler's YAML configuration: every section parsed, and bad values named.
 import { strict as assert } from 'node:assert';
 import { parse } from 'yaml';
-import { parseDuration, parseSettings } from '../../src/settings';
+import { parseDuration, parseSettings } from '../../src/config';
 
 describe('scheduler settings (LAPIS_SCHEDULER_CONFIG_FILE)', () => {
   it('reads partitions, weights, fair share, QOS, placement, accounts and quotas', () => {

@@ -1,9 +1,9 @@
-// Wiring: the engine on the service's NATS connection and the gRPC service over it.
+// Wiring: the scheduler (application/scheduler.ts) on the service's NATS connection, with the
+// flavors and the policy file the configuration names, and the gRPC service over it.
 import { loadFlavors, parseHostPortRange, startService, type RunningService } from '@lapis/platform';
-import type { SchedulerConfig } from './config';
-import { Scheduler } from './scheduler';
+import { loadSettings, type SchedulerConfig } from './config';
+import { Scheduler } from './application/scheduler';
 import { schedulerService } from './server';
-import { loadSettings } from './settings';
 
 export interface RunningScheduler extends RunningService {
   scheduler: Scheduler;
