@@ -1,7 +1,7 @@
 // tosca-orchestrator: TOSCA templates validated, translated and deployed through the scheduler
 // and the runtime. Wiring only.
 import { runMain, startService } from '@lapis/platform';
-import { DeploymentEngine } from './adapters/engine';
+import { DeploymentEngine } from './application/engine';
 import { ImportFiles } from './adapters/import-files';
 import { LapisPorts } from './adapters/lapis';
 import { OperationStore, type OperationRecord } from './adapters/operations';
