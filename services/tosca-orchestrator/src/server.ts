@@ -12,7 +12,7 @@ import {
   type Diagnostic as ProtoDiagnostic, type TemplateSource,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { OperationsServiceService, type Operation } from '@lapis/proto/lapis/common/v1/common';
-import { newDeploymentId, type DeploymentEngine } from './adapters/engine';
+import { newDeploymentId, type DeploymentEngine } from './application/engine';
 import { operationName, parseOperationName, type OperationKind, type OperationRecord, type OperationStore } from './adapters/operations';
 import type { Diagnostic } from './domain/diagnostics';
 import { formatDiagnostic } from './domain/diagnostics';

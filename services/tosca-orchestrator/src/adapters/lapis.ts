@@ -12,7 +12,7 @@ import {
 import {
   PreemptionAction, SchedulerServiceClient, type CancelClaimRequest, type CancelClaimResponse, type SubmitClaimRequest, type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import type { ActAs, Ports } from './engine';
+import type { ActAs, Ports } from '../application/ports';
 import type { InstancePlan } from '../domain/plan';
 
 export function instanceSpec(spec: InstancePlan, deployment: string): InstanceSpec {

@@ -1,0 +1,116 @@
+// One step of a deployment performed through the ports (submit or cancel a claim, create,
+// attach or delete a volume) and recorded. Every request carries an id made of the deployment,
+// the step and the generation, so a step done again after a restart is done once.
+import type { DeploymentRecord, Step } from '../domain/deployment';
+import type { EngineContext } from './context';
+import { setPhase } from './phases';
+import type { ActAs } from './ports';
+
+/** Performs the step; a failure makes the deployment FAILED (rolled back unless kept). */
+export async function perform(ctx: EngineContext, id: string, record: DeploymentRecord, step: Step): Promise<void> {
+  const { log } = ctx.options;
+  // Removing is retried a little (every removal is idempotent): a runtime restarting must not
+  // leave a deletion FAILED. A deletion that still fails is FAILED; deleting again retries it.
+  const attempts = record.action === 'delete' ? 4 : 1;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await performOnce(ctx, id, record, step);
+      return;
+    } catch (error) {
+      if (attempt < attempts && !ctx.stopped()) {
+        log.info({ err: error, deployment: id, step, attempt }, 'deletion step failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+        continue;
+      }
+      log.warn({ err: error, deployment: id, step }, 'deployment step failed');
+      await setPhase(ctx, id, 'FAILED', `${step.kind} ${step.key} failed: ${(error as Error).message}`, !record.keepOnFailure && record.action !== 'delete');
+      if (record.action === 'delete') throw error;
+      return;
+    }
+  }
+}
+
+async function performOnce(ctx: EngineContext, id: string, record: DeploymentRecord, step: Step): Promise<void> {
+  const as: ActAs = { token: ctx.tokens.get(id), project: record.project };
+  const requestId = `${id}:${step.kind}:${step.key}:${record.generation}`;
+  const { ports, index } = ctx.options;
+  switch (step.kind) {
+    case 'submitClaim': {
+      const inst = record.instances[step.key]!;
+      await ctx.change(id, (r) => {
+        const i = r.instances[step.key];
+        if (i?.state === 'wanted') Object.assign(i, { state: 'submitted', submitRequestId: requestId });
+      });
+      ctx.submissions.inflight++;
+      try {
+        const claimId = await ports.submitClaim(inst.spec, requestId, as);
+        await index.put(claimId, { deployment: id, key: step.key });
+        await ctx.change(id, (r) => {
+          const i = r.instances[step.key]!;
+          i.claimId = claimId;
+          // Deleted while the submission was on its way: the claim goes too.
+          if (i.state === 'deleted') i.state = 'unwanted';
+        });
+      } finally {
+        ctx.submissions.inflight--;
+      }
+      return;
+    }
+    case 'createVolume': {
+      const att = Object.values(record.attachments).find((a) => a.spec.volume === step.key);
+      const host = att ? record.instances[att.spec.instance]?.host : undefined;
+      const volumeId = await ports.createVolume(record.volumes[step.key]!.spec, requestId, as, host);
+      await ctx.change(id, (r) => {
+        const v = r.volumes[step.key]!;
+        // Deleted while it was being made: it is removed in turn.
+        Object.assign(v, { volumeId, state: v.state === 'wanted' ? 'created' : 'unwanted' });
+      });
+      return;
+    }
+    case 'attachVolume': {
+      const att = record.attachments[step.key]!;
+      const volumeId = record.volumes[att.spec.volume]!.volumeId!;
+      const instanceId = record.instances[att.spec.instance]!.claimId!;
+      await ports.attachVolume(volumeId, instanceId, att.spec, requestId, as);
+      await ctx.change(id, (r) => { r.attachments[step.key]!.state = 'attached'; });
+      return;
+    }
+    case 'cancelClaim': {
+      const inst = record.instances[step.key]!;
+      let claimId = inst.claimId;
+      if (!claimId && inst.submitRequestId) {
+        // Its submission never answered: the same request id gives back the same claim.
+        claimId = await ports.submitClaim(inst.spec, inst.submitRequestId, as);
+        await index.put(claimId, { deployment: id, key: step.key });
+        await ctx.change(id, (r) => { r.instances[step.key]!.claimId = claimId; });
+      }
+      if (!claimId) {
+        await ctx.change(id, (r) => { r.instances[step.key]!.state = 'deleted'; });
+        return;
+      }
+      await ctx.change(id, (r) => { r.instances[step.key]!.state = 'deleting'; });
+      const { placed } = await ports.cancelClaim(claimId, requestId, as);
+      // Cancelling a claim that has ended (its instance in ERROR) does not remove the
+      // instance: the runtime is asked directly.
+      const gone = await ports.deleteInstance(claimId, requestId, as);
+      if (gone === 'deleted' || (gone === 'absent' && !placed)) {
+        await ctx.change(id, (r) => {
+          const i = r.instances[step.key]!;
+          if (i.state === 'deleting' || i.state === 'unwanted') i.state = 'deleted';
+        });
+      }
+      // Otherwise the runtime's events tell (a placement it has not made yet is made and
+      // then removed; one it makes after the cancellation is seen running and deleted again).
+      return;
+    }
+    case 'deleteVolume': {
+      const vol = record.volumes[step.key]!;
+      if (vol.volumeId) await ports.deleteVolume(vol.volumeId, requestId, as);
+      await ctx.change(id, (r) => {
+        r.volumes[step.key]!.state = 'deleted';
+        for (const a of Object.values(r.attachments)) if (a.spec.volume === step.key) a.state = 'detached';
+      });
+      return;
+    }
+  }
+}
