@@ -7,7 +7,7 @@ import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startNats, TEST_NATS_URL_ENV } from '@lapis/testenv';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
-import { createOptions, projectNetworkName } from '../src/domain/container';
+import { createOptions, projectNetworkName } from '../src/adapters/docker-options';
 import { emptyGrant } from '../src/domain/devices';
 import { instanceSecurity } from '../src/domain/security';
 import { baseSpec, dockerClient, fakeImageSync, purgeNode, rpc, startRuntime } from '../test/harness';

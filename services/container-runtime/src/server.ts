@@ -1,8 +1,10 @@
-// gRPC handlers of lapis.runtime.v1.RuntimeService: translate, validate, hand to the agent.
+// gRPC handlers of lapis.runtime.v1.RuntimeService: translate, validate, hand to the use case
+// (application/), scoped to the caller; lists are paged here.
 import { type CallContext, type Handlers, invalidArgument, paginate, service, type ServiceRegistration } from '@lapis/platform';
 import type { Duration } from '@lapis/proto/google/protobuf/duration';
 import { LogStream, RuntimeServiceService } from '@lapis/proto/lapis/runtime/v1/runtime';
-import type { Agent, Scope } from './agent';
+import type { Agent } from './application/agent';
+import type { Scope } from './domain/door';
 
 const scopeOf = (ctx: CallContext): Scope => ({ user: ctx.caller.user, project: ctx.caller.project, admin: ctx.caller.admin });
 
@@ -22,7 +24,7 @@ export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceSer
   const stopDefault = agent.settings.stopTimeoutS;
   return {
     createInstance: async (request, ctx) => ({
-      instance: await agent.createInstance(
+      instance: await agent.createInstance.run(
         {
           id: request.instanceId,
           project: ctx.caller.project,
@@ -35,29 +37,29 @@ export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceSer
         scopeOf(ctx),
       ),
     }),
-    getInstance: async (request, ctx) => ({ instance: await agent.getInstance(required(request.instanceId, 'instance_id'), scopeOf(ctx)) }),
+    getInstance: async (request, ctx) => ({ instance: await agent.instances.get(required(request.instanceId, 'instance_id'), scopeOf(ctx)) }),
     listInstances: async (request, ctx) => {
-      const all = await agent.listInstances(scopeOf(ctx), { project: request.project, state: request.state, node: request.node });
+      const all = await agent.instances.list(scopeOf(ctx), { project: request.project, state: request.state, node: request.node });
       const page = paginate(all, (i) => i.id, request);
       return { instances: page.items, nextPageToken: page.nextPageToken };
     },
     startInstance: async (request, ctx) => ({
-      instance: await agent.startInstance(required(request.instanceId, 'instance_id'), request.requestId, scopeOf(ctx)),
+      instance: await agent.instances.start(required(request.instanceId, 'instance_id'), request.requestId, scopeOf(ctx)),
     }),
     stopInstance: async (request, ctx) => ({
-      instance: await agent.stopInstance(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
+      instance: await agent.instances.stop(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
     }),
     rebootInstance: async (request, ctx) => ({
-      instance: await agent.rebootInstance(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
+      instance: await agent.instances.reboot(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
     }),
     deleteInstance: async (request, ctx) => ({
-      instance: await agent.deleteInstance(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
+      instance: await agent.instances.delete(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
     }),
     resizeInstance: async (request, ctx) => ({
-      instance: await agent.resizeInstance(required(request.instanceId, 'instance_id'), request.flavor, request.resources, request.requestId, scopeOf(ctx)),
+      instance: await agent.instances.resize(required(request.instanceId, 'instance_id'), request.flavor, request.resources, request.requestId, scopeOf(ctx)),
     }),
     streamInstanceLogs: async (request, ctx, send) => {
-      const chunks = agent.logs(
+      const chunks = agent.logs.stream(
         required(request.instanceId, 'instance_id'),
         { follow: request.follow, tailLines: request.tailLines, ...(request.sinceTime ? { since: request.sinceTime } : {}), signal: ctx.signal },
         scopeOf(ctx),
@@ -68,20 +70,20 @@ export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceSer
       }
     },
     createVolume: async (request, ctx) => ({
-      volume: await agent.createVolume(
+      volume: await agent.volumes.create(
         { name: request.name, sizeBytes: request.sizeBytes, filesystem: request.filesystem, node: request.node, labels: request.labels, requestId: request.requestId },
         scopeOf(ctx),
       ),
     }),
-    getVolume: async (request, ctx) => ({ volume: await agent.getVolume(required(request.volumeId, 'volume_id'), scopeOf(ctx)) }),
+    getVolume: async (request, ctx) => ({ volume: await agent.volumes.get(required(request.volumeId, 'volume_id'), scopeOf(ctx)) }),
     listVolumes: async (request, ctx) => {
-      const all = await agent.listVolumes(scopeOf(ctx), { project: request.project, state: request.state, instanceId: request.instanceId });
+      const all = await agent.volumes.list(scopeOf(ctx), { project: request.project, state: request.state, instanceId: request.instanceId });
       const page = paginate(all, (v) => v.id, request);
       return { volumes: page.items, nextPageToken: page.nextPageToken };
     },
-    deleteVolume: async (request, ctx) => ({ volume: await agent.deleteVolume(required(request.volumeId, 'volume_id'), request.requestId, scopeOf(ctx)) }),
+    deleteVolume: async (request, ctx) => ({ volume: await agent.volumes.delete(required(request.volumeId, 'volume_id'), request.requestId, scopeOf(ctx)) }),
     attachVolume: async (request, ctx) => ({
-      volume: await agent.attachVolume(
+      volume: await agent.attachments.attach(
         {
           volumeId: required(request.volumeId, 'volume_id'),
           instanceId: required(request.instanceId, 'instance_id'),
@@ -92,10 +94,10 @@ export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceSer
         scopeOf(ctx),
       ),
     }),
-    detachVolume: async (request, ctx) => ({ volume: await agent.detachVolume(required(request.volumeId, 'volume_id'), request.requestId, scopeOf(ctx)) }),
-    getNode: async (request) => ({ node: await agent.getNode(request.name) }),
+    detachVolume: async (request, ctx) => ({ volume: await agent.attachments.detach(required(request.volumeId, 'volume_id'), request.requestId, scopeOf(ctx)) }),
+    getNode: async (request) => ({ node: await agent.nodes.get(request.name) }),
     listNodes: async (request) => {
-      const page = paginate(await agent.listNodes(request.partition), (n) => n.name, request);
+      const page = paginate(await agent.nodes.list(request.partition), (n) => n.name, request);
       return { nodes: page.items, nextPageToken: page.nextPageToken };
     },
   };

@@ -1,8 +1,9 @@
-// Builds an agent from the configuration: the adapters it drives and the node it describes.
+// Builds the node agent from the configuration: the adapters it drives (Docker or Kubernetes,
+// the node's storage, image-sync, the KV store) and the node it describes.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type EventBus, loadFlavors, type Logger, parseHostPortRange } from '@lapis/platform';
-import { Agent } from './agent';
+import { Agent } from './application/agent';
 import type { RuntimeBackend } from './adapters/backend';
 import { DockerBackend } from './adapters/docker';
 import { KubernetesBackend } from './adapters/kubernetes';

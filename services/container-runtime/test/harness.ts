@@ -12,7 +12,7 @@ import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { Event as EventCodec, type Event } from '@lapis/proto/lapis/events/v1/events';
 import Docker from 'dockerode';
 import { ensureBaseImage, sharedDocker } from '@lapis/testenv';
-import type { Agent } from '../src/agent';
+import type { Agent } from '../src/application/agent';
 import { ImageSyncResolver } from '../src/adapters/images';
 import { loadRuntimeConfig, type RuntimeConfig } from '../src/config';
 import { LABEL } from '../src/domain/container';
@@ -184,13 +184,13 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
 export async function purgeNode(agent: Agent): Promise<void> {
   const admin = { user: 'root', project: '', admin: true };
   const problems: string[] = [];
-  for (const i of await agent.listInstances(admin, { project: '', state: 0, node: agent.node })) {
-    await agent.deleteInstance(i.id, 0, '', admin).catch((e: Error) => problems.push(`delete instance ${i.id}: ${e.message}`));
+  for (const i of await agent.instances.list(admin, { project: '', state: 0, node: agent.node })) {
+    await agent.instances.delete(i.id, 0, '', admin).catch((e: Error) => problems.push(`delete instance ${i.id}: ${e.message}`));
   }
-  for (const v of await agent.listVolumes(admin, { project: '', state: 0, instanceId: '' })) {
+  for (const v of await agent.volumes.list(admin, { project: '', state: 0, instanceId: '' })) {
     if (v.node !== agent.node) continue;
-    if (v.attachment) await agent.detachVolume(v.id, '', admin).catch((e: Error) => problems.push(`detach ${v.id}: ${e.message}`));
-    await agent.deleteVolume(v.id, '', admin).catch((e: Error) => problems.push(`delete volume ${v.id}: ${e.message}`));
+    if (v.attachment) await agent.attachments.detach(v.id, '', admin).catch((e: Error) => problems.push(`detach ${v.id}: ${e.message}`));
+    await agent.volumes.delete(v.id, '', admin).catch((e: Error) => problems.push(`delete volume ${v.id}: ${e.message}`));
   }
   if (problems.length) throw new Error(`cleanup of node ${agent.node} failed:\n  ${problems.join('\n  ')}`);
 }

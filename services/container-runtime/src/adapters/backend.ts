@@ -1,23 +1,11 @@
 // What the agent needs from an engine. The Docker backend implements it here; the
 // Kubernetes backend (pods) implements the same, so the agent does not know which it drives.
-import type { Address, Backend, Resources } from '@lapis/proto/lapis/common/v1/common';
+import type { Backend, Resources } from '@lapis/proto/lapis/common/v1/common';
 import type { Volume } from '@lapis/proto/lapis/runtime/v1/runtime';
 import type { ContainerPlan } from '../domain/container';
+import type { ClaimStatus, Observed } from '../domain/observed';
 
-/** An instance's workload as the engine sees it. */
-export interface Observed {
-  backendId: string;
-  instanceId: string;
-  labels: Record<string, string>;
-  running: boolean;
-  /** "created", "running", "exited", "restarting", "dead"... */
-  status: string;
-  exitCode: number;
-  oomKilled: boolean;
-  error: string;
-  addresses: Address[];
-  startedAt?: Date;
-}
+export type { ClaimStatus, Observed };
 
 export interface EngineEvent {
   instanceId: string;
@@ -39,14 +27,6 @@ export interface LogOptions {
   tailLines: number;
   since?: Date;
   signal: AbortSignal;
-}
-
-/** What the engine says of a volume it keeps itself (a PersistentVolumeClaim's phase). */
-export interface ClaimStatus {
-  /** Pending (no volume bound yet), Bound, Lost (its volume went away), Missing (no claim). */
-  phase: 'Pending' | 'Bound' | 'Lost' | 'Missing';
-  /** What the phase means here (why it is not Bound, where the engine says). */
-  message: string;
 }
 
 /**

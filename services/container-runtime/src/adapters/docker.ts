@@ -4,7 +4,8 @@ import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { failedPrecondition, notFound, type Logger } from '@lapis/platform';
 import { Backend, type Resources } from '@lapis/proto/lapis/common/v1/common';
-import { cgroupLimits, createOptions, LABEL, projectNetworkName, type ContainerPlan } from '../domain/container';
+import { LABEL, type ContainerPlan } from '../domain/container';
+import { cgroupLimits, createOptions, projectNetworkName } from './docker-options';
 import type { EngineEvent, LogChunk, LogOptions, Observed, RuntimeBackend } from './backend';
 
 const statusOf = (error: unknown) => (error as { statusCode?: number }).statusCode;

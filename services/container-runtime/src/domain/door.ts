@@ -14,6 +14,12 @@ export interface Scope {
   admin: boolean;
 }
 
+/** A record of `project` is seen by its members and by admins; to anyone else it does not exist. */
+export const visibleTo = (scope: Scope, project: string) => scope.admin || project === scope.project;
+
+/** The agent's own scope, for placements, cancellations and preemptions (the scheduler decided them). */
+export const adminScope: Scope = { user: 'runtime', project: '', admin: true };
+
 const SUBMIT = 'submit a claim to the scheduler instead (SubmitClaim; `lapisctl claim submit`)';
 
 /** A direct CreateInstance is for admins: a tenant's would run uncounted by quota and room. */

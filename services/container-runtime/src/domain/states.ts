@@ -9,6 +9,13 @@ export const TERMINAL = new Set([InstanceState.DELETED, InstanceState.PREEMPTED]
 /** States that hold room on the node (the scheduler counts them). */
 export const HOLDS_ROOM = new Set([InstanceState.CREATING, InstanceState.RUNNING, InstanceState.STOPPED]);
 
+/**
+ * Nothing of the instance is left on the node: deleted, preempted, or failed without a
+ * workload. Its id may be taken again by a later attempt, its host ports by other instances.
+ */
+export const isGone = (instance: { state: InstanceState; backendId: string }) =>
+  TERMINAL.has(instance.state) || (instance.state === InstanceState.ERROR && !instance.backendId);
+
 export function requireState(action: string, id: string, state: InstanceState, allowed: InstanceState[]): void {
   if (!allowed.includes(state)) {
     throw failedPrecondition(

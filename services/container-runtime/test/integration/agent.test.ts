@@ -146,11 +146,11 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     assert.deepEqual(after.mounts.filter((m) => !m.includes(late.id)).sort(), before.mounts.filter((m) => !m.includes(doomed.id)).sort());
     assert.deepEqual(after.containers.sort(), [...before.containers.filter((c) => !c.includes(doomed.id)), `/lapis-${late.id}`].sort());
     // A second restart changes nothing.
-    const report = await rt.agent.reconcile();
+    const report = await rt.agent.reconciler.run();
     assert.deepEqual(report, { adopted: [], vanished: [], removedContainers: [], removedMounts: [], freedLoops: [], adoptedVolumes: [] });
     await purgeNode(rt.agent);
     assert.deepEqual(await leftovers(node, stateDir), nothingLeft);
-    assert.deepEqual((await rt.agent.listInstances(admin, { project: '', state: InstanceState.RUNNING, node })).length, 0);
+    assert.deepEqual((await rt.agent.instances.list(admin, { project: '', state: InstanceState.RUNNING, node })).length, 0);
   });
 
   it('keeps secrets out of labels and host files root-only; adopts a container whose record was lost with its secrets', async () => {

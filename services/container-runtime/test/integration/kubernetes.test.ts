@@ -138,11 +138,11 @@ describe('kubernetes backend (kwok nodes)', function () {
   after(async () => {
     if (rt) {
       const admin = { user: 'root', project: '', admin: true };
-      for (const i of await rt.agent.listInstances(admin, { project: '', state: 0, node }).catch(() => [])) {
-        await rt.agent.deleteInstance(i.id, 0, '', admin).catch(() => undefined);
+      for (const i of await rt.agent.instances.list(admin, { project: '', state: 0, node }).catch(() => [])) {
+        await rt.agent.instances.delete(i.id, 0, '', admin).catch(() => undefined);
       }
-      for (const v of await rt.agent.listVolumes(admin, { project: '', state: 0, instanceId: '' }).catch(() => [])) {
-        if (v.node === node) await rt.agent.deleteVolume(v.id, '', admin).catch(() => undefined);
+      for (const v of await rt.agent.volumes.list(admin, { project: '', state: 0, instanceId: '' }).catch(() => [])) {
+        if (v.node === node) await rt.agent.volumes.delete(v.id, '', admin).catch(() => undefined);
       }
       await rt.stop();
       rmSync(rt.stateDir, { recursive: true, force: true });
@@ -552,7 +552,7 @@ describe('kubernetes backend (kwok nodes)', function () {
     rt = await startRuntime({ node, stateDir, env: env(), docker: false });
     alice = rt.client('alice');
     // The agent reconciled on start; a second pass finds nothing more to do.
-    const report = await rt.agent.reconcile();
+    const report = await rt.agent.reconciler.run();
     assert.deepEqual(report.removedContainers, []);
     assert.deepEqual(report.adopted, []);
     assert.deepEqual(report.adoptedVolumes, []);

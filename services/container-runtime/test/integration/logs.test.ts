@@ -131,7 +131,7 @@ describe('following logs (real engine through a counting socket, NATS)', functio
     // The last one leaves: the engine stream closes.
     followers[3]!.stream.cancel();
     await until(() => !engineFollows()[0]!.open, 'the engine log stream to close');
-    assert.equal(rt.agent.logFollows?.engineStreams, 0);
+    assert.equal(rt.agent.logs.follows?.engineStreams, 0);
     assert.ok(followers.every((f) => f.error === undefined), followers.map((f) => f.error?.details).join('; '));
   });
 

@@ -7,7 +7,7 @@ import { status } from '@grpc/grpc-js';
 import { errorDetails } from '@lapis/platform';
 import { DeviceKind } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance, Node } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { createOptions } from '../../src/domain/container';
+import { createOptions } from '../../src/adapters/docker-options';
 import { grantDevices } from '../../src/domain/devices';
 import { instanceSecurity } from '../../src/domain/security';
 import { adminOf, baseSpec, dockerClient, exec, expectCode, leftovers, rpc, startRuntime, type Client, type Runtime } from '../harness';

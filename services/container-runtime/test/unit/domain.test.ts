@@ -3,9 +3,8 @@ import { status } from '@grpc/grpc-js';
 import { LapisError, parseFlavors } from '@lapis/platform';
 import { DeviceKind, InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { cgroupLimits, containerLabels, createOptions, projectNetworkName, secretsOf, withSecrets } from '../../src/domain/container';
-import { emptyGrant, grantDevices, parseGpuList, type NodeInventory } from '../../src/domain/devices';
-import { instanceSecurity } from '../../src/domain/security';
+import { containerLabels, secretsOf, withSecrets } from '../../src/domain/container';
+import { grantDevices, parseGpuList, type NodeInventory } from '../../src/domain/devices';
 import { checkDirectCreate, checkTenantResize, checkTenantRestart } from '../../src/domain/door';
 import { requireState } from '../../src/domain/states';
 import { checkMountPath, checkResize, checkSpec } from '../../src/domain/validate';
@@ -154,15 +153,6 @@ describe('domain: the container of an instance', () => {
     preemptible: true,
   } as unknown as Instance;
 
-  it('sets cgroup limits by quota, so a limit above the host CPU count is valid', () => {
-    assert.deepEqual(cgroupLimits({ cpuMillis: 8000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 }), {
-      CpuPeriod: 100_000,
-      CpuQuota: 800_000,
-      Memory: 2 ** 30,
-      MemorySwap: 2 ** 30,
-    });
-  });
-
   it('labels the container with everything needed to adopt it', () => {
     const labels = containerLabels(instance, 'node-1');
     assert.equal(labels['lapis.instance-id'], 'i-1');
@@ -181,17 +171,5 @@ describe('domain: the container of an instance', () => {
     assert.deepEqual([fromLabel.environment, fromLabel.userData.length, fromLabel.sshPublicKeys], [{}, 0, []]);
     const kept = InstanceSpec.decode(InstanceSpec.encode(secretsOf(spec)).finish());
     assert.deepEqual(withSecrets(fromLabel, kept), InstanceSpec.decode(InstanceSpec.encode(spec).finish()));
-  });
-
-  it('mounts /mnt rslave and /etc/lapis read-only, joins the project network by name', () => {
-    const options = createOptions(
-      { instance, resources: { cpuMillis: 500, memoryBytes: 2 ** 28, gpus: 0, pids: 0, diskBytes: 0 }, image: 'sha256:img', grant: emptyGrant(), mountDir: '/s/mnt', metadataDir: '/s/etc', network: projectNetworkName('Physics Lab'), security: instanceSecurity(undefined, []), hostIp: '127.0.0.1' },
-      'node-1',
-    );
-    assert.equal(options.HostConfig?.NetworkMode, 'lapis-project-physics-lab');
-    assert.deepEqual(options.HostConfig?.Mounts?.[0], { Type: 'bind', Source: '/s/mnt', Target: '/mnt', BindOptions: { Propagation: 'rslave' } });
-    assert.equal(options.HostConfig?.Mounts?.[1]?.ReadOnly, true);
-    assert.equal(options.HostConfig?.PidsLimit, 4096, 'the site default when the flavor sets none');
-    assert.equal(options.Hostname, 'vm-1');
   });
 });

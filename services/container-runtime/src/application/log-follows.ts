@@ -10,7 +10,7 @@
 // back or be buffered for without bound.
 import { PassThrough } from 'node:stream';
 import { resourceExhausted } from '@lapis/platform';
-import type { LogChunk, LogOptions, RuntimeBackend } from './adapters/backend';
+import type { LogChunk, LogOptions, RuntimeBackend } from '../adapters/backend';
 
 /** Chunks a follower may have waiting before it is cut off. */
 export const MAX_CHUNKS_BEHIND = 1024;

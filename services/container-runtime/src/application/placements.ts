@@ -1,0 +1,111 @@
+// The scheduler's decisions for this node, from its durable consumers: a placement creates
+// the instance (create-instance.ts, as a direct CreateInstance would), a cancellation deletes
+// it, a preemption notice stops it within its grace period and records PREEMPTED. A placement
+// that cannot run is recorded ERROR, so the scheduler frees its room.
+import { LapisError, RetryLater, runtimeConsumers, type RunningConsumer } from '@lapis/platform';
+import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import type { Event } from '@lapis/proto/lapis/events/v1/events';
+import { adminScope } from '../domain/door';
+import { type CreateInstanceInput, newInstance } from '../domain/instance';
+import { TERMINAL } from '../domain/states';
+import type { CreateInstance } from './create-instance';
+import type { InstanceRecords } from './instance-records';
+import type { Instances } from './instances';
+import type { AgentContext } from './settings';
+
+/** Placements, cancellations and preemptions handled at once by one node agent. */
+const PARALLEL_EVENTS = 8;
+
+export class Placements {
+  private consumers: RunningConsumer[] = [];
+
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly records: InstanceRecords,
+    private readonly createInstance: CreateInstance,
+    private readonly instances: Instances,
+  ) {}
+
+  async start(): Promise<void> {
+    const { bus } = this.ctx.deps;
+    // The names NATS permissions are made from (platform nats/access.ts).
+    const own = runtimeConsumers(this.ctx.settings.node);
+    // Instances are made and removed side by side (a slow image pull or a grace period holds up
+    // no other instance); the events of one instance stay in order.
+    const byInstance = (e: Event) => {
+      const p = e.payload;
+      return p?.$case === 'claimPlaced' ? p.claimPlaced.claimId : p?.$case === 'claimCancelled' ? p.claimCancelled.claimId : p?.$case === 'preemptionNotice' ? p.preemptionNotice.instanceId : '';
+    };
+    const parallel = { limit: PARALLEL_EVENTS, key: byInstance };
+    this.consumers.push(
+      await bus.consume({ ...own.placed, handler: (e) => this.onPlaced(e), ackWaitMs: 120_000, parallel }),
+      await bus.consume({ ...own.cancelled, handler: (e) => this.onCancelled(e), parallel }),
+      await bus.consume({ ...own.preempt, handler: (e, d) => this.onPreempt(e, d.working), ackWaitMs: 60_000, parallel }),
+    );
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.consumers.map((c) => c.stop()));
+    this.consumers = [];
+  }
+
+  private async onPlaced(event: Event): Promise<void> {
+    if (event.payload?.$case !== 'claimPlaced') return;
+    const placed = event.payload.claimPlaced;
+    const input: CreateInstanceInput = {
+      id: placed.claimId,
+      project: placed.project,
+      user: placed.user,
+      spec: placed.spec,
+      preemptible: placed.preemptible,
+      requestId: placed.requestId || `${placed.claimId}.${placed.attempt}`,
+      attempt: placed.attempt || 1,
+    };
+    try {
+      await this.createInstance.run(input, { user: placed.user, project: placed.project, admin: true });
+    } catch (error) {
+      if (!(error instanceof LapisError)) throw new RetryLater(`placement ${placed.claimId}: ${(error as Error).message}`, 2_000);
+      if (error.code === 14 /* UNAVAILABLE */) throw new RetryLater(error.message, 2_000);
+      // A placement that cannot run: the instance is recorded as ERROR so the scheduler frees its room.
+      await this.recordRejected(input, error.message);
+    }
+  }
+
+  private async onCancelled(event: Event): Promise<void> {
+    if (event.payload?.$case !== 'claimCancelled') return;
+    const { claimId } = event.payload.claimCancelled;
+    if (!(await this.liveHere(claimId))) return;
+    await this.instances.delete(claimId, this.ctx.settings.stopTimeoutS, '', adminScope);
+  }
+
+  private async onPreempt(event: Event, working: () => void): Promise<void> {
+    if (event.payload?.$case !== 'preemptionNotice') return;
+    const notice = event.payload.preemptionNotice;
+    if (!(await this.liveHere(notice.instanceId))) return;
+    const graceS = Math.max(0, (notice.gracePeriod?.seconds ?? 0) + Math.round((notice.gracePeriod?.nanos ?? 0) / 1e9));
+    // A long grace period must not look like a stuck consumer to NATS.
+    const ticker = setInterval(working, 10_000);
+    try {
+      await this.instances.teardown(notice.instanceId, graceS, InstanceState.PREEMPTED, `preempted for claim ${notice.forClaimId}`);
+    } finally {
+      clearInterval(ticker);
+    }
+  }
+
+  /** The instance exists on this node and has not ended. */
+  private async liveHere(id: string): Promise<boolean> {
+    const current = await this.records.get(id);
+    return !!current && current.value.node === this.ctx.settings.node && !TERMINAL.has(current.value.state);
+  }
+
+  private async recordRejected(input: CreateInstanceInput, reason: string): Promise<void> {
+    const existing = await this.records.get(input.id);
+    if (existing && !TERMINAL.has(existing.value.state) && existing.value.state !== InstanceState.ERROR) return;
+    const instance = newInstance(input, this.ctx.settings.node, this.ctx.deps.backend.kind, '', { cpuMillis: 0, memoryBytes: 0, gpus: 0, pids: 0, diskBytes: 0 });
+    instance.state = InstanceState.ERROR;
+    instance.stateReason = reason;
+    instance.generation = (existing?.value.generation ?? 0) + 1;
+    await this.records.write(instance, existing?.revision);
+    await this.records.announce(instance, existing?.value.state ?? InstanceState.SCHEDULED);
+  }
+}
