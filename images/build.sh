@@ -2,7 +2,7 @@
 # Builds the Lapis images without pulling anything from a registry:
 #   lapis/base:bookworm        Debian bookworm minbase (debootstrap from the Debian mirror), imported; cached
 #   lapis/node:<node version>  distroless-style Node.js runtime (images/node/Dockerfile): node + its libraries
-#   lapis/<service>:<version>  one per service, from services/<service>/Dockerfile
+#   lapis/<service>:<version>  one per service, from images/service/Dockerfile (build arguments below)
 # and prints each service image's size and digest (the image id; with --push, the registry
 # digest as well, which is what the chart's <component>.image.digest takes).
 #
@@ -23,6 +23,21 @@ NODE_MAJOR=${NODE_VERSION%%.*}
 BASE_IMAGE=lapis/base:bookworm
 NODE_IMAGE=lapis/node:$NODE_VERSION
 ALL_SERVICES=(container-runtime image-sync scheduler tosca-orchestrator occi-gateway)
+
+# What differs between the service images (images/service/Dockerfile's build arguments).
+# FINAL: the runtime agent needs host tools (losetup, mount, mkfs.ext4); the rest are distroless.
+# NODE_FLAGS: a 64 MiB young generation where a request allocates much that dies at once
+# (scheduler placements, orchestrator parses; their READMEs, Benchmark).
+service_args() {
+  case "$1" in
+    container-runtime) printf '%s\n' FINAL=host-tools PORTS=50051 ;;
+    image-sync) printf '%s\n' FINAL=distroless PORTS=50052 ;;
+    scheduler) printf '%s\n' FINAL=distroless PORTS=50053 NODE_FLAGS=--max-semi-space-size=64 ;;
+    tosca-orchestrator) printf '%s\n' FINAL=distroless PORTS=50054 NODE_FLAGS=--max-semi-space-size=64 ;;
+    occi-gateway) printf '%s\n' FINAL=distroless 'PORTS=50055 8787' ;;
+    *) return 1 ;;
+  esac
+}
 
 PUSH=""
 SERVICES=()
@@ -109,19 +124,21 @@ stage_context() {
     case "$dir" in services/platform|"services/$service") ;; *) rm -rf "${ctx:?}/$dir" ;; esac
   done
   [ -d "$ctx/tools" ] && rmdir "$ctx/tools" 2>/dev/null || true
-  cp "$ROOT/services/$service/Dockerfile" "$ctx/Dockerfile"
+  cp "$ROOT/images/service/Dockerfile" "$ctx/Dockerfile"
 }
 
 results=()
 for service in "${SERVICES[@]}"; do
-  [ -f "$ROOT/services/$service/Dockerfile" ] || die "no services/$service/Dockerfile"
+  service_args "$service" >/dev/null || die "unknown service $service (one of: ${ALL_SERVICES[*]})"
   version=${LAPIS_IMAGE_VERSION:-$(node -p "require('$ROOT/services/$service/package.json').version")}
   image="lapis/$service:$version"
   ctx=$(mktemp -d)
   log "staging the context of $image"
   stage_context "$service" "$ctx"
   log "building $image"
-  docker build -q --build-arg "NODE_IMAGE=$NODE_IMAGE" -t "$image" "$ctx" >/dev/null || { rm -rf "$ctx"; die "docker build of $image failed"; }
+  build_args=(--build-arg "NODE_IMAGE=$NODE_IMAGE" --build-arg "SERVICE=$service")
+  while read -r kv; do build_args+=(--build-arg "$kv"); done < <(service_args "$service")
+  docker build -q "${build_args[@]}" -t "$image" "$ctx" >/dev/null || { rm -rf "$ctx"; die "docker build of $image failed"; }
   rm -rf "$ctx"
   id=$(docker image inspect -f '{{.Id}}' "$image")
   size=$(docker image inspect -f '{{.Size}}' "$image")
