@@ -15,7 +15,7 @@ import { ensureCommands, run, startNats, startRegistry, type NatsServer, type Re
 import { RegistryClient } from '../src/adapters/registry/client';
 import { openStores } from '../src/adapters/store';
 import { policyFromObject } from '../src/domain/policy';
-import { Syncer } from '../src/sync';
+import { Syncer } from '../src/application/syncer';
 import { pushImage, randomLayer } from '../test/fixtures';
 
 const scale = Number(process.env.BENCH_SCALE ?? 1);

@@ -1,81 +1,13 @@
 // gRPC handlers of lapis.images.v1.ImageSyncService and lapis.common.v1.OperationsService:
-// translate and validate requests, call the app, map answers. The catalogue is readable by
-// every authenticated caller (the runtime resolves with its service token); syncs, statuses,
-// policies and operations are for admins.
-import { invalidArgument, notFound, paginate, service, watchOperationByPolling, type ServiceRegistration } from '@lapis/platform';
+// validate requests, call the application (application/image-sync.ts), map answers. The
+// catalogue is readable by every authenticated caller (the runtime resolves with its service
+// token); syncs, statuses, policies and operations are for admins.
+import { invalidArgument, paginate, service, watchOperationByPolling, type ServiceRegistration } from '@lapis/platform';
 import { OperationsServiceService } from '@lapis/proto/lapis/common/v1/common';
-import { ImageSyncServiceService, type Image, type Platform, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
-import type { ImageSyncApp } from './app';
-import { imageKey } from './adapters/store';
-import { platformMatches } from './domain/policy';
+import { ImageSyncServiceService, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
+import type { ImageSync } from './application/image-sync';
 
-/** A reference as users write it: [host[:port]/]name[:tag][@sha256:...]. */
-export function parseReference(reference: string): { host: string; name: string; tag: string; digest: string } {
-  let rest = reference.trim();
-  let digest = '';
-  const at = rest.indexOf('@');
-  if (at >= 0) {
-    digest = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-  }
-  let tag = '';
-  const colon = rest.lastIndexOf(':');
-  if (colon > rest.lastIndexOf('/')) {
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-  }
-  let host = '';
-  const first = rest.split('/')[0]!;
-  if (rest.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost')) {
-    host = first;
-    rest = rest.slice(first.length + 1);
-  }
-  if (!tag && !digest) tag = 'latest';
-  return { host, name: rest, tag, digest };
-}
-
-const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x' };
-const nodePlatform = (): Platform => ({ os: 'linux', architecture: NODE_ARCH[process.arch] ?? process.arch, variant: '' });
-
-export function registrations(app: ImageSyncApp, siteHost: string): ServiceRegistration[] {
-  const catalogue = () => app.options.syncer.catalogue();
-  const untrusted = (reference: string, why: string) => notFound(`${reference} is not a trusted image: ${why}`, 'IMAGE_NOT_TRUSTED', { reference });
-
-  const resolve = async (reference: string, platform: Platform | undefined) => {
-    if (!reference.trim()) throw invalidArgument([{ field: 'reference', description: 'is required' }]);
-    const ref = parseReference(reference);
-    if (ref.host && ref.host !== siteHost) throw untrusted(reference, `images come only from the site registry ${siteHost}`);
-    if (ref.digest && !/^sha256:[0-9a-f]{64}$/.test(ref.digest)) throw invalidArgument([{ field: 'reference', description: `${ref.digest} is not a sha256 digest` }]);
-    const candidates = [ref.name];
-    for (const policy of await app.listPolicies()) {
-      if (policy.destinationPrefix) {
-        candidates.push(policy.destinationPrefix + ref.name);
-        if (!ref.name.includes('/')) candidates.push(`${policy.destinationPrefix}library/${ref.name}`);
-      }
-    }
-    if (!ref.name.includes('/')) candidates.push(`library/${ref.name}`);
-    let image: Image | undefined;
-    for (const repository of new Set(candidates)) {
-      if (ref.tag) {
-        const found = (await catalogue()).get(imageKey(repository, ref.tag));
-        if (found && (!ref.digest || found.digest === ref.digest || found.manifests.some((m) => m.digest === ref.digest))) image = found;
-      } else {
-        image = [...(await catalogue()).values()].find((i) => i.repository === repository && (i.digest === ref.digest || i.manifests.some((m) => m.digest === ref.digest)));
-      }
-      if (image) break;
-    }
-    if (!image) throw untrusted(reference, 'not in the catalogue (not synced, or refused by its policy)');
-    let digest = image.digest;
-    if (image.manifests.length > 0) {
-      const byDigest = image.manifests.find((m) => m.digest === ref.digest);
-      const want = platform && platform.os ? platform : nodePlatform();
-      const chosen = byDigest ?? image.manifests.find((m) => platformMatches(m.platform, [want]));
-      if (!chosen) throw notFound(`${reference} has no manifest for ${want.os}/${want.architecture}${want.variant ? `/${want.variant}` : ''}`, 'PLATFORM_NOT_AVAILABLE');
-      digest = chosen.digest;
-    }
-    return { image, digest, pullReference: `${siteHost}/${image.repository}@${digest}` };
-  };
-
+export function registrations(app: ImageSync): ServiceRegistration[] {
   const requirePolicy = (policy: SyncPolicy | undefined): SyncPolicy => {
     if (!policy) throw invalidArgument([{ field: 'policy', description: 'is required' }]);
     return policy;
@@ -84,21 +16,17 @@ export function registrations(app: ImageSyncApp, siteHost: string): ServiceRegis
   return [
     service(ImageSyncServiceService, {
       async listImages(request) {
-        const images = [...(await catalogue()).values()]
-          .filter((i) => i.repository.startsWith(request.repositoryPrefix) && (!request.policy || i.policy === request.policy))
-          .sort((a, b) => `${a.repository}:${a.tag}`.localeCompare(`${b.repository}:${b.tag}`));
+        const images = await app.listImages(request.repositoryPrefix, request.policy);
         const page = paginate(images, (i) => `${i.repository}:${i.tag}`, request);
         return { images: page.items, nextPageToken: page.nextPageToken };
       },
       async getImage(request) {
         if (!request.repository) throw invalidArgument([{ field: 'repository', description: 'is required' }]);
         if (!request.tag) throw invalidArgument([{ field: 'tag', description: 'is required' }]);
-        const found = (await catalogue()).get(imageKey(request.repository, request.tag));
-        if (!found) throw notFound(`${request.repository}:${request.tag} is not in the catalogue`, 'IMAGE_NOT_FOUND');
-        return { image: found };
+        return { image: await app.getImage(request.repository, request.tag) };
       },
       async resolveImage(request) {
-        return resolve(request.reference, request.platform);
+        return app.resolveImage(request.reference, request.platform);
       },
       async syncNow(request, ctx) {
         ctx.requireAdmin();

@@ -4,7 +4,8 @@
 // every request, to count what a sync asks of a registry.
 import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { MEDIA, RegistryClient, sha256, type Descriptor } from '../src/adapters/registry/client';
+import type { RegistryClient } from '../src/adapters/registry/client';
+import { MEDIA, sha256, type Descriptor } from '../src/adapters/registry/manifest';
 import { SIGNATURE_ANNOTATION, SIMPLE_SIGNING, signatureTag, simpleSigningPayload } from '../src/domain/signature';
 
 export interface Recorded {

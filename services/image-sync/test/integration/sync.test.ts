@@ -8,10 +8,11 @@ import { EventBus } from '@lapis/platform';
 import { natsUrl, testLog, unique, until } from '@lapis/platform/testing';
 import { SyncResult, type RepositorySyncStatus, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
 import { startRegistry, type Registry } from '@lapis/testenv';
-import { MEDIA, RegistryClient } from '../../src/adapters/registry/client';
+import { RegistryClient } from '../../src/adapters/registry/client';
+import { MEDIA } from '../../src/adapters/registry/manifest';
 import { imageKey, openStores, type Stores } from '../../src/adapters/store';
 import { policyFromObject } from '../../src/domain/policy';
-import { Syncer } from '../../src/sync';
+import { Syncer } from '../../src/application/syncer';
 import { keyPair, pushImage, pushIndex, pushSignature, randomLayer, recording, type Recorded } from '../fixtures';
 
 const AUTH = { username: 'mirror', password: 's3cret' };

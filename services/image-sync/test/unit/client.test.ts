@@ -4,7 +4,10 @@ import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RegistryClient, RegistryError, Semaphore, sha256 } from '../../src/adapters/registry/client';
+import { RegistryClient } from '../../src/adapters/registry/client';
+import type { RegistryError } from '../../src/adapters/registry/errors';
+import { sha256 } from '../../src/adapters/registry/manifest';
+import { Semaphore } from '../../src/adapters/registry/semaphore';
 
 describe('registry client: retries and the concurrency limit', () => {
   let server: Server;

@@ -2,8 +2,8 @@
 import { strict as assert } from 'node:assert';
 import { sign } from 'node:crypto';
 import { repositoryOf, signatureTag, simpleSigningPayload, verifySignatures } from '../../src/domain/signature';
-import { parseReference } from '../../src/server';
-import { parseChallenge } from '../../src/adapters/registry/client';
+import { parseReference } from '../../src/domain/reference';
+import { parseChallenge } from '../../src/adapters/registry/auth';
 import { keyPair } from '../fixtures';
 
 const digest = `sha256:${'d'.repeat(64)}`;

@@ -1,7 +1,7 @@
 // The gateway's view of Lapis: the scheduler (computes are claims), the runtime (instances and
 // volumes) and image-sync (os templates), called with the OCCI client's own token so every
 // service applies its own project scoping.
-import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import type { Flavor, InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 import { ImageSyncServiceClient, type Image, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
 import {
@@ -177,4 +177,15 @@ export class LapisClients {
   close(): void {
     for (const client of [this.scheduler, this.runtime, this.images]) client.close();
   }
+}
+
+/**
+ * A refusal that means "not there, or not the caller's": NOT_FOUND (with the service's words)
+ * or PERMISSION_DENIED. The gateway answers both as 404, so other projects' ids are not told.
+ */
+export function notVisible(error: unknown): { details: string } | undefined {
+  const code = (error as ServiceError).code;
+  if (code === grpcStatus.PERMISSION_DENIED) return { details: '' };
+  if (code === grpcStatus.NOT_FOUND) return { details: (error as ServiceError).details ?? '' };
+  return undefined;
 }

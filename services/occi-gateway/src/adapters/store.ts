@@ -7,10 +7,11 @@
 import { BucketMirror, type Bucket } from '@lapis/platform';
 import type { EntityKind } from '../domain/model';
 import type { EntityState } from '../domain/update';
+import type { UserMixin } from '../domain/user-mixins';
 
 /** User-defined mixins of one project (OCCI lets clients tag entities with their own mixins). */
 export interface UserMixins {
-  mixins: Array<{ scheme: string; term: string; title: string; location: string; depends: string[] }>;
+  mixins: UserMixin[];
 }
 
 /** An entity's state with its identity, so the mirror's values can be told apart and filtered. */

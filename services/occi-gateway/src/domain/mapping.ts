@@ -208,6 +208,15 @@ export function hostnameFrom(title: string): string {
     .replace(/^-+|-+$/g, '');
 }
 
+/** A volume name from free text (lower case letters, digits, ".", "-", "_"; at most 63). */
+export function volumeNameFrom(title: string): string {
+  return title
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '-')
+    .slice(0, 63)
+    .replace(/^[-._]+|[-._]+$/g, '');
+}
+
 const has = (request: OcciRequest, category: Pick<Category, 'scheme' | 'term'>) =>
   request.categories.some((c) => c.scheme === category.scheme && c.term === category.term);
 

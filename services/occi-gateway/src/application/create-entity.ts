@@ -1,0 +1,56 @@
+// POST on a kind's collection: a compute is submitted as a scheduler claim (os_tpl and
+// resource_tpl required), a storage made as a runtime volume (its name derived from the
+// title), a storage link attached while its compute runs. Title, summary and user mixins sent
+// with it are kept by the gateway.
+import { randomUUID } from 'node:crypto';
+import type { Credentials } from '../adapters/lapis';
+import { OcciError, type Entity, type OcciRequest } from '../domain/entity';
+import { attributeString, idFromLocation } from '../domain/locations';
+import { computeEntity, computeSpec, storageEntity, storageLinkEntity, volumeNameFrom } from '../domain/mapping';
+import type { EntityKind } from '../domain/model';
+import { initialState, withState } from '../domain/update';
+import { liveInstance } from './computes';
+import { userMixinCategories, type GatewayContext } from './context';
+import { hideOtherProjects } from './hide-other-projects';
+
+const GiB = 2 ** 30;
+
+export async function create(ctx: GatewayContext, c: Credentials, kind: EntityKind, request: OcciRequest, requestId: string = randomUUID()): Promise<Entity> {
+  const userMixins = userMixinCategories(ctx, c);
+  const created = await createInLapis(ctx, c, kind, request, requestId);
+  const state = initialState(request, userMixins);
+  if (state) await ctx.store.changeState(c.project, kind, created.id, () => state);
+  return withState(created, state, userMixins);
+}
+
+async function createInLapis(ctx: GatewayContext, c: Credentials, kind: EntityKind, request: OcciRequest, requestId: string): Promise<Entity> {
+  switch (kind) {
+    case 'compute': {
+      const { spec, volumeLinks } = computeSpec(request, await ctx.templates.templatesFor(c));
+      const claim = await ctx.lapis.submitClaim(c, spec, requestId);
+      ctx.log.info({ compute: claim.id, volumes: volumeLinks.length }, 'compute created as a claim');
+      return computeEntity(claim, undefined, await ctx.templates.templatesFor(c));
+    }
+    case 'storage': {
+      const size = request.attributes['occi.storage.size'];
+      if (typeof size !== 'number' || !(size > 0)) throw new OcciError(400, 'occi.storage.size: required, a number of GiB greater than 0');
+      const title = request.attributes['occi.core.title'];
+      if (title !== undefined && typeof title !== 'string') throw new OcciError(400, 'occi.core.title: must be a string');
+      // The title is free text, kept by the gateway; the volume's name is derived from it.
+      const volume = await ctx.lapis.createVolume(c, volumeNameFrom(title ?? '') || 'occi-storage', Math.round(size * GiB), requestId);
+      return storageEntity(volume);
+    }
+    case 'storagelink': {
+      const source = request.source ?? attributeString(request.attributes, 'occi.core.source');
+      const target = request.target ?? attributeString(request.attributes, 'occi.core.target');
+      const instanceId = idFromLocation(source, 'compute', 'occi.core.source');
+      const volumeId = idFromLocation(target, 'storage', 'occi.core.target');
+      const mount = request.attributes['occi.storagelink.mountpoint'];
+      await liveInstance(ctx, c, instanceId, 'a storage can be linked to it');
+      const volume = await hideOtherProjects('compute', instanceId, () => ctx.lapis.attachVolume(c, volumeId, instanceId, typeof mount === 'string' ? mount : ''));
+      return storageLinkEntity(instanceId, volume.id, volume.attachment?.mountPath ?? '', true);
+    }
+    default:
+      throw new OcciError(405, `${kind} entities are made by Lapis, not created through OCCI`);
+  }
+}

@@ -1,0 +1,25 @@
+// DELETE on an entity: a compute's claim is cancelled (or, once the scheduler ended it, its
+// instance removed at the runtime), a storage's volume deleted, a storage link detached; what
+// the gateway kept of it goes too. Networks and interfaces are Lapis', not OCCI's to delete.
+import { ClaimState } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import type { Credentials } from '../adapters/lapis';
+import { OcciError } from '../domain/entity';
+import type { EntityKind } from '../domain/model';
+import { compute } from './computes';
+import type { GatewayContext } from './context';
+import { hideOtherProjects } from './hide-other-projects';
+
+export async function deleteEntity(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string): Promise<void> {
+  ctx.computes.invalidate(id);
+  await hideOtherProjects(kind, id, async () => {
+    if (kind === 'compute') {
+      const { claim, instance } = await compute(ctx, c, id);
+      // The scheduler no longer owns an ended claim: its instance is removed at the runtime.
+      if (claim.state === ClaimState.ENDED && instance) await ctx.lapis.deleteInstance(c, id);
+      else await ctx.lapis.cancelClaim(c, id);
+    } else if (kind === 'storage') await ctx.lapis.deleteVolume(c, id);
+    else if (kind === 'storagelink') await ctx.lapis.detachVolume(c, id);
+    else throw new OcciError(405, `${kind} entities are managed by Lapis and cannot be deleted through OCCI`);
+  });
+  await ctx.store.deleteState(c.project, kind, id).catch((error: unknown) => ctx.log.warn({ err: error, kind, id }, 'could not drop what the gateway kept of a deleted entity'));
+}

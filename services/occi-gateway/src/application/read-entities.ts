@@ -1,0 +1,87 @@
+// Reading entities: a kind's collection and one entity, as Lapis' services have them (computes
+// from claims and instances, storage from volumes, storage links from attachments, networks
+// and network interfaces from instances' addresses), joined with what the gateway keeps
+// (title, summary, user mixins).
+import type { Claim } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { ClaimState } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import type { Credentials } from '../adapters/lapis';
+import { OcciError, type Entity } from '../domain/entity';
+import { computeEntity, networkEntity, networkInterfaceEntity, storageEntity, storageLinkEntity } from '../domain/mapping';
+import type { EntityKind } from '../domain/model';
+import { withState } from '../domain/update';
+import { compute, isGone } from './computes';
+import { userMixinCategories, type GatewayContext } from './context';
+import { hideOtherProjects } from './hide-other-projects';
+
+export async function list(ctx: GatewayContext, c: Credentials, kind: EntityKind): Promise<Entity[]> {
+  const entities = await lapisEntities(ctx, c, kind);
+  const states = new Map(ctx.store.states(c.project, kind).map((s) => [s.id, s.state]));
+  const userMixins = userMixinCategories(ctx, c);
+  return entities.map((e) => withState(e, states.get(e.id), userMixins));
+}
+
+export async function get(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string): Promise<Entity> {
+  const entity = await lapisEntity(ctx, c, kind, id);
+  return withState(entity, ctx.store.state(c.project, kind, id), userMixinCategories(ctx, c));
+}
+
+async function lapisEntities(ctx: GatewayContext, c: Credentials, kind: EntityKind): Promise<Entity[]> {
+  const { lapis } = ctx;
+  switch (kind) {
+    case 'compute': {
+      const [claims, instances, templates] = await Promise.all([lapis.listClaims(c), lapis.listInstances(c), ctx.templates.templatesFor(c)]);
+      const byId = new Map(instances.map((i) => [i.id, i]));
+      const live = new Set(claims.map((claim) => claim.id));
+      // An instance whose claim ended (its container failed) stays a compute until it is deleted.
+      const ended = await Promise.all(
+        instances
+          .filter((i) => !live.has(i.id) && !isGone(i))
+          .map((i) => lapis.getClaim(c, i.id).then((claim) => (claim.state === ClaimState.ENDED ? claim : undefined), () => undefined)),
+      );
+      return [...claims, ...ended.filter((claim): claim is Claim => claim !== undefined)].map((claim) => computeEntity(claim, byId.get(claim.id), templates));
+    }
+    case 'storage':
+      return (await lapis.listVolumes(c)).map(storageEntity);
+    case 'storagelink':
+      return (await lapis.listVolumes(c)).filter((v) => v.attachment).map((v) => storageLinkEntity(v.attachment!.instanceId, v.id, v.attachment!.mountPath, true));
+    case 'network':
+      return (await networks(ctx, c)).map(networkEntity);
+    case 'networkinterface':
+      return (await lapis.listInstances(c)).flatMap((i) => i.addresses.map((a) => networkInterfaceEntity(i.id, a.network, a.ip, a.mac)));
+  }
+}
+
+/** The entity as Lapis' services have it, without what the gateway keeps. */
+export async function lapisEntity(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string): Promise<Entity> {
+  return hideOtherProjects(kind, id, async () => {
+    switch (kind) {
+      case 'compute': {
+        const hit = ctx.computes.get(id, c.project);
+        if (hit) return hit;
+        const { claim, instance } = await compute(ctx, c, id);
+        const entity = computeEntity(claim, instance, await ctx.templates.templatesFor(c));
+        ctx.computes.remember(claim.project, entity);
+        return entity;
+      }
+      case 'storage':
+        return storageEntity(await ctx.lapis.getVolume(c, id));
+      case 'storagelink': {
+        const volume = await ctx.lapis.getVolume(c, id);
+        if (!volume.attachment) throw new OcciError(404, `storagelink ${id} does not exist: the storage is not attached`);
+        return storageLinkEntity(volume.attachment.instanceId, volume.id, volume.attachment.mountPath, true);
+      }
+      case 'network':
+      case 'networkinterface': {
+        const found = (await lapisEntities(ctx, c, kind)).find((e) => e.id === id);
+        if (!found) throw new OcciError(404, `${kind} ${id} does not exist`);
+        return found;
+      }
+    }
+  });
+}
+
+/** The project's networks: those its instances have addresses on. */
+async function networks(ctx: GatewayContext, c: Credentials): Promise<string[]> {
+  const names = new Set((await ctx.lapis.listInstances(c)).flatMap((i) => i.addresses.map((a) => a.network)));
+  return [...names].sort();
+}
