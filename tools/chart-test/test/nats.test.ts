@@ -100,6 +100,9 @@ describe('charts/lapis: NATS users, TLS and NetworkPolicies', function () {
       .replace('/etc/nats/tls/tls.key', local.keyFile)
       .replace(/^\s*(http_port|store_dir):.*$/gm, '');
     assert.match(config, /authorization \{/);
+    // nats-server parses a $VARIABLE's value as a config value: a password that starts with a
+    // digit can stop it (one random password in six starts with one).
+    for (const user of USERS) assert.match(decode(passwords[user]!), /^[A-Za-z][A-Za-z0-9]{31}$/, `${user}'s password starts with a letter`);
     const saved = { ...process.env };
     for (const user of USERS) process.env[passwordVariable(user)] = decode(passwords[user]!);
     let server: NatsServer;
