@@ -3,8 +3,9 @@
 // every authenticated caller (the runtime resolves with its service token); syncs, statuses,
 // policies and operations are for admins.
 import { invalidArgument, notFound, paginate, service, watchOperationByPolling, type ServiceRegistration } from '@lapis/platform';
-import { OperationsServiceService } from '@lapis/proto/lapis/common/v1/common';
-import { ImageSyncServiceService, type Image, type Platform, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
+import { OperationsServiceService } from '@lapis/proto/lapis/common/v1/operations_service';
+import { type Image, type Platform, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
+import { ImageSyncServiceService } from '@lapis/proto/lapis/images/v1/image_sync_service';
 import type { ImageSyncApp } from './app';
 import { imageKey } from './adapters/store';
 import { platformMatches } from './domain/policy';

@@ -8,10 +8,12 @@ import {
 } from '@lapis/platform';
 import { Any } from '@lapis/proto/google/protobuf/any';
 import {
-  Deployment, DeploymentState, NodeState, Severity, ToscaServiceService, TranslationTarget,
+  Deployment, DeploymentState, NodeState, Severity, TranslationTarget,
   type Diagnostic as ProtoDiagnostic, type TemplateSource,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
-import { OperationsServiceService, type Operation } from '@lapis/proto/lapis/common/v1/common';
+import { ToscaServiceService } from '@lapis/proto/lapis/tosca/v1/tosca_service';
+import type { Operation } from '@lapis/proto/lapis/common/v1/common';
+import { OperationsServiceService } from '@lapis/proto/lapis/common/v1/operations_service';
 import { newDeploymentId, type DeploymentEngine } from './application/engine';
 import { operationName, parseOperationName, type OperationKind, type OperationRecord, type OperationStore } from './adapters/operations';
 import type { Diagnostic } from './domain/diagnostics';

@@ -3,9 +3,9 @@
 // service applies its own project scoping.
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import type { Flavor, InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
-import { ImageSyncServiceClient, type Image, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
+import { type Image, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
+import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
 import {
-  RuntimeServiceClient,
   type Instance,
   type Volume,
   type AttachVolumeResponse,
@@ -21,9 +21,9 @@ import {
   type StartInstanceResponse,
   type StopInstanceResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
   ClaimState,
-  SchedulerServiceClient,
   type Claim,
   type CancelClaimResponse,
   type GetClaimResponse,
@@ -31,6 +31,7 @@ import {
   type ListFlavorsResponse,
   type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import { createClient, PROJECT_HEADER } from '@lapis/platform';
 
 export interface Credentials {

@@ -7,11 +7,13 @@ import { InstanceState, PortProtocol, type InstanceSpec } from '@lapis/proto/lap
 /** gRPC status codes (the package declares no dependency on grpc-js itself). */
 const status = { NOT_FOUND: 5, FAILED_PRECONDITION: 9 } as const;
 import {
-  RuntimeServiceClient, type CreateVolumeRequest, type CreateVolumeResponse, type DeleteInstanceRequest, type DeleteInstanceResponse,
+  type CreateVolumeRequest, type CreateVolumeResponse, type DeleteInstanceRequest, type DeleteInstanceResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
-  PreemptionAction, SchedulerServiceClient, type CancelClaimRequest, type CancelClaimResponse, type SubmitClaimRequest, type SubmitClaimResponse,
+  PreemptionAction, type CancelClaimRequest, type CancelClaimResponse, type SubmitClaimRequest, type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import type { ActAs, Ports } from '../application/ports';
 import type { InstancePlan } from '../domain/plan';
 

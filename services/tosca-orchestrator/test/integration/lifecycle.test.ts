@@ -11,17 +11,20 @@ import { dirname, join, resolve } from 'node:path';
 import { call, createClient } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique, until, type ServiceProcess } from '@lapis/platform/testing';
 import {
-  InstanceState, OperationsServiceClient, type GetOperationRequest, type GetOperationResponse, type ListOperationsRequest, type ListOperationsResponse,
+  InstanceState, type GetOperationRequest, type GetOperationResponse, type ListOperationsRequest, type ListOperationsResponse,
   type CancelOperationRequest, type CancelOperationResponse, type Operation, type WatchOperationResponse,
 } from '@lapis/proto/lapis/common/v1/common';
+import { OperationsServiceClient } from '@lapis/proto/lapis/common/v1/operations_service';
 import {
-  RuntimeServiceClient, type DeleteInstanceRequest, type DeleteInstanceResponse, type DeleteVolumeRequest, type DeleteVolumeResponse,
+  type DeleteInstanceRequest, type DeleteInstanceResponse, type DeleteVolumeRequest, type DeleteVolumeResponse,
   type ListInstancesRequest, type ListInstancesResponse, type ListVolumesRequest, type ListVolumesResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
-  DeploymentState, ToscaServiceClient, type CreateDeploymentRequest, type CreateDeploymentResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
+  DeploymentState, type CreateDeploymentRequest, type CreateDeploymentResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
   Deployment as DeploymentCodec, type Deployment, type GetDeploymentRequest, type GetDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { docker, ensureBaseImage, sharedDocker } from '@lapis/testenv';
 import { indigoMirror } from '../helpers';
 
