@@ -3,7 +3,7 @@
 // timer that starts scheduled syncs.
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { aborted, alreadyExists, failedPrecondition, notFound, RevisionConflict, type Logger } from '@lapis/platform';
+import { aborted, alreadyExists, Code, failedPrecondition, notFound, RevisionConflict, type Logger } from '@lapis/platform';
 import { Any } from '@lapis/proto/google/protobuf/any';
 import type { Operation } from '@lapis/proto/lapis/common/v1/common';
 import { SyncProgress, SyncResult, type RepositorySyncStatus, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
@@ -142,9 +142,9 @@ export class ImageSyncApp {
         result: !done
           ? undefined
           : cancel.signal.aborted
-            ? { $case: 'error', error: { code: 1, message: `operation ${name} was cancelled`, details: [] } }
+            ? { $case: 'error', error: { code: Code.CANCELLED, message: `operation ${name} was cancelled`, details: [] } }
             : failed.length > 0 && failed.length === progress.repositories.length
-            ? { $case: 'error', error: { code: 13, message: failed.flatMap((r) => r.errors.map((e) => `${r.repository}${e.tag ? `:${e.tag}` : ''}: ${e.message}`)).join('; ').slice(0, 2000), details: [] } }
+            ? { $case: 'error', error: { code: Code.INTERNAL, message: failed.flatMap((r) => r.errors.map((e) => `${r.repository}${e.tag ? `:${e.tag}` : ''}: ${e.message}`)).join('; ').slice(0, 2000), details: [] } }
             : { $case: 'response', response: packProgress(progress) },
       }));
     };

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import {
-  cancelled, failedPrecondition, invalidArgument, notFound, paginate, resourceExhausted, service, unavailable, watchOperationByPolling, type Bucket, type CallContext,
+  cancelled, Code, failedPrecondition, invalidArgument, notFound, paginate, resourceExhausted, service, unavailable, watchOperationByPolling, type Bucket, type CallContext,
 } from '@lapis/platform';
 import { Any } from '@lapis/proto/google/protobuf/any';
 import {
@@ -190,7 +190,7 @@ export function toOperation(r: DeploymentRecord, op: OperationRecord | undefined
   const any = Any.fromPartial({ typeUrl: 'type.googleapis.com/lapis.tosca.v1.Deployment', value: Buffer.from(Deployment.encode(toDeployment(r, reading)).finish()) });
   const current = name === r.operation;
   const done = op ? op.done : !current || ended.has(r.phase);
-  const error = op ? op.error : current && r.phase === 'FAILED' ? { code: 9, message: r.reason } : undefined;
+  const error = op ? op.error : current && r.phase === 'FAILED' ? { code: Code.FAILED_PRECONDITION, message: r.reason } : undefined;
   return {
     name, kind: op?.kind ?? kind, metadata: any, done,
     result: !done ? undefined : error ? { $case: 'error', error: { code: error.code, message: error.message, details: [] } } : { $case: 'response', response: any },

@@ -32,7 +32,7 @@ import {
   type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
-import { createClient, PROJECT_HEADER } from '@lapis/platform';
+import { Code, createClient, PROJECT_HEADER } from '@lapis/platform';
 
 export interface Credentials {
   token: string;
@@ -120,7 +120,7 @@ export class LapisClients {
     try {
       return (await this.call<GetInstanceResponse>(c, (m, cb) => this.runtime.getInstance({ instanceId }, m, cb))).instance;
     } catch (error) {
-      if ((error as ServiceError).code === 5 /* NOT_FOUND */) return undefined;
+      if ((error as ServiceError).code === Code.NOT_FOUND) return undefined;
       throw error;
     }
   }

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { call, createClient } from '@lapis/platform';
+import { call, Code, createClient } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique, until, type ServiceProcess } from '@lapis/platform/testing';
 import {
   InstanceState, type GetOperationRequest, type GetOperationResponse, type ListOperationsRequest, type ListOperationsResponse,
@@ -229,13 +229,13 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
     assert.ok(!running.operations.some((o) => lastOperations.includes(o.name)), 'done ones are not running');
     const bob = createClient(OperationsServiceClient, procs.find((p) => p.name === 'tosca-orchestrator')!.address, { token: TEST_TOKENS.bob.token });
     try {
-      await assert.rejects(call<GetOperationRequest, GetOperationResponse>(bob.getOperation.bind(bob), { name: lastOperations[0]! }), (e: { code: number }) => e.code === 5);
+      await assert.rejects(call<GetOperationRequest, GetOperationResponse>(bob.getOperation.bind(bob), { name: lastOperations[0]! }), (e: { code: number }) => e.code === Code.NOT_FOUND);
       const his = await call<ListOperationsRequest, ListOperationsResponse>(bob.listOperations.bind(bob), { pageSize: 0, pageToken: '', onlyRunning: false });
       assert.ok(!his.operations.some((o) => lastOperations.includes(o.name)));
     } finally {
       bob.close();
     }
-    await assert.rejects(getOperation('operations/tosca/dep-000000000000/0'), (e: { code: number }) => e.code === 5);
+    await assert.rejects(getOperation('operations/tosca/dep-000000000000/0'), (e: { code: number }) => e.code === Code.NOT_FOUND);
   });
 
   it('deleting a FAILED deployment that rolled back ends DELETED with nothing left', async () => {
@@ -274,7 +274,7 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
     const { operation: deleting } = await remove(id);
     // (It may be done already: a rolled-back deployment has little left to delete.)
     const answer = await call<CancelOperationRequest, CancelOperationResponse>(ops.cancelOperation.bind(ops), { name: deleting!.name }).then((r) => r.operation!, (e: { code: number }) => e);
-    assert.ok('done' in answer ? answer.done : answer.code === 9, `a deletion is not cancelled: ${JSON.stringify(answer)}`);
+    assert.ok('done' in answer ? answer.done : answer.code === Code.FAILED_PRECONDITION, `a deletion is not cancelled: ${JSON.stringify(answer)}`);
     await waitFor(id, DeploymentState.DELETED);
   });
 });
