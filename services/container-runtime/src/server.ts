@@ -2,7 +2,8 @@
 // (application/), scoped to the caller; lists are paged here.
 import { type CallContext, type Handlers, invalidArgument, paginate, service, type ServiceRegistration } from '@lapis/platform';
 import type { Duration } from '@lapis/proto/google/protobuf/duration';
-import { LogStream, RuntimeServiceService } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { LogStream } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceService } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import type { Agent } from './application/agent';
 import type { Scope } from './domain/door';
 

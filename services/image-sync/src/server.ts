@@ -3,8 +3,9 @@
 // catalogue is readable by every authenticated caller (the runtime resolves with its service
 // token); syncs, statuses, policies and operations are for admins.
 import { invalidArgument, paginate, service, watchOperationByPolling, type ServiceRegistration } from '@lapis/platform';
-import { OperationsServiceService } from '@lapis/proto/lapis/common/v1/common';
-import { ImageSyncServiceService, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
+import { OperationsServiceService } from '@lapis/proto/lapis/common/v1/operations_service';
+import type { SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
+import { ImageSyncServiceService } from '@lapis/proto/lapis/images/v1/image_sync_service';
 import type { ImageSync } from './application/image-sync';
 
 export function registrations(app: ImageSync): ServiceRegistration[] {

@@ -8,6 +8,7 @@ import type { Metadata } from '@grpc/grpc-js';
 import { createRemoteJWKSet, decodeProtectedHeader, errors as jose, jwtVerify, type JWTPayload } from 'jose';
 import { parse as parseYaml } from 'yaml';
 import { LapisError, permissionDenied, unauthenticated, unavailable } from './errors';
+import { PROJECT_HEADER } from './headers';
 
 export interface Caller {
   user: string;
@@ -35,7 +36,7 @@ export interface AuthOptions {
   jwksCooldownMs?: number;
 }
 
-export const PROJECT_HEADER = 'x-lapis-project';
+export { PROJECT_HEADER } from './headers';
 
 interface StaticIdentity {
   user: string;

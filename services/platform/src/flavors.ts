@@ -12,9 +12,7 @@
 //       capabilities: [NET_RAW]           # optional: Linux capabilities beyond the runtime's
 //                                         # default set (without "CAP_"); the only way to more
 //       read_only_root: true              # optional: read-only root filesystem
-import { readFileSync } from 'node:fs';
 import { DeviceKind, type DeviceRequest, type Flavor } from '@lapis/proto/lapis/common/v1/common';
-import { parse as parseYaml } from 'yaml';
 
 const UNITS: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
 const NAME = /^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
@@ -110,14 +108,4 @@ function parseDevices(value: unknown): DeviceRequest[] {
     const strings = (v: unknown) => (Array.isArray(v) ? v.map(String) : []);
     return { kind, vendor: String(d.vendor ?? ''), count: Number(d.count ?? 0), ids: strings(d.ids), cdiNames: strings(d.cdi_names) };
   });
-}
-
-export function loadFlavors(file: string): Flavor[] {
-  let doc: unknown;
-  try {
-    doc = parseYaml(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new Error(`flavors file ${file}: ${(error as Error).message}`);
-  }
-  return parseFlavors(doc, `flavors file ${file}`);
 }

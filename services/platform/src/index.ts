@@ -13,6 +13,7 @@ export * from './service';
 export * from './shutdown';
 export { shutdownTelemetry, startTelemetry } from './telemetry/sdk';
 export * from './flavors';
+export * from './flavors-file';
 export * from './paging';
 export * from './instance-spec';
 export * from './operations';

@@ -1,7 +1,8 @@
 // A real gRPC server of the platform on a free port, with a static token file, and clients.
 import { loadPackageDefinition, Metadata, credentials, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { OperationsServiceClient, type GetOperationResponse } from '@lapis/proto/lapis/common/v1/common';
+import type { GetOperationResponse } from '@lapis/proto/lapis/common/v1/common';
+import { OperationsServiceClient } from '@lapis/proto/lapis/common/v1/operations_service';
 import { Authenticator, type AuthOptions } from '../src/auth';
 import { createClient, type ClientOptions } from '../src/grpc/client';
 import { GrpcServer, type ServiceRegistration } from '../src/grpc/server';

@@ -7,11 +7,11 @@ import {
   ClaimState,
   FairShareAlgorithm,
   PreemptionAction,
-  SchedulerServiceService,
   type Claim,
   type FairShareEntry,
   type PriorityFactors,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { SchedulerServiceService } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import { beyondCeiling } from './domain/ceiling';
 import type { FairShareRow } from './domain/fairshare';
 import { withinLimit, type ClaimRecord, type DeviceNeed, type Res } from './domain/model';

@@ -4,14 +4,16 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import {
-  cancelled, failedPrecondition, invalidArgument, notFound, paginate, resourceExhausted, service, unavailable, watchOperationByPolling, type Bucket, type CallContext,
+  cancelled, Code, failedPrecondition, invalidArgument, notFound, paginate, resourceExhausted, service, unavailable, watchOperationByPolling, type Bucket, type CallContext,
 } from '@lapis/platform';
 import { Any } from '@lapis/proto/google/protobuf/any';
 import {
-  Deployment, DeploymentState, NodeState, Severity, ToscaServiceService, TranslationTarget,
+  Deployment, DeploymentState, NodeState, Severity, TranslationTarget,
   type Diagnostic as ProtoDiagnostic, type TemplateSource,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
-import { OperationsServiceService, type Operation } from '@lapis/proto/lapis/common/v1/common';
+import { ToscaServiceService } from '@lapis/proto/lapis/tosca/v1/tosca_service';
+import type { Operation } from '@lapis/proto/lapis/common/v1/common';
+import { OperationsServiceService } from '@lapis/proto/lapis/common/v1/operations_service';
 import { newDeploymentId, type DeploymentEngine } from './application/engine';
 import { operationName, parseOperationName, type OperationKind, type OperationRecord, type OperationStore } from './adapters/operations';
 import type { Diagnostic } from './domain/diagnostics';
@@ -188,7 +190,7 @@ export function toOperation(r: DeploymentRecord, op: OperationRecord | undefined
   const any = Any.fromPartial({ typeUrl: 'type.googleapis.com/lapis.tosca.v1.Deployment', value: Buffer.from(Deployment.encode(toDeployment(r, reading)).finish()) });
   const current = name === r.operation;
   const done = op ? op.done : !current || ended.has(r.phase);
-  const error = op ? op.error : current && r.phase === 'FAILED' ? { code: 9, message: r.reason } : undefined;
+  const error = op ? op.error : current && r.phase === 'FAILED' ? { code: Code.FAILED_PRECONDITION, message: r.reason } : undefined;
   return {
     name, kind: op?.kind ?? kind, metadata: any, done,
     result: !done ? undefined : error ? { $case: 'error', error: { code: error.code, message: error.message, details: [] } } : { $case: 'response', response: any },

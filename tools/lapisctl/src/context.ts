@@ -3,8 +3,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Metadata, status, type CallOptions, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
-import { createClient, errorDetails } from '@lapis/platform';
+import { Metadata, type CallOptions, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+// The client and error parts only: the @lapis/platform barrel (telemetry, NATS, logging)
+// would add seconds to every command, `lapisctl tosca validate` included.
+import { createClient } from '@lapis/platform/client';
+import { Code, codeName, errorDetails } from '@lapis/platform/errors';
 import { parse as parseYaml } from 'yaml';
 import { UsageError, type OptionDef, type OptionValues } from './cli';
 
@@ -163,7 +166,7 @@ export class Context {
         call.on('error', (error: ServiceError) => {
           if (done) return;
           done = true;
-          if (error.code === status.CANCELLED) chain.then(() => resolve(), reject);
+          if (error.code === Code.CANCELLED) chain.then(() => resolve(), reject);
           else reject(new CallError(service, this.address(service), error));
         });
         call.on('end', () => {
@@ -192,8 +195,8 @@ export class CallError extends Error {
 
   /** One line (plus one per field violation): the message, the status and the reason. */
   describe(): string {
-    const code = status[this.cause.code] ?? String(this.cause.code);
-    if (this.cause.code === status.UNAVAILABLE || this.cause.code === status.DEADLINE_EXCEEDED) {
+    const code = codeName(this.cause.code);
+    if (this.cause.code === Code.UNAVAILABLE || this.cause.code === Code.DEADLINE_EXCEEDED) {
       const why = (this.cause.details || this.cause.message).replace(/\s*Resolution note:.*$/s, '').trim();
       return `error: cannot reach ${SERVICE_NAMES[this.service]} at ${this.address} (${code}): ${why}`;
     }

@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import { createClient } from '@lapis/platform';
-import { DeploymentState, ToscaServiceClient, type Deployment, type CreateDeploymentResponse, type WatchDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { DeploymentState, type Deployment, type CreateDeploymentResponse, type WatchDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { docker } from '@lapis/testenv';
 import { MESH_TOKENS, REPO_ROOT, type Mesh } from './mesh';
 

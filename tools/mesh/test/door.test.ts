@@ -7,17 +7,18 @@ import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { createClient, errorDetails } from '@lapis/platform';
 import { until } from '@lapis/platform/testing';
 import { InstanceSpec, InstanceState, Resources } from '@lapis/proto/lapis/common/v1/common';
-import { RuntimeServiceClient, type CreateInstanceResponse, type GetInstanceResponse, type ListInstancesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { type CreateInstanceResponse, type GetInstanceResponse, type ListInstancesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
   ClaimState,
   PendingReason,
   Quota,
-  SchedulerServiceClient,
   type Claim,
   type GetClaimResponse,
   type GetQuotaResponse,
   type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import { docker } from '@lapis/testenv';
 import { startMesh, type Mesh } from '../src/mesh';
 

@@ -12,11 +12,11 @@ import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { createClient } from '@lapis/platform';
 import { sleep, until } from '@lapis/platform/testing';
 import { InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
-import { RuntimeServiceClient, type ListInstancesResponse, type ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { type ListInstancesResponse, type ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
   ClaimState,
   PendingReason,
-  SchedulerServiceClient,
   type Claim,
   type GetClaimResponse,
   type GetFairShareResponse,
@@ -24,7 +24,9 @@ import {
   type ListClaimsResponse,
   type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { DeploymentState, ToscaServiceClient, type Deployment, type GetDeploymentResponse, type UpdateDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
+import { DeploymentState, type Deployment, type GetDeploymentResponse, type UpdateDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { docker } from '@lapis/testenv';
 import { deploy, EXAMPLE_TEMPLATE } from '../src/example';
 import { startMesh, type Mesh } from '../src/mesh';

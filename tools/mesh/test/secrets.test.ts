@@ -15,8 +15,10 @@ import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { createClient } from '@lapis/platform';
 import { until } from '@lapis/platform/testing';
 import { InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
-import { SchedulerServiceClient, type GetClaimResponse, type SubmitClaimResponse } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { DeploymentState, ToscaServiceClient, type CreateDeploymentResponse, type GetDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { type GetClaimResponse, type SubmitClaimResponse } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
+import { DeploymentState, type CreateDeploymentResponse, type GetDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { startMesh, type Mesh } from '../src/mesh';
 import { startZipkin, type Zipkin } from '../src/zipkin';
 

@@ -4,7 +4,8 @@
 // (telemetry, NATS, ...) would add about a second to the start of every task of every step.
 import * as fs from 'node:fs';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { ImageSyncServiceClient, type ResolveImageResponse } from '@lapis/proto/lapis/images/v1/images';
+import type { ResolveImageResponse } from '@lapis/proto/lapis/images/v1/images';
+import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
 
 /** Exit status of a step refused because its image is not in the trusted catalogue (EX_NOPERM). */
 export const EXIT_UNTRUSTED = 77;

@@ -15,7 +15,6 @@ import { Node, NodeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import {
   ClaimState,
   PreemptionAction,
-  SchedulerServiceClient,
   type CancelClaimResponse,
   type Claim,
   type ListClaimsResponse,
@@ -23,6 +22,7 @@ import {
   type ListPartitionsResponse,
   type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import { run, startSlurm, waitFor, type SlurmCluster } from '@lapis/testenv';
 import { connect, type NatsConnection } from 'nats';
 import { Director, type RoundResult } from '../src/director/director.js';

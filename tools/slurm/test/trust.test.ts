@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import { createClient } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, until, type ServiceProcess } from '@lapis/platform/testing';
-import { ImageSyncServiceClient, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
+import type { ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
+import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
 import { docker, ensureBaseImage, freePort, sharedDocker, startRegistry, startSlurm, type DockerEngine, type Registry, type SlurmCluster } from '@lapis/testenv';
 import { EXIT_UNAVAILABLE, EXIT_UNTRUSTED } from '../src/trust.js';
 

@@ -1,7 +1,8 @@
 // Image trust: image-sync's ResolveImage decides what may run and gives the digest to run.
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { call, createClient, errorDetails, failedPrecondition, unavailable } from '@lapis/platform';
-import { ImageSyncServiceClient, type ResolveImageResponse } from '@lapis/proto/lapis/images/v1/images';
+import type { ResolveImageResponse } from '@lapis/proto/lapis/images/v1/images';
+import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
 
 export interface ResolvedImage {
   /** The reference to find or pull the image by. */

@@ -2,7 +2,7 @@
 // the instance (create-instance.ts, as a direct CreateInstance would), a cancellation deletes
 // it, a preemption notice stops it within its grace period and records PREEMPTED. A placement
 // that cannot run is recorded ERROR, so the scheduler frees its room.
-import { LapisError, RetryLater, runtimeConsumers, type RunningConsumer } from '@lapis/platform';
+import { Code, LapisError, RetryLater, runtimeConsumers, type RunningConsumer } from '@lapis/platform';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { adminScope } from '../domain/door';
@@ -65,7 +65,7 @@ export class Placements {
       await this.createInstance.run(input, { user: placed.user, project: placed.project, admin: true });
     } catch (error) {
       if (!(error instanceof LapisError)) throw new RetryLater(`placement ${placed.claimId}: ${(error as Error).message}`, 2_000);
-      if (error.code === 14 /* UNAVAILABLE */) throw new RetryLater(error.message, 2_000);
+      if (error.code === Code.UNAVAILABLE) throw new RetryLater(error.message, 2_000);
       // A placement that cannot run: the instance is recorded as ERROR so the scheduler frees its room.
       await this.recordRejected(input, error.message);
     }

@@ -2,7 +2,7 @@
 // filesystem on the node (or a claim, where the engine keeps volumes), bounded per volume and
 // per project. Attaching and detaching are volume-attachments.ts.
 import { randomUUID } from 'node:crypto';
-import { failedPrecondition, LapisError, notFound, resourceExhausted } from '@lapis/platform';
+import { Code, failedPrecondition, LapisError, notFound, resourceExhausted } from '@lapis/platform';
 import { type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import type { Scope } from '../domain/door';
 import { claimState } from '../domain/observed';
@@ -83,7 +83,7 @@ export class Volumes {
       else await host.createVolumeFile(volume.id, volume.sizeBytes, volume.filesystem);
     } catch (error) {
       await store.volumes.delete(volume.id);
-      if (error instanceof LapisError && error.code !== 9 /* FAILED_PRECONDITION */) throw error;
+      if (error instanceof LapisError && error.code !== Code.FAILED_PRECONDITION) throw error;
       throw failedPrecondition(`cannot make volume ${volume.name}: ${(error as Error).message}`, 'VOLUME_CREATE_FAILED');
     }
     volume.state = VolumeState.AVAILABLE;

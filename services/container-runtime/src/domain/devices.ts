@@ -1,7 +1,7 @@
 // Devices: what a node has (GPUs from its config, InfiniBand nodes found on it, an allow-list
 // of host devices) and what an instance gets, as engine-neutral grants a backend turns into
 // its own form (Docker device requests and device mappings; a pod's resource limits).
-import { failedPrecondition, invalidArgument, permissionDenied, resourceExhausted } from '@lapis/platform';
+import { failedPrecondition, invalidArgument, permissionDenied, resourceExhausted } from '@lapis/platform/errors';
 import { DeviceKind, type DeviceRequest, type NodeDevice } from '@lapis/proto/lapis/common/v1/common';
 
 export interface NodeInventory {

@@ -3,7 +3,7 @@
 // placement is what this agent creates. These are the rules for the runtime's own calls that
 // would start or enlarge work beside the scheduler. Admins keep them, and so do the services,
 // whose identity has the admin role; what an admin adds is outside every quota.
-import { permissionDenied } from '@lapis/platform';
+import { permissionDenied } from '@lapis/platform/errors';
 import { InstanceState, type Resources } from '@lapis/proto/lapis/common/v1/common';
 import { DEFAULT_PIDS } from './container';
 

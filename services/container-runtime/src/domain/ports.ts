@@ -4,7 +4,8 @@
 // lowest free one of the range (never Docker's ephemeral ports on 0.0.0.0). A port another
 // instance holds is refused, not waited for: the scheduler keeps such claims queued (its
 // host-ports filter), so only a direct CreateInstance meets this.
-import { hostPortKey, type HostPortRange, resourceExhausted } from '@lapis/platform';
+import { resourceExhausted } from '@lapis/platform/errors';
+import { hostPortKey, type HostPortRange } from '@lapis/platform/instance-spec';
 import type { PortMapping } from '@lapis/proto/lapis/common/v1/common';
 
 export function assignHostPorts(ports: readonly PortMapping[], range: HostPortRange | undefined, held: ReadonlySet<string>, field = 'spec'): PortMapping[] {

@@ -1,5 +1,5 @@
 // Instance states: what an action needs, and what ends an instance's life.
-import { failedPrecondition } from '@lapis/platform';
+import { failedPrecondition } from '@lapis/platform/errors';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 
 export const stateName = (state: InstanceState) => InstanceState[state] ?? String(state);

@@ -1,10 +1,11 @@
 // Checks of what callers send, before anything is done: every problem is named by its field.
 // The spec's own rules are the platform's (shared with the scheduler); the flavor and the
 // resources are the node's.
-import { type FieldViolation, type HostPortRange, invalidArgument, validateInstanceSpec, VOLUME_MOUNT_ROOT } from '@lapis/platform';
+import { type FieldViolation, invalidArgument } from '@lapis/platform/errors';
+import { type HostPortRange, validateInstanceSpec, VOLUME_MOUNT_ROOT } from '@lapis/platform/instance-spec';
 import type { Flavor, InstanceSpec, Resources } from '@lapis/proto/lapis/common/v1/common';
 
-export { checkMountPath } from '@lapis/platform';
+export { checkMountPath } from '@lapis/platform/instance-spec';
 /** Ids are KV keys, container names and subject tokens: keep them plain. */
 export const ID = /^[A-Za-z0-9_-]{1,64}$/;
 

@@ -1,7 +1,7 @@
 // Block volumes of a node: what a new volume may be, how much one project may hold on the
 // node (volumes are outside the scheduler's quotas), and when a volume may be given to an
 // instance.
-import { alreadyExists, failedPrecondition, type FieldViolation, invalidArgument, resourceExhausted } from '@lapis/platform';
+import { alreadyExists, failedPrecondition, type FieldViolation, invalidArgument, resourceExhausted } from '@lapis/platform/errors';
 import { type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 
 export const VOLUME_NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/;

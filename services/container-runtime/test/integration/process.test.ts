@@ -7,7 +7,8 @@ import { join, resolve } from 'node:path';
 import { createClient } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
-import { RuntimeServiceClient, type Instance, type Node } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { type Instance, type Node } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import { baseSpec, FLAVORS, leftovers, nothingLeft, rpc } from '../harness';
 
 const MAIN = resolve(__dirname, '../../src/main.js');

@@ -3,7 +3,7 @@
 // is done; idempotent by request_id; followed, cancelled and listed through the
 // OperationsService served beside it.
 import { createHash, randomUUID } from 'node:crypto';
-import { aborted, failedPrecondition, notFound, RevisionConflict, type Logger } from '@lapis/platform';
+import { aborted, Code, failedPrecondition, notFound, RevisionConflict, type Logger } from '@lapis/platform';
 import { Any } from '@lapis/proto/google/protobuf/any';
 import type { Operation } from '@lapis/proto/lapis/common/v1/common';
 import { SyncProgress, SyncResult } from '@lapis/proto/lapis/images/v1/images';
@@ -49,9 +49,9 @@ export class SyncOperations {
         result: !done
           ? undefined
           : cancel.signal.aborted
-            ? { $case: 'error', error: { code: 1, message: `operation ${name} was cancelled`, details: [] } }
+            ? { $case: 'error', error: { code: Code.CANCELLED, message: `operation ${name} was cancelled`, details: [] } }
             : failed.length > 0 && failed.length === progress.repositories.length
-            ? { $case: 'error', error: { code: 13, message: failed.flatMap((r) => r.errors.map((e) => `${r.repository}${e.tag ? `:${e.tag}` : ''}: ${e.message}`)).join('; ').slice(0, 2000), details: [] } }
+            ? { $case: 'error', error: { code: Code.INTERNAL, message: failed.flatMap((r) => r.errors.map((e) => `${r.repository}${e.tag ? `:${e.tag}` : ''}: ${e.message}`)).join('; ').slice(0, 2000), details: [] } }
             : { $case: 'response', response: packProgress(progress) },
       }));
     };

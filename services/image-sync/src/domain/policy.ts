@@ -1,6 +1,6 @@
 // Sync policies: reading them from YAML, validating them (every violation names its field),
 // and the pure decisions they make: which upstream tags to sync, which platforms to keep.
-import { invalidArgument, type FieldViolation } from '@lapis/platform';
+import { invalidArgument, type FieldViolation } from '@lapis/platform/errors';
 import { UpstreamRemoval, type Platform, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
 import semver from 'semver';
 import { parse as parseYaml } from 'yaml';

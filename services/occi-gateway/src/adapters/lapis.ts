@@ -3,9 +3,9 @@
 // service applies its own project scoping.
 import { Metadata, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import type { Flavor, InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
-import { ImageSyncServiceClient, type Image, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
+import { type Image, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
+import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
 import {
-  RuntimeServiceClient,
   type Instance,
   type Volume,
   type AttachVolumeResponse,
@@ -21,9 +21,9 @@ import {
   type StartInstanceResponse,
   type StopInstanceResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
   ClaimState,
-  SchedulerServiceClient,
   type Claim,
   type CancelClaimResponse,
   type GetClaimResponse,
@@ -31,7 +31,8 @@ import {
   type ListFlavorsResponse,
   type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { createClient, PROJECT_HEADER } from '@lapis/platform';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
+import { Code, createClient, PROJECT_HEADER } from '@lapis/platform';
 
 export interface Credentials {
   token: string;
@@ -119,7 +120,7 @@ export class LapisClients {
     try {
       return (await this.call<GetInstanceResponse>(c, (m, cb) => this.runtime.getInstance({ instanceId }, m, cb))).instance;
     } catch (error) {
-      if ((error as ServiceError).code === 5 /* NOT_FOUND */) return undefined;
+      if ((error as ServiceError).code === Code.NOT_FOUND) return undefined;
       throw error;
     }
   }

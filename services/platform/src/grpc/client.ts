@@ -8,7 +8,7 @@ import {
   type ChannelOptions,
   type Interceptor,
 } from '@grpc/grpc-js';
-import { PROJECT_HEADER } from '../auth';
+import { PROJECT_HEADER } from '../headers';
 
 export interface ClientOptions {
   /** A token, or a function giving the current one (for example the caller's, forwarded). */

@@ -5,7 +5,6 @@
 import {
   Server,
   ServerCredentials,
-  status,
   type Metadata,
   type sendUnaryData,
   type ServerUnaryCall,
@@ -16,9 +15,10 @@ import { ReflectionService } from '@grpc/reflection';
 import { trace } from '@opentelemetry/api';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Authenticator, Caller } from '../auth';
-import { LapisError, permissionDenied } from '../errors';
+import { Code, codeName, LapisError, permissionDenied } from '../errors';
 import type { Logger } from '../logging';
 import { reflectionPackage } from './reflection';
+import { toGrpcStatus } from './status';
 import { CallerSlots, type CallerLimits } from './stream-limits';
 import { EdgeValidation } from './validation';
 
@@ -230,16 +230,15 @@ export class GrpcServer {
 
   private toStatus(error: unknown, method: string, log: Logger) {
     if (error instanceof LapisError) {
-      log.info({ code: status[error.code], reason: error.reason }, error.message);
-      return error.toStatus(this.options.domain);
+      log.info({ code: codeName(error.code), reason: error.reason }, error.message);
+      return toGrpcStatus(error, this.options.domain);
     }
     // Anything else is a bug: log it whole, tell the client only where to look.
     const traceId = trace.getActiveSpan()?.spanContext().traceId;
     log.error({ err: error }, 'unexpected error');
-    return new LapisError(
-      status.INTERNAL,
-      `internal error in ${method}${traceId ? ` (trace ${traceId})` : ''}`,
-      'INTERNAL',
-    ).toStatus(this.options.domain);
+    return toGrpcStatus(
+      new LapisError(Code.INTERNAL, `internal error in ${method}${traceId ? ` (trace ${traceId})` : ''}`, 'INTERNAL'),
+      this.options.domain,
+    );
   }
 }

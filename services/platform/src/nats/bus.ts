@@ -23,8 +23,7 @@ import {
   type NatsConnection,
   type NatsError,
 } from 'nats';
-import { status } from '@grpc/grpc-js';
-import { LapisError } from '../errors';
+import { Code, LapisError } from '../errors';
 import type { Logger } from '../logging';
 import { inboxPrefixOf } from './access';
 import { subjectFor, subjectTemplate, type EventPayload } from './events';
@@ -181,7 +180,7 @@ export class EventBus {
     const subject = subjectFor(payload.$case, key);
     // Far below the 4 KiB control line over which NATS drops the whole connection.
     if (subject.length > MAX_SUBJECT_LENGTH) {
-      throw new LapisError(status.INVALID_ARGUMENT, `the event key ${JSON.stringify(`${key.slice(0, 64)}…`)} is too long for a subject (at most ${MAX_SUBJECT_LENGTH} characters)`, 'INVALID_SUBJECT');
+      throw new LapisError(Code.INVALID_ARGUMENT, `the event key ${JSON.stringify(`${key.slice(0, 64)}…`)} is too long for a subject (at most ${MAX_SUBJECT_LENGTH} characters)`, 'INVALID_SUBJECT');
     }
     const template = subjectTemplate(subject);
     const event: Event = { id, time: new Date(), source: this.options.name, payload };

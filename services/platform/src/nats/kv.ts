@@ -1,8 +1,7 @@
 // Typed key-value state on JetStream. Changes go through compare-and-set on the entry's
 // revision, so two writers can never silently overwrite each other.
-import { status } from '@grpc/grpc-js';
 import type { KV, KvEntry, NatsError } from 'nats';
-import { LapisError } from '../errors';
+import { Code, LapisError } from '../errors';
 
 export interface Codec<T> {
   encode(value: T): { finish(): Uint8Array };
@@ -123,7 +122,7 @@ export class Bucket<T> {
     const problem = keyProblem(key, wildcards);
     if (problem) {
       const shown = key.length > 64 ? `${key.slice(0, 64)}…` : key;
-      throw new LapisError(status.INVALID_ARGUMENT, `${JSON.stringify(shown)} cannot be a key of ${this.name}: ${problem}`, 'INVALID_KEY');
+      throw new LapisError(Code.INVALID_ARGUMENT, `${JSON.stringify(shown)} cannot be a key of ${this.name}: ${problem}`, 'INVALID_KEY');
     }
   }
 

@@ -6,7 +6,7 @@ import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/
 import { create, createFileRegistry, fromBinary, toBinary, type DescMessage } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { InstanceStateChanged } from '@lapis/proto/lapis/events/v1/events';
-import { RuntimeServiceService } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceService } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import { errorDetails, LapisError } from '../../src/errors';
 import { service, type GrpcServer, type Handlers } from '../../src/grpc/server';
 import { EventBus } from '../../src/nats/bus';

@@ -2,7 +2,8 @@ import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
 import { DeviceKind } from '@lapis/proto/lapis/common/v1/common';
 import { LapisError } from '../../src/errors';
-import { loadFlavors, parseFlavors, parseQuantity } from '../../src/flavors';
+import { parseFlavors, parseQuantity } from '../../src/flavors';
+import { loadFlavors } from '../../src/flavors-file';
 import { MAX_PAGE_SIZE, paginate } from '../../src/paging';
 
 describe('paging', () => {

@@ -8,7 +8,7 @@ import { Backend, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { Node, NodeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import * as S from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import type { ServiceError } from '@grpc/grpc-js';
 import { startScheduler, type RunningScheduler } from '../../src/wiring';
 import { loadSchedulerConfig } from '../../src/config';

@@ -1,17 +1,17 @@
 // The engine's ports over gRPC: claims through the scheduler, volumes through the runtime. The
 // caller's token is forwarded when the engine has it (project scoping holds); a resumed
 // deployment goes on with the service's own token.
-import { call, createClient, errorDetails } from '@lapis/platform';
+import { call, Code, createClient, errorDetails } from '@lapis/platform';
 import { InstanceState, PortProtocol, type InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 
-/** gRPC status codes (the package declares no dependency on grpc-js itself). */
-const status = { NOT_FOUND: 5, FAILED_PRECONDITION: 9 } as const;
 import {
-  RuntimeServiceClient, type CreateVolumeRequest, type CreateVolumeResponse, type DeleteInstanceRequest, type DeleteInstanceResponse,
+  type CreateVolumeRequest, type CreateVolumeResponse, type DeleteInstanceRequest, type DeleteInstanceResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
-  PreemptionAction, SchedulerServiceClient, type CancelClaimRequest, type CancelClaimResponse, type SubmitClaimRequest, type SubmitClaimResponse,
+  PreemptionAction, type CancelClaimRequest, type CancelClaimResponse, type SubmitClaimRequest, type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import type { ActAs, Ports } from '../application/ports';
 import type { InstancePlan } from '../domain/plan';
 
@@ -77,7 +77,7 @@ export class LapisPorts implements Ports {
       return { placed: !!response.claim?.node };
     } catch (error) {
       // A claim the scheduler does not know was never placed anywhere.
-      if ((error as { code?: number }).code === status.NOT_FOUND) return { placed: false };
+      if ((error as { code?: number }).code === Code.NOT_FOUND) return { placed: false };
       throw error;
     }
   }
@@ -90,8 +90,8 @@ export class LapisPorts implements Ports {
       return state === InstanceState.DELETED || state === InstanceState.PREEMPTED ? 'deleted' : 'elsewhere';
     } catch (error) {
       const code = (error as { code?: number }).code;
-      if (code === status.NOT_FOUND) return 'absent';
-      if (code === status.FAILED_PRECONDITION && errorDetails(error as never).errorInfo?.reason === 'WRONG_NODE') return 'elsewhere';
+      if (code === Code.NOT_FOUND) return 'absent';
+      if (code === Code.FAILED_PRECONDITION && errorDetails(error as never).errorInfo?.reason === 'WRONG_NODE') return 'elsewhere';
       throw error;
     }
   }
@@ -108,7 +108,7 @@ export class LapisPorts implements Ports {
       await call(runtime.deleteVolume.bind(runtime), { volumeId } as Parameters<RuntimeServiceClient['deleteVolume']>[0]);
     } catch (error) {
       // Already gone (a retried deletion).
-      if ((error as { code?: number }).code !== status.NOT_FOUND) throw error;
+      if ((error as { code?: number }).code !== Code.NOT_FOUND) throw error;
     }
   }
 

@@ -4,7 +4,7 @@
 // `operations/tosca/<deployment>/<generation>`: the deployment's generation it works on. While it
 // runs, its progress is the deployment itself; it ends with the deployment's DEPLOYED, DELETED or
 // FAILED, or when a later operation on the same deployment takes over (ABORTED).
-import type { Bucket } from '@lapis/platform';
+import { type Bucket, Code } from '@lapis/platform';
 import type { DeploymentRecord } from '../domain/deployment';
 
 export type OperationKind = 'tosca.CreateDeployment' | 'tosca.UpdateDeployment' | 'tosca.DeleteDeployment';
@@ -23,9 +23,6 @@ export interface OperationRecord {
   /** Set when it ended without success (gRPC status code and message). */
   error?: { code: number; message: string };
 }
-
-/** gRPC status codes an operation ends with. */
-export const OperationCode = { CANCELLED: 1, FAILED_PRECONDITION: 9, ABORTED: 10 } as const;
 
 export const operationName = (deployment: string, generation: number) => `operations/tosca/${deployment}/${generation}`;
 
@@ -66,7 +63,7 @@ export class OperationStore {
   /** Ends the operation when the deployment's phase ends it (DEPLOYED, DELETED, FAILED). */
   async settle(record: Pick<DeploymentRecord, 'operation' | 'phase' | 'reason'>): Promise<void> {
     if (!terminal.has(record.phase)) return;
-    await this.finish(record.operation, record.phase, record.phase === 'FAILED' ? { code: OperationCode.FAILED_PRECONDITION, message: record.reason || 'the deployment failed' } : undefined);
+    await this.finish(record.operation, record.phase, record.phase === 'FAILED' ? { code: Code.FAILED_PRECONDITION, message: record.reason || 'the deployment failed' } : undefined);
   }
 
   async get(name: string): Promise<OperationRecord | undefined> {

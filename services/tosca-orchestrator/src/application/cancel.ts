@@ -1,8 +1,8 @@
 // CancelOperation of a creation or an update: nothing more is made, and what was made is
 // removed (kept with keep_on_failure); the deployment is FAILED (reason `cancelled`), its
 // operation CANCELLED. A deletion is not cancelled.
+import { Code } from '@lapis/platform';
 import { wantNothing, type DeploymentRecord } from '../domain/deployment';
-import { OperationCode } from '../adapters/operations';
 import { terminalPhases, type EngineContext } from './context';
 import { publishPhase } from './phases';
 
@@ -23,7 +23,7 @@ export async function cancel(ctx: EngineContext, id: string): Promise<Deployment
     return current;
   });
   if (!updated || !changed) return undefined;
-  await ctx.options.operations.finish(updated.value.operation, 'FAILED', { code: OperationCode.CANCELLED, message: `operation ${updated.value.operation} was cancelled` });
+  await ctx.options.operations.finish(updated.value.operation, 'FAILED', { code: Code.CANCELLED, message: `operation ${updated.value.operation} was cancelled` });
   await publishPhase(ctx, updated.value);
   ctx.kick(id);
   return updated.value;

@@ -1,10 +1,11 @@
 // A deployment's phase and the operation working on it: a phase change is recorded, ends the
 // operation when the phase ends it, and is published; a new operation ends the one it takes
 // over from.
+import { Code } from '@lapis/platform';
 import { DeploymentStateChanged } from '@lapis/proto/lapis/events/v1/events';
 import { DeploymentState } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { wantNothing, type DeploymentRecord } from '../domain/deployment';
-import { OperationCode, type OperationKind } from '../adapters/operations';
+import type { OperationKind } from '../adapters/operations';
 import type { EngineContext } from './context';
 
 /** Sets the phase (and with `rollback` undeploys what was made); the operation settles, the change is published. */
@@ -40,7 +41,7 @@ export async function publishPhase(ctx: EngineContext, r: DeploymentRecord): Pro
 export async function takeOver(ctx: EngineContext, previous: string, record: DeploymentRecord, kind: OperationKind): Promise<void> {
   const { operations } = ctx.options;
   if (previous && previous !== record.operation) {
-    await operations.finish(previous, record.phase, { code: OperationCode.ABORTED, message: `superseded by ${kind} (${record.operation})` });
+    await operations.finish(previous, record.phase, { code: Code.ABORTED, message: `superseded by ${kind} (${record.operation})` });
   }
   await operations.begin(record, kind);
 }

@@ -12,11 +12,12 @@ import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { call, createClient, errorDetails } from '@lapis/platform';
 import { natsUrl, sleep, spawnService, staticTokenFile, TEST_TOKENS, until, type ServiceProcess } from '@lapis/platform/testing';
 import {
-  ToscaServiceClient, TranslationTarget,
+  TranslationTarget,
   type CreateDeploymentRequest, type CreateDeploymentResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
   type UpdateDeploymentRequest, type UpdateDeploymentResponse, type TranslateTemplateRequest, type TranslateTemplateResponse,
   type ValidateTemplateRequest, type ValidateTemplateResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { strToU8, zipSync } from 'fflate';
 import { conformanceDir } from '../helpers';
 

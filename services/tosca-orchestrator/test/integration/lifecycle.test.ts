@@ -8,20 +8,23 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { call, createClient } from '@lapis/platform';
+import { call, Code, createClient } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique, until, type ServiceProcess } from '@lapis/platform/testing';
 import {
-  InstanceState, OperationsServiceClient, type GetOperationRequest, type GetOperationResponse, type ListOperationsRequest, type ListOperationsResponse,
+  InstanceState, type GetOperationRequest, type GetOperationResponse, type ListOperationsRequest, type ListOperationsResponse,
   type CancelOperationRequest, type CancelOperationResponse, type Operation, type WatchOperationResponse,
 } from '@lapis/proto/lapis/common/v1/common';
+import { OperationsServiceClient } from '@lapis/proto/lapis/common/v1/operations_service';
 import {
-  RuntimeServiceClient, type DeleteInstanceRequest, type DeleteInstanceResponse, type DeleteVolumeRequest, type DeleteVolumeResponse,
+  type DeleteInstanceRequest, type DeleteInstanceResponse, type DeleteVolumeRequest, type DeleteVolumeResponse,
   type ListInstancesRequest, type ListInstancesResponse, type ListVolumesRequest, type ListVolumesResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
-  DeploymentState, ToscaServiceClient, type CreateDeploymentRequest, type CreateDeploymentResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
+  DeploymentState, type CreateDeploymentRequest, type CreateDeploymentResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
   Deployment as DeploymentCodec, type Deployment, type GetDeploymentRequest, type GetDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { docker, ensureBaseImage, sharedDocker } from '@lapis/testenv';
 import { indigoMirror } from '../helpers';
 
@@ -226,13 +229,13 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
     assert.ok(!running.operations.some((o) => lastOperations.includes(o.name)), 'done ones are not running');
     const bob = createClient(OperationsServiceClient, procs.find((p) => p.name === 'tosca-orchestrator')!.address, { token: TEST_TOKENS.bob.token });
     try {
-      await assert.rejects(call<GetOperationRequest, GetOperationResponse>(bob.getOperation.bind(bob), { name: lastOperations[0]! }), (e: { code: number }) => e.code === 5);
+      await assert.rejects(call<GetOperationRequest, GetOperationResponse>(bob.getOperation.bind(bob), { name: lastOperations[0]! }), (e: { code: number }) => e.code === Code.NOT_FOUND);
       const his = await call<ListOperationsRequest, ListOperationsResponse>(bob.listOperations.bind(bob), { pageSize: 0, pageToken: '', onlyRunning: false });
       assert.ok(!his.operations.some((o) => lastOperations.includes(o.name)));
     } finally {
       bob.close();
     }
-    await assert.rejects(getOperation('operations/tosca/dep-000000000000/0'), (e: { code: number }) => e.code === 5);
+    await assert.rejects(getOperation('operations/tosca/dep-000000000000/0'), (e: { code: number }) => e.code === Code.NOT_FOUND);
   });
 
   it('deleting a FAILED deployment that rolled back ends DELETED with nothing left', async () => {
@@ -271,7 +274,7 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
     const { operation: deleting } = await remove(id);
     // (It may be done already: a rolled-back deployment has little left to delete.)
     const answer = await call<CancelOperationRequest, CancelOperationResponse>(ops.cancelOperation.bind(ops), { name: deleting!.name }).then((r) => r.operation!, (e: { code: number }) => e);
-    assert.ok('done' in answer ? answer.done : answer.code === 9, `a deletion is not cancelled: ${JSON.stringify(answer)}`);
+    assert.ok('done' in answer ? answer.done : answer.code === Code.FAILED_PRECONDITION, `a deletion is not cancelled: ${JSON.stringify(answer)}`);
     await waitFor(id, DeploymentState.DELETED);
   });
 });

@@ -10,11 +10,12 @@ import { status } from '@grpc/grpc-js';
 import { call, createClient, errorDetails } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, until, type ServiceProcess } from '@lapis/platform/testing';
 import {
-  DeploymentState, Severity, ToscaServiceClient, TranslationTarget,
+  DeploymentState, Severity, TranslationTarget,
   type CreateDeploymentRequest, type CreateDeploymentResponse, type GetDeploymentRequest, type GetDeploymentResponse,
   type ListDeploymentsRequest, type ListDeploymentsResponse, type TranslateTemplateRequest, type TranslateTemplateResponse,
   type ValidateTemplateRequest, type ValidateTemplateResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { generate } from '../../bench/bench';
 import { processTemplate } from '../../src/domain/validate';
 import { conformanceDir, indigoMirror } from '../helpers';

@@ -10,12 +10,12 @@ import {
   GetDeploymentRequest,
   ListDeploymentsRequest,
   NodeState,
-  ToscaServiceClient,
   UpdateDeploymentRequest,
   WatchDeploymentRequest,
   type ListDeploymentsResponse,
   type TemplateSource,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { parse as parseYaml } from 'yaml';
 import { UsageError, type Command } from '../cli';
 import { CommandError, type Context } from '../context';

@@ -1,11 +1,11 @@
 // lapisctl image: the trusted catalogue (list), syncing it now, and the last syncs' status.
 import { randomBytes } from 'node:crypto';
-import { OperationsServiceClient, WatchOperationRequest, type Operation } from '@lapis/proto/lapis/common/v1/common';
+import { WatchOperationRequest, type Operation } from '@lapis/proto/lapis/common/v1/common';
+import { OperationsServiceClient } from '@lapis/proto/lapis/common/v1/operations_service';
 import {
   GetSyncStatusRequest,
   GetSyncStatusResponse,
   Image,
-  ImageSyncServiceClient,
   ListImagesRequest,
   SyncNowRequest,
   SyncProgress,
@@ -13,6 +13,7 @@ import {
   type ListImagesResponse,
   type RepositorySyncStatus,
 } from '@lapis/proto/lapis/images/v1/images';
+import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
 import type { Command } from '../cli';
 import { CommandError, type Context } from '../context';
 import { age, bytes, plain, printData, table, word } from '../output';

@@ -7,12 +7,12 @@ import {
   ListInstancesRequest,
   LogStream,
   RebootInstanceRequest,
-  RuntimeServiceClient,
   StartInstanceRequest,
   StopInstanceRequest,
   StreamInstanceLogsRequest,
   type ListInstancesResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import { UsageError, type Command, type OptionDef } from '../cli';
 import type { Context } from '../context';
 import { age, bytes, cpus, details, plain, printData, table, time, word } from '../output';

@@ -8,10 +8,10 @@ import {
   MoveNodeRequest,
   NodeMove,
   Partition,
-  SchedulerServiceClient,
   type MoveNodeResponse,
   type ListPartitionsResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import { UsageError, type Command } from '../cli';
 import type { Context } from '../context';
 import { age, bytes, cpus, plain, printData, table, time } from '../output';

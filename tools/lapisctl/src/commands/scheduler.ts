@@ -14,10 +14,10 @@ import {
   ListClaimsRequest,
   PendingReason,
   PreemptionAction,
-  SchedulerServiceClient,
   SubmitClaimRequest,
   type ListClaimsResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import { UsageError, type Command } from '../cli';
 import { CommandError, type Context } from '../context';
 import { age, bytes, cpus, details, fixed, plain, printData, table, time, word } from '../output';

@@ -6,11 +6,11 @@ import {
   DetachVolumeRequest,
   GetVolumeRequest,
   ListVolumesRequest,
-  RuntimeServiceClient,
   Volume,
   VolumeState,
   type ListVolumesResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import { UsageError, type Command } from '../cli';
 import type { Context } from '../context';
 import { age, bytes, details, parseSize, plain, printData, table, time, word } from '../output';

@@ -7,13 +7,13 @@ import { appendTo, call, createClient, type EventBus } from '@lapis/platform';
 import {
   ClaimState,
   PendingReason,
-  SchedulerServiceClient,
   type Claim,
   type ListClaimsResponse,
   type ListPartitionsResponse,
   type MoveNodeResponse,
   type Partition,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import type { LapisClaimOnNode } from './domain.js';
 
 /** Pending reasons that another node would not cure. */
