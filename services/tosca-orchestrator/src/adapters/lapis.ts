@@ -7,7 +7,8 @@ import { InstanceState, PortProtocol, type InstanceSpec } from '@lapis/proto/lap
 /** gRPC status codes (the package declares no dependency on grpc-js itself). */
 const status = { NOT_FOUND: 5, FAILED_PRECONDITION: 9 } as const;
 import {
-  RuntimeServiceClient, type CreateVolumeRequest, type CreateVolumeResponse, type DeleteInstanceRequest, type DeleteInstanceResponse,
+  RuntimeServiceClient, type AttachVolumeRequest, type AttachVolumeResponse, type CreateVolumeRequest, type CreateVolumeResponse, type DeleteInstanceRequest, type DeleteInstanceResponse,
+  type StartInstanceRequest, type StartInstanceResponse, type StopInstanceRequest, type StopInstanceResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
 import {
   PreemptionAction, SchedulerServiceClient, type CancelClaimRequest, type CancelClaimResponse, type SubmitClaimRequest, type SubmitClaimResponse,
@@ -112,7 +113,19 @@ export class LapisPorts implements Ports {
 
   async attachVolume(volumeId: string, instanceId: string, spec: { mountPath: string }, requestId: string, as: ActAs): Promise<void> {
     const { runtime } = this.forToken(as);
-    await call(runtime.attachVolume.bind(runtime), { volumeId, instanceId, mountPath: spec.mountPath, readOnly: false, requestId });
+    const attach = (id: string) => call<AttachVolumeRequest, AttachVolumeResponse>(runtime.attachVolume.bind(runtime), { volumeId, instanceId, mountPath: spec.mountPath, readOnly: false, requestId: id });
+    try {
+      await attach(requestId);
+    } catch (error) {
+      const refused = (error as { code?: number }).code === status.FAILED_PRECONDITION && errorDetails(error as never).errorInfo?.reason === 'ATTACH_NOT_SUPPORTED';
+      if (!refused) throw error;
+      // A node whose instances are Kubernetes Pods fixes a pod's volumes when it is made: the
+      // instance is stopped (its pod goes), the volume recorded, and its new pod has it. Its
+      // RUNNING event then brings the new pod's address into the deployment.
+      await call<StopInstanceRequest, StopInstanceResponse>(runtime.stopInstance.bind(runtime), { instanceId, timeout: undefined, requestId: `${requestId}:stop` });
+      await attach(`${requestId}:stopped`);
+      await call<StartInstanceRequest, StartInstanceResponse>(runtime.startInstance.bind(runtime), { instanceId, requestId: `${requestId}:start` });
+    }
   }
 
   close(): void {
