@@ -48,6 +48,14 @@ function isReady(pod: Pod): boolean {
   return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 }
 
+/** The pods' names with their containers' restart counts: the same twice means nothing restarted. */
+function restarts(pods: Pod[]): string {
+  return pods
+    .map((p) => `${p.metadata.name}:${(p.status?.containerStatuses ?? []).map((c) => c.restartCount ?? 0).join(',')}`)
+    .sort()
+    .join(' ');
+}
+
 /** The pod, why, and the last log lines of each container (the previous run's for a crash). */
 export async function describePod(kube: { kubeconfig: string }, pod: Pod, why: string, lines = 20): Promise<string> {
   const parts = [`pod ${pod.metadata.namespace}/${pod.metadata.name}: ${why}`];
@@ -83,6 +91,7 @@ export interface WaitPodsOptions {
  */
 export async function waitPodsReady(kube: { kubeconfig: string }, namespace: string, o: WaitPodsOptions): Promise<void> {
   let pods: Pod[] = [];
+  let readyBefore: string | undefined;
   try {
     await waitFor(
       async () => {
@@ -92,7 +101,12 @@ export async function waitPodsReady(kube: { kubeconfig: string }, namespace: str
           const problem = podProblem(pod);
           if (problem) throw new GiveUp(await describePod(kube, pod, problem));
         }
-        return pods.length >= (o.min ?? 1) && pods.every(isReady);
+        // Ready twice in a row with no restart between: a container without a readiness probe
+        // is Ready the moment it starts, even one that exits a moment later.
+        const now = pods.length >= (o.min ?? 1) && pods.every(isReady) ? restarts(pods) : undefined;
+        const settled = now !== undefined && now === readyBefore;
+        readyBefore = now;
+        return settled;
       },
       { timeoutMs: o.timeoutMs, what: `pods in ${namespace}${o.selector ? ` (${o.selector})` : ''} to be Ready`, intervalMs: 1000 },
     );

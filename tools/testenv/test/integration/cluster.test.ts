@@ -131,6 +131,30 @@ describe('testenv: a real one-node cluster (kubelet, containerd, CNI, kube-proxy
     assert.equal(viaDns.stdout, page);
   });
 
+  it('a pod that cannot start ends the wait at once, naming the pod, its reason and its last log lines', async function () {
+    const c = cluster as Cluster;
+    const bad = 'cluster-test-bad';
+    await kubectl(['create', 'namespace', bad], c);
+    const pod = (name: string, image: string, command: string[]) =>
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace: bad, labels: { case: name } },
+        spec: { automountServiceAccountToken: false, terminationGracePeriodSeconds: 0, containers: [{ name: 'main', image, imagePullPolicy: 'Never', command }] },
+      });
+    await kubectl(['apply', '-f', '-'], c, { input: pod('no-image', 'lapis.local/not-there:1', ['true']) });
+    const started = Date.now();
+    await assert.rejects(waitPodsReady(c, bad, { selector: 'case=no-image', timeoutMs: 60_000 }), /pod cluster-test-bad\/no-image: container main: ErrImageNeverPull/);
+    await kubectl(['apply', '-f', '-'], c, { input: pod('crash', CLUSTER_IMAGES.busybox, ['sh', '-c', 'echo the config file is missing; exit 3']) });
+    await assert.rejects(waitPodsReady(c, bad, { selector: 'case=crash', timeoutMs: 60_000 }), (e: Error) => {
+      assert.match(e.message, /pod cluster-test-bad\/crash: container main: CrashLoopBackOff \(\d+ restarts, last exit 3/);
+      assert.match(e.message, /the config file is missing/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 50_000, 'well before the timeout');
+    await kubectl(['delete', 'namespace', bad, '--wait=false'], c);
+  });
+
   it('stops, removing its processes, mounts, chains, bridge and cgroups, and puts the sysctls back', async function () {
     const c = cluster as Cluster;
     // The claim goes first, so that the provisioner removes its directory (reclaim: Delete).
