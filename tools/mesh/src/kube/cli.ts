@@ -8,10 +8,10 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupStaleCluster, ensureDocker, startCluster, type Cluster, type DockerEngine } from '@lapis/testenv';
+import { cleanupStaleCluster, ensureDocker, type DockerEngine } from '@lapis/testenv';
 import { MESH_TOKENS, REPO_ROOT } from '../mesh';
 import { deployExampleInCluster } from './example';
-import { ensureServiceImages, imageVersion, installLapis, installValues, NAMESPACE, RELEASE, startRegistries, type Registries } from './install';
+import { NAMESPACE, RELEASE, startLapisOnKube, type LapisOnKube } from './install';
 
 const DIR = join(REPO_ROOT, '.lapis');
 const STATUS = join(DIR, 'kube.json');
@@ -95,13 +95,11 @@ async function serve(): Promise<void> {
     process.stdout.write(`${new Date().toISOString()} ${text}\n`);
   };
   write(status);
-  let cluster: Cluster | undefined;
-  let registries: Registries | undefined;
+  let lapis: LapisOnKube | undefined;
   let engine: DockerEngine | undefined;
   const stopAll = async () => {
-    await registries?.stop().catch(() => {});
-    await cluster?.stop().catch(() => {});
-    if (cluster?.leftovers.length) process.stdout.write(`could not undo on the host: ${cluster.leftovers.join('; ')}\n`);
+    await lapis?.stop().catch(() => {});
+    if (lapis?.cluster.leftovers.length) process.stdout.write(`could not undo on the host: ${lapis.cluster.leftovers.join('; ')}\n`);
     await engine?.stop().catch(() => {});
   };
   const stop = async () => {
@@ -115,14 +113,8 @@ async function serve(): Promise<void> {
   process.on('SIGINT', () => void stop());
   try {
     engine = await ensureDocker();
-    const images = await ensureServiceImages(engine, progress);
-    progress('the cluster: control plane, containerd, kubelet, kube-proxy, CoreDNS, local-path provisioner');
-    cluster = await startCluster({ progress, natsImage: true });
-    progress(`importing the service images into the node (${images.join(', ')})`);
-    await cluster.importFromDocker(images, `unix://${engine.socketPath}`);
-    progress('registries (upstream with the example images, and the site registry)');
-    registries = await startRegistries(cluster, engine);
-    const installed = await installLapis(cluster, installValues(registries, imageVersion()), progress);
+    lapis = await startLapisOnKube(engine, progress);
+    const { cluster, registries, installed } = lapis;
     status.summary = {
       kubeconfig: `${cluster.kubeconfig} (export KUBECONFIG=${cluster.kubeconfig})`,
       release: `${RELEASE} in namespace ${NAMESPACE} (helm -n ${NAMESPACE} status ${RELEASE})`,
@@ -162,8 +154,9 @@ async function down(): Promise<number> {
     process.stderr.write('the supervisor still runs after 3 minutes: killed (SIGKILL); cleaning up after it\n');
     process.kill(status.pid, 'SIGKILL');
     await sleep(500);
-    await cleanupStaleCluster((line) => process.stdout.write(`  ${line}\n`));
   }
+  // Stopped while it was still starting, the supervisor had no cluster to stop yet: its state file says what to undo.
+  await cleanupStaleCluster((line) => process.stdout.write(`  ${line}\n`));
   const said = readFileSync(LOG, 'utf8').slice(logFrom).split('\n').filter((l) => /could not undo/.test(l));
   for (const line of said) process.stdout.write(`  ${line}\n`);
   rmSync(STATUS, { force: true });

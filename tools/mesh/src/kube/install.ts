@@ -17,6 +17,7 @@ import {
   kubectl,
   NODE_NETWORK,
   run,
+  startCluster,
   startRegistry,
   waitPodsReady,
   type Cluster,
@@ -161,4 +162,40 @@ export async function installLapis(cluster: Cluster, values: Record<string, unkn
 /** Imports the service images from Docker into the node, and the bundled NATS's. */
 export async function importImages(cluster: Cluster, engine: DockerEngine, refs: string[]): Promise<void> {
   await cluster.importFromDocker(refs, `unix://${engine.socketPath}`);
+}
+
+export interface LapisOnKube {
+  cluster: Cluster;
+  registries: Registries;
+  engine: DockerEngine;
+  installed: Installed;
+  /** Everything stopped, the host put back; what could not be undone is in cluster.leftovers. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole setup of `make kube-up` before the example: cluster, images, registries, release.
+ * On failure, what was started is stopped again before the error is thrown.
+ */
+export async function startLapisOnKube(engine: DockerEngine, say: (line: string) => void): Promise<LapisOnKube> {
+  let cluster: Cluster | undefined;
+  let registries: Registries | undefined;
+  const stop = async (): Promise<void> => {
+    await registries?.stop().catch(() => {});
+    await cluster?.stop();
+  };
+  try {
+    const images = await ensureServiceImages(engine, say);
+    say('the cluster: control plane, containerd, kubelet, kube-proxy, CoreDNS, local-path provisioner');
+    cluster = await startCluster({ progress: say, natsImage: true });
+    say(`importing the service images into the node (${images.join(', ')})`);
+    await cluster.importFromDocker(images, `unix://${engine.socketPath}`);
+    say('registries (upstream with the example images, and the site registry)');
+    registries = await startRegistries(cluster, engine);
+    const installed = await installLapis(cluster, installValues(registries, imageVersion()), say);
+    return { cluster, registries, engine, installed, stop };
+  } catch (e) {
+    await stop().catch(() => {});
+    throw e;
+  }
 }
