@@ -5,11 +5,11 @@
 // and the host is as before. Needs the service images: `make test` builds them first
 // (LAPIS_REQUIRE_IMAGES=1); a bare `npx mocha` without them skips with a message.
 import { strict as assert } from 'node:assert';
-import { docker, ensureDocker, hostDifferences, kubectl, snapshotHost, waitFor, type DockerEngine, type HostSnapshot } from '@lapis/testenv';
+import { CommandError, docker, ensureDocker, helm, hostDifferences, kubectl, snapshotHost, waitFor, type DockerEngine, type HostSnapshot } from '@lapis/testenv';
 import { undeploy } from '../src/example';
 import { SERVICES } from '../src/mesh';
 import { deployExampleInCluster, type ExampleResult } from '../src/kube/example';
-import { imageVersion, NAMESPACE, startLapisOnKube, type LapisOnKube } from '../src/kube/install';
+import { imageVersion, NAMESPACE, RELEASE, startLapisOnKube, type LapisOnKube } from '../src/kube/install';
 
 interface Obj {
   metadata: { name: string; labels?: Record<string, string> };
@@ -86,6 +86,16 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
       },
       { timeoutMs: 90_000, what: 'the deployment to leave nothing', intervalMs: 1000 },
     ).catch((e: Error) => assert.fail(`${e.message}: left ${left}`));
+  });
+
+  it('helm test checks every service through its Service; with the scheduler gone it fails, naming it', async function () {
+    const out = await helm(['test', RELEASE, '-n', NAMESPACE], lapis!.cluster, { timeoutMs: 120_000 });
+    assert.match(out.stdout, /Phase:\s+Succeeded/);
+    await kubectl(['scale', '-n', NAMESPACE, `deployment/${RELEASE}-scheduler`, '--replicas=0'], lapis!.cluster);
+    await assert.rejects(helm(['test', RELEASE, '-n', NAMESPACE], lapis!.cluster, { timeoutMs: 120_000 }), (e: unknown) => e instanceof CommandError);
+    const { stdout } = await kubectl(['logs', '-n', NAMESPACE, `${RELEASE}-test-connection`], lapis!.cluster);
+    assert.match(stdout, /scheduler \(lapis-scheduler\.lapis\.svc:50053\): .*(DEADLINE_EXCEEDED|UNAVAILABLE)/);
+    assert.match(stdout, /image-sync \(lapis-image-sync\.lapis\.svc:50052\): SERVING/);
   });
 
   it('kube-down: the cluster goes and the host is as it was', async function () {
