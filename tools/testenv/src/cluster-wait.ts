@@ -125,7 +125,7 @@ export async function waitPodsReady(kube: { kubeconfig: string }, namespace: str
 }
 
 /** Waits for a Deployment's pods (by its selector) to be Ready, `replicas` of them. */
-export async function describeRollout(kube: { kubeconfig: string }, namespace: string, deployment: string, timeoutMs: number, guard?: () => void): Promise<void> {
+export async function waitRolloutReady(kube: { kubeconfig: string }, namespace: string, deployment: string, timeoutMs: number, guard?: () => void): Promise<void> {
   const { stdout } = await kubectl(['get', '-n', namespace, deployment, '-o', 'json'], kube, { timeoutMs: 20_000 });
   const d = JSON.parse(stdout) as { spec: { replicas?: number; selector: { matchLabels?: Record<string, string> } } };
   const selector = Object.entries(d.spec.selector.matchLabels ?? {})

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureCommands } from './apt.js';
 import { corednsManifest, localPathManifest } from './cluster-addons.js';
 import { restoreHost, snapshotHost, type HostSnapshot } from './cluster-host.js';
+import { waitRolloutReady } from './cluster-wait.js';
 import { allowInsecureRegistry, createBridge, importImage, nodeImages, NODE_NETWORK, removeAllContainers, startContainerd, startKubeletAndProxy, writeCniConfig, type NodeDirs } from './cluster-node.js';
 import { makeClusterPki } from './cluster-pki.js';
 import { CLUSTER_IMAGES, ensureClusterTools, ensureNodePackages, type ClusterTools } from './cluster-tools.js';
@@ -20,11 +21,9 @@ import { startControlPlane, type ControlPlane } from './control-plane.js';
 import { cacheRoot } from './gobuild.js';
 import { errorText, kubeRequest } from './kube-api.js';
 import { ensureKubeTools } from './kube-tools.js';
-import type { Kube } from './kube.js';
-import { kubectl } from './kube.js';
+import { kubectl, type Kube } from './kube.js';
 import { waitFor } from './ports.js';
 import { forgetOnExit, run } from './proc.js';
-import { describeRollout } from './cluster-wait.js';
 
 /** Where the running cluster's state is kept (gone after a reboot, as is what it describes). */
 export const CLUSTER_STATE_FILE = '/run/lapis-testenv/cluster.json';
@@ -40,13 +39,13 @@ export interface Cluster extends Omit<Kube, 'addNodes'> {
   nodeName: string;
   /** The host path under which the local-path provisioner keeps volumes. */
   volumeDir: string;
-  /** Imports a docker-archive tarball (or `docker save` output on stdin with file '-') into the node. */
-  importImage(file: string, input?: NodeJS.ReadableStream): Promise<void>;
+  /** Imports a docker-archive tarball into the node. */
+  importImage(file: string): Promise<void>;
   /** Lets the node pull from a plain-HTTP registry at host:port. */
   allowInsecureRegistry(host: string): Promise<void>;
   /** Imports images from the Docker engine (docker save | ctr import). */
   importFromDocker(refs: string[], dockerHost?: string): Promise<void>;
-  /** Stops everything and puts the host back; resolves to what could not be undone ([] when all). */
+  /** Stops everything and puts the host back; what could not be undone is then in `leftovers`. */
   stop(): Promise<void>;
   /** What stop() could not undo (filled once stop() has run). */
   leftovers: string[];
@@ -219,8 +218,8 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     await fsp.mkdir(volumeDir, { recursive: true });
     const kube = { kubeconfig: cp.kubeconfig };
     await kubectl(['apply', '-f', '-'], kube, { input: corednsManifest() + '---\n' + (await localPathManifest(node.localPathManifest, volumeDir)), timeoutMs: 60_000 });
-    await describeRollout(kube, 'kube-system', 'deployment/coredns', timeoutMs, () => plane.guard());
-    await describeRollout(kube, 'local-path-storage', 'deployment/local-path-provisioner', timeoutMs, () => plane.guard());
+    await waitRolloutReady(kube, 'kube-system', 'deployment/coredns', timeoutMs, () => plane.guard());
+    await waitRolloutReady(kube, 'local-path-storage', 'deployment/local-path-provisioner', timeoutMs, () => plane.guard());
     say(`@lapis/testenv: real cluster up in ${Math.round((Date.now() - started) / 1000)} s (kubeconfig ${cp.kubeconfig})`);
 
     let stopped: Promise<void> | undefined;
@@ -235,14 +234,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
       volumeDir,
       leftovers,
       request: (method, apiPath, o) => kubeRequest(conn, method, apiPath, o),
-      importImage: async (file, input) => {
-        if (file === '-' && input) {
-          const tmp = path.join(dir, `import-${crypto.randomBytes(4).toString('hex')}.tar`);
-          await new Promise<void>((resolve, reject) => input.pipe(fs.createWriteStream(tmp)).on('finish', resolve).on('error', reject));
-          await importImage(pkgs.ctr, dirs, tmp);
-          await fsp.rm(tmp, { force: true });
-        } else await importImage(pkgs.ctr, dirs, file);
-      },
+      importImage: (file) => importImage(pkgs.ctr, dirs, file),
       allowInsecureRegistry: (host) => allowInsecureRegistry(dirs, host),
       importFromDocker: async (refs, dockerHost) => {
         const tmp = path.join(dir, `docker-save-${crypto.randomBytes(4).toString('hex')}.tar`);
