@@ -102,6 +102,7 @@ export async function cleanupStaleCluster(say: (line: string) => void = () => {}
   const problems = await teardown(state);
   await killProcessesUnder(state.dirs.dir);
   await fsp.rm(CLUSTER_STATE_FILE, { force: true });
+  await fsp.rmdir(path.dirname(CLUSTER_STATE_FILE)).catch(() => undefined);
   if (problems.length > 0) say(`@lapis/testenv: could not undo: ${problems.join('; ')}`);
   return true;
 }
@@ -173,6 +174,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     await cp?.stopAll();
     const problems = await teardown(state);
     await fsp.rm(CLUSTER_STATE_FILE, { force: true });
+    await fsp.rmdir(path.dirname(CLUSTER_STATE_FILE)).catch(() => undefined); // unless another user's files are there
     return problems;
   };
   try {
