@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: help setup proto build lint test bench up down status images k8s clean
+.PHONY: help setup proto build lint test bench up down status kube-up kube-down images k8s clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,6 +39,12 @@ down: ## stop what make up started and remove what it made
 
 status: ## is Lapis running, and where
 	@node tools/mesh/dist/src/cli.js status
+
+kube-up: build ## Lapis on a real one-node Kubernetes cluster here: helm install, the example deployed through it
+	node tools/mesh/dist/src/kube/cli.js up
+
+kube-down: ## stop what make kube-up started: the cluster and all in it; the host is put back
+	@node tools/mesh/dist/src/kube/cli.js down
 
 images: build ## container images of the five services, built locally (nothing pulled)
 	images/build.sh

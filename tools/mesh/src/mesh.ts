@@ -285,7 +285,7 @@ async function removeEverything(address: string): Promise<void> {
 }
 
 /** Until every image is in image-sync's catalogue (the policy syncs at start). */
-async function waitForCatalogue(address: string, images: string[]): Promise<void> {
+export async function waitForCatalogue(address: string, images: string[]): Promise<void> {
   const client = createClient(ImageSyncServiceClient, address, { token: MESH_TOKENS.service.token });
   try {
     await until(

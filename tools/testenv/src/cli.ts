@@ -5,12 +5,14 @@ import * as path from 'node:path';
 import { ensureDocker } from './docker.js';
 import { prepareTestRun } from './prepare.js';
 import { ensureBaseImage } from './image.js';
+import { cleanupStaleCluster, startCluster } from './cluster.js';
 import { startKube } from './kube.js';
 import { startNats } from './nats.js';
 import { startRegistry } from './registry.js';
 
-const HELP = `usage: lapis-testenv up [--docker] [--image] [--registry] [--kube] [--nats-port PORT]
+const HELP = `usage: lapis-testenv up [--docker] [--image] [--registry] [--kube | --cluster] [--nats-port PORT]
        lapis-testenv prepare [--images]
+       lapis-testenv cluster-down
 
 Starts NATS with JetStream (and, when asked, a Docker engine, the local base image and an
 OCI registry) on this machine, installing missing Debian packages with apt-get. Prints what
@@ -23,6 +25,9 @@ the foreground; Ctrl-C (or SIGTERM) stops everything it started and removes that
   --kube            start a Kubernetes control plane (etcd, kube-apiserver, controller
                     manager, scheduler) with 2 kwok nodes, built with Go on first use
                     (~10 min); uses the cluster of $KUBECONFIG instead when it is set
+  --cluster         start a real one-node Kubernetes cluster instead (kubelet, containerd,
+                    CNI bridge, kube-proxy, CoreDNS, local-path provisioner; root only);
+                    stopping it puts the host back (iptables chains, bridge, sysctls, ...)
   --nats-port PORT  NATS client port (default: a free one)
   -h, --help        this text
 
@@ -30,6 +35,8 @@ the foreground; Ctrl-C (or SIGTERM) stops everything it started and removes that
 Debian packages, builds the base image and the Kubernetes tools (the first build takes 10-15
 minutes on 2 cores; cached in $LAPIS_TESTENV_CACHE or /var/cache/lapis-testenv), and with
 --images the service images (images/build.sh). \`make test\` runs it first.
+
+\`cluster-down\` tears down a real cluster whose process died without doing so.
 `;
 
 interface UpOptions {
@@ -37,6 +44,7 @@ interface UpOptions {
   image: boolean;
   registry: boolean;
   kube: boolean;
+  cluster: boolean;
   natsPort?: number;
 }
 
@@ -44,13 +52,14 @@ function parseArgs(argv: string[]): UpOptions | 'help' {
   const [command, ...rest] = argv;
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') return 'help';
   if (command !== 'up') throw new Error(`unknown command ${JSON.stringify(command)}`);
-  const opts: UpOptions = { docker: false, image: false, registry: false, kube: false };
+  const opts: UpOptions = { docker: false, image: false, registry: false, kube: false, cluster: false };
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
     if (arg === '--docker') opts.docker = true;
     else if (arg === '--image') opts.docker = opts.image = true;
     else if (arg === '--registry') opts.registry = true;
     else if (arg === '--kube') opts.kube = true;
+    else if (arg === '--cluster') opts.cluster = true;
     else if (arg === '--nats-port') {
       const port = Number(rest[++i]);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error('--nats-port needs a port number');
@@ -58,6 +67,7 @@ function parseArgs(argv: string[]): UpOptions | 'help' {
     } else if (arg === '-h' || arg === '--help') return 'help';
     else throw new Error(`unknown option ${JSON.stringify(arg)}`);
   }
+  if (opts.kube && opts.cluster) throw new Error('--kube and --cluster both start a cluster: choose one');
   return opts;
 }
 
@@ -140,6 +150,12 @@ async function up(opts: UpOptions): Promise<void> {
       });
       env.KUBECONFIG = kube.kubeconfig;
     }
+    if (opts.cluster) {
+      const cluster = await startCluster({ progress: (line) => console.error(line) });
+      stops.push(() => cluster.stop());
+      rows.push({ name: 'cluster', address: cluster.server, note: `node ${cluster.nodeName}, kubeconfig ${cluster.kubeconfig}, logs in ${cluster.dir}` });
+      env.KUBECONFIG = cluster.kubeconfig;
+    }
   } catch (e) {
     console.error(`lapis-testenv: ${e instanceof Error ? e.message : String(e)}`);
     await shutdown();
@@ -165,6 +181,16 @@ async function prepare(argv: string[]): Promise<void> {
 }
 
 function main(): void {
+  if (process.argv[2] === 'cluster-down') {
+    cleanupStaleCluster((line) => console.error(line)).then(
+      (found) => console.error(found ? 'lapis-testenv: the cluster is gone' : 'lapis-testenv: no cluster state, nothing to do'),
+      (e: unknown) => {
+        console.error(`lapis-testenv cluster-down: ${e instanceof Error ? e.message : String(e)}`);
+        process.exit(1);
+      },
+    );
+    return;
+  }
   if (process.argv[2] === 'prepare') {
     prepare(process.argv.slice(3)).catch((e: unknown) => {
       console.error(`lapis-testenv prepare: ${e instanceof Error ? e.message : String(e)}`);

@@ -51,4 +51,10 @@ export {
   type KubeTools,
   type StartKubeOptions,
 } from './kube.js';
+export { CLUSTER_STATE_FILE, cleanupStaleCluster, startCluster, type Cluster, type StartClusterOptions } from './cluster.js';
+export { CLUSTER_IMAGES, CLUSTER_VERSIONS, clusterToolsDir, ensureClusterTools, type ClusterTools } from './cluster-tools.js';
+export { hostDifferences, mountsUnder, ourChains, snapshotHost, splitRule, type HostSnapshot } from './cluster-host.js';
+export { NODE_NETWORK } from './cluster-node.js';
+export { describePod, podProblem, waitPodsReady, waitRolloutReady } from './cluster-wait.js';
+export { writeImageArchive } from './image-archive.js';
 export { startSlurm, SLURM_NODE, SLURM_PARTITION, type SbatchOptions, type SlurmCluster, type SlurmCommand, type SlurmJob, type StartSlurmOptions } from './slurm.js';

@@ -7,7 +7,8 @@ import { ensureCommands } from './apt.js';
 import { ensureDocker } from './docker.js';
 import { ensureGrpcurl } from './grpcurl.js';
 import { ensureBaseImage } from './image.js';
-import { ensureKubeTools, kubeToolsDir } from './kube.js';
+import { clusterToolsDir, ensureClusterTools } from './cluster-tools.js';
+import { ensureKubeTools, kubeToolsDir } from './kube-tools.js';
 import { run } from './proc.js';
 
 /** Every Debian package a test may need, by a command it brings: one apt-get for all that are missing. */
@@ -60,6 +61,14 @@ export async function prepareTestRun(opts: PrepareOptions): Promise<void> {
           if (line.includes('building kube-apiserver') || line.includes('building helm')) {
             say(`@lapis/testenv: a first build takes 10-15 minutes on 2 cores; it is cached in ${kubeToolsDir()}`);
           }
+        },
+      }),
+    );
+    await withHeartbeat('building the Kubernetes node tools', say, () =>
+      ensureClusterTools({
+        progress: (line) => {
+          say(line);
+          if (line.includes('building kubelet')) say(`@lapis/testenv: the node's tools (kubelet, kube-proxy, CoreDNS, local-path, nats-server) take about 5 more minutes the first time; cached in ${clusterToolsDir()}`);
         },
       }),
     );

@@ -16,14 +16,16 @@ export interface RegistryAuth {
 
 export interface StartRegistryOptions {
   auth?: RegistryAuth;
+  /** The address it listens on; default 127.0.0.1 (a real cluster's pods reach the bridge's address). */
+  address?: string;
   /** How long to wait for GET /v2/ to answer; default 20 s. */
   timeoutMs?: number;
 }
 
 export interface Registry {
-  /** http://127.0.0.1:PORT */
+  /** http://ADDRESS:PORT (ADDRESS 127.0.0.1 unless asked otherwise) */
   url: string;
-  /** 127.0.0.1:PORT, as it appears in image references */
+  /** ADDRESS:PORT, as it appears in image references */
   host: string;
   port: number;
   /** Config, htpasswd, log (registry.log) and storage (data/); removed by stop(). */
@@ -36,7 +38,7 @@ export interface Registry {
 // JSON strings are valid YAML double-quoted scalars: no hand-made escaping.
 const q = (s: string): string => JSON.stringify(s);
 
-function configYaml(dir: string, port: number, htpasswdFile: string | undefined): string {
+function configYaml(dir: string, host: string, htpasswdFile: string | undefined): string {
   const lines = [
     'version: 0.1',
     'log:',
@@ -49,7 +51,7 @@ function configYaml(dir: string, port: number, htpasswdFile: string | undefined)
     '  delete:',
     '    enabled: true',
     'http:',
-    `  addr: ${q(`127.0.0.1:${port}`)}`,
+    `  addr: ${q(host)}`,
     // Signs upload state between requests; random so no two instances share it.
     `  secret: ${q(randomBytes(24).toString('hex'))}`,
   ];
@@ -71,7 +73,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
   const { 'docker-registry': bin } = await ensureCommands({ 'docker-registry': 'docker-registry' });
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'lapis-registry-'));
   const port = await freePort();
-  const host = `127.0.0.1:${port}`;
+  const host = `${opts.address ?? '127.0.0.1'}:${port}`;
   const url = `http://${host}`;
   const logFile = path.join(dir, 'registry.log');
   const configFile = path.join(dir, 'config.yml');
@@ -80,7 +82,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
     htpasswdFile = path.join(dir, 'htpasswd');
     await fs.writeFile(htpasswdFile, await htpasswdLine(opts.auth), { mode: 0o600 });
   }
-  await fs.writeFile(configFile, configYaml(dir, port, htpasswdFile));
+  await fs.writeFile(configFile, configYaml(dir, host, htpasswdFile));
 
   // REGISTRY_* variables override the config file; one left in the environment must not
   // move this instance to another port or storage.

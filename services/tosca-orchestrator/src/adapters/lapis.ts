@@ -5,7 +5,8 @@ import { call, Code, createClient, errorDetails } from '@lapis/platform';
 import { InstanceState, PortProtocol, type InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 
 import {
-  type CreateVolumeRequest, type CreateVolumeResponse, type DeleteInstanceRequest, type DeleteInstanceResponse,
+  type AttachVolumeRequest, type AttachVolumeResponse, type CreateVolumeRequest, type CreateVolumeResponse, type DeleteInstanceRequest, type DeleteInstanceResponse,
+  type StartInstanceRequest, type StartInstanceResponse, type StopInstanceRequest, type StopInstanceResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
@@ -114,7 +115,19 @@ export class LapisPorts implements Ports {
 
   async attachVolume(volumeId: string, instanceId: string, spec: { mountPath: string }, requestId: string, as: ActAs): Promise<void> {
     const { runtime } = this.forToken(as);
-    await call(runtime.attachVolume.bind(runtime), { volumeId, instanceId, mountPath: spec.mountPath, readOnly: false, requestId });
+    const attach = (id: string) => call<AttachVolumeRequest, AttachVolumeResponse>(runtime.attachVolume.bind(runtime), { volumeId, instanceId, mountPath: spec.mountPath, readOnly: false, requestId: id });
+    try {
+      await attach(requestId);
+    } catch (error) {
+      const refused = (error as { code?: number }).code === Code.FAILED_PRECONDITION && errorDetails(error as never).errorInfo?.reason === 'ATTACH_NOT_SUPPORTED';
+      if (!refused) throw error;
+      // A node whose instances are Kubernetes Pods fixes a pod's volumes when it is made: the
+      // instance is stopped (its pod goes), the volume recorded, and its new pod has it. Its
+      // RUNNING event then brings the new pod's address into the deployment.
+      await call<StopInstanceRequest, StopInstanceResponse>(runtime.stopInstance.bind(runtime), { instanceId, timeout: undefined, requestId: `${requestId}:stop` });
+      await attach(`${requestId}:stopped`);
+      await call<StartInstanceRequest, StartInstanceResponse>(runtime.startInstance.bind(runtime), { instanceId, requestId: `${requestId}:start` });
+    }
   }
 
   close(): void {
