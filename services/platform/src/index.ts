@@ -18,3 +18,4 @@ export * from './paging';
 export * from './instance-spec';
 export * from './operations';
 export * from './maps';
+export * from './retry';
