@@ -5,14 +5,13 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EventBus, type Bucket } from '@lapis/platform';
+import { EventBus, jsonCodec, type Bucket } from '@lapis/platform';
 import { natsUrl, sleep, testLog, unique, until } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { InstanceStateChanged } from '@lapis/proto/lapis/events/v1/events';
 import { DeploymentEngine } from '../../src/application/engine';
 import type { ActAs, Ports } from '../../src/application/ports';
 import { OperationStore, type OperationRecord } from '../../src/adapters/operations';
-import { jsonCodec } from '../../src/adapters/store';
 import type { DeploymentRecord } from '../../src/domain/deployment';
 import type { AttachmentPlan, InstancePlan, VolumePlan } from '../../src/domain/plan';
 import { processTemplate } from '../../src/domain/validate';
