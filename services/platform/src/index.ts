@@ -20,3 +20,4 @@ export * from './instance-spec';
 export * from './operations';
 export * from './maps';
 export * from './retry';
+export * from './yaml-file';
