@@ -21,3 +21,4 @@ export * from './operations';
 export * from './maps';
 export * from './retry';
 export * from './yaml-file';
+export * from './keyed-locks';

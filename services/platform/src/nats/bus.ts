@@ -24,6 +24,7 @@ import {
   type NatsError,
 } from 'nats';
 import { Code, LapisError } from '../errors';
+import { KeyedLocks } from '../keyed-locks';
 import type { Logger } from '../logging';
 import { inboxPrefixOf } from './access';
 import { subjectFor, subjectTemplate, type EventPayload } from './events';
@@ -255,8 +256,8 @@ export class EventBus {
 
   private async handleInParallel(messages: ConsumerMessages, options: ConsumerOptions, parallel: NonNullable<ConsumerOptions['parallel']>, log: Logger): Promise<void> {
     const inFlight = new Set<Promise<void>>();
-    /** The last message taken of each key: the next one of that key waits for it. */
-    const lastOfKey = new Map<string, Promise<void>>();
+    // A message waits for the ones of its key taken before it.
+    const keys = new KeyedLocks();
     for await (const message of messages) {
       while (inFlight.size >= parallel.limit) await Promise.race(inFlight);
       let key: string;
@@ -265,15 +266,9 @@ export class EventBus {
       } catch {
         key = message.subject; // undecodable: handle() terminates it, in its subject's order
       }
-      const run = (lastOfKey.get(key) ?? Promise.resolve())
-        .then(() => this.handle(message, options, log))
-        .catch((error) => log.error({ err: error, subject: message.subject }, 'message handling failed'));
-      lastOfKey.set(key, run);
+      const run = keys.with([key], () => this.handle(message, options, log)).catch((error) => log.error({ err: error, subject: message.subject }, 'message handling failed'));
       inFlight.add(run);
-      void run.finally(() => {
-        inFlight.delete(run);
-        if (lastOfKey.get(key) === run) lastOfKey.delete(key);
-      });
+      void run.finally(() => inFlight.delete(run));
     }
     await Promise.all(inFlight);
   }
