@@ -10,6 +10,7 @@ export * from './nats/events';
 export * from './nats/access';
 export * from './nats/kv';
 export * from './nats/json-codec';
+export * from './nats/event-message';
 export * from './service';
 export * from './shutdown';
 export { shutdownTelemetry, startTelemetry } from './telemetry/sdk';

@@ -3,14 +3,13 @@
 // with explicit acks, and key-value buckets.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type TextMapGetter } from '@opentelemetry/api';
 import { Event } from '@lapis/proto/lapis/events/v1/events';
 import {
   AckPolicy,
   connect,
   ErrorCode,
   DeliverPolicy,
-  headers,
   nanos,
   RetentionPolicy,
   StorageType,
@@ -23,17 +22,15 @@ import {
   type NatsConnection,
   type NatsError,
 } from 'nats';
-import { Code, LapisError } from '../errors';
 import { KeyedLocks } from '../keyed-locks';
 import type { Logger } from '../logging';
 import { inboxPrefixOf } from './access';
-import { subjectFor, subjectTemplate, type EventPayload } from './events';
+import { eventMessage, eventSubject } from './event-message';
+import { subjectTemplate, type EventPayload } from './events';
 import { Bucket, type Codec } from './kv';
 
 const tracer = trace.getTracer('@lapis/platform');
-const MAX_SUBJECT_LENGTH = 1024;
 
-const headerSetter: TextMapSetter<MsgHdrs> = { set: (carrier, key, value) => carrier.set(key, value) };
 const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
   get: (carrier, key) => carrier?.get(key) || undefined,
   keys: (carrier) => carrier?.keys() ?? [],
@@ -178,13 +175,8 @@ export class EventBus {
    * stream drops the copy); a new random one is made when it is left out.
    */
   async publish(payload: EventPayload, key: string, id: string = randomUUID()): Promise<{ seq: number; duplicate: boolean }> {
-    const subject = subjectFor(payload.$case, key);
-    // Far below the 4 KiB control line over which NATS drops the whole connection.
-    if (subject.length > MAX_SUBJECT_LENGTH) {
-      throw new LapisError(Code.INVALID_ARGUMENT, `the event key ${JSON.stringify(`${key.slice(0, 64)}…`)} is too long for a subject (at most ${MAX_SUBJECT_LENGTH} characters)`, 'INVALID_SUBJECT');
-    }
+    const subject = eventSubject(payload.$case, key);
     const template = subjectTemplate(subject);
-    const event: Event = { id, time: new Date(), source: this.options.name, payload };
     return tracer.startActiveSpan(
       `send ${template}`,
       {
@@ -199,9 +191,8 @@ export class EventBus {
       },
       async (span) => {
         try {
-          const hdrs = headers();
-          propagation.inject(context.active(), hdrs, headerSetter);
-          const ack = await this.js.publish(subject, Event.encode(event).finish(), { msgID: id, headers: hdrs });
+          const message = eventMessage(payload, key, id, this.options.name);
+          const ack = await this.js.publish(message.subject, message.data, { headers: message.headers });
           if (ack.duplicate) this.options.log.debug({ subject, id }, 'duplicate event dropped by the stream');
           return { seq: ack.seq, duplicate: ack.duplicate };
         } catch (error) {
