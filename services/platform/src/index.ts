@@ -23,3 +23,4 @@ export * from './maps';
 export * from './retry';
 export * from './yaml-file';
 export * from './keyed-locks';
+export * from './list-all';
