@@ -3,12 +3,11 @@
 // for sites without an issuer. The caller's project comes from the token, narrowed by the
 // optional `x-lapis-project` header when the caller belongs to several projects.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Metadata } from '@grpc/grpc-js';
 import { createRemoteJWKSet, decodeProtectedHeader, errors as jose, jwtVerify, type JWTPayload } from 'jose';
-import { parse as parseYaml } from 'yaml';
 import { LapisError, permissionDenied, unauthenticated, unavailable } from './errors';
 import { PROJECT_HEADER } from './headers';
+import { readYamlFile } from './yaml-file';
 
 export interface Caller {
   user: string;
@@ -48,12 +47,7 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 
 /** Reads a static token file: `tokens: [{token | sha256, user, projects, roles}]`. */
 export function loadStaticTokens(file: string): Map<string, StaticIdentity> {
-  let doc: unknown;
-  try {
-    doc = parseYaml(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new Error(`static token file ${file}: ${(error as Error).message}`);
-  }
+  const doc = readYamlFile(file, 'static token file');
   const entries = (doc as { tokens?: unknown })?.tokens;
   if (!Array.isArray(entries)) throw new Error(`static token file ${file}: expected a "tokens" list`);
   const byHash = new Map<string, StaticIdentity>();

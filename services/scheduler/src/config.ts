@@ -1,9 +1,7 @@
 // The scheduler's configuration, parsed once at start: the environment (the platform's
 // variables plus its own), then the policy file one of them names.
-import { readFileSync } from 'node:fs';
-import { checkHostPortsVariable, listenPort, loadConfig, parseQuantity, platformSpecs, requireAuthSource } from '@lapis/platform';
+import { checkHostPortsVariable, listenPort, loadConfig, parseQuantity, platformSpecs, readYamlFile, requireAuthSource } from '@lapis/platform';
 import { num, str } from 'envalid';
-import { parse as parseYaml } from 'yaml';
 import type { PartitionDef, QuotaDef } from './domain/cycle';
 import { DEFAULT_CEILING, type Ceiling } from './domain/ceiling';
 import type { AccountDef, Algorithm, BillingWeights } from './domain/fairshare';
@@ -206,11 +204,5 @@ export function parseSettings(doc: unknown, source: string): Settings {
 
 export function loadSettings(file: string): Settings {
   if (!file) return defaultSettings();
-  let doc: unknown;
-  try {
-    doc = parseYaml(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new Error(`scheduler config file ${file}: ${(error as Error).message}`);
-  }
-  return parseSettings(doc, `scheduler config file ${file}`);
+  return parseSettings(readYamlFile(file, 'scheduler config file'), `scheduler config file ${file}`);
 }

@@ -1,11 +1,10 @@
 // Builds the orchestrator's object graph from its configuration: the key-value buckets, the
 // scheduler and runtime clients, the deployment engine, the threads that read templates, and
 // the gRPC services over them; registers their shutdown.
-import type { ServiceContext } from '@lapis/platform';
+import { jsonCodec, type ServiceContext } from '@lapis/platform';
 import { ImportFiles } from './adapters/import-files';
 import { LapisPorts } from './adapters/lapis';
 import { OperationStore, type OperationRecord } from './adapters/operations';
-import { jsonCodec } from './adapters/store';
 import { TemplateThreads } from './adapters/template-threads';
 import { yamlThreadIfUseful } from './adapters/yaml-thread';
 import { DeploymentEngine } from './application/engine';

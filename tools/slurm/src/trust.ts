@@ -1,9 +1,11 @@
 // Trusted-image rules for lapis-run, as the node's runtime applies them: image-sync's
 // ResolveImage decides whether an image may run and gives the digest to run it by.
 // It talks gRPC with grpc-js directly rather than through @lapis/platform, whose import
-// (telemetry, NATS, ...) would add about a second to the start of every task of every step.
+// (telemetry, NATS, ...) would add about a second to the start of every task of every step;
+// of the platform it takes only the retry helper, which imports nothing heavy.
 import * as fs from 'node:fs';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { withRetries } from '@lapis/platform/retry';
 import type { ResolveImageResponse } from '@lapis/proto/lapis/images/v1/images';
 import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
 
@@ -76,16 +78,12 @@ export async function resolveImage(reference: string, config: TrustConfig): Prom
       client.resolveImage({ reference, platform: undefined }, metadata, { deadline: Date.now() + 10_000 }, (error, response) => (error ? reject(error) : resolve(response))),
     );
   try {
-    let response: ResolveImageResponse | undefined;
     // Three attempts while image-sync is unavailable (a restart), as the platform's clients do.
-    for (let attempt = 1; !response; attempt++) {
-      try {
-        response = await resolveOnce();
-      } catch (error) {
-        if ((error as ServiceError).code !== status.UNAVAILABLE || attempt >= 3) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
-      }
-    }
+    const response = await withRetries(resolveOnce, {
+      attempts: 3,
+      retryIf: (error) => (error as ServiceError).code === status.UNAVAILABLE,
+      delayMs: (failed) => 200 * failed,
+    });
     const digest = response.digest || response.image?.digest || '';
     return { ok: true, reference: response.pullReference || response.image?.pullReference || reference, digest, trusted: true };
   } catch (error) {

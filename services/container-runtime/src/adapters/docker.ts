@@ -33,7 +33,7 @@ export class DockerBackend implements RuntimeBackend {
     let info = await this.inspectImage(reference);
     if (!info && digest) info = await this.inspectImage(digest);
     if (!info && isRegistryReference(reference)) {
-      await this.pull(reference).catch((error: Error) => this.log.warn({ reference, err: error.message }, 'pull failed'));
+      await this.pull(reference).catch((error: Error) => this.log.warn({ reference, err: error }, 'pull failed'));
       info = await this.inspectImage(reference);
     }
     if (!info) throw notFound(`image ${reference} is not on node ${this.node} and cannot be pulled`, 'IMAGE_NOT_FOUND');
@@ -219,7 +219,7 @@ export class DockerBackend implements RuntimeBackend {
             }
           }
         } catch (error) {
-          if (!stopped) this.log.warn({ err: (error as Error).message }, 'docker events stream broke; reconnecting');
+          if (!stopped) this.log.warn({ err: error }, 'docker events stream broke; reconnecting');
         }
         if (!stopped) await new Promise((r) => setTimeout(r, 500));
       }

@@ -248,7 +248,7 @@ export class KubernetesBackend implements RuntimeBackend {
     // Owned by the pod, so the garbage collector removes it with the pod (deletePod removes it too).
     secret.metadata!.ownerReferences = [{ apiVersion: 'v1', kind: 'Pod', name, uid: created.metadata!.uid!, blockOwnerDeletion: false }];
     await core.replaceNamespacedSecret({ name: secretName, namespace, body: secret }).catch((error: unknown) => {
-      this.log.warn({ pod: name, err: (error as Error).message }, "making the pod own its Secret failed; deleting the pod deletes it");
+      this.log.warn({ pod: name, err: error }, "making the pod own its Secret failed; deleting the pod deletes it");
     });
     return name;
   }
@@ -362,7 +362,7 @@ export class KubernetesBackend implements RuntimeBackend {
           const done = new Promise<void>((resolve) => {
             void new lib.Watch(kc)
               .watch(`/api/v1/namespaces/${this.options.namespace}/pods`, { labelSelector: this.selector() }, (type, obj) => handle(type, obj as k8s.V1Pod), (error) => {
-                if (error && !stopped && (error as Error).name !== 'AbortError') this.log.warn({ err: (error as Error).message }, 'pod watch ended; reconnecting');
+                if (error && !stopped && (error as Error).name !== 'AbortError') this.log.warn({ err: error }, 'pod watch ended; reconnecting');
                 resolve();
               })
               .then((controller) => {
@@ -370,13 +370,13 @@ export class KubernetesBackend implements RuntimeBackend {
                 if (stopped) controller.abort();
               })
               .catch((error: Error) => {
-                if (!stopped) this.log.warn({ err: error.message }, 'pod watch failed; reconnecting');
+                if (!stopped) this.log.warn({ err: error }, 'pod watch failed; reconnecting');
                 resolve();
               });
           });
           await done;
         } catch (error) {
-          if (!stopped) this.log.warn({ err: (error as Error).message }, 'pod watch failed; reconnecting');
+          if (!stopped) this.log.warn({ err: error }, 'pod watch failed; reconnecting');
         }
         if (!stopped) await new Promise((r) => setTimeout(r, 500));
       }
@@ -532,7 +532,7 @@ export class KubernetesBackend implements RuntimeBackend {
       if (codeOf(error) !== 404) throw kubeError(error, 'delete the pod');
     }
     await core.deleteNamespacedSecret({ name: `${name}-metadata`, namespace }).catch((error: unknown) => {
-      if (codeOf(error) !== 404) this.log.warn({ pod: name, err: (error as Error).message }, "deleting the pod's Secret failed");
+      if (codeOf(error) !== 404) this.log.warn({ pod: name, err: error }, "deleting the pod's Secret failed");
     });
     if (!(await gone(() => core.readNamespacedPod({ name, namespace }), (graceS + 30) * 1000))) {
       throw failedPrecondition(`pod ${name} was not gone ${graceS + 30} s after its deletion`, 'ENGINE_REFUSED');

@@ -11,6 +11,7 @@
 //
 // Beside them: placements.ts (the scheduler's consumers), engine-events.ts, reconcile.ts, and
 // what they share: instance-records.ts, volume-records.ts, workloads.ts, idempotency.ts.
+import { KeyedLocks } from '@lapis/platform';
 import type { Store } from '../adapters/store';
 import { Background } from './background';
 import { CreateInstance } from './create-instance';
@@ -19,7 +20,6 @@ import { Heartbeat } from './heartbeat';
 import { RequestLog } from './idempotency';
 import { InstanceRecords } from './instance-records';
 import { Instances } from './instances';
-import { KeyedLocks } from './keyed-locks';
 import { InstanceLogs } from './logs';
 import { Placements } from './placements';
 import { Reconciler } from './reconcile';

@@ -115,7 +115,7 @@ export class CreateInstance {
         return instance;
       } catch (error) {
         const reason = error instanceof LapisError ? error.message : `creating the container failed: ${(error as Error).message}`;
-        deps.log.warn({ instance: input.id, err: (error as Error).message }, 'create failed; cleaning up');
+        deps.log.warn({ instance: input.id, err: error }, 'create failed; cleaning up');
         await this.workloads.cleanup(instance).catch((e) => deps.log.error({ err: e }, 'cleanup after a failed create failed'));
         await this.records.setState(input.id, (i) => {
           i.state = InstanceState.ERROR;

@@ -1,6 +1,6 @@
 // Instance records: kept in KV with compare-and-set, mirrored in memory for the lists, and
 // announced as `instanceStateChanged` whenever their state moves.
-import { BucketMirror, type EventBus, type Logger, notFound } from '@lapis/platform';
+import { BucketMirror, type EventBus, type Logger, notFound, withRetries } from '@lapis/platform';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { Instance as InstanceCodec, type Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
 import type { Store } from '../adapters/store';
@@ -89,18 +89,9 @@ export class InstanceRecords {
         resources: instance.spec?.resources,
       },
     };
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.bus.publish(payload, instance.id, id);
-        break;
-      } catch (error) {
-        if (attempt >= 3) {
-          this.log.error({ err: error, event: id }, 'instance event not published');
-          break;
-        }
-        await new Promise((r) => setTimeout(r, 200 * attempt));
-      }
-    }
+    await withRetries(() => this.bus.publish(payload, instance.id, id), { attempts: 3, delayMs: (failed) => 200 * failed }).catch((error) =>
+      this.log.error({ err: error, event: id }, 'instance event not published'),
+    );
     this.onChange();
   }
 }

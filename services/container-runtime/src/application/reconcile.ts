@@ -194,7 +194,7 @@ export class Reconciler {
           adopted.push(volume.id);
           await this.volumes.refresh(volume);
         },
-        (error: Error) => this.ctx.deps.log.warn({ volume: volume.id, err: error.message }, 'adopting a claim no volume record owns failed'),
+        (error: Error) => this.ctx.deps.log.warn({ volume: volume.id, err: error }, 'adopting a claim no volume record owns failed'),
       );
     }
   }

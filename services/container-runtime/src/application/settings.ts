@@ -1,12 +1,11 @@
 // What the node agent is given (wiring.ts builds it from the configuration), and the context
 // its use cases share: the settings, the adapters and the per-key locks.
-import type { EventBus, HostPortRange, Logger } from '@lapis/platform';
+import type { EventBus, HostPortRange, KeyedLocks, Logger } from '@lapis/platform';
 import type { Flavor, Resources } from '@lapis/proto/lapis/common/v1/common';
 import type { NodeStorage, RuntimeBackend } from '../adapters/backend';
 import type { ImageResolver } from '../adapters/images';
 import type { Store } from '../adapters/store';
 import type { NodeInventory } from '../domain/devices';
-import type { KeyedLocks } from './keyed-locks';
 
 export interface AgentSettings {
   node: string;

@@ -18,7 +18,7 @@ export class VolumeRecords {
     const found = await this.ctx.deps.store.volumes.get(id);
     if (!found || !visibleTo(scope, found.value.project)) throw notFound(`volume ${id} not found`, 'VOLUME_NOT_FOUND');
     return this.refresh(found.value).catch((error: Error) => {
-      this.ctx.deps.log.warn({ volume: id, err: error.message }, "cannot read the volume's claim; answering the recorded state");
+      this.ctx.deps.log.warn({ volume: id, err: error }, "cannot read the volume's claim; answering the recorded state");
       return found.value;
     });
   }
@@ -35,7 +35,7 @@ export class VolumeRecords {
   /** Pending claims are looked at every heartbeat, so that their binding is announced without a read. */
   async refreshPending(): Promise<void> {
     const pending = (await this.all()).filter((v) => v.node === this.ctx.settings.node && v.state === VolumeState.CREATING);
-    for (const volume of pending) await this.refresh(volume).catch((error: Error) => this.ctx.deps.log.warn({ volume: volume.id, err: error.message }, 'cannot read the claim'));
+    for (const volume of pending) await this.refresh(volume).catch((error: Error) => this.ctx.deps.log.warn({ volume: volume.id, err: error }, 'cannot read the claim'));
   }
 
   /** A claim-backed volume of this node with its state read from its claim's phase (recorded and announced when it moved). */

@@ -117,7 +117,7 @@ export class Workloads {
       );
     } catch (error) {
       this.engine.expect(id);
-      await backend.remove(backendId).catch((e: Error) => this.ctx.deps.log.warn({ instance: id, err: e.message }, 'removing a workload that did not start failed'));
+      await backend.remove(backendId).catch((e: Error) => this.ctx.deps.log.warn({ instance: id, err: e }, 'removing a workload that did not start failed'));
       throw error;
     }
   }

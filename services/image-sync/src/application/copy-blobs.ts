@@ -2,7 +2,7 @@
 // a site repository known to hold it, or from the destination itself after an interrupted
 // sync), otherwise a stream from upstream through its digest check. A blob shared by images
 // in flight moves once, then mounts; broken transfers are retried.
-import type { Logger } from '@lapis/platform';
+import { type Logger, withRetries } from '@lapis/platform';
 import type { Platform } from '@lapis/proto/lapis/images/v1/images';
 import type { RegistryClient } from '../adapters/registry/client';
 import { RegistryError, registryCause } from '../adapters/registry/errors';
@@ -67,29 +67,31 @@ export class BlobCopier {
       return 0;
     }
     let upload: string | undefined = started.location;
-    return this.blobs.run(async () => {
-      const attempts = this.options.attempts ?? 3;
-      for (let attempt = 1; ; attempt++) {
-        signal?.throwIfAborted();
-        try {
-          const location = upload;
-          upload = undefined; // an upload that failed is cancelled; a retry opens its own
-          const body = await source.getBlob(repository, blob.digest, blob.size).catch(async (error: unknown) => {
-            if (location) await site.cancelUpload(destination, location);
-            throw error;
-          });
-          await site.pushBlob(destination, blob.digest, blob.size, body, location);
-          this.siteHas.set(blob.digest, destination);
-          return blob.size;
-        } catch (caught) {
-          const error = registryCause(caught) ?? caught;
-          const final = error instanceof RegistryError && error.reason !== 'UNAVAILABLE';
-          if (final || attempt >= attempts || signal?.aborted) throw error;
-          this.options.log.warn({ digest: blob.digest, attempt, err: (error as Error).message }, 'blob copy broke off, retrying');
-          await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
-        }
+    const copyOnce = async () => {
+      signal?.throwIfAborted();
+      try {
+        const location = upload;
+        upload = undefined; // an upload that failed is cancelled; a retry opens its own
+        const body = await source.getBlob(repository, blob.digest, blob.size).catch(async (error: unknown) => {
+          if (location) await site.cancelUpload(destination, location);
+          throw error;
+        });
+        await site.pushBlob(destination, blob.digest, blob.size, body, location);
+        this.siteHas.set(blob.digest, destination);
+        return blob.size;
+      } catch (caught) {
+        throw registryCause(caught) ?? caught;
       }
-    });
+    };
+    return this.blobs.run(() =>
+      withRetries(copyOnce, {
+        attempts: this.options.attempts ?? 3,
+        retryIf: (error) => !(error instanceof RegistryError && error.reason !== 'UNAVAILABLE'),
+        delayMs: (failed) => 250 * 2 ** failed,
+        onRetry: (error, attempt) => this.options.log.warn({ digest: blob.digest, attempt, err: error }, 'blob copy broke off, retrying'),
+        signal,
+      }),
+    );
   }
 }
 

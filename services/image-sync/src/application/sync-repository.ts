@@ -80,7 +80,7 @@ export async function syncRepository(
         status.bytesCopied += outcome.bytes;
       } catch (error) {
         const syncError = toSyncError(tag, error);
-        log.warn(syncError, 'tag not promoted');
+        log.warn({ tag, reason: syncError.reason, err: error }, 'tag not promoted');
         status.errors.push(syncError);
       }
     }),

@@ -2,6 +2,7 @@
 // volumes) and image-sync (os templates), called with the OCCI client's own token so every
 // service applies its own project scoping.
 import { Metadata, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { listAll } from '@lapis/platform';
 import type { Flavor, InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 import { type Image, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
 import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
@@ -69,18 +70,6 @@ export class LapisClients {
     return new Promise((resolve, reject) => invoke(metadata, (error, response) => (error ? reject(error) : resolve(response))));
   }
 
-  /** Every page of a List call. */
-  private async all<T>(fetch: (pageToken: string) => Promise<{ items: T[]; next: string }>): Promise<T[]> {
-    const items: T[] = [];
-    let token = '';
-    do {
-      const page = await fetch(token);
-      items.push(...page.items);
-      token = page.next;
-    } while (token);
-    return items;
-  }
-
   async submitClaim(c: Credentials, spec: InstanceSpec, requestId: string): Promise<Claim> {
     const response = await this.call<SubmitClaimResponse>(c, (m, cb) => this.scheduler.submitClaim({ spec, preemptible: false, onPreemption: 0, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId }, m, cb));
     return response.claim!;
@@ -91,10 +80,7 @@ export class LapisClients {
   }
 
   listClaims(c: Credentials): Promise<Claim[]> {
-    return this.all(async (pageToken) => {
-      const r = await this.call<ListClaimsResponse>(c, (m, cb) => this.scheduler.listClaims({ pageSize: 1000, pageToken, project: '', states: LIVE_STATES, partition: '', node: '', orderByPriority: false }, m, cb));
-      return { items: r.claims, next: r.nextPageToken };
-    });
+    return listAll('claims', (pageToken) => this.call<ListClaimsResponse>(c, (m, cb) => this.scheduler.listClaims({ pageSize: 1000, pageToken, project: '', states: LIVE_STATES, partition: '', node: '', orderByPriority: false }, m, cb)));
   }
 
   async cancelClaim(c: Credentials, claimId: string): Promise<Claim> {
@@ -102,17 +88,11 @@ export class LapisClients {
   }
 
   async listFlavors(c: Credentials): Promise<Flavor[]> {
-    return this.all(async (pageToken) => {
-      const r = await this.call<ListFlavorsResponse>(c, (m, cb) => this.scheduler.listFlavors({ pageSize: 1000, pageToken }, m, cb));
-      return { items: r.flavors, next: r.nextPageToken };
-    });
+    return listAll('flavors', (pageToken) => this.call<ListFlavorsResponse>(c, (m, cb) => this.scheduler.listFlavors({ pageSize: 1000, pageToken }, m, cb)));
   }
 
   async listImages(c: Credentials): Promise<Image[]> {
-    return this.all(async (pageToken) => {
-      const r = await this.call<ListImagesResponse>(c, (m, cb) => this.images.listImages({ pageSize: 1000, pageToken, repositoryPrefix: '', policy: '' }, m, cb));
-      return { items: r.images, next: r.nextPageToken };
-    });
+    return listAll('images', (pageToken) => this.call<ListImagesResponse>(c, (m, cb) => this.images.listImages({ pageSize: 1000, pageToken, repositoryPrefix: '', policy: '' }, m, cb)));
   }
 
   /** The instance, or undefined while it has none on this node (queued, elsewhere, gone). */
@@ -126,10 +106,7 @@ export class LapisClients {
   }
 
   listInstances(c: Credentials): Promise<Instance[]> {
-    return this.all(async (pageToken) => {
-      const r = await this.call<ListInstancesResponse>(c, (m, cb) => this.runtime.listInstances({ pageSize: 1000, pageToken, project: '', state: 0, node: '' }, m, cb));
-      return { items: r.instances, next: r.nextPageToken };
-    });
+    return listAll('instances', (pageToken) => this.call<ListInstancesResponse>(c, (m, cb) => this.runtime.listInstances({ pageSize: 1000, pageToken, project: '', state: 0, node: '' }, m, cb)));
   }
 
   async startInstance(c: Credentials, instanceId: string): Promise<void> {
@@ -157,10 +134,7 @@ export class LapisClients {
   }
 
   listVolumes(c: Credentials): Promise<Volume[]> {
-    return this.all(async (pageToken) => {
-      const r = await this.call<ListVolumesResponse>(c, (m, cb) => this.runtime.listVolumes({ pageSize: 1000, pageToken, project: '', state: 0, instanceId: '' }, m, cb));
-      return { items: r.volumes, next: r.nextPageToken };
-    });
+    return listAll('volumes', (pageToken) => this.call<ListVolumesResponse>(c, (m, cb) => this.runtime.listVolumes({ pageSize: 1000, pageToken, project: '', state: 0, instanceId: '' }, m, cb)));
   }
 
   async deleteVolume(c: Credentials, volumeId: string): Promise<void> {

@@ -4,7 +4,7 @@
 // a valid key). Reads come from a mirror kept by a watch, so a GET costs no round trip and
 // every replica sees every replica's writes; writes are compare-and-set on the bucket and noted
 // in the mirror at once (read-your-writes).
-import { BucketMirror, type Bucket } from '@lapis/platform';
+import { BucketMirror, jsonCodec, type Bucket } from '@lapis/platform';
 import type { EntityKind } from '../domain/model';
 import type { EntityState } from '../domain/update';
 import type { UserMixin } from '../domain/user-mixins';
@@ -23,10 +23,7 @@ export type OcciState = UserMixins | EntityRecord;
 
 const isEntity = (value: OcciState): value is EntityRecord => 'entity' in value;
 
-export const occiStateCodec = {
-  encode: (value: OcciState) => ({ finish: () => Buffer.from(JSON.stringify(value)) }),
-  decode: (bytes: Uint8Array): OcciState => JSON.parse(Buffer.from(bytes).toString('utf8')),
-};
+export const occiStateCodec = jsonCodec<OcciState>();
 
 export class OcciStore {
   private readonly mirror: BucketMirror<OcciState>;

@@ -3,14 +3,13 @@
 // with explicit acks, and key-value buckets.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type TextMapGetter } from '@opentelemetry/api';
 import { Event } from '@lapis/proto/lapis/events/v1/events';
 import {
   AckPolicy,
   connect,
   ErrorCode,
   DeliverPolicy,
-  headers,
   nanos,
   RetentionPolicy,
   StorageType,
@@ -23,16 +22,15 @@ import {
   type NatsConnection,
   type NatsError,
 } from 'nats';
-import { Code, LapisError } from '../errors';
+import { KeyedLocks } from '../keyed-locks';
 import type { Logger } from '../logging';
 import { inboxPrefixOf } from './access';
-import { subjectFor, subjectTemplate, type EventPayload } from './events';
+import { eventMessage, eventSubject } from './event-message';
+import { subjectTemplate, type EventPayload } from './events';
 import { Bucket, type Codec } from './kv';
 
 const tracer = trace.getTracer('@lapis/platform');
-const MAX_SUBJECT_LENGTH = 1024;
 
-const headerSetter: TextMapSetter<MsgHdrs> = { set: (carrier, key, value) => carrier.set(key, value) };
 const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
   get: (carrier, key) => carrier?.get(key) || undefined,
   keys: (carrier) => carrier?.keys() ?? [],
@@ -177,13 +175,8 @@ export class EventBus {
    * stream drops the copy); a new random one is made when it is left out.
    */
   async publish(payload: EventPayload, key: string, id: string = randomUUID()): Promise<{ seq: number; duplicate: boolean }> {
-    const subject = subjectFor(payload.$case, key);
-    // Far below the 4 KiB control line over which NATS drops the whole connection.
-    if (subject.length > MAX_SUBJECT_LENGTH) {
-      throw new LapisError(Code.INVALID_ARGUMENT, `the event key ${JSON.stringify(`${key.slice(0, 64)}…`)} is too long for a subject (at most ${MAX_SUBJECT_LENGTH} characters)`, 'INVALID_SUBJECT');
-    }
+    const subject = eventSubject(payload.$case, key);
     const template = subjectTemplate(subject);
-    const event: Event = { id, time: new Date(), source: this.options.name, payload };
     return tracer.startActiveSpan(
       `send ${template}`,
       {
@@ -198,9 +191,8 @@ export class EventBus {
       },
       async (span) => {
         try {
-          const hdrs = headers();
-          propagation.inject(context.active(), hdrs, headerSetter);
-          const ack = await this.js.publish(subject, Event.encode(event).finish(), { msgID: id, headers: hdrs });
+          const message = eventMessage(payload, key, id, this.options.name);
+          const ack = await this.js.publish(message.subject, message.data, { headers: message.headers });
           if (ack.duplicate) this.options.log.debug({ subject, id }, 'duplicate event dropped by the stream');
           return { seq: ack.seq, duplicate: ack.duplicate };
         } catch (error) {
@@ -255,8 +247,8 @@ export class EventBus {
 
   private async handleInParallel(messages: ConsumerMessages, options: ConsumerOptions, parallel: NonNullable<ConsumerOptions['parallel']>, log: Logger): Promise<void> {
     const inFlight = new Set<Promise<void>>();
-    /** The last message taken of each key: the next one of that key waits for it. */
-    const lastOfKey = new Map<string, Promise<void>>();
+    // A message waits for the ones of its key taken before it.
+    const keys = new KeyedLocks();
     for await (const message of messages) {
       while (inFlight.size >= parallel.limit) await Promise.race(inFlight);
       let key: string;
@@ -265,15 +257,9 @@ export class EventBus {
       } catch {
         key = message.subject; // undecodable: handle() terminates it, in its subject's order
       }
-      const run = (lastOfKey.get(key) ?? Promise.resolve())
-        .then(() => this.handle(message, options, log))
-        .catch((error) => log.error({ err: error, subject: message.subject }, 'message handling failed'));
-      lastOfKey.set(key, run);
+      const run = keys.with([key], () => this.handle(message, options, log)).catch((error) => log.error({ err: error, subject: message.subject }, 'message handling failed'));
       inFlight.add(run);
-      void run.finally(() => {
-        inFlight.delete(run);
-        if (lastOfKey.get(key) === run) lastOfKey.delete(key);
-      });
+      void run.finally(() => inFlight.delete(run));
     }
     await Promise.all(inFlight);
   }

@@ -2,6 +2,7 @@
 // revision, so two writers can never silently overwrite each other.
 import type { KV, KvEntry, NatsError } from 'nats';
 import { Code, LapisError } from '../errors';
+import { withRetries } from '../retry';
 
 export interface Codec<T> {
   encode(value: T): { finish(): Uint8Array };
@@ -79,20 +80,22 @@ export class Bucket<T> {
    * `change` gets the current value (undefined when absent) and returns the new one, or
    * undefined to leave the entry as it is.
    */
-  async mutate(key: string, change: (current: T | undefined) => T | undefined, attempts = 10): Promise<Versioned<T> | undefined> {
-    for (let attempt = 1; ; attempt++) {
-      const current = await this.get(key);
-      const next = change(current?.value);
-      if (next === undefined) return current;
-      try {
+  mutate(key: string, change: (current: T | undefined) => T | undefined, attempts = 10): Promise<Versioned<T> | undefined> {
+    return withRetries(
+      async () => {
+        const current = await this.get(key);
+        const next = change(current?.value);
+        if (next === undefined) return current;
         const revision = current ? await this.update(key, next, current.revision) : await this.create(key, next);
         return { value: next, revision };
-      } catch (error) {
-        if (!(error instanceof RevisionConflict) || attempt >= attempts) throw error;
+      },
+      {
+        attempts,
+        retryIf: (error) => error instanceof RevisionConflict,
         // Many writers on one key: a short random pause keeps them from colliding again.
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
-      }
-    }
+        delayMs: (failed) => Math.random() * 5 * failed,
+      },
+    );
   }
 
   async keys(filter = '>'): Promise<string[]> {

@@ -72,5 +72,10 @@ describe('domain purity', () => {
     const impure = Object.entries(impureLoads(files)).map(([file, loads]) => `${relative(ROOT, file)}: ${loads.join(', ')}`);
     assert.deepEqual(impure, []);
   });
+
+  it('loads no I/O from the platform subpaths that domain code and quick tools import', () => {
+    const pure = ['errors', 'instance-spec', 'flavors', 'paging', 'maps', 'list-all', 'retry'].map((name) => require.resolve(`@lapis/platform/${name}`));
+    assert.deepEqual(impureLoads(pure), {});
+  });
 });
 

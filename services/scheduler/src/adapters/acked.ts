@@ -4,16 +4,12 @@
 // largest cost on the client. Here every write is a plain publish whose reply subject is one
 // wildcard inbox this class subscribes to once; the JetStream acknowledgement (or its error)
 // settles the write. Semantics are the same: a write counts only once the stream has stored
-// it, a key write is a compare-and-set on the subject's last sequence, an event carries its
-// Nats-Msg-Id for de-duplication and the trace context.
-import { hostname } from 'node:os';
-import { context, propagation, type TextMapSetter } from '@opentelemetry/api';
-import { RevisionConflict, subjectFor, type EventPayload } from '@lapis/platform';
-import { Event } from '@lapis/proto/lapis/events/v1/events';
+// it, a key write is a compare-and-set on the subject's last sequence, an event is the
+// platform's eventMessage, as EventBus.publish sends it (Nats-Msg-Id, trace context).
+import { defaultBusName, eventMessage, RevisionConflict, type EventPayload } from '@lapis/platform';
 import { createInbox, headers, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
 
 const decoder = new TextDecoder();
-const setter: TextMapSetter<MsgHdrs> = { set: (carrier, key, value) => carrier.set(key, value) };
 const WRONG_LAST_SEQUENCE = 10071;
 
 export interface Ack {
@@ -45,7 +41,7 @@ export class AckedWriter {
     inboxPrefix?: string,
   ) {
     this.inbox = createInbox(inboxPrefix);
-    this.source = `${service}@${hostname()}`;
+    this.source = defaultBusName(service);
     this.sub = nc.subscribe(`${this.inbox}.*`, { callback: (error, msg) => (error ? undefined : this.settle(msg.subject, msg.data, msg.headers)) });
     this.sweeper = setInterval(() => this.sweep(), 1000);
     this.sweeper.unref();
@@ -63,14 +59,10 @@ export class AckedWriter {
     }
   }
 
-  /** Publishes one event on the stream, as EventBus.publish does (same subject, id, headers). */
+  /** Publishes one event on the stream: the same message as EventBus.publish sends. */
   async publish(payload: EventPayload, key: string, id: string): Promise<{ seq: number; duplicate: boolean }> {
-    const subject = subjectFor(payload.$case, key);
-    const h = headers();
-    h.set('Nats-Msg-Id', id);
-    propagation.inject(context.active(), h, setter);
-    const event: Event = { id, time: new Date(), source: this.source, payload };
-    const ack = await this.send(subject, Event.encode(event).finish(), h, subject);
+    const message = eventMessage(payload, key, id, this.source);
+    const ack = await this.send(message.subject, message.data, message.headers, message.subject);
     return { seq: ack.seq, duplicate: ack.duplicate === true };
   }
 

@@ -1,20 +1,13 @@
 // The scheduler's state in JetStream key-value buckets (<prefix>-claims, -nodes, -usage,
 // -accounts, -quotas, -leader), stored as JSON. Claims change only through compare-and-set.
 import { InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
-import type { Bucket, Codec, EventBus } from '@lapis/platform';
+import { type Bucket, type Codec, type EventBus, jsonCodec } from '@lapis/platform';
 import type { QuotaDef } from '../domain/cycle';
 import type { AccountDef } from '../domain/fairshare';
 import type { ClaimRecord, NodeRecord } from '../domain/model';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-export function jsonCodec<T>(toJson: (v: T) => unknown = (v) => v, fromJson: (v: any) => T = (v) => v as T): Codec<T> {
-  return {
-    encode: (value) => ({ finish: () => enc.encode(JSON.stringify(toJson(value))) }),
-    decode: (bytes) => fromJson(JSON.parse(dec.decode(bytes))),
-  };
-}
 
 // A claim's spec does not change once submitted while its record is written again at every
 // step (placed, running, ...): its JSON text is made once per spec object and spliced in.

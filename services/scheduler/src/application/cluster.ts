@@ -1,7 +1,8 @@
 // The cluster in memory, following its buckets: the nodes (as their heartbeats left them),
 // the partitions nodes were moved to, the accounts and the quotas. Every instance keeps them;
 // the leader's heartbeat consumer also writes the nodes (runtime-events.ts).
-import { follow, jsonCodec, type NodeOverride, type Store } from '../adapters/store';
+import { jsonCodec } from '@lapis/platform';
+import { follow, type NodeOverride, type Store } from '../adapters/store';
 import type { PartitionDef, QuotaDef } from '../domain/cycle';
 import type { AccountDef } from '../domain/fairshare';
 import { ZERO, type NodeRecord } from '../domain/model';

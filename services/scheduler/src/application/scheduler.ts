@@ -15,10 +15,10 @@
 //   lease.ts, runtime-events.ts, cluster.ts, usage.ts, admin.ts, in-flight.ts
 import { randomUUID } from 'node:crypto';
 import type { EventBus, HostPortRange, Logger } from '@lapis/platform';
-import { RevisionConflict } from '@lapis/platform';
+import { jsonCodec, RevisionConflict } from '@lapis/platform';
 import type { Flavor } from '@lapis/proto/lapis/common/v1/common';
 import { AckedWriter, skipAsyncTraces } from '../adapters/acked';
-import { jsonCodec, openStore } from '../adapters/store';
+import { openStore } from '../adapters/store';
 import type { PartitionDef, QuotaDef } from '../domain/cycle';
 import type { AccountDef, FairShareResult } from '../domain/fairshare';
 import type { ClaimRecord, NodeRecord, Res } from '../domain/model';

@@ -2,8 +2,8 @@
 // it and charges what running claims consumed since the last cycle, and it is written to
 // <prefix>-usage every few seconds (and when the leader resigns); the other instances take
 // what the leader wrote, and a new leader starts from it.
-import type { Bucket } from '@lapis/platform';
-import { follow, jsonCodec, type UsageDoc } from '../adapters/store';
+import { type Bucket, jsonCodec } from '@lapis/platform';
+import { follow, type UsageDoc } from '../adapters/store';
 import { accrueUsage, billing, computeFairShare, type AccountDef, type FairShareResult } from '../domain/fairshare';
 import type { ClusterSums } from '../domain/state';
 import type { Settings } from '../config';

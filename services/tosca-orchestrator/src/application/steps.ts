@@ -1,6 +1,7 @@
 // One step of a deployment performed through the ports (submit or cancel a claim, create,
 // attach or delete a volume) and recorded. Every request carries an id made of the deployment,
 // the step and the generation, so a step done again after a restart is done once.
+import { withRetries } from '@lapis/platform';
 import type { DeploymentRecord, Step } from '../domain/deployment';
 import type { EngineContext } from './context';
 import { setPhase } from './phases';
@@ -11,22 +12,17 @@ export async function perform(ctx: EngineContext, id: string, record: Deployment
   const { log } = ctx.options;
   // Removing is retried a little (every removal is idempotent): a runtime restarting must not
   // leave a deletion FAILED. A deletion that still fails is FAILED; deleting again retries it.
-  const attempts = record.action === 'delete' ? 4 : 1;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await performOnce(ctx, id, record, step);
-      return;
-    } catch (error) {
-      if (attempt < attempts && !ctx.stopped()) {
-        log.info({ err: error, deployment: id, step, attempt }, 'deletion step failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
-        continue;
-      }
-      log.warn({ err: error, deployment: id, step }, 'deployment step failed');
-      await setPhase(ctx, id, 'FAILED', `${step.kind} ${step.key} failed: ${(error as Error).message}`, !record.keepOnFailure && record.action !== 'delete');
-      if (record.action === 'delete') throw error;
-      return;
-    }
+  try {
+    await withRetries(() => performOnce(ctx, id, record, step), {
+      attempts: record.action === 'delete' ? 4 : 1,
+      retryIf: () => !ctx.stopped(),
+      delayMs: (failed) => 250 * 2 ** failed,
+      onRetry: (error, attempt) => log.info({ err: error, deployment: id, step, attempt }, 'deletion step failed; retrying'),
+    });
+  } catch (error) {
+    log.warn({ err: error, deployment: id, step }, 'deployment step failed');
+    await setPhase(ctx, id, 'FAILED', `${step.kind} ${step.key} failed: ${(error as Error).message}`, !record.keepOnFailure && record.action !== 'delete');
+    if (record.action === 'delete') throw error;
   }
 }
 

@@ -5,14 +5,13 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EventBus, type Bucket } from '@lapis/platform';
+import { EventBus, jsonCodec, type Bucket } from '@lapis/platform';
 import { natsUrl, sleep, testLog, unique, until } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { InstanceStateChanged } from '@lapis/proto/lapis/events/v1/events';
 import { DeploymentEngine } from '../../src/application/engine';
 import type { ActAs, Ports } from '../../src/application/ports';
 import { OperationStore, type OperationRecord } from '../../src/adapters/operations';
-import { jsonCodec } from '../../src/adapters/store';
 import type { DeploymentRecord } from '../../src/domain/deployment';
 import type { AttachmentPlan, InstancePlan, VolumePlan } from '../../src/domain/plan';
 import { processTemplate } from '../../src/domain/validate';
@@ -79,8 +78,11 @@ class StandIn implements Ports {
     this.calls.push(`volume ${spec.key} on ${node ?? '?'}`);
     return `${this.prefix}-vol-${++this.n}`;
   }
+  /** Volume deletions that fail before one succeeds (a runtime restarting). */
+  volumeDeleteFailures = 0;
   async deleteVolume(volumeId: string): Promise<void> {
     this.calls.push(`delete-volume ${volumeId}`);
+    if (this.volumeDeleteFailures-- > 0) throw new Error('runtime unavailable');
   }
   async attachVolume(volumeId: string, instanceId: string, spec: AttachmentPlan): Promise<void> {
     this.calls.push(`attach ${spec.key}`);
@@ -187,6 +189,30 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     const at = (c: string) => done.indexOf(c);
     assert.ok(at(`cancel ${claim('wn_server-0')}`) < at(`cancel ${claim('lrms_server-0')}`), `reverse order: ${done.join(', ')}`);
     assert.ok(at(`cancel ${claim('lrms_server-0')}`) < done.findIndex((c) => c.startsWith('delete-volume')), `volume last: ${done.join(', ')}`);
+  });
+
+  it('tries a deletion step that fails up to four times: a brief failure is no failure, a lasting one fails the deletion', async () => {
+    const ports = new StandIn(bus, unique('d'));
+    const e = await engine(ports, unique('tosca-test'));
+    const brief = newRecord({ number_of_nodes: 1 });
+    const lasting = newRecord({ number_of_nodes: 1 });
+    for (const d of [brief, lasting]) await e.create(d.record, d.topology);
+    for (const d of [brief, lasting]) await phase(d.record.id, 'DEPLOYED');
+    const deletes = (mark: number) => ports.calls.slice(mark).filter((c) => c.startsWith('delete-volume')).length;
+
+    let mark = ports.calls.length;
+    ports.volumeDeleteFailures = 2;
+    await e.delete(brief.record.id);
+    await phase(brief.record.id, 'DELETED');
+    assert.equal(deletes(mark), 3);
+
+    // (The loop may be run again at once, for the events of the cancelled claims: more tries.)
+    mark = ports.calls.length;
+    ports.volumeDeleteFailures = Infinity;
+    await e.delete(lasting.record.id);
+    await phase(lasting.record.id, 'FAILED');
+    assert.ok(deletes(mark) >= 4, ports.calls.slice(mark).join(', '));
+    assert.match((await deployments.get(lasting.record.id))!.value.reason, /failed: runtime unavailable/);
   });
 
   it('removes the records of a deleted deployment once its retention has passed, and nothing else', async () => {

@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, normalize, relative } from 'node:path';
+import { listAll } from '@lapis/platform/list-all';
 import {
   CreateDeploymentRequest,
   DeleteDeploymentRequest,
@@ -12,7 +13,6 @@ import {
   NodeState,
   UpdateDeploymentRequest,
   WatchDeploymentRequest,
-  type ListDeploymentsResponse,
   type TemplateSource,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
@@ -198,14 +198,9 @@ export function deploymentCommand(): Command {
         summary: 'list the deployments of the project',
         run: async (_parsed, ctx) => {
           const client = tosca(ctx);
-          const list: Deployment[] = [];
-          let pageToken = '';
-          do {
-            const request = ListDeploymentsRequest.fromPartial({ pageSize: 500, pageToken, project: ctx.project() ?? '' });
-            const page: ListDeploymentsResponse = await ctx.call('tosca', client.listDeployments.bind(client), request);
-            list.push(...page.deployments);
-            pageToken = page.nextPageToken;
-          } while (pageToken);
+          const list = await listAll('deployments', (pageToken) =>
+            ctx.call('tosca', client.listDeployments.bind(client), ListDeploymentsRequest.fromPartial({ pageSize: 500, pageToken, project: ctx.project() ?? '' })),
+          );
           printDeployments(ctx, list);
         },
       },

@@ -1,5 +1,6 @@
 // lapisctl image: the trusted catalogue (list), syncing it now, and the last syncs' status.
 import { randomBytes } from 'node:crypto';
+import { listAll } from '@lapis/platform/list-all';
 import { WatchOperationRequest, type Operation } from '@lapis/proto/lapis/common/v1/common';
 import { OperationsServiceClient } from '@lapis/proto/lapis/common/v1/operations_service';
 import {
@@ -10,7 +11,6 @@ import {
   SyncNowRequest,
   SyncProgress,
   SyncResult,
-  type ListImagesResponse,
   type RepositorySyncStatus,
 } from '@lapis/proto/lapis/images/v1/images';
 import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
@@ -63,14 +63,9 @@ export function imageCommand(): Command {
         ],
         run: async ({ options }, ctx) => {
           const client = images(ctx);
-          const list: Image[] = [];
-          let pageToken = '';
-          do {
-            const request = ListImagesRequest.fromPartial({ pageSize: 500, pageToken, repositoryPrefix: (options.prefix as string) ?? '', policy: (options.policy as string) ?? '' });
-            const page: ListImagesResponse = await ctx.call('images', client.listImages.bind(client), request);
-            list.push(...page.images);
-            pageToken = page.nextPageToken;
-          } while (pageToken);
+          const list = await listAll('images', (pageToken) =>
+            ctx.call('images', client.listImages.bind(client), ListImagesRequest.fromPartial({ pageSize: 500, pageToken, repositoryPrefix: (options.prefix as string) ?? '', policy: (options.policy as string) ?? '' })),
+          );
           if (ctx.output !== 'table') return printData(ctx.output, list.map((i) => plain(Image.toJSON(i))));
           const rows = list.map((i) => ({
             REPOSITORY: i.repository,

@@ -1,4 +1,5 @@
 // lapisctl instance: the runtime's instances (list, get, start, stop, reboot, delete, logs).
+import { listAll } from '@lapis/platform/list-all';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import {
   DeleteInstanceRequest,
@@ -10,7 +11,6 @@ import {
   StartInstanceRequest,
   StopInstanceRequest,
   StreamInstanceLogsRequest,
-  type ListInstancesResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import { UsageError, type Command, type OptionDef } from '../cli';
@@ -116,14 +116,9 @@ export function instanceCommand(): Command {
             state = value;
           }
           const client = runtime(ctx);
-          const instances: Instance[] = [];
-          let pageToken = '';
-          do {
-            const request = ListInstancesRequest.fromPartial({ pageSize: 500, pageToken, state, node: (options.node as string) ?? '', project: options['all-projects'] ? '' : (ctx.project() ?? '') });
-            const page: ListInstancesResponse = await ctx.call('runtime', client.listInstances.bind(client), request);
-            instances.push(...page.instances);
-            pageToken = page.nextPageToken;
-          } while (pageToken);
+          const instances = await listAll('instances', (pageToken) =>
+            ctx.call('runtime', client.listInstances.bind(client), ListInstancesRequest.fromPartial({ pageSize: 500, pageToken, state, node: (options.node as string) ?? '', project: options['all-projects'] ? '' : (ctx.project() ?? '') })),
+          );
           printInstances(ctx, instances);
         },
       },

@@ -1,6 +1,7 @@
 // lapisctl partition: the scheduler's partitions with their nodes and sizes (which ones are
 // shared with a Slurm partition and moved by the partition director), the recent node moves,
 // and a move by hand (admins).
+import { listAll } from '@lapis/platform/list-all';
 import {
   ListNodeMovesRequest,
   ListNodeMovesResponse,
@@ -9,7 +10,6 @@ import {
   NodeMove,
   Partition,
   type MoveNodeResponse,
-  type ListPartitionsResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import { UsageError, type Command } from '../cli';
@@ -20,14 +20,7 @@ const scheduler = (ctx: Context) => ctx.client('scheduler', SchedulerServiceClie
 
 async function listPartitions(ctx: Context): Promise<Partition[]> {
   const client = scheduler(ctx);
-  const all: Partition[] = [];
-  let pageToken = '';
-  do {
-    const page: ListPartitionsResponse = await ctx.call('scheduler', client.listPartitions.bind(client), ListPartitionsRequest.fromPartial({ pageSize: 500, pageToken }));
-    all.push(...page.partitions);
-    pageToken = page.nextPageToken;
-  } while (pageToken);
-  return all;
+  return listAll('partitions', (pageToken) => ctx.call('scheduler', client.listPartitions.bind(client), ListPartitionsRequest.fromPartial({ pageSize: 500, pageToken })));
 }
 
 const size = (n: number) => (n > 0 ? String(n) : '-');

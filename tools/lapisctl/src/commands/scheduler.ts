@@ -1,5 +1,6 @@
 // The scheduler's commands: queue (squeue), priority (sprio), fairshare (sshare), claim.
 import { randomBytes } from 'node:crypto';
+import { listAll } from '@lapis/platform/list-all';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import {
   CancelClaimRequest,
@@ -15,7 +16,6 @@ import {
   PendingReason,
   PreemptionAction,
   SubmitClaimRequest,
-  type ListClaimsResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import { UsageError, type Command } from '../cli';
@@ -82,15 +82,7 @@ function printClaim(ctx: Context, c: Claim): void {
 
 async function listClaims(ctx: Context, request: Partial<ListClaimsRequest>): Promise<Claim[]> {
   const client = scheduler(ctx);
-  const claims: Claim[] = [];
-  let pageToken = '';
-  do {
-    const req = ListClaimsRequest.fromPartial({ ...request, pageSize: 500, pageToken });
-    const page: ListClaimsResponse = await ctx.call('scheduler', client.listClaims.bind(client), req);
-    claims.push(...page.claims);
-    pageToken = page.nextPageToken;
-  } while (pageToken);
-  return claims;
+  return listAll('claims', (pageToken) => ctx.call('scheduler', client.listClaims.bind(client), ListClaimsRequest.fromPartial({ ...request, pageSize: 500, pageToken })));
 }
 
 function parseStates(list: string[] | undefined): ClaimState[] | undefined {

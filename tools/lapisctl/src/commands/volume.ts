@@ -1,4 +1,5 @@
 // lapisctl volume: block volumes (create, list, get, attach, detach, delete).
+import { listAll } from '@lapis/platform/list-all';
 import {
   AttachVolumeRequest,
   CreateVolumeRequest,
@@ -8,7 +9,6 @@ import {
   ListVolumesRequest,
   Volume,
   VolumeState,
-  type ListVolumesResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import { UsageError, type Command } from '../cli';
@@ -93,14 +93,9 @@ export function volumeCommand(): Command {
         options: [{ long: 'instance', value: 'ID', description: 'only the volume attached to this instance' }],
         run: async ({ options }, ctx) => {
           const client = runtime(ctx);
-          const volumes: Volume[] = [];
-          let pageToken = '';
-          do {
-            const request = ListVolumesRequest.fromPartial({ pageSize: 500, pageToken, instanceId: (options.instance as string) ?? '', project: ctx.project() ?? '' });
-            const page: ListVolumesResponse = await ctx.call('runtime', client.listVolumes.bind(client), request);
-            volumes.push(...page.volumes);
-            pageToken = page.nextPageToken;
-          } while (pageToken);
+          const volumes = await listAll('volumes', (pageToken) =>
+            ctx.call('runtime', client.listVolumes.bind(client), ListVolumesRequest.fromPartial({ pageSize: 500, pageToken, instanceId: (options.instance as string) ?? '', project: ctx.project() ?? '' })),
+          );
           printVolumes(ctx, volumes);
         },
       },

@@ -86,7 +86,7 @@ export class Director {
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         failed.push({ action, error: message });
-        log.warn({ action: action.kind, node: action.node, err: message }, 'action failed; the next round looks again');
+        log.warn({ action: action.kind, node: action.node, err: error }, 'action failed; the next round looks again');
       }
     }
     return { decision, done, failed };
@@ -136,7 +136,7 @@ export class Director {
   start(intervalMs: number): void {
     const loop = async (): Promise<void> => {
       if (this.stopped) return;
-      this.current = this.round().catch((error: unknown) => this.o.log.warn({ err: error instanceof Error ? error.message : String(error) }, 'round failed; trying again next interval'));
+      this.current = this.round().catch((error: unknown) => this.o.log.warn({ err: error }, 'round failed; trying again next interval'));
       await this.current;
       if (!this.stopped) this.timer = setTimeout(() => void loop(), intervalMs);
     };

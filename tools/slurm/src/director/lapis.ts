@@ -3,13 +3,11 @@
 // their nodes, active and pending claims, MoveNode (which publishes the NodeMoved event).
 // Preemption notices go on the event bus, as the scheduler sends them, so the node's runtime
 // stops the instance and reports it PREEMPTED (the scheduler then requeues or ends its claim).
-import { appendTo, call, createClient, type EventBus } from '@lapis/platform';
+import { appendTo, call, createClient, listAll, type EventBus } from '@lapis/platform';
 import {
   ClaimState,
   PendingReason,
   type Claim,
-  type ListClaimsResponse,
-  type ListPartitionsResponse,
   type MoveNodeResponse,
   type Partition,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
@@ -40,25 +38,11 @@ export class LapisAdapter {
   }
 
   async partitions(): Promise<Partition[]> {
-    const all: Partition[] = [];
-    let pageToken = '';
-    do {
-      const r: ListPartitionsResponse = await call(this.client.listPartitions.bind(this.client), { pageSize: 500, pageToken });
-      all.push(...r.partitions);
-      pageToken = r.nextPageToken;
-    } while (pageToken);
-    return all;
+    return listAll('partitions', (pageToken) => call(this.client.listPartitions.bind(this.client), { pageSize: 500, pageToken }));
   }
 
   async claims(states: ClaimState[], partition = ''): Promise<Claim[]> {
-    const all: Claim[] = [];
-    let pageToken = '';
-    do {
-      const r: ListClaimsResponse = await call(this.client.listClaims.bind(this.client), { pageSize: 1000, pageToken, project: '', states, partition, node: '', orderByPriority: false });
-      all.push(...r.claims);
-      pageToken = r.nextPageToken;
-    } while (pageToken);
-    return all;
+    return listAll('claims', (pageToken) => call(this.client.listClaims.bind(this.client), { pageSize: 1000, pageToken, project: '', states, partition, node: '', orderByPriority: false }));
   }
 
   /** Partitions, where each node is, what runs on each node, what waits in `cloudPartition`. */

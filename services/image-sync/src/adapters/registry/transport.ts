@@ -3,6 +3,7 @@
 // after HEADs), redirects followed without the registry's credentials on another host, auth
 // (auth.ts), retries with backoff on 429/5xx/network errors, and a limit on requests in flight.
 import type { Readable } from 'node:stream';
+import { withRetries } from '@lapis/platform';
 import { Agent, Pool, type Dispatcher } from 'undici';
 import { header, type Answer } from './answer';
 import { RegistryAuth, type Credentials } from './auth';
@@ -39,7 +40,18 @@ export interface RequestOptions {
   retry?: boolean;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * How one try of a request ends when a later try may do better (429, 5xx, a network error):
+ * never seen outside `request`, which retries it and throws the RegistryError it carries.
+ */
+class TryAgain extends Error {
+  constructor(
+    readonly error: RegistryError,
+    readonly retryAfter?: string,
+  ) {
+    super(error.message);
+  }
+}
 
 export class RegistryTransport {
   readonly url: string;
@@ -74,42 +86,45 @@ export class RegistryTransport {
   /** One request with auth, retries and the concurrency limit; resolves with an accepted status. */
   async request(pathOrUrl: string, options: RequestOptions): Promise<Answer> {
     const target = /^https?:\/\//.test(pathOrUrl) ? pathOrUrl : this.url + pathOrUrl;
-    const attempts = options.retry === false ? 1 : (this.options.attempts ?? 4);
     const method = options.method ?? 'GET';
-    let lastError: Error | undefined;
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      let response: Answer;
-      try {
-        response = await this.limit.run(async () => {
-          const sentWith = this.auth.scheme;
-          let answer = await this.send(target, method, options);
-          if (answer.status === 401 && this.auth.authenticate(answer, options.scope, sentWith)) {
-            await answer.body.dump();
-            answer = await this.send(target, method, options);
-          }
-          return answer;
-        });
-      } catch (error) {
-        // A body stream that failed its digest check (the error itself, or as a cause): final.
-        const final = registryCause(error);
-        if (final) throw final;
-        lastError = new RegistryError(`${method} ${target}: ${describe(error)}`, 'UNAVAILABLE');
-        if (attempt < attempts) await sleep(this.backoff(attempt));
-        continue;
-      }
-      const ok = options.ok ?? [];
-      if (ok.includes(response.status) || (ok.length === 0 && response.status >= 200 && response.status < 300)) return response;
-      const text = method === 'HEAD' ? await response.body.dump().then(() => '') : await response.body.text().catch(() => '');
-      const message = `${method} ${target} answered ${response.status}${text ? `: ${text.slice(0, 300).trim()}` : ''}`;
-      if (response.status === 429 || response.status >= 500) {
-        lastError = new RegistryError(message, 'UNAVAILABLE', response.status);
-        if (attempt < attempts) await sleep(this.backoff(attempt, header(response, 'retry-after')));
-        continue;
-      }
-      const reason = response.status === 401 ? 'UNAUTHORIZED' : response.status === 403 ? 'DENIED' : response.status === 404 ? 'NOT_FOUND' : 'REJECTED';
-      throw new RegistryError(message, reason, response.status);
+    try {
+      return await withRetries(() => this.requestOnce(target, method, options), {
+        attempts: options.retry === false ? 1 : (this.options.attempts ?? 4),
+        retryIf: (error) => error instanceof TryAgain,
+        delayMs: (failed, error) => this.backoff(failed, (error as TryAgain).retryAfter),
+      });
+    } catch (error) {
+      throw error instanceof TryAgain ? error.error : error;
     }
-    throw lastError ?? new RegistryError(`${method} ${target} failed`, 'UNAVAILABLE');
+  }
+
+  private async requestOnce(target: string, method: string, options: RequestOptions): Promise<Answer> {
+    let response: Answer;
+    try {
+      response = await this.limit.run(async () => {
+        const sentWith = this.auth.scheme;
+        let answer = await this.send(target, method, options);
+        if (answer.status === 401 && this.auth.authenticate(answer, options.scope, sentWith)) {
+          await answer.body.dump();
+          answer = await this.send(target, method, options);
+        }
+        return answer;
+      });
+    } catch (error) {
+      // A body stream that failed its digest check (the error itself, or as a cause): final.
+      const final = registryCause(error);
+      if (final) throw final;
+      throw new TryAgain(new RegistryError(`${method} ${target}: ${describe(error)}`, 'UNAVAILABLE'));
+    }
+    const ok = options.ok ?? [];
+    if (ok.includes(response.status) || (ok.length === 0 && response.status >= 200 && response.status < 300)) return response;
+    const text = method === 'HEAD' ? await response.body.dump().then(() => '') : await response.body.text().catch(() => '');
+    const message = `${method} ${target} answered ${response.status}${text ? `: ${text.slice(0, 300).trim()}` : ''}`;
+    if (response.status === 429 || response.status >= 500) {
+      throw new TryAgain(new RegistryError(message, 'UNAVAILABLE', response.status), header(response, 'retry-after'));
+    }
+    const reason = response.status === 401 ? 'UNAUTHORIZED' : response.status === 403 ? 'DENIED' : response.status === 404 ? 'NOT_FOUND' : 'REJECTED';
+    throw new RegistryError(message, reason, response.status);
   }
 
   /** An upload's Location, absolute (docker-registry answers absolute URLs; others may not). */

@@ -1,5 +1,6 @@
-// Serializes work per key (an instance, a volume, a project's volume creates), in arrival
-// order; work under several keys takes them in sorted order, so two never wait on each other.
+// Serializes work per key (the runtime's instances, volumes, a project's volume creates), in
+// arrival order; work under several keys takes them in sorted order, so two never wait on
+// each other.
 export class KeyedLocks {
   private readonly tails = new Map<string, Promise<unknown>>();
 
