@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: help setup proto build lint test bench up down status kube-up kube-down images k8s clean
+.PHONY: help setup proto build lint format test bench up down status kube-up kube-down images k8s clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -20,9 +20,13 @@ proto: setup ## generate TypeScript from the protobuf contracts
 build: setup ## generate and compile everything
 	npm run build
 
-lint: build ## buf lint and format, buf breaking against main, strict type checks
+lint: build ## Biome (format, lint, pure domains), buf lint and format, buf breaking against main, strict type checks
+	npx biome ci .
 	npm run lint -w proto
 	cd proto && npx buf breaking --against '../.git#branch=main,subdir=proto'
+
+format: setup ## format the tree and apply Biome's safe fixes
+	npx biome check --write .
 
 test: build ## every test, against real NATS, Docker, registries, Slurm, Kubernetes and the images
 	node tools/testenv/dist/src/cli.js prepare --images

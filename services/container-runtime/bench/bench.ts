@@ -39,11 +39,16 @@ async function main(): Promise<void> {
   const nats = await startNats();
   process.env[TEST_NATS_URL_ENV] = nats.url;
   const docker = dockerClient();
-  const imageId = (await docker.getImage('lapis/busybox:testenv').inspect().catch(async () => {
-    const { ensureBaseImage } = await import('@lapis/testenv');
-    await ensureBaseImage();
-    return docker.getImage('lapis/busybox:testenv').inspect();
-  })).Id;
+  const imageId = (
+    await docker
+      .getImage('lapis/busybox:testenv')
+      .inspect()
+      .catch(async () => {
+        const { ensureBaseImage } = await import('@lapis/testenv');
+        await ensureBaseImage();
+        return docker.getImage('lapis/busybox:testenv').inspect();
+      })
+  ).Id;
   // The trusted catalogue: the image-sync stand-in of the tests (one gRPC ResolveImage per create).
   const imageSync = await fakeImageSync({ 'lapis/busybox:testenv': imageId });
   const rt = await startRuntime({ imageSync: imageSync.address, consume: false });
@@ -59,8 +64,30 @@ async function main(): Promise<void> {
       mkdirSync(dir, { recursive: true });
       const bareIds: string[] = [];
       const bareOne = async (i: number) => {
-        const instance = { id: `bare-${concurrency}-${i}`, project: 'physics', user: 'alice', spec: baseSpec(`bare-${concurrency}-${i}`), imageDigest: imageId, requestId: '', attempt: 0, preemptible: false } as never;
-        const options = createOptions({ instance, resources: { cpuMillis: 500, memoryBytes: 256 * 2 ** 20, gpus: 0, pids: 256, diskBytes: 0 }, image: imageId, grant: emptyGrant(), mountDir: dir, metadataDir: dir, network, security: instanceSecurity(undefined, []), hostIp: '127.0.0.1' }, `${rt.node}-bare`);
+        const instance = {
+          id: `bare-${concurrency}-${i}`,
+          project: 'physics',
+          user: 'alice',
+          spec: baseSpec(`bare-${concurrency}-${i}`),
+          imageDigest: imageId,
+          requestId: '',
+          attempt: 0,
+          preemptible: false,
+        } as never;
+        const options = createOptions(
+          {
+            instance,
+            resources: { cpuMillis: 500, memoryBytes: 256 * 2 ** 20, gpus: 0, pids: 256, diskBytes: 0 },
+            image: imageId,
+            grant: emptyGrant(),
+            mountDir: dir,
+            metadataDir: dir,
+            network,
+            security: instanceSecurity(undefined, []),
+            hostIp: '127.0.0.1',
+          },
+          `${rt.node}-bare`,
+        );
         options.HostConfig!.Mounts![0]!.BindOptions = undefined;
         const t = performance.now();
         const container = await docker.createContainer(options);
@@ -71,7 +98,12 @@ async function main(): Promise<void> {
       };
       const lapisOne = async (i: number) => {
         const t = performance.now();
-        const { instance } = await rpc(client, client.createInstance, { instanceId: '', spec: baseSpec(`vm-${concurrency}-${i}`), preemptible: false, requestId: '' });
+        const { instance } = await rpc(client, client.createInstance, {
+          instanceId: '',
+          spec: baseSpec(`vm-${concurrency}-${i}`),
+          preemptible: false,
+          requestId: '',
+        });
         if (instance.state !== InstanceState.RUNNING) throw new Error(`instance ${instance.id} is ${instance.state}`);
         return performance.now() - t;
       };
@@ -86,7 +118,10 @@ async function main(): Promise<void> {
       }
       await Promise.all(bareIds.map((id) => docker.getContainer(id).remove({ force: true })));
       await purgeNode(rt.agent);
-      await docker.getNetwork(projectNetworkName('physics')).remove().catch(() => undefined);
+      await docker
+        .getNetwork(projectNetworkName('physics'))
+        .remove()
+        .catch(() => undefined);
       rows.push({ mode, lapis, bare });
     }
   } finally {

@@ -19,28 +19,48 @@ export const runtimeSpecs = {
   LAPIS_HEARTBEAT_MS: num({ default: 5000, desc: 'interval between node heartbeats' }),
   LAPIS_MAX_VOLUME_BYTES: num({ default: 2 ** 40, desc: 'largest volume this node creates' }),
   LAPIS_MIN_VOLUME_BYTES: num({ default: 16 * 2 ** 20, desc: 'smallest volume this node creates (ext4 needs room)' }),
-  LAPIS_MAX_PROJECT_VOLUME_BYTES: num({ default: 4 * 2 ** 40, desc: "most a project's volumes on this node add up to (volumes are outside the scheduler's quotas); 0 = no limit" }),
+  LAPIS_MAX_PROJECT_VOLUME_BYTES: num({
+    default: 4 * 2 ** 40,
+    desc: "most a project's volumes on this node add up to (volumes are outside the scheduler's quotas); 0 = no limit",
+  }),
   LAPIS_GPUS: str({
     default: '',
     desc: 'GPUs this node has, comma separated "vendor:id[:model]" (for example "nvidia:GPU-8f1c...:A100"); empty for none',
   }),
-  LAPIS_GPU_MODE: str({ default: 'device-request', choices: ['device-request', 'cdi'], desc: 'how GPUs are given: Docker device requests, or CDI names' }),
+  LAPIS_GPU_MODE: str({
+    default: 'device-request',
+    choices: ['device-request', 'cdi'],
+    desc: 'how GPUs are given: Docker device requests, or CDI names',
+  }),
   LAPIS_INFINIBAND_DIR: str({ default: '/dev/infiniband', desc: 'directory of the InfiniBand device nodes; absent means no InfiniBand' }),
   LAPIS_INFINIBAND_MEMLOCK: str({
     default: 'unlimited',
     desc: 'memlock limit of InfiniBand instances: "unlimited", or bytes where the engine cannot raise it (no CAP_SYS_RESOURCE)',
   }),
   LAPIS_DEVICE_ALLOWLIST: str({ default: '', desc: 'host device paths instances may ask for (generic passthrough), comma separated' }),
-  LAPIS_RUNTIME_BACKEND: str({ default: 'docker', choices: ['docker', 'kubernetes'], desc: 'what runs instances: the node\'s Docker engine, or Pods of a Kubernetes cluster' }),
-  LAPIS_KUBE_NAMESPACE: str({ default: 'default', desc: 'namespace of the instances\' Pods (kubernetes backend)' }),
-  LAPIS_KUBECONFIG: str({ default: '', desc: 'kubeconfig file (kubernetes backend); empty: the in-cluster service account, else KUBECONFIG' }),
-  LAPIS_KUBE_STORAGE_CLASS: str({ default: '', desc: 'StorageClass of the volumes\' PersistentVolumeClaims (kubernetes backend); empty: the cluster\'s default class' }),
-  LAPIS_KUBE_TOLERATE_KWOK: bool({ default: false, desc: 'let instance Pods run on kwok\'s simulated nodes (tests and simulations only)' }),
+  LAPIS_RUNTIME_BACKEND: str({
+    default: 'docker',
+    choices: ['docker', 'kubernetes'],
+    desc: "what runs instances: the node's Docker engine, or Pods of a Kubernetes cluster",
+  }),
+  LAPIS_KUBE_NAMESPACE: str({ default: 'default', desc: "namespace of the instances' Pods (kubernetes backend)" }),
+  LAPIS_KUBECONFIG: str({
+    default: '',
+    desc: 'kubeconfig file (kubernetes backend); empty: the in-cluster service account, else KUBECONFIG',
+  }),
+  LAPIS_KUBE_STORAGE_CLASS: str({
+    default: '',
+    desc: "StorageClass of the volumes' PersistentVolumeClaims (kubernetes backend); empty: the cluster's default class",
+  }),
+  LAPIS_KUBE_TOLERATE_KWOK: bool({ default: false, desc: "let instance Pods run on kwok's simulated nodes (tests and simulations only)" }),
   LAPIS_HOST_PORTS: str({
     default: '',
     desc: 'host ports instances may publish, "low-high" (for example 30000-32767); empty: none (instances of a project still reach each other on its network)',
   }),
-  LAPIS_HOST_PORT_ADDRESS: str({ default: '127.0.0.1', desc: 'host address published ports are bound to (0.0.0.0 for every address of the node)' }),
+  LAPIS_HOST_PORT_ADDRESS: str({
+    default: '127.0.0.1',
+    desc: 'host address published ports are bound to (0.0.0.0 for every address of the node)',
+  }),
   LAPIS_KUBE_USER_NAMESPACES: bool({
     default: false,
     desc: "give instance Pods their own user namespace (hostUsers: false; kubernetes backend; needs the cluster's UserNamespacesSupport and a runtime that supports it)",
@@ -60,7 +80,13 @@ export const loadRuntimeConfig = (env: NodeJS.ProcessEnv = process.env) =>
         ? undefined
         : `LAPIS_INFINIBAND_MEMLOCK=${JSON.stringify(c.LAPIS_INFINIBAND_MEMLOCK)} is invalid: "unlimited" or a number of bytes`,
     checkHostPortsVariable,
-    (c) => (isIP(c.LAPIS_HOST_PORT_ADDRESS) ? undefined : `LAPIS_HOST_PORT_ADDRESS=${JSON.stringify(c.LAPIS_HOST_PORT_ADDRESS)} is invalid: an IP address of the node, such as 127.0.0.1`),
-    (c) => (/^[A-Za-z0-9._-]{1,63}$/.test(c.LAPIS_NODE_NAME) ? undefined : `LAPIS_NODE_NAME=${JSON.stringify(c.LAPIS_NODE_NAME)} is invalid: letters, digits, ".", "-" and "_" only`),
+    (c) =>
+      isIP(c.LAPIS_HOST_PORT_ADDRESS)
+        ? undefined
+        : `LAPIS_HOST_PORT_ADDRESS=${JSON.stringify(c.LAPIS_HOST_PORT_ADDRESS)} is invalid: an IP address of the node, such as 127.0.0.1`,
+    (c) =>
+      /^[A-Za-z0-9._-]{1,63}$/.test(c.LAPIS_NODE_NAME)
+        ? undefined
+        : `LAPIS_NODE_NAME=${JSON.stringify(c.LAPIS_NODE_NAME)} is invalid: letters, digits, ".", "-" and "_" only`,
   ]);
 export type RuntimeConfig = ReturnType<typeof loadRuntimeConfig>;

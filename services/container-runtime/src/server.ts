@@ -38,7 +38,9 @@ export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceSer
         scopeOf(ctx),
       ),
     }),
-    getInstance: async (request, ctx) => ({ instance: await agent.instances.get(required(request.instanceId, 'instance_id'), scopeOf(ctx)) }),
+    getInstance: async (request, ctx) => ({
+      instance: await agent.instances.get(required(request.instanceId, 'instance_id'), scopeOf(ctx)),
+    }),
     listInstances: async (request, ctx) => {
       const all = await agent.instances.list(scopeOf(ctx), { project: request.project, state: request.state, node: request.node });
       const page = paginate(all, (i) => i.id, request);
@@ -48,21 +50,47 @@ export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceSer
       instance: await agent.instances.start(required(request.instanceId, 'instance_id'), request.requestId, scopeOf(ctx)),
     }),
     stopInstance: async (request, ctx) => ({
-      instance: await agent.instances.stop(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
+      instance: await agent.instances.stop(
+        required(request.instanceId, 'instance_id'),
+        seconds(request.timeout, stopDefault, 'timeout'),
+        request.requestId,
+        scopeOf(ctx),
+      ),
     }),
     rebootInstance: async (request, ctx) => ({
-      instance: await agent.instances.reboot(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
+      instance: await agent.instances.reboot(
+        required(request.instanceId, 'instance_id'),
+        seconds(request.timeout, stopDefault, 'timeout'),
+        request.requestId,
+        scopeOf(ctx),
+      ),
     }),
     deleteInstance: async (request, ctx) => ({
-      instance: await agent.instances.delete(required(request.instanceId, 'instance_id'), seconds(request.timeout, stopDefault, 'timeout'), request.requestId, scopeOf(ctx)),
+      instance: await agent.instances.delete(
+        required(request.instanceId, 'instance_id'),
+        seconds(request.timeout, stopDefault, 'timeout'),
+        request.requestId,
+        scopeOf(ctx),
+      ),
     }),
     resizeInstance: async (request, ctx) => ({
-      instance: await agent.instances.resize(required(request.instanceId, 'instance_id'), request.flavor, request.resources, request.requestId, scopeOf(ctx)),
+      instance: await agent.instances.resize(
+        required(request.instanceId, 'instance_id'),
+        request.flavor,
+        request.resources,
+        request.requestId,
+        scopeOf(ctx),
+      ),
     }),
     streamInstanceLogs: async (request, ctx, send) => {
       const chunks = agent.logs.stream(
         required(request.instanceId, 'instance_id'),
-        { follow: request.follow, tailLines: request.tailLines, ...(request.sinceTime ? { since: request.sinceTime } : {}), signal: ctx.signal },
+        {
+          follow: request.follow,
+          tailLines: request.tailLines,
+          ...(request.sinceTime ? { since: request.sinceTime } : {}),
+          signal: ctx.signal,
+        },
         scopeOf(ctx),
       );
       for await (const chunk of chunks) {
@@ -72,17 +100,30 @@ export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceSer
     },
     createVolume: async (request, ctx) => ({
       volume: await agent.volumes.create(
-        { name: request.name, sizeBytes: request.sizeBytes, filesystem: request.filesystem, node: request.node, labels: request.labels, requestId: request.requestId },
+        {
+          name: request.name,
+          sizeBytes: request.sizeBytes,
+          filesystem: request.filesystem,
+          node: request.node,
+          labels: request.labels,
+          requestId: request.requestId,
+        },
         scopeOf(ctx),
       ),
     }),
     getVolume: async (request, ctx) => ({ volume: await agent.volumes.get(required(request.volumeId, 'volume_id'), scopeOf(ctx)) }),
     listVolumes: async (request, ctx) => {
-      const all = await agent.volumes.list(scopeOf(ctx), { project: request.project, state: request.state, instanceId: request.instanceId });
+      const all = await agent.volumes.list(scopeOf(ctx), {
+        project: request.project,
+        state: request.state,
+        instanceId: request.instanceId,
+      });
       const page = paginate(all, (v) => v.id, request);
       return { volumes: page.items, nextPageToken: page.nextPageToken };
     },
-    deleteVolume: async (request, ctx) => ({ volume: await agent.volumes.delete(required(request.volumeId, 'volume_id'), request.requestId, scopeOf(ctx)) }),
+    deleteVolume: async (request, ctx) => ({
+      volume: await agent.volumes.delete(required(request.volumeId, 'volume_id'), request.requestId, scopeOf(ctx)),
+    }),
     attachVolume: async (request, ctx) => ({
       volume: await agent.attachments.attach(
         {
@@ -95,7 +136,9 @@ export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceSer
         scopeOf(ctx),
       ),
     }),
-    detachVolume: async (request, ctx) => ({ volume: await agent.attachments.detach(required(request.volumeId, 'volume_id'), request.requestId, scopeOf(ctx)) }),
+    detachVolume: async (request, ctx) => ({
+      volume: await agent.attachments.detach(required(request.volumeId, 'volume_id'), request.requestId, scopeOf(ctx)),
+    }),
     getNode: async (request) => ({ node: await agent.nodes.get(request.name) }),
     listNodes: async (request) => {
       const page = paginate(await agent.nodes.list(request.partition), (n) => n.name, request);

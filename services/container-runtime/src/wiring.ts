@@ -58,7 +58,9 @@ export function inventoryFrom(config: AgentConfig): NodeInventory {
   return {
     gpus: parseGpuList(config.LAPIS_GPUS),
     infiniband: findInfiniband(config.LAPIS_INFINIBAND_DIR),
-    allowlist: config.LAPIS_DEVICE_ALLOWLIST.split(',').map((s) => s.trim()).filter(Boolean),
+    allowlist: config.LAPIS_DEVICE_ALLOWLIST.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     gpuMode: config.LAPIS_GPU_MODE as NodeInventory['gpuMode'],
     infinibandMemlock: config.LAPIS_INFINIBAND_MEMLOCK === 'unlimited' ? -1 : Number(config.LAPIS_INFINIBAND_MEMLOCK),
   };
@@ -102,7 +104,8 @@ export async function buildAgent(config: AgentConfig, bus: EventBus, log: Logger
       store: await openStore(bus),
       backend: backendFrom(config, log),
       host: new HostStorage(config.LAPIS_STATE_DIR),
-      images: images ?? new ImageSyncResolver(config.LAPIS_IMAGE_SYNC_ADDRESS, config.LAPIS_SERVICE_TOKEN, config.LAPIS_ALLOW_UNTRUSTED_IMAGES),
+      images:
+        images ?? new ImageSyncResolver(config.LAPIS_IMAGE_SYNC_ADDRESS, config.LAPIS_SERVICE_TOKEN, config.LAPIS_ALLOW_UNTRUSTED_IMAGES),
       flavors: loadFlavors(config.LAPIS_FLAVORS_FILE),
       log: log.child({ node: config.LAPIS_NODE_NAME }),
     },

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { Server, ServerCredentials, status, type ServiceError } from '@grpc/grpc-js';
 import { authenticatorFrom, call, createClient, EventBus, GrpcServer, platformSpecs, loadConfig, type ConfigOf } from '@lapis/platform';
 import { natsUrl, staticTokenFile, TEST_TOKENS, testLog, unique } from '@lapis/platform/testing';
-import { type ResolveImageRequest, type ResolveImageResponse } from '@lapis/proto/lapis/images/v1/images';
+import type { ResolveImageRequest, ResolveImageResponse } from '@lapis/proto/lapis/images/v1/images';
 import { ImageSyncServiceService } from '@lapis/proto/lapis/images/v1/image_sync_service';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import { Event as EventCodec, type Event } from '@lapis/proto/lapis/events/v1/events';
@@ -48,7 +48,8 @@ export function adminOf(client: Client): Client {
 }
 /** Promise form of a unary call of the runtime client. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const rpc = (client: Client, method: (...args: any[]) => unknown, request: object): Promise<any> => call(method.bind(client) as never, request);
+export const rpc = (client: Client, method: (...args: any[]) => unknown, request: object): Promise<any> =>
+  call(method.bind(client) as never, request);
 
 export async function expectCode(promise: Promise<unknown>, code: status, pattern?: RegExp): Promise<ServiceError> {
   try {
@@ -67,12 +68,18 @@ export async function expectCode(promise: Promise<unknown>, code: status, patter
  * ResolveImage, against a fixed catalogue (reference -> digest). Everything else answers
  * UNIMPLEMENTED; an unknown reference is NOT_FOUND, as image-sync answers it.
  */
-export async function fakeImageSync(catalogue: Record<string, string>): Promise<{ address: string; calls: string[]; stop(): Promise<void> }> {
+export async function fakeImageSync(
+  catalogue: Record<string, string>,
+): Promise<{ address: string; calls: string[]; stop(): Promise<void> }> {
   const server = new Server();
   const calls: string[] = [];
-  const unimplemented = (_: unknown, cb: (e: Partial<ServiceError>) => void) => cb({ code: status.UNIMPLEMENTED, details: 'not in the stand-in' });
+  const unimplemented = (_: unknown, cb: (e: Partial<ServiceError>) => void) =>
+    cb({ code: status.UNIMPLEMENTED, details: 'not in the stand-in' });
   const handlers = Object.fromEntries(Object.keys(ImageSyncServiceService).map((k) => [k, unimplemented]));
-  handlers.resolveImage = ((callObj: { request: ResolveImageRequest }, cb: (e: Partial<ServiceError> | null, r?: ResolveImageResponse) => void) => {
+  handlers.resolveImage = ((
+    callObj: { request: ResolveImageRequest },
+    cb: (e: Partial<ServiceError> | null, r?: ResolveImageResponse) => void,
+  ) => {
     const reference = callObj.request.reference;
     calls.push(reference);
     const digest = catalogue[reference];
@@ -80,7 +87,9 @@ export async function fakeImageSync(catalogue: Record<string, string>): Promise<
     cb(null, { image: undefined, digest, pullReference: reference });
   }) as never;
   server.addService(ImageSyncServiceService, handlers as never);
-  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  const port = await new Promise<number>((res, rej) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+  );
   return { address: `127.0.0.1:${port}`, calls, stop: () => new Promise((res) => server.tryShutdown(() => res())) };
 }
 
@@ -131,7 +140,11 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
   const images = new ImageSyncResolver(config.LAPIS_IMAGE_SYNC_ADDRESS, 'runtime-token', config.LAPIS_ALLOW_UNTRUSTED_IMAGES);
   const agent = await buildAgent(config, bus, testLog, images);
   await agent.start({ consume: options.consume ?? true });
-  const platform = loadConfig(platformSpecs, { LAPIS_NATS_URL: natsUrl(), LAPIS_GRPC_PORT: '0', LAPIS_STATIC_TOKENS_FILE: tokenFile }) as ConfigOf<typeof platformSpecs>;
+  const platform = loadConfig(platformSpecs, {
+    LAPIS_NATS_URL: natsUrl(),
+    LAPIS_GRPC_PORT: '0',
+    LAPIS_STATIC_TOKENS_FILE: tokenFile,
+  }) as ConfigOf<typeof platformSpecs>;
   const server = new GrpcServer({
     domain: 'runtime.lapis.dev',
     host: '127.0.0.1',
@@ -152,7 +165,11 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
     address,
     config,
     client(who = 'alice', project) {
-      const c = createClient(RuntimeServiceClient, address, { token: tokens[who].token, ...(project ? { project } : {}), deadlineMs: 60_000 });
+      const c = createClient(RuntimeServiceClient, address, {
+        token: tokens[who].token,
+        ...(project ? { project } : {}),
+        deadlineMs: 60_000,
+      });
       const identity: { token: string; projects?: readonly string[] } = tokens[who];
       const projects = identity.projects ?? [];
       clientsProject.set(c, { address, project: project ?? projects[0] ?? '' });
@@ -201,8 +218,16 @@ export const dockerClient = () => new Docker({ socketPath: '/var/run/docker.sock
 /** Containers, mounts and loop devices of a node: what must be empty after a failure or cleanup. */
 export async function leftovers(node: string, stateDir: string) {
   const containers = await dockerClient().listContainers({ all: true, filters: JSON.stringify({ label: [`${LABEL.node}=${node}`] }) });
-  const mounts = execFileSync('cat', ['/proc/self/mountinfo']).toString().split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(stateDir));
-  const loops = (JSON.parse(execFileSync('losetup', ['--json', '--list']).toString() || '{"loopdevices":[]}') as { loopdevices: Array<{ name: string; 'back-file': string | null }> }).loopdevices
+  const mounts = execFileSync('cat', ['/proc/self/mountinfo'])
+    .toString()
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(stateDir));
+  const loops = (
+    JSON.parse(execFileSync('losetup', ['--json', '--list']).toString() || '{"loopdevices":[]}') as {
+      loopdevices: Array<{ name: string; 'back-file': string | null }>;
+    }
+  ).loopdevices
     .filter((l) => (l['back-file'] ?? '').startsWith(stateDir))
     .map((l) => l.name);
   return { containers: containers.map((c) => c.Names[0] ?? c.Id), mounts, loops };

@@ -73,7 +73,10 @@ async function main(): Promise<void> {
     // The same instruction as skopeo's YAML (tag v1 of each repository); BENCH_TAGS=all makes
     // Lapis discover every tag instead (one tag list more per repository and sync).
     const allTags = process.env.BENCH_TAGS === 'all';
-    const policy = policyFromObject({ name: 'bench', source: { url: upstream.url, insecure: true }, repositories, ...(allTags ? {} : { tag_include: ['^v1$'] }) }, 'policy');
+    const policy = policyFromObject(
+      { name: 'bench', source: { url: upstream.url, insecure: true }, repositories, ...(allTags ? {} : { tag_include: ['^v1$'] }) },
+      'policy',
+    );
     const yamlFile = join(work, 'skopeo.yaml');
     writeFileSync(yamlFile, `${upstream.host}:\n  tls-verify: false\n  images:\n${repositories.map((r) => `    ${r}: [v1]\n`).join('')}`);
     const samples = { full: [] as number[], skopeoFull: [] as number[], noop: [] as number[], skopeoNoop: [] as number[] };
@@ -83,7 +86,13 @@ async function main(): Promise<void> {
       const [lapisSite, skopeoSite] = await Promise.all([startRegistry(), startRegistry()]);
       try {
         const stores = await openStores(bus, `bench-${round}-${Date.now()}-`);
-        const syncer = new Syncer({ site: new RegistryClient({ url: lapisSite.url }), stores, bus, log: testLog, blobConcurrency: Number(process.env.LAPIS_SYNC_CONCURRENCY ?? 8) });
+        const syncer = new Syncer({
+          site: new RegistryClient({ url: lapisSite.url }),
+          stores,
+          bus,
+          log: testLog,
+          blobConcurrency: Number(process.env.LAPIS_SYNC_CONCURRENCY ?? 8),
+        });
         const skopeoArgs = ['sync', '--src', 'yaml', '--dest', 'docker', '--dest-tls-verify=false', yamlFile, `${skopeoSite.host}/mirror`];
         const lapisFull = async () => {
           const [seconds, statuses] = await timed(() => syncer.syncPolicy(policy));
@@ -119,11 +128,23 @@ async function main(): Promise<void> {
     const skopeoNoopS = median(samples.skopeoNoop);
 
     const results = {
-      full_s: round(fullS), skopeo_full_s: round(skopeoFullS), noop_s: round(noopS), skopeo_noop_s: round(skopeoNoopS),
-      full_ratio: round(fullS / skopeoFullS), noop_ratio: round(noopS / skopeoNoopS), bytes_moved: bytesMoved, skopeo_bytes_moved: skopeoBytes,
-      images: IMAGES, set_bytes: setBytes, scale, rounds: ROUNDS, noop_runs: ROUNDS * NOOPS, lapis_all_tags: allTags ? 1 : 0,
+      full_s: round(fullS),
+      skopeo_full_s: round(skopeoFullS),
+      noop_s: round(noopS),
+      skopeo_noop_s: round(skopeoNoopS),
+      full_ratio: round(fullS / skopeoFullS),
+      noop_ratio: round(noopS / skopeoNoopS),
+      bytes_moved: bytesMoved,
+      skopeo_bytes_moved: skopeoBytes,
+      images: IMAGES,
+      set_bytes: setBytes,
+      scale,
+      rounds: ROUNDS,
+      noop_runs: ROUNDS * NOOPS,
+      lapis_all_tags: allTags ? 1 : 0,
       samples: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, v.map(round)])),
-      machine: { nproc: cpus().length, memory_gb: round(totalmem() / 1024 ** 3) }, at: new Date().toISOString(),
+      machine: { nproc: cpus().length, memory_gb: round(totalmem() / 1024 ** 3) },
+      at: new Date().toISOString(),
     };
     const mb = (n: number) => `${(n / MB).toFixed(1)} MB`;
     process.stdout.write(
@@ -140,7 +161,7 @@ async function main(): Promise<void> {
     );
     const out = resolve(__dirname, '../../../../bench/results');
     mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'image-sync.json'), JSON.stringify(results, null, 2) + '\n');
+    writeFileSync(join(out, 'image-sync.json'), `${JSON.stringify(results, null, 2)}\n`);
   } finally {
     for (const s of started.reverse()) await s.stop().catch(() => undefined);
     rmSync(work, { recursive: true, force: true });

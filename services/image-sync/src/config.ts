@@ -7,7 +7,10 @@ export const imageSyncSpecs = {
   LAPIS_GRPC_PORT: listenPort({ default: 50052, desc: 'port the gRPC server listens on (0 picks a free one)' }),
   LAPIS_SITE_REGISTRY: str({ desc: 'the site registry images are synced into (URL)', example: 'http://127.0.0.1:5000' }),
   LAPIS_POLICY_FILE: str({ default: '', desc: 'YAML file of sync policies loaded at start' }),
-  LAPIS_SITE_REGISTRY_SECRET: str({ default: '', desc: 'credentials of the site registry: "file:/path" or "env:NAME" holding user:password or a token' }),
+  LAPIS_SITE_REGISTRY_SECRET: str({
+    default: '',
+    desc: 'credentials of the site registry: "file:/path" or "env:NAME" holding user:password or a token',
+  }),
   LAPIS_SYNC_CONCURRENCY: num({ default: 8, desc: 'blob copies in flight at once' }),
 };
 

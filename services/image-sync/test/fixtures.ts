@@ -54,7 +54,16 @@ export async function pushImage(
   const config = await pushBlob(
     client,
     repository,
-    Buffer.from(JSON.stringify({ architecture, os, rootfs: { type: 'layers', diff_ids: pushed.map((l) => l.digest) }, config: {}, created: new Date(0).toISOString(), nonce: randomBytes(4).toString('hex') })),
+    Buffer.from(
+      JSON.stringify({
+        architecture,
+        os,
+        rootfs: { type: 'layers', diff_ids: pushed.map((l) => l.digest) },
+        config: {},
+        created: new Date(0).toISOString(),
+        nonce: randomBytes(4).toString('hex'),
+      }),
+    ),
     configType,
   );
   const mediaType = oci ? MEDIA.ociManifest : MEDIA.dockerManifest;
@@ -72,7 +81,10 @@ export async function pushIndex(
   { oci = true }: { oci?: boolean } = {},
 ): Promise<{ digest: string; children: Array<{ architecture: string; digest: string }> }> {
   const children = await Promise.all(
-    platforms.map(async (p) => ({ architecture: p.architecture, image: await pushImage(client, repository, undefined, p.layers, { architecture: p.architecture, oci }) })),
+    platforms.map(async (p) => ({
+      architecture: p.architecture,
+      image: await pushImage(client, repository, undefined, p.layers, { architecture: p.architecture, oci }),
+    })),
   );
   const mediaType = oci ? MEDIA.ociIndex : MEDIA.dockerList;
   const bytes = Buffer.from(
@@ -109,7 +121,12 @@ export async function pushSignature(
   const layer = await pushBlob(client, repository, payload, SIMPLE_SIGNING);
   const config = await pushBlob(client, repository, Buffer.from('{}'), 'application/vnd.oci.image.config.v1+json');
   const bytes = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.ociManifest, config, layers: [{ ...layer, annotations: { [SIGNATURE_ANNOTATION]: signature } }] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA.ociManifest,
+      config,
+      layers: [{ ...layer, annotations: { [SIGNATURE_ANNOTATION]: signature } }],
+    }),
   );
   await client.putManifest(repository, signatureTag(digest), MEDIA.ociManifest, bytes);
 }

@@ -26,7 +26,9 @@ async function load(url: string, options: Partial<autocannon.Options> & { paths?
     connections: 50,
     duration,
     headers: { authorization: 'Bearer alice-token', ...headers },
-    ...(paths ? { requests: [{ setupRequest: (req: autocannon.Request) => ({ ...req, path: paths[Math.floor(Math.random() * paths.length)]! }) }] } : {}),
+    ...(paths
+      ? { requests: [{ setupRequest: (req: autocannon.Request) => ({ ...req, path: paths[Math.floor(Math.random() * paths.length)]! }) }] }
+      : {}),
     ...rest,
   });
   return { rps: result.requests.average, p99: result.latency.p99, errors: result.non2xx + result.errors };
@@ -52,7 +54,11 @@ async function main(): Promise<void> {
     for (let i = 0; i < computes; i += 25) {
       const batch = await Promise.all(
         Array.from({ length: Math.min(25, computes - i) }, () =>
-          fetch(`${base}/compute/`, { method: 'POST', headers: { authorization: 'Bearer alice-token', 'content-type': 'text/plain' }, body }),
+          fetch(`${base}/compute/`, {
+            method: 'POST',
+            headers: { authorization: 'Bearer alice-token', 'content-type': 'text/plain' },
+            body,
+          }),
         ),
       );
       for (const response of batch) {
@@ -85,7 +91,9 @@ async function main(): Promise<void> {
       ['GET /compute/ (application/occi+json)', listJson],
       ['POST /compute/{id}?action=restart', action],
     ] as const;
-    process.stdout.write(`\nOCCI gateway, ${computes} computes, 50 connections, ${duration} s each (goal: GET entity >= 5,000 req/s, p99 <= 50 ms)\n\n`);
+    process.stdout.write(
+      `\nOCCI gateway, ${computes} computes, 50 connections, ${duration} s each (goal: GET entity >= 5,000 req/s, p99 <= 50 ms)\n\n`,
+    );
     process.stdout.write('| request | req/s | p99 ms | non-2xx/errors |\n|---|---:|---:|---:|\n');
     for (const [name, r] of rows) process.stdout.write(`| ${name} | ${Math.round(r.rps)} | ${r.p99} | ${r.errors} |\n`);
     mkdirSync(join(REPO_ROOT, 'bench/results'), { recursive: true });

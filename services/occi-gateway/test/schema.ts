@@ -12,5 +12,6 @@ export type SchemaPart = 'resource' | 'link' | 'collection' | 'query_interface' 
 /** Throws with every schema violation when `value` is not a valid `part`. */
 export function assertValidOcciJson(value: unknown, part: SchemaPart): void {
   const validate = ajv.getSchema(`occi#/definitions/${part}`)!;
-  if (!validate(value)) throw new Error(`not valid GFD.226 ${part}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value).slice(0, 2000)}`);
+  if (!validate(value))
+    throw new Error(`not valid GFD.226 ${part}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value).slice(0, 2000)}`);
 }

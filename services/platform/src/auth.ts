@@ -174,10 +174,16 @@ function describeJwtError(error: unknown, token: string, options: AuthOptions): 
   }
   if (error instanceof jose.JWTClaimValidationFailed) {
     if (error.claim === 'iss') {
-      return unauthenticated(`token issuer "${String(error.payload.iss)}" is not the trusted issuer "${options.issuer}"`, 'TOKEN_WRONG_ISSUER');
+      return unauthenticated(
+        `token issuer "${String(error.payload.iss)}" is not the trusted issuer "${options.issuer}"`,
+        'TOKEN_WRONG_ISSUER',
+      );
     }
     if (error.claim === 'aud') {
-      return unauthenticated(`token audience ${JSON.stringify(error.payload.aud ?? null)} does not include "${options.audience}"`, 'TOKEN_WRONG_AUDIENCE');
+      return unauthenticated(
+        `token audience ${JSON.stringify(error.payload.aud ?? null)} does not include "${options.audience}"`,
+        'TOKEN_WRONG_AUDIENCE',
+      );
     }
     return unauthenticated(`token claim "${error.claim}" is invalid: ${error.reason}`, 'TOKEN_INVALID');
   }

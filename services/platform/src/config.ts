@@ -56,7 +56,8 @@ export const listenPort = makeValidator<number>((input) => {
 /** A whole number of at least 1 (a limit; 0 would refuse everything). */
 export const positiveInt = makeValidator<number>((input) => {
   const value = Number(input);
-  if (!/^\d+$/.test(String(input).trim()) || value < 1 || !Number.isSafeInteger(value)) throw new Error('expected a whole number of at least 1');
+  if (!/^\d+$/.test(String(input).trim()) || value < 1 || !Number.isSafeInteger(value))
+    throw new Error('expected a whole number of at least 1');
   return value;
 });
 
@@ -64,13 +65,24 @@ export const positiveInt = makeValidator<number>((input) => {
 export const platformSpecs = {
   // Loopback unless told otherwise: a service run by hand is not open to the machine's networks
   // (the chart sets 0.0.0.0, as a pod must).
-  LAPIS_GRPC_HOST: str({ default: '127.0.0.1', desc: 'address the gRPC server (and the OCCI HTTP interface) listens on; the chart sets 0.0.0.0' }),
+  LAPIS_GRPC_HOST: str({
+    default: '127.0.0.1',
+    desc: 'address the gRPC server (and the OCCI HTTP interface) listens on; the chart sets 0.0.0.0',
+  }),
   LAPIS_GRPC_PORT: listenPort({ desc: 'port the gRPC server listens on (0 picks a free one)', example: '50051' }),
   LAPIS_NATS_URL: url({ desc: 'NATS server with JetStream', example: 'nats://127.0.0.1:4222' }),
   LAPIS_NATS_STREAM: str({ default: 'LAPIS', desc: 'JetStream stream holding every event' }),
   LAPIS_NATS_USER: str({ default: '', desc: "this service's NATS user (empty: connect without credentials)", example: 'scheduler' }),
-  LAPIS_NATS_PASSWORD_FILE: str({ default: '', desc: "file holding the NATS user's password (from a Secret; read once, never logged)", example: '/etc/lapis/nats/password' }),
-  LAPIS_NATS_CA_FILE: str({ default: '', desc: "CA certificate the NATS server's TLS certificate must chain to (set: TLS is required)", example: '/etc/lapis/nats-tls/ca.crt' }),
+  LAPIS_NATS_PASSWORD_FILE: str({
+    default: '',
+    desc: "file holding the NATS user's password (from a Secret; read once, never logged)",
+    example: '/etc/lapis/nats/password',
+  }),
+  LAPIS_NATS_CA_FILE: str({
+    default: '',
+    desc: "CA certificate the NATS server's TLS certificate must chain to (set: TLS is required)",
+    example: '/etc/lapis/nats-tls/ca.crt',
+  }),
   LOG_LEVEL: str({
     default: 'info',
     choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],

@@ -61,16 +61,13 @@ export class LapisError extends Error {
   }
 }
 
-const make = (code: Code, fallbackReason: string) => (message: string, reason = fallbackReason, metadata?: Record<string, string>) =>
-  new LapisError(code, message, reason, [], metadata);
+const make =
+  (code: Code, fallbackReason: string) =>
+  (message: string, reason = fallbackReason, metadata?: Record<string, string>) =>
+    new LapisError(code, message, reason, [], metadata);
 
 export const invalidArgument = (violations: FieldViolation[], reason = 'INVALID_ARGUMENT') =>
-  new LapisError(
-    Code.INVALID_ARGUMENT,
-    violations.map((v) => `${v.field}: ${v.description}`).join('; '),
-    reason,
-    violations,
-  );
+  new LapisError(Code.INVALID_ARGUMENT, violations.map((v) => `${v.field}: ${v.description}`).join('; '), reason, violations);
 export const notFound = make(Code.NOT_FOUND, 'NOT_FOUND');
 export const alreadyExists = make(Code.ALREADY_EXISTS, 'ALREADY_EXISTS');
 export const failedPrecondition = make(Code.FAILED_PRECONDITION, 'FAILED_PRECONDITION');

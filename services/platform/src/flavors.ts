@@ -19,11 +19,47 @@ const NAME = /^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
 
 /** Linux capabilities by name (capabilities(7), without "CAP_"): what a flavor may grant. */
 export const LINUX_CAPABILITIES: readonly string[] = [
-  'AUDIT_CONTROL', 'AUDIT_READ', 'AUDIT_WRITE', 'BLOCK_SUSPEND', 'BPF', 'CHECKPOINT_RESTORE', 'CHOWN', 'DAC_OVERRIDE',
-  'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'IPC_LOCK', 'IPC_OWNER', 'KILL', 'LEASE', 'LINUX_IMMUTABLE', 'MAC_ADMIN',
-  'MAC_OVERRIDE', 'MKNOD', 'NET_ADMIN', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_RAW', 'PERFMON', 'SETFCAP', 'SETGID',
-  'SETPCAP', 'SETUID', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_CHROOT', 'SYS_MODULE', 'SYS_NICE', 'SYS_PACCT', 'SYS_PTRACE',
-  'SYS_RAWIO', 'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'SYSLOG', 'WAKE_ALARM',
+  'AUDIT_CONTROL',
+  'AUDIT_READ',
+  'AUDIT_WRITE',
+  'BLOCK_SUSPEND',
+  'BPF',
+  'CHECKPOINT_RESTORE',
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'DAC_READ_SEARCH',
+  'FOWNER',
+  'FSETID',
+  'IPC_LOCK',
+  'IPC_OWNER',
+  'KILL',
+  'LEASE',
+  'LINUX_IMMUTABLE',
+  'MAC_ADMIN',
+  'MAC_OVERRIDE',
+  'MKNOD',
+  'NET_ADMIN',
+  'NET_BIND_SERVICE',
+  'NET_BROADCAST',
+  'NET_RAW',
+  'PERFMON',
+  'SETFCAP',
+  'SETGID',
+  'SETPCAP',
+  'SETUID',
+  'SYS_ADMIN',
+  'SYS_BOOT',
+  'SYS_CHROOT',
+  'SYS_MODULE',
+  'SYS_NICE',
+  'SYS_PACCT',
+  'SYS_PTRACE',
+  'SYS_RAWIO',
+  'SYS_RESOURCE',
+  'SYS_TIME',
+  'SYS_TTY_CONFIG',
+  'SYSLOG',
+  'WAKE_ALARM',
 ];
 
 /** "2Gi" -> 2147483648; a plain number is taken as it is. Throws on anything else. */
@@ -57,8 +93,7 @@ export function parseFlavors(doc: unknown, source: string): Flavor[] {
     });
     if (seen.has(name)) throw new Error(`${where}.name: "${name}" is defined twice`);
     seen.add(name);
-    const cpuMillis =
-      raw?.cpu_millis !== undefined ? field('cpu_millis', parseQuantity) : Math.round(field('cpus', parseQuantity) * 1000);
+    const cpuMillis = raw?.cpu_millis !== undefined ? field('cpu_millis', parseQuantity) : Math.round(field('cpus', parseQuantity) * 1000);
     if (cpuMillis <= 0) throw new Error(`${where}.cpus: must be more than 0`);
     const gpus = field('gpus', parseQuantity, 0);
     const devices: DeviceRequest[] = field('devices', parseDevices, []);
@@ -77,10 +112,14 @@ export function parseFlavors(doc: unknown, source: string): Flavor[] {
       },
       devices,
       capabilities: field('capabilities', parseCapabilities, []),
-      readOnlyRootFilesystem: field('read_only_root', (v) => {
-        if (typeof v !== 'boolean') throw new Error('true or false');
-        return v;
-      }, false),
+      readOnlyRootFilesystem: field(
+        'read_only_root',
+        (v) => {
+          if (typeof v !== 'boolean') throw new Error('true or false');
+          return v;
+        },
+        false,
+      ),
     };
   });
 }
@@ -92,7 +131,8 @@ function parseCapabilities(value: unknown): string[] {
     ...new Set(
       value.map((c, i) => {
         const name = String(c).toUpperCase().replace(/^CAP_/, '');
-        if (!LINUX_CAPABILITIES.includes(name)) throw new Error(`[${i}]: ${JSON.stringify(c)} is not a Linux capability (capabilities(7), for example NET_RAW)`);
+        if (!LINUX_CAPABILITIES.includes(name))
+          throw new Error(`[${i}]: ${JSON.stringify(c)} is not a Linux capability (capabilities(7), for example NET_RAW)`);
         return name;
       }),
     ),

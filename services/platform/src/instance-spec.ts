@@ -52,7 +52,8 @@ export function parseHostPortRange(text: string): HostPortRange | undefined {
   const match = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(text);
   const min = Number(match?.[1]);
   const max = Number(match?.[2]);
-  if (!match || min < 1 || max > 65535 || min > max) throw new Error(`${JSON.stringify(text)} is not a port range such as 30000-32767 (1 to 65535, low-high)`);
+  if (!match || min < 1 || max > 65535 || min > max)
+    throw new Error(`${JSON.stringify(text)} is not a port range such as 30000-32767 (1 to 65535, low-high)`);
   return { min, max };
 }
 
@@ -84,7 +85,8 @@ export function labelKeyProblem(key: string): string {
     return 'not a valid label key: lower case letters, digits, ".", "_", "-" and at most one "/", 1 to 63 characters, starting and ending with a letter or digit';
   }
   const reserved = RESERVED_LABEL_PREFIXES.find((p) => key.startsWith(p)) ?? RESERVED_LABEL_DOMAINS.find((d) => key.includes(d));
-  if (reserved) return `the prefix ${reserved.startsWith('.') ? `*${reserved}` : reserved} is reserved (reserved: ${[...RESERVED_LABEL_PREFIXES, ...RESERVED_LABEL_DOMAINS.map((d) => `*${d}`)].join(', ')})`;
+  if (reserved)
+    return `the prefix ${reserved.startsWith('.') ? `*${reserved}` : reserved} is reserved (reserved: ${[...RESERVED_LABEL_PREFIXES, ...RESERVED_LABEL_DOMAINS.map((d) => `*${d}`)].join(', ')})`;
   return '';
 }
 
@@ -93,9 +95,16 @@ export function validateInstanceSpec(spec: InstanceSpec, rules: InstanceSpecRule
   const at = rules.field ?? 'spec';
   const v: FieldViolation[] = [];
   if (spec.name === '') {
-    if (!rules.nameOptional) v.push({ field: `${at}.name`, description: 'required: the instance name is its hostname (lower case letters, digits and "-", 1 to 63 characters)' });
+    if (!rules.nameOptional)
+      v.push({
+        field: `${at}.name`,
+        description: 'required: the instance name is its hostname (lower case letters, digits and "-", 1 to 63 characters)',
+      });
   } else if (!INSTANCE_NAME.test(spec.name)) {
-    v.push({ field: `${at}.name`, description: `"${spec.name}" is not a valid name: lower case letters, digits and "-", 1 to 63 characters, starting and ending with a letter or digit (it is the hostname)` });
+    v.push({
+      field: `${at}.name`,
+      description: `"${spec.name}" is not a valid name: lower case letters, digits and "-", 1 to 63 characters, starting and ending with a letter or digit (it is the hostname)`,
+    });
   }
   if (!spec.image) v.push({ field: `${at}.image`, description: 'required: an image reference from the trusted catalogue' });
   else if (/\s/.test(spec.image)) v.push({ field: `${at}.image`, description: `"${spec.image}" is not an image reference` });
@@ -104,26 +113,38 @@ export function validateInstanceSpec(spec: InstanceSpec, rules: InstanceSpecRule
   for (const [key, value] of labels) {
     const problem = labelKeyProblem(key);
     if (problem) v.push({ field: `${at}.labels[${key}]`, description: problem });
-    if (value.length > MAX_LABEL_VALUE) v.push({ field: `${at}.labels[${key}]`, description: `the value has ${value.length} characters; at most ${MAX_LABEL_VALUE}` });
-    else if (CONTROL.test(value)) v.push({ field: `${at}.labels[${key}]`, description: 'the value must not contain control characters (new lines, tabs, ...)' });
+    if (value.length > MAX_LABEL_VALUE)
+      v.push({ field: `${at}.labels[${key}]`, description: `the value has ${value.length} characters; at most ${MAX_LABEL_VALUE}` });
+    else if (CONTROL.test(value))
+      v.push({ field: `${at}.labels[${key}]`, description: 'the value must not contain control characters (new lines, tabs, ...)' });
   }
   for (const key of Object.keys(spec.environment ?? {})) {
     if (!ENV_NAME.test(key)) v.push({ field: `${at}.environment[${key}]`, description: 'not a valid variable name' });
     else if (key.startsWith('LAPIS_')) v.push({ field: `${at}.environment[${key}]`, description: 'LAPIS_* variables are set by Lapis' });
   }
   (spec.sshPublicKeys ?? []).forEach((key, i) => {
-    if (!/^(ssh-|ecdsa-|sk-)\S+ \S+/.test(key) || /[\r\n]/.test(key)) v.push({ field: `${at}.ssh_public_keys[${i}]`, description: 'not an OpenSSH public key line' });
+    if (!/^(ssh-|ecdsa-|sk-)\S+ \S+/.test(key) || /[\r\n]/.test(key))
+      v.push({ field: `${at}.ssh_public_keys[${i}]`, description: 'not an OpenSSH public key line' });
   });
   const userData = spec.userData?.length ?? 0;
   if (userData > MAX_USER_DATA) v.push({ field: `${at}.user_data`, description: `${userData} bytes; at most ${MAX_USER_DATA}` });
   const published = new Set<string>();
   (spec.ports ?? []).forEach((p, i) => {
     const field = `${at}.ports[${i}].host_port`;
-    if (!p.containerPort || p.containerPort > 65535) v.push({ field: `${at}.ports[${i}].container_port`, description: 'must be 1 to 65535' });
+    if (!p.containerPort || p.containerPort > 65535)
+      v.push({ field: `${at}.ports[${i}].container_port`, description: 'must be 1 to 65535' });
     if (p.hostPort > 65535) v.push({ field, description: 'must be 0 to 65535' });
-    else if (rules.hostPorts === null) v.push({ field, description: 'this site publishes no host ports (its admin sets a range, LAPIS_HOST_PORTS); instances of a project reach each other on its network without them' });
+    else if (rules.hostPorts === null)
+      v.push({
+        field,
+        description:
+          'this site publishes no host ports (its admin sets a range, LAPIS_HOST_PORTS); instances of a project reach each other on its network without them',
+      });
     else if (rules.hostPorts && p.hostPort && (p.hostPort < rules.hostPorts.min || p.hostPort > rules.hostPorts.max)) {
-      v.push({ field, description: `host port ${p.hostPort} is outside this site's range ${rules.hostPorts.min}-${rules.hostPorts.max} (0 picks a free one in it)` });
+      v.push({
+        field,
+        description: `host port ${p.hostPort} is outside this site's range ${rules.hostPorts.min}-${rules.hostPorts.max} (0 picks a free one in it)`,
+      });
     } else if (p.hostPort) {
       const key = hostPortKey(p);
       if (published.has(key)) v.push({ field, description: `host port ${key} is asked for twice` });
@@ -131,19 +152,26 @@ export function validateInstanceSpec(spec: InstanceSpec, rules: InstanceSpecRule
     }
   });
   (spec.volumes ?? []).forEach((m, i) => {
-    if (!VOLUME_ID.test(m.volumeId)) v.push({ field: `${at}.volumes[${i}].volume_id`, description: `"${m.volumeId}" is not an id: 1 to 64 letters, digits, "-" or "_"` });
+    if (!VOLUME_ID.test(m.volumeId))
+      v.push({ field: `${at}.volumes[${i}].volume_id`, description: `"${m.volumeId}" is not an id: 1 to 64 letters, digits, "-" or "_"` });
     if (m.mountPath) v.push(...checkMountPath(m.mountPath, `${at}.volumes[${i}].mount_path`));
   });
   return v;
 }
 
 /** "8080/tcp": a host port and its protocol, as two instances on one node may not share it. */
-export const hostPortKey = (p: { hostPort: number; protocol: number }): string => `${p.hostPort}/${p.protocol === PortProtocol.UDP ? 'udp' : 'tcp'}`;
+export const hostPortKey = (p: { hostPort: number; protocol: number }): string =>
+  `${p.hostPort}/${p.protocol === PortProtocol.UDP ? 'udp' : 'tcp'}`;
 
 /** A volume's mount point: one level under /mnt, where the instance's one propagated mount is. */
 export function checkMountPath(path: string, field: string): FieldViolation[] {
   if (!MOUNT_PATH.test(path) || path.endsWith('/.') || path.endsWith('/..')) {
-    return [{ field, description: `"${path}" is not a mount point: volumes appear one level under ${VOLUME_MOUNT_ROOT}, for example ${VOLUME_MOUNT_ROOT}/data` }];
+    return [
+      {
+        field,
+        description: `"${path}" is not a mount point: volumes appear one level under ${VOLUME_MOUNT_ROOT}, for example ${VOLUME_MOUNT_ROOT}/data`,
+      },
+    ];
   }
   return [];
 }

@@ -3,7 +3,7 @@
 // parses its config and hands over what it serves.
 import { Authenticator } from './auth';
 import { readFileSync } from 'node:fs';
-import { ConfigError, platformSpecs, requireNatsCredentials, type ConfigOf } from './config';
+import { ConfigError, type platformSpecs, requireNatsCredentials, type ConfigOf } from './config';
 import { GrpcServer, type ServiceRegistration } from './grpc/server';
 import { createLogger, type Logger } from './logging';
 import { defaultBusName, EventBus } from './nats/bus';
@@ -48,7 +48,9 @@ export function authenticatorFrom(config: PlatformConfig): Authenticator {
 }
 
 /** The NATS user and password of the config; the password is read from its file, never logged. */
-export function natsCredentialsFrom(config: Pick<PlatformConfig, 'LAPIS_NATS_USER' | 'LAPIS_NATS_PASSWORD_FILE'>): { user: string; password: string } | undefined {
+export function natsCredentialsFrom(
+  config: Pick<PlatformConfig, 'LAPIS_NATS_USER' | 'LAPIS_NATS_PASSWORD_FILE'>,
+): { user: string; password: string } | undefined {
   const problem = requireNatsCredentials(config);
   if (problem) throw new ConfigError(`invalid configuration:\n  ${problem}`);
   if (!config.LAPIS_NATS_USER) return undefined;
@@ -56,7 +58,9 @@ export function natsCredentialsFrom(config: Pick<PlatformConfig, 'LAPIS_NATS_USE
   try {
     password = readFileSync(config.LAPIS_NATS_PASSWORD_FILE, 'utf8').trim();
   } catch (error) {
-    throw new ConfigError(`invalid configuration:\n  LAPIS_NATS_PASSWORD_FILE cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new ConfigError(
+      `invalid configuration:\n  LAPIS_NATS_PASSWORD_FILE cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
   }
   if (!password) throw new ConfigError('invalid configuration:\n  LAPIS_NATS_PASSWORD_FILE is empty');
   return { user: config.LAPIS_NATS_USER, password };
@@ -95,9 +99,7 @@ export async function startService(options: StartOptions): Promise<RunningServic
   });
   server.setDependency('nats', !bus.nc.isClosed());
   const port = await server.listen();
-  shutdown
-    .add('nats', () => bus.drain())
-    .add('telemetry', () => shutdownTelemetry());
+  shutdown.add('nats', () => bus.drain()).add('telemetry', () => shutdownTelemetry());
   return { log, bus, shutdown, server, port };
 }
 

@@ -18,7 +18,11 @@ export function natsUrl(): string {
 export const unique = (prefix: string) => `${prefix}_${randomUUID().slice(0, 8)}`.toUpperCase();
 
 /** Polls `check` until it gives something other than undefined/false; fails naming `what`. */
-export function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
+export function until<T>(
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
     const attempt = async () => {
@@ -58,7 +62,12 @@ export function staticTokenFile(identities: TestIdentity[] = Object.values(TEST_
     const secret = identity.roles?.includes('admin')
       ? `sha256: ${createHash('sha256').update(identity.token).digest('hex')}`
       : `token: ${identity.token}`;
-    return [`  - ${secret}`, `    user: ${identity.user}`, `    projects: [${(identity.projects ?? []).join(', ')}]`, `    roles: [${(identity.roles ?? []).join(', ')}]`].join('\n');
+    return [
+      `  - ${secret}`,
+      `    user: ${identity.user}`,
+      `    projects: [${(identity.projects ?? []).join(', ')}]`,
+      `    roles: [${(identity.roles ?? []).join(', ')}]`,
+    ].join('\n');
   });
   writeFileSync(file, `tokens:\n${entries.join('\n')}\n`);
   return file;

@@ -51,7 +51,9 @@ async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
   const session = new Session();
   session.connect();
   const post = (method: string, params?: object) =>
-    new Promise<any>((resolveCall, reject) => session.post(method, params ?? {}, (error, result) => (error ? reject(error) : resolveCall(result))));
+    new Promise<any>((resolveCall, reject) =>
+      session.post(method, params ?? {}, (error, result) => (error ? reject(error) : resolveCall(result))),
+    );
   await post('Profiler.enable');
   await post('Profiler.start');
   return {
@@ -91,7 +93,12 @@ async function main() {
     }
     await Promise.all(puts.splice(0));
     const settings = defaultSettings();
-    settings.accounts = Array.from({ length: N_PROJECTS }, (_, i) => ({ name: `project-${i}`, parent: '', shares: 1 + (i % 10), userShares: {} }));
+    settings.accounts = Array.from({ length: N_PROJECTS }, (_, i) => ({
+      name: `project-${i}`,
+      parent: '',
+      shares: 1 + (i % 10),
+      userShares: {},
+    }));
     const flavors = loadFlavors(join(ROOT, 'config/flavors.yaml'));
     const scheduler = new Scheduler({
       bus,
@@ -118,7 +125,22 @@ async function main() {
         scheduler.submit({
           project,
           user: `user-${i % 3}`,
-          spec: { name: `vm-${i}`, flavor: f.name, resources: f.resources, image: 'lapis/base:1', command: [], environment: {}, userData: Buffer.alloc(0), sshPublicKeys: [], labels: {}, ports: [], volumes: [], devices: [], networks: [], restartOnFailure: false },
+          spec: {
+            name: `vm-${i}`,
+            flavor: f.name,
+            resources: f.resources,
+            image: 'lapis/base:1',
+            command: [],
+            environment: {},
+            userData: Buffer.alloc(0),
+            sshPublicKeys: [],
+            labels: {},
+            ports: [],
+            volumes: [],
+            devices: [],
+            networks: [],
+            restartOnFailure: false,
+          },
           res: { cpu: Number(f.resources!.cpuMillis), mem: Number(f.resources!.memoryBytes), gpus: 0 },
           devices: [],
           preemptible: i % 10 === 0,
@@ -149,7 +171,8 @@ async function main() {
         const at = performance.now();
         if (lastEnd !== undefined && stats.placed > 0) periods.push(at - lastEnd);
         lastEnd = at;
-        if (process.env.BENCH_VERBOSE) process.stderr.write(`cycle ${cycles.length}: ${JSON.stringify(stats)} published ${scheduler.published}\n`);
+        if (process.env.BENCH_VERBOSE)
+          process.stderr.write(`cycle ${cycles.length}: ${JSON.stringify(stats)} published ${scheduler.published}\n`);
         cycles.push(stats);
         placed += stats.placed;
         if (placed >= N_CLAIMS || (stats.placed === 0 && cycles.length > 1)) resolveDone();
@@ -186,8 +209,14 @@ async function main() {
     // A cycle: from its start (priorities, the queue walk, every decision) to its last write
     // sent; the acknowledgements come later (decision to recorded + published below). Before a
     // cycle starts it may wait for writes in flight to drop under the limit: shown apart.
-    const working = cycles.filter((c) => c.placed > 0).map((c) => c.ms).sort((a, b) => a - b);
-    const withWait = cycles.filter((c) => c.placed > 0).map((c) => c.ms + c.waitMs).sort((a, b) => a - b);
+    const working = cycles
+      .filter((c) => c.placed > 0)
+      .map((c) => c.ms)
+      .sort((a, b) => a - b);
+    const withWait = cycles
+      .filter((c) => c.placed > 0)
+      .map((c) => c.ms + c.waitMs)
+      .sort((a, b) => a - b);
     const figures = {
       nodes: N_NODES,
       requests: N_CLAIMS,
@@ -197,19 +226,37 @@ async function main() {
       cycle_p50_ms: Math.round(quantile(working, 0.5)),
       cycle_p99_ms: Math.round(quantile(working, 0.99)),
       cycle_with_wait_p99_ms: Math.round(quantile(withWait, 0.99)),
-      cycle_period_p50_ms: Math.round(quantile(periods.sort((a, b) => a - b), 0.5)),
+      cycle_period_p50_ms: Math.round(
+        quantile(
+          periods.sort((a, b) => a - b),
+          0.5,
+        ),
+      ),
       cycle_period_p99_ms: Math.round(quantile(periods, 0.99)),
       wait_for_write_room_s: Number((cycles.reduce((s, c) => s + c.waitMs, 0) / 1000).toFixed(2)),
       recalc_max_ms: Math.round(Math.max(0, ...cycles.map((c) => c.recalcMs))),
       cycles: cycles.length,
       rss_mb: Math.round(rss),
-      recorded_p50_ms: Math.round(quantile(doneMs.sort((a, b) => a - b), 0.5)),
+      recorded_p50_ms: Math.round(
+        quantile(
+          doneMs.sort((a, b) => a - b),
+          0.5,
+        ),
+      ),
       recorded_p99_ms: Math.round(quantile(doneMs, 0.99)),
       scheduler_cpu_ms_per_placement: Number(((schedCpuS * 1000) / Math.max(1, scheduler.published)).toFixed(3)),
       nats_cpu_ms_per_placement: Number(((natsCpuS * 1000) / Math.max(1, scheduler.published)).toFixed(3)),
       cpu_bound_placements_per_s: Math.round(scheduler.published / cpuBoundS),
       load_average: Number(load.toFixed(1)),
-      decide_p50_ms: Math.round(quantile(cycles.filter((c) => c.placed > 0).map((c) => c.decideMs).sort((a, b) => a - b), 0.5)),
+      decide_p50_ms: Math.round(
+        quantile(
+          cycles
+            .filter((c) => c.placed > 0)
+            .map((c) => c.decideMs)
+            .sort((a, b) => a - b),
+          0.5,
+        ),
+      ),
       placed,
       recorded,
       events_in_stream: placedEvents,
@@ -219,22 +266,49 @@ async function main() {
       at: new Date().toISOString() as unknown as number,
     };
     const rows = [
-      ['placements/s (recorded + published)', figures.placements_per_s, '~145 (kube-scheduler, 1,000 kwok nodes, RECIPES.md; not run here)', (figures.placements_per_s / 145).toFixed(1)],
+      [
+        'placements/s (recorded + published)',
+        figures.placements_per_s,
+        '~145 (kube-scheduler, 1,000 kwok nodes, RECIPES.md; not run here)',
+        (figures.placements_per_s / 145).toFixed(1),
+      ],
       ['placements/s the CPU time allows (scheduler + NATS on 2 idle cores)', figures.cpu_bound_placements_per_s, '', ''],
-      ['CPU ms per placement: scheduler / nats-server', `${figures.scheduler_cpu_ms_per_placement} / ${figures.nats_cpu_ms_per_placement}`, '', ''],
+      [
+        'CPU ms per placement: scheduler / nats-server',
+        `${figures.scheduler_cpu_ms_per_placement} / ${figures.nats_cpu_ms_per_placement}`,
+        '',
+        '',
+      ],
       ['load average during the run (2 cores, shared)', figures.load_average, '', ''],
       ['cycle p50 (ms)', figures.cycle_p50_ms, '', ''],
       ['cycle p99 (ms)', figures.cycle_p99_ms, '', ''],
       ['decision part of a cycle, p50 (ms)', figures.decide_p50_ms, '', ''],
-      ['cycle p99 counting its wait for write room (ms); waits in all (s)', `${figures.cycle_with_wait_p99_ms}; ${figures.wait_for_write_room_s}`, '', ''],
+      [
+        'cycle p99 counting its wait for write room (ms); waits in all (s)',
+        `${figures.cycle_with_wait_p99_ms}; ${figures.wait_for_write_room_s}`,
+        '',
+        '',
+      ],
       ['priority recalculation, longest (ms)', figures.recalc_max_ms, '', ''],
-      ['cycle period, end to end of the next, p50 / p99 (ms): a cycle plus the acknowledgements handled between', `${figures.cycle_period_p50_ms} / ${figures.cycle_period_p99_ms}`, '', ''],
+      [
+        'cycle period, end to end of the next, p50 / p99 (ms): a cycle plus the acknowledgements handled between',
+        `${figures.cycle_period_p50_ms} / ${figures.cycle_period_p99_ms}`,
+        '',
+        '',
+      ],
       ['decision to recorded + published, p50 / p99 (ms)', `${figures.recorded_p50_ms} / ${figures.recorded_p99_ms}`, '', ''],
       ['RSS (MiB)', figures.rss_mb, '', ''],
-      ['claims decided / recorded in KV / published / events in stream', `${placed} / ${recorded} / ${scheduler.published} / ${placedEvents}`, '', ''],
+      [
+        'claims decided / recorded in KV / published / events in stream',
+        `${placed} / ${recorded} / ${scheduler.published} / ${placedEvents}`,
+        '',
+        '',
+      ],
       ['submissions/s (KV create)', figures.submit_per_s, '', ''],
     ];
-    process.stdout.write(`\nScheduler: ${N_NODES} nodes, ${N_CLAIMS} claims, ${N_PROJECTS} projects, ≤${BATCH} placements per cycle, ${cycles.length} cycles\n\n`);
+    process.stdout.write(
+      `\nScheduler: ${N_NODES} nodes, ${N_CLAIMS} claims, ${N_PROJECTS} projects, ≤${BATCH} placements per cycle, ${cycles.length} cycles\n\n`,
+    );
     process.stdout.write('| metric | Lapis | peer | ratio |\n|---|---|---|---|\n');
     for (const r of rows) process.stdout.write(`| ${r.join(' | ')} |\n`);
     mkdirSync(join(ROOT, 'bench/results'), { recursive: true });

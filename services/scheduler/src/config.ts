@@ -1,6 +1,14 @@
 // The scheduler's configuration, parsed once at start: the environment (the platform's
 // variables plus its own), then the policy file one of them names.
-import { checkHostPortsVariable, listenPort, loadConfig, parseQuantity, platformSpecs, readYamlFile, requireAuthSource } from '@lapis/platform';
+import {
+  checkHostPortsVariable,
+  listenPort,
+  loadConfig,
+  parseQuantity,
+  platformSpecs,
+  readYamlFile,
+  requireAuthSource,
+} from '@lapis/platform';
 import { num, str } from 'envalid';
 import type { PartitionDef, QuotaDef } from './domain/cycle';
 import { DEFAULT_CEILING, type Ceiling } from './domain/ceiling';
@@ -13,12 +21,18 @@ export const schedulerSpecs = {
   ...platformSpecs,
   LAPIS_GRPC_PORT: listenPort({ default: 50053, desc: 'port the gRPC server listens on (0 picks a free one)' }),
   LAPIS_FLAVORS_FILE: str({ desc: "YAML file of the site's flavors", example: 'config/flavors.yaml' }),
-  LAPIS_SCHEDULER_CONFIG_FILE: str({ default: '', desc: 'YAML file of partitions, weights, fair share, QOS, accounts and quotas (empty: defaults)' }),
+  LAPIS_SCHEDULER_CONFIG_FILE: str({
+    default: '',
+    desc: 'YAML file of partitions, weights, fair share, QOS, accounts and quotas (empty: defaults)',
+  }),
   LAPIS_SCHEDULER_BUCKET_PREFIX: str({ default: 'scheduler', desc: 'prefix of the key-value buckets (<prefix>-claims, ...)' }),
   LAPIS_SCHEDULER_CONSUMER_PREFIX: str({ default: 'scheduler', desc: 'prefix of the durable consumer names' }),
   LAPIS_SCHEDULER_CYCLE_MS: num({ default: 1000, desc: 'time between scheduling cycles when no event triggers one' }),
   LAPIS_SCHEDULER_LEASE_MS: num({ default: 3000, desc: 'leader lease; a standby takes over this long after the leader stops renewing' }),
-  LAPIS_SCHEDULER_MAX_PLACEMENTS: num({ default: 500, desc: 'most placements one cycle makes (a bounded cycle: the next one follows at once while the queue has work)' }),
+  LAPIS_SCHEDULER_MAX_PLACEMENTS: num({
+    default: 500,
+    desc: 'most placements one cycle makes (a bounded cycle: the next one follows at once while the queue has work)',
+  }),
   LAPIS_HOST_PORTS: str({
     default: '',
     desc: 'host ports instances may publish, "low-high" (the runtime agents\' range: set both from one value); empty: none',
@@ -27,10 +41,7 @@ export const schedulerSpecs = {
 };
 
 export const loadSchedulerConfig = (env: NodeJS.ProcessEnv = process.env) =>
-  loadConfig(schedulerSpecs, env, [
-    requireAuthSource,
-    checkHostPortsVariable,
-  ]);
+  loadConfig(schedulerSpecs, env, [requireAuthSource, checkHostPortsVariable]);
 export type SchedulerConfig = ReturnType<typeof loadSchedulerConfig>;
 
 // The scheduler's policy: partitions, priority weights, fair-share algorithm and usage
@@ -105,9 +116,12 @@ export function parseResources(raw: unknown, where: string): Res {
   return { cpu: Math.round(q('cpus') * 1000), mem: q('memory'), gpus: q('gpus') };
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: a YAML document: every field is checked as it is read.
+type YamlMap = Record<string, any>;
+
 export function parseSettings(doc: unknown, source: string): Settings {
   const s = defaultSettings();
-  const d = (doc ?? {}) as Record<string, any>;
+  const d = (doc ?? {}) as YamlMap;
   const num = (v: unknown, where: string, fallback: number) => {
     if (v === undefined) return fallback;
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${source}: ${where}: expected a number >= 0`);
@@ -116,7 +130,7 @@ export function parseSettings(doc: unknown, source: string): Settings {
   if (d.default_partition !== undefined) s.defaultPartition = String(d.default_partition);
   if (d.partitions !== undefined) {
     if (!Array.isArray(d.partitions)) throw new Error(`${source}: partitions: expected a list`);
-    s.partitions = d.partitions.map((p: Record<string, any>, i: number) => {
+    s.partitions = d.partitions.map((p: YamlMap, i: number) => {
       const where = `partitions[${i}]`;
       if (typeof p?.name !== 'string' || !p.name) throw new Error(`${source}: ${where}.name: required`);
       return {
@@ -132,7 +146,9 @@ export function parseSettings(doc: unknown, source: string): Settings {
     });
   }
   if (s.partitions.some((p) => p.closed && p.name === s.defaultPartition)) {
-    throw new Error(`${source}: default_partition: ${s.defaultPartition} is closed (takes no claims); the default partition must take them`);
+    throw new Error(
+      `${source}: default_partition: ${s.defaultPartition} is closed (takes no claims); the default partition must take them`,
+    );
   }
   const w = d.weights ?? {};
   s.weights = {
@@ -146,7 +162,8 @@ export function parseSettings(doc: unknown, source: string): Settings {
   };
   const fs = d.fair_share ?? {};
   if (fs.algorithm !== undefined) {
-    if (fs.algorithm !== 'classic' && fs.algorithm !== 'fair_tree') throw new Error(`${source}: fair_share.algorithm: classic or fair_tree`);
+    if (fs.algorithm !== 'classic' && fs.algorithm !== 'fair_tree')
+      throw new Error(`${source}: fair_share.algorithm: classic or fair_tree`);
     s.algorithm = fs.algorithm;
   }
   if (fs.half_life !== undefined) s.halfLifeMs = parseDuration(fs.half_life);
@@ -160,25 +177,32 @@ export function parseSettings(doc: unknown, source: string): Settings {
     s.qos = new Map(Object.entries(d.qos as Record<string, unknown>).map(([k, v]) => [k, num(v, `qos.${k}`, 0)]));
   }
   const pl = d.placement ?? {};
-  if (pl.strategy !== undefined && pl.strategy !== 'pack' && pl.strategy !== 'spread') throw new Error(`${source}: placement.strategy: pack or spread`);
+  if (pl.strategy !== undefined && pl.strategy !== 'pack' && pl.strategy !== 'spread')
+    throw new Error(`${source}: placement.strategy: pack or spread`);
   s.placement = {
     strategy: pl.strategy ?? s.placement.strategy,
     imageWeight: num(pl.image_weight, 'placement.image_weight', s.placement.imageWeight),
     maxScored: num(pl.max_scored, 'placement.max_scored', s.placement.maxScored),
   };
   if (d.preemption?.grace !== undefined) s.preemptGraceMs = parseDuration(d.preemption.grace);
-  s.accounts = ((d.accounts ?? []) as Array<Record<string, any>>).map((a, i) => {
+  s.accounts = ((d.accounts ?? []) as YamlMap[]).map((a, i) => {
     if (typeof a?.name !== 'string' || !a.name) throw new Error(`${source}: accounts[${i}].name: required`);
     return {
       name: a.name,
       parent: String(a.parent ?? ''),
       shares: num(a.shares, `accounts[${i}].shares`, 1),
-      userShares: Object.fromEntries(Object.entries((a.users ?? {}) as Record<string, unknown>).map(([u, v]) => [u, num(v, `accounts[${i}].users.${u}`, 1)])),
+      userShares: Object.fromEntries(
+        Object.entries((a.users ?? {}) as Record<string, unknown>).map(([u, v]) => [u, num(v, `accounts[${i}].users.${u}`, 1)]),
+      ),
     };
   });
-  s.quotas = ((d.quotas ?? []) as Array<Record<string, any>>).map((q, i) => {
+  s.quotas = ((d.quotas ?? []) as YamlMap[]).map((q, i) => {
     if (typeof q?.project !== 'string' || !q.project) throw new Error(`${source}: quotas[${i}].project: required`);
-    return { project: q.project, maxInstances: num(q.instances, `quotas[${i}].instances`, 0), maxResources: parseResources(q, `${source}: quotas[${i}]`) };
+    return {
+      project: q.project,
+      maxInstances: num(q.instances, `quotas[${i}].instances`, 0),
+      maxResources: parseResources(q, `${source}: quotas[${i}]`),
+    };
   });
   if (d.claim_ceiling !== undefined) {
     const c = d.claim_ceiling as Record<string, unknown>;

@@ -1,7 +1,20 @@
 // gRPC handlers of lapis.scheduler.v1.SchedulerService: validate, scope to the caller's
 // project (admins see every project), translate, and hand over to the scheduler
 // (application/scheduler.ts).
-import { appendTo, failedPrecondition, invalidArgument, notFound, paginate, permissionDenied, service, validateInstanceSpec, type CallContext, type FieldViolation, type Handlers, type ServiceRegistration } from '@lapis/platform';
+import {
+  appendTo,
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  paginate,
+  permissionDenied,
+  service,
+  validateInstanceSpec,
+  type CallContext,
+  type FieldViolation,
+  type Handlers,
+  type ServiceRegistration,
+} from '@lapis/platform';
 import { Backend, DeviceKind, type Resources } from '@lapis/proto/lapis/common/v1/common';
 import {
   ClaimState,
@@ -21,7 +34,11 @@ import type { Scheduler } from './application/scheduler';
 const NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/;
 
 export const toResources = (r: Res): Resources => ({ cpuMillis: r.cpu, memoryBytes: r.mem, gpus: r.gpus, pids: 0, diskBytes: 0 });
-const fromResources = (r: Resources | undefined): Res => ({ cpu: Number(r?.cpuMillis ?? 0), mem: Number(r?.memoryBytes ?? 0), gpus: r?.gpus ?? 0 });
+const fromResources = (r: Resources | undefined): Res => ({
+  cpu: Number(r?.cpuMillis ?? 0),
+  mem: Number(r?.memoryBytes ?? 0),
+  gpus: r?.gpus ?? 0,
+});
 
 export function toClaim(c: ClaimRecord & { priority?: number }): Claim {
   const date = (ms: number) => (ms ? new Date(ms) : undefined);
@@ -106,9 +123,11 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       let res = fromResources(spec.resources);
       const devices: DeviceNeed[] = [];
       const flavor = spec.flavor ? s.flavor(spec.flavor) : undefined;
-      if (spec.flavor && !flavor) violations.push({ field: 'spec.flavor', description: `no flavor named ${spec.flavor} (see ListFlavors)` });
+      if (spec.flavor && !flavor)
+        violations.push({ field: 'spec.flavor', description: `no flavor named ${spec.flavor} (see ListFlavors)` });
       if (flavor) res = fromResources(flavor.resources);
-      if (!spec.flavor && (res.cpu <= 0 || res.mem <= 0)) violations.push({ field: 'spec.flavor', description: 'required (or spec.resources with cpu_millis and memory_bytes)' });
+      if (!spec.flavor && (res.cpu <= 0 || res.mem <= 0))
+        violations.push({ field: 'spec.flavor', description: 'required (or spec.resources with cpu_millis and memory_bytes)' });
       let gpuDevices = 0;
       for (const [i, d] of [...(flavor?.devices ?? []), ...spec.devices].entries()) {
         if (d.kind === DeviceKind.UNSPECIFIED) violations.push({ field: `spec.devices[${i}].kind`, description: 'required' });
@@ -118,29 +137,52 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       // The node grants every GPU device request (by cdi_names, ids or count; a flavor's GPUs are
       // one), so room and quotas count them, not only the flavor's or spec's resources.gpus.
       if (gpuDevices > res.gpus) res = { ...res, gpus: gpuDevices };
-      if (!Object.values(Backend).includes(req.backend) || req.backend === Backend.UNRECOGNIZED) violations.push({ field: 'backend', description: 'unknown backend' });
+      if (!Object.values(Backend).includes(req.backend) || req.backend === Backend.UNRECOGNIZED)
+        violations.push({ field: 'backend', description: 'unknown backend' });
       if (req.onPreemption === PreemptionAction.UNRECOGNIZED) violations.push({ field: 'on_preemption', description: 'unknown action' });
       if (req.partition && !NAME.test(req.partition)) violations.push({ field: 'partition', description: 'not a partition name' });
       const declared = s.settings.partitions.map((p) => p.name);
       if (req.partition && declared.length > 0 && !s.partitions().some((p) => p.name === req.partition)) {
-        violations.push({ field: 'partition', description: `no partition ${req.partition}; known: ${s.partitions().map((p) => p.name).join(', ')}` });
+        violations.push({
+          field: 'partition',
+          description: `no partition ${req.partition}; known: ${s
+            .partitions()
+            .map((p) => p.name)
+            .join(', ')}`,
+        });
       }
       if (req.partition && s.settings.partitions.some((p) => p.name === req.partition && p.closed)) {
-        violations.push({ field: 'partition', description: `partition ${req.partition} takes no claims: its nodes belong to the batch system` });
+        violations.push({
+          field: 'partition',
+          description: `partition ${req.partition} takes no claims: its nodes belong to the batch system`,
+        });
       }
-      if (req.qos && !s.settings.qos.has(req.qos)) violations.push({ field: 'qos', description: `no QOS ${req.qos}; known: ${[...s.settings.qos.keys()].join(', ')}` });
+      if (req.qos && !s.settings.qos.has(req.qos))
+        violations.push({ field: 'qos', description: `no QOS ${req.qos}; known: ${[...s.settings.qos.keys()].join(', ')}` });
       if (req.antiAffinityGroup.length > 253) violations.push({ field: 'anti_affinity_group', description: 'at most 253 characters' });
       if (req.requestId.length > 200) violations.push({ field: 'request_id', description: 'at most 200 characters' });
       if (violations.length) throw invalidArgument(violations);
       const project = ctx.caller.project;
       const quota = s.quotas.get(project);
       if (quota && !withinLimit(res, quota.maxResources)) {
-        throw failedPrecondition(`the claim (${res.cpu / 1000} CPU, ${res.mem} bytes, ${res.gpus} GPU) is larger than project ${project}'s whole quota`, 'LARGER_THAN_QUOTA');
+        throw failedPrecondition(
+          `the claim (${res.cpu / 1000} CPU, ${res.mem} bytes, ${res.gpus} GPU) is larger than project ${project}'s whole quota`,
+          'LARGER_THAN_QUOTA',
+        );
       }
       const rec = await s.submit({
         project,
         user: ctx.caller.user,
-        spec: { ...spec, resources: { ...(spec.resources ?? { pids: 0, diskBytes: 0 }), ...toResources(res), pids: flavor?.resources?.pids ?? spec.resources?.pids ?? 0, diskBytes: flavor?.resources?.diskBytes ?? spec.resources?.diskBytes ?? 0 }, devices: [...(flavor?.devices ?? []), ...spec.devices] },
+        spec: {
+          ...spec,
+          resources: {
+            ...(spec.resources ?? { pids: 0, diskBytes: 0 }),
+            ...toResources(res),
+            pids: flavor?.resources?.pids ?? spec.resources?.pids ?? 0,
+            diskBytes: flavor?.resources?.diskBytes ?? spec.resources?.diskBytes ?? 0,
+          },
+          devices: [...(flavor?.devices ?? []), ...spec.devices],
+        },
         res,
         devices,
         preemptible: req.preemptible,
@@ -191,7 +233,11 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
     },
 
     async getPriority(req, ctx) {
-      const ids = req.claimIds.length ? req.claimIds : [...s.claims.values()].filter(({ rec }) => rec.state === ClaimState.PENDING || rec.state === ClaimState.REQUEUED).map(({ rec }) => rec.id);
+      const ids = req.claimIds.length
+        ? req.claimIds
+        : [...s.claims.values()]
+            .filter(({ rec }) => rec.state === ClaimState.PENDING || rec.state === ClaimState.REQUEUED)
+            .map(({ rec }) => rec.id);
       const priorities = [];
       for (const id of ids) {
         const c = s.claim(id);
@@ -217,7 +263,11 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
     },
 
     async listFlavors(req) {
-      const page = paginate([...s.flavors].sort((a, b) => (a.name < b.name ? -1 : 1)), (f) => f.name, req);
+      const page = paginate(
+        [...s.flavors].sort((a, b) => (a.name < b.name ? -1 : 1)),
+        (f) => f.name,
+        req,
+      );
       return { flavors: page.items, nextPageToken: page.nextPageToken };
     },
 
@@ -250,10 +300,13 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
     async setAccount(req, ctx) {
       ctx.requireAdmin();
       const violations: FieldViolation[] = [];
-      if (!req.account || !NAME.test(req.account)) violations.push({ field: 'account', description: 'required: letters, digits, dots, dashes, underscores' });
-      if (req.parent && req.parent === req.account) violations.push({ field: 'parent', description: 'an account cannot be its own parent' });
+      if (!req.account || !NAME.test(req.account))
+        violations.push({ field: 'account', description: 'required: letters, digits, dots, dashes, underscores' });
+      if (req.parent && req.parent === req.account)
+        violations.push({ field: 'parent', description: 'an account cannot be its own parent' });
       if (req.parent && !s.accounts.has(req.parent)) violations.push({ field: 'parent', description: `no account ${req.parent}` });
-      for (const user of Object.keys(req.userShares)) if (!user) violations.push({ field: 'user_shares', description: 'user names must not be empty' });
+      for (const user of Object.keys(req.userShares))
+        if (!user) violations.push({ field: 'user_shares', description: 'user names must not be empty' });
       if (violations.length) throw invalidArgument(violations);
       await s.setAccount({ name: req.account, parent: req.parent, shares: req.shares, userShares: { ...req.userShares } });
       const row = s.fairShare().rows.find((r) => r.account === req.account && r.user === '');
@@ -308,7 +361,14 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       const keyed = moves.map((m, i) => ({ m, k: `${pad(Number.MAX_SAFE_INTEGER - m.time)}|${pad(i, 4)}` }));
       const page = paginate(keyed, (x) => x.k, req);
       return {
-        moves: page.items.map(({ m }) => ({ node: m.node, fromPartition: m.from, toPartition: m.to, reason: m.reason, time: new Date(m.time), user: m.user })),
+        moves: page.items.map(({ m }) => ({
+          node: m.node,
+          fromPartition: m.from,
+          toPartition: m.to,
+          reason: m.reason,
+          time: new Date(m.time),
+          user: m.user,
+        })),
         nextPageToken: page.nextPageToken,
       };
     },

@@ -84,7 +84,12 @@ function peerPython(): string | undefined {
   }
 }
 
-interface PeerResult { valid: boolean; seconds: number; error?: string; crashed: boolean }
+interface PeerResult {
+  valid: boolean;
+  seconds: number;
+  error?: string;
+  crashed: boolean;
+}
 
 /** tosca-parser in one Python process for the whole run (bench/peer.py): a path in, a verdict out. */
 class Peer {
@@ -132,18 +137,24 @@ const indigoTypesUrls = /https:\/\/raw\.githubusercontent\.com\/indigo-dc\/tosca
  * the file's path (it would fetch the URL). Same rounds as above. Their verdicts are shown, not
  * counted in the agreement on generated templates.
  */
-async function indigoTemplates(dir: string, peer: Peer | undefined): Promise<{ rows: string[]; figures: Record<string, number> } | undefined> {
+async function indigoTemplates(
+  dir: string,
+  peer: Peer | undefined,
+): Promise<{ rows: string[]; figures: Record<string, number> } | undefined> {
   if (!existsSync(indigoTypesFile)) {
     process.stderr.write(`INDIGO's types file is not at ${indigoTypesFile} (set LAPIS_INDIGO_TYPES_FILE): INDIGO templates left out\n`);
     return undefined;
   }
   const imports = new ImportFiles({ mirror: indigoMirror() });
-  const cases = readdirSync(conformanceDir).filter((c) => c.startsWith('indigo-')).sort().map((name) => {
-    const text = readFileSync(join(conformanceDir, name, 'template.yaml'), 'utf8');
-    const peerFile = join(dir, `${name}.yaml`);
-    writeFileSync(peerFile, text.replace(indigoTypesUrls, indigoTypesFile));
-    return { name, text, peerFile };
-  });
+  const cases = readdirSync(conformanceDir)
+    .filter((c) => c.startsWith('indigo-'))
+    .sort()
+    .map((name) => {
+      const text = readFileSync(join(conformanceDir, name, 'template.yaml'), 'utf8');
+      const peerFile = join(dir, `${name}.yaml`);
+      writeFileSync(peerFile, text.replace(indigoTypesUrls, indigoTypesFile));
+      return { name, text, peerFile };
+    });
   const lapisOnceWithImports = (text: string) => {
     const started = process.hrtime.bigint();
     const result = processTemplate({ text, fileName: 'template.yaml', imports });
@@ -167,7 +178,9 @@ async function indigoTemplates(dir: string, peer: Peer | undefined): Promise<{ r
     lapisAll.push(lapisMs);
     if (peerMs !== undefined) peerAll.push(peerMs);
     const peerVerdict = !verdict ? '-' : verdict.valid ? 'valid' : `invalid: ${verdict.error ?? ''}`;
-    rows.push(`| ${c.name} | ${lapisMs.toFixed(2)} | ${cold.ms.toFixed(1)} | ${peerMs !== undefined ? peerMs.toFixed(0) : 'not run'} | ${peerMs !== undefined ? `${(peerMs / lapisMs).toFixed(0)}x` : '-'} | ${cold.valid ? 'valid' : 'invalid'} | ${peerVerdict} |`);
+    rows.push(
+      `| ${c.name} | ${lapisMs.toFixed(2)} | ${cold.ms.toFixed(1)} | ${peerMs !== undefined ? peerMs.toFixed(0) : 'not run'} | ${peerMs !== undefined ? `${(peerMs / lapisMs).toFixed(0)}x` : '-'} | ${cold.valid ? 'valid' : 'invalid'} | ${peerVerdict} |`,
+    );
   }
   const figures: Record<string, number> = { indigo_ms: median(lapisAll) };
   if (peerAll.length) {
@@ -243,13 +256,18 @@ async function main(): Promise<void> {
         sizeCompared++;
         const expected = l.v === 'valid';
         if (p.valid === l.valid && l.valid === expected) sizeAgree++;
-        else disagreements.push(`${n}/${l.v}: lapis ${l.valid ? 'valid' : `invalid (${l.errors.join(',')})`}, tosca-parser ${p.valid ? 'valid' : `invalid (${p.error})`}`);
+        else
+          disagreements.push(
+            `${n}/${l.v}: lapis ${l.valid ? 'valid' : `invalid (${l.errors.join(',')})`}, tosca-parser ${p.valid ? 'valid' : `invalid (${p.error})`}`,
+          );
       }
       agree += sizeAgree;
       compared += sizeCompared;
       const range = ratios.length ? `${Math.min(...ratios).toFixed(0)}-${Math.max(...ratios).toFixed(0)}x` : '-';
       const times = (x: number | undefined) => (x !== undefined ? `${x.toFixed(0)}x` : '-');
-      rows.push(`| ${n.toLocaleString('en')} | ${lapisMs.toFixed(1)} | ${oneThreadMs.toFixed(1)} | ${coldMs.toFixed(1)} | ${((lapisMs * 1000) / n).toFixed(1)} | ${peerMs !== undefined ? peerMs.toFixed(0) : 'not run'} | ${peerFirstMs !== undefined ? peerFirstMs.toFixed(0) : '-'} | ${times(ratio)} | ${range} | ${times(oneThreadRatio)} | ${withPeer ? `${sizeAgree}/${sizeCompared}` : '-'} | ${lapis.filter((l) => l.v !== 'valid' && !l.valid).length}/${variants.length - 1} |`);
+      rows.push(
+        `| ${n.toLocaleString('en')} | ${lapisMs.toFixed(1)} | ${oneThreadMs.toFixed(1)} | ${coldMs.toFixed(1)} | ${((lapisMs * 1000) / n).toFixed(1)} | ${peerMs !== undefined ? peerMs.toFixed(0) : 'not run'} | ${peerFirstMs !== undefined ? peerFirstMs.toFixed(0) : '-'} | ${times(ratio)} | ${range} | ${times(oneThreadRatio)} | ${withPeer ? `${sizeAgree}/${sizeCompared}` : '-'} | ${lapis.filter((l) => l.v !== 'valid' && !l.valid).length}/${variants.length - 1} |`,
+      );
       figures[`lapis_ms_${n}`] = lapisMs;
       figures[`lapis_one_thread_ms_${n}`] = oneThreadMs;
       figures[`lapis_first_run_ms_${n}`] = coldMs;
@@ -268,20 +286,33 @@ async function main(): Promise<void> {
     }
     figures.templates = sizes.length * variants.length;
     if (compared) figures.verdict_agreement = agree / compared;
-    process.stdout.write(`\n### tosca-orchestrator: parse + validate (BENCH_SCALE=${scale}, node ${process.execArgv.join(' ') || '(no flags)'}; helper thread: ${parallel ? `yes, for templates of ${parallel.minLength / 1024} KiB or more` : 'no (one core)'}; ${rounds} rounds, each Lapis' median of ${repeats} warm runs (as the service, then one thread alone) then one tosca-parser parse; figures and speedups: medians over the rounds)\n\n`);
-    process.stdout.write('| node templates | Lapis ms (warm) | Lapis ms, one thread | Lapis ms (first run) | Lapis µs/node | tosca-parser ms | tosca-parser ms (first run) | speedup | speedup, slowest-fastest round | speedup, one thread | verdicts agree (6 templates) | Lapis rejects broken variants |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n');
+    process.stdout.write(
+      `\n### tosca-orchestrator: parse + validate (BENCH_SCALE=${scale}, node ${process.execArgv.join(' ') || '(no flags)'}; helper thread: ${parallel ? `yes, for templates of ${parallel.minLength / 1024} KiB or more` : 'no (one core)'}; ${rounds} rounds, each Lapis' median of ${repeats} warm runs (as the service, then one thread alone) then one tosca-parser parse; figures and speedups: medians over the rounds)\n\n`,
+    );
+    process.stdout.write(
+      '| node templates | Lapis ms (warm) | Lapis ms, one thread | Lapis ms (first run) | Lapis µs/node | tosca-parser ms | tosca-parser ms (first run) | speedup | speedup, slowest-fastest round | speedup, one thread | verdicts agree (6 templates) | Lapis rejects broken variants |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n',
+    );
     process.stdout.write(`${rows.join('\n')}\n\n`);
-    process.stdout.write(`verdict agreement: ${compared ? `${agree}/${compared}` : 'n/a'}${peerCrashes ? ` (tosca-parser crashed on ${peerCrashes}, not counted)` : ''}\n`);
+    process.stdout.write(
+      `verdict agreement: ${compared ? `${agree}/${compared}` : 'n/a'}${peerCrashes ? ` (tosca-parser crashed on ${peerCrashes}, not counted)` : ''}\n`,
+    );
     for (const d of disagreements) process.stdout.write(`  disagreement: ${d}\n`);
     const indigo = await indigoTemplates(dir, peer);
     if (indigo) {
       Object.assign(figures, indigo.figures);
-      process.stdout.write(`\n### INDIGO-style templates (test/conformance/indigo-*), importing INDIGO's types file (Lapis: through its import mirror, warm; ${rounds} rounds of ${repeats} runs, medians)\n\n`);
-      process.stdout.write('| template | Lapis ms (warm) | Lapis ms (first run) | tosca-parser ms | speedup | Lapis | tosca-parser |\n|---|---:|---:|---:|---:|---|---|\n');
+      process.stdout.write(
+        `\n### INDIGO-style templates (test/conformance/indigo-*), importing INDIGO's types file (Lapis: through its import mirror, warm; ${rounds} rounds of ${repeats} runs, medians)\n\n`,
+      );
+      process.stdout.write(
+        '| template | Lapis ms (warm) | Lapis ms (first run) | tosca-parser ms | speedup | Lapis | tosca-parser |\n|---|---:|---:|---:|---:|---|---|\n',
+      );
       process.stdout.write(`${indigo.rows.join('\n')}\n`);
     }
     mkdirSync(resultsDir, { recursive: true });
-    writeFileSync(join(resultsDir, 'tosca-orchestrator.json'), `${JSON.stringify({ ...figures, machine: { nproc: cpus().length, memory_bytes: totalmem() }, at: new Date().toISOString() }, null, 2)}\n`);
+    writeFileSync(
+      join(resultsDir, 'tosca-orchestrator.json'),
+      `${JSON.stringify({ ...figures, machine: { nproc: cpus().length, memory_bytes: totalmem() }, at: new Date().toISOString() }, null, 2)}\n`,
+    );
   } finally {
     peer?.close();
     parallel?.close();

@@ -69,12 +69,17 @@ export function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Cl
   const result = processTemplate({
     ...(isCsar ? { csar: new Uint8Array(bytes) } : { text: bytes.toString('utf8') }),
     fileName: isCsar ? basename(file) : shown,
-    imports: new ImportFiles({ baseDir: dirname(file), mirror: typeof options.mirror === 'string' ? options.mirror : env.LAPIS_TOSCA_IMPORT_MIRROR || undefined }),
+    imports: new ImportFiles({
+      baseDir: dirname(file),
+      mirror: typeof options.mirror === 'string' ? options.mirror : env.LAPIS_TOSCA_IMPORT_MIRROR || undefined,
+    }),
     inputs,
   });
   const shownDiagnostics = result.diagnostics.filter((d: Diagnostic) => d.severity === 'error' || !options.quiet);
   if (options.json && command === 'validate') {
-    out.push(JSON.stringify({ valid: result.valid, diagnostics: result.diagnostics, deploymentOrder: result.topology?.order ?? [] }, null, 2));
+    out.push(
+      JSON.stringify({ valid: result.valid, diagnostics: result.diagnostics, deploymentOrder: result.topology?.order ?? [] }, null, 2),
+    );
   } else {
     for (const d of shownDiagnostics) err.push(formatDiagnostic(d));
   }
@@ -82,7 +87,8 @@ export function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Cl
     if (!options.json) err.push(`${shown}: invalid (${result.diagnostics.filter((d) => d.severity === 'error').length} errors)`);
     return { code: 1, stdout: out.join('\n') + (out.length ? '\n' : ''), stderr: err.join('\n') + (err.length ? '\n' : '') };
   }
-  if (command === 'validate' && !options.json) out.push(`${shown}: valid; deployment order: ${result.topology?.order.join(', ') || '(no nodes)'}`);
+  if (command === 'validate' && !options.json)
+    out.push(`${shown}: valid; deployment order: ${result.topology?.order.join(', ') || '(no nodes)'}`);
   if (target) out.push(translate(result.topology!, target).trimEnd());
   return { code: 0, stdout: out.join('\n') + (out.length ? '\n' : ''), stderr: err.join('\n') + (err.length ? '\n' : '') };
 }

@@ -4,12 +4,28 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import {
-  cancelled, Code, failedPrecondition, invalidArgument, notFound, paginate, resourceExhausted, service, unavailable, watchOperationByPolling, type Bucket, type CallContext,
+  cancelled,
+  Code,
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  paginate,
+  resourceExhausted,
+  service,
+  unavailable,
+  watchOperationByPolling,
+  type Bucket,
+  type CallContext,
 } from '@lapis/platform';
 import { Any } from '@lapis/proto/google/protobuf/any';
 import {
-  Deployment, DeploymentState, NodeState, Severity, TranslationTarget,
-  type Diagnostic as ProtoDiagnostic, type TemplateSource,
+  Deployment,
+  DeploymentState,
+  NodeState,
+  Severity,
+  TranslationTarget,
+  type Diagnostic as ProtoDiagnostic,
+  type TemplateSource,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceService } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import type { Operation } from '@lapis/proto/lapis/common/v1/common';
@@ -37,19 +53,34 @@ export interface ServerDeps {
 }
 
 const toProtoDiagnostic = (d: Diagnostic): ProtoDiagnostic => ({
-  severity: d.severity === 'error' ? Severity.ERROR : Severity.WARNING, code: d.code, message: d.message, file: d.file, line: d.line, column: d.column, path: d.path,
+  severity: d.severity === 'error' ? Severity.ERROR : Severity.WARNING,
+  code: d.code,
+  message: d.message,
+  file: d.file,
+  line: d.line,
+  column: d.column,
+  path: d.path,
 });
 
 type StoredTemplate = DeploymentRecord['template'];
 
 function fromSource(source: TemplateSource | undefined): StoredTemplate {
   if (!source?.content) throw invalidArgument([{ field: 'template', description: 'a template (yaml or csar) is required' }]);
-  const base = { fileName: source.fileName || (source.content.$case === 'csar' ? 'template.csar' : 'template.yaml'), files: source.files ?? {} };
-  return source.content.$case === 'yaml' ? { ...base, yaml: source.content.yaml } : { ...base, csar: Buffer.from(source.content.csar).toString('base64') };
+  const base = {
+    fileName: source.fileName || (source.content.$case === 'csar' ? 'template.csar' : 'template.yaml'),
+    files: source.files ?? {},
+  };
+  return source.content.$case === 'yaml'
+    ? { ...base, yaml: source.content.yaml }
+    : { ...base, csar: Buffer.from(source.content.csar).toString('base64') };
 }
 
 function toSource(t: StoredTemplate): TemplateSource {
-  return { content: t.yaml !== undefined ? { $case: 'yaml', yaml: t.yaml } : { $case: 'csar', csar: Buffer.from(t.csar ?? '', 'base64') }, fileName: t.fileName, files: t.files };
+  return {
+    content: t.yaml !== undefined ? { $case: 'yaml', yaml: t.yaml } : { $case: 'csar', csar: Buffer.from(t.csar ?? '', 'base64') },
+    fileName: t.fileName,
+    files: t.files,
+  };
 }
 
 /**
@@ -66,11 +97,21 @@ export interface Reading {
 
 function process(t: StoredTemplate, inputs: Dict | undefined, reading: Reading): ProcessResult {
   const { imports, parallel, maxFileChars } = reading;
-  return processTemplate({ ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }), fileName: t.fileName, files: t.files, inputs, imports, parallel, maxFileChars });
+  return processTemplate({
+    ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }),
+    fileName: t.fileName,
+    files: t.files,
+    inputs,
+    imports,
+    parallel,
+    maxFileChars,
+  });
 }
 
 const violations = (diagnostics: Diagnostic[]) =>
-  diagnostics.slice(0, 50).map((d) => ({ field: `template:${d.file}:${d.line}:${d.column}`, description: `${d.message} [${d.code}] (${d.path})` }));
+  diagnostics
+    .slice(0, 50)
+    .map((d) => ({ field: `template:${d.file}:${d.line}:${d.column}`, description: `${d.message} [${d.code}] (${d.path})` }));
 
 function rejectInvalid(diagnostics: Diagnostic[]): void {
   const errors = diagnostics.filter((d) => d.severity === 'error');
@@ -82,11 +123,26 @@ function rejectInvalid(diagnostics: Diagnostic[]): void {
  * when the caller goes. A template refused for its bounds (too big, too deep, aliases that
  * expand too far) is an INVALID_ARGUMENT naming where, whichever call sent it.
  */
-async function check(t: StoredTemplate, inputs: Dict | undefined, reading: Reading, ctx: CallContext, target?: Target): Promise<TemplateAnswer> {
+async function check(
+  t: StoredTemplate,
+  inputs: Dict | undefined,
+  reading: Reading,
+  ctx: CallContext,
+  target?: Target,
+): Promise<TemplateAnswer> {
   let answer: TemplateAnswer;
   if (reading.threads) {
     try {
-      answer = await reading.threads.run({ ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }), fileName: t.fileName, files: t.files, inputs, target }, ctx.signal);
+      answer = await reading.threads.run(
+        {
+          ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }),
+          fileName: t.fileName,
+          files: t.files,
+          inputs,
+          target,
+        },
+        ctx.signal,
+      );
     } catch (error) {
       if (!(error instanceof WorkStopped)) throw error;
       if (error.reason === 'caller gone') throw cancelled(`stopped checking the template: ${error.message}`);
@@ -95,7 +151,12 @@ async function check(t: StoredTemplate, inputs: Dict | undefined, reading: Readi
     }
   } else {
     const result = process(t, inputs, reading);
-    answer = { valid: result.valid, diagnostics: result.diagnostics, order: result.topology?.order ?? [], output: target && result.valid && result.topology ? translate(result.topology, target) : undefined };
+    answer = {
+      valid: result.valid,
+      diagnostics: result.diagnostics,
+      order: result.topology?.order ?? [],
+      output: target && result.valid && result.topology ? translate(result.topology, target) : undefined,
+    };
   }
   const limits = answer.diagnostics.filter((d) => d.severity === 'error' && LIMIT_CODES.has(d.code));
   if (limits.length) throw invalidArgument(violations(limits), 'TEMPLATE_LIMIT');
@@ -103,8 +164,13 @@ async function check(t: StoredTemplate, inputs: Dict | undefined, reading: Readi
 }
 
 const phaseState: Record<DeploymentRecord['phase'], DeploymentState> = {
-  PENDING: DeploymentState.PENDING, CREATING: DeploymentState.CREATING, DEPLOYED: DeploymentState.DEPLOYED, UPDATING: DeploymentState.UPDATING,
-  DELETING: DeploymentState.DELETING, DELETED: DeploymentState.DELETED, FAILED: DeploymentState.FAILED,
+  PENDING: DeploymentState.PENDING,
+  CREATING: DeploymentState.CREATING,
+  DEPLOYED: DeploymentState.DEPLOYED,
+  UPDATING: DeploymentState.UPDATING,
+  DELETING: DeploymentState.DELETING,
+  DELETED: DeploymentState.DELETED,
+  FAILED: DeploymentState.FAILED,
 };
 
 /**
@@ -122,7 +188,10 @@ function deployedTopology(r: DeploymentRecord, reading: Reading): Topology | und
   const key = `${r.id}/${r.generation}`;
   let entry = deployedTopologies.get(key);
   if (!entry) {
-    const size = Math.max(1, (r.template.yaml ?? r.template.csar ?? '').length + Object.values(r.template.files ?? {}).reduce((sum, text) => sum + text.length, 0));
+    const size = Math.max(
+      1,
+      (r.template.yaml ?? r.template.csar ?? '').length + Object.values(r.template.files ?? {}).reduce((sum, text) => sum + text.length, 0),
+    );
     entry = { topology: process(r.template, r.inputs, reading).topology, size };
     deployedTopologies.set(key, entry);
   }
@@ -144,9 +213,13 @@ export function toDeployment(r: DeploymentRecord, reading: Reading = {}): Deploy
     else if (all.some((s) => s === 'deleting' || s === 'unwanted')) state = NodeState.DELETING;
     else if (all.length && all.every((s) => s === 'running')) state = NodeState.STARTED;
     else if (all.some((s) => s === 'submitted' || s === 'wanted')) state = NodeState.CREATING;
-    else if (!all.length) state = r.phase === 'DEPLOYED' ? NodeState.STARTED : r.phase === 'DELETED' ? NodeState.DELETED : NodeState.INITIAL;
+    else if (!all.length)
+      state = r.phase === 'DEPLOYED' ? NodeState.STARTED : r.phase === 'DELETED' ? NodeState.DELETED : NodeState.INITIAL;
     return {
-      name: n.name, type: n.type, state, stateReason: reason,
+      name: n.name,
+      type: n.type,
+      state,
+      stateReason: reason,
       instanceIds: instances.map((i) => i.claimId).filter((x): x is string => !!x),
       volumeIds: volumes.map((v) => v.volumeId).filter((x): x is string => !!x),
       attributes: attrs.get(n.name) ?? {},
@@ -159,23 +232,37 @@ export function toDeployment(r: DeploymentRecord, reading: Reading = {}): Deploy
     if (topology) {
       outputs = {};
       for (const [name, o] of topology.outputs) {
-        const v = evaluate({
-          topology,
-          attribute: (node, path) => {
-            const a = attrs.get(node.name);
-            let cur: unknown = a?.[String(path[0])];
-            for (const k of path.slice(1)) cur = Array.isArray(cur) ? cur[Number(k)] : isDict(cur) ? cur[String(k)] : undefined;
-            return cur;
+        const v = evaluate(
+          {
+            topology,
+            attribute: (node, path) => {
+              const a = attrs.get(node.name);
+              let cur: unknown = a?.[String(path[0])];
+              for (const k of path.slice(1)) cur = Array.isArray(cur) ? cur[Number(k)] : isDict(cur) ? cur[String(k)] : undefined;
+              return cur;
+            },
           },
-        }, o.value);
+          o.value,
+        );
         outputs[name] = v;
       }
     }
   }
   return Deployment.fromPartial({
-    id: r.id, project: r.project, user: r.user, template: toSource(r.template), inputs: r.inputs, state: phaseState[r.phase], stateReason: r.reason,
-    nodes, outputs: JSON.parse(JSON.stringify(outputs ?? {})) as Dict, keepOnFailure: r.keepOnFailure, requestId: r.requestId,
-    createTime: new Date(r.createTime), updateTime: new Date(r.updateTime), operation: r.operation,
+    id: r.id,
+    project: r.project,
+    user: r.user,
+    template: toSource(r.template),
+    inputs: r.inputs,
+    state: phaseState[r.phase],
+    stateReason: r.reason,
+    nodes,
+    outputs: JSON.parse(JSON.stringify(outputs ?? {})) as Dict,
+    keepOnFailure: r.keepOnFailure,
+    requestId: r.requestId,
+    createTime: new Date(r.createTime),
+    updateTime: new Date(r.updateTime),
+    operation: r.operation,
   });
 }
 
@@ -186,15 +273,33 @@ const ended = new Set<DeploymentRecord['phase']>(['DEPLOYED', 'DELETED', 'FAILED
  * (metadata) and, once it succeeded, as its response. Without a record (a deployment older than
  * operation records), the deployment's phase tells.
  */
-export function toOperation(r: DeploymentRecord, op: OperationRecord | undefined, name: string, kind: OperationKind, reading: Reading): Operation {
-  const any = Any.fromPartial({ typeUrl: 'type.googleapis.com/lapis.tosca.v1.Deployment', value: Buffer.from(Deployment.encode(toDeployment(r, reading)).finish()) });
+export function toOperation(
+  r: DeploymentRecord,
+  op: OperationRecord | undefined,
+  name: string,
+  kind: OperationKind,
+  reading: Reading,
+): Operation {
+  const any = Any.fromPartial({
+    typeUrl: 'type.googleapis.com/lapis.tosca.v1.Deployment',
+    value: Buffer.from(Deployment.encode(toDeployment(r, reading)).finish()),
+  });
   const current = name === r.operation;
   const done = op ? op.done : !current || ended.has(r.phase);
   const error = op ? op.error : current && r.phase === 'FAILED' ? { code: Code.FAILED_PRECONDITION, message: r.reason } : undefined;
   return {
-    name, kind: op?.kind ?? kind, metadata: any, done,
-    result: !done ? undefined : error ? { $case: 'error', error: { code: error.code, message: error.message, details: [] } } : { $case: 'response', response: any },
-    createTime: new Date(op?.createTime ?? r.createTime), updateTime: new Date(op?.done ? op.updateTime : r.updateTime), project: r.project,
+    name,
+    kind: op?.kind ?? kind,
+    metadata: any,
+    done,
+    result: !done
+      ? undefined
+      : error
+        ? { $case: 'error', error: { code: error.code, message: error.message, details: [] } }
+        : { $case: 'response', response: any },
+    createTime: new Date(op?.createTime ?? r.createTime),
+    updateTime: new Date(op?.done ? op.updateTime : r.updateTime),
+    project: r.project,
   };
 }
 
@@ -203,7 +308,8 @@ const asInputs = (s: Dict | undefined): Dict | undefined => (s && Object.keys(s)
 /** lapis.tosca.v1.ToscaService, and lapis.common.v1.OperationsService for its operations. */
 export function toscaServices(deps: ServerDeps) {
   const { engine, deployments, operations, reading = {} } = deps;
-  const operationOf = async (r: DeploymentRecord, kind: OperationKind, name = r.operation) => toOperation(r, await operations.get(name), name, kind, reading);
+  const operationOf = async (r: DeploymentRecord, kind: OperationKind, name = r.operation) =>
+    toOperation(r, await operations.get(name), name, kind, reading);
 
   const visible = async (id: string, ctx: CallContext) => {
     if (!id) throw invalidArgument([{ field: 'deployment_id', description: 'is required' }]);
@@ -219,7 +325,11 @@ export function toscaServices(deps: ServerDeps) {
     },
 
     async translateTemplate(request, ctx) {
-      const targets: Partial<Record<TranslationTarget, Target>> = { [TranslationTarget.HEAT]: 'hot', [TranslationTarget.RADL]: 'radl', [TranslationTarget.KUBERNETES]: 'k8s' };
+      const targets: Partial<Record<TranslationTarget, Target>> = {
+        [TranslationTarget.HEAT]: 'hot',
+        [TranslationTarget.RADL]: 'radl',
+        [TranslationTarget.KUBERNETES]: 'k8s',
+      };
       const target = targets[request.target];
       if (!target) throw invalidArgument([{ field: 'target', description: 'must be HEAT, RADL or KUBERNETES' }]);
       const answer = await check(fromSource(request.template), asInputs(request.inputs), reading, ctx, target);
@@ -230,21 +340,41 @@ export function toscaServices(deps: ServerDeps) {
       const template = fromSource(request.template);
       const inputs = request.inputs ?? {};
       // A retried request (same request_id in the same project) gets the same deployment.
-      const id = request.requestId ? `dep-${createHash('sha256').update(`${ctx.caller.project}\u0000${request.requestId}`).digest('hex').slice(0, 12)}` : newDeploymentId();
+      const id = request.requestId
+        ? `dep-${createHash('sha256').update(`${ctx.caller.project}\u0000${request.requestId}`).digest('hex').slice(0, 12)}`
+        : newDeploymentId();
       const existing = await deployments.get(id);
-      if (existing) return { operation: await operationOf(existing.value, 'tosca.CreateDeployment', operationName(id, 0)), deploymentId: id };
+      if (existing)
+        return { operation: await operationOf(existing.value, 'tosca.CreateDeployment', operationName(id, 0)), deploymentId: id };
       // Checked off the event loop first; only a template found valid (so within bounds) is read
       // here again, for the topology the engine works from.
       rejectInvalid((await check(template, inputs, reading, ctx)).diagnostics);
       const result = process(template, inputs, reading);
       rejectInvalid(result.diagnostics);
       const problems = plan(result.topology!).problems;
-      if (problems.length) throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
+      if (problems.length)
+        throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
       const now = new Date().toISOString();
       const record: DeploymentRecord = {
-        id, project: ctx.caller.project, user: ctx.caller.user, template, inputs, phase: 'PENDING', reason: '', keepOnFailure: request.keepOnFailure,
-        requestId: request.requestId, createTime: now, updateTime: now, operation: `operations/tosca/${id}/0`, generation: 0, action: 'create',
-        instances: {}, volumes: {}, attachments: {}, nodes: result.topology!.order.map((n) => ({ name: n, type: result.topology!.nodes.get(n)!.type })), outputs: {},
+        id,
+        project: ctx.caller.project,
+        user: ctx.caller.user,
+        template,
+        inputs,
+        phase: 'PENDING',
+        reason: '',
+        keepOnFailure: request.keepOnFailure,
+        requestId: request.requestId,
+        createTime: now,
+        updateTime: now,
+        operation: `operations/tosca/${id}/0`,
+        generation: 0,
+        action: 'create',
+        instances: {},
+        volumes: {},
+        attachments: {},
+        nodes: result.topology!.order.map((n) => ({ name: n, type: result.topology!.nodes.get(n)!.type })),
+        outputs: {},
       };
       ctx.log.info({ deployment: id, nodes: record.nodes.length }, 'deployment created');
       const created = await engine.create(record, result.topology!, ctx.caller.token);
@@ -270,21 +400,27 @@ export function toscaServices(deps: ServerDeps) {
     async updateDeployment(request, ctx) {
       const current = await visible(request.deploymentId, ctx);
       if (current.action === 'delete') throw failedPrecondition(`deployment ${current.id} is being deleted`, 'DEPLOYMENT_DELETING');
-      if (request.requestId && current.requestId === request.requestId && current.generation > 0) return { operation: await operationOf(current, 'tosca.UpdateDeployment') };
+      if (request.requestId && current.requestId === request.requestId && current.generation > 0)
+        return { operation: await operationOf(current, 'tosca.UpdateDeployment') };
       const template = request.template?.content ? fromSource(request.template) : current.template;
       const inputs = { ...current.inputs, ...(request.inputs ?? {}) };
       rejectInvalid((await check(template, inputs, reading, ctx)).diagnostics);
       const result = process(template, inputs, reading);
       rejectInvalid(result.diagnostics);
       const problems = plan(result.topology!).problems;
-      if (problems.length) throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
-      const updated = await engine.update(current.id, (r) => {
-        r.template = template;
-        r.inputs = inputs;
-        r.requestId = request.requestId || r.requestId;
-        r.nodes = result.topology!.order.map((n) => ({ name: n, type: result.topology!.nodes.get(n)!.type }));
-        return result.topology!;
-      }, ctx.caller.token);
+      if (problems.length)
+        throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
+      const updated = await engine.update(
+        current.id,
+        (r) => {
+          r.template = template;
+          r.inputs = inputs;
+          r.requestId = request.requestId || r.requestId;
+          r.nodes = result.topology!.order.map((n) => ({ name: n, type: result.topology!.nodes.get(n)!.type }));
+          return result.topology!;
+        },
+        ctx.caller.token,
+      );
       return { operation: await operationOf(updated, 'tosca.UpdateDeployment') };
     },
 
@@ -304,7 +440,13 @@ export function toscaServices(deps: ServerDeps) {
         for await (const entry of watcher) {
           if (entry.operation !== 'PUT') break;
           const record = JSON.parse(Buffer.from(entry.value).toString('utf8')) as DeploymentRecord;
-          const changed = previous ? record.nodes.find((n) => JSON.stringify(Object.values(record.instances).filter((i) => i.spec.node === n.name)) !== JSON.stringify(Object.values(previous!.instances).filter((i) => i.spec.node === n.name)))?.name ?? '' : '';
+          const changed = previous
+            ? (record.nodes.find(
+                (n) =>
+                  JSON.stringify(Object.values(record.instances).filter((i) => i.spec.node === n.name)) !==
+                  JSON.stringify(Object.values(previous!.instances).filter((i) => i.spec.node === n.name)),
+              )?.name ?? '')
+            : '';
           previous = record;
           await send({ deployment: toDeployment(record, reading), node: changed });
           if (record.phase === 'DELETED') break;
@@ -322,10 +464,20 @@ export function toscaServices(deps: ServerDeps) {
     const parsed = parseOperationName(name);
     const entry = parsed && (await deployments.get(parsed.deploymentId));
     const record = await operations.get(name);
-    if (!parsed || !entry || (!record && parsed.generation > entry.value.generation) || !(ctx.caller.admin || ctx.caller.projects.includes(entry.value.project))) {
+    if (
+      !parsed ||
+      !entry ||
+      (!record && parsed.generation > entry.value.generation) ||
+      !(ctx.caller.admin || ctx.caller.projects.includes(entry.value.project))
+    ) {
       throw notFound(`operation ${name} not found`, 'OPERATION_NOT_FOUND');
     }
-    const kind: OperationKind = parsed.generation === 0 ? 'tosca.CreateDeployment' : entry.value.action === 'delete' ? 'tosca.DeleteDeployment' : 'tosca.UpdateDeployment';
+    const kind: OperationKind =
+      parsed.generation === 0
+        ? 'tosca.CreateDeployment'
+        : entry.value.action === 'delete'
+          ? 'tosca.DeleteDeployment'
+          : 'tosca.UpdateDeployment';
     return { deployment: entry.value, record, operation: toOperation(entry.value, record, name, kind, reading) };
   };
 
@@ -341,15 +493,22 @@ export function toscaServices(deps: ServerDeps) {
     async cancelOperation(request, ctx) {
       const { deployment, operation } = await operationFor(request.name, ctx);
       if (operation.done) return { operation };
-      if (operation.kind === 'tosca.DeleteDeployment') throw failedPrecondition(`operation ${request.name} deletes deployment ${deployment.id}: a deletion cannot be cancelled`, 'NOT_CANCELLABLE');
+      if (operation.kind === 'tosca.DeleteDeployment')
+        throw failedPrecondition(
+          `operation ${request.name} deletes deployment ${deployment.id}: a deletion cannot be cancelled`,
+          'NOT_CANCELLABLE',
+        );
       await engine.cancel(deployment.id);
       return { operation: (await operationFor(request.name, ctx)).operation };
     },
 
     async listOperations(request, ctx) {
       // Admins see every operation; others those of the project they act in.
-      const visibleOp = (o: OperationRecord) => (ctx.caller.admin ? true : o.project === ctx.caller.project && ctx.caller.projects.includes(o.project));
-      const records = (await operations.list()).filter((o) => visibleOp(o) && (!request.onlyRunning || !o.done)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const visibleOp = (o: OperationRecord) =>
+        ctx.caller.admin ? true : o.project === ctx.caller.project && ctx.caller.projects.includes(o.project);
+      const records = (await operations.list())
+        .filter((o) => visibleOp(o) && (!request.onlyRunning || !o.done))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       const page = paginate(records, (o) => o.name, request);
       const out: Operation[] = [];
       for (const o of page.items) {

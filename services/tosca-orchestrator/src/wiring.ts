@@ -12,14 +12,32 @@ import type { ToscaConfig } from './config';
 import type { DeploymentRecord } from './domain/deployment';
 import { toscaServices } from './server';
 
-export async function wireToscaOrchestrator(config: ToscaConfig, { bus, log, shutdown }: ServiceContext): Promise<ReturnType<typeof toscaServices>> {
+export async function wireToscaOrchestrator(
+  config: ToscaConfig,
+  { bus, log, shutdown }: ServiceContext,
+): Promise<ReturnType<typeof toscaServices>> {
   const deployments = await bus.bucket('tosca-deployments', jsonCodec<DeploymentRecord>());
   const index = await bus.bucket('tosca-instances', jsonCodec<{ deployment: string; key: string }>());
   const operations = new OperationStore(await bus.bucket('tosca-operations', jsonCodec<OperationRecord>()));
-  const ports = new LapisPorts({ scheduler: config.LAPIS_SCHEDULER_ADDRESS, runtime: config.LAPIS_RUNTIME_ADDRESS, serviceToken: config.LAPIS_SERVICE_TOKEN });
-  const engine = new DeploymentEngine({ deployments, index, operations, ports, bus, log, deletedRetentionMs: config.LAPIS_TOSCA_DELETED_RETENTION_S * 1000 });
+  const ports = new LapisPorts({
+    scheduler: config.LAPIS_SCHEDULER_ADDRESS,
+    runtime: config.LAPIS_RUNTIME_ADDRESS,
+    serviceToken: config.LAPIS_SERVICE_TOKEN,
+  });
+  const engine = new DeploymentEngine({
+    deployments,
+    index,
+    operations,
+    ports,
+    bus,
+    log,
+    deletedRetentionMs: config.LAPIS_TOSCA_DELETED_RETENTION_S * 1000,
+  });
   await engine.start();
-  const parallel = yamlThreadIfUseful((error) => log.warn({ err: error }, 'the YAML helper thread failed; it is started again'), config.LAPIS_TOSCA_TWO_THREADS_FROM_KIB * 1024);
+  const parallel = yamlThreadIfUseful(
+    (error) => log.warn({ err: error }, 'the YAML helper thread failed; it is started again'),
+    config.LAPIS_TOSCA_TWO_THREADS_FROM_KIB * 1024,
+  );
   const mirror = config.LAPIS_TOSCA_IMPORT_MIRROR || undefined;
   const maxFileChars = config.LAPIS_TOSCA_MAX_TEMPLATE_KIB * 1024;
   const threads = new TemplateThreads({
@@ -37,5 +55,10 @@ export async function wireToscaOrchestrator(config: ToscaConfig, { bus, log, shu
     ports.close();
     parallel?.close();
   });
-  return toscaServices({ engine, deployments, operations, reading: { imports: new ImportFiles({ mirror }), parallel, maxFileChars, threads } });
+  return toscaServices({
+    engine,
+    deployments,
+    operations,
+    reading: { imports: new ImportFiles({ mirror }), parallel, maxFileChars, threads },
+  });
 }

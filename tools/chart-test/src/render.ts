@@ -44,8 +44,16 @@ export function chartNatsAuthorization(): string {
 
 /** The generated files: name -> extra `helm template` arguments. */
 export const K8S_VARIANTS: ReadonlyArray<{ file: string; what: string; args: string[] }> = [
-  { file: 'lapis-docker.yaml', what: 'runtime agents as a DaemonSet on the nodes labelled lapis.dev/docker=true', args: ['--set', 'containerRuntime.backend=docker', '--set-json', 'containerRuntime.nodeSelector={"lapis.dev/docker":"true"}'] },
-  { file: 'lapis-kubernetes.yaml', what: 'the kubernetes runtime backend (instances as Pods)', args: ['--set', 'containerRuntime.backend=kubernetes'] },
+  {
+    file: 'lapis-docker.yaml',
+    what: 'runtime agents as a DaemonSet on the nodes labelled lapis.dev/docker=true',
+    args: ['--set', 'containerRuntime.backend=docker', '--set-json', 'containerRuntime.nodeSelector={"lapis.dev/docker":"true"}'],
+  },
+  {
+    file: 'lapis-kubernetes.yaml',
+    what: 'the kubernetes runtime backend (instances as Pods)',
+    args: ['--set', 'containerRuntime.backend=kubernetes'],
+  },
 ];
 
 /** `helm template` of the chart with these arguments (the helm that testenv builds). */
@@ -53,10 +61,24 @@ export async function helmTemplate(args: readonly string[], opts: { release?: st
   const tools = await ensureKubeTools();
   const home = await fs.mkdtemp(path.join(os.tmpdir(), 'lapis-helm-'));
   try {
-    const env = { ...process.env, HELM_CACHE_HOME: path.join(home, 'cache'), HELM_CONFIG_HOME: path.join(home, 'config'), HELM_DATA_HOME: path.join(home, 'data') };
+    const env = {
+      ...process.env,
+      HELM_CACHE_HOME: path.join(home, 'cache'),
+      HELM_CONFIG_HOME: path.join(home, 'config'),
+      HELM_DATA_HOME: path.join(home, 'data'),
+    };
     const { stdout } = await run(
       tools.helm,
-      ['template', opts.release ?? K8S_RELEASE, CHART_DIR, '--namespace', opts.namespace ?? K8S_NAMESPACE, '--kube-version', KUBE_VERSIONS.kubernetes.replace(/^v/, ''), ...args],
+      [
+        'template',
+        opts.release ?? K8S_RELEASE,
+        CHART_DIR,
+        '--namespace',
+        opts.namespace ?? K8S_NAMESPACE,
+        '--kube-version',
+        KUBE_VERSIONS.kubernetes.replace(/^v/, ''),
+        ...args,
+      ],
       { env },
     );
     return stdout;
@@ -86,7 +108,8 @@ export async function renderK8s(): Promise<Map<string, string>> {
 export async function staleK8sFiles(): Promise<string[]> {
   const wanted = await renderK8s();
   const stale: string[] = [];
-  if ((await fs.readFile(NATS_AUTHORIZATION, 'utf8').catch(() => undefined)) !== chartNatsAuthorization()) stale.push(path.relative(REPO_ROOT, NATS_AUTHORIZATION));
+  if ((await fs.readFile(NATS_AUTHORIZATION, 'utf8').catch(() => undefined)) !== chartNatsAuthorization())
+    stale.push(path.relative(REPO_ROOT, NATS_AUTHORIZATION));
   for (const [file, content] of wanted) {
     const current = await fs.readFile(path.join(K8S_DIR, file), 'utf8').catch(() => undefined);
     if (current !== content) stale.push(file);

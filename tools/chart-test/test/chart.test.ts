@@ -39,7 +39,14 @@ interface Pod extends Obj {
 }
 interface Workload extends Obj {
   spec: { replicas?: number; template: { spec: PodSpec } };
-  status: { readyReplicas?: number; updatedReplicas?: number; numberReady?: number; desiredNumberScheduled?: number; updatedNumberScheduled?: number; observedGeneration?: number };
+  status: {
+    readyReplicas?: number;
+    updatedReplicas?: number;
+    numberReady?: number;
+    desiredNumberScheduled?: number;
+    updatedNumberScheduled?: number;
+    observedGeneration?: number;
+  };
 }
 interface List<T> {
   items: T[];
@@ -139,7 +146,10 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
             const want = w.spec.replicas ?? 1;
             return w.status.readyReplicas !== want || w.status.updatedReplicas !== want;
           });
-          const expectedPods = workloads.reduce((n, w) => n + (w.kind === 'DaemonSet' ? (w.status.desiredNumberScheduled ?? 0) : (w.spec.replicas ?? 1)), 0);
+          const expectedPods = workloads.reduce(
+            (n, w) => n + (w.kind === 'DaemonSet' ? (w.status.desiredNumberScheduled ?? 0) : (w.spec.replicas ?? 1)),
+            0,
+          );
           const notRunning = pods.filter((p) => p.status.phase !== 'Running');
           last = `not ready: ${notReady.map((w) => `${w.kind}/${w.metadata.name} ${JSON.stringify(w.status)}`).join('; ') || 'none'}; pods not Running: ${notRunning.map((p) => `${p.metadata.name}=${p.status.phase}`).join(', ') || 'none'}; pods ${pods.length}/${expectedPods}`;
           result = { workloads, pods };
@@ -148,7 +158,9 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
         { timeoutMs, what: `release ${release} in ${ns} to roll out`, intervalMs: 500 },
       );
     } catch (e) {
-      const events = await kubectl(['get', 'events', '-n', ns, '--sort-by=.lastTimestamp'], kube).catch((x: unknown) => ({ stdout: errorText(x) }));
+      const events = await kubectl(['get', 'events', '-n', ns, '--sort-by=.lastTimestamp'], kube).catch((x: unknown) => ({
+        stdout: errorText(x),
+      }));
       throw new Error(`${errorText(e)}\n${last}\n--- events ---\n${events.stdout.split('\n').slice(-25).join('\n')}`);
     }
     return result;
@@ -163,7 +175,11 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
       .filter((k) => k && !/^events(\.events\.k8s\.io)?$/.test(k));
     const { stdout } = await kubectl(['get', wanted.join(','), '-n', ns, '-o', 'json'], kube);
     return (JSON.parse(stdout) as List<Obj>).items
-      .filter((o) => !(o.kind === 'ConfigMap' && o.metadata.name === 'kube-root-ca.crt') && !(o.kind === 'ServiceAccount' && o.metadata.name === 'default'))
+      .filter(
+        (o) =>
+          !(o.kind === 'ConfigMap' && o.metadata.name === 'kube-root-ca.crt') &&
+          !(o.kind === 'ServiceAccount' && o.metadata.name === 'default'),
+      )
       .map((o) => `${o.kind}/${o.metadata.name}`);
   }
 
@@ -195,8 +211,14 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
       const typo = await valuesFile('typo', merge(testValues(), { scheduler: { replcas: 3 } }));
       await rejectsWith(helm(['lint', CHART_DIR, '-f', typo], kube), /additional properties 'replcas' not allowed/);
       // A value of the wrong kind or outside its choices is rejected as well.
-      await rejectsWith(helm(['lint', CHART_DIR, '-f', values, '--set', 'containerRuntime.backend=podman'], kube), /at '\/containerRuntime\/backend'/);
-      await rejectsWith(helm(['lint', CHART_DIR, '-f', values, '--set', 'scheduler.image.digest=latest'], kube), /at '\/scheduler\/image\/digest'/);
+      await rejectsWith(
+        helm(['lint', CHART_DIR, '-f', values, '--set', 'containerRuntime.backend=podman'], kube),
+        /at '\/containerRuntime\/backend'/,
+      );
+      await rejectsWith(
+        helm(['lint', CHART_DIR, '-f', values, '--set', 'scheduler.image.digest=latest'], kube),
+        /at '\/scheduler\/image\/digest'/,
+      );
     });
 
     it('refuses to render without a way to authenticate callers, or without a site registry', async function () {
@@ -206,13 +228,28 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
 
     it('renders the standard labels, non-root read-only pods, gRPC probes and digests', async function () {
       const digest = `sha256:${'a'.repeat(64)}`;
-      const out = await helmTemplate(['-f', await valuesFile('render', testValues()), '--set', `scheduler.image.digest=${digest}`, '--set', 'image.registry=registry.example.org:5000']);
+      const out = await helmTemplate([
+        '-f',
+        await valuesFile('render', testValues()),
+        '--set',
+        `scheduler.image.digest=${digest}`,
+        '--set',
+        'image.registry=registry.example.org:5000',
+      ]);
       const objects = parseAllDocuments(out)
         .map((d) => d.toJS() as Workload | null)
         .filter((o): o is Workload => o !== null);
       assert.ok(objects.length > 20, `rendered ${objects.length} objects`);
       for (const o of objects) {
-        for (const label of ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'app.kubernetes.io/part-of', 'helm.sh/chart']) {
+        for (const label of [
+          'app.kubernetes.io/name',
+          'app.kubernetes.io/instance',
+          'app.kubernetes.io/version',
+          'app.kubernetes.io/component',
+          'app.kubernetes.io/managed-by',
+          'app.kubernetes.io/part-of',
+          'helm.sh/chart',
+        ]) {
           assert.ok(o.metadata.labels?.[label], `${o.kind}/${o.metadata.name} lacks label ${label}`);
         }
       }
@@ -229,14 +266,18 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
         const pod = w.spec.template.spec;
         const c = pod.containers[0] as Container;
         if (w.kind === 'DaemonSet') {
-          assert.equal(c.securityContext?.privileged, true, 'the Docker agent is privileged (loop devices, mounts, Bidirectional propagation)');
+          assert.equal(
+            c.securityContext?.privileged,
+            true,
+            'the Docker agent is privileged (loop devices, mounts, Bidirectional propagation)',
+          );
           continue;
         }
         assert.equal(pod.securityContext?.runAsNonRoot, true, `${w.metadata.name}: runAsNonRoot`);
         assert.deepEqual(pod.securityContext?.seccompProfile, { type: 'RuntimeDefault' });
         assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${w.metadata.name}: read-only root`);
         assert.equal(c.securityContext?.allowPrivilegeEscalation, false);
-        assert.deepEqual((c.securityContext?.capabilities as { drop?: string[] }).drop, ['ALL']);
+        assert.deepEqual((c.securityContext?.capabilities as { drop?: string[] } | undefined)?.drop, ['ALL']);
         if (w.kind === 'Deployment') {
           assert.ok(c.readinessProbe?.grpc?.port && c.livenessProbe?.grpc?.port, `${w.metadata.name}: native gRPC probes`);
           assert.equal(c.env?.find((e) => e.name === 'LAPIS_NATS_URL')?.value, 'nats://lapis-nats.lapis.svc:4222');
@@ -249,7 +290,11 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
     });
 
     it('k8s/ is what the chart renders (regenerate with node tools/chart-test/dist/src/render.js)', async function () {
-      assert.deepEqual(await staleK8sFiles(), [], 'k8s/ is out of date: run `npx tsc -b tools/chart-test && node tools/chart-test/dist/src/render.js`');
+      assert.deepEqual(
+        await staleK8sFiles(),
+        [],
+        'k8s/ is out of date: run `npx tsc -b tools/chart-test && node tools/chart-test/dist/src/render.js`',
+      );
     });
   });
 
@@ -260,21 +305,45 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
       await createNamespace(K8S_NAMESPACE);
       const base = testValues();
       const variants: Array<[string, Record<string, unknown>]> = [
-        ['docker backend, bundled NATS with a PVC', merge(base, { nats: { bundled: { persistence: { enabled: true, retainOnUninstall: false } } } })],
+        [
+          'docker backend, bundled NATS with a PVC',
+          merge(base, { nats: { bundled: { persistence: { enabled: true, retainOnUninstall: false } } } }),
+        ],
         [
           'kubernetes backend in its own namespace, external NATS with its users and CA from Secrets, OIDC from values, OTLP, digests, NetworkPolicy clients',
           merge(base, {
             nats: { url: 'nats://nats.example.org:4222', auth: { existingSecret: 'nats-users' }, tls: { existingSecret: 'nats-tls' } },
-            networkPolicy: { clients: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'paas' } } }], monitoring: [{ podSelector: { matchLabels: { app: 'prometheus' } } }] },
+            networkPolicy: {
+              clients: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'paas' } } }],
+              monitoring: [{ podSelector: { matchLabels: { app: 'prometheus' } } }],
+            },
             auth: { oidc: { issuer: 'https://iam.example.org/', audience: 'lapis' } },
-            telemetry: { tracesExporter: 'otlp', otlpEndpoint: 'http://otel-collector.observability:4318', otlpHeadersSecret: { name: 'otlp-headers' }, resourceAttributes: 'deployment.environment=test' },
+            telemetry: {
+              tracesExporter: 'otlp',
+              otlpEndpoint: 'http://otel-collector.observability:4318',
+              otlpHeadersSecret: { name: 'otlp-headers' },
+              resourceAttributes: 'deployment.environment=test',
+            },
             containerRuntime: { backend: 'kubernetes', kubernetes: { namespace: instances, cpuMillis: 64000, memoryBytes: 274877906944 } },
-            imageSync: { policies: { policies: [{ name: 'debian', source: 'docker.io/library/debian', tags: ['12'] }] }, siteRegistrySecret: { name: 'registry-credentials' } },
+            imageSync: {
+              policies: { policies: [{ name: 'debian', source: 'docker.io/library/debian', tags: ['12'] }] },
+              siteRegistrySecret: { name: 'registry-credentials' },
+            },
             scheduler: { config: { partitions: [{ name: 'default' }] }, image: { digest: `sha256:${'b'.repeat(64)}` } },
           }),
         ],
-        ['OIDC from an existing Secret only, components off', merge(base, { auth: { staticTokens: { tokens: [] }, oidc: { existingSecret: 'oidc' } }, toscaOrchestrator: { enabled: false }, occiGateway: { enabled: false } })],
-        ['NATS without users, TLS or NetworkPolicies', merge(base, { nats: { auth: { enabled: false }, tls: { enabled: false } }, networkPolicy: { enabled: false } })],
+        [
+          'OIDC from an existing Secret only, components off',
+          merge(base, {
+            auth: { staticTokens: { tokens: [] }, oidc: { existingSecret: 'oidc' } },
+            toscaOrchestrator: { enabled: false },
+            occiGateway: { enabled: false },
+          }),
+        ],
+        [
+          'NATS without users, TLS or NetworkPolicies',
+          merge(base, { nats: { auth: { enabled: false }, tls: { enabled: false } }, networkPolicy: { enabled: false } }),
+        ],
       ];
       for (const [what, values] of variants) {
         const rendered = await helmTemplate(['-f', await valuesFile('dry-run', values)], { release: 'dry', namespace: ns });
@@ -314,44 +383,79 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
       const agents = pods.filter((p) => p.metadata.labels?.['app.kubernetes.io/component'] === 'container-runtime');
       assert.deepEqual(agents.map((p) => p.spec.nodeName).sort(), [...dockerNodes].sort(), 'one agent on each Docker node, none elsewhere');
       const agentEnv = agents[0]?.spec.containers[0]?.env ?? [];
-      assert.deepEqual(agentEnv.find((e) => e.name === 'LAPIS_NODE_NAME')?.valueFrom, { fieldRef: { apiVersion: 'v1', fieldPath: 'spec.nodeName' } });
+      assert.deepEqual(agentEnv.find((e) => e.name === 'LAPIS_NODE_NAME')?.valueFrom, {
+        fieldRef: { apiVersion: 'v1', fieldPath: 'spec.nodeName' },
+      });
       assert.equal(pods.filter((p) => p.metadata.labels?.['app.kubernetes.io/component'] === 'scheduler').length, 2);
-      const services = await list<Obj & { spec: { ports: Array<{ name: string; port: number }> } }>(`/api/v1/namespaces/${ns}/services?${selector(release)}`);
+      const services = await list<Obj & { spec: { ports: Array<{ name: string; port: number }> } }>(
+        `/api/v1/namespaces/${ns}/services?${selector(release)}`,
+      );
       for (const s of services.filter((s) => !s.metadata.name.startsWith('lapis-nats'))) {
-        assert.ok(s.spec.ports.some((p) => p.name === 'grpc'), `${s.metadata.name} has a port named grpc`);
+        assert.ok(
+          s.spec.ports.some((p) => p.name === 'grpc'),
+          `${s.metadata.name} has a port named grpc`,
+        );
       }
       assert.ok(services.find((s) => s.metadata.name === 'lapis-occi-gateway')?.spec.ports.some((p) => p.name === 'http'));
       const pdbs = await list<Obj>(`/apis/policy/v1/namespaces/${ns}/poddisruptionbudgets?${selector(release)}`);
-      assert.deepEqual(pdbs.map((p) => p.metadata.name).sort(), ['lapis-image-sync', 'lapis-occi-gateway', 'lapis-scheduler', 'lapis-tosca-orchestrator']);
+      assert.deepEqual(pdbs.map((p) => p.metadata.name).sort(), [
+        'lapis-image-sync',
+        'lapis-occi-gateway',
+        'lapis-scheduler',
+        'lapis-tosca-orchestrator',
+      ]);
 
       // Upgrade: more schedulers, an external NATS instead of the bundled one, GPUs on the agents.
-      const upgraded = await valuesFile('docker-upgrade', merge(merge(testValues(), docker), { scheduler: { replicas: 3 }, nats: { url: 'nats://nats.example.org:4222' }, containerRuntime: { docker: { gpus: 'nvidia:GPU-0:A100' } } }));
+      const upgraded = await valuesFile(
+        'docker-upgrade',
+        merge(merge(testValues(), docker), {
+          scheduler: { replicas: 3 },
+          nats: { url: 'nats://nats.example.org:4222' },
+          containerRuntime: { docker: { gpus: 'nvidia:GPU-0:A100' } },
+        }),
+      );
       await helm(['upgrade', release, CHART_DIR, '-n', ns, '-f', upgraded], kube);
       const after = await waitRolledOut(ns, release);
-      assert.equal(after.workloads.find((w) => w.kind === 'StatefulSet'), undefined, 'the bundled NATS is gone');
+      assert.equal(
+        after.workloads.find((w) => w.kind === 'StatefulSet'),
+        undefined,
+        'the bundled NATS is gone',
+      );
       assert.equal(after.pods.filter((p) => p.metadata.labels?.['app.kubernetes.io/component'] === 'scheduler').length, 3);
       for (const p of after.pods) {
         const env = p.spec.containers[0]?.env ?? [];
-        assert.equal(env.find((e) => e.name === 'LAPIS_NATS_URL')?.value, 'nats://nats.example.org:4222', `${p.metadata.name} uses the external NATS`);
+        assert.equal(
+          env.find((e) => e.name === 'LAPIS_NATS_URL')?.value,
+          'nats://nats.example.org:4222',
+          `${p.metadata.name} uses the external NATS`,
+        );
       }
       for (const p of after.pods.filter((p) => p.metadata.labels?.['app.kubernetes.io/component'] === 'container-runtime')) {
         assert.equal(p.spec.containers[0]?.env?.find((e) => e.name === 'LAPIS_GPUS')?.value, 'nvidia:GPU-0:A100');
       }
       const history = await helm(['history', release, '-n', ns, '-o', 'json'], kube);
-      assert.deepEqual((JSON.parse(history.stdout) as Array<{ revision: number; status: string }>).map((r) => [r.revision, r.status]), [
-        [1, 'superseded'],
-        [2, 'deployed'],
-      ]);
+      assert.deepEqual(
+        (JSON.parse(history.stdout) as Array<{ revision: number; status: string }>).map((r) => [r.revision, r.status]),
+        [
+          [1, 'superseded'],
+          [2, 'deployed'],
+        ],
+      );
 
       await helm(['uninstall', release, '-n', ns, '--wait', '--timeout', '90s'], kube);
       let left: string[] = [];
-      await waitFor(async () => (left = await leftovers(ns)).length === 0, { timeoutMs: 90_000, what: `namespace ${ns} to be empty after helm uninstall`, intervalMs: 1000 }).catch(
-        (e: unknown) => assert.fail(`helm uninstall left: ${left.join(', ')} (${errorText(e)})`),
-      );
+      await waitFor(async () => (left = await leftovers(ns)).length === 0, {
+        timeoutMs: 90_000,
+        what: `namespace ${ns} to be empty after helm uninstall`,
+        intervalMs: 1000,
+      }).catch((e: unknown) => assert.fail(`helm uninstall left: ${left.join(', ')} (${errorText(e)})`));
     });
 
     it('kubernetes backend in a namespace enforcing the restricted Pod Security Standard: installs, least-privilege RBAC, uninstalls leaving nothing', async function () {
-      const ns = await createNamespace('lapis-k8s', { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/enforce-version': 'latest' });
+      const ns = await createNamespace('lapis-k8s', {
+        'pod-security.kubernetes.io/enforce': 'restricted',
+        'pod-security.kubernetes.io/enforce-version': 'latest',
+      });
       const release = 'k8s';
       const values = await valuesFile('k8s', merge(testValues(), { containerRuntime: { backend: 'kubernetes' } }));
       const installed = await helm(['install', release, CHART_DIR, '-n', ns, '-f', values], kube);
@@ -368,16 +472,35 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
       assert.equal(pods.length, 8); // 1 + 1 + 2 + 2 + 1 + 1
 
       // The namespace does enforce the policy: the Docker agent's pod (privileged, root, host paths) is refused there.
-      const dockerChart = parseAllDocuments(await helmTemplate(['-f', await valuesFile('psa', testValues())], { release: 'psa', namespace: ns }))
+      const dockerChart = parseAllDocuments(
+        await helmTemplate(['-f', await valuesFile('psa', testValues())], { release: 'psa', namespace: ns }),
+      )
         .map((d) => d.toJS() as Workload | null)
         .find((o) => o?.kind === 'DaemonSet') as Workload & { spec: { template: { metadata: Meta } } };
-      const agentPod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'psa-agent', namespace: ns }, spec: { ...dockerChart.spec.template.spec, serviceAccountName: 'default' } };
-      await rejectsWith(kubectl(['create', '--dry-run=server', '-f', '-'], kube, { input: JSON.stringify(agentPod) }), /violates PodSecurity "restricted:latest"/);
+      const agentPod = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'psa-agent', namespace: ns },
+        spec: { ...dockerChart.spec.template.spec, serviceAccountName: 'default' },
+      };
+      await rejectsWith(
+        kubectl(['create', '--dry-run=server', '-f', '-'], kube, { input: JSON.stringify(agentPod) }),
+        /violates PodSecurity "restricted:latest"/,
+      );
 
       // Only the runtime's ServiceAccount may touch the API, and only pods and PVCs in its namespace.
       const can = async (sa: string, verb: string, resource: string, namespace = ns): Promise<boolean> => {
         const [kind, sub] = resource.split('/');
-        const args = ['auth', 'can-i', verb, kind as string, ...(sub ? [`--subresource=${sub}`] : []), '-n', namespace, `--as=system:serviceaccount:${ns}:${sa}`];
+        const args = [
+          'auth',
+          'can-i',
+          verb,
+          kind as string,
+          ...(sub ? [`--subresource=${sub}`] : []),
+          '-n',
+          namespace,
+          `--as=system:serviceaccount:${ns}:${sa}`,
+        ];
         try {
           return (await kubectl(args, kube)).stdout.trim() === 'yes';
         } catch (e) {
@@ -386,10 +509,27 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
         }
       };
       const runtime = 'k8s-lapis-container-runtime';
-      for (const [verb, resource] of [['create', 'pods'], ['watch', 'pods'], ['delete', 'pods'], ['get', 'pods/log'], ['create', 'secrets'], ['create', 'persistentvolumeclaims'], ['list', 'persistentvolumeclaims']] as const) {
+      for (const [verb, resource] of [
+        ['create', 'pods'],
+        ['watch', 'pods'],
+        ['delete', 'pods'],
+        ['get', 'pods/log'],
+        ['create', 'secrets'],
+        ['create', 'persistentvolumeclaims'],
+        ['list', 'persistentvolumeclaims'],
+      ] as const) {
         assert.equal(await can(runtime, verb, resource), true, `runtime may ${verb} ${resource}`);
       }
-      for (const [verb, resource] of [['get', 'secrets'], ['create', 'deployments'], ['create', 'pods/exec'], ['list', 'nodes'], ['create', 'roles'], ['create', 'configmaps'], ['list', 'configmaps'], ['list', 'secrets']] as const) {
+      for (const [verb, resource] of [
+        ['get', 'secrets'],
+        ['create', 'deployments'],
+        ['create', 'pods/exec'],
+        ['list', 'nodes'],
+        ['create', 'roles'],
+        ['create', 'configmaps'],
+        ['list', 'configmaps'],
+        ['list', 'secrets'],
+      ] as const) {
         assert.equal(await can(runtime, verb, resource), false, `runtime may not ${verb} ${resource}`);
       }
       assert.equal(await can(runtime, 'create', 'pods', 'default'), false, 'nor create pods outside its namespace');
@@ -397,9 +537,11 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
 
       await helm(['uninstall', release, '-n', ns, '--wait', '--timeout', '90s'], kube);
       let left: string[] = [];
-      await waitFor(async () => (left = await leftovers(ns)).length === 0, { timeoutMs: 90_000, what: `namespace ${ns} to be empty after helm uninstall`, intervalMs: 1000 }).catch(
-        (e: unknown) => assert.fail(`helm uninstall left: ${left.join(', ')} (${errorText(e)})`),
-      );
+      await waitFor(async () => (left = await leftovers(ns)).length === 0, {
+        timeoutMs: 90_000,
+        what: `namespace ${ns} to be empty after helm uninstall`,
+        intervalMs: 1000,
+      }).catch((e: unknown) => assert.fail(`helm uninstall left: ${left.join(', ')} (${errorText(e)})`));
       const roles = await list<Obj>(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/roles`);
       assert.deepEqual(roles, []);
     });

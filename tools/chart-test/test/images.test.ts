@@ -73,7 +73,12 @@ describe('images made by images/build.sh', function () {
 
   it('run as a non-root user, with the exec-form entrypoint that loads telemetry first', async function () {
     for (const [service, image] of images) {
-      const config = JSON.parse(await docker(['image', 'inspect', '-f', '{{json .Config}}', image])) as { User: string; Entrypoint: string[]; Cmd: string[] | null; WorkingDir: string };
+      const config = JSON.parse(await docker(['image', 'inspect', '-f', '{{json .Config}}', image])) as {
+        User: string;
+        Entrypoint: string[];
+        Cmd: string[] | null;
+        WorkingDir: string;
+      };
       assert.equal(config.User, '10001:10001', `${image} user`);
       assert.match(config.Entrypoint.join(' '), ENTRYPOINT, `${image} entrypoint`);
       assert.equal(config.WorkingDir, `/app/services/${service}`);
@@ -92,7 +97,15 @@ describe('images made by images/build.sh', function () {
 
   it('the runtime image has the host tools the agent runs (losetup, mount, mkfs.ext4)', async function () {
     const image = images.get('container-runtime') as string;
-    const out = await docker(['run', '--rm', '--entrypoint', 'sh', image, '-c', 'for tool in losetup mount umount mkfs.ext4; do command -v "$tool"; done; node --version']);
+    const out = await docker([
+      'run',
+      '--rm',
+      '--entrypoint',
+      'sh',
+      image,
+      '-c',
+      'for tool in losetup mount umount mkfs.ext4; do command -v "$tool"; done; node --version',
+    ]);
     assert.match(out, /losetup[\s\S]*mkfs\.ext4[\s\S]*v\d+\.\d+/);
   });
 
@@ -119,8 +132,21 @@ describe('images made by images/build.sh', function () {
       };
       const id = (
         await docker([
-          'run', '-d', '--network', 'host', '--read-only', '--tmpfs', '/tmp', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges',
-          '-v', `${tokens}:/etc/lapis/auth/tokens.yaml:ro`, '-v', `${flavors}:/etc/lapis/flavors/flavors.yaml:ro`,
+          'run',
+          '-d',
+          '--network',
+          'host',
+          '--read-only',
+          '--tmpfs',
+          '/tmp',
+          '--cap-drop',
+          'ALL',
+          '--security-opt',
+          'no-new-privileges',
+          '-v',
+          `${tokens}:/etc/lapis/auth/tokens.yaml:ro`,
+          '-v',
+          `${flavors}:/etc/lapis/flavors/flavors.yaml:ro`,
           ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
           image,
         ])

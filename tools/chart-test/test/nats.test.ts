@@ -26,7 +26,12 @@ const USERS = ['container-runtime', 'image-sync', 'scheduler', 'tosca-orchestrat
 async function render(dir: string, extra: Record<string, unknown> = {}): Promise<Obj[]> {
   const serviceToken = randomBytes(24).toString('hex');
   const values = {
-    auth: { staticTokens: { tokens: [{ sha256: createHash('sha256').update(serviceToken).digest('hex'), user: 'lapis-services', roles: ['admin'] }] }, serviceToken: { value: serviceToken } },
+    auth: {
+      staticTokens: {
+        tokens: [{ sha256: createHash('sha256').update(serviceToken).digest('hex'), user: 'lapis-services', roles: ['admin'] }],
+      },
+      serviceToken: { value: serviceToken },
+    },
     imageSync: { siteRegistry: 'http://registry.lapis-test.svc:5000' },
     ...extra,
   };
@@ -72,8 +77,16 @@ describe('charts/lapis: NATS users, TLS and NetworkPolicies', function () {
         component,
       );
       const volumes = pod.volumes as Array<{ name: string; secret?: { secretName: string; items: unknown[] } }>;
-      assert.deepEqual(volumes.find((v) => v.name === 'nats-password')?.secret?.items, [{ key: component, path: 'password' }], `${component} mounts its own password only`);
-      assert.deepEqual(volumes.find((v) => v.name === 'nats-ca')?.secret?.items, [{ key: 'ca.crt', path: 'ca.crt' }], `${component} mounts the CA only, not the key`);
+      assert.deepEqual(
+        volumes.find((v) => v.name === 'nats-password')?.secret?.items,
+        [{ key: component, path: 'password' }],
+        `${component} mounts its own password only`,
+      );
+      assert.deepEqual(
+        volumes.find((v) => v.name === 'nats-ca')?.secret?.items,
+        [{ key: 'ca.crt', path: 'ca.crt' }],
+        `${component} mounts the CA only, not the key`,
+      );
     }
     const nats = find(objects, 'StatefulSet', 'lapis-nats').spec.template.spec.containers[0];
     assert.deepEqual(
@@ -90,7 +103,14 @@ describe('charts/lapis: NATS users, TLS and NetworkPolicies', function () {
     // The rendered certificate is for the NATS Service's name and signed by the rendered CA.
     await fs.writeFile(path.join(dir, 'ca.crt'), decode(tls['ca.crt']!));
     await fs.writeFile(path.join(dir, 'tls.crt'), decode(tls['tls.crt']!));
-    const verified = await run('openssl', ['verify', '-CAfile', path.join(dir, 'ca.crt'), '-verify_hostname', 'lapis-nats.lapis.svc', path.join(dir, 'tls.crt')]);
+    const verified = await run('openssl', [
+      'verify',
+      '-CAfile',
+      path.join(dir, 'ca.crt'),
+      '-verify_hostname',
+      'lapis-nats.lapis.svc',
+      path.join(dir, 'tls.crt'),
+    ]);
     assert.match(verified.stdout, /: OK/);
     // Here the server listens on 127.0.0.1: a certificate for that name, testenv's store dir and
     // no fixed monitoring port.
@@ -102,7 +122,8 @@ describe('charts/lapis: NATS users, TLS and NetworkPolicies', function () {
     assert.match(config, /authorization \{/);
     // nats-server parses a $VARIABLE's value as a config value: a password that starts with a
     // digit can stop it (one random password in six starts with one).
-    for (const user of USERS) assert.match(decode(passwords[user]!), /^[A-Za-z][A-Za-z0-9]{31}$/, `${user}'s password starts with a letter`);
+    for (const user of USERS)
+      assert.match(decode(passwords[user]!), /^[A-Za-z][A-Za-z0-9]{31}$/, `${user}'s password starts with a letter`);
     const saved = { ...process.env };
     for (const user of USERS) process.env[passwordVariable(user)] = decode(passwords[user]!);
     let server: NatsServer;
@@ -114,7 +135,14 @@ describe('charts/lapis: NATS users, TLS and NetworkPolicies', function () {
     const buses: EventBus[] = [];
     try {
       const connectAs = async (user: string) => {
-        const bus = await EventBus.connect({ url: server.url, name: user, stream: 'LAPIS', log: testLog, caFile: local.caFile, credentials: { user, password: decode(passwords[user]!) } });
+        const bus = await EventBus.connect({
+          url: server.url,
+          name: user,
+          stream: 'LAPIS',
+          log: testLog,
+          caFile: local.caFile,
+          credentials: { user, password: decode(passwords[user]!) },
+        });
         buses.push(bus);
         return bus;
       };
@@ -123,7 +151,10 @@ describe('charts/lapis: NATS users, TLS and NetworkPolicies', function () {
       assert.ok((await scheduler.publish(placement, 'n1')).seq > 0);
       const runtime = await connectAs('container-runtime');
       await assert.rejects(runtime.publish(placement, 'n1'), (e: Error & { code?: string }) => e.code === 'PERMISSIONS_VIOLATION');
-      await assert.rejects(runtime.bucket('scheduler-claims', { encode: (v: string) => ({ finish: () => Buffer.from(v) }), decode: (b) => String(b) }), (e: Error & { code?: string }) => e.code === 'PERMISSIONS_VIOLATION');
+      await assert.rejects(
+        runtime.bucket('scheduler-claims', { encode: (v: string) => ({ finish: () => Buffer.from(v) }), decode: (b) => String(b) }),
+        (e: Error & { code?: string }) => e.code === 'PERMISSIONS_VIOLATION',
+      );
     } finally {
       await Promise.all(buses.map((b) => b.drain().catch(() => undefined)));
       await server.stop();
@@ -135,10 +166,22 @@ describe('charts/lapis: NATS users, TLS and NetworkPolicies', function () {
     const objects = await render(dir, { networkPolicy: { clients } });
     const policies = objects.filter((o) => o.kind === 'NetworkPolicy');
     assert.deepEqual(policies.map((p) => p.metadata.name).sort(), ['lapis-nats', ...USERS.map((u) => `lapis-${u}`)].sort());
-    const lapisPods = { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'lapis', 'app.kubernetes.io/instance': 'lapis', 'app.kubernetes.io/part-of': 'lapis' } } };
-    assert.deepEqual(find(objects, 'NetworkPolicy', 'lapis-nats').spec.ingress, [{ from: [lapisPods], ports: [{ port: 4222, protocol: 'TCP' }] }]);
+    const lapisPods = {
+      podSelector: {
+        matchLabels: { 'app.kubernetes.io/name': 'lapis', 'app.kubernetes.io/instance': 'lapis', 'app.kubernetes.io/part-of': 'lapis' },
+      },
+    };
+    assert.deepEqual(find(objects, 'NetworkPolicy', 'lapis-nats').spec.ingress, [
+      { from: [lapisPods], ports: [{ port: 4222, protocol: 'TCP' }] },
+    ]);
     assert.deepEqual(find(objects, 'NetworkPolicy', 'lapis-occi-gateway').spec.ingress, [
-      { from: [lapisPods, ...clients], ports: [{ port: 50055, protocol: 'TCP' }, { port: 8787, protocol: 'TCP' }] },
+      {
+        from: [lapisPods, ...clients],
+        ports: [
+          { port: 50055, protocol: 'TCP' },
+          { port: 8787, protocol: 'TCP' },
+        ],
+      },
     ]);
     assert.equal((await render(dir, { networkPolicy: { enabled: false } })).filter((o) => o.kind === 'NetworkPolicy').length, 0);
   });
@@ -149,9 +192,17 @@ describe('charts/lapis: NATS users, TLS and NetworkPolicies', function () {
     assert.ok(!off.some((o) => o.kind === 'Secret' && /nats/.test(o.metadata.name)));
     const scheduler = find(off, 'Deployment', 'lapis-scheduler').spec.template.spec.containers[0].env as Array<{ name: string }>;
     assert.ok(!scheduler.some((e) => e.name.startsWith('LAPIS_NATS_USER') || e.name === 'LAPIS_NATS_CA_FILE'));
-    const external = await render(dir, { nats: { url: 'tls://nats.example.org:4222', auth: { existingSecret: 'site-nats-users' }, tls: { existingSecret: 'site-nats-tls' } } });
-    assert.ok(!external.some((o) => o.metadata.name === 'lapis-nats' || (o.kind === 'Secret' && /nats/.test(o.metadata.name))), 'nothing of the bundled NATS');
-    const volumes = find(external, 'Deployment', 'lapis-scheduler').spec.template.spec.volumes as Array<{ name: string; secret?: { secretName: string } }>;
+    const external = await render(dir, {
+      nats: { url: 'tls://nats.example.org:4222', auth: { existingSecret: 'site-nats-users' }, tls: { existingSecret: 'site-nats-tls' } },
+    });
+    assert.ok(
+      !external.some((o) => o.metadata.name === 'lapis-nats' || (o.kind === 'Secret' && /nats/.test(o.metadata.name))),
+      'nothing of the bundled NATS',
+    );
+    const volumes = find(external, 'Deployment', 'lapis-scheduler').spec.template.spec.volumes as Array<{
+      name: string;
+      secret?: { secretName: string };
+    }>;
     assert.deepEqual(
       volumes.filter((v) => v.name.startsWith('nats-')).map((v) => v.secret?.secretName),
       ['site-nats-users', 'site-nats-tls'],

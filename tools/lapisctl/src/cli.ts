@@ -5,7 +5,10 @@ import type { Context } from './context';
 
 export class UsageError extends Error {
   override name = 'UsageError';
-  constructor(message: string, readonly command?: Command) {
+  constructor(
+    message: string,
+    readonly command?: Command,
+  ) {
     super(message);
   }
 }
@@ -96,8 +99,10 @@ function toProgram(def: Command, globals: OptionDef[], found: (parsed: Parsed) =
   if (def.examples?.length) program.addHelpText('after', `\nExamples:\n${def.examples.map((e) => `  ${e}`).join('\n')}`);
   for (const sub of def.subcommands ?? []) program.addCommand(toProgram(sub, globals, found, rest));
   if (!def.run) return program;
-  for (const a of def.args ?? []) program.argument(a.required ? `<${a.name}${a.variadic ? '...' : ''}>` : `[${a.name}${a.variadic ? '...' : ''}]`);
-  if (def.usageTail) program.argument('[COMMAND...]').usage(`[options]${(def.args ?? []).map((a) => ` ${a.name}`).join('')} ${def.usageTail}`);
+  for (const a of def.args ?? [])
+    program.argument(a.required ? `<${a.name}${a.variadic ? '...' : ''}>` : `[${a.name}${a.variadic ? '...' : ''}]`);
+  if (def.usageTail)
+    program.argument('[COMMAND...]').usage(`[options]${(def.args ?? []).map((a) => ` ${a.name}`).join('')} ${def.usageTail}`);
   program.action(function (this: Program) {
     const values = this.optsWithGlobals();
     const options: OptionValues = {};

@@ -36,10 +36,30 @@ const SERVICE_NAMES: Record<ServiceKey, string> = {
 };
 
 export const GLOBAL_OPTIONS: OptionDef[] = [
-  { long: 'scheduler', value: 'ADDR', description: 'scheduler gRPC address (env LAPIS_SCHEDULER_ADDRESS)', defaultText: DEFAULT_ADDRESSES.scheduler },
-  { long: 'runtime', value: 'ADDR', description: 'container-runtime gRPC address (env LAPIS_RUNTIME_ADDRESS)', defaultText: DEFAULT_ADDRESSES.runtime },
-  { long: 'images', value: 'ADDR', description: 'image-sync gRPC address (env LAPIS_IMAGES_ADDRESS)', defaultText: DEFAULT_ADDRESSES.images },
-  { long: 'tosca', value: 'ADDR', description: 'tosca-orchestrator gRPC address (env LAPIS_TOSCA_ADDRESS)', defaultText: DEFAULT_ADDRESSES.tosca },
+  {
+    long: 'scheduler',
+    value: 'ADDR',
+    description: 'scheduler gRPC address (env LAPIS_SCHEDULER_ADDRESS)',
+    defaultText: DEFAULT_ADDRESSES.scheduler,
+  },
+  {
+    long: 'runtime',
+    value: 'ADDR',
+    description: 'container-runtime gRPC address (env LAPIS_RUNTIME_ADDRESS)',
+    defaultText: DEFAULT_ADDRESSES.runtime,
+  },
+  {
+    long: 'images',
+    value: 'ADDR',
+    description: 'image-sync gRPC address (env LAPIS_IMAGES_ADDRESS)',
+    defaultText: DEFAULT_ADDRESSES.images,
+  },
+  {
+    long: 'tosca',
+    value: 'ADDR',
+    description: 'tosca-orchestrator gRPC address (env LAPIS_TOSCA_ADDRESS)',
+    defaultText: DEFAULT_ADDRESSES.tosca,
+  },
   { long: 'token', value: 'TOKEN', description: 'bearer token (else env LAPIS_TOKEN, else token: in ~/.config/lapis/config.yaml)' },
   { long: 'project', value: 'NAME', description: 'project to act in, for members of several (env LAPIS_PROJECT)' },
   { long: 'output', short: 'o', value: 'FORMAT', description: 'output format', choices: ['table', 'json', 'yaml'], defaultText: 'table' },
@@ -87,10 +107,14 @@ export class Context {
   private config?: ConfigFile;
   readonly timeoutMs: number;
 
-  constructor(readonly options: OptionValues, readonly env: NodeJS.ProcessEnv = process.env) {
+  constructor(
+    readonly options: OptionValues,
+    readonly env: NodeJS.ProcessEnv = process.env,
+  ) {
     this.output = ((options.output as string | undefined) ?? 'table') as Output;
     const timeout = options.timeout === undefined ? 30 : Number(options.timeout);
-    if (!Number.isFinite(timeout) || timeout <= 0) throw new UsageError(`--timeout must be a number of seconds (got "${String(options.timeout)}")`);
+    if (!Number.isFinite(timeout) || timeout <= 0)
+      throw new UsageError(`--timeout must be a number of seconds (got "${String(options.timeout)}")`);
     this.timeoutMs = timeout * 1000;
   }
 
@@ -121,7 +145,12 @@ export class Context {
     let client = forService.get(Client) as C | undefined;
     if (!client) {
       const project = this.project();
-      client = createClient(Client, this.address(service), { token: this.token(), ...(project ? { project } : {}), deadlineMs: this.timeoutMs, maxAttempts: 3 });
+      client = createClient(Client, this.address(service), {
+        token: this.token(),
+        ...(project ? { project } : {}),
+        deadlineMs: this.timeoutMs,
+        maxAttempts: 3,
+      });
       forService.set(Client, client);
     }
     return client;
@@ -130,18 +159,29 @@ export class Context {
   /** A unary call, its failure labelled with the service it went to. */
   async call<Req, Res>(
     service: ServiceKey,
-    method: (request: Req, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: Res) => void) => unknown,
+    method: (
+      request: Req,
+      metadata: Metadata,
+      options: Partial<CallOptions>,
+      callback: (error: ServiceError | null, response: Res) => void,
+    ) => unknown,
     request: Req,
   ): Promise<Res> {
     try {
-      return await new Promise<Res>((resolve, reject) => method(request, new Metadata(), {}, (error, response) => (error ? reject(error) : resolve(response))));
+      return await new Promise<Res>((resolve, reject) =>
+        method(request, new Metadata(), {}, (error, response) => (error ? reject(error) : resolve(response))),
+      );
     } catch (error) {
       throw new CallError(service, this.address(service), error as ServiceError);
     }
   }
 
   /** Reads a server stream until it ends; `onMessage` returning true stops it early. */
-  async stream<Res>(service: ServiceKey, open: () => ClientReadableStream<Res>, onMessage: (message: Res) => boolean | void | Promise<boolean | void>): Promise<void> {
+  async stream<Res>(
+    service: ServiceKey,
+    open: () => ClientReadableStream<Res>,
+    onMessage: (message: Res) => boolean | void | Promise<boolean | void>,
+  ): Promise<void> {
     const call = open();
     const stop = () => call.cancel();
     process.once('SIGINT', stop);
@@ -150,18 +190,20 @@ export class Context {
         let done = false;
         let chain = Promise.resolve();
         call.on('data', (message: Res) => {
-          chain = chain.then(async () => {
-            if (done) return;
-            if ((await onMessage(message)) === true) {
+          chain = chain
+            .then(async () => {
+              if (done) return;
+              if ((await onMessage(message)) === true) {
+                done = true;
+                call.cancel();
+                resolve();
+              }
+            })
+            .catch((error: unknown) => {
               done = true;
               call.cancel();
-              resolve();
-            }
-          }).catch((error: unknown) => {
-            done = true;
-            call.cancel();
-            reject(error);
-          });
+              reject(error);
+            });
         });
         call.on('error', (error: ServiceError) => {
           if (done) return;
@@ -189,7 +231,11 @@ export class Context {
 /** A failed gRPC call, with the service and address it went to. */
 export class CallError extends Error {
   override name = 'CallError';
-  constructor(readonly service: ServiceKey, readonly address: string, override readonly cause: ServiceError) {
+  constructor(
+    readonly service: ServiceKey,
+    readonly address: string,
+    override readonly cause: ServiceError,
+  ) {
     super(cause.details || cause.message);
   }
 

@@ -17,7 +17,18 @@ export function rootCommand(): Command {
     summary: 'the Lapis command line',
     description:
       'lapisctl talks to the Lapis services over gRPC: deployments (tosca-orchestrator), instances and volumes (container-runtime), the queue, priorities, fair share and claims (scheduler), the image catalogue (image-sync), and validates or translates TOSCA templates offline.',
-    subcommands: [deploymentCommand(), instanceCommand(), volumeCommand(), queueCommand(), priorityCommand(), fairshareCommand(), claimCommand(), partitionCommand(), imageCommand(), toscaCommand()],
+    subcommands: [
+      deploymentCommand(),
+      instanceCommand(),
+      volumeCommand(),
+      queueCommand(),
+      priorityCommand(),
+      fairshareCommand(),
+      claimCommand(),
+      partitionCommand(),
+      imageCommand(),
+      toscaCommand(),
+    ],
     examples: [
       'export LAPIS_TOKEN=alice-token',
       'lapisctl claim submit --image lapis/busybox:1.36 --flavor m1.tiny --wait -- sleep 3600',

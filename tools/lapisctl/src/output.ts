@@ -29,7 +29,7 @@ export function plain(value: unknown): unknown {
 
 export function printData(output: Output, data: unknown): void {
   if (output === 'yaml') process.stdout.write(toYaml(data));
-  else process.stdout.write(JSON.stringify(data, null, 2) + '\n');
+  else process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
 }
 
 export type Row = Record<string, string | number | undefined>;
@@ -38,8 +38,12 @@ export type Row = Record<string, string | number | undefined>;
 export function table(columns: string[], rows: Row[]): string {
   const cells = rows.map((row) => columns.map((c) => cell(row[c])));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]!.length)));
-  const line = (values: string[]) => values.map((v, i) => (i === values.length - 1 ? v : v.padEnd(widths[i]!))).join('   ').trimEnd();
-  return [line(columns), ...cells.map(line)].join('\n') + '\n';
+  const line = (values: string[]) =>
+    values
+      .map((v, i) => (i === values.length - 1 ? v : v.padEnd(widths[i]!)))
+      .join('   ')
+      .trimEnd();
+  return `${[line(columns), ...cells.map(line)].join('\n')}\n`;
 }
 
 const cell = (value: string | number | undefined) => (value === undefined || value === '' ? '-' : String(value));
@@ -47,7 +51,7 @@ const cell = (value: string | number | undefined) => (value === undefined || val
 /** "Key: value" lines for one object. */
 export function details(pairs: [string, string | number | undefined][]): string {
   const width = Math.max(...pairs.map(([k]) => k.length)) + 1;
-  return pairs.map(([k, v]) => `${`${k}:`.padEnd(width)} ${cell(v)}`).join('\n') + '\n';
+  return `${pairs.map(([k, v]) => `${`${k}:`.padEnd(width)} ${cell(v)}`).join('\n')}\n`;
 }
 
 export function age(date: Date | undefined, now = Date.now()): string {

@@ -31,7 +31,7 @@ export class Progress {
     if (!this.tty) return;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    process.stderr.write('\r\x1b[2K' + (last ? `${last}\n` : ''));
+    process.stderr.write(`\r\x1b[2K${last ? `${last}\n` : ''}`);
   }
 
   private draw(): void {

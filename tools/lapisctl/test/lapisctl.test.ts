@@ -56,13 +56,23 @@ describe('lapisctl against the real mesh', function () {
   };
   const json = async <T = Record<string, unknown>>(args: string[]) => JSON.parse((await ok(['-o', 'json', ...args])).stdout) as T;
   const noStackTrace = (text: string) => assert.doesNotMatch(text, /^\s+at .+\(.*:\d+:\d+\)$/m, `a stack trace was printed:\n${text}`);
-  const rowOf = (table: string, id: string) => table.split('\n').find((line) => line.startsWith(id + ' ') || line.includes(` ${id} `));
+  const rowOf = (table: string, id: string) => table.split('\n').find((line) => line.startsWith(`${id} `) || line.includes(` ${id} `));
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'lapisctl-test-'));
     home = join(dir, 'home');
     mkdirSync(home);
-    writeFileSync(join(dir, 'bad.yaml'), ['tosca_definitions_version: tosca_simple_yaml_1_3', 'topology_template:', '  node_templates:', '    web:', '      type: tosca.nodes.NoSuchType', ''].join('\n'));
+    writeFileSync(
+      join(dir, 'bad.yaml'),
+      [
+        'tosca_definitions_version: tosca_simple_yaml_1_3',
+        'topology_template:',
+        '  node_templates:',
+        '    web:',
+        '      type: tosca.nodes.NoSuchType',
+        '',
+      ].join('\n'),
+    );
     writeFileSync(
       join(dir, 'app.yaml'),
       [
@@ -137,7 +147,10 @@ describe('lapisctl against the real mesh', function () {
       const missing = await run(['claim', 'submit', '--flavor', 'm1.tiny']);
       assert.equal(missing.code, 2);
       assert.match(missing.stderr, /--image is required/);
-      for (const args of [['image', 'sync', '--wait', '--wait-timeout', 'soon'], ['claim', 'submit', '--image', 'x', '--flavor', 'm1.tiny', '--wait', '--wait-timeout', '-1']]) {
+      for (const args of [
+        ['image', 'sync', '--wait', '--wait-timeout', 'soon'],
+        ['claim', 'submit', '--image', 'x', '--flavor', 'm1.tiny', '--wait', '--wait-timeout', '-1'],
+      ]) {
         const timeout = await run(args, { LAPIS_TOKEN: 'admin-token' });
         assert.equal(timeout.code, 2, args.join(' '));
         assert.match(timeout.stderr, /--wait-timeout must be a number of seconds/);
@@ -147,7 +160,7 @@ describe('lapisctl against the real mesh', function () {
       assert.match(format.stderr, /'xml' is invalid\. Allowed choices are table, json, yaml/);
       const group = await run(['instance']);
       assert.equal(group.code, 2, 'a group without its command');
-      assert.match(group.stderr, /Commands:\n  list/);
+      assert.match(group.stderr, /Commands:\n {2}list/);
     });
 
     it('exits 2 and says where a token comes from when there is none', async () => {
@@ -178,7 +191,20 @@ describe('lapisctl against the real mesh', function () {
     let id: string;
 
     it('submits a claim (-o json parses, enums as words) and the queue shows it', async () => {
-      const claim = await json(['claim', 'submit', '--image', mesh.images[0]!, '--flavor', 'm1.tiny', '--name', 'cli-web', '--', 'sh', '-c', 'echo hello-lapisctl; sleep 3600']);
+      const claim = await json([
+        'claim',
+        'submit',
+        '--image',
+        mesh.images[0]!,
+        '--flavor',
+        'm1.tiny',
+        '--name',
+        'cli-web',
+        '--',
+        'sh',
+        '-c',
+        'echo hello-lapisctl; sleep 3600',
+      ]);
       id = claim.id as string;
       assert.ok(id, 'the claim has an id');
       assert.equal(claim.project, 'physics');
@@ -215,14 +241,22 @@ describe('lapisctl against the real mesh', function () {
       await until(async () => (await json(['instance', 'get', id])).state === 'RUNNING' || undefined, 'the instance to run again', 30_000);
       const reboot = await ok(['instance', 'reboot', id, '--grace', '1']);
       assert.match(reboot.stdout, new RegExp(`^instance ${id} \\w+`));
-      await until(async () => (await json(['instance', 'get', id])).state === 'RUNNING' || undefined, 'the instance to run after the reboot', 30_000);
+      await until(
+        async () => (await json(['instance', 'get', id])).state === 'RUNNING' || undefined,
+        'the instance to run after the reboot',
+        30_000,
+      );
     });
 
     it('creates a volume, attaches it to the running instance, detaches and deletes it', async () => {
       const volume = await json(['volume', 'create', 'cli-data', '--size', '64Mi']);
       const volumeId = volume.id as string;
       assert.equal(volume.sizeBytes, 64 * 1024 * 1024);
-      await until(async () => (await json(['volume', 'get', volumeId])).state === 'AVAILABLE' || undefined, 'the volume to be available', 30_000);
+      await until(
+        async () => (await json(['volume', 'get', volumeId])).state === 'AVAILABLE' || undefined,
+        'the volume to be available',
+        30_000,
+      );
       const list = await ok(['volume', 'list']);
       assert.match(rowOf(list.stdout, volumeId) ?? '', /cli-data\s+64Mi\s+AVAILABLE/);
       const attach = await ok(['volume', 'attach', volumeId, id, '--mount', '/mnt/data']);
@@ -242,7 +276,19 @@ describe('lapisctl against the real mesh', function () {
     });
 
     it('submits with --wait (returns once it runs), follows its logs with -f until Ctrl-C, cancels it', async () => {
-      const submitted = await ok(['claim', 'submit', '--image', mesh.images[0]!, '--flavor', 'm1.tiny', '--wait', '--', 'sh', '-c', 'echo first; sleep 2; echo second; sleep 3600']);
+      const submitted = await ok([
+        'claim',
+        'submit',
+        '--image',
+        mesh.images[0]!,
+        '--flavor',
+        'm1.tiny',
+        '--wait',
+        '--',
+        'sh',
+        '-c',
+        'echo first; sleep 2; echo second; sleep 3600',
+      ]);
       const claimId = /^claim (\S+) RUNNING, instance RUNNING on \S+$/m.exec(submitted.stdout)?.[1];
       assert.ok(claimId, submitted.stdout + submitted.stderr);
       const child = spawn(process.execPath, [MAIN, 'instance', 'logs', claimId, '-f'], {
@@ -259,16 +305,27 @@ describe('lapisctl against the real mesh', function () {
       assert.match(out, /^first\nsecond\n$/);
       const cancelled = await ok(['claim', 'cancel', claimId]);
       assert.match(cancelled.stdout, new RegExp(`^claim ${claimId} \\w+`));
-      await until(async () => (await docker(['ps', '-aq', '--filter', `label=lapis.instance-id=${claimId}`])).trim() === '' || undefined, 'its container to go', 30_000);
+      await until(
+        async () => (await docker(['ps', '-aq', '--filter', `label=lapis.instance-id=${claimId}`])).trim() === '' || undefined,
+        'its container to go',
+        30_000,
+      );
     });
 
     it('shows why a claim waits (queue reason, priority factors) and cancels it', async () => {
       // No node here has a GPU: a g1.small claim waits.
       const pending = await json(['claim', 'submit', '--image', mesh.images[0]!, '--flavor', 'g1.small', '--name', 'cli-gpu']);
       const pendingId = pending.id as string;
-      await until(async () => ((await json(['claim', 'get', pendingId])).pendingReason ?? 'NEW') !== 'NEW' || undefined, 'a scheduling cycle to look at it', 30_000);
+      await until(
+        async () => ((await json(['claim', 'get', pendingId])).pendingReason ?? 'NEW') !== 'NEW' || undefined,
+        'a scheduling cycle to look at it',
+        30_000,
+      );
       const queue = await ok(['queue', '--state', 'PENDING']);
-      assert.match(rowOf(queue.stdout, pendingId) ?? '', /cli-gpu\s+physics\s+alice\s+PENDING\s+\S+\s+\d\.\d{4}\s+\((RESOURCES|NO_MATCHING_NODE|PRIORITY|QUOTA_EXCEEDED|PARTITION_FULL)\)/);
+      assert.match(
+        rowOf(queue.stdout, pendingId) ?? '',
+        /cli-gpu\s+physics\s+alice\s+PENDING\s+\S+\s+\d\.\d{4}\s+\((RESOURCES|NO_MATCHING_NODE|PRIORITY|QUOTA_EXCEEDED|PARTITION_FULL)\)/,
+      );
       const priority = await ok(['priority', pendingId]);
       assert.match(rowOf(priority.stdout, pendingId) ?? '', /physics\s+alice\s+\d\.\d{4}\s+\d\.\d{4}\s+\d\.\d{4}/);
       const cancelled = await ok(['claim', 'cancel', pendingId]);
@@ -282,7 +339,10 @@ describe('lapisctl against the real mesh', function () {
       assert.match(priority.stdout, /^CLAIM\s+PROJECT\s+USER\s+PRIORITY\s+AGE\s+FAIRSHARE\s+JOBSIZE\s+PARTITION\s+QOS$/m);
       assert.match(priority.stdout, /^Weights\s+-\s+-\s+-\s+\d+\.\d{4}/m);
       const fairshare = await ok(['fairshare']);
-      assert.match(fairshare.stdout, /^ACCOUNT\s+USER\s+RAW_SHARES\s+NORM_SHARES\s+RAW_USAGE\s+NORM_USAGE\s+EFFECTV_USAGE\s+FAIRSHARE\s+LEVEL_FS$/m);
+      assert.match(
+        fairshare.stdout,
+        /^ACCOUNT\s+USER\s+RAW_SHARES\s+NORM_SHARES\s+RAW_USAGE\s+NORM_USAGE\s+EFFECTV_USAGE\s+FAIRSHARE\s+LEVEL_FS$/m,
+      );
       assert.match(fairshare.stdout, /^physics\s/m);
       assert.match(fairshare.stdout, /^algorithm (CLASSIC|FAIR_TREE)/m);
       const parsed = await json<{ entries: unknown[]; algorithm: string }>(['fairshare']);
@@ -303,7 +363,11 @@ describe('lapisctl against the real mesh', function () {
       await until(
         async () => {
           const result = await run(['-o', 'json', 'instance', 'get', id]);
-          return (result.code === 1 && /NOT_FOUND/.test(result.stderr)) || (result.code === 0 && JSON.parse(result.stdout).state === 'DELETED') || undefined;
+          return (
+            (result.code === 1 && /NOT_FOUND/.test(result.stderr)) ||
+            (result.code === 0 && JSON.parse(result.stdout).state === 'DELETED') ||
+            undefined
+          );
         },
         'the instance to be gone',
         30_000,
@@ -365,7 +429,11 @@ describe('lapisctl against the real mesh', function () {
       assert.match(created.stdout, /^Outputs:\n {2}greeting: hi-from-inputs$/m);
       const list = await ok(['deployment', 'list']);
       assert.match(rowOf(list.stdout, deploymentId) ?? '', /physics\s+DEPLOYED\s/);
-      const got = await json<{ state: string; outputs: Record<string, unknown>; nodes: Array<{ name: string; instanceIds: string[] }> }>(['deployment', 'get', deploymentId]);
+      const got = await json<{ state: string; outputs: Record<string, unknown>; nodes: Array<{ name: string; instanceIds: string[] }> }>([
+        'deployment',
+        'get',
+        deploymentId,
+      ]);
       assert.equal(got.state, 'DEPLOYED');
       assert.equal(got.outputs.greeting, 'hi-from-inputs');
       const instanceId = got.nodes.find((n) => n.name === 'app')?.instanceIds[0];
@@ -386,11 +454,17 @@ describe('lapisctl against the real mesh', function () {
       const deleted = await ok(['deployment', 'delete', deploymentId, '--wait']);
       assert.equal(deleted.stdout, `deployment ${deploymentId} DELETED\n`);
       const gone = await run(['-o', 'json', 'deployment', 'get', deploymentId]);
-      assert.ok((gone.code === 1 && /NOT_FOUND/.test(gone.stderr)) || JSON.parse(gone.stdout).state === 'DELETED', gone.stdout + gone.stderr);
+      assert.ok(
+        (gone.code === 1 && /NOT_FOUND/.test(gone.stderr)) || JSON.parse(gone.stdout).state === 'DELETED',
+        gone.stdout + gone.stderr,
+      );
     });
 
     it('exits 1 with the reason when a deployment fails (an untrusted image)', async () => {
-      writeFileSync(join(dir, 'untrusted.yaml'), readFileSync(join(dir, 'app.yaml'), 'utf8').replace('lapis/busybox:1.36', 'lapis/not-in-the-catalogue:1'));
+      writeFileSync(
+        join(dir, 'untrusted.yaml'),
+        readFileSync(join(dir, 'app.yaml'), 'utf8').replace('lapis/busybox:1.36', 'lapis/not-in-the-catalogue:1'),
+      );
       const created = await run(['deployment', 'create', 'untrusted.yaml', '--wait', '--wait-timeout', '120']);
       assert.equal(created.code, 1, created.stdout + created.stderr);
       noStackTrace(created.stderr);

@@ -49,15 +49,30 @@ async function direct(mesh: Mesh, count: number, same: boolean): Promise<number>
   }
   const flags = (name: string) =>
     same
-      ? ['--network', network, '--network-alias', name, '--pids-limit', '4096', '--label', 'lapis.bench=direct',
-        '--mount', `type=bind,source=${join(root, name, 'mnt')},target=${VOLUME_MOUNT_ROOT},bind-propagation=rslave`,
-        '--mount', `type=bind,source=${join(root, name, 'etc')},target=/etc/lapis,readonly`]
+      ? [
+          '--network',
+          network,
+          '--network-alias',
+          name,
+          '--pids-limit',
+          '4096',
+          '--label',
+          'lapis.bench=direct',
+          '--mount',
+          `type=bind,source=${join(root, name, 'mnt')},target=${VOLUME_MOUNT_ROOT},bind-propagation=rslave`,
+          '--mount',
+          `type=bind,source=${join(root, name, 'etc')},target=/etc/lapis,readonly`,
+        ]
       : [];
   try {
     const started = Date.now();
     // Ten at a time, as the runtime agent creates them.
     for (let i = 0; i < names.length; i += 10) {
-      await Promise.all(names.slice(i, i + 10).map((name) => docker(['run', '-d', '--name', name, '--cpus', '1', '--memory', '64m', ...flags(name), image])));
+      await Promise.all(
+        names
+          .slice(i, i + 10)
+          .map((name) => docker(['run', '-d', '--name', name, '--cpus', '1', '--memory', '64m', ...flags(name), image])),
+      );
     }
     return (Date.now() - started) / 1000;
   } finally {
@@ -73,7 +88,9 @@ async function direct(mesh: Mesh, count: number, same: boolean): Promise<number>
 async function main(): Promise<void> {
   const mesh = await startMesh({
     services: ['image-sync', 'container-runtime', 'scheduler', 'tosca-orchestrator'],
-    serviceEnv: { 'container-runtime': { LAPIS_NODE_CPU_MILLIS: String(1000 * Math.max(...sizes)), LAPIS_NODE_MEMORY_BYTES: String(64 * 2 ** 30) } },
+    serviceEnv: {
+      'container-runtime': { LAPIS_NODE_CPU_MILLIS: String(1000 * Math.max(...sizes)), LAPIS_NODE_MEMORY_BYTES: String(64 * 2 ** 30) },
+    },
   });
   const rows: Array<{ n: number; mesh: number; direct: number; plain: number }> = [];
   try {
@@ -110,8 +127,13 @@ async function main(): Promise<void> {
   process.stdout.write(
     `\nLapis mesh: CreateDeployment until every instance RUNNING, against \`docker run\` (10 at a time) of the same containers (project network, mount points, limits) and of plain ones (default bridge); best of ${rounds} rounds; goal: mesh / same containers <= 1.3\n\n`,
   );
-  process.stdout.write('| instances | mesh s | direct, same containers s | ratio | direct, plain docker run s | ratio |\n|---:|---:|---:|---:|---:|---:|\n');
-  for (const r of rows) process.stdout.write(`| ${r.n} | ${r.mesh.toFixed(2)} | ${r.direct.toFixed(2)} | ${(r.mesh / r.direct).toFixed(2)} | ${r.plain.toFixed(2)} | ${(r.mesh / r.plain).toFixed(2)} |\n`);
+  process.stdout.write(
+    '| instances | mesh s | direct, same containers s | ratio | direct, plain docker run s | ratio |\n|---:|---:|---:|---:|---:|---:|\n',
+  );
+  for (const r of rows)
+    process.stdout.write(
+      `| ${r.n} | ${r.mesh.toFixed(2)} | ${r.direct.toFixed(2)} | ${(r.mesh / r.direct).toFixed(2)} | ${r.plain.toFixed(2)} | ${(r.mesh / r.plain).toFixed(2)} |\n`,
+    );
   mkdirSync(join(REPO_ROOT, 'bench/results'), { recursive: true });
   writeFileSync(join(REPO_ROOT, 'bench/results/mesh.json'), `${JSON.stringify(figures, null, 2)}\n`);
 }

@@ -12,7 +12,11 @@ export interface Leftovers {
   loopDevices: string[];
 }
 
-const lines = (text: string) => text.split('\n').map((l) => l.trim()).filter(Boolean);
+const lines = (text: string) =>
+  text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 
 /** Mount points at or under `dir`, deepest first (so a volume goes before the mount it is in). */
 async function mountsUnder(dir: string): Promise<string[]> {

@@ -167,12 +167,17 @@ async function down(): Promise<number> {
   for (let waited = 0; alive(status.pid) && waited < 180_000; waited += 300) await sleep(300);
   const killed = [status.pid, ...Object.values(status.pids ?? {})].filter(alive);
   if (killed.length > 0) {
-    const names = Object.entries(status.pids ?? {}).filter(([, pid]) => alive(pid)).map(([name]) => name);
+    const names = Object.entries(status.pids ?? {})
+      .filter(([, pid]) => alive(pid))
+      .map(([name]) => name);
     process.stderr.write(`still running after 3 minutes, killed (SIGKILL): the supervisor${names.length ? `, ${names.join(', ')}` : ''}\n`);
     for (const pid of killed) process.kill(pid, 'SIGKILL');
   }
   // What the supervisor said while stopping that a person should know: services killed, leftovers.
-  const said = readFileSync(LOG, 'utf8').slice(logFrom).split('\n').filter((l) => /did not exit within|removed what|could not remove/.test(l));
+  const said = readFileSync(LOG, 'utf8')
+    .slice(logFrom)
+    .split('\n')
+    .filter((l) => /did not exit within|removed what|could not remove/.test(l));
   for (const line of said) process.stdout.write(`  ${line}\n`);
   rmSync(STATUS, { force: true });
   const left = await removeLeftoversOfLocalRun();

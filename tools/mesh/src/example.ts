@@ -5,7 +5,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import { createClient } from '@lapis/platform';
-import { DeploymentState, type Deployment, type CreateDeploymentResponse, type GetDeploymentResponse, type WatchDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
+import {
+  DeploymentState,
+  type Deployment,
+  type CreateDeploymentResponse,
+  type GetDeploymentResponse,
+  type WatchDeploymentResponse,
+} from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { docker } from '@lapis/testenv';
 import { MESH_TOKENS, REPO_ROOT, type Mesh } from './mesh';
@@ -28,8 +34,12 @@ type Unary = <Res>(invoke: (metadata: Metadata, callback: (error: Error | null, 
 
 /** A call as alice (the example's user), with the client closed afterwards. */
 async function asAlice<T>(mesh: Pick<Mesh, 'addresses'>, work: (client: ToscaServiceClient, unary: Unary) => Promise<T>): Promise<T> {
-  const client = createClient(ToscaServiceClient, mesh.addresses['tosca-orchestrator']!, { token: MESH_TOKENS.alice.token, deadlineMs: 30_000 });
-  const unary: Unary = (invoke) => new Promise((resolve, reject) => invoke(new Metadata(), (error, response) => (error ? reject(error) : resolve(response))));
+  const client = createClient(ToscaServiceClient, mesh.addresses['tosca-orchestrator']!, {
+    token: MESH_TOKENS.alice.token,
+    deadlineMs: 30_000,
+  });
+  const unary: Unary = (invoke) =>
+    new Promise((resolve, reject) => invoke(new Metadata(), (error, response) => (error ? reject(error) : resolve(response))));
   try {
     return await work(client, unary);
   } finally {
@@ -57,10 +67,20 @@ async function waitForState(client: ToscaServiceClient, id: string, state: Deplo
 }
 
 /** Creates a deployment as alice and waits until it is DEPLOYED. */
-export async function deploy(mesh: Pick<Mesh, 'addresses'>, yaml: string, fileName: string, timeoutMs = 120_000, inputs?: Record<string, unknown>): Promise<Deployment> {
+export async function deploy(
+  mesh: Pick<Mesh, 'addresses'>,
+  yaml: string,
+  fileName: string,
+  timeoutMs = 120_000,
+  inputs?: Record<string, unknown>,
+): Promise<Deployment> {
   return asAlice(mesh, async (client, unary) => {
     const created = await unary<CreateDeploymentResponse>((m, cb) =>
-      client.createDeployment({ template: { content: { $case: 'yaml', yaml }, fileName, files: {} }, inputs, keepOnFailure: false, requestId: '' }, m, cb),
+      client.createDeployment(
+        { template: { content: { $case: 'yaml', yaml }, fileName, files: {} }, inputs, keepOnFailure: false, requestId: '' },
+        m,
+        cb,
+      ),
     );
     return waitForState(client, created.deploymentId, DeploymentState.DEPLOYED, timeoutMs);
   });
@@ -68,7 +88,10 @@ export async function deploy(mesh: Pick<Mesh, 'addresses'>, yaml: string, fileNa
 
 /** A deployment of alice's as it is now (outputs from the instances' current addresses). */
 export async function getDeployment(mesh: Pick<Mesh, 'addresses'>, id: string): Promise<Deployment> {
-  return asAlice(mesh, async (client, unary) => (await unary<GetDeploymentResponse>((m, cb) => client.getDeployment({ deploymentId: id }, m, cb))).deployment!);
+  return asAlice(
+    mesh,
+    async (client, unary) => (await unary<GetDeploymentResponse>((m, cb) => client.getDeployment({ deploymentId: id }, m, cb))).deployment!,
+  );
 }
 
 /** Deletes a deployment of alice's and waits until it is DELETED. */

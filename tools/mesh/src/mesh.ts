@@ -9,12 +9,21 @@ import { join, resolve } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import type { ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
 import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
-import { type ListInstancesResponse, type ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
+import type { ListInstancesResponse, ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import { createClient, lapisAccess, natsAuthorization, type NatsAccess } from '@lapis/platform';
 import { spawnService, staticTokenFile, until, type ServiceProcess } from '@lapis/platform/testing';
 import { describeLeftovers, removeLeftovers } from './cleanup';
-import { docker, ensureBaseImage, ensureDocker, startNats, startRegistry, type DockerEngine, type NatsServer, type Registry } from '@lapis/testenv';
+import {
+  docker,
+  ensureBaseImage,
+  ensureDocker,
+  startNats,
+  startRegistry,
+  type DockerEngine,
+  type NatsServer,
+  type Registry,
+} from '@lapis/testenv';
 
 export const REPO_ROOT = resolve(__dirname, '../../../..');
 export const SERVICES = ['image-sync', 'container-runtime', 'scheduler', 'tosca-orchestrator', 'occi-gateway'] as const;
@@ -109,7 +118,12 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       natsEnv[access.service] = { LAPIS_NATS_USER: access.user, LAPIS_NATS_PASSWORD_FILE: file };
       return { access, password: { value: password } };
     });
-    const nats = await startNats({ dir: join(stateDir, 'nats'), monitor: true, config: natsAuthorization(passwords, options.env?.LAPIS_NATS_STREAM ?? 'LAPIS'), tls: true });
+    const nats = await startNats({
+      dir: join(stateDir, 'nats'),
+      monitor: true,
+      config: natsAuthorization(passwords, options.env?.LAPIS_NATS_STREAM ?? 'LAPIS'),
+      tls: true,
+    });
     stops.push(() => nats.stop());
     for (const env of Object.values(natsEnv)) env.LAPIS_NATS_CA_FILE = nats.caFile!;
     say('Docker engine');
@@ -175,7 +189,13 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const addresses: Mesh['addresses'] = {};
     const largeYoungGeneration = { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=64`.trim() };
     const env: Mesh['env'] = {
-      'image-sync': { ...common, ...natsEnv['image-sync'], LAPIS_SITE_REGISTRY: site.url, LAPIS_POLICY_FILE: policies, ...options.serviceEnv?.['image-sync'] },
+      'image-sync': {
+        ...common,
+        ...natsEnv['image-sync'],
+        LAPIS_SITE_REGISTRY: site.url,
+        LAPIS_POLICY_FILE: policies,
+        ...options.serviceEnv?.['image-sync'],
+      },
       'container-runtime': {
         ...common,
         ...natsEnv['container-runtime'],
@@ -187,7 +207,12 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       // A larger young generation, as their images run them (scavenges stalled the scheduler's
       // cycles and took a fifth of a template's parse).
       scheduler: { ...common, ...natsEnv.scheduler, ...largeYoungGeneration, ...options.serviceEnv?.scheduler },
-      'tosca-orchestrator': { ...common, ...natsEnv['tosca-orchestrator'], ...largeYoungGeneration, ...options.serviceEnv?.['tosca-orchestrator'] },
+      'tosca-orchestrator': {
+        ...common,
+        ...natsEnv['tosca-orchestrator'],
+        ...largeYoungGeneration,
+        ...options.serviceEnv?.['tosca-orchestrator'],
+      },
       // Locations in OCCI answers start with the public URL (on free ports: the one it listens on).
       'occi-gateway': {
         ...common,
@@ -267,13 +292,19 @@ async function removeEverything(address: string): Promise<void> {
     const failures: string[] = [];
     const failed = (what: string) => (error: Error) => failures.push(`${what}: ${error.message}`);
     // Detach first: an instance is removed more simply without volumes in it.
-    const { volumes } = await unary<ListVolumesResponse>((m, cb) => client.listVolumes({ pageSize: 1000, pageToken: '', project: '', state: 0, instanceId: '' }, m, cb));
+    const { volumes } = await unary<ListVolumesResponse>((m, cb) =>
+      client.listVolumes({ pageSize: 1000, pageToken: '', project: '', state: 0, instanceId: '' }, m, cb),
+    );
     for (const volume of volumes.filter((v) => v.attachment)) {
       await unary((m, cb) => client.detachVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(failed(volume.id));
     }
-    const { instances } = await unary<ListInstancesResponse>((m, cb) => client.listInstances({ pageSize: 1000, pageToken: '', project: '', state: 0, node: '' }, m, cb));
+    const { instances } = await unary<ListInstancesResponse>((m, cb) =>
+      client.listInstances({ pageSize: 1000, pageToken: '', project: '', state: 0, node: '' }, m, cb),
+    );
     for (const instance of instances) {
-      await unary((m, cb) => client.deleteInstance({ instanceId: instance.id, timeout: { seconds: 1, nanos: 0 }, requestId: '' }, m, cb)).catch(failed(instance.id));
+      await unary((m, cb) =>
+        client.deleteInstance({ instanceId: instance.id, timeout: { seconds: 1, nanos: 0 }, requestId: '' }, m, cb),
+      ).catch(failed(instance.id));
     }
     for (const volume of volumes) {
       await unary((m, cb) => client.deleteVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(failed(volume.id));
@@ -291,7 +322,9 @@ export async function waitForCatalogue(address: string, images: string[]): Promi
     await until(
       async () => {
         const response = await new Promise<ListImagesResponse>((resolve, reject) =>
-          client.listImages({ pageSize: 1000, pageToken: '', repositoryPrefix: '', policy: '' }, new Metadata(), (e, r) => (e ? reject(e) : resolve(r))),
+          client.listImages({ pageSize: 1000, pageToken: '', repositoryPrefix: '', policy: '' }, new Metadata(), (e, r) =>
+            e ? reject(e) : resolve(r),
+          ),
         );
         const have = new Set(response.images.map((i) => `${i.repository}:${i.tag}`));
         return images.every((image) => [...have].some((h) => h.endsWith(image))) || undefined;

@@ -18,8 +18,15 @@ export interface Zipkin {
 
 export async function startZipkin(logFile: string): Promise<Zipkin> {
   if (!existsSync(JAR)) {
-    const fetched = spawnSync('mvn', ['-q', 'dependency:get', `-Dartifact=io.zipkin:zipkin-server:${VERSION}:jar:exec`, '-Dtransitive=false'], { encoding: 'utf8' });
-    if (fetched.status !== 0) throw new Error(`could not fetch zipkin-server ${VERSION} with Maven: ${(fetched.stderr || fetched.stdout || String(fetched.error)).slice(-1000)}`);
+    const fetched = spawnSync(
+      'mvn',
+      ['-q', 'dependency:get', `-Dartifact=io.zipkin:zipkin-server:${VERSION}:jar:exec`, '-Dtransitive=false'],
+      { encoding: 'utf8' },
+    );
+    if (fetched.status !== 0)
+      throw new Error(
+        `could not fetch zipkin-server ${VERSION} with Maven: ${(fetched.stderr || fetched.stdout || String(fetched.error)).slice(-1000)}`,
+      );
   }
   const port = await freePort();
   const log = openSync(logFile, 'a');

@@ -21,7 +21,7 @@ describe('leftovers of a local run (real Docker, loop device, mount)', function 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('removes the node\'s containers, networks, mounts and loop devices, and only those', async () => {
+  it("removes the node's containers, networks, mounts and loop devices, and only those", async () => {
     const image = await ensureBaseImage();
     const runtimeDir = join(dir, 'runtime');
     mkdirSync(join(runtimeDir, 'volumes'), { recursive: true });
@@ -38,16 +38,32 @@ describe('leftovers of a local run (real Docker, loop device, mount)', function 
       await run('mount', ['-t', 'ext4', device, join(runtimeDir, 'instances', 'i-1', 'v-1')]);
 
       const found = await removeLeftovers(node, runtimeDir);
-      assert.deepEqual(found.containers.map((id) => id.slice(0, 12)), [mine.slice(0, 12)]);
-      assert.deepEqual(found.networks.map((id) => id.slice(0, 12)), [network.slice(0, 12)]);
+      assert.deepEqual(
+        found.containers.map((id) => id.slice(0, 12)),
+        [mine.slice(0, 12)],
+      );
+      assert.deepEqual(
+        found.networks.map((id) => id.slice(0, 12)),
+        [network.slice(0, 12)],
+      );
       assert.deepEqual(found.mounts, [join(runtimeDir, 'instances', 'i-1', 'v-1')]);
       assert.deepEqual(found.loopDevices, [device]);
       assert.equal(describeLeftovers(found), '1 container, 1 network, 1 mount, 1 loop device');
 
       assert.equal((await docker(['ps', '-aq', '--filter', `label=lapis.node=${node}`])).trim(), '');
-      assert.equal((await docker(['ps', '-q', '--filter', `id=${other}`])).trim().slice(0, 12), other.slice(0, 12), "another node's container stays");
+      assert.equal(
+        (await docker(['ps', '-q', '--filter', `id=${other}`])).trim().slice(0, 12),
+        other.slice(0, 12),
+        "another node's container stays",
+      );
       const loops = (await run('losetup', ['--list', '--noheadings', '-O', 'NAME'])).stdout;
-      assert.ok(!loops.split('\n').map((l) => l.trim()).includes(device), `${device} is detached`);
+      assert.ok(
+        !loops
+          .split('\n')
+          .map((l) => l.trim())
+          .includes(device),
+        `${device} is detached`,
+      );
       assert.equal(describeLeftovers(await removeLeftovers(node, runtimeDir)), undefined, 'a second pass finds nothing');
     } finally {
       await docker(['rm', '-f', other]).catch(() => undefined);

@@ -12,7 +12,7 @@ import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { createClient } from '@lapis/platform';
 import { sleep, until } from '@lapis/platform/testing';
 import { InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
-import { type ListInstancesResponse, type ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
+import type { ListInstancesResponse, ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
   ClaimState,
@@ -25,7 +25,12 @@ import {
   type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
-import { DeploymentState, type Deployment, type GetDeploymentResponse, type UpdateDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
+import {
+  DeploymentState,
+  type Deployment,
+  type GetDeploymentResponse,
+  type UpdateDeploymentResponse,
+} from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { docker } from '@lapis/testenv';
 import { deploy, EXAMPLE_TEMPLATE } from '../src/example';
@@ -57,11 +62,16 @@ describe('the whole mesh, end to end', function () {
   const containersOf = async (filter: string) => (await docker(['ps', '-q', '--filter', `label=${filter}`])).split('\n').filter(Boolean);
   const getDeployment = (id: string) => unary<GetDeploymentResponse>((m, cb) => clients().tosca.getDeployment({ deploymentId: id }, m, cb));
   const waitFor = async (id: string, state: DeploymentState) =>
-    until(async () => {
-      const { deployment } = await getDeployment(id);
-      if (deployment?.state === DeploymentState.FAILED && state !== DeploymentState.FAILED) throw new Error(`deployment failed: ${deployment.stateReason}`);
-      return deployment?.state === state ? deployment : undefined;
-    }, `deployment ${id} to be ${DeploymentState[state]}`, 120_000);
+    until(
+      async () => {
+        const { deployment } = await getDeployment(id);
+        if (deployment?.state === DeploymentState.FAILED && state !== DeploymentState.FAILED)
+          throw new Error(`deployment failed: ${deployment.stateReason}`);
+        return deployment?.state === state ? deployment : undefined;
+      },
+      `deployment ${id} to be ${DeploymentState[state]}`,
+      120_000,
+    );
 
   before(async () => {
     collector = createServer((request, response) => {
@@ -78,7 +88,13 @@ describe('the whole mesh, end to end', function () {
     // Two projects with equal shares: the one that has used more waits behind the other.
     writeFileSync(
       config,
-      ['preemption: { grace: 2s }', 'accounts:', '  - { name: physics, shares: 50, users: { alice: 1 } }', '  - { name: biology, shares: 50, users: { bob: 1 } }', ''].join('\n'),
+      [
+        'preemption: { grace: 2s }',
+        'accounts:',
+        '  - { name: physics, shares: 50, users: { alice: 1 } }',
+        '  - { name: biology, shares: 50, users: { bob: 1 } }',
+        '',
+      ].join('\n'),
     );
     mesh = await startMesh({
       env: {
@@ -86,7 +102,10 @@ describe('the whole mesh, end to end', function () {
         OTEL_EXPORTER_ZIPKIN_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}/api/v2/spans`,
         OTEL_BSP_SCHEDULE_DELAY: '200',
       },
-      serviceEnv: { 'container-runtime': { LAPIS_NODE_CPU_MILLIS: '4000', LAPIS_STOP_TIMEOUT_S: '2' }, scheduler: { LAPIS_SCHEDULER_CONFIG_FILE: config } },
+      serviceEnv: {
+        'container-runtime': { LAPIS_NODE_CPU_MILLIS: '4000', LAPIS_STOP_TIMEOUT_S: '2' },
+        scheduler: { LAPIS_SCHEDULER_CONFIG_FILE: config },
+      },
     });
   });
   after(async () => {
@@ -113,10 +132,14 @@ describe('the whole mesh, end to end', function () {
     await unary<UpdateDeploymentResponse>((m, cb) =>
       clients().tosca.updateDeployment({ deploymentId: deployment.id, template: undefined, inputs: { mirrors: 2 }, requestId: '' }, m, cb),
     );
-    const updated = await until(async () => {
-      const { deployment: d } = await getDeployment(deployment.id);
-      return d?.state === DeploymentState.DEPLOYED && d.nodes.find((n) => n.name === 'mirror')?.instanceIds.length === 2 ? d : undefined;
-    }, 'two mirrors', 120_000);
+    const updated = await until(
+      async () => {
+        const { deployment: d } = await getDeployment(deployment.id);
+        return d?.state === DeploymentState.DEPLOYED && d.nodes.find((n) => n.name === 'mirror')?.instanceIds.length === 2 ? d : undefined;
+      },
+      'two mirrors',
+      120_000,
+    );
     assert.equal(updated.nodes.find((n) => n.name === 'web')!.instanceIds[0], web, 'the web instance was left alone');
     assert.equal((await containersOf(`tosca/deployment=${deployment.id}`)).length, 3);
     deployment = updated;
@@ -124,42 +147,82 @@ describe('the whole mesh, end to end', function () {
 
   it('makes one trace of the deployment across the orchestrator, the scheduler and the runtime', async () => {
     const services = (traceId: string) => new Set(spans.filter((s) => s.traceId === traceId).map((s) => s.localEndpoint?.serviceName));
-    const trace = await until(() => {
-      const create = spans.find((s) => /CreateDeployment/.test(s.name) && s.kind === 'SERVER');
-      if (!create) return undefined;
-      const seen = services(create.traceId);
-      return seen.has('tosca-orchestrator') && seen.has('scheduler') && seen.has('container-runtime') ? create.traceId : undefined;
-    }, `one trace with spans of the three services (have: ${[...new Set(spans.map((s) => s.localEndpoint?.serviceName))].join(', ')})`, 30_000);
+    const trace = await until(
+      () => {
+        const create = spans.find((s) => /CreateDeployment/.test(s.name) && s.kind === 'SERVER');
+        if (!create) return undefined;
+        const seen = services(create.traceId);
+        return seen.has('tosca-orchestrator') && seen.has('scheduler') && seen.has('container-runtime') ? create.traceId : undefined;
+      },
+      `one trace with spans of the three services (have: ${[...new Set(spans.map((s) => s.localEndpoint?.serviceName))].join(', ')})`,
+      30_000,
+    );
     const ofTrace = spans.filter((s) => s.traceId === trace);
     assert.ok(ofTrace.some((s) => s.kind === 'PRODUCER' && /^send lapis\.scheduler\.claim_placed/.test(s.name)));
-    assert.ok(ofTrace.some((s) => s.kind === 'CONSUMER' && /^process lapis\.scheduler\.claim_placed/.test(s.name) && s.localEndpoint?.serviceName === 'container-runtime'));
+    assert.ok(
+      ofTrace.some(
+        (s) =>
+          s.kind === 'CONSUMER' &&
+          /^process lapis\.scheduler\.claim_placed/.test(s.name) &&
+          s.localEndpoint?.serviceName === 'container-runtime',
+      ),
+    );
   });
 
-  it('traces an OCCI request from its HTTP span through the gateway\'s gRPC calls', async () => {
-    const response = await fetch(`${mesh.occiUrl}/compute/`, { headers: { authorization: 'Bearer alice-token', accept: 'application/occi+json' } });
+  it("traces an OCCI request from its HTTP span through the gateway's gRPC calls", async () => {
+    const response = await fetch(`${mesh.occiUrl}/compute/`, {
+      headers: { authorization: 'Bearer alice-token', accept: 'application/occi+json' },
+    });
     assert.equal(response.status, 200);
     await response.arrayBuffer();
-    const request = await until(() => spans.find((s) => s.name === 'GET /compute/' && s.kind === 'SERVER' && s.localEndpoint?.serviceName === 'occi-gateway'), 'the gateway\'s HTTP span');
+    const request = await until(
+      () => spans.find((s) => s.name === 'GET /compute/' && s.kind === 'SERVER' && s.localEndpoint?.serviceName === 'occi-gateway'),
+      "the gateway's HTTP span",
+    );
     const children = await until(() => {
-      const calls = spans.filter((s) => s.traceId === request.traceId && s.kind === 'CLIENT' && s.localEndpoint?.serviceName === 'occi-gateway');
+      const calls = spans.filter(
+        (s) => s.traceId === request.traceId && s.kind === 'CLIENT' && s.localEndpoint?.serviceName === 'occi-gateway',
+      );
       return calls.length > 0 ? calls : undefined;
     }, 'gRPC calls in the same trace');
-    assert.ok(children.some((s) => /lapis\.(scheduler|runtime)\.v1/.test(s.name)), children.map((s) => s.name).join(', '));
+    assert.ok(
+      children.some((s) => /lapis\.(scheduler|runtime)\.v1/.test(s.name)),
+      children.map((s) => s.name).join(', '),
+    );
   });
 
   it('undeploys in reverse order and leaves nothing behind', async () => {
     const { runtime, tosca } = clients();
     await unary((m, cb) => tosca.deleteDeployment({ deploymentId: deployment.id, requestId: '' }, m, cb));
     await waitFor(deployment.id, DeploymentState.DELETED);
-    await until(async () => ((await containersOf(`tosca/deployment=${deployment.id}`)).length === 0 ? true : undefined), 'the containers to go', 60_000);
-    const { volumes } = await unary<ListVolumesResponse>((m, cb) => runtime.listVolumes({ pageSize: 100, pageToken: '', project: '', state: 0, instanceId: '' }, m, cb));
-    assert.deepEqual(volumes.map((v) => v.id), [], 'no volume left');
+    await until(
+      async () => ((await containersOf(`tosca/deployment=${deployment.id}`)).length === 0 ? true : undefined),
+      'the containers to go',
+      60_000,
+    );
+    const { volumes } = await unary<ListVolumesResponse>((m, cb) =>
+      runtime.listVolumes({ pageSize: 100, pageToken: '', project: '', state: 0, instanceId: '' }, m, cb),
+    );
+    assert.deepEqual(
+      volumes.map((v) => v.id),
+      [],
+      'no volume left',
+    );
   });
 
   it('survives kill -9 of each service in the middle of a deployment: it completes, nothing is lost or doubled', async () => {
     const { tosca } = clients();
     const created = await unary<{ deploymentId: string }>((m, cb) =>
-      tosca.createDeployment({ template: { content: { $case: 'yaml', yaml: readFileSync(EXAMPLE_TEMPLATE, 'utf8') }, fileName: 'web-app.yaml', files: {} }, inputs: { mirrors: 2 }, keepOnFailure: false, requestId: 'crash-test' }, m, cb),
+      tosca.createDeployment(
+        {
+          template: { content: { $case: 'yaml', yaml: readFileSync(EXAMPLE_TEMPLATE, 'utf8') }, fileName: 'web-app.yaml', files: {} },
+          inputs: { mirrors: 2 },
+          keepOnFailure: false,
+          requestId: 'crash-test',
+        },
+        m,
+        cb,
+      ),
     );
     for (const name of ['tosca-orchestrator', 'scheduler', 'container-runtime'] as const) {
       await sleep(300);
@@ -184,13 +247,28 @@ describe('the whole mesh, end to end', function () {
       unary<SubmitClaimResponse>((m, cb) =>
         client.submitClaim(
           // Ends on SIGTERM (a bare sleep as PID 1 ignores it): each cancel frees its room at once.
-          { spec: InstanceSpec.fromPartial({ name, flavor: 'm1.small', image: mesh.images[0]!, command: ['sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done'] }), preemptible: false, onPreemption: 0, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId: '' },
+          {
+            spec: InstanceSpec.fromPartial({
+              name,
+              flavor: 'm1.small',
+              image: mesh.images[0]!,
+              command: ['sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done'],
+            }),
+            preemptible: false,
+            onPreemption: 0,
+            partition: '',
+            backend: 0,
+            antiAffinityGroup: '',
+            qos: '',
+            requestId: '',
+          },
           m,
           cb,
         ),
       ).then((r) => r.claim!.id);
     const claim = async (id: string) => (await unary<GetClaimResponse>((m, cb) => admin.getClaim({ claimId: id }, m, cb))).claim!;
-    const running = async (ids: string[]) => (await Promise.all(ids.map(claim))).filter((c) => c.instanceState === InstanceState.RUNNING).map((c) => c.id);
+    const running = async (ids: string[]) =>
+      (await Promise.all(ids.map(claim))).filter((c) => c.instanceState === InstanceState.RUNNING).map((c) => c.id);
 
     // physics fills the node (4 CPUs, m1.small is 1) and builds up usage while it runs.
     const fill: string[] = [];
@@ -198,15 +276,32 @@ describe('the whole mesh, end to end', function () {
     await until(async () => ((await running(fill)).length === 4 ? true : undefined), 'physics to fill the node', 90_000);
     await sleep(2_000);
     // Both projects queue two more each; the node has no room for any of them.
-    const queued = [await submit(physics, 'late-p0'), await submit(biology, 'late-b0'), await submit(physics, 'late-p1'), await submit(biology, 'late-b1')];
-    const pending = await until(async () => {
-      const { claims } = await unary<ListClaimsResponse>((m, cb) =>
-        admin.listClaims({ pageSize: 100, pageToken: '', project: '', states: [ClaimState.PENDING], partition: '', node: '', orderByPriority: true }, m, cb),
+    const queued = [
+      await submit(physics, 'late-p0'),
+      await submit(biology, 'late-b0'),
+      await submit(physics, 'late-p1'),
+      await submit(biology, 'late-b1'),
+    ];
+    const pending = await until(
+      async () => {
+        const { claims } = await unary<ListClaimsResponse>((m, cb) =>
+          admin.listClaims(
+            { pageSize: 100, pageToken: '', project: '', states: [ClaimState.PENDING], partition: '', node: '', orderByPriority: true },
+            m,
+            cb,
+          ),
+        );
+        const ours = claims.filter((c) => queued.includes(c.id));
+        return ours.length === 4 && ours.every((c) => c.pendingReason !== PendingReason.NEW) ? ours : undefined;
+      },
+      'the four claims to be looked at by a cycle',
+      30_000,
+    );
+    for (const c of pending)
+      assert.ok(
+        [PendingReason.PRIORITY, PendingReason.RESOURCES].includes(c.pendingReason),
+        `${c.spec?.name} waits for ${PendingReason[c.pendingReason]}`,
       );
-      const ours = claims.filter((c) => queued.includes(c.id));
-      return ours.length === 4 && ours.every((c) => c.pendingReason !== PendingReason.NEW) ? ours : undefined;
-    }, 'the four claims to be looked at by a cycle', 30_000);
-    for (const c of pending) assert.ok([PendingReason.PRIORITY, PendingReason.RESOURCES].includes(c.pendingReason), `${c.spec?.name} waits for ${PendingReason[c.pendingReason]}`);
 
     // The explanation: biology has used nothing, so its fair-share factor is higher (sshare),
     // and its claims rank first (sprio); squeue lists them in that order.
@@ -216,7 +311,11 @@ describe('the whole mesh, end to end', function () {
     const { priorities } = await unary<GetPriorityResponse>((m, cb) => admin.getPriority({ claimIds: queued }, m, cb));
     const explained = [...priorities].sort((a, b) => b.factors!.priority - a.factors!.priority).map((p) => p.claimId);
     assert.deepEqual(explained.slice(0, 2).sort(), [queued[1], queued[3]].sort(), 'biology first by priority');
-    assert.deepEqual(pending.map((c) => c.id), explained, 'the queue is listed in priority order');
+    assert.deepEqual(
+      pending.map((c) => c.id),
+      explained,
+      'the queue is listed in priority order',
+    );
 
     // Room comes back one instance at a time: each goes to the head of that order.
     for (let freed = 1; freed <= 4; freed++) {
@@ -234,21 +333,44 @@ describe('the whole mesh, end to end', function () {
     const submit = (name: string, preemptible: boolean) =>
       unary<SubmitClaimResponse>((m, cb) =>
         scheduler.submitClaim(
-          { spec: InstanceSpec.fromPartial({ name, flavor: 'm1.large', image: mesh.images[0]!, command: ['sleep', '3600'] }), preemptible, onPreemption: 1, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId: '' },
+          {
+            spec: InstanceSpec.fromPartial({ name, flavor: 'm1.large', image: mesh.images[0]!, command: ['sleep', '3600'] }),
+            preemptible,
+            onPreemption: 1,
+            partition: '',
+            backend: 0,
+            antiAffinityGroup: '',
+            qos: '',
+            requestId: '',
+          },
           m,
           cb,
         ),
       );
-    const claimState = async (id: string): Promise<Claim> => (await unary<GetClaimResponse>((m, cb) => scheduler.getClaim({ claimId: id }, m, cb))).claim!;
+    const claimState = async (id: string): Promise<Claim> =>
+      (await unary<GetClaimResponse>((m, cb) => scheduler.getClaim({ claimId: id }, m, cb))).claim!;
     // m1.large is 4 CPUs: the whole node (4000 millis here).
     const spot = (await submit('spot-1', true)).claim!;
-    await until(async () => ((await claimState(spot.id)).instanceState === InstanceState.RUNNING ? true : undefined), 'the spot instance to run', 60_000);
+    await until(
+      async () => ((await claimState(spot.id)).instanceState === InstanceState.RUNNING ? true : undefined),
+      'the spot instance to run',
+      60_000,
+    );
     const normal = (await submit('normal-1', false)).claim!;
-    await until(async () => ((await claimState(normal.id)).instanceState === InstanceState.RUNNING ? true : undefined), 'the normal instance to run', 90_000);
+    await until(
+      async () => ((await claimState(normal.id)).instanceState === InstanceState.RUNNING ? true : undefined),
+      'the normal instance to run',
+      90_000,
+    );
     const evicted = await claimState(spot.id);
     assert.ok([ClaimState.REQUEUED, ClaimState.PENDING].includes(evicted.state), `spot claim is ${ClaimState[evicted.state]}`);
-    const { instances } = await unary<ListInstancesResponse>((m, cb) => runtime.listInstances({ pageSize: 100, pageToken: '', project: '', state: InstanceState.RUNNING, node: '' }, m, cb));
-    assert.deepEqual(instances.map((i) => i.spec?.name), ['normal-1']);
+    const { instances } = await unary<ListInstancesResponse>((m, cb) =>
+      runtime.listInstances({ pageSize: 100, pageToken: '', project: '', state: InstanceState.RUNNING, node: '' }, m, cb),
+    );
+    assert.deepEqual(
+      instances.map((i) => i.spec?.name),
+      ['normal-1'],
+    );
     for (const id of [normal.id, spot.id]) await unary((m, cb) => scheduler.cancelClaim({ claimId: id, requestId: '' }, m, cb));
   });
 
@@ -260,9 +382,17 @@ describe('the whole mesh, end to end', function () {
     const info = JSON.parse(first.toString().replace(/^INFO /, '')) as { auth_required?: boolean; tls_required?: boolean };
     assert.deepEqual({ auth: info.auth_required, tls: info.tls_required }, { auth: true, tls: true });
     // Each service is connected as its own user, the node agent as this node's.
-    const connz = (await (await fetch(`${mesh.nats.monitorUrl}/connz?auth=true`)).json()) as { connections: Array<{ name?: string; authorized_user?: string; tls_version?: string }> };
+    const connz = (await (await fetch(`${mesh.nats.monitorUrl}/connz?auth=true`)).json()) as {
+      connections: Array<{ name?: string; authorized_user?: string; tls_version?: string }>;
+    };
     const users = new Set(connz.connections.map((c) => c.authorized_user));
-    assert.deepEqual([...users].sort(), ['container-runtime-' + mesh.nodeName, 'image-sync', 'occi-gateway', 'scheduler', 'tosca-orchestrator'].sort());
-    assert.ok(connz.connections.every((c) => c.tls_version), 'every connection is TLS');
+    assert.deepEqual(
+      [...users].sort(),
+      [`container-runtime-${mesh.nodeName}`, 'image-sync', 'occi-gateway', 'scheduler', 'tosca-orchestrator'].sort(),
+    );
+    assert.ok(
+      connz.connections.every((c) => c.tls_version),
+      'every connection is TLS',
+    );
   });
 });

@@ -19,7 +19,8 @@ interface Case {
 }
 
 const HEALTH = 'grpc.health.v1.Health';
-const TEMPLATE = 'tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    box:\n      type: tosca.nodes.Compute\n';
+const TEMPLATE =
+  'tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    box:\n      type: tosca.nodes.Compute\n';
 
 describe('grpcurl through server reflection, on every service', function () {
   this.timeout(600_000);
@@ -37,7 +38,9 @@ describe('grpcurl through server reflection, on every service', function () {
   const grpcurl = (service: ServiceName, args: string[], flags: string[] = []) =>
     new Promise<string>((resolve, reject) =>
       execFile(bin, ['-plaintext', '-max-time', '30', ...flags, mesh.addresses[service]!, ...args], (error, stdout, stderr) =>
-        error ? reject(new Error(`grpcurl ${[...flags, ...args].join(' ')} against ${service}: ${stderr || error.message}`)) : resolve(stdout),
+        error
+          ? reject(new Error(`grpcurl ${[...flags, ...args].join(' ')} against ${service}: ${stderr || error.message}`))
+          : resolve(stdout),
       ),
     );
   const invoke = (service: ServiceName, method: string, body: object) =>
@@ -47,28 +50,40 @@ describe('grpcurl through server reflection, on every service', function () {
     {
       service: 'container-runtime',
       lists: [HEALTH, 'lapis.runtime.v1.RuntimeService'],
-      describe: ['lapis.runtime.v1.RuntimeService', 'rpc StreamInstanceLogs ( .lapis.runtime.v1.StreamInstanceLogsRequest ) returns ( stream .lapis.runtime.v1.StreamInstanceLogsResponse );'],
+      describe: [
+        'lapis.runtime.v1.RuntimeService',
+        'rpc StreamInstanceLogs ( .lapis.runtime.v1.StreamInstanceLogsRequest ) returns ( stream .lapis.runtime.v1.StreamInstanceLogsResponse );',
+      ],
       message: ['lapis.runtime.v1.StreamInstanceLogsRequest', '.google.protobuf.Timestamp since_time = 4;'],
       call: ['lapis.runtime.v1.RuntimeService/GetNode', {}, /"name": "node-/],
     },
     {
       service: 'image-sync',
       lists: [HEALTH, 'lapis.common.v1.OperationsService', 'lapis.images.v1.ImageSyncService'],
-      describe: ['lapis.images.v1.ImageSyncService', 'rpc ResolveImage ( .lapis.images.v1.ResolveImageRequest ) returns ( .lapis.images.v1.ResolveImageResponse );'],
+      describe: [
+        'lapis.images.v1.ImageSyncService',
+        'rpc ResolveImage ( .lapis.images.v1.ResolveImageRequest ) returns ( .lapis.images.v1.ResolveImageResponse );',
+      ],
       message: ['lapis.common.v1.Operation', '.google.protobuf.Any metadata = 3;'],
       call: ['lapis.images.v1.ImageSyncService/ListImages', {}, /"repository": "lapis\/busybox"/],
     },
     {
       service: 'scheduler',
       lists: [HEALTH, 'lapis.scheduler.v1.SchedulerService'],
-      describe: ['lapis.scheduler.v1.SchedulerService', 'rpc SubmitClaim ( .lapis.scheduler.v1.SubmitClaimRequest ) returns ( .lapis.scheduler.v1.SubmitClaimResponse );'],
+      describe: [
+        'lapis.scheduler.v1.SchedulerService',
+        'rpc SubmitClaim ( .lapis.scheduler.v1.SubmitClaimRequest ) returns ( .lapis.scheduler.v1.SubmitClaimResponse );',
+      ],
       message: ['lapis.scheduler.v1.Claim', '.google.protobuf.Timestamp'],
       call: ['lapis.scheduler.v1.SchedulerService/ListFlavors', {}, /"name": "m1\.tiny"/],
     },
     {
       service: 'tosca-orchestrator',
       lists: [HEALTH, 'lapis.common.v1.OperationsService', 'lapis.tosca.v1.ToscaService'],
-      describe: ['lapis.tosca.v1.ToscaService', 'rpc WatchDeployment ( .lapis.tosca.v1.WatchDeploymentRequest ) returns ( stream .lapis.tosca.v1.WatchDeploymentResponse );'],
+      describe: [
+        'lapis.tosca.v1.ToscaService',
+        'rpc WatchDeployment ( .lapis.tosca.v1.WatchDeploymentRequest ) returns ( stream .lapis.tosca.v1.WatchDeploymentResponse );',
+      ],
       message: ['lapis.tosca.v1.ValidateTemplateRequest', '.google.protobuf.Struct inputs = 2;'],
       // Struct inputs and a oneof: the request is encoded from the reflected descriptors.
       call: ['lapis.tosca.v1.ToscaService/ValidateTemplate', { template: { yaml: TEMPLATE }, inputs: { size: 1 } }, /"valid": true/],
@@ -86,7 +101,10 @@ describe('grpcurl through server reflection, on every service', function () {
   for (const c of cases) {
     it(`${c.service}: list, describe a service and a message, call with a bearer token, health`, async () => {
       const listed = (await grpcurl(c.service, ['list'])).split('\n').filter(Boolean).sort();
-      assert.deepEqual(listed.filter((name) => !name.startsWith('grpc.reflection.')), c.lists);
+      assert.deepEqual(
+        listed.filter((name) => !name.startsWith('grpc.reflection.')),
+        c.lists,
+      );
       const [service, rpcLine] = c.describe;
       assert.ok((await grpcurl(c.service, ['describe', service])).includes(rpcLine), `describe ${service} lacks "${rpcLine}"`);
       const [message, field] = c.message;

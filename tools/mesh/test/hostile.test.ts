@@ -8,7 +8,17 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { create, createFileRegistry, fromBinary, ScalarType, toBinary, type DescEnum, type DescField, type DescMessage, type DescService } from '@bufbuild/protobuf';
+import {
+  create,
+  createFileRegistry,
+  fromBinary,
+  ScalarType,
+  toBinary,
+  type DescEnum,
+  type DescField,
+  type DescMessage,
+  type DescService,
+} from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import fc from 'fast-check';
 import { startMesh, type Mesh, type ServiceName } from '../src/mesh';
@@ -29,9 +39,33 @@ const FORBIDDEN = new Set([status.INTERNAL, status.UNKNOWN, status.DEADLINE_EXCE
 const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(require.resolve('@lapis/proto/descriptor.binpb'))));
 
 const HOSTILE_TEXT = [
-  '', 'a', '*', '>', 'a.*', 'lapis.>', '\u0000', 'a\u0000b', '../../etc/passwd', '..', '.', 'a..b', ' ', 'a b', '\t\n\r',
-  '%2E', '$KV.x.y', 'ü', '日本語', '🙂', '\uFFFF', '-', 'operations/../x', 'lapis/busybox:1.36', 'A'.repeat(129),
-  'x'.repeat(5_000), 'y'.repeat(70_000),
+  '',
+  'a',
+  '*',
+  '>',
+  'a.*',
+  'lapis.>',
+  '\u0000',
+  'a\u0000b',
+  '../../etc/passwd',
+  '..',
+  '.',
+  'a..b',
+  ' ',
+  'a b',
+  '\t\n\r',
+  '%2E',
+  '$KV.x.y',
+  'ü',
+  '日本語',
+  '🙂',
+  '\uFFFF',
+  '-',
+  'operations/../x',
+  'lapis/busybox:1.36',
+  'A'.repeat(129),
+  'x'.repeat(5_000),
+  'y'.repeat(70_000),
 ];
 const text = fc.oneof(fc.constantFrom(...HOSTILE_TEXT), fc.string({ maxLength: 16, unit: 'binary' }));
 const U64 = [0n, 1n, 2n ** 53n - 1n, 2n ** 53n + 1n, 2n ** 63n, 2n ** 64n - 1n];
@@ -86,7 +120,10 @@ function fieldValue(field: DescField, depth: number): fc.Arbitrary<unknown> {
   if (field.fieldKind === 'map') {
     const value = single(field, depth);
     const key = field.mapKey === ScalarType.STRING ? text : scalar(field.mapKey).map(String);
-    const many = field.mapKind === 'message' ? fc.constant({}) : value.filter(small).map((v) => Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, v])));
+    const many =
+      field.mapKind === 'message'
+        ? fc.constant({})
+        : value.filter(small).map((v) => Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, v])));
     return fc.oneof(fc.dictionary(key as fc.Arbitrary<string>, value, { maxKeys: 3 }), many);
   }
   return single(field, depth);
@@ -147,9 +184,16 @@ async function serving(address: string): Promise<boolean> {
   const client = new Client(address, credentials.createInsecure());
   try {
     return await new Promise<boolean>((resolve) =>
-      client.makeUnaryRequest('/grpc.health.v1.Health/Check', () => Buffer.alloc(0), (b: Buffer) => b, null, new Metadata(), { deadline: Date.now() + 5_000 }, (error, response) =>
-        // HealthCheckResponse { status = 1 (SERVING) } is the two bytes 08 01.
-        resolve(!error && response?.equals(Buffer.from([0x08, 0x01])) === true),
+      client.makeUnaryRequest(
+        '/grpc.health.v1.Health/Check',
+        () => Buffer.alloc(0),
+        (b: Buffer) => b,
+        null,
+        new Metadata(),
+        { deadline: Date.now() + 5_000 },
+        (error, response) =>
+          // HealthCheckResponse { status = 1 (SERVING) } is the two bytes 08 01.
+          resolve(!error && response?.equals(Buffer.from([0x08, 0x01])) === true),
       ),
     );
   } finally {
@@ -181,7 +225,11 @@ describe('hostile requests to every RPC of the real mesh (property-based)', func
     // A service added to the contracts must be mapped to its process here, or it goes untested.
     const contracts = [...registry].filter((t) => t.kind === 'service' && t.typeName.startsWith('lapis.')).map((t) => t.typeName);
     const served = new Set(Object.values(SERVED).flat());
-    assert.deepEqual(contracts.filter((name) => !served.has(name)), [], 'services no process in SERVED serves');
+    assert.deepEqual(
+      contracts.filter((name) => !served.has(name)),
+      [],
+      'services no process in SERVED serves',
+    );
     const failures: string[] = [];
     const tokens = [mesh.tokens.admin.token, mesh.tokens.alice.token];
     for (const [name, services] of Object.entries(SERVED) as Array<[ServiceName, string[]]>) {
@@ -212,7 +260,10 @@ describe('hostile requests to every RPC of the real mesh (property-based)', func
       }
     }
     for (const [name, process] of Object.entries(mesh.processes)) {
-      const exited = await Promise.race([process.exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10))]);
+      const exited = await Promise.race([
+        process.exited.then(() => true),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10)),
+      ]);
       if (exited) failures.push(`${name} exited: ${process.stderr().slice(-1000)}`);
       else if (!(await serving(mesh.addresses[name as ServiceName]!))) failures.push(`${name} is not SERVING after the hostile requests`);
     }

@@ -5,7 +5,18 @@
 // and the host is as before. Needs the service images: `make test` builds them first
 // (LAPIS_REQUIRE_IMAGES=1); a bare `npx mocha` without them skips with a message.
 import { strict as assert } from 'node:assert';
-import { CommandError, docker, ensureDocker, helm, hostDifferences, kubectl, snapshotHost, waitFor, type DockerEngine, type HostSnapshot } from '@lapis/testenv';
+import {
+  CommandError,
+  docker,
+  ensureDocker,
+  helm,
+  hostDifferences,
+  kubectl,
+  snapshotHost,
+  waitFor,
+  type DockerEngine,
+  type HostSnapshot,
+} from '@lapis/testenv';
 import { undeploy } from '../src/example';
 import { SERVICES } from '../src/mesh';
 import { deployExampleInCluster, type ExampleResult } from '../src/kube/example';
@@ -27,14 +38,25 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
   let example: ExampleResult | undefined;
 
   const get = async (what: string, selector?: string): Promise<Obj[]> =>
-    (JSON.parse((await kubectl(['get', what, '-n', NAMESPACE, ...(selector ? ['-l', selector] : []), '-o', 'json'], lapis!.cluster)).stdout) as { items: Obj[] }).items;
+    (
+      JSON.parse(
+        (await kubectl(['get', what, '-n', NAMESPACE, ...(selector ? ['-l', selector] : []), '-o', 'json'], lapis!.cluster)).stdout,
+      ) as { items: Obj[] }
+    ).items;
 
   before(async function () {
     this.timeout(20 * 60_000);
     engine = await ensureDocker();
     const version = imageVersion();
     const missing: string[] = [];
-    for (const s of SERVICES) if (!(await docker(['image', 'inspect', `lapis/${s}:${version}`]).then(() => true, () => false))) missing.push(`lapis/${s}:${version}`);
+    for (const s of SERVICES)
+      if (
+        !(await docker(['image', 'inspect', `lapis/${s}:${version}`]).then(
+          () => true,
+          () => false,
+        ))
+      )
+        missing.push(`lapis/${s}:${version}`);
     if (missing.length > 0) {
       const why = `images not built here: ${missing.join(', ')} (run images/build.sh)`;
       if (process.env.LAPIS_REQUIRE_IMAGES === '1') throw new Error(why);
@@ -56,10 +78,16 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
   it('every pod of the release is Ready through its probes; the bundled NATS keeps JetStream on a claim', async function () {
     const pods = await get('pods');
     for (const component of ['nats', 'scheduler', 'image-sync', 'container-runtime', 'tosca-orchestrator', 'occi-gateway']) {
-      assert.ok(pods.some((p) => p.metadata.labels?.['app.kubernetes.io/component'] === component && p.status?.phase === 'Running'), `a Running ${component} pod in ${names(pods).join(', ')}`);
+      assert.ok(
+        pods.some((p) => p.metadata.labels?.['app.kubernetes.io/component'] === component && p.status?.phase === 'Running'),
+        `a Running ${component} pod in ${names(pods).join(', ')}`,
+      );
     }
     const claims = await get('pvc');
-    assert.ok(claims.some((c) => c.metadata.name.startsWith('data-') && c.status?.phase === 'Bound'), `NATS's claim is Bound: ${JSON.stringify(claims.map((c) => [c.metadata.name, c.status?.phase]))}`);
+    assert.ok(
+      claims.some((c) => c.metadata.name.startsWith('data-') && c.status?.phase === 'Bound'),
+      `NATS's claim is Bound: ${JSON.stringify(claims.map((c) => [c.metadata.name, c.status?.phase]))}`,
+    );
   });
 
   it('deploys examples/tosca/web-app.yaml through the in-cluster orchestrator: the web instance is a pod on a claim, its address answers from the host', async function () {
@@ -80,7 +108,9 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
       async () => {
         const pods = await get('pods', 'lapis.dev/instance-id');
         const claims = await get('pvc', 'lapis.dev/volume-id');
-        const volumes = (JSON.parse((await kubectl(['get', 'pv', '-o', 'json'], lapis!.cluster)).stdout) as { items: Obj[] }).items.filter((v) => example!.claims.includes(v.spec?.claimRef?.name ?? ''));
+        const volumes = (JSON.parse((await kubectl(['get', 'pv', '-o', 'json'], lapis!.cluster)).stdout) as { items: Obj[] }).items.filter(
+          (v) => example!.claims.includes(v.spec?.claimRef?.name ?? ''),
+        );
         left = `pods ${names(pods).join(',')}; claims ${names(claims).join(',')}; volumes ${names(volumes).join(',')}`;
         return pods.length + claims.length + volumes.length === 0;
       },
@@ -92,7 +122,10 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
     const out = await helm(['test', RELEASE, '-n', NAMESPACE], lapis!.cluster, { timeoutMs: 120_000 });
     assert.match(out.stdout, /Phase:\s+Succeeded/);
     await kubectl(['scale', '-n', NAMESPACE, `deployment/${RELEASE}-scheduler`, '--replicas=0'], lapis!.cluster);
-    await assert.rejects(helm(['test', RELEASE, '-n', NAMESPACE], lapis!.cluster, { timeoutMs: 120_000 }), (e: unknown) => e instanceof CommandError);
+    await assert.rejects(
+      helm(['test', RELEASE, '-n', NAMESPACE], lapis!.cluster, { timeoutMs: 120_000 }),
+      (e: unknown) => e instanceof CommandError,
+    );
     const { stdout } = await kubectl(['logs', '-n', NAMESPACE, `${RELEASE}-test-connection`], lapis!.cluster);
     assert.match(stdout, /scheduler \(lapis-scheduler\.lapis\.svc:50053\): .*(DEADLINE_EXCEEDED|UNAVAILABLE)/);
     assert.match(stdout, /image-sync \(lapis-image-sync\.lapis\.svc:50052\): SERVING/);

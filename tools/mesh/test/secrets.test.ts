@@ -15,7 +15,7 @@ import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { createClient } from '@lapis/platform';
 import { until } from '@lapis/platform/testing';
 import { InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
-import { type GetClaimResponse, type SubmitClaimResponse } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import type { GetClaimResponse, SubmitClaimResponse } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import { DeploymentState, type CreateDeploymentResponse, type GetDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
@@ -43,7 +43,12 @@ const CANARIES = {
  */
 function formsOf(secret: string): string[] {
   const forms = [secret];
-  for (let shift = 0; shift < 3; shift++) forms.push(Buffer.from('\0'.repeat(shift) + secret).toString('base64').slice(4, -4));
+  for (let shift = 0; shift < 3; shift++)
+    forms.push(
+      Buffer.from('\0'.repeat(shift) + secret)
+        .toString('base64')
+        .slice(4, -4),
+    );
   return forms;
 }
 
@@ -106,7 +111,7 @@ function descendantsOf(root: number): Set<number> {
   }
   const found = new Set<number>();
   const queue = [root];
-  while (queue.length) for (const child of children.get(queue.shift()!) ?? []) if (!found.has(child)) (found.add(child), queue.push(child));
+  while (queue.length) for (const child of children.get(queue.shift()!) ?? []) if (!found.has(child)) found.add(child), queue.push(child);
   return found;
 }
 
@@ -148,7 +153,8 @@ function addressOf(hex: string): string {
   const words = hex.match(/.{8}/g)!.map((w) => Buffer.from(w, 'hex').reverse());
   if (words.length === 1) return [...words[0]!].join('.');
   const bytes = Buffer.concat(words);
-  if (bytes.subarray(0, 12).equals(Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]))) return `::ffff:${[...bytes.subarray(12)].join('.')}`;
+  if (bytes.subarray(0, 12).equals(Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff])))
+    return `::ffff:${[...bytes.subarray(12)].join('.')}`;
   return (bytes.toString('hex').match(/.{4}/g) ?? []).map((g) => g.replace(/^0+(?=.)/, '')).join(':');
 }
 
@@ -211,10 +217,17 @@ describe('secrets and listeners of a local mesh', function () {
       ...Object.fromEntries(Object.entries(m.addresses).map(([name, address]) => [name, Number(address.split(':').pop())])),
     };
     const sockets = listeningSocketsOf(descendantsOf(process.pid));
-    for (const [what, port] of Object.entries(expected)) assert.ok(sockets.some((s) => s.port === port), `${what} (port ${port}) is among the listeners found`);
+    for (const [what, port] of Object.entries(expected))
+      assert.ok(
+        sockets.some((s) => s.port === port),
+        `${what} (port ${port}) is among the listeners found`,
+      );
     const open = sockets.filter((s) => !isLoopback(s.address));
     assert.deepEqual(
-      open.map((s) => `${s.address}:${s.port} (${Object.entries(expected).find(([, p]) => p === s.port)?.[0] ?? readFileSync(`/proc/${s.pid}/cmdline`, 'utf8').split('\0')[0]})`),
+      open.map(
+        (s) =>
+          `${s.address}:${s.port} (${Object.entries(expected).find(([, p]) => p === s.port)?.[0] ?? readFileSync(`/proc/${s.pid}/cmdline`, 'utf8').split('\0')[0]})`,
+      ),
       [],
       'listeners on more than loopback',
     );
@@ -234,23 +247,46 @@ describe('secrets and listeners of a local mesh', function () {
       sshPublicKeys: [`ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA${CANARIES.sshKey} alice@laptop`],
     });
     const { claim } = await unary<SubmitClaimResponse>((md, cb) =>
-      scheduler.submitClaim({ spec, preemptible: false, onPreemption: 0, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId: '' }, md, cb),
+      scheduler.submitClaim(
+        { spec, preemptible: false, onPreemption: 0, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId: '' },
+        md,
+        cb,
+      ),
     );
-    await until(async () => {
-      const { claim: c } = await unary<GetClaimResponse>((md, cb) => scheduler.getClaim({ claimId: claim!.id }, md, cb));
-      return c?.instanceState === InstanceState.RUNNING ? true : undefined;
-    }, 'the instance with secrets to run', 120_000);
+    await until(
+      async () => {
+        const { claim: c } = await unary<GetClaimResponse>((md, cb) => scheduler.getClaim({ claimId: claim!.id }, md, cb));
+        return c?.instanceState === InstanceState.RUNNING ? true : undefined;
+      },
+      'the instance with secrets to run',
+      120_000,
+    );
 
     // A TOSCA deployment whose container's environment comes from a secret input.
     const tosca = createClient(ToscaServiceClient, m.addresses['tosca-orchestrator']!, { token: m.tokens.alice.token, deadlineMs: 30_000 });
     const created = await unary<CreateDeploymentResponse>((md, cb) =>
-      tosca.createDeployment({ template: { content: { $case: 'yaml', yaml: TEMPLATE }, fileName: 'secret.yaml', files: {} }, inputs: { secret: CANARIES.toscaInput }, keepOnFailure: false, requestId: '' }, md, cb),
+      tosca.createDeployment(
+        {
+          template: { content: { $case: 'yaml', yaml: TEMPLATE }, fileName: 'secret.yaml', files: {} },
+          inputs: { secret: CANARIES.toscaInput },
+          keepOnFailure: false,
+          requestId: '',
+        },
+        md,
+        cb,
+      ),
     );
-    await until(async () => {
-      const { deployment } = await unary<GetDeploymentResponse>((md, cb) => tosca.getDeployment({ deploymentId: created.deploymentId }, md, cb));
-      if (deployment?.state === DeploymentState.FAILED) throw new Error(`deployment failed: ${deployment.stateReason}`);
-      return deployment?.state === DeploymentState.DEPLOYED ? true : undefined;
-    }, 'the deployment with a secret input', 120_000);
+    await until(
+      async () => {
+        const { deployment } = await unary<GetDeploymentResponse>((md, cb) =>
+          tosca.getDeployment({ deploymentId: created.deploymentId }, md, cb),
+        );
+        if (deployment?.state === DeploymentState.FAILED) throw new Error(`deployment failed: ${deployment.stateReason}`);
+        return deployment?.state === DeploymentState.DEPLOYED ? true : undefined;
+      },
+      'the deployment with a secret input',
+      120_000,
+    );
 
     // A bearer token that fails, over gRPC and over OCCI, and a query string.
     const stranger = createClient(SchedulerServiceClient, m.addresses.scheduler!, { token: CANARIES.token });
@@ -261,14 +297,26 @@ describe('secrets and listeners of a local mesh', function () {
     const refused = await fetch(`${m.occiUrl}/compute/`, { headers: { authorization: `Bearer ${CANARIES.token}` } });
     assert.equal(refused.status, 401);
     await refused.arrayBuffer();
-    const queried = await fetch(`${m.occiUrl}/compute/?category=${CANARIES.query}`, { headers: { authorization: `Bearer ${m.tokens.alice.token}`, accept: 'text/uri-list' } });
+    const queried = await fetch(`${m.occiUrl}/compute/?category=${CANARIES.query}`, {
+      headers: { authorization: `Bearer ${m.tokens.alice.token}`, accept: 'text/uri-list' },
+    });
     await queried.arrayBuffer();
     for (const client of [scheduler, tosca, stranger]) client.close();
 
     // Every span of that work is exported: the Docker calls (the create carried the spec), the gRPC calls, the OCCI requests.
-    const dockerCreate = (s: ZipkinSpan) => s.kind === 'CLIENT' && s.localEndpoint?.serviceName === 'container-runtime' && /^http:\/\/localhost\/containers\/create([?#]|$)/.test(s.tags?.['url.full'] ?? '');
+    const dockerCreate = (s: ZipkinSpan) =>
+      s.kind === 'CLIENT' &&
+      s.localEndpoint?.serviceName === 'container-runtime' &&
+      /^http:\/\/localhost\/containers\/create([?#]|$)/.test(s.tags?.['url.full'] ?? '');
     await until(() => (spans().some(dockerCreate) ? true : undefined), 'the span of the Docker create call', 30_000);
-    await until(() => (spans().some((s) => s.kind === 'SERVER' && s.localEndpoint?.serviceName === 'occi-gateway' && /^GET/.test(s.name)) ? true : undefined), 'the OCCI request spans', 30_000);
+    await until(
+      () =>
+        spans().some((s) => s.kind === 'SERVER' && s.localEndpoint?.serviceName === 'occi-gateway' && /^GET/.test(s.name))
+          ? true
+          : undefined,
+      'the OCCI request spans',
+      30_000,
+    );
     // Stopping flushes the rest (the services export their last spans as they shut down).
     const stopping = mesh!;
     mesh = undefined;
@@ -276,14 +324,23 @@ describe('secrets and listeners of a local mesh', function () {
 
     const all = spans();
     for (const name of ['scheduler', 'container-runtime', 'tosca-orchestrator', 'occi-gateway']) {
-      assert.ok(all.some((s) => s.localEndpoint?.serviceName === name), `spans of ${name} were exported`);
+      assert.ok(
+        all.some((s) => s.localEndpoint?.serviceName === name),
+        `spans of ${name} were exported`,
+      );
     }
-    assert.ok(all.some((s) => /SubmitClaim/.test(s.name)) && all.some((s) => /CreateDeployment/.test(s.name)), 'the gRPC calls were traced');
+    assert.ok(
+      all.some((s) => /SubmitClaim/.test(s.name)) && all.some((s) => /CreateDeployment/.test(s.name)),
+      'the gRPC calls were traced',
+    );
     const leaks: string[] = [];
     for (const body of exported) {
       for (const span of JSON.parse(body) as ZipkinSpan[]) {
         const found = canariesIn(JSON.stringify(span));
-        if (found.length) leaks.push(`span "${span.name}" of ${span.localEndpoint?.serviceName}: ${found.join(', ')} in ${JSON.stringify(span).slice(0, 600)}`);
+        if (found.length)
+          leaks.push(
+            `span "${span.name}" of ${span.localEndpoint?.serviceName}: ${found.join(', ')} in ${JSON.stringify(span).slice(0, 600)}`,
+          );
       }
     }
     const logDir = join(stopping.stateDir, 'logs');

@@ -11,14 +11,14 @@ import { containerName, dockerRunArgs, parseArgs, UsageError } from './step.js';
 import { resolveImage, trustConfig, EXIT_UNAVAILABLE } from './trust.js';
 
 async function main(): Promise<void> {
-  let request;
+  let request: ReturnType<typeof parseArgs>;
   try {
     request = parseArgs(process.argv.slice(2));
   } catch (e) {
     process.stderr.write(`lapis-run: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(e instanceof UsageError ? 2 : 1);
   }
-  let config;
+  let config: ReturnType<typeof trustConfig>;
   try {
     config = trustConfig(process.env);
   } catch (e) {
@@ -30,7 +30,10 @@ async function main(): Promise<void> {
     process.stderr.write(`lapis-run: ${resolved.message}\n`);
     process.exit(resolved.exitCode);
   }
-  if (!resolved.trusted) process.stderr.write(`lapis-run: warning: image ${request.image} is not in the trusted catalogue; running it as given (LAPIS_ALLOW_UNTRUSTED_IMAGES)\n`);
+  if (!resolved.trusted)
+    process.stderr.write(
+      `lapis-run: warning: image ${request.image} is not in the trusted catalogue; running it as given (LAPIS_ALLOW_UNTRUSTED_IMAGES)\n`,
+    );
   request = { ...request, image: resolved.reference };
   const dockerCli = process.env.LAPIS_RUN_DOCKER ?? 'docker';
   const name = containerName(process.env, process.pid);

@@ -77,7 +77,10 @@ export function allocationFromEnv(env: NodeJS.ProcessEnv): Allocation {
   const perNode = positiveInt(env.SLURM_MEM_PER_NODE);
   const perCpu = positiveInt(env.SLURM_MEM_PER_CPU);
   const memoryMb = perNode ?? (perCpu !== undefined && cpus !== undefined ? perCpu * cpus : undefined);
-  const gpuList = (env.SLURM_STEP_GPUS ?? env.SLURM_JOB_GPUS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const gpuList = (env.SLURM_STEP_GPUS ?? env.SLURM_JOB_GPUS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   return {
     ...(cpus !== undefined ? { cpus } : {}),
     ...(memoryMb !== undefined ? { memoryMb } : {}),

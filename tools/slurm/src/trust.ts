@@ -46,18 +46,25 @@ export function trustConfig(env: NodeJS.ProcessEnv): TrustConfig {
     if (!line || line.startsWith('#')) continue;
     const eq = line.indexOf('=');
     if (eq <= 0) throw new Error(`${file}: "${line}" is not KEY=VALUE`);
-    values[line.slice(0, eq).trim()] = line.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+    values[line.slice(0, eq).trim()] = line
+      .slice(eq + 1)
+      .trim()
+      .replace(/^"(.*)"$/, '$1');
   }
   const get = (key: string): string => env[key] ?? values[key] ?? '';
   const allow = get('LAPIS_ALLOW_UNTRUSTED_IMAGES').toLowerCase();
   if (allow && !['true', 'false', '1', '0', 'yes', 'no'].includes(allow)) {
     throw new Error(`LAPIS_ALLOW_UNTRUSTED_IMAGES must be true or false, got "${allow}"`);
   }
-  return { imageSyncAddress: get('LAPIS_IMAGE_SYNC_ADDRESS'), token: get('LAPIS_SERVICE_TOKEN'), allowUntrusted: ['true', '1', 'yes'].includes(allow) };
+  return {
+    imageSyncAddress: get('LAPIS_IMAGE_SYNC_ADDRESS'),
+    token: get('LAPIS_SERVICE_TOKEN'),
+    allowUntrusted: ['true', '1', 'yes'].includes(allow),
+  };
 }
 
 export type Resolution =
-  | { ok: true; /** What to run: the site registry's reference by digest. */ reference: string; digest: string; trusted: boolean }
+  | { ok: true /** What to run: the site registry's reference by digest. */; reference: string; digest: string; trusted: boolean }
   | { ok: false; exitCode: number; message: string };
 
 /** Asks image-sync whether `reference` may run; never throws. */
@@ -75,7 +82,9 @@ export async function resolveImage(reference: string, config: TrustConfig): Prom
   if (config.token) metadata.set('authorization', `Bearer ${config.token}`);
   const resolveOnce = () =>
     new Promise<ResolveImageResponse>((resolve, reject) =>
-      client.resolveImage({ reference, platform: undefined }, metadata, { deadline: Date.now() + 10_000 }, (error, response) => (error ? reject(error) : resolve(response))),
+      client.resolveImage({ reference, platform: undefined }, metadata, { deadline: Date.now() + 10_000 }, (error, response) =>
+        error ? reject(error) : resolve(response),
+      ),
     );
   try {
     // Three attempts while image-sync is unavailable (a restart), as the platform's clients do.
@@ -91,12 +100,24 @@ export async function resolveImage(reference: string, config: TrustConfig): Prom
     if (e.code === status.NOT_FOUND) {
       if (config.allowUntrusted) return { ok: true, reference, digest: '', trusted: false };
       // image-sync answers NOT_FOUND (reason IMAGE_NOT_TRUSTED) for anything outside its catalogue.
-      return { ok: false, exitCode: EXIT_UNTRUSTED, message: `image ${reference} is not trusted (IMAGE_NOT_TRUSTED): ${e.details || 'not in the site catalogue'}; the step did not run` };
+      return {
+        ok: false,
+        exitCode: EXIT_UNTRUSTED,
+        message: `image ${reference} is not trusted (IMAGE_NOT_TRUSTED): ${e.details || 'not in the site catalogue'}; the step did not run`,
+      };
     }
     if (e.code === status.UNAUTHENTICATED || e.code === status.PERMISSION_DENIED) {
-      return { ok: false, exitCode: EXIT_UNAVAILABLE, message: `image-sync refused lapis-run's token (${e.details}): check LAPIS_SERVICE_TOKEN` };
+      return {
+        ok: false,
+        exitCode: EXIT_UNAVAILABLE,
+        message: `image-sync refused lapis-run's token (${e.details}): check LAPIS_SERVICE_TOKEN`,
+      };
     }
-    return { ok: false, exitCode: EXIT_UNAVAILABLE, message: `cannot check image ${reference} with image-sync at ${config.imageSyncAddress}: ${e.details || e.message}` };
+    return {
+      ok: false,
+      exitCode: EXIT_UNAVAILABLE,
+      message: `cannot check image ${reference} with image-sync at ${config.imageSyncAddress}: ${e.details || e.message}`,
+    };
   } finally {
     client.close();
   }

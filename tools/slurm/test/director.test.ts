@@ -52,7 +52,15 @@ describe('partition director (real Slurm, real scheduler)', function () {
     return r.partitions.find((p) => p.nodes.includes(node))?.name ?? '';
   };
   const claims = async (states: ClaimState[], node = ''): Promise<Claim[]> => {
-    const r: ListClaimsResponse = await call(client.listClaims.bind(client), { pageSize: 100, pageToken: '', project: '', states, partition: '', node, orderByPriority: false });
+    const r: ListClaimsResponse = await call(client.listClaims.bind(client), {
+      pageSize: 100,
+      pageToken: '',
+      project: '',
+      states,
+      partition: '',
+      node,
+      orderByPriority: false,
+    });
     return r.claims;
   };
   const submit = async (preemptible = false): Promise<Claim> => {
@@ -80,7 +88,15 @@ describe('partition director (real Slurm, real scheduler)', function () {
     slurm = await startSlurm({ nodes: NODES, cpus: 1, realMemoryMb: 1000 });
     dir = fs.mkdtempSync(path.join(slurm.dir, 'director-'));
     const config = path.join(dir, 'scheduler.yaml');
-    fs.writeFileSync(config, ['default_partition: default', 'partitions:', '  - { name: default }', '  - { name: cloud, batch_partition: batch, min_nodes: 0, max_nodes: 2 }'].join('\n'));
+    fs.writeFileSync(
+      config,
+      [
+        'default_partition: default',
+        'partitions:',
+        '  - { name: default }',
+        '  - { name: cloud, batch_partition: batch, min_nodes: 0, max_nodes: 2 }',
+      ].join('\n'),
+    );
     const prefix = unique('director').toLowerCase().replace(/_/g, '-');
     scheduler = await spawnService(
       'scheduler',
@@ -104,7 +120,14 @@ describe('partition director (real Slurm, real scheduler)', function () {
     bus = await EventBus.connect({ url: natsUrl(), name: 'runtime@director-test', stream: 'LAPIS', log: testLog });
     const beat = async () => {
       for (const name of NODES) {
-        const node = Node.fromPartial({ name, backend: Backend.DOCKER, partition: 'slurm-batch', state: NodeState.READY, capacity: { cpuMillis: 2000, memoryBytes: 4 * 2 ** 30 }, heartbeatTime: new Date() });
+        const node = Node.fromPartial({
+          name,
+          backend: Backend.DOCKER,
+          partition: 'slurm-batch',
+          state: NodeState.READY,
+          capacity: { cpuMillis: 2000, memoryBytes: 4 * 2 ** 30 },
+          heartbeatTime: new Date(),
+        });
         await bus!.publish({ $case: 'nodeHeartbeat', nodeHeartbeat: { node } }, name);
       }
     };
@@ -121,7 +144,11 @@ describe('partition director (real Slurm, real scheduler)', function () {
         }
       }
     })();
-    await until(async () => (await Promise.all(NODES.map(partitionOf))).every((p) => p === 'slurm-batch'), 'the scheduler to know the three nodes', 30_000);
+    await until(
+      async () => (await Promise.all(NODES.map(partitionOf))).every((p) => p === 'slurm-batch'),
+      'the scheduler to know the three nodes',
+      30_000,
+    );
     lapis = new LapisAdapter(scheduler.address, TEST_TOKENS.root.token);
     director = new Director({
       slurm: new SlurmAdapter({ scontrol: slurm.bin.scontrol, squeue: slurm.bin.squeue, env: slurm.env }),
@@ -166,7 +193,11 @@ describe('partition director (real Slurm, real scheduler)', function () {
 
     assert.deepEqual(steps(await director.round()), ['to-cloud dn2']);
     assert.equal(await partitionOf('dn2'), 'cloud');
-    const placed = await until(async () => (await claims([ClaimState.PLACED, ClaimState.RUNNING])).find((c) => c.id === first.id), 'the claim to be placed', 30_000);
+    const placed = await until(
+      async () => (await claims([ClaimState.PLACED, ClaimState.RUNNING])).find((c) => c.id === first.id),
+      'the claim to be placed',
+      30_000,
+    );
     assert.equal(placed.node, 'dn2');
     await until(() => moved.find((m) => m.node === 'dn2' && m.to === 'cloud'), 'the NodeMoved event');
     assert.equal(moved.find((m) => m.node === 'dn2')?.from, 'slurm-batch');
@@ -181,7 +212,11 @@ describe('partition director (real Slurm, real scheduler)', function () {
     await until(async () => (await claims([ClaimState.PENDING])).some((c) => c.id === second.id), 'the second claim to wait');
     assert.deepEqual(steps(await director.round()), ['drain dn3']);
     assert.deepEqual(steps(await director.round()), ['to-cloud dn3']);
-    const placed = await until(async () => (await claims([ClaimState.PLACED, ClaimState.RUNNING])).find((c) => c.id === second.id), 'the second claim to be placed', 30_000);
+    const placed = await until(
+      async () => (await claims([ClaimState.PLACED, ClaimState.RUNNING])).find((c) => c.id === second.id),
+      'the second claim to be placed',
+      30_000,
+    );
     assert.equal(placed.node, 'dn3');
     // Now Lapis waits for nothing and Slurm for nothing: nothing moves.
     assert.deepEqual(steps(await director.round()), []);
@@ -191,7 +226,11 @@ describe('partition director (real Slurm, real scheduler)', function () {
     const r: CancelClaimResponse = await call(client.cancelClaim.bind(client), { claimId: second.id, requestId: '' });
     assert.equal(r.claim?.state, ClaimState.CANCELLED);
     const waiting = await sbatch([]);
-    await until(async () => (await slurm!.squeue()).some((j) => j.id === waiting && j.state === 'PENDING'), 'the Slurm job to wait', 60_000);
+    await until(
+      async () => (await slurm!.squeue()).some((j) => j.id === waiting && j.state === 'PENDING'),
+      'the Slurm job to wait',
+      60_000,
+    );
 
     assert.deepEqual(steps(await director.round()), ['to-slurm dn3']);
     assert.equal(await partitionOf('dn3'), 'slurm-batch');
@@ -200,7 +239,11 @@ describe('partition director (real Slurm, real scheduler)', function () {
 
     // More Slurm work, but the last cloud node runs an instance: it stays.
     const more = await sbatch([]);
-    await until(async () => (await slurm!.squeue()).some((j) => j.id === more && j.state === 'PENDING'), 'the second Slurm job to wait', 60_000);
+    await until(
+      async () => (await slurm!.squeue()).some((j) => j.id === more && j.state === 'PENDING'),
+      'the second Slurm job to wait',
+      60_000,
+    );
     const round = await director.round();
     assert.deepEqual(steps(round), []);
     assert.match(round.decision!.notes.join('\n'), /runs instances/);
@@ -216,12 +259,17 @@ describe('partition director (real Slurm, real scheduler)', function () {
     );
     assert.ok(r.moves.every((m) => m.user === TEST_TOKENS.root.user && m.reason.startsWith('director: ') && m.time));
     const only: ListNodeMovesResponse = await call(client.listNodeMoves.bind(client), { pageSize: 10, pageToken: '', node: 'dn2' });
-    assert.deepEqual(only.moves.map((m) => m.node), ['dn2']);
+    assert.deepEqual(
+      only.moves.map((m) => m.node),
+      ['dn2'],
+    );
   });
 
   it('lapisctl partition list and moves show the nodes and the moves', async function () {
     const lapisctl = async (args: string[]): Promise<string> => {
-      const r = await run(process.execPath, [LAPISCTL, ...args], { env: { ...process.env, LAPIS_SCHEDULER_ADDRESS: scheduler!.address, LAPIS_TOKEN: TEST_TOKENS.root.token } });
+      const r = await run(process.execPath, [LAPISCTL, ...args], {
+        env: { ...process.env, LAPIS_SCHEDULER_ADDRESS: scheduler!.address, LAPIS_TOKEN: TEST_TOKENS.root.token },
+      });
       return r.stdout;
     };
     const list = await lapisctl(['partition', 'list']);
@@ -230,11 +278,21 @@ describe('partition director (real Slurm, real scheduler)', function () {
     const moves = await lapisctl(['partition', 'moves']);
     assert.match(moves, /^TIME\s+AGE\s+NODE\s+FROM\s+TO\s+BY\s+REASON$/m, moves);
     assert.deepEqual(
-      moves.split('\n').slice(1).filter(Boolean).map((l) => l.split(/\s+/).slice(2, 6).join(' ')),
+      moves
+        .split('\n')
+        .slice(1)
+        .filter(Boolean)
+        .map((l) => l.split(/\s+/).slice(2, 6).join(' ')),
       ['dn3 cloud slurm-batch root', 'dn3 slurm-batch cloud root', 'dn2 slurm-batch cloud root'],
     );
-    const json = JSON.parse(await lapisctl(['partition', 'moves', '--node', 'dn2', '-o', 'json'])) as Array<{ node: string; toPartition: string }>;
-    assert.deepEqual(json.map((m) => `${m.node} ${m.toPartition}`), ['dn2 cloud']);
+    const json = JSON.parse(await lapisctl(['partition', 'moves', '--node', 'dn2', '-o', 'json'])) as Array<{
+      node: string;
+      toPartition: string;
+    }>;
+    assert.deepEqual(
+      json.map((m) => `${m.node} ${m.toPartition}`),
+      ['dn2 cloud'],
+    );
   });
 
   it('the lapis-director process gives dn2 back once its instance ends, logs it, and exits 0 on SIGTERM', async function () {
@@ -256,7 +314,10 @@ describe('partition director (real Slurm, real scheduler)', function () {
     child.stderr.on('data', (d: Buffer) => (out += d));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      await waitFor(async () => out.includes('partition director started'), { timeoutMs: 20_000, what: `the director to start (output: ${out})` });
+      await waitFor(async () => out.includes('partition director started'), {
+        timeoutMs: 20_000,
+        what: `the director to start (output: ${out})`,
+      });
       const onDn2 = (await claims([ClaimState.PLACED, ClaimState.RUNNING], 'dn2'))[0]!;
       // Let a few rounds pass with the instance still there: dn2 stays.
       await waitFor(async () => out.includes('runs instances'), { timeoutMs: 20_000, what: `a round to see dn2 busy (output: ${out})` });
@@ -270,7 +331,10 @@ describe('partition director (real Slurm, real scheduler)', function () {
         .split('\n')
         .filter((l) => l.startsWith('{'))
         .map((l) => JSON.parse(l) as Record<string, unknown>);
-      assert.ok(lines.some((l) => l.msg === 'node moved out of the cloud partition' && l.node === 'dn2' && l.name === 'lapis-director'), out);
+      assert.ok(
+        lines.some((l) => l.msg === 'node moved out of the cloud partition' && l.node === 'dn2' && l.name === 'lapis-director'),
+        out,
+      );
     } finally {
       child.kill('SIGTERM');
     }
@@ -286,7 +350,8 @@ describe('partition director (real Slurm, real scheduler)', function () {
     void (async () => {
       for await (const m of sub) {
         const e = Event.decode(m.data);
-        if (e.payload?.$case === 'preemptionNotice') notices.push(`${e.payload.preemptionNotice.node} ${e.payload.preemptionNotice.instanceId}`);
+        if (e.payload?.$case === 'preemptionNotice')
+          notices.push(`${e.payload.preemptionNotice.node} ${e.payload.preemptionNotice.instanceId}`);
       }
     })();
     const preempting = new Director({
@@ -305,7 +370,11 @@ describe('partition director (real Slurm, real scheduler)', function () {
     await until(async () => (await claims([ClaimState.PENDING])).some((c) => c.id === spot.id), 'the spot claim to wait');
     assert.deepEqual(steps(await preempting.round()), ['drain dn1']);
     assert.deepEqual(steps(await preempting.round()), ['to-cloud dn1']);
-    await until(async () => (await claims([ClaimState.PLACED, ClaimState.RUNNING], 'dn1')).some((c) => c.id === spot.id), 'the spot claim on dn1', 30_000);
+    await until(
+      async () => (await claims([ClaimState.PLACED, ClaimState.RUNNING], 'dn1')).some((c) => c.id === spot.id),
+      'the spot claim on dn1',
+      30_000,
+    );
 
     // Four one-node jobs for two free nodes: two wait, more than the Lapis claims that wait (none).
     for (let i = 0; i < 4; i++) await sbatch([]);
@@ -322,7 +391,17 @@ describe('partition director (real Slurm, real scheduler)', function () {
     await bus!.publish(
       {
         $case: 'instanceStateChanged',
-        instanceStateChanged: { instanceId: spot.id, project: spot.project, node: 'dn1', state: InstanceState.PREEMPTED, previousState: InstanceState.RUNNING, reason: 'preempted', addresses: [], exitCode: 0, resources: undefined },
+        instanceStateChanged: {
+          instanceId: spot.id,
+          project: spot.project,
+          node: 'dn1',
+          state: InstanceState.PREEMPTED,
+          previousState: InstanceState.RUNNING,
+          reason: 'preempted',
+          addresses: [],
+          exitCode: 0,
+          resources: undefined,
+        },
       },
       spot.id,
       `${spot.id}.PREEMPTED.1`,
@@ -330,7 +409,10 @@ describe('partition director (real Slurm, real scheduler)', function () {
     await until(async () => (await claims([ClaimState.REQUEUED])).some((c) => c.id === spot.id), 'the claim to be requeued', 30_000);
     assert.deepEqual(steps(await preempting.round()), ['resume dn1']);
     assert.ok(!(await slurmNode('dn1')).flags.includes('DRAIN'));
-    await waitFor(async () => (await slurm!.squeue()).filter((j) => j.state === 'PENDING').length <= 1, { timeoutMs: 30_000, what: 'a waiting job to start on dn1' });
+    await waitFor(async () => (await slurm!.squeue()).filter((j) => j.state === 'PENDING').length <= 1, {
+      timeoutMs: 30_000,
+      what: 'a waiting job to start on dn1',
+    });
     await preempting.stop();
   });
 });

@@ -67,7 +67,10 @@ describe('Slurm job steps in Lapis containers (lapis-run)', function () {
 
     it('a failing step fails the job with its exit code and leaves no container', async function () {
       const work = workDir();
-      const id = await slurm!.sbatch(stepScript(`sh -c 'echo failing; exit 3'`), { cwd: work, args: ['-c', '1', '--mem=32M', '-o', 'out.txt'] });
+      const id = await slurm!.sbatch(stepScript(`sh -c 'echo failing; exit 3'`), {
+        cwd: work,
+        args: ['-c', '1', '--mem=32M', '-o', 'out.txt'],
+      });
       assert.equal(await slurm!.waitForJob(id, ['COMPLETED', 'FAILED', 'CANCELLED']), 'FAILED');
       const { stdout } = await slurm!.command('scontrol', ['-o', 'show', 'job', id]);
       assert.match(stdout, /\bExitCode=3:0\b/);
@@ -85,7 +88,10 @@ describe('Slurm job steps in Lapis containers (lapis-run)', function () {
       });
       await slurm!.scancel(id);
       assert.equal(await slurm!.waitForJob(id, ['CANCELLED', 'COMPLETED', 'FAILED']), 'CANCELLED');
-      await waitFor(async () => (await containersOf(id)).length === 0, { timeoutMs: 20_000, what: `the containers of job ${id} to be removed` });
+      await waitFor(async () => (await containersOf(id)).length === 0, {
+        timeoutMs: 20_000,
+        what: `the containers of job ${id} to be removed`,
+      });
     });
   });
 
@@ -99,8 +105,15 @@ describe('Slurm job steps in Lapis containers (lapis-run)', function () {
       // As a SIGKILLed lapis-run would leave it: a labelled container still running after the step.
       const script = `#!/bin/sh\nexport DOCKER_HOST=unix://${engine.socketPath}\ndocker run -d --label lapis.slurm.job=$SLURM_JOB_ID ${image} sleep 300\n`;
       const id = await slurm!.sbatch(script, { cwd: work, args: ['-o', 'out.txt'] });
-      assert.equal(await slurm!.waitForJob(id, ['COMPLETED', 'FAILED', 'CANCELLED']), 'COMPLETED', fs.readFileSync(path.join(work, 'out.txt'), 'utf8'));
-      await waitFor(async () => (await containersOf(id)).length === 0, { timeoutMs: 30_000, what: `the epilog to remove the containers of job ${id}` });
+      assert.equal(
+        await slurm!.waitForJob(id, ['COMPLETED', 'FAILED', 'CANCELLED']),
+        'COMPLETED',
+        fs.readFileSync(path.join(work, 'out.txt'), 'utf8'),
+      );
+      await waitFor(async () => (await containersOf(id)).length === 0, {
+        timeoutMs: 30_000,
+        what: `the epilog to remove the containers of job ${id}`,
+      });
     });
   });
 });

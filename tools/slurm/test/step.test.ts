@@ -16,7 +16,10 @@ describe('lapis-run: arguments and allocation (pure)', function () {
   });
 
   it('refuses a missing image, a missing command and unknown flags', function () {
-    assert.throws(() => parseArgs(['--', 'true']), (e: Error) => e instanceof UsageError && /--image is required/.test(e.message));
+    assert.throws(
+      () => parseArgs(['--', 'true']),
+      (e: Error) => e instanceof UsageError && /--image is required/.test(e.message),
+    );
     assert.throws(() => parseArgs(['--image', 'x']), /no command after --/);
     assert.throws(() => parseArgs(['--image', 'x', '--cpus', '2', '--', 'true']), /unknown argument "--cpus"/);
     assert.throws(() => parseArgs(['--image', 'x', '--env', 'nope', '--', 'true']), /NAME=VALUE/);
@@ -31,12 +34,29 @@ describe('lapis-run: arguments and allocation (pure)', function () {
   });
 
   it('builds docker run with limits, the workdir mount, labels and the Slurm variables', function () {
-    const env = { SLURM_JOB_ID: '42', SLURM_STEP_ID: '0', SLURM_PROCID: '1', SLURM_CPUS_ON_NODE: '1', SLURM_MEM_PER_NODE: '64', SLURM_JOB_GPUS: '1', HOME: '/root' };
+    const env = {
+      SLURM_JOB_ID: '42',
+      SLURM_STEP_ID: '0',
+      SLURM_PROCID: '1',
+      SLURM_CPUS_ON_NODE: '1',
+      SLURM_MEM_PER_NODE: '64',
+      SLURM_JOB_GPUS: '1',
+      HOME: '/root',
+    };
     const name = containerName(env, 99);
     assert.equal(name, 'lapis-slurm-42-0-1');
     const args = dockerRunArgs({ request: parseArgs(['--image', 'img', '--', 'nproc']), env, cwd: '/work/job', defaultUser: '0:0', name });
     const joined = args.join(' ');
-    for (const part of ['run --rm --name lapis-slurm-42-0-1', '--cpus 1', '--memory 64m --memory-swap 64m', '--gpus "device=1"', '--volume /work/job:/work/job --workdir /work/job', '--user 0:0', '--label lapis.slurm.job=42', '--env SLURM_JOB_ID']) {
+    for (const part of [
+      'run --rm --name lapis-slurm-42-0-1',
+      '--cpus 1',
+      '--memory 64m --memory-swap 64m',
+      '--gpus "device=1"',
+      '--volume /work/job:/work/job --workdir /work/job',
+      '--user 0:0',
+      '--label lapis.slurm.job=42',
+      '--env SLURM_JOB_ID',
+    ]) {
       assert.ok(joined.includes(part), `"${part}" not in: ${joined}`);
     }
     assert.ok(!joined.includes('HOME'), 'a non-Slurm variable was passed');

@@ -9,7 +9,17 @@ import { createClient } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, until, type ServiceProcess } from '@lapis/platform/testing';
 import type { ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
 import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
-import { docker, ensureBaseImage, freePort, sharedDocker, startRegistry, startSlurm, type DockerEngine, type Registry, type SlurmCluster } from '@lapis/testenv';
+import {
+  docker,
+  ensureBaseImage,
+  freePort,
+  sharedDocker,
+  startRegistry,
+  startSlurm,
+  type DockerEngine,
+  type Registry,
+  type SlurmCluster,
+} from '@lapis/testenv';
 import { EXIT_UNAVAILABLE, EXIT_UNTRUSTED } from '../src/trust.js';
 
 const LAPIS_RUN = path.resolve(__dirname, '../src/lapis-run.js');
@@ -45,20 +55,37 @@ describe('lapis-run: trusted-image rules (real image-sync, real registries, real
     await docker(['push', ref], { engine });
     await docker(['rmi', ref], { engine }).catch(() => undefined);
     const policies = path.join(upstream.dir, 'policies.yaml');
-    fs.writeFileSync(policies, ['policies:', '  - name: slurm-test', `    source: { url: "${upstream.url}", insecure: true }`, `    repositories: [${repository}]`, '    interval: 10m'].join('\n'));
-    imageSync = await spawnService('image-sync', IMAGE_SYNC_MAIN, {
-      LAPIS_NATS_URL: natsUrl(),
-      LAPIS_STATIC_TOKENS_FILE: staticTokenFile(),
-      LAPIS_SITE_REGISTRY: site.url,
-      LAPIS_POLICY_FILE: policies,
-      LOG_LEVEL: 'info',
-    }, 120_000, path.join(upstream.dir, 'image-sync.log'));
+    fs.writeFileSync(
+      policies,
+      [
+        'policies:',
+        '  - name: slurm-test',
+        `    source: { url: "${upstream.url}", insecure: true }`,
+        `    repositories: [${repository}]`,
+        '    interval: 10m',
+      ].join('\n'),
+    );
+    imageSync = await spawnService(
+      'image-sync',
+      IMAGE_SYNC_MAIN,
+      {
+        LAPIS_NATS_URL: natsUrl(),
+        LAPIS_STATIC_TOKENS_FILE: staticTokenFile(),
+        LAPIS_SITE_REGISTRY: site.url,
+        LAPIS_POLICY_FILE: policies,
+        LOG_LEVEL: 'info',
+      },
+      120_000,
+      path.join(upstream.dir, 'image-sync.log'),
+    );
     const client = createClient(ImageSyncServiceClient, imageSync.address, { token: TEST_TOKENS.root.token });
     try {
       const image = await until(
         async () => {
           const response = await new Promise<ListImagesResponse>((resolve, reject) =>
-            client.listImages({ pageSize: 100, pageToken: '', repositoryPrefix: repository, policy: '' }, new Metadata(), (e, r) => (e ? reject(e) : resolve(r))),
+            client.listImages({ pageSize: 100, pageToken: '', repositoryPrefix: repository, policy: '' }, new Metadata(), (e, r) =>
+              e ? reject(e) : resolve(r),
+            ),
           );
           return response.images.find((i) => i.tag === '1.0');
         },
@@ -72,7 +99,10 @@ describe('lapis-run: trusted-image rules (real image-sync, real registries, real
     }
     slurm = await startSlurm();
     confFile = path.join(slurm.dir, 'lapis-run.conf');
-    fs.writeFileSync(confFile, `# lapis-run site settings\nLAPIS_IMAGE_SYNC_ADDRESS=${imageSync.address}\nLAPIS_SERVICE_TOKEN=${TEST_TOKENS.root.token}\n`);
+    fs.writeFileSync(
+      confFile,
+      `# lapis-run site settings\nLAPIS_IMAGE_SYNC_ADDRESS=${imageSync.address}\nLAPIS_SERVICE_TOKEN=${TEST_TOKENS.root.token}\n`,
+    );
   });
 
   after(async function () {
@@ -84,7 +114,10 @@ describe('lapis-run: trusted-image rules (real image-sync, real registries, real
 
   it('a trusted image runs, pulled from the site registry by its digest', async function () {
     const work = workDir();
-    const id = await slurm!.sbatch(stepScript(`${repository}:1.0`, `sh -c 'echo hello from the catalogue'`, confFile), { cwd: work, args: ['-c', '1', '--mem=32M', '-o', 'out.txt'] });
+    const id = await slurm!.sbatch(stepScript(`${repository}:1.0`, `sh -c 'echo hello from the catalogue'`, confFile), {
+      cwd: work,
+      args: ['-c', '1', '--mem=32M', '-o', 'out.txt'],
+    });
     const state = await slurm!.waitForJob(id, ['COMPLETED', 'FAILED', 'CANCELLED'], 120_000);
     const out = fs.readFileSync(path.join(work, 'out.txt'), 'utf8');
     assert.equal(state, 'COMPLETED', out);
@@ -98,7 +131,10 @@ describe('lapis-run: trusted-image rules (real image-sync, real registries, real
 
   it('an image not in the catalogue fails the step with exit 77 and a clear message; nothing runs', async function () {
     const work = workDir();
-    const id = await slurm!.sbatch(stepScript(base, `sh -c 'touch ran.txt'`, confFile), { cwd: work, args: ['-c', '1', '--mem=32M', '-o', 'out.txt'] });
+    const id = await slurm!.sbatch(stepScript(base, `sh -c 'touch ran.txt'`, confFile), {
+      cwd: work,
+      args: ['-c', '1', '--mem=32M', '-o', 'out.txt'],
+    });
     assert.equal(await slurm!.waitForJob(id, ['COMPLETED', 'FAILED', 'CANCELLED']), 'FAILED');
     const { stdout } = await slurm!.command('scontrol', ['-o', 'show', 'job', id]);
     assert.match(stdout, new RegExp(`\\bExitCode=${EXIT_UNTRUSTED}:0\\b`));
@@ -112,7 +148,10 @@ describe('lapis-run: trusted-image rules (real image-sync, real registries, real
     const work = workDir();
     const conf = path.join(work, 'allow.conf');
     fs.writeFileSync(conf, `${fs.readFileSync(confFile, 'utf8')}LAPIS_ALLOW_UNTRUSTED_IMAGES=true\n`);
-    const id = await slurm!.sbatch(stepScript(base, `sh -c 'touch ran.txt'`, conf), { cwd: work, args: ['-c', '1', '--mem=32M', '-o', 'out.txt'] });
+    const id = await slurm!.sbatch(stepScript(base, `sh -c 'touch ran.txt'`, conf), {
+      cwd: work,
+      args: ['-c', '1', '--mem=32M', '-o', 'out.txt'],
+    });
     const out = () => fs.readFileSync(path.join(work, 'out.txt'), 'utf8');
     assert.equal(await slurm!.waitForJob(id, ['COMPLETED', 'FAILED', 'CANCELLED']), 'COMPLETED', out());
     assert.match(out(), /lapis-run: warning: image .* is not in the trusted catalogue; running it as given/);
@@ -123,7 +162,10 @@ describe('lapis-run: trusted-image rules (real image-sync, real registries, real
     const work = workDir();
     const conf = path.join(work, 'unreachable.conf');
     fs.writeFileSync(conf, `LAPIS_IMAGE_SYNC_ADDRESS=127.0.0.1:${await freePort()}\nLAPIS_SERVICE_TOKEN=${TEST_TOKENS.root.token}\n`);
-    const id = await slurm!.sbatch(stepScript(`${repository}:1.0`, `sh -c 'touch ran.txt'`, conf), { cwd: work, args: ['-c', '1', '--mem=32M', '-o', 'out.txt'] });
+    const id = await slurm!.sbatch(stepScript(`${repository}:1.0`, `sh -c 'touch ran.txt'`, conf), {
+      cwd: work,
+      args: ['-c', '1', '--mem=32M', '-o', 'out.txt'],
+    });
     assert.equal(await slurm!.waitForJob(id, ['COMPLETED', 'FAILED', 'CANCELLED']), 'FAILED');
     const { stdout } = await slurm!.command('scontrol', ['-o', 'show', 'job', id]);
     assert.match(stdout, new RegExp(`\\bExitCode=${EXIT_UNAVAILABLE}:0\\b`));

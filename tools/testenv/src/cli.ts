@@ -146,14 +146,20 @@ async function up(opts: UpOptions): Promise<void> {
       rows.push({
         name: 'kube',
         address: kube.server,
-        note: kube.external ? `the cluster of KUBECONFIG=${kube.kubeconfig}, left as it is` : `2 kwok nodes, kubeconfig ${kube.kubeconfig}, logs in ${kube.dir}`,
+        note: kube.external
+          ? `the cluster of KUBECONFIG=${kube.kubeconfig}, left as it is`
+          : `2 kwok nodes, kubeconfig ${kube.kubeconfig}, logs in ${kube.dir}`,
       });
       env.KUBECONFIG = kube.kubeconfig;
     }
     if (opts.cluster) {
       const cluster = await startCluster({ progress: (line) => console.error(line) });
       stops.push(() => cluster.stop());
-      rows.push({ name: 'cluster', address: cluster.server, note: `node ${cluster.nodeName}, kubeconfig ${cluster.kubeconfig}, logs in ${cluster.dir}` });
+      rows.push({
+        name: 'cluster',
+        address: cluster.server,
+        note: `node ${cluster.nodeName}, kubeconfig ${cluster.kubeconfig}, logs in ${cluster.dir}`,
+      });
       env.KUBECONFIG = cluster.kubeconfig;
     }
   } catch (e) {
@@ -163,7 +169,12 @@ async function up(opts: UpOptions): Promise<void> {
   }
 
   fs.mkdirSync(path.dirname(envFile), { recursive: true });
-  fs.writeFileSync(envFile, Object.entries(env).map(([k, v]) => `export ${k}=${JSON.stringify(v)}\n`).join(''));
+  fs.writeFileSync(
+    envFile,
+    Object.entries(env)
+      .map(([k, v]) => `export ${k}=${JSON.stringify(v)}\n`)
+      .join(''),
+  );
   envWritten = true;
 
   const width = Math.max(...rows.map((r) => r.address.length));
@@ -177,7 +188,11 @@ async function up(opts: UpOptions): Promise<void> {
 async function prepare(argv: string[]): Promise<void> {
   const unknown = argv.filter((a) => a !== '--images');
   if (unknown.length > 0) throw new Error(`unknown option ${JSON.stringify(unknown[0])}`);
-  await prepareTestRun({ progress: (line) => console.error(line), images: argv.includes('--images'), root: path.resolve(__dirname, '../../../..') });
+  await prepareTestRun({
+    progress: (line) => console.error(line),
+    images: argv.includes('--images'),
+    root: path.resolve(__dirname, '../../../..'),
+  });
 }
 
 function main(): void {

@@ -91,17 +91,38 @@ spec:
 
 function replaceOnce(text: string, from: string | RegExp, to: string, what: string): string {
   const next = text.replace(from, to);
-  if (next === text) throw new Error(`rancher's local-path manifest (${CLUSTER_VERSIONS.localPath}) no longer has ${what}: update cluster-addons.ts`);
+  if (next === text)
+    throw new Error(`rancher's local-path manifest (${CLUSTER_VERSIONS.localPath}) no longer has ${what}: update cluster-addons.ts`);
   return next;
 }
 
 /** rancher's deploy/local-path-storage.yaml with our images, our host path, a default class. */
 export async function localPathManifest(published: string, hostPath: string): Promise<string> {
   let y = await fsp.readFile(published, 'utf8');
-  y = replaceOnce(y, `image: rancher/local-path-provisioner:${CLUSTER_VERSIONS.localPath}`, `image: ${CLUSTER_IMAGES.localPath}`, 'its image');
-  y = replaceOnce(y, /(image: lapis\.local\/local-path-provisioner:\S+\n\s*)imagePullPolicy: IfNotPresent/, '$1imagePullPolicy: Never', 'its pull policy');
-  y = replaceOnce(y, /image: busybox\n(\s*)imagePullPolicy: IfNotPresent/, `image: ${CLUSTER_IMAGES.busybox}\n$1imagePullPolicy: Never`, 'its helper image');
+  y = replaceOnce(
+    y,
+    `image: rancher/local-path-provisioner:${CLUSTER_VERSIONS.localPath}`,
+    `image: ${CLUSTER_IMAGES.localPath}`,
+    'its image',
+  );
+  y = replaceOnce(
+    y,
+    /(image: lapis\.local\/local-path-provisioner:\S+\n\s*)imagePullPolicy: IfNotPresent/,
+    '$1imagePullPolicy: Never',
+    'its pull policy',
+  );
+  y = replaceOnce(
+    y,
+    /image: busybox\n(\s*)imagePullPolicy: IfNotPresent/,
+    `image: ${CLUSTER_IMAGES.busybox}\n$1imagePullPolicy: Never`,
+    'its helper image',
+  );
   y = replaceOnce(y, '"paths":["/opt/local-path-provisioner"]', `"paths":[${JSON.stringify(hostPath)}]`, 'its host path');
-  y = replaceOnce(y, /kind: StorageClass\nmetadata:\n(\s*)name: local-path\n/, `kind: StorageClass\nmetadata:\n$1name: local-path\n$1annotations:\n$1  storageclass.kubernetes.io/is-default-class: "true"\n`, 'its StorageClass');
+  y = replaceOnce(
+    y,
+    /kind: StorageClass\nmetadata:\n(\s*)name: local-path\n/,
+    `kind: StorageClass\nmetadata:\n$1name: local-path\n$1annotations:\n$1  storageclass.kubernetes.io/is-default-class: "true"\n`,
+    'its StorageClass',
+  );
   return y;
 }

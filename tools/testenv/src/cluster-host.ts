@@ -64,7 +64,8 @@ export async function ourChains(): Promise<string[]> {
   const out: string[] = [];
   for (const family of ['iptables', 'ip6tables'] as const) {
     for (const table of TABLES) {
-      for (const m of (await iptablesSave(family, table)).matchAll(/^:(\S+)/gm)) if (OUR_CHAIN.test(m[1] as string)) out.push(`${family} ${table} ${m[1]}`);
+      for (const m of (await iptablesSave(family, table)).matchAll(/^:(\S+)/gm))
+        if (OUR_CHAIN.test(m[1] as string)) out.push(`${family} ${table} ${m[1]}`);
     }
   }
   return out.sort();
@@ -147,10 +148,15 @@ export async function removeOurChains(): Promise<string[]> {
         if (args[0] !== '-A' || OUR_CHAIN.test(args[1] ?? '')) continue;
         const target = args.findIndex((a, i) => (a === '-j' || a === '-g') && OUR_CHAIN.test(args[i + 1] ?? ''));
         if (target < 0) continue;
-        await run(family, ['-t', table, '-D', ...args.slice(1)]).catch((e: unknown) => problems.push(`${family} -t ${table} -D ${args.slice(1).join(' ')}: ${String(e)}`));
+        await run(family, ['-t', table, '-D', ...args.slice(1)]).catch((e: unknown) =>
+          problems.push(`${family} -t ${table} -D ${args.slice(1).join(' ')}: ${String(e)}`),
+        );
       }
       for (const chain of chains) await run(family, ['-t', table, '-F', chain]).catch(() => undefined);
-      for (const chain of chains) await run(family, ['-t', table, '-X', chain]).catch((e: unknown) => problems.push(`${family} -t ${table} -X ${chain}: ${String(e)}`));
+      for (const chain of chains)
+        await run(family, ['-t', table, '-X', chain]).catch((e: unknown) =>
+          problems.push(`${family} -t ${table} -X ${chain}: ${String(e)}`),
+        );
     }
   }
   return problems;
@@ -164,12 +170,12 @@ export function mountsUnder(dirs: string[]): string[] {
   } catch {
     return [];
   }
-  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const unescapeOctal = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   const points = info
     .split('\n')
     .map((l) => l.split(' ')[4])
     .filter((p): p is string => !!p)
-    .map(unescape)
+    .map(unescapeOctal)
     .filter((p) => dirs.some((d) => p === d || p.startsWith(`${d}/`)));
   return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
@@ -180,7 +186,9 @@ async function unmountUnder(dirs: string[]): Promise<string[]> {
     const points = mountsUnder(dirs);
     if (points.length === 0) return [];
     for (const p of points) {
-      await run('umount', [p]).catch(() => run('umount', ['-l', p]).catch((e: unknown) => (round === 2 ? problems.push(`umount ${p}: ${String(e)}`) : 0)));
+      await run('umount', [p]).catch(() =>
+        run('umount', ['-l', p]).catch((e: unknown) => (round === 2 ? problems.push(`umount ${p}: ${String(e)}`) : 0)),
+      );
     }
   }
   return problems;
@@ -249,7 +257,8 @@ export async function restoreHost(o: RestoreOptions): Promise<string[]> {
     const results = await fsp.readdir('/var/lib/cni/results').catch(() => [] as string[]);
     for (const r of results) if (r.startsWith(`${o.network}-`)) await fsp.rm(path.join('/var/lib/cni/results', r), { force: true });
   }
-  for (const dir of o.dirs) await fsp.rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch((e: unknown) => problems.push(`rm -r ${dir}: ${String(e)}`));
+  for (const dir of o.dirs)
+    await fsp.rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch((e: unknown) => problems.push(`rm -r ${dir}: ${String(e)}`));
   return problems;
 }
 
@@ -258,7 +267,8 @@ export async function hostDifferences(before: HostSnapshot, ignoreLinks: (name: 
   const now = await snapshotHost();
   const diffs: string[] = [];
   for (const [k, v] of Object.entries(before.sysctls)) if (now.sysctls[k] !== v) diffs.push(`sysctl ${k}: ${v} -> ${now.sysctls[k]}`);
-  for (const [d, e] of Object.entries(before.dirs)) if (!SHARED_DIRS.includes(d) && now.dirs[d] !== e) diffs.push(`${d}: ${e ? 'was there, now gone' : 'is new'}`);
+  for (const [d, e] of Object.entries(before.dirs))
+    if (!SHARED_DIRS.includes(d) && now.dirs[d] !== e) diffs.push(`${d}: ${e ? 'was there, now gone' : 'is new'}`);
   const chains = new Set(before.chains);
   for (const c of now.chains) if (!chains.has(c)) diffs.push(`new chain ${c}`);
   for (const c of now.cgroups) if (!before.cgroups.includes(c)) diffs.push(`new cgroup ${c}`);

@@ -40,7 +40,10 @@ export function registryHostsDir(d: NodeDirs): string {
 export async function allowInsecureRegistry(d: NodeDirs, host: string): Promise<void> {
   const dir = path.join(registryHostsDir(d), host);
   await fsp.mkdir(dir, { recursive: true });
-  await fsp.writeFile(path.join(dir, 'hosts.toml'), `server = "http://${host}"\n\n[host."http://${host}"]\n  capabilities = ["pull", "resolve"]\n  skip_verify = true\n`);
+  await fsp.writeFile(
+    path.join(dir, 'hosts.toml'),
+    `server = "http://${host}"\n\n[host."http://${host}"]\n  capabilities = ["pull", "resolve"]\n  skip_verify = true\n`,
+  );
 }
 
 function containerdConfig(d: NodeDirs): string {
@@ -83,7 +86,12 @@ state = "${d.containerdState}"
 }
 
 /** Starts containerd and waits for its socket (ctr answers). */
-export async function startContainerd(cp: ControlPlane, bins: { containerd: string; ctr: string }, d: NodeDirs, timeoutMs: number): Promise<Supervised> {
+export async function startContainerd(
+  cp: ControlPlane,
+  bins: { containerd: string; ctr: string },
+  d: NodeDirs,
+  timeoutMs: number,
+): Promise<Supervised> {
   await fsp.mkdir(d.containerdRoot, { recursive: true });
   await fsp.mkdir(d.containerdState, { recursive: true });
   const config = path.join(d.dir, 'containerd.toml');
@@ -117,14 +125,16 @@ export async function importImage(ctr: string, d: NodeDirs, file: string): Promi
  */
 export async function removeAllContainers(ctr: string, d: NodeDirs): Promise<void> {
   const base = ['-a', containerdSocket(d), '-n', 'k8s.io'];
-  const list = async (what: string): Promise<string[]> => (await run(ctr, [...base, what, 'ls', '-q'], { timeoutMs: 30_000 }).catch(() => ({ stdout: '' }))).stdout.split('\n').filter(Boolean);
+  const list = async (what: string): Promise<string[]> =>
+    (await run(ctr, [...base, what, 'ls', '-q'], { timeoutMs: 30_000 }).catch(() => ({ stdout: '' }))).stdout.split('\n').filter(Boolean);
   for (const id of await list('tasks')) {
     await run(ctr, [...base, 'tasks', 'kill', '-s', 'SIGKILL', id], { timeoutMs: 10_000 }).catch(() => undefined);
   }
   for (const id of await list('tasks')) {
     await run(ctr, [...base, 'tasks', 'delete', '-f', id], { timeoutMs: 30_000 }).catch(() => undefined);
   }
-  for (const id of await list('containers')) await run(ctr, [...base, 'containers', 'delete', id], { timeoutMs: 30_000 }).catch(() => undefined);
+  for (const id of await list('containers'))
+    await run(ctr, [...base, 'containers', 'delete', id], { timeoutMs: 30_000 }).catch(() => undefined);
 }
 
 export async function writeCniConfig(d: NodeDirs): Promise<void> {
@@ -139,7 +149,12 @@ export async function writeCniConfig(d: NodeDirs): Promise<void> {
         isGateway: true,
         hairpinMode: true,
         ipMasq: false,
-        ipam: { type: 'host-local', ranges: [[{ subnet: n.subnet, gateway: n.gateway }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: path.join(d.dir, 'cni-ipam') },
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: n.subnet, gateway: n.gateway }]],
+          routes: [{ dst: '0.0.0.0/0' }],
+          dataDir: path.join(d.dir, 'cni-ipam'),
+        },
       },
       { type: 'portmap', capabilities: { portMappings: true } },
       // Docker sets the FORWARD policy to DROP: this lets the pods' traffic through.

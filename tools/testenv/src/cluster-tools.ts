@@ -76,7 +76,17 @@ function missing(t: ClusterTools): string[] {
 }
 
 /** The Debian packages a node needs besides containerd and runc (which come with docker.io). */
-const NODE_COMMANDS = { conntrack: 'conntrack', socat: 'socat', iptables: 'iptables', ip: 'iproute2', gcc: 'gcc', busybox: 'busybox-static', ctr: 'containerd', containerd: 'containerd', runc: 'runc' } as const;
+const NODE_COMMANDS = {
+  conntrack: 'conntrack',
+  socat: 'socat',
+  iptables: 'iptables',
+  ip: 'iproute2',
+  gcc: 'gcc',
+  busybox: 'busybox-static',
+  ctr: 'containerd',
+  containerd: 'containerd',
+  runc: 'runc',
+} as const;
 export const CNI_BIN_DIR = '/usr/lib/cni';
 const CNI_PLUGINS = ['bridge', 'host-local', 'loopback', 'portmap', 'firewall'];
 
@@ -87,14 +97,18 @@ export async function ensureNodePackages(): Promise<Record<keyof typeof NODE_COM
   if (CNI_PLUGINS.some((p) => !isExecutable(path.join(CNI_BIN_DIR, p)))) {
     await ensureCommands({ [path.join(CNI_BIN_DIR, 'bridge')]: 'containernetworking-plugins' });
     const still = CNI_PLUGINS.filter((p) => !isExecutable(path.join(CNI_BIN_DIR, p)));
-    if (still.length > 0) throw new Error(`containernetworking-plugins is installed but ${still.join(', ')} is missing from ${CNI_BIN_DIR}`);
+    if (still.length > 0)
+      throw new Error(`containernetworking-plugins is installed but ${still.join(', ')} is missing from ${CNI_BIN_DIR}`);
   }
   return paths;
 }
 
 /** The real pause container (build/pause/linux/pause.c of the kubernetes module), static. */
 async function buildPause(g: GoEnv, gcc: string, out: string, work: string, log: string): Promise<void> {
-  const { stdout } = await run(g.go, ['mod', 'download', '-json', `k8s.io/kubernetes@${KUBE_VERSIONS.kubernetes}`], { env: g.env, cwd: work });
+  const { stdout } = await run(g.go, ['mod', 'download', '-json', `k8s.io/kubernetes@${KUBE_VERSIONS.kubernetes}`], {
+    env: g.env,
+    cwd: work,
+  });
   const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
   if (!dir) throw new Error(`go mod download k8s.io/kubernetes@${KUBE_VERSIONS.kubernetes} gave no directory`);
   const src = path.join(dir, 'build', 'pause', 'linux', 'pause.c');
@@ -114,7 +128,14 @@ async function copyManifest(g: GoEnv, to: string, work: string): Promise<void> {
 }
 
 /** One static binary as an image's only file, with this entrypoint. */
-async function binaryImage(file: string, ref: string, bin: string, inImage: string, entrypoint: string[], extra: Record<string, string> = {}): Promise<void> {
+async function binaryImage(
+  file: string,
+  ref: string,
+  bin: string,
+  inImage: string,
+  entrypoint: string[],
+  extra: Record<string, string> = {},
+): Promise<void> {
   const files = { [inImage]: { from: bin, mode: 0o755 }, ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [k, { text: v }])) };
   await writeImageArchive(file, ref, { files, entrypoint, env: ['PATH=/usr/bin:/bin'] });
 }
@@ -122,9 +143,17 @@ async function binaryImage(file: string, ref: string, bin: string, inImage: stri
 async function busyboxImage(file: string, busybox: string): Promise<void> {
   const { stdout } = await run(busybox, ['--list']);
   const links: Record<string, string> = {};
-  for (const applet of stdout.split('\n').map((l) => l.trim()).filter(Boolean)) if (applet !== 'busybox') links[`bin/${applet}`] = 'busybox';
+  for (const applet of stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean))
+    if (applet !== 'busybox') links[`bin/${applet}`] = 'busybox';
   await writeImageArchive(file, CLUSTER_IMAGES.busybox, {
-    files: { 'bin/busybox': { from: busybox, mode: 0o755 }, 'etc/passwd': { text: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' }, 'etc/group': { text: 'root:x:0:\nnogroup:x:65534:\n' } },
+    files: {
+      'bin/busybox': { from: busybox, mode: 0o755 },
+      'etc/passwd': { text: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' },
+      'etc/group': { text: 'root:x:0:\nnogroup:x:65534:\n' },
+    },
     links,
     dirs: ['tmp', 'root', 'var/www'],
     cmd: ['sh'],
@@ -168,21 +197,31 @@ export function ensureClusterTools(opts: EnsureClusterToolsOptions = {}): Promis
       const v = CLUSTER_VERSIONS;
       const kube = ['kubelet', 'kube-proxy'].filter((c) => !isExecutable(path.join(bin, c)));
       await step(`${kube.join(', ')} ${v.kubernetes} with Go`, kube.length > 0, () => buildKubernetes(g, bin, work, log, kube, 'node'));
-      await step(`CoreDNS ${v.coredns} with Go`, !isExecutable(tools.coredns), () => goInstall(g, `github.com/coredns/coredns@${v.coredns}`, bin, 'coredns', work, log));
+      await step(`CoreDNS ${v.coredns} with Go`, !isExecutable(tools.coredns), () =>
+        goInstall(g, `github.com/coredns/coredns@${v.coredns}`, bin, 'coredns', work, log),
+      );
       await step(`local-path-provisioner ${v.localPath} with Go`, !isExecutable(tools.localPathProvisioner), () =>
         goInstall(g, `github.com/rancher/local-path-provisioner@${v.localPath}`, bin, 'local-path-provisioner', work, log),
       );
-      await step(`nats-server ${v.nats} with Go`, !isExecutable(tools.natsServer), () => goInstall(g, `github.com/nats-io/nats-server/v2@${v.nats}`, bin, 'nats-server', work, log));
+      await step(`nats-server ${v.nats} with Go`, !isExecutable(tools.natsServer), () =>
+        goInstall(g, `github.com/nats-io/nats-server/v2@${v.nats}`, bin, 'nats-server', work, log),
+      );
       await step('pause with gcc', !isExecutable(tools.pause), () => buildPause(g, pkgs.gcc, tools.pause, work, log));
       await step('the local-path manifest', !fs.existsSync(tools.localPathManifest), () => copyManifest(g, tools.localPathManifest, work));
       const img = tools.images;
-      await step('the node images', Object.values(img).some((f) => !fs.existsSync(f)), async () => {
-        await binaryImage(img.pause, CLUSTER_IMAGES.pause, tools.pause, 'pause', ['/pause']);
-        await binaryImage(img.coredns, CLUSTER_IMAGES.coredns, tools.coredns, 'coredns', ['/coredns']);
-        await binaryImage(img.localPath, CLUSTER_IMAGES.localPath, tools.localPathProvisioner, 'usr/bin/local-path-provisioner', ['local-path-provisioner']);
-        await binaryImage(img.nats, CLUSTER_IMAGES.nats, tools.natsServer, 'nats-server', ['/nats-server']);
-        await busyboxImage(img.busybox, pkgs.busybox);
-      });
+      await step(
+        'the node images',
+        Object.values(img).some((f) => !fs.existsSync(f)),
+        async () => {
+          await binaryImage(img.pause, CLUSTER_IMAGES.pause, tools.pause, 'pause', ['/pause']);
+          await binaryImage(img.coredns, CLUSTER_IMAGES.coredns, tools.coredns, 'coredns', ['/coredns']);
+          await binaryImage(img.localPath, CLUSTER_IMAGES.localPath, tools.localPathProvisioner, 'usr/bin/local-path-provisioner', [
+            'local-path-provisioner',
+          ]);
+          await binaryImage(img.nats, CLUSTER_IMAGES.nats, tools.natsServer, 'nats-server', ['/nats-server']);
+          await busyboxImage(img.busybox, pkgs.busybox);
+        },
+      );
       const still = missing(tools);
       if (still.length > 0) throw new Error(`the node tools build finished but ${still.join(', ')} is missing (log: ${log})`);
       await fsp.rm(work, { recursive: true, force: true });

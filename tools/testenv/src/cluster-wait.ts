@@ -22,21 +22,34 @@ interface Pod {
 }
 
 /** Reasons that do not go away by waiting. */
-const FATAL_WAITING = new Set(['ErrImageNeverPull', 'ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'CreateContainerConfigError', 'CreateContainerError', 'RunContainerError']);
+const FATAL_WAITING = new Set([
+  'ErrImageNeverPull',
+  'ErrImagePull',
+  'ImagePullBackOff',
+  'InvalidImageName',
+  'CreateContainerConfigError',
+  'CreateContainerError',
+  'RunContainerError',
+]);
 const UNSCHEDULABLE_GRACE_MS = 30_000;
 
 /** Why this pod will not become Ready by itself, or undefined. */
 export function podProblem(pod: Pod, now = Date.now()): string | undefined {
   for (const c of [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]) {
     const waiting = c.state?.waiting;
-    if (waiting?.reason && FATAL_WAITING.has(waiting.reason)) return `container ${c.name}: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`;
+    if (waiting?.reason && FATAL_WAITING.has(waiting.reason))
+      return `container ${c.name}: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`;
     if (waiting?.reason === 'CrashLoopBackOff' || (c.restartCount ?? 0) >= 3) {
       const last = c.lastState?.terminated;
       return `container ${c.name}: CrashLoopBackOff (${c.restartCount ?? 0} restarts${last ? `, last exit ${last.exitCode} ${last.reason ?? ''}` : ''})`;
     }
   }
   const sched = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
-  if (sched?.reason === 'Unschedulable' && sched.lastTransitionTime && now - Date.parse(sched.lastTransitionTime) > UNSCHEDULABLE_GRACE_MS) {
+  if (
+    sched?.reason === 'Unschedulable' &&
+    sched.lastTransitionTime &&
+    now - Date.parse(sched.lastTransitionTime) > UNSCHEDULABLE_GRACE_MS
+  ) {
     return `Unschedulable: ${sched.message ?? ''}`;
   }
   if (pod.status?.phase === 'Failed') return 'the pod Failed';
@@ -61,7 +74,16 @@ export async function describePod(kube: { kubeconfig: string }, pod: Pod, why: s
   const parts = [`pod ${pod.metadata.namespace}/${pod.metadata.name}: ${why}`];
   for (const c of [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]) {
     const previous = (c.restartCount ?? 0) > 0 && !c.state?.terminated;
-    const args = ['logs', '-n', pod.metadata.namespace, pod.metadata.name, '-c', c.name, `--tail=${lines}`, ...(previous ? ['--previous'] : [])];
+    const args = [
+      'logs',
+      '-n',
+      pod.metadata.namespace,
+      pod.metadata.name,
+      '-c',
+      c.name,
+      `--tail=${lines}`,
+      ...(previous ? ['--previous'] : []),
+    ];
     const log = await kubectl(args, kube, { timeoutMs: 15_000 }).then(
       (r) => r.stdout.trimEnd(),
       () => '',
@@ -72,7 +94,9 @@ export async function describePod(kube: { kubeconfig: string }, pod: Pod, why: s
 }
 
 async function listPods(kube: { kubeconfig: string }, namespace: string, selector?: string): Promise<Pod[]> {
-  const { stdout } = await kubectl(['get', 'pods', '-n', namespace, ...(selector ? ['-l', selector] : []), '-o', 'json'], kube, { timeoutMs: 20_000 });
+  const { stdout } = await kubectl(['get', 'pods', '-n', namespace, ...(selector ? ['-l', selector] : []), '-o', 'json'], kube, {
+    timeoutMs: 20_000,
+  });
   return ((JSON.parse(stdout) as { items: Pod[] }).items ?? []).filter((p) => !p.metadata.deletionTimestamp);
 }
 
@@ -117,7 +141,11 @@ export async function waitPodsReady(kube: { kubeconfig: string }, namespace: str
       waiting.slice(0, 5).map((p) => {
         const c = p.status?.conditions?.find((x) => x.status === 'False');
         const w = p.status?.containerStatuses?.find((x) => x.state?.waiting)?.state?.waiting;
-        return describePod(kube, p, `not Ready (phase ${p.status?.phase ?? '?'}${c ? `, ${c.type}: ${c.reason ?? ''} ${c.message ?? ''}` : ''}${w ? `, waiting: ${w.reason ?? ''}` : ''})`);
+        return describePod(
+          kube,
+          p,
+          `not Ready (phase ${p.status?.phase ?? '?'}${c ? `, ${c.type}: ${c.reason ?? ''} ${c.message ?? ''}` : ''}${w ? `, waiting: ${w.reason ?? ''}` : ''})`,
+        );
       }),
     );
     throw new Error(`${e.message}${pods.length === 0 ? ' (no pods at all)' : ''}\n${details.join('\n')}`);
@@ -125,7 +153,13 @@ export async function waitPodsReady(kube: { kubeconfig: string }, namespace: str
 }
 
 /** Waits for a Deployment's pods (by its selector) to be Ready, `replicas` of them. */
-export async function waitRolloutReady(kube: { kubeconfig: string }, namespace: string, deployment: string, timeoutMs: number, guard?: () => void): Promise<void> {
+export async function waitRolloutReady(
+  kube: { kubeconfig: string },
+  namespace: string,
+  deployment: string,
+  timeoutMs: number,
+  guard?: () => void,
+): Promise<void> {
   const { stdout } = await kubectl(['get', '-n', namespace, deployment, '-o', 'json'], kube, { timeoutMs: 20_000 });
   const d = JSON.parse(stdout) as { spec: { replicas?: number; selector: { matchLabels?: Record<string, string> } } };
   const selector = Object.entries(d.spec.selector.matchLabels ?? {})

@@ -14,7 +14,18 @@ import { ensureCommands } from './apt.js';
 import { corednsManifest, localPathManifest } from './cluster-addons.js';
 import { restoreHost, snapshotHost, type HostSnapshot } from './cluster-host.js';
 import { waitRolloutReady } from './cluster-wait.js';
-import { allowInsecureRegistry, createBridge, importImage, nodeImages, NODE_NETWORK, removeAllContainers, startContainerd, startKubeletAndProxy, writeCniConfig, type NodeDirs } from './cluster-node.js';
+import {
+  allowInsecureRegistry,
+  createBridge,
+  importImage,
+  nodeImages,
+  NODE_NETWORK,
+  removeAllContainers,
+  startContainerd,
+  startKubeletAndProxy,
+  writeCniConfig,
+  type NodeDirs,
+} from './cluster-node.js';
 import { makeClusterPki } from './cluster-pki.js';
 import { CLUSTER_IMAGES, ensureClusterTools, ensureNodePackages, type ClusterTools } from './cluster-tools.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
@@ -79,7 +90,8 @@ async function readState(): Promise<ClusterState | undefined> {
 
 /** Undoes what a cluster described by `state` changed (its processes are gone or are killed here). */
 async function teardown(state: ClusterState): Promise<string[]> {
-  if (fs.existsSync(path.join(state.dirs.containerdState, 'containerd.sock'))) await removeAllContainers(state.ctr, state.dirs).catch(() => undefined);
+  if (fs.existsSync(path.join(state.dirs.containerdState, 'containerd.sock')))
+    await removeAllContainers(state.ctr, state.dirs).catch(() => undefined);
   return restoreHost({
     before: state.before,
     dirs: [state.dirs.dir, state.dirs.containerdState],
@@ -130,7 +142,8 @@ async function takeTheMachine(waitMs: number, say: (line: string) => void): Prom
   for (;;) {
     const state = await readState();
     if (state && pidAlive(state.pid)) {
-      if (Date.now() > deadline) throw new Error(`another real cluster (pid ${state.pid}, ${CLUSTER_STATE_FILE}) still runs on this machine after ${waitMs} ms`);
+      if (Date.now() > deadline)
+        throw new Error(`another real cluster (pid ${state.pid}, ${CLUSTER_STATE_FILE}) still runs on this machine after ${waitMs} ms`);
       if (!told) say(`@lapis/testenv: waiting for the real cluster of pid ${state.pid} to stop (one per machine)`);
       told = true;
       await sleep(2000);
@@ -158,7 +171,11 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
 
   const before = await snapshotHost();
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lapis-cluster-'));
-  const dirs: NodeDirs = { dir, containerdRoot: path.join(cacheRoot(), 'cluster-containerd'), containerdState: path.join(dir, 'containerd-state') };
+  const dirs: NodeDirs = {
+    dir,
+    containerdRoot: path.join(cacheRoot(), 'cluster-containerd'),
+    containerdState: path.join(dir, 'containerd-state'),
+  };
   const state: ClusterState = { pid: process.pid, dirs, before, ctr: pkgs.ctr };
   await fsp.mkdir(path.dirname(CLUSTER_STATE_FILE), { recursive: true });
   await fsp.writeFile(CLUSTER_STATE_FILE, JSON.stringify(state));
@@ -179,7 +196,12 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
   };
   try {
     await createBridge();
-    const pki = await makeClusterPki(openssl, path.join(dir, 'pki'), [NODE_NETWORK.gateway, '10.0.0.1', '127.0.0.1'], ['kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local', 'localhost']);
+    const pki = await makeClusterPki(
+      openssl,
+      path.join(dir, 'pki'),
+      [NODE_NETWORK.gateway, '10.0.0.1', '127.0.0.1'],
+      ['kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local', 'localhost'],
+    );
     const nodeToken = crypto.randomBytes(24).toString('hex');
     const proxyToken = crypto.randomBytes(24).toString('hex');
     say('@lapis/testenv: starting the control plane');
@@ -189,7 +211,10 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
       timeoutMs,
       bindAddress: NODE_NETWORK.gateway,
       tls: pki,
-      extraTokens: [`${nodeToken},system:node:${NODE_NETWORK.nodeName},node-${NODE_NETWORK.nodeName},"system:nodes"`, `${proxyToken},system:kube-proxy,kube-proxy`],
+      extraTokens: [
+        `${nodeToken},system:node:${NODE_NETWORK.nodeName},node-${NODE_NETWORK.nodeName},"system:nodes"`,
+        `${proxyToken},system:kube-proxy,kube-proxy`,
+      ],
       authorizationMode: 'Node,RBAC',
       endpointReconciler: true,
       apiserverArgs: [
@@ -202,15 +227,33 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     say('@lapis/testenv: starting containerd, the kubelet and kube-proxy');
     await startContainerd(cp, pkgs, dirs, timeoutMs);
     const have = await nodeImages(pkgs.ctr, dirs);
-    const wanted: Array<keyof typeof CLUSTER_IMAGES> = ['pause', 'busybox', 'coredns', 'localPath', ...(opts.natsImage ? (['nats'] as const) : [])];
+    const wanted: Array<keyof typeof CLUSTER_IMAGES> = [
+      'pause',
+      'busybox',
+      'coredns',
+      'localPath',
+      ...(opts.natsImage ? (['nats'] as const) : []),
+    ];
     for (const key of wanted) if (!have.has(CLUSTER_IMAGES[key])) await importImage(pkgs.ctr, dirs, node.images[key]);
     await writeCniConfig(dirs);
-    await startKubeletAndProxy(cp, dirs, { kubelet: node.kubelet, kubeProxy: node.kubeProxy, caFile: pki.caFile, server: conn.server, nodeToken, proxyToken, timeoutMs });
+    await startKubeletAndProxy(cp, dirs, {
+      kubelet: node.kubelet,
+      kubeProxy: node.kubeProxy,
+      caFile: pki.caFile,
+      server: conn.server,
+      nodeToken,
+      proxyToken,
+      timeoutMs,
+    });
     const plane = cp;
     await waitFor(
       async () => {
         plane.guard();
-        const n = await kubeRequest<{ status?: { conditions?: Array<{ type: string; status: string; message?: string }> } }>(conn, 'GET', `/api/v1/nodes/${NODE_NETWORK.nodeName}`).catch(() => undefined);
+        const n = await kubeRequest<{ status?: { conditions?: Array<{ type: string; status: string; message?: string }> } }>(
+          conn,
+          'GET',
+          `/api/v1/nodes/${NODE_NETWORK.nodeName}`,
+        ).catch(() => undefined);
         return n?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
       },
       { timeoutMs, what: `node ${NODE_NETWORK.nodeName} to be Ready (log: ${cp.logs.kubelet})`, intervalMs: 500 },
@@ -219,7 +262,10 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     const volumeDir = path.join(dir, 'volumes');
     await fsp.mkdir(volumeDir, { recursive: true });
     const kube = { kubeconfig: cp.kubeconfig };
-    await kubectl(['apply', '-f', '-'], kube, { input: corednsManifest() + '---\n' + (await localPathManifest(node.localPathManifest, volumeDir)), timeoutMs: 60_000 });
+    await kubectl(['apply', '-f', '-'], kube, {
+      input: `${corednsManifest()}---\n${await localPathManifest(node.localPathManifest, volumeDir)}`,
+      timeoutMs: 60_000,
+    });
     await waitRolloutReady(kube, 'kube-system', 'deployment/coredns', timeoutMs, () => plane.guard());
     await waitRolloutReady(kube, 'local-path-storage', 'deployment/local-path-provisioner', timeoutMs, () => plane.guard());
     say(`@lapis/testenv: real cluster up in ${Math.round((Date.now() - started) / 1000)} s (kubeconfig ${cp.kubeconfig})`);
@@ -241,7 +287,10 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
       importFromDocker: async (refs, dockerHost) => {
         const tmp = path.join(dir, `docker-save-${crypto.randomBytes(4).toString('hex')}.tar`);
         const docker = await ensureCommands({ docker: 'docker.io' });
-        await run(docker.docker, ['save', '-o', tmp, ...refs], { env: { ...process.env, ...(dockerHost ? { DOCKER_HOST: dockerHost } : {}) }, timeoutMs: 10 * 60_000 });
+        await run(docker.docker, ['save', '-o', tmp, ...refs], {
+          env: { ...process.env, ...(dockerHost ? { DOCKER_HOST: dockerHost } : {}) },
+          timeoutMs: 10 * 60_000,
+        });
         await importImage(pkgs.ctr, dirs, tmp);
         await fsp.rm(tmp, { force: true });
       },
@@ -256,7 +305,8 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
   } catch (e) {
     const kept = path.join(os.tmpdir(), `lapis-cluster-failed-logs-${process.pid}`);
     await fsp.mkdir(kept, { recursive: true }).catch(() => undefined);
-    for (const [name, log] of Object.entries(cp?.logs ?? {})) await fsp.copyFile(log, path.join(kept, `${name}.log`)).catch(() => undefined);
+    for (const [name, log] of Object.entries(cp?.logs ?? {}))
+      await fsp.copyFile(log, path.join(kept, `${name}.log`)).catch(() => undefined);
     const problems = await stopAll().catch((err: unknown) => [errorText(err)]);
     const undo = problems.length > 0 ? `\n(could not undo on the host: ${problems.join('; ')})` : '';
     throw new Error(`the real cluster did not start: ${errorText(e)}\n(its logs are kept in ${kept})${undo}`);

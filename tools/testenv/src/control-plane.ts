@@ -72,7 +72,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   };
 
   try {
-    const [etcdPort, peerPort, apiPort, kcmPort, schedPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+    const [etcdPort, peerPort, apiPort, kcmPort, schedPort] = await Promise.all([
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+    ]);
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     const etcd = launch('etcd', tools.etcd, [
       '--name=lapis-test',
@@ -103,7 +109,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     // kube-apiserver: a static admin token, a service-account key pair, its serving cert.
     const token = crypto.randomBytes(24).toString('hex');
     const tokenFile = path.join(dir, 'tokens.csv');
-    await fsp.writeFile(tokenFile, [`${token},lapis-admin,lapis-admin,"system:masters"`, ...(opts.extraTokens ?? []), ''].join('\n'), { mode: 0o600 });
+    await fsp.writeFile(tokenFile, [`${token},lapis-admin,lapis-admin,"system:masters"`, ...(opts.extraTokens ?? []), ''].join('\n'), {
+      mode: 0o600,
+    });
     const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', {
       modulusLength: 2048,
       publicKeyEncoding: { type: 'spki', format: 'pem' },
@@ -116,7 +124,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     const certDir = path.join(dir, 'certs');
     await fsp.mkdir(certDir, { recursive: true });
     const server = `https://${bind}:${apiPort}`;
-    const tlsArgs = opts.tls ? [`--tls-cert-file=${opts.tls.certFile}`, `--tls-private-key-file=${opts.tls.keyFile}`, `--client-ca-file=${opts.tls.caFile}`] : [];
+    const tlsArgs = opts.tls
+      ? [`--tls-cert-file=${opts.tls.certFile}`, `--tls-private-key-file=${opts.tls.keyFile}`, `--client-ca-file=${opts.tls.caFile}`]
+      : [];
     const apiserver = launch('kube-apiserver', tools.kubeApiserver, [
       `--etcd-servers=${etcdUrl}`,
       `--bind-address=${bind}`,

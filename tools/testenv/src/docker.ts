@@ -79,7 +79,11 @@ export async function ensureDocker(opts: EnsureDockerOptions = {}): Promise<Dock
         proc.failIfExited();
         return pingDocker(socketPath);
       },
-      { timeoutMs: opts.timeoutMs ?? 60_000, what: `\`${proc.command}\` to answer GET /_ping on ${socketPath} (log: ${logFile})`, intervalMs: 250 },
+      {
+        timeoutMs: opts.timeoutMs ?? 60_000,
+        what: `\`${proc.command}\` to answer GET /_ping on ${socketPath} (log: ${logFile})`,
+        intervalMs: 250,
+      },
     );
   } catch (e) {
     await proc.stop();

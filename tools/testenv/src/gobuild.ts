@@ -82,7 +82,9 @@ export async function withBuildLock<T>(dir: string, timeoutMs: number, what: str
       continue;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${lock} (held by pid ${pidText} on ${host}: another process is building ${what}; see ${path.join(dir, 'build.log')})`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${lock} (held by pid ${pidText} on ${host}: another process is building ${what}; see ${path.join(dir, 'build.log')})`,
+      );
     }
     await sleep(2000);
   }
@@ -104,7 +106,9 @@ export interface GoEnv {
 export async function findGo(what: string): Promise<GoEnv> {
   const go = findCommand('go') ?? (isExecutable('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
   if (!go) {
-    throw new Error(`${what} are built with Go (1.24 or later), and this machine has no \`go\` on PATH or in /usr/local/go/bin; install Go from https://go.dev/dl/`);
+    throw new Error(
+      `${what} are built with Go (1.24 or later), and this machine has no \`go\` on PATH or in /usr/local/go/bin; install Go from https://go.dev/dl/`,
+    );
   }
   // Static binaries; no VCS stamping (the module cache is no repository).
   const env: NodeJS.ProcessEnv = { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-buildvcs=false', GO111MODULE: 'on' };
@@ -118,8 +122,14 @@ export async function goLogged(g: GoEnv, args: string[], cwd: string, log: strin
   const proc = spawnLogged(g.go, args, { logFile: log, cwd, env, graceMs: 2000 });
   const info = await proc.exited;
   if (info.code !== 0) {
-    const how = info.error ? `could not start (${info.error.message})` : info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
-    throw new Error(`building ${g.what} failed: \`go ${args.join(' ')}\` in ${cwd} ${how} (log: ${log})\n--- last lines of the log ---\n${tailFile(log, 25)}`);
+    const how = info.error
+      ? `could not start (${info.error.message})`
+      : info.signal
+        ? `was killed by ${info.signal}`
+        : `exited with code ${info.code}`;
+    throw new Error(
+      `building ${g.what} failed: \`go ${args.join(' ')}\` in ${cwd} ${how} (log: ${log})\n--- last lines of the log ---\n${tailFile(log, 25)}`,
+    );
   }
 }
 

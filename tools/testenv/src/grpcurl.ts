@@ -48,7 +48,14 @@ export function ensureGrpcurl(opts: EnsureGrpcurlOptions = {}): Promise<Grpcurl>
       const g = await findGo('grpcurl');
       const started = Date.now();
       progress(`@lapis/testenv: building grpcurl ${GRPCURL_VERSION} with Go (log: ${tool.buildLog})`);
-      await goInstall(g, `github.com/fullstorydev/grpcurl/cmd/grpcurl@${GRPCURL_VERSION}`, path.dirname(tool.bin), 'grpcurl', work, tool.buildLog);
+      await goInstall(
+        g,
+        `github.com/fullstorydev/grpcurl/cmd/grpcurl@${GRPCURL_VERSION}`,
+        path.dirname(tool.bin),
+        'grpcurl',
+        work,
+        tool.buildLog,
+      );
       await fsp.rm(work, { recursive: true, force: true });
       progress(`@lapis/testenv: grpcurl built in ${Math.round((Date.now() - started) / 1000)} s into ${tool.bin}`);
       return tool;

@@ -68,8 +68,23 @@ export async function writeImageArchive(file: string, ref: string, content: Imag
     const configText = JSON.stringify(config);
     const configName = `${crypto.createHash('sha256').update(configText).digest('hex')}.json`;
     await fsp.writeFile(path.join(stage, configName), configText);
-    await fsp.writeFile(path.join(stage, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [ref], Layers: ['layer.tar'] }]));
-    await run('tar', ['--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', stage, '-cf', `${file}.tmp`, 'manifest.json', configName, 'layer.tar']);
+    await fsp.writeFile(
+      path.join(stage, 'manifest.json'),
+      JSON.stringify([{ Config: configName, RepoTags: [ref], Layers: ['layer.tar'] }]),
+    );
+    await run('tar', [
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '--mtime=@0',
+      '-C',
+      stage,
+      '-cf',
+      `${file}.tmp`,
+      'manifest.json',
+      configName,
+      'layer.tar',
+    ]);
     await fsp.rename(`${file}.tmp`, file);
   } finally {
     await fsp.rm(stage, { recursive: true, force: true });

@@ -96,10 +96,14 @@ async function importBaseImage(engine: DockerEngine, name: string): Promise<void
     await docker(
       [
         'import',
-        '--change', 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-        '--change', 'CMD ["/bin/sh"]',
-        '--change', 'LABEL org.lapis.testenv.base=busybox',
-        '--message', 'lapis testenv base image (busybox-static)',
+        '--change',
+        'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        '--change',
+        'CMD ["/bin/sh"]',
+        '--change',
+        'LABEL org.lapis.testenv.base=busybox',
+        '--message',
+        'lapis testenv base image (busybox-static)',
         tarball,
         name,
       ],

@@ -57,4 +57,13 @@ export { hostDifferences, mountsUnder, ourChains, snapshotHost, splitRule, type 
 export { NODE_NETWORK } from './cluster-node.js';
 export { describePod, podProblem, waitPodsReady, waitRolloutReady } from './cluster-wait.js';
 export { writeImageArchive } from './image-archive.js';
-export { startSlurm, SLURM_NODE, SLURM_PARTITION, type SbatchOptions, type SlurmCluster, type SlurmCommand, type SlurmJob, type StartSlurmOptions } from './slurm.js';
+export {
+  startSlurm,
+  SLURM_NODE,
+  SLURM_PARTITION,
+  type SbatchOptions,
+  type SlurmCluster,
+  type SlurmCommand,
+  type SlurmJob,
+  type StartSlurmOptions,
+} from './slurm.js';

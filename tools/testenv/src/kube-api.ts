@@ -90,7 +90,6 @@ export function kubeRequest<T = unknown>(c: KubeConnection, method: string, apiP
   });
 }
 
-
 export function kubeconfigYaml(server: string, token: string): string {
   return [
     'apiVersion: v1',
@@ -130,7 +129,9 @@ export async function connectionFromKubeconfig(kubeconfig: string, kubectl: stri
   const server = cluster.server;
   if (typeof server !== 'string') throw new Error(`KUBECONFIG=${kubeconfig}: the current context has no cluster server`);
   if (user.exec || user['auth-provider']) {
-    throw new Error(`KUBECONFIG=${kubeconfig}: the current user authenticates with an exec plugin or auth provider, which testenv does not run; use a token or a client certificate`);
+    throw new Error(
+      `KUBECONFIG=${kubeconfig}: the current user authenticates with an exec plugin or auth provider, which testenv does not run; use a token or a client certificate`,
+    );
   }
   let token = typeof user.token === 'string' ? user.token : '';
   if (!token && typeof user.tokenFile === 'string') token = (await fsp.readFile(user.tokenFile, 'utf8')).trim();
@@ -152,7 +153,13 @@ export function errorText(e: unknown): string {
 }
 
 /** Polls an HTTPS health endpoint until it answers 200 "ok"; the process dying ends it at once. */
-export async function waitHealthy(component: string, proc: Supervised | undefined, c: KubeConnection, apiPath: string, timeoutMs: number): Promise<void> {
+export async function waitHealthy(
+  component: string,
+  proc: Supervised | undefined,
+  c: KubeConnection,
+  apiPath: string,
+  timeoutMs: number,
+): Promise<void> {
   try {
     await waitFor(
       async () => {
@@ -165,6 +172,6 @@ export async function waitHealthy(component: string, proc: Supervised | undefine
   } catch (e) {
     const log = proc ? ` (log: ${proc.logFile})` : '';
     const tail = proc && !(e instanceof GiveUp) ? tailFile(proc.logFile) : '';
-    throw new Error(`${component} did not become ready${log}: ${errorText(e)}` + (tail ? `\n--- last lines of the log ---\n${tail}` : ''));
+    throw new Error(`${component} did not become ready${log}: ${errorText(e)}${tail ? `\n--- last lines of the log ---\n${tail}` : ''}`);
   }
 }

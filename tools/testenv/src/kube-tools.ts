@@ -40,7 +40,8 @@ export function kubeToolsDir(): string {
   return path.join(cacheRoot(), 'kube', `k8s-${v.kubernetes}_etcd-${v.etcd}_kwok-${v.kwok}_helm-${v.helm}`);
 }
 
-export const TOOLS_HEADER = '//go:build tools\n\n// Only here so that `go mod tidy` keeps these packages\' modules; built with `go build`.\npackage tools\n\n';
+export const TOOLS_HEADER =
+  "//go:build tools\n\n// Only here so that `go mod tidy` keeps these packages' modules; built with `go build`.\npackage tools\n\n";
 
 async function buildEtcd(g: GoEnv, binDir: string, work: string, log: string): Promise<void> {
   const dir = path.join(work, 'etcd');
@@ -70,19 +71,33 @@ export function stagingReplacements(kubernetesGoMod: string, stagingVersion: str
   return { goDirective, modules: [...modules].sort() };
 }
 
-export async function buildKubernetes(g: GoEnv, binDir: string, work: string, log: string, names: readonly string[], dirName = 'kubernetes'): Promise<void> {
+export async function buildKubernetes(
+  g: GoEnv,
+  binDir: string,
+  work: string,
+  log: string,
+  names: readonly string[],
+  dirName = 'kubernetes',
+): Promise<void> {
   const v = KUBE_VERSIONS;
   const dir = path.join(work, dirName);
   await fsp.rm(dir, { recursive: true, force: true });
   await fsp.mkdir(dir, { recursive: true });
   // kubernetes' own go.mod, from the module cache (downloaded through the proxy).
-  const { stdout } = await run(g.go, ['mod', 'download', '-json', `k8s.io/kubernetes@${v.kubernetes}`], { env: g.env, cwd: dir }).catch((e: unknown) => {
-    throw new Error(`could not download k8s.io/kubernetes@${v.kubernetes} through the Go module proxy: ${e instanceof Error ? e.message : String(e)}`);
-  });
+  const { stdout } = await run(g.go, ['mod', 'download', '-json', `k8s.io/kubernetes@${v.kubernetes}`], { env: g.env, cwd: dir }).catch(
+    (e: unknown) => {
+      throw new Error(
+        `could not download k8s.io/kubernetes@${v.kubernetes} through the Go module proxy: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    },
+  );
   const info = JSON.parse(stdout) as { GoMod?: string; Error?: string };
   if (info.Error || !info.GoMod) throw new Error(`go mod download k8s.io/kubernetes@${v.kubernetes}: ${info.Error ?? 'no go.mod'}`);
   const { goDirective, modules } = stagingReplacements(await fsp.readFile(info.GoMod, 'utf8'), v.staging);
-  await fsp.appendFile(log, `\n### ${modules.length} staging modules of k8s.io/kubernetes@${v.kubernetes} pinned at ${v.staging}: ${modules.join(' ')}\n`);
+  await fsp.appendFile(
+    log,
+    `\n### ${modules.length} staging modules of k8s.io/kubernetes@${v.kubernetes} pinned at ${v.staging}: ${modules.join(' ')}\n`,
+  );
   const goMod = [
     'module lapis.dev/testenv/kubernetes',
     '',
@@ -159,7 +174,9 @@ function toolPaths(dir: string): KubeTools {
 }
 
 function missingTools(t: KubeTools): string[] {
-  const bins = [t.etcd, t.kubeApiserver, t.kubeControllerManager, t.kubeScheduler, t.kubectl, t.kwok, t.helm].filter((f) => !isExecutable(f));
+  const bins = [t.etcd, t.kubeApiserver, t.kubeControllerManager, t.kubeScheduler, t.kubectl, t.kwok, t.helm].filter(
+    (f) => !isExecutable(f),
+  );
   return fs.existsSync(t.kwokStages) ? bins : [...bins, t.kwokStages];
 }
 
@@ -198,8 +215,12 @@ export function ensureKubeTools(opts: EnsureKubeToolsOptions = {}): Promise<Kube
         progress(`@lapis/testenv: building ${what} with Go (log: ${log})`);
         await build();
       };
-      await step(`helm ${KUBE_VERSIONS.helm}`, !isExecutable(tools.helm), () => goInstall(g, `helm.sh/helm/v3/cmd/helm@${KUBE_VERSIONS.helm}`, bin, 'helm', work, log));
-      await step(`kwok ${KUBE_VERSIONS.kwok}`, !isExecutable(tools.kwok), () => goInstall(g, `sigs.k8s.io/kwok/cmd/kwok@${KUBE_VERSIONS.kwok}`, bin, 'kwok', work, log));
+      await step(`helm ${KUBE_VERSIONS.helm}`, !isExecutable(tools.helm), () =>
+        goInstall(g, `helm.sh/helm/v3/cmd/helm@${KUBE_VERSIONS.helm}`, bin, 'helm', work, log),
+      );
+      await step(`kwok ${KUBE_VERSIONS.kwok}`, !isExecutable(tools.kwok), () =>
+        goInstall(g, `sigs.k8s.io/kwok/cmd/kwok@${KUBE_VERSIONS.kwok}`, bin, 'kwok', work, log),
+      );
       await step('kwok stages', !fs.existsSync(tools.kwokStages), async () => {
         // Present after the kwok install; a cleaned module cache gets them back this way.
         await goLogged(g, ['mod', 'download', `sigs.k8s.io/kwok@${KUBE_VERSIONS.kwok}`], work, log);
@@ -219,4 +240,3 @@ export function ensureKubeTools(opts: EnsureKubeToolsOptions = {}): Promise<Kube
   });
   return building;
 }
-

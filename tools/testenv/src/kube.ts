@@ -15,7 +15,14 @@ import { freePort, waitFor } from './ports.js';
 import { forgetOnExit, removeOnExit, run, type RunOptions, type RunResult } from './proc.js';
 
 export { KubeApiError, kubeRequest, type KubeConnection, type KubeRequestOptions } from './kube-api.js';
-export { ensureKubeTools, kubeToolsDir, KUBE_VERSIONS, stagingReplacements, type EnsureKubeToolsOptions, type KubeTools } from './kube-tools.js';
+export {
+  ensureKubeTools,
+  kubeToolsDir,
+  KUBE_VERSIONS,
+  stagingReplacements,
+  type EnsureKubeToolsOptions,
+  type KubeTools,
+} from './kube-tools.js';
 
 // ---------------------------------------------------------------------------------------------
 // The control plane
@@ -131,7 +138,9 @@ function makeAddNodes(c: KubeConnection, external: boolean, kubeconfig: string, 
           guard();
           const list = await kubeRequest<NodeStatus>(c, 'GET', `/api/v1/nodes?labelSelector=type%3Dkwok`);
           const ready = new Set(
-            list.items.filter((node) => node.status?.conditions?.some((cond) => cond.type === 'Ready' && cond.status === 'True')).map((node) => node.metadata.name),
+            list.items
+              .filter((node) => node.status?.conditions?.some((cond) => cond.type === 'Ready' && cond.status === 'True'))
+              .map((node) => node.metadata.name),
           );
           notReady = [...wanted].filter((name) => !ready.has(name));
           return notReady.length === 0;
@@ -140,7 +149,9 @@ function makeAddNodes(c: KubeConnection, external: boolean, kubeconfig: string, 
       );
     } catch (e) {
       const hint = external ? ` (is kwok running for the cluster of KUBECONFIG=${kubeconfig}?)` : '';
-      throw new Error(`kwok nodes not Ready: ${notReady.slice(0, 5).join(', ')}${notReady.length > 5 ? ', ...' : ''}${hint}: ${errorText(e)}`);
+      throw new Error(
+        `kwok nodes not Ready: ${notReady.slice(0, 5).join(', ')}${notReady.length > 5 ? ', ...' : ''}${hint}: ${errorText(e)}`,
+      );
     }
     return names;
   };

@@ -76,10 +76,53 @@ export async function makeTlsFiles(dir: string): Promise<{ caFile: string; certF
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const f = (name: string) => path.join(dir, name);
   const days = ['-days', '30'];
-  await run(openssl, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.crt'), '-subj', '/CN=lapis-test-ca', ...days]);
-  await run(openssl, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=nats']);
+  await run(openssl, [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.crt'),
+    '-subj',
+    '/CN=lapis-test-ca',
+    ...days,
+  ]);
+  await run(openssl, [
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    f('server.key'),
+    '-out',
+    f('server.csr'),
+    '-subj',
+    '/CN=nats',
+  ]);
   await fs.writeFile(f('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  await run(openssl, ['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.crt'), '-extfile', f('server.ext'), ...days]);
+  await run(openssl, [
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.crt'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    f('server.crt'),
+    '-extfile',
+    f('server.ext'),
+    ...days,
+  ]);
   for (const key of ['ca.key', 'server.key']) await fs.chmod(f(key), 0o600);
   return { caFile: f('ca.crt'), certFile: f('server.crt'), keyFile: f('server.key') };
 }

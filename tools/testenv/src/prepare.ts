@@ -68,7 +68,10 @@ export async function prepareTestRun(opts: PrepareOptions): Promise<void> {
       ensureClusterTools({
         progress: (line) => {
           say(line);
-          if (line.includes('building kubelet')) say(`@lapis/testenv: the node's tools (kubelet, kube-proxy, CoreDNS, local-path, nats-server) take about 5 more minutes the first time; cached in ${clusterToolsDir()}`);
+          if (line.includes('building kubelet'))
+            say(
+              `@lapis/testenv: the node's tools (kubelet, kube-proxy, CoreDNS, local-path, nats-server) take about 5 more minutes the first time; cached in ${clusterToolsDir()}`,
+            );
         },
       }),
     );
@@ -76,7 +79,11 @@ export async function prepareTestRun(opts: PrepareOptions): Promise<void> {
     if (opts.images) {
       say('@lapis/testenv: building the service images (images/build.sh; the first run also makes the Debian base, a few minutes)');
       await withHeartbeat('building the service images', say, () =>
-        run(path.join(opts.root, 'images', 'build.sh'), [], { cwd: opts.root, timeoutMs: 30 * 60_000, env: { ...process.env, DOCKER_HOST: `unix://${engine.socketPath}` } }),
+        run(path.join(opts.root, 'images', 'build.sh'), [], {
+          cwd: opts.root,
+          timeoutMs: 30 * 60_000,
+          env: { ...process.env, DOCKER_HOST: `unix://${engine.socketPath}` },
+        }),
       );
     }
   } finally {

@@ -144,7 +144,7 @@ export function spawnLogged(cmd: string, args: readonly string[], opts: SpawnLog
       if (!exitInfo) return;
       const tail = tailFile(opts.logFile);
       throw new GiveUp(
-        `\`${command}\` ${describeExit(exitInfo)} (log: ${opts.logFile})` + (tail ? `\n--- last lines of the log ---\n${tail}` : ''),
+        `\`${command}\` ${describeExit(exitInfo)} (log: ${opts.logFile})${tail ? `\n--- last lines of the log ---\n${tail}` : ''}`,
       );
     },
     stop() {
@@ -231,13 +231,9 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       const stdout = Buffer.concat(out).toString('utf8');
       const stderr = Buffer.concat(err).toString('utf8');
       if (code === 0) return finish(undefined, { stdout, stderr });
-      const how = timedOut
-        ? `timed out after ${opts.timeoutMs} ms`
-        : signal
-          ? `was killed by ${signal}`
-          : `exited with code ${code}`;
+      const how = timedOut ? `timed out after ${opts.timeoutMs} ms` : signal ? `was killed by ${signal}` : `exited with code ${code}`;
       const detail = (stderr.trim() || stdout.trim()).split('\n').slice(-15).join('\n');
-      finish(new CommandError(`\`${command}\` ${how}` + (detail ? `:\n${detail}` : ''), command, code, stdout, stderr));
+      finish(new CommandError(`\`${command}\` ${how}${detail ? `:\n${detail}` : ''}`, command, code, stdout, stderr));
     });
     // A command that exits without reading its input would otherwise crash us with EPIPE.
     child.stdin.on('error', () => {});

@@ -58,7 +58,7 @@ function configYaml(dir: string, host: string, htpasswdFile: string | undefined)
   if (htpasswdFile) {
     lines.push('auth:', '  htpasswd:', '    realm: "lapis-testenv"', `    path: ${q(htpasswdFile)}`);
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /** A bcrypt htpasswd line (distribution accepts nothing else), made by apache2-utils. */
@@ -66,7 +66,7 @@ async function htpasswdLine(auth: RegistryAuth): Promise<string> {
   const { htpasswd } = await ensureCommands({ htpasswd: 'apache2-utils' });
   // -i reads the password from stdin, so it never shows in a process list.
   const { stdout } = await run(htpasswd, ['-niB', auth.username], { input: auth.password });
-  return stdout.trim() + '\n';
+  return `${stdout.trim()}\n`;
 }
 
 export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Registry> {

@@ -124,10 +124,21 @@ async function ensureMunged(munged: string, munge: string, logFile: string, time
   return proc;
 }
 
-function slurmConf(dir: string, ctldPort: number, slurmdPorts: number[], nodes: readonly string[], cpus: number, memMb: number, extra: readonly string[]): string {
+function slurmConf(
+  dir: string,
+  ctldPort: number,
+  slurmdPorts: number[],
+  nodes: readonly string[],
+  cpus: number,
+  memMb: number,
+  extra: readonly string[],
+): string {
   const multi = nodes.length > 1;
   // Several slurmd on one host: each node its own port, pid and log file (%n is the node name).
-  const nodeLines = nodes.map((n, i) => `NodeName=${n}${multi ? ` NodeHostname=localhost` : ''} NodeAddr=127.0.0.1${multi ? ` Port=${slurmdPorts[i]}` : ''} CPUs=${cpus} RealMemory=${memMb} State=UNKNOWN`);
+  const nodeLines = nodes.map(
+    (n, i) =>
+      `NodeName=${n}${multi ? ` NodeHostname=localhost` : ''} NodeAddr=127.0.0.1${multi ? ` Port=${slurmdPorts[i]}` : ''} CPUs=${cpus} RealMemory=${memMb} State=UNKNOWN`,
+  );
   return [
     '# Written by @lapis/testenv startSlurm(): a one-node cluster on loopback.',
     'ClusterName=lapis-testenv',
@@ -296,4 +307,3 @@ export async function startSlurm(opts: StartSlurmOptions = {}): Promise<SlurmClu
     throw new Error(`${e instanceof Error ? e.message : String(e)}\n--- Slurm logs ---\n${logs}`);
   }
 }
-

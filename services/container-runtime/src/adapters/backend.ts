@@ -91,7 +91,11 @@ export interface NodeStorage {
   init(): Promise<void>;
   attachPoint(instanceId: string, name: string): string;
   /** `secrets`: the secret part of the spec (InstanceSpec bytes), kept for adopting the container. */
-  prepareInstance(instanceId: string, metadata: Record<string, string | Buffer>, secrets: Uint8Array): Promise<{ mountDir: string; metadataDir: string }>;
+  prepareInstance(
+    instanceId: string,
+    metadata: Record<string, string | Buffer>,
+    secrets: Uint8Array,
+  ): Promise<{ mountDir: string; metadataDir: string }>;
   keptSecrets(instanceId: string): Promise<Buffer | undefined>;
   releaseInstance(instanceId: string): Promise<void>;
   createVolumeFile(volumeId: string, sizeBytes: number, filesystem: string): Promise<void>;

@@ -38,7 +38,10 @@ export class DockerBackend implements RuntimeBackend {
     }
     if (!info) throw notFound(`image ${reference} is not on node ${this.node} and cannot be pulled`, 'IMAGE_NOT_FOUND');
     if (digest && info.Id !== digest && !(info.RepoDigests ?? []).some((d) => d.endsWith(`@${digest}`))) {
-      throw failedPrecondition(`image ${reference} on node ${this.node} is ${info.Id}, not the trusted digest ${digest}`, 'IMAGE_DIGEST_MISMATCH');
+      throw failedPrecondition(
+        `image ${reference} on node ${this.node} is ${info.Id}, not the trusted digest ${digest}`,
+        'IMAGE_DIGEST_MISMATCH',
+      );
     }
     return info.Id;
   }
@@ -180,7 +183,9 @@ export class DockerBackend implements RuntimeBackend {
 
   async followLogs(id: string, signal: AbortSignal): Promise<AsyncIterable<LogChunk>> {
     // tail 0: none of the log so far, only what comes.
-    const stream = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, timestamps: true, follow: true, tail: 0 })) as Readable;
+    const stream = (await this.docker
+      .getContainer(id)
+      .logs({ stdout: true, stderr: true, timestamps: true, follow: true, tail: 0 })) as Readable;
     if (signal.aborted) stream.destroy();
     else signal.addEventListener('abort', () => stream.destroy(), { once: true });
     return demux(stream);
@@ -194,7 +199,11 @@ export class DockerBackend implements RuntimeBackend {
         try {
           const stream = (await this.docker.getEvents({
             // Live events only: what happened while the agent was away is the reconcile's work.
-            filters: JSON.stringify({ type: ['container'], label: [`${LABEL.node}=${this.node}`], event: ['start', 'die', 'oom', 'destroy'] }),
+            filters: JSON.stringify({
+              type: ['container'],
+              label: [`${LABEL.node}=${this.node}`],
+              event: ['start', 'die', 'oom', 'destroy'],
+            }),
           })) as unknown as Readable;
           current = stream;
           if (stopped) stream.destroy();

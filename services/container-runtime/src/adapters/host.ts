@@ -59,7 +59,8 @@ export class HostStorage implements NodeStorage {
     for (const [name, content] of Object.entries(metadata)) await privateFile(join(dirs.metadataDir, name), content);
     await privateFile(this.secretsFile(instanceId), secrets);
     await this.exclusively(async () => {
-      if (!(await this.mountPoints()).includes(this.instancesDir)) await run('mount', ['--bind', '--make-rshared', this.instancesDir, this.instancesDir]);
+      if (!(await this.mountPoints()).includes(this.instancesDir))
+        await run('mount', ['--bind', '--make-rshared', this.instancesDir, this.instancesDir]);
     });
     return dirs;
   }
@@ -80,7 +81,8 @@ export class HostStorage implements NodeStorage {
     for (const mount of mounts.sort((a, b) => b.length - a.length)) await this.unmount(mount);
     await fs.rm(root, { recursive: true, force: true });
     await this.exclusively(async () => {
-      if ((await this.instanceIdsOnDisk()).length === 0 && (await this.mountPoints()).includes(this.instancesDir)) await this.unmount(this.instancesDir);
+      if ((await this.instanceIdsOnDisk()).length === 0 && (await this.mountPoints()).includes(this.instancesDir))
+        await this.unmount(this.instancesDir);
     });
   }
 
@@ -120,7 +122,10 @@ export class HostStorage implements NodeStorage {
     const target = this.attachPoint(instanceId, name);
     const { mountDir } = this.instanceDirs(instanceId);
     const mounts = await this.mountPoints();
-    const prepared = await fs.stat(mountDir).then(() => true, () => false);
+    const prepared = await fs.stat(mountDir).then(
+      () => true,
+      () => false,
+    );
     if (!prepared || !(mounts.includes(this.instancesDir) || mounts.includes(mountDir))) {
       throw failedPrecondition(`instance ${instanceId} has no propagated mount point on this node`, 'NO_MOUNT_POINT');
     }

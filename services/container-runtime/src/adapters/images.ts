@@ -38,7 +38,10 @@ export class ImageSyncResolver implements ImageResolver {
       if (e.code === status.NOT_FOUND) {
         if (this.allowUntrusted) return { reference, digest: '', trusted: false };
         const reason = errorDetails(e).errorInfo?.reason ?? 'IMAGE_NOT_TRUSTED';
-        throw failedPrecondition(`image ${reference} is not in the trusted catalogue (image-sync: ${e.details})`, reason === 'NOT_FOUND' ? 'IMAGE_NOT_TRUSTED' : reason);
+        throw failedPrecondition(
+          `image ${reference} is not in the trusted catalogue (image-sync: ${e.details})`,
+          reason === 'NOT_FOUND' ? 'IMAGE_NOT_TRUSTED' : reason,
+        );
       }
       throw unavailable(`cannot check image ${reference} with image-sync: ${e.details ?? e.message}`, 'IMAGE_SYNC_UNAVAILABLE');
     }

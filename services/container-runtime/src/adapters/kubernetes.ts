@@ -51,7 +51,10 @@ export interface KubernetesOptions {
 
 /** A label value: at most 63 of [A-Za-z0-9_.-], starting and ending alphanumeric. */
 export function labelValue(value: string): string {
-  return value.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
+  return value
+    .replace(/[^A-Za-z0-9_.-]/g, '-')
+    .slice(0, 63)
+    .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
 }
 
 /** A DNS-1123 name for an instance's pod. */
@@ -164,7 +167,12 @@ export class KubernetesBackend implements RuntimeBackend {
       memory: String(resources.memoryBytes),
       ...(resources.gpus ? { [GPU_RESOURCE]: String(resources.gpus) } : {}),
     };
-    const claims = (plan.volumes ?? []).map((v, i) => ({ name: `volume-${i}`, claim: claimName(v.volumeId), mountPath: v.mountPath, readOnly: v.readOnly }));
+    const claims = (plan.volumes ?? []).map((v, i) => ({
+      name: `volume-${i}`,
+      claim: claimName(v.volumeId),
+      mountPath: v.mountPath,
+      readOnly: v.readOnly,
+    }));
     // Values that are secrets come from the instance's Secret: a pod spec is read by whoever may list pods.
     const secretName = `${name}-metadata`;
     const secretEnv = new Set([...Object.keys(spec.environment), 'LAPIS_USER_DATA', 'LAPIS_SSH_PUBLIC_KEYS']);
@@ -181,7 +189,10 @@ export class KubernetesBackend implements RuntimeBackend {
       metadata: { name: secretName, namespace, labels },
       type: 'Opaque',
       data: Object.fromEntries(
-        Object.entries({ ...envData, 'ssh-keys': spec.sshPublicKeys.join('\n'), 'instance-id': instance.id }).map(([k, v]) => [k, Buffer.from(v).toString('base64')]),
+        Object.entries({ ...envData, 'ssh-keys': spec.sshPublicKeys.join('\n'), 'instance-id': instance.id }).map(([k, v]) => [
+          k,
+          Buffer.from(v).toString('base64'),
+        ]),
       ),
     };
     secret.data!['user-data'] = Buffer.from(spec.userData).toString('base64');
@@ -248,7 +259,7 @@ export class KubernetesBackend implements RuntimeBackend {
     // Owned by the pod, so the garbage collector removes it with the pod (deletePod removes it too).
     secret.metadata!.ownerReferences = [{ apiVersion: 'v1', kind: 'Pod', name, uid: created.metadata!.uid!, blockOwnerDeletion: false }];
     await core.replaceNamespacedSecret({ name: secretName, namespace, body: secret }).catch((error: unknown) => {
-      this.log.warn({ pod: name, err: error }, "making the pod own its Secret failed; deleting the pod deletes it");
+      this.log.warn({ pod: name, err: error }, 'making the pod own its Secret failed; deleting the pod deletes it');
     });
     return name;
   }
@@ -276,7 +287,10 @@ export class KubernetesBackend implements RuntimeBackend {
 
   /** Not used (`recreates`: the agent deletes the pod and creates it anew). */
   async restart(id: string): Promise<void> {
-    throw failedPrecondition(`pod ${id} cannot be rebooted in place: Kubernetes restarts a pod's container only when it fails`, 'NOT_SUPPORTED_ON_KUBERNETES');
+    throw failedPrecondition(
+      `pod ${id} cannot be rebooted in place: Kubernetes restarts a pod's container only when it fails`,
+      'NOT_SUPPORTED_ON_KUBERNETES',
+    );
   }
 
   async remove(id: string): Promise<void> {
@@ -285,7 +299,10 @@ export class KubernetesBackend implements RuntimeBackend {
 
   /** Not used (`recreates`: the agent makes the pod anew with the new resources). */
   async resize(id: string, _resources: Resources): Promise<void> {
-    throw failedPrecondition(`pod ${id} cannot be resized by this backend: a pod's resources are fixed when it is created`, 'NOT_SUPPORTED_ON_KUBERNETES');
+    throw failedPrecondition(
+      `pod ${id} cannot be resized by this backend: a pod's resources are fixed when it is created`,
+      'NOT_SUPPORTED_ON_KUBERNETES',
+    );
   }
 
   async inspect(id: string): Promise<Observed | undefined> {
@@ -361,10 +378,16 @@ export class KubernetesBackend implements RuntimeBackend {
           const { lib, kc } = await this.client();
           const done = new Promise<void>((resolve) => {
             void new lib.Watch(kc)
-              .watch(`/api/v1/namespaces/${this.options.namespace}/pods`, { labelSelector: this.selector() }, (type, obj) => handle(type, obj as k8s.V1Pod), (error) => {
-                if (error && !stopped && (error as Error).name !== 'AbortError') this.log.warn({ err: error }, 'pod watch ended; reconnecting');
-                resolve();
-              })
+              .watch(
+                `/api/v1/namespaces/${this.options.namespace}/pods`,
+                { labelSelector: this.selector() },
+                (type, obj) => handle(type, obj as k8s.V1Pod),
+                (error) => {
+                  if (error && !stopped && (error as Error).name !== 'AbortError')
+                    this.log.warn({ err: error }, 'pod watch ended; reconnecting');
+                  resolve();
+                },
+              )
               .then((controller) => {
                 current = controller;
                 if (stopped) controller.abort();
@@ -442,7 +465,8 @@ export class KubernetesBackend implements RuntimeBackend {
     try {
       claim = await core.readNamespacedPersistentVolumeClaim({ name, namespace });
     } catch (error) {
-      if (codeOf(error) === 404) return { phase: 'Missing', message: `PersistentVolumeClaim ${name} does not exist (deleted outside Lapis?)` };
+      if (codeOf(error) === 404)
+        return { phase: 'Missing', message: `PersistentVolumeClaim ${name} does not exist (deleted outside Lapis?)` };
       throw kubeError(error, `read the PersistentVolumeClaim ${name}`);
     }
     const phase = (claim.status?.phase ?? 'Pending') as ClaimStatus['phase'];
@@ -476,13 +500,19 @@ export class KubernetesBackend implements RuntimeBackend {
     if (phase === 'Missing') return;
     const usedBy = await this.claimUsers(name);
     if (usedBy.length) {
-      throw failedPrecondition(`volume ${volumeId}: its PersistentVolumeClaim ${name} is used by pod ${usedBy.join(', ')}; delete the instance first`, 'VOLUME_IN_USE');
+      throw failedPrecondition(
+        `volume ${volumeId}: its PersistentVolumeClaim ${name} is used by pod ${usedBy.join(', ')}; delete the instance first`,
+        'VOLUME_IN_USE',
+      );
     }
     await core.deleteNamespacedPersistentVolumeClaim({ name, namespace }).catch((error: unknown) => {
       if (codeOf(error) !== 404) throw kubeError(error, `delete the PersistentVolumeClaim ${name}`);
     });
     if (!(await gone(() => core.readNamespacedPersistentVolumeClaim({ name, namespace }), 30_000))) {
-      throw failedPrecondition(`PersistentVolumeClaim ${name} was not gone 30 s after its deletion (a pod still uses it?)`, 'ENGINE_REFUSED');
+      throw failedPrecondition(
+        `PersistentVolumeClaim ${name} was not gone 30 s after its deletion (a pod still uses it?)`,
+        'ENGINE_REFUSED',
+      );
     }
   }
 

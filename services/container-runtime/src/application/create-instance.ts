@@ -63,7 +63,8 @@ export class CreateInstance {
       const sameName = (await this.records.all()).find(
         (i) => i.project === input.project && i.spec?.name === spec.name && i.id !== input.id && !TERMINAL.has(i.state),
       );
-      if (sameName) throw alreadyExists(`project ${input.project} already has an instance named "${spec.name}" (${sameName.id})`, 'NAME_TAKEN');
+      if (sameName)
+        throw alreadyExists(`project ${input.project} already has an instance named "${spec.name}" (${sameName.id})`, 'NAME_TAKEN');
 
       // Everything that can be refused is checked before anything is made.
       const image = await deps.images.resolve(spec.image);
@@ -75,7 +76,13 @@ export class CreateInstance {
       const ports = spec.ports.length ? assignHostPorts(spec.ports, settings.hostPorts, await this.heldHostPorts(input.id)) : [];
       const mounts = await this.attachments.initialMounts(spec, input.project);
 
-      const instance = newInstance({ ...input, spec: { ...spec, ports } }, settings.node, deps.backend.kind, image.digest || imageId, resources);
+      const instance = newInstance(
+        { ...input, spec: { ...spec, ports } },
+        settings.node,
+        deps.backend.kind,
+        image.digest || imageId,
+        resources,
+      );
       instance.devices = grant.devices;
       instance.generation = (existing?.value.generation ?? 0) + 1;
       let revision = await this.records.write(instance, existing?.revision).catch((error) => {
@@ -89,14 +96,29 @@ export class CreateInstance {
         // Engine-kept volumes (PVCs) are given to the workload when it is made; block files after it runs.
         const claims = !!deps.backend.claims;
         if (claims) {
-          for (const mount of mounts) instance.volumeAttachments.push(await this.attachments.mount(mount.volume, instance, mount.mountPath, mount.readOnly));
+          for (const mount of mounts)
+            instance.volumeAttachments.push(await this.attachments.mount(mount.volume, instance, mount.mountPath, mount.readOnly));
         }
         const security = instanceSecurity(flavor, grant.capAdd);
-        instance.backendId = await deps.backend.create({ instance, resources, image: imageId, grant, ...dirs, network, volumes: planVolumes(instance), security, hostIp: settings.hostPortAddress });
+        instance.backendId = await deps.backend.create({
+          instance,
+          resources,
+          image: imageId,
+          grant,
+          ...dirs,
+          network,
+          volumes: planVolumes(instance),
+          security,
+          hostIp: settings.hostPortAddress,
+        });
         revision = await this.records.write(instance, revision);
         await deps.backend.start(instance.backendId);
         const observed = await deps.backend.inspect(instance.backendId);
-        if (!observed?.running) throw failedPrecondition(`container of ${input.id} stopped at once: ${observed?.error || `exit code ${observed?.exitCode}`}`, 'START_FAILED');
+        if (!observed?.running)
+          throw failedPrecondition(
+            `container of ${input.id} stopped at once: ${observed?.error || `exit code ${observed?.exitCode}`}`,
+            'START_FAILED',
+          );
         if (!claims) {
           for (const mount of mounts) {
             const attachment = await this.attachments.mount(mount.volume, instance, mount.mountPath, mount.readOnly);

@@ -47,7 +47,10 @@ export class InstanceRecords {
 
   /** Writes an instance with compare-and-set (create when `revision` is undefined) and notes it in the index. */
   async write(instance: Instance, revision: number | undefined): Promise<number> {
-    const next = revision === undefined ? await this.store.instances.create(instance.id, instance) : await this.store.instances.update(instance.id, instance, revision);
+    const next =
+      revision === undefined
+        ? await this.store.instances.create(instance.id, instance)
+        : await this.store.instances.update(instance.id, instance, revision);
     this.index.note(instance.id, structuredClone(instance), next);
     return next;
   }

@@ -42,7 +42,8 @@ export class Instances {
       if (instance.state === InstanceState.RUNNING) return instance;
       requireState('start', id, instance.state, [InstanceState.STOPPED, InstanceState.ERROR]);
       checkTenantRestart(scope, 'start', id, instance.state);
-      if (!instance.backendId) throw failedPrecondition(`instance ${id} has no container (${instance.stateReason}); delete it`, 'NO_CONTAINER');
+      if (!instance.backendId)
+        throw failedPrecondition(`instance ${id} has no container (${instance.stateReason}); delete it`, 'NO_CONTAINER');
       if (backend.recreates) return this.workloads.remake(instance, 'start', this.ctx.settings.stopTimeoutS, instance.spec!, 'started');
       await backend.start(instance.backendId);
       return this.observe(id, 'started');
@@ -75,7 +76,8 @@ export class Instances {
       requireState('reboot', id, instance.state, [InstanceState.RUNNING, InstanceState.STOPPED, InstanceState.ERROR]);
       checkTenantRestart(scope, 'reboot', id, instance.state);
       if (backend.recreates) {
-        if (!instance.backendId) throw failedPrecondition(`instance ${id} has no container (${instance.stateReason}); delete it`, 'NO_CONTAINER');
+        if (!instance.backendId)
+          throw failedPrecondition(`instance ${id} has no container (${instance.stateReason}); delete it`, 'NO_CONTAINER');
         return this.workloads.remake(instance, 'reboot', timeoutS, instance.spec!, 'rebooted');
       }
       this.engine.expect(id);
@@ -116,7 +118,12 @@ export class Instances {
     if (TERMINAL.has(current.state)) return current;
     return this.mutation('DeleteInstance', id, requestId, scope, async (instance) => {
       if (TERMINAL.has(instance.state)) return instance;
-      requireState('delete', id, instance.state, [InstanceState.RUNNING, InstanceState.STOPPED, InstanceState.ERROR, InstanceState.CREATING]);
+      requireState('delete', id, instance.state, [
+        InstanceState.RUNNING,
+        InstanceState.STOPPED,
+        InstanceState.ERROR,
+        InstanceState.CREATING,
+      ]);
       return this.teardownLocked(instance, timeoutS, InstanceState.DELETED, 'deleted');
     });
   }
@@ -148,13 +155,21 @@ export class Instances {
   }
 
   /** The instance of this node, in scope, locked; replays a mutation already done under the request id. */
-  private async mutation(method: string, id: string, requestId: string, scope: Scope, work: (instance: Instance) => Promise<Instance>): Promise<Instance> {
+  private async mutation(
+    method: string,
+    id: string,
+    requestId: string,
+    scope: Scope,
+    work: (instance: Instance) => Promise<Instance>,
+  ): Promise<Instance> {
     if (requestId && (await this.requests.find(method, scope, requestId)) === id) return this.get(id, scope);
     const node = this.ctx.settings.node;
     return this.ctx.locks.with([`i:${id}`], async () => {
       const instance = await this.get(id, scope);
       if (instance.node !== node) {
-        throw failedPrecondition(`instance ${id} runs on node ${instance.node}; this is node ${node}`, 'WRONG_NODE', { node: instance.node });
+        throw failedPrecondition(`instance ${id} runs on node ${instance.node}; this is node ${node}`, 'WRONG_NODE', {
+          node: instance.node,
+        });
       }
       const result = await work(instance);
       if (requestId) await this.requests.remember(method, scope, requestId, id);

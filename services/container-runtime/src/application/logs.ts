@@ -24,7 +24,8 @@ export class InstanceLogs {
   async *stream(id: string, options: LogOptions, scope: Scope): AsyncIterable<LogChunk> {
     const instance = await this.records.inScope(id, scope);
     const node = this.ctx.settings.node;
-    if (instance.node !== node) throw failedPrecondition(`instance ${id} runs on node ${instance.node}; this is node ${node}`, 'WRONG_NODE');
+    if (instance.node !== node)
+      throw failedPrecondition(`instance ${id} runs on node ${instance.node}; this is node ${node}`, 'WRONG_NODE');
     if (!instance.backendId) throw failedPrecondition(`instance ${id} has no container (${stateName(instance.state)})`, 'NO_CONTAINER');
     if (options.follow && this.follows) yield* this.follows.follow(instance.backendId, options);
     else yield* this.ctx.deps.backend.logs(instance.backendId, options);

@@ -34,7 +34,13 @@ export class Placements {
     // no other instance); the events of one instance stay in order.
     const byInstance = (e: Event) => {
       const p = e.payload;
-      return p?.$case === 'claimPlaced' ? p.claimPlaced.claimId : p?.$case === 'claimCancelled' ? p.claimCancelled.claimId : p?.$case === 'preemptionNotice' ? p.preemptionNotice.instanceId : '';
+      return p?.$case === 'claimPlaced'
+        ? p.claimPlaced.claimId
+        : p?.$case === 'claimCancelled'
+          ? p.claimCancelled.claimId
+          : p?.$case === 'preemptionNotice'
+            ? p.preemptionNotice.instanceId
+            : '';
     };
     const parallel = { limit: PARALLEL_EVENTS, key: byInstance };
     this.consumers.push(
@@ -101,7 +107,13 @@ export class Placements {
   private async recordRejected(input: CreateInstanceInput, reason: string): Promise<void> {
     const existing = await this.records.get(input.id);
     if (existing && !TERMINAL.has(existing.value.state) && existing.value.state !== InstanceState.ERROR) return;
-    const instance = newInstance(input, this.ctx.settings.node, this.ctx.deps.backend.kind, '', { cpuMillis: 0, memoryBytes: 0, gpus: 0, pids: 0, diskBytes: 0 });
+    const instance = newInstance(input, this.ctx.settings.node, this.ctx.deps.backend.kind, '', {
+      cpuMillis: 0,
+      memoryBytes: 0,
+      gpus: 0,
+      pids: 0,
+      diskBytes: 0,
+    });
     instance.state = InstanceState.ERROR;
     instance.stateReason = reason;
     instance.generation = (existing?.value.generation ?? 0) + 1;

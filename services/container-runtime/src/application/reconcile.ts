@@ -34,7 +34,14 @@ export class Reconciler {
   ) {}
 
   async run(): Promise<ReconcileReport> {
-    const report: ReconcileReport = { adopted: [], vanished: [], removedContainers: [], removedMounts: [], freedLoops: [], adoptedVolumes: [] };
+    const report: ReconcileReport = {
+      adopted: [],
+      vanished: [],
+      removedContainers: [],
+      removedMounts: [],
+      freedLoops: [],
+      adoptedVolumes: [],
+    };
     const live = await this.instances(report);
     if (this.ctx.deps.backend.claims) await this.claims(live, report.adoptedVolumes);
     else await this.nodeStorage(live, report);
@@ -67,7 +74,11 @@ export class Reconciler {
           report.adopted.push(adopted.id);
           return;
         }
-        if (TERMINAL.has(record.state) || (record.backendId && record.backendId !== container.backendId) || record.state === InstanceState.CREATING) {
+        if (
+          TERMINAL.has(record.state) ||
+          (record.backendId && record.backendId !== container.backendId) ||
+          record.state === InstanceState.CREATING
+        ) {
           // Deleted (or being created when the agent died): nothing may stay of it.
           this.engine.expect(record.id);
           await backend.remove(container.backendId);
@@ -146,7 +157,10 @@ export class Reconciler {
     for (const mount of await host.mountPoints()) {
       const [instanceId, , name] = mount.slice(host.instancesDir.length + 1).split('/');
       if (!instanceId || !mount.startsWith(`${host.instancesDir}/`)) continue;
-      const owned = live.has(instanceId) && (!name || [...attached.values()].some((v) => v.attachment?.instanceId === instanceId && v.attachment.mountPath.endsWith(`/${name}`)));
+      const owned =
+        live.has(instanceId) &&
+        (!name ||
+          [...attached.values()].some((v) => v.attachment?.instanceId === instanceId && v.attachment.mountPath.endsWith(`/${name}`)));
       if (!owned) {
         await host.detach('', instanceId, name ?? '').catch(() => undefined);
         report.removedMounts.push(mount);

@@ -29,8 +29,12 @@ export class VolumeAttachments {
     private readonly requests: RequestLog,
   ) {}
 
-  async attach(input: { volumeId: string; instanceId: string; mountPath: string; readOnly: boolean; requestId: string }, scope: Scope): Promise<Volume> {
-    if (input.requestId && (await this.requests.find('AttachVolume', scope, input.requestId)) === input.volumeId) return this.volumes.inScope(input.volumeId, scope);
+  async attach(
+    input: { volumeId: string; instanceId: string; mountPath: string; readOnly: boolean; requestId: string },
+    scope: Scope,
+  ): Promise<Volume> {
+    if (input.requestId && (await this.requests.find('AttachVolume', scope, input.requestId)) === input.volumeId)
+      return this.volumes.inScope(input.volumeId, scope);
     const mountPath = input.mountPath || defaultMountPath(input.volumeId);
     const problems = checkMountPath(mountPath, 'mount_path');
     if (problems.length) throw invalidArgument(problems);
@@ -44,9 +48,18 @@ export class VolumeAttachments {
     return this.ctx.locks.with([`v:${input.volumeId}`, `i:${input.instanceId}`], async () => {
       const volume = await this.volumes.inScope(input.volumeId, scope);
       const instance = await this.instances.inScope(input.instanceId, scope);
-      if (instance.project !== volume.project) throw failedPrecondition(`volume ${volume.id} belongs to project ${volume.project}, the instance to ${instance.project}`, 'OTHER_PROJECT');
+      if (instance.project !== volume.project)
+        throw failedPrecondition(
+          `volume ${volume.id} belongs to project ${volume.project}, the instance to ${instance.project}`,
+          'OTHER_PROJECT',
+        );
       checkAttachable(volume, instance.node, this.ctx.settings.node, !!this.ctx.deps.backend.claims);
-      requireState('attach a volume to', instance.id, instance.state, refusal ? [InstanceState.STOPPED] : [InstanceState.RUNNING, InstanceState.STOPPED]);
+      requireState(
+        'attach a volume to',
+        instance.id,
+        instance.state,
+        refusal ? [InstanceState.STOPPED] : [InstanceState.RUNNING, InstanceState.STOPPED],
+      );
       if (instance.volumeAttachments.some((a) => a.mountPath === mountPath)) {
         throw failedPrecondition(`instance ${instance.id} already has a volume at ${mountPath}`, 'MOUNT_PATH_TAKEN');
       }
@@ -60,7 +73,8 @@ export class VolumeAttachments {
   }
 
   async detach(volumeId: string, requestId: string, scope: Scope): Promise<Volume> {
-    if (requestId && (await this.requests.find('DetachVolume', scope, requestId)) === volumeId) return this.volumes.inScope(volumeId, scope);
+    if (requestId && (await this.requests.find('DetachVolume', scope, requestId)) === volumeId)
+      return this.volumes.inScope(volumeId, scope);
     const first = await this.volumes.inScope(volumeId, scope);
     const instanceId = first.attachment?.instanceId ?? '';
     const refusal = this.ctx.deps.backend.volumeAttachRefusal;
@@ -72,10 +86,12 @@ export class VolumeAttachments {
       }
       if (refusal) {
         const holder = (await this.instances.get(volume.attachment.instanceId))?.value;
-        if (holder && holder.state !== InstanceState.STOPPED && !TERMINAL.has(holder.state)) await this.refuseWhileRunning('detach', volumeId, holder.id, refusal);
+        if (holder && holder.state !== InstanceState.STOPPED && !TERMINAL.has(holder.state))
+          await this.refuseWhileRunning('detach', volumeId, holder.id, refusal);
       }
       const node = this.ctx.settings.node;
-      if (volume.node !== node) throw failedPrecondition(`volume ${volumeId} is on node ${volume.node}; this is node ${node}`, 'WRONG_NODE');
+      if (volume.node !== node)
+        throw failedPrecondition(`volume ${volumeId} is on node ${volume.node}; this is node ${node}`, 'WRONG_NODE');
       const detached = await this.unmount(volumeId, volume.attachment.instanceId);
       await this.instances
         .setState(volume.attachment.instanceId, (i) => {
@@ -103,8 +119,10 @@ export class VolumeAttachments {
       volume = await this.volumes.refresh(volume);
       checkAttachable(volume, this.ctx.settings.node, this.ctx.settings.node, !!backend.claims);
       const mountPath = m.mountPath || defaultMountPath(volume.id);
-      if (result.some((r) => r.volume.id === volume!.id)) throw invalidArgument([{ field: `spec.volumes[${i}].volume_id`, description: `volume ${volume.id} is named twice` }]);
-      if (result.some((r) => r.mountPath === mountPath)) throw invalidArgument([{ field: `spec.volumes[${i}].mount_path`, description: `two volumes at ${mountPath}` }]);
+      if (result.some((r) => r.volume.id === volume!.id))
+        throw invalidArgument([{ field: `spec.volumes[${i}].volume_id`, description: `volume ${volume.id} is named twice` }]);
+      if (result.some((r) => r.mountPath === mountPath))
+        throw invalidArgument([{ field: `spec.volumes[${i}].mount_path`, description: `two volumes at ${mountPath}` }]);
       result.push({ volume, mountPath, readOnly: m.readOnly });
     }
     return result;

@@ -35,13 +35,17 @@ export class VolumeRecords {
   /** Pending claims are looked at every heartbeat, so that their binding is announced without a read. */
   async refreshPending(): Promise<void> {
     const pending = (await this.all()).filter((v) => v.node === this.ctx.settings.node && v.state === VolumeState.CREATING);
-    for (const volume of pending) await this.refresh(volume).catch((error: Error) => this.ctx.deps.log.warn({ volume: volume.id, err: error }, 'cannot read the claim'));
+    for (const volume of pending)
+      await this.refresh(volume).catch((error: Error) =>
+        this.ctx.deps.log.warn({ volume: volume.id, err: error }, 'cannot read the claim'),
+      );
   }
 
   /** A claim-backed volume of this node with its state read from its claim's phase (recorded and announced when it moved). */
   async refresh(volume: Volume): Promise<Volume> {
     const { claims } = this.ctx.deps.backend;
-    if (!claims || volume.node !== this.ctx.settings.node || volume.state === VolumeState.DELETING || this.creating.has(volume.id)) return volume;
+    if (!claims || volume.node !== this.ctx.settings.node || volume.state === VolumeState.DELETING || this.creating.has(volume.id))
+      return volume;
     const claim = await claims.status(volume.id);
     const seen = claimState(claim);
     const attached = volume.state === VolumeState.ATTACHED;

@@ -42,10 +42,12 @@ export class Volumes {
       if (volume) return volume.value;
     }
     const { filesystem } = checkNewVolume(input, this.ctx.settings);
-    if (input.node && input.node !== node) throw failedPrecondition(`this agent serves node ${node}, not ${input.node}: ask that node's agent`, 'WRONG_NODE');
+    if (input.node && input.node !== node)
+      throw failedPrecondition(`this agent serves node ${node}, not ${input.node}: ask that node's agent`, 'WRONG_NODE');
     // Claims: the cluster's storage (and its quotas) decides, not this node's disk.
     const free = backend.claims ? Infinity : await host.freeBytes();
-    if (input.sizeBytes > free) throw resourceExhausted(`size_bytes ${input.sizeBytes} is more than the ${free} bytes free on node ${node}`, 'DISK_FULL');
+    if (input.sizeBytes > free)
+      throw resourceExhausted(`size_bytes ${input.sizeBytes} is more than the ${free} bytes free on node ${node}`, 'DISK_FULL');
     // One project's creates one at a time, so two cannot both pass the name and size checks.
     const { volume, revision } = await this.ctx.locks.with([`volumes:${scope.project}`], async () => {
       const mine = (await this.records.all()).filter((v) => v.project === scope.project);
@@ -127,7 +129,10 @@ export class Volumes {
       const volume = await this.records.inScope(id, scope);
       if (volume.node !== node) throw failedPrecondition(`volume ${id} is on node ${volume.node}; this is node ${node}`, 'WRONG_NODE');
       if (volume.state === VolumeState.ATTACHED) {
-        throw failedPrecondition(`volume ${id} is attached to instance ${volume.attachment?.instanceId}; detach it first`, 'VOLUME_ATTACHED');
+        throw failedPrecondition(
+          `volume ${id} is attached to instance ${volume.attachment?.instanceId}; detach it first`,
+          'VOLUME_ATTACHED',
+        );
       }
       if (backend.claims) {
         await backend.claims.delete(id);

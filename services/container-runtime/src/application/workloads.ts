@@ -28,7 +28,11 @@ export class Workloads {
    */
   async instanceDirs(instance: Instance): Promise<{ mountDir: string; metadataDir: string }> {
     if (this.ctx.deps.backend.claims) return { mountDir: '', metadataDir: '' };
-    return this.ctx.deps.host.prepareInstance(instance.id, metadataFiles(instance), InstanceSpec.encode(secretsOf(instance.spec!)).finish());
+    return this.ctx.deps.host.prepareInstance(
+      instance.id,
+      metadataFiles(instance),
+      InstanceSpec.encode(secretsOf(instance.spec!)).finish(),
+    );
   }
 
   /** Removes everything an instance has on the node: volumes detached, container, mounts, network. */
@@ -48,7 +52,9 @@ export class Workloads {
     if (claims) await this.attachments.releaseAll(instance);
     else await host.releaseInstance(instance.id);
     const node = this.ctx.settings.node;
-    const others = (await this.records.all()).some((i) => i.id !== instance.id && i.project === instance.project && i.node === node && i.backendId && !TERMINAL.has(i.state));
+    const others = (await this.records.all()).some(
+      (i) => i.id !== instance.id && i.project === instance.project && i.node === node && i.backendId && !TERMINAL.has(i.state),
+    );
     if (!others) await backend.releaseNetwork(instance.project);
   }
 
@@ -80,8 +86,11 @@ export class Workloads {
       } catch (error) {
         const why = (error as Error).message;
         if (action === 'resize') {
-          const old = await this.make(id, instance.spec!, `${action} failed, runs with its previous resources: ${why}`).catch(() => undefined);
-          if (old) throw failedPrecondition(`cannot resize instance ${id}: ${why}; it runs again with its previous resources`, 'RESIZE_FAILED');
+          const old = await this.make(id, instance.spec!, `${action} failed, runs with its previous resources: ${why}`).catch(
+            () => undefined,
+          );
+          if (old)
+            throw failedPrecondition(`cannot resize instance ${id}: ${why}; it runs again with its previous resources`, 'RESIZE_FAILED');
         }
         await this.records.setState(id, (i) => {
           i.state = InstanceState.ERROR;
@@ -105,7 +114,11 @@ export class Workloads {
     try {
       await backend.start(backendId);
       const observed = await backend.inspect(backendId);
-      if (!observed?.running) throw failedPrecondition(`the new pod of ${id} stopped at once: ${observed?.error || `exit code ${observed?.exitCode}`}`, 'START_FAILED');
+      if (!observed?.running)
+        throw failedPrecondition(
+          `the new pod of ${id} stopped at once: ${observed?.error || `exit code ${observed?.exitCode}`}`,
+          'START_FAILED',
+        );
       return await this.records.setState(
         id,
         (i) => {
@@ -117,7 +130,9 @@ export class Workloads {
       );
     } catch (error) {
       this.engine.expect(id);
-      await backend.remove(backendId).catch((e: Error) => this.ctx.deps.log.warn({ instance: id, err: e }, 'removing a workload that did not start failed'));
+      await backend
+        .remove(backendId)
+        .catch((e: Error) => this.ctx.deps.log.warn({ instance: id, err: e }, 'removing a workload that did not start failed'));
       throw error;
     }
   }

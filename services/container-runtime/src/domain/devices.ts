@@ -48,7 +48,12 @@ export const emptyGrant = (): DeviceGrant => ({ gpuRequests: [], cdiNames: [], p
  * Grants the devices asked for, or throws naming what the node lacks. `taken` are GPU ids
  * other instances hold.
  */
-export function grantDevices(instanceId: string, requests: readonly DeviceRequest[], node: NodeInventory, taken: ReadonlySet<string>): DeviceGrant {
+export function grantDevices(
+  instanceId: string,
+  requests: readonly DeviceRequest[],
+  node: NodeInventory,
+  taken: ReadonlySet<string>,
+): DeviceGrant {
   const grant = emptyGrant();
   requests.forEach((request, i) => {
     const field = `devices[${i}]`;
@@ -65,9 +70,18 @@ export function grantDevices(instanceId: string, requests: readonly DeviceReques
           chosen = request.cdiNames.map((name, j) => {
             const gpu = node.gpus.find((g) => cdiName(g) === name);
             if (!gpu) {
-              throw invalidArgument([{ field: `${field}.cdi_names[${j}]`, description: `this node lists no GPU "${name}" (it has ${node.gpus.map(cdiName).join(', ')})` }]);
+              throw invalidArgument([
+                {
+                  field: `${field}.cdi_names[${j}]`,
+                  description: `this node lists no GPU "${name}" (it has ${node.gpus.map(cdiName).join(', ')})`,
+                },
+              ]);
             }
-            if (held(gpu) || request.cdiNames.indexOf(name) !== j) throw resourceExhausted(`${field}.cdi_names[${j}]: GPU ${name} is in use (by another instance, or named twice)`, 'GPU_IN_USE');
+            if (held(gpu) || request.cdiNames.indexOf(name) !== j)
+              throw resourceExhausted(
+                `${field}.cdi_names[${j}]: GPU ${name} is in use (by another instance, or named twice)`,
+                'GPU_IN_USE',
+              );
             return gpu;
           });
         } else if (request.ids.length) {
@@ -84,8 +98,10 @@ export function grantDevices(instanceId: string, requests: readonly DeviceReques
           const ofVendor = node.gpus.filter((g) => g.vendor === vendor);
           const count = request.count || 1;
           const free = ofVendor.filter((g) => !held(g));
-          if (ofVendor.length < count) throw failedPrecondition(`${field}: ${count} ${vendor} GPUs asked for, this node has ${ofVendor.length}`, 'NOT_ENOUGH_GPUS');
-          if (free.length < count) throw resourceExhausted(`${field}: ${count} ${vendor} GPUs asked for, ${free.length} free on this node`, 'GPU_IN_USE');
+          if (ofVendor.length < count)
+            throw failedPrecondition(`${field}: ${count} ${vendor} GPUs asked for, this node has ${ofVendor.length}`, 'NOT_ENOUGH_GPUS');
+          if (free.length < count)
+            throw resourceExhausted(`${field}: ${count} ${vendor} GPUs asked for, ${free.length} free on this node`, 'GPU_IN_USE');
           chosen = free.slice(0, count);
         }
         // Given the way the node gives GPUs, whichever way they were asked for.
@@ -95,20 +111,34 @@ export function grantDevices(instanceId: string, requests: readonly DeviceReques
         return;
       }
       case DeviceKind.INFINIBAND: {
-        if (node.infiniband.length === 0) throw failedPrecondition(`${field}: InfiniBand was asked for, but this node has no InfiniBand devices`, 'NO_INFINIBAND_ON_NODE');
+        if (node.infiniband.length === 0)
+          throw failedPrecondition(`${field}: InfiniBand was asked for, but this node has no InfiniBand devices`, 'NO_INFINIBAND_ON_NODE');
         for (const path of node.infiniband) {
           if (!grant.paths.includes(path)) grant.paths.push(path);
-          grant.devices.push({ kind: DeviceKind.INFINIBAND, vendor: '', id: path.split('/').pop()!, path, model: '', allocatedTo: instanceId });
+          grant.devices.push({
+            kind: DeviceKind.INFINIBAND,
+            vendor: '',
+            id: path.split('/').pop()!,
+            path,
+            model: '',
+            allocatedTo: instanceId,
+          });
         }
         if (!grant.capAdd.includes('IPC_LOCK')) grant.capAdd.push('IPC_LOCK');
         grant.memlock = node.infinibandMemlock;
         return;
       }
       case DeviceKind.GENERIC: {
-        if (request.ids.length === 0) throw invalidArgument([{ field: `${field}.ids`, description: 'generic devices are asked for by host path, for example /dev/fuse' }]);
+        if (request.ids.length === 0)
+          throw invalidArgument([
+            { field: `${field}.ids`, description: 'generic devices are asked for by host path, for example /dev/fuse' },
+          ]);
         for (const path of request.ids) {
           if (!node.allowlist.includes(path)) {
-            throw permissionDenied(`${field}: device ${path} is not in this node's allow-list (${node.allowlist.join(', ') || 'empty'})`, 'DEVICE_NOT_ALLOWED');
+            throw permissionDenied(
+              `${field}: device ${path} is not in this node's allow-list (${node.allowlist.join(', ') || 'empty'})`,
+              'DEVICE_NOT_ALLOWED',
+            );
           }
           if (!grant.paths.includes(path)) grant.paths.push(path);
           grant.devices.push({ kind: DeviceKind.GENERIC, vendor: '', id: path, path, model: '', allocatedTo: instanceId });

@@ -17,7 +17,14 @@ export interface CreateInstanceInput {
  * The record of a new instance (CREATING) on `node`: `resources` are what it was placed with
  * (a tenant may later resize within them), `digest` the image it runs.
  */
-export function newInstance(input: CreateInstanceInput, node: string, backend: Backend, digest: string, resources: Resources, now = new Date()): Instance {
+export function newInstance(
+  input: CreateInstanceInput,
+  node: string,
+  backend: Backend,
+  digest: string,
+  resources: Resources,
+  now = new Date(),
+): Instance {
   const spec = input.spec!;
   return {
     id: input.id,

@@ -26,7 +26,14 @@ export function nodeDevices(inventory: NodeInventory, instances: readonly Instan
   const holder = new Map(instances.flatMap((i) => i.devices.map((d) => [d.id, i.id] as const)));
   return [
     ...inventory.gpus.map((g) => ({ ...g, allocatedTo: holder.get(g.id) ?? '' })),
-    ...inventory.infiniband.map((p) => ({ kind: DeviceKind.INFINIBAND, vendor: '', id: p.split('/').pop()!, path: p, model: '', allocatedTo: '' })),
+    ...inventory.infiniband.map((p) => ({
+      kind: DeviceKind.INFINIBAND,
+      vendor: '',
+      id: p.split('/').pop()!,
+      path: p,
+      model: '',
+      allocatedTo: '',
+    })),
     ...inventory.allowlist.map((p) => ({ kind: DeviceKind.GENERIC, vendor: '', id: p, path: p, model: '', allocatedTo: '' })),
   ];
 }

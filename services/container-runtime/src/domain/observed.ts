@@ -79,7 +79,13 @@ export function applyExit(i: Instance, exitCode: number, oom: boolean): void {
  * and the secrets the node kept for it (the labels hold none); undefined where the labels do
  * not make an instance (not Lapis's, or damaged).
  */
-export function adoptFromLabels(container: Observed, node: string, kind: Backend, keptSecrets: Uint8Array | undefined, now = new Date()): Instance | undefined {
+export function adoptFromLabels(
+  container: Observed,
+  node: string,
+  kind: Backend,
+  keptSecrets: Uint8Array | undefined,
+  now = new Date(),
+): Instance | undefined {
   const l = container.labels;
   if (!l[LABEL.instanceId] || !l[LABEL.project] || !l[LABEL.spec]) return undefined;
   let spec: InstanceSpec;

@@ -8,13 +8,21 @@ import { resourceExhausted } from '@lapis/platform/errors';
 import { hostPortKey, type HostPortRange } from '@lapis/platform/instance-spec';
 import type { PortMapping } from '@lapis/proto/lapis/common/v1/common';
 
-export function assignHostPorts(ports: readonly PortMapping[], range: HostPortRange | undefined, held: ReadonlySet<string>, field = 'spec'): PortMapping[] {
+export function assignHostPorts(
+  ports: readonly PortMapping[],
+  range: HostPortRange | undefined,
+  held: ReadonlySet<string>,
+  field = 'spec',
+): PortMapping[] {
   const taken = new Set(held);
   const wanted = ports.filter((p) => p.hostPort);
   wanted.forEach((p) => {
     const key = hostPortKey(p);
     if (taken.has(key)) {
-      throw resourceExhausted(`${field}.ports[${ports.indexOf(p)}].host_port: host port ${key} is held by another instance on this node`, 'HOST_PORT_IN_USE');
+      throw resourceExhausted(
+        `${field}.ports[${ports.indexOf(p)}].host_port: host port ${key} is held by another instance on this node`,
+        'HOST_PORT_IN_USE',
+      );
     }
   });
   for (const p of wanted) taken.add(hostPortKey(p));
@@ -27,7 +35,10 @@ export function assignHostPorts(ports: readonly PortMapping[], range: HostPortRa
         return { ...p, hostPort: port };
       }
     }
-    throw resourceExhausted(`${field}.ports[${i}].host_port: every host port of this node's range ${range.min}-${range.max} is held`, 'HOST_PORTS_EXHAUSTED');
+    throw resourceExhausted(
+      `${field}.ports[${i}].host_port: every host port of this node's range ${range.min}-${range.max} is held`,
+      'HOST_PORTS_EXHAUSTED',
+    );
   });
 }
 

@@ -12,7 +12,17 @@ import type { Flavor } from '@lapis/proto/lapis/common/v1/common';
  * project bridge), MKNOD (device nodes), AUDIT_WRITE (the host's audit log), SETFCAP and
  * SETPCAP (handing capabilities to files and processes).
  */
-export const DEFAULT_CAPABILITIES: readonly string[] = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'NET_BIND_SERVICE', 'SYS_CHROOT'];
+export const DEFAULT_CAPABILITIES: readonly string[] = [
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'FOWNER',
+  'FSETID',
+  'KILL',
+  'SETGID',
+  'SETUID',
+  'NET_BIND_SERVICE',
+  'SYS_CHROOT',
+];
 
 /** Writable in-memory directories of a read-only root (what programs expect to write). */
 export const WRITABLE_DIRS: readonly string[] = ['/tmp', '/run'];

@@ -30,22 +30,42 @@ export function checkSpec(spec: InstanceSpec | undefined, flavors: readonly Flav
   let flavor: Flavor | undefined;
   if (spec.flavor) {
     flavor = flavors.find((f) => f.name === spec.flavor);
-    if (!flavor) v.push({ field: 'spec.flavor', description: `unknown flavor "${spec.flavor}"; this site has ${flavors.map((f) => f.name).join(', ')}` });
+    if (!flavor)
+      v.push({
+        field: 'spec.flavor',
+        description: `unknown flavor "${spec.flavor}"; this site has ${flavors.map((f) => f.name).join(', ')}`,
+      });
   } else if (!spec.resources?.cpuMillis || !spec.resources.memoryBytes) {
     v.push({ field: 'spec.flavor', description: 'required (or spec.resources with cpu_millis and memory_bytes)' });
   }
   if (v.length) throw invalidArgument(v);
   const base = flavor?.resources ?? spec.resources!;
-  return { flavor, resources: { cpuMillis: base.cpuMillis, memoryBytes: base.memoryBytes, gpus: base.gpus, pids: base.pids, diskBytes: base.diskBytes } };
+  return {
+    flavor,
+    resources: { cpuMillis: base.cpuMillis, memoryBytes: base.memoryBytes, gpus: base.gpus, pids: base.pids, diskBytes: base.diskBytes },
+  };
 }
 
 /** Resources of a resize: a flavor, or explicit cpu/memory. */
-export function checkResize(flavorName: string, resources: Resources | undefined, flavors: readonly Flavor[], current: Resources): Resources {
+export function checkResize(
+  flavorName: string,
+  resources: Resources | undefined,
+  flavors: readonly Flavor[],
+  current: Resources,
+): Resources {
   if (flavorName) {
     const flavor = flavors.find((f) => f.name === flavorName);
-    if (!flavor) throw invalidArgument([{ field: 'flavor', description: `unknown flavor "${flavorName}"; this site has ${flavors.map((f) => f.name).join(', ')}` }]);
+    if (!flavor)
+      throw invalidArgument([
+        { field: 'flavor', description: `unknown flavor "${flavorName}"; this site has ${flavors.map((f) => f.name).join(', ')}` },
+      ]);
     if ((flavor.resources?.gpus ?? 0) !== current.gpus) {
-      throw invalidArgument([{ field: 'flavor', description: `"${flavorName}" has ${flavor.resources?.gpus ?? 0} GPUs, the instance ${current.gpus}: devices cannot change while it runs` }]);
+      throw invalidArgument([
+        {
+          field: 'flavor',
+          description: `"${flavorName}" has ${flavor.resources?.gpus ?? 0} GPUs, the instance ${current.gpus}: devices cannot change while it runs`,
+        },
+      ]);
     }
     return { ...current, cpuMillis: flavor.resources!.cpuMillis, memoryBytes: flavor.resources!.memoryBytes, pids: flavor.resources!.pids };
   }
@@ -53,8 +73,10 @@ export function checkResize(flavorName: string, resources: Resources | undefined
     throw invalidArgument([{ field: 'flavor', description: 'required (or resources with cpu_millis and/or memory_bytes)' }]);
   }
   const v: FieldViolation[] = [];
-  if (resources.memoryBytes && resources.memoryBytes < 6 * 2 ** 20) v.push({ field: 'resources.memory_bytes', description: 'at least 6 MiB' });
-  if (resources.cpuMillis && resources.cpuMillis < 10) v.push({ field: 'resources.cpu_millis', description: 'at least 10 (a hundredth of a CPU)' });
+  if (resources.memoryBytes && resources.memoryBytes < 6 * 2 ** 20)
+    v.push({ field: 'resources.memory_bytes', description: 'at least 6 MiB' });
+  if (resources.cpuMillis && resources.cpuMillis < 10)
+    v.push({ field: 'resources.cpu_millis', description: 'at least 10 (a hundredth of a CPU)' });
   if (v.length) throw invalidArgument(v);
   return { ...current, cpuMillis: resources.cpuMillis || current.cpuMillis, memoryBytes: resources.memoryBytes || current.memoryBytes };
 }

@@ -7,11 +7,25 @@ import { unique, until } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { adminOf, baseSpec, dockerClient, exec, leftovers, nothingLeft, purgeNode, recordEvents, rpc, startRuntime, type Runtime } from '../harness';
+import {
+  adminOf,
+  baseSpec,
+  dockerClient,
+  exec,
+  leftovers,
+  nothingLeft,
+  purgeNode,
+  recordEvents,
+  rpc,
+  startRuntime,
+  type Runtime,
+} from '../harness';
 
 const admin = { user: 'root', project: '', admin: true };
 const stateChanges = (events: Event[], id: string) =>
-  events.flatMap((e) => (e.payload?.$case === 'instanceStateChanged' && e.payload.instanceStateChanged.instanceId === id ? [e.payload.instanceStateChanged] : []));
+  events.flatMap((e) =>
+    e.payload?.$case === 'instanceStateChanged' && e.payload.instanceStateChanged.instanceId === id ? [e.payload.instanceStateChanged] : [],
+  );
 
 describe('node agent: placements, engine events, heartbeats, restart without loss or leaks', function () {
   let rt: Runtime;
@@ -20,7 +34,19 @@ describe('node agent: placements, engine events, heartbeats, restart without los
 
   const place = (claimId: string, spec: ReturnType<typeof baseSpec>, attempt = 1) =>
     rt.bus.publish(
-      { $case: 'claimPlaced', claimPlaced: { claimId, project: 'physics', user: 'alice', node: rt.node, spec, preemptible: true, attempt, requestId: `req-${claimId}` } },
+      {
+        $case: 'claimPlaced',
+        claimPlaced: {
+          claimId,
+          project: 'physics',
+          user: 'alice',
+          node: rt.node,
+          spec,
+          preemptible: true,
+          attempt,
+          requestId: `req-${claimId}`,
+        },
+      },
       rt.node,
       `${claimId}.placed.${attempt}`,
     );
@@ -34,12 +60,27 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     // The scheduler retrying the same placement (same event id) is dropped by the stream;
     // a copy with another id is recognised by the request id: still one container.
     await rt.bus.publish(
-      { $case: 'claimPlaced', claimPlaced: { claimId: claim, project: 'physics', user: 'alice', node: rt.node, spec: baseSpec('placed-1'), preemptible: true, attempt: 1, requestId: `req-${claim}` } },
+      {
+        $case: 'claimPlaced',
+        claimPlaced: {
+          claimId: claim,
+          project: 'physics',
+          user: 'alice',
+          node: rt.node,
+          spec: baseSpec('placed-1'),
+          preemptible: true,
+          attempt: 1,
+          requestId: `req-${claim}`,
+        },
+      },
       rt.node,
     );
     await until(() => stateChanges(events.events, claim).length >= 2, 'two events');
     const changes = stateChanges(events.events, claim);
-    assert.deepEqual(changes.map((c) => c.state), [InstanceState.CREATING, InstanceState.RUNNING]);
+    assert.deepEqual(
+      changes.map((c) => c.state),
+      [InstanceState.CREATING, InstanceState.RUNNING],
+    );
     assert.equal(changes[1]!.resources?.cpuMillis, 500);
     assert.equal(changes[1]!.resources?.memoryBytes, 256 * 2 ** 20);
     assert.equal((await leftovers(rt.node, rt.stateDir)).containers.filter((c) => c.includes(claim)).length, 1);
@@ -47,7 +88,11 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     // A placement that cannot run (unknown flavor) becomes ERROR, so the scheduler frees its room.
     const bad = unique('claim');
     await place(bad, baseSpec('placed-bad', { flavor: 'm9.huge' }));
-    await until(() => stateChanges(events.events, bad).some((c) => c.state === InstanceState.ERROR), 'ERROR event of the bad placement', 20_000);
+    await until(
+      () => stateChanges(events.events, bad).some((c) => c.state === InstanceState.ERROR),
+      'ERROR event of the bad placement',
+      20_000,
+    );
     assert.match(stateChanges(events.events, bad)[0]!.reason, /unknown flavor "m9.huge"/);
 
     // Cancelled: deleted.
@@ -63,12 +108,30 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     const backendId = (await get(claim))!.backendId;
     const events = recordEvents(rt.bus, `lapis.runtime.instance_state_changed.${claim}`);
     await rt.bus.publish(
-      { $case: 'preemptionNotice', preemptionNotice: { instanceId: claim, project: 'physics', node: rt.node, gracePeriod: { seconds: 1, nanos: 0 }, forClaimId: 'big-one' } },
+      {
+        $case: 'preemptionNotice',
+        preemptionNotice: {
+          instanceId: claim,
+          project: 'physics',
+          node: rt.node,
+          gracePeriod: { seconds: 1, nanos: 0 },
+          forClaimId: 'big-one',
+        },
+      },
       rt.node,
     );
     await until(async () => (await get(claim))?.state === InstanceState.PREEMPTED, 'PREEMPTED', 20_000);
     assert.equal((await get(claim))!.stateReason, 'preempted for claim big-one');
-    assert.equal(await dockerClient().getContainer(backendId).inspect().then(() => 'there', () => 'gone'), 'gone');
+    assert.equal(
+      await dockerClient()
+        .getContainer(backendId)
+        .inspect()
+        .then(
+          () => 'there',
+          () => 'gone',
+        ),
+      'gone',
+    );
     await until(() => stateChanges(events.events, claim).some((c) => c.state === InstanceState.PREEMPTED), 'PREEMPTED event');
     events.stop();
   });
@@ -76,7 +139,14 @@ describe('node agent: placements, engine events, heartbeats, restart without los
   it('sends heartbeats with capacity, allocations, devices and cached images', async () => {
     const beats = recordEvents(rt.bus, `lapis.runtime.node_heartbeat.${rt.node}`);
     await until(() => beats.events.length >= 1, 'a heartbeat', 5_000);
-    const node = beats.events.at(-1)!.payload?.$case === 'nodeHeartbeat' ? (beats.events.at(-1)!.payload as { nodeHeartbeat: { node: { name: string; capacity: { cpuMillis: number }; cachedImages: string[]; instanceCount: number } } }).nodeHeartbeat.node : undefined;
+    const node =
+      beats.events.at(-1)!.payload?.$case === 'nodeHeartbeat'
+        ? (
+            beats.events.at(-1)!.payload as {
+              nodeHeartbeat: { node: { name: string; capacity: { cpuMillis: number }; cachedImages: string[]; instanceCount: number } };
+            }
+          ).nodeHeartbeat.node
+        : undefined;
     assert.equal(node?.name, rt.node);
     assert.ok((node?.capacity.cpuMillis ?? 0) > 0);
     const imageId = (await dockerClient().getImage('lapis/busybox:testenv').inspect()).Id;
@@ -86,14 +156,46 @@ describe('node agent: placements, engine events, heartbeats, restart without los
 
   it('restarts without losing or leaking anything: adopts by labels, marks vanished, removes orphans', async () => {
     const alice = rt.client('alice', 'physics');
-    const mk = async (name: string) => ((await rpc(adminOf(alice), adminOf(alice).createInstance, { instanceId: '', spec: baseSpec(name), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    const mk = async (name: string) =>
+      (
+        (await rpc(adminOf(alice), adminOf(alice).createInstance, {
+          instanceId: '',
+          spec: baseSpec(name),
+          preemptible: false,
+          requestId: '',
+        })) as { instance: Instance }
+      ).instance;
     const keeper = await mk('survivor');
-    const vol = ((await rpc(alice, alice.createVolume, { name: 'kept', sizeBytes: 32 * 2 ** 20, filesystem: '', node: '', labels: {}, requestId: '' })) as { volume: Volume }).volume;
-    await rpc(alice, alice.attachVolume, { volumeId: vol.id, instanceId: keeper.id, mountPath: '/mnt/kept', readOnly: false, requestId: '' });
+    const vol = (
+      (await rpc(alice, alice.createVolume, {
+        name: 'kept',
+        sizeBytes: 32 * 2 ** 20,
+        filesystem: '',
+        node: '',
+        labels: {},
+        requestId: '',
+      })) as { volume: Volume }
+    ).volume;
+    await rpc(alice, alice.attachVolume, {
+      volumeId: vol.id,
+      instanceId: keeper.id,
+      mountPath: '/mnt/kept',
+      readOnly: false,
+      requestId: '',
+    });
     await exec(keeper.backendId, ['sh', '-c', 'echo still-here > /mnt/kept/f']);
     const lost = await mk('lost-record');
     const doomed = await mk('doomed');
-    const spare = ((await rpc(alice, alice.createVolume, { name: 'spare', sizeBytes: 32 * 2 ** 20, filesystem: '', node: '', labels: {}, requestId: '' })) as { volume: Volume }).volume;
+    const spare = (
+      (await rpc(alice, alice.createVolume, {
+        name: 'spare',
+        sizeBytes: 32 * 2 ** 20,
+        filesystem: '',
+        node: '',
+        labels: {},
+        requestId: '',
+      })) as { volume: Volume }
+    ).volume;
     const before = await leftovers(rt.node, rt.stateDir);
 
     // The agent goes away (as in a crash: nothing is cleaned up), and while it is away:
@@ -105,7 +207,19 @@ describe('node agent: placements, engine events, heartbeats, restart without los
       await probe.agent.store.instances.delete(lost.id);
       // ... and the scheduler places an instance on it: the durable consumer keeps it for later.
       await probe.bus.publish(
-        { $case: 'claimPlaced', claimPlaced: { claimId: lateClaim, project: 'physics', user: 'alice', node, spec: baseSpec('placed-while-down'), preemptible: false, attempt: 1, requestId: '' } },
+        {
+          $case: 'claimPlaced',
+          claimPlaced: {
+            claimId: lateClaim,
+            project: 'physics',
+            user: 'alice',
+            node,
+            spec: baseSpec('placed-while-down'),
+            preemptible: false,
+            attempt: 1,
+            requestId: '',
+          },
+        },
         node,
       );
       await probe.stop();
@@ -114,12 +228,18 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     // ... a container goes behind its back,
     await dockerClient().getContainer(doomed.backendId).remove({ force: true });
     // ... and orphans appear: a labelled container no instance owns, a mount, a loop device.
-    const ghost = await dockerClient().createContainer({ Image: 'lapis/busybox:testenv', Cmd: ['sleep', '600'], Labels: { 'lapis.node': node, 'lapis.instance-id': 'ghost' } });
+    const ghost = await dockerClient().createContainer({
+      Image: 'lapis/busybox:testenv',
+      Cmd: ['sleep', '600'],
+      Labels: { 'lapis.node': node, 'lapis.instance-id': 'ghost' },
+    });
     await ghost.start();
     const ghostDir = join(stateDir, 'instances', 'ghost', 'mnt');
     mkdirSync(ghostDir, { recursive: true });
     execFileSync('mount', ['--bind', ghostDir, ghostDir]);
-    const strayLoop = execFileSync('losetup', ['--find', '--show', join(stateDir, 'volumes', `${spare.id}.img`)]).toString().trim();
+    const strayLoop = execFileSync('losetup', ['--find', '--show', join(stateDir, 'volumes', `${spare.id}.img`)])
+      .toString()
+      .trim();
 
     rt = await startRuntime({ node, stateDir });
     await until(async () => (await get(lateClaim))?.state === InstanceState.RUNNING, 'the placement made while the agent was down', 20_000);
@@ -138,7 +258,13 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     assert.equal(vanished.state, InstanceState.ERROR);
     assert.equal(vanished.stateReason, 'container vanished');
     // Orphans are gone; what stands is exactly what stood before, less the vanished instance's mount point.
-    assert.equal(await ghost.inspect().then(() => 'there', () => 'gone'), 'gone');
+    assert.equal(
+      await ghost.inspect().then(
+        () => 'there',
+        () => 'gone',
+      ),
+      'gone',
+    );
     const after = await leftovers(node, stateDir);
     assert.ok(!after.loops.includes(strayLoop), 'stray loop device freed');
     assert.ok(!after.mounts.some((m) => m.includes('ghost')), 'stray mount removed');
@@ -156,13 +282,33 @@ describe('node agent: placements, engine events, heartbeats, restart without los
   it('keeps secrets out of labels and host files root-only; adopts a container whose record was lost with its secrets', async () => {
     const canary = `canary-${randomBytes(6).toString('hex')}`;
     const alice = rt.client('alice', 'physics');
-    const spec = baseSpec('secretive', { environment: { API_KEY: `${canary}-env` }, userData: Buffer.from(`#cloud-config\npassword: ${canary}-ud\n`), sshPublicKeys: [`ssh-ed25519 AAAA${canary}key alice@lab`] });
-    const instance = ((await rpc(adminOf(alice), adminOf(alice).createInstance, { instanceId: '', spec, preemptible: false, requestId: '' })) as { instance: Instance }).instance;
-    const volume = ((await rpc(alice, alice.createVolume, { name: 'private-data', sizeBytes: 32 * 2 ** 20, filesystem: '', node: '', labels: {}, requestId: '' })) as { volume: Volume }).volume;
+    const spec = baseSpec('secretive', {
+      environment: { API_KEY: `${canary}-env` },
+      userData: Buffer.from(`#cloud-config\npassword: ${canary}-ud\n`),
+      sshPublicKeys: [`ssh-ed25519 AAAA${canary}key alice@lab`],
+    });
+    const instance = (
+      (await rpc(adminOf(alice), adminOf(alice).createInstance, { instanceId: '', spec, preemptible: false, requestId: '' })) as {
+        instance: Instance;
+      }
+    ).instance;
+    const volume = (
+      (await rpc(alice, alice.createVolume, {
+        name: 'private-data',
+        sizeBytes: 32 * 2 ** 20,
+        filesystem: '',
+        node: '',
+        labels: {},
+        requestId: '',
+      })) as { volume: Volume }
+    ).volume;
     const noCanary = (where: string, labels: Record<string, string>) => {
       for (const [key, value] of Object.entries(labels)) {
         // The spec label is base64 protobuf: strings are in it as they are.
-        assert.ok(!`${value} ${Buffer.from(value, 'base64').toString('latin1')}`.includes(canary), `${where} label ${key} carries a secret`);
+        assert.ok(
+          !`${value} ${Buffer.from(value, 'base64').toString('latin1')}`.includes(canary),
+          `${where} label ${key} carries a secret`,
+        );
       }
     };
     noCanary('container', (await dockerClient().getContainer(instance.backendId).inspect()).Config.Labels);
@@ -170,7 +316,16 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     const mode = (path: string) => (statSync(path).mode & 0o777).toString(8);
     const dir = join(rt.stateDir, 'instances', instance.id);
     assert.deepEqual(
-      [dir, join(dir, 'etc'), join(dir, 'etc', 'user-data'), join(dir, 'etc', 'ssh-keys'), join(dir, 'secrets.pb'), join(rt.stateDir, 'instances'), join(rt.stateDir, 'volumes'), join(rt.stateDir, 'volumes', `${volume.id}.img`)].map(mode),
+      [
+        dir,
+        join(dir, 'etc'),
+        join(dir, 'etc', 'user-data'),
+        join(dir, 'etc', 'ssh-keys'),
+        join(dir, 'secrets.pb'),
+        join(rt.stateDir, 'instances'),
+        join(rt.stateDir, 'volumes'),
+        join(rt.stateDir, 'volumes', `${volume.id}.img`),
+      ].map(mode),
       ['700', '700', '600', '600', '600', '700', '700', '600'],
     );
     // Still readable by the instance's root, as cloud-init keeps it.

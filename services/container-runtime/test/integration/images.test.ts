@@ -36,14 +36,30 @@ describe('image trust and run-by-digest (real registry, image-sync stand-in)', f
     await untrusting?.stop({ purge: true });
     await lenient?.stop({ purge: true });
     await imageSync?.stop();
-    await dockerClient().getImage(pushed).remove().catch(() => undefined);
-    await dockerClient().getImage(`${registry.host}/lapis/busybox@${manifestDigest}`).remove().catch(() => undefined);
-    await dockerClient().getImage(tampered).remove().catch(() => undefined);
+    await dockerClient()
+      .getImage(pushed)
+      .remove()
+      .catch(() => undefined);
+    await dockerClient()
+      .getImage(`${registry.host}/lapis/busybox@${manifestDigest}`)
+      .remove()
+      .catch(() => undefined);
+    await dockerClient()
+      .getImage(tampered)
+      .remove()
+      .catch(() => undefined);
     await registry?.stop();
   });
 
   const create = async (client: Client, name: string, image: string) =>
-    ((await rpc(adminOf(client), adminOf(client).createInstance, { instanceId: '', spec: baseSpec(name, { image }), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    (
+      (await rpc(adminOf(client), adminOf(client).createInstance, {
+        instanceId: '',
+        spec: baseSpec(name, { image }),
+        preemptible: false,
+        requestId: '',
+      })) as { instance: Instance }
+    ).instance;
 
   it('runs a registry image by the manifest digest the catalogue gives', async () => {
     const instance = await create(untrusting.client('alice', 'physics'), 'from-registry', pushed);
@@ -55,12 +71,20 @@ describe('image trust and run-by-digest (real registry, image-sync stand-in)', f
   });
 
   it('refuses a local image whose content is not the trusted digest', async () => {
-    const error = await expectCode(create(untrusting.client('alice', 'physics'), 'tampered', tampered), status.FAILED_PRECONDITION, /is sha256:[0-9a-f]+, not the trusted digest sha256:0000/);
+    const error = await expectCode(
+      create(untrusting.client('alice', 'physics'), 'tampered', tampered),
+      status.FAILED_PRECONDITION,
+      /is sha256:[0-9a-f]+, not the trusted digest sha256:0000/,
+    );
     assert.equal(errorDetails(error).errorInfo?.reason, 'IMAGE_DIGEST_MISMATCH');
   });
 
   it('runs an image image-sync does not list only on a node that allows untrusted images', async () => {
-    await expectCode(create(untrusting.client('alice', 'physics'), 'dev-1', 'lapis/busybox:testenv'), status.FAILED_PRECONDITION, /not in the trusted catalogue/);
+    await expectCode(
+      create(untrusting.client('alice', 'physics'), 'dev-1', 'lapis/busybox:testenv'),
+      status.FAILED_PRECONDITION,
+      /not in the trusted catalogue/,
+    );
     const instance = await create(lenient.client('alice', 'physics'), 'dev-1', 'lapis/busybox:testenv');
     assert.equal(instance.state, InstanceState.RUNNING);
     assert.equal(instance.imageDigest, (await dockerClient().getImage('lapis/busybox:testenv').inspect()).Id, 'recorded by image id');
@@ -69,7 +93,11 @@ describe('image trust and run-by-digest (real registry, image-sync stand-in)', f
   it('answers UNAVAILABLE when image-sync cannot be reached, and makes nothing', async () => {
     const orphan = await startRuntime({ imageSync: '127.0.0.1:1' });
     try {
-      await expectCode(create(orphan.client('alice', 'physics'), 'no-sync', pushed), status.UNAVAILABLE, /cannot check image .* with image-sync/);
+      await expectCode(
+        create(orphan.client('alice', 'physics'), 'no-sync', pushed),
+        status.UNAVAILABLE,
+        /cannot check image .* with image-sync/,
+      );
     } finally {
       await orphan.stop({ purge: true });
     }

@@ -26,12 +26,22 @@ interface Pod {
     securityContext?: { seccompProfile?: { type: string } };
     hostUsers?: boolean;
     containers: Array<{
-      securityContext?: { privileged?: boolean; allowPrivilegeEscalation?: boolean; readOnlyRootFilesystem?: boolean; capabilities?: { drop?: string[]; add?: string[] } };
+      securityContext?: {
+        privileged?: boolean;
+        allowPrivilegeEscalation?: boolean;
+        readOnlyRootFilesystem?: boolean;
+        capabilities?: { drop?: string[]; add?: string[] };
+      };
       resources: { requests: Record<string, string>; limits: Record<string, string> };
       env: Array<{ name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }>;
       volumeMounts: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
     }>;
-    volumes: Array<{ name: string; persistentVolumeClaim?: { claimName: string; readOnly?: boolean }; secret?: { secretName: string; defaultMode?: number }; emptyDir?: { medium?: string } }>;
+    volumes: Array<{
+      name: string;
+      persistentVolumeClaim?: { claimName: string; readOnly?: boolean };
+      secret?: { secretName: string; defaultMode?: number };
+      emptyDir?: { medium?: string };
+    }>;
   };
   status: { phase: string };
 }
@@ -64,7 +74,10 @@ describe('kubernetes backend (kwok nodes)', function () {
   });
   // The repository's flavors and one an admin gave NET_RAW and a read-only root.
   const flavorsFile = join(mkdtempSync(join(tmpdir(), 'lapis-kube-flavors-')), 'flavors.yaml');
-  writeFileSync(flavorsFile, `${readFileSync(FLAVORS, 'utf8')}\n  - { name: ro.net, cpus: 0.5, memory: 256Mi, capabilities: [NET_RAW], read_only_root: true }\n`);
+  writeFileSync(
+    flavorsFile,
+    `${readFileSync(FLAVORS, 'utf8')}\n  - { name: ro.net, cpus: 0.5, memory: 256Mi, capabilities: [NET_RAW], read_only_root: true }\n`,
+  );
   const MiB = 2 ** 20;
 
   /** The object at `path`, undefined when the API server answers 404. */
@@ -78,13 +91,23 @@ describe('kubernetes backend (kwok nodes)', function () {
   };
   const pod = (instanceId: string) => read<Pod>(`pods/${podName(instanceId)}`);
   const create = async (name: string, extra: Record<string, unknown> = {}): Promise<Instance> =>
-    ((await rpc(adminOf(alice), adminOf(alice).createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
-  const get = async (id: string): Promise<Instance> => ((await rpc(alice, alice.getInstance, { instanceId: id })) as { instance: Instance }).instance;
-  const getVolume = async (id: string): Promise<Volume> => ((await rpc(alice, alice.getVolume, { volumeId: id })) as { volume: Volume }).volume;
+    (
+      (await rpc(adminOf(alice), adminOf(alice).createInstance, {
+        instanceId: '',
+        spec: baseSpec(name, extra),
+        preemptible: false,
+        requestId: '',
+      })) as { instance: Instance }
+    ).instance;
+  const get = async (id: string): Promise<Instance> =>
+    ((await rpc(alice, alice.getInstance, { instanceId: id })) as { instance: Instance }).instance;
+  const getVolume = async (id: string): Promise<Volume> =>
+    ((await rpc(alice, alice.getVolume, { volumeId: id })) as { volume: Volume }).volume;
   const remove = (id: string) => rpc(alice, alice.deleteInstance, { instanceId: id, timeout: undefined, requestId: '' });
   const claim = (volumeId: string) => read<Claim>(`persistentvolumeclaims/${claimName(volumeId)}`);
   const newVolume = async (name: string, sizeBytes = 64 * MiB): Promise<Volume> =>
-    ((await rpc(alice, alice.createVolume, { name, sizeBytes, filesystem: '', node: '', labels: {}, requestId: '' })) as { volume: Volume }).volume;
+    ((await rpc(alice, alice.createVolume, { name, sizeBytes, filesystem: '', node: '', labels: {}, requestId: '' })) as { volume: Volume })
+      .volume;
   /**
    * A hostPath PersistentVolume of the test's class (no provisioner here): pre-bound to the
    * volume's claim when given one (the binder binds it at its next pass over Pending claims),
@@ -115,10 +138,14 @@ describe('kubernetes backend (kwok nodes)', function () {
   const boundVolume = async (name: string): Promise<Volume> => {
     await makePersistentVolume();
     const volume = await newVolume(name);
-    return until(async () => {
-      const v = await getVolume(volume.id);
-      return v.state === VolumeState.AVAILABLE && v;
-    }, `volume ${volume.id} AVAILABLE (its claim Bound)`, 60_000);
+    return until(
+      async () => {
+        const v = await getVolume(volume.id);
+        return v.state === VolumeState.AVAILABLE && v;
+      },
+      `volume ${volume.id} AVAILABLE (its claim Bound)`,
+      60_000,
+    );
   };
 
   before(async () => {
@@ -127,7 +154,11 @@ describe('kubernetes backend (kwok nodes)', function () {
     nodes = await kube.addNodes(1, {}, { allocatable: { cpu: '32', memory: '256Gi', pods: '110', 'nvidia.com/gpu': '4' } });
     await kube.request('POST', '/api/v1/namespaces', { body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } } });
     await until(
-      () => kube.request('GET', `/api/v1/namespaces/${namespace}/serviceaccounts/default`).then(() => true, () => false),
+      () =>
+        kube.request('GET', `/api/v1/namespaces/${namespace}/serviceaccounts/default`).then(
+          () => true,
+          () => false,
+        ),
       'the namespace default service account',
       30_000,
     );
@@ -153,7 +184,11 @@ describe('kubernetes backend (kwok nodes)', function () {
 
   it('runs an instance as a Pod with the flavor resources and Lapis labels, its secrets in a Secret only, and deletes it', async () => {
     const canary = `canary-${randomBytes(6).toString('hex')}`;
-    const instance = await create('web', { sshPublicKeys: ['ssh-ed25519 AAAAtest alice@lapis'], userData: Buffer.from(`#cloud-config\n# ${canary}\n`), environment: { API_KEY: canary } });
+    const instance = await create('web', {
+      sshPublicKeys: ['ssh-ed25519 AAAAtest alice@lapis'],
+      userData: Buffer.from(`#cloud-config\n# ${canary}\n`),
+      environment: { API_KEY: canary },
+    });
     assert.equal(instance.state, InstanceState.RUNNING);
     assert.equal(instance.backendId, podName(instance.id));
     const p = (await pod(instance.id))!;
@@ -176,7 +211,8 @@ describe('kubernetes backend (kwok nodes)', function () {
     // Secrets are in no label, annotation or value of the pod spec: anyone who may read pods reads those.
     const secretName = `${podName(instance.id)}-metadata`;
     assert.ok(!JSON.stringify(p).includes(canary), 'the pod carries no secret');
-    for (const value of Object.values(p.metadata.annotations)) assert.ok(!Buffer.from(value, 'base64').toString('latin1').includes(canary), 'no secret in an annotation');
+    for (const value of Object.values(p.metadata.annotations))
+      assert.ok(!Buffer.from(value, 'base64').toString('latin1').includes(canary), 'no secret in an annotation');
     for (const name of ['API_KEY', 'LAPIS_USER_DATA', 'LAPIS_SSH_PUBLIC_KEYS']) {
       assert.deepEqual(envs[name], { name, valueFrom: { secretKeyRef: { name: secretName, key: `env.${name}` } } });
     }
@@ -191,7 +227,9 @@ describe('kubernetes backend (kwok nodes)', function () {
     assert.equal(decoded['env.API_KEY'], canary);
     assert.equal(await read(`configmaps/${secretName}`), undefined, 'no ConfigMap holds them');
 
-    const deleted = ((await rpc(alice, alice.deleteInstance, { instanceId: instance.id, timeout: undefined, requestId: '' })) as { instance: Instance }).instance;
+    const deleted = (
+      (await rpc(alice, alice.deleteInstance, { instanceId: instance.id, timeout: undefined, requestId: '' })) as { instance: Instance }
+    ).instance;
     assert.equal(deleted.state, InstanceState.DELETED);
     assert.equal(await pod(instance.id), undefined, 'the pod is gone');
     assert.equal(await read(`secrets/${secretName}`), undefined, 'its Secret is gone');
@@ -215,7 +253,10 @@ describe('kubernetes backend (kwok nodes)', function () {
       const c = p.spec.containers[0]!;
       assert.deepEqual([...(c.securityContext?.capabilities?.add ?? [])].sort(), [...DEFAULT, 'NET_RAW'].sort());
       assert.equal(c.securityContext?.readOnlyRootFilesystem, true);
-      assert.deepEqual(c.volumeMounts.filter((m) => m.name.startsWith('writable-')).map((m) => m.mountPath), ['/tmp', '/run']);
+      assert.deepEqual(
+        c.volumeMounts.filter((m) => m.name.startsWith('writable-')).map((m) => m.mountPath),
+        ['/tmp', '/run'],
+      );
       assert.ok(p.spec.volumes.filter((v) => v.name.startsWith('writable-')).every((v) => v.emptyDir?.medium === 'Memory'));
     };
     check((await pod(instance.id))!);
@@ -228,16 +269,26 @@ describe('kubernetes backend (kwok nodes)', function () {
   it('stops an instance by deleting its pod: STOPPED (not "removed outside Lapis"); start makes the pod anew', async () => {
     const instance = await create('stopper');
     const first = (await pod(instance.id))!.metadata.uid;
-    const stopped = ((await rpc(alice, alice.stopInstance, { instanceId: instance.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' })) as { instance: Instance }).instance;
+    const stopped = (
+      (await rpc(alice, alice.stopInstance, { instanceId: instance.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' })) as {
+        instance: Instance;
+      }
+    ).instance;
     assert.equal(stopped.state, InstanceState.STOPPED);
     assert.equal(await pod(instance.id), undefined);
     // The watch saw the deletion; the agent's record is still STOPPED afterwards.
     await new Promise((r) => setTimeout(r, 500));
     assert.equal((await get(instance.id)).state, InstanceState.STOPPED);
     // A resize while stopped is only recorded: the next pod gets it. (Beyond the placed size: an admin's.)
-    await rpc(adminOf(alice), adminOf(alice).resizeInstance, { instanceId: instance.id, flavor: 'm1.small', resources: undefined, requestId: '' });
+    await rpc(adminOf(alice), adminOf(alice).resizeInstance, {
+      instanceId: instance.id,
+      flavor: 'm1.small',
+      resources: undefined,
+      requestId: '',
+    });
     assert.equal(await pod(instance.id), undefined);
-    const started = ((await rpc(alice, alice.startInstance, { instanceId: instance.id, requestId: '' })) as { instance: Instance }).instance;
+    const started = ((await rpc(alice, alice.startInstance, { instanceId: instance.id, requestId: '' })) as { instance: Instance })
+      .instance;
     assert.equal(started.state, InstanceState.RUNNING);
     assert.equal(started.backendId, podName(instance.id));
     const again = (await pod(instance.id))!;
@@ -270,7 +321,10 @@ describe('kubernetes backend (kwok nodes)', function () {
       pv = await makePersistentVolume(volume.id);
       // Announced without anyone asking: the agent looks at Pending claims every heartbeat.
       await until(
-        () => events.events.some((e) => e.payload?.$case === 'volumeStateChanged' && e.payload.volumeStateChanged.state === VolumeState.AVAILABLE),
+        () =>
+          events.events.some(
+            (e) => e.payload?.$case === 'volumeStateChanged' && e.payload.volumeStateChanged.state === VolumeState.AVAILABLE,
+          ),
         'the AVAILABLE event once the claim is Bound',
         60_000,
       );
@@ -318,9 +372,21 @@ describe('kubernetes backend (kwok nodes)', function () {
     assert.equal(attached.attachment?.instanceId, instance.id);
 
     // A second instance cannot have a volume already attached.
-    await expectCode(create('thief', { volumes: [{ volumeId: volume.id, mountPath: '/mnt/data', readOnly: false }] }), status.FAILED_PRECONDITION, /already attached/);
-    await expectCode(rpc(alice, alice.detachVolume, { volumeId: volume.id, requestId: '' }), status.FAILED_PRECONDITION, /Pod's volumes are fixed when it is created/);
-    await expectCode(rpc(alice, alice.deleteVolume, { volumeId: volume.id, requestId: '' }), status.FAILED_PRECONDITION, /attached to instance/);
+    await expectCode(
+      create('thief', { volumes: [{ volumeId: volume.id, mountPath: '/mnt/data', readOnly: false }] }),
+      status.FAILED_PRECONDITION,
+      /already attached/,
+    );
+    await expectCode(
+      rpc(alice, alice.detachVolume, { volumeId: volume.id, requestId: '' }),
+      status.FAILED_PRECONDITION,
+      /Pod's volumes are fixed when it is created/,
+    );
+    await expectCode(
+      rpc(alice, alice.deleteVolume, { volumeId: volume.id, requestId: '' }),
+      status.FAILED_PRECONDITION,
+      /attached to instance/,
+    );
 
     await remove(instance.id);
     assert.equal(await pod(instance.id), undefined);
@@ -342,22 +408,33 @@ describe('kubernetes backend (kwok nodes)', function () {
         },
       },
     });
-    await expectCode(rpc(alice, alice.deleteVolume, { volumeId: volume.id, requestId: '' }), status.FAILED_PRECONDITION, new RegExp(`used by pod ${squatter}`));
+    await expectCode(
+      rpc(alice, alice.deleteVolume, { volumeId: volume.id, requestId: '' }),
+      status.FAILED_PRECONDITION,
+      new RegExp(`used by pod ${squatter}`),
+    );
     assert.ok(await claim(volume.id), 'the claim is still there');
     await kube.request('DELETE', `/api/v1/namespaces/${namespace}/pods/${squatter}?gracePeriodSeconds=0`);
-    await until(async () => {
-      try {
-        await kube.request('GET', `/api/v1/namespaces/${namespace}/pods/${squatter}`);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 'the squatter pod gone', 30_000);
+    await until(
+      async () => {
+        try {
+          await kube.request('GET', `/api/v1/namespaces/${namespace}/pods/${squatter}`);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      'the squatter pod gone',
+      30_000,
+    );
     for (const v of [volume, ro]) {
       await rpc(alice, alice.deleteVolume, { volumeId: v.id, requestId: '' });
       assert.equal(await claim(v.id), undefined, `the claim of ${v.id} is gone`);
     }
-    const left = await kube.request<{ items: unknown[] }>('GET', `/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(`${KUBE_LABEL.instanceId}=${instance.id}`)}`);
+    const left = await kube.request<{ items: unknown[] }>(
+      'GET',
+      `/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(`${KUBE_LABEL.instanceId}=${instance.id}`)}`,
+    );
     assert.deepEqual(left.items, []);
   });
 
@@ -365,10 +442,22 @@ describe('kubernetes backend (kwok nodes)', function () {
     const volume = await boundVolume('late');
     const instance = await create('latecomer');
     const stop = () => rpc(alice, alice.stopInstance, { instanceId: instance.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
-    const start = async () => ((await rpc(alice, alice.startInstance, { instanceId: instance.id, requestId: '' })) as { instance: Instance }).instance;
-    const attach = () => rpc(alice, alice.attachVolume, { volumeId: volume.id, instanceId: instance.id, mountPath: '/mnt/late', readOnly: false, requestId: '' });
+    const start = async () =>
+      ((await rpc(alice, alice.startInstance, { instanceId: instance.id, requestId: '' })) as { instance: Instance }).instance;
+    const attach = () =>
+      rpc(alice, alice.attachVolume, {
+        volumeId: volume.id,
+        instanceId: instance.id,
+        mountPath: '/mnt/late',
+        readOnly: false,
+        requestId: '',
+      });
     const claimsOf = (p: Pod) => p.spec.volumes.flatMap((v) => (v.persistentVolumeClaim ? [v.persistentVolumeClaim.claimName] : []));
-    await expectCode(attach(), status.FAILED_PRECONDITION, /while it runs: .*Pod's volumes are fixed.*stop the instance, attach the volume and start it again/);
+    await expectCode(
+      attach(),
+      status.FAILED_PRECONDITION,
+      /while it runs: .*Pod's volumes are fixed.*stop the instance, attach the volume and start it again/,
+    );
     await stop();
     const attached = ((await attach()) as { volume: Volume }).volume;
     assert.equal(attached.state, VolumeState.ATTACHED);
@@ -376,11 +465,18 @@ describe('kubernetes backend (kwok nodes)', function () {
     assert.equal(await pod(instance.id), undefined, 'nothing is made while it is stopped');
     const started = await start();
     assert.equal(started.state, InstanceState.RUNNING);
-    assert.deepEqual(started.volumeAttachments.map((a) => a.mountPath), ['/mnt/late']);
+    assert.deepEqual(
+      started.volumeAttachments.map((a) => a.mountPath),
+      ['/mnt/late'],
+    );
     const withVolume = (await pod(instance.id))!;
     assert.deepEqual(claimsOf(withVolume), [claimName(volume.id)]);
     assert.ok(withVolume.spec.containers[0]!.volumeMounts.some((m) => m.mountPath === '/mnt/late'));
-    await expectCode(rpc(alice, alice.detachVolume, { volumeId: volume.id, requestId: '' }), status.FAILED_PRECONDITION, /while it runs: .*stop the instance, detach the volume/);
+    await expectCode(
+      rpc(alice, alice.detachVolume, { volumeId: volume.id, requestId: '' }),
+      status.FAILED_PRECONDITION,
+      /while it runs: .*stop the instance, detach the volume/,
+    );
     await stop();
     const detached = ((await rpc(alice, alice.detachVolume, { volumeId: volume.id, requestId: '' })) as { volume: Volume }).volume;
     assert.equal(detached.state, VolumeState.AVAILABLE);
@@ -399,7 +495,11 @@ describe('kubernetes backend (kwok nodes)', function () {
     const before = (await pod(instance.id))!;
     const events = recordEvents(rt.bus, `lapis.runtime.instance_state_changed.${instance.id}`);
     try {
-      const rebooted = ((await rpc(alice, alice.rebootInstance, { instanceId: instance.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' })) as { instance: Instance }).instance;
+      const rebooted = (
+        (await rpc(alice, alice.rebootInstance, { instanceId: instance.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' })) as {
+          instance: Instance;
+        }
+      ).instance;
       assert.equal(rebooted.id, instance.id);
       assert.equal(rebooted.state, InstanceState.RUNNING);
       assert.equal(rebooted.stateReason, 'rebooted');
@@ -408,12 +508,21 @@ describe('kubernetes backend (kwok nodes)', function () {
       assert.notEqual(after.metadata.uid, before.metadata.uid, 'a new pod');
       assert.equal(after.status.phase, 'Running');
       assert.equal(after.metadata.labels[KUBE_LABEL.instanceId], instance.id);
-      assert.ok(after.spec.volumes.some((v) => v.persistentVolumeClaim?.claimName === claimName(volume.id)), 'the new pod mounts the claim');
+      assert.ok(
+        after.spec.volumes.some((v) => v.persistentVolumeClaim?.claimName === claimName(volume.id)),
+        'the new pod mounts the claim',
+      );
       assert.equal((await getVolume(volume.id)).state, VolumeState.ATTACHED);
-      const seen = await until(() => {
-        const states = events.events.map((e) => (e.payload?.$case === 'instanceStateChanged' ? e.payload.instanceStateChanged.state : undefined));
-        return states.includes(InstanceState.STOPPED) && states.includes(InstanceState.RUNNING) && states;
-      }, 'STOPPED and RUNNING events', 10_000);
+      const seen = await until(
+        () => {
+          const states = events.events.map((e) =>
+            e.payload?.$case === 'instanceStateChanged' ? e.payload.instanceStateChanged.state : undefined,
+          );
+          return states.includes(InstanceState.STOPPED) && states.includes(InstanceState.RUNNING) && states;
+        },
+        'STOPPED and RUNNING events',
+        10_000,
+      );
       assert.deepEqual(seen, [InstanceState.STOPPED, InstanceState.RUNNING]);
       // The watch saw the old pod go: that is no "removed outside Lapis".
       await new Promise((r) => setTimeout(r, 500));
@@ -432,9 +541,20 @@ describe('kubernetes backend (kwok nodes)', function () {
     const events = recordEvents(rt.bus, `lapis.runtime.instance_state_changed.${instance.id}`);
     try {
       // Larger than it was placed with: only an admin may; the tenant's try leaves the pod as it is.
-      await expectCode(rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'm1.medium', resources: undefined, requestId: '' }), status.PERMISSION_DENIED, /placed with less than that/);
+      await expectCode(
+        rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'm1.medium', resources: undefined, requestId: '' }),
+        status.PERMISSION_DENIED,
+        /placed with less than that/,
+      );
       assert.equal((await pod(instance.id))!.metadata.uid, before.metadata.uid, 'the same pod');
-      const resized = ((await rpc(adminOf(alice), adminOf(alice).resizeInstance, { instanceId: instance.id, flavor: 'm1.medium', resources: undefined, requestId: '' })) as { instance: Instance }).instance;
+      const resized = (
+        (await rpc(adminOf(alice), adminOf(alice).resizeInstance, {
+          instanceId: instance.id,
+          flavor: 'm1.medium',
+          resources: undefined,
+          requestId: '',
+        })) as { instance: Instance }
+      ).instance;
       assert.equal(resized.state, InstanceState.RUNNING);
       assert.equal(resized.spec?.flavor, 'm1.medium');
       assert.equal(resized.spec?.resources?.cpuMillis, 2000);
@@ -446,7 +566,10 @@ describe('kubernetes backend (kwok nodes)', function () {
       assert.deepEqual(resources.requests, resources.limits);
       assert.equal(after.metadata.labels[KUBE_LABEL.flavor], 'm1.medium');
       const running = await until(
-        () => events.events.find((e) => e.payload?.$case === 'instanceStateChanged' && e.payload.instanceStateChanged.state === InstanceState.RUNNING),
+        () =>
+          events.events.find(
+            (e) => e.payload?.$case === 'instanceStateChanged' && e.payload.instanceStateChanged.state === InstanceState.RUNNING,
+          ),
         'the RUNNING event',
         10_000,
       );
@@ -455,16 +578,30 @@ describe('kubernetes backend (kwok nodes)', function () {
       events.stop();
     }
     // A GPU count cannot change (devices are granted at creation).
-    await expectCode(rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'g1.small', resources: undefined, requestId: '' }), status.INVALID_ARGUMENT, /GPUs/);
+    await expectCode(
+      rpc(alice, alice.resizeInstance, { instanceId: instance.id, flavor: 'g1.small', resources: undefined, requestId: '' }),
+      status.INVALID_ARGUMENT,
+      /GPUs/,
+    );
 
     // A pod the cluster refuses (a LimitRange of at most 4 CPUs per container): the old one is made again.
     await kube.request('POST', `/api/v1/namespaces/${namespace}/limitranges`, {
-      body: { apiVersion: 'v1', kind: 'LimitRange', metadata: { name: 'at-most-4-cpus' }, spec: { limits: [{ type: 'Container', max: { cpu: '4' } }] } },
+      body: {
+        apiVersion: 'v1',
+        kind: 'LimitRange',
+        metadata: { name: 'at-most-4-cpus' },
+        spec: { limits: [{ type: 'Container', max: { cpu: '4' } }] },
+      },
     });
     try {
       const uid = (await pod(instance.id))!.metadata.uid;
       await expectCode(
-        rpc(adminOf(alice), adminOf(alice).resizeInstance, { instanceId: instance.id, flavor: '', resources: { cpuMillis: 8000, memoryBytes: 0, gpus: 0, pids: 0, diskBytes: 0 }, requestId: '' }),
+        rpc(adminOf(alice), adminOf(alice).resizeInstance, {
+          instanceId: instance.id,
+          flavor: '',
+          resources: { cpuMillis: 8000, memoryBytes: 0, gpus: 0, pids: 0, diskBytes: 0 },
+          requestId: '',
+        }),
         status.FAILED_PRECONDITION,
         /maximum cpu usage per Container is 4.*runs again with its previous resources/,
       );
@@ -495,7 +632,13 @@ describe('kubernetes backend (kwok nodes)', function () {
     const instance = await create('novol');
     const volume = await newVolume('late');
     await expectCode(
-      rpc(alice, alice.attachVolume, { volumeId: volume.id, instanceId: instance.id, mountPath: '/mnt/data', readOnly: false, requestId: '' }),
+      rpc(alice, alice.attachVolume, {
+        volumeId: volume.id,
+        instanceId: instance.id,
+        mountPath: '/mnt/data',
+        readOnly: false,
+        requestId: '',
+      }),
       status.FAILED_PRECONDITION,
       /Pod's volumes are fixed when it is created/,
     );
@@ -506,10 +649,14 @@ describe('kubernetes backend (kwok nodes)', function () {
   it('marks an instance whose pod is deleted outside Lapis (pod watch)', async () => {
     const instance = await create('victim');
     await kube.request('DELETE', `/api/v1/namespaces/${namespace}/pods/${podName(instance.id)}?gracePeriodSeconds=0`);
-    const marked = await until(async () => {
-      const i = await get(instance.id);
-      return i.state === InstanceState.ERROR && i;
-    }, 'the instance marked ERROR', 30_000);
+    const marked = await until(
+      async () => {
+        const i = await get(instance.id);
+        return i.state === InstanceState.ERROR && i;
+      },
+      'the instance marked ERROR',
+      30_000,
+    );
     assert.match(marked.stateReason, /removed outside Lapis/);
     await rpc(alice, alice.deleteInstance, { instanceId: instance.id, timeout: undefined, requestId: '' });
   });
@@ -520,12 +667,23 @@ describe('kubernetes backend (kwok nodes)', function () {
     const terminated = { exitCode: 3, reason: 'Error', startedAt: new Date().toISOString(), finishedAt: new Date().toISOString() };
     await kube.request('PATCH', `/api/v1/namespaces/${namespace}/pods/${podName(instance.id)}/status`, {
       contentType: 'application/strategic-merge-patch+json',
-      body: { status: { phase: 'Failed', containerStatuses: [{ name: 'instance', image: 'lapis/busybox:testenv', imageID: '', ready: false, restartCount: 0, state: { terminated } }] } },
+      body: {
+        status: {
+          phase: 'Failed',
+          containerStatuses: [
+            { name: 'instance', image: 'lapis/busybox:testenv', imageID: '', ready: false, restartCount: 0, state: { terminated } },
+          ],
+        },
+      },
     });
-    const failed = await until(async () => {
-      const i = await get(instance.id);
-      return i.state === InstanceState.ERROR && i;
-    }, 'the instance marked ERROR', 30_000);
+    const failed = await until(
+      async () => {
+        const i = await get(instance.id);
+        return i.state === InstanceState.ERROR && i;
+      },
+      'the instance marked ERROR',
+      30_000,
+    );
     assert.equal(failed.stateReason, 'exited with code 3');
     assert.equal(failed.exitCode, 3);
     await rpc(alice, alice.deleteInstance, { instanceId: instance.id, timeout: undefined, requestId: '' });

@@ -29,7 +29,9 @@ async function engineProxy(target: string) {
     let current: FollowRequest | undefined;
     client.on('data', (bytes: Buffer) => {
       // HTTP/1.1 without pipelining: a new request on the connection means the last one is over.
-      for (const [, container, query] of bytes.toString('latin1').matchAll(/^[A-Z]+ \S*?(?:\/containers\/([^/\s]+)\/logs\?(\S*))? HTTP\/1\.1\r$/gm)) {
+      for (const [, container, query] of bytes
+        .toString('latin1')
+        .matchAll(/^[A-Z]+ \S*?(?:\/containers\/([^/\s]+)\/logs\?(\S*))? HTTP\/1\.1\r$/gm)) {
         if (current) current.open = false;
         current = container && /(^|&)follow=(true|1)(&|$)/.test(query ?? '') ? { container, open: true } : undefined;
         if (current) follows.push(current);
@@ -79,15 +81,27 @@ describe('following logs (real engine through a counting socket, NATS)', functio
   });
 
   const create = async (name: string) =>
-    ((await rpc(adminOf(alice), adminOf(alice).createInstance, { instanceId: '', spec: baseSpec(name), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    (
+      (await rpc(adminOf(alice), adminOf(alice).createInstance, {
+        instanceId: '',
+        spec: baseSpec(name),
+        preemptible: false,
+        requestId: '',
+      })) as { instance: Instance }
+    ).instance;
   /** Writes to the container's own stdout, as its main process would. */
   const write = async (instance: Instance, text: string) => {
     const { code } = await exec(instance.backendId, ['sh', '-c', `${text} > /proc/1/fd/1`]);
     assert.equal(code, 0);
   };
   const follow = (instance: Instance, tailLines: number): Follower => {
-    const follower: Follower = { lines: [], stream: alice.streamInstanceLogs({ instanceId: instance.id, follow: true, tailLines, sinceTime: undefined }) };
-    follower.stream.on('data', (chunk: StreamInstanceLogsResponse) => follower.lines.push(...chunk.data.toString().split('\n').filter(Boolean)));
+    const follower: Follower = {
+      lines: [],
+      stream: alice.streamInstanceLogs({ instanceId: instance.id, follow: true, tailLines, sinceTime: undefined }),
+    };
+    follower.stream.on('data', (chunk: StreamInstanceLogsResponse) =>
+      follower.lines.push(...chunk.data.toString().split('\n').filter(Boolean)),
+    );
     follower.stream.on('error', (error: ServiceError) => {
       if (error.code !== status.CANCELLED) follower.error = error;
     });
@@ -117,7 +131,7 @@ describe('following logs (real engine through a counting socket, NATS)', functio
       await write(instance, `echo line ${4 + k}`);
       await until(() => followers.every((f) => f.lines.includes(`line ${4 + k}`)), `every follower to have line ${4 + k}`);
     }
-    followers.forEach((f, k) => assert.deepEqual(f.lines, lines(2 + k, 7), `follower ${k}`));
+    for (const [k, f] of followers.entries()) assert.deepEqual(f.lines, lines(2 + k, 7), `follower ${k}`);
     const engineFollows = () => proxy.followsOf(instance.backendId);
     assert.equal(engineFollows().length, 1, 'log follow requests to the engine');
     assert.equal(engineFollows()[0]!.open, true);
@@ -132,7 +146,10 @@ describe('following logs (real engine through a counting socket, NATS)', functio
     followers[3]!.stream.cancel();
     await until(() => !engineFollows()[0]!.open, 'the engine log stream to close');
     assert.equal(rt.agent.logs.follows?.engineStreams, 0);
-    assert.ok(followers.every((f) => f.error === undefined), followers.map((f) => f.error?.details).join('; '));
+    assert.ok(
+      followers.every((f) => f.error === undefined),
+      followers.map((f) => f.error?.details).join('; '),
+    );
   });
 
   it('gives followers that join while lines pour in every line once, in order, from one engine stream', async () => {
@@ -174,7 +191,10 @@ describe('following logs (real engine through a counting socket, NATS)', functio
     slow.stream.resume();
     await until(() => slow.error, 'the stopped follower to be cut off', 60_000);
     assert.equal(slow.error!.code, status.RESOURCE_EXHAUSTED, slow.error!.details);
-    assert.match(slow.error!.details, /the log of this instance is written faster than this caller reads it \(1024 chunks behind\); follow it again/);
+    assert.match(
+      slow.error!.details,
+      /the log of this instance is written faster than this caller reads it \(1024 chunks behind\); follow it again/,
+    );
     assert.equal(fast.error, undefined);
     fast.stream.cancel();
   });

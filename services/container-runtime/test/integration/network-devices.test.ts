@@ -13,7 +13,14 @@ import { instanceSecurity } from '../../src/domain/security';
 import { adminOf, baseSpec, dockerClient, exec, expectCode, leftovers, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 const create = async (client: Client, name: string, extra: Record<string, unknown> = {}) =>
-  ((await rpc(adminOf(client), adminOf(client).createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+  (
+    (await rpc(adminOf(client), adminOf(client).createInstance, {
+      instanceId: '',
+      spec: baseSpec(name, extra),
+      preemptible: false,
+      requestId: '',
+    })) as { instance: Instance }
+  ).instance;
 
 describe('one network per project (real Docker bridges)', function () {
   let rt: Runtime;
@@ -23,7 +30,9 @@ describe('one network per project (real Docker bridges)', function () {
   it('lets instances of one project reach each other by address and name; two projects cannot', async () => {
     const physics = rt.client('alice', 'physics');
     const chemistry = rt.client('alice', 'chemistry');
-    const server = await create(physics, 'web', { command: ['sh', '-c', 'mkdir -p /www && echo physics-page > /www/index.html && exec httpd -f -p 8080 -h /www'] });
+    const server = await create(physics, 'web', {
+      command: ['sh', '-c', 'mkdir -p /www && echo physics-page > /www/index.html && exec httpd -f -p 8080 -h /www'],
+    });
     const peer = await create(physics, 'peer');
     const stranger = await create(chemistry, 'stranger');
     const ip = server.addresses[0]!.ip;
@@ -81,11 +90,16 @@ describe('devices (a real device node; GPUs simulated: this machine has none)', 
   it('passes an allow-listed host device through: visible and usable inside', async () => {
     const alice = rt.client('alice', 'physics');
     const path = join(devDir, 'lapis-test0');
-    const vm = await create(alice, 'dev-user', { devices: [{ kind: DeviceKind.GENERIC, vendor: '', count: 0, ids: [path], cdiNames: [] }] });
+    const vm = await create(alice, 'dev-user', {
+      devices: [{ kind: DeviceKind.GENERIC, vendor: '', count: 0, ids: [path], cdiNames: [] }],
+    });
     const ls = (await exec(vm.backendId, ['ls', '-l', path])).out;
     assert.match(ls, /^c/, 'a character device inside');
     assert.equal((await exec(vm.backendId, ['sh', '-c', `echo hello > ${path}`])).code, 0, 'writable (it is a null device)');
-    assert.deepEqual(vm.devices.map((d) => d.path), [path]);
+    assert.deepEqual(
+      vm.devices.map((d) => d.path),
+      [path],
+    );
     const denied = await expectCode(
       create(alice, 'dev-thief', { devices: [{ kind: DeviceKind.GENERIC, vendor: '', count: 0, ids: ['/dev/sda'], cdiNames: [] }] }),
       status.PERMISSION_DENIED,
@@ -105,18 +119,50 @@ describe('devices (a real device node; GPUs simulated: this machine has none)', 
     assert.match((await exec(vm.backendId, ['ls', '-l', join(devDir, 'infiniband', 'uverbs0')])).out, /^c/);
     assert.equal((await exec(vm.backendId, ['sh', '-c', 'ulimit -l'])).out.trim(), memlock === -1 ? 'unlimited' : String(memlock / 1024));
     // The default of a node is unlimited memlock.
-    const grant = grantDevices('ib-probe', [{ kind: DeviceKind.INFINIBAND, vendor: '', count: 0, ids: [], cdiNames: [] }], { ...rt.agent.settings.inventory, infinibandMemlock: -1 }, new Set());
-    const options = createOptions({ instance: { ...baseInstance('ib-probe'), spec: baseSpec('ib-probe') } as Instance, resources: { cpuMillis: 1000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 }, image: 'x', grant, mountDir: devDir, metadataDir: devDir, network: 'bridge', security: instanceSecurity(undefined, grant.capAdd), hostIp: '127.0.0.1' }, rt.node);
+    const grant = grantDevices(
+      'ib-probe',
+      [{ kind: DeviceKind.INFINIBAND, vendor: '', count: 0, ids: [], cdiNames: [] }],
+      { ...rt.agent.settings.inventory, infinibandMemlock: -1 },
+      new Set(),
+    );
+    const options = createOptions(
+      {
+        instance: { ...baseInstance('ib-probe'), spec: baseSpec('ib-probe') } as Instance,
+        resources: { cpuMillis: 1000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 },
+        image: 'x',
+        grant,
+        mountDir: devDir,
+        metadataDir: devDir,
+        network: 'bridge',
+        security: instanceSecurity(undefined, grant.capAdd),
+        hostIp: '127.0.0.1',
+      },
+      rt.node,
+    );
     assert.deepEqual(options.HostConfig?.Ulimits, [{ Name: 'memlock', Soft: -1, Hard: -1 }]);
     assert.ok(options.HostConfig?.CapAdd?.includes('IPC_LOCK'));
-    assert.deepEqual(options.HostConfig?.Devices, [{ PathOnHost: join(devDir, 'infiniband', 'uverbs0'), PathInContainer: join(devDir, 'infiniband', 'uverbs0'), CgroupPermissions: 'rwm' }]);
+    assert.deepEqual(options.HostConfig?.Devices, [
+      {
+        PathOnHost: join(devDir, 'infiniband', 'uverbs0'),
+        PathInContainer: join(devDir, 'infiniband', 'uverbs0'),
+        CgroupPermissions: 'rwm',
+      },
+    ]);
     // A node without InfiniBand refuses it.
-    await expectCode(create(gpuNode.client('alice', 'physics'), 'mpi-1', { flavor: 'hpc.ib' }), status.FAILED_PRECONDITION, /this node has no InfiniBand devices/);
+    await expectCode(
+      create(gpuNode.client('alice', 'physics'), 'mpi-1', { flavor: 'hpc.ib' }),
+      status.FAILED_PRECONDITION,
+      /this node has no InfiniBand devices/,
+    );
   });
 
   it('asks the engine for the GPU of a GPU flavor (device request in the container inspect), and refuses GPUs on a node without', async () => {
     const before = await leftovers(rt.node, rt.stateDir);
-    const noGpu = await expectCode(create(rt.client('alice', 'physics'), 'gpu-0', { flavor: 'g1.small' }), status.FAILED_PRECONDITION, /a GPU was asked for, but this node has no GPUs/);
+    const noGpu = await expectCode(
+      create(rt.client('alice', 'physics'), 'gpu-0', { flavor: 'g1.small' }),
+      status.FAILED_PRECONDITION,
+      /a GPU was asked for, but this node has no GPUs/,
+    );
     assert.equal(errorDetails(noGpu).errorInfo?.reason, 'NO_GPU_ON_NODE');
     assert.deepEqual(await leftovers(rt.node, rt.stateDir), before);
 
@@ -135,19 +181,46 @@ describe('devices (a real device node; GPUs simulated: this machine has none)', 
     // CDI names: only the node's own GPUs, given the node's way (here device requests, so the
     // engine's nvidia error again); anything else never reaches the engine.
     const cdi = (name: string) => ({ devices: [{ kind: DeviceKind.GPU, vendor: '', count: 0, ids: [], cdiNames: [name] }] });
-    const all = await expectCode(create(alice, 'gpu-all', cdi('nvidia.com/gpu=all')), status.INVALID_ARGUMENT, /this node lists no GPU "nvidia.com\/gpu=all"/);
-    assert.deepEqual(errorDetails(all).violations.map((v) => v.field), ['devices[0].cdi_names[0]']);
+    const all = await expectCode(
+      create(alice, 'gpu-all', cdi('nvidia.com/gpu=all')),
+      status.INVALID_ARGUMENT,
+      /this node lists no GPU "nvidia.com\/gpu=all"/,
+    );
+    assert.deepEqual(
+      errorDetails(all).violations.map((v) => v.field),
+      ['devices[0].cdi_names[0]'],
+    );
     await expectCode(create(alice, 'gpu-cdi', cdi('nvidia.com/gpu=GPU-0f1e2d3c')), status.FAILED_PRECONDITION, /nvidia/);
     assert.deepEqual((await leftovers(gpuNode.node, gpuNode.stateDir)).containers, []);
 
-    const grant = grantDevices('gpu-probe', [{ kind: DeviceKind.GPU, vendor: '', count: 1, ids: [], cdiNames: [] }], gpuNode.agent.settings.inventory, new Set());
+    const grant = grantDevices(
+      'gpu-probe',
+      [{ kind: DeviceKind.GPU, vendor: '', count: 1, ids: [], cdiNames: [] }],
+      gpuNode.agent.settings.inventory,
+      new Set(),
+    );
     const instance = { ...baseInstance('gpu-probe'), spec: baseSpec('gpu-probe', { flavor: 'g1.small' }) } as Instance;
-    const options = createOptions({ instance, resources: { cpuMillis: 4000, memoryBytes: 2 ** 30, gpus: 1, pids: 0, diskBytes: 0 }, image: 'lapis/busybox:testenv', grant, mountDir: devDir, metadataDir: devDir, network: 'bridge', security: instanceSecurity(undefined, grant.capAdd), hostIp: '127.0.0.1' }, gpuNode.node);
+    const options = createOptions(
+      {
+        instance,
+        resources: { cpuMillis: 4000, memoryBytes: 2 ** 30, gpus: 1, pids: 0, diskBytes: 0 },
+        image: 'lapis/busybox:testenv',
+        grant,
+        mountDir: devDir,
+        metadataDir: devDir,
+        network: 'bridge',
+        security: instanceSecurity(undefined, grant.capAdd),
+        hostIp: '127.0.0.1',
+      },
+      gpuNode.node,
+    );
     options.HostConfig!.Mounts = [];
     const container = await dockerClient().createContainer(options);
     try {
       const info = await container.inspect();
-      assert.deepEqual(info.HostConfig.DeviceRequests, [{ Driver: 'nvidia', Count: 0, DeviceIDs: ['GPU-0f1e2d3c'], Capabilities: [['gpu']], Options: {} }]);
+      assert.deepEqual(info.HostConfig.DeviceRequests, [
+        { Driver: 'nvidia', Count: 0, DeviceIDs: ['GPU-0f1e2d3c'], Capabilities: [['gpu']], Options: {} },
+      ]);
     } finally {
       await container.remove({ force: true });
     }
@@ -155,5 +228,16 @@ describe('devices (a real device node; GPUs simulated: this machine has none)', 
 });
 
 function baseInstance(id: string): Partial<Instance> {
-  return { id, project: 'physics', user: 'alice', imageDigest: '', requestId: '', attempt: 0, preemptible: false, devices: [], volumeAttachments: [], addresses: [] };
+  return {
+    id,
+    project: 'physics',
+    user: 'alice',
+    imageDigest: '',
+    requestId: '',
+    attempt: 0,
+    preemptible: false,
+    devices: [],
+    volumeAttachments: [],
+    addresses: [],
+  };
 }

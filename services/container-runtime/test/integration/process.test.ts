@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { createClient } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
-import { type Instance, type Node } from '@lapis/proto/lapis/runtime/v1/runtime';
+import type { Instance, Node } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import { baseSpec, FLAVORS, leftovers, nothingLeft, rpc } from '../harness';
 
@@ -18,15 +18,18 @@ describe('the agent process (real NATS, Docker, signals)', function () {
   const node = unique('proc').toLowerCase();
   let env: Record<string, string>;
   before(() => (stateDir = mkdtempSync(join(tmpdir(), 'lapis-rt-proc-'))));
-  before(() => (env = {
-    LAPIS_NATS_URL: natsUrl(),
-    LAPIS_STATIC_TOKENS_FILE: staticTokenFile(),
-    LAPIS_NODE_NAME: node,
-    LAPIS_FLAVORS_FILE: FLAVORS,
-    LAPIS_STATE_DIR: stateDir,
-    LAPIS_ALLOW_UNTRUSTED_IMAGES: 'true',
-    LAPIS_SHUTDOWN_GRACE_MS: '2000',
-  }));
+  before(
+    () =>
+      (env = {
+        LAPIS_NATS_URL: natsUrl(),
+        LAPIS_STATIC_TOKENS_FILE: staticTokenFile(),
+        LAPIS_NODE_NAME: node,
+        LAPIS_FLAVORS_FILE: FLAVORS,
+        LAPIS_STATE_DIR: stateDir,
+        LAPIS_ALLOW_UNTRUSTED_IMAGES: 'true',
+        LAPIS_SHUTDOWN_GRACE_MS: '2000',
+      }),
+  );
   after(() => rmSync(stateDir, { recursive: true, force: true }));
 
   it('serves, exits 0 on SIGTERM leaving instances running, and the next process takes them over', async () => {
@@ -34,7 +37,12 @@ describe('the agent process (real NATS, Docker, signals)', function () {
     let client = createClient(RuntimeServiceClient, agent.address, { token: 'alice-token', project: 'physics' });
     // Direct creates are an admin's (tenants submit claims to the scheduler).
     const root = createClient(RuntimeServiceClient, agent.address, { token: TEST_TOKENS.root.token, project: 'physics' });
-    const { instance } = (await rpc(root, root.createInstance, { instanceId: '', spec: baseSpec('proc-1'), preemptible: false, requestId: '' })) as { instance: Instance };
+    const { instance } = (await rpc(root, root.createInstance, {
+      instanceId: '',
+      spec: baseSpec('proc-1'),
+      preemptible: false,
+      requestId: '',
+    })) as { instance: Instance };
     assert.equal(instance.state, InstanceState.RUNNING);
     const { node: served } = (await rpc(client, client.getNode, { name: '' })) as { node: Node };
     assert.equal(served.name, node);

@@ -14,10 +14,18 @@ import type { Instance, Volume } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { adminOf, baseSpec, dockerClient, exec, expectCode, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 const create = async (client: Client, name: string, extra: Record<string, unknown> = {}) =>
-  ((await rpc(adminOf(client), adminOf(client).createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+  (
+    (await rpc(adminOf(client), adminOf(client).createInstance, {
+      instanceId: '',
+      spec: baseSpec(name, extra),
+      preemptible: false,
+      requestId: '',
+    })) as { instance: Instance }
+  ).instance;
 const inspect = (vm: Instance) => dockerClient().getContainer(vm.backendId).inspect();
 /** The effective capability set of the instance's first process, as a number. */
-const effective = async (vm: Instance) => BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec((await exec(vm.backendId, ['cat', '/proc/1/status'])).out)![1]}`);
+const effective = async (vm: Instance) =>
+  BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec((await exec(vm.backendId, ['cat', '/proc/1/status'])).out)![1]}`);
 const CAP = { CHOWN: 0n, NET_BIND_SERVICE: 10n, NET_RAW: 13n, SYS_CHROOT: 18n, MKNOD: 27n, AUDIT_WRITE: 29n, SETFCAP: 31n };
 const has = (set: bigint, cap: bigint) => ((set >> cap) & 1n) === 1n;
 
@@ -68,14 +76,23 @@ describe('what an instance may do (real Docker)', function () {
 
   it('drops every capability but the default set, sets no-new-privileges, and still serves httpd on port 80', async () => {
     const alice = rt.client('alice', 'physics');
-    const web = await create(alice, 'web80', { command: ['sh', '-c', 'mkdir -p /www && echo on-80 > /www/index.html && exec httpd -f -p 80 -h /www'] });
+    const web = await create(alice, 'web80', {
+      command: ['sh', '-c', 'mkdir -p /www && echo on-80 > /www/index.html && exec httpd -f -p 80 -h /www'],
+    });
     const peer = await create(alice, 'peer80');
     const info = await inspect(web);
     assert.deepEqual(info.HostConfig.CapDrop, ['ALL']);
-    assert.deepEqual(
-      [...(info.HostConfig.CapAdd ?? [])].sort(),
-      ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'NET_BIND_SERVICE', 'SETGID', 'SETUID', 'SYS_CHROOT'],
-    );
+    assert.deepEqual([...(info.HostConfig.CapAdd ?? [])].sort(), [
+      'CHOWN',
+      'DAC_OVERRIDE',
+      'FOWNER',
+      'FSETID',
+      'KILL',
+      'NET_BIND_SERVICE',
+      'SETGID',
+      'SETUID',
+      'SYS_CHROOT',
+    ]);
     assert.deepEqual(info.HostConfig.SecurityOpt, ['no-new-privileges']);
     assert.equal(info.HostConfig.Privileged, false);
     assert.equal(info.HostConfig.ReadonlyRootfs, false, 'a writable root unless the flavor says otherwise');
@@ -85,7 +102,8 @@ describe('what an instance may do (real Docker)', function () {
     assert.match(status1, /NoNewPrivs:\s+1/);
     const caps = await effective(peer);
     assert.ok(has(caps, CAP.CHOWN) && has(caps, CAP.NET_BIND_SERVICE) && has(caps, CAP.SYS_CHROOT));
-    for (const dropped of [CAP.NET_RAW, CAP.MKNOD, CAP.AUDIT_WRITE, CAP.SETFCAP]) assert.ok(!has(caps, dropped), `capability ${dropped} dropped`);
+    for (const dropped of [CAP.NET_RAW, CAP.MKNOD, CAP.AUDIT_WRITE, CAP.SETFCAP])
+      assert.ok(!has(caps, dropped), `capability ${dropped} dropped`);
     const arping = await exec(peer.backendId, ['sh', '-c', `arping -c 1 -w 1 -I eth0 ${web.addresses[0]!.ip} 2>&1`]);
     assert.notEqual(arping.code, 0);
     assert.match(arping.out, /Operation not permitted/, 'no packet sockets without NET_RAW');
@@ -127,7 +145,16 @@ describe('what an instance may do (real Docker)', function () {
     assert.notEqual(root.code, 0);
     assert.match(root.out, /Read-only file system/);
     assert.equal((await exec(vm.backendId, ['sh', '-c', 'echo x > /tmp/probe && echo x > /run/probe'])).code, 0);
-    const vol = ((await rpc(alice, alice.createVolume, { name: 'ro-data', sizeBytes: 32 * 2 ** 20, filesystem: '', node: '', labels: {}, requestId: '' })) as { volume: Volume }).volume;
+    const vol = (
+      (await rpc(alice, alice.createVolume, {
+        name: 'ro-data',
+        sizeBytes: 32 * 2 ** 20,
+        filesystem: '',
+        node: '',
+        labels: {},
+        requestId: '',
+      })) as { volume: Volume }
+    ).volume;
     await rpc(alice, alice.attachVolume, { volumeId: vol.id, instanceId: vm.id, mountPath: '/mnt/data', readOnly: false, requestId: '' });
     assert.equal((await exec(vm.backendId, ['sh', '-c', 'echo kept > /mnt/data/file && cat /mnt/data/file'])).out, 'kept\n');
     await rpc(alice, alice.detachVolume, { volumeId: vol.id, requestId: '' });
@@ -154,31 +181,62 @@ describe('host ports: only from the admin range, on the admin address (real Dock
   it('publishes no host port where the admin set no range', async () => {
     const alice = closed.client('alice', 'physics');
     for (const hostPort of [8080, 0]) {
-      const e = await expectCode(create(alice, `p${hostPort}`, { ports: [port(8080, hostPort)] }), status.INVALID_ARGUMENT, /spec\.ports\[0\]\.host_port.*publishes no host ports/);
-      assert.deepEqual(errorDetails(e).violations.map((v) => v.field), ['spec.ports[0].host_port']);
+      const e = await expectCode(
+        create(alice, `p${hostPort}`, { ports: [port(8080, hostPort)] }),
+        status.INVALID_ARGUMENT,
+        /spec\.ports\[0\]\.host_port.*publishes no host ports/,
+      );
+      assert.deepEqual(
+        errorDetails(e).violations.map((v) => v.field),
+        ['spec.ports[0].host_port'],
+      );
     }
   });
 
   it('refuses ports outside the range, binds inside it to the admin address, and never gives one port twice', async () => {
     const alice = open.client('alice', 'physics');
     for (const hostPort of [80, 2222, MAX + 1]) {
-      await expectCode(create(alice, `out-${hostPort}`, { ports: [port(8080, hostPort)] }), status.INVALID_ARGUMENT, new RegExp(`spec\\.ports\\[0\\]\\.host_port.*${hostPort} is outside this site's range ${MIN}-${MAX}`));
+      await expectCode(
+        create(alice, `out-${hostPort}`, { ports: [port(8080, hostPort)] }),
+        status.INVALID_ARGUMENT,
+        new RegExp(`spec\\.ports\\[0\\]\\.host_port.*${hostPort} is outside this site's range ${MIN}-${MAX}`),
+      );
     }
     const web = await create(alice, 'pub', { command: httpd('published'), ports: [port(8080, MAX)] });
     const info = await inspect(web);
     assert.deepEqual(info.HostConfig.PortBindings, { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(MAX) }] });
-    assert.equal(await retry(() => httpGet('127.0.0.1', MAX), (body) => body === 'published\n'), 'published\n');
+    assert.equal(
+      await retry(
+        () => httpGet('127.0.0.1', MAX),
+        (body) => body === 'published\n',
+      ),
+      'published\n',
+    );
 
     // The same host port again on this node: refused, naming the field.
-    const again = await expectCode(create(alice, 'pub-2', { ports: [port(8080, MAX)] }), status.RESOURCE_EXHAUSTED, /spec\.ports\[0\]\.host_port: host port \d+\/tcp is held by another instance/);
+    const again = await expectCode(
+      create(alice, 'pub-2', { ports: [port(8080, MAX)] }),
+      status.RESOURCE_EXHAUSTED,
+      /spec\.ports\[0\]\.host_port: host port \d+\/tcp is held by another instance/,
+    );
     assert.equal(errorDetails(again).errorInfo?.reason, 'HOST_PORT_IN_USE');
 
     // 0: the node picks the free one of the range (not Docker's ephemeral ports), recorded in the spec.
     const picked = await create(alice, 'pick', { command: httpd('picked'), ports: [port(8080, 0)] });
     assert.equal(picked.spec?.ports[0]?.hostPort, MIN);
     assert.deepEqual((await inspect(picked)).HostConfig.PortBindings, { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(MIN) }] });
-    assert.equal(await retry(() => httpGet('127.0.0.1', MIN), (body) => body === 'picked\n'), 'picked\n');
-    const full = await expectCode(create(alice, 'pick-2', { ports: [port(8080, 0)] }), status.RESOURCE_EXHAUSTED, /every host port of this node's range/);
+    assert.equal(
+      await retry(
+        () => httpGet('127.0.0.1', MIN),
+        (body) => body === 'picked\n',
+      ),
+      'picked\n',
+    );
+    const full = await expectCode(
+      create(alice, 'pick-2', { ports: [port(8080, 0)] }),
+      status.RESOURCE_EXHAUSTED,
+      /every host port of this node's range/,
+    );
     assert.equal(errorDetails(full).errorInfo?.reason, 'HOST_PORTS_EXHAUSTED');
 
     // Once an instance is gone its port is free again.

@@ -23,12 +23,21 @@ describe('volumes attached while instances run (real loop devices, ext4, mount p
   });
 
   const create = async (client: Client, name: string, extra: Record<string, unknown> = {}) =>
-    ((await rpc(adminOf(client), adminOf(client).createInstance, { instanceId: '', spec: baseSpec(name, extra), preemptible: false, requestId: '' })) as { instance: Instance }).instance;
+    (
+      (await rpc(adminOf(client), adminOf(client).createInstance, {
+        instanceId: '',
+        spec: baseSpec(name, extra),
+        preemptible: false,
+        requestId: '',
+      })) as { instance: Instance }
+    ).instance;
   const volume = async (client: Client, name: string, sizeBytes = 32 * MiB, requestId = '') =>
-    ((await rpc(client, client.createVolume, { name, sizeBytes, filesystem: '', node: '', labels: {}, requestId })) as { volume: Volume }).volume;
+    ((await rpc(client, client.createVolume, { name, sizeBytes, filesystem: '', node: '', labels: {}, requestId })) as { volume: Volume })
+      .volume;
   const attach = async (client: Client, volumeId: string, instanceId: string, mountPath = '', readOnly = false) =>
     ((await rpc(client, client.attachVolume, { volumeId, instanceId, mountPath, readOnly, requestId: '' })) as { volume: Volume }).volume;
-  const detach = async (client: Client, volumeId: string) => ((await rpc(client, client.detachVolume, { volumeId, requestId: '' })) as { volume: Volume }).volume;
+  const detach = async (client: Client, volumeId: string) =>
+    ((await rpc(client, client.detachVolume, { volumeId, requestId: '' })) as { volume: Volume }).volume;
 
   it('attaches to a running instance, keeps data across detach, re-attach and instance deletion', async () => {
     const vm = await create(alice, 'data-1');
@@ -45,7 +54,10 @@ describe('volumes attached while instances run (real loop devices, ext4, mount p
     const df = (await exec(vm.backendId, ['df', '-k', '/mnt/data'])).out;
     assert.match(df, /\/mnt\/data/);
     const got = ((await rpc(alice, alice.getInstance, { instanceId: vm.id })) as { instance: Instance }).instance;
-    assert.deepEqual(got.volumeAttachments.map((a) => a.volumeId), [vol.id]);
+    assert.deepEqual(
+      got.volumeAttachments.map((a) => a.volumeId),
+      [vol.id],
+    );
     assert.equal((await leftovers(rt.node, rt.stateDir)).loops.length, 1);
 
     // Detach: gone from inside, loop device freed.
@@ -77,20 +89,36 @@ describe('volumes attached while instances run (real loop devices, ext4, mount p
     const vm2 = await create(alice, 'err-2');
     const start = await leftovers(rt.node, rt.stateDir);
     const vol = await volume(alice, 'contested');
-    await expectCode(volume(alice, 'huge', 10 * 2 ** 40), status.INVALID_ARGUMENT, /size_bytes: 10995116277760 is larger than the largest volume this node makes/);
+    await expectCode(
+      volume(alice, 'huge', 10 * 2 ** 40),
+      status.INVALID_ARGUMENT,
+      /size_bytes: 10995116277760 is larger than the largest volume this node makes/,
+    );
     await expectCode(volume(alice, 'tiny', 1024), status.INVALID_ARGUMENT, /too small/);
     await expectCode(volume(alice, 'Bad Name'), status.INVALID_ARGUMENT, /name/);
     await expectCode(volume(alice, 'contested'), status.ALREADY_EXISTS, /already has a volume named "contested"/);
     await expectCode(detach(alice, vol.id), status.FAILED_PRECONDITION, /is not attached/);
     await expectCode(attach(alice, vol.id, vm.id, '/etc/passwd'), status.INVALID_ARGUMENT, /not a mount point/);
     await attach(alice, vol.id, vm.id);
-    const twice = await expectCode(attach(alice, vol.id, vm2.id), status.FAILED_PRECONDITION, new RegExp(`already attached to instance ${vm.id}`));
+    const twice = await expectCode(
+      attach(alice, vol.id, vm2.id),
+      status.FAILED_PRECONDITION,
+      new RegExp(`already attached to instance ${vm.id}`),
+    );
     assert.equal(errorDetails(twice).errorInfo?.reason, 'VOLUME_ALREADY_ATTACHED');
-    await expectCode(rpc(alice, alice.deleteVolume, { volumeId: vol.id, requestId: '' }), status.FAILED_PRECONDITION, /is attached to instance .* detach it first/);
+    await expectCode(
+      rpc(alice, alice.deleteVolume, { volumeId: vol.id, requestId: '' }),
+      status.FAILED_PRECONDITION,
+      /is attached to instance .* detach it first/,
+    );
     // A volume of another node (same NATS, same project) cannot attach here.
     const otherClient = other.client('alice', 'physics');
     const far = await volume(otherClient, 'far-away');
-    const wrongNode = await expectCode(attach(alice, far.id, vm.id), status.FAILED_PRECONDITION, new RegExp(`volume ${far.id} is on node ${other.node} and the instance on node ${rt.node}`));
+    const wrongNode = await expectCode(
+      attach(alice, far.id, vm.id),
+      status.FAILED_PRECONDITION,
+      new RegExp(`volume ${far.id} is on node ${other.node} and the instance on node ${rt.node}`),
+    );
     assert.equal(errorDetails(wrongNode).errorInfo?.reason, 'VOLUME_ON_ANOTHER_NODE');
     // Bob cannot see alice's volume at all.
     const bob = rt.client('bob');
@@ -105,8 +133,12 @@ describe('volumes attached while instances run (real loop devices, ext4, mount p
     const deleted = ((await rpc(alice, alice.deleteVolume, { volumeId: vol.id, requestId: '' })) as { volume: Volume }).volume;
     assert.equal(deleted.state, VolumeState.DELETING);
     await expectCode(rpc(alice, alice.getVolume, { volumeId: vol.id }), status.NOT_FOUND);
-    for (const id of [vm.id, vm2.id]) await rpc(alice, alice.deleteInstance, { instanceId: id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
-    assert.equal(((await rpc(alice, alice.getInstance, { instanceId: vm.id })) as { instance: Instance }).instance.state, InstanceState.DELETED);
+    for (const id of [vm.id, vm2.id])
+      await rpc(alice, alice.deleteInstance, { instanceId: id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
+    assert.equal(
+      ((await rpc(alice, alice.getInstance, { instanceId: vm.id })) as { instance: Instance }).instance.state,
+      InstanceState.DELETED,
+    );
   });
 
   it('attaches the volumes named in the spec at create time', async () => {
@@ -115,7 +147,11 @@ describe('volumes attached while instances run (real loop devices, ext4, mount p
     assert.match((await exec(vm.backendId, ['cat', '/proc/mounts'])).out, /\/mnt\/boot ext4/);
     // A second instance asking for the same volume is refused before anything is made.
     const before = await leftovers(rt.node, rt.stateDir);
-    await expectCode(create(alice, 'with-vol-2', { volumes: [{ volumeId: vol.id, mountPath: '', readOnly: false }] }), status.FAILED_PRECONDITION, /already attached/);
+    await expectCode(
+      create(alice, 'with-vol-2', { volumes: [{ volumeId: vol.id, mountPath: '', readOnly: false }] }),
+      status.FAILED_PRECONDITION,
+      /already attached/,
+    );
     assert.deepEqual(await leftovers(rt.node, rt.stateDir), before);
   });
 
@@ -126,10 +162,25 @@ describe('volumes attached while instances run (real loop devices, ext4, mount p
       const biology = bounded.client('bob');
       const first = await volume(physics, 'one', 32 * MiB);
       await volume(physics, 'two', 32 * MiB);
-      const refused = await expectCode(volume(physics, 'three', 16 * MiB), status.RESOURCE_EXHAUSTED, /project physics has 67108864 bytes of volumes on node .*; 16777216 more would pass its limit of 67108864/);
+      const refused = await expectCode(
+        volume(physics, 'three', 16 * MiB),
+        status.RESOURCE_EXHAUSTED,
+        /project physics has 67108864 bytes of volumes on node .*; 16777216 more would pass its limit of 67108864/,
+      );
       assert.equal(errorDetails(refused).errorInfo?.reason, 'VOLUME_QUOTA');
-      const listed = ((await rpc(physics, physics.listVolumes, { pageSize: 0, pageToken: '', project: '', state: 0, instanceId: '' })) as { volumes: Volume[] }).volumes;
-      assert.deepEqual(listed.filter((v) => v.node === bounded.node).map((v) => v.name).sort(), ['one', 'two'], 'the refused one left no record');
+      const listed = (
+        (await rpc(physics, physics.listVolumes, { pageSize: 0, pageToken: '', project: '', state: 0, instanceId: '' })) as {
+          volumes: Volume[];
+        }
+      ).volumes;
+      assert.deepEqual(
+        listed
+          .filter((v) => v.node === bounded.node)
+          .map((v) => v.name)
+          .sort(),
+        ['one', 'two'],
+        'the refused one left no record',
+      );
       // Another project has its own bound; a deletion gives room back.
       await volume(biology, 'theirs', 64 * MiB);
       await rpc(physics, physics.deleteVolume, { volumeId: first.id, requestId: '' });

@@ -29,11 +29,26 @@ describe('docker options: the container of an instance', () => {
 
   it('mounts /mnt rslave and /etc/lapis read-only, joins the project network by name', () => {
     const options = createOptions(
-      { instance, resources: { cpuMillis: 500, memoryBytes: 2 ** 28, gpus: 0, pids: 0, diskBytes: 0 }, image: 'sha256:img', grant: emptyGrant(), mountDir: '/s/mnt', metadataDir: '/s/etc', network: projectNetworkName('Physics Lab'), security: instanceSecurity(undefined, []), hostIp: '127.0.0.1' },
+      {
+        instance,
+        resources: { cpuMillis: 500, memoryBytes: 2 ** 28, gpus: 0, pids: 0, diskBytes: 0 },
+        image: 'sha256:img',
+        grant: emptyGrant(),
+        mountDir: '/s/mnt',
+        metadataDir: '/s/etc',
+        network: projectNetworkName('Physics Lab'),
+        security: instanceSecurity(undefined, []),
+        hostIp: '127.0.0.1',
+      },
       'node-1',
     );
     assert.equal(options.HostConfig?.NetworkMode, 'lapis-project-physics-lab');
-    assert.deepEqual(options.HostConfig?.Mounts?.[0], { Type: 'bind', Source: '/s/mnt', Target: '/mnt', BindOptions: { Propagation: 'rslave' } });
+    assert.deepEqual(options.HostConfig?.Mounts?.[0], {
+      Type: 'bind',
+      Source: '/s/mnt',
+      Target: '/mnt',
+      BindOptions: { Propagation: 'rslave' },
+    });
     assert.equal(options.HostConfig?.Mounts?.[1]?.ReadOnly, true);
     assert.equal(options.HostConfig?.PidsLimit, 4096, 'the site default when the flavor sets none');
     assert.equal(options.Hostname, 'vm-1');

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { status } from '@grpc/grpc-js';
-import { LapisError, parseFlavors } from '@lapis/platform';
+import { type LapisError, parseFlavors } from '@lapis/platform';
 import { DeviceKind, InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { containerLabels, secretsOf, withSecrets } from '../../src/domain/container';
@@ -11,10 +11,22 @@ import { checkMountPath, checkResize, checkSpec } from '../../src/domain/validat
 import { baseSpec } from '../harness';
 
 const flavors = parseFlavors(
-  { flavors: [{ name: 'm1.tiny', cpus: 0.5, memory: '256Mi', pids: 256 }, { name: 'g1.small', cpus: 4, memory: '16Gi', gpus: 1 }] },
+  {
+    flavors: [
+      { name: 'm1.tiny', cpus: 0.5, memory: '256Mi', pids: 256 },
+      { name: 'g1.small', cpus: 4, memory: '16Gi', gpus: 1 },
+    ],
+  },
   'test',
 );
-const inventory = (extra: Partial<NodeInventory> = {}): NodeInventory => ({ gpus: [], infiniband: [], allowlist: [], gpuMode: 'device-request', infinibandMemlock: -1, ...extra });
+const inventory = (extra: Partial<NodeInventory> = {}): NodeInventory => ({
+  gpus: [],
+  infiniband: [],
+  allowlist: [],
+  gpuMode: 'device-request',
+  infinibandMemlock: -1,
+  ...extra,
+});
 const thrown = (fn: () => unknown): LapisError => {
   try {
     fn();
@@ -34,7 +46,16 @@ describe('domain: validation', () => {
 
   it('names every bad field at once', () => {
     const error = thrown(() =>
-      checkSpec(baseSpec('Bad_Name', { flavor: 'nope', image: '', environment: { LAPIS_X: '1', '1bad': 'x' }, sshPublicKeys: ['not a key'] }) as never, flavors, undefined),
+      checkSpec(
+        baseSpec('Bad_Name', {
+          flavor: 'nope',
+          image: '',
+          environment: { LAPIS_X: '1', '1bad': 'x' },
+          sshPublicKeys: ['not a key'],
+        }) as never,
+        flavors,
+        undefined,
+      ),
     );
     assert.equal(error.code, status.INVALID_ARGUMENT);
     assert.deepEqual(error.violations.map((v) => v.field).sort(), [
@@ -65,7 +86,7 @@ describe('domain: validation', () => {
   });
 });
 
-describe('domain: the scheduler is the tenants\' door', () => {
+describe("domain: the scheduler is the tenants' door", () => {
   const alice = { user: 'alice', project: 'physics', admin: false };
   const root = { user: 'root', project: 'physics', admin: true };
   const res = (cpuMillis: number, memoryBytes: number, pids: number) => ({ cpuMillis, memoryBytes, gpus: 0, pids, diskBytes: 0 });
@@ -78,7 +99,7 @@ describe('domain: the scheduler is the tenants\' door', () => {
     checkDirectCreate(root);
   });
 
-  it('bounds a tenant\'s resize by the placed size, or by what an admin gave since', () => {
+  it("bounds a tenant's resize by the placed size, or by what an admin gave since", () => {
     const placed = res(500, 2 ** 28, 256);
     checkTenantResize(alice, 'i-1', res(250, 2 ** 27, 256), placed, placed);
     checkTenantResize(alice, 'i-1', res(500, 2 ** 28, 256), placed, res(250, 2 ** 27, 256));
@@ -96,7 +117,10 @@ describe('domain: the scheduler is the tenants\' door', () => {
 
   it('lets a tenant start a stopped instance but not a failed one (its claim ended)', () => {
     checkTenantRestart(alice, 'start', 'i-1', InstanceState.STOPPED);
-    assert.match(thrown(() => checkTenantRestart(alice, 'reboot', 'i-1', InstanceState.ERROR)).message, /cannot reboot instance i-1: it failed, which ended its claim/);
+    assert.match(
+      thrown(() => checkTenantRestart(alice, 'reboot', 'i-1', InstanceState.ERROR)).message,
+      /cannot reboot instance i-1: it failed, which ended its claim/,
+    );
     checkTenantRestart(root, 'start', 'i-1', InstanceState.ERROR);
   });
 });
@@ -119,7 +143,10 @@ describe('domain: devices', () => {
     assert.equal(thrown(() => grantDevices('i', gpu(2), inventory({ gpus }), new Set(['GPU-a']))).code, status.RESOURCE_EXHAUSTED);
     assert.equal(thrown(() => grantDevices('i', gpu(0, ['GPU-z']), inventory({ gpus }), new Set())).code, status.INVALID_ARGUMENT);
     const generic = [{ kind: DeviceKind.GENERIC, vendor: '', count: 0, ids: ['/dev/kvm'], cdiNames: [] }];
-    assert.equal(thrown(() => grantDevices('i', generic, inventory({ allowlist: ['/dev/fuse'] }), new Set())).code, status.PERMISSION_DENIED);
+    assert.equal(
+      thrown(() => grantDevices('i', generic, inventory({ allowlist: ['/dev/fuse'] }), new Set())).code,
+      status.PERMISSION_DENIED,
+    );
   });
 
   // No GPU here: the node's inventory is simulated (LAPIS_GPUS), as in the integration tests.
@@ -128,15 +155,31 @@ describe('domain: devices', () => {
     for (const name of ['nvidia.com/gpu=all', 'nvidia.com/gpu=GPU-z', 'vendor.com/fpga=0']) {
       const error = thrown(() => grantDevices('i', cdi(name), inventory({ gpus, gpuMode: 'cdi' }), new Set()));
       assert.equal(error.code, status.INVALID_ARGUMENT, name);
-      assert.deepEqual(error.violations.map((v) => v.field), ['devices[0].cdi_names[0]']);
+      assert.deepEqual(
+        error.violations.map((v) => v.field),
+        ['devices[0].cdi_names[0]'],
+      );
     }
     const granted = grantDevices('i-1', cdi('nvidia.com/gpu=GPU-b'), inventory({ gpus, gpuMode: 'cdi' }), new Set());
     assert.deepEqual(granted.cdiNames, ['nvidia.com/gpu=GPU-b']);
-    assert.deepEqual(granted.devices.map((d) => [d.id, d.allocatedTo]), [['GPU-b', 'i-1']], 'held under its id, so heartbeats and other instances see it taken');
+    assert.deepEqual(
+      granted.devices.map((d) => [d.id, d.allocatedTo]),
+      [['GPU-b', 'i-1']],
+      'held under its id, so heartbeats and other instances see it taken',
+    );
     // A node that gives GPUs by device request gives the named GPU that way.
-    assert.deepEqual(grantDevices('i-1', cdi('nvidia.com/gpu=GPU-a'), inventory({ gpus }), new Set()).gpuRequests, [{ driver: 'nvidia', ids: ['GPU-a'] }]);
-    assert.equal(thrown(() => grantDevices('i', cdi('nvidia.com/gpu=GPU-a'), inventory({ gpus, gpuMode: 'cdi' }), new Set(['GPU-a']))).code, status.RESOURCE_EXHAUSTED);
-    assert.equal(thrown(() => grantDevices('i', cdi('nvidia.com/gpu=GPU-a', 'nvidia.com/gpu=GPU-a'), inventory({ gpus, gpuMode: 'cdi' }), new Set())).code, status.RESOURCE_EXHAUSTED);
+    assert.deepEqual(grantDevices('i-1', cdi('nvidia.com/gpu=GPU-a'), inventory({ gpus }), new Set()).gpuRequests, [
+      { driver: 'nvidia', ids: ['GPU-a'] },
+    ]);
+    assert.equal(
+      thrown(() => grantDevices('i', cdi('nvidia.com/gpu=GPU-a'), inventory({ gpus, gpuMode: 'cdi' }), new Set(['GPU-a']))).code,
+      status.RESOURCE_EXHAUSTED,
+    );
+    assert.equal(
+      thrown(() => grantDevices('i', cdi('nvidia.com/gpu=GPU-a', 'nvidia.com/gpu=GPU-a'), inventory({ gpus, gpuMode: 'cdi' }), new Set()))
+        .code,
+      status.RESOURCE_EXHAUSTED,
+    );
     assert.equal(thrown(() => grantDevices('i', cdi('nvidia.com/gpu=GPU-a'), inventory(), new Set())).code, status.FAILED_PRECONDITION);
   });
 });
@@ -164,7 +207,12 @@ describe('domain: the container of an instance', () => {
   });
 
   it('keeps secrets out of the spec label; the secrets kept apart make it whole again', () => {
-    const spec = InstanceSpec.fromPartial({ ...baseSpec('vm-2'), environment: { TOKEN: 's3cret-env' }, userData: Buffer.from('s3cret-ud'), sshPublicKeys: ['ssh-ed25519 s3cret-key'] });
+    const spec = InstanceSpec.fromPartial({
+      ...baseSpec('vm-2'),
+      environment: { TOKEN: 's3cret-env' },
+      userData: Buffer.from('s3cret-ud'),
+      sshPublicKeys: ['ssh-ed25519 s3cret-key'],
+    });
     const labels = containerLabels({ ...instance, spec } as Instance, 'node-1');
     const fromLabel = InstanceSpec.decode(Buffer.from(labels['lapis.spec']!, 'base64'));
     assert.ok(!Object.values(labels).some((v) => `${v} ${Buffer.from(v, 'base64').toString('latin1')}`.includes('s3cret')));

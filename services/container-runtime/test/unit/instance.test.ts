@@ -25,7 +25,20 @@ describe('domain: a new instance record', () => {
     const at = new Date('2026-12-07T12:00:00Z');
     const i = newInstance(input, 'node-1', Backend.DOCKER, 'sha256:abc', resources, at);
     assert.deepEqual(
-      [i.id, i.project, i.user, i.node, i.backend, i.state, i.imageDigest, i.requestId, i.attempt, i.preemptible, i.generation, i.backendId],
+      [
+        i.id,
+        i.project,
+        i.user,
+        i.node,
+        i.backend,
+        i.state,
+        i.imageDigest,
+        i.requestId,
+        i.attempt,
+        i.preemptible,
+        i.generation,
+        i.backendId,
+      ],
       ['i-1', 'physics', 'alice', 'node-1', Backend.DOCKER, InstanceState.CREATING, 'sha256:abc', 'r-1', 2, true, 1, ''],
     );
     assert.deepEqual(i.spec?.resources, resources, "the flavor's resources replace the spec's");
@@ -43,13 +56,21 @@ describe('domain: a new instance record', () => {
 
   it("gives the workload its environment, with what Lapis tells every instance after the tenant's own", () => {
     const env = instanceEnvironment(newInstance(input, 'node-1', Backend.DOCKER, '', resources));
-    assert.deepEqual(env.slice(0, 5), ['A=1', 'LAPIS_INSTANCE_ID=i-1', 'LAPIS_INSTANCE_NAME=vm-1', 'LAPIS_PROJECT=physics', 'LAPIS_FLAVOR=m1.tiny']);
+    assert.deepEqual(env.slice(0, 5), [
+      'A=1',
+      'LAPIS_INSTANCE_ID=i-1',
+      'LAPIS_INSTANCE_NAME=vm-1',
+      'LAPIS_PROJECT=physics',
+      'LAPIS_FLAVOR=m1.tiny',
+    ]);
     assert.ok(env.includes(`LAPIS_USER_DATA=${Buffer.from('#cloud-config\n').toString('base64')}`));
     assert.ok(env.includes('LAPIS_SSH_PUBLIC_KEYS=ssh-ed25519 AAA one\nssh-ed25519 BBB two'));
   });
 
   it('plans the volumes a workload is made with from its attachments', () => {
-    const i = Instance.fromPartial({ volumeAttachments: [{ volumeId: 'vol-1', instanceId: 'i-1', mountPath: '/mnt/data', readOnly: true, attachTime: new Date() }] });
+    const i = Instance.fromPartial({
+      volumeAttachments: [{ volumeId: 'vol-1', instanceId: 'i-1', mountPath: '/mnt/data', readOnly: true, attachTime: new Date() }],
+    });
     assert.deepEqual(planVolumes(i), [{ volumeId: 'vol-1', mountPath: '/mnt/data', readOnly: true }]);
   });
 });
@@ -62,7 +83,10 @@ describe('domain: states and scope', () => {
     assert.equal(gone(InstanceState.ERROR, ''), true, 'failed before or after its container went');
     assert.equal(gone(InstanceState.ERROR, 'c-1'), false, 'a crashed container still holds its ports');
     assert.equal(gone(InstanceState.STOPPED, 'c-1'), false);
-    assert.deepEqual([...TERMINAL].map((s) => InstanceState[s]), ['DELETED', 'PREEMPTED']);
+    assert.deepEqual(
+      [...TERMINAL].map((s) => InstanceState[s]),
+      ['DELETED', 'PREEMPTED'],
+    );
     assert.ok(!HOLDS_ROOM.has(InstanceState.ERROR), "a failed instance's claim ended: its room is free");
   });
 

@@ -6,7 +6,13 @@ import { parseGpuList, type NodeInventory } from '../../src/domain/devices';
 import { allocatedBy, nodeDevices } from '../../src/domain/node';
 
 const gpus = parseGpuList('nvidia:GPU-a:A100,nvidia:GPU-b:A100');
-const inventory: NodeInventory = { gpus, infiniband: ['/dev/infiniband/uverbs0'], allowlist: ['/dev/fuse'], gpuMode: 'device-request', infinibandMemlock: -1 };
+const inventory: NodeInventory = {
+  gpus,
+  infiniband: ['/dev/infiniband/uverbs0'],
+  allowlist: ['/dev/fuse'],
+  gpuMode: 'device-request',
+  infinibandMemlock: -1,
+};
 const instance = (id: string, cpuMillis: number, memoryBytes: number, pids: number, gpuIds: string[] = []) =>
   Instance.fromPartial({
     id,

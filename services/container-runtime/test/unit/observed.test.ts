@@ -18,7 +18,13 @@ const observed = (extra: Partial<Observed> = {}): Observed => ({
   addresses: [],
   ...extra,
 });
-const record = () => Instance.fromPartial({ id: 'i-1', state: InstanceState.RUNNING, backendId: 'c-1', addresses: [{ network: 'n', ip: '10.0.0.2' }] } as never);
+const record = () =>
+  Instance.fromPartial({
+    id: 'i-1',
+    state: InstanceState.RUNNING,
+    backendId: 'c-1',
+    addresses: [{ network: 'n', ip: '10.0.0.2' }],
+  } as never);
 
 describe('domain: an observed workload as the instance state', () => {
   it('records a running workload RUNNING with its addresses and start time', () => {
@@ -41,7 +47,11 @@ describe('domain: an observed workload as the instance state', () => {
     for (const [seen, oom, state, reason] of cases) {
       const i = record();
       applyObserved(i, observed(seen), 'stopped', oom, at);
-      assert.deepEqual([InstanceState[i.state], i.stateReason, i.exitCode], [InstanceState[state], reason, seen.exitCode ?? 0], JSON.stringify(seen));
+      assert.deepEqual(
+        [InstanceState[i.state], i.stateReason, i.exitCode],
+        [InstanceState[state], reason, seen.exitCode ?? 0],
+        JSON.stringify(seen),
+      );
       assert.equal(i.backendId, 'c-1', 'the workload is still there');
     }
   });
@@ -66,7 +76,13 @@ describe('domain: an observed workload as the instance state', () => {
 });
 
 describe('domain: adopting a workload from its labels', () => {
-  const spec = InstanceSpec.fromPartial({ name: 'vm-1', flavor: 'm1.tiny', image: 'busybox', environment: { TOKEN: 'secret' }, sshPublicKeys: ['ssh-ed25519 AAA k'] });
+  const spec = InstanceSpec.fromPartial({
+    name: 'vm-1',
+    flavor: 'm1.tiny',
+    image: 'busybox',
+    environment: { TOKEN: 'secret' },
+    sshPublicKeys: ['ssh-ed25519 AAA k'],
+  });
   const original = Instance.fromPartial({
     id: 'i-7',
     project: 'physics',
@@ -83,10 +99,23 @@ describe('domain: adopting a workload from its labels', () => {
     const kept = InstanceSpec.encode(secretsOf(spec)).finish();
     const adopted = adoptFromLabels(observed({ backendId: 'c-7', labels, running: true }), 'node-1', Backend.DOCKER, kept, at)!;
     assert.deepEqual(
-      [adopted.id, adopted.project, adopted.user, adopted.imageDigest, adopted.requestId, adopted.attempt, adopted.preemptible, adopted.backendId, adopted.node],
+      [
+        adopted.id,
+        adopted.project,
+        adopted.user,
+        adopted.imageDigest,
+        adopted.requestId,
+        adopted.attempt,
+        adopted.preemptible,
+        adopted.backendId,
+        adopted.node,
+      ],
       ['i-7', 'physics', 'alice', 'sha256:abc', 'r-7', 3, true, 'c-7', 'node-1'],
     );
-    assert.deepEqual([adopted.spec?.name, adopted.spec?.environment, adopted.spec?.sshPublicKeys], ['vm-1', { TOKEN: 'secret' }, ['ssh-ed25519 AAA k']]);
+    assert.deepEqual(
+      [adopted.spec?.name, adopted.spec?.environment, adopted.spec?.sshPublicKeys],
+      ['vm-1', { TOKEN: 'secret' }, ['ssh-ed25519 AAA k']],
+    );
     assert.deepEqual([adopted.state, adopted.stateReason], [InstanceState.RUNNING, 'adopted from its container labels']);
     assert.equal(adopted.placedResources, undefined, 'not in the labels: a tenant resizes within what it has');
   });
@@ -101,15 +130,29 @@ describe('domain: adopting a workload from its labels', () => {
     assert.equal(adoptFromLabels(observed({ labels: {} }), 'node-1', Backend.DOCKER, undefined), undefined);
     const { [LABEL.project]: _, ...withoutProject } = labels;
     assert.equal(adoptFromLabels(observed({ labels: withoutProject }), 'node-1', Backend.DOCKER, undefined), undefined);
-    assert.equal(adoptFromLabels(observed({ labels: { ...labels, [LABEL.spec]: Buffer.from([0xff, 0xff, 0xff]).toString('base64') } }), 'node-1', Backend.DOCKER, undefined), undefined);
+    assert.equal(
+      adoptFromLabels(
+        observed({ labels: { ...labels, [LABEL.spec]: Buffer.from([0xff, 0xff, 0xff]).toString('base64') } }),
+        'node-1',
+        Backend.DOCKER,
+        undefined,
+      ),
+      undefined,
+    );
   });
 });
 
 describe("domain: a claim's phase as a volume's state", () => {
   it('Bound is AVAILABLE, Pending CREATING with the reason, Lost and Missing ERROR', () => {
     assert.deepEqual(claimState({ phase: 'Bound', message: 'ignored' }), { state: VolumeState.AVAILABLE, stateReason: '' });
-    assert.deepEqual(claimState({ phase: 'Pending', message: 'waiting for first consumer' }), { state: VolumeState.CREATING, stateReason: 'waiting for first consumer' });
-    assert.deepEqual(claimState({ phase: 'Lost', message: 'its volume is gone' }), { state: VolumeState.ERROR, stateReason: 'its volume is gone' });
+    assert.deepEqual(claimState({ phase: 'Pending', message: 'waiting for first consumer' }), {
+      state: VolumeState.CREATING,
+      stateReason: 'waiting for first consumer',
+    });
+    assert.deepEqual(claimState({ phase: 'Lost', message: 'its volume is gone' }), {
+      state: VolumeState.ERROR,
+      stateReason: 'its volume is gone',
+    });
     assert.deepEqual(claimState({ phase: 'Missing', message: 'no claim' }), { state: VolumeState.ERROR, stateReason: 'no claim' });
   });
 });

@@ -15,7 +15,11 @@ describe('domain: host ports on a node', () => {
     const asked = [tcp(80), tcp(22, 30002)];
     assert.deepEqual(hostPorts(assignHostPorts(asked, range, new Set(['30000/tcp']))), [30001, 30002]);
     assert.deepEqual(hostPorts(asked), [0, 30002], 'the spec asked for is left as it was');
-    assert.deepEqual(hostPorts(assignHostPorts([tcp(80)], range, new Set(['30000/tcp', '30001/tcp']))), [30002], 'the range includes its last port');
+    assert.deepEqual(
+      hostPorts(assignHostPorts([tcp(80)], range, new Set(['30000/tcp', '30001/tcp']))),
+      [30002],
+      'the range includes its last port',
+    );
     // A port is held per protocol: UDP 30000 is free while TCP 30000 is held.
     assert.deepEqual(hostPorts(assignHostPorts([udp(53)], range, new Set(['30000/tcp']))), [30000]);
   });

@@ -7,7 +7,8 @@ describe('domain: what an instance may do', () => {
   it('gets the default set of a light-weight VM, without raw sockets, device nodes or the audit log', () => {
     const security = instanceSecurity(undefined, []);
     assert.deepEqual(security, { capabilities: [...DEFAULT_CAPABILITIES], readOnlyRoot: false });
-    for (const left of ['NET_RAW', 'MKNOD', 'AUDIT_WRITE', 'SETFCAP', 'SETPCAP', 'SYS_ADMIN', 'NET_ADMIN']) assert.ok(!security.capabilities.includes(left), left);
+    for (const left of ['NET_RAW', 'MKNOD', 'AUDIT_WRITE', 'SETFCAP', 'SETPCAP', 'SYS_ADMIN', 'NET_ADMIN'])
+      assert.ok(!security.capabilities.includes(left), left);
     for (const kept of ['CHOWN', 'SETUID', 'NET_BIND_SERVICE', 'SYS_CHROOT']) assert.ok(security.capabilities.includes(kept), kept);
   });
 

@@ -7,7 +7,16 @@ import { thrown } from './thrown';
 
 const MiB = 2 ** 20;
 const limits = { minVolumeBytes: 16 * MiB, maxVolumeBytes: 256 * MiB };
-const volume = (extra: Partial<Volume> = {}) => Volume.fromPartial({ id: 'vol-1', name: 'data', project: 'physics', sizeBytes: 64 * MiB, node: 'node-1', state: VolumeState.AVAILABLE, ...extra });
+const volume = (extra: Partial<Volume> = {}) =>
+  Volume.fromPartial({
+    id: 'vol-1',
+    name: 'data',
+    project: 'physics',
+    sizeBytes: 64 * MiB,
+    node: 'node-1',
+    state: VolumeState.AVAILABLE,
+    ...extra,
+  });
 
 describe('domain: a new volume', () => {
   it('takes a plain name and a size within the node limits, ext4 by default', () => {
@@ -18,9 +27,16 @@ describe('domain: a new volume', () => {
   it('names every bad field at once', () => {
     const error = thrown(() => checkNewVolume({ name: 'Data!', sizeBytes: 1, filesystem: 'xfs' }, limits));
     assert.equal(error.code, status.INVALID_ARGUMENT);
-    assert.deepEqual(error.violations.map((v) => v.field), ['name', 'filesystem', 'size_bytes']);
-    assert.match(thrown(() => checkNewVolume({ name: 'big', sizeBytes: 257 * MiB, filesystem: '' }, limits)).violations[0]!.description, /larger than the largest volume this node makes \(268435456\)/);
-    for (const name of ['', '-a', 'a-', 'A', 'a'.repeat(64)]) assert.equal(thrown(() => checkNewVolume({ name, sizeBytes: 16 * MiB, filesystem: '' }, limits)).code, status.INVALID_ARGUMENT, name);
+    assert.deepEqual(
+      error.violations.map((v) => v.field),
+      ['name', 'filesystem', 'size_bytes'],
+    );
+    assert.match(
+      thrown(() => checkNewVolume({ name: 'big', sizeBytes: 257 * MiB, filesystem: '' }, limits)).violations[0]!.description,
+      /larger than the largest volume this node makes \(268435456\)/,
+    );
+    for (const name of ['', '-a', 'a-', 'A', 'a'.repeat(64)])
+      assert.equal(thrown(() => checkNewVolume({ name, sizeBytes: 16 * MiB, filesystem: '' }, limits)).code, status.INVALID_ARGUMENT, name);
   });
 
   it('keeps names unique in the project and bounds what it holds on this node', () => {
@@ -37,11 +53,20 @@ describe('domain: a new volume', () => {
 });
 
 describe('domain: when a volume attaches', () => {
-  const reason = (v: Volume, instanceNode = 'node-1', agentNode = 'node-1', claims = false) => thrown(() => checkAttachable(v, instanceNode, agentNode, claims)).reason;
+  const reason = (v: Volume, instanceNode = 'node-1', agentNode = 'node-1', claims = false) =>
+    thrown(() => checkAttachable(v, instanceNode, agentNode, claims)).reason;
 
   it("takes a free volume on the instance's node, which is this agent's", () => {
     checkAttachable(volume(), 'node-1', 'node-1', false);
-    assert.equal(reason(volume({ state: VolumeState.ATTACHED, attachment: { volumeId: 'vol-1', instanceId: 'i-9', mountPath: '/mnt/data', readOnly: false, attachTime: undefined } })), 'VOLUME_ALREADY_ATTACHED');
+    assert.equal(
+      reason(
+        volume({
+          state: VolumeState.ATTACHED,
+          attachment: { volumeId: 'vol-1', instanceId: 'i-9', mountPath: '/mnt/data', readOnly: false, attachTime: undefined },
+        }),
+      ),
+      'VOLUME_ALREADY_ATTACHED',
+    );
     assert.equal(reason(volume({ state: VolumeState.ERROR })), 'VOLUME_NOT_AVAILABLE');
     assert.equal(reason(volume({ state: VolumeState.DELETING })), 'VOLUME_NOT_AVAILABLE');
     assert.equal(reason(volume({ node: 'node-2' })), 'VOLUME_ON_ANOTHER_NODE');
@@ -50,7 +75,10 @@ describe('domain: when a volume attaches', () => {
 
   it('gives a Pending claim (CREATING) only where the engine keeps claims: a WaitForFirstConsumer class binds it then', () => {
     assert.equal(reason(volume({ state: VolumeState.CREATING, stateReason: 'waiting' })), 'VOLUME_NOT_AVAILABLE');
-    assert.match(thrown(() => checkAttachable(volume({ state: VolumeState.CREATING, stateReason: 'waiting' }), 'node-1', 'node-1', false)).message, /is CREATING, not AVAILABLE \(waiting\)/);
+    assert.match(
+      thrown(() => checkAttachable(volume({ state: VolumeState.CREATING, stateReason: 'waiting' }), 'node-1', 'node-1', false)).message,
+      /is CREATING, not AVAILABLE \(waiting\)/,
+    );
     checkAttachable(volume({ state: VolumeState.CREATING }), 'node-1', 'node-1', true);
   });
 

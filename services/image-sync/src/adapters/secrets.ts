@@ -12,7 +12,10 @@ export function readCredentials(secret: string): Credentials | undefined {
     try {
       text = readFileSync(secret.slice(5), 'utf8');
     } catch (error) {
-      throw new SyncFailure('CREDENTIALS_UNAVAILABLE', `cannot read secret ${secret}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      throw new SyncFailure(
+        'CREDENTIALS_UNAVAILABLE',
+        `cannot read secret ${secret}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      );
     }
   } else if (secret.startsWith('env:')) {
     text = process.env[secret.slice(4)];

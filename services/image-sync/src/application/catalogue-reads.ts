@@ -47,7 +47,8 @@ export class CatalogueReads {
     if (!reference.trim()) throw invalidArgument([{ field: 'reference', description: 'is required' }]);
     const ref = parseReference(reference);
     if (ref.host && ref.host !== siteHost) throw untrusted(`images come only from the site registry ${siteHost}`);
-    if (ref.digest && !/^sha256:[0-9a-f]{64}$/.test(ref.digest)) throw invalidArgument([{ field: 'reference', description: `${ref.digest} is not a sha256 digest` }]);
+    if (ref.digest && !/^sha256:[0-9a-f]{64}$/.test(ref.digest))
+      throw invalidArgument([{ field: 'reference', description: `${ref.digest} is not a sha256 digest` }]);
     const candidates = [ref.name];
     for (const policy of await this.policies.list()) {
       if (policy.destinationPrefix) {
@@ -62,7 +63,9 @@ export class CatalogueReads {
         const found = (await catalogue()).get(imageKey(repository, ref.tag));
         if (found && (!ref.digest || found.digest === ref.digest || found.manifests.some((m) => m.digest === ref.digest))) image = found;
       } else {
-        image = [...(await catalogue()).values()].find((i) => i.repository === repository && (i.digest === ref.digest || i.manifests.some((m) => m.digest === ref.digest)));
+        image = [...(await catalogue()).values()].find(
+          (i) => i.repository === repository && (i.digest === ref.digest || i.manifests.some((m) => m.digest === ref.digest)),
+        );
       }
       if (image) break;
     }
@@ -70,9 +73,13 @@ export class CatalogueReads {
     let digest = image.digest;
     if (image.manifests.length > 0) {
       const byDigest = image.manifests.find((m) => m.digest === ref.digest);
-      const want = platform && platform.os ? platform : nodePlatform();
+      const want = platform?.os ? platform : nodePlatform();
       const chosen = byDigest ?? image.manifests.find((m) => platformMatches(m.platform, [want]));
-      if (!chosen) throw notFound(`${reference} has no manifest for ${want.os}/${want.architecture}${want.variant ? `/${want.variant}` : ''}`, 'PLATFORM_NOT_AVAILABLE');
+      if (!chosen)
+        throw notFound(
+          `${reference} has no manifest for ${want.os}/${want.architecture}${want.variant ? `/${want.variant}` : ''}`,
+          'PLATFORM_NOT_AVAILABLE',
+        );
       digest = chosen.digest;
     }
     return { image, digest, pullReference: `${siteHost}/${image.repository}@${digest}` };

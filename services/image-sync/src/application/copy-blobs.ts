@@ -31,19 +31,33 @@ export class BlobCopier {
   }
 
   /** Copies the config and layers of one image manifest; the manifest itself is the caller's. */
-  async copyImage(source: RegistryClient, repository: string, destination: string, image: FetchedManifest, signal?: AbortSignal): Promise<{ bytes: number; size: number; platform?: Platform }> {
+  async copyImage(
+    source: RegistryClient,
+    repository: string,
+    destination: string,
+    image: FetchedManifest,
+    signal?: AbortSignal,
+  ): Promise<{ bytes: number; size: number; platform?: Platform }> {
     if (isIndex(image.mediaType)) throw new SyncFailure('UNSUPPORTED_MANIFEST', `${repository}@${image.digest}: an index inside an index`);
     const config = image.manifest.config;
-    if (!config || !image.manifest.layers) throw new SyncFailure('UNSUPPORTED_MANIFEST', `${repository}@${image.digest} (${image.mediaType}) has no config or layers`);
+    if (!config || !image.manifest.layers)
+      throw new SyncFailure('UNSUPPORTED_MANIFEST', `${repository}@${image.digest} (${image.mediaType}) has no config or layers`);
     const blobs = [config, ...image.manifest.layers];
     const copied = await settleAll(blobs.map((blob) => this.copyBlob(source, repository, destination, blob, signal)));
     return { bytes: copied.reduce((a, b) => a + b, 0), size: blobs.reduce((a, b) => a + b.size, 0) };
   }
 
   /** Bytes moved: 0 when the site had the blob or mounted it from another repository. */
-  private async copyBlob(source: RegistryClient, repository: string, destination: string, blob: Descriptor, signal?: AbortSignal): Promise<number> {
+  private async copyBlob(
+    source: RegistryClient,
+    repository: string,
+    destination: string,
+    blob: Descriptor,
+    signal?: AbortSignal,
+  ): Promise<number> {
     // One transfer per digest at a time: a layer shared by images in flight moves once, then mounts.
-    for (let pending = this.inFlight.get(blob.digest); pending; pending = this.inFlight.get(blob.digest)) await pending.catch(() => undefined);
+    for (let pending = this.inFlight.get(blob.digest); pending; pending = this.inFlight.get(blob.digest))
+      await pending.catch(() => undefined);
     // Known at the site: mounts go at once, side by side.
     if (this.siteHas.has(blob.digest)) return this.transfer(source, repository, destination, blob, signal);
     const transfer = this.transfer(source, repository, destination, blob, signal);
@@ -55,7 +69,13 @@ export class BlobCopier {
     }
   }
 
-  private async transfer(source: RegistryClient, repository: string, destination: string, blob: Descriptor, signal?: AbortSignal): Promise<number> {
+  private async transfer(
+    source: RegistryClient,
+    repository: string,
+    destination: string,
+    blob: Descriptor,
+    signal?: AbortSignal,
+  ): Promise<number> {
     const site = this.options.site;
     const holder = this.siteHas.get(blob.digest);
     if (holder === destination) return 0;

@@ -7,7 +7,11 @@ import type { Policies } from './policies';
 import type { SyncRuns } from './sync-runs';
 import type { Syncer } from './syncer';
 
-export async function deletePolicy(parts: { stores: Stores; policies: Policies; runs: SyncRuns; syncer: Syncer }, name: string, pruneImages: boolean): Promise<void> {
+export async function deletePolicy(
+  parts: { stores: Stores; policies: Policies; runs: SyncRuns; syncer: Syncer },
+  name: string,
+  pruneImages: boolean,
+): Promise<void> {
   const { stores, syncer } = parts;
   const policy = await parts.policies.get(name);
   await parts.runs.abort(name);
@@ -15,6 +19,7 @@ export async function deletePolicy(parts: { stores: Stores; policies: Policies; 
   if (pruneImages) {
     for (const image of images) await syncer.removeImage(image, images);
   }
-  for (const repository of policy.repositories) await stores.statuses.delete(statusKey(name, destinationOf(policy, repository))).catch(() => undefined);
+  for (const repository of policy.repositories)
+    await stores.statuses.delete(statusKey(name, destinationOf(policy, repository))).catch(() => undefined);
   await stores.policies.delete(name);
 }

@@ -70,7 +70,11 @@ export class ImageSync {
     return this.policies.list();
   }
   deletePolicy(name: string, pruneImages: boolean): Promise<void> {
-    return deletePolicy({ stores: this.options.stores, policies: this.policies, runs: this.runs, syncer: this.options.syncer }, name, pruneImages);
+    return deletePolicy(
+      { stores: this.options.stores, policies: this.policies, runs: this.runs, syncer: this.options.syncer },
+      name,
+      pruneImages,
+    );
   }
 
   // ---- syncs ----

@@ -32,7 +32,13 @@ export class ScheduledSyncs {
       }
     };
     const loop = () => {
-      this.timer = setTimeout(() => void tick().catch((error: unknown) => log.warn({ err: error }, 'scheduler tick failed')).finally(() => this.timer && loop()), this.tickMs);
+      this.timer = setTimeout(
+        () =>
+          void tick()
+            .catch((error: unknown) => log.warn({ err: error }, 'scheduler tick failed'))
+            .finally(() => this.timer && loop()),
+        this.tickMs,
+      );
     };
     loop();
   }

@@ -15,7 +15,13 @@ export interface SyncerOptions {
   /** Blob copies at once across the whole sync (default 8). */
   blobConcurrency?: number;
   /** Options for the upstream clients (tests count requests with onResponse, short backoffs). */
-  upstream?: { onResponse?: RegistryClientOptions['onResponse']; attempts?: number; backoffMs?: number; chunkSize?: number; concurrency?: number };
+  upstream?: {
+    onResponse?: RegistryClientOptions['onResponse'];
+    attempts?: number;
+    backoffMs?: number;
+    chunkSize?: number;
+    concurrency?: number;
+  };
   /** How long a tag seen at the site is trusted to be there without a HEAD (default 1 h; 0 checks every sync). */
   siteCheckMs?: number;
   /** A repository's RUNNING status is recorded when its sync takes longer than this (default 250 ms). */

@@ -4,7 +4,7 @@
 // OperationsService served beside it.
 import { createHash, randomUUID } from 'node:crypto';
 import { aborted, Code, failedPrecondition, notFound, RevisionConflict, type Logger } from '@lapis/platform';
-import { Any } from '@lapis/proto/google/protobuf/any';
+import type { Any } from '@lapis/proto/google/protobuf/any';
 import type { Operation } from '@lapis/proto/lapis/common/v1/common';
 import { SyncProgress, SyncResult } from '@lapis/proto/lapis/images/v1/images';
 import type { Stores } from '../adapters/store';
@@ -22,7 +22,12 @@ export class SyncOperations {
 
   /** Starts a sync as an operation; a request_id seen before gives the same operation. */
   async start(policyName: string, repositories: readonly string[], requestId: string): Promise<Operation> {
-    const id = requestId ? createHash('sha256').update(`${policyName}\n${repositories.join(',')}\n${requestId}`).digest('hex').slice(0, 32) : randomUUID().replace(/-/g, '');
+    const id = requestId
+      ? createHash('sha256')
+          .update(`${policyName}\n${repositories.join(',')}\n${requestId}`)
+          .digest('hex')
+          .slice(0, 32)
+      : randomUUID().replace(/-/g, '');
     const name = `operations/${id}`;
     const existing = await this.parts.stores.operations.get(id);
     if (existing) return existing.value;
@@ -30,7 +35,14 @@ export class SyncOperations {
     const progress: SyncProgress = { repositories: [] };
     const now = new Date();
     const operation: Operation = {
-      name, kind: SYNC_KIND, metadata: packProgress(progress), done: false, result: undefined, createTime: now, updateTime: now, project: '',
+      name,
+      kind: SYNC_KIND,
+      metadata: packProgress(progress),
+      done: false,
+      result: undefined,
+      createTime: now,
+      updateTime: now,
+      project: '',
     };
     try {
       await this.parts.stores.operations.create(id, operation);
@@ -51,8 +63,18 @@ export class SyncOperations {
           : cancel.signal.aborted
             ? { $case: 'error', error: { code: Code.CANCELLED, message: `operation ${name} was cancelled`, details: [] } }
             : failed.length > 0 && failed.length === progress.repositories.length
-            ? { $case: 'error', error: { code: Code.INTERNAL, message: failed.flatMap((r) => r.errors.map((e) => `${r.repository}${e.tag ? `:${e.tag}` : ''}: ${e.message}`)).join('; ').slice(0, 2000), details: [] } }
-            : { $case: 'response', response: packProgress(progress) },
+              ? {
+                  $case: 'error',
+                  error: {
+                    code: Code.INTERNAL,
+                    message: failed
+                      .flatMap((r) => r.errors.map((e) => `${r.repository}${e.tag ? `:${e.tag}` : ''}: ${e.message}`))
+                      .join('; ')
+                      .slice(0, 2000),
+                    details: [],
+                  },
+                }
+              : { $case: 'response', response: packProgress(progress) },
       }));
     };
     // One write at a time, in order: progress writes are not waited for, and two at once used to
@@ -69,15 +91,17 @@ export class SyncOperations {
     void (async () => {
       for (const policy of policies) {
         if (cancel.signal.aborted) break;
-        await this.parts.runs.run(
-          policy,
-          repositories,
-          (status) => {
-            progress.repositories.push(status);
-            void save(false).catch(() => undefined);
-          },
-          cancel.signal,
-        ).catch((error: unknown) => this.parts.log.error({ err: error, policy: policy.name }, 'sync failed'));
+        await this.parts.runs
+          .run(
+            policy,
+            repositories,
+            (status) => {
+              progress.repositories.push(status);
+              void save(false).catch(() => undefined);
+            },
+            cancel.signal,
+          )
+          .catch((error: unknown) => this.parts.log.error({ err: error, policy: policy.name }, 'sync failed'));
       }
       await save(true);
     })()
@@ -114,4 +138,3 @@ export function packProgress(progress: SyncProgress): Any {
 export function unpackProgress(any: Any | undefined): SyncProgress {
   return any ? SyncProgress.decode(any.value) : { repositories: [] };
 }
-

@@ -2,7 +2,14 @@
 // names exactly, together with HEADs of the catalogued ones), the chosen tags synced side by
 // side (sync-tag.ts), tags gone upstream pruned when the policy says so, and one status
 // (RUNNING first when it takes longer than a moment).
-import { SyncResult, UpstreamRemoval, type Image, type RepositorySyncStatus, type SyncError, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
+import {
+  SyncResult,
+  UpstreamRemoval,
+  type Image,
+  type RepositorySyncStatus,
+  type SyncError,
+  type SyncPolicy,
+} from '@lapis/proto/lapis/images/v1/images';
 import type { RegistryClient } from '../adapters/registry/client';
 import { RegistryError } from '../adapters/registry/errors';
 import { statusKey } from '../adapters/store';
@@ -24,8 +31,16 @@ export async function syncRepository(
   const destination = destinationOf(policy, repository);
   const log = ctx.options.log.child({ policy: policy.name, repository });
   const status: RepositorySyncStatus = {
-    policy: policy.name, repository: destination, result: SyncResult.RUNNING, startTime: new Date(), endTime: undefined,
-    tagsPromoted: 0, tagsUnchanged: 0, tagsRemoved: 0, bytesCopied: 0, errors: [],
+    policy: policy.name,
+    repository: destination,
+    result: SyncResult.RUNNING,
+    startTime: new Date(),
+    endTime: undefined,
+    tagsPromoted: 0,
+    tagsUnchanged: 0,
+    tagsRemoved: 0,
+    bytesCopied: 0,
+    errors: [],
   };
   const { statuses } = ctx.options.stores;
   // Recorded as RUNNING while the work goes on, once it takes longer than a moment (a no-op
@@ -41,7 +56,17 @@ export async function syncRepository(
     status.endTime = new Date();
     await running;
     await statuses.put(statusKey(policy.name, destination), status);
-    log.info({ result: SyncResult[result], promoted: status.tagsPromoted, unchanged: status.tagsUnchanged, removed: status.tagsRemoved, bytes: status.bytesCopied, errors: status.errors }, 'repository synced');
+    log.info(
+      {
+        result: SyncResult[result],
+        promoted: status.tagsPromoted,
+        unchanged: status.tagsUnchanged,
+        removed: status.tagsRemoved,
+        bytes: status.bytesCopied,
+        errors: status.errors,
+      },
+      'repository synced',
+    );
     return status;
   };
   let upstreamTags: string[] = [];

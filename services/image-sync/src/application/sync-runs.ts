@@ -16,7 +16,12 @@ export class SyncRuns {
   }
 
   /** Syncs one policy now, or waits for the sync already running (one at a time per policy). */
-  run(policy: SyncPolicy, repositories: readonly string[] = [], onDone?: (status: RepositorySyncStatus) => void, cancel?: AbortSignal): Promise<RepositorySyncStatus[]> {
+  run(
+    policy: SyncPolicy,
+    repositories: readonly string[] = [],
+    onDone?: (status: RepositorySyncStatus) => void,
+    cancel?: AbortSignal,
+  ): Promise<RepositorySyncStatus[]> {
     const previous = this.running.get(policy.name) ?? Promise.resolve([]);
     const next = previous
       .catch(() => [])
@@ -29,9 +34,11 @@ export class SyncRuns {
         return this.syncer.syncPolicy(policy, repositories, controller.signal, onDone);
       });
     this.running.set(policy.name, next);
-    void next.finally(() => {
-      if (this.running.get(policy.name) === next) this.running.delete(policy.name);
-    }).catch(() => undefined);
+    void next
+      .finally(() => {
+        if (this.running.get(policy.name) === next) this.running.delete(policy.name);
+      })
+      .catch(() => undefined);
     return next;
   }
 

@@ -74,16 +74,26 @@ export async function syncTag(
   let pushed: { mediaType: string; bytes: Buffer } = { mediaType: top.mediaType, bytes: top.bytes };
   if (isIndex(top.mediaType)) {
     const all = top.manifest.manifests ?? [];
-    const kept = all.filter((d) => platformMatches(d.platform && { os: d.platform.os, architecture: d.platform.architecture, variant: d.platform.variant ?? '' }, policy.platforms));
+    const kept = all.filter((d) =>
+      platformMatches(
+        d.platform && { os: d.platform.os, architecture: d.platform.architecture, variant: d.platform.variant ?? '' },
+        policy.platforms,
+      ),
+    );
     if (kept.length === 0) throw new SyncFailure('NO_MATCHING_PLATFORM', `${repository}:${tag} has none of the policy's platforms`);
     await settleAll(
       kept.map(async (descriptor) => {
         const child = await source.getManifest(repository, descriptor.digest);
-        if (!child) throw new SyncFailure('MANIFEST_MISSING', `${repository}@${descriptor.digest} (in the index of ${tag}) is missing upstream`);
+        if (!child)
+          throw new SyncFailure('MANIFEST_MISSING', `${repository}@${descriptor.digest} (in the index of ${tag}) is missing upstream`);
         const copied = await ctx.blobs.copyImage(source, repository, destination, child, signal);
         bytes += copied.bytes;
         size += copied.size;
-        const platform = { os: descriptor.platform?.os ?? '', architecture: descriptor.platform?.architecture ?? '', variant: descriptor.platform?.variant ?? '' };
+        const platform = {
+          os: descriptor.platform?.os ?? '',
+          architecture: descriptor.platform?.architecture ?? '',
+          variant: descriptor.platform?.variant ?? '',
+        };
         platforms.push(platform);
         manifests.push({ platform, digest: child.digest, sizeBytes: copied.size });
         await site.putManifest(destination, child.digest, child.mediaType, child.bytes);
@@ -108,17 +118,36 @@ export async function syncTag(
     await site.putManifest(destination, signatureTag(digest), verdict.artifact.mediaType, verdict.artifact.bytes);
   }
   const image: Image = {
-    repository: destination, tag, digest, mediaType: pushed.mediaType, sizeBytes: size,
+    repository: destination,
+    tag,
+    digest,
+    mediaType: pushed.mediaType,
+    sizeBytes: size,
     platforms: platforms.sort((a, b) => `${a.os}/${a.architecture}/${a.variant}`.localeCompare(`${b.os}/${b.architecture}/${b.variant}`)),
-    signature: verdict.verified ? { verified: true, keyId: verdict.keyId, verifyTime: new Date() } : { verified: false, keyId: '', verifyTime: undefined },
-    policy: policy.name, sourceReference: `${source.host}/${repository}@${sourceDigest}`, syncTime: new Date(), prepull: policy.prepull,
+    signature: verdict.verified
+      ? { verified: true, keyId: verdict.keyId, verifyTime: new Date() }
+      : { verified: false, keyId: '', verifyTime: undefined },
+    policy: policy.name,
+    sourceReference: `${source.host}/${repository}@${sourceDigest}`,
+    syncTime: new Date(),
+    prepull: policy.prepull,
     pullReference: `${site.host}/${destination}@${digest}`,
     manifests: manifests.sort((a, b) => a.digest.localeCompare(b.digest)),
   };
   (await ctx.catalogue()).note(key, image, await ctx.options.stores.catalogue.put(key, image));
   ctx.seenAtSite.set(key, Date.now());
   await ctx.options.bus?.publish(
-    { $case: 'imageSynced', imageSynced: { repository: destination, tag, digest, pullReference: image.pullReference, prepull: policy.prepull, policy: policy.name } },
+    {
+      $case: 'imageSynced',
+      imageSynced: {
+        repository: destination,
+        tag,
+        digest,
+        pullReference: image.pullReference,
+        prepull: policy.prepull,
+        policy: policy.name,
+      },
+    },
     destination,
     `synced.${destination}.${tag}.${digest}`,
   );
@@ -138,7 +167,10 @@ async function checkSignature(
   const payloads = await Promise.all(
     (signatures.manifest.layers ?? [])
       .filter((layer) => layer.mediaType === SIMPLE_SIGNING && layer.annotations?.[SIGNATURE_ANNOTATION])
-      .map(async (layer) => ({ payload: await source.getBlobBytes(repository, layer.digest, layer.size), signature: layer.annotations![SIGNATURE_ANNOTATION]! })),
+      .map(async (layer) => ({
+        payload: await source.getBlobBytes(repository, layer.digest, layer.size),
+        signature: layer.annotations![SIGNATURE_ANNOTATION]!,
+      })),
   );
   return { ...verifySignatures(payloads, digest, repository, keys), artifact: signatures };
 }

@@ -53,8 +53,16 @@ export class Syncer {
   }
 
   /** Syncs the policy's repositories (or the given ones) at once; one status each. */
-  async syncPolicy(policy: SyncPolicy, only: readonly string[] = [], signal?: AbortSignal, onDone?: (status: RepositorySyncStatus) => void): Promise<RepositorySyncStatus[]> {
-    const repositories = only.length > 0 ? policy.repositories.filter((r) => only.includes(r) || only.includes(destinationOf(policy, r))) : policy.repositories;
+  async syncPolicy(
+    policy: SyncPolicy,
+    only: readonly string[] = [],
+    signal?: AbortSignal,
+    onDone?: (status: RepositorySyncStatus) => void,
+  ): Promise<RepositorySyncStatus[]> {
+    const repositories =
+      only.length > 0
+        ? policy.repositories.filter((r) => only.includes(r) || only.includes(destinationOf(policy, r)))
+        : policy.repositories;
     let source: RegistryClient | undefined;
     let sourceError: SyncFailure | undefined;
     try {
@@ -67,7 +75,15 @@ export class Syncer {
     for (const image of catalogue.values()) appendTo(byRepository, image.repository, image);
     return Promise.all(
       repositories.map(async (repository) => {
-        const status = await syncRepository(this.ctx, policy, repository, source, sourceError, byRepository.get(destinationOf(policy, repository)) ?? [], signal);
+        const status = await syncRepository(
+          this.ctx,
+          policy,
+          repository,
+          source,
+          sourceError,
+          byRepository.get(destinationOf(policy, repository)) ?? [],
+          signal,
+        );
         onDone?.(status);
         return status;
       }),

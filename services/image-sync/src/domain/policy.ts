@@ -18,7 +18,8 @@ export const SECRET = /^(file:\/.+|env:[A-Za-z_][A-Za-z0-9_]*)$/;
 export function validatePolicy(policy: SyncPolicy, at = 'policy'): FieldViolation[] {
   const v: FieldViolation[] = [];
   const bad = (field: string, description: string) => v.push({ field: `${at}.${field}`, description });
-  if (!NAME.test(policy.name)) bad('name', 'must be 1-63 lower case letters, digits and dashes, starting and ending with a letter or digit');
+  if (!NAME.test(policy.name))
+    bad('name', 'must be 1-63 lower case letters, digits and dashes, starting and ending with a letter or digit');
   if (!policy.source?.url) bad('source.url', 'is required');
   else {
     try {
@@ -33,7 +34,8 @@ export function validatePolicy(policy: SyncPolicy, at = 'policy'): FieldViolatio
     bad('source.credentials_secret', 'must be "file:/absolute/path" or "env:VARIABLE_NAME"');
   }
   if (policy.repositories.length === 0) bad('repositories', 'needs at least one repository');
-  policy.repositories.forEach((r, i) => REPOSITORY.test(r) || bad(`repositories[${i}]`, `${JSON.stringify(r)} is not a repository name`));
+  for (const [i, r] of policy.repositories.entries())
+    if (!REPOSITORY.test(r)) bad(`repositories[${i}]`, `${JSON.stringify(r)} is not a repository name`);
   if (new Set(policy.repositories).size !== policy.repositories.length) bad('repositories', 'lists a repository twice');
   for (const field of ['tagInclude', 'tagExclude'] as const) {
     policy[field].forEach((pattern, i) => {
@@ -44,7 +46,8 @@ export function validatePolicy(policy: SyncPolicy, at = 'policy'): FieldViolatio
       }
     });
   }
-  if (policy.semverRange && semver.validRange(policy.semverRange) === null) bad('semver_range', `${JSON.stringify(policy.semverRange)} is not a semver range`);
+  if (policy.semverRange && semver.validRange(policy.semverRange) === null)
+    bad('semver_range', `${JSON.stringify(policy.semverRange)} is not a semver range`);
   for (const [tag, digest] of Object.entries(policy.pins)) {
     if (!TAG.test(tag)) bad(`pins[${tag}]`, 'key is not a tag');
     if (!DIGEST.test(digest)) bad(`pins[${tag}]`, `${JSON.stringify(digest)} is not a sha256 digest`);
@@ -78,9 +81,20 @@ export function checkPolicy(policy: SyncPolicy, at = 'policy'): SyncPolicy {
 // ---- YAML ----
 
 const FIELDS: Record<string, string> = {
-  name: 'name', source: 'source', repositories: 'repositories', tag_include: 'tagInclude', tag_exclude: 'tagExclude',
-  semver_range: 'semverRange', keep_latest: 'keepLatest', pins: 'pins', platforms: 'platforms', interval: 'interval',
-  destination_prefix: 'destinationPrefix', on_upstream_removal: 'onUpstreamRemoval', prepull: 'prepull', signature: 'signature',
+  name: 'name',
+  source: 'source',
+  repositories: 'repositories',
+  tag_include: 'tagInclude',
+  tag_exclude: 'tagExclude',
+  semver_range: 'semverRange',
+  keep_latest: 'keepLatest',
+  pins: 'pins',
+  platforms: 'platforms',
+  interval: 'interval',
+  destination_prefix: 'destinationPrefix',
+  on_upstream_removal: 'onUpstreamRemoval',
+  prepull: 'prepull',
+  signature: 'signature',
 };
 const SOURCE_FIELDS = ['url', 'credentials_secret', 'insecure'];
 const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -116,20 +130,36 @@ export function policyFromObject(input: unknown, at: string): SyncPolicy {
     return value.map(String);
   };
   const source = (get('source') ?? {}) as Record<string, unknown>;
-  for (const key of Object.keys(source)) if (!SOURCE_FIELDS.includes(snake(key))) v.push({ field: `${at}.source.${key}`, description: 'is not a source field' });
-  const removal = str('on_upstream_removal').toUpperCase().replace(/^UPSTREAM_REMOVAL_/, '');
-  const removalValue = removal === '' ? UpstreamRemoval.KEEP : removal === 'KEEP' ? UpstreamRemoval.KEEP : removal === 'PRUNE' ? UpstreamRemoval.PRUNE : UpstreamRemoval.UNRECOGNIZED;
+  for (const key of Object.keys(source))
+    if (!SOURCE_FIELDS.includes(snake(key))) v.push({ field: `${at}.source.${key}`, description: 'is not a source field' });
+  const removal = str('on_upstream_removal')
+    .toUpperCase()
+    .replace(/^UPSTREAM_REMOVAL_/, '');
+  const removalValue =
+    removal === ''
+      ? UpstreamRemoval.KEEP
+      : removal === 'KEEP'
+        ? UpstreamRemoval.KEEP
+        : removal === 'PRUNE'
+          ? UpstreamRemoval.PRUNE
+          : UpstreamRemoval.UNRECOGNIZED;
   const intervalRaw = get('interval');
   const interval = intervalRaw === undefined ? 0 : parseDuration(intervalRaw);
-  if (interval === undefined) v.push({ field: `${at}.interval`, description: `${JSON.stringify(intervalRaw)} is not a duration (for example "10m")` });
+  if (interval === undefined)
+    v.push({ field: `${at}.interval`, description: `${JSON.stringify(intervalRaw)} is not a duration (for example "10m")` });
   const keepLatest = Number(get('keep_latest') ?? 0);
-  if (!Number.isInteger(keepLatest) || keepLatest < 0) v.push({ field: `${at}.keep_latest`, description: 'must be a whole number, 0 or more' });
+  if (!Number.isInteger(keepLatest) || keepLatest < 0)
+    v.push({ field: `${at}.keep_latest`, description: 'must be a whole number, 0 or more' });
   const signature = (get('signature') ?? {}) as Record<string, unknown>;
   const keys = Array.isArray(signature.keys) ? (signature.keys as Array<Record<string, unknown>>) : [];
   const pins = (get('pins') ?? {}) as Record<string, unknown>;
   const policy: SyncPolicy = {
     name: str('name'),
-    source: { url: str('url', source.url), credentialsSecret: str('credentials_secret', source.credentials_secret ?? source.credentialsSecret), insecure: source.insecure === true },
+    source: {
+      url: str('url', source.url),
+      credentialsSecret: str('credentials_secret', source.credentials_secret ?? source.credentialsSecret),
+      insecure: source.insecure === true,
+    },
     repositories: list('repositories'),
     tagInclude: list('tag_include'),
     tagExclude: list('tag_exclude'),
@@ -170,7 +200,8 @@ export function policiesFromYaml(text: string, file = 'policy file'): SyncPolicy
     throw invalidArgument([{ field: file, description: `is not YAML: ${(error as Error).message}` }], 'INVALID_POLICY');
   }
   const items = Array.isArray(doc) ? doc : (doc as { policies?: unknown } | null)?.policies;
-  if (!Array.isArray(items)) throw invalidArgument([{ field: `${file}: policies`, description: 'must be a list of policies' }], 'INVALID_POLICY');
+  if (!Array.isArray(items))
+    throw invalidArgument([{ field: `${file}: policies`, description: 'must be a list of policies' }], 'INVALID_POLICY');
   const policies = items.map((item, i) => policyFromObject(item, `policies[${i}]`));
   const names = policies.map((p) => p.name);
   const twice = names.find((n, i) => names.indexOf(n) !== i);
@@ -205,7 +236,10 @@ export function selectTags(tags: readonly string[], policy: SyncPolicy): string[
       !isArtifactTag(tag) &&
       (include.length === 0 || include.some((r) => r.test(tag))) &&
       !exclude.some((r) => r.test(tag)) &&
-      (!policy.semverRange || ((version) => version !== undefined && semver.satisfies(version, policy.semverRange, { includePrerelease: false }))(tagVersion(tag))),
+      (!policy.semverRange ||
+        ((version) => version !== undefined && semver.satisfies(version, policy.semverRange, { includePrerelease: false }))(
+          tagVersion(tag),
+        )),
   );
   if (policy.keepLatest > 0) {
     chosen = [...chosen].sort(newestFirst).slice(0, policy.keepLatest);

@@ -22,7 +22,9 @@ export interface SignedPayload {
   signature: string;
 }
 
-export type Verdict = { verified: true; keyId: string } | { verified: false; reason: 'SIGNATURE_MISSING' | 'SIGNATURE_INVALID'; message: string };
+export type Verdict =
+  | { verified: true; keyId: string }
+  | { verified: false; reason: 'SIGNATURE_MISSING' | 'SIGNATURE_INVALID'; message: string };
 
 /** The simple-signing payload cosign signs for `digest` pushed as `reference`. */
 export function simpleSigningPayload(reference: string, digest: string): Buffer {
@@ -60,7 +62,12 @@ export function repositoryOf(reference: string): string {
  * Whether one of the payloads is a valid signature of `digest` in `repository` by one of the
  * keys. A payload for another digest or repository, or a signature no key verifies, is invalid.
  */
-export function verifySignatures(payloads: readonly SignedPayload[], digest: string, repository: string, keys: readonly PolicyKey[]): Verdict {
+export function verifySignatures(
+  payloads: readonly SignedPayload[],
+  digest: string,
+  repository: string,
+  keys: readonly PolicyKey[],
+): Verdict {
   if (payloads.length === 0) return { verified: false, reason: 'SIGNATURE_MISSING', message: `no signature at ${signatureTag(digest)}` };
   const problems: string[] = [];
   for (const { payload, signature } of payloads) {

@@ -20,10 +20,17 @@ import { policyFromObject } from '../../src/domain/policy';
 import { start } from '../../src/main';
 import { pushImage, pushIndex, randomLayer } from '../fixtures';
 
-type Unary<Req, Res> = (request: Req, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: Res) => void) => unknown;
+type Unary<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => unknown;
 /** A unary call of a generated client as a promise, typed from the method. */
 const rpc = <Req, Res>(method: Unary<Req, Res>, request: Req) =>
-  new Promise<Res>((resolve, reject) => method(request, new Metadata(), {}, (error, response) => (error ? reject(error) : resolve(response))));
+  new Promise<Res>((resolve, reject) =>
+    method(request, new Metadata(), {}, (error, response) => (error ? reject(error) : resolve(response))),
+  );
 
 const AUTH = { username: 'puller', password: 'pw-123' };
 
@@ -42,7 +49,10 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
   let multiChildren: Array<{ architecture: string; digest: string }> = [];
 
   const failure = async (promise: Promise<unknown>): Promise<ServiceError> => {
-    const error = await promise.then(() => undefined, (e: ServiceError) => e);
+    const error = await promise.then(
+      () => undefined,
+      (e: ServiceError) => e,
+    );
     assert.ok(error, 'the call should fail');
     return error;
   };
@@ -55,7 +65,10 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
       '1.0': (await pushImage(up, 'library/tool', '1.0', [base, randomLayer(1_000)])).digest,
       '2.0': (await pushImage(up, 'library/tool', '2.0', [base, randomLayer(1_000)])).digest,
     };
-    const multi = await pushIndex(up, 'library/tool', 'multi', [{ architecture: 'amd64', layers: [base] }, { architecture: 'arm64', layers: [randomLayer(900)] }]);
+    const multi = await pushIndex(up, 'library/tool', 'multi', [
+      { architecture: 'amd64', layers: [base] },
+      { architecture: 'arm64', layers: [randomLayer(900)] },
+    ]);
     digests.multi = multi.digest;
     multiChildren = multi.children;
     dir = mkdtempSync(join(tmpdir(), 'image-sync-grpc-'));
@@ -126,9 +139,15 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
     const short = await rpc(alice.resolveImage.bind(alice), { reference: 'tool:1.0', platform: undefined });
     assert.equal(short.digest, digests['1.0']);
     assert.equal(short.pullReference, `${siteRegistry.host}/lapis/library/tool@${digests['1.0']}`);
-    const full = await rpc(alice.resolveImage.bind(alice), { reference: `${siteRegistry.host}/lapis/library/tool:2.0`, platform: undefined });
+    const full = await rpc(alice.resolveImage.bind(alice), {
+      reference: `${siteRegistry.host}/lapis/library/tool:2.0`,
+      platform: undefined,
+    });
     assert.equal(full.digest, digests['2.0']);
-    const arm = await rpc(alice.resolveImage.bind(alice), { reference: 'lapis/library/tool:multi', platform: { os: 'linux', architecture: 'arm64', variant: '' } });
+    const arm = await rpc(alice.resolveImage.bind(alice), {
+      reference: 'lapis/library/tool:multi',
+      platform: { os: 'linux', architecture: 'arm64', variant: '' },
+    });
     assert.equal(arm.digest, multiChildren.find((c) => c.architecture === 'arm64')!.digest);
     assert.equal(arm.image?.digest, digests.multi);
     const byDigest = await rpc(alice.resolveImage.bind(alice), { reference: `lapis/library/tool@${digests['2.0']}`, platform: undefined });
@@ -145,12 +164,26 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
 
   it('ListImages pages through the catalogue; GetImage reads one entry', async () => {
     const first = await rpc(alice.listImages.bind(alice), { pageSize: 2, pageToken: '', repositoryPrefix: 'lapis/library/', policy: '' });
-    assert.deepEqual(first.images.map((i) => i.tag), ['1.0', '2.0']);
-    const second = await rpc(alice.listImages.bind(alice), { pageSize: 2, pageToken: first.nextPageToken, repositoryPrefix: 'lapis/library/', policy: '' });
-    assert.deepEqual(second.images.map((i) => i.tag), ['multi']);
+    assert.deepEqual(
+      first.images.map((i) => i.tag),
+      ['1.0', '2.0'],
+    );
+    const second = await rpc(alice.listImages.bind(alice), {
+      pageSize: 2,
+      pageToken: first.nextPageToken,
+      repositoryPrefix: 'lapis/library/',
+      policy: '',
+    });
+    assert.deepEqual(
+      second.images.map((i) => i.tag),
+      ['multi'],
+    );
     assert.equal(second.nextPageToken, '');
     const { image } = await rpc(alice.getImage.bind(alice), { repository: 'lapis/library/tool', tag: 'multi' });
-    assert.deepEqual(image?.platforms.map((p) => p.architecture), ['amd64', 'arm64']);
+    assert.deepEqual(
+      image?.platforms.map((p) => p.architecture),
+      ['amd64', 'arm64'],
+    );
     assert.equal(image?.prepull, true);
   });
 
@@ -158,14 +191,29 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
     // Several repositories finish at once (five are missing upstream and fail fast): their
     // progress saves collide, retry, and race the final save. Run it many times.
     const repositories = ['library/tool', ...[1, 2, 3, 4, 5].map((n) => `library/missing-${n}`)];
-    await rpc(admin.createPolicy.bind(admin), { policy: policyFromObject({ name: 'many', source: { url: upstream.url, insecure: true, credentials_secret: `file:${join(dir, 'creds')}` }, repositories, destination_prefix: 'many/' }, 'policy'), requestId: '' });
+    await rpc(admin.createPolicy.bind(admin), {
+      policy: policyFromObject(
+        {
+          name: 'many',
+          source: { url: upstream.url, insecure: true, credentials_secret: `file:${join(dir, 'creds')}` },
+          repositories,
+          destination_prefix: 'many/',
+        },
+        'policy',
+      ),
+      requestId: '',
+    });
     try {
       for (let i = 0; i < 30; i++) {
         const { operation: started } = await rpc(admin.syncNow.bind(admin), { policy: 'many', repositories: [], requestId: '' });
-        const done = await until(async () => {
-          const { operation: current } = await rpc(operations.getOperation.bind(operations), { name: started!.name });
-          return current?.done && current;
-        }, `sync ${i} to be done`, 10_000);
+        const done = await until(
+          async () => {
+            const { operation: current } = await rpc(operations.getOperation.bind(operations), { name: started!.name });
+            return current?.done && current;
+          },
+          `sync ${i} to be done`,
+          10_000,
+        );
         assert.equal(done.result?.$case, 'response', `sync ${i}: one repository synced, five failed`);
         assert.equal(SyncProgress.decode(done.metadata!.value).repositories.length, repositories.length);
         // Still done a moment later: nothing rewrote it.
@@ -179,7 +227,12 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
   });
 
   it('publishes imageSynced with the prepull flag', async () => {
-    const synced = await until(() => events.filter((e) => e.payload?.$case === 'imageSynced' && e.payload.imageSynced.repository === 'lapis/library/tool').length >= 3 && events, 'three imageSynced events');
+    const synced = await until(
+      () =>
+        events.filter((e) => e.payload?.$case === 'imageSynced' && e.payload.imageSynced.repository === 'lapis/library/tool').length >= 3 &&
+        events,
+      'three imageSynced events',
+    );
     const one = synced.find((e) => e.payload?.$case === 'imageSynced' && e.payload.imageSynced.tag === '1.0');
     assert.ok(one?.payload?.$case === 'imageSynced');
     assert.equal(one.payload.imageSynced.prepull, true);
@@ -192,14 +245,27 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
     const deniedSync = await failure(rpc(alice.syncNow.bind(alice), { policy: '', repositories: [], requestId: '' }));
     assert.equal(deniedSync.code, status.PERMISSION_DENIED);
     const policy: SyncPolicy = {
-      name: 'extra', source: { url: upstream.url, credentialsSecret: `file:${join(dir, 'creds')}`, insecure: true }, repositories: ['library/tool'],
-      tagInclude: ['(unclosed'], tagExclude: [], semverRange: 'not a range', keepLatest: 0, pins: { '1.0': 'md5:abc' }, platforms: [],
-      interval: undefined, destinationPrefix: 'x/', onUpstreamRemoval: 0, prepull: false, signature: { required: true, keys: [] },
+      name: 'extra',
+      source: { url: upstream.url, credentialsSecret: `file:${join(dir, 'creds')}`, insecure: true },
+      repositories: ['library/tool'],
+      tagInclude: ['(unclosed'],
+      tagExclude: [],
+      semverRange: 'not a range',
+      keepLatest: 0,
+      pins: { '1.0': 'md5:abc' },
+      platforms: [],
+      interval: undefined,
+      destinationPrefix: 'x/',
+      onUpstreamRemoval: 0,
+      prepull: false,
+      signature: { required: true, keys: [] },
     };
     const invalid = await failure(rpc(admin.createPolicy.bind(admin), { policy, requestId: '' }));
     assert.equal(invalid.code, status.INVALID_ARGUMENT);
     assert.deepEqual(
-      errorDetails(invalid).violations.map((v) => v.field).sort(),
+      errorDetails(invalid)
+        .violations.map((v) => v.field)
+        .sort(),
       ['policy.pins[1.0]', 'policy.semver_range', 'policy.signature.keys', 'policy.tag_include[0]'],
     );
     const valid = { ...policy, tagInclude: ['^1\\.'], semverRange: '>=1 <2', pins: {}, signature: { required: false, keys: [] } };
@@ -209,14 +275,25 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
     await rpc(admin.updatePolicy.bind(admin), { policy: { ...valid, keepLatest: 1, interval: { seconds: 1, nanos: 0 } } });
     assert.equal((await rpc(admin.getPolicy.bind(admin), { name: 'extra' })).policy?.keepLatest, 1);
     const listed = await rpc(admin.listPolicies.bind(admin), { pageSize: 0, pageToken: '' });
-    assert.deepEqual(listed.policies.map((p) => p.name), ['extra', 'tools']);
+    assert.deepEqual(
+      listed.policies.map((p) => p.name),
+      ['extra', 'tools'],
+    );
     // Created with an interval: the scheduler syncs it without being asked.
-    await until(async () => {
-      const { repositories } = await rpc(admin.getSyncStatus.bind(admin), { policy: 'extra' });
-      return repositories[0]?.result === SyncResult.SUCCEEDED && repositories[0];
-    }, 'the scheduled sync of policy extra', 20_000);
+    await until(
+      async () => {
+        const { repositories } = await rpc(admin.getSyncStatus.bind(admin), { policy: 'extra' });
+        return repositories[0]?.result === SyncResult.SUCCEEDED && repositories[0];
+      },
+      'the scheduled sync of policy extra',
+      20_000,
+    );
     const synced = await rpc(alice.listImages.bind(alice), { pageSize: 0, pageToken: '', repositoryPrefix: 'x/', policy: 'extra' });
-    assert.deepEqual(synced.images.map((i) => `${i.repository}:${i.tag}`), ['x/library/tool:1.0'], 'keep_latest 1 of the tags matching ^1\\. and >=1 <2');
+    assert.deepEqual(
+      synced.images.map((i) => `${i.repository}:${i.tag}`),
+      ['x/library/tool:1.0'],
+      'keep_latest 1 of the tags matching ^1\\. and >=1 <2',
+    );
     await rpc(admin.deletePolicy.bind(admin), { name: 'extra', pruneImages: true });
     const pruned = await rpc(alice.listImages.bind(alice), { pageSize: 0, pageToken: '', repositoryPrefix: 'x/', policy: '' });
     assert.deepEqual(pruned.images, [], 'images of a deleted policy pruned on request');
@@ -230,10 +307,14 @@ describe('image-sync over gRPC (real process wiring, real registries)', function
     await rpc(admin.createPolicy.bind(admin), { policy: policyFromObject(policy, 'policy'), requestId: '' });
     const { operation: started } = await rpc(admin.syncNow.bind(admin), { policy: 'unreachable', repositories: [], requestId: '' });
     await rpc(operations.cancelOperation.bind(operations), { name: started!.name });
-    const done = await until(async () => {
-      const { operation: current } = await rpc(operations.getOperation.bind(operations), { name: started!.name });
-      return current?.done && current;
-    }, 'the cancelled operation to finish', 20_000);
+    const done = await until(
+      async () => {
+        const { operation: current } = await rpc(operations.getOperation.bind(operations), { name: started!.name });
+        return current?.done && current;
+      },
+      'the cancelled operation to finish',
+      20_000,
+    );
     assert.equal(done.result?.$case, 'error');
     assert.equal(done.result?.$case === 'error' && done.result.error.code, status.CANCELLED);
     const again = await failure(rpc(operations.cancelOperation.bind(operations), { name: started!.name }));

@@ -33,7 +33,15 @@ describe('sync between real registries', function () {
   const pushed: Record<string, string> = {};
 
   const policy = (fields: Record<string, unknown>): SyncPolicy =>
-    policyFromObject({ name: unique('p').toLowerCase().replace('_', '-'), source: { url: upstream.url, insecure: true, credentials_secret: `env:${secretVar}` }, destination_prefix: 'site/', ...fields }, 'policy');
+    policyFromObject(
+      {
+        name: unique('p').toLowerCase().replace('_', '-'),
+        source: { url: upstream.url, insecure: true, credentials_secret: `env:${secretVar}` },
+        destination_prefix: 'site/',
+        ...fields,
+      },
+      'policy',
+    );
   const syncOne = async (p: SyncPolicy, s = syncer): Promise<RepositorySyncStatus> => {
     const [status] = await s.syncPolicy(p);
     assert.ok(status);
@@ -51,7 +59,12 @@ describe('sync between real registries', function () {
     syncer = new Syncer({ site, stores, bus, log: testLog, upstream: { onResponse: recording(upLog), attempts: 3, backoffMs: 50 } });
     pushed['1.0.0'] = (await pushImage(up, 'team/app', '1.0.0', [base, randomLayer(2_000)])).digest;
     pushed['1.1.0'] = (await pushImage(up, 'team/app', '1.1.0', [base, randomLayer(3_000)], { oci: true })).digest;
-    pushed['multi'] = (await pushIndex(up, 'team/app', 'multi', [{ architecture: 'amd64', layers: [base, randomLayer(1_000)] }, { architecture: 'arm64', layers: [randomLayer(1_500)] }])).digest;
+    pushed.multi = (
+      await pushIndex(up, 'team/app', 'multi', [
+        { architecture: 'amd64', layers: [base, randomLayer(1_000)] },
+        { architecture: 'arm64', layers: [randomLayer(1_500)] },
+      ])
+    ).digest;
     pushed['dev-1'] = (await pushImage(up, 'team/app', 'dev-1', [base])).digest;
   });
   after(async () => {
@@ -80,13 +93,19 @@ describe('sync between real registries', function () {
     }
     assert.equal(await site.headManifest('site/team/app', 'dev-1'), undefined, 'excluded tag not synced');
     const multi = (await stores.catalogue.get(imageKey('site/team/app', 'multi')))!.value;
-    assert.deepEqual(multi.platforms.map((p) => p.architecture), ['amd64', 'arm64']);
+    assert.deepEqual(
+      multi.platforms.map((p) => p.architecture),
+      ['amd64', 'arm64'],
+    );
     assert.equal(multi.manifests.length, 2);
     for (const child of multi.manifests) assert.equal((await site.headManifest('site/team/app', child.digest))?.digest, child.digest);
     // The shared base layer crossed the wire once; the big one went up in chunks.
     const baseGets = upLog.filter((r) => r.method === 'GET' && r.status === 200 && r.url.includes('/blobs/'));
     assert.equal(new Set(baseGets.map((r) => r.url)).size, baseGets.length, 'no blob fetched twice from upstream');
-    assert.ok(siteLog.some((r) => r.method === 'PATCH'), 'a chunked upload happened');
+    assert.ok(
+      siteLog.some((r) => r.method === 'PATCH'),
+      'a chunked upload happened',
+    );
     // The tag was pushed only after its children.
     const puts = methods(siteLog).filter((m) => m.startsWith('PUT /v2/site/team/app/manifests/'));
     assert.equal(puts.indexOf('PUT /v2/site/team/app/manifests/multi') > puts.lastIndexOf('PUT /v2/site/team/app/manifests/DIGEST'), true);
@@ -162,7 +181,12 @@ describe('sync between real registries', function () {
   });
 
   it('pinned tag that moved upstream: not promoted, the mismatch reported, the site keeps the pinned digest', async () => {
-    const pinned = policy({ repositories: ['team/app'], tag_include: ['^1\\.1\\.0$'], pins: { '1.1.0': pushed['1.1.0'] }, destination_prefix: 'pinned/' });
+    const pinned = policy({
+      repositories: ['team/app'],
+      tag_include: ['^1\\.1\\.0$'],
+      pins: { '1.1.0': pushed['1.1.0'] },
+      destination_prefix: 'pinned/',
+    });
     assert.equal((await syncOne(pinned)).tagsPromoted, 1);
     const moved = (await pushImage(up, 'team/app', '1.1.0', [base, randomLayer(3_500)])).digest;
     const status = await syncOne(pinned);
@@ -177,9 +201,12 @@ describe('sync between real registries', function () {
     const status = await syncOne(arm);
     assert.equal(status.result, SyncResult.SUCCEEDED);
     const entry = (await stores.catalogue.get(imageKey('arm/team/app', 'multi')))!.value;
-    assert.deepEqual(entry.platforms.map((p) => p.architecture), ['arm64']);
-    assert.notEqual(entry.digest, pushed['multi'], 'a filtered index has its own digest');
-    assert.ok(entry.sourceReference.endsWith(`@${pushed['multi']}`));
+    assert.deepEqual(
+      entry.platforms.map((p) => p.architecture),
+      ['arm64'],
+    );
+    assert.notEqual(entry.digest, pushed.multi, 'a filtered index has its own digest');
+    assert.ok(entry.sourceReference.endsWith(`@${pushed.multi}`));
     const index = await site.getManifest('arm/team/app', 'multi');
     assert.equal(index?.manifest.manifests?.length, 1);
   });
@@ -195,20 +222,32 @@ describe('sync between real registries', function () {
     // A valid signature, but of another image, copied to this one's signature tag.
     const swapped = (await pushImage(up, 'team/signed', 'swapped', [base, randomLayer(1_300)])).digest;
     await pushSignature(up, 'team/signed', swapped, trusted.privateKey, { signedDigest: good });
-    const signedPolicy = policy({ repositories: ['team/signed'], signature: { required: true, keys: [{ id: 'release', pem: trusted.pem }] } });
+    const signedPolicy = policy({
+      repositories: ['team/signed'],
+      signature: { required: true, keys: [{ id: 'release', pem: trusted.pem }] },
+    });
     const status = await syncOne(signedPolicy);
     assert.equal(status.result, SyncResult.PARTIAL);
     assert.equal(status.tagsPromoted, 1);
     assert.deepEqual(
       status.errors.map((e) => [e.tag, e.reason]),
-      [['bad', 'SIGNATURE_INVALID'], ['swapped', 'SIGNATURE_INVALID'], ['unsigned', 'SIGNATURE_MISSING']],
+      [
+        ['bad', 'SIGNATURE_INVALID'],
+        ['swapped', 'SIGNATURE_INVALID'],
+        ['unsigned', 'SIGNATURE_MISSING'],
+      ],
     );
     const entry = (await stores.catalogue.get(imageKey('site/team/signed', 'good')))!.value;
     assert.equal(entry.signature?.verified, true);
     assert.equal(entry.signature?.keyId, 'release');
-    for (const tag of ['bad', 'unsigned', 'swapped']) assert.equal(await site.headManifest('site/team/signed', tag), undefined, `${tag} not at the site`);
+    for (const tag of ['bad', 'unsigned', 'swapped'])
+      assert.equal(await site.headManifest('site/team/signed', tag), undefined, `${tag} not at the site`);
     const sigTag = `${good.replace(':', '-')}.sig`;
-    assert.equal((await site.headManifest('site/team/signed', sigTag))?.digest, (await up.headManifest('team/signed', sigTag))?.digest, 'the signature copied beside the image');
+    assert.equal(
+      (await site.headManifest('site/team/signed', sigTag))?.digest,
+      (await up.headManifest('team/signed', sigTag))?.digest,
+      'the signature copied beside the image',
+    );
   });
 
   it('a policy that starts requiring signatures takes unsigned images out of the catalogue', async () => {
@@ -241,11 +280,23 @@ describe('sync between real registries', function () {
     const wrong = unique('WRONG_CREDS');
     process.env[wrong] = `${AUTH.username}:not-the-password`;
     try {
-      const status = await syncOne(policy({ repositories: ['team/app'], source: { url: upstream.url, insecure: true, credentials_secret: `env:${wrong}` }, destination_prefix: 'badcreds/' }));
+      const status = await syncOne(
+        policy({
+          repositories: ['team/app'],
+          source: { url: upstream.url, insecure: true, credentials_secret: `env:${wrong}` },
+          destination_prefix: 'badcreds/',
+        }),
+      );
       assert.equal(status.result, SyncResult.FAILED);
       assert.equal(status.errors[0]?.reason, 'UNAUTHORIZED');
       assert.match(status.errors[0]!.message, /401/);
-      const missing = await syncOne(policy({ repositories: ['team/app'], source: { url: upstream.url, insecure: true, credentials_secret: 'env:LAPIS_NO_SUCH_VARIABLE' }, destination_prefix: 'badcreds/' }));
+      const missing = await syncOne(
+        policy({
+          repositories: ['team/app'],
+          source: { url: upstream.url, insecure: true, credentials_secret: 'env:LAPIS_NO_SUCH_VARIABLE' },
+          destination_prefix: 'badcreds/',
+        }),
+      );
       assert.equal(missing.errors[0]?.reason, 'CREDENTIALS_UNAVAILABLE');
       assert.equal(await site.headManifest('badcreds/team/app', '1.0.0'), undefined);
     } finally {
@@ -260,8 +311,15 @@ describe('sync between real registries', function () {
     const controller = new AbortController();
     let blobs = 0;
     const interrupted = new Syncer({
-      site, stores, log: testLog, blobConcurrency: 2,
-      upstream: { onResponse: recording(log, (r) => void (r.method === 'GET' && r.url.includes('/blobs/') && ++blobs === 4 && controller.abort())), attempts: 2, backoffMs: 20 },
+      site,
+      stores,
+      log: testLog,
+      blobConcurrency: 2,
+      upstream: {
+        onResponse: recording(log, (r) => void (r.method === 'GET' && r.url.includes('/blobs/') && ++blobs === 4 && controller.abort())),
+        attempts: 2,
+        backoffMs: 20,
+      },
     });
     const p = policy({ repositories: ['team/big'] });
     const [first] = await interrupted.syncPolicy(p, [], controller.signal);
@@ -292,20 +350,38 @@ describe('sync between real registries', function () {
     const flaky = await startRegistry();
     try {
       const flakyClient = new RegistryClient({ url: flaky.url });
-      await pushImage(flakyClient, 'team/flaky', 'v1', Array.from({ length: 6 }, () => randomLayer(10_000)), { architecture: 'arm64' });
+      await pushImage(
+        flakyClient,
+        'team/flaky',
+        'v1',
+        Array.from({ length: 6 }, () => randomLayer(10_000)),
+        { architecture: 'arm64' },
+      );
       const log: Recorded[] = [];
       let stopping: Promise<void> | undefined;
       const s = new Syncer({
-        site, stores, log: testLog, blobConcurrency: 1,
-        upstream: { onResponse: recording(log, async (r) => { if (r.method === 'GET' && r.url.includes('/blobs/')) await (stopping ??= flaky.stop()); }), attempts: 3, backoffMs: 20 },
+        site,
+        stores,
+        log: testLog,
+        blobConcurrency: 1,
+        upstream: {
+          onResponse: recording(log, async (r) => {
+            if (r.method === 'GET' && r.url.includes('/blobs/')) await (stopping ??= flaky.stop());
+          }),
+          attempts: 3,
+          backoffMs: 20,
+        },
       });
-      const p = policyFromObject({ name: 'flaky', source: { url: flaky.url, insecure: true }, repositories: ['team/flaky'], destination_prefix: 'flaky/' }, 'policy');
+      const p = policyFromObject(
+        { name: 'flaky', source: { url: flaky.url, insecure: true }, repositories: ['team/flaky'], destination_prefix: 'flaky/' },
+        'policy',
+      );
       const [status] = await s.syncPolicy(p);
       assert.equal(status?.result, SyncResult.FAILED);
       assert.equal(status?.errors[0]?.reason, 'UNAVAILABLE');
       assert.match(status!.errors[0]!.message, /ECONNREFUSED|fetch failed|terminated|socket/i);
       assert.equal(await site.headManifest('flaky/team/flaky', 'v1'), undefined);
-      assert.equal((await stores.catalogue.get(imageKey('flaky/team/flaky', 'v1'))), undefined);
+      assert.equal(await stores.catalogue.get(imageKey('flaky/team/flaky', 'v1')), undefined);
     } finally {
       await flaky.stop();
     }

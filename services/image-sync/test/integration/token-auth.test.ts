@@ -29,14 +29,32 @@ describe('bearer-token auth against a real registry with token auth', function (
   before(async () => {
     const { 'docker-registry': bin } = await ensureCommands({ 'docker-registry': 'docker-registry' });
     dir = mkdtempSync(join(tmpdir(), 'image-sync-token-'));
-    await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=lapis-token', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')]);
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-subj',
+      '/CN=lapis-token',
+      '-days',
+      '1',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+    ]);
     const key = createPrivateKey(readFileSync(join(dir, 'key.pem')));
     const certDer = Buffer.from(readFileSync(join(dir, 'cert.pem'), 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64');
 
     tokenServer = createServer((request, response) => {
       const query = new URL(request.url ?? '/', 'http://token');
       tokenRequests.push(query);
-      const [user, password] = Buffer.from((request.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString().split(':');
+      const [user, password] = Buffer.from((request.headers.authorization ?? '').replace(/^Basic /, ''), 'base64')
+        .toString()
+        .split(':');
       if (user !== 'robot' || password !== 'token-pw') {
         response.statusCode = 401;
         return response.end('{"errors":[{"code":"UNAUTHORIZED"}]}');
@@ -47,7 +65,18 @@ describe('bearer-token auth against a real registry with token auth', function (
       });
       const now = Math.floor(Date.now() / 1000);
       const header = b64url(JSON.stringify({ alg: 'ES256', typ: 'JWT', x5c: [certDer.toString('base64')] }));
-      const claims = b64url(JSON.stringify({ iss: 'lapis-test', sub: user, aud: query.searchParams.get('service'), exp: now + lifetimeS, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access }));
+      const claims = b64url(
+        JSON.stringify({
+          iss: 'lapis-test',
+          sub: user,
+          aud: query.searchParams.get('service'),
+          exp: now + lifetimeS,
+          nbf: now - 10,
+          iat: now,
+          jti: randomBytes(8).toString('hex'),
+          access,
+        }),
+      );
       const signature = sign('sha256', Buffer.from(`${header}.${claims}`), { key, dsaEncoding: 'ieee-p1363' });
       response.setHeader('content-type', 'application/json');
       response.end(JSON.stringify({ token: `${header}.${claims}.${b64url(signature)}`, expires_in: lifetimeS }));
@@ -59,13 +88,13 @@ describe('bearer-token auth against a real registry with token auth', function (
     url = `http://127.0.0.1:${port}`;
     writeFileSync(
       join(dir, 'config.yml'),
-      [
+      `${[
         'version: 0.1',
         'log: { level: warn, accesslog: { disabled: true } }',
         `storage: { filesystem: { rootdirectory: ${JSON.stringify(join(dir, 'data'))} }, delete: { enabled: true } }`,
         `http: { addr: "127.0.0.1:${port}", secret: "${randomBytes(12).toString('hex')}" }`,
         `auth: { token: { realm: "${realm}", service: "lapis-registry", issuer: "lapis-test", rootcertbundle: ${JSON.stringify(join(dir, 'cert.pem'))} } }`,
-      ].join('\n') + '\n',
+      ].join('\n')}\n`,
     );
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_')));
     registry = spawnLogged(bin, ['serve', join(dir, 'config.yml')], { logFile: join(dir, 'registry.log'), env, graceMs: 3000 });

@@ -16,7 +16,7 @@ describe('registry client: retries and the concurrency limit', () => {
   let seen = 0;
 
   before(async () => {
-    server = createServer((request, response) => {
+    server = createServer((_request, response) => {
       seen++;
       const status = answers.shift() ?? 200;
       if (status === 429) response.setHeader('retry-after', '0');
@@ -43,7 +43,10 @@ describe('registry client: retries and the concurrency limit', () => {
   it('gives up after its attempts with UNAVAILABLE naming the last answer', async () => {
     answers = [503, 503, 503];
     const client = new RegistryClient({ url, attempts: 3, backoffMs: 5 });
-    await assert.rejects(client.listTags('a/b'), (error: RegistryError) => error.reason === 'UNAVAILABLE' && /answered 503/.test(error.message));
+    await assert.rejects(
+      client.listTags('a/b'),
+      (error: RegistryError) => error.reason === 'UNAVAILABLE' && /answered 503/.test(error.message),
+    );
     assert.equal(seen, 3);
   });
 
@@ -84,13 +87,20 @@ describe('registry client: retries and the concurrency limit', () => {
         return response.end();
       }
       response.statusCode = 307;
-      response.setHeader('location', `http://127.0.0.1:${(store.address() as AddressInfo).port}${request.url?.includes('bad') ? '/bad' : '/good'}`);
+      response.setHeader(
+        'location',
+        `http://127.0.0.1:${(store.address() as AddressInfo).port}${request.url?.includes('bad') ? '/bad' : '/good'}`,
+      );
       response.end();
     });
     store.listen(0, '127.0.0.1');
     registry.listen(0, '127.0.0.1');
     await Promise.all([once(store, 'listening'), once(registry, 'listening')]);
-    const client = new RegistryClient({ url: `http://127.0.0.1:${(registry.address() as AddressInfo).port}`, credentials: { username: 'u', password: 'p' }, attempts: 1 });
+    const client = new RegistryClient({
+      url: `http://127.0.0.1:${(registry.address() as AddressInfo).port}`,
+      credentials: { username: 'u', password: 'p' },
+      attempts: 1,
+    });
     try {
       const digest = sha256(blob);
       assert.deepEqual(await client.getBlobBytes('a/b', digest, blob.length), blob);

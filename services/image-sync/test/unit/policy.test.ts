@@ -2,7 +2,15 @@
 import { strict as assert } from 'node:assert';
 import { LapisError } from '@lapis/platform';
 import { UpstreamRemoval, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
-import { namedTags, parseDuration, platformMatches, policiesFromYaml, policyFromObject, selectTags, tagVersion } from '../../src/domain/policy';
+import {
+  namedTags,
+  parseDuration,
+  platformMatches,
+  policiesFromYaml,
+  policyFromObject,
+  selectTags,
+  tagVersion,
+} from '../../src/domain/policy';
 
 const base = { name: 'p', source: { url: 'https://registry.example.org' }, repositories: ['library/ubuntu'] };
 const make = (fields: Record<string, unknown> = {}): SyncPolicy => policyFromObject({ ...base, ...fields }, 'policy');
@@ -47,19 +55,43 @@ policies:
     assert.deepEqual(
       fieldsOf(() =>
         make({
-          name: 'Bad_Name', source: { url: 'http://plain.example.org', credentials_secret: 'hunter2', colour: 1 }, repositories: ['UPPER'],
-          tag_include: ['('], semver_range: 'nope', pins: { v1: 'md5:1' }, interval: 'soon', destination_prefix: 'no-slash',
-          on_upstream_removal: 'explode', signature: { required: true }, tags: [],
+          name: 'Bad_Name',
+          source: { url: 'http://plain.example.org', credentials_secret: 'hunter2', colour: 1 },
+          repositories: ['UPPER'],
+          tag_include: ['('],
+          semver_range: 'nope',
+          pins: { v1: 'md5:1' },
+          interval: 'soon',
+          destination_prefix: 'no-slash',
+          on_upstream_removal: 'explode',
+          signature: { required: true },
+          tags: [],
         }),
       ),
       [
-        'policy.destination_prefix', 'policy.interval', 'policy.name', 'policy.on_upstream_removal', 'policy.pins[v1]', 'policy.repositories[0]',
-        'policy.semver_range', 'policy.signature.keys', 'policy.source.colour', 'policy.source.credentials_secret', 'policy.source.url',
-        'policy.tag_include[0]', 'policy.tags',
+        'policy.destination_prefix',
+        'policy.interval',
+        'policy.name',
+        'policy.on_upstream_removal',
+        'policy.pins[v1]',
+        'policy.repositories[0]',
+        'policy.semver_range',
+        'policy.signature.keys',
+        'policy.source.colour',
+        'policy.source.credentials_secret',
+        'policy.source.url',
+        'policy.tag_include[0]',
+        'policy.tags',
       ],
     );
-    assert.deepEqual(fieldsOf(() => policiesFromYaml('policies: [{ name: a }]\n', 'f.yaml')), ['policies[0].repositories', 'policies[0].source.url']);
-    assert.deepEqual(fieldsOf(() => policiesFromYaml('{ nope', 'f.yaml')), ['f.yaml']);
+    assert.deepEqual(
+      fieldsOf(() => policiesFromYaml('policies: [{ name: a }]\n', 'f.yaml')),
+      ['policies[0].repositories', 'policies[0].source.url'],
+    );
+    assert.deepEqual(
+      fieldsOf(() => policiesFromYaml('{ nope', 'f.yaml')),
+      ['f.yaml'],
+    );
   });
 
   it('selects tags: include, exclude, semver range, keep latest, pins; never signature tags', () => {
@@ -81,7 +113,10 @@ policies:
     const amd = { os: 'linux', architecture: 'amd64', variant: '' };
     assert.equal(platformMatches(amd, []), true);
     assert.equal(platformMatches(amd, [{ os: 'linux', architecture: 'arm64', variant: '' }]), false);
-    assert.equal(platformMatches({ os: 'linux', architecture: 'arm64', variant: 'v8' }, [{ os: 'linux', architecture: 'arm64', variant: '' }]), true);
+    assert.equal(
+      platformMatches({ os: 'linux', architecture: 'arm64', variant: 'v8' }, [{ os: 'linux', architecture: 'arm64', variant: '' }]),
+      true,
+    );
   });
 
   it('knows the tags a policy can choose when its include patterns name them exactly', () => {

@@ -19,7 +19,10 @@ describe('signatures and references', () => {
 
   it('verifies a signature by a policy key and names the key', () => {
     assert.deepEqual(verifySignatures([signed()], digest, 'team/app', keys), { verified: true, keyId: 'release' });
-    assert.deepEqual(verifySignatures([signed(other.privateKey), signed()], digest, 'team/app', keys), { verified: true, keyId: 'release' });
+    assert.deepEqual(verifySignatures([signed(other.privateKey), signed()], digest, 'team/app', keys), {
+      verified: true,
+      keyId: 'release',
+    });
   });
 
   it('refuses missing signatures, other keys, other digests, other repositories, tampered payloads', () => {
@@ -28,7 +31,12 @@ describe('signatures and references', () => {
       verifySignatures([signed(other.privateKey)], digest, 'team/app', keys),
       verifySignatures([signed(release.privateKey, 'r.example.org/team/app', `sha256:${'e'.repeat(64)}`)], digest, 'team/app', keys),
       verifySignatures([signed(release.privateKey, 'r.example.org/team/other')], digest, 'team/app', keys),
-      verifySignatures([{ ...signed(), payload: Buffer.from(signed().payload.toString().replace('cosign', 'Cosign')) }], digest, 'team/app', keys),
+      verifySignatures(
+        [{ ...signed(), payload: Buffer.from(signed().payload.toString().replace('cosign', 'Cosign')) }],
+        digest,
+        'team/app',
+        keys,
+      ),
     ];
     for (const verdict of cases) assert.equal(verdict.verified ? 'verified' : verdict.reason, 'SIGNATURE_INVALID');
   });
@@ -38,7 +46,12 @@ describe('signatures and references', () => {
     assert.equal(repositoryOf('localhost:5000/a/b:1'), 'a/b');
     assert.equal(repositoryOf('a/b@sha256:00'), 'a/b');
     assert.deepEqual(parseReference('ubuntu'), { host: '', name: 'ubuntu', tag: 'latest', digest: '' });
-    assert.deepEqual(parseReference('reg:5000/lapis/ubuntu:22.04@sha256:ab'), { host: 'reg:5000', name: 'lapis/ubuntu', tag: '22.04', digest: 'sha256:ab' });
+    assert.deepEqual(parseReference('reg:5000/lapis/ubuntu:22.04@sha256:ab'), {
+      host: 'reg:5000',
+      name: 'lapis/ubuntu',
+      tag: '22.04',
+      digest: 'sha256:ab',
+    });
     assert.deepEqual(parseChallenge('Bearer realm="https://auth.example/token",service="registry",scope="repository:a/b:pull"'), {
       scheme: 'bearer',
       params: { realm: 'https://auth.example/token', service: 'registry', scope: 'repository:a/b:pull' },

@@ -38,5 +38,7 @@ export function followComputeChanges(bus: EventBus, changed: (id: string) => voi
       },
     }),
   );
-  return () => subscriptions.forEach((s) => s.unsubscribe());
+  return () => {
+    for (const s of subscriptions) s.unsubscribe();
+  };
 }

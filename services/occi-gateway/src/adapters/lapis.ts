@@ -4,23 +4,23 @@
 import { Metadata, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { listAll } from '@lapis/platform';
 import type { Flavor, InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
-import { type Image, type ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
+import type { Image, ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
 import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
-import {
-  type Instance,
-  type Volume,
-  type AttachVolumeResponse,
-  type CreateVolumeResponse,
-  type DeleteInstanceResponse,
-  type DeleteVolumeResponse,
-  type DetachVolumeResponse,
-  type GetInstanceResponse,
-  type GetVolumeResponse,
-  type ListInstancesResponse,
-  type ListVolumesResponse,
-  type RebootInstanceResponse,
-  type StartInstanceResponse,
-  type StopInstanceResponse,
+import type {
+  Instance,
+  Volume,
+  AttachVolumeResponse,
+  CreateVolumeResponse,
+  DeleteInstanceResponse,
+  DeleteVolumeResponse,
+  DetachVolumeResponse,
+  GetInstanceResponse,
+  GetVolumeResponse,
+  ListInstancesResponse,
+  ListVolumesResponse,
+  RebootInstanceResponse,
+  StartInstanceResponse,
+  StopInstanceResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
@@ -71,7 +71,13 @@ export class LapisClients {
   }
 
   async submitClaim(c: Credentials, spec: InstanceSpec, requestId: string): Promise<Claim> {
-    const response = await this.call<SubmitClaimResponse>(c, (m, cb) => this.scheduler.submitClaim({ spec, preemptible: false, onPreemption: 0, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId }, m, cb));
+    const response = await this.call<SubmitClaimResponse>(c, (m, cb) =>
+      this.scheduler.submitClaim(
+        { spec, preemptible: false, onPreemption: 0, partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId },
+        m,
+        cb,
+      ),
+    );
     return response.claim!;
   }
 
@@ -80,7 +86,15 @@ export class LapisClients {
   }
 
   listClaims(c: Credentials): Promise<Claim[]> {
-    return listAll('claims', (pageToken) => this.call<ListClaimsResponse>(c, (m, cb) => this.scheduler.listClaims({ pageSize: 1000, pageToken, project: '', states: LIVE_STATES, partition: '', node: '', orderByPriority: false }, m, cb)));
+    return listAll('claims', (pageToken) =>
+      this.call<ListClaimsResponse>(c, (m, cb) =>
+        this.scheduler.listClaims(
+          { pageSize: 1000, pageToken, project: '', states: LIVE_STATES, partition: '', node: '', orderByPriority: false },
+          m,
+          cb,
+        ),
+      ),
+    );
   }
 
   async cancelClaim(c: Credentials, claimId: string): Promise<Claim> {
@@ -88,11 +102,17 @@ export class LapisClients {
   }
 
   async listFlavors(c: Credentials): Promise<Flavor[]> {
-    return listAll('flavors', (pageToken) => this.call<ListFlavorsResponse>(c, (m, cb) => this.scheduler.listFlavors({ pageSize: 1000, pageToken }, m, cb)));
+    return listAll('flavors', (pageToken) =>
+      this.call<ListFlavorsResponse>(c, (m, cb) => this.scheduler.listFlavors({ pageSize: 1000, pageToken }, m, cb)),
+    );
   }
 
   async listImages(c: Credentials): Promise<Image[]> {
-    return listAll('images', (pageToken) => this.call<ListImagesResponse>(c, (m, cb) => this.images.listImages({ pageSize: 1000, pageToken, repositoryPrefix: '', policy: '' }, m, cb)));
+    return listAll('images', (pageToken) =>
+      this.call<ListImagesResponse>(c, (m, cb) =>
+        this.images.listImages({ pageSize: 1000, pageToken, repositoryPrefix: '', policy: '' }, m, cb),
+      ),
+    );
   }
 
   /** The instance, or undefined while it has none on this node (queued, elsewhere, gone). */
@@ -106,7 +126,11 @@ export class LapisClients {
   }
 
   listInstances(c: Credentials): Promise<Instance[]> {
-    return listAll('instances', (pageToken) => this.call<ListInstancesResponse>(c, (m, cb) => this.runtime.listInstances({ pageSize: 1000, pageToken, project: '', state: 0, node: '' }, m, cb)));
+    return listAll('instances', (pageToken) =>
+      this.call<ListInstancesResponse>(c, (m, cb) =>
+        this.runtime.listInstances({ pageSize: 1000, pageToken, project: '', state: 0, node: '' }, m, cb),
+      ),
+    );
   }
 
   async startInstance(c: Credentials, instanceId: string): Promise<void> {
@@ -114,19 +138,37 @@ export class LapisClients {
   }
 
   async stopInstance(c: Credentials, instanceId: string, timeoutSeconds?: number): Promise<void> {
-    await this.call<StopInstanceResponse>(c, (m, cb) => this.runtime.stopInstance({ instanceId, timeout: timeoutSeconds === undefined ? undefined : { seconds: timeoutSeconds, nanos: 0 }, requestId: '' }, m, cb));
+    await this.call<StopInstanceResponse>(c, (m, cb) =>
+      this.runtime.stopInstance(
+        { instanceId, timeout: timeoutSeconds === undefined ? undefined : { seconds: timeoutSeconds, nanos: 0 }, requestId: '' },
+        m,
+        cb,
+      ),
+    );
   }
 
   async rebootInstance(c: Credentials, instanceId: string, timeoutSeconds?: number): Promise<void> {
-    await this.call<RebootInstanceResponse>(c, (m, cb) => this.runtime.rebootInstance({ instanceId, timeout: timeoutSeconds === undefined ? undefined : { seconds: timeoutSeconds, nanos: 0 }, requestId: '' }, m, cb));
+    await this.call<RebootInstanceResponse>(c, (m, cb) =>
+      this.runtime.rebootInstance(
+        { instanceId, timeout: timeoutSeconds === undefined ? undefined : { seconds: timeoutSeconds, nanos: 0 }, requestId: '' },
+        m,
+        cb,
+      ),
+    );
   }
 
   async deleteInstance(c: Credentials, instanceId: string): Promise<void> {
-    await this.call<DeleteInstanceResponse>(c, (m, cb) => this.runtime.deleteInstance({ instanceId, timeout: undefined, requestId: '' }, m, cb));
+    await this.call<DeleteInstanceResponse>(c, (m, cb) =>
+      this.runtime.deleteInstance({ instanceId, timeout: undefined, requestId: '' }, m, cb),
+    );
   }
 
   async createVolume(c: Credentials, name: string, sizeBytes: number, requestId: string): Promise<Volume> {
-    return (await this.call<CreateVolumeResponse>(c, (m, cb) => this.runtime.createVolume({ name, sizeBytes, filesystem: '', node: '', labels: {}, requestId }, m, cb))).volume!;
+    return (
+      await this.call<CreateVolumeResponse>(c, (m, cb) =>
+        this.runtime.createVolume({ name, sizeBytes, filesystem: '', node: '', labels: {}, requestId }, m, cb),
+      )
+    ).volume!;
   }
 
   async getVolume(c: Credentials, volumeId: string): Promise<Volume> {
@@ -134,7 +176,11 @@ export class LapisClients {
   }
 
   listVolumes(c: Credentials): Promise<Volume[]> {
-    return listAll('volumes', (pageToken) => this.call<ListVolumesResponse>(c, (m, cb) => this.runtime.listVolumes({ pageSize: 1000, pageToken, project: '', state: 0, instanceId: '' }, m, cb)));
+    return listAll('volumes', (pageToken) =>
+      this.call<ListVolumesResponse>(c, (m, cb) =>
+        this.runtime.listVolumes({ pageSize: 1000, pageToken, project: '', state: 0, instanceId: '' }, m, cb),
+      ),
+    );
   }
 
   async deleteVolume(c: Credentials, volumeId: string): Promise<void> {
@@ -142,7 +188,11 @@ export class LapisClients {
   }
 
   async attachVolume(c: Credentials, volumeId: string, instanceId: string, mountPath: string): Promise<Volume> {
-    return (await this.call<AttachVolumeResponse>(c, (m, cb) => this.runtime.attachVolume({ volumeId, instanceId, mountPath, readOnly: false, requestId: '' }, m, cb))).volume!;
+    return (
+      await this.call<AttachVolumeResponse>(c, (m, cb) =>
+        this.runtime.attachVolume({ volumeId, instanceId, mountPath, readOnly: false, requestId: '' }, m, cb),
+      )
+    ).volume!;
   }
 
   async detachVolume(c: Credentials, volumeId: string): Promise<Volume> {

@@ -46,7 +46,9 @@ export class OcciStore {
   }
 
   async changeUserMixins(project: string, change: (current: UserMixins['mixins']) => UserMixins['mixins']): Promise<void> {
-    const result = await this.bucket.mutate(project, (current) => ({ mixins: change(current && !isEntity(current) ? current.mixins : []) }));
+    const result = await this.bucket.mutate(project, (current) => ({
+      mixins: change(current && !isEntity(current) ? current.mixins : []),
+    }));
     if (result) this.mirror.note(project, result.value, result.revision);
   }
 
@@ -65,7 +67,12 @@ export class OcciStore {
   }
 
   /** Compare-and-set on the entity's state; `change` returns undefined to leave it as it is. */
-  async changeState(project: string, kind: EntityKind, id: string, change: (current: EntityState | undefined) => EntityState | undefined): Promise<EntityState | undefined> {
+  async changeState(
+    project: string,
+    kind: EntityKind,
+    id: string,
+    change: (current: EntityState | undefined) => EntityState | undefined,
+  ): Promise<EntityState | undefined> {
     const k = key(project, kind, id);
     const result = await this.bucket.mutate(k, (current) => {
       const next = change(current && isEntity(current) ? current : undefined);
@@ -83,4 +90,5 @@ export class OcciStore {
   }
 }
 
-const key = (project: string, kind: EntityKind, id: string) => `entity.${Buffer.from(project).toString('base64url') || '_'}.${kind}.${Buffer.from(id).toString('base64url')}`;
+const key = (project: string, kind: EntityKind, id: string) =>
+  `entity.${Buffer.from(project).toString('base64url') || '_'}.${kind}.${Buffer.from(id).toString('base64url')}`;

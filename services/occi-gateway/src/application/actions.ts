@@ -19,7 +19,14 @@ export async function invokeAll(ctx: GatewayContext, c: Credentials, kind: Entit
 }
 
 /** POST ?action=: `term` is the action from the query string, checked against the body. */
-export async function invoke(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string, term: string, request: OcciRequest): Promise<void> {
+export async function invoke(
+  ctx: GatewayContext,
+  c: Credentials,
+  kind: EntityKind,
+  id: string,
+  term: string,
+  request: OcciRequest,
+): Promise<void> {
   const action = actionOf(kind, term, request);
   const method = request.attributes.method;
   ctx.computes.invalidate(id);

@@ -26,7 +26,10 @@ export async function compute(ctx: GatewayContext, c: Credentials, id: string): 
 export async function liveInstance(ctx: GatewayContext, c: Credentials, id: string, what: string): Promise<Instance> {
   const { claim, instance } = await hideOtherProjects('compute', id, () => compute(ctx, c, id));
   if (!instance || instance.state === InstanceState.SCHEDULED || instance.state === InstanceState.PENDING) {
-    const reason = claim.state === ClaimState.PENDING || claim.state === ClaimState.REQUEUED ? claim.reasonDetail || 'queued' : 'placed, its instance is being made';
+    const reason =
+      claim.state === ClaimState.PENDING || claim.state === ClaimState.REQUEUED
+        ? claim.reasonDetail || 'queued'
+        : 'placed, its instance is being made';
     throw new OcciError(409, `compute ${id} is queued and has no instance yet (${reason}): ${what} once it runs`);
   }
   return instance;

@@ -15,7 +15,13 @@ import { hideOtherProjects } from './hide-other-projects';
 
 const GiB = 2 ** 30;
 
-export async function create(ctx: GatewayContext, c: Credentials, kind: EntityKind, request: OcciRequest, requestId: string = randomUUID()): Promise<Entity> {
+export async function create(
+  ctx: GatewayContext,
+  c: Credentials,
+  kind: EntityKind,
+  request: OcciRequest,
+  requestId: string = randomUUID(),
+): Promise<Entity> {
   const userMixins = userMixinCategories(ctx, c);
   const created = await createInLapis(ctx, c, kind, request, requestId);
   const state = initialState(request, userMixins);
@@ -23,7 +29,13 @@ export async function create(ctx: GatewayContext, c: Credentials, kind: EntityKi
   return withState(created, state, userMixins);
 }
 
-async function createInLapis(ctx: GatewayContext, c: Credentials, kind: EntityKind, request: OcciRequest, requestId: string): Promise<Entity> {
+async function createInLapis(
+  ctx: GatewayContext,
+  c: Credentials,
+  kind: EntityKind,
+  request: OcciRequest,
+  requestId: string,
+): Promise<Entity> {
   switch (kind) {
     case 'compute': {
       const { spec, volumeLinks } = computeSpec(request, await ctx.templates.templatesFor(c));
@@ -47,7 +59,9 @@ async function createInLapis(ctx: GatewayContext, c: Credentials, kind: EntityKi
       const volumeId = idFromLocation(target, 'storage', 'occi.core.target');
       const mount = request.attributes['occi.storagelink.mountpoint'];
       await liveInstance(ctx, c, instanceId, 'a storage can be linked to it');
-      const volume = await hideOtherProjects('compute', instanceId, () => ctx.lapis.attachVolume(c, volumeId, instanceId, typeof mount === 'string' ? mount : ''));
+      const volume = await hideOtherProjects('compute', instanceId, () =>
+        ctx.lapis.attachVolume(c, volumeId, instanceId, typeof mount === 'string' ? mount : ''),
+      );
       return storageLinkEntity(instanceId, volume.id, volume.attachment?.mountPath ?? '', true);
     }
     default:

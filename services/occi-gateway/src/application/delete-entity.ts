@@ -21,5 +21,7 @@ export async function deleteEntity(ctx: GatewayContext, c: Credentials, kind: En
     else if (kind === 'storagelink') await ctx.lapis.detachVolume(c, id);
     else throw new OcciError(405, `${kind} entities are managed by Lapis and cannot be deleted through OCCI`);
   });
-  await ctx.store.deleteState(c.project, kind, id).catch((error: unknown) => ctx.log.warn({ err: error, kind, id }, 'could not drop what the gateway kept of a deleted entity'));
+  await ctx.store
+    .deleteState(c.project, kind, id)
+    .catch((error: unknown) => ctx.log.warn({ err: error, kind, id }, 'could not drop what the gateway kept of a deleted entity'));
 }

@@ -32,7 +32,13 @@ export async function mixinMembers(ctx: GatewayContext, c: Credentials, mixin: C
  * Changes a mixin's collection: "add" (POST) and "remove" (DELETE) the given entities, or
  * "replace" (PUT) the whole set. Every location must name an entity of the caller's project.
  */
-export async function updateMixinMembers(ctx: GatewayContext, c: Credentials, mixin: Category, locations: string[], mode: 'add' | 'remove' | 'replace'): Promise<void> {
+export async function updateMixinMembers(
+  ctx: GatewayContext,
+  c: Credentials,
+  mixin: Category,
+  locations: string[],
+  mode: 'add' | 'remove' | 'replace',
+): Promise<void> {
   const id = categoryId(mixin);
   const named = locations.map((location) => entityLocation(location));
   for (const { kind, id: entityId } of named) {

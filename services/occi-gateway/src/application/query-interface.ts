@@ -24,7 +24,10 @@ export async function removeMixins(ctx: GatewayContext, c: Credentials, request:
   if (request.categories.length === 0) throw new OcciError(400, 'no mixin given');
   const current = ctx.store.userMixins(c.project);
   for (const m of request.categories) {
-    if (!current.some((x) => x.scheme === m.scheme && x.term === m.term)) throw new OcciError(404, `mixin ${m.scheme}${m.term} is not defined`);
+    if (!current.some((x) => x.scheme === m.scheme && x.term === m.term))
+      throw new OcciError(404, `mixin ${m.scheme}${m.term} is not defined`);
   }
-  await ctx.store.changeUserMixins(c.project, (mixins) => mixins.filter((x) => !request.categories.some((m) => m.scheme === x.scheme && m.term === x.term)));
+  await ctx.store.changeUserMixins(c.project, (mixins) =>
+    mixins.filter((x) => !request.categories.some((m) => m.scheme === x.scheme && m.term === x.term)),
+  );
 }

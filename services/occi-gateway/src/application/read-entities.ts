@@ -29,21 +29,34 @@ async function lapisEntities(ctx: GatewayContext, c: Credentials, kind: EntityKi
   const { lapis } = ctx;
   switch (kind) {
     case 'compute': {
-      const [claims, instances, templates] = await Promise.all([lapis.listClaims(c), lapis.listInstances(c), ctx.templates.templatesFor(c)]);
+      const [claims, instances, templates] = await Promise.all([
+        lapis.listClaims(c),
+        lapis.listInstances(c),
+        ctx.templates.templatesFor(c),
+      ]);
       const byId = new Map(instances.map((i) => [i.id, i]));
       const live = new Set(claims.map((claim) => claim.id));
       // An instance whose claim ended (its container failed) stays a compute until it is deleted.
       const ended = await Promise.all(
         instances
           .filter((i) => !live.has(i.id) && !isGone(i))
-          .map((i) => lapis.getClaim(c, i.id).then((claim) => (claim.state === ClaimState.ENDED ? claim : undefined), () => undefined)),
+          .map((i) =>
+            lapis.getClaim(c, i.id).then(
+              (claim) => (claim.state === ClaimState.ENDED ? claim : undefined),
+              () => undefined,
+            ),
+          ),
       );
-      return [...claims, ...ended.filter((claim): claim is Claim => claim !== undefined)].map((claim) => computeEntity(claim, byId.get(claim.id), templates));
+      return [...claims, ...ended.filter((claim): claim is Claim => claim !== undefined)].map((claim) =>
+        computeEntity(claim, byId.get(claim.id), templates),
+      );
     }
     case 'storage':
       return (await lapis.listVolumes(c)).map(storageEntity);
     case 'storagelink':
-      return (await lapis.listVolumes(c)).filter((v) => v.attachment).map((v) => storageLinkEntity(v.attachment!.instanceId, v.id, v.attachment!.mountPath, true));
+      return (await lapis.listVolumes(c))
+        .filter((v) => v.attachment)
+        .map((v) => storageLinkEntity(v.attachment!.instanceId, v.id, v.attachment!.mountPath, true));
     case 'network':
       return (await networks(ctx, c)).map(networkEntity);
     case 'networkinterface':

@@ -7,7 +7,14 @@ import { applyUpdate, withState } from '../domain/update';
 import { userMixinCategories, type GatewayContext } from './context';
 import { lapisEntity } from './read-entities';
 
-export async function update(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string, request: OcciRequest, mode: 'partial' | 'full'): Promise<Entity> {
+export async function update(
+  ctx: GatewayContext,
+  c: Credentials,
+  kind: EntityKind,
+  id: string,
+  request: OcciRequest,
+  mode: 'partial' | 'full',
+): Promise<Entity> {
   const entity = await lapisEntity(ctx, c, kind, id);
   const userMixins = userMixinCategories(ctx, c);
   const state = await ctx.store.changeState(c.project, kind, id, (current) => applyUpdate(entity, current, request, mode, userMixins));

@@ -126,7 +126,8 @@ export function jsonTooDeepAt(text: string, max = MAX_JSON_DEPTH): number | unde
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 92) i++; // backslash: the next character is escaped
+      if (c === 92)
+        i++; // backslash: the next character is escaped
       else if (c === 34) inString = false;
     } else if (c === 34) inString = true;
     else if (c === 91 || c === 123) {
@@ -185,7 +186,10 @@ export function parseJson(body: string): OcciRequest {
   const mixins = entity.mixins === undefined ? [] : Array.isArray(entity.mixins) ? entity.mixins : null;
   if (!mixins) throw new OcciError(400, 'mixins must be a list of scheme#term strings');
   const request: OcciRequest = {
-    categories: [{ ...kind, class: 'kind' }, ...mixins.map((m, i) => ({ ...splitCategoryId(asString(m, `mixins[${i}]`), `mixins[${i}]`), class: 'mixin' }))],
+    categories: [
+      { ...kind, class: 'kind' },
+      ...mixins.map((m, i) => ({ ...splitCategoryId(asString(m, `mixins[${i}]`), `mixins[${i}]`), class: 'mixin' })),
+    ],
     attributes: asAttributes(entity.attributes, 'attributes'),
     links: [],
     locations: [],
@@ -193,7 +197,8 @@ export function parseJson(body: string): OcciRequest {
   if (typeof entity.title === 'string') request.attributes['occi.core.title'] ??= entity.title;
   if (typeof entity.summary === 'string') request.attributes['occi.core.summary'] ??= entity.summary;
   if (typeof entity.id === 'string') request.id = entity.id;
-  const end = (value: unknown, what: string) => (typeof value === 'string' ? value : asString(asObject(value, what).location, `${what}.location`));
+  const end = (value: unknown, what: string) =>
+    typeof value === 'string' ? value : asString(asObject(value, what).location, `${what}.location`);
   if (entity.source !== undefined) request.source = end(entity.source, 'source');
   if (entity.target !== undefined) request.target = end(entity.target, 'target');
   if (entity.links !== undefined) {

@@ -21,7 +21,8 @@ export function entityLocation(location: string): { kind: EntityKind; id: string
   const path = location.trim().replace(/^https?:\/\/[^/]+/, '');
   const match = /^\/?([a-z]+)\/([^/?#]+)\/?$/.exec(path);
   const kind = match?.[1] as EntityKind | undefined;
-  if (!match || !kind || !ENTITY_KINDS.includes(kind)) throw new OcciError(400, `X-OCCI-Location: ${JSON.stringify(location.slice(0, 200))} is not an entity location`);
+  if (!match || !kind || !ENTITY_KINDS.includes(kind))
+    throw new OcciError(400, `X-OCCI-Location: ${JSON.stringify(location.slice(0, 200))} is not an entity location`);
   return { kind, id: decodeComponent(match[2]!, 'X-OCCI-Location') };
 }
 

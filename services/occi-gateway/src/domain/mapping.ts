@@ -6,17 +6,7 @@ import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runt
 import { ClaimState, PendingReason, type Claim } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { OcciError, type Attributes, type Entity, type LinkEntity, type OcciRequest } from './entity';
 import { parseBoundedJson } from './json';
-import {
-  ACTIONS,
-  categoryId,
-  INFRA,
-  KINDS,
-  MIXINS,
-  OS_TPL_SCHEME,
-  RESOURCE_TPL_SCHEME,
-  type Category,
-  type ComputeState,
-} from './model';
+import { ACTIONS, categoryId, INFRA, KINDS, MIXINS, OS_TPL_SCHEME, RESOURCE_TPL_SCHEME, type Category, type ComputeState } from './model';
 
 const GiB = 2 ** 30;
 
@@ -44,7 +34,13 @@ export function resourceTemplate(flavor: Flavor): Category {
     depends: [categoryId(MIXINS.resourceTpl)],
     applies: [categoryId(KINDS.compute)],
     attributes: [
-      { name: 'occi.compute.cores', type: 'integer', mutable: false, required: false, default: Math.ceil((flavor.resources?.cpuMillis ?? 0) / 1000) },
+      {
+        name: 'occi.compute.cores',
+        type: 'integer',
+        mutable: false,
+        required: false,
+        default: Math.ceil((flavor.resources?.cpuMillis ?? 0) / 1000),
+      },
       { name: 'occi.compute.memory', type: 'number', mutable: false, required: false, default: (flavor.resources?.memoryBytes ?? 0) / GiB },
     ],
   };
@@ -117,7 +113,12 @@ export function computeEntity(claim: Claim, instance: Instance | undefined, temp
 }
 
 export function storageEntity(volume: Volume): Entity {
-  const state = volume.state === VolumeState.ERROR ? 'error' : volume.state === VolumeState.AVAILABLE || volume.state === VolumeState.ATTACHED ? 'online' : 'offline';
+  const state =
+    volume.state === VolumeState.ERROR
+      ? 'error'
+      : volume.state === VolumeState.AVAILABLE || volume.state === VolumeState.ATTACHED
+        ? 'online'
+        : 'offline';
   const attributes: Attributes = {
     'occi.core.id': volume.id,
     'occi.core.title': volume.name || volume.id,
@@ -159,7 +160,13 @@ export function networkEntity(name: string): Entity {
     mixins: [MIXINS.ipnetwork],
     actions: [],
     links: [],
-    attributes: { 'occi.core.id': id, 'occi.core.title': name, 'occi.network.label': name, 'occi.network.state': 'active', 'occi.network.allocation': 'dynamic' },
+    attributes: {
+      'occi.core.id': id,
+      'occi.core.title': name,
+      'occi.network.label': name,
+      'occi.network.state': 'active',
+      'occi.network.allocation': 'dynamic',
+    },
   };
 }
 
@@ -193,7 +200,11 @@ function renderPort(port: PortMapping): string {
 function parsePort(text: string): PortMapping {
   const match = /^(\d{1,5})(?::(\d{1,5}))?(?:\/(tcp|udp))?$/.exec(text.trim());
   if (!match) throw new OcciError(400, `lapis.container.ports: ${JSON.stringify(text)} is not PORT[:HOSTPORT][/tcp|udp]`);
-  return { containerPort: Number(match[1]), hostPort: Number(match[2] ?? 0), protocol: match[3] === 'udp' ? PortProtocol.UDP : PortProtocol.TCP };
+  return {
+    containerPort: Number(match[1]),
+    hostPort: Number(match[2] ?? 0),
+    protocol: match[3] === 'udp' ? PortProtocol.UDP : PortProtocol.TCP,
+  };
 }
 
 const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -236,7 +247,10 @@ const isStringMap = (v: unknown): v is Record<string, string> =>
  * resource_tpl (the flavor) are required; title, user data, SSH key, the container mixin and
  * storage links (volumes attached at creation) are optional.
  */
-export function computeSpec(request: OcciRequest, templates: Templates): { spec: InstanceSpec; volumeLinks: Array<{ volumeId: string; mountPath: string }> } {
+export function computeSpec(
+  request: OcciRequest,
+  templates: Templates,
+): { spec: InstanceSpec; volumeLinks: Array<{ volumeId: string; mountPath: string }> } {
   if (!has(request, KINDS.compute)) throw new OcciError(400, `a compute needs the Category compute; scheme="${INFRA}"; class="kind"`);
   const image = templates.images.find((t) => has(request, t));
   if (!image) throw new OcciError(400, 'a compute needs an os_tpl mixin (an image of the trusted catalogue: GET /-/ lists them)');
@@ -250,11 +264,15 @@ export function computeSpec(request: OcciRequest, templates: Templates): { spec:
     if (!known.has(name)) throw new OcciError(400, `attribute ${name} is not defined for compute`);
   }
   for (const name of ['occi.core.title', 'occi.core.summary']) {
-    if (request.attributes[name] !== undefined && typeof request.attributes[name] !== 'string') throw new OcciError(400, `${name}: must be a string`);
+    if (request.attributes[name] !== undefined && typeof request.attributes[name] !== 'string')
+      throw new OcciError(400, `${name}: must be a string`);
   }
   const hostname = request.attributes['occi.compute.hostname'];
   if (hostname !== undefined && (typeof hostname !== 'string' || !HOSTNAME.test(hostname))) {
-    throw new OcciError(400, `occi.compute.hostname: ${JSON.stringify(hostname)} must be a hostname (lower case letters, digits, dashes; at most 63)`);
+    throw new OcciError(
+      400,
+      `occi.compute.hostname: ${JSON.stringify(hostname)} must be a hostname (lower case letters, digits, dashes; at most 63)`,
+    );
   }
   const title = request.attributes['occi.core.title'];
   const userData = request.attributes['occi.compute.userdata'];
@@ -265,7 +283,10 @@ export function computeSpec(request: OcciRequest, templates: Templates): { spec:
   const volumeLinks = request.links
     .filter((l) => l.categories.includes(categoryId(KINDS.storagelink)) || /^\/?storage\//.test(l.target.replace(/^https?:\/\/[^/]+/, '')))
     .map((l) => {
-      const volumeId = l.target.replace(/^https?:\/\/[^/]+/, '').replace(/^\/?storage\//, '').replace(/\/$/, '');
+      const volumeId = l.target
+        .replace(/^https?:\/\/[^/]+/, '')
+        .replace(/^\/?storage\//, '')
+        .replace(/\/$/, '');
       const mountPath = l.attributes['occi.storagelink.mountpoint'];
       return { volumeId, mountPath: typeof mountPath === 'string' ? mountPath : '' };
     });

@@ -172,14 +172,25 @@ export type EntityKind = 'compute' | 'storage' | 'storagelink' | 'network' | 'ne
 
 export const MIXINS = {
   osTpl: { scheme: INFRA, term: 'os_tpl', class: 'mixin', title: 'OS template', attributes: [], applies: [categoryId(KINDS.compute)] },
-  resourceTpl: { scheme: INFRA, term: 'resource_tpl', class: 'mixin', title: 'Resource template', attributes: [], applies: [categoryId(KINDS.compute)] },
+  resourceTpl: {
+    scheme: INFRA,
+    term: 'resource_tpl',
+    class: 'mixin',
+    title: 'Resource template',
+    attributes: [],
+    applies: [categoryId(KINDS.compute)],
+  },
   ipnetwork: {
     scheme: 'http://schemas.ogf.org/occi/infrastructure/network#',
     term: 'ipnetwork',
     class: 'mixin',
     title: 'IP network',
     applies: [categoryId(KINDS.network)],
-    attributes: [attr('occi.network.address', 'string', immutable), attr('occi.network.gateway', 'string', immutable), attr('occi.network.allocation', 'string', { ...immutable, enum: ['dynamic', 'static'] })],
+    attributes: [
+      attr('occi.network.address', 'string', immutable),
+      attr('occi.network.gateway', 'string', immutable),
+      attr('occi.network.allocation', 'string', { ...immutable, enum: ['dynamic', 'static'] }),
+    ],
   },
   ipnetworkinterface: {
     scheme: 'http://schemas.ogf.org/occi/infrastructure/networkinterface#',
@@ -218,7 +229,11 @@ export const MIXINS = {
     attributes: [
       attr('lapis.container.command', 'array', { ...immutable, description: 'overrides the image command' }),
       attr('lapis.container.environment', 'object', { ...immutable, description: 'environment variables' }),
-      attr('lapis.container.ports', 'array', { ...immutable, description: 'published container ports, PORT[:HOSTPORT][/tcp|udp] ("8080:30080/tcp"); host ports only from the site range (none unless the admin sets one), 0 or none picks one' }),
+      attr('lapis.container.ports', 'array', {
+        ...immutable,
+        description:
+          'published container ports, PORT[:HOSTPORT][/tcp|udp] ("8080:30080/tcp"); host ports only from the site range (none unless the admin sets one), 0 or none picks one',
+      }),
     ],
   },
 } satisfies Record<string, Category>;

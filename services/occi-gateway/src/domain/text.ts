@@ -1,7 +1,16 @@
 // The OCCI text renderings (GFD.229): text/plain (headers in the body, one per line) and
 // text/occi (the same in HTTP headers). Quoted values may hold commas, semicolons and
 // escaped quotes; the tokenizer respects them.
-import { isLink, OcciError, type AttributeValue, type Attributes, type CategoryRef, type Entity, type LinkRef, type OcciRequest } from './entity';
+import {
+  isLink,
+  OcciError,
+  type AttributeValue,
+  type Attributes,
+  type CategoryRef,
+  type Entity,
+  type LinkRef,
+  type OcciRequest,
+} from './entity';
 import { categoryId, KINDS, type Category } from './model';
 
 export type Header = [name: string, value: string];
@@ -98,8 +107,11 @@ export function splitOutsideQuotes(text: string, separator: ',' | ';'): string[]
 function unquote(raw: string, what: string): string {
   const value = raw.trim();
   if (!value.startsWith('"')) return value;
-  if (value.length < 2 || !value.endsWith('"')) throw new OcciError(400, `${what}: bad quoted string ${JSON.stringify(value.slice(0, 200))}`);
-  return value.slice(1, -1).replace(/\\(u[0-9a-fA-F]{4}|.)/g, (_, e: string) => (e.length === 5 ? String.fromCharCode(parseInt(e.slice(1), 16)) : e));
+  if (value.length < 2 || !value.endsWith('"'))
+    throw new OcciError(400, `${what}: bad quoted string ${JSON.stringify(value.slice(0, 200))}`);
+  return value
+    .slice(1, -1)
+    .replace(/\\(u[0-9a-fA-F]{4}|.)/g, (_, e: string) => (e.length === 5 ? String.fromCharCode(parseInt(e.slice(1), 16)) : e));
 }
 
 /** `name=value` with value a quoted string, a number or a boolean. */
@@ -107,12 +119,16 @@ export function parseAttribute(text: string): [string, AttributeValue] {
   const eq = text.indexOf('=');
   if (eq <= 0) throw new OcciError(400, `X-OCCI-Attribute ${JSON.stringify(text.slice(0, 200))} is not name=value`);
   const name = text.slice(0, eq).trim();
-  if (!/^[a-zA-Z][a-zA-Z0-9_.-]*$/.test(name)) throw new OcciError(400, `X-OCCI-Attribute name ${JSON.stringify(name.slice(0, 100))} is not valid`);
+  if (!/^[a-zA-Z][a-zA-Z0-9_.-]*$/.test(name))
+    throw new OcciError(400, `X-OCCI-Attribute name ${JSON.stringify(name.slice(0, 100))} is not valid`);
   const raw = text.slice(eq + 1).trim();
   if (raw.startsWith('"')) return [name, unquote(raw, `attribute ${name}`)];
   if (raw === 'true' || raw === 'false') return [name, raw === 'true'];
   if (raw !== '' && Number.isFinite(Number(raw))) return [name, Number(raw)];
-  throw new OcciError(400, `attribute ${name}: value ${JSON.stringify(raw.slice(0, 100))} is neither a quoted string, a number nor a boolean`);
+  throw new OcciError(
+    400,
+    `attribute ${name}: value ${JSON.stringify(raw.slice(0, 100))} is neither a quoted string, a number nor a boolean`,
+  );
 }
 
 function parameters(parts: string[], what: string): Record<string, string> {
@@ -127,7 +143,8 @@ function parameters(parts: string[], what: string): Record<string, string> {
 
 export function parseCategory(text: string): CategoryRef {
   const [term, ...rest] = splitOutsideQuotes(text, ';');
-  if (!term || !/^[a-zA-Z0-9_.:-]+$/.test(term)) throw new OcciError(400, `Category ${JSON.stringify(text.slice(0, 200))}: missing or bad term`);
+  if (!term || !/^[a-zA-Z0-9_.:-]+$/.test(term))
+    throw new OcciError(400, `Category ${JSON.stringify(text.slice(0, 200))}: missing or bad term`);
   const params = parameters(rest, `Category ${term}`);
   if (!params.scheme) throw new OcciError(400, `Category ${term}: scheme is required`);
   return { term, scheme: params.scheme, ...pick(params, ['class', 'title', 'rel', 'location', 'attributes', 'actions']) };

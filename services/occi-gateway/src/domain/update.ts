@@ -22,7 +22,13 @@ const same = (a: AttributeValue | undefined, b: AttributeValue | undefined) => J
  * The entity's next state after `request`. `mode` "partial" (POST) keeps what the request does
  * not name; "full" (PUT) drops it. `userMixins` are the mixins the project defined.
  */
-export function applyUpdate(entity: Entity, current: EntityState | undefined, request: OcciRequest, mode: 'partial' | 'full', userMixins: readonly Category[]): EntityState {
+export function applyUpdate(
+  entity: Entity,
+  current: EntityState | undefined,
+  request: OcciRequest,
+  mode: 'partial' | 'full',
+  userMixins: readonly Category[],
+): EntityState {
   const kindId = categoryId(KINDS[entity.kind]);
   const next: EntityState = mode === 'full' ? { mixins: [] } : { ...current, mixins: [...(current?.mixins ?? [])] };
   for (const category of request.categories) {
@@ -36,7 +42,10 @@ export function applyUpdate(entity: Entity, current: EntityState | undefined, re
     }
     if (entity.mixins.some((m) => categoryId(m) === id)) continue;
     if (category.scheme.startsWith(USER_MIXIN_SCHEME_PREFIX)) throw new OcciError(400, `mixin ${id} is not defined (POST it to /-/ first)`);
-    throw new OcciError(400, `mixin ${id}: only user mixins can be associated with a ${entity.kind} after it was created; ${category.term} is set at creation`);
+    throw new OcciError(
+      400,
+      `mixin ${id}: only user mixins can be associated with a ${entity.kind} after it was created; ${category.term} is set at creation`,
+    );
   }
   const known = new Set([...knownAttributes(entity), 'occi.core.source', 'occi.core.target']);
   for (const [name, value] of Object.entries(request.attributes)) {
@@ -49,7 +58,8 @@ export function applyUpdate(entity: Entity, current: EntityState | undefined, re
     const now = name === 'occi.core.source' || name === 'occi.core.target' ? linkEnd(entity, name) : entity.attributes[name];
     if (!same(value, now)) throw new OcciError(400, `${name} is immutable: it is ${JSON.stringify(now ?? null)} and cannot be changed`);
   }
-  if (request.id !== undefined && request.id !== entity.id) throw new OcciError(400, `occi.core.id is immutable: it is ${JSON.stringify(entity.id)}`);
+  if (request.id !== undefined && request.id !== entity.id)
+    throw new OcciError(400, `occi.core.id is immutable: it is ${JSON.stringify(entity.id)}`);
   return next;
 }
 

@@ -55,11 +55,19 @@ export function sendCollection(x: Exchange, entities: Entity[], locations: strin
   send(x, 200, locationHeaders(uris), rendering);
 }
 
-export function send(x: Exchange, status: number, headers: Header[], rendering: Rendering = responseRendering(header(x.req, 'accept'), true)): void {
+export function send(
+  x: Exchange,
+  status: number,
+  headers: Header[],
+  rendering: Rendering = responseRendering(header(x.req, 'accept'), true),
+): void {
   if (rendering === 'text/occi') {
     for (const name of new Set(headers.map(([n]) => n))) {
       // Header values are bytes: text beyond Latin-1 goes as its UTF-8 bytes (control characters are escaped by the rendering).
-      x.res.setHeader(name, headers.filter(([n]) => n === name).map(([, v]) => Buffer.from(v, 'utf8').toString('latin1')));
+      x.res.setHeader(
+        name,
+        headers.filter(([n]) => n === name).map(([, v]) => Buffer.from(v, 'utf8').toString('latin1')),
+      );
     }
     x.res.writeHead(status, { 'Content-Type': 'text/occi' });
     return void x.res.end('OK\n');

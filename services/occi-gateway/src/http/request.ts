@@ -28,7 +28,11 @@ export interface Exchange {
 /** The entity locations a request names: X-OCCI-Location (text), a uri-list, or a JSON collection. */
 export function requestLocations(x: Exchange, body: string): string[] {
   const type = (header(x.req, 'content-type') ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type === 'text/uri-list') return body.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  if (type === 'text/uri-list')
+    return body
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
   if (requestRendering(header(x.req, 'content-type'), body.trim() !== '') === 'application/occi+json') {
     return body.trim() ? collectionLocations(body) : [];
   }
@@ -55,7 +59,8 @@ export function header(req: IncomingMessage, name: string): string | undefined {
 /** A header gRPC metadata can carry (printable ASCII); anything else is the client's error, not ours. */
 function asciiHeader(req: IncomingMessage, name: string): string | undefined {
   const value = header(req, name);
-  if (value !== undefined && !/^[\x20-\x7e]*$/.test(value)) throw new OcciError(400, `${name} header: only printable ASCII characters are allowed`);
+  if (value !== undefined && !/^[\x20-\x7e]*$/.test(value))
+    throw new OcciError(400, `${name} header: only printable ASCII characters are allowed`);
   return value;
 }
 
@@ -116,9 +121,10 @@ function occiRequestHeaders(req: IncomingMessage): Header[] {
 /** Filter by Category: the `category` query parameter (term or scheme#term) or Category headers. */
 export function categoryFilter(x: Exchange, body: string): string[] {
   const fromQuery = x.url.searchParams.getAll('category');
-  const fromRequest = x.req.headers.category || (body.trim() && requestRendering(header(x.req, 'content-type'), true) === 'text/plain')
-    ? parseRequest(x, body).categories.map((c) => c.scheme + c.term)
-    : [];
+  const fromRequest =
+    x.req.headers.category || (body.trim() && requestRendering(header(x.req, 'content-type'), true) === 'text/plain')
+      ? parseRequest(x, body).categories.map((c) => c.scheme + c.term)
+      : [];
   return [...fromQuery, ...fromRequest];
 }
 

@@ -11,7 +11,19 @@ import type { Gateway } from '../application/gateway';
 import { decodeComponent, OcciError } from '../domain/entity';
 import type { Category, EntityKind } from '../domain/model';
 import { isServiceError, send, sendCategories, sendCollection, sendEntity, sendError, SERVER_HEADER } from './render';
-import { attributeFilter, authenticate, categoryFilter, filterEntities, header, methodNotAllowed, page, parseRequest, readBody, requestLocations, type Exchange } from './request';
+import {
+  attributeFilter,
+  authenticate,
+  categoryFilter,
+  filterEntities,
+  header,
+  methodNotAllowed,
+  page,
+  parseRequest,
+  readBody,
+  requestLocations,
+  type Exchange,
+} from './request';
 
 const KINDS: readonly EntityKind[] = ['compute', 'storage', 'storagelink', 'network', 'networkinterface'];
 
@@ -34,7 +46,9 @@ export function createOcciServer(gateway: Gateway, authenticator: Authenticator,
   });
   // CONNECT has no meaning here; without a listener Node would drop the connection unanswered.
   server.on('connect', (_req: IncomingMessage, socket) => {
-    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nServer: ${SERVER_HEADER}\r\nAllow: GET, POST, PUT, DELETE\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nCONNECT is not allowed here\n`);
+    socket.end(
+      `HTTP/1.1 405 Method Not Allowed\r\nServer: ${SERVER_HEADER}\r\nAllow: GET, POST, PUT, DELETE\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nCONNECT is not allowed here\n`,
+    );
   });
   return server;
 }
@@ -74,7 +88,9 @@ async function handle(x: Exchange, gateway: Gateway, authenticator: Authenticato
     nameSpan(method, path);
     if (method === 'GET') {
       const filter = categoryFilter(x, body);
-      const categories = (await gateway.categories(credentials)).filter((c) => !filter.length || filter.some((f) => f === c.scheme + c.term || f === c.term));
+      const categories = (await gateway.categories(credentials)).filter(
+        (c) => !filter.length || filter.some((f) => f === c.scheme + c.term || f === c.term),
+      );
       return sendCategories(x, categories);
     }
     if (method === 'POST' || method === 'PUT') {
@@ -91,7 +107,11 @@ async function handle(x: Exchange, gateway: Gateway, authenticator: Authenticato
   if (path === '/') {
     nameSpan(method, path);
     if (method !== 'GET') throw methodNotAllowed(method, 'GET');
-    return sendCollection(x, [], KINDS.map((k) => `${x.base}/${k}/`));
+    return sendCollection(
+      x,
+      [],
+      KINDS.map((k) => `${x.base}/${k}/`),
+    );
   }
 
   const match = /^\/([a-z]+)\/([^/]*)$/.exec(path);
@@ -146,7 +166,14 @@ async function handle(x: Exchange, gateway: Gateway, authenticator: Authenticato
 }
 
 /** A user mixin's collection (GFD.223 4.3): the entities tagged with it, changed by location. */
-async function mixinCollection(x: Exchange, gateway: Gateway, credentials: Credentials, mixin: Category, method: string, body: string): Promise<void> {
+async function mixinCollection(
+  x: Exchange,
+  gateway: Gateway,
+  credentials: Credentials,
+  mixin: Category,
+  method: string,
+  body: string,
+): Promise<void> {
   if (method === 'GET') return sendCollection(x, page(x, await gateway.mixinMembers(credentials, mixin)), undefined);
   const mode = method === 'POST' ? 'add' : method === 'PUT' ? 'replace' : method === 'DELETE' ? 'remove' : undefined;
   if (!mode) throw methodNotAllowed(method, 'GET, POST, PUT, DELETE');

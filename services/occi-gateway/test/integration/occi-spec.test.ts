@@ -28,17 +28,26 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
   };
   const json = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const response = await http(method, path, { ...JSON_TYPE, ...headers }, body === undefined ? undefined : JSON.stringify(body));
-    return { ...response, body: response.text && response.headers.get('content-type')?.includes('json') ? JSON.parse(response.text) : undefined };
+    return {
+      ...response,
+      body: response.text && response.headers.get('content-type')?.includes('json') ? JSON.parse(response.text) : undefined,
+    };
   };
   const attribute = (text: string, name: string) =>
-    new RegExp(`${name.replace(/\./g, '\\.')}=("((?:[^"\\\\]|\\\\.)*)"|[^;\\n,]+)`).exec(text)?.[2] ?? new RegExp(`${name.replace(/\./g, '\\.')}=([^;\\n,"]+)`).exec(text)?.[1];
+    new RegExp(`${name.replace(/\./g, '\\.')}=("((?:[^"\\\\]|\\\\.)*)"|[^;\\n,]+)`).exec(text)?.[2] ??
+    new RegExp(`${name.replace(/\./g, '\\.')}=([^;\\n,"]+)`).exec(text)?.[1];
   const containerOf = async (id: string) => (await docker(['ps', '-aq', '--filter', `label=lapis.instance-id=${id}`])).trim();
   const templates = (flavor = 'm1.tiny') => [
     `Category: ${osTpl}; scheme="http://schemas.lapis.dev/occi/os_tpl#"; class="mixin"`,
     `Category: ${flavor}; scheme="http://schemas.lapis.dev/occi/resource_tpl#"; class="mixin"`,
   ];
   const createCompute = async (lines: string[], flavor = 'm1.tiny') => {
-    const created = await http('POST', '/compute/', { 'content-type': 'text/plain' }, [KIND('compute'), ...templates(flavor), ...lines].join('\n'));
+    const created = await http(
+      'POST',
+      '/compute/',
+      { 'content-type': 'text/plain' },
+      [KIND('compute'), ...templates(flavor), ...lines].join('\n'),
+    );
     assert.equal(created.status, 201, created.text);
     return new URL(created.headers.get('location')!).pathname;
   };
@@ -89,7 +98,12 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
     });
 
     it('refuses a hostname that is not one with 400 naming occi.compute.hostname', async () => {
-      const bad = await http('POST', '/compute/', { 'content-type': 'text/plain' }, [KIND('compute'), ...templates(), 'X-OCCI-Attribute: occi.compute.hostname="Not A Host"'].join('\n'));
+      const bad = await http(
+        'POST',
+        '/compute/',
+        { 'content-type': 'text/plain' },
+        [KIND('compute'), ...templates(), 'X-OCCI-Attribute: occi.compute.hostname="Not A Host"'].join('\n'),
+      );
       assert.equal(bad.status, 400, bad.text);
       assert.match(bad.text, /occi\.compute\.hostname/);
     });
@@ -121,13 +135,23 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
   describe('item 3: update (GFD.223 4.4: partial update with POST, full update with PUT, mixin collections)', () => {
     it('answers POST and PUT on an unknown entity with 404', async () => {
       for (const method of ['POST', 'PUT']) {
-        const response = await http(method, '/compute/00000000-0000-4000-8000-00000000dead', { 'content-type': 'text/plain' }, 'X-OCCI-Attribute: occi.core.title="x"');
+        const response = await http(
+          method,
+          '/compute/00000000-0000-4000-8000-00000000dead',
+          { 'content-type': 'text/plain' },
+          'X-OCCI-Attribute: occi.core.title="x"',
+        );
         assert.equal(response.status, 404, `${method}: ${response.text}`);
       }
     });
 
     it('updates title and summary partially with POST, in text/plain and in JSON', async () => {
-      const posted = await http('POST', machine, { 'content-type': 'text/plain' }, 'X-OCCI-Attribute: occi.core.title="Renamed, with; separators"\nX-OCCI-Attribute: occi.core.summary="first summary"');
+      const posted = await http(
+        'POST',
+        machine,
+        { 'content-type': 'text/plain' },
+        'X-OCCI-Attribute: occi.core.title="Renamed, with; separators"\nX-OCCI-Attribute: occi.core.summary="first summary"',
+      );
       assert.equal(posted.status, 200, posted.text);
       assert.equal(attribute(posted.text, 'occi.core.title'), 'Renamed, with; separators');
       const partial = await json('POST', machine, { kind: `${INFRA}compute`, attributes: { 'occi.core.summary': 'json summary' } });
@@ -145,7 +169,13 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
     it('replaces the mutable attributes with PUT (text/occi headers): what is not given goes', async () => {
       const put = await fetch(`${base}${machine}`, {
         method: 'PUT',
-        headers: { ...alice, 'content-type': 'text/occi', accept: 'text/occi', category: `compute; scheme="${INFRA}"; class="kind"`, 'x-occi-attribute': 'occi.core.title="Put title"' },
+        headers: {
+          ...alice,
+          'content-type': 'text/occi',
+          accept: 'text/occi',
+          category: `compute; scheme="${INFRA}"; class="kind"`,
+          'x-occi-attribute': 'occi.core.title="Put title"',
+        },
       });
       assert.equal(put.status, 200, await put.text());
       assert.equal(put.headers.get('content-type'), 'text/occi');
@@ -163,7 +193,12 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
     });
 
     it('keeps what it was told across a restart of the gateway (the state is in NATS, not in the process)', async () => {
-      const posted = await http('POST', machine, { 'content-type': 'text/plain' }, 'X-OCCI-Attribute: occi.core.summary="survives restarts"');
+      const posted = await http(
+        'POST',
+        machine,
+        { 'content-type': 'text/plain' },
+        'X-OCCI-Attribute: occi.core.summary="survives restarts"',
+      );
       assert.equal(posted.status, 200, posted.text);
       await mesh.processes['occi-gateway']!.stop();
       await mesh.start('occi-gateway');
@@ -197,11 +232,19 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
     });
 
     it('updates a storage title with PUT and refuses a new size', async () => {
-      const created = await json('POST', '/storage/', { kind: `${INFRA}storage`, attributes: { 'occi.core.title': 'disk-one', 'occi.storage.size': 0.05 } });
+      const created = await json('POST', '/storage/', {
+        kind: `${INFRA}storage`,
+        attributes: { 'occi.core.title': 'disk-one', 'occi.storage.size': 0.05 },
+      });
       assert.equal(created.status, 201, created.text);
       const location = created.body.location as string;
       try {
-        const put = await http('PUT', location, { 'content-type': 'text/plain' }, `${KIND('storage')}\nX-OCCI-Attribute: occi.core.title="disk renamed"`);
+        const put = await http(
+          'PUT',
+          location,
+          { 'content-type': 'text/plain' },
+          `${KIND('storage')}\nX-OCCI-Attribute: occi.core.title="disk renamed"`,
+        );
         assert.equal(put.status, 200, put.text);
         assert.equal(attribute((await http('GET', location)).text, 'occi.core.title'), 'disk renamed');
         const resize = await http('POST', location, { 'content-type': 'text/plain' }, 'X-OCCI-Attribute: occi.storage.size=2');
@@ -213,7 +256,12 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
     });
 
     it('associates and dissociates a user mixin on the entity and through its location', async () => {
-      const defined = await http('POST', '/-/', { 'content-type': 'text/plain' }, `Category: gold; scheme="${USER}"; class="mixin"; location="/mixins/gold/"`);
+      const defined = await http(
+        'POST',
+        '/-/',
+        { 'content-type': 'text/plain' },
+        `Category: gold; scheme="${USER}"; class="mixin"; location="/mixins/gold/"`,
+      );
       assert.equal(defined.status, 200, defined.text);
       const mixinLine = `Category: gold; scheme="${USER}"; class="mixin"`;
       // Entity: POST adds the mixin (GFD.223 partial update).
@@ -224,22 +272,35 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
       assert.equal(listed.status, 200, listed.text);
       assert.deepEqual(listed.text.split('\r\n').filter(Boolean), [`${base}${machine}`]);
       // Entity: PUT without it removes it (full update).
-      const replaced = await http('PUT', machine, { 'content-type': 'text/plain' }, `${KIND('compute')}\nX-OCCI-Attribute: occi.core.title="Put title"`);
+      const replaced = await http(
+        'PUT',
+        machine,
+        { 'content-type': 'text/plain' },
+        `${KIND('compute')}\nX-OCCI-Attribute: occi.core.title="Put title"`,
+      );
       assert.equal(replaced.status, 200, replaced.text);
       assert.doesNotMatch((await http('GET', machine)).text, /Category: gold/);
       assert.equal((await http('GET', '/mixins/gold/', { accept: 'text/uri-list' })).text, '');
       // Mixin location: POST adds entities, DELETE removes them, PUT replaces the whole set.
-      const viaLocation = await fetch(`${base}/mixins/gold/`, { method: 'POST', headers: { ...alice, 'content-type': 'text/occi', 'x-occi-location': `${base}${machine}` } });
+      const viaLocation = await fetch(`${base}/mixins/gold/`, {
+        method: 'POST',
+        headers: { ...alice, 'content-type': 'text/occi', 'x-occi-location': `${base}${machine}` },
+      });
       assert.equal(viaLocation.status, 200, await viaLocation.text());
       assert.match((await json('GET', machine)).body.mixins.join(' '), /user\/tags#gold/);
       const removed = await http('DELETE', '/mixins/gold/', { 'content-type': 'text/plain' }, `X-OCCI-Location: ${machine}`);
       assert.equal(removed.status, 200, removed.text);
       assert.doesNotMatch((await http('GET', machine)).text, /Category: gold/);
-      const setJson = await json('PUT', '/mixins/gold/', { resources: [{ kind: `${INFRA}compute`, id: machine.split('/')[2], location: machine }] });
+      const setJson = await json('PUT', '/mixins/gold/', {
+        resources: [{ kind: `${INFRA}compute`, id: machine.split('/')[2], location: machine }],
+      });
       assert.equal(setJson.status, 200, setJson.text);
       const collection = await json('GET', '/mixins/gold/');
       assertValidOcciJson(collection.body, 'collection');
-      assert.deepEqual(collection.body.resources.map((r: { location: string }) => r.location), [machine]);
+      assert.deepEqual(
+        collection.body.resources.map((r: { location: string }) => r.location),
+        [machine],
+      );
       const emptied = await http('PUT', '/mixins/gold/', { 'content-type': 'text/uri-list' }, '');
       assert.equal(emptied.status, 200, emptied.text);
       assert.doesNotMatch((await http('GET', machine)).text, /Category: gold/);
@@ -247,7 +308,12 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
       const foreign = await http('POST', '/mixins/gold/', { ...bob, 'content-type': 'text/plain' }, `X-OCCI-Location: ${machine}`);
       assert.equal(foreign.status, 404, foreign.text);
       // A mixin that was not defined, or a template, cannot be associated after creation.
-      const undefinedMixin = await http('POST', machine, { 'content-type': 'text/plain' }, `Category: silver; scheme="${USER}"; class="mixin"`);
+      const undefinedMixin = await http(
+        'POST',
+        machine,
+        { 'content-type': 'text/plain' },
+        `Category: silver; scheme="${USER}"; class="mixin"`,
+      );
       assert.equal(undefinedMixin.status, 400, undefinedMixin.text);
       assert.match(undefinedMixin.text, /silver/);
     });
@@ -279,7 +345,10 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
 
   describe('item 5: a compute keeps its state until deleted; deleting is once (GFD.224 3.1, GFD.223 4.4)', () => {
     it('shows a compute whose container exits as error with its message, in the entity and the collection', async () => {
-      const failing = await createCompute(['X-OCCI-Attribute: occi.core.title="exits"', 'X-OCCI-Attribute: lapis.container.command="[\\"sh\\",\\"-c\\",\\"exit 3\\"]"']);
+      const failing = await createCompute([
+        'X-OCCI-Attribute: occi.core.title="exits"',
+        'X-OCCI-Attribute: lapis.container.command="[\\"sh\\",\\"-c\\",\\"exit 3\\"]"',
+      ]);
       const id = failing.split('/')[2]!;
       const seen = await until(
         async () => {
@@ -293,7 +362,10 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
       assertValidOcciJson(seen, 'resource');
       assert.match(seen.attributes['occi.compute.state.message'], /exited with code 3/);
       const collection = await json('GET', '/compute/');
-      assert.ok(collection.body.resources.some((r: { id: string }) => r.id === id), 'the collection lists it');
+      assert.ok(
+        collection.body.resources.some((r: { id: string }) => r.id === id),
+        'the collection lists it',
+      );
       // DELETE removes the instance, once; a second DELETE finds nothing.
       assert.equal((await http('DELETE', failing)).status, 200);
       await until(async () => (await containerOf(id)) === '' || undefined, 'the container to be removed', 60_000);

@@ -23,7 +23,9 @@ describe('occi-gateway over the real mesh', function () {
     const response = await fetch(`${base}${path}`, { method, headers: { ...alice, ...headers }, body });
     return { status: response.status, headers: response.headers, text: await response.text() };
   };
-  const attribute = (text: string, name: string) => new RegExp(`${name.replace(/\./g, '\\.')}=("([^"]*)"|[^;\\n,]+)`).exec(text)?.[2] ?? new RegExp(`${name.replace(/\./g, '\\.')}=([^;\\n,"]+)`).exec(text)?.[1];
+  const attribute = (text: string, name: string) =>
+    new RegExp(`${name.replace(/\./g, '\\.')}=("([^"]*)"|[^;\\n,]+)`).exec(text)?.[2] ??
+    new RegExp(`${name.replace(/\./g, '\\.')}=([^;\\n,"]+)`).exec(text)?.[1];
   /** A request with node:http, which sends what fetch will not (any Host, non-ASCII header bytes, CONNECT). */
   const raw = (method: string, path: string, headers: Record<string, string> = {}, body?: Buffer) =>
     new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }>((resolve, reject) => {
@@ -58,8 +60,13 @@ describe('occi-gateway over the real mesh', function () {
       assert.equal(query.status, 200);
       assert.match(query.headers.get('server') ?? '', /OCCI\/1\.2/);
       assert.match(query.text, /^Category: compute; scheme="http:\/\/schemas\.ogf\.org\/occi\/infrastructure#"; class="kind"/m);
-      assert.match(query.text, /Category: start; scheme="http:\/\/schemas\.ogf\.org\/occi\/infrastructure\/compute\/action#"; class="action"/);
-      const image = /^Category: ([^;]+); scheme="http:\/\/schemas\.lapis\.dev\/occi\/os_tpl#"; class="mixin"; title="([^"]+)"/m.exec(query.text);
+      assert.match(
+        query.text,
+        /Category: start; scheme="http:\/\/schemas\.ogf\.org\/occi\/infrastructure\/compute\/action#"; class="action"/,
+      );
+      const image = /^Category: ([^;]+); scheme="http:\/\/schemas\.lapis\.dev\/occi\/os_tpl#"; class="mixin"; title="([^"]+)"/m.exec(
+        query.text,
+      );
       assert.ok(image, 'an os_tpl for the synced image');
       assert.match(image[2]!, /lapis\/busybox:1\.36$/);
       osTpl = image[1]!;
@@ -74,7 +81,10 @@ describe('occi-gateway over the real mesh', function () {
       assertValidOcciJson(JSON.parse(json.text), 'query_interface');
       const only = await http('GET', '/-/?category=storage', { accept: 'application/occi+json' });
       const parsed = JSON.parse(only.text);
-      assert.deepEqual(parsed.kinds.map((k: { term: string }) => k.term), ['storage']);
+      assert.deepEqual(
+        parsed.kinds.map((k: { term: string }) => k.term),
+        ['storage'],
+      );
       assert.equal(parsed.mixins.length + parsed.actions.length, 0);
     });
 
@@ -93,7 +103,12 @@ describe('occi-gateway over the real mesh', function () {
       assert.match(path.text, /compute id in the path: "%E0%A4%A" has a bad percent-escape/);
       const storage = await http('DELETE', '/storage/%zz');
       assert.equal(storage.status, 400, storage.text);
-      const link = await http('POST', '/storagelink/', { 'content-type': 'application/occi+json' }, JSON.stringify({ kind: `${INFRA}storagelink`, source: '/compute/%E0%A4%A', target: '/storage/x' }));
+      const link = await http(
+        'POST',
+        '/storagelink/',
+        { 'content-type': 'application/occi+json' },
+        JSON.stringify({ kind: `${INFRA}storagelink`, source: '/compute/%E0%A4%A', target: '/storage/x' }),
+      );
       assert.equal(link.status, 400, link.text);
       assert.match(link.text, /occi\.core\.source: .* has a bad percent-escape/);
     });
@@ -111,7 +126,12 @@ describe('occi-gateway over the real mesh', function () {
           else controller.close();
         },
       });
-      const streamed = await fetch(`${base}/compute/`, { method: 'POST', headers: { ...alice, 'content-type': 'text/plain' }, body: stream, duplex: 'half' } as RequestInit);
+      const streamed = await fetch(`${base}/compute/`, {
+        method: 'POST',
+        headers: { ...alice, 'content-type': 'text/plain' },
+        body: stream,
+        duplex: 'half',
+      } as RequestInit);
       assert.equal(streamed.status, 413);
       assert.match(await streamed.text(), /larger than 1048576 bytes/);
     });
@@ -120,7 +140,10 @@ describe('occi-gateway over the real mesh', function () {
       for (const host of ['evil.example:666', '[']) {
         const root = await raw('GET', '/', { host, accept: 'text/uri-list' });
         assert.equal(root.status, 200, root.text);
-        assert.deepEqual(root.text.trim().split('\r\n'), ['compute', 'storage', 'storagelink', 'network', 'networkinterface'].map((k) => `${base}/${k}/`));
+        assert.deepEqual(
+          root.text.trim().split('\r\n'),
+          ['compute', 'storage', 'storagelink', 'network', 'networkinterface'].map((k) => `${base}/${k}/`),
+        );
       }
       const paged = await raw('GET', '/compute/?page_size=1&page_token=0', { host: 'evil.example' });
       assert.doesNotMatch(JSON.stringify(paged.headers) + paged.text, /evil\.example/);
@@ -136,8 +159,15 @@ describe('occi-gateway over the real mesh', function () {
       assert.equal((await raw('OPTIONS', '/compute/')).status, 405);
       assert.equal((await raw('PATCH', '/compute/x')).status, 405);
       assert.equal((await raw('GET', '//compute/')).status, 404);
-      assert.equal((await raw('POST', '/compute/', { 'content-type': 'multipart/form-data; boundary=x' }, Buffer.from('--x--'))).status, 415);
-      assert.equal((await raw('POST', '/compute/', { 'content-type': ';;;' }, Buffer.from('x'))).status, 400, 'no media type: read as text/plain, which "x" is not');
+      assert.equal(
+        (await raw('POST', '/compute/', { 'content-type': 'multipart/form-data; boundary=x' }, Buffer.from('--x--'))).status,
+        415,
+      );
+      assert.equal(
+        (await raw('POST', '/compute/', { 'content-type': ';;;' }, Buffer.from('x'))).status,
+        400,
+        'no media type: read as text/plain, which "x" is not',
+      );
     });
 
     it('refuses renderings and versions it does not speak with the right codes', async () => {
@@ -169,7 +199,11 @@ describe('occi-gateway over the real mesh', function () {
       computeLocation = new URL(created.headers.get('location')!).pathname;
       computeId = computeLocation.split('/')[2]!;
       assert.match(created.text, /occi\.compute\.state="(inactive|active)"/);
-      await until(async () => attribute((await http('GET', computeLocation)).text, 'occi.compute.state') === 'active' || undefined, 'the compute to become active', 60_000);
+      await until(
+        async () => attribute((await http('GET', computeLocation)).text, 'occi.compute.state') === 'active' || undefined,
+        'the compute to become active',
+        60_000,
+      );
       const container = await containerOf(computeId);
       assert.ok(container, 'a container carries the instance id label');
       assert.equal((await docker(['inspect', '-f', '{{.State.Running}} {{.Config.Hostname}}', container])).trim(), 'true occi-web');
@@ -178,7 +212,10 @@ describe('occi-gateway over the real mesh', function () {
     it('renders the compute in text/occi headers and in JSON valid against GFD.226', async () => {
       const occi = await fetch(`${base}${computeLocation}`, { headers: { ...alice, accept: 'text/occi' } });
       assert.equal(occi.headers.get('content-type'), 'text/occi');
-      assert.match(occi.headers.get('category') ?? '', /^compute; scheme="http:\/\/schemas\.ogf\.org\/occi\/infrastructure#"; class="kind"/);
+      assert.match(
+        occi.headers.get('category') ?? '',
+        /^compute; scheme="http:\/\/schemas\.ogf\.org\/occi\/infrastructure#"; class="kind"/,
+      );
       assert.match(occi.headers.get('x-occi-attribute') ?? '', /occi\.core\.title="occi-web"/);
       const json = JSON.parse((await http('GET', computeLocation, { accept: 'application/json' })).text);
       assertValidOcciJson(json, 'resource');
@@ -240,15 +277,33 @@ describe('occi-gateway over the real mesh', function () {
     });
 
     it('stops and starts the compute through actions, checking the body names the same action', async () => {
-      const mismatch = await http('POST', `${computeLocation}?action=stop`, { 'content-type': 'application/occi+json' }, JSON.stringify({ action: `${INFRA.replace('#', '')}/compute/action#start` }));
+      const mismatch = await http(
+        'POST',
+        `${computeLocation}?action=stop`,
+        { 'content-type': 'application/occi+json' },
+        JSON.stringify({ action: `${INFRA.replace('#', '')}/compute/action#start` }),
+      );
       assert.equal(mismatch.status, 400);
       assert.match(mismatch.text, /the body invokes "start" but the query string says \?action=stop/);
-      const stopped = await http('POST', `${computeLocation}?action=stop`, { 'content-type': 'text/plain' }, 'Category: stop; scheme="http://schemas.ogf.org/occi/infrastructure/compute/action#"; class="action"\nX-OCCI-Attribute: method="poweroff"');
+      const stopped = await http(
+        'POST',
+        `${computeLocation}?action=stop`,
+        { 'content-type': 'text/plain' },
+        'Category: stop; scheme="http://schemas.ogf.org/occi/infrastructure/compute/action#"; class="action"\nX-OCCI-Attribute: method="poweroff"',
+      );
       assert.equal(stopped.status, 200, stopped.text);
-      await until(async () => attribute((await http('GET', computeLocation)).text, 'occi.compute.state') === 'inactive' || undefined, 'the compute to stop', 30_000);
+      await until(
+        async () => attribute((await http('GET', computeLocation)).text, 'occi.compute.state') === 'inactive' || undefined,
+        'the compute to stop',
+        30_000,
+      );
       assert.equal((await docker(['inspect', '-f', '{{.State.Running}}', await containerOf(computeId)])).trim(), 'false');
       assert.equal((await http('POST', `${computeLocation}?action=start`)).status, 200);
-      await until(async () => attribute((await http('GET', computeLocation)).text, 'occi.compute.state') === 'active' || undefined, 'the compute to start again', 30_000);
+      await until(
+        async () => attribute((await http('GET', computeLocation)).text, 'occi.compute.state') === 'active' || undefined,
+        'the compute to start again',
+        30_000,
+      );
     });
 
     it('renders values beyond Latin-1 in text/occi headers instead of failing', async () => {
@@ -282,7 +337,15 @@ describe('occi-gateway over the real mesh', function () {
       await fc.assert(
         fc.asyncProperty(
           fc.constantFrom('GET', 'POST', 'PUT', 'DELETE'),
-          fc.constantFrom('/-/', '/compute/', computeLocation, `${computeLocation}?action=stop`, '/storage/', '/storagelink/', '/compute/nope'),
+          fc.constantFrom(
+            '/-/',
+            '/compute/',
+            computeLocation,
+            `${computeLocation}?action=stop`,
+            '/storage/',
+            '/storagelink/',
+            '/compute/nope',
+          ),
           fc.constantFrom('text/plain', 'text/occi', 'application/occi+json', 'application/json'),
           fc.record({ category: headerValue, 'x-occi-attribute': headerValue, link: headerValue }, { requiredKeys: [] }),
           fc.oneof(fc.string({ maxLength: 200 }), fc.json({ maxDepth: 3 })),
@@ -290,7 +353,12 @@ describe('occi-gateway over the real mesh', function () {
             // Keep the compute for the last test (deleting the collection deletes it too).
             if (method === 'DELETE' && (path.startsWith(computeLocation) || path === '/compute/')) return;
             if (method === 'POST' && path.endsWith('action=stop')) return;
-            const response = await http(method, path, { 'content-type': contentType, ...headers }, method === 'GET' || method === 'DELETE' ? undefined : body);
+            const response = await http(
+              method,
+              path,
+              { 'content-type': contentType, ...headers },
+              method === 'GET' || method === 'DELETE' ? undefined : body,
+            );
             assert.ok(response.status < 500, `${method} ${path} answered ${response.status}: ${response.text.slice(0, 300)}`);
           },
         ),

@@ -8,12 +8,31 @@ import { collectionJson, entityJson, parseJson, queryInterfaceJson } from '../..
 import { computeEntity, computeSpec, osTemplate, resourceTemplate, storageEntity } from '../../src/domain/mapping';
 import { STATIC_CATEGORIES } from '../../src/domain/model';
 import { requestRendering, responseRendering } from '../../src/domain/negotiate';
-import { entityHeaders, parseAttribute, parseCategory, parseHeaders, parseLink, parsePlainText, renderValue, splitOutsideQuotes, toPlainText } from '../../src/domain/text';
+import {
+  entityHeaders,
+  parseAttribute,
+  parseCategory,
+  parseHeaders,
+  parseLink,
+  parsePlainText,
+  renderValue,
+  splitOutsideQuotes,
+  toPlainText,
+} from '../../src/domain/text';
 import { assertValidOcciJson } from '../schema';
 
 const templates = {
   images: [osTemplate({ repository: 'lapis/busybox', tag: 'testenv' })],
-  flavors: [resourceTemplate({ name: 'm1.small', description: '', devices: [], capabilities: [], readOnlyRootFilesystem: false, resources: { cpuMillis: 1000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 } })],
+  flavors: [
+    resourceTemplate({
+      name: 'm1.small',
+      description: '',
+      devices: [],
+      capabilities: [],
+      readOnlyRootFilesystem: false,
+      resources: { cpuMillis: 1000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 },
+    }),
+  ],
 };
 
 const claim = Claim.fromPartial({
@@ -21,7 +40,14 @@ const claim = Claim.fromPartial({
   project: 'physics',
   state: ClaimState.RUNNING,
   instanceState: InstanceState.RUNNING,
-  spec: { name: 'web-1', flavor: 'm1.small', image: 'lapis/busybox:testenv', resources: { cpuMillis: 1000, memoryBytes: 2 ** 30 }, command: ['httpd', '-f'], environment: { A: 'x, "y"; z' } },
+  spec: {
+    name: 'web-1',
+    flavor: 'm1.small',
+    image: 'lapis/busybox:testenv',
+    resources: { cpuMillis: 1000, memoryBytes: 2 ** 30 },
+    command: ['httpd', '-f'],
+    environment: { A: 'x, "y"; z' },
+  },
 });
 const instance = Instance.fromPartial({
   id: claim.id,
@@ -57,12 +83,17 @@ describe('OCCI text rendering (GFD.229)', () => {
   it('parses categories, links and attributes as clients send them', () => {
     const category = parseCategory('compute; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"; title="a; b, c"');
     assert.deepEqual(category, { term: 'compute', scheme: 'http://schemas.ogf.org/occi/infrastructure#', class: 'kind', title: 'a; b, c' });
-    const link = parseLink('</storage/vol-1>; rel="http://schemas.ogf.org/occi/infrastructure#storage"; category="http://schemas.ogf.org/occi/infrastructure#storagelink"; occi.storagelink.mountpoint="/mnt/x"');
+    const link = parseLink(
+      '</storage/vol-1>; rel="http://schemas.ogf.org/occi/infrastructure#storage"; category="http://schemas.ogf.org/occi/infrastructure#storagelink"; occi.storagelink.mountpoint="/mnt/x"',
+    );
     assert.equal(link.target, '/storage/vol-1');
     assert.deepEqual(link.categories, ['http://schemas.ogf.org/occi/infrastructure#storagelink']);
     assert.equal(link.attributes['occi.storagelink.mountpoint'], '/mnt/x');
     const request = parseHeaders([
-      ['Category', 'compute; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind", m1.small; scheme="http://schemas.lapis.dev/occi/resource_tpl#"; class="mixin"'],
+      [
+        'Category',
+        'compute; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind", m1.small; scheme="http://schemas.lapis.dev/occi/resource_tpl#"; class="mixin"',
+      ],
       ['X-OCCI-Attribute', 'occi.core.title="web-1", occi.compute.cores=2'],
     ]);
     assert.equal(request.categories.length, 2);
@@ -73,8 +104,14 @@ describe('OCCI text rendering (GFD.229)', () => {
     const entity = computeEntity(claim, instance, templates);
     const text = toPlainText(entityHeaders(entity));
     assert.match(text, /^Category: compute; scheme="http:\/\/schemas\.ogf\.org\/occi\/infrastructure#"; class="kind"\n/);
-    assert.match(text, /Link: <\/compute\/c0ffee00-0000-4000-8000-000000000001\?action=stop>; rel="http:\/\/schemas\.ogf\.org\/occi\/infrastructure\/compute\/action#stop"/);
-    assert.match(text, /Link: <\/storage\/vol-1>; rel="http:\/\/schemas\.ogf\.org\/occi\/infrastructure#storage"; self="\/storagelink\/vol-1"/);
+    assert.match(
+      text,
+      /Link: <\/compute\/c0ffee00-0000-4000-8000-000000000001\?action=stop>; rel="http:\/\/schemas\.ogf\.org\/occi\/infrastructure\/compute\/action#stop"/,
+    );
+    assert.match(
+      text,
+      /Link: <\/storage\/vol-1>; rel="http:\/\/schemas\.ogf\.org\/occi\/infrastructure#storage"; self="\/storagelink\/vol-1"/,
+    );
     const back = parsePlainText(text);
     assert.equal(back.attributes['occi.compute.state'], 'active');
     assert.equal(back.attributes['lapis.container.environment'], JSON.stringify({ A: 'x, "y"; z' }));
@@ -110,7 +147,10 @@ describe('OCCI JSON rendering (GFD.226)', () => {
     );
     assert.equal(request.categories.length, 2);
     assert.equal(request.links[0]?.target, '/storage/vol-9');
-    assert.equal(parseJson('{"action":"http://schemas.ogf.org/occi/infrastructure/compute/action#stop"}').action, 'http://schemas.ogf.org/occi/infrastructure/compute/action#stop');
+    assert.equal(
+      parseJson('{"action":"http://schemas.ogf.org/occi/infrastructure/compute/action#stop"}').action,
+      'http://schemas.ogf.org/occi/infrastructure/compute/action#stop',
+    );
     assert.throws(() => parseJson('{'), /body is not JSON/);
     assert.throws(() => parseJson('[]'), /body must be a JSON object/);
     assert.throws(() => parseJson('{"kind":"compute"}'), /kind: "compute" is not scheme#term/);
@@ -120,7 +160,12 @@ describe('OCCI JSON rendering (GFD.226)', () => {
 
 describe('compute from and to Lapis', () => {
   it('shows a queued claim as inactive with its pending reason, and no actions', () => {
-    const pending = Claim.fromPartial({ ...claim, state: ClaimState.PENDING, instanceState: InstanceState.PENDING, pendingReason: PendingReason.RESOURCES });
+    const pending = Claim.fromPartial({
+      ...claim,
+      state: ClaimState.PENDING,
+      instanceState: InstanceState.PENDING,
+      pendingReason: PendingReason.RESOURCES,
+    });
     const entity = computeEntity(pending, undefined, templates);
     assert.equal(entity.attributes['occi.compute.state'], 'inactive');
     assert.match(String(entity.attributes['occi.compute.state.message']), /waiting for room/);
@@ -133,8 +178,14 @@ describe('compute from and to Lapis', () => {
         ['Category', 'compute; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"'],
         ['Category', 'lapis_busybox_testenv; scheme="http://schemas.lapis.dev/occi/os_tpl#"; class="mixin"'],
         ['Category', 'm1.small; scheme="http://schemas.lapis.dev/occi/resource_tpl#"; class="mixin"'],
-        ['X-OCCI-Attribute', 'occi.core.title="web-3", lapis.container.command="[\\"sleep\\",\\"600\\"]", lapis.container.ports="[\\"8080/tcp\\"]"'],
-        ['Link', '</storage/vol-2>; rel="http://schemas.ogf.org/occi/infrastructure#storage"; category="http://schemas.ogf.org/occi/infrastructure#storagelink"; occi.storagelink.mountpoint="/data"'],
+        [
+          'X-OCCI-Attribute',
+          'occi.core.title="web-3", lapis.container.command="[\\"sleep\\",\\"600\\"]", lapis.container.ports="[\\"8080/tcp\\"]"',
+        ],
+        [
+          'Link',
+          '</storage/vol-2>; rel="http://schemas.ogf.org/occi/infrastructure#storage"; category="http://schemas.ogf.org/occi/infrastructure#storagelink"; occi.storagelink.mountpoint="/data"',
+        ],
       ]),
       templates,
     );
@@ -151,7 +202,12 @@ describe('compute from and to Lapis', () => {
     assert.throws(
       () =>
         computeSpec(
-          parseHeaders([kind, ['Category', 'lapis_busybox_testenv; scheme="http://schemas.lapis.dev/occi/os_tpl#"'], ['Category', 'm1.small; scheme="http://schemas.lapis.dev/occi/resource_tpl#"'], ['X-OCCI-Attribute', 'occi.bogus=1']]),
+          parseHeaders([
+            kind,
+            ['Category', 'lapis_busybox_testenv; scheme="http://schemas.lapis.dev/occi/os_tpl#"'],
+            ['Category', 'm1.small; scheme="http://schemas.lapis.dev/occi/resource_tpl#"'],
+            ['X-OCCI-Attribute', 'occi.bogus=1'],
+          ]),
           templates,
         ),
       /attribute occi\.bogus is not defined/,
@@ -166,10 +222,19 @@ describe('content negotiation', () => {
     assert.equal(responseRendering('application/occi+json', false), 'application/occi+json');
     assert.equal(responseRendering('application/json', false), 'application/occi+json');
     assert.equal(responseRendering('text/uri-list', true), 'text/uri-list');
-    assert.throws(() => responseRendering('text/uri-list', false), (e: OcciError) => e.status === 400);
-    assert.throws(() => responseRendering('image/png', false), (e: OcciError) => e.status === 406);
+    assert.throws(
+      () => responseRendering('text/uri-list', false),
+      (e: OcciError) => e.status === 400,
+    );
+    assert.throws(
+      () => responseRendering('image/png', false),
+      (e: OcciError) => e.status === 406,
+    );
     assert.equal(requestRendering('application/occi+json; charset=utf-8', true), 'application/occi+json');
-    assert.throws(() => requestRendering('application/xml', true), (e: OcciError) => e.status === 415);
+    assert.throws(
+      () => requestRendering('application/xml', true),
+      (e: OcciError) => e.status === 415,
+    );
   });
 });
 
@@ -185,30 +250,64 @@ describe('parsers under fuzzing: bad input is a 4xx, never a crash', () => {
 
   it('text/plain bodies and OCCI headers', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.constantFrom('Category', 'X-OCCI-Attribute', 'Link', 'X-OCCI-Location'), headerish), { maxLength: 6 }), (headers) => {
-        onlyClientErrors(() => parseHeaders(headers));
-        onlyClientErrors(() => parsePlainText(headers.map(([n, v]) => `${n}: ${v}`).join('\n')));
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom('Category', 'X-OCCI-Attribute', 'Link', 'X-OCCI-Location'), headerish), { maxLength: 6 }),
+        (headers) => {
+          onlyClientErrors(() => parseHeaders(headers));
+          onlyClientErrors(() => parsePlainText(headers.map(([n, v]) => `${n}: ${v}`).join('\n')));
+        },
+      ),
       { numRuns: 3000 },
     );
-    fc.assert(fc.property(fc.string({ maxLength: 300 }), (body) => onlyClientErrors(() => parsePlainText(body))), { numRuns: 3000 });
+    fc.assert(
+      fc.property(fc.string({ maxLength: 300 }), (body) => onlyClientErrors(() => parsePlainText(body))),
+      { numRuns: 3000 },
+    );
   });
 
   it('JSON bodies', () => {
-    fc.assert(fc.property(fc.json({ maxDepth: 4 }), (json) => onlyClientErrors(() => parseJson(json))), { numRuns: 3000 });
-    fc.assert(fc.property(fc.string({ maxLength: 200 }), (text) => onlyClientErrors(() => parseJson(text))), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.json({ maxDepth: 4 }), (json) => onlyClientErrors(() => parseJson(json))),
+      { numRuns: 3000 },
+    );
+    fc.assert(
+      fc.property(fc.string({ maxLength: 200 }), (text) => onlyClientErrors(() => parseJson(text))),
+      { numRuns: 2000 },
+    );
   });
 
   it('compute specs from arbitrary parsed requests', () => {
     fc.assert(
-      fc.property(fc.dictionary(fc.constantFrom('occi.core.title', 'lapis.container.command', 'lapis.container.ports', 'lapis.container.environment', 'occi.compute.userdata'), fc.oneof(fc.string(), fc.integer(), fc.boolean())), (attributes) => {
-        onlyClientErrors(() =>
-          computeSpec(
-            { categories: parseHeaders([['Category', 'compute; scheme="http://schemas.ogf.org/occi/infrastructure#", lapis_busybox_testenv; scheme="http://schemas.lapis.dev/occi/os_tpl#", m1.small; scheme="http://schemas.lapis.dev/occi/resource_tpl#"']]).categories, attributes, links: [], locations: [] },
-            templates,
+      fc.property(
+        fc.dictionary(
+          fc.constantFrom(
+            'occi.core.title',
+            'lapis.container.command',
+            'lapis.container.ports',
+            'lapis.container.environment',
+            'occi.compute.userdata',
           ),
-        );
-      }),
+          fc.oneof(fc.string(), fc.integer(), fc.boolean()),
+        ),
+        (attributes) => {
+          onlyClientErrors(() =>
+            computeSpec(
+              {
+                categories: parseHeaders([
+                  [
+                    'Category',
+                    'compute; scheme="http://schemas.ogf.org/occi/infrastructure#", lapis_busybox_testenv; scheme="http://schemas.lapis.dev/occi/os_tpl#", m1.small; scheme="http://schemas.lapis.dev/occi/resource_tpl#"',
+                  ],
+                ]).categories,
+                attributes,
+                links: [],
+                locations: [],
+              },
+              templates,
+            ),
+          );
+        },
+      ),
       { numRuns: 2000 },
     );
   });

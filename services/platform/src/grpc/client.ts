@@ -1,13 +1,7 @@
 // Clients of other Lapis services: a deadline on every unary call, retries on UNAVAILABLE
 // (grpc-js retry policy with backoff; optionally waiting for a restarting server), and the bearer token in the metadata. Trace context
 // is propagated by the gRPC instrumentation.
-import {
-  credentials,
-  InterceptingCall,
-  Metadata,
-  type ChannelOptions,
-  type Interceptor,
-} from '@grpc/grpc-js';
+import { credentials, InterceptingCall, Metadata, type ChannelOptions, type Interceptor } from '@grpc/grpc-js';
 import { PROJECT_HEADER } from '../headers';
 
 export interface ClientOptions {

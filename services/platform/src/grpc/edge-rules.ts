@@ -49,7 +49,11 @@ const NAME: TextRule = {
   what: 'a name: letters, digits, ".", "-" and "_", not starting or ending with "." nor containing "..", at most 253',
 };
 // Operation names are parsed by their owner ("operations/<id>", "operations/tosca/<id>/<n>").
-const OPERATION: TextRule = { max: 512, pattern: /^(?!.*\.\.)[A-Za-z0-9_.:/-]+$/, what: 'an operation name such as operations/9f2c…: letters, digits, "/", ":", ".", "-" and "_", no ".."' };
+const OPERATION: TextRule = {
+  max: 512,
+  pattern: /^(?!.*\.\.)[A-Za-z0-9_.:/-]+$/,
+  what: 'an operation name such as operations/9f2c…: letters, digits, "/", ":", ".", "-" and "_", no ".."',
+};
 // Idempotency keys are hashed before they are stored, so any single line will do.
 const REQUEST_ID: TextRule = { max: 256, pattern: NO_CONTROL, what: 'a request id: one line without control characters, at most 256' };
 const PAGE_TOKEN: TextRule = { max: 4 * KiB, pattern: /^[A-Za-z0-9_=-]*$/, what: 'a page token this service gave out' };
@@ -58,9 +62,17 @@ const IMAGE_REF: TextRule = { max: 512, pattern: PRINTABLE, what: 'an image refe
 const REPOSITORY: TextRule = { max: 255, pattern: PRINTABLE, what: 'a repository: printable ASCII without spaces, at most 255' };
 const TAG: TextRule = { max: 128, pattern: PRINTABLE, what: 'a tag: printable ASCII without spaces, at most 128' };
 export const line = (max: number): TextRule => ({ max, pattern: NO_CONTROL, what: `one line without control characters, at most ${max}` });
-const text = (max: number): TextRule => ({ max, pattern: TEXT_CHARS, what: `text without control characters other than tabs and new lines, at most ${max}` });
+const text = (max: number): TextRule => ({
+  max,
+  pattern: TEXT_CHARS,
+  what: `text without control characters other than tabs and new lines, at most ${max}`,
+});
 const noNul = (max: number): TextRule => ({ max, pattern: NO_NUL, what: `text without NUL characters, at most ${max}` });
-const LABEL_KEY_RULE: TextRule = { max: 63, pattern: LABEL_KEY, what: 'a label key: lower case letters, digits, ".", "_", "-" and "/", 1 to 63' };
+const LABEL_KEY_RULE: TextRule = {
+  max: 63,
+  pattern: LABEL_KEY,
+  what: 'a label key: lower case letters, digits, ".", "_", "-" and "/", 1 to 63',
+};
 
 /** Every string not named otherwise. */
 export const DEFAULT_TEXT = text(1024);
@@ -72,7 +84,22 @@ export const MAX_STRUCT_DEPTH = 32;
 /** A template or an imported file: generous, and still below what one message carries. */
 const TEMPLATE = noNul(4 * MiB);
 
-const NAME_FIELDS = new Set(['name', 'project', 'account', 'parent', 'node', 'partition', 'to_partition', 'policy', 'qos', 'flavor', 'anti_affinity_group', 'network', 'networks', 'filesystem']);
+const NAME_FIELDS = new Set([
+  'name',
+  'project',
+  'account',
+  'parent',
+  'node',
+  'partition',
+  'to_partition',
+  'policy',
+  'qos',
+  'flavor',
+  'anti_affinity_group',
+  'network',
+  'networks',
+  'filesystem',
+]);
 const LABELS: FieldRule = { maxItems: MAX_LABELS, key: LABEL_KEY_RULE, text: line(MAX_LABEL_VALUE) };
 
 /** The rules of fields whose name says too little, by full field name. */

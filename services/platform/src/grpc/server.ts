@@ -215,7 +215,8 @@ export class GrpcServer {
         log: log.child({ user: caller.user, project: caller.project }),
         method,
         requireAdmin() {
-          if (!caller.admin) throw permissionDenied(`${method.split('/')[2]} needs the admin role; ${caller.user} does not have it`, 'ADMIN_ONLY');
+          if (!caller.admin)
+            throw permissionDenied(`${method.split('/')[2]} needs the admin role; ${caller.user} does not have it`, 'ADMIN_ONLY');
         },
       };
       this.edge.check(method, call.request);

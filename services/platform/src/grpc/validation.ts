@@ -8,10 +8,28 @@
 // 2^53, which grpc-js would answer with INTERNAL. The guarded deserializer answers a marker
 // instead, and check() turns it into INVALID_ARGUMENT naming the field.
 import { readFileSync } from 'node:fs';
-import { createFileRegistry, fromBinary, ScalarType, type DescEnum, type DescField, type DescMessage, type Registry } from '@bufbuild/protobuf';
+import {
+  createFileRegistry,
+  fromBinary,
+  ScalarType,
+  type DescEnum,
+  type DescField,
+  type DescMessage,
+  type Registry,
+} from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { invalidArgument, type FieldViolation, type LapisError } from '../errors';
-import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ITEMS, DEFAULT_TEXT, line, MAX_STRUCT_DEPTH, ruleOf, textProblem, type FieldRule } from './edge-rules';
+import {
+  DEFAULT_MAX_BYTES,
+  DEFAULT_MAX_ENTRIES,
+  DEFAULT_MAX_ITEMS,
+  DEFAULT_TEXT,
+  line,
+  MAX_STRUCT_DEPTH,
+  ruleOf,
+  textProblem,
+  type FieldRule,
+} from './edge-rules';
 
 type Check = (value: unknown, path: string, out: FieldViolation[]) => void;
 
@@ -100,7 +118,8 @@ export class EdgeValidation {
           if (!d) return;
           const seconds = d.seconds ?? 0;
           const nanos = d.nanos ?? 0;
-          if (seconds < 0 || nanos < 0 || nanos > 999_999_999 || seconds > 315_576_000_000) out.push({ field: path, description: 'must be a duration from 0 to 10,000 years' });
+          if (seconds < 0 || nanos < 0 || nanos > 999_999_999 || seconds > 315_576_000_000)
+            out.push({ field: path, description: 'must be a duration from 0 to 10,000 years' });
         };
       case 'google.protobuf.Struct': // ts-proto gives plain JSON values
       case 'google.protobuf.Value':
@@ -155,7 +174,11 @@ export class EdgeValidation {
       case 'list': {
         const maxItems = rule.maxItems ?? DEFAULT_MAX_ITEMS;
         const item =
-          field.listKind === 'scalar' ? scalarCheck(field.scalar, rule) : field.listKind === 'enum' ? enumCheck(field.enum) : this.compile(field.message);
+          field.listKind === 'scalar'
+            ? scalarCheck(field.scalar, rule)
+            : field.listKind === 'enum'
+              ? enumCheck(field.enum)
+              : this.compile(field.message);
         return (value, path, out) => {
           const list = value as unknown[] | undefined;
           if (!list) return;
@@ -172,7 +195,11 @@ export class EdgeValidation {
         const maxEntries = rule.maxItems ?? DEFAULT_MAX_ENTRIES;
         const keyRule = rule.key ?? line(253);
         const value =
-          field.mapKind === 'scalar' ? scalarCheck(field.scalar, rule) : field.mapKind === 'enum' ? enumCheck(field.enum) : this.compile(field.message);
+          field.mapKind === 'scalar'
+            ? scalarCheck(field.scalar, rule)
+            : field.mapKind === 'enum'
+              ? enumCheck(field.enum)
+              : this.compile(field.message);
         return (map, path, out) => {
           if (!map) return;
           const here = at(path);
@@ -221,7 +248,8 @@ function scalarCheck(type: ScalarType, rule: FieldRule): Check | undefined {
       const min = rule.min;
       if (min === undefined) return undefined;
       return (value, path, out) => {
-        if (typeof value === 'number' && value < min) out.push({ field: path, description: min === 0 ? 'must not be negative' : `must be at least ${min}` });
+        if (typeof value === 'number' && value < min)
+          out.push({ field: path, description: min === 0 ? 'must not be negative' : `must be at least ${min}` });
       };
     }
   }
@@ -231,7 +259,8 @@ function enumCheck(desc: DescEnum): Check {
   const known = new Set(desc.values.map((v) => v.number));
   const names = desc.values.map((v) => v.name).join(', ');
   return (value, path, out) => {
-    if (typeof value === 'number' && !known.has(value)) out.push({ field: path, description: `${value} is not a ${desc.name} (known: ${names})` });
+    if (typeof value === 'number' && !known.has(value))
+      out.push({ field: path, description: `${value} is not a ${desc.name} (known: ${names})` });
   };
 }
 

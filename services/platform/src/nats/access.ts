@@ -108,7 +108,13 @@ export function imageSyncAccess(options: { bucketPrefix?: string } = {}): NatsAc
 }
 
 /** The events whose compute resource the OCCI gateway stops caching when they come. */
-export const occiListens: readonly EventKind[] = ['instanceStateChanged', 'claimPlaced', 'claimCancelled', 'preemptionNotice', 'volumeStateChanged'];
+export const occiListens: readonly EventKind[] = [
+  'instanceStateChanged',
+  'claimPlaced',
+  'claimCancelled',
+  'preemptionNotice',
+  'volumeStateChanged',
+];
 
 export function occiAccess(): NatsAccess {
   return {
@@ -127,7 +133,15 @@ export function occiAccess(): NatsAccess {
  * the nodes it gives back to Slurm, and nothing else.
  */
 export function directorAccess(): NatsAccess {
-  return { service: 'lapis-director', user: 'lapis-director', publishes: { preemptionNotice: '*' }, consumers: [], listens: [], buckets: [], managesStream: false };
+  return {
+    service: 'lapis-director',
+    user: 'lapis-director',
+    publishes: { preemptionNotice: '*' },
+    consumers: [],
+    listens: [],
+    buckets: [],
+    managesStream: false,
+  };
 }
 
 /**
@@ -171,14 +185,23 @@ export function permissionsOf(access: NatsAccess, stream: string, others: readon
     for (const other of others) {
       if (other.user === access.user) continue;
       for (const c of other.consumers) {
-        for (const api of ['CREATE', 'INFO', 'MSG.NEXT']) deny.add(`$JS.API.CONSUMER.${api}.${stream}.${c.durable}${api === 'CREATE' ? '.>' : ''}`);
+        for (const api of ['CREATE', 'INFO', 'MSG.NEXT'])
+          deny.add(`$JS.API.CONSUMER.${api}.${stream}.${c.durable}${api === 'CREATE' ? '.>' : ''}`);
         deny.add(`$JS.ACK.${stream}.${c.durable}.>`);
       }
     }
   }
   for (const b of access.buckets) {
     // STREAM.INFO/CREATE/UPDATE, CONSUMER.CREATE (watches), DIRECT.GET of KV_<bucket>; its keys.
-    for (const s of [`$JS.API.*.*.KV_${b}`, `$JS.API.*.*.KV_${b}.>`, `$JS.API.STREAM.MSG.GET.KV_${b}`, `$KV.${b}.>`, `$JS.FC.KV_${b}.>`, `$JS.ACK.KV_${b}.>`]) pub.add(s);
+    for (const s of [
+      `$JS.API.*.*.KV_${b}`,
+      `$JS.API.*.*.KV_${b}.>`,
+      `$JS.API.STREAM.MSG.GET.KV_${b}`,
+      `$KV.${b}.>`,
+      `$JS.FC.KV_${b}.>`,
+      `$JS.ACK.KV_${b}.>`,
+    ])
+      pub.add(s);
   }
   const sub = new Set<string>([`${inboxPrefixOf(access.user)}.>`]);
   for (const kind of access.listens) sub.add(`${eventSubjects[kind]}.*`);

@@ -123,7 +123,9 @@ export class EventBus {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
       waitOnFirstConnect: true,
-      ...(options.credentials ? { user: options.credentials.user, pass: options.credentials.password, inboxPrefix: inboxPrefixOf(options.credentials.user) } : {}),
+      ...(options.credentials
+        ? { user: options.credentials.user, pass: options.credentials.password, inboxPrefix: inboxPrefixOf(options.credentials.user) }
+        : {}),
       ...(options.caFile ? { tls: { caFile: options.caFile } } : {}),
     });
     const bus = new EventBus(nc, nc.jetstream(), await nc.jetstreamManager(), options);
@@ -227,9 +229,9 @@ export class EventBus {
     const consumer = await this.js.consumers.get(stream, options.durable);
     const messages: ConsumerMessages = await consumer.consume({ max_messages: 64 });
     const log = this.options.log.child({ consumer: options.durable });
-    const loop = (options.parallel ? this.handleInParallel(messages, options, options.parallel, log) : this.handleInOrder(messages, options, log)).catch((error) =>
-      log.error({ err: error }, 'consumer stopped on an error'),
-    );
+    const loop = (
+      options.parallel ? this.handleInParallel(messages, options, options.parallel, log) : this.handleInOrder(messages, options, log)
+    ).catch((error) => log.error({ err: error }, 'consumer stopped on an error'));
     const running: RunningConsumer = {
       stop: async () => {
         this.consumers.delete(running);
@@ -245,7 +247,12 @@ export class EventBus {
     for await (const message of messages) await this.handle(message, options, log);
   }
 
-  private async handleInParallel(messages: ConsumerMessages, options: ConsumerOptions, parallel: NonNullable<ConsumerOptions['parallel']>, log: Logger): Promise<void> {
+  private async handleInParallel(
+    messages: ConsumerMessages,
+    options: ConsumerOptions,
+    parallel: NonNullable<ConsumerOptions['parallel']>,
+    log: Logger,
+  ): Promise<void> {
     const inFlight = new Set<Promise<void>>();
     // A message waits for the ones of its key taken before it.
     const keys = new KeyedLocks();
@@ -257,7 +264,9 @@ export class EventBus {
       } catch {
         key = message.subject; // undecodable: handle() terminates it, in its subject's order
       }
-      const run = keys.with([key], () => this.handle(message, options, log)).catch((error) => log.error({ err: error, subject: message.subject }, 'message handling failed'));
+      const run = keys
+        .with([key], () => this.handle(message, options, log))
+        .catch((error) => log.error({ err: error, subject: message.subject }, 'message handling failed'));
       inFlight.add(run);
       void run.finally(() => inFlight.delete(run));
     }

@@ -22,7 +22,11 @@ export function eventSubject(kind: EventKind, key: string): string {
   const subject = subjectFor(kind, key);
   // Far below the 4 KiB control line over which NATS drops the whole connection.
   if (subject.length > MAX_SUBJECT_LENGTH) {
-    throw new LapisError(Code.INVALID_ARGUMENT, `the event key ${JSON.stringify(`${key.slice(0, 64)}…`)} is too long for a subject (at most ${MAX_SUBJECT_LENGTH} characters)`, 'INVALID_SUBJECT');
+    throw new LapisError(
+      Code.INVALID_ARGUMENT,
+      `the event key ${JSON.stringify(`${key.slice(0, 64)}…`)} is too long for a subject (at most ${MAX_SUBJECT_LENGTH} characters)`,
+      'INVALID_SUBJECT',
+    );
   }
   return subject;
 }

@@ -116,7 +116,7 @@ export class Bucket<T> {
   }
 
   private present(entry: KvEntry | null): Versioned<T> | undefined {
-    if (!entry || entry.operation !== 'PUT') return undefined;
+    if (entry?.operation !== 'PUT') return undefined;
     return { value: this.codec.decode(entry.value), revision: entry.revision };
   }
 

@@ -9,7 +9,13 @@ import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-t
 import { OTLPTraceExporter as OtlpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import {
+  BatchSpanProcessor,
+  ConsoleSpanExporter,
+  SimpleSpanProcessor,
+  type SpanExporter,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
 import { AllowListSpanProcessor } from './allow-list';
 
 let sdk: NodeSDK | undefined;
@@ -20,7 +26,10 @@ let sdk: NodeSDK | undefined;
  * one; so the same choice is made here.
  */
 function exportersFromEnv(env: NodeJS.ProcessEnv): SpanExporter[] {
-  const named = (env.OTEL_TRACES_EXPORTER ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const named = (env.OTEL_TRACES_EXPORTER ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const otlpEndpoint = env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
   // The SDK's default is OTLP to localhost; Lapis exports only where it is told to.
   const names = named.length > 0 ? named : otlpEndpoint ? ['otlp'] : [];
@@ -51,7 +60,9 @@ export function startTelemetry(extraProcessors: SpanProcessor[] = []): void {
     instrumentations: [new GrpcInstrumentation(), new HttpInstrumentation()],
     spanProcessors: [
       new AllowListSpanProcessor(),
-      ...exporting.map((exporter) => (exporter instanceof ConsoleSpanExporter ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter))),
+      ...exporting.map((exporter) =>
+        exporter instanceof ConsoleSpanExporter ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter),
+      ),
       ...extraProcessors,
     ],
   });

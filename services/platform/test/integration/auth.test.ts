@@ -95,10 +95,20 @@ describe('auth: OIDC JWTs verified against a local issuer (real HTTP JWKS, real 
     rejected(await token({}, { exp: Math.floor(Date.now() / 1000) - 120 }), status.UNAUTHENTICATED, /token expired at/, 'TOKEN_EXPIRED'));
 
   it('rejects a token from another issuer', async () =>
-    rejected(await token({}, { iss: 'https://evil.example.org' }), status.UNAUTHENTICATED, /issuer "https:\/\/evil\.example\.org" is not the trusted issuer/, 'TOKEN_WRONG_ISSUER'));
+    rejected(
+      await token({}, { iss: 'https://evil.example.org' }),
+      status.UNAUTHENTICATED,
+      /issuer "https:\/\/evil\.example\.org" is not the trusted issuer/,
+      'TOKEN_WRONG_ISSUER',
+    ));
 
   it('rejects a token for another audience', async () =>
-    rejected(await token({}, { aud: 'someone-else' }), status.UNAUTHENTICATED, /audience "someone-else" does not include "lapis"/, 'TOKEN_WRONG_AUDIENCE'));
+    rejected(
+      await token({}, { aud: 'someone-else' }),
+      status.UNAUTHENTICATED,
+      /audience "someone-else" does not include "lapis"/,
+      'TOKEN_WRONG_AUDIENCE',
+    ));
 
   it('rejects a token with a bad signature', async () => {
     const impostor = await generateKeyPair('RS256');
@@ -107,7 +117,12 @@ describe('auth: OIDC JWTs verified against a local issuer (real HTTP JWKS, real 
 
   it('rejects a token signed by a key the issuer does not publish', async () => {
     const stranger = await generateKeyPair('RS256');
-    await rejected(await token({}, { key: stranger.privateKey, kid: 'key-unknown' }), status.UNAUTHENTICATED, /key id "key-unknown"/, 'TOKEN_UNKNOWN_KEY');
+    await rejected(
+      await token({}, { key: stranger.privateKey, kid: 'key-unknown' }),
+      status.UNAUTHENTICATED,
+      /key id "key-unknown"/,
+      'TOKEN_UNKNOWN_KEY',
+    );
   });
 
   it('rejects a token that is not a JWT nor a static token', () =>

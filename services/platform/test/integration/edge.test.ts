@@ -24,7 +24,9 @@ describe('edge validation of every request (real gRPC server)', () => {
 
   before(async () => {
     // Every handler answers an empty response: what matters is whether the request got there.
-    const handlers = new Proxy({}, { get: (_, method: string) => async () => (reached.push(method), {}) }) as Handlers<typeof RuntimeServiceService>;
+    const handlers = new Proxy({}, { get: (_, method: string) => async () => (reached.push(method), {}) }) as Handlers<
+      typeof RuntimeServiceService
+    >;
     let address: string;
     ({ server, address } = await startServer([service(RuntimeServiceService, handlers)]));
     client = new Client(address, credentials.createInsecure());
@@ -42,8 +44,14 @@ describe('edge validation of every request (real gRPC server)', () => {
     metadata.set('authorization', `Bearer ${STATIC_TOKENS.root}`);
     const body = Buffer.from(toBinary(desc, create(desc, init as never)));
     return new Promise<ServiceError | undefined>((resolve) =>
-      client.makeUnaryRequest(`/lapis.runtime.v1.RuntimeService/${method}`, () => body, (b: Buffer) => b, null, metadata, { deadline: Date.now() + 5_000 }, (error) =>
-        resolve(error ?? undefined),
+      client.makeUnaryRequest(
+        `/lapis.runtime.v1.RuntimeService/${method}`,
+        () => body,
+        (b: Buffer) => b,
+        null,
+        metadata,
+        { deadline: Date.now() + 5_000 },
+        (error) => resolve(error ?? undefined),
       ),
     );
   }
@@ -58,7 +66,9 @@ describe('edge validation of every request (real gRPC server)', () => {
 
   it('names a 64-bit number above 2^53 instead of answering INTERNAL', async () => {
     assert.deepEqual(await refused('CreateVolume', { name: 'data', sizeBytes: 2n ** 64n - 1n }), ['size_bytes']);
-    assert.deepEqual(await refused('CreateInstance', { spec: { name: 'web', resources: { cpuMillis: 2n ** 53n + 1n } } }), ['spec.resources.cpu_millis']);
+    assert.deepEqual(await refused('CreateInstance', { spec: { name: 'web', resources: { cpuMillis: 2n ** 53n + 1n } } }), [
+      'spec.resources.cpu_millis',
+    ]);
   });
 
   it('refuses ids that are too long or hold what NATS gives meaning to, before the handler', async () => {
@@ -85,7 +95,7 @@ describe('edge validation of every request (real gRPC server)', () => {
       spec: {
         name: 'web-1',
         flavor: 'm1.small',
-        image: 'registry.site:5000/lapis/busybox@sha256:' + 'a'.repeat(64),
+        image: `registry.site:5000/lapis/busybox@sha256:${'a'.repeat(64)}`,
         command: ['sh', '-c', 'echo "hello\nworld"'],
         environment: { GREETING: 'multi\nline' },
         labels: { 'tosca/deployment': 'dep-1', team: 'physics' },
@@ -104,7 +114,10 @@ describe('NATS key-value backstop (real JetStream)', () => {
   after(async () => bus.drain());
 
   it('answers absent for a key NATS would refuse, and keeps the connection', async () => {
-    const bucket = await bus.bucket(unique('edge').toLowerCase(), { encode: (v: string) => ({ finish: () => Buffer.from(v) }), decode: (b: Uint8Array) => Buffer.from(b).toString() });
+    const bucket = await bus.bucket(unique('edge').toLowerCase(), {
+      encode: (v: string) => ({ finish: () => Buffer.from(v) }),
+      decode: (b: Uint8Array) => Buffer.from(b).toString(),
+    });
     for (const key of ['', 'x'.repeat(5_000), 'a*', '>', 'a\u0000b', '../etc', '.a', 'a..b']) {
       assert.equal(await bucket.get(key), undefined, JSON.stringify(key.slice(0, 20)));
     }
@@ -116,15 +129,27 @@ describe('NATS key-value backstop (real JetStream)', () => {
   it('refuses an event key too long for a subject, and keeps the connection', async () => {
     const key = 'x'.repeat(5_000);
     const payload = { $case: 'instanceStateChanged' as const, instanceStateChanged: InstanceStateChanged.fromPartial({ instanceId: key }) };
-    await assert.rejects(bus.publish(payload, key), (error: unknown) => error instanceof LapisError && error.code === status.INVALID_ARGUMENT);
+    await assert.rejects(
+      bus.publish(payload, key),
+      (error: unknown) => error instanceof LapisError && error.code === status.INVALID_ARGUMENT,
+    );
     assert.equal(bus.nc.isClosed(), false);
-    await bus.publish({ $case: 'instanceStateChanged', instanceStateChanged: InstanceStateChanged.fromPartial({ instanceId: 'i-1' }) }, 'i-1');
+    await bus.publish(
+      { $case: 'instanceStateChanged', instanceStateChanged: InstanceStateChanged.fromPartial({ instanceId: 'i-1' }) },
+      'i-1',
+    );
   });
 
   it('refuses to write under such a key with INVALID_ARGUMENT', async () => {
-    const bucket = await bus.bucket(unique('edge').toLowerCase(), { encode: (v: string) => ({ finish: () => Buffer.from(v) }), decode: (b: Uint8Array) => Buffer.from(b).toString() });
+    const bucket = await bus.bucket(unique('edge').toLowerCase(), {
+      encode: (v: string) => ({ finish: () => Buffer.from(v) }),
+      decode: (b: Uint8Array) => Buffer.from(b).toString(),
+    });
     for (const write of [() => bucket.put('a*', 'v'), () => bucket.create('x'.repeat(5_000), 'v'), () => bucket.delete('')]) {
-      await assert.rejects(write(), (error: unknown) => error instanceof LapisError && error.code === status.INVALID_ARGUMENT && error.reason === 'INVALID_KEY');
+      await assert.rejects(
+        write(),
+        (error: unknown) => error instanceof LapisError && error.code === status.INVALID_ARGUMENT && error.reason === 'INVALID_KEY',
+      );
     }
   });
 });

@@ -47,7 +47,10 @@ describe('gRPC server (real grpc-js server and clients)', () => {
   });
 
   describe('reflection', () => {
-    const reflectionProto = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build/proto/grpc/reflection/v1/reflection.proto');
+    const reflectionProto = join(
+      dirname(require.resolve('@grpc/reflection/package.json')),
+      'build/proto/grpc/reflection/v1/reflection.proto',
+    );
     const ask = (request: object) =>
       new Promise<any>((resolve, reject) => {
         const stream = dynamicClient(reflectionProto, 'grpc.reflection.v1.ServerReflection', address).serverReflectionInfo();
@@ -175,7 +178,9 @@ describe('gRPC server (real grpc-js server and clients)', () => {
 
     it('lets only admins call admin methods', async () => {
       const cancel = (token: string) =>
-        new Promise<ServiceError | null>((resolve) => operationsClient(address, { token }).cancelOperation({ name: 'x' }, (e) => resolve(e)));
+        new Promise<ServiceError | null>((resolve) =>
+          operationsClient(address, { token }).cancelOperation({ name: 'x' }, (e) => resolve(e)),
+        );
       const denied = await cancel(STATIC_TOKENS.alice);
       assert.equal(denied?.code, status.PERMISSION_DENIED);
       assert.match(denied!.details, /CancelOperation needs the admin role; alice does not have it/);
@@ -221,7 +226,11 @@ describe('per-caller limits on calls in progress (real grpc-js server and client
   /** Runs WatchOperation(name) to its end. */
   const complete = (name: string, token = STATIC_TOKENS.alice) =>
     new Promise<void>((resolve, reject) =>
-      operationsClient(address, { token }).watchOperation({ name }).on('data', () => {}).on('end', resolve).on('error', reject),
+      operationsClient(address, { token })
+        .watchOperation({ name })
+        .on('data', () => {})
+        .on('end', resolve)
+        .on('error', reject),
     );
   const assertExhausted = (result: unknown, pattern: RegExp, reason: string) => {
     assert.ok(isError(result), 'expected RESOURCE_EXHAUSTED, but the call was accepted');
@@ -230,13 +239,17 @@ describe('per-caller limits on calls in progress (real grpc-js server and client
     assert.equal(errorDetails(result).errorInfo?.reason, reason);
   };
 
-  it('refuses streams past the limit, not another caller\'s, and gives a slot back when a stream ends or is cancelled', async () => {
+  it("refuses streams past the limit, not another caller's, and gives a slot back when a stream ends or is cancelled", async () => {
     await start({ streams: 3, unary: 10 });
     const held = [await open('hold'), await open('hold')];
     // Two held, one free: streams that run to their end pass through the free slot one by one.
     for (let i = 0; i < 4; i++) await complete(`w${i}`);
     held.push(await open('hold'));
-    assertExhausted(await watch('hold'), /^alice already has 3 streams open, the limit per caller \(LAPIS_MAX_STREAMS_PER_CALLER=3\); close one first$/, 'TOO_MANY_STREAMS');
+    assertExhausted(
+      await watch('hold'),
+      /^alice already has 3 streams open, the limit per caller \(LAPIS_MAX_STREAMS_PER_CALLER=3\); close one first$/,
+      'TOO_MANY_STREAMS',
+    );
     await open('hold', STATIC_TOKENS.bob);
     // Cancelled: the server hears of it a moment later, and the slot comes back then.
     held[0]!.cancel();
@@ -254,13 +267,17 @@ describe('per-caller limits on calls in progress (real grpc-js server and client
     await until(async () => !isError(await watch('hold')), 'the slot of the cancelled stream to come back');
   });
 
-  it('refuses unary calls in progress past the limit, not another caller\'s, and gives the slot back when a call ends', async () => {
+  it("refuses unary calls in progress past the limit, not another caller's, and gives the slot back when a call ends", async () => {
     await start({ streams: 10, unary: 2 });
     const client = operationsClient(address, { token: STATIC_TOKENS.alice, deadlineMs: 120_000 });
     const calls = ['slow:60000', 'slow:60001'].map((name) => client.getOperation({ name }, () => {}));
     await until(() => started.length === 2, 'two calls in their handlers');
     const refused = await getOperation(client, 'quick');
-    assertExhausted(refused, /^alice already has 2 calls in progress, the limit per caller \(LAPIS_MAX_CALLS_PER_CALLER=2\); wait for one to finish$/, 'TOO_MANY_CALLS');
+    assertExhausted(
+      refused,
+      /^alice already has 2 calls in progress, the limit per caller \(LAPIS_MAX_CALLS_PER_CALLER=2\); wait for one to finish$/,
+      'TOO_MANY_CALLS',
+    );
     assert.ok(!isError(await getOperation(operationsClient(address, { token: STATIC_TOKENS.bob }), 'quick')));
     for (const call of calls) call.cancel();
     await until(async () => !isError(await getOperation(client, 'quick')), 'the slots of the cancelled calls to come back');

@@ -45,7 +45,14 @@ describe('NATS users and permissions (real nats-server with the generated author
   const connections: NatsConnection[] = [];
 
   const busOf = async (user: string) => {
-    const bus = await EventBus.connect({ url: nats.url, name: user, stream: STREAM, log, caFile: nats.caFile!, credentials: { user, password: passwords.get(user)! } });
+    const bus = await EventBus.connect({
+      url: nats.url,
+      name: user,
+      stream: STREAM,
+      log,
+      caFile: nats.caFile!,
+      credentials: { user, password: passwords.get(user)! },
+    });
     buses.push(bus);
     return bus;
   };
@@ -68,7 +75,10 @@ describe('NATS users and permissions (real nats-server with the generated author
 
   it('refuses a client without credentials, with a wrong password, or that does not check the certificate', async () => {
     await refused(connect({ servers: nats.url, tls: { caFile: nats.caFile! } }), ErrorCode.AuthorizationViolation);
-    await refused(connect({ servers: nats.url, tls: { caFile: nats.caFile! }, user: 'scheduler', pass: 'not-the-password' }), ErrorCode.AuthorizationViolation);
+    await refused(
+      connect({ servers: nats.url, tls: { caFile: nats.caFile! }, user: 'scheduler', pass: 'not-the-password' }),
+      ErrorCode.AuthorizationViolation,
+    );
     // The right password to a server whose certificate the client does not trust: never sent.
     await assert.rejects(connect({ servers: nats.url, user: 'scheduler', pass: passwords.get('scheduler')! }), /certificate/i);
   });
@@ -86,7 +96,10 @@ describe('NATS users and permissions (real nats-server with the generated author
     const runtime = await busOf('container-runtime-node-a');
     const seen: Event[] = [];
     consumers.push(await runtime.consume({ ...runtimeConsumers('node-a').placed, handler: async (event) => void seen.push(event) }));
-    await until(() => seen.some((e) => e.payload?.$case === 'claimPlaced' && e.payload.claimPlaced.claimId === 'claim-1'), 'the placement on node-a');
+    await until(
+      () => seen.some((e) => e.payload?.$case === 'claimPlaced' && e.payload.claimPlaced.claimId === 'claim-1'),
+      'the placement on node-a',
+    );
     await runtime.publish({ $case: 'nodeHeartbeat', nodeHeartbeat: NodeHeartbeat.fromPartial({ node: { name: 'node-a' } }) }, 'node-a');
     const instances = await runtime.bucket('runtime-instances', codec);
     await instances.put('claim-1', 'running');
@@ -98,16 +111,35 @@ describe('NATS users and permissions (real nats-server with the generated author
     await refused(runtime.publish(placement('node-a', 'forged'), 'node-a'));
     await refused(runtime.publish(placement('node-b', 'forged'), 'node-b'));
     // Another node's heartbeat is not its to send.
-    await refused(runtime.publish({ $case: 'nodeHeartbeat', nodeHeartbeat: NodeHeartbeat.fromPartial({ node: { name: 'node-b' } }) }, 'node-b'));
+    await refused(
+      runtime.publish({ $case: 'nodeHeartbeat', nodeHeartbeat: NodeHeartbeat.fromPartial({ node: { name: 'node-b' } }) }, 'node-b'),
+    );
     // node-b's placements: not through node-b's durable, not through a durable of its own name
     // filtered on node-b, not by a plain subscription, not by reading the stream directly.
     const handler = async () => {};
     await refused(runtime.consume({ ...runtimeConsumers('node-b').placed, handler }));
-    await refused(runtime.consume({ durable: runtimeConsumers('node-a').placed.durable + '2', subject: runtimeConsumers('node-b').placed.subject, handler }));
-    await refused(runtime.jsm.consumers.update(STREAM, runtimeConsumers('node-a').placed.durable, { filter_subject: `${eventSubjects.claimPlaced}.>` }));
-    await refused(runtime.nc.request(`$JS.API.STREAM.MSG.GET.${STREAM}`, new TextEncoder().encode(JSON.stringify({ seq: 1 })), { timeout: 5_000 }));
-    await refused(runtime.nc.request(`$JS.API.CONSUMER.MSG.NEXT.${STREAM}.${runtimeConsumers('node-b').placed.durable}`, undefined, { timeout: 5_000 }));
-    const other = await connect({ servers: nats.url, tls: { caFile: nats.caFile! }, user: 'container-runtime-node-a', pass: passwords.get('container-runtime-node-a')! });
+    await refused(
+      runtime.consume({
+        durable: `${runtimeConsumers('node-a').placed.durable}2`,
+        subject: runtimeConsumers('node-b').placed.subject,
+        handler,
+      }),
+    );
+    await refused(
+      runtime.jsm.consumers.update(STREAM, runtimeConsumers('node-a').placed.durable, { filter_subject: `${eventSubjects.claimPlaced}.>` }),
+    );
+    await refused(
+      runtime.nc.request(`$JS.API.STREAM.MSG.GET.${STREAM}`, new TextEncoder().encode(JSON.stringify({ seq: 1 })), { timeout: 5_000 }),
+    );
+    await refused(
+      runtime.nc.request(`$JS.API.CONSUMER.MSG.NEXT.${STREAM}.${runtimeConsumers('node-b').placed.durable}`, undefined, { timeout: 5_000 }),
+    );
+    const other = await connect({
+      servers: nats.url,
+      tls: { caFile: nats.caFile! },
+      user: 'container-runtime-node-a',
+      pass: passwords.get('container-runtime-node-a')!,
+    });
     connections.push(other);
     await refused(subscription(other, `${eventSubjects.claimPlaced}.node-b`));
     // Nor the replies to others: the scheduler's answers (claims, placements pulled) go to its own inbox.
@@ -116,14 +148,23 @@ describe('NATS users and permissions (real nats-server with the generated author
     // The scheduler's state.
     await refused(runtime.bucket('scheduler-claims', codec));
     await refused(runtime.nc.request('$JS.API.DIRECT.GET.KV_scheduler-claims.$KV.scheduler-claims.claim-1', undefined, { timeout: 5_000 }));
-    await refused(runtime.nc.request('$JS.API.STREAM.MSG.GET.KV_scheduler-claims', new TextEncoder().encode(JSON.stringify({ last_by_subj: '$KV.scheduler-claims.claim-1' })), { timeout: 5_000 }));
+    await refused(
+      runtime.nc.request(
+        '$JS.API.STREAM.MSG.GET.KV_scheduler-claims',
+        new TextEncoder().encode(JSON.stringify({ last_by_subj: '$KV.scheduler-claims.claim-1' })),
+        { timeout: 5_000 },
+      ),
+    );
     // Nor change the event stream's settings (it may only create it as every service does).
     await refused(runtime.jsm.streams.update(STREAM, { max_age: 1_000_000_000 }));
   });
 
   it("the Slurm director sends preemption notices, and nothing of the scheduler's else", async () => {
     const director = await busOf('lapis-director');
-    const notice: EventPayload = { $case: 'preemptionNotice', preemptionNotice: { instanceId: 'i-1', project: 'physics', node: 'node-a', forClaimId: '', gracePeriod: { seconds: 1, nanos: 0 } } };
+    const notice: EventPayload = {
+      $case: 'preemptionNotice',
+      preemptionNotice: { instanceId: 'i-1', project: 'physics', node: 'node-a', forClaimId: '', gracePeriod: { seconds: 1, nanos: 0 } },
+    };
     assert.ok((await director.publish(notice, 'node-a')).seq > 0);
     await refused(director.publish(placement('node-a', 'forged'), 'node-a'));
     await refused(director.bucket('scheduler-claims', codec));
@@ -140,17 +181,41 @@ describe('NATS users and permissions (real nats-server with the generated author
     assert.equal((await scheduler.jsm.streams.info(STREAM)).config.max_age, 7 * day);
   });
 
-  it('one shared runtime user (the chart) still cannot publish placements nor take the other services\' consumers', async function () {
+  it("one shared runtime user (the chart) still cannot publish placements nor take the other services' consumers", async function () {
     // A server of its own with the shared user, as the chart makes it.
     const shared = lapisAccess();
     const password = randomBytes(12).toString('hex');
-    const server = await startNats({ config: natsAuthorization(shared.map((access) => ({ access, password: { value: password } })), STREAM), tls: true });
+    const server = await startNats({
+      config: natsAuthorization(
+        shared.map((access) => ({ access, password: { value: password } })),
+        STREAM,
+      ),
+      tls: true,
+    });
     try {
-      const bus = await EventBus.connect({ url: server.url, name: 'scheduler', stream: STREAM, log, caFile: server.caFile!, credentials: { user: 'scheduler', password } });
+      const bus = await EventBus.connect({
+        url: server.url,
+        name: 'scheduler',
+        stream: STREAM,
+        log,
+        caFile: server.caFile!,
+        credentials: { user: 'scheduler', password },
+      });
       buses.push(bus);
-      const scheduler = await bus.consume({ durable: 'scheduler-instance-state', subject: `${eventSubjects.instanceStateChanged}.>`, handler: async () => {} });
+      const scheduler = await bus.consume({
+        durable: 'scheduler-instance-state',
+        subject: `${eventSubjects.instanceStateChanged}.>`,
+        handler: async () => {},
+      });
       consumers.push(scheduler);
-      const runtime = await EventBus.connect({ url: server.url, name: 'runtime', stream: STREAM, log, caFile: server.caFile!, credentials: { user: 'container-runtime', password } });
+      const runtime = await EventBus.connect({
+        url: server.url,
+        name: 'runtime',
+        stream: STREAM,
+        log,
+        caFile: server.caFile!,
+        credentials: { user: 'container-runtime', password },
+      });
       buses.push(runtime);
       consumers.push(await runtime.consume({ ...runtimeConsumers('node-x').placed, handler: async () => {} }));
       await refused(runtime.publish(placement('node-x', 'forged'), 'node-x'));

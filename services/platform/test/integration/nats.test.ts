@@ -157,13 +157,19 @@ describe('NATS events (real JetStream)', () => {
       await bus.consume({
         durable: unique('c'),
         subject: subjectFor('instanceStateChanged', node),
-        parallel: { limit: 4, key: (event) => (event.payload?.$case === 'instanceStateChanged' ? event.payload.instanceStateChanged.instanceId : '') },
+        parallel: {
+          limit: 4,
+          key: (event) => (event.payload?.$case === 'instanceStateChanged' ? event.payload.instanceStateChanged.instanceId : ''),
+        },
         handler: async (event) => {
           if (event.payload?.$case !== 'instanceStateChanged') return;
           const { instanceId, reason } = event.payload.instanceStateChanged;
           assert.ok(!active.get(instanceId), `two events of ${instanceId} at once`);
           active.set(instanceId, 1);
-          most = Math.max(most, [...active.values()].reduce((a, b) => a + b, 0));
+          most = Math.max(
+            most,
+            [...active.values()].reduce((a, b) => a + b, 0),
+          );
           await sleep(50);
           order.push(`${instanceId}:${reason}`);
           active.set(instanceId, 0);
@@ -181,7 +187,11 @@ describe('NATS events (real JetStream)', () => {
     }
     await until(() => order.length === 18 || undefined, 'every event handled');
     assert.equal(most, 4, 'four at a time');
-    for (const id of instances) assert.deepEqual(order.filter((o) => o.startsWith(`${id}:`)), [`${id}:1`, `${id}:2`, `${id}:3`]);
+    for (const id of instances)
+      assert.deepEqual(
+        order.filter((o) => o.startsWith(`${id}:`)),
+        [`${id}:1`, `${id}:2`, `${id}:3`],
+      );
   });
 
   it('gives up on a message that keeps failing after maxDeliver tries', async () => {
@@ -204,8 +214,7 @@ describe('key-value state (real JetStream)', () => {
   });
   after(async () => bus.drain());
 
-  const claim = (id: string, priority: number): Claim =>
-    Claim.fromPartial({ id, project: 'physics', state: ClaimState.PENDING, priority });
+  const claim = (id: string, priority: number): Claim => Claim.fromPartial({ id, project: 'physics', state: ClaimState.PENDING, priority });
 
   it('creates once, updates only at the revision read, and survives a reconnect', async () => {
     const claims = await bus.bucket(unique('claims'), Claim);

@@ -51,7 +51,10 @@ describe('a service process (real NATS, real signals)', () => {
   });
 
   it('refuses to start on a bad variable, naming it', async () => {
-    await assert.rejects(startProbe({ LAPIS_GRPC_PORT: 'abc' }), /exited before listening: cannot start: invalid configuration:\n {2}LAPIS_GRPC_PORT="abc" is invalid/);
+    await assert.rejects(
+      startProbe({ LAPIS_GRPC_PORT: 'abc' }),
+      /exited before listening: cannot start: invalid configuration:\n {2}LAPIS_GRPC_PORT="abc" is invalid/,
+    );
   });
 
   it('limits the streams of one caller to LAPIS_MAX_STREAMS_PER_CALLER', async () => {
@@ -141,13 +144,22 @@ describe('a service process (real NATS, real signals)', () => {
       running.push(probe);
       const response = await getOperation(operationsClient(probe.address), 'publish:fails-with-secrets');
       assert.ok(!(response instanceof Error), (response as Error).message);
-      const logged = await until(() => probe.logs.find((l) => l.msg === 'poison message terminated'), 'the failed message to be terminated');
+      const logged = await until(
+        () => probe.logs.find((l) => l.msg === 'poison message terminated'),
+        'the failed message to be terminated',
+      );
       assert.equal(await probe.stop(), 0, 'the last shutdown step flushes the spans');
 
       // The failure is still told, less its secrets: the span's status and exception event, the log line's error.
-      type OtlpSpan = { name: string; status?: { message?: string }; events?: Array<{ name: string; attributes?: Array<{ key: string; value: { stringValue?: string } }> }> };
+      type OtlpSpan = {
+        name: string;
+        status?: { message?: string };
+        events?: Array<{ name: string; attributes?: Array<{ key: string; value: { stringValue?: string } }> }>;
+      };
       const spans = exported.flatMap((body) =>
-        (JSON.parse(body) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> }).resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans)),
+        (JSON.parse(body) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> }).resourceSpans.flatMap((r) =>
+          r.scopeSpans.flatMap((s) => s.spans),
+        ),
       );
       const failed = spans.find((s) => s.name === 'process lapis.runtime.instance_state_changed' && s.status?.message);
       assert.ok(failed, `the consumer's span, marked failed: ${JSON.stringify(spans.map((s) => s.name))}`);

@@ -31,18 +31,38 @@ describe('config', () => {
   });
 
   const cases: Array<[string, Record<string, string | undefined>, RegExp]> = [
-    ['a missing required variable', { ...good, LAPIS_NATS_URL: undefined }, /LAPIS_NATS_URL is required but not set \(NATS server with JetStream, e\.g\. nats:\/\/127\.0\.0\.1:4222\)/],
+    [
+      'a missing required variable',
+      { ...good, LAPIS_NATS_URL: undefined },
+      /LAPIS_NATS_URL is required but not set \(NATS server with JetStream, e\.g\. nats:\/\/127\.0\.0\.1:4222\)/,
+    ],
     ['a port that is not a number', { ...good, LAPIS_GRPC_PORT: 'fifty' }, /LAPIS_GRPC_PORT="fifty" is invalid/],
     ['a port out of range', { ...good, LAPIS_GRPC_PORT: '70000' }, /LAPIS_GRPC_PORT="70000" is invalid/],
     ['a URL that is not one', { ...good, LAPIS_NATS_URL: 'not a url' }, /LAPIS_NATS_URL="not a url" is invalid/],
     ['a log level not in the list', { ...good, LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud" is invalid/],
     ['a grace period that is not a number', { ...good, LAPIS_SHUTDOWN_GRACE_MS: 'soon' }, /LAPIS_SHUTDOWN_GRACE_MS="soon" is invalid/],
-    ['a per-caller limit of zero', { ...good, LAPIS_MAX_STREAMS_PER_CALLER: '0' }, /LAPIS_MAX_STREAMS_PER_CALLER="0" is invalid: expected a whole number of at least 1/],
-    ['a per-caller limit that is not a whole number', { ...good, LAPIS_MAX_CALLS_PER_CALLER: '2.5' }, /LAPIS_MAX_CALLS_PER_CALLER="2\.5" is invalid/],
+    [
+      'a per-caller limit of zero',
+      { ...good, LAPIS_MAX_STREAMS_PER_CALLER: '0' },
+      /LAPIS_MAX_STREAMS_PER_CALLER="0" is invalid: expected a whole number of at least 1/,
+    ],
+    [
+      'a per-caller limit that is not a whole number',
+      { ...good, LAPIS_MAX_CALLS_PER_CALLER: '2.5' },
+      /LAPIS_MAX_CALLS_PER_CALLER="2\.5" is invalid/,
+    ],
     ['a boolean that is not one', { ...good, LAPIS_ALLOW_INSECURE_ISSUER: 'maybe' }, /LAPIS_ALLOW_INSECURE_ISSUER="maybe" is invalid/],
-    ['no way to authenticate', { ...good, LAPIS_STATIC_TOKENS_FILE: undefined }, /LAPIS_OIDC_ISSUER or LAPIS_STATIC_TOKENS_FILE must be set/],
+    [
+      'no way to authenticate',
+      { ...good, LAPIS_STATIC_TOKENS_FILE: undefined },
+      /LAPIS_OIDC_ISSUER or LAPIS_STATIC_TOKENS_FILE must be set/,
+    ],
     ['an issuer that is not a URL', { ...good, LAPIS_OIDC_ISSUER: 'iam' }, /LAPIS_OIDC_ISSUER="iam" is invalid: not a URL/],
-    ['a plain-http issuer', { ...good, LAPIS_OIDC_ISSUER: 'http://iam.example.org/' }, /LAPIS_OIDC_ISSUER="http:\/\/iam\.example\.org\/" is invalid: must be https/],
+    [
+      'a plain-http issuer',
+      { ...good, LAPIS_OIDC_ISSUER: 'http://iam.example.org/' },
+      /LAPIS_OIDC_ISSUER="http:\/\/iam\.example\.org\/" is invalid: must be https/,
+    ],
   ];
   for (const [name, env, expected] of cases) {
     it(`names the variable for ${name}`, () => assert.match(problemsOf(env), expected));
@@ -60,12 +80,21 @@ describe('config', () => {
     const file = join(dir, 'password');
     writeFileSync(file, 's3cret\n', { mode: 0o600 });
     assert.equal(natsCredentialsFrom(load(good)), undefined);
-    assert.deepEqual(natsCredentialsFrom(load({ ...good, LAPIS_NATS_USER: 'scheduler', LAPIS_NATS_PASSWORD_FILE: file })), { user: 'scheduler', password: 's3cret' });
+    assert.deepEqual(natsCredentialsFrom(load({ ...good, LAPIS_NATS_USER: 'scheduler', LAPIS_NATS_PASSWORD_FILE: file })), {
+      user: 'scheduler',
+      password: 's3cret',
+    });
     const refused = (env: Record<string, string>, re: RegExp) =>
-      assert.throws(() => natsCredentialsFrom(load({ ...good, ...env })), (e: Error) => e.name === 'ConfigError' && re.test(e.message) && !e.message.includes('s3cret'));
+      assert.throws(
+        () => natsCredentialsFrom(load({ ...good, ...env })),
+        (e: Error) => e.name === 'ConfigError' && re.test(e.message) && !e.message.includes('s3cret'),
+      );
     refused({ LAPIS_NATS_USER: 'scheduler' }, /LAPIS_NATS_USER and LAPIS_NATS_PASSWORD_FILE must be set together/);
     refused({ LAPIS_NATS_PASSWORD_FILE: file }, /LAPIS_NATS_USER and LAPIS_NATS_PASSWORD_FILE must be set together/);
-    refused({ LAPIS_NATS_USER: 'scheduler', LAPIS_NATS_PASSWORD_FILE: join(dir, 'missing') }, /LAPIS_NATS_PASSWORD_FILE cannot be read: ENOENT/);
+    refused(
+      { LAPIS_NATS_USER: 'scheduler', LAPIS_NATS_PASSWORD_FILE: join(dir, 'missing') },
+      /LAPIS_NATS_PASSWORD_FILE cannot be read: ENOENT/,
+    );
     writeFileSync(file, '\n');
     refused({ LAPIS_NATS_USER: 'scheduler', LAPIS_NATS_PASSWORD_FILE: file }, /LAPIS_NATS_PASSWORD_FILE is empty/);
   });

@@ -9,13 +9,36 @@ import { join, relative } from 'node:path';
 
 const ROOT = join(__dirname, '../../../../..');
 /** Packages that do I/O or carry a runtime of their own: none of them in a domain file. */
-const IMPURE_PACKAGES = ['@grpc', '@opentelemetry', 'nats', 'pino', 'dockerode', 'docker-modem', 'jose', '@kubernetes', 'grpc-health-check'];
+const IMPURE_PACKAGES = [
+  '@grpc',
+  '@opentelemetry',
+  'nats',
+  'pino',
+  'dockerode',
+  'docker-modem',
+  'jose',
+  '@kubernetes',
+  'grpc-health-check',
+];
 /**
  * Node built-ins that do I/O (node:path, node:crypto and the like are fine), when Lapis code
  * asks for them; a pure package's own optional use (fflate's worker for async unzip) is its
  * business, the package list above judges packages.
  */
-const IMPURE_BUILTINS = ['fs', 'fs/promises', 'net', 'http', 'https', 'http2', 'tls', 'dgram', 'dns', 'child_process', 'cluster', 'worker_threads'];
+const IMPURE_BUILTINS = [
+  'fs',
+  'fs/promises',
+  'net',
+  'http',
+  'https',
+  'http2',
+  'tls',
+  'dgram',
+  'dns',
+  'child_process',
+  'cluster',
+  'worker_threads',
+];
 
 // Runs in the child: for each file, an empty cache, require it, report what it loaded.
 const PROBE = `
@@ -59,7 +82,10 @@ describe('domain purity', () => {
   it('finds the barrel in a domain file that imports it', () => {
     const fixture = join(__dirname, '../fixtures/impure-domain.js');
     const found = impureLoads([fixture])[fixture] ?? [];
-    assert.ok(found.some((p) => p.includes('@grpc')), `the check missed grpc-js: ${found.join(', ')}`);
+    assert.ok(
+      found.some((p) => p.includes('@grpc')),
+      `the check missed grpc-js: ${found.join(', ')}`,
+    );
   });
 
   it('loads no I/O from any service domain file', () => {
@@ -68,14 +94,18 @@ describe('domain purity', () => {
       .map((svc) => join(services, svc, 'dist/src/domain'))
       .filter((dir) => existsSync(dir));
     const files = domains.flatMap(jsFilesUnder);
-    assert.ok(domains.length >= 5 && files.length >= 20, `expected the built domains of the five services, found ${files.length} files in ${domains.length}`);
+    assert.ok(
+      domains.length >= 5 && files.length >= 20,
+      `expected the built domains of the five services, found ${files.length} files in ${domains.length}`,
+    );
     const impure = Object.entries(impureLoads(files)).map(([file, loads]) => `${relative(ROOT, file)}: ${loads.join(', ')}`);
     assert.deepEqual(impure, []);
   });
 
   it('loads no I/O from the platform subpaths that domain code and quick tools import', () => {
-    const pure = ['errors', 'instance-spec', 'flavors', 'paging', 'maps', 'list-all', 'retry'].map((name) => require.resolve(`@lapis/platform/${name}`));
+    const pure = ['errors', 'instance-spec', 'flavors', 'paging', 'maps', 'list-all', 'retry'].map((name) =>
+      require.resolve(`@lapis/platform/${name}`),
+    );
     assert.deepEqual(impureLoads(pure), {});
   });
 });
-

@@ -40,7 +40,10 @@ describe('KeyedLocks', () => {
   it('passes on what the work returns or throws, and a failure does not hold the key', async () => {
     const locks = new KeyedLocks();
     assert.equal(await locks.with(['a'], async () => 42), 42);
-    await assert.rejects(locks.with(['a'], async () => Promise.reject(new Error('broke'))), /broke/);
+    await assert.rejects(
+      locks.with(['a'], async () => Promise.reject(new Error('broke'))),
+      /broke/,
+    );
     assert.equal(await locks.with(['a'], async () => 'after'), 'after');
   });
 });

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
 import { DeviceKind } from '@lapis/proto/lapis/common/v1/common';
-import { LapisError } from '../../src/errors';
+import type { LapisError } from '../../src/errors';
 import { parseFlavors, parseQuantity } from '../../src/flavors';
 import { loadFlavors } from '../../src/flavors-file';
 import { MAX_PAGE_SIZE, paginate } from '../../src/paging';
@@ -30,8 +30,14 @@ describe('paging', () => {
   it('uses the default size for 0, cuts big sizes, refuses negative sizes and foreign tokens', () => {
     assert.equal(paginate(items, key, { pageSize: 0, pageToken: '' }).items.length, 100);
     assert.equal(paginate(Array(5000).fill('x'), key, { pageSize: 10_000, pageToken: '' }).items.length, MAX_PAGE_SIZE);
-    assert.throws(() => paginate(items, key, { pageSize: -1, pageToken: '' }), (e: LapisError) => /page_size/.test(e.message));
-    assert.throws(() => paginate(items, key, { pageSize: 1, pageToken: 'garbage' }), (e: LapisError) => /page_token/.test(e.message));
+    assert.throws(
+      () => paginate(items, key, { pageSize: -1, pageToken: '' }),
+      (e: LapisError) => /page_size/.test(e.message),
+    );
+    assert.throws(
+      () => paginate(items, key, { pageSize: 1, pageToken: 'garbage' }),
+      (e: LapisError) => /page_token/.test(e.message),
+    );
   });
 });
 
@@ -53,22 +59,64 @@ describe('flavors', () => {
   });
 
   it('reads the capabilities and read-only root only a flavor grants, refusing names that are not capabilities', () => {
-    const [net, plain] = parseFlavors({ flavors: [{ name: 'net', cpus: 1, memory: '1Gi', capabilities: ['NET_RAW', 'cap_sys_ptrace', 'NET_RAW'], read_only_root: true }, { name: 'plain', cpus: 1, memory: '1Gi' }] }, 'f.yaml');
+    const [net, plain] = parseFlavors(
+      {
+        flavors: [
+          { name: 'net', cpus: 1, memory: '1Gi', capabilities: ['NET_RAW', 'cap_sys_ptrace', 'NET_RAW'], read_only_root: true },
+          { name: 'plain', cpus: 1, memory: '1Gi' },
+        ],
+      },
+      'f.yaml',
+    );
     assert.deepEqual(net?.capabilities, ['NET_RAW', 'SYS_PTRACE']);
     assert.equal(net?.readOnlyRootFilesystem, true);
     assert.deepEqual(plain?.capabilities, []);
     assert.equal(plain?.readOnlyRootFilesystem, false);
     for (const bad of ['ALL', 'NET_RAWR', '']) {
-      assert.throws(() => parseFlavors({ flavors: [{ name: 'x', cpus: 1, memory: 1, capabilities: [bad] }] }, 'f.yaml'), /f\.yaml: flavors\[0\]\.capabilities: \[0\]: .* is not a Linux capability/, bad);
+      assert.throws(
+        () => parseFlavors({ flavors: [{ name: 'x', cpus: 1, memory: 1, capabilities: [bad] }] }, 'f.yaml'),
+        /f\.yaml: flavors\[0\]\.capabilities: \[0\]: .* is not a Linux capability/,
+        bad,
+      );
     }
-    assert.throws(() => parseFlavors({ flavors: [{ name: 'x', cpus: 1, memory: 1, capabilities: 'NET_RAW' }] }, 'f.yaml'), /capabilities: expected a list/);
-    assert.throws(() => parseFlavors({ flavors: [{ name: 'x', cpus: 1, memory: 1, read_only_root: 'yes' }] }, 'f.yaml'), /read_only_root: true or false/);
+    assert.throws(
+      () => parseFlavors({ flavors: [{ name: 'x', cpus: 1, memory: 1, capabilities: 'NET_RAW' }] }, 'f.yaml'),
+      /capabilities: expected a list/,
+    );
+    assert.throws(
+      () => parseFlavors({ flavors: [{ name: 'x', cpus: 1, memory: 1, read_only_root: 'yes' }] }, 'f.yaml'),
+      /read_only_root: true or false/,
+    );
   });
 
   it('names the entry and field of a bad flavor', () => {
-    assert.throws(() => parseFlavors({ flavors: [{ name: 'ok', cpus: 1, memory: '1Gi' }, { name: 'Bad Name', cpus: 1, memory: 1 }] }, 'f.yaml'), /f\.yaml: flavors\[1\]\.name/);
+    assert.throws(
+      () =>
+        parseFlavors(
+          {
+            flavors: [
+              { name: 'ok', cpus: 1, memory: '1Gi' },
+              { name: 'Bad Name', cpus: 1, memory: 1 },
+            ],
+          },
+          'f.yaml',
+        ),
+      /f\.yaml: flavors\[1\]\.name/,
+    );
     assert.throws(() => parseFlavors({ flavors: [{ name: 'a', cpus: 1 }] }, 'f.yaml'), /flavors\[0\]\.memory: required/);
     assert.throws(() => parseFlavors({ flavors: [{ name: 'a', cpus: 0, memory: 1 }] }, 'f.yaml'), /cpus: must be more than 0/);
-    assert.throws(() => parseFlavors({ flavors: [{ name: 'a', cpus: 1, memory: 1 }, { name: 'a', cpus: 1, memory: 1 }] }, 'f.yaml'), /defined twice/);
+    assert.throws(
+      () =>
+        parseFlavors(
+          {
+            flavors: [
+              { name: 'a', cpus: 1, memory: 1 },
+              { name: 'a', cpus: 1, memory: 1 },
+            ],
+          },
+          'f.yaml',
+        ),
+      /defined twice/,
+    );
   });
 });

@@ -24,8 +24,14 @@ describe('withRetries', () => {
     });
     assert.equal(answer, 'answer after 3');
     assert.deepEqual(attempts, [1, 2, 3]);
-    assert.deepEqual(pauses, [[1, 'try 1'], [2, 'try 2']]);
-    assert.deepEqual(told, [['try 1', 1, 2], ['try 2', 2, 4]]);
+    assert.deepEqual(pauses, [
+      [1, 'try 1'],
+      [2, 'try 2'],
+    ]);
+    assert.deepEqual(told, [
+      ['try 1', 1, 2],
+      ['try 2', 2, 4],
+    ]);
   });
 
   it('throws the last error once the attempts are spent; one attempt is no retry', async () => {
@@ -39,7 +45,10 @@ describe('withRetries', () => {
 
   it('throws at once an error that retryIf turns down', async () => {
     const { work, attempts } = flaky(5);
-    await assert.rejects(withRetries(work, { attempts: 5, delayMs: () => 0, retryIf: (error) => (error as Error).message !== 'try 2' }), /try 2/);
+    await assert.rejects(
+      withRetries(work, { attempts: 5, delayMs: () => 0, retryIf: (error) => (error as Error).message !== 'try 2' }),
+      /try 2/,
+    );
     assert.deepEqual(attempts, [1, 2]);
   });
 

@@ -42,7 +42,9 @@ export class AckedWriter {
   ) {
     this.inbox = createInbox(inboxPrefix);
     this.source = defaultBusName(service);
-    this.sub = nc.subscribe(`${this.inbox}.*`, { callback: (error, msg) => (error ? undefined : this.settle(msg.subject, msg.data, msg.headers)) });
+    this.sub = nc.subscribe(`${this.inbox}.*`, {
+      callback: (error, msg) => (error ? undefined : this.settle(msg.subject, msg.data, msg.headers)),
+    });
     this.sweeper = setInterval(() => this.sweep(), 1000);
     this.sweeper.unref();
   }
@@ -54,7 +56,8 @@ export class AckedWriter {
     try {
       return (await this.send(`$KV.${bucket}.${key}`, value, h, `${bucket}/${key}`)).seq;
     } catch (error) {
-      if ((error as { errCode?: number }).errCode === WRONG_LAST_SEQUENCE) throw new RevisionConflict(`${bucket}/${key} was changed by another writer`);
+      if ((error as { errCode?: number }).errCode === WRONG_LAST_SEQUENCE)
+        throw new RevisionConflict(`${bucket}/${key} was changed by another writer`);
       throw error;
     }
   }

@@ -86,7 +86,12 @@ export async function follow<T>(
   const iter = await bucket.kv.watch({ key: '>', initializedFn: () => ready() });
   void (async () => {
     for await (const e of iter) {
-      onValue(e.key, e.operation === 'PUT' ? () => codec.decode(e.value) : undefined, e.revision, e.operation === 'PUT' ? e.value : undefined);
+      onValue(
+        e.key,
+        e.operation === 'PUT' ? () => codec.decode(e.value) : undefined,
+        e.revision,
+        e.operation === 'PUT' ? e.value : undefined,
+      );
     }
   })();
   await initialized;

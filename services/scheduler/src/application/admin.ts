@@ -58,7 +58,9 @@ export class AdminCommands {
     this.o.trigger();
     // The record of recent moves is a convenience (the event is the move's record): a failed write only warns.
     const entry: NodeMoveEntry = { node, from, to, reason, time: this.o.now(), user };
-    await this.o.moveLog.mutate(MOVE_LOG_KEY, (list) => [entry, ...(list ?? [])].slice(0, NODE_MOVES_KEPT)).catch((err: unknown) => this.o.log.warn({ err, node }, 'could not record the node move'));
+    await this.o.moveLog
+      .mutate(MOVE_LOG_KEY, (list) => [entry, ...(list ?? [])].slice(0, NODE_MOVES_KEPT))
+      .catch((err: unknown) => this.o.log.warn({ err, node }, 'could not record the node move'));
     return from;
   }
 

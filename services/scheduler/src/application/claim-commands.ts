@@ -10,7 +10,10 @@ import { isActive, isFinal, type ClaimRecord } from '../domain/model';
 import type { ClaimCache } from './claim-cache';
 
 /** What a submission gives; the scheduler adds the rest of the record. */
-export type NewClaim = Pick<ClaimRecord, 'project' | 'user' | 'spec' | 'res' | 'devices' | 'preemptible' | 'requeue' | 'partition' | 'backend' | 'group' | 'qos' | 'requestId'>;
+export type NewClaim = Pick<
+  ClaimRecord,
+  'project' | 'user' | 'spec' | 'res' | 'devices' | 'preemptible' | 'requeue' | 'partition' | 'backend' | 'group' | 'qos' | 'requestId'
+>;
 
 export class ClaimCommands {
   constructor(
@@ -68,7 +71,11 @@ export class ClaimCommands {
     if (!result) return undefined;
     this.cache.take(id, result.value, result.revision);
     if (wasOn) {
-      await this.bus.publish({ $case: 'claimCancelled', claimCancelled: { claimId: id, project: result.value.project, node: wasOn } }, wasOn, `${id}.cancelled`);
+      await this.bus.publish(
+        { $case: 'claimCancelled', claimCancelled: { claimId: id, project: result.value.project, node: wasOn } },
+        wasOn,
+        `${id}.cancelled`,
+      );
     }
     return result.value;
   }

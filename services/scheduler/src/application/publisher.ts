@@ -41,7 +41,14 @@ export class PlacementPublisher {
     const parent = c.traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent: c.traceparent }) : ROOT_CONTEXT;
     const span = tracer.startSpan(
       'send lapis.scheduler.claim_placed',
-      { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'nats', 'messaging.operation.type': 'send', 'messaging.destination.template': 'lapis.scheduler.claim_placed' } },
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          'messaging.system': 'nats',
+          'messaging.operation.type': 'send',
+          'messaging.destination.template': 'lapis.scheduler.claim_placed',
+        },
+      },
       parent,
     );
     try {
@@ -49,7 +56,16 @@ export class PlacementPublisher {
         this.writer.publish(
           {
             $case: 'claimPlaced',
-            claimPlaced: { claimId: c.id, project: c.project, user: c.user, node: c.node, spec: c.spec, preemptible: c.preemptible, attempt: c.placements, requestId: c.requestId },
+            claimPlaced: {
+              claimId: c.id,
+              project: c.project,
+              user: c.user,
+              node: c.node,
+              spec: c.spec,
+              preemptible: c.preemptible,
+              attempt: c.placements,
+              requestId: c.requestId,
+            },
           },
           c.node,
           `${c.id}.placed.${c.placements}`,

@@ -3,7 +3,7 @@
 // requeued). Only the leader consumes them, with durable consumers <prefix>-instance-state
 // and <prefix>-heartbeat; each event changes the cache and asks for a cycle.
 import type { Bucket, EventBus, RunningConsumer } from '@lapis/platform';
-import { DeviceKind, InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import { type DeviceKind, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import { NodeState, type Node } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
@@ -101,7 +101,13 @@ export class RuntimeEvents {
         case InstanceState.PREEMPTED:
           if (!isActive(c)) break;
           if (c.requeue) {
-            Object.assign(next, { state: ClaimState.REQUEUED, node: '', preemptedBy: '', reason: PendingReason.PRIORITY, detail: 'requeued after preemption' });
+            Object.assign(next, {
+              state: ClaimState.REQUEUED,
+              node: '',
+              preemptedBy: '',
+              reason: PendingReason.PRIORITY,
+              detail: 'requeued after preemption',
+            });
           } else Object.assign(next, { state: ClaimState.ENDED, endTime: now, preemptedBy: '' });
           break;
         default:
@@ -122,7 +128,11 @@ export function nodeRecord(n: Node, seenAt: number): NodeRecord {
     total[d.kind] = (total[d.kind] ?? 0) + 1;
     if (!d.allocatedTo) free[d.kind] = (free[d.kind] ?? 0) + 1;
   }
-  const res = (r: { cpuMillis: number; memoryBytes: number; gpus: number } | undefined): Res => ({ cpu: Number(r?.cpuMillis ?? 0), mem: Number(r?.memoryBytes ?? 0), gpus: r?.gpus ?? 0 });
+  const res = (r: { cpuMillis: number; memoryBytes: number; gpus: number } | undefined): Res => ({
+    cpu: Number(r?.cpuMillis ?? 0),
+    mem: Number(r?.memoryBytes ?? 0),
+    gpus: r?.gpus ?? 0,
+  });
   return {
     name: n.name,
     backend: n.backend,

@@ -190,13 +190,28 @@ export class Scheduler {
       cycled: (stats) => this.onCycle?.(stats),
     });
     const trigger = () => this.trigger();
-    this.events = new RuntimeEvents({ bus, consumerPrefix: this.o.consumerPrefix, claims: store.claims, nodes: store.nodes, cache: this.cache, cluster: this.cluster, heartbeatMs: this.o.heartbeatMs, now: this.now, trigger });
+    this.events = new RuntimeEvents({
+      bus,
+      consumerPrefix: this.o.consumerPrefix,
+      claims: store.claims,
+      nodes: store.nodes,
+      cache: this.cache,
+      cluster: this.cluster,
+      heartbeatMs: this.o.heartbeatMs,
+      now: this.now,
+      trigger,
+    });
     this.commands = new ClaimCommands(store.claims, this.cache, bus, this.now);
     this.admin = new AdminCommands({ store, moveLog, cluster: this.cluster, bus, log, now: this.now, trigger });
 
     for (const a of settings.accounts) await store.accounts.create(a.name, a).catch(ignoreConflict);
-    for (const q of settings.quotas) await store.quotas.create(q.project, { maxInstances: q.maxInstances, maxResources: q.maxResources }).catch(ignoreConflict);
-    this.followers.push(await this.cache.follow(store.claims), ...(await this.cluster.follow(store)), await this.usage.follow(() => lease.held));
+    for (const q of settings.quotas)
+      await store.quotas.create(q.project, { maxInstances: q.maxInstances, maxResources: q.maxResources }).catch(ignoreConflict);
+    this.followers.push(
+      await this.cache.follow(store.claims),
+      ...(await this.cluster.follow(store)),
+      await this.usage.follow(() => lease.held),
+    );
     if (options.lead !== false) await this.lead();
   }
 

@@ -38,7 +38,8 @@ export interface Violation {
 export function beyondCeiling(resources: Resources | undefined, devices: readonly DeviceRequest[], ceiling: Ceiling): Violation[] {
   const v: Violation[] = [];
   const over = (field: string, value: number, max: number, what: string) => {
-    if (value > max) v.push({ field: `spec.${field}`, description: `${value} is more than any node of this site could have (at most ${max} ${what})` });
+    if (value > max)
+      v.push({ field: `spec.${field}`, description: `${value} is more than any node of this site could have (at most ${max} ${what})` });
   };
   if (resources) {
     over('resources.cpu_millis', resources.cpuMillis, ceiling.cpu, 'thousandths of a CPU');

@@ -4,7 +4,20 @@
 // gets its pending reason. The caller records and publishes the decisions.
 import { Backend, type DeviceKind } from '@lapis/proto/lapis/common/v1/common';
 import { PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { add, claimHostPorts, describe, fits, isActive, isPending, sub, withinLimit, ZERO, type ClaimRecord, type NodeRecord, type Res } from './model';
+import {
+  add,
+  claimHostPorts,
+  describe,
+  fits,
+  isActive,
+  isPending,
+  sub,
+  withinLimit,
+  ZERO,
+  type ClaimRecord,
+  type NodeRecord,
+  type Res,
+} from './model';
 import { chooseNode, filterNode, free, FreeIndex, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
 import { choosePreemption } from './preemption';
 import { ClusterSums, type NodeUse, type Use } from './state';
@@ -75,7 +88,11 @@ export function queueCompare(a: { c: ClaimRecord; r: number; p: number }, b: { c
   return b.r - a.r || b.p - a.p || a.c.submitTime - b.c.submitTime || (a.c.id < b.c.id ? -1 : a.c.id > b.c.id ? 1 : 0);
 }
 
-export const queueKey = (c: ClaimRecord, prio: ReadonlyMap<string, Breakdown>) => ({ c, r: c.reservedNode !== '' ? 1 : 0, p: prio.get(c.id)?.priority ?? 0 });
+export const queueKey = (c: ClaimRecord, prio: ReadonlyMap<string, Breakdown>) => ({
+  c,
+  r: c.reservedNode !== '' ? 1 : 0,
+  p: prio.get(c.id)?.priority ?? 0,
+});
 
 export function queueOrder(pending: ClaimRecord[], prio: ReadonlyMap<string, Breakdown>): ClaimRecord[] {
   return pending
@@ -186,7 +203,14 @@ export function runCycle(input: CycleInput): CycleResult {
       const list: Victim[] = [];
       for (const c of use.spot.values()) {
         if (!prio.has(c.id)) priorities(input, [c], clusterCpu, prio);
-        list.push({ id: c.id, res: c.res, devices: c.devices, placeTime: c.placeTime, priority: prio.get(c.id)?.priority ?? 0, group: c.group });
+        list.push({
+          id: c.id,
+          res: c.res,
+          devices: c.devices,
+          placeTime: c.placeTime,
+          priority: prio.get(c.id)?.priority ?? 0,
+          group: c.group,
+        });
       }
       return list;
     },
@@ -236,7 +260,13 @@ export function runCycle(input: CycleInput): CycleResult {
   // Claims already waiting on a preemption go first, then by priority, submit time, id
   // (sorted on plain numbers, not through map lookups).
   const order = input.ordered ? pending : queueOrder([...pending], prio);
-  const result: CycleResult = { placements: [], preemptions: [], pending: new Map(), priorities: prio, order: Array.isArray(order) ? order : [] };
+  const result: CycleResult = {
+    placements: [],
+    preemptions: [],
+    pending: new Map(),
+    priorities: prio,
+    order: Array.isArray(order) ? order : [],
+  };
   const failedShapes = new Map<string, Decision>();
   let rotate = input.seed ?? 0;
 
@@ -330,10 +360,13 @@ export function runCycle(input: CycleInput): CycleResult {
     }
     const wouldHaveFit = nodes.some((n) => fits(c.res, freeAtStart(n)));
     const d = portsHeld
-      ? { reason: PendingReason.RESOURCES, detail: `host port ${ports.join(', ')} is held on every node of partition ${partitionName} with room` }
+      ? {
+          reason: PendingReason.RESOURCES,
+          detail: `host port ${ports.join(', ')} is held on every node of partition ${partitionName} with room`,
+        }
       : wouldHaveFit
-      ? { reason: PendingReason.PRIORITY, detail: 'claims with a higher priority took the free room' }
-      : { reason: PendingReason.RESOURCES, detail: `needs ${describe(c.res)}; no node in partition ${partitionName} has that free` };
+        ? { reason: PendingReason.PRIORITY, detail: 'claims with a higher priority took the free room' }
+        : { reason: PendingReason.RESOURCES, detail: `needs ${describe(c.res)}; no node in partition ${partitionName} has that free` };
     if (shape) failedShapes.set(shape, d);
     result.pending.set(c.id, d);
   }
@@ -371,7 +404,9 @@ class CycleView implements NodeView {
     const mine = use?.res;
     const r = rec.reported;
     // `used` is replaced as the cycle places (takeRoom), never changed in place.
-    this.used = this.start = mine ? { cpu: Math.max(mine.cpu, r.cpu), mem: Math.max(mine.mem, r.mem), gpus: Math.max(mine.gpus, r.gpus) } : r;
+    this.used = this.start = mine
+      ? { cpu: Math.max(mine.cpu, r.cpu), mem: Math.max(mine.mem, r.mem), gpus: Math.max(mine.gpus, r.gpus) }
+      : r;
     this.groups = (use?.groups ?? NO_GROUPS) as Map<string, number>;
     this.hostPorts = (use?.hostPorts ?? NO_PORTS) as Map<string, number>;
   }
@@ -399,7 +434,10 @@ class CycleView implements NodeView {
   }
 }
 
-const CYCLE_LIMIT: Decision = Object.freeze({ reason: PendingReason.PRIORITY, detail: 'claims with a higher priority go first (cycle limit reached)' });
+const CYCLE_LIMIT: Decision = Object.freeze({
+  reason: PendingReason.PRIORITY,
+  detail: 'claims with a higher priority go first (cycle limit reached)',
+});
 
 function shapeKey(c: ClaimRecord): string {
   return `${c.partition}|${c.backend}|${c.res.cpu}|${c.res.mem}|${c.res.gpus}|${c.devices.map((d) => `${d.kind}:${d.count}`).join(',')}`;

@@ -38,7 +38,7 @@ export function billing(res: Res, weights: BillingWeights): number {
 
 /** The factor usage keeps after `elapsedMs` with half-life `halfLifeMs`: 2^(-t / T½). */
 export function decayFactor(elapsedMs: number, halfLifeMs: number): number {
-  return halfLifeMs > 0 ? Math.pow(2, -elapsedMs / halfLifeMs) : 1;
+  return halfLifeMs > 0 ? 2 ** (-elapsedMs / halfLifeMs) : 1;
 }
 
 export const usageKey = (account: string, user: string) => `${account}/${user}`;
@@ -162,7 +162,7 @@ export function computeFairShare(
       r.normShares = shareOfLevel * node.row.normShares;
       r.normUsage = total > 0 ? r.rawUsage / total : 0;
       r.effectiveUsage = depth === 0 ? r.normUsage : r.normUsage + (node.row.effectiveUsage - r.normUsage) * shareOfLevel;
-      r.factor = r.normShares > 0 ? Math.pow(2, -r.effectiveUsage / r.normShares) : 0;
+      r.factor = r.normShares > 0 ? 2 ** (-r.effectiveUsage / r.normShares) : 0;
       const usageOfLevel = siblingUsage > 0 ? r.rawUsage / siblingUsage : 0;
       r.levelFs = shareOfLevel === 0 ? 0 : usageOfLevel === 0 ? Infinity : shareOfLevel / usageOfLevel;
       classic(child, depth + 1);
@@ -172,14 +172,16 @@ export function computeFairShare(
 
   const userRows: FairShareRow[] = [];
   const collectUsers = (node: TreeNode) => {
-    for (const c of node.children) (c.isUser ? userRows.push(c.row) : collectUsers(c));
+    for (const c of node.children) c.isUser ? userRows.push(c.row) : collectUsers(c);
   };
   collectUsers(root);
   if (algorithm === 'fair_tree') fairTreeRank(root, userRows.length);
 
   const rows: FairShareRow[] = [];
   const walk = (node: TreeNode) => {
-    for (const c of [...node.children].sort((a, b) => Number(a.isUser) - Number(b.isUser) || (a.row.account + a.row.user < b.row.account + b.row.user ? -1 : 1))) {
+    for (const c of [...node.children].sort(
+      (a, b) => Number(a.isUser) - Number(b.isUser) || (a.row.account + a.row.user < b.row.account + b.row.user ? -1 : 1),
+    )) {
       rows.push(c.row);
       walk(c);
     }

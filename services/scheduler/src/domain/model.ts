@@ -1,7 +1,7 @@
 // The scheduler's own records: claims as the queue keeps them, nodes as the heartbeats
 // describe them, and arithmetic on resource amounts. Pure data, no I/O.
 import { type Backend, type DeviceKind, type InstanceSpec, PortProtocol } from '@lapis/proto/lapis/common/v1/common';
-import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { ClaimState, type PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 
 /** CPU in thousandths, memory in bytes, GPUs. */
 export interface Res {
@@ -64,7 +64,9 @@ export interface ClaimRecord {
  * hostPortKey); 0 is picked by the node from its range, so it is not counted here.
  */
 export const claimHostPorts = (c: ClaimRecord): readonly string[] =>
-  c.spec.ports.length === 0 ? NO_HOST_PORTS : c.spec.ports.filter((p) => p.hostPort).map((p) => `${p.hostPort}/${p.protocol === PortProtocol.UDP ? 'udp' : 'tcp'}`);
+  c.spec.ports.length === 0
+    ? NO_HOST_PORTS
+    : c.spec.ports.filter((p) => p.hostPort).map((p) => `${p.hostPort}/${p.protocol === PortProtocol.UDP ? 'udp' : 'tcp'}`);
 /** Shared by the claims without ports (nearly all): nothing allocated per claim and cycle. */
 const NO_HOST_PORTS: readonly string[] = Object.freeze([]);
 

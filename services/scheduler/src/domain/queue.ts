@@ -48,7 +48,8 @@ interface Cursor {
 const entryBefore = (a: Entry, b: Entry) => a.t < b.t || (a.t === b.t && a.id < b.id);
 const cursorBefore = (a: Cursor, b: Cursor) => a.p > b.p || (a.p === b.p && entryBefore(a.e, b.e));
 
-export const classKey = (c: ClaimRecord, defaultPartition: string) => `${c.project}\n${c.user}\n${c.res.cpu}\n${partitionOf(c, defaultPartition)}\n${c.qos}`;
+export const classKey = (c: ClaimRecord, defaultPartition: string) =>
+  `${c.project}\n${c.user}\n${c.res.cpu}\n${partitionOf(c, defaultPartition)}\n${c.qos}`;
 
 export class PendingQueue {
   /** Every pending claim, as last seen. */

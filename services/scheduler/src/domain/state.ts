@@ -85,7 +85,18 @@ export class ClusterSums {
     if (u.n === 0) this.users.delete(ukey);
 
     let n = this.nodes.get(c.node);
-    if (!n) this.nodes.set(c.node, (n = { n: 0, res: { cpu: 0, mem: 0, gpus: 0 }, groups: new Map(), hostPorts: new Map(), spot: new Map(), byClaimPartition: new Map() }));
+    if (!n)
+      this.nodes.set(
+        c.node,
+        (n = {
+          n: 0,
+          res: { cpu: 0, mem: 0, gpus: 0 },
+          groups: new Map(),
+          hostPorts: new Map(),
+          spot: new Map(),
+          byClaimPartition: new Map(),
+        }),
+      );
     n.n += sign;
     addTo(n.res, c.res, sign);
     if (c.group) {

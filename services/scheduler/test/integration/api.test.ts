@@ -12,7 +12,8 @@ import { until } from '@lapis/platform/testing';
 import type { RunningScheduler } from '../../src/wiring';
 import { client, startTestScheduler, unique, type Api } from './harness';
 
-const submit = (c: Api, over: Parameters<Api['submitClaim']>[0] = {}) => c.submitClaim({ spec: { name: 'vm', flavor: 'm1.small', image: 'lapis/base:1' }, ...over });
+const submit = (c: Api, over: Parameters<Api['submitClaim']>[0] = {}) =>
+  c.submitClaim({ spec: { name: 'vm', flavor: 'm1.small', image: 'lapis/base:1' }, ...over });
 
 async function failure(promise: Promise<unknown>): Promise<ServiceError> {
   try {
@@ -60,7 +61,9 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
   it('names the fields of invalid input', async () => {
     const error = await failure(submit(alice, { spec: { name: 'Bad_Name', flavor: 'm9.nothing', image: '' }, qos: 'platinum' }));
     assert.equal(error.code, status.INVALID_ARGUMENT);
-    const fields = errorDetails(error).violations.map((v) => v.field).sort();
+    const fields = errorDetails(error)
+      .violations.map((v) => v.field)
+      .sort();
     assert.deepEqual(fields, ['qos', 'spec.flavor', 'spec.image', 'spec.name']);
     const missing = await failure(alice.submitClaim({}));
     assert.equal(missing.code, status.INVALID_ARGUMENT);
@@ -68,9 +71,24 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
   });
 
   it('applies the runtime’s spec rules (shared validateInstanceSpec): reserved label keys, LAPIS_* variables', async () => {
-    const error = await failure(submit(alice, { spec: { name: 'vm', flavor: 'm1.small', image: 'lapis/base:1', labels: { 'lapis.instance-id': 'x', 'kubernetes.io/role': 'y', team: 'ok' }, environment: { LAPIS_TOKEN: 'z' } } }));
+    const error = await failure(
+      submit(alice, {
+        spec: {
+          name: 'vm',
+          flavor: 'm1.small',
+          image: 'lapis/base:1',
+          labels: { 'lapis.instance-id': 'x', 'kubernetes.io/role': 'y', team: 'ok' },
+          environment: { LAPIS_TOKEN: 'z' },
+        },
+      }),
+    );
     assert.equal(error.code, status.INVALID_ARGUMENT);
-    assert.deepEqual(errorDetails(error).violations.map((v) => v.field).sort(), ['spec.environment[LAPIS_TOKEN]', 'spec.labels[kubernetes.io/role]', 'spec.labels[lapis.instance-id]']);
+    assert.deepEqual(
+      errorDetails(error)
+        .violations.map((v) => v.field)
+        .sort(),
+      ['spec.environment[LAPIS_TOKEN]', 'spec.labels[kubernetes.io/role]', 'spec.labels[lapis.instance-id]'],
+    );
     // No name is fine here: the claim gets one from its id.
     const { claim } = await submit(alice, { spec: { name: '', flavor: 'm1.small', image: 'lapis/base:1', labels: { team: 'ok' } } });
     assert.equal(claim?.spec?.name, `i-${claim!.id.slice(0, 8)}`);
@@ -78,7 +96,8 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
 
   it('counts the GPUs of device requests (cdi_names, ids, count) beside the flavor’s, for room and quotas', async () => {
     const gpu = (over: object) => ({ kind: 1, vendor: '', count: 0, ids: [], cdiNames: [], ...over });
-    const gpus = async (flavor: string, devices: object[]) => (await submit(alice, { spec: { name: 'gpu', flavor, image: 'lapis/base:1', devices } as never })).claim?.spec?.resources?.gpus;
+    const gpus = async (flavor: string, devices: object[]) =>
+      (await submit(alice, { spec: { name: 'gpu', flavor, image: 'lapis/base:1', devices } as never })).claim?.spec?.resources?.gpus;
     assert.equal(await gpus('m1.small', [gpu({ cdiNames: ['nvidia.com/gpu=GPU-1', 'nvidia.com/gpu=GPU-2'] })]), 2);
     assert.equal(await gpus('m1.small', [gpu({ ids: ['GPU-1'] })]), 1);
     assert.equal(await gpus('m1.small', [gpu({ count: 3 })]), 3);
@@ -87,11 +106,16 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
   });
 
   it('takes host ports only from the site range (LAPIS_HOST_PORTS): none by default', async () => {
-    const ports = (hostPort: number) => ({ spec: { name: 'web', flavor: 'm1.small', image: 'lapis/base:1', ports: [{ containerPort: 80, hostPort, protocol: 1 }] } });
+    const ports = (hostPort: number) => ({
+      spec: { name: 'web', flavor: 'm1.small', image: 'lapis/base:1', ports: [{ containerPort: 80, hostPort, protocol: 1 }] },
+    });
     for (const hostPort of [80, 0]) {
       const none = await failure(submit(alice, ports(hostPort)));
       assert.equal(none.code, status.INVALID_ARGUMENT);
-      assert.deepEqual(errorDetails(none).violations.map((v) => v.field), ['spec.ports[0].host_port']);
+      assert.deepEqual(
+        errorDetails(none).violations.map((v) => v.field),
+        ['spec.ports[0].host_port'],
+      );
       assert.match(none.details, /publishes no host ports/);
     }
     const ranged = await startTestScheduler(unique('sched').toLowerCase(), { LAPIS_HOST_PORTS: '30000-30010' });
@@ -156,7 +180,10 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
     assert.equal(move.code, status.NOT_FOUND);
     const invalid = await failure(root.setAccount({ account: '', parent: 'missing' }));
     assert.equal(invalid.code, status.INVALID_ARGUMENT);
-    assert.deepEqual(errorDetails(invalid).violations.map((v) => v.field), ['account', 'parent']);
+    assert.deepEqual(
+      errorDetails(invalid).violations.map((v) => v.field),
+      ['account', 'parent'],
+    );
   });
 
   it('explains priorities (sprio) and fair share (sshare)', async () => {
@@ -179,7 +206,7 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
     assert.ok(own.entries.length > 0 && own.entries.every((e) => e.account === 'biology'));
   });
 
-  it('refuses a claim for a closed partition (the batch system\'s nodes), naming the field', async () => {
+  it("refuses a claim for a closed partition (the batch system's nodes), naming the field", async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'sched-closed-')), 'scheduler.yaml');
     writeFileSync(file, 'partitions:\n  - { name: default }\n  - { name: slurm-batch, closed: true }\n');
     const closed = await startTestScheduler(unique('closed').toLowerCase(), { LAPIS_SCHEDULER_CONFIG_FILE: file });
@@ -187,7 +214,10 @@ describe('scheduler gRPC API (real NATS, real gRPC)', () => {
     try {
       const error = await failure(submit(c, { partition: 'slurm-batch' }));
       assert.equal(error.code, status.INVALID_ARGUMENT);
-      assert.deepEqual(errorDetails(error).violations.map((v) => [v.field, v.description]), [['partition', 'partition slurm-batch takes no claims: its nodes belong to the batch system']]);
+      assert.deepEqual(
+        errorDetails(error).violations.map((v) => [v.field, v.description]),
+        [['partition', 'partition slurm-batch takes no claims: its nodes belong to the batch system']],
+      );
       assert.equal((await c.listPartitions({})).partitions.find((p) => p.name === 'slurm-batch')?.closed, true);
       assert.ok((await submit(c)).claim?.id, 'the default partition still takes claims');
     } finally {

@@ -18,7 +18,9 @@ async function refusedFields(promise: Promise<unknown>): Promise<string[]> {
     await promise;
   } catch (error) {
     assert.equal(status[(error as ServiceError).code], 'INVALID_ARGUMENT', (error as ServiceError).details);
-    return errorDetails(error as ServiceError).violations.map((v) => v.field).sort();
+    return errorDetails(error as ServiceError)
+      .violations.map((v) => v.field)
+      .sort();
   }
   throw new Error('the claim was accepted');
 }
@@ -39,7 +41,8 @@ describe('scheduler: claims that can never run are refused at submit', () => {
     await running.shutdown.run('test over');
   });
 
-  const claim = (spec: Record<string, unknown>) => alice.submitClaim({ spec: { name: 'vm', image: 'lapis/base:1', resources: { cpuMillis: 1000, memoryBytes: GiB }, ...spec } });
+  const claim = (spec: Record<string, unknown>) =>
+    alice.submitClaim({ spec: { name: 'vm', image: 'lapis/base:1', resources: { cpuMillis: 1000, memoryBytes: GiB }, ...spec } });
 
   it('refuses more CPU, memory, disk or processes than any node could have', async () => {
     assert.deepEqual(await refusedFields(claim({ resources: { cpuMillis: 9e15, memoryBytes: GiB } })), ['spec.resources.cpu_millis']);
@@ -56,8 +59,12 @@ describe('scheduler: claims that can never run are refused at submit', () => {
   });
 
   it('refuses unknown device kinds and more devices than a node could have', async () => {
-    assert.deepEqual(await refusedFields(claim({ devices: [{ kind: 99, count: 1, ids: [], cdiNames: [], vendor: '' }] })), ['spec.devices[0].kind']);
-    assert.deepEqual(await refusedFields(claim({ devices: [{ kind: 2, count: 1000, ids: [], cdiNames: [], vendor: '' }] })), ['spec.devices[0].count']);
+    assert.deepEqual(await refusedFields(claim({ devices: [{ kind: 99, count: 1, ids: [], cdiNames: [], vendor: '' }] })), [
+      'spec.devices[0].kind',
+    ]);
+    assert.deepEqual(await refusedFields(claim({ devices: [{ kind: 2, count: 1000, ids: [], cdiNames: [], vendor: '' }] })), [
+      'spec.devices[0].count',
+    ]);
   });
 
   it('refuses an image name no registry would take', async () => {

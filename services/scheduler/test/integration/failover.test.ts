@@ -30,7 +30,22 @@ async function instance(prefix: string, name: string): Promise<{ scheduler: Sche
   return { scheduler, bus };
 }
 
-const spec = { name: 'vm', flavor: 'm1.tiny', image: 'lapis/base:1', command: [], environment: {}, userData: Buffer.alloc(0), sshPublicKeys: [], labels: {}, ports: [], volumes: [], devices: [], networks: [], restartOnFailure: false, resources: undefined };
+const spec = {
+  name: 'vm',
+  flavor: 'm1.tiny',
+  image: 'lapis/base:1',
+  command: [],
+  environment: {},
+  userData: Buffer.alloc(0),
+  sshPublicKeys: [],
+  labels: {},
+  ports: [],
+  volumes: [],
+  devices: [],
+  networks: [],
+  restartOnFailure: false,
+  resources: undefined,
+};
 
 for (const when of ['decided', 'recorded'] as const) {
   describe(`fail-over with the leader killed mid-cycle (${when === 'decided' ? 'after deciding' : 'after recording, before publishing'})`, () => {
@@ -44,10 +59,16 @@ for (const when of ['decided', 'recorded'] as const) {
       const nodes = [await FakeFreeNode.start(unique('node').toLowerCase()), await FakeFreeNode.start(unique('node').toLowerCase())];
       cleanup.push(...nodes.map((n) => () => n.stop()));
       const a = await instance(prefix, 'scheduler-a');
-      cleanup.push(() => a.scheduler.halt(), () => a.bus.drain());
+      cleanup.push(
+        () => a.scheduler.halt(),
+        () => a.bus.drain(),
+      );
       assert.ok(a.scheduler.leader, 'the first instance leads');
       const b = await instance(prefix, 'scheduler-b');
-      cleanup.push(() => b.scheduler.stop(), () => b.bus.drain());
+      cleanup.push(
+        () => b.scheduler.stop(),
+        () => b.bus.drain(),
+      );
       assert.equal(b.scheduler.leader, false, 'the second one stands by');
 
       // Kill the leader in its third cycle that places something.
@@ -62,7 +83,22 @@ for (const when of ['decided', 'recorded'] as const) {
       for (let i = 0; i < 120; i++) {
         // Submissions go to either instance: both take them.
         const via = i % 2 === 0 ? a.scheduler : b.scheduler;
-        const c = await via.submit({ project: 'physics', user: 'alice', spec, res: { cpu: 500, mem: 256 * 2 ** 20, gpus: 0 }, devices: [], preemptible: false, requeue: true, partition: '', backend: 0, group: '', qos: '', requestId: `${prefix}-r${i}` }).catch(() => undefined);
+        const c = await via
+          .submit({
+            project: 'physics',
+            user: 'alice',
+            spec,
+            res: { cpu: 500, mem: 256 * 2 ** 20, gpus: 0 },
+            devices: [],
+            preemptible: false,
+            requeue: true,
+            partition: '',
+            backend: 0,
+            group: '',
+            qos: '',
+            requestId: `${prefix}-r${i}`,
+          })
+          .catch(() => undefined);
         if (c) ids.push(c.id);
       }
       await until(() => b.scheduler.leader, 'the standby to take over', 15_000);
@@ -71,7 +107,9 @@ for (const when of ['decided', 'recorded'] as const) {
       await until(() => delivered().length >= ids.length, 'every placement delivered to its node', 15_000).catch((e) => {
         const got = new Set(delivered());
         const missing = ids.filter((id) => !got.has(id)).map((id) => b.scheduler.claim(id));
-        throw new Error(`${e.message}: ${missing.length} missing, e.g. ${JSON.stringify(missing[0] && { ...missing[0], spec: undefined })}`);
+        throw new Error(
+          `${e.message}: ${missing.length} missing, e.g. ${JSON.stringify(missing[0] && { ...missing[0], spec: undefined })}`,
+        );
       });
       for (const id of ids) assert.equal(b.scheduler.claim(id)?.placements, 1, `claim ${id} placed once`);
       // Nothing more arrives: give the stream a moment, then count again.
@@ -79,7 +117,11 @@ for (const when of ['decided', 'recorded'] as const) {
       const counts = new Map<string, number>();
       for (const id of delivered()) counts.set(id, (counts.get(id) ?? 0) + 1);
       assert.equal(counts.size, ids.length);
-      assert.deepEqual([...counts.values()].filter((n) => n !== 1), [], 'no claim reached a node twice');
+      assert.deepEqual(
+        [...counts.values()].filter((n) => n !== 1),
+        [],
+        'no claim reached a node twice',
+      );
       // It happened where the test meant it to: the old leader died with work unfinished.
       assert.ok(cycles >= 3, 'the leader was killed mid-cycle');
     });

@@ -119,7 +119,10 @@ describe('placement over the event stream (real NATS)', () => {
     await until(async () => (await alice.getClaim({ claimId: runningClaim.id })).claim?.state === ClaimState.RUNNING, 'RUNNING');
     const queued = (await alice.submitClaim({ spec: spec('m1.medium'), requestId: 'keep-me' })).claim!;
     // Usage accrues while the instance runs and is written out by the leader.
-    await until(async () => ((await root.getFairShare({ account: 'physics' })).entries.find((e) => e.user === '')?.rawUsage ?? 0) > 0, 'usage');
+    await until(
+      async () => ((await root.getFairShare({ account: 'physics' })).entries.find((e) => e.user === '')?.rawUsage ?? 0) > 0,
+      'usage',
+    );
     await stop();
 
     await start(prefix);

@@ -60,9 +60,21 @@ export class FakeFreeNode {
     const bus = await EventBus.connect({ url: natsUrl(), name: `runtime@${name}`, stream: 'LAPIS', log: testLog });
     const n = new FakeFreeNode(bus, name);
     n.consumers.push(
-      await bus.consume({ durable: `runtime-${name}-placed`, subject: `lapis.scheduler.claim_placed.${name}`, handler: async (e) => void n.placed.push(e) }),
-      await bus.consume({ durable: `runtime-${name}-preempt`, subject: `lapis.scheduler.preemption_notice.${name}`, handler: async (e) => void n.notices.push(e) }),
-      await bus.consume({ durable: `runtime-${name}-cancelled`, subject: `lapis.scheduler.claim_cancelled.${name}`, handler: async (e) => void n.cancelled.push(e) }),
+      await bus.consume({
+        durable: `runtime-${name}-placed`,
+        subject: `lapis.scheduler.claim_placed.${name}`,
+        handler: async (e) => void n.placed.push(e),
+      }),
+      await bus.consume({
+        durable: `runtime-${name}-preempt`,
+        subject: `lapis.scheduler.preemption_notice.${name}`,
+        handler: async (e) => void n.notices.push(e),
+      }),
+      await bus.consume({
+        durable: `runtime-${name}-cancelled`,
+        subject: `lapis.scheduler.claim_cancelled.${name}`,
+        handler: async (e) => void n.cancelled.push(e),
+      }),
     );
     return n;
   }
@@ -84,7 +96,17 @@ export class FakeFreeNode {
     await this.bus.publish(
       {
         $case: 'instanceStateChanged',
-        instanceStateChanged: { instanceId: id, project, node: this.name, state, previousState: InstanceState.UNSPECIFIED, reason: '', addresses: [], exitCode: 0, resources: undefined },
+        instanceStateChanged: {
+          instanceId: id,
+          project,
+          node: this.name,
+          state,
+          previousState: InstanceState.UNSPECIFIED,
+          reason: '',
+          addresses: [],
+          exitCode: 0,
+          resources: undefined,
+        },
       },
       id,
       `${id}.${InstanceState[state]}.${++this.generation}`,
@@ -94,19 +116,27 @@ export class FakeFreeNode {
   async stop(): Promise<void> {
     await Promise.all(this.consumers.map((c) => c.stop()));
     // The durables are this test's own: remove them so the stream keeps no dead consumers.
-    for (const kind of ['placed', 'preempt', 'cancelled']) await this.bus.jsm.consumers.delete('LAPIS', `runtime-${this.name}-${kind}`).catch(() => undefined);
+    for (const kind of ['placed', 'preempt', 'cancelled'])
+      await this.bus.jsm.consumers.delete('LAPIS', `runtime-${this.name}-${kind}`).catch(() => undefined);
     await this.bus.drain();
   }
 }
 
-export const placedIds = (n: FakeFreeNode) => n.placed.map((e) => (e.payload?.$case === 'claimPlaced' ? e.payload.claimPlaced.claimId : ''));
+export const placedIds = (n: FakeFreeNode) =>
+  n.placed.map((e) => (e.payload?.$case === 'claimPlaced' ? e.payload.claimPlaced.claimId : ''));
 
 type Unary<Req, Res> = (request: Req, callback: (error: ServiceError | null, response: Res) => void) => unknown;
 const unary =
   <Req, Res>(c: SchedulerServiceClient, method: Unary<Req, Res>) =>
   (request: DeepPartialOf<Req>): Promise<Res> =>
     new Promise((resolve, reject) => method.call(c, request as Req, (error, response) => (error ? reject(error) : resolve(response))));
-type DeepPartialOf<T> = T extends Date | Buffer ? T : T extends Array<infer U> ? Array<DeepPartialOf<U>> : T extends object ? { [K in keyof T]?: DeepPartialOf<T[K]> } : T;
+type DeepPartialOf<T> = T extends Date | Buffer
+  ? T
+  : T extends Array<infer U>
+    ? Array<DeepPartialOf<U>>
+    : T extends object
+      ? { [K in keyof T]?: DeepPartialOf<T[K]> }
+      : T;
 
 /** Promise-returning calls of the scheduler's API; requests are filled with defaults. */
 export function api(c: SchedulerServiceClient) {

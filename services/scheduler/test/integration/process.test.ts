@@ -23,12 +23,22 @@ function startProcess(env: NodeJS.ProcessEnv): { child: ChildProcess; out: () =>
 
 describe('the scheduler process (real NATS, real signals)', () => {
   const children: ChildProcess[] = [];
-  afterEach(() => children.splice(0).forEach((c) => c.kill('SIGKILL')));
+  afterEach(() => {
+    for (const c of children.splice(0)) c.kill('SIGKILL');
+  });
 
   it('serves, and exits 0 on SIGTERM', async () => {
     const p = startProcess(schedulerEnv(unique('proc').toLowerCase()));
     children.push(p.child);
-    const line = await until(() => p.out().split('\n').find((l) => l.includes('gRPC server listening')), `the process to listen (${p.out()})`, 20_000);
+    const line = await until(
+      () =>
+        p
+          .out()
+          .split('\n')
+          .find((l) => l.includes('gRPC server listening')),
+      `the process to listen (${p.out()})`,
+      20_000,
+    );
     const port = (JSON.parse(line) as { port: number }).port;
     const api = client(`127.0.0.1:${port}`, 'alice-token', 'physics');
     const flavors = await api.listFlavors({});

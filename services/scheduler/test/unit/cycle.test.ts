@@ -28,8 +28,23 @@ function input(claims: ClaimRecord[], nodes: NodeRecord[], over: Partial<CycleIn
   };
 }
 
-const view = (rec: NodeRecord, over: Partial<NodeView> = {}): NodeView => ({ rec, used: { cpu: 0, mem: 0, gpus: 0 }, devUsed: {}, groups: new Map(), spot: [], held: false, ...over });
-const victim = (id: string, cpu: number, placeTime: number, priority = 0.1): Victim => ({ id, res: cpus(cpu), devices: [], placeTime, priority, group: '' });
+const view = (rec: NodeRecord, over: Partial<NodeView> = {}): NodeView => ({
+  rec,
+  used: { cpu: 0, mem: 0, gpus: 0 },
+  devUsed: {},
+  groups: new Map(),
+  spot: [],
+  held: false,
+  ...over,
+});
+const victim = (id: string, cpu: number, placeTime: number, priority = 0.1): Victim => ({
+  id,
+  res: cpus(cpu),
+  devices: [],
+  placeTime,
+  priority,
+  group: '',
+});
 
 describe('placement', () => {
   it('spreads or packs', () => {
@@ -68,24 +83,48 @@ describe('preemption choices', () => {
   it('takes the fewest instances first', () => {
     // Needs 2 CPUs: {v1 (2 CPUs)} frees it with one instance; {v2, v3} would need two,
     // although they started more recently.
-    const plan = choosePreemption(claim('c', { res: cpus(2) }), [full([victim('v1', 2, 100), victim('v2', 1, 200), victim('v3', 1, 300)])], 0.9);
-    assert.deepEqual(plan?.victims.map((v) => v.id), ['v1']);
+    const plan = choosePreemption(
+      claim('c', { res: cpus(2) }),
+      [full([victim('v1', 2, 100), victim('v2', 1, 200), victim('v3', 1, 300)])],
+      0.9,
+    );
+    assert.deepEqual(
+      plan?.victims.map((v) => v.id),
+      ['v1'],
+    );
   });
 
   it('then the most recently started', () => {
-    const plan = choosePreemption(claim('c', { res: cpus(1) }), [full([victim('v1', 2, 100), victim('v2', 1, 200), victim('v3', 1, 300)])], 0.9);
-    assert.deepEqual(plan?.victims.map((v) => v.id), ['v3']);
+    const plan = choosePreemption(
+      claim('c', { res: cpus(1) }),
+      [full([victim('v1', 2, 100), victim('v2', 1, 200), victim('v3', 1, 300)])],
+      0.9,
+    );
+    assert.deepEqual(
+      plan?.victims.map((v) => v.id),
+      ['v3'],
+    );
   });
 
   it('then the lowest priority', () => {
-    const plan = choosePreemption(claim('c', { res: cpus(1) }), [full([victim('hi', 1, 300, 0.4), victim('lo', 1, 300, 0.2), victim('x', 2, 300, 0.3)])], 0.9);
-    assert.deepEqual(plan?.victims.map((v) => v.id), ['lo']);
+    const plan = choosePreemption(
+      claim('c', { res: cpus(1) }),
+      [full([victim('hi', 1, 300, 0.4), victim('lo', 1, 300, 0.2), victim('x', 2, 300, 0.3)])],
+      0.9,
+    );
+    assert.deepEqual(
+      plan?.victims.map((v) => v.id),
+      ['lo'],
+    );
   });
 
   it('compares across nodes, and takes only victims below a priority when one is given', () => {
     const n1 = view(node('n1', cpus(4)), { used: cpus(4), spot: [victim('old', 1, 100)] });
     const n2 = view(node('n2', cpus(4)), { used: cpus(4), spot: [victim('new', 1, 500)] });
-    assert.deepEqual(choosePreemption(claim('c', { res: cpus(1) }), [n1, n2], 0.9)?.victims.map((v) => v.id), ['new']);
+    assert.deepEqual(
+      choosePreemption(claim('c', { res: cpus(1) }), [n1, n2], 0.9)?.victims.map((v) => v.id),
+      ['new'],
+    );
     assert.equal(choosePreemption(claim('c', { res: cpus(1) }), [n1, n2], 0.05), undefined);
   });
 
@@ -93,7 +132,10 @@ describe('preemption choices', () => {
     const n = view(node('n', cpus(4)), { used: cpus(3), spot: [victim('a', 1, 100), victim('b', 2, 200)] });
     // Needs 2 with 1 free: a alone gives 1 + 1 = 2, b alone 1 + 2 = 3; both are one instance,
     // b started later -> b
-    assert.deepEqual(choosePreemption(claim('c', { res: cpus(2) }), [n], 0.9)?.victims.map((v) => v.id), ['b']);
+    assert.deepEqual(
+      choosePreemption(claim('c', { res: cpus(2) }), [n], 0.9)?.victims.map((v) => v.id),
+      ['b'],
+    );
   });
 });
 
@@ -101,7 +143,10 @@ describe('a scheduling cycle', () => {
   it('places by priority and says why the rest waits', () => {
     const claims = [claim('low', { res: cpus(2), project: 'a' }), claim('high', { res: cpus(2), project: 'b' })];
     const result = runCycle(input(claims, [node('n', cpus(2), { lastSeen: 1000 })], { fairShare: (p) => (p === 'b' ? 1 : 0.1) }));
-    assert.deepEqual(result.placements.map((p) => p.claim.id), ['high']);
+    assert.deepEqual(
+      result.placements.map((p) => p.claim.id),
+      ['high'],
+    );
     assert.equal(result.pending.get('low')?.reason, PendingReason.PRIORITY);
   });
 
@@ -117,7 +162,20 @@ describe('a scheduling cycle', () => {
     const result = runCycle(
       input(claims, [node('n', cpus(4), { lastSeen: 1000 }), node('s', cpus(4), { lastSeen: 1000, partition: 'small' })], {
         quotas: new Map([['q', { maxInstances: 1, maxResources: { cpu: 0, mem: 0, gpus: 0 } }]]),
-        partitions: new Map([['small', { name: 'small', tier: 1, allowPreemptible: true, maxResources: { cpu: 500, mem: 0, gpus: 0 }, batchPartition: '', minNodes: 0, maxNodes: 0 }]]),
+        partitions: new Map([
+          [
+            'small',
+            {
+              name: 'small',
+              tier: 1,
+              allowPreemptible: true,
+              maxResources: { cpu: 500, mem: 0, gpus: 0 },
+              batchPartition: '',
+              minNodes: 0,
+              maxNodes: 0,
+            },
+          ],
+        ]),
       }),
     );
     assert.equal(result.pending.get('big')?.reason, PendingReason.RESOURCES);
@@ -132,17 +190,37 @@ describe('a scheduling cycle', () => {
       return { ...c, spec: { ...c.spec, ports: [{ containerPort: 80, hostPort, protocol: PortProtocol.TCP }] } };
     };
     const running = withPort('running', 30_080, { state: ClaimState.RUNNING, node: 'a' });
-    const claims = [running, withPort('same', 30_080, { submitTime: 1 }), withPort('other', 30_081, { submitTime: 2 }), withPort('picked', 0, { submitTime: 3 })];
+    const claims = [
+      running,
+      withPort('same', 30_080, { submitTime: 1 }),
+      withPort('other', 30_081, { submitTime: 2 }),
+      withPort('picked', 0, { submitTime: 3 }),
+    ];
     const one = runCycle(input(claims, [node('a', cpus(8), { lastSeen: 1000 })]));
-    assert.deepEqual(one.placements.map((p) => p.claim.id).sort(), ['other', 'picked'], 'another port, or one the node picks, fits beside it');
+    assert.deepEqual(
+      one.placements.map((p) => p.claim.id).sort(),
+      ['other', 'picked'],
+      'another port, or one the node picks, fits beside it',
+    );
     assert.equal(one.pending.get('same')?.reason, PendingReason.RESOURCES);
     assert.match(one.pending.get('same')!.detail, /host port 30080\/tcp is held on every node/);
     // Two new claims for one port and two nodes: one each, whatever the strategy.
-    const two = runCycle(input([withPort('x', 30_090), withPort('y', 30_090, { submitTime: 1 })], [node('a', cpus(8), { lastSeen: 1000 }), node('b', cpus(8), { lastSeen: 1000 })], { placement: { strategy: 'pack', imageWeight: 0, maxScored: 0 } }));
+    const two = runCycle(
+      input(
+        [withPort('x', 30_090), withPort('y', 30_090, { submitTime: 1 })],
+        [node('a', cpus(8), { lastSeen: 1000 }), node('b', cpus(8), { lastSeen: 1000 })],
+        { placement: { strategy: 'pack', imageWeight: 0, maxScored: 0 } },
+      ),
+    );
     assert.deepEqual(two.placements.map((p) => p.node).sort(), ['a', 'b']);
     // Once the running instance is gone the waiting claim goes there.
-    const after = runCycle(input([{ ...running, state: ClaimState.ENDED }, withPort('same', 30_080)], [node('a', cpus(8), { lastSeen: 1000 })]));
-    assert.deepEqual(after.placements.map((p) => p.claim.id), ['same']);
+    const after = runCycle(
+      input([{ ...running, state: ClaimState.ENDED }, withPort('same', 30_080)], [node('a', cpus(8), { lastSeen: 1000 })]),
+    );
+    assert.deepEqual(
+      after.placements.map((p) => p.claim.id),
+      ['same'],
+    );
   });
 
   it('ignores nodes silent for three heartbeats', () => {
@@ -154,26 +232,57 @@ describe('a scheduling cycle', () => {
   it('preempts spot instances for a normal claim, then holds the room for it', () => {
     const spot = claim('spot', { preemptible: true, state: ClaimState.RUNNING, node: 'n', res: cpus(4), placeTime: 10 });
     const normal = claim('normal', { res: cpus(2) });
-    const first = runCycle(input([spot, normal, claim('other', { res: cpus(2), submitTime: 5 })], [node('n', cpus(4), { lastSeen: 1000 })], { fairShare: () => 0.5 }));
-    assert.deepEqual(first.preemptions.map((p) => [p.claim.id, p.node, p.victims]), [['normal', 'n', ['spot']]]);
+    const first = runCycle(
+      input([spot, normal, claim('other', { res: cpus(2), submitTime: 5 })], [node('n', cpus(4), { lastSeen: 1000 })], {
+        fairShare: () => 0.5,
+      }),
+    );
+    assert.deepEqual(
+      first.preemptions.map((p) => [p.claim.id, p.node, p.victims]),
+      [['normal', 'n', ['spot']]],
+    );
     assert.equal(first.pending.get('normal')?.reason, PendingReason.PREEMPTION);
     // A spot claim never preempts; the other normal one finds the node held.
     assert.equal(first.pending.get('other')?.reason === PendingReason.PREEMPTION, false);
     // The notice was not recorded (the victim changed meanwhile): the next cycle tells it again
     // and keeps the room held.
-    const untold = runCycle(input([spot, { ...normal, reservedNode: 'n', victims: ['spot'] }, claim('later', { res: cpus(1), submitTime: 9 })], [node('n', cpus(4), { lastSeen: 1000 })]));
-    assert.deepEqual(untold.preemptions.map((p) => [p.claim.id, p.victims]), [['normal', ['spot']]]);
+    const untold = runCycle(
+      input(
+        [spot, { ...normal, reservedNode: 'n', victims: ['spot'] }, claim('later', { res: cpus(1), submitTime: 9 })],
+        [node('n', cpus(4), { lastSeen: 1000 })],
+      ),
+    );
+    assert.deepEqual(
+      untold.preemptions.map((p) => [p.claim.id, p.victims]),
+      [['normal', ['spot']]],
+    );
     assert.equal(untold.placements.length, 0);
     // The spot instance left: the claim goes where it reserved room.
     const waiting = { ...normal, reservedNode: 'n', victims: ['spot'] };
     const second = runCycle(input([waiting], [node('n', cpus(4), { lastSeen: 1000 })]));
-    assert.deepEqual(second.placements.map((p) => [p.claim.id, p.node]), [['normal', 'n']]);
+    assert.deepEqual(
+      second.placements.map((p) => [p.claim.id, p.node]),
+      [['normal', 'n']],
+    );
   });
 
   it('keeps spot claims out of partitions that refuse them', () => {
     const result = runCycle(
       input([claim('s', { preemptible: true })], [node('n', cpus(4), { lastSeen: 1000 })], {
-        partitions: new Map([['default', { name: 'default', tier: 1, allowPreemptible: false, maxResources: { cpu: 0, mem: 0, gpus: 0 }, batchPartition: '', minNodes: 0, maxNodes: 0 }]]),
+        partitions: new Map([
+          [
+            'default',
+            {
+              name: 'default',
+              tier: 1,
+              allowPreemptible: false,
+              maxResources: { cpu: 0, mem: 0, gpus: 0 },
+              batchPartition: '',
+              minNodes: 0,
+              maxNodes: 0,
+            },
+          ],
+        ]),
       }),
     );
     assert.equal(result.pending.get('s')?.reason, PendingReason.NO_MATCHING_NODE);

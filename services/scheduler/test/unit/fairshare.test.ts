@@ -4,7 +4,8 @@ import { strict as assert } from 'node:assert';
 import { accrueUsage, billing, computeFairShare, decayFactor, type AccountDef } from '../../src/domain/fairshare';
 import { cpus } from './helpers';
 
-const close = (actual: number, expected: number, what: string) => assert.ok(Math.abs(actual - expected) < 1e-4, `${what}: ${actual} != ${expected}`);
+const close = (actual: number, expected: number, what: string) =>
+  assert.ok(Math.abs(actual - expected) < 1e-4, `${what}: ${actual} != ${expected}`);
 
 // root ─ A (30 shares) ─ a1 (1), a2 (1)
 //      └ B (70 shares) ─ b1 (1)
@@ -79,7 +80,11 @@ describe('fair share: Fair Tree', () => {
   });
 
   it('gives tied users the same rank (no usage: Level FS infinite)', () => {
-    const r = computeFairShare([{ name: 'A', parent: '', shares: 1, userShares: { x: 1, y: 1, z: 1 } }], new Map([['A/z', 5]]), 'fair_tree');
+    const r = computeFairShare(
+      [{ name: 'A', parent: '', shares: 1, userShares: { x: 1, y: 1, z: 1 } }],
+      new Map([['A/z', 5]]),
+      'fair_tree',
+    );
     // x and y tie at infinity -> both rank 3 (3/3 = 1); z has usage -> rank 1 (1/3)
     close(r.factorOf('A', 'x'), 1, 'x');
     close(r.factorOf('A', 'y'), 1, 'y');
@@ -98,7 +103,13 @@ describe('fair share: Fair Tree', () => {
       'fair_tree',
     );
     // Every user ties (infinite Level FS): all rank 4 of 4 -> 1.0
-    for (const [a, u] of [['A', 'a1'], ['A', 'a2'], ['B', 'b1'], ['B', 'b2']] as const) close(r.factorOf(a, u), 1, `${a}/${u}`);
+    for (const [a, u] of [
+      ['A', 'a1'],
+      ['A', 'a2'],
+      ['B', 'b1'],
+      ['B', 'b2'],
+    ] as const)
+      close(r.factorOf(a, u), 1, `${a}/${u}`);
   });
 
   it('follows nested accounts', () => {

@@ -51,7 +51,14 @@ function randomStep(random: () => number, claims: Map<string, ClaimRecord>, n: n
   if (r < 0.45) return { id, after: { ...before, preemptedBy: before.preemptedBy ? '' : 'x' } };
   if (r < 0.5) return { id, after: { ...before, reservedNode: before.reservedNode ? '' : 'n1' } };
   const state = pick(STATES);
-  return { id, after: { ...before, state, node: state === ClaimState.PLACED || state === ClaimState.RUNNING ? pick(['n1', 'n2', 'n3', 'gone']) : before.node } };
+  return {
+    id,
+    after: {
+      ...before,
+      state,
+      node: state === ClaimState.PLACED || state === ClaimState.RUNNING ? pick(['n1', 'n2', 'n3', 'gone']) : before.node,
+    },
+  };
 }
 
 function plain(s: ClusterSums) {
@@ -100,7 +107,9 @@ describe('incremental sums (ClusterSums)', () => {
       now: 1000,
       claims: claims.values(),
       nodes,
-      partitions: new Map([['gpu', { name: 'gpu', tier: 2, allowPreemptible: true, maxResources: cpus(8), batchPartition: '', minNodes: 0, maxNodes: 0 }]]),
+      partitions: new Map([
+        ['gpu', { name: 'gpu', tier: 2, allowPreemptible: true, maxResources: cpus(8), batchPartition: '', minNodes: 0, maxNodes: 0 }],
+      ]),
       defaultPartition: 'default',
       quotas: new Map([['a', { maxInstances: 0, maxResources: cpus(20, 100) }]]),
       qos: new Map([['high', 10]]),
@@ -133,7 +142,12 @@ describe('pending queue (PendingQueue)', () => {
   });
   /** The order a full sort of every pending claim by its recalculated priority gives. */
   const fullSort = (pending: ClaimRecord[], at: number) => {
-    const prio = new Map(pending.map((c) => [c.id, weigh({ ...factors(c), age: Math.min(Math.max(at - c.submitTime, 0), weights.maxAgeMs) / weights.maxAgeMs }, weights)]));
+    const prio = new Map(
+      pending.map((c) => [
+        c.id,
+        weigh({ ...factors(c), age: Math.min(Math.max(at - c.submitTime, 0), weights.maxAgeMs) / weights.maxAgeMs }, weights),
+      ]),
+    );
     return queueOrder(pending, prio).map((c) => c.id);
   };
 
@@ -207,7 +221,11 @@ describe('free-room index (FreeIndex)', () => {
   it('lets chooseNode weigh the same nodes as the plain scan while placements fill the nodes', () => {
     const random = seeded(11);
     const views: NodeView[] = Array.from({ length: 300 }, (_, i) => ({
-      rec: node(`n${String(i).padStart(3, '0')}`, cpus(1 + Math.floor(random() * 16), 1 + Math.floor(random() * 64), random() < 0.1 ? 2 : 0), { images: random() < 0.2 ? ['img:1'] : [] }),
+      rec: node(
+        `n${String(i).padStart(3, '0')}`,
+        cpus(1 + Math.floor(random() * 16), 1 + Math.floor(random() * 64), random() < 0.1 ? 2 : 0),
+        { images: random() < 0.2 ? ['img:1'] : [] },
+      ),
       used: { cpu: 0, mem: 0, gpus: 0 },
       devUsed: {},
       groups: new Map(),
@@ -220,8 +238,15 @@ describe('free-room index (FreeIndex)', () => {
     let placed = 0;
     let refused = 0;
     for (let i = 0; i < 3000; i++) {
-      const c = claim(`c${i}`, { res: cpus(0.5 * (1 + Math.floor(random() * 8)), 0.5 * (1 + Math.floor(random() * 16)), random() < 0.05 ? 1 : 0), group: random() < 0.1 ? 'g' : '' });
-      const options = { strategy: random() < 0.5 ? ('pack' as const) : ('spread' as const), imageWeight: 0.3, maxScored: random() < 0.5 ? 0 : 1 + Math.floor(random() * 20) };
+      const c = claim(`c${i}`, {
+        res: cpus(0.5 * (1 + Math.floor(random() * 8)), 0.5 * (1 + Math.floor(random() * 16)), random() < 0.05 ? 1 : 0),
+        group: random() < 0.1 ? 'g' : '',
+      });
+      const options = {
+        strategy: random() < 0.5 ? ('pack' as const) : ('spread' as const),
+        imageWeight: 0.3,
+        maxScored: random() < 0.5 ? 0 : 1 + Math.floor(random() * 20),
+      };
       const start = Math.floor(random() * views.length);
       const a = chooseNode(c, views, options, start, index);
       const b = chooseNode(c, plain, options, start);

@@ -4,13 +4,25 @@
 import { call, Code, createClient, errorDetails } from '@lapis/platform';
 import { InstanceState, PortProtocol, type InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 
-import {
-  type AttachVolumeRequest, type AttachVolumeResponse, type CreateVolumeRequest, type CreateVolumeResponse, type DeleteInstanceRequest, type DeleteInstanceResponse,
-  type StartInstanceRequest, type StartInstanceResponse, type StopInstanceRequest, type StopInstanceResponse,
+import type {
+  AttachVolumeRequest,
+  AttachVolumeResponse,
+  CreateVolumeRequest,
+  CreateVolumeResponse,
+  DeleteInstanceRequest,
+  DeleteInstanceResponse,
+  StartInstanceRequest,
+  StartInstanceResponse,
+  StopInstanceRequest,
+  StopInstanceResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
-  PreemptionAction, type CancelClaimRequest, type CancelClaimResponse, type SubmitClaimRequest, type SubmitClaimResponse,
+  PreemptionAction,
+  type CancelClaimRequest,
+  type CancelClaimResponse,
+  type SubmitClaimRequest,
+  type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import type { ActAs, Ports } from '../application/ports';
@@ -18,18 +30,27 @@ import type { InstancePlan } from '../domain/plan';
 
 export function instanceSpec(spec: InstancePlan, deployment: string): InstanceSpec {
   // Names are unique in a project: two deployments of one template must not collide.
-  const suffix = deployment.replace(/^dep-/, '').replace(/[^a-z0-9]/g, '').slice(0, 8);
+  const suffix = deployment
+    .replace(/^dep-/, '')
+    .replace(/[^a-z0-9]/g, '')
+    .slice(0, 8);
   return {
     name: `${spec.name.slice(0, 54).replace(/-+$/, '')}-${suffix}`,
     flavor: spec.flavor,
-    resources: spec.flavor ? undefined : { cpuMillis: spec.cpuMillis, memoryBytes: spec.memoryBytes, gpus: spec.gpus, pids: 0, diskBytes: spec.diskBytes },
+    resources: spec.flavor
+      ? undefined
+      : { cpuMillis: spec.cpuMillis, memoryBytes: spec.memoryBytes, gpus: spec.gpus, pids: 0, diskBytes: spec.diskBytes },
     image: spec.image,
     command: spec.command,
     environment: spec.environment,
     userData: Buffer.alloc(0),
     sshPublicKeys: [],
     labels: { 'tosca/deployment': deployment, 'tosca/node': spec.node },
-    ports: spec.ports.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort, protocol: p.protocol.toLowerCase() === 'udp' ? PortProtocol.UDP : PortProtocol.TCP })),
+    ports: spec.ports.map((p) => ({
+      containerPort: p.containerPort,
+      hostPort: p.hostPort,
+      protocol: p.protocol.toLowerCase() === 'udp' ? PortProtocol.UDP : PortProtocol.TCP,
+    })),
     volumes: [],
     devices: [],
     networks: spec.networks,
@@ -50,10 +71,20 @@ export class LapisPorts implements Ports {
       // Every request carries its step's id, so a call waits for a scheduler or runtime that is
       // restarting (up to its deadline) rather than failing the deployment.
       c = {
-        scheduler: createClient(SchedulerServiceClient, this.addresses.scheduler, { token, project: as.project, waitForReady: true, deadlineMs: 30_000 }),
+        scheduler: createClient(SchedulerServiceClient, this.addresses.scheduler, {
+          token,
+          project: as.project,
+          waitForReady: true,
+          deadlineMs: 30_000,
+        }),
         // Deleting an instance waits for it to stop (SIGTERM, then kill after the runtime's stop
         // timeout), and making a volume formats it: longer than the usual deadline.
-        runtime: createClient(RuntimeServiceClient, this.addresses.runtime, { token, project: as.project, waitForReady: true, deadlineMs: 60_000 }),
+        runtime: createClient(RuntimeServiceClient, this.addresses.runtime, {
+          token,
+          project: as.project,
+          waitForReady: true,
+          deadlineMs: 60_000,
+        }),
       };
       this.clients.set(key, c);
     }
@@ -64,9 +95,15 @@ export class LapisPorts implements Ports {
     const { scheduler } = this.forToken(as);
     const deployment = requestId.split(':')[0]!;
     const response = await call<SubmitClaimRequest, SubmitClaimResponse>(scheduler.submitClaim.bind(scheduler), {
-      spec: instanceSpec(spec, deployment), preemptible: spec.preemptible, onPreemption: PreemptionAction.REQUEUE,
+      spec: instanceSpec(spec, deployment),
+      preemptible: spec.preemptible,
+      onPreemption: PreemptionAction.REQUEUE,
       // No anti-affinity by default: a scaled node must fit on a one-node site too.
-      partition: '', backend: 0, antiAffinityGroup: '', qos: '', requestId,
+      partition: '',
+      backend: 0,
+      antiAffinityGroup: '',
+      qos: '',
+      requestId,
     });
     return response.claim!.id;
   }
@@ -86,7 +123,11 @@ export class LapisPorts implements Ports {
   async deleteInstance(instanceId: string, requestId: string, as: ActAs): Promise<'deleted' | 'absent' | 'elsewhere'> {
     const { runtime } = this.forToken(as);
     try {
-      const response = await call<DeleteInstanceRequest, DeleteInstanceResponse>(runtime.deleteInstance.bind(runtime), { instanceId, timeout: undefined, requestId: `${requestId}:delete` });
+      const response = await call<DeleteInstanceRequest, DeleteInstanceResponse>(runtime.deleteInstance.bind(runtime), {
+        instanceId,
+        timeout: undefined,
+        requestId: `${requestId}:delete`,
+      });
       const state = response.instance?.state;
       return state === InstanceState.DELETED || state === InstanceState.PREEMPTED ? 'deleted' : 'elsewhere';
     } catch (error) {
@@ -97,9 +138,24 @@ export class LapisPorts implements Ports {
     }
   }
 
-  async createVolume(spec: { key: string; sizeBytes: number; filesystem: string }, requestId: string, as: ActAs, node?: string): Promise<string> {
+  async createVolume(
+    spec: { key: string; sizeBytes: number; filesystem: string },
+    requestId: string,
+    as: ActAs,
+    node?: string,
+  ): Promise<string> {
     const { runtime } = this.forToken(as);
-    const response = await call<CreateVolumeRequest, CreateVolumeResponse>(runtime.createVolume.bind(runtime), { name: spec.key.toLowerCase().replace(/[^a-z0-9-]+/g, '-').slice(0, 63), sizeBytes: spec.sizeBytes, filesystem: spec.filesystem, node: node ?? '', labels: {}, requestId });
+    const response = await call<CreateVolumeRequest, CreateVolumeResponse>(runtime.createVolume.bind(runtime), {
+      name: spec.key
+        .toLowerCase()
+        .replace(/[^a-z0-9-]+/g, '-')
+        .slice(0, 63),
+      sizeBytes: spec.sizeBytes,
+      filesystem: spec.filesystem,
+      node: node ?? '',
+      labels: {},
+      requestId,
+    });
     return response.volume!.id;
   }
 
@@ -115,18 +171,34 @@ export class LapisPorts implements Ports {
 
   async attachVolume(volumeId: string, instanceId: string, spec: { mountPath: string }, requestId: string, as: ActAs): Promise<void> {
     const { runtime } = this.forToken(as);
-    const attach = (id: string) => call<AttachVolumeRequest, AttachVolumeResponse>(runtime.attachVolume.bind(runtime), { volumeId, instanceId, mountPath: spec.mountPath, readOnly: false, requestId: id });
+    const attach = (id: string) =>
+      call<AttachVolumeRequest, AttachVolumeResponse>(runtime.attachVolume.bind(runtime), {
+        volumeId,
+        instanceId,
+        mountPath: spec.mountPath,
+        readOnly: false,
+        requestId: id,
+      });
     try {
       await attach(requestId);
     } catch (error) {
-      const refused = (error as { code?: number }).code === Code.FAILED_PRECONDITION && errorDetails(error as never).errorInfo?.reason === 'ATTACH_NOT_SUPPORTED';
+      const refused =
+        (error as { code?: number }).code === Code.FAILED_PRECONDITION &&
+        errorDetails(error as never).errorInfo?.reason === 'ATTACH_NOT_SUPPORTED';
       if (!refused) throw error;
       // A node whose instances are Kubernetes Pods fixes a pod's volumes when it is made: the
       // instance is stopped (its pod goes), the volume recorded, and its new pod has it. Its
       // RUNNING event then brings the new pod's address into the deployment.
-      await call<StopInstanceRequest, StopInstanceResponse>(runtime.stopInstance.bind(runtime), { instanceId, timeout: undefined, requestId: `${requestId}:stop` });
+      await call<StopInstanceRequest, StopInstanceResponse>(runtime.stopInstance.bind(runtime), {
+        instanceId,
+        timeout: undefined,
+        requestId: `${requestId}:stop`,
+      });
       await attach(`${requestId}:stopped`);
-      await call<StartInstanceRequest, StartInstanceResponse>(runtime.startInstance.bind(runtime), { instanceId, requestId: `${requestId}:start` });
+      await call<StartInstanceRequest, StartInstanceResponse>(runtime.startInstance.bind(runtime), {
+        instanceId,
+        requestId: `${requestId}:start`,
+      });
     }
   }
 

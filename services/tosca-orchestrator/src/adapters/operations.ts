@@ -44,7 +44,14 @@ export class OperationStore {
   async begin(record: DeploymentRecord, kind: OperationKind): Promise<OperationRecord> {
     const now = new Date().toISOString();
     const op: OperationRecord = {
-      name: record.operation, kind, deploymentId: record.id, generation: record.generation, project: record.project, createTime: now, updateTime: now, done: false,
+      name: record.operation,
+      kind,
+      deploymentId: record.id,
+      generation: record.generation,
+      project: record.project,
+      createTime: now,
+      updateTime: now,
+      done: false,
     };
     const stored = await this.bucket.mutate(keyOf(record.id, record.generation), (current) => current ?? op);
     return stored?.value ?? op;
@@ -63,7 +70,11 @@ export class OperationStore {
   /** Ends the operation when the deployment's phase ends it (DEPLOYED, DELETED, FAILED). */
   async settle(record: Pick<DeploymentRecord, 'operation' | 'phase' | 'reason'>): Promise<void> {
     if (!terminal.has(record.phase)) return;
-    await this.finish(record.operation, record.phase, record.phase === 'FAILED' ? { code: Code.FAILED_PRECONDITION, message: record.reason || 'the deployment failed' } : undefined);
+    await this.finish(
+      record.operation,
+      record.phase,
+      record.phase === 'FAILED' ? { code: Code.FAILED_PRECONDITION, message: record.reason || 'the deployment failed' } : undefined,
+    );
   }
 
   async get(name: string): Promise<OperationRecord | undefined> {

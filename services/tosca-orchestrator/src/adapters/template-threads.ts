@@ -40,7 +40,10 @@ export interface TemplateThreadOptions {
 /** Why work was stopped before it ended. */
 export class WorkStopped extends Error {
   override name = 'WorkStopped';
-  constructor(readonly reason: 'caller gone' | 'budget' | 'closed' | 'thread failed', message: string) {
+  constructor(
+    readonly reason: 'caller gone' | 'budget' | 'closed' | 'thread failed',
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -141,7 +144,8 @@ export class TemplateThreads {
       if (entry) this.settle(entry, new WorkStopped('thread failed', `the template's work failed: ${error.message}`));
       // A thread that never got going fails what waits (a broken install), rather than being
       // started again and again.
-      if (!started) for (const waiting of this.queue.splice(0)) this.settle(waiting, new Error(`a template thread could not start: ${error.message}`));
+      if (!started)
+        for (const waiting of this.queue.splice(0)) this.settle(waiting, new Error(`a template thread could not start: ${error.message}`));
       else this.dispatch();
     };
     worker.on('error', replace);
@@ -159,7 +163,10 @@ export class TemplateThreads {
       if (!slot.ready) continue;
       const entry = this.queue.shift()!;
       slot.running = entry;
-      entry.timer = setTimeout(() => this.stop(entry, new WorkStopped('budget', `the template's work took more than ${this.options.budgetMs} ms`)), this.options.budgetMs);
+      entry.timer = setTimeout(
+        () => this.stop(entry, new WorkStopped('budget', `the template's work took more than ${this.options.budgetMs} ms`)),
+        this.options.budgetMs,
+      );
       // Copied, not transferred: a small Buffer's memory is shared with others.
       slot.worker.postMessage(entry.job);
     }

@@ -23,7 +23,10 @@ export async function cancel(ctx: EngineContext, id: string): Promise<Deployment
     return current;
   });
   if (!updated || !changed) return undefined;
-  await ctx.options.operations.finish(updated.value.operation, 'FAILED', { code: Code.CANCELLED, message: `operation ${updated.value.operation} was cancelled` });
+  await ctx.options.operations.finish(updated.value.operation, 'FAILED', {
+    code: Code.CANCELLED,
+    message: `operation ${updated.value.operation} was cancelled`,
+  });
   await publishPhase(ctx, updated.value);
   ctx.kick(id);
   return updated.value;

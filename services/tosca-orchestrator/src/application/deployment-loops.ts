@@ -7,7 +7,10 @@ export class DeploymentLoops {
   private readonly again = new Set<string>();
   private stopping = false;
 
-  constructor(private readonly loop: (id: string) => Promise<void>, private readonly log: Logger) {}
+  constructor(
+    private readonly loop: (id: string) => Promise<void>,
+    private readonly log: Logger,
+  ) {}
 
   get stopped(): boolean {
     return this.stopping;

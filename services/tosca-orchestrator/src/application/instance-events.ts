@@ -43,7 +43,8 @@ export async function onInstance(ctx: EngineContext, event: InstanceEvent): Prom
     // in between records the claim id itself. An end waits for the record instead: it may be
     // the last word of an earlier claim of the same key.
     if (inst && !inst.claimId && inst.state === 'submitted') {
-      if ([InstanceState.DELETED, InstanceState.ERROR, InstanceState.PREEMPTED].includes(event.state)) throw new RetryLater(`claim ${event.instanceId} is not recorded yet`, 200);
+      if ([InstanceState.DELETED, InstanceState.ERROR, InstanceState.PREEMPTED].includes(event.state))
+        throw new RetryLater(`claim ${event.instanceId} is not recorded yet`, 200);
       inst.claimId = event.instanceId;
     }
     if (!inst || inst.claimId !== event.instanceId) return;
@@ -62,7 +63,8 @@ export async function onInstance(ctx: EngineContext, event: InstanceEvent): Prom
         if (inst.state === 'deleting' || inst.state === 'unwanted' || inst.state === 'deleted') inst.state = 'deleted';
         else if (inst.state !== 'error') {
           inst.state = 'error';
-          inst.reason = event.reason || (event.state === InstanceState.DELETED ? 'deleted outside the deployment' : InstanceState[event.state]);
+          inst.reason =
+            event.reason || (event.state === InstanceState.DELETED ? 'deleted outside the deployment' : InstanceState[event.state]);
         }
         break;
       case InstanceState.ERROR:

@@ -9,7 +9,13 @@ import type { OperationKind } from '../adapters/operations';
 import type { EngineContext } from './context';
 
 /** Sets the phase (and with `rollback` undeploys what was made); the operation settles, the change is published. */
-export async function setPhase(ctx: EngineContext, id: string, phase: DeploymentRecord['phase'], reason: string, rollback: boolean): Promise<void> {
+export async function setPhase(
+  ctx: EngineContext,
+  id: string,
+  phase: DeploymentRecord['phase'],
+  reason: string,
+  rollback: boolean,
+): Promise<void> {
   let changed: DeploymentRecord | undefined;
   await ctx.options.deployments.mutate(id, (current) => {
     if (!current) return undefined;
@@ -33,8 +39,19 @@ export async function setPhase(ctx: EngineContext, id: string, phase: Deployment
 /** Everyone else (the gateway, users' tools) learns of a deployment's new phase from the bus. */
 export async function publishPhase(ctx: EngineContext, r: DeploymentRecord): Promise<void> {
   const { bus, log } = ctx.options;
-  const event = DeploymentStateChanged.fromPartial({ deploymentId: r.id, project: r.project, state: DeploymentState[r.phase], reason: r.reason });
-  await bus.publish({ $case: 'deploymentStateChanged', deploymentStateChanged: event }, r.id, `${r.id}.${r.phase}.${r.generation}.${r.reason.length}`).catch((error) => log.warn({ err: error, deployment: r.id }, 'could not publish the deployment state'));
+  const event = DeploymentStateChanged.fromPartial({
+    deploymentId: r.id,
+    project: r.project,
+    state: DeploymentState[r.phase],
+    reason: r.reason,
+  });
+  await bus
+    .publish(
+      { $case: 'deploymentStateChanged', deploymentStateChanged: event },
+      r.id,
+      `${r.id}.${r.phase}.${r.generation}.${r.reason.length}`,
+    )
+    .catch((error) => log.warn({ err: error, deployment: r.id }, 'could not publish the deployment state'));
 }
 
 /** A new operation works on the deployment: the one it takes over from ends (ABORTED) if it still ran. */

@@ -55,6 +55,6 @@ export class RecordEdits {
       for (const e of edits) e.reject(error);
       return;
     }
-    for (const e of edits) (failed.has(e) ? e.reject(failed.get(e)) : e.resolve());
+    for (const e of edits) failed.has(e) ? e.reject(failed.get(e)) : e.resolve();
   }
 }

@@ -8,7 +8,10 @@ import { terminalPhases, type EngineContext } from './context';
 export async function resume(ctx: EngineContext): Promise<void> {
   const { deployments, operations } = ctx.options;
   for (const { key, value } of await deployments.list()) {
-    await operations.begin(value, value.generation === 0 ? 'tosca.CreateDeployment' : value.action === 'delete' ? 'tosca.DeleteDeployment' : 'tosca.UpdateDeployment');
+    await operations.begin(
+      value,
+      value.generation === 0 ? 'tosca.CreateDeployment' : value.action === 'delete' ? 'tosca.DeleteDeployment' : 'tosca.UpdateDeployment',
+    );
     await operations.settle(value);
     if (Object.values(value.instances).some((i) => i.state === 'submitted' && !i.claimId)) {
       await ctx.change(key, (r) => {

@@ -11,7 +11,9 @@ import type { EngineContext } from './context';
 export async function sweepDeleted(ctx: EngineContext, now = Date.now()): Promise<string[]> {
   const { deployments, index, operations, log, deletedRetentionMs: retention } = ctx.options;
   if (retention === undefined) return [];
-  const expired = (await deployments.list()).filter((e) => e.value.phase === 'DELETED' && Date.parse(e.value.updateTime) + retention <= now);
+  const expired = (await deployments.list()).filter(
+    (e) => e.value.phase === 'DELETED' && Date.parse(e.value.updateTime) + retention <= now,
+  );
   if (!expired.length) return [];
   const ids = new Set(expired.map((e) => e.key));
   for (const entry of await index.list()) if (ids.has(entry.value.deployment)) await index.delete(entry.key);

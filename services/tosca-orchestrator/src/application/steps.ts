@@ -21,7 +21,13 @@ export async function perform(ctx: EngineContext, id: string, record: Deployment
     });
   } catch (error) {
     log.warn({ err: error, deployment: id, step }, 'deployment step failed');
-    await setPhase(ctx, id, 'FAILED', `${step.kind} ${step.key} failed: ${(error as Error).message}`, !record.keepOnFailure && record.action !== 'delete');
+    await setPhase(
+      ctx,
+      id,
+      'FAILED',
+      `${step.kind} ${step.key} failed: ${(error as Error).message}`,
+      !record.keepOnFailure && record.action !== 'delete',
+    );
     if (record.action === 'delete') throw error;
   }
 }
@@ -68,7 +74,9 @@ async function performOnce(ctx: EngineContext, id: string, record: DeploymentRec
       const volumeId = record.volumes[att.spec.volume]!.volumeId!;
       const instanceId = record.instances[att.spec.instance]!.claimId!;
       await ports.attachVolume(volumeId, instanceId, att.spec, requestId, as);
-      await ctx.change(id, (r) => { r.attachments[step.key]!.state = 'attached'; });
+      await ctx.change(id, (r) => {
+        r.attachments[step.key]!.state = 'attached';
+      });
       return;
     }
     case 'cancelClaim': {
@@ -78,13 +86,19 @@ async function performOnce(ctx: EngineContext, id: string, record: DeploymentRec
         // Its submission never answered: the same request id gives back the same claim.
         claimId = await ports.submitClaim(inst.spec, inst.submitRequestId, as);
         await index.put(claimId, { deployment: id, key: step.key });
-        await ctx.change(id, (r) => { r.instances[step.key]!.claimId = claimId; });
+        await ctx.change(id, (r) => {
+          r.instances[step.key]!.claimId = claimId;
+        });
       }
       if (!claimId) {
-        await ctx.change(id, (r) => { r.instances[step.key]!.state = 'deleted'; });
+        await ctx.change(id, (r) => {
+          r.instances[step.key]!.state = 'deleted';
+        });
         return;
       }
-      await ctx.change(id, (r) => { r.instances[step.key]!.state = 'deleting'; });
+      await ctx.change(id, (r) => {
+        r.instances[step.key]!.state = 'deleting';
+      });
       const { placed } = await ports.cancelClaim(claimId, requestId, as);
       // Cancelling a claim that has ended (its instance in ERROR) does not remove the
       // instance: the runtime is asked directly.

@@ -8,7 +8,12 @@ import type { EngineContext } from './context';
 import { takeOver } from './phases';
 
 /** A new template or inputs (`change` answers the new topology): only what the plan's difference says changes. */
-export async function update(ctx: EngineContext, id: string, change: (r: DeploymentRecord) => Topology, token?: string): Promise<DeploymentRecord> {
+export async function update(
+  ctx: EngineContext,
+  id: string,
+  change: (r: DeploymentRecord) => Topology,
+  token?: string,
+): Promise<DeploymentRecord> {
   let previous = '';
   const updated = await ctx.options.deployments.mutate(id, (current) => {
     if (!current) return undefined;

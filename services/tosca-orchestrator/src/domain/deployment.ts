@@ -82,12 +82,14 @@ export function applyPlan(record: DeploymentRecord, next: Plan): void {
   }
   const vkeys = new Set(next.volumes.map((v) => v.key));
   for (const [key, v] of Object.entries(record.volumes)) if (!vkeys.has(key) && v.state !== 'deleted') v.state = 'unwanted';
-  for (const spec of next.volumes) if (!record.volumes[spec.key] || record.volumes[spec.key]!.state === 'deleted') record.volumes[spec.key] = { spec, state: 'wanted' };
+  for (const spec of next.volumes)
+    if (!record.volumes[spec.key] || record.volumes[spec.key]!.state === 'deleted') record.volumes[spec.key] = { spec, state: 'wanted' };
   const akeys = new Set(next.attachments.map((a) => a.key));
   for (const [key, a] of Object.entries(record.attachments)) if (!akeys.has(key) && a.state !== 'detached') a.state = 'unwanted';
   for (const spec of next.attachments) {
     const had = record.attachments[spec.key];
-    if (!had || had.state === 'detached' || record.instances[spec.instance]?.state === 'wanted') record.attachments[spec.key] = { spec, state: 'wanted' };
+    if (!had || had.state === 'detached' || record.instances[spec.instance]?.state === 'wanted')
+      record.attachments[spec.key] = { spec, state: 'wanted' };
   }
 }
 
@@ -114,7 +116,8 @@ export function nextSteps(record: DeploymentRecord): { steps: Step[]; phase: Pha
   const steps: Step[] = [];
   const instances = Object.entries(record.instances);
   const failed = instances.find(([, i]) => i.state === 'error' && i.spec && record.action !== 'delete');
-  if (failed) return { steps, phase: 'FAILED', reason: `instance ${failed[0]} (node ${failed[1].spec.node}) failed: ${failed[1].reason ?? 'error'}` };
+  if (failed)
+    return { steps, phase: 'FAILED', reason: `instance ${failed[0]} (node ${failed[1].spec.node}) failed: ${failed[1].reason ?? 'error'}` };
   // Deletion first (an update scaling down, a replaced instance, a delete or rollback).
   const live = (key: string) => {
     const i = record.instances[key];
@@ -122,19 +125,38 @@ export function nextSteps(record: DeploymentRecord): { steps: Step[]; phase: Pha
   };
   for (const [key, inst] of instances) {
     if (inst.state !== 'unwanted') continue;
-    const neededBy = instances.some(([k, other]) => k !== key && other.state !== 'deleted' && other.state !== 'unwanted' && other.state !== 'deleting' && other.spec.after.includes(key) && record.action === 'delete');
-    const dependentsGoing = instances.some(([k, other]) => k !== key && (other.state === 'unwanted' || other.state === 'deleting') && other.spec.after.includes(key));
+    const neededBy = instances.some(
+      ([k, other]) =>
+        k !== key &&
+        other.state !== 'deleted' &&
+        other.state !== 'unwanted' &&
+        other.state !== 'deleting' &&
+        other.spec.after.includes(key) &&
+        record.action === 'delete',
+    );
+    const dependentsGoing = instances.some(
+      ([k, other]) => k !== key && (other.state === 'unwanted' || other.state === 'deleting') && other.spec.after.includes(key),
+    );
     if (!neededBy && !dependentsGoing) steps.push({ kind: 'cancelClaim', key });
   }
   for (const [key, vol] of Object.entries(record.volumes)) {
     if (vol.state !== 'unwanted') continue;
-    const stillAttached = Object.values(record.attachments).some((a) => a.spec.volume === key && record.instances[a.spec.instance] && record.instances[a.spec.instance]!.state !== 'deleted');
+    const stillAttached = Object.values(record.attachments).some(
+      (a) => a.spec.volume === key && record.instances[a.spec.instance] && record.instances[a.spec.instance]!.state !== 'deleted',
+    );
     if (!stillAttached) steps.push({ kind: 'deleteVolume', key });
   }
   if (record.action === 'delete') {
-    const left = instances.filter(([, i]) => i.state !== 'deleted').length + Object.values(record.volumes).filter((v) => v.state !== 'deleted').length;
+    const left =
+      instances.filter(([, i]) => i.state !== 'deleted').length + Object.values(record.volumes).filter((v) => v.state !== 'deleted').length;
     // A rollback keeps the deployment FAILED with the cause of the failure.
-    return left ? { steps, phase: record.phase === 'FAILED' ? 'FAILED' : 'DELETING', reason: record.phase === 'FAILED' ? record.reason : `${left} resources left to delete` } : { steps, phase: record.phase === 'FAILED' ? 'FAILED' : 'DELETED', reason: record.phase === 'FAILED' ? record.reason : '' };
+    return left
+      ? {
+          steps,
+          phase: record.phase === 'FAILED' ? 'FAILED' : 'DELETING',
+          reason: record.phase === 'FAILED' ? record.reason : `${left} resources left to delete`,
+        }
+      : { steps, phase: record.phase === 'FAILED' ? 'FAILED' : 'DELETED', reason: record.phase === 'FAILED' ? record.reason : '' };
   }
   // A volume is made on the node its instance runs on, so once that instance runs.
   for (const [key, vol] of Object.entries(record.volumes)) {
@@ -144,17 +166,20 @@ export function nextSteps(record: DeploymentRecord): { steps: Step[]; phase: Pha
   }
   for (const [key, inst] of instances) {
     if (inst.state !== 'wanted') continue;
-    if (inst.spec.after.every((k) => !record.instances[k] || record.instances[k]!.state === 'running' || !live(k))) steps.push({ kind: 'submitClaim', key });
+    if (inst.spec.after.every((k) => !record.instances[k] || record.instances[k]!.state === 'running' || !live(k)))
+      steps.push({ kind: 'submitClaim', key });
   }
   for (const [key, att] of Object.entries(record.attachments)) {
     if (att.state !== 'wanted') continue;
-    if (record.volumes[att.spec.volume]?.state === 'created' && record.instances[att.spec.instance]?.state === 'running') steps.push({ kind: 'attachVolume', key });
+    if (record.volumes[att.spec.volume]?.state === 'created' && record.instances[att.spec.instance]?.state === 'running')
+      steps.push({ kind: 'attachVolume', key });
   }
-  const waiting = instances.filter(([, i]) => i.state === 'wanted' || i.state === 'submitted').length
-    + Object.values(record.volumes).filter((v) => v.state === 'wanted').length
-    + Object.values(record.attachments).filter((a) => a.state === 'wanted').length
-    + instances.filter(([, i]) => i.state === 'unwanted' || i.state === 'deleting').length
-    + Object.values(record.volumes).filter((v) => v.state === 'unwanted').length;
+  const waiting =
+    instances.filter(([, i]) => i.state === 'wanted' || i.state === 'submitted').length +
+    Object.values(record.volumes).filter((v) => v.state === 'wanted').length +
+    Object.values(record.attachments).filter((a) => a.state === 'wanted').length +
+    instances.filter(([, i]) => i.state === 'unwanted' || i.state === 'deleting').length +
+    Object.values(record.volumes).filter((v) => v.state === 'unwanted').length;
   if (!waiting) return { steps, phase: 'DEPLOYED', reason: '' };
   return { steps, phase: record.action === 'update' ? 'UPDATING' : 'CREATING', reason: `waiting for ${waiting} resources` };
 }

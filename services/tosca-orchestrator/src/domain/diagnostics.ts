@@ -105,7 +105,9 @@ export class Diagnostics {
   }
 
   sorted(): Diagnostic[] {
-    return [...this.list].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column || a.code.localeCompare(b.code));
+    return [...this.list].sort(
+      (a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column || a.code.localeCompare(b.code),
+    );
   }
 }
 
@@ -129,7 +131,10 @@ class ChildLoc implements Loc {
   readonly file: string;
   private joined: string | undefined;
 
-  constructor(private readonly parent: Loc, private readonly key: string | number) {
+  constructor(
+    private readonly parent: Loc,
+    private readonly key: string | number,
+  ) {
     this.file = parent.file;
   }
 
@@ -145,4 +150,5 @@ class ChildLoc implements Loc {
 
 export const at = (loc: Loc, key: string | number): Loc => new ChildLoc(loc, key);
 
-export const formatDiagnostic = (d: Diagnostic): string => `${d.file}:${d.line}:${d.column}: ${d.severity}: ${d.message} [${d.code}] (${d.path})`;
+export const formatDiagnostic = (d: Diagnostic): string =>
+  `${d.file}:${d.line}:${d.column}: ${d.severity}: ${d.message} [${d.code}] (${d.path})`;

@@ -43,7 +43,14 @@ export function propertyOf(ctx: EvalContext, node: NodeTemplate, path: unknown[]
   const [first, ...rest] = path;
   if (typeof first !== 'string') return undefined;
   const inner = { ...ctx, self: node };
-  if (first in node.properties) return evaluate(inner, index(node.properties[first], rest.map((r) => evaluate(inner, r))));
+  if (first in node.properties)
+    return evaluate(
+      inner,
+      index(
+        node.properties[first],
+        rest.map((r) => evaluate(inner, r)),
+      ),
+    );
   const cap = node.capabilities[first];
   if (cap && typeof rest[0] === 'string') return evaluate(inner, index(cap.properties[rest[0]], rest.slice(1)));
   const req = node.requirements.find((r) => r.name === first);
@@ -66,7 +73,15 @@ export function evaluate(ctx: EvalContext, value: unknown): unknown {
   switch (name) {
     case 'get_input': {
       const v = ctx.topology.inputValues[String(args[0])];
-      return v === undefined ? value : evaluate(ctx, index(v, args.slice(1).map((a) => evaluate(ctx, a))));
+      return v === undefined
+        ? value
+        : evaluate(
+            ctx,
+            index(
+              v,
+              args.slice(1).map((a) => evaluate(ctx, a)),
+            ),
+          );
     }
     case 'get_property': {
       const node = entity(ctx, args[0]);
@@ -93,7 +108,9 @@ export function evaluate(ctx: EvalContext, value: unknown): unknown {
     }
     case 'concat': {
       const parts = args.map((a) => evaluate(ctx, a));
-      return parts.some((p) => isFunction(p) || p === undefined) ? { concat: parts } : parts.map((p) => (typeof p === 'string' ? p : JSON.stringify(p))).join('');
+      return parts.some((p) => isFunction(p) || p === undefined)
+        ? { concat: parts }
+        : parts.map((p) => (typeof p === 'string' ? p : JSON.stringify(p))).join('');
     }
     case 'join': {
       const list = evaluate(ctx, args[0]);
@@ -112,7 +129,12 @@ export function evaluate(ctx: EvalContext, value: unknown): unknown {
       return file === undefined ? value : evaluate({ ...ctx, self: node }, file);
     }
     case 'get_nodes_of_type':
-      return ctx.nodesOfType?.(String(rawArgs)) ?? [...ctx.topology.nodes.values()].filter((n) => n.ancestors.some((a) => a === rawArgs || a.endsWith(`.${String(rawArgs)}`))).map((n) => n.name);
+      return (
+        ctx.nodesOfType?.(String(rawArgs)) ??
+        [...ctx.topology.nodes.values()]
+          .filter((n) => n.ancestors.some((a) => a === rawArgs || a.endsWith(`.${String(rawArgs)}`)))
+          .map((n) => n.name)
+      );
     default:
       return value;
   }

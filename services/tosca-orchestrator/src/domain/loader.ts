@@ -11,12 +11,33 @@ import { indigoTypes, indigoTypesUrl } from './types/indigo';
 import { normativeTypes } from './types/normative';
 import { loadYaml, type LoadedYaml, type ParallelReader } from './yaml';
 
-export const supportedVersions = new Set(['tosca_simple_yaml_1_0', 'tosca_simple_yaml_1_1', 'tosca_simple_yaml_1_2', 'tosca_simple_yaml_1_3']);
+export const supportedVersions = new Set([
+  'tosca_simple_yaml_1_0',
+  'tosca_simple_yaml_1_1',
+  'tosca_simple_yaml_1_2',
+  'tosca_simple_yaml_1_3',
+]);
 
 export const topLevelKeys = new Set([
-  'tosca_definitions_version', 'namespace', 'metadata', 'description', 'dsl_definitions', 'repositories', 'imports',
-  'artifact_types', 'data_types', 'capability_types', 'interface_types', 'relationship_types', 'node_types',
-  'group_types', 'policy_types', 'topology_template', 'template_name', 'template_author', 'template_version',
+  'tosca_definitions_version',
+  'namespace',
+  'metadata',
+  'description',
+  'dsl_definitions',
+  'repositories',
+  'imports',
+  'artifact_types',
+  'data_types',
+  'capability_types',
+  'interface_types',
+  'relationship_types',
+  'node_types',
+  'group_types',
+  'policy_types',
+  'topology_template',
+  'template_name',
+  'template_author',
+  'template_version',
 ]);
 
 export interface TemplateInput {
@@ -64,7 +85,10 @@ export function builtins(): Registry {
   if (builtinRegistry) return builtinRegistry;
   const registry = new Registry();
   const diags = new Diagnostics();
-  for (const [file, text] of [['<tosca-normative>', normativeTypes], ['<lapis-indigo>', indigoTypes]] as const) {
+  for (const [file, text] of [
+    ['<tosca-normative>', normativeTypes],
+    ['<lapis-indigo>', indigoTypes],
+  ] as const) {
     const doc = loadYaml(text, file, diags, false).value;
     if (isDict(doc)) addTypes(registry, doc, file, true, diags);
   }
@@ -84,7 +108,7 @@ function addTypes(registry: Registry, doc: Dict, file: string, builtin: boolean,
     for (const [name, def] of Object.entries(defs)) {
       const loc: Loc = { file, path: `${section}.${name}` };
       const existing = registry.get(kind, name);
-      if (existing && !existing.builtin && !builtin && !(overridable?.has(name))) {
+      if (existing && !existing.builtin && !builtin && !overridable?.has(name)) {
         diags.warn('DUPLICATE_TYPE', `type ${name} is defined again (first in ${existing.loc.file}); the last definition is used`, loc);
       }
       registry.set({ name, kind, def: isDict(def) ? def : {}, loc, builtin });
@@ -92,7 +116,12 @@ function addTypes(registry: Registry, doc: Dict, file: string, builtin: boolean,
   }
 }
 
-function parseCsar(bytes: Uint8Array, diags: Diagnostics, name: string, maxChars: number): { main?: string; files: Record<string, string> } {
+function parseCsar(
+  bytes: Uint8Array,
+  diags: Diagnostics,
+  name: string,
+  maxChars: number,
+): { main?: string; files: Record<string, string> } {
   let entries: Record<string, Uint8Array>;
   // Each file is unpacked into a buffer of the size its header declares (never more), so the
   // declared sizes bound what an archive can unpack to (a zip bomb is refused before).
@@ -113,14 +142,20 @@ function parseCsar(bytes: Uint8Array, diags: Diagnostics, name: string, maxChars
   if (meta !== undefined) {
     const entry = /^Entry-Definitions:\s*(.+?)\s*$/m.exec(meta)?.[1];
     if (!entry || files[posix.normalize(entry)] === undefined) {
-      diags.error('INVALID_CSAR', `TOSCA.meta names no Entry-Definitions file in the archive${entry ? ` (${entry})` : ''}`, { file: `${name}/TOSCA-Metadata/TOSCA.meta`, path: '' });
+      diags.error('INVALID_CSAR', `TOSCA.meta names no Entry-Definitions file in the archive${entry ? ` (${entry})` : ''}`, {
+        file: `${name}/TOSCA-Metadata/TOSCA.meta`,
+        path: '',
+      });
       return { files };
     }
     return { main: posix.normalize(entry), files };
   }
   const top = Object.keys(files).filter((p) => !p.includes('/') && /\.ya?ml$/.test(p));
   if (top.length !== 1) {
-    diags.error('INVALID_CSAR', `a CSAR without TOSCA-Metadata/TOSCA.meta needs exactly one top-level YAML file (found ${top.length})`, { file: name, path: '' });
+    diags.error('INVALID_CSAR', `a CSAR without TOSCA-Metadata/TOSCA.meta needs exactly one top-level YAML file (found ${top.length})`, {
+      file: name,
+      path: '',
+    });
     return { files };
   }
   return { main: top[0], files };
@@ -157,10 +192,19 @@ export function loadTemplate(input: TemplateInput): Loaded {
     if (fileText.length > maxChars) {
       // Not read at all; the position is where the limit falls.
       diags.addFile(file, new Map(), fileText);
-      diags.addAt('error', 'TEMPLATE_TOO_LARGE', `the file has ${kib(fileText.length)} KiB, more than the ${kib(maxChars)} KiB allowed`, file, '', maxChars);
+      diags.addAt(
+        'error',
+        'TEMPLATE_TOO_LARGE',
+        `the file has ${kib(fileText.length)} KiB, more than the ${kib(maxChars)} KiB allowed`,
+        file,
+        '',
+        maxChars,
+      );
       return undefined;
     }
-    const loaded = isMain ? loadYaml(fileText, file, diags, styleWarnings, input.parallel) : loadImported(fileText, file, diags, styleWarnings);
+    const loaded = isMain
+      ? loadYaml(fileText, file, diags, styleWarnings, input.parallel)
+      : loadImported(fileText, file, diags, styleWarnings);
     if (!loaded.ok) return undefined;
     const doc = loaded.value;
     if (!isDict(doc)) {
@@ -171,7 +215,11 @@ export function loadTemplate(input: TemplateInput): Loaded {
     const version = doc.tosca_definitions_version;
     if (version === undefined) diags.error('MISSING_FIELD', 'tosca_definitions_version is required', { file, path: '' });
     else if (!supportedVersions.has(String(version))) {
-      diags.error('UNSUPPORTED_VERSION', `tosca_definitions_version "${String(version)}" is not supported (use tosca_simple_yaml_1_0 to tosca_simple_yaml_1_3)`, { file, path: 'tosca_definitions_version' });
+      diags.error(
+        'UNSUPPORTED_VERSION',
+        `tosca_definitions_version "${String(version)}" is not supported (use tosca_simple_yaml_1_0 to tosca_simple_yaml_1_3)`,
+        { file, path: 'tosca_definitions_version' },
+      );
     }
     for (const key of Object.keys(doc)) {
       if (!topLevelKeys.has(key)) diags.error('UNKNOWN_FIELD', `unknown top-level field "${key}"`, { file, path: key });
@@ -239,7 +287,11 @@ export function loadTemplate(input: TemplateInput): Loaded {
         diags.warn('IMPORT_BUILTIN', `import ${target} is not in the local mirror: Lapis' built-in INDIGO types stand in for it`, loc);
         return;
       }
-      diags.error('IMPORT_NOT_FOUND', `import ${target} is not in the local import mirror (${mirrored.missing}); the network is never used`, loc);
+      diags.error(
+        'IMPORT_NOT_FOUND',
+        `import ${target} is not in the local import mirror (${mirrored.missing}); the network is never used`,
+        loc,
+      );
       return;
     }
     const base = /^[a-z]+:\/\//i.test(importer) ? undefined : posix.dirname(importer);
@@ -292,7 +344,8 @@ let indigoNameList: string[] | undefined;
 function indigoNames(): string[] {
   if (indigoNameList) return indigoNameList;
   const names: string[] = [];
-  for (const kind of Object.values(typeSections)) for (const entry of builtins().all(kind)) if (entry.loc.file === '<lapis-indigo>') names.push(entry.name);
+  for (const kind of Object.values(typeSections))
+    for (const entry of builtins().all(kind)) if (entry.loc.file === '<lapis-indigo>') names.push(entry.name);
   indigoNameList = names;
   return names;
 }

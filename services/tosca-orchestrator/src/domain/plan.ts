@@ -3,7 +3,18 @@
 // an update changes (scaling through scalable.count and removal_list). Pure: no I/O.
 import { evaluate } from './functions';
 import type { NodeTemplate, Topology } from './model';
-import { attachments, capProp, computeOf, imageOf, isBlockStorage, isCompute, isContainerApp, isContainerRuntime, isPort, prop } from './translate/common';
+import {
+  attachments,
+  capProp,
+  computeOf,
+  imageOf,
+  isBlockStorage,
+  isCompute,
+  isContainerApp,
+  isContainerRuntime,
+  isPort,
+  prop,
+} from './translate/common';
 import { isDict } from './registry';
 import { parseScalar } from './values';
 import { hostOf } from './functions';
@@ -53,16 +64,24 @@ export interface Plan {
 /** Instance keys a node has now (for updates: kept as they are, so nothing moves needlessly). */
 export type Existing = Map<string, { key: string; instanceId?: string }[]>;
 
-const dnsLabel = (s: string) => s.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63) || 'node';
+const dnsLabel = (s: string) =>
+  s
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63) || 'node';
 
 function countOf(topology: Topology, node: NodeTemplate): number {
-  const owner = isContainerApp(node) ? hostOf(topology, node) ?? node : node;
-  const v = capProp(topology, owner, 'scalable', 'count') ?? capProp(topology, owner, 'scalable', 'default_instances') ?? capProp(topology, owner, 'scalable', 'min_instances');
+  const owner = isContainerApp(node) ? (hostOf(topology, node) ?? node) : node;
+  const v =
+    capProp(topology, owner, 'scalable', 'count') ??
+    capProp(topology, owner, 'scalable', 'default_instances') ??
+    capProp(topology, owner, 'scalable', 'min_instances');
   return typeof v === 'number' && v >= 0 ? Math.floor(v) : 1;
 }
 
 function removalList(topology: Topology, node: NodeTemplate): string[] {
-  const owner = isContainerApp(node) ? hostOf(topology, node) ?? node : node;
+  const owner = isContainerApp(node) ? (hostOf(topology, node) ?? node) : node;
   const v = capProp(topology, owner, 'scalable', 'removal_list');
   return Array.isArray(v) ? v.map(String) : [];
 }
@@ -134,7 +153,12 @@ export function plan(topology: Topology, existing: Existing = new Map()): Plan {
     const had = existing.get(node.name) ?? [];
     const removal = new Set(removalList(topology, node));
     // Keep existing instances (those not in removal_list first), then add new keys.
-    const kept = [...had.filter((h) => !removal.has(h.instanceId ?? '') && !removal.has(h.key)), ...had.filter((h) => removal.has(h.instanceId ?? '') || removal.has(h.key))].slice(0, count).map((h) => h.key);
+    const kept = [
+      ...had.filter((h) => !removal.has(h.instanceId ?? '') && !removal.has(h.key)),
+      ...had.filter((h) => removal.has(h.instanceId ?? '') || removal.has(h.key)),
+    ]
+      .slice(0, count)
+      .map((h) => h.key);
     let next = 0;
     const used = new Set(had.map((h) => h.key));
     while (kept.length < count) {
@@ -149,7 +173,8 @@ export function plan(topology: Topology, existing: Existing = new Map()): Plan {
     const host = isContainerApp(node) ? hostOf(topology, node) : node;
     const hostProp = (p: string) => (host ? capProp(topology, host, 'host', p) : undefined);
     const image = imageOf(topology, node) ?? (host && host !== node ? imageOf(topology, host) : undefined);
-    if (!image) result.problems.push({ node: node.name, message: `node ${node.name} names no image (os capability image, or an image artifact)` });
+    if (!image)
+      result.problems.push({ node: node.name, message: `node ${node.name} names no image (os capability image, or an image artifact)` });
     const cpus = Number(hostProp('num_cpus') ?? 0);
     const mem = parseScalar(hostProp('mem_size'), 'scalar-unit.size') ?? 0;
     const disk = parseScalar(hostProp('disk_size'), 'scalar-unit.size') ?? 0;
@@ -157,9 +182,17 @@ export function plan(topology: Topology, existing: Existing = new Map()): Plan {
     // Amounts no claim can carry (beyond 2^53, negative, not numbers) are the template's
     // mistake, said now; the scheduler refuses the merely huge ones at submit, naming the field.
     const gpus = Number(hostProp('num_gpus') ?? 0) || 0;
-    for (const [property, amount] of [['num_cpus', cpus * 1000], ['mem_size', mem], ['disk_size', disk], ['num_gpus', gpus]] as const) {
+    for (const [property, amount] of [
+      ['num_cpus', cpus * 1000],
+      ['mem_size', mem],
+      ['disk_size', disk],
+      ['num_gpus', gpus],
+    ] as const) {
       if (!(Number.isFinite(amount) && amount >= 0 && amount <= Number.MAX_SAFE_INTEGER)) {
-        result.problems.push({ node: node.name, message: `node ${node.name}: host property ${property} is not an amount any node could have` });
+        result.problems.push({
+          node: node.name,
+          message: `node ${node.name}: host property ${property} is not an amount any node could have`,
+        });
       }
     }
     const command = prop(topology, node, 'command');
@@ -173,7 +206,8 @@ export function plan(topology: Topology, existing: Existing = new Map()): Plan {
         if (!isDict(p)) continue;
         const target = Number(p.target ?? p.source);
         const source = Number(p.source ?? p.target);
-        if (Number.isFinite(target)) ports.push({ containerPort: target, hostPort: Number.isFinite(source) ? source : target, protocol: String(p.protocol ?? 'tcp') });
+        if (Number.isFinite(target))
+          ports.push({ containerPort: target, hostPort: Number.isFinite(source) ? source : target, protocol: String(p.protocol ?? 'tcp') });
       }
     };
     if (host) addPorts(hostProp('publish_ports'));
@@ -186,16 +220,29 @@ export function plan(topology: Topology, existing: Existing = new Map()): Plan {
     const deps = resourceDeps(topology, node.name, makes).flatMap((d) => keysOf.get(d) ?? []);
     for (const key of keysOf.get(node.name)!) {
       result.instances.push({
-        key, node: node.name, name: dnsLabel(key), image: image ?? '', flavor: typeof flavor === 'string' ? flavor : '',
-        cpuMillis: Math.round(cpus * 1000), memoryBytes: Math.round(mem), gpus, diskBytes: Math.round(disk),
+        key,
+        node: node.name,
+        name: dnsLabel(key),
+        image: image ?? '',
+        flavor: typeof flavor === 'string' ? flavor : '',
+        cpuMillis: Math.round(cpus * 1000),
+        memoryBytes: Math.round(mem),
+        gpus,
+        diskBytes: Math.round(disk),
         preemptible: hostProp('preemtible_instance') === true || hostProp('preemptible') === true,
-        command: typeof command === 'string' && command ? ['/bin/sh', '-c', command] : [], environment, ports, networks, after: deps,
+        command: typeof command === 'string' && command ? ['/bin/sh', '-c', command] : [],
+        environment,
+        ports,
+        networks,
+        after: deps,
       });
     }
   }
   // Volumes: one per instance of the node they attach to (each VM gets its own disk).
   for (const a of attachments(topology)) {
-    const targets = keysOf.get(a.compute.name) ?? [...keysOf.entries()].filter(([n]) => computeOf(topology, topology.nodes.get(n)!)?.name === a.compute.name).flatMap(([, k]) => k);
+    const targets =
+      keysOf.get(a.compute.name) ??
+      [...keysOf.entries()].filter(([n]) => computeOf(topology, topology.nodes.get(n)!)?.name === a.compute.name).flatMap(([, k]) => k);
     const size = parseScalar(evaluate({ topology, self: a.volume }, a.volume.properties.size), 'scalar-unit.size') ?? 1024 ** 3;
     for (const instance of targets) {
       const key = `${a.volume.name}-${instance}`;

@@ -1,6 +1,6 @@
 // The type system: every type by kind, resolved by full name or by the short names TOSCA
 // allows (Compute, tosca:Compute), with definitions merged along derived_from.
-import { type Loc } from './diagnostics';
+import type { Loc } from './diagnostics';
 
 export type Kind = 'node' | 'relationship' | 'capability' | 'data' | 'artifact' | 'interface' | 'policy' | 'group';
 export type Dict = Record<string, unknown>;
@@ -39,8 +39,21 @@ export const roots: Record<Kind, string> = {
 };
 
 export const primitiveTypes = new Set([
-  'string', 'integer', 'float', 'boolean', 'timestamp', 'null', 'version', 'range', 'list', 'map',
-  'scalar-unit.size', 'scalar-unit.time', 'scalar-unit.frequency', 'scalar-unit.bitrate', 'any',
+  'string',
+  'integer',
+  'float',
+  'boolean',
+  'timestamp',
+  'null',
+  'version',
+  'range',
+  'list',
+  'map',
+  'scalar-unit.size',
+  'scalar-unit.time',
+  'scalar-unit.frequency',
+  'scalar-unit.bitrate',
+  'any',
 ]);
 
 export interface TypeEntry {
@@ -106,8 +119,14 @@ class TypeFacts {
 }
 
 const newResolveCache = (): Record<Kind, Map<string, TypeEntry | null>> => ({
-  node: new Map(), relationship: new Map(), capability: new Map(), data: new Map(),
-  artifact: new Map(), interface: new Map(), policy: new Map(), group: new Map(),
+  node: new Map(),
+  relationship: new Map(),
+  capability: new Map(),
+  data: new Map(),
+  artifact: new Map(),
+  interface: new Map(),
+  policy: new Map(),
+  group: new Map(),
 });
 
 export class Registry {
@@ -126,8 +145,14 @@ export class Registry {
   constructor(base?: Registry) {
     const copy = (kind: Kind) => new Map(base ? base.types[kind] : []);
     this.types = {
-      node: copy('node'), relationship: copy('relationship'), capability: copy('capability'), data: copy('data'),
-      artifact: copy('artifact'), interface: copy('interface'), policy: copy('policy'), group: copy('group'),
+      node: copy('node'),
+      relationship: copy('relationship'),
+      capability: copy('capability'),
+      data: copy('data'),
+      artifact: copy('artifact'),
+      interface: copy('interface'),
+      policy: copy('policy'),
+      group: copy('group'),
     };
     if (base) {
       this.resolveCache = base.resolveCache;
@@ -290,10 +315,12 @@ export class Registry {
           const def = typeof raw === 'string' ? { type: raw } : isDict(raw) ? raw : {};
           const previous = out.get(name);
           out.set(name, {
-            type: typeof def.type === 'string' ? def.type : previous?.type ?? 'tosca.capabilities.Root',
+            type: typeof def.type === 'string' ? def.type : (previous?.type ?? 'tosca.capabilities.Root'),
             properties: isDict(def.properties) ? def.properties : {},
             attributes: isDict(def.attributes) ? def.attributes : {},
-            validSourceTypes: Array.isArray(def.valid_source_types) ? def.valid_source_types.map(String) : previous?.validSourceTypes ?? [],
+            validSourceTypes: Array.isArray(def.valid_source_types)
+              ? def.valid_source_types.map(String)
+              : (previous?.validSourceTypes ?? []),
             occurrences: def.occurrences !== undefined ? parseOccurrences(def.occurrences, [1, Infinity]) : previous?.occurrences,
             loc: { file: t.loc.file, path: `${t.loc.path}.capabilities.${name}` },
           });
@@ -315,7 +342,12 @@ export class Registry {
           if (!isDict(item)) continue;
           for (const [name, raw] of Object.entries(item)) {
             const def = typeof raw === 'string' ? { capability: raw } : isDict(raw) ? raw : {};
-            const relationship = typeof def.relationship === 'string' ? def.relationship : isDict(def.relationship) && typeof def.relationship.type === 'string' ? def.relationship.type : undefined;
+            const relationship =
+              typeof def.relationship === 'string'
+                ? def.relationship
+                : isDict(def.relationship) && typeof def.relationship.type === 'string'
+                  ? def.relationship.type
+                  : undefined;
             out.set(name, {
               name,
               capability: typeof def.capability === 'string' ? def.capability : undefined,
@@ -351,7 +383,7 @@ export class Registry {
         for (const [name, raw] of Object.entries(defs)) {
           const def = isDict(raw) ? raw : {};
           const previous = out.get(name);
-          const type = typeof def.type === 'string' ? def.type : previous?.type ?? defaultInterfaceType(name);
+          const type = typeof def.type === 'string' ? def.type : (previous?.type ?? defaultInterfaceType(name));
           const operations = new Map(previous?.operations ?? this.interfaceOperations(type));
           collectOperations(def, operations);
           out.set(name, { type, operations, inputs: { ...(previous?.inputs ?? {}), ...(isDict(def.inputs) ? def.inputs : {}) } });

@@ -4,8 +4,15 @@ import { at, type Diagnostics, type Loc } from './diagnostics';
 import { isDict, type Registry } from './registry';
 
 export const functionNames = new Set([
-  'get_input', 'get_property', 'get_attribute', 'get_operation_output', 'concat', 'join', 'token',
-  'get_artifact', 'get_nodes_of_type',
+  'get_input',
+  'get_property',
+  'get_attribute',
+  'get_operation_output',
+  'concat',
+  'join',
+  'token',
+  'get_artifact',
+  'get_nodes_of_type',
 ]);
 
 /** A function call: a map with exactly one key that names a TOSCA function. */
@@ -19,7 +26,17 @@ const scalarUnits: Record<string, Record<string, number>> = {
   'scalar-unit.size': { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3, tb: 1e12, tib: 1024 ** 4 },
   'scalar-unit.time': { d: 86400, h: 3600, m: 60, s: 1, ms: 1e-3, us: 1e-6, ns: 1e-9 },
   'scalar-unit.frequency': { hz: 1, khz: 1e3, mhz: 1e6, ghz: 1e9 },
-  'scalar-unit.bitrate': { bps: 1, kbps: 1e3, kibps: 1024, mbps: 1e6, mibps: 1024 ** 2, gbps: 1e9, gibps: 1024 ** 3, tbps: 1e12, tibps: 1024 ** 4 },
+  'scalar-unit.bitrate': {
+    bps: 1,
+    kbps: 1e3,
+    kibps: 1024,
+    mbps: 1e6,
+    mibps: 1024 ** 2,
+    gbps: 1e9,
+    gibps: 1024 ** 3,
+    tbps: 1e12,
+    tibps: 1024 ** 4,
+  },
 };
 
 const scalarPattern = /^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*([A-Za-z]+)\s*$/;
@@ -102,7 +119,9 @@ function splitScalar(s: string): [string, string] | null | undefined {
 const versionPattern = /^\d+(\.\d+){0,2}(\.[0-9A-Za-z]+)?(-\d+)?$/;
 
 function versionKey(value: unknown): number[] {
-  return String(value).split(/[.-]/).map((p) => (/^\d+$/.test(p) ? Number(p) : 0));
+  return String(value)
+    .split(/[.-]/)
+    .map((p) => (/^\d+$/.test(p) ? Number(p) : 0));
 }
 
 function compare(a: unknown, b: unknown, type: string): number | undefined {
@@ -136,8 +155,18 @@ const lengthOf = (v: unknown): number | undefined =>
   typeof v === 'string' || Array.isArray(v) ? v.length : isDict(v) ? Object.keys(v).length : undefined;
 
 export const constraintOperators = new Set([
-  'equal', 'greater_than', 'greater_or_equal', 'less_than', 'less_or_equal', 'in_range', 'valid_values',
-  'length', 'min_length', 'max_length', 'pattern', 'schema',
+  'equal',
+  'greater_than',
+  'greater_or_equal',
+  'less_than',
+  'less_or_equal',
+  'in_range',
+  'valid_values',
+  'length',
+  'min_length',
+  'max_length',
+  'pattern',
+  'schema',
 ]);
 
 /** Checks `value` against one constraint clause; returns a message when violated. */
@@ -242,7 +271,12 @@ export function checkValue(ctx: ValueContext, value: unknown, rawSchema: unknown
     if (known.has(value)) return;
     const reported = ctx.diags.list.length;
     checkFreshValue(ctx, value, rawSchema, loc, what);
-    if (ctx.diags.list.length === reported && known.size < maxRememberedScalars && !(typeof value === 'string' && value.length > maxRememberedLength)) known.add(value);
+    if (
+      ctx.diags.list.length === reported &&
+      known.size < maxRememberedScalars &&
+      !(typeof value === 'string' && value.length > maxRememberedLength)
+    )
+      known.add(value);
     return;
   }
   checkFreshValue(ctx, value, rawSchema, loc, what);
@@ -278,7 +312,12 @@ function checkFreshValue(ctx: ValueContext, value: unknown, rawSchema: unknown, 
       else checkValue(ctx, v, def, at(loc, key), `${what}.${key}`);
     }
     for (const [key, def] of props) {
-      if (def.required !== false && def.default === undefined && (value[key] === undefined || value[key] === null) && !('required' in def && def.required === 'no')) {
+      if (
+        def.required !== false &&
+        def.default === undefined &&
+        (value[key] === undefined || value[key] === null) &&
+        !('required' in def && def.required === 'no')
+      ) {
         ctx.diags.error('MISSING_REQUIRED_PROPERTY', `${what}: required property "${key}" of ${entry.name} is missing`, loc);
       }
     }
@@ -286,7 +325,9 @@ function checkFreshValue(ctx: ValueContext, value: unknown, rawSchema: unknown, 
   }
   // The data type's own constraints, then the definition's.
   const dataEntry = base !== type ? ctx.registry.resolve('data', type) : undefined;
-  if (dataEntry) for (const t of ctx.registry.ancestors(dataEntry)) if (Array.isArray(t.def.constraints)) applyConstraints(ctx, value, t.def.constraints, base ?? checkedType, loc, what);
+  if (dataEntry)
+    for (const t of ctx.registry.ancestors(dataEntry))
+      if (Array.isArray(t.def.constraints)) applyConstraints(ctx, value, t.def.constraints, base ?? checkedType, loc, what);
   if (Array.isArray(schema.constraints)) applyConstraints(ctx, value, schema.constraints, base ?? checkedType, loc, what);
 }
 
@@ -337,8 +378,13 @@ function checkPrimitive(ctx: ValueContext, value: unknown, base: string, schema:
       mismatch(ctx, value, 'version', loc, what);
       return false;
     case 'range':
-      if (Array.isArray(value) && value.length === 2 && value.every((v) => Number.isInteger(v) || v === 'UNBOUNDED')
-        && (value[0] === 'UNBOUNDED' || value[1] === 'UNBOUNDED' || (value[0] as number) <= (value[1] as number))) return true;
+      if (
+        Array.isArray(value) &&
+        value.length === 2 &&
+        value.every((v) => Number.isInteger(v) || v === 'UNBOUNDED') &&
+        (value[0] === 'UNBOUNDED' || value[1] === 'UNBOUNDED' || (value[0] as number) <= (value[1] as number))
+      )
+        return true;
       mismatch(ctx, value, 'range', loc, what);
       return false;
     case 'list':
@@ -346,7 +392,8 @@ function checkPrimitive(ctx: ValueContext, value: unknown, base: string, schema:
         mismatch(ctx, value, 'list', loc, what);
         return false;
       }
-      if (schema.entry_schema !== undefined) value.forEach((v, i) => checkValue(ctx, v, schema.entry_schema, at(loc, i), `${what}[${i}]`));
+      if (schema.entry_schema !== undefined)
+        for (const [i, v] of value.entries()) checkValue(ctx, v, schema.entry_schema, at(loc, i), `${what}[${i}]`);
       return true;
     case 'map':
       if (!isDict(value)) {
@@ -364,7 +411,13 @@ function checkPrimitive(ctx: ValueContext, value: unknown, base: string, schema:
     default:
       if (base.startsWith('scalar-unit.')) {
         if (parseScalar(value, base) !== undefined) return true;
-        mismatch(ctx, value, `${base} (a number and a unit, for example ${base === 'scalar-unit.size' ? '"4 GB"' : base === 'scalar-unit.time' ? '"30 s"' : '"2 GHz"'})`, loc, what);
+        mismatch(
+          ctx,
+          value,
+          `${base} (a number and a unit, for example ${base === 'scalar-unit.size' ? '"4 GB"' : base === 'scalar-unit.time' ? '"30 s"' : '"2 GHz"'})`,
+          loc,
+          what,
+        );
         return false;
       }
       return true;

@@ -2,7 +2,7 @@
 // yes/no/on/off are booleans, duplicate keys keep the last value (with a warning), implicit
 // pairs in flow sequences become one-entry maps. Every map entry and sequence item records its
 // offset under its document path.
-import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, Lexer, parseDocument, Scalar, type Node } from 'yaml';
+import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, Lexer, parseDocument, type Scalar, type Node } from 'yaml';
 import * as jsyaml from 'js-yaml';
 import { child, Diagnostics, type PositionIndex } from './diagnostics';
 
@@ -15,10 +15,21 @@ export interface LoadedYaml {
 const yaml11Booleans = /^(yes|no|on|off)$/i;
 /** The YAML 1.1 booleans PyYAML reads (as does the library), beyond true/false. */
 const YAML11_BOOLEAN: ReadonlyMap<string, boolean> = new Map([
-  ['yes', true], ['Yes', true], ['YES', true], ['on', true], ['On', true], ['ON', true],
-  ['no', false], ['No', false], ['NO', false], ['off', false], ['Off', false], ['OFF', false],
+  ['yes', true],
+  ['Yes', true],
+  ['YES', true],
+  ['on', true],
+  ['On', true],
+  ['ON', true],
+  ['no', false],
+  ['No', false],
+  ['NO', false],
+  ['off', false],
+  ['Off', false],
+  ['OFF', false],
 ]);
-const yaml11BooleanMessage = (source: string, value: boolean) => `"${source}" read as the YAML 1.1 boolean ${value}; write ${value} instead`;
+const yaml11BooleanMessage = (source: string, value: boolean) =>
+  `"${source}" read as the YAML 1.1 boolean ${value}; write ${value} instead`;
 
 /** A YAML 1.1 boolean met by the fast reading: where to warn about it. */
 interface Yaml11Boolean {
@@ -155,7 +166,15 @@ function readFast(text: string, graft?: Graft, booleans?: Yaml11Boolean[]): { va
         kinds[depth] = e.type === E.SEQUENCE ? 1 : 2;
         values[depth] = e.type === E.SEQUENCE ? [] : {};
         keys[depth] = undefined;
-        if (graft && depth === 2 && e.type === E.MAPPING && e.start === graft.at && keys[0] === 'topology_template' && keys[1] === 'node_templates') graftDepth = depth;
+        if (
+          graft &&
+          depth === 2 &&
+          e.type === E.MAPPING &&
+          e.start === graft.at &&
+          keys[0] === 'topology_template' &&
+          keys[1] === 'node_templates'
+        )
+          graftDepth = depth;
         continue;
       case E.POP:
         // The end of a collection (or of the document).
@@ -292,7 +311,10 @@ export function loadYaml(text: string, file: string, diags: Diagnostics, styleWa
       // Too deep: said here, where it was found; the library would only take long to say the same.
       // A syntax error: the library reports it, with positions, unless the text nests so deep
       // after it (js-yaml stopped there) that the library would take seconds and GBs to say so.
-      const tooDeepAt = error instanceof YAMLException && error.mark && /maxDepth/.test(error.reason) ? error.mark.position : nestsDeeperThan(text, LIBRARY_MAX_DEPTH);
+      const tooDeepAt =
+        error instanceof YAMLException && error.mark && /maxDepth/.test(error.reason)
+          ? error.mark.position
+          : nestsDeeperThan(text, LIBRARY_MAX_DEPTH);
       if (tooDeepAt !== undefined) {
         diags.addFile(file, new Map(), text);
         diags.addAt('error', 'YAML_TOO_DEEP', tooDeepMessage, file, '', tooDeepAt);
@@ -302,7 +324,8 @@ export function loadYaml(text: string, file: string, diags: Diagnostics, styleWa
   }
   if (!fast) return loadWithLibrary(text, file, diags, styleWarnings);
   diags.addFile(file, () => loadWithLibrary(text, file, new Diagnostics(), false).positions, text);
-  if (styleWarnings) for (const b of booleans) diags.addAt('warning', 'YAML11_BOOLEAN', yaml11BooleanMessage(b.source, b.value), file, b.path, b.offset);
+  if (styleWarnings)
+    for (const b of booleans) diags.addAt('warning', 'YAML11_BOOLEAN', yaml11BooleanMessage(b.source, b.value), file, b.path, b.offset);
   return { value: fast.value ?? null, positions: new Map(), ok: true };
 }
 
@@ -314,7 +337,9 @@ function readInTwo(split: { head: string; body: string; graftAt: number }, paral
   const take = () => {
     taken = true;
     const body = wait();
-    return body && body.value !== null && typeof body.value === 'object' && !Array.isArray(body.value) ? (body.value as Record<string, unknown>) : undefined;
+    return body && body.value !== null && typeof body.value === 'object' && !Array.isArray(body.value)
+      ? (body.value as Record<string, unknown>)
+      : undefined;
   };
   try {
     return readFast(split.head, { at: split.graftAt, take });
@@ -392,7 +417,11 @@ function nestsDeeperThan(text: string, max: number): number | undefined {
 
 /** A bound of the reading was passed (thrown out of the conversion): where, and which. */
 class OverLimit {
-  constructor(readonly code: string, readonly message: string, readonly offset: number) {}
+  constructor(
+    readonly code: string,
+    readonly message: string,
+    readonly offset: number,
+  ) {}
 }
 
 /** The `yaml` library's reading, converted the same way (exported for the differential test). */
@@ -435,7 +464,8 @@ export function loadWithLibrary(text: string, file: string, diags: Diagnostics, 
 
   const convert = (node: Node | null | undefined, path: string, depth = 0): unknown => {
     if (node == null) return null;
-    if (aliasAt >= 0 && --aliasedLeft < 0) throw new OverLimit('YAML_ALIAS_LIMIT', `aliases expand to more than ${Math.max(MIN_ALIASED_VALUES, text.length)} values`, aliasAt);
+    if (aliasAt >= 0 && --aliasedLeft < 0)
+      throw new OverLimit('YAML_ALIAS_LIMIT', `aliases expand to more than ${Math.max(MIN_ALIASED_VALUES, text.length)} values`, aliasAt);
     if (isAlias(node)) {
       const start = node.range?.[0] ?? 0;
       const target = anchorsByName.get(node.source);
@@ -446,7 +476,12 @@ export function loadWithLibrary(text: string, file: string, diags: Diagnostics, 
       // Worked out at the anchor's first use, as the library does; at least 1, where the library
       // would work out an empty collection's 0 again at every use.
       if (data.weight === 0) data.weight = Math.max(1, weight(target));
-      if (data.count * data.weight > MAX_ALIAS_COUNT) throw new OverLimit('YAML_ALIAS_LIMIT', `alias *${node.source}: used too often for what it holds (the yaml library's alias limit, ${MAX_ALIAS_COUNT})`, start);
+      if (data.count * data.weight > MAX_ALIAS_COUNT)
+        throw new OverLimit(
+          'YAML_ALIAS_LIMIT',
+          `alias *${node.source}: used too often for what it holds (the yaml library's alias limit, ${MAX_ALIAS_COUNT})`,
+          start,
+        );
       if (aliasAt < 0) resolved.set(node, target);
       const outer = aliasAt;
       if (outer < 0) aliasAt = start;
@@ -463,7 +498,7 @@ export function loadWithLibrary(text: string, file: string, diags: Diagnostics, 
     }
     if (isScalar(node)) return scalar(node, path);
     // Collections nest; aliases can nest them further than the text shows.
-    if (++depth > MAX_DEPTH) throw new OverLimit('YAML_TOO_DEEP', tooDeepMessage, aliasAt >= 0 ? aliasAt : node.range?.[0] ?? 0);
+    if (++depth > MAX_DEPTH) throw new OverLimit('YAML_TOO_DEEP', tooDeepMessage, aliasAt >= 0 ? aliasAt : (node.range?.[0] ?? 0));
     if (isMap(node)) {
       const out: Record<string, unknown> = {};
       const seen = new Set<string>();

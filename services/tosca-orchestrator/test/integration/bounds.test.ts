@@ -13,9 +13,16 @@ import { call, createClient, errorDetails } from '@lapis/platform';
 import { natsUrl, sleep, spawnService, staticTokenFile, TEST_TOKENS, until, type ServiceProcess } from '@lapis/platform/testing';
 import {
   TranslationTarget,
-  type CreateDeploymentRequest, type CreateDeploymentResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
-  type UpdateDeploymentRequest, type UpdateDeploymentResponse, type TranslateTemplateRequest, type TranslateTemplateResponse,
-  type ValidateTemplateRequest, type ValidateTemplateResponse,
+  type CreateDeploymentRequest,
+  type CreateDeploymentResponse,
+  type DeleteDeploymentRequest,
+  type DeleteDeploymentResponse,
+  type UpdateDeploymentRequest,
+  type UpdateDeploymentResponse,
+  type TranslateTemplateRequest,
+  type TranslateTemplateResponse,
+  type ValidateTemplateRequest,
+  type ValidateTemplateResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { strToU8, zipSync } from 'fflate';
@@ -27,7 +34,10 @@ const head = 'tosca_definitions_version: tosca_simple_yaml_1_3\n';
 /** The issue's template: nine levels of nine aliases each (9^9 strings once expanded), about 500 bytes. */
 const laughs = (() => {
   let t = `${head}metadata:\n  l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n`;
-  for (let i = 1; i <= 9; i++) t += `  l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(',')}]\n`;
+  for (let i = 1; i <= 9; i++)
+    t += `  l${i}: &l${i} [${Array(9)
+      .fill(`*l${i - 1}`)
+      .join(',')}]\n`;
   return t;
 })();
 /** Lists nested 100,000 deep. */
@@ -45,10 +55,15 @@ const slow = (() => {
 const fine = `${head}topology_template:\n  node_templates:\n    server:\n      type: tosca.nodes.Compute\n`;
 
 const validate = (client: ToscaServiceClient, yaml: string, fileName: string) =>
-  call<ValidateTemplateRequest, ValidateTemplateResponse>(client.validateTemplate.bind(client), { template: { content: { $case: 'yaml', yaml }, fileName, files: {} }, inputs: undefined });
+  call<ValidateTemplateRequest, ValidateTemplateResponse>(client.validateTemplate.bind(client), {
+    template: { content: { $case: 'yaml', yaml }, fileName, files: {} },
+    inputs: undefined,
+  });
 
 function health(address: string, deadlineMs: number): Promise<string> {
-  const { grpc } = loadPackageDefinition(loadSync(healthProtoPath, { enums: String })) as never as { grpc: { health: { v1: { Health: new (address: string, creds: unknown) => { check: Function; close(): void } } } } };
+  const { grpc } = loadPackageDefinition(loadSync(healthProtoPath, { enums: String })) as never as {
+    grpc: { health: { v1: { Health: new (address: string, creds: unknown) => { check: Function; close(): void } } } };
+  };
   const client = new grpc.health.v1.Health(address, credentials.createInsecure());
   return new Promise((resolve, reject) =>
     client.check({ service: '' }, { deadline: Date.now() + deadlineMs }, (error: ServiceError | null, response: { status: string }) => {
@@ -126,14 +141,25 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
       assert.equal(other.valid, true, JSON.stringify(other.diagnostics));
       // Every path that reads a template keeps the same bounds.
       await refusedAt(
-        call<TranslateTemplateRequest, TranslateTemplateResponse>(alice.translateTemplate.bind(alice), { template: { content: { $case: 'yaml', yaml }, fileName: 'bad.yaml', files: {} }, inputs: undefined, target: TranslationTarget.HEAT }),
-        'bad.yaml', code,
+        call<TranslateTemplateRequest, TranslateTemplateResponse>(alice.translateTemplate.bind(alice), {
+          template: { content: { $case: 'yaml', yaml }, fileName: 'bad.yaml', files: {} },
+          inputs: undefined,
+          target: TranslationTarget.HEAT,
+        }),
+        'bad.yaml',
+        code,
       );
       // An imported file is read with the same bounds.
       const importing = fine.replace(head, `${head}imports:\n  - bad.yaml\n`);
       await refusedAt(
-        call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), { template: { content: { $case: 'yaml', yaml: importing }, fileName: 'main.yaml', files: { 'bad.yaml': yaml } }, inputs: undefined, keepOnFailure: false, requestId: '' }),
-        'bad.yaml', code,
+        call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), {
+          template: { content: { $case: 'yaml', yaml: importing }, fileName: 'main.yaml', files: { 'bad.yaml': yaml } },
+          inputs: undefined,
+          keepOnFailure: false,
+          requestId: '',
+        }),
+        'bad.yaml',
+        code,
       );
     });
   }
@@ -143,13 +169,25 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
     // A deployable template (its deployment then fails: no scheduler here).
     const deployable = readFileSync(join(conformanceDir, 'docker-app-volume', 'template.yaml'), 'utf8');
     const created = await call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), {
-      template: { content: { $case: 'yaml', yaml: deployable }, fileName: 'app.yaml', files: {} }, inputs: undefined, keepOnFailure: false, requestId: '',
+      template: { content: { $case: 'yaml', yaml: deployable }, fileName: 'app.yaml', files: {} },
+      inputs: undefined,
+      keepOnFailure: false,
+      requestId: '',
     });
     await refusedAt(
-      call<UpdateDeploymentRequest, UpdateDeploymentResponse>(alice.updateDeployment.bind(alice), { deploymentId: created.deploymentId, template: { content: { $case: 'yaml', yaml: laughs }, fileName: 'laughs.yaml', files: {} }, inputs: undefined, requestId: '' }),
-      'laughs.yaml', 'YAML_ALIAS_LIMIT',
+      call<UpdateDeploymentRequest, UpdateDeploymentResponse>(alice.updateDeployment.bind(alice), {
+        deploymentId: created.deploymentId,
+        template: { content: { $case: 'yaml', yaml: laughs }, fileName: 'laughs.yaml', files: {} },
+        inputs: undefined,
+        requestId: '',
+      }),
+      'laughs.yaml',
+      'YAML_ALIAS_LIMIT',
     );
-    await call<DeleteDeploymentRequest, DeleteDeploymentResponse>(alice.deleteDeployment.bind(alice), { deploymentId: created.deploymentId, requestId: '' });
+    await call<DeleteDeploymentRequest, DeleteDeploymentResponse>(alice.deleteDeployment.bind(alice), {
+      deploymentId: created.deploymentId,
+      requestId: '',
+    });
   });
 
   it('refuses an oversized template fast, at the line and column where the limit falls', async () => {
@@ -172,8 +210,12 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
     assert.ok(csar.length < 64 * 1024);
     const alice = client(TEST_TOKENS.alice.token);
     const field = await refusedAt(
-      call<ValidateTemplateRequest, ValidateTemplateResponse>(alice.validateTemplate.bind(alice), { template: { content: { $case: 'csar', csar: Buffer.from(csar) }, fileName: 'app.csar', files: {} }, inputs: undefined }),
-      'app.csar', 'TEMPLATE_TOO_LARGE',
+      call<ValidateTemplateRequest, ValidateTemplateResponse>(alice.validateTemplate.bind(alice), {
+        template: { content: { $case: 'csar', csar: Buffer.from(csar) }, fileName: 'app.csar', files: {} },
+        inputs: undefined,
+      }),
+      'app.csar',
+      'TEMPLATE_TOO_LARGE',
     );
     assert.equal(field, 'template:app.csar:1:1');
   });
@@ -204,7 +246,11 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
     const [served, other] = await Promise.all([health(proc.address, 4_000), validate(bob, fine, 'fine.yaml')]);
     assert.equal(served, 'SERVING');
     assert.equal(other.valid, true);
-    await until(() => proc.logs.find((l) => l.msg === 'template work stopped' && l.reason === 'caller gone' && l.file === 'slow.yaml'), 'the stop in the log', 5_000);
+    await until(
+      () => proc.logs.find((l) => l.msg === 'template work stopped' && l.reason === 'caller gone' && l.file === 'slow.yaml'),
+      'the stop in the log',
+      5_000,
+    );
   });
 
   it('exits within its grace period after SIGTERM while a long validation runs, stopping it', async () => {
@@ -221,7 +267,10 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
       const exited = await Promise.race([own.stop(), sleep(8_000).then(() => 'still running' as const)]);
       assert.equal(exited, 0, `exit code ${String(exited)} (${Date.now() - stopped} ms after SIGTERM)`);
       // The work was cut when the grace period ended, not waited for.
-      assert.ok(own.logs.some((l) => l.msg === 'template work stopped' && l.reason === 'caller gone' && l.file === 'slow.yaml'), JSON.stringify(own.logs.slice(-5)));
+      assert.ok(
+        own.logs.some((l) => l.msg === 'template work stopped' && l.reason === 'caller gone' && l.file === 'slow.yaml'),
+        JSON.stringify(own.logs.slice(-5)),
+      );
       await running;
     } finally {
       c.close();

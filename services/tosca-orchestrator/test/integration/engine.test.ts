@@ -26,11 +26,27 @@ class StandIn implements Ports {
   private readonly heldEvents: (() => Promise<void>)[] = [];
   failNode?: string;
   readonly instances = new Map<string, 'running' | 'error' | 'deleted'>();
-  constructor(private readonly bus: EventBus, private readonly prefix: string) {}
+  constructor(
+    private readonly bus: EventBus,
+    private readonly prefix: string,
+  ) {}
 
   private async event(instanceId: string, state: InstanceState, ip = '') {
     const send = async () => {
-      await this.bus.publish({ $case: 'instanceStateChanged', instanceStateChanged: InstanceStateChanged.fromPartial({ instanceId, project: 'physics', node: 'node-1', state, addresses: ip ? [{ network: 'default', ip, mac: '' }] : [] }) }, instanceId, `${instanceId}.${InstanceState[state]}`);
+      await this.bus.publish(
+        {
+          $case: 'instanceStateChanged',
+          instanceStateChanged: InstanceStateChanged.fromPartial({
+            instanceId,
+            project: 'physics',
+            node: 'node-1',
+            state,
+            addresses: ip ? [{ network: 'default', ip, mac: '' }] : [],
+          }),
+        },
+        instanceId,
+        `${instanceId}.${InstanceState[state]}`,
+      );
     };
     if (this.held) this.heldEvents.push(send);
     else setTimeout(() => void send(), 20);
@@ -84,7 +100,7 @@ class StandIn implements Ports {
     this.calls.push(`delete-volume ${volumeId}`);
     if (this.volumeDeleteFailures-- > 0) throw new Error('runtime unavailable');
   }
-  async attachVolume(volumeId: string, instanceId: string, spec: AttachmentPlan): Promise<void> {
+  async attachVolume(_volumeId: string, _instanceId: string, spec: AttachmentPlan): Promise<void> {
     this.calls.push(`attach ${spec.key}`);
   }
 }
@@ -131,18 +147,42 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     const id = unique('dep').toLowerCase();
     const now = new Date().toISOString();
     const record: DeploymentRecord = {
-      id, project: 'physics', user: 'alice', template: { yaml: galaxy, fileName: 'template.yaml', files: {} }, inputs, phase: 'PENDING', reason: '', keepOnFailure,
-      requestId: '', createTime: now, updateTime: now, operation: `operations/tosca/${id}/0`, generation: 0, action: 'create', instances: {}, volumes: {}, attachments: {},
-      nodes: result.topology!.order.map((n) => ({ name: n, type: result.topology!.nodes.get(n)!.type })), outputs: {},
+      id,
+      project: 'physics',
+      user: 'alice',
+      template: { yaml: galaxy, fileName: 'template.yaml', files: {} },
+      inputs,
+      phase: 'PENDING',
+      reason: '',
+      keepOnFailure,
+      requestId: '',
+      createTime: now,
+      updateTime: now,
+      operation: `operations/tosca/${id}/0`,
+      generation: 0,
+      action: 'create',
+      instances: {},
+      volumes: {},
+      attachments: {},
+      nodes: result.topology!.order.map((n) => ({ name: n, type: result.topology!.nodes.get(n)!.type })),
+      outputs: {},
     };
     return { record, topology: result.topology! };
   };
   const phase = (id: string, want: string) =>
-    until(async () => ((await deployments.get(id))?.value.phase === want ? true : undefined), `deployment ${id} ${want}`, 20_000).catch(async (error: Error) => {
-      const r = (await deployments.get(id))?.value;
-      const summary = r && { phase: r.phase, reason: r.reason, action: r.action, instances: Object.fromEntries(Object.entries(r.instances).map(([k, i]) => [k, `${i.state} ${i.claimId ?? ''}`])), volumes: Object.fromEntries(Object.entries(r.volumes).map(([k, v]) => [k, v.state])) };
-      throw new Error(`${error.message}: ${JSON.stringify(summary)}`);
-    });
+    until(async () => ((await deployments.get(id))?.value.phase === want ? true : undefined), `deployment ${id} ${want}`, 20_000).catch(
+      async (error: Error) => {
+        const r = (await deployments.get(id))?.value;
+        const summary = r && {
+          phase: r.phase,
+          reason: r.reason,
+          action: r.action,
+          instances: Object.fromEntries(Object.entries(r.instances).map(([k, i]) => [k, `${i.state} ${i.claimId ?? ''}`])),
+          volumes: Object.fromEntries(Object.entries(r.volumes).map(([k, v]) => [k, v.state])),
+        };
+        throw new Error(`${error.message}: ${JSON.stringify(summary)}`);
+      },
+    );
 
   it('deploys in dependency order, resolves outputs, scales, and deletes in reverse order', async () => {
     const ports = new StandIn(bus, unique('a'));
@@ -188,7 +228,10 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     const claim = (key: string) => ids[key]!.claimId!;
     const at = (c: string) => done.indexOf(c);
     assert.ok(at(`cancel ${claim('wn_server-0')}`) < at(`cancel ${claim('lrms_server-0')}`), `reverse order: ${done.join(', ')}`);
-    assert.ok(at(`cancel ${claim('lrms_server-0')}`) < done.findIndex((c) => c.startsWith('delete-volume')), `volume last: ${done.join(', ')}`);
+    assert.ok(
+      at(`cancel ${claim('lrms_server-0')}`) < done.findIndex((c) => c.startsWith('delete-volume')),
+      `volume last: ${done.join(', ')}`,
+    );
   });
 
   it('tries a deletion step that fails up to four times: a brief failure is no failure, a lasting one fails the deletion', async () => {
@@ -268,8 +311,14 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     await phase(record.id, 'FAILED');
     const failed = (await deployments.get(record.id))!.value;
     assert.match(failed.reason, /instance wn_server-0 \(node wn_server\) failed/);
-    await until(async () => Object.values((await deployments.get(record.id))!.value.instances).every((i) => i.state === 'deleted') || undefined, 'rolled back');
-    assert.ok(ports.calls.some((c) => c.startsWith('delete-volume')), 'volume removed');
+    await until(
+      async () => Object.values((await deployments.get(record.id))!.value.instances).every((i) => i.state === 'deleted') || undefined,
+      'rolled back',
+    );
+    assert.ok(
+      ports.calls.some((c) => c.startsWith('delete-volume')),
+      'volume removed',
+    );
   });
 
   it('keep_on_failure keeps what was made', async () => {
@@ -286,8 +335,20 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
 
   const everythingGone = async (id: string) => {
     const r = (await deployments.get(id))!.value;
-    assert.deepEqual(Object.entries(r.instances).filter(([, i]) => i.state !== 'deleted').map(([k]) => k), [], 'every instance deleted');
-    assert.deepEqual(Object.entries(r.volumes).filter(([, v]) => v.state !== 'deleted').map(([k]) => k), [], 'every volume deleted');
+    assert.deepEqual(
+      Object.entries(r.instances)
+        .filter(([, i]) => i.state !== 'deleted')
+        .map(([k]) => k),
+      [],
+      'every instance deleted',
+    );
+    assert.deepEqual(
+      Object.entries(r.volumes)
+        .filter(([, v]) => v.state !== 'deleted')
+        .map(([k]) => k),
+      [],
+      'every volume deleted',
+    );
   };
 
   it('deleting a FAILED deployment kept on failure removes what it made, the failed instance too, and ends DELETED', async () => {
@@ -343,7 +404,10 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     let open!: () => void;
     ports.gate = new Promise((resolve) => (open = resolve));
     await e.create(record, topology);
-    await until(async () => ((await deployments.get(record.id))?.value.instances['lrms_server-0']?.state === 'submitted' ? true : undefined), 'front end submitting');
+    await until(
+      async () => ((await deployments.get(record.id))?.value.instances['lrms_server-0']?.state === 'submitted' ? true : undefined),
+      'front end submitting',
+    );
     const release = () => {
       ports.gate = undefined;
       open();
@@ -376,7 +440,9 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     release();
     await until(async () => {
       const r = (await deployments.get(record.id))!.value;
-      return Object.values(r.instances).every((i) => i.state === 'deleted') && Object.values(r.volumes).every((v) => v.state === 'deleted') ? true : undefined;
+      return Object.values(r.instances).every((i) => i.state === 'deleted') && Object.values(r.volumes).every((v) => v.state === 'deleted')
+        ? true
+        : undefined;
     }, 'rolled back');
     const r = (await deployments.get(record.id))!.value;
     assert.deepEqual([r.phase, r.reason], ['FAILED', 'cancelled']);

@@ -11,18 +11,38 @@ import { dirname, join, resolve } from 'node:path';
 import { call, Code, createClient } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique, until, type ServiceProcess } from '@lapis/platform/testing';
 import {
-  InstanceState, type GetOperationRequest, type GetOperationResponse, type ListOperationsRequest, type ListOperationsResponse,
-  type CancelOperationRequest, type CancelOperationResponse, type Operation, type WatchOperationResponse,
+  InstanceState,
+  type GetOperationRequest,
+  type GetOperationResponse,
+  type ListOperationsRequest,
+  type ListOperationsResponse,
+  type CancelOperationRequest,
+  type CancelOperationResponse,
+  type Operation,
+  type WatchOperationResponse,
 } from '@lapis/proto/lapis/common/v1/common';
 import { OperationsServiceClient } from '@lapis/proto/lapis/common/v1/operations_service';
-import {
-  type DeleteInstanceRequest, type DeleteInstanceResponse, type DeleteVolumeRequest, type DeleteVolumeResponse,
-  type ListInstancesRequest, type ListInstancesResponse, type ListVolumesRequest, type ListVolumesResponse,
+import type {
+  DeleteInstanceRequest,
+  DeleteInstanceResponse,
+  DeleteVolumeRequest,
+  DeleteVolumeResponse,
+  ListInstancesRequest,
+  ListInstancesResponse,
+  ListVolumesRequest,
+  ListVolumesResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
-  DeploymentState, type CreateDeploymentRequest, type CreateDeploymentResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
-  Deployment as DeploymentCodec, type Deployment, type GetDeploymentRequest, type GetDeploymentResponse,
+  DeploymentState,
+  type CreateDeploymentRequest,
+  type CreateDeploymentResponse,
+  type DeleteDeploymentRequest,
+  type DeleteDeploymentResponse,
+  Deployment as DeploymentCodec,
+  type Deployment,
+  type GetDeploymentRequest,
+  type GetDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { docker, ensureBaseImage, sharedDocker } from '@lapis/testenv';
@@ -103,15 +123,28 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
       LAPIS_HEARTBEAT_MS: '1000',
     };
     const scheduler = await spawnService('scheduler', mainOf('scheduler'), {
-      ...common, LAPIS_SCHEDULER_BUCKET_PREFIX: `${node}-scheduler`, LAPIS_SCHEDULER_CONSUMER_PREFIX: `${node}-scheduler`, LAPIS_SCHEDULER_CYCLE_MS: '200',
+      ...common,
+      LAPIS_SCHEDULER_BUCKET_PREFIX: `${node}-scheduler`,
+      LAPIS_SCHEDULER_CONSUMER_PREFIX: `${node}-scheduler`,
+      LAPIS_SCHEDULER_CYCLE_MS: '200',
     });
     procs.push(scheduler);
     const agent = await spawnService('container-runtime', mainOf('container-runtime'), {
-      ...common, LAPIS_NODE_NAME: node, LAPIS_STATE_DIR: join(stateDir, 'runtime'), LAPIS_DOCKER_SOCKET: engine.socketPath,
-      LAPIS_ALLOW_UNTRUSTED_IMAGES: 'true', LAPIS_STOP_TIMEOUT_S: '1', LAPIS_NODE_CPU_MILLIS: '8000',
+      ...common,
+      LAPIS_NODE_NAME: node,
+      LAPIS_STATE_DIR: join(stateDir, 'runtime'),
+      LAPIS_DOCKER_SOCKET: engine.socketPath,
+      LAPIS_ALLOW_UNTRUSTED_IMAGES: 'true',
+      LAPIS_STOP_TIMEOUT_S: '1',
+      LAPIS_NODE_CPU_MILLIS: '8000',
     });
     procs.push(agent);
-    orchestratorEnv = { ...common, LAPIS_SCHEDULER_ADDRESS: scheduler.address, LAPIS_RUNTIME_ADDRESS: agent.address, LAPIS_TOSCA_IMPORT_MIRROR: indigoMirror() };
+    orchestratorEnv = {
+      ...common,
+      LAPIS_SCHEDULER_ADDRESS: scheduler.address,
+      LAPIS_RUNTIME_ADDRESS: agent.address,
+      LAPIS_TOSCA_IMPORT_MIRROR: indigoMirror(),
+    };
     await startOrchestrator();
     runtime = createClient(RuntimeServiceClient, agent.address, { token: TEST_TOKENS.root.token, deadlineMs: 60_000 });
   });
@@ -119,12 +152,32 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
   after(async () => {
     // Whatever a failed test left: removed through the runtime, then the processes stopped.
     if (runtime) {
-      const left = await call<ListInstancesRequest, ListInstancesResponse>(runtime.listInstances.bind(runtime), { pageSize: 1000, pageToken: '', project: '', state: 0, node }).catch(() => undefined);
+      const left = await call<ListInstancesRequest, ListInstancesResponse>(runtime.listInstances.bind(runtime), {
+        pageSize: 1000,
+        pageToken: '',
+        project: '',
+        state: 0,
+        node,
+      }).catch(() => undefined);
       for (const i of left?.instances ?? []) {
-        if (i.state !== InstanceState.DELETED) await call<DeleteInstanceRequest, DeleteInstanceResponse>(runtime.deleteInstance.bind(runtime), { instanceId: i.id, timeout: undefined, requestId: '' }).catch(() => undefined);
+        if (i.state !== InstanceState.DELETED)
+          await call<DeleteInstanceRequest, DeleteInstanceResponse>(runtime.deleteInstance.bind(runtime), {
+            instanceId: i.id,
+            timeout: undefined,
+            requestId: '',
+          }).catch(() => undefined);
       }
-      const volumes = await call<ListVolumesRequest, ListVolumesResponse>(runtime.listVolumes.bind(runtime), { pageSize: 1000, pageToken: '', project: '', state: 0, instanceId: '' }).catch(() => undefined);
-      for (const v of volumes?.volumes ?? []) await call<DeleteVolumeRequest, DeleteVolumeResponse>(runtime.deleteVolume.bind(runtime), { volumeId: v.id, requestId: '' }).catch(() => undefined);
+      const volumes = await call<ListVolumesRequest, ListVolumesResponse>(runtime.listVolumes.bind(runtime), {
+        pageSize: 1000,
+        pageToken: '',
+        project: '',
+        state: 0,
+        instanceId: '',
+      }).catch(() => undefined);
+      for (const v of volumes?.volumes ?? [])
+        await call<DeleteVolumeRequest, DeleteVolumeResponse>(runtime.deleteVolume.bind(runtime), { volumeId: v.id, requestId: '' }).catch(
+          () => undefined,
+        );
     }
     tosca?.close();
     ops?.close();
@@ -135,30 +188,49 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
     if (containers.length) await docker(['rm', '-f', ...containers]).catch(() => undefined);
     await docker(['rmi', '-f', image]).catch(() => undefined);
     if (stateDir) {
-      const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(stateDir)).reverse();
+      const mounts = readFileSync('/proc/mounts', 'utf8')
+        .split('\n')
+        .map((l) => l.split(' ')[1] ?? '')
+        .filter((m) => m.startsWith(stateDir))
+        .reverse();
       for (const m of mounts) spawnSync('umount', ['-l', m]);
-      const loops = spawnSync('losetup', ['-a'], { encoding: 'utf8' }).stdout?.split('\n').filter((l) => l.includes(stateDir)).map((l) => l.split(':')[0]!) ?? [];
+      const loops =
+        spawnSync('losetup', ['-a'], { encoding: 'utf8' })
+          .stdout?.split('\n')
+          .filter((l) => l.includes(stateDir))
+          .map((l) => l.split(':')[0]!) ?? [];
       for (const device of loops) spawnSync('losetup', ['-d', device]);
       rmSync(stateDir, { recursive: true, force: true });
     }
     if (tokens) rmSync(dirname(tokens), { recursive: true, force: true });
   });
 
-  const get = async (id: string) => (await call<GetDeploymentRequest, GetDeploymentResponse>(tosca.getDeployment.bind(tosca), { deploymentId: id })).deployment!;
+  const get = async (id: string) =>
+    (await call<GetDeploymentRequest, GetDeploymentResponse>(tosca.getDeployment.bind(tosca), { deploymentId: id })).deployment!;
   const waitFor = (id: string, state: DeploymentState, check: (d: Deployment) => boolean = () => true) =>
-    until(async () => {
+    until(
+      async () => {
+        const d = await get(id);
+        return d.state === state && check(d) ? d : undefined;
+      },
+      `deployment ${id} ${DeploymentState[state]}`,
+      120_000,
+    ).catch(async (error: Error) => {
       const d = await get(id);
-      return d.state === state && check(d) ? d : undefined;
-    }, `deployment ${id} ${DeploymentState[state]}`, 120_000).catch(async (error: Error) => {
-      const d = await get(id);
-      throw new Error(`${error.message}; it is ${DeploymentState[d.state]} (${d.stateReason}): ${JSON.stringify(d.nodes.map((n) => [n.name, n.state, n.instanceIds, n.volumeIds]))}`);
+      throw new Error(
+        `${error.message}; it is ${DeploymentState[d.state]} (${d.stateReason}): ${JSON.stringify(d.nodes.map((n) => [n.name, n.state, n.instanceIds, n.volumeIds]))}`,
+      );
     });
   const createOp = (inputs: Record<string, unknown>, keepOnFailure: boolean) =>
     call<CreateDeploymentRequest, CreateDeploymentResponse>(tosca.createDeployment.bind(tosca), {
-      template: { content: { $case: 'yaml', yaml: TEMPLATE }, fileName: 'lifecycle.yaml', files: {} }, inputs, keepOnFailure, requestId: '',
+      template: { content: { $case: 'yaml', yaml: TEMPLATE }, fileName: 'lifecycle.yaml', files: {} },
+      inputs,
+      keepOnFailure,
+      requestId: '',
     });
   const create = async (inputs: Record<string, unknown>, keepOnFailure: boolean) => (await createOp(inputs, keepOnFailure)).deploymentId;
-  const getOperation = async (name: string) => (await call<GetOperationRequest, GetOperationResponse>(ops.getOperation.bind(ops), { name })).operation!;
+  const getOperation = async (name: string) =>
+    (await call<GetOperationRequest, GetOperationResponse>(ops.getOperation.bind(ops), { name })).operation!;
   /** Follows an operation with WatchOperation until it is done: every message it sent. */
   const watchOperation = (name: string) =>
     new Promise<Operation[]>((resolve, reject) => {
@@ -169,18 +241,39 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
       stream.on('end', () => resolve(seen));
     });
   const deploymentOf = (any: { value: Uint8Array } | undefined) => DeploymentCodec.decode(any!.value);
-  const remove = (id: string) => call<DeleteDeploymentRequest, DeleteDeploymentResponse>(tosca.deleteDeployment.bind(tosca), { deploymentId: id, requestId: '' });
+  const remove = (id: string) =>
+    call<DeleteDeploymentRequest, DeleteDeploymentResponse>(tosca.deleteDeployment.bind(tosca), { deploymentId: id, requestId: '' });
 
   /** Nothing of the deployment is left on the node: its instances are DELETED, its volumes gone, no container. */
   const nothingLeft = async (d: Deployment) => {
     const instanceIds = d.nodes.flatMap((n) => n.instanceIds);
     const volumeIds = d.nodes.flatMap((n) => n.volumeIds);
     assert.ok(instanceIds.length > 0 && volumeIds.length > 0, 'the deployment had made something');
-    const { instances } = await call<ListInstancesRequest, ListInstancesResponse>(runtime.listInstances.bind(runtime), { pageSize: 1000, pageToken: '', project: '', state: 0, node });
+    const { instances } = await call<ListInstancesRequest, ListInstancesResponse>(runtime.listInstances.bind(runtime), {
+      pageSize: 1000,
+      pageToken: '',
+      project: '',
+      state: 0,
+      node,
+    });
     const live = instances.filter((i) => instanceIds.includes(i.id) && i.state !== InstanceState.DELETED);
-    assert.deepEqual(live.map((i) => `${i.id} ${InstanceState[i.state]}`), [], 'no instance left');
-    const { volumes } = await call<ListVolumesRequest, ListVolumesResponse>(runtime.listVolumes.bind(runtime), { pageSize: 1000, pageToken: '', project: '', state: 0, instanceId: '' });
-    assert.deepEqual(volumes.filter((v) => volumeIds.includes(v.id)).map((v) => v.id), [], 'no volume left');
+    assert.deepEqual(
+      live.map((i) => `${i.id} ${InstanceState[i.state]}`),
+      [],
+      'no instance left',
+    );
+    const { volumes } = await call<ListVolumesRequest, ListVolumesResponse>(runtime.listVolumes.bind(runtime), {
+      pageSize: 1000,
+      pageToken: '',
+      project: '',
+      state: 0,
+      instanceId: '',
+    });
+    assert.deepEqual(
+      volumes.filter((v) => volumeIds.includes(v.id)).map((v) => v.id),
+      [],
+      'no volume left',
+    );
     assert.equal((await docker(['ps', '-aq', '--filter', `label=tosca/deployment=${d.id}`])).trim(), '', 'no container left');
   };
 
@@ -190,7 +283,10 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
     const watched = await watchOperation(creating!.name);
     const end = watched[watched.length - 1]!;
     assert.equal(end.done, true);
-    assert.ok(watched.slice(0, -1).every((o) => !o.done), 'done only at the end');
+    assert.ok(
+      watched.slice(0, -1).every((o) => !o.done),
+      'done only at the end',
+    );
     assert.equal(end.result?.$case === 'error' && end.result.error.code, 9);
     assert.match(end.result?.$case === 'error' ? end.result.error.message : '', /instance worker-0 \(node worker\) failed/);
     assert.equal(deploymentOf(end.metadata).state, DeploymentState.FAILED);
@@ -217,20 +313,52 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
   it('operations are kept across a restart of the orchestrator; only the project sees them', async () => {
     assert.equal(lastOperations.length, 2, 'the test before made two operations');
     const before = await Promise.all(lastOperations.map(getOperation));
-    const old = procs.splice(procs.findIndex((p) => p.name === 'tosca-orchestrator'), 1)[0]!;
+    const old = procs.splice(
+      procs.findIndex((p) => p.name === 'tosca-orchestrator'),
+      1,
+    )[0]!;
     await old.stop();
     await startOrchestrator();
     const after = await Promise.all(lastOperations.map(getOperation));
-    assert.deepEqual(after.map((o) => [o.name, o.kind, o.done, o.result?.$case]), before.map((o) => [o.name, o.kind, o.done, o.result?.$case]));
-    assert.deepEqual(after.map((o) => [o.kind, o.result?.$case]), [['tosca.CreateDeployment', 'error'], ['tosca.DeleteDeployment', 'response']]);
-    const listed = await call<ListOperationsRequest, ListOperationsResponse>(ops.listOperations.bind(ops), { pageSize: 0, pageToken: '', onlyRunning: false });
-    assert.ok(lastOperations.every((name) => listed.operations.some((o) => o.name === name)), 'listed');
-    const running = await call<ListOperationsRequest, ListOperationsResponse>(ops.listOperations.bind(ops), { pageSize: 0, pageToken: '', onlyRunning: true });
+    assert.deepEqual(
+      after.map((o) => [o.name, o.kind, o.done, o.result?.$case]),
+      before.map((o) => [o.name, o.kind, o.done, o.result?.$case]),
+    );
+    assert.deepEqual(
+      after.map((o) => [o.kind, o.result?.$case]),
+      [
+        ['tosca.CreateDeployment', 'error'],
+        ['tosca.DeleteDeployment', 'response'],
+      ],
+    );
+    const listed = await call<ListOperationsRequest, ListOperationsResponse>(ops.listOperations.bind(ops), {
+      pageSize: 0,
+      pageToken: '',
+      onlyRunning: false,
+    });
+    assert.ok(
+      lastOperations.every((name) => listed.operations.some((o) => o.name === name)),
+      'listed',
+    );
+    const running = await call<ListOperationsRequest, ListOperationsResponse>(ops.listOperations.bind(ops), {
+      pageSize: 0,
+      pageToken: '',
+      onlyRunning: true,
+    });
     assert.ok(!running.operations.some((o) => lastOperations.includes(o.name)), 'done ones are not running');
-    const bob = createClient(OperationsServiceClient, procs.find((p) => p.name === 'tosca-orchestrator')!.address, { token: TEST_TOKENS.bob.token });
+    const bob = createClient(OperationsServiceClient, procs.find((p) => p.name === 'tosca-orchestrator')!.address, {
+      token: TEST_TOKENS.bob.token,
+    });
     try {
-      await assert.rejects(call<GetOperationRequest, GetOperationResponse>(bob.getOperation.bind(bob), { name: lastOperations[0]! }), (e: { code: number }) => e.code === Code.NOT_FOUND);
-      const his = await call<ListOperationsRequest, ListOperationsResponse>(bob.listOperations.bind(bob), { pageSize: 0, pageToken: '', onlyRunning: false });
+      await assert.rejects(
+        call<GetOperationRequest, GetOperationResponse>(bob.getOperation.bind(bob), { name: lastOperations[0]! }),
+        (e: { code: number }) => e.code === Code.NOT_FOUND,
+      );
+      const his = await call<ListOperationsRequest, ListOperationsResponse>(bob.listOperations.bind(bob), {
+        pageSize: 0,
+        pageToken: '',
+        onlyRunning: false,
+      });
       assert.ok(!his.operations.some((o) => lastOperations.includes(o.name)));
     } finally {
       bob.close();
@@ -241,7 +369,11 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
   it('deleting a FAILED deployment that rolled back ends DELETED with nothing left', async () => {
     const id = await create({ image, worker_image: missingImage }, false);
     // Seen while it still has its instances (the rollback may already be removing them).
-    const made = await waitFor(id, DeploymentState.FAILED, (d) => d.nodes.some((n) => n.name === 'worker' && n.instanceIds.length > 0) && d.nodes.some((n) => n.volumeIds.length > 0));
+    const made = await waitFor(
+      id,
+      DeploymentState.FAILED,
+      (d) => d.nodes.some((n) => n.name === 'worker' && n.instanceIds.length > 0) && d.nodes.some((n) => n.volumeIds.length > 0),
+    );
     await remove(id);
     await waitFor(id, DeploymentState.DELETED);
     await nothingLeft(made);
@@ -249,32 +381,75 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
 
   it('a deployment still being created is deleted: creation stops and what it made goes', async () => {
     const id = await create({ image, worker_image: image, workers: 2 }, false);
-    const partial = await until(async () => {
-      const d = await get(id);
-      return d.nodes.find((n) => n.name === 'front')!.instanceIds.length > 0 && d.nodes.find((n) => n.name === 'data')!.volumeIds.length > 0 ? d : undefined;
-    }, 'the front end and its volume made', 120_000);
+    const partial = await until(
+      async () => {
+        const d = await get(id);
+        return d.nodes.find((n) => n.name === 'front')!.instanceIds.length > 0 &&
+          d.nodes.find((n) => n.name === 'data')!.volumeIds.length > 0
+          ? d
+          : undefined;
+      },
+      'the front end and its volume made',
+      120_000,
+    );
     await remove(id);
     const deleted = await waitFor(id, DeploymentState.DELETED);
-    await nothingLeft({ ...deleted, nodes: deleted.nodes.map((n) => ({ ...n, volumeIds: [...new Set([...n.volumeIds, ...(partial.nodes.find((p) => p.name === n.name)?.volumeIds ?? [])])] })) });
+    await nothingLeft({
+      ...deleted,
+      nodes: deleted.nodes.map((n) => ({
+        ...n,
+        volumeIds: [...new Set([...n.volumeIds, ...(partial.nodes.find((p) => p.name === n.name)?.volumeIds ?? [])])],
+      })),
+    });
   });
 
   it('CancelOperation stops a creation: its operation ends CANCELLED, the deployment FAILED, and what it made goes', async () => {
     const { deploymentId: id, operation } = await createOp({ image, worker_image: image, workers: 2 }, false);
-    await until(async () => ((await get(id)).nodes.find((n) => n.name === 'front')!.instanceIds.length > 0 ? true : undefined), 'the front end submitted', 60_000);
-    const cancelled = (await call<CancelOperationRequest, CancelOperationResponse>(ops.cancelOperation.bind(ops), { name: operation!.name })).operation!;
+    await until(
+      async () => ((await get(id)).nodes.find((n) => n.name === 'front')!.instanceIds.length > 0 ? true : undefined),
+      'the front end submitted',
+      60_000,
+    );
+    const cancelled = (
+      await call<CancelOperationRequest, CancelOperationResponse>(ops.cancelOperation.bind(ops), { name: operation!.name })
+    ).operation!;
     assert.equal(cancelled.done, true);
     assert.equal(cancelled.result?.$case === 'error' && cancelled.result.error.code, 1);
-    const failed = await waitFor(id, DeploymentState.FAILED, (d) => d.nodes.every((n) => n.state === 5 /* DELETED */ || (n.instanceIds.length === 0 && n.volumeIds.length === 0)));
+    const failed = await waitFor(id, DeploymentState.FAILED, (d) =>
+      d.nodes.every((n) => n.state === 5 /* DELETED */ || (n.instanceIds.length === 0 && n.volumeIds.length === 0)),
+    );
     assert.equal(failed.stateReason, 'cancelled');
     const made = failed.nodes.flatMap((n) => n.instanceIds);
-    const { instances } = await call<ListInstancesRequest, ListInstancesResponse>(runtime.listInstances.bind(runtime), { pageSize: 1000, pageToken: '', project: '', state: 0, node });
-    assert.deepEqual(instances.filter((i) => made.includes(i.id) && i.state !== InstanceState.DELETED).map((i) => i.id), [], 'nothing left running');
+    const { instances } = await call<ListInstancesRequest, ListInstancesResponse>(runtime.listInstances.bind(runtime), {
+      pageSize: 1000,
+      pageToken: '',
+      project: '',
+      state: 0,
+      node,
+    });
+    assert.deepEqual(
+      instances.filter((i) => made.includes(i.id) && i.state !== InstanceState.DELETED).map((i) => i.id),
+      [],
+      'nothing left running',
+    );
     // A done operation is answered as it is; a deletion cannot be cancelled.
-    assert.equal((await call<CancelOperationRequest, CancelOperationResponse>(ops.cancelOperation.bind(ops), { name: operation!.name })).operation?.done, true);
+    assert.equal(
+      (await call<CancelOperationRequest, CancelOperationResponse>(ops.cancelOperation.bind(ops), { name: operation!.name })).operation
+        ?.done,
+      true,
+    );
     const { operation: deleting } = await remove(id);
     // (It may be done already: a rolled-back deployment has little left to delete.)
-    const answer = await call<CancelOperationRequest, CancelOperationResponse>(ops.cancelOperation.bind(ops), { name: deleting!.name }).then((r) => r.operation!, (e: { code: number }) => e);
-    assert.ok('done' in answer ? answer.done : answer.code === Code.FAILED_PRECONDITION, `a deletion is not cancelled: ${JSON.stringify(answer)}`);
+    const answer = await call<CancelOperationRequest, CancelOperationResponse>(ops.cancelOperation.bind(ops), {
+      name: deleting!.name,
+    }).then(
+      (r) => r.operation!,
+      (e: { code: number }) => e,
+    );
+    assert.ok(
+      'done' in answer ? answer.done : answer.code === Code.FAILED_PRECONDITION,
+      `a deletion is not cancelled: ${JSON.stringify(answer)}`,
+    );
     await waitFor(id, DeploymentState.DELETED);
   });
 });

@@ -10,10 +10,21 @@ import { status } from '@grpc/grpc-js';
 import { call, createClient, errorDetails } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, until, type ServiceProcess } from '@lapis/platform/testing';
 import {
-  DeploymentState, Severity, TranslationTarget,
-  type CreateDeploymentRequest, type CreateDeploymentResponse, type GetDeploymentRequest, type GetDeploymentResponse,
-  type ListDeploymentsRequest, type ListDeploymentsResponse, type TranslateTemplateRequest, type TranslateTemplateResponse,
-  type ValidateTemplateRequest, type ValidateTemplateResponse, type DeleteDeploymentRequest, type DeleteDeploymentResponse,
+  DeploymentState,
+  Severity,
+  TranslationTarget,
+  type CreateDeploymentRequest,
+  type CreateDeploymentResponse,
+  type GetDeploymentRequest,
+  type GetDeploymentResponse,
+  type ListDeploymentsRequest,
+  type ListDeploymentsResponse,
+  type TranslateTemplateRequest,
+  type TranslateTemplateResponse,
+  type ValidateTemplateRequest,
+  type ValidateTemplateResponse,
+  type DeleteDeploymentRequest,
+  type DeleteDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { generate } from '../../bench/bench';
@@ -56,7 +67,8 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
   it('validates an INDIGO template, importing the INDIGO types through the mirror', async () => {
     const c = client(TEST_TOKENS.alice.token);
     const r = await call<ValidateTemplateRequest, ValidateTemplateResponse>(c.validateTemplate.bind(c), {
-      template: { content: { $case: 'yaml', yaml: template('indigo-kubernetes-cluster') }, fileName: 'k8s.yaml', files: {} }, inputs: { wn_num: 2 },
+      template: { content: { $case: 'yaml', yaml: template('indigo-kubernetes-cluster') }, fileName: 'k8s.yaml', files: {} },
+      inputs: { wn_num: 2 },
     });
     assert.equal(r.valid, true, JSON.stringify(r.diagnostics.filter((d) => d.severity === Severity.ERROR)));
     assert.deepEqual(r.deploymentOrder, ['lrms_server', 'lrms_front_end', 'lrms_wn', 'wn_node', 'jupyterhub']);
@@ -65,13 +77,17 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
   it('reports every error with file, line, column and path', async () => {
     const c = client(TEST_TOKENS.alice.token);
     const r = await call<ValidateTemplateRequest, ValidateTemplateResponse>(c.validateTemplate.bind(c), {
-      template: { content: { $case: 'yaml', yaml: template('error-requirements') }, fileName: 'bad.yaml', files: {} }, inputs: undefined,
+      template: { content: { $case: 'yaml', yaml: template('error-requirements') }, fileName: 'bad.yaml', files: {} },
+      inputs: undefined,
     });
     assert.equal(r.valid, false);
     const errors = r.diagnostics.filter((d) => d.severity === Severity.ERROR);
     assert.equal(errors.length, 8);
     const unknown = errors.find((d) => d.code === 'UNKNOWN_REQUIREMENT')!;
-    assert.deepEqual([unknown.file, unknown.line, unknown.column, unknown.path], ['bad.yaml', 8, 11, 'topology_template.node_templates.app.requirements[1]']);
+    assert.deepEqual(
+      [unknown.file, unknown.line, unknown.column, unknown.path],
+      ['bad.yaml', 8, 11, 'topology_template.node_templates.app.requirements[1]'],
+    );
   });
 
   it('validates a big template (read by two threads) exactly as one thread does, errors and positions alike', async () => {
@@ -81,17 +97,23 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
     const alone = processTemplate({ text: yaml, fileName: 'big.yaml' }).diagnostics;
     const c = client(TEST_TOKENS.alice.token);
     const r = await call<ValidateTemplateRequest, ValidateTemplateResponse>(c.validateTemplate.bind(c), {
-      template: { content: { $case: 'yaml', yaml }, fileName: 'big.yaml', files: {} }, inputs: undefined,
+      template: { content: { $case: 'yaml', yaml }, fileName: 'big.yaml', files: {} },
+      inputs: undefined,
     });
     assert.equal(r.valid, false);
-    assert.deepEqual(r.diagnostics.map((d) => [d.code, d.line, d.column, d.path]), alone.map((d) => [d.code, d.line, d.column, d.path]));
+    assert.deepEqual(
+      r.diagnostics.map((d) => [d.code, d.line, d.column, d.path]),
+      alone.map((d) => [d.code, d.line, d.column, d.path]),
+    );
     assert.ok(alone.some((d) => d.code === 'UNKNOWN_NODE') && alone.some((d) => d.code === 'UNKNOWN_FIELD'), JSON.stringify(alone));
   });
 
   it('translates to Kubernetes manifests', async () => {
     const c = client(TEST_TOKENS.alice.token);
     const r = await call<TranslateTemplateRequest, TranslateTemplateResponse>(c.translateTemplate.bind(c), {
-      template: { content: { $case: 'yaml', yaml: template('docker-app-volume') }, fileName: 'app.yaml', files: {} }, inputs: { replicas: 3 }, target: TranslationTarget.KUBERNETES,
+      template: { content: { $case: 'yaml', yaml: template('docker-app-volume') }, fileName: 'app.yaml', files: {} },
+      inputs: { replicas: 3 },
+      target: TranslationTarget.KUBERNETES,
     });
     assert.match(r.output, /kind: Deployment[\s\S]*replicas: 3/);
     assert.match(r.output, /kind: PersistentVolumeClaim/);
@@ -101,13 +123,19 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
     const c = client(TEST_TOKENS.alice.token);
     await assert.rejects(
       call<CreateDeploymentRequest, CreateDeploymentResponse>(c.createDeployment.bind(c), {
-        template: { content: { $case: 'yaml', yaml: template('error-dependency-cycle') }, fileName: 'cycle.yaml', files: {} }, inputs: undefined, keepOnFailure: false, requestId: '',
+        template: { content: { $case: 'yaml', yaml: template('error-dependency-cycle') }, fileName: 'cycle.yaml', files: {} },
+        inputs: undefined,
+        keepOnFailure: false,
+        requestId: '',
       }),
       (error: Error & { code: number }) => {
         assert.equal(error.code, status.INVALID_ARGUMENT);
         const details = errorDetails(error as never);
         assert.equal(details.errorInfo?.reason, 'INVALID_TEMPLATE');
-        assert.ok(details.violations.some((v) => v.field === 'template:cycle.yaml:4:5' && /dependency cycle: a -> b -> c -> a/.test(v.description)), JSON.stringify(details));
+        assert.ok(
+          details.violations.some((v) => v.field === 'template:cycle.yaml:4:5' && /dependency cycle: a -> b -> c -> a/.test(v.description)),
+          JSON.stringify(details),
+        );
         return true;
       },
     );
@@ -116,7 +144,10 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
   it('a deployment that cannot reach the scheduler fails with the cause; scoped to its project; idempotent', async () => {
     const alice = client(TEST_TOKENS.alice.token);
     const request: CreateDeploymentRequest = {
-      template: { content: { $case: 'yaml', yaml: template('indigo-slurm-cluster') }, fileName: 'slurm.yaml', files: {} }, inputs: undefined, keepOnFailure: false, requestId: `req-${Date.now()}`,
+      template: { content: { $case: 'yaml', yaml: template('indigo-slurm-cluster') }, fileName: 'slurm.yaml', files: {} },
+      inputs: undefined,
+      keepOnFailure: false,
+      requestId: `req-${Date.now()}`,
     };
     const created = await call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), request);
     assert.ok(created.deploymentId);
@@ -133,23 +164,48 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
     });
     const again = await call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), request);
     assert.equal(again.deploymentId, created.deploymentId, 'same request_id, same deployment');
-    const failed = await until(async () => {
-      const r = await call<GetDeploymentRequest, GetDeploymentResponse>(alice.getDeployment.bind(alice), { deploymentId: created.deploymentId });
-      return r.deployment?.state === DeploymentState.FAILED ? r.deployment : undefined;
-    }, 'deployment FAILED', 60_000);
+    const failed = await until(
+      async () => {
+        const r = await call<GetDeploymentRequest, GetDeploymentResponse>(alice.getDeployment.bind(alice), {
+          deploymentId: created.deploymentId,
+        });
+        return r.deployment?.state === DeploymentState.FAILED ? r.deployment : undefined;
+      },
+      'deployment FAILED',
+      60_000,
+    );
     assert.match(failed.stateReason, /submitClaim lrms_server-0 failed/);
     await watchedFailure;
     stream.cancel();
     assert.equal(watched[watched.length - 1], DeploymentState.FAILED, `watched ${watched.join(',')}`);
-    assert.deepEqual(failed.nodes.map((n) => n.name), ['lrms_server', 'lrms_front_end', 'elastic_cluster_front_end', 'lrms_wn_server', 'wn_node']);
+    assert.deepEqual(
+      failed.nodes.map((n) => n.name),
+      ['lrms_server', 'lrms_front_end', 'elastic_cluster_front_end', 'lrms_wn_server', 'wn_node'],
+    );
     // Bob is in another project: he cannot see it.
     const bob = client(TEST_TOKENS.bob.token);
-    await assert.rejects(call<GetDeploymentRequest, GetDeploymentResponse>(bob.getDeployment.bind(bob), { deploymentId: created.deploymentId }), (e: { code: number }) => e.code === status.NOT_FOUND);
-    const bobs = await call<ListDeploymentsRequest, ListDeploymentsResponse>(bob.listDeployments.bind(bob), { pageSize: 0, pageToken: '', project: '', states: [] });
+    await assert.rejects(
+      call<GetDeploymentRequest, GetDeploymentResponse>(bob.getDeployment.bind(bob), { deploymentId: created.deploymentId }),
+      (e: { code: number }) => e.code === status.NOT_FOUND,
+    );
+    const bobs = await call<ListDeploymentsRequest, ListDeploymentsResponse>(bob.listDeployments.bind(bob), {
+      pageSize: 0,
+      pageToken: '',
+      project: '',
+      states: [],
+    });
     assert.ok(!bobs.deployments.some((d) => d.id === created.deploymentId));
-    const alices = await call<ListDeploymentsRequest, ListDeploymentsResponse>(alice.listDeployments.bind(alice), { pageSize: 0, pageToken: '', project: '', states: [DeploymentState.FAILED] });
+    const alices = await call<ListDeploymentsRequest, ListDeploymentsResponse>(alice.listDeployments.bind(alice), {
+      pageSize: 0,
+      pageToken: '',
+      project: '',
+      states: [DeploymentState.FAILED],
+    });
     assert.ok(alices.deployments.some((d) => d.id === created.deploymentId));
-    const deleted = await call<DeleteDeploymentRequest, DeleteDeploymentResponse>(alice.deleteDeployment.bind(alice), { deploymentId: created.deploymentId, requestId: '' });
+    const deleted = await call<DeleteDeploymentRequest, DeleteDeploymentResponse>(alice.deleteDeployment.bind(alice), {
+      deploymentId: created.deploymentId,
+      requestId: '',
+    });
     assert.ok(deleted.operation);
   });
 });

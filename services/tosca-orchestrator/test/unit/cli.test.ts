@@ -41,7 +41,10 @@ describe('command line', () => {
     const r = runCli(['validate', caseFile('indigo-galaxy-portal'), '--json'], { LAPIS_TOSCA_IMPORT_MIRROR: indigoMirror() });
     assert.equal(r.code, 0, r.stdout);
     const out = JSON.parse(r.stdout) as { valid: boolean; diagnostics: { file: string; code: string }[] };
-    assert.ok(out.diagnostics.some((d) => d.file.startsWith('https://raw.githubusercontent.com/indigo-dc/') && d.code === 'DUPLICATE_KEY'), 'the mirrored INDIGO file was read');
+    assert.ok(
+      out.diagnostics.some((d) => d.file.startsWith('https://raw.githubusercontent.com/indigo-dc/') && d.code === 'DUPLICATE_KEY'),
+      'the mirrored INDIGO file was read',
+    );
   });
 
   it('translate --to hot|radl|k8s', () => {
@@ -75,7 +78,9 @@ describe('command line', () => {
 
     it('with TOSCA-Metadata/TOSCA.meta: the entry definitions and their imports', () => {
       const csar = zipSync({
-        'TOSCA-Metadata/TOSCA.meta': strToU8('TOSCA-Meta-File-Version: 1.0\nCSAR-Version: 1.1\nCreated-By: test\nEntry-Definitions: Definitions/main.yaml\n'),
+        'TOSCA-Metadata/TOSCA.meta': strToU8(
+          'TOSCA-Meta-File-Version: 1.0\nCSAR-Version: 1.1\nCreated-By: test\nEntry-Definitions: Definitions/main.yaml\n',
+        ),
         'Definitions/main.yaml': strToU8(relative.replace('flavour: vanilla', 'flavour: chocolate')),
         'Definitions/types/app_types.yaml': strToU8(app),
         'Definitions/types/more.yaml': strToU8(types.replace('default: 11', 'default: 5')),

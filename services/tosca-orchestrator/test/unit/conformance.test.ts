@@ -27,20 +27,28 @@ interface Expected {
 }
 
 const matches = (d: Diagnostic, e: Partial<Diagnostic>) =>
-  (e.code === undefined || d.code === e.code) && (e.line === undefined || d.line === e.line) && (e.column === undefined || d.column === e.column)
-  && (e.path === undefined || d.path === e.path) && (e.message === undefined || d.message.includes(e.message)) && (e.file === undefined || d.file === e.file);
+  (e.code === undefined || d.code === e.code) &&
+  (e.line === undefined || d.line === e.line) &&
+  (e.column === undefined || d.column === e.column) &&
+  (e.path === undefined || d.path === e.path) &&
+  (e.message === undefined || d.message.includes(e.message)) &&
+  (e.file === undefined || d.file === e.file);
 
 const show = (ds: Diagnostic[]) => ds.map((d) => `${d.file}:${d.line}:${d.column} ${d.code} ${d.message} (${d.path})`).join('\n  ');
 
 describe('conformance cases', () => {
-  const cases = readdirSync(conformanceDir).filter((c) => existsSync(join(conformanceDir, c, 'expected.yaml'))).sort();
+  const cases = readdirSync(conformanceDir)
+    .filter((c) => existsSync(join(conformanceDir, c, 'expected.yaml')))
+    .sort();
   it('has cases', () => assert.ok(cases.length >= 20, `only ${cases.length} cases`));
   for (const name of cases) {
     it(name, () => {
       const dir = join(conformanceDir, name);
       const expected = parse(readFileSync(join(dir, 'expected.yaml'), 'utf8')) as Expected;
       const inputsFile = join(dir, 'inputs.yaml');
-      const inputs = existsSync(inputsFile) ? ((parse(readFileSync(inputsFile, 'utf8')) as Record<string, unknown> | null) ?? {}) : undefined;
+      const inputs = existsSync(inputsFile)
+        ? ((parse(readFileSync(inputsFile, 'utf8')) as Record<string, unknown> | null) ?? {})
+        : undefined;
       const text = readFileSync(join(dir, 'template.yaml'), 'utf8');
       const runs = [indigoMirror(), ...(expected.indigo === 'both' ? [undefined] : [])];
       for (const mirror of runs) {
@@ -56,14 +64,20 @@ describe('conformance cases', () => {
           if (i < 0) assert.fail(`${label}: expected error ${JSON.stringify(e)} not reported; errors:\n  ${show(errors)}`);
           unmatched.splice(i, 1);
         }
-        assert.deepEqual(unmatched.map((d) => `${d.code} ${d.message}`), [], `${label}: unexpected errors:\n  ${show(unmatched)}`);
+        assert.deepEqual(
+          unmatched.map((d) => `${d.code} ${d.message}`),
+          [],
+          `${label}: unexpected errors:\n  ${show(unmatched)}`,
+        );
         for (const w of expected.warnings ?? []) {
-          if (!warnings.some((d) => matches(d, w))) assert.fail(`${label}: expected warning ${JSON.stringify(w)}; warnings:\n  ${show(warnings)}`);
+          if (!warnings.some((d) => matches(d, w)))
+            assert.fail(`${label}: expected warning ${JSON.stringify(w)}; warnings:\n  ${show(warnings)}`);
         }
         if (expected.order) assert.deepEqual(result.topology?.order, expected.order, `${label}: deployment order`);
         for (const [target, needles] of Object.entries(expected.translate ?? {})) {
           const output = translate(result.topology!, target as Target);
-          for (const needle of needles ?? []) assert.ok(output.includes(needle), `${label}: ${target} output lacks ${JSON.stringify(needle)}:\n${output}`);
+          for (const needle of needles ?? [])
+            assert.ok(output.includes(needle), `${label}: ${target} output lacks ${JSON.stringify(needle)}:\n${output}`);
         }
       }
     });

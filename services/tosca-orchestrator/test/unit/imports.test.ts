@@ -35,7 +35,8 @@ topology_template:
       type: tosca.nodes.Compute
 `;
   const run = (type: string) => processTemplate({ text: template(type), fileName: 't.yaml', imports: new ImportFiles({ mirror }) });
-  const shown = (r: ReturnType<typeof run>) => r.diagnostics.map((d) => `${d.severity} ${d.code} ${d.file}:${d.line}:${d.column} ${d.path}`);
+  const shown = (r: ReturnType<typeof run>) =>
+    r.diagnostics.map((d) => `${d.severity} ${d.code} ${d.file}:${d.line}:${d.column} ${d.path}`);
 
   it('gives every template the same types, warnings and positions, read for the first time or not', () => {
     mkdirSync(dir, { recursive: true });
@@ -45,7 +46,10 @@ topology_template:
     assert.equal(first.valid, true);
     assert.deepEqual(shown(second), shown(first));
     // The string default read as an integer: a warning inside the imported file, with its line.
-    assert.ok(shown(first).some((d) => d.startsWith('warning TYPE_COERCED https://types.example.org/v1/types.yaml:6:')), JSON.stringify(shown(first)));
+    assert.ok(
+      shown(first).some((d) => d.startsWith('warning TYPE_COERCED https://types.example.org/v1/types.yaml:6:')),
+      JSON.stringify(shown(first)),
+    );
   });
 
   it('reads a file again once it changed in the mirror', () => {
@@ -59,22 +63,30 @@ topology_template:
     assert.equal(run('example.nodes.Dx').valid, true);
   });
 
-  it("checks imported types once, unless the template defines types the imported ones may refer to", () => {
-    writeFileSync(join(dir, 'ports.yaml'), `tosca_definitions_version: tosca_simple_yaml_1_3
+  it('checks imported types once, unless the template defines types the imported ones may refer to', () => {
+    writeFileSync(
+      join(dir, 'ports.yaml'),
+      `tosca_definitions_version: tosca_simple_yaml_1_3
 node_types:
   example.nodes.Web:
     derived_from: tosca.nodes.SoftwareComponent
     properties:
       port: { type: example.datatypes.Port }
       size: { type: integer, default: big }
-`);
-    const web = (own = '') => processTemplate({
-      text: `tosca_definitions_version: tosca_simple_yaml_1_3\nimports:\n  - https://types.example.org/v1/ports.yaml\n${own}topology_template:\n  node_templates:\n    server: { type: tosca.nodes.Compute }\n`,
-      fileName: 't.yaml',
-      imports: new ImportFiles({ mirror }),
-    });
-    const errors = (r: ReturnType<typeof web>) => r.diagnostics.filter((d) => d.severity === 'error').map((d) => `${d.code} ${d.file}:${d.line}:${d.column} ${d.path}`);
-    const inImport = ['TYPE_MISMATCH https://types.example.org/v1/ports.yaml:7:30 node_types.example.nodes.Web.properties.size.default', 'UNKNOWN_TYPE https://types.example.org/v1/ports.yaml:6:15 node_types.example.nodes.Web.properties.port.type'];
+`,
+    );
+    const web = (own = '') =>
+      processTemplate({
+        text: `tosca_definitions_version: tosca_simple_yaml_1_3\nimports:\n  - https://types.example.org/v1/ports.yaml\n${own}topology_template:\n  node_templates:\n    server: { type: tosca.nodes.Compute }\n`,
+        fileName: 't.yaml',
+        imports: new ImportFiles({ mirror }),
+      });
+    const errors = (r: ReturnType<typeof web>) =>
+      r.diagnostics.filter((d) => d.severity === 'error').map((d) => `${d.code} ${d.file}:${d.line}:${d.column} ${d.path}`);
+    const inImport = [
+      'TYPE_MISMATCH https://types.example.org/v1/ports.yaml:7:30 node_types.example.nodes.Web.properties.size.default',
+      'UNKNOWN_TYPE https://types.example.org/v1/ports.yaml:6:15 node_types.example.nodes.Web.properties.port.type',
+    ];
     assert.deepEqual(errors(web()).sort(), inImport);
     assert.deepEqual(errors(web()).sort(), inImport, 'the same errors, at the same places, the second time');
     // The template defines the data type the imported node type names: that error goes.

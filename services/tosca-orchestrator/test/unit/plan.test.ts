@@ -32,7 +32,10 @@ describe('deployment plan', () => {
 
   it('a Slurm cluster: front end first, worker nodes after, none when count is 0', () => {
     const p = plan(load('indigo-slurm-cluster'));
-    assert.deepEqual(p.instances.map((i) => i.key), ['lrms_server-0']);
+    assert.deepEqual(
+      p.instances.map((i) => i.key),
+      ['lrms_server-0'],
+    );
     const fe = p.instances[0]!;
     assert.equal(fe.image, 'linux-ubuntu-16.04-vmi');
     assert.equal(fe.cpuMillis, 2000);
@@ -49,31 +52,62 @@ describe('deployment plan', () => {
 
   it('scaling up adds instances and keeps the existing ones', () => {
     const before = plan(load('indigo-galaxy-portal', { number_of_nodes: 1 }));
-    const existing: Existing = new Map([['wn_server', [{ key: 'wn_server-0', instanceId: 'i-a' }]], ['lrms_server', [{ key: 'lrms_server-0', instanceId: 'i-fe' }]]]);
+    const existing: Existing = new Map([
+      ['wn_server', [{ key: 'wn_server-0', instanceId: 'i-a' }]],
+      ['lrms_server', [{ key: 'lrms_server-0', instanceId: 'i-fe' }]],
+    ]);
     const after = plan(load('indigo-galaxy-portal', { number_of_nodes: 3 }), existing);
     const d = diff(before, after);
-    assert.deepEqual(d.createInstances.map((i) => i.key), ['wn_server-1', 'wn_server-2']);
+    assert.deepEqual(
+      d.createInstances.map((i) => i.key),
+      ['wn_server-1', 'wn_server-2'],
+    );
     assert.deepEqual(d.deleteInstances, []);
     assert.deepEqual(d.replaceInstances, []);
     assert.deepEqual(d.createVolumes, []);
   });
 
   it('scaling down removes what removal_list names, then keeps the rest', () => {
-    const text = readFileSync(join(conformanceDir, 'indigo-galaxy-portal', 'template.yaml'), 'utf8')
-      .replace('properties: { count: { get_input: number_of_nodes } }', 'properties: { count: { get_input: number_of_nodes }, removal_list: [ i-b ] }');
+    const text = readFileSync(join(conformanceDir, 'indigo-galaxy-portal', 'template.yaml'), 'utf8').replace(
+      'properties: { count: { get_input: number_of_nodes } }',
+      'properties: { count: { get_input: number_of_nodes }, removal_list: [ i-b ] }',
+    );
     const topo = (n: number) => processTemplate({ text, inputs: { number_of_nodes: n } }).topology!;
-    const existing: Existing = new Map([['wn_server', [{ key: 'wn_server-0', instanceId: 'i-a' }, { key: 'wn_server-1', instanceId: 'i-b' }, { key: 'wn_server-2', instanceId: 'i-c' }]]]);
+    const existing: Existing = new Map([
+      [
+        'wn_server',
+        [
+          { key: 'wn_server-0', instanceId: 'i-a' },
+          { key: 'wn_server-1', instanceId: 'i-b' },
+          { key: 'wn_server-2', instanceId: 'i-c' },
+        ],
+      ],
+    ]);
     const before = plan(topo(3), existing);
     const after = plan(topo(2), existing);
     assert.deepEqual(diff(before, after).deleteInstances, ['wn_server-1']);
-    assert.deepEqual(after.instances.filter((i) => i.node === 'wn_server').map((i) => i.key), ['wn_server-0', 'wn_server-2']);
+    assert.deepEqual(
+      after.instances.filter((i) => i.node === 'wn_server').map((i) => i.key),
+      ['wn_server-0', 'wn_server-2'],
+    );
   });
 
   it('a changed spec replaces the instance; an unchanged template changes nothing', () => {
     const a = plan(load('indigo-kubernetes-cluster'));
-    assert.deepEqual(diff(a, plan(load('indigo-kubernetes-cluster'))), { createInstances: [], deleteInstances: [], replaceInstances: [], createVolumes: [], deleteVolumes: [], attach: [], detach: [] });
+    assert.deepEqual(diff(a, plan(load('indigo-kubernetes-cluster'))), {
+      createInstances: [],
+      deleteInstances: [],
+      replaceInstances: [],
+      createVolumes: [],
+      deleteVolumes: [],
+      attach: [],
+      detach: [],
+    });
     const b = plan(load('indigo-kubernetes-cluster', { fe_cpus: 4 }));
-    assert.deepEqual(diff(a, b).replaceInstances.map((i) => i.key), ['lrms_server-0']);
+    assert.deepEqual(
+      diff(a, b).replaceInstances.map((i) => i.key),
+      ['lrms_server-0'],
+    );
   });
 
   it('reports host amounts no claim could carry', () => {
@@ -100,7 +134,11 @@ describe('deployment plan', () => {
   });
 
   it('reports nodes without an image', () => {
-    const r = processTemplate({ text: 'tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    vm: { type: Compute }\n' });
-    assert.deepEqual(plan(r.topology!).problems, [{ node: 'vm', message: 'node vm names no image (os capability image, or an image artifact)' }]);
+    const r = processTemplate({
+      text: 'tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    vm: { type: Compute }\n',
+    });
+    assert.deepEqual(plan(r.topology!).problems, [
+      { node: 'vm', message: 'node vm names no image (os capability image, or an image artifact)' },
+    ]);
   });
 });

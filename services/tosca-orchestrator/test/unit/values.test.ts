@@ -6,7 +6,17 @@ import { parseScalar } from '../../src/domain/values';
 import { processTemplate } from '../../src/domain/validate';
 
 const pattern = /^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*([A-Za-z]+)\s*$/;
-const sizes: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3, tb: 1e12, tib: 1024 ** 4 };
+const sizes: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  kib: 1024,
+  mb: 1e6,
+  mib: 1024 ** 2,
+  gb: 1e9,
+  gib: 1024 ** 3,
+  tb: 1e12,
+  tib: 1024 ** 4,
+};
 const byPattern = (value: string): number | undefined => {
   const m = pattern.exec(value);
   const factor = m ? sizes[m[2]!.toLowerCase()] : undefined;
@@ -15,7 +25,29 @@ const byPattern = (value: string): number | undefined => {
 
 describe('scalar-unit values', () => {
   it('reads sizes as the pattern does', () => {
-    const cases = ['2 GB', '10GB', ' 1.5 MiB ', '-3 kb', '1e3 B', '1e3B', '1e B', '1eGB', '1.GB', '.5 GB', 'GB', '2', '2 G B', '2\u00a0GB', '\u00a02 GB', '1E-2 gb', '2 GBs', '12 gib\n', '5 e3 GB', '--2 GB', '2.5.1 GB'];
+    const cases = [
+      '2 GB',
+      '10GB',
+      ' 1.5 MiB ',
+      '-3 kb',
+      '1e3 B',
+      '1e3B',
+      '1e B',
+      '1eGB',
+      '1.GB',
+      '.5 GB',
+      'GB',
+      '2',
+      '2 G B',
+      '2\u00a0GB',
+      '\u00a02 GB',
+      '1E-2 gb',
+      '2 GBs',
+      '12 gib\n',
+      '5 e3 GB',
+      '--2 GB',
+      '2.5.1 GB',
+    ];
     for (const c of cases) assert.equal(parseScalar(c, 'scalar-unit.size'), byPattern(c), JSON.stringify(c));
     assert.equal(parseScalar('4 GB', 'scalar-unit.size'), 4e9);
     assert.equal(parseScalar('30 s', 'scalar-unit.time'), 30);
@@ -48,7 +80,10 @@ ${types}topology_template:
     host:
       type: tosca.nodes.Compute
 `;
-  const errors = (text: string) => processTemplate({ text, fileName: 't.yaml' }).diagnostics.filter((d) => d.severity === 'error').map((d) => d.code);
+  const errors = (text: string) =>
+    processTemplate({ text, fileName: 't.yaml' })
+      .diagnostics.filter((d) => d.severity === 'error')
+      .map((d) => d.code);
 
   it('reports an invalid value every time, however often a valid one was seen', () => {
     for (let i = 0; i < 3; i++) {
@@ -59,7 +94,8 @@ ${types}topology_template:
 
   it("judges by the template's own types: a redefined data type is not answered from the built-in one", () => {
     assert.deepEqual(errors(template(8080)), []);
-    const narrower = 'data_types:\n  tosca.datatypes.network.PortDef:\n    derived_from: integer\n    constraints:\n      - in_range: [ 1, 1024 ]\n';
+    const narrower =
+      'data_types:\n  tosca.datatypes.network.PortDef:\n    derived_from: integer\n    constraints:\n      - in_range: [ 1, 1024 ]\n';
     assert.deepEqual(errors(template(8080, narrower)), ['CONSTRAINT_VIOLATION']);
     assert.deepEqual(errors(template(8080)), []);
   });

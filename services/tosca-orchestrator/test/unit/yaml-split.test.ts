@@ -40,7 +40,10 @@ describe('template YAML read in two pieces', () => {
       assert.equal(reader.pieces, 1);
       assert.deepEqual(value, oneThread(text));
       const grafted = Object.keys((value as { topology_template: { node_templates: object } }).topology_template.node_templates);
-      assert.deepEqual(grafted, Object.keys((oneThread(text) as typeof value & { topology_template: { node_templates: object } }).topology_template.node_templates));
+      assert.deepEqual(
+        grafted,
+        Object.keys((oneThread(text) as typeof value & { topology_template: { node_templates: object } }).topology_template.node_templates),
+      );
     }
   });
 
@@ -67,17 +70,25 @@ describe('template YAML read in two pieces', () => {
 
   const tricky: Record<string, string> = {
     'block scalars, comments at column 0 and blank lines inside the node templates': topology(
-      nodes(names(6), (n) => `      type: tosca.nodes.Compute\n      description: |\n        ${n} line one\n\n        line two:\n# a comment at column 0\n\n      properties: { name: "${n}" }\n`),
+      nodes(
+        names(6),
+        (n) =>
+          `      type: tosca.nodes.Compute\n      description: |\n        ${n} line one\n\n        line two:\n# a comment at column 0\n\n      properties: { name: "${n}" }\n`,
+      ),
     ),
-    'a flow mapping over several lines': topology(nodes(names(6), (n) => `      type: tosca.nodes.Compute\n      properties: {\n        name: ${n},\n        size: 1 GB }\n`)),
+    'a flow mapping over several lines': topology(
+      nodes(names(6), (n) => `      type: tosca.nodes.Compute\n      properties: {\n        name: ${n},\n        size: 1 GB }\n`),
+    ),
     'node_templates inside a description before the topology': topology(
       nodes(names(6)),
       `description: |\n  topology_template:\n    node_templates:\n      a:\n        type: x\n      b:\n        type: y\n      c:\n        type: z\n`,
     ),
     'the same node template on both sides of the cut (the library warns)': topology(nodes([...names(4), 'n0', 'n5'])),
-    'an anchor in the head and its alias in the body': topology(nodes(names(3)) + '    a:\n      type: &t tosca.nodes.Compute\n' + nodes(['x', 'y']) + '    z:\n      type: *t\n'),
+    'an anchor in the head and its alias in the body': topology(
+      `${nodes(names(3))}    a:\n      type: &t tosca.nodes.Compute\n${nodes(['x', 'y'])}    z:\n      type: *t\n`,
+    ),
     'YAML 1.1 booleans in the body': topology(nodes(names(6), () => '      type: tosca.nodes.Compute\n      properties: { flag: yes }\n')),
-    'a syntax error in the body': topology(nodes(names(6)) + '    broken: [ 1, 2\n'),
+    'a syntax error in the body': topology(`${nodes(names(6))}    broken: [ 1, 2\n`),
     'CRLF line ends': topology(nodes(names(6))).replace(/\n/g, '\r\n'),
     'a sequence where node templates belong': topology('    - a\n    - b\n    - c\n'),
   };

@@ -9,10 +9,14 @@ import { loadWithLibrary, loadYaml } from '../../src/domain/yaml';
 import { conformanceDir, indigoTypesFile } from '../helpers';
 
 const sameAsLibrary = (text: string, name: string) =>
-  assert.deepEqual(loadYaml(text, name, new Diagnostics(), false).value, loadWithLibrary(text, name, new Diagnostics(), false).value, `${name}: values differ`);
+  assert.deepEqual(
+    loadYaml(text, name, new Diagnostics(), false).value,
+    loadWithLibrary(text, name, new Diagnostics(), false).value,
+    `${name}: values differ`,
+  );
 
 describe('template YAML', () => {
-  it('reads every conformance template and INDIGO\'s types exactly as the reference library does', () => {
+  it("reads every conformance template and INDIGO's types exactly as the reference library does", () => {
     let count = 0;
     for (const c of readdirSync(conformanceDir)) {
       const file = join(conformanceDir, c, 'template.yaml');
@@ -25,7 +29,8 @@ describe('template YAML', () => {
   });
 
   const snippets: Record<string, string> = {
-    scalars: 'a: 1\nb: -2\nc: 0x1F\nd: 017\ne: 1.5\nf: .5\ng: 1e3\nh: 1.0e+3\ni: ~\nj: null\nk: yes\nl: Off\nm: y\nn: "q\\"uote\\n"\no: \'it\'\'s\'\np: 1.19.4\nq: 2024-01-31\nr: 10 GB\ns: .inf\nu: 1_000\nw: +3\n',
+    scalars:
+      "a: 1\nb: -2\nc: 0x1F\nd: 017\ne: 1.5\nf: .5\ng: 1e3\nh: 1.0e+3\ni: ~\nj: null\nk: yes\nl: Off\nm: y\nn: \"q\\\"uote\\n\"\no: 'it''s'\np: 1.19.4\nq: 2024-01-31\nr: 10 GB\ns: .inf\nu: 1_000\nw: +3\n",
     flows: 'a: [ x: 1, y, "z": 2 ]\nb: { c: , d: [ ], e: {} }\nd: { url: "https://x.org/a:b", e: http://x.org }\n',
     blocks: 'a: |\n  line one\n  line two\n\nb: >\n  folded\n  text\nc: |-\n  stripped\ne: end\n',
     anchors: 'a: &x { b: 1 }\nc: *x\n',
@@ -73,7 +78,15 @@ describe('template YAML', () => {
     const diags = new Diagnostics();
     const loaded = loadWithLibrary('a:\n  b:\n    - c: 1\n', 'f.yaml', diags, false);
     // Offsets into the text: "a" at 0, "b" on line 2 after two spaces, "c" after "    - ".
-    assert.deepEqual([...loaded.positions].filter(([k]) => k), [['a', 0], ['a.b', 5], ['a.b[0]', 14], ['a.b[0].c', 14]]);
+    assert.deepEqual(
+      [...loaded.positions].filter(([k]) => k),
+      [
+        ['a', 0],
+        ['a.b', 5],
+        ['a.b[0]', 14],
+        ['a.b[0].c', 14],
+      ],
+    );
   });
 
   it("reads INDIGO's public custom types file", () => {
@@ -86,7 +99,13 @@ describe('template YAML', () => {
     for (const text of ['a: 1\na: yes\n', 'x: &y 1\na: 1\na: yes\n']) {
       const diags = new Diagnostics();
       loadYaml(text, 'f.yaml', diags);
-      assert.deepEqual(diags.list.map((d) => [d.code, d.line, d.column]).sort(), [['DUPLICATE_KEY', text.split('\n').length - 1, 1], ['YAML11_BOOLEAN', text.split('\n').length - 1, 1]].sort());
+      assert.deepEqual(
+        diags.list.map((d) => [d.code, d.line, d.column]).sort(),
+        [
+          ['DUPLICATE_KEY', text.split('\n').length - 1, 1],
+          ['YAML11_BOOLEAN', text.split('\n').length - 1, 1],
+        ].sort(),
+      );
     }
   });
 
@@ -129,7 +148,10 @@ describe('template YAML', () => {
     };
     const laughs = (levels: number) => {
       let t = 'a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n';
-      for (let i = 1; i <= levels; i++) t += `a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]\n`;
+      for (let i = 1; i <= levels; i++)
+        t += `a${i}: &a${i} [${Array(9)
+          .fill(`*a${i - 1}`)
+          .join(', ')}]\n`;
       return t;
     };
 
@@ -159,7 +181,9 @@ describe('template YAML', () => {
       // With an anchor the library reads it; the same limit, the same place.
       assert.deepEqual(read(`x: &x 1\na: ${'['.repeat(100)}${']'.repeat(100)}\n`).errors, ['2:103 YAML_TOO_DEEP']);
       // Nesting built by aliases counts too: 60 levels put 50 levels deep, at the alias.
-      assert.deepEqual(read(`x: &x ${'['.repeat(60)}${']'.repeat(60)}\ny: ${'['.repeat(50)}*x${']'.repeat(50)}\n`).errors, ['2:54 YAML_TOO_DEEP']);
+      assert.deepEqual(read(`x: &x ${'['.repeat(60)}${']'.repeat(60)}\ny: ${'['.repeat(50)}*x${']'.repeat(50)}\n`).errors, [
+        '2:54 YAML_TOO_DEEP',
+      ]);
     });
 
     it('spares the library a text nested thousands deep after a syntax error, but not a long shallow one', () => {
@@ -168,7 +192,10 @@ describe('template YAML', () => {
       for (const eol of ['\n', '\r\n']) {
         const lines = Array.from({ length: 2000 }, (_, i) => `- key${i}: { a: [b] }${eol}  more: - x${eol}`);
         const shallow = read(`top:${eol}${lines.join('')}bad: [${eol}`);
-        assert.ok(shallow.errors.length > 0 && shallow.errors.every((e) => e.endsWith('YAML_SYNTAX')), JSON.stringify(shallow.errors.slice(0, 3)));
+        assert.ok(
+          shallow.errors.length > 0 && shallow.errors.every((e) => e.endsWith('YAML_SYNTAX')),
+          JSON.stringify(shallow.errors.slice(0, 3)),
+        );
       }
     });
   });

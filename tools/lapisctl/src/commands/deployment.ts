@@ -30,7 +30,9 @@ export function readTemplate(file: string): TemplateSource {
   try {
     bytes = readFileSync(file);
   } catch (error) {
-    throw new UsageError(`cannot read template ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+    throw new UsageError(
+      `cannot read template ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`,
+    );
   }
   if (/\.(csar|zip)$/i.test(file) || (bytes[0] === 0x50 && bytes[1] === 0x4b)) {
     return { content: { $case: 'csar', csar: bytes }, fileName: basename(file), files: {} };
@@ -48,7 +50,12 @@ export function readTemplate(file: string): TemplateSource {
     const imports = (doc as { imports?: unknown } | null)?.imports;
     if (!Array.isArray(imports)) return;
     for (const entry of imports) {
-      const target = typeof entry === 'string' ? entry : typeof entry === 'object' && entry ? ((entry as { file?: unknown }).file as string | undefined) : undefined;
+      const target =
+        typeof entry === 'string'
+          ? entry
+          : typeof entry === 'object' && entry
+            ? ((entry as { file?: unknown }).file as string | undefined)
+            : undefined;
       if (typeof target !== 'string' || /^[a-z]+:\/\//i.test(target)) continue;
       const onDisk = normalize(join(from, target));
       const key = relative(root, onDisk);
@@ -71,14 +78,19 @@ export function readInputs(file: string | undefined): Record<string, unknown> | 
     throw new UsageError(`cannot read inputs ${file}: ${(error as Error).message}`);
   }
   if (parsed === null || parsed === undefined) return {};
-  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError(`inputs ${file} must be a YAML map of input names to values`);
+  if (typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new UsageError(`inputs ${file} must be a YAML map of input names to values`);
   return parsed as Record<string, unknown>;
 }
 
 const value = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
 
 function printDeployments(ctx: Context, list: Deployment[]): void {
-  if (ctx.output !== 'table') return printData(ctx.output, list.map((d) => plain(Deployment.toJSON(d))));
+  if (ctx.output !== 'table')
+    return printData(
+      ctx.output,
+      list.map((d) => plain(Deployment.toJSON(d))),
+    );
   const rows = list.map((d) => ({
     ID: d.id,
     PROJECT: d.project,
@@ -109,7 +121,14 @@ function printDeployment(ctx: Context, d: Deployment): void {
   process.stdout.write(
     table(
       ['NAME', 'TYPE', 'STATE', 'INSTANCES', 'VOLUMES', 'REASON'],
-      d.nodes.map((n) => ({ NAME: n.name, TYPE: n.type, STATE: word(NodeState, n.state), INSTANCES: n.instanceIds.join(','), VOLUMES: n.volumeIds.join(','), REASON: n.stateReason })),
+      d.nodes.map((n) => ({
+        NAME: n.name,
+        TYPE: n.type,
+        STATE: word(NodeState, n.state),
+        INSTANCES: n.instanceIds.join(','),
+        VOLUMES: n.volumeIds.join(','),
+        REASON: n.stateReason,
+      })),
     ).replace(/^/gm, '  '),
   );
   const outputs = Object.entries(d.outputs ?? {});
@@ -123,12 +142,22 @@ function printDeployment(ctx: Context, d: Deployment): void {
 const TERMINAL = new Set([DeploymentState.DEPLOYED, DeploymentState.FAILED, DeploymentState.DELETED]);
 
 /** Follows a deployment until `done` says so; a spinner shows its state and nodes. */
-async function follow(ctx: Context, id: string, done: (d: Deployment) => boolean, timeoutMs: number, since?: Date): Promise<Deployment | undefined> {
+async function follow(
+  ctx: Context,
+  id: string,
+  done: (d: Deployment) => boolean,
+  timeoutMs: number,
+  since?: Date,
+): Promise<Deployment | undefined> {
   const client = tosca(ctx);
   const progress = new Progress().start(`deployment ${id}`);
   let last: Deployment | undefined;
   let fresh = since === undefined;
-  const stopWaiting = giveUpAfter(timeoutMs, progress, () => `deployment ${id} still ${last ? word(DeploymentState, last.state) : 'not started'} after ${timeoutMs / 1000}s`);
+  const stopWaiting = giveUpAfter(
+    timeoutMs,
+    progress,
+    () => `deployment ${id} still ${last ? word(DeploymentState, last.state) : 'not started'} after ${timeoutMs / 1000}s`,
+  );
   try {
     await ctx.stream(
       'tosca',
@@ -137,7 +166,9 @@ async function follow(ctx: Context, id: string, done: (d: Deployment) => boolean
         if (!message.deployment) return;
         last = message.deployment;
         const started = last.nodes.filter((n) => n.state === NodeState.STARTED).length;
-        progress.update(`deployment ${id}: ${word(DeploymentState, last.state)}, ${started}/${last.nodes.length} nodes started${last.stateReason ? ` (${last.stateReason})` : ''}`);
+        progress.update(
+          `deployment ${id}: ${word(DeploymentState, last.state)}, ${started}/${last.nodes.length} nodes started${last.stateReason ? ` (${last.stateReason})` : ''}`,
+        );
         // The watch starts with the deployment as it is: a state from before the change asked
         // for (FAILED, then DELETING) is not its result until the change shows up.
         if (!fresh) fresh = !TERMINAL.has(last.state) || (since !== undefined && (last.updateTime?.getTime() ?? 0) >= since.getTime());
@@ -153,12 +184,20 @@ async function follow(ctx: Context, id: string, done: (d: Deployment) => boolean
 
 const waitUntilDone = waitOptions('wait until it is done, showing progress');
 
-async function finish(ctx: Context, id: string, options: Record<string, unknown>, want: DeploymentState, since?: Date): Promise<number | void> {
+async function finish(
+  ctx: Context,
+  id: string,
+  options: Record<string, unknown>,
+  want: DeploymentState,
+  since?: Date,
+): Promise<number | void> {
   const result = await follow(ctx, id, (d) => TERMINAL.has(d.state), waitMs(options), since);
   if (!result) throw new CommandError(`deployment ${id}: the watch ended without news`);
   printDeployment(ctx, result);
   if (result.state !== want) {
-    process.stderr.write(`error: deployment ${id} ${word(DeploymentState, result.state)}${result.stateReason ? `: ${result.stateReason}` : ''}\n`);
+    process.stderr.write(
+      `error: deployment ${id} ${word(DeploymentState, result.state)}${result.stateReason ? `: ${result.stateReason}` : ''}\n`,
+    );
     return 1;
   }
 }
@@ -173,7 +212,11 @@ export function deploymentCommand(): Command {
         name: 'create',
         summary: 'deploy a TOSCA template (YAML or CSAR)',
         args: [{ name: 'FILE', required: true }],
-        options: [{ long: 'inputs', short: 'i', value: 'FILE', description: 'YAML map of input values' }, { long: 'keep-on-failure', description: 'keep what was created when it fails' }, ...waitUntilDone],
+        options: [
+          { long: 'inputs', short: 'i', value: 'FILE', description: 'YAML map of input values' },
+          { long: 'keep-on-failure', description: 'keep what was created when it fails' },
+          ...waitUntilDone,
+        ],
         examples: ['lapisctl deployment create web-app.yaml --inputs inputs.yaml --wait'],
         run: async ({ args, options }, ctx) => {
           const request = CreateDeploymentRequest.fromPartial({
@@ -188,7 +231,8 @@ export function deploymentCommand(): Command {
             if (ctx.output === 'table') process.stderr.write(`deployment ${response.deploymentId} created\n`);
             return finish(ctx, response.deploymentId, options, DeploymentState.DEPLOYED);
           }
-          if (ctx.output !== 'table') return printData(ctx.output, { deploymentId: response.deploymentId, operation: response.operation?.name ?? '' });
+          if (ctx.output !== 'table')
+            return printData(ctx.output, { deploymentId: response.deploymentId, operation: response.operation?.name ?? '' });
           process.stdout.write(`deployment ${response.deploymentId} created (operation ${response.operation?.name ?? '-'})\n`);
         },
       },
@@ -199,7 +243,11 @@ export function deploymentCommand(): Command {
         run: async (_parsed, ctx) => {
           const client = tosca(ctx);
           const list = await listAll('deployments', (pageToken) =>
-            ctx.call('tosca', client.listDeployments.bind(client), ListDeploymentsRequest.fromPartial({ pageSize: 500, pageToken, project: ctx.project() ?? '' })),
+            ctx.call(
+              'tosca',
+              client.listDeployments.bind(client),
+              ListDeploymentsRequest.fromPartial({ pageSize: 500, pageToken, project: ctx.project() ?? '' }),
+            ),
           );
           printDeployments(ctx, list);
         },
@@ -211,17 +259,18 @@ export function deploymentCommand(): Command {
         args: [{ name: 'ID', required: true }],
         run: async ({ args }, ctx) => {
           const client = tosca(ctx);
-          const { deployment } = await ctx.call('tosca', client.getDeployment.bind(client), GetDeploymentRequest.fromPartial({ deploymentId: args[0]! }));
+          const { deployment } = await ctx.call(
+            'tosca',
+            client.getDeployment.bind(client),
+            GetDeploymentRequest.fromPartial({ deploymentId: args[0]! }),
+          );
           if (deployment) printDeployment(ctx, deployment);
         },
       },
       {
         name: 'update',
         summary: 'change a deployment: a new template and/or inputs (merged over the current ones)',
-        args: [
-          { name: 'ID', required: true },
-          { name: 'FILE' },
-        ],
+        args: [{ name: 'ID', required: true }, { name: 'FILE' }],
         options: [{ long: 'inputs', short: 'i', value: 'FILE', description: 'YAML map of input values' }, ...waitUntilDone],
         examples: ['lapisctl deployment update dep-1a2b... --inputs more-replicas.yaml --wait'],
         run: async ({ args, options }, ctx) => {
@@ -249,11 +298,23 @@ export function deploymentCommand(): Command {
         run: async ({ args, options }, ctx) => {
           const client = tosca(ctx);
           const since = new Date();
-          const response = await ctx.call('tosca', client.deleteDeployment.bind(client), DeleteDeploymentRequest.fromPartial({ deploymentId: args[0]! }));
+          const response = await ctx.call(
+            'tosca',
+            client.deleteDeployment.bind(client),
+            DeleteDeploymentRequest.fromPartial({ deploymentId: args[0]! }),
+          );
           if (options.wait) {
-            const last = await follow(ctx, args[0]!, (d) => d.state === DeploymentState.DELETED || d.state === DeploymentState.FAILED, waitMs(options), since);
+            const last = await follow(
+              ctx,
+              args[0]!,
+              (d) => d.state === DeploymentState.DELETED || d.state === DeploymentState.FAILED,
+              waitMs(options),
+              since,
+            );
             if (last?.state === DeploymentState.FAILED) {
-              process.stderr.write(`error: deployment ${args[0]} FAILED while deleting${last.stateReason ? `: ${last.stateReason}` : ''}\n`);
+              process.stderr.write(
+                `error: deployment ${args[0]} FAILED while deleting${last.stateReason ? `: ${last.stateReason}` : ''}\n`,
+              );
               return 1;
             }
             if (ctx.output !== 'table') return printData(ctx.output, { deploymentId: args[0], state: 'DELETED' });
@@ -278,11 +339,14 @@ export function deploymentCommand(): Command {
             (message) => {
               const d = message.deployment;
               if (!d) return;
-              if (ctx.output !== 'table') process.stdout.write(JSON.stringify({ node: message.node, deployment: plain(Deployment.toJSON(d)) }) + '\n');
+              if (ctx.output !== 'table')
+                process.stdout.write(`${JSON.stringify({ node: message.node, deployment: plain(Deployment.toJSON(d)) })}\n`);
               else {
                 const nodes = d.nodes.map((n) => `${n.name}=${word(NodeState, n.state)}`).join(' ');
                 const changed = message.node ? ` [${message.node}]` : '';
-                process.stdout.write(`${time(new Date())}  ${word(DeploymentState, d.state).padEnd(9)}${changed}  ${nodes}${d.stateReason ? `  (${d.stateReason})` : ''}\n`);
+                process.stdout.write(
+                  `${time(new Date())}  ${word(DeploymentState, d.state).padEnd(9)}${changed}  ${nodes}${d.stateReason ? `  (${d.stateReason})` : ''}\n`,
+                );
               }
               const end = d.state === DeploymentState.DELETED || (options['until-done'] === true && TERMINAL.has(d.state));
               last = d;

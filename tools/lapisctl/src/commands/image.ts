@@ -39,7 +39,7 @@ function printStatus(ctx: Context, repositories: RepositorySyncStatus[]): void {
 
 function progressOf(operation: Operation): RepositorySyncStatus[] {
   const meta = operation.metadata;
-  if (!meta || !meta.typeUrl.endsWith('lapis.images.v1.SyncProgress')) return [];
+  if (!meta?.typeUrl.endsWith('lapis.images.v1.SyncProgress')) return [];
   try {
     return SyncProgress.decode(meta.value).repositories;
   } catch {
@@ -64,9 +64,22 @@ export function imageCommand(): Command {
         run: async ({ options }, ctx) => {
           const client = images(ctx);
           const list = await listAll('images', (pageToken) =>
-            ctx.call('images', client.listImages.bind(client), ListImagesRequest.fromPartial({ pageSize: 500, pageToken, repositoryPrefix: (options.prefix as string) ?? '', policy: (options.policy as string) ?? '' })),
+            ctx.call(
+              'images',
+              client.listImages.bind(client),
+              ListImagesRequest.fromPartial({
+                pageSize: 500,
+                pageToken,
+                repositoryPrefix: (options.prefix as string) ?? '',
+                policy: (options.policy as string) ?? '',
+              }),
+            ),
           );
-          if (ctx.output !== 'table') return printData(ctx.output, list.map((i) => plain(Image.toJSON(i))));
+          if (ctx.output !== 'table')
+            return printData(
+              ctx.output,
+              list.map((i) => plain(Image.toJSON(i))),
+            );
           const rows = list.map((i) => ({
             REPOSITORY: i.repository,
             TAG: i.tag,
@@ -92,7 +105,11 @@ export function imageCommand(): Command {
         run: async ({ args, options }, ctx) => {
           const timeoutMs = options.wait ? waitMs(options) : 0;
           const client = images(ctx);
-          const request = SyncNowRequest.fromPartial({ policy: args[0] ?? '', repositories: (options.repository as string[] | undefined) ?? [], requestId: randomBytes(12).toString('hex') });
+          const request = SyncNowRequest.fromPartial({
+            policy: args[0] ?? '',
+            repositories: (options.repository as string[] | undefined) ?? [],
+            requestId: randomBytes(12).toString('hex'),
+          });
           const { operation } = await ctx.call('images', client.syncNow.bind(client), request);
           if (!operation) return;
           if (!options.wait) {
@@ -113,7 +130,9 @@ export function imageCommand(): Command {
                 last = message.operation;
                 const repos = progressOf(last);
                 const running = repos.filter((r) => r.result === SyncResult.RUNNING).map((r) => r.repository);
-                progress.update(`syncing ${running.length ? running.join(', ') : ''} (${repos.filter((r) => r.result !== SyncResult.RUNNING).length}/${repos.length} done)`);
+                progress.update(
+                  `syncing ${running.length ? running.join(', ') : ''} (${repos.filter((r) => r.result !== SyncResult.RUNNING).length}/${repos.length} done)`,
+                );
                 return last.done;
               },
             );
@@ -137,7 +156,11 @@ export function imageCommand(): Command {
         args: [{ name: 'POLICY' }],
         run: async ({ args }, ctx) => {
           const client = images(ctx);
-          const { repositories } = await ctx.call('images', client.getSyncStatus.bind(client), GetSyncStatusRequest.fromPartial({ policy: args[0] ?? '' }));
+          const { repositories } = await ctx.call(
+            'images',
+            client.getSyncStatus.bind(client),
+            GetSyncStatusRequest.fromPartial({ policy: args[0] ?? '' }),
+          );
           printStatus(ctx, repositories);
         },
       },

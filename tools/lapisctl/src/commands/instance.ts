@@ -20,7 +20,11 @@ import { age, bytes, cpus, details, plain, printData, table, time, word } from '
 const runtime = (ctx: Context) => ctx.client('runtime', RuntimeServiceClient);
 
 export function printInstances(ctx: Context, instances: Instance[]): void {
-  if (ctx.output !== 'table') return printData(ctx.output, instances.map((i) => plain(Instance.toJSON(i))));
+  if (ctx.output !== 'table')
+    return printData(
+      ctx.output,
+      instances.map((i) => plain(Instance.toJSON(i))),
+    );
   const rows = instances.map((i) => ({
     ID: i.id,
     NAME: i.spec?.name,
@@ -62,7 +66,12 @@ export function printInstance(ctx: Context, i: Instance): void {
   );
 }
 
-const timeoutOption: OptionDef = { long: 'grace', value: 'SECONDS', description: 'time to stop after SIGTERM before SIGKILL', defaultText: '10' };
+const timeoutOption: OptionDef = {
+  long: 'grace',
+  value: 'SECONDS',
+  description: 'time to stop after SIGTERM before SIGKILL',
+  defaultText: '10',
+};
 
 function grace(value: unknown) {
   if (value === undefined) return undefined;
@@ -82,10 +91,20 @@ export function instanceCommand(): Command {
       const instanceId = args[0]!;
       const timeout = grace(options.grace);
       let instance: Instance | undefined;
-      if (name === 'start') instance = (await ctx.call('runtime', client.startInstance.bind(client), StartInstanceRequest.fromPartial({ instanceId }))).instance;
-      if (name === 'stop') instance = (await ctx.call('runtime', client.stopInstance.bind(client), StopInstanceRequest.fromPartial({ instanceId, timeout }))).instance;
-      if (name === 'reboot') instance = (await ctx.call('runtime', client.rebootInstance.bind(client), RebootInstanceRequest.fromPartial({ instanceId, timeout }))).instance;
-      if (name === 'delete') instance = (await ctx.call('runtime', client.deleteInstance.bind(client), DeleteInstanceRequest.fromPartial({ instanceId, timeout }))).instance;
+      if (name === 'start')
+        instance = (await ctx.call('runtime', client.startInstance.bind(client), StartInstanceRequest.fromPartial({ instanceId })))
+          .instance;
+      if (name === 'stop')
+        instance = (await ctx.call('runtime', client.stopInstance.bind(client), StopInstanceRequest.fromPartial({ instanceId, timeout })))
+          .instance;
+      if (name === 'reboot')
+        instance = (
+          await ctx.call('runtime', client.rebootInstance.bind(client), RebootInstanceRequest.fromPartial({ instanceId, timeout }))
+        ).instance;
+      if (name === 'delete')
+        instance = (
+          await ctx.call('runtime', client.deleteInstance.bind(client), DeleteInstanceRequest.fromPartial({ instanceId, timeout }))
+        ).instance;
       if (!instance) return;
       if (ctx.output !== 'table') return printData(ctx.output, plain(Instance.toJSON(instance)));
       process.stdout.write(`instance ${instance.id} ${word(InstanceState, instance.state)}\n`);
@@ -96,7 +115,8 @@ export function instanceCommand(): Command {
     name: 'instance',
     aliases: ['instances', 'inst'],
     summary: 'instances: list, get, start, stop, reboot, delete, logs',
-    description: 'Instances are the containers the runtime runs for claims (an instance id is its claim id): to start one, `lapisctl claim submit`.',
+    description:
+      'Instances are the containers the runtime runs for claims (an instance id is its claim id): to start one, `lapisctl claim submit`.',
     subcommands: [
       {
         name: 'list',
@@ -112,12 +132,25 @@ export function instanceCommand(): Command {
           let state = InstanceState.UNSPECIFIED;
           if (options.state) {
             const value = (InstanceState as unknown as Record<string, number>)[String(options.state).toUpperCase()];
-            if (value === undefined || value < 1) throw new UsageError(`unknown state "${String(options.state)}"; one of PENDING, SCHEDULED, CREATING, RUNNING, STOPPED, DELETED, ERROR, PREEMPTED`);
+            if (value === undefined || value < 1)
+              throw new UsageError(
+                `unknown state "${String(options.state)}"; one of PENDING, SCHEDULED, CREATING, RUNNING, STOPPED, DELETED, ERROR, PREEMPTED`,
+              );
             state = value;
           }
           const client = runtime(ctx);
           const instances = await listAll('instances', (pageToken) =>
-            ctx.call('runtime', client.listInstances.bind(client), ListInstancesRequest.fromPartial({ pageSize: 500, pageToken, state, node: (options.node as string) ?? '', project: options['all-projects'] ? '' : (ctx.project() ?? '') })),
+            ctx.call(
+              'runtime',
+              client.listInstances.bind(client),
+              ListInstancesRequest.fromPartial({
+                pageSize: 500,
+                pageToken,
+                state,
+                node: (options.node as string) ?? '',
+                project: options['all-projects'] ? '' : (ctx.project() ?? ''),
+              }),
+            ),
           );
           printInstances(ctx, instances);
         },
@@ -129,7 +162,11 @@ export function instanceCommand(): Command {
         args: [{ name: 'ID', required: true }],
         run: async ({ args }, ctx) => {
           const client = runtime(ctx);
-          const { instance } = await ctx.call('runtime', client.getInstance.bind(client), GetInstanceRequest.fromPartial({ instanceId: args[0]! }));
+          const { instance } = await ctx.call(
+            'runtime',
+            client.getInstance.bind(client),
+            GetInstanceRequest.fromPartial({ instanceId: args[0]! }),
+          );
           if (instance) printInstance(ctx, instance);
         },
       },
@@ -148,7 +185,8 @@ export function instanceCommand(): Command {
         examples: ['lapisctl instance logs 3f2a... -f', 'lapisctl instance logs 3f2a... --tail 20'],
         run: async ({ args, options }, ctx) => {
           const tailLines = options.tail === undefined ? 0 : Number(options.tail);
-          if (!Number.isInteger(tailLines) || tailLines < 0) throw new UsageError(`--tail must be a whole number (got "${String(options.tail)}")`);
+          if (!Number.isInteger(tailLines) || tailLines < 0)
+            throw new UsageError(`--tail must be a whole number (got "${String(options.tail)}")`);
           const client = runtime(ctx);
           const request = StreamInstanceLogsRequest.fromPartial({ instanceId: args[0]!, follow: Boolean(options.follow), tailLines });
           await ctx.stream(
@@ -156,7 +194,13 @@ export function instanceCommand(): Command {
             () => client.streamInstanceLogs(request),
             (chunk) => {
               if (ctx.output !== 'table') {
-                process.stdout.write(JSON.stringify({ stream: word(LogStream, chunk.stream), time: chunk.time?.toISOString(), data: Buffer.from(chunk.data).toString('utf8') }) + '\n');
+                process.stdout.write(
+                  `${JSON.stringify({
+                    stream: word(LogStream, chunk.stream),
+                    time: chunk.time?.toISOString(),
+                    data: Buffer.from(chunk.data).toString('utf8'),
+                  })}\n`,
+                );
               } else (chunk.stream === LogStream.STDERR ? process.stderr : process.stdout).write(chunk.data);
             },
           );

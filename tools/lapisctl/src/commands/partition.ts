@@ -4,7 +4,7 @@
 import { listAll } from '@lapis/platform/list-all';
 import {
   ListNodeMovesRequest,
-  ListNodeMovesResponse,
+  type ListNodeMovesResponse,
   ListPartitionsRequest,
   MoveNodeRequest,
   NodeMove,
@@ -20,14 +20,20 @@ const scheduler = (ctx: Context) => ctx.client('scheduler', SchedulerServiceClie
 
 async function listPartitions(ctx: Context): Promise<Partition[]> {
   const client = scheduler(ctx);
-  return listAll('partitions', (pageToken) => ctx.call('scheduler', client.listPartitions.bind(client), ListPartitionsRequest.fromPartial({ pageSize: 500, pageToken })));
+  return listAll('partitions', (pageToken) =>
+    ctx.call('scheduler', client.listPartitions.bind(client), ListPartitionsRequest.fromPartial({ pageSize: 500, pageToken })),
+  );
 }
 
 const size = (n: number) => (n > 0 ? String(n) : '-');
 
 function limits(p: Partition): string | undefined {
   const r = p.maxResources;
-  const parts = [r?.cpuMillis ? `${cpus(r.cpuMillis)} CPU` : '', r?.memoryBytes ? bytes(r.memoryBytes) : '', r?.gpus ? `${r.gpus} GPU` : ''].filter(Boolean);
+  const parts = [
+    r?.cpuMillis ? `${cpus(r.cpuMillis)} CPU` : '',
+    r?.memoryBytes ? bytes(r.memoryBytes) : '',
+    r?.gpus ? `${r.gpus} GPU` : '',
+  ].filter(Boolean);
   return parts.length ? parts.join(', ') : undefined;
 }
 
@@ -44,7 +50,11 @@ export function partitionCommand(): Command {
         examples: ['lapisctl partition list', 'lapisctl partition list -o yaml'],
         run: async (_parsed, ctx) => {
           const partitions = await listPartitions(ctx);
-          if (ctx.output !== 'table') return printData(ctx.output, partitions.map((p) => plain(Partition.toJSON(p))));
+          if (ctx.output !== 'table')
+            return printData(
+              ctx.output,
+              partitions.map((p) => plain(Partition.toJSON(p))),
+            );
           const rows = partitions.map((p) => ({
             PARTITION: p.name,
             NODES: p.nodes.length,
@@ -64,7 +74,8 @@ export function partitionCommand(): Command {
       {
         name: 'moves',
         summary: 'recent node moves between partitions, newest first (admins)',
-        description: 'Every MoveNode the scheduler recorded (the last 200): the partition director moving nodes between Slurm and Lapis, or an admin. Each is also a NodeMoved event.',
+        description:
+          'Every MoveNode the scheduler recorded (the last 200): the partition director moving nodes between Slurm and Lapis, or an admin. Each is also a NodeMoved event.',
         options: [
           { long: 'node', value: 'NODE', description: "only this node's moves" },
           { long: 'limit', value: 'N', description: 'at most N moves', defaultText: '50' },
@@ -72,18 +83,35 @@ export function partitionCommand(): Command {
         examples: ['lapisctl partition moves', 'lapisctl partition moves --node node-7 -o json'],
         run: async ({ options }, ctx) => {
           const limit = options.limit === undefined ? 50 : Number(options.limit);
-          if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit takes a positive whole number, got "${String(options.limit)}"`);
+          if (!Number.isInteger(limit) || limit < 1)
+            throw new UsageError(`--limit takes a positive whole number, got "${String(options.limit)}"`);
           const client = scheduler(ctx);
           const moves: NodeMove[] = [];
           let pageToken = '';
           do {
-            const request = ListNodeMovesRequest.fromPartial({ pageSize: Math.min(limit - moves.length, 200), pageToken, node: (options.node as string) ?? '' });
+            const request = ListNodeMovesRequest.fromPartial({
+              pageSize: Math.min(limit - moves.length, 200),
+              pageToken,
+              node: (options.node as string) ?? '',
+            });
             const page: ListNodeMovesResponse = await ctx.call('scheduler', client.listNodeMoves.bind(client), request);
             moves.push(...page.moves);
             pageToken = page.nextPageToken;
           } while (pageToken && moves.length < limit);
-          if (ctx.output !== 'table') return printData(ctx.output, moves.map((m) => plain(NodeMove.toJSON(m))));
-          const rows = moves.map((m) => ({ TIME: time(m.time), AGE: age(m.time), NODE: m.node, FROM: m.fromPartition, TO: m.toPartition, BY: m.user, REASON: m.reason }));
+          if (ctx.output !== 'table')
+            return printData(
+              ctx.output,
+              moves.map((m) => plain(NodeMove.toJSON(m))),
+            );
+          const rows = moves.map((m) => ({
+            TIME: time(m.time),
+            AGE: age(m.time),
+            NODE: m.node,
+            FROM: m.fromPartition,
+            TO: m.toPartition,
+            BY: m.user,
+            REASON: m.reason,
+          }));
           process.stdout.write(table(['TIME', 'AGE', 'NODE', 'FROM', 'TO', 'BY', 'REASON'], rows));
         },
       },
@@ -100,7 +128,12 @@ export function partitionCommand(): Command {
         run: async ({ args, options }, ctx) => {
           if (!options.to) throw new UsageError('--to PARTITION is required');
           const client = scheduler(ctx);
-          const request = MoveNodeRequest.fromPartial({ node: args[0], toPartition: options.to as string, drain: Boolean(options.drain), reason: (options.reason as string) ?? '' });
+          const request = MoveNodeRequest.fromPartial({
+            node: args[0],
+            toPartition: options.to as string,
+            drain: Boolean(options.drain),
+            reason: (options.reason as string) ?? '',
+          });
           const r: MoveNodeResponse = await ctx.call('scheduler', client.moveNode.bind(client), request);
           process.stdout.write(`node ${r.node} moved from ${r.fromPartition || '-'} to ${r.toPartition}\n`);
         },

@@ -34,7 +34,11 @@ function nodeOrReason(c: Claim): string {
 }
 
 function printClaims(ctx: Context, claims: Claim[]): void {
-  if (ctx.output !== 'table') return printData(ctx.output, claims.map((c) => plain(Claim.toJSON(c))));
+  if (ctx.output !== 'table')
+    return printData(
+      ctx.output,
+      claims.map((c) => plain(Claim.toJSON(c))),
+    );
   const rows = claims.map((c) => ({
     CLAIM: c.id,
     NAME: c.spec?.name,
@@ -49,7 +53,12 @@ function printClaims(ctx: Context, claims: Claim[]): void {
     SPOT: c.preemptible ? 'yes' : undefined,
     AGE: age(c.submitTime),
   }));
-  process.stdout.write(table(['CLAIM', 'NAME', 'PROJECT', 'USER', 'STATE', 'INSTANCE', 'PRIORITY', 'NODE(REASON)', 'PARTITION', 'FLAVOR', 'SPOT', 'AGE'], rows));
+  process.stdout.write(
+    table(
+      ['CLAIM', 'NAME', 'PROJECT', 'USER', 'STATE', 'INSTANCE', 'PRIORITY', 'NODE(REASON)', 'PARTITION', 'FLAVOR', 'SPOT', 'AGE'],
+      rows,
+    ),
+  );
 }
 
 function printClaim(ctx: Context, c: Claim): void {
@@ -61,7 +70,10 @@ function printClaim(ctx: Context, c: Claim): void {
       ['Project', c.project],
       ['User', c.user],
       ['State', word(ClaimState, c.state)],
-      ['Pending reason', WAITING.has(c.state) ? word(PendingReason, c.pendingReason) + (c.reasonDetail ? ` (${c.reasonDetail})` : '') : undefined],
+      [
+        'Pending reason',
+        WAITING.has(c.state) ? word(PendingReason, c.pendingReason) + (c.reasonDetail ? ` (${c.reasonDetail})` : '') : undefined,
+      ],
       ['Instance state', word(InstanceState, c.instanceState)],
       ['Priority', fixed(c.priority)],
       ['Image', c.spec?.image],
@@ -82,16 +94,21 @@ function printClaim(ctx: Context, c: Claim): void {
 
 async function listClaims(ctx: Context, request: Partial<ListClaimsRequest>): Promise<Claim[]> {
   const client = scheduler(ctx);
-  return listAll('claims', (pageToken) => ctx.call('scheduler', client.listClaims.bind(client), ListClaimsRequest.fromPartial({ ...request, pageSize: 500, pageToken })));
+  return listAll('claims', (pageToken) =>
+    ctx.call('scheduler', client.listClaims.bind(client), ListClaimsRequest.fromPartial({ ...request, pageSize: 500, pageToken })),
+  );
 }
 
 function parseStates(list: string[] | undefined): ClaimState[] | undefined {
   if (!list) return undefined;
-  return list.flatMap((s) => s.split(',')).map((name) => {
-    const value = (ClaimState as unknown as Record<string, number>)[name.trim().toUpperCase()];
-    if (value === undefined || value < 1) throw new UsageError(`unknown claim state "${name}"; one of PENDING, PLACED, RUNNING, REQUEUED, ENDED, CANCELLED`);
-    return value as ClaimState;
-  });
+  return list
+    .flatMap((s) => s.split(','))
+    .map((name) => {
+      const value = (ClaimState as unknown as Record<string, number>)[name.trim().toUpperCase()];
+      if (value === undefined || value < 1)
+        throw new UsageError(`unknown claim state "${name}"; one of PENDING, PLACED, RUNNING, REQUEUED, ENDED, CANCELLED`);
+      return value as ClaimState;
+    });
 }
 
 export function queueCommand(): Command {
@@ -99,9 +116,16 @@ export function queueCommand(): Command {
     name: 'queue',
     aliases: ['squeue'],
     summary: 'the claim queue, like squeue: state, pending reason, priority, node',
-    description: 'The claims of your project (every project for admins) in priority order, highest first: state, why a claim still waits, its priority and the node it runs on.',
+    description:
+      'The claims of your project (every project for admins) in priority order, highest first: state, why a claim still waits, its priority and the node it runs on.',
     options: [
-      { long: 'state', short: 't', value: 'STATE', description: 'only claims in these states (repeatable or comma-separated)', repeat: true },
+      {
+        long: 'state',
+        short: 't',
+        value: 'STATE',
+        description: 'only claims in these states (repeatable or comma-separated)',
+        repeat: true,
+      },
       { long: 'all', short: 'a', description: 'also ended and cancelled claims' },
       { long: 'partition', value: 'NAME', description: 'only claims of this partition' },
       { long: 'node', value: 'NODE', description: 'only claims placed on this node' },
@@ -133,7 +157,11 @@ export function priorityCommand(): Command {
     examples: ['lapisctl priority', 'lapisctl priority 3f2a... 9b1c...'],
     run: async ({ args, options }, ctx) => {
       const client = scheduler(ctx);
-      const response: GetPriorityResponse = await ctx.call('scheduler', client.getPriority.bind(client), GetPriorityRequest.fromPartial({ claimIds: args }));
+      const response: GetPriorityResponse = await ctx.call(
+        'scheduler',
+        client.getPriority.bind(client),
+        GetPriorityRequest.fromPartial({ claimIds: args }),
+      );
       if (ctx.output !== 'table') return printData(ctx.output, plain(GetPriorityResponse.toJSON(response)));
       const raw = Boolean(options.raw);
       const rows = response.priorities.map((p) => {
@@ -153,7 +181,17 @@ export function priorityCommand(): Command {
       });
       const w = response.weights;
       if (w) {
-        rows.unshift({ CLAIM: 'Weights', PROJECT: '', USER: '', PRIORITY: '', AGE: fixed(w.age), FAIRSHARE: fixed(w.fairShare), JOBSIZE: fixed(w.jobSize), PARTITION: fixed(w.partition), QOS: fixed(w.qos) });
+        rows.unshift({
+          CLAIM: 'Weights',
+          PROJECT: '',
+          USER: '',
+          PRIORITY: '',
+          AGE: fixed(w.age),
+          FAIRSHARE: fixed(w.fairShare),
+          JOBSIZE: fixed(w.jobSize),
+          PARTITION: fixed(w.partition),
+          QOS: fixed(w.qos),
+        });
       }
       process.stdout.write(table(['CLAIM', 'PROJECT', 'USER', 'PRIORITY', 'AGE', 'FAIRSHARE', 'JOBSIZE', 'PARTITION', 'QOS'], rows));
       if (response.priorities.length === 0) process.stderr.write('no pending claims\n');
@@ -170,7 +208,11 @@ export function fairshareCommand(): Command {
     examples: ['lapisctl fairshare', 'lapisctl fairshare physics'],
     run: async ({ args }, ctx) => {
       const client = scheduler(ctx);
-      const response: GetFairShareResponse = await ctx.call('scheduler', client.getFairShare.bind(client), GetFairShareRequest.fromPartial({ account: args[0] ?? '' }));
+      const response: GetFairShareResponse = await ctx.call(
+        'scheduler',
+        client.getFairShare.bind(client),
+        GetFairShareRequest.fromPartial({ account: args[0] ?? '' }),
+      );
       if (ctx.output !== 'table') return printData(ctx.output, plain(GetFairShareResponse.toJSON(response)));
       const rows = response.entries.map((e) => ({
         ACCOUNT: e.user ? '' : e.account,
@@ -183,7 +225,9 @@ export function fairshareCommand(): Command {
         FAIRSHARE: fixed(e.fairShareFactor, 6),
         LEVEL_FS: fixed(e.levelFs, 6),
       }));
-      process.stdout.write(table(['ACCOUNT', 'USER', 'RAW_SHARES', 'NORM_SHARES', 'RAW_USAGE', 'NORM_USAGE', 'EFFECTV_USAGE', 'FAIRSHARE', 'LEVEL_FS'], rows));
+      process.stdout.write(
+        table(['ACCOUNT', 'USER', 'RAW_SHARES', 'NORM_SHARES', 'RAW_USAGE', 'NORM_USAGE', 'EFFECTV_USAGE', 'FAIRSHARE', 'LEVEL_FS'], rows),
+      );
       const halfLife = response.usageHalfLife ? `, usage half-life ${Math.round(response.usageHalfLife.seconds / 3600)}h` : '';
       process.stdout.write(`\nalgorithm ${word(FairShareAlgorithm, response.algorithm)}${halfLife}\n`);
     },
@@ -199,10 +243,14 @@ async function waitForClaim(ctx: Context, id: string, timeoutMs: number): Promis
     for (;;) {
       const { claim } = await ctx.call('scheduler', client.getClaim.bind(client), GetClaimRequest.fromPartial({ claimId: id }));
       if (!claim) throw new CommandError(`claim ${id} disappeared`);
-      progress.update(`claim ${id}: ${word(ClaimState, claim.state)}${WAITING.has(claim.state) ? ` (${word(PendingReason, claim.pendingReason)})` : ''}, instance ${word(InstanceState, claim.instanceState)}`);
+      progress.update(
+        `claim ${id}: ${word(ClaimState, claim.state)}${WAITING.has(claim.state) ? ` (${word(PendingReason, claim.pendingReason)})` : ''}, instance ${word(InstanceState, claim.instanceState)}`,
+      );
       if (claim.instanceState === InstanceState.RUNNING) return claim;
       if (claim.state === ClaimState.ENDED || claim.state === ClaimState.CANCELLED || claim.instanceState === InstanceState.ERROR) {
-        throw new CommandError(`claim ${id} ${word(ClaimState, claim.state)}, instance ${word(InstanceState, claim.instanceState)}${claim.reasonDetail ? `: ${claim.reasonDetail}` : ''}`);
+        throw new CommandError(
+          `claim ${id} ${word(ClaimState, claim.state)}, instance ${word(InstanceState, claim.instanceState)}${claim.reasonDetail ? `: ${claim.reasonDetail}` : ''}`,
+        );
       }
       if (Date.now() > deadline) throw new CommandError(`claim ${id} still ${word(ClaimState, claim.state)} after ${timeoutMs / 1000}s`);
       await sleep(500);
@@ -252,7 +300,14 @@ export function claimCommand(): Command {
             }
             return out;
           };
-          const base = options.image.replace(/[@:].*$/, '').split('/').pop()!.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 40) || 'instance';
+          const base =
+            options.image
+              .replace(/[@:].*$/, '')
+              .split('/')
+              .pop()!
+              .toLowerCase()
+              .replace(/[^a-z0-9-]/g, '-')
+              .slice(0, 40) || 'instance';
           const name = (options.name as string | undefined) ?? `${base}-${randomBytes(3).toString('hex')}`;
           const volumes = ((options.volume as string[] | undefined) ?? []).map((v) => {
             const [volumeId, mountPath] = v.split(':', 2) as [string, string | undefined];
@@ -260,9 +315,21 @@ export function claimCommand(): Command {
           });
           const timeoutMs = options.wait ? waitMs(options) : 0;
           const request = SubmitClaimRequest.fromPartial({
-            spec: { name, flavor: options.flavor, image: options.image, command: rest, environment: pairs(options.env, 'env'), labels: pairs(options.label, 'label'), volumes },
+            spec: {
+              name,
+              flavor: options.flavor,
+              image: options.image,
+              command: rest,
+              environment: pairs(options.env, 'env'),
+              labels: pairs(options.label, 'label'),
+              volumes,
+            },
             preemptible: Boolean(options.preemptible),
-            onPreemption: options.requeue ? PreemptionAction.REQUEUE : options.preemptible ? PreemptionAction.END : PreemptionAction.UNSPECIFIED,
+            onPreemption: options.requeue
+              ? PreemptionAction.REQUEUE
+              : options.preemptible
+                ? PreemptionAction.END
+                : PreemptionAction.UNSPECIFIED,
             partition: (options.partition as string) ?? '',
             qos: (options.qos as string) ?? '',
             requestId: (options['request-id'] as string) ?? randomBytes(12).toString('hex'),
@@ -275,7 +342,9 @@ export function claimCommand(): Command {
             claim = await waitForClaim(ctx, claim.id, timeoutMs);
           }
           if (ctx.output !== 'table') return printClaim(ctx, claim);
-          process.stdout.write(`claim ${claim.id} ${word(ClaimState, claim.state)}${WAITING.has(claim.state) ? ` (${word(PendingReason, claim.pendingReason)})` : ''}, instance ${word(InstanceState, claim.instanceState)}${claim.node ? ` on ${claim.node}` : ''}\n`);
+          process.stdout.write(
+            `claim ${claim.id} ${word(ClaimState, claim.state)}${WAITING.has(claim.state) ? ` (${word(PendingReason, claim.pendingReason)})` : ''}, instance ${word(InstanceState, claim.instanceState)}${claim.node ? ` on ${claim.node}` : ''}\n`,
+          );
         },
       },
       {
@@ -293,9 +362,20 @@ export function claimCommand(): Command {
         name: 'list',
         aliases: ['ls'],
         summary: 'list claims by submit time (see also lapisctl queue)',
-        options: [{ long: 'state', short: 't', value: 'STATE', description: 'only claims in these states (repeatable or comma-separated)', repeat: true }],
+        options: [
+          {
+            long: 'state',
+            short: 't',
+            value: 'STATE',
+            description: 'only claims in these states (repeatable or comma-separated)',
+            repeat: true,
+          },
+        ],
         run: async ({ options }, ctx) => {
-          printClaims(ctx, await listClaims(ctx, { states: parseStates(options.state as string[] | undefined) ?? [], project: ctx.project() ?? '' }));
+          printClaims(
+            ctx,
+            await listClaims(ctx, { states: parseStates(options.state as string[] | undefined) ?? [], project: ctx.project() ?? '' }),
+          );
         },
       },
       {
@@ -304,7 +384,11 @@ export function claimCommand(): Command {
         args: [{ name: 'CLAIM', required: true }],
         run: async ({ args }, ctx) => {
           const client = scheduler(ctx);
-          const { claim } = await ctx.call('scheduler', client.cancelClaim.bind(client), CancelClaimRequest.fromPartial({ claimId: args[0]! }));
+          const { claim } = await ctx.call(
+            'scheduler',
+            client.cancelClaim.bind(client),
+            CancelClaimRequest.fromPartial({ claimId: args[0]! }),
+          );
           if (!claim) return;
           if (ctx.output !== 'table') return printClaim(ctx, claim);
           process.stdout.write(`claim ${claim.id} ${word(ClaimState, claim.state)}\n`);

@@ -37,7 +37,8 @@ export function toscaCommand(): Command {
   return {
     name: 'tosca',
     summary: 'validate and translate TOSCA templates offline',
-    description: 'Offline TOSCA tools (no services, no token): the same parser and validator the tosca-orchestrator uses. URL imports resolve from --mirror or LAPIS_TOSCA_IMPORT_MIRROR, never the network.',
+    description:
+      'Offline TOSCA tools (no services, no token): the same parser and validator the tosca-orchestrator uses. URL imports resolve from --mirror or LAPIS_TOSCA_IMPORT_MIRROR, never the network.',
     subcommands: [
       {
         name: 'validate',

@@ -18,7 +18,11 @@ import { age, bytes, details, parseSize, plain, printData, table, time, word } f
 const runtime = (ctx: Context) => ctx.client('runtime', RuntimeServiceClient);
 
 function printVolumes(ctx: Context, volumes: Volume[]): void {
-  if (ctx.output !== 'table') return printData(ctx.output, volumes.map((v) => plain(Volume.toJSON(v))));
+  if (ctx.output !== 'table')
+    return printData(
+      ctx.output,
+      volumes.map((v) => plain(Volume.toJSON(v))),
+    );
   const rows = volumes.map((v) => ({
     ID: v.id,
     NAME: v.name,
@@ -79,7 +83,13 @@ export function volumeCommand(): Command {
             labels[pair.slice(0, eq)] = pair.slice(eq + 1);
           }
           const client = runtime(ctx);
-          const request = CreateVolumeRequest.fromPartial({ name: args[0]!, sizeBytes, filesystem: (options.filesystem as string) ?? '', node: (options.node as string) ?? '', labels });
+          const request = CreateVolumeRequest.fromPartial({
+            name: args[0]!,
+            sizeBytes,
+            filesystem: (options.filesystem as string) ?? '',
+            node: (options.node as string) ?? '',
+            labels,
+          });
           const { volume } = await ctx.call('runtime', client.createVolume.bind(client), request);
           if (!volume) return;
           if (ctx.output !== 'table') return printVolume(ctx, volume);
@@ -94,7 +104,16 @@ export function volumeCommand(): Command {
         run: async ({ options }, ctx) => {
           const client = runtime(ctx);
           const volumes = await listAll('volumes', (pageToken) =>
-            ctx.call('runtime', client.listVolumes.bind(client), ListVolumesRequest.fromPartial({ pageSize: 500, pageToken, instanceId: (options.instance as string) ?? '', project: ctx.project() ?? '' })),
+            ctx.call(
+              'runtime',
+              client.listVolumes.bind(client),
+              ListVolumesRequest.fromPartial({
+                pageSize: 500,
+                pageToken,
+                instanceId: (options.instance as string) ?? '',
+                project: ctx.project() ?? '',
+              }),
+            ),
           );
           printVolumes(ctx, volumes);
         },
@@ -124,11 +143,18 @@ export function volumeCommand(): Command {
         examples: ['lapisctl volume attach 7c1e... 3f2a... --mount /mnt/data'],
         run: async ({ args, options }, ctx) => {
           const client = runtime(ctx);
-          const request = AttachVolumeRequest.fromPartial({ volumeId: args[0]!, instanceId: args[1]!, mountPath: (options.mount as string) ?? '', readOnly: Boolean(options['read-only']) });
+          const request = AttachVolumeRequest.fromPartial({
+            volumeId: args[0]!,
+            instanceId: args[1]!,
+            mountPath: (options.mount as string) ?? '',
+            readOnly: Boolean(options['read-only']),
+          });
           const { volume } = await ctx.call('runtime', client.attachVolume.bind(client), request);
           if (!volume) return;
           if (ctx.output !== 'table') return printVolume(ctx, volume);
-          process.stdout.write(`volume ${volume.id} ${word(VolumeState, volume.state)} to ${volume.attachment?.instanceId ?? args[1]} at ${volume.attachment?.mountPath ?? '-'}\n`);
+          process.stdout.write(
+            `volume ${volume.id} ${word(VolumeState, volume.state)} to ${volume.attachment?.instanceId ?? args[1]} at ${volume.attachment?.mountPath ?? '-'}\n`,
+          );
         },
       },
       {
@@ -137,7 +163,11 @@ export function volumeCommand(): Command {
         args: [{ name: 'VOLUME', required: true }],
         run: async ({ args }, ctx) => {
           const client = runtime(ctx);
-          const { volume } = await ctx.call('runtime', client.detachVolume.bind(client), DetachVolumeRequest.fromPartial({ volumeId: args[0]! }));
+          const { volume } = await ctx.call(
+            'runtime',
+            client.detachVolume.bind(client),
+            DetachVolumeRequest.fromPartial({ volumeId: args[0]! }),
+          );
           if (!volume) return;
           if (ctx.output !== 'table') return printVolume(ctx, volume);
           process.stdout.write(`volume ${volume.id} ${word(VolumeState, volume.state)}\n`);
@@ -150,7 +180,11 @@ export function volumeCommand(): Command {
         args: [{ name: 'VOLUME', required: true }],
         run: async ({ args }, ctx) => {
           const client = runtime(ctx);
-          const { volume } = await ctx.call('runtime', client.deleteVolume.bind(client), DeleteVolumeRequest.fromPartial({ volumeId: args[0]! }));
+          const { volume } = await ctx.call(
+            'runtime',
+            client.deleteVolume.bind(client),
+            DeleteVolumeRequest.fromPartial({ volumeId: args[0]! }),
+          );
           if (ctx.output !== 'table') return printData(ctx.output, volume ? plain(Volume.toJSON(volume)) : {});
           process.stdout.write(`volume ${args[0]} deleted\n`);
         },

@@ -127,7 +127,12 @@ async function serve(): Promise<void> {
     write(status);
     const example = await deployExampleInCluster(cluster, installed, progress);
     // An output over the mirrors it was not given (EXAMPLE_INPUTS) stays an unresolved expression.
-    const outputs = Object.fromEntries(Object.entries(example.outputs).map(([k, v]) => [k, typeof v === 'string' ? v : '(none: deployed without mirrors on one 2-core node)']));
+    const outputs = Object.fromEntries(
+      Object.entries(example.outputs).map(([k, v]) => [
+        k,
+        typeof v === 'string' ? v : '(none: deployed without mirrors on one 2-core node)',
+      ]),
+    );
     status.outputs = { ...outputs, deployment: example.deploymentId, 'web pod': example.pod, 'web claims': example.claims };
     status.phase = 'ready';
     write(status);
@@ -145,10 +150,14 @@ async function down(): Promise<number> {
   if (!status || !alive(status.pid)) {
     rmSync(STATUS, { force: true });
     const cleaned = await cleanupStaleCluster((line) => process.stdout.write(`  ${line}\n`));
-    process.stdout.write(cleaned ? 'Lapis on Kubernetes was not running; removed what its cluster left.\n' : 'Lapis on Kubernetes is not running.\n');
+    process.stdout.write(
+      cleaned ? 'Lapis on Kubernetes was not running; removed what its cluster left.\n' : 'Lapis on Kubernetes is not running.\n',
+    );
     return 0;
   }
-  process.stdout.write(`Stopping Lapis on Kubernetes (pid ${status.pid}): the cluster with every pod and claim, the registries; the host is put back...\n`);
+  process.stdout.write(
+    `Stopping Lapis on Kubernetes (pid ${status.pid}): the cluster with every pod and claim, the registries; the host is put back...\n`,
+  );
   const logFrom = statSync(LOG, { throwIfNoEntry: false })?.size ?? 0;
   process.kill(status.pid, 'SIGTERM');
   for (let waited = 0; alive(status.pid) && waited < 180_000; waited += 300) await sleep(300);
@@ -159,7 +168,10 @@ async function down(): Promise<number> {
   }
   // Stopped while it was still starting, the supervisor had no cluster to stop yet: its state file says what to undo.
   await cleanupStaleCluster((line) => process.stdout.write(`  ${line}\n`));
-  const said = readFileSync(LOG, 'utf8').slice(logFrom).split('\n').filter((l) => /could not undo/.test(l));
+  const said = readFileSync(LOG, 'utf8')
+    .slice(logFrom)
+    .split('\n')
+    .filter((l) => /could not undo/.test(l));
   for (const line of said) process.stdout.write(`  ${line}\n`);
   rmSync(STATUS, { force: true });
   process.stdout.write('Stopped.\n');

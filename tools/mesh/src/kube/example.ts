@@ -25,20 +25,35 @@ export const EXAMPLE_INPUTS = { mirrors: 0 };
 
 export async function deployExampleInCluster(cluster: Cluster, installed: Installed, say: (line: string) => void): Promise<ExampleResult> {
   const sync = installed.addresses['image-sync'];
-  if (!sync || !installed.addresses['tosca-orchestrator']) throw new Error(`the release has no image-sync or tosca-orchestrator Service (found ${Object.keys(installed.addresses).join(', ')})`);
+  if (!sync || !installed.addresses['tosca-orchestrator'])
+    throw new Error(`the release has no image-sync or tosca-orchestrator Service (found ${Object.keys(installed.addresses).join(', ')})`);
   say('waiting for image-sync to sync the example images into the catalogue');
-  await waitForCatalogue(sync, MESH_IMAGES.map((i) => `${i.repository}:${i.tag}`));
+  await waitForCatalogue(
+    sync,
+    MESH_IMAGES.map((i) => `${i.repository}:${i.tag}`),
+  );
   say('deploying examples/tosca/web-app.yaml through the in-cluster orchestrator');
   const deployment = await deploy(installed, readFileSync(EXAMPLE_TEMPLATE, 'utf8'), 'web-app.yaml', 180_000, EXAMPLE_INPUTS);
   const web = deployment.nodes.find((n) => n.name === 'web')?.instanceIds[0];
   if (!web) throw new Error(`deployment ${deployment.id} has no web instance`);
   const { stdout } = await kubectl(['get', 'pods', '-n', NAMESPACE, '-l', `lapis.dev/instance-id=${web}`, '-o', 'json'], cluster);
-  const pods = (JSON.parse(stdout) as { items: Array<{ metadata: { name: string; deletionTimestamp?: string }; spec: { volumes?: Array<{ persistentVolumeClaim?: { claimName: string } }> }; status?: { podIP?: string } }> }).items;
+  const pods = (
+    JSON.parse(stdout) as {
+      items: Array<{
+        metadata: { name: string; deletionTimestamp?: string };
+        spec: { volumes?: Array<{ persistentVolumeClaim?: { claimName: string } }> };
+        status?: { podIP?: string };
+      }>;
+    }
+  ).items;
   const pod = pods.find((p) => !p.metadata.deletionTimestamp && p.status?.podIP);
   if (!pod) throw new Error(`no pod for instance ${web} in namespace ${NAMESPACE}`);
   const claims = (pod.spec.volumes ?? []).map((v) => v.persistentVolumeClaim?.claimName).filter((c): c is string => !!c);
   const html = `<h1>Lapis on Kubernetes</h1><p>Served by instance ${web} (pod ${pod.metadata.name}) of deployment ${deployment.id}, from the claim ${claims.join(', ')} at /mnt/site.</p>\n`;
-  await kubectl(['exec', '-i', '-n', NAMESPACE, pod.metadata.name, '--', 'sh', '-c', 'cat > /mnt/site/index.html'], cluster, { input: html, timeoutMs: 30_000 });
+  await kubectl(['exec', '-i', '-n', NAMESPACE, pod.metadata.name, '--', 'sh', '-c', 'cat > /mnt/site/index.html'], cluster, {
+    input: html,
+    timeoutMs: 30_000,
+  });
   // The volume came with a new pod (a pod's volumes are fixed): its address reaches the
   // deployment with the pod's RUNNING event, which may follow DEPLOYED by a moment.
   const ip = pod.status?.podIP ?? '';

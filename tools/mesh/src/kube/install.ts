@@ -44,10 +44,21 @@ export async function ensureServiceImages(engine: DockerEngine, say: (line: stri
   const version = imageVersion();
   const refs = SERVICES.map((s) => `lapis/${s}:${version}`);
   const missing: string[] = [];
-  for (const ref of refs) if (!(await docker(['image', 'inspect', ref]).then(() => true, () => false))) missing.push(ref);
+  for (const ref of refs)
+    if (
+      !(await docker(['image', 'inspect', ref]).then(
+        () => true,
+        () => false,
+      ))
+    )
+      missing.push(ref);
   if (missing.length > 0) {
     say(`building the service images (images/build.sh; missing: ${missing.join(', ')})`);
-    await run(join(REPO_ROOT, 'images/build.sh'), [], { cwd: REPO_ROOT, timeoutMs: 30 * 60_000, env: { ...process.env, DOCKER_HOST: `unix://${engine.socketPath}` } });
+    await run(join(REPO_ROOT, 'images/build.sh'), [], {
+      cwd: REPO_ROOT,
+      timeoutMs: 30 * 60_000,
+      env: { ...process.env, DOCKER_HOST: `unix://${engine.socketPath}` },
+    });
   }
   return refs;
 }
@@ -86,7 +97,19 @@ export async function startRegistries(cluster: Cluster, engine: DockerEngine): P
       } else {
         await docker(['tag', base, local]);
       }
-      await run(skopeo, ['copy', '--quiet', '--src-daemon-host', `unix://${engine.socketPath}`, '--dest-tls-verify=false', `docker-daemon:${local}`, `docker://${upstream.host}/${local}`], { timeoutMs: 120_000 });
+      await run(
+        skopeo,
+        [
+          'copy',
+          '--quiet',
+          '--src-daemon-host',
+          `unix://${engine.socketPath}`,
+          '--dest-tls-verify=false',
+          `docker-daemon:${local}`,
+          `docker://${upstream.host}/${local}`,
+        ],
+        { timeoutMs: 120_000 },
+      );
     }
     // The node pulls the instances' images from the site registry over plain HTTP.
     await cluster.allowInsecureRegistry(site.host);
@@ -118,7 +141,14 @@ export function installValues(registries: Registries, version: string): Record<s
       ...small,
       siteRegistry: registries.site.url,
       policies: {
-        policies: [{ name: 'upstream', source: { url: registries.upstream.url, insecure: true }, repositories: MESH_IMAGES.map((i) => i.repository), interval: '10m' }],
+        policies: [
+          {
+            name: 'upstream',
+            source: { url: registries.upstream.url, insecure: true },
+            repositories: MESH_IMAGES.map((i) => i.repository),
+            interval: '10m',
+          },
+        ],
       },
     },
     scheduler: { ...small, cycleMs: 500 },
@@ -135,7 +165,12 @@ export interface Installed {
 }
 
 /** helm install (or upgrade) and wait until every pod of the release is Ready, or say which is not and why. */
-export async function installLapis(cluster: Cluster, values: Record<string, unknown>, say: (line: string) => void, timeoutMs = 300_000): Promise<Installed> {
+export async function installLapis(
+  cluster: Cluster,
+  values: Record<string, unknown>,
+  say: (line: string) => void,
+  timeoutMs = 300_000,
+): Promise<Installed> {
   const dir = join(cluster.dir, 'lapis-install');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'values.json');
@@ -146,7 +181,11 @@ export async function installLapis(cluster: Cluster, values: Record<string, unkn
   say('waiting for every pod to be Ready through its probes');
   await waitPodsReady(cluster, NAMESPACE, { min: 6, timeoutMs });
   const { stdout } = await kubectl(['get', 'svc', '-n', NAMESPACE, '-o', 'json'], cluster);
-  const services = (JSON.parse(stdout) as { items: Array<{ metadata: { name: string }; spec: { clusterIP: string; ports: Array<{ name?: string; port: number }> } }> }).items;
+  const services = (
+    JSON.parse(stdout) as {
+      items: Array<{ metadata: { name: string }; spec: { clusterIP: string; ports: Array<{ name?: string; port: number }> } }>;
+    }
+  ).items;
   const addresses: Record<string, string> = {};
   let occiUrl = '';
   for (const svc of services) {

@@ -38,7 +38,8 @@ export class Director {
   constructor(private readonly o: DirectorOptions) {}
 
   private cloudOf(partitions: Partition[]): Partition | string {
-    if (this.o.cloudPartition) return partitions.find((p) => p.name === this.o.cloudPartition) ?? `the scheduler has no partition ${this.o.cloudPartition}`;
+    if (this.o.cloudPartition)
+      return partitions.find((p) => p.name === this.o.cloudPartition) ?? `the scheduler has no partition ${this.o.cloudPartition}`;
     const shared = partitions.filter((p) => p.batchPartition);
     if (shared.length === 1) return shared[0]!;
     return shared.length === 0
@@ -62,11 +63,22 @@ export class Director {
       maxInTransit: this.o.maxInTransit,
       preempt: this.o.preempt && this.o.lapis.canPreempt,
     };
-    const [lapis, nodes, pendingJobNodes] = await Promise.all([this.o.lapis.view(cloud.name), this.o.slurm.nodes(), this.o.slurm.pendingJobNodes(cloud.batchPartition)]);
+    const [lapis, nodes, pendingJobNodes] = await Promise.all([
+      this.o.lapis.view(cloud.name),
+      this.o.slurm.nodes(),
+      this.o.slurm.pendingJobNodes(cloud.batchPartition),
+    ]);
     const decision = decide(
       {
         slurm: { nodes, pendingJobNodes },
-        lapis: { partitionOf: lapis.partitionOf, downNodes: lapis.downNodes, claimsOn: lapis.claimsOn, pendingClaims: lapis.pendingClaims, cloudMin: cloud.minNodes, cloudMax: cloud.maxNodes },
+        lapis: {
+          partitionOf: lapis.partitionOf,
+          downNodes: lapis.downNodes,
+          claimsOn: lapis.claimsOn,
+          pendingClaims: lapis.pendingClaims,
+          cloudMin: cloud.minNodes,
+          cloudMax: cloud.maxNodes,
+        },
       },
       policy,
     );
@@ -74,7 +86,14 @@ export class Director {
     if (notes !== this.lastNotes) for (const note of decision.notes) log.info({ want: decision.want, why: decision.why }, note);
     this.lastNotes = notes;
     log.debug(
-      { want: decision.want, why: decision.why, cloud: decision.cloudSize, slurm: decision.slurmSize, nodes: decision.shared.map((n) => `${n.name}:${n.side}`), actions: decision.actions.length },
+      {
+        want: decision.want,
+        why: decision.why,
+        cloud: decision.cloudSize,
+        slurm: decision.slurmSize,
+        nodes: decision.shared.map((n) => `${n.name}:${n.side}`),
+        actions: decision.actions.length,
+      },
       'round',
     );
     const done: Action[] = [];
@@ -103,7 +122,10 @@ export class Director {
     switch (action.kind) {
       case 'drain':
         await slurm.drain(action.node, action.reason);
-        log.info({ node: action.node, reason: action.reason, repair: action.repair ?? false }, action.repair ? 'drained in Slurm (it is in the cloud partition)' : 'draining in Slurm for Lapis');
+        log.info(
+          { node: action.node, reason: action.reason, repair: action.repair ?? false },
+          action.repair ? 'drained in Slurm (it is in the cloud partition)' : 'draining in Slurm for Lapis',
+        );
         return;
       case 'to-cloud': {
         const from = await lapis.moveNode(action.node, policy.cloudPartition, false, action.reason);
@@ -113,7 +135,10 @@ export class Director {
       case 'to-slurm': {
         // Without drain the scheduler refuses a node an instance was placed on meanwhile (NODE_BUSY).
         const from = await lapis.moveNode(action.node, policy.slurmSidePartition, action.drain, action.reason);
-        log.info({ node: action.node, from, to: policy.slurmSidePartition, drain: action.drain, reason: action.reason }, 'node moved out of the cloud partition');
+        log.info(
+          { node: action.node, from, to: policy.slurmSidePartition, drain: action.drain, reason: action.reason },
+          'node moved out of the cloud partition',
+        );
         if (!action.drain) {
           await slurm.resume(action.node);
           log.info({ node: action.node }, 'resumed in Slurm');

@@ -115,12 +115,24 @@ export interface Decision {
   notes: string[];
 }
 
-const UNUSABLE_FLAGS = new Set(['NOT_RESPONDING', 'FAIL', 'MAINT', 'REBOOT_REQUESTED', 'REBOOT_ISSUED', 'POWERED_DOWN', 'POWERING_DOWN', 'POWERING_UP', 'POWER_DOWN', 'INVALID_REG']);
+const UNUSABLE_FLAGS = new Set([
+  'NOT_RESPONDING',
+  'FAIL',
+  'MAINT',
+  'REBOOT_REQUESTED',
+  'REBOOT_ISSUED',
+  'POWERED_DOWN',
+  'POWERING_DOWN',
+  'POWERING_UP',
+  'POWER_DOWN',
+  'INVALID_REG',
+]);
 
 export const hasFlag = (n: SlurmNode, flag: string): boolean => n.flags.includes(flag);
 export const drainedByLapis = (n: SlurmNode): boolean => hasFlag(n, 'DRAIN') && n.reason.startsWith(REASON_PREFIX);
 /** Up and not in any state a move could make worse. */
-export const slurmUsable = (n: SlurmNode): boolean => !['DOWN', 'FUTURE', 'UNKNOWN'].includes(n.state) && !n.flags.some((f) => UNUSABLE_FLAGS.has(f));
+export const slurmUsable = (n: SlurmNode): boolean =>
+  !['DOWN', 'FUTURE', 'UNKNOWN'].includes(n.state) && !n.flags.some((f) => UNUSABLE_FLAGS.has(f));
 /** No job on it and nothing allocated (a drained node Slurm has finished with). */
 export const slurmIdle = (n: SlurmNode): boolean => n.state === 'IDLE' && n.cpuAlloc === 0 && !hasFlag(n, 'COMPLETING');
 
@@ -187,12 +199,16 @@ export function decide(obs: Observation, policy: Policy): Decision {
       if (slurmIdle(n.slurm) && slurmUsable(n.slurm)) {
         actions.push({ kind: 'to-cloud', node: n.name, reason: `director: drained in Slurm and idle; ${why}` });
         cloudRoom--;
-      } else notes.push(`${n.name} is draining in Slurm (${n.slurm.state}${n.slurm.flags.map((f) => `+${f}`).join('')}, ${n.slurm.cpuAlloc} CPU(s) allocated): waiting for its jobs to end`);
+      } else
+        notes.push(
+          `${n.name} is draining in Slurm (${n.slurm.state}${n.slurm.flags.map((f) => `+${f}`).join('')}, ${n.slurm.cpuAlloc} CPU(s) allocated): waiting for its jobs to end`,
+        );
     } else if (n.claims.length === 0) {
       actions.push({ kind: 'resume', node: n.name, reason: `director: no instance runs on it; ${why}` });
     } else {
       notes.push(`${n.name} still runs ${n.claims.length} Lapis instance(s): resumed in Slurm once they end`);
-      if (want === 'slurm' && policy.preempt && n.claims.every((c) => c.preemptible)) actions.push({ kind: 'preempt', node: n.name, claims: n.claims });
+      if (want === 'slurm' && policy.preempt && n.claims.every((c) => c.preemptible))
+        actions.push({ kind: 'preempt', node: n.name, claims: n.claims });
     }
   }
 
@@ -201,9 +217,14 @@ export function decide(obs: Observation, policy: Policy): Decision {
     const idle = shared.filter((n) => n.side === 'slurm' && slurmUsable(n.slurm) && slurmIdle(n.slurm) && !hasFlag(n.slurm, 'DRAIN'));
     // A node whose Lapis agent is down would only leave Slurm to take no claim.
     const candidates = idle.filter((n) => !obs.lapis.downNodes.has(n.name));
-    for (const n of idle) if (obs.lapis.downNodes.has(n.name)) notes.push(`${n.name} is idle in Slurm but its Lapis agent is down (no heartbeat): not moved to Lapis`);
+    for (const n of idle)
+      if (obs.lapis.downNodes.has(n.name))
+        notes.push(`${n.name} is idle in Slurm but its Lapis agent is down (no heartbeat): not moved to Lapis`);
     if (room <= 0) {
-      if (transit.length === 0) notes.push(`wants a node for Lapis (${why}) but limits allow none (cloud ${cloudSize}/${cloudMax || '-'}, Slurm ${slurmSize}, min ${policy.slurmMin})`);
+      if (transit.length === 0)
+        notes.push(
+          `wants a node for Lapis (${why}) but limits allow none (cloud ${cloudSize}/${cloudMax || '-'}, Slurm ${slurmSize}, min ${policy.slurmMin})`,
+        );
     } else if (candidates.length === 0) {
       notes.push(`wants a node for Lapis (${why}) but no shared node is idle in Slurm`);
     }
@@ -217,9 +238,14 @@ export function decide(obs: Observation, policy: Policy): Decision {
     const free = movable.filter((n) => n.claims.length === 0);
     const preemptible = policy.preempt ? movable.filter((n) => n.claims.length > 0 && n.claims.every((c) => c.preemptible)) : [];
     if (room <= 0) {
-      if (transit.length === 0) notes.push(`wants a node for Slurm (${why}) but limits allow none (Slurm ${slurmSize}/${policy.slurmMax || '-'}, cloud ${cloudSize}, min ${cloudMin})`);
+      if (transit.length === 0)
+        notes.push(
+          `wants a node for Slurm (${why}) but limits allow none (Slurm ${slurmSize}/${policy.slurmMax || '-'}, cloud ${cloudSize}, min ${cloudMin})`,
+        );
     } else if (free.length + preemptible.length === 0) {
-      notes.push(`wants a node for Slurm (${why}) but every shared node in the cloud partition runs instances${policy.preempt ? ' that are not all preemptible' : ''}`);
+      notes.push(
+        `wants a node for Slurm (${why}) but every shared node in the cloud partition runs instances${policy.preempt ? ' that are not all preemptible' : ''}`,
+      );
     }
     let left = Math.max(0, room);
     for (const n of free) {
@@ -229,7 +255,12 @@ export function decide(obs: Observation, policy: Policy): Decision {
     // Fewest instances to preempt first.
     for (const n of [...preemptible].sort((a, b) => a.claims.length - b.claims.length)) {
       if (left-- <= 0) break;
-      actions.push({ kind: 'to-slurm', node: n.name, reason: `director: preempting ${n.claims.length} preemptible instance(s); ${why}`, drain: true });
+      actions.push({
+        kind: 'to-slurm',
+        node: n.name,
+        reason: `director: preempting ${n.claims.length} preemptible instance(s); ${why}`,
+        drain: true,
+      });
       actions.push({ kind: 'preempt', node: n.name, claims: n.claims });
     }
   }

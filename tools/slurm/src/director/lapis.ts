@@ -4,13 +4,7 @@
 // Preemption notices go on the event bus, as the scheduler sends them, so the node's runtime
 // stops the instance and reports it PREEMPTED (the scheduler then requeues or ends its claim).
 import { appendTo, call, createClient, listAll, type EventBus } from '@lapis/platform';
-import {
-  ClaimState,
-  PendingReason,
-  type Claim,
-  type MoveNodeResponse,
-  type Partition,
-} from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { ClaimState, PendingReason, type Claim, type MoveNodeResponse, type Partition } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import type { LapisClaimOnNode } from './domain.js';
 
@@ -42,7 +36,17 @@ export class LapisAdapter {
   }
 
   async claims(states: ClaimState[], partition = ''): Promise<Claim[]> {
-    return listAll('claims', (pageToken) => call(this.client.listClaims.bind(this.client), { pageSize: 1000, pageToken, project: '', states, partition, node: '', orderByPriority: false }));
+    return listAll('claims', (pageToken) =>
+      call(this.client.listClaims.bind(this.client), {
+        pageSize: 1000,
+        pageToken,
+        project: '',
+        states,
+        partition,
+        node: '',
+        orderByPriority: false,
+      }),
+    );
   }
 
   /** Partitions, where each node is, what runs on each node, what waits in `cloudPartition`. */
@@ -60,7 +64,13 @@ export class LapisAdapter {
       if (!c.node) continue;
       appendTo(claimsOn, c.node, { id: c.id, project: c.project, preemptible: c.preemptible });
     }
-    return { partitions, partitionOf, downNodes, claimsOn, pendingClaims: pending.filter((c) => !NOT_FOR_NODES.has(c.pendingReason)).length };
+    return {
+      partitions,
+      partitionOf,
+      downNodes,
+      claimsOn,
+      pendingClaims: pending.filter((c) => !NOT_FOR_NODES.has(c.pendingReason)).length,
+    };
   }
 
   async moveNode(node: string, toPartition: string, drain: boolean, reason: string): Promise<string> {
@@ -79,7 +89,13 @@ export class LapisAdapter {
       await this.bus.publish(
         {
           $case: 'preemptionNotice',
-          preemptionNotice: { instanceId: c.id, project: c.project, node, gracePeriod: { seconds: Math.floor(graceMs / 1000), nanos: (graceMs % 1000) * 1e6 }, forClaimId: '' },
+          preemptionNotice: {
+            instanceId: c.id,
+            project: c.project,
+            node,
+            gracePeriod: { seconds: Math.floor(graceMs / 1000), nanos: (graceMs % 1000) * 1e6 },
+            forClaimId: '',
+          },
         },
         node,
         `${c.id}.director-preempt.${node}`,

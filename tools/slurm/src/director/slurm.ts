@@ -28,7 +28,8 @@ export function parseNodes(text: string): SlurmNode[] {
  * Pending reasons (squeue %r) of jobs that more nodes would not help: held, waiting on
  * another job, a start time, a limit of the user or account, a down partition.
  */
-const NOT_FOR_NODES = /^(Dependency|DependencyNeverSatisfied|JobHeld(User|Admin)|BeginTime|PartitionDown|PartitionInactive|PartitionTimeLimit|Reservation|QOS.*|Assoc.*|.*Limit|launch failed.*|BadConstraints|InvalidAccount|InvalidQOS)$/;
+const NOT_FOR_NODES =
+  /^(Dependency|DependencyNeverSatisfied|JobHeld(User|Admin)|BeginTime|PartitionDown|PartitionInactive|PartitionTimeLimit|Reservation|QOS.*|Assoc.*|.*Limit|launch failed.*|BadConstraints|InvalidAccount|InvalidQOS)$/;
 
 /**
  * The nodes asked for (%D, at least 1) by the jobs in `squeue -h -t PENDING -o '%i|%D|%r'`
@@ -58,10 +59,15 @@ export class SlurmAdapter {
 
   private run(cmd: string, args: string[]): Promise<string> {
     return new Promise((resolve, reject) => {
-      execFile(cmd, args, { env: this.c.env ?? process.env, timeout: this.c.timeoutMs ?? 30_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-        if (error) reject(new Error(`${cmd} ${args.join(' ')}: ${String(stderr).trim() || error.message}`));
-        else resolve(String(stdout));
-      });
+      execFile(
+        cmd,
+        args,
+        { env: this.c.env ?? process.env, timeout: this.c.timeoutMs ?? 30_000, maxBuffer: 64 * 1024 * 1024 },
+        (error, stdout, stderr) => {
+          if (error) reject(new Error(`${cmd} ${args.join(' ')}: ${String(stderr).trim() || error.message}`));
+          else resolve(String(stdout));
+        },
+      );
     });
   }
 

@@ -106,9 +106,14 @@ describe('testenv: a real one-node cluster (kubelet, containerd, CNI, kube-proxy
     await kubectl(['apply', '-f', '-'], c, { input: webApp(ns) });
     await waitPodsReady(c, ns, { selector: 'app=web', timeoutMs: 120_000 });
 
-    const pvc = JSON.parse((await kubectl(['get', 'pvc', '-n', ns, 'data', '-o', 'json'], c)).stdout) as { status: { phase: string }; spec: { volumeName: string } };
+    const pvc = JSON.parse((await kubectl(['get', 'pvc', '-n', ns, 'data', '-o', 'json'], c)).stdout) as {
+      status: { phase: string };
+      spec: { volumeName: string };
+    };
     assert.equal(pvc.status.phase, 'Bound');
-    const pv = JSON.parse((await kubectl(['get', 'pv', pvc.spec.volumeName, '-o', 'json'], c)).stdout) as { spec: { hostPath?: { path: string } } };
+    const pv = JSON.parse((await kubectl(['get', 'pv', pvc.spec.volumeName, '-o', 'json'], c)).stdout) as {
+      spec: { hostPath?: { path: string } };
+    };
     const hostPath = pv.spec.hostPath?.path ?? '';
     assert.ok(hostPath.startsWith(c.volumeDir), `the volume ${hostPath} is under ${c.volumeDir}`);
     const page = fs.readFileSync(path.join(hostPath, 'index.html'), 'utf8');
@@ -127,7 +132,9 @@ describe('testenv: a real one-node cluster (kubelet, containerd, CNI, kube-proxy
 
     // From inside a pod: CoreDNS resolves the Service's name, kube-proxy routes to it.
     const pod = (await kubectl(['get', 'pods', '-n', ns, '-l', 'app=web', '-o', 'jsonpath={.items[0].metadata.name}'], c)).stdout;
-    const viaDns = await kubectl(['exec', '-n', ns, pod, '--', 'wget', '-qO-', `http://web.${ns}.svc.cluster.local/index.html`], c, { timeoutMs: 30_000 });
+    const viaDns = await kubectl(['exec', '-n', ns, pod, '--', 'wget', '-qO-', `http://web.${ns}.svc.cluster.local/index.html`], c, {
+      timeoutMs: 30_000,
+    });
     assert.equal(viaDns.stdout, page);
   });
 
@@ -140,12 +147,21 @@ describe('testenv: a real one-node cluster (kubelet, containerd, CNI, kube-proxy
         apiVersion: 'v1',
         kind: 'Pod',
         metadata: { name, namespace: bad, labels: { case: name } },
-        spec: { automountServiceAccountToken: false, terminationGracePeriodSeconds: 0, containers: [{ name: 'main', image, imagePullPolicy: 'Never', command }] },
+        spec: {
+          automountServiceAccountToken: false,
+          terminationGracePeriodSeconds: 0,
+          containers: [{ name: 'main', image, imagePullPolicy: 'Never', command }],
+        },
       });
     await kubectl(['apply', '-f', '-'], c, { input: pod('no-image', 'lapis.local/not-there:1', ['true']) });
     const started = Date.now();
-    await assert.rejects(waitPodsReady(c, bad, { selector: 'case=no-image', timeoutMs: 60_000 }), /pod cluster-test-bad\/no-image: container main: ErrImageNeverPull/);
-    await kubectl(['apply', '-f', '-'], c, { input: pod('crash', CLUSTER_IMAGES.busybox, ['sh', '-c', 'echo the config file is missing; exit 3']) });
+    await assert.rejects(
+      waitPodsReady(c, bad, { selector: 'case=no-image', timeoutMs: 60_000 }),
+      /pod cluster-test-bad\/no-image: container main: ErrImageNeverPull/,
+    );
+    await kubectl(['apply', '-f', '-'], c, {
+      input: pod('crash', CLUSTER_IMAGES.busybox, ['sh', '-c', 'echo the config file is missing; exit 3']),
+    });
     await assert.rejects(waitPodsReady(c, bad, { selector: 'case=crash', timeoutMs: 60_000 }), (e: Error) => {
       assert.match(e.message, /pod cluster-test-bad\/crash: container main: CrashLoopBackOff \(\d+ restarts, last exit 3/);
       assert.match(e.message, /the config file is missing/);
@@ -159,7 +175,11 @@ describe('testenv: a real one-node cluster (kubelet, containerd, CNI, kube-proxy
     const c = cluster as Cluster;
     // The claim goes first, so that the provisioner removes its directory (reclaim: Delete).
     await kubectl(['delete', 'namespace', ns, '--wait=true', '--timeout=90s'], c, { timeoutMs: 100_000 });
-    await waitFor(async () => (await kubectl(['get', 'pv', '-o', 'name'], c)).stdout.trim() === '', { timeoutMs: 60_000, what: 'the PV to be deleted', intervalMs: 500 });
+    await waitFor(async () => (await kubectl(['get', 'pv', '-o', 'name'], c)).stdout.trim() === '', {
+      timeoutMs: 60_000,
+      what: 'the PV to be deleted',
+      intervalMs: 500,
+    });
     const { pids, dir } = c;
     await c.stop();
     assert.deepEqual(c.leftovers, []);

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   BASE_IMAGE,
-  CommandError,
+  type CommandError,
   docker,
   ensureBaseImage,
   sharedDocker,
@@ -17,9 +17,9 @@ import {
 describe('testenv: Docker engine and base image', function () {
   let engine: DockerEngine;
   // Names this suite made, removed after each test.
-  let images: string[] = [];
-  let registries: Registry[] = [];
-  let dirs: string[] = [];
+  const images: string[] = [];
+  const registries: Registry[] = [];
+  const dirs: string[] = [];
 
   before(async function () {
     engine = await sharedDocker(); // dockerd starts here when no engine answers
@@ -72,7 +72,7 @@ describe('testenv: Docker engine and base image', function () {
 
   it('pushes to a registry with auth only after docker login', async function () {
     await ensureBaseImage();
-    const auth = { username: 'bob', password: 'hunter2-' + randomBytes(4).toString('hex') };
+    const auth = { username: 'bob', password: `hunter2-${randomBytes(4).toString('hex')}` };
     const registry = await startRegistry({ auth });
     registries.push(registry);
     // A private client config, so the user's ~/.docker/config.json is left alone.

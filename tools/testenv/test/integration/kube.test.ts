@@ -121,7 +121,10 @@ describe('testenv: Kubernetes control plane (etcd, kube-apiserver, controller ma
       assert.equal(version.gitVersion, KUBE_VERSIONS.kubernetes);
       // Only known tokens get in.
       const stranger = { server: kube.server, token: 'not-a-token', insecure: true };
-      await assert.rejects(kubeRequest(stranger, 'GET', '/api/v1/namespaces'), (e: unknown) => e instanceof KubeApiError && e.status === 401);
+      await assert.rejects(
+        kubeRequest(stranger, 'GET', '/api/v1/namespaces'),
+        (e: unknown) => e instanceof KubeApiError && e.status === 401,
+      );
     }
     const kubeconfig = await fs.readFile(kube.kubeconfig, 'utf8');
     assert.match(kubeconfig, new RegExp(`server: ${kube.server}`));
@@ -142,13 +145,23 @@ describe('testenv: Kubernetes control plane (etcd, kube-apiserver, controller ma
     for (const pod of pods) {
       assert.ok(pod.spec.nodeName, `pod ${pod.metadata.name} has no node`);
       const node = await kube.request<{ metadata: { annotations?: Record<string, string> } }>('GET', `/api/v1/nodes/${pod.spec.nodeName}`);
-      assert.equal(node.metadata.annotations?.[KWOK_NODE_ANNOTATION], 'fake', `pod ${pod.metadata.name} is on ${pod.spec.nodeName}, not a kwok node`);
+      assert.equal(
+        node.metadata.annotations?.[KWOK_NODE_ANNOTATION],
+        'fake',
+        `pod ${pod.metadata.name} is on ${pod.spec.nodeName}, not a kwok node`,
+      );
     }
     // On a cluster of our own, the nodes are the ones addNodes made.
-    if (!kube.external) assert.ok(pods.every((p) => nodes.includes(p.spec.nodeName ?? '')), 'a pod is on a node addNodes did not make');
+    if (!kube.external)
+      assert.ok(
+        pods.every((p) => nodes.includes(p.spec.nodeName ?? '')),
+        'a pod is on a node addNodes did not make',
+      );
     const dep = await kube.request<{ status: { readyReplicas?: number } }>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/sleeper`);
     await waitFor(
-      async () => (await kube.request<{ status: { readyReplicas?: number } }>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/sleeper`)).status.readyReplicas === 3,
+      async () =>
+        (await kube.request<{ status: { readyReplicas?: number } }>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/sleeper`)).status
+          .readyReplicas === 3,
       { timeoutMs: 30_000, what: `deployment ${ns}/sleeper to report 3 ready replicas (now ${dep.status.readyReplicas ?? 0})` },
     );
   });
@@ -161,11 +174,22 @@ describe('testenv: Kubernetes control plane (etcd, kube-apiserver, controller ma
     await fs.writeFile(path.join(chart, 'values.yaml'), 'replicas: 1\nmessage: hello\n');
     await fs.writeFile(
       path.join(chart, 'templates', 'configmap.yaml'),
-      ['apiVersion: v1', 'kind: ConfigMap', 'metadata:', '  name: {{ .Release.Name }}-settings', 'data:', '  message: {{ .Values.message | quote }}', ''].join('\n'),
+      [
+        'apiVersion: v1',
+        'kind: ConfigMap',
+        'metadata:',
+        '  name: {{ .Release.Name }}-settings',
+        'data:',
+        '  message: {{ .Values.message | quote }}',
+        '',
+      ].join('\n'),
     );
     await fs.writeFile(
       path.join(chart, 'templates', 'deployment.yaml'),
-      JSON.stringify(deployment('{{ .Release.Name }}-app', 0, { app: 'tiny', release: '{{ .Release.Name }}' })).replace('"replicas":0', '"replicas":{{ .Values.replicas }}'),
+      JSON.stringify(deployment('{{ .Release.Name }}-app', 0, { app: 'tiny', release: '{{ .Release.Name }}' })).replace(
+        '"replicas":0',
+        '"replicas":{{ .Values.replicas }}',
+      ),
     );
     const args = ['--namespace', ns, '--wait', '--timeout', '90s'];
 
@@ -176,8 +200,14 @@ describe('testenv: Kubernetes control plane (etcd, kube-apiserver, controller ma
 
     await helm(['upgrade', 'tiny', chart, '--set', 'message=changed', '--set', 'replicas=2', ...args], kube);
     assert.equal((await kube.request<{ data: { message: string } }>('GET', settings)).data.message, 'changed');
-    await waitFor(async () => (await runningPods(ns, 'app=tiny')).length === 2, { timeoutMs: 30_000, what: '2 Running pods after the upgrade' });
-    const history = JSON.parse((await helm(['history', 'tiny', '--namespace', ns, '-o', 'json'], kube)).stdout) as Array<{ revision: number; status: string }>;
+    await waitFor(async () => (await runningPods(ns, 'app=tiny')).length === 2, {
+      timeoutMs: 30_000,
+      what: '2 Running pods after the upgrade',
+    });
+    const history = JSON.parse((await helm(['history', 'tiny', '--namespace', ns, '-o', 'json'], kube)).stdout) as Array<{
+      revision: number;
+      status: string;
+    }>;
     assert.deepEqual(
       history.map((h) => [h.revision, h.status]),
       [
@@ -191,13 +221,20 @@ describe('testenv: Kubernetes control plane (etcd, kube-apiserver, controller ma
     await waitFor(
       async () => {
         const left = await Promise.all(
-          [`/apis/apps/v1/namespaces/${ns}/deployments`, `/apis/apps/v1/namespaces/${ns}/replicasets`, `/api/v1/namespaces/${ns}/pods`, `/api/v1/namespaces/${ns}/configmaps?labelSelector=app.kubernetes.io%2Fmanaged-by%3DHelm`, `/api/v1/namespaces/${ns}/secrets?labelSelector=owner%3Dhelm`].map(
-            async (p) => (await kube.request<List<unknown>>('GET', p)).items.length,
-          ),
+          [
+            `/apis/apps/v1/namespaces/${ns}/deployments`,
+            `/apis/apps/v1/namespaces/${ns}/replicasets`,
+            `/api/v1/namespaces/${ns}/pods`,
+            `/api/v1/namespaces/${ns}/configmaps?labelSelector=app.kubernetes.io%2Fmanaged-by%3DHelm`,
+            `/api/v1/namespaces/${ns}/secrets?labelSelector=owner%3Dhelm`,
+          ].map(async (p) => (await kube.request<List<unknown>>('GET', p)).items.length),
         );
         return left.every((n) => n === 0);
       },
-      { timeoutMs: 60_000, what: `namespace ${ns} to hold no deployment, replica set, pod, helm-managed config map or release secret after uninstall` },
+      {
+        timeoutMs: 60_000,
+        what: `namespace ${ns} to hold no deployment, replica set, pod, helm-managed config map or release secret after uninstall`,
+      },
     );
     assert.equal(JSON.parse((await helm(['list', '--namespace', ns, '--all', '-o', 'json'], kube)).stdout).length, 0);
   });

@@ -52,9 +52,9 @@ describe('testenv: NATS', function () {
     assert.equal(nats.port, port);
     client = await RawNats.connect(nats.url);
     const stream = JSON.parse(await client.request('$JS.API.STREAM.INFO.RESTART', '')) as { state?: { messages?: number } };
-    const msg = JSON.parse(
-      await client.request('$JS.API.STREAM.MSG.GET.RESTART', JSON.stringify({ seq: 1 })),
-    ) as { message?: { data?: string } };
+    const msg = JSON.parse(await client.request('$JS.API.STREAM.MSG.GET.RESTART', JSON.stringify({ seq: 1 }))) as {
+      message?: { data?: string };
+    };
     client.close();
     assert.equal(stream.state?.messages, 1, JSON.stringify(stream));
     assert.equal(Buffer.from(msg.message?.data ?? '', 'base64').toString(), 'kept across restarts');

@@ -22,7 +22,15 @@ describe('testenv: ports, waiting and commands', function () {
       /timed out after 200 ms waiting for the moon \(last error: not ready\)/,
     );
     const started = Date.now();
-    await assert.rejects(waitFor(() => { throw new GiveUp('it died'); }, { timeoutMs: 10_000, what: 'x' }), /it died/);
+    await assert.rejects(
+      waitFor(
+        () => {
+          throw new GiveUp('it died');
+        },
+        { timeoutMs: 10_000, what: 'x' },
+      ),
+      /it died/,
+    );
     assert.ok(Date.now() - started < 1000, 'GiveUp did not end the wait at once');
   });
 

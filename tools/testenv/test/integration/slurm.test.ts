@@ -37,7 +37,11 @@ describe('testenv: Slurm (one node on loopback)', function () {
     assert.ok((await slurm.squeue()).some((j) => j.id === id && j.state === 'RUNNING'));
     await slurm.scancel(id);
     assert.equal(await slurm.waitForJob(id, ['CANCELLED', 'COMPLETED', 'FAILED']), 'CANCELLED');
-    assert.equal((await slurm.squeue()).some((j) => j.id === id), false, 'the job is still in squeue');
+    assert.equal(
+      (await slurm.squeue()).some((j) => j.id === id),
+      false,
+      'the job is still in squeue',
+    );
   });
 
   it('stop() stops the daemons and removes the dir', async function () {

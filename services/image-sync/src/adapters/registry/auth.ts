@@ -89,7 +89,11 @@ export class RegistryAuth {
       const response = await this.dispatch(url.toString(), 'GET', headers);
       if (response.status < 200 || response.status >= 300) {
         await response.body.dump();
-        throw new RegistryError(`token from ${url.origin}${url.pathname} answered ${response.status}`, response.status === 401 ? 'UNAUTHORIZED' : 'DENIED', response.status);
+        throw new RegistryError(
+          `token from ${url.origin}${url.pathname} answered ${response.status}`,
+          response.status === 401 ? 'UNAUTHORIZED' : 'DENIED',
+          response.status,
+        );
       }
       const body = (await response.body.json()) as { token?: string; access_token?: string; expires_in?: number };
       const token = body.token ?? body.access_token;

@@ -19,8 +19,10 @@ export function digestCheck(digest: string, size: number | undefined, where: str
     },
     flush(callback) {
       const got = `sha256:${hash.digest('hex')}`;
-      if (got !== digest) callback(new RegistryError(`${where}: content hashes to ${got} (blob corrupted or tampered with)`, 'DIGEST_MISMATCH'));
-      else if (size !== undefined && count !== size) callback(new RegistryError(`${where}: ${count} bytes, descriptor says ${size}`, 'DIGEST_MISMATCH'));
+      if (got !== digest)
+        callback(new RegistryError(`${where}: content hashes to ${got} (blob corrupted or tampered with)`, 'DIGEST_MISMATCH'));
+      else if (size !== undefined && count !== size)
+        callback(new RegistryError(`${where}: ${count} bytes, descriptor says ${size}`, 'DIGEST_MISMATCH'));
       else callback();
     },
   });

@@ -93,7 +93,8 @@ export class RegistryClient {
     await response.body.dump();
     const digest = sha256(bytes);
     const stored = header(response, 'docker-content-digest');
-    if (stored && stored !== digest) throw new RegistryError(`${this.host}/${repository}:${reference} stored as ${stored}, sent ${digest}`, 'DIGEST_MISMATCH');
+    if (stored && stored !== digest)
+      throw new RegistryError(`${this.host}/${repository}:${reference} stored as ${stored}, sent ${digest}`, 'DIGEST_MISMATCH');
     return digest;
   }
 
@@ -166,7 +167,10 @@ export class RegistryClient {
    * may be `repository` itself: a blob already there answers 201 at once), so a blob that
    * is there or can be mounted costs one request, and one that is not gets its upload.
    */
-  async startUpload(repository: string, mount?: { digest: string; from: string }): Promise<{ mounted: true } | { mounted: false; location: string }> {
+  async startUpload(
+    repository: string,
+    mount?: { digest: string; from: string },
+  ): Promise<{ mounted: true } | { mounted: false; location: string }> {
     const query = mount ? `?mount=${encodeURIComponent(mount.digest)}&from=${encodeURIComponent(mount.from)}` : '';
     const scope = `repository:${repository}:pull,push${mount && mount.from !== repository ? ` repository:${mount.from}:pull` : ''}`;
     const response = await this.transport.request(`/v2/${repository}/blobs/uploads/${query}`, { method: 'POST', scope, ok: [201, 202] });
@@ -180,7 +184,12 @@ export class RegistryClient {
    * size, else PATCH chunk by chunk and a closing PUT. The registry checks the digest too.
    */
   async pushBlob(repository: string, digest: string, size: number, blob: BlobBody, upload?: string): Promise<void> {
-    const body = blob instanceof Buffer ? Readable.from([blob]) : blob instanceof Readable ? blob : Readable.fromWeb(blob as NodeReadableStream<Uint8Array>);
+    const body =
+      blob instanceof Buffer
+        ? Readable.from([blob])
+        : blob instanceof Readable
+          ? blob
+          : Readable.fromWeb(blob as NodeReadableStream<Uint8Array>);
     const scope = `repository:${repository}:pull,push`;
     let location = upload;
     if (!location) {
@@ -227,7 +236,12 @@ export class RegistryClient {
         location = this.transport.location(patch);
         offset += chunk.length;
       }
-      const put = await this.transport.request(withDigest(location, digest), { method: 'PUT', headers: { 'content-length': '0' }, scope, ok: [201] });
+      const put = await this.transport.request(withDigest(location, digest), {
+        method: 'PUT',
+        headers: { 'content-length': '0' },
+        scope,
+        ok: [201],
+      });
       await put.body.dump();
     } catch (error) {
       body.destroy();
@@ -238,7 +252,8 @@ export class RegistryClient {
 
   /** Abandons an upload session. */
   async cancelUpload(repository: string, location: string): Promise<void> {
-    await this.transport.request(location, { method: 'DELETE', scope: `repository:${repository}:pull,push`, ok: [204, 404] })
+    await this.transport
+      .request(location, { method: 'DELETE', scope: `repository:${repository}:pull,push`, ok: [204, 404] })
       .then((r) => r.body.dump())
       .catch(() => undefined);
   }

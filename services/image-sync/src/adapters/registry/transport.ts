@@ -123,7 +123,8 @@ export class RegistryTransport {
     if (response.status === 429 || response.status >= 500) {
       throw new TryAgain(new RegistryError(message, 'UNAVAILABLE', response.status), header(response, 'retry-after'));
     }
-    const reason = response.status === 401 ? 'UNAUTHORIZED' : response.status === 403 ? 'DENIED' : response.status === 404 ? 'NOT_FOUND' : 'REJECTED';
+    const reason =
+      response.status === 401 ? 'UNAUTHORIZED' : response.status === 403 ? 'DENIED' : response.status === 404 ? 'NOT_FOUND' : 'REJECTED';
     throw new RegistryError(message, reason, response.status);
   }
 
@@ -131,7 +132,7 @@ export class RegistryTransport {
   location(response: Answer): string {
     const location = header(response, 'location');
     if (!location) throw new RegistryError(`${this.host}: upload answer without a Location`, 'PROTOCOL');
-    return /^https?:\/\//.test(location) ? location : new URL(location, this.url + '/').toString();
+    return /^https?:\/\//.test(location) ? location : new URL(location, `${this.url}/`).toString();
   }
 
   private backoff(attempt: number, retryAfter?: string | null): number {

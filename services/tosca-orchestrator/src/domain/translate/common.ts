@@ -8,7 +8,8 @@ export const is = (node: NodeTemplate, base: string) => node.ancestors.includes(
 export const isCompute = (n: NodeTemplate) => is(n, 'tosca.nodes.Compute') || is(n, 'tosca.nodes.Abstract.Compute');
 export const isBlockStorage = (n: NodeTemplate) => is(n, 'tosca.nodes.Storage.BlockStorage');
 export const isContainerApp = (n: NodeTemplate) => is(n, 'tosca.nodes.Container.Application');
-export const isContainerRuntime = (n: NodeTemplate) => is(n, 'tosca.nodes.Container.Runtime') || is(n, 'tosca.nodes.indigo.Container.Runtime.Docker');
+export const isContainerRuntime = (n: NodeTemplate) =>
+  is(n, 'tosca.nodes.Container.Runtime') || is(n, 'tosca.nodes.indigo.Container.Runtime.Docker');
 export const isNetwork = (n: NodeTemplate) => is(n, 'tosca.nodes.network.Network');
 export const isPort = (n: NodeTemplate) => is(n, 'tosca.nodes.network.Port');
 
@@ -85,12 +86,16 @@ export function imageOf(topology: Topology, node: NodeTemplate): string | undefi
   const distribution = capProp(topology, node, 'os', 'distribution');
   const version = capProp(topology, node, 'os', 'version');
   if (typeof distribution === 'string') return version !== undefined ? `${distribution}-${String(version)}` : distribution;
-  for (const a of Object.values(node.artifacts)) if (isDict(a.raw) && typeof a.file === 'string' && /image/i.test(String(a.type ?? ''))) return a.file;
+  for (const a of Object.values(node.artifacts))
+    if (isDict(a.raw) && typeof a.file === 'string' && /image/i.test(String(a.type ?? ''))) return a.file;
   return undefined;
 }
 
 export function scaleCount(topology: Topology, node: NodeTemplate): number {
-  const count = capProp(topology, node, 'scalable', 'count') ?? capProp(topology, node, 'scalable', 'default_instances') ?? capProp(topology, node, 'scalable', 'min_instances');
+  const count =
+    capProp(topology, node, 'scalable', 'count') ??
+    capProp(topology, node, 'scalable', 'default_instances') ??
+    capProp(topology, node, 'scalable', 'min_instances');
   return typeof count === 'number' && count >= 0 ? count : 1;
 }
 
@@ -106,4 +111,9 @@ export function computeOf(topology: Topology, node: NodeTemplate): NodeTemplate 
   return undefined;
 }
 
-export const dnsName = (name: string) => name.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63) || 'node';
+export const dnsName = (name: string) =>
+  name
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63) || 'node';

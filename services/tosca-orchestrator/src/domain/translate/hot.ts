@@ -11,7 +11,11 @@ import { attachments, capProp, imageOf, isBlockStorage, isCompute, isNetwork, is
 
 // heat-translator's default flavors: name -> [cpus, MiB, GiB disk].
 const flavors: [string, number, number, number][] = [
-  ['m1.tiny', 1, 512, 1], ['m1.small', 1, 2048, 20], ['m1.medium', 2, 4096, 40], ['m1.large', 4, 8192, 80], ['m1.xlarge', 8, 16384, 160],
+  ['m1.tiny', 1, 512, 1],
+  ['m1.small', 1, 2048, 20],
+  ['m1.medium', 2, 4096, 40],
+  ['m1.large', 4, 8192, 80],
+  ['m1.xlarge', 8, 16384, 160],
 ];
 
 export function chooseFlavor(cpus?: number, memMiB?: number, diskGiB?: number): string {
@@ -20,7 +24,15 @@ export function chooseFlavor(cpus?: number, memMiB?: number, diskGiB?: number): 
 }
 
 const paramType = (type: string) =>
-  type === 'integer' || type === 'float' ? 'number' : type === 'boolean' ? 'boolean' : type === 'list' ? 'comma_delimited_list' : type === 'map' ? 'json' : 'string';
+  type === 'integer' || type === 'float'
+    ? 'number'
+    : type === 'boolean'
+      ? 'boolean'
+      : type === 'list'
+        ? 'comma_delimited_list'
+        : type === 'map'
+          ? 'json'
+          : 'string';
 
 function toHot(topology: Topology, value: unknown, self?: NodeTemplate): unknown {
   const ctx: EvalContext = {
@@ -28,7 +40,8 @@ function toHot(topology: Topology, value: unknown, self?: NodeTemplate): unknown
     self,
     attribute: (node, path) => {
       const [attr, ...rest] = path;
-      const heatAttr = attr === 'private_address' || attr === 'public_address' ? 'first_address' : attr === 'networks' ? 'networks' : String(attr);
+      const heatAttr =
+        attr === 'private_address' || attr === 'public_address' ? 'first_address' : attr === 'networks' ? 'networks' : String(attr);
       return { get_attr: [node.name, heatAttr, ...rest.filter((r) => !(heatAttr === 'first_address' && r === 0))] };
     },
   };
@@ -83,7 +96,9 @@ export function translateHot(topology: Topology): string {
         image: toHot(topology, node.capabilities.os?.properties.image ?? imageOf(topology, node) ?? '', node),
         user_data_format: 'SOFTWARE_CONFIG',
       };
-      const ports = [...topology.nodes.values()].filter((p) => isPort(p) && p.requirements.some((r) => r.name === 'binding' && r.node === node.name));
+      const ports = [...topology.nodes.values()].filter(
+        (p) => isPort(p) && p.requirements.some((r) => r.name === 'binding' && r.node === node.name),
+      );
       if (ports.length) properties.networks = ports.map((p) => ({ port: { get_resource: p.name } }));
       resources[name] = { type: 'OS::Nova::Server', properties };
     } else if (isBlockStorage(node)) {
@@ -98,7 +113,12 @@ export function translateHot(topology: Topology): string {
       resources[name] = { type: 'OS::Neutron::Net', properties: netName !== undefined ? { name: netName } : {} };
       const cidr = prop(topology, node, 'cidr');
       if (cidr !== undefined) {
-        const subnet: Dict = { network: { get_resource: name }, cidr, ip_version: prop(topology, node, 'ip_version') ?? 4, enable_dhcp: prop(topology, node, 'dhcp_enabled') ?? true };
+        const subnet: Dict = {
+          network: { get_resource: name },
+          cidr,
+          ip_version: prop(topology, node, 'ip_version') ?? 4,
+          enable_dhcp: prop(topology, node, 'dhcp_enabled') ?? true,
+        };
         const start = prop(topology, node, 'start_ip');
         const end = prop(topology, node, 'end_ip');
         if (start !== undefined && end !== undefined) subnet.allocation_pools = [{ start, end }];

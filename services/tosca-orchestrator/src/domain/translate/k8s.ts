@@ -23,7 +23,8 @@ function portsOf(topology: Topology, app: NodeTemplate, runtime?: NodeTemplate):
       if (!isDict(p)) continue;
       const source = Number(p.source ?? p.target);
       const target = Number(p.target ?? p.source);
-      if (Number.isFinite(source) && Number.isFinite(target)) out.push({ port: source, target, protocol: String(p.protocol ?? 'tcp').toUpperCase() });
+      if (Number.isFinite(source) && Number.isFinite(target))
+        out.push({ port: source, target, protocol: String(p.protocol ?? 'tcp').toUpperCase() });
     }
   };
   if (runtime) {
@@ -52,7 +53,12 @@ export function translateK8s(topology: Topology): string {
     if (typeof command === 'string' && command) container.command = ['/bin/sh', '-c', command];
     const env = prop(topology, app, 'environment_variables');
     if (isDict(env) && Object.keys(env).length) {
-      docs.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `${id}-env`, labels: labels(name) }, data: Object.fromEntries(Object.entries(env).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)])) });
+      docs.push({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: `${id}-env`, labels: labels(name) },
+        data: Object.fromEntries(Object.entries(env).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)])),
+      });
       container.envFrom = [{ configMapRef: { name: `${id}-env` } }];
     }
     const resources: Dict = {};
@@ -73,7 +79,12 @@ export function translateK8s(topology: Topology): string {
       if (!claimed.has(d.volume.name)) {
         claimed.add(d.volume.name);
         const size = sizeMiB(evaluate({ topology, self: d.volume }, d.volume.properties.size)) ?? 1024;
-        docs.push({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: claim, labels: labels(d.volume.name) }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: `${size}Mi` } } } });
+        docs.push({
+          apiVersion: 'v1',
+          kind: 'PersistentVolumeClaim',
+          metadata: { name: claim, labels: labels(d.volume.name) },
+          spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: `${size}Mi` } } },
+        });
       }
       volumes.push({ name: claim, persistentVolumeClaim: { claimName: claim } });
       mounts.push({ name: claim, mountPath: d.location ?? `/mnt/${claim}` });
@@ -81,13 +92,29 @@ export function translateK8s(topology: Topology): string {
     if (mounts.length) container.volumeMounts = mounts;
     const replicas = runtime ? scaleCount(topology, runtime) : scaleCount(topology, app);
     docs.push({
-      apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: id, labels: labels(name) },
-      spec: { replicas, selector: { matchLabels: { 'app.kubernetes.io/name': id } }, template: { metadata: { labels: labels(name) }, spec: { containers: [container], ...(volumes.length ? { volumes } : {}) } } },
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: id, labels: labels(name) },
+      spec: {
+        replicas,
+        selector: { matchLabels: { 'app.kubernetes.io/name': id } },
+        template: { metadata: { labels: labels(name) }, spec: { containers: [container], ...(volumes.length ? { volumes } : {}) } },
+      },
     });
     if (ports.length) {
       docs.push({
-        apiVersion: 'v1', kind: 'Service', metadata: { name: id, labels: labels(name) },
-        spec: { selector: { 'app.kubernetes.io/name': id }, ports: ports.map((p) => ({ name: `${p.protocol.toLowerCase()}-${p.port}`, port: p.port, targetPort: p.target, protocol: p.protocol })) },
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: id, labels: labels(name) },
+        spec: {
+          selector: { 'app.kubernetes.io/name': id },
+          ports: ports.map((p) => ({
+            name: `${p.protocol.toLowerCase()}-${p.port}`,
+            port: p.port,
+            targetPort: p.target,
+            protocol: p.protocol,
+          })),
+        },
       });
     }
   }
@@ -95,7 +122,12 @@ export function translateK8s(topology: Topology): string {
   for (const n of topology.nodes.values()) {
     if (!isBlockStorage(n) || claimed.has(n.name)) continue;
     const size = sizeMiB(evaluate({ topology, self: n }, n.properties.size)) ?? 1024;
-    docs.push({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: dnsName(n.name), labels: labels(n.name) }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: `${size}Mi` } } } });
+    docs.push({
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name: dnsName(n.name), labels: labels(n.name) },
+      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: `${size}Mi` } } },
+    });
   }
   return docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
 }

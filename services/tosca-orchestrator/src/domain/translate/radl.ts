@@ -27,7 +27,14 @@ export function translateRadl(topology: Topology): string {
     const cidr = prop(topology, n, 'cidr');
     networks.set(n.name, `network ${n.name} ( ${cidr !== undefined ? `cidr = ${quote(cidr)}` : ''} )`);
   }
-  for (const c of computes) systems.push(system(topology, c, disks.filter((d) => d.compute === c)));
+  for (const c of computes)
+    systems.push(
+      system(
+        topology,
+        c,
+        disks.filter((d) => d.compute === c),
+      ),
+    );
   lines.push(...networks.values(), '');
   for (const s of systems) lines.push(s, '');
   for (const c of computes) lines.push(`deploy ${c.name} ${scaleCount(topology, c)}`);
@@ -63,7 +70,9 @@ function system(topology: Topology, node: NodeTemplate, disks: ReturnType<typeof
     if (typeof dns === 'string') features.push(`net_interface.${nic}.dns_name = ${quote(dns)}`);
     nic++;
   }
-  const ports = [...topology.nodes.values()].filter((p) => isPort(p) && p.requirements.some((r) => r.name === 'binding' && r.node === node.name));
+  const ports = [...topology.nodes.values()].filter(
+    (p) => isPort(p) && p.requirements.some((r) => r.name === 'binding' && r.node === node.name),
+  );
   for (const p of ports) {
     const link = p.requirements.find((r) => r.name === 'link')?.node;
     features.push(`net_interface.${nic}.connection = ${quote(link ?? 'private')}`);

@@ -12,7 +12,7 @@ type Fail = (message: string, code?: string) => void;
 /** A value with no declared type: only its functions are checked. */
 export function checkAnyValue(run: ValidationRun, value: unknown, loc: Loc, fn: FnContext): void {
   if (isFunction(value)) checkFunction(run, value, loc, fn);
-  else if (Array.isArray(value)) value.forEach((v, i) => checkAnyValue(run, v, at(loc, i), fn));
+  else if (Array.isArray(value)) for (const [i, v] of value.entries()) checkAnyValue(run, v, at(loc, i), fn);
   else if (isDict(value)) for (const [k, v] of Object.entries(value)) checkAnyValue(run, v, at(loc, k), fn);
 }
 
@@ -54,25 +54,29 @@ export function checkFunction(run: ValidationRun, value: Record<string, unknown>
       if (!entity?.entry) return;
       const iface = registry.interfaces(entity.entry).get(String(args[1]));
       if (!iface) return fail(`node ${entity.name} has no interface "${String(args[1])}"`, 'UNKNOWN_INTERFACE');
-      if (!iface.operations.has(String(args[2]))) fail(`interface ${String(args[1])} of ${entity.name} has no operation "${String(args[2])}"`, 'UNKNOWN_OPERATION');
+      if (!iface.operations.has(String(args[2])))
+        fail(`interface ${String(args[1])} of ${entity.name} has no operation "${String(args[2])}"`, 'UNKNOWN_OPERATION');
       return;
     }
     case 'concat':
       if (!Array.isArray(args) || args.length < 1) fail('needs a list of values');
       return;
     case 'join':
-      if (!Array.isArray(args) || args.length < 1 || args.length > 2 || (!Array.isArray(args[0]) && !isFunction(args[0]))) fail('needs [ [values], delimiter ]');
+      if (!Array.isArray(args) || args.length < 1 || args.length > 2 || (!Array.isArray(args[0]) && !isFunction(args[0])))
+        fail('needs [ [values], delimiter ]');
       else if (args.length === 2 && typeof args[1] !== 'string') fail('the delimiter must be a string');
       return;
     case 'token':
-      if (!Array.isArray(args) || args.length !== 3 || typeof args[1] !== 'string' || !Number.isInteger(args[2])) fail('needs [ string, separator, index ]');
+      if (!Array.isArray(args) || args.length !== 3 || typeof args[1] !== 'string' || !Number.isInteger(args[2]))
+        fail('needs [ string, separator, index ]');
       return;
     case 'get_artifact': {
       if (!Array.isArray(args) || args.length < 2 || args.length > 4) return fail('needs [ entity, artifact, (location, (remove)) ]');
       const entity = functionEntity(run, args[0], fn, fail);
       if (!entity?.entry) return;
       const declared = isDict(entity.raw.artifacts) && String(args[1]) in entity.raw.artifacts;
-      if (!declared && !registry.mapSection(entity.entry, 'artifacts').has(String(args[1]))) fail(`node ${entity.name} has no artifact "${String(args[1])}"`, 'UNKNOWN_ARTIFACT');
+      if (!declared && !registry.mapSection(entity.entry, 'artifacts').has(String(args[1])))
+        fail(`node ${entity.name} has no artifact "${String(args[1])}"`, 'UNKNOWN_ARTIFACT');
       return;
     }
     case 'get_nodes_of_type':
@@ -119,7 +123,7 @@ function lookupProperty(run: ValidationRun, node: NodeTemplate, path: unknown[],
   const word = attribute ? 'attribute' : 'property';
   const code = attribute ? 'UNKNOWN_ATTRIBUTE' : 'UNKNOWN_PROPERTY';
   const has = (entry: TypeEntry, name: string) =>
-    registry.properties(entry).has(name) || (attribute && (registry.attributes(entry).has(name)));
+    registry.properties(entry).has(name) || (attribute && registry.attributes(entry).has(name));
   const [first, second] = path;
   if (typeof first !== 'string') return fail(`the ${word} name must be a string`);
   if (has(node.entry, first)) return;
@@ -128,7 +132,8 @@ function lookupProperty(run: ValidationRun, node: NodeTemplate, path: unknown[],
   if (capDef) {
     const ctype = registry.resolve('capability', capDef.type);
     if (typeof second !== 'string') return fail(`needs a ${word} name after capability ${first}`);
-    if (ctype && !has(ctype, second) && !(second in capDef.properties)) fail(`capability ${first} of ${node.name} has no ${word} "${second}"`, code);
+    if (ctype && !has(ctype, second) && !(second in capDef.properties))
+      fail(`capability ${first} of ${node.name} has no ${word} "${second}"`, code);
     return;
   }
   const req = node.requirements.find((r) => r.name === first);

@@ -14,13 +14,23 @@ export function checkGroups(run: ValidationRun, raw: unknown, loc: Loc): void {
     const def = isDict(d) ? d : {};
     const entry = run.typeRef('group', def.type, at(gl, 'type'), `group ${name}`);
     const members = Array.isArray(def.members) ? def.members.map(String) : [];
-    if (def.members !== undefined && !Array.isArray(def.members)) diags.error('INVALID_FIELD', `members of group ${name} must be a list`, at(gl, 'members'));
-    const allowed = entry ? registry.ancestors(entry).map((t) => t.def.members).find(Array.isArray) as string[] | undefined : undefined;
+    if (def.members !== undefined && !Array.isArray(def.members))
+      diags.error('INVALID_FIELD', `members of group ${name} must be a list`, at(gl, 'members'));
+    const allowed = entry
+      ? (registry
+          .ancestors(entry)
+          .map((t) => t.def.members)
+          .find(Array.isArray) as string[] | undefined)
+      : undefined;
     members.forEach((m, i) => {
       const node = topo.nodes.get(m);
       if (!node) diags.error('UNKNOWN_NODE', `group ${name}: member "${m}" is not a node template`, at(at(gl, 'members'), i));
       else if (allowed?.length && !allowed.some((t) => registry.derives('node', node.type, t))) {
-        diags.error('INVALID_MEMBER', `group ${name}: member ${m} (${node.type}) is not one of ${allowed.join(', ')}`, at(at(gl, 'members'), i));
+        diags.error(
+          'INVALID_MEMBER',
+          `group ${name}: member ${m} (${node.type}) is not one of ${allowed.join(', ')}`,
+          at(at(gl, 'members'), i),
+        );
       }
     });
     if (entry) checkProperties(run, entry, def.properties, at(gl, 'properties'), `group ${name}`, { where: `group ${name}` });
@@ -45,12 +55,21 @@ export function checkPolicies(run: ValidationRun, raw: unknown, loc: Loc): void 
     const def = isDict(d) ? d : {};
     const entry = run.typeRef('policy', def.type, at(pl, 'type'), `policy ${name}`);
     const targets = Array.isArray(def.targets) ? def.targets.map(String) : [];
-    const allowed = entry ? registry.ancestors(entry).map((t) => t.def.targets).find(Array.isArray) as string[] | undefined : undefined;
+    const allowed = entry
+      ? (registry
+          .ancestors(entry)
+          .map((t) => t.def.targets)
+          .find(Array.isArray) as string[] | undefined)
+      : undefined;
     targets.forEach((t, i) => {
       const node = topo.nodes.get(t);
       const group = topo.groups.get(t);
-      if (!node && !group) diags.error('UNKNOWN_NODE', `policy ${name}: target "${t}" is neither a node template nor a group`, at(at(pl, 'targets'), i));
-      else if (allowed?.length && !allowed.some((a) => (node ? registry.derives('node', node.type, a) : registry.derives('group', group!.type, a)))) {
+      if (!node && !group)
+        diags.error('UNKNOWN_NODE', `policy ${name}: target "${t}" is neither a node template nor a group`, at(at(pl, 'targets'), i));
+      else if (
+        allowed?.length &&
+        !allowed.some((a) => (node ? registry.derives('node', node.type, a) : registry.derives('group', group!.type, a)))
+      ) {
         diags.error('INVALID_TARGET', `policy ${name}: target ${t} is not one of ${allowed.join(', ')}`, at(at(pl, 'targets'), i));
       }
     });

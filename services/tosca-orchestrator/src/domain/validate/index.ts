@@ -16,7 +16,17 @@ import { ValidationRun } from './run';
 import { checkSubstitution } from './substitution';
 import { checkTypes, importedTypesKey } from './types';
 
-const topologyKeys = new Set(['description', 'inputs', 'node_templates', 'relationship_templates', 'groups', 'policies', 'outputs', 'substitution_mappings', 'workflows']);
+const topologyKeys = new Set([
+  'description',
+  'inputs',
+  'node_templates',
+  'relationship_templates',
+  'groups',
+  'policies',
+  'outputs',
+  'substitution_mappings',
+  'workflows',
+]);
 
 export interface ProcessOptions extends TemplateInput {
   /** Input values; when given, required inputs without a value are errors (warnings otherwise). */
@@ -45,11 +55,13 @@ function checkTopology(run: ValidationRun): Topology {
     diags.error('INVALID_FIELD', 'topology_template must be a map', tl);
     return topo;
   }
-  for (const key of Object.keys(raw)) if (!topologyKeys.has(key)) diags.error('UNKNOWN_FIELD', `unknown field "${key}" in topology_template`, at(tl, key));
+  for (const key of Object.keys(raw))
+    if (!topologyKeys.has(key)) diags.error('UNKNOWN_FIELD', `unknown field "${key}" in topology_template`, at(tl, key));
   if (typeof raw.description === 'string') topo.description = raw.description;
   collectInputs(run, raw.inputs, at(tl, 'inputs'));
   const nodes = raw.node_templates;
-  if (nodes !== undefined && nodes !== null && !isDict(nodes)) diags.error('INVALID_FIELD', 'node_templates must be a map', at(tl, 'node_templates'));
+  if (nodes !== undefined && nodes !== null && !isDict(nodes))
+    diags.error('INVALID_FIELD', 'node_templates must be a map', at(tl, 'node_templates'));
   const nl = at(tl, 'node_templates');
   // First pass: every node template and its type, so requirements can point anywhere.
   if (isDict(nodes)) {

@@ -11,7 +11,8 @@ import type { ValidationRun } from './run';
 export function collectInputs(run: ValidationRun, raw: unknown, loc: Loc): void {
   const { diags, givenInputs, topo } = run;
   if (raw === undefined || raw === null) {
-    for (const name of Object.keys(givenInputs ?? {})) diags.warn('UNKNOWN_INPUT', `input "${name}" is given but the template declares no inputs`, loc);
+    for (const name of Object.keys(givenInputs ?? {}))
+      diags.warn('UNKNOWN_INPUT', `input "${name}" is given but the template declares no inputs`, loc);
     return;
   }
   if (!isDict(raw)) {

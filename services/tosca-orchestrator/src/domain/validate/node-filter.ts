@@ -10,7 +10,7 @@ export function findCapability(run: ValidationRun, node: NodeTemplate, wanted: s
   const { registry } = run;
   if (!node.entry) return undefined;
   const caps = registry.capabilities(node.entry);
-  if (!wanted) return caps.has('feature') ? 'feature' : [...caps.keys()][0] ?? 'feature';
+  if (!wanted) return caps.has('feature') ? 'feature' : ([...caps.keys()][0] ?? 'feature');
   if (caps.has(wanted)) return wanted;
   // By type: found once per node type and capability type (names that are no capability type
   // are not remembered, so the per-process caches cannot grow with them).
@@ -56,7 +56,11 @@ export function filterMismatch(run: ValidationRun, node: NodeTemplate, filter: D
   };
   const entry = node.entry!;
   if (filter.properties !== undefined) checkClauses(node.properties, filter.properties, '', registry.properties(entry));
-  const capFilters = Array.isArray(filter.capabilities) ? filter.capabilities : isDict(filter.capabilities) ? Object.entries(filter.capabilities).map(([k, v]) => ({ [k]: v })) : [];
+  const capFilters = Array.isArray(filter.capabilities)
+    ? filter.capabilities
+    : isDict(filter.capabilities)
+      ? Object.entries(filter.capabilities).map(([k, v]) => ({ [k]: v }))
+      : [];
   for (const item of capFilters) {
     if (!isDict(item)) continue;
     for (const [capName, cf] of Object.entries(item)) {

@@ -8,19 +8,42 @@ import { checkValue, isFunction } from '../values';
 import { checkInterfaces, checkProperties, checkPropertyValues } from './properties';
 import type { FnContext, ValidationRun } from './run';
 
-const nodeTemplateKeys = new Set(['type', 'description', 'metadata', 'directives', 'properties', 'attributes', 'requirements', 'capabilities', 'interfaces', 'artifacts', 'node_filter', 'copy']);
+const nodeTemplateKeys = new Set([
+  'type',
+  'description',
+  'metadata',
+  'directives',
+  'properties',
+  'attributes',
+  'requirements',
+  'capabilities',
+  'interfaces',
+  'artifacts',
+  'node_filter',
+  'copy',
+]);
 
 /** The node template with its type, property values with defaults and capability defaults. */
 export function collectNode(run: ValidationRun, name: string, raw: unknown, loc: Loc): void {
   const def = isDict(raw) ? raw : {};
   if (!isDict(raw)) run.diags.error('INVALID_FIELD', `node template "${name}" must be a map`, loc);
-  for (const key in def) if (!nodeTemplateKeys.has(key)) run.diags.error('UNKNOWN_FIELD', `unknown field "${key}" in node template ${name}`, at(loc, key));
+  for (const key in def)
+    if (!nodeTemplateKeys.has(key)) run.diags.error('UNKNOWN_FIELD', `unknown field "${key}" in node template ${name}`, at(loc, key));
   let entry: TypeEntry | undefined;
   if (def.type === undefined) run.diags.error('MISSING_FIELD', `node template ${name} has no type`, loc);
   else entry = run.typeRef('node', def.type, at(loc, 'type'), `node template ${name}`);
   const facts = entry ? nodeTypeFacts(run, entry) : undefined;
   const node: NodeTemplate = {
-    name, type: entry?.name ?? String(def.type ?? ''), entry, ancestors: facts?.ancestorNames ?? [], raw: def, properties: {}, capabilities: {}, requirements: [], artifacts: {}, loc,
+    name,
+    type: entry?.name ?? String(def.type ?? ''),
+    entry,
+    ancestors: facts?.ancestorNames ?? [],
+    raw: def,
+    properties: {},
+    capabilities: {},
+    requirements: [],
+    artifacts: {},
+    loc,
   };
   if (entry && facts) {
     // Property values with defaults, so functions and filters can see them.
@@ -45,7 +68,10 @@ export function collectNode(run: ValidationRun, name: string, raw: unknown, loc:
 }
 
 /** What every template of a node type starts from, worked out once per type. */
-function nodeTypeFacts(run: ValidationRun, entry: TypeEntry): { ancestorNames: string[]; capabilityDefaults: [string, string, Dict][]; capabilityEntries: NodeTemplate['capabilities'] } {
+function nodeTypeFacts(
+  run: ValidationRun,
+  entry: TypeEntry,
+): { ancestorNames: string[]; capabilityDefaults: [string, string, Dict][]; capabilityEntries: NodeTemplate['capabilities'] } {
   const { registry } = run;
   return registry.memo('node-template-facts', entry, () => {
     const capabilityDefaults: [string, string, Dict][] = [];
@@ -79,7 +105,12 @@ export function checkNodeValues(run: ValidationRun, node: NodeTemplate): void {
     const props = registry.properties(entry);
     for (const [name, value] of Object.entries(raw.attributes)) {
       const def = attrs.get(name) ?? props.get(name);
-      if (!def) diags.error('UNKNOWN_ATTRIBUTE', `node template ${node.name}: ${entry.name} has no attribute "${name}"`, at(at(loc, 'attributes'), name));
+      if (!def)
+        diags.error(
+          'UNKNOWN_ATTRIBUTE',
+          `node template ${node.name}: ${entry.name} has no attribute "${name}"`,
+          at(at(loc, 'attributes'), name),
+        );
       else checkValue(run.valueCtx(fn), value, def, at(at(loc, 'attributes'), name), `node template ${node.name} attribute ${name}`);
     }
   }
@@ -88,9 +119,11 @@ export function checkNodeValues(run: ValidationRun, node: NodeTemplate): void {
     checkInterfaces(run, registry.interfaces(entry), raw.interfaces, at(loc, 'interfaces'), `node template ${node.name}`, fn);
   }
   checkArtifacts(run, node, entry);
-  if (raw.node_filter !== undefined && !isDict(raw.node_filter)) diags.error('INVALID_FIELD', `node_filter of ${node.name} must be a map`, at(loc, 'node_filter'));
+  if (raw.node_filter !== undefined && !isDict(raw.node_filter))
+    diags.error('INVALID_FIELD', `node_filter of ${node.name} must be a map`, at(loc, 'node_filter'));
   if (raw.copy !== undefined) {
-    if (typeof raw.copy !== 'string' || !run.topo.nodes.has(raw.copy)) diags.error('UNKNOWN_NODE', `node template ${node.name} copies "${String(raw.copy)}", which is not a node template`, at(loc, 'copy'));
+    if (typeof raw.copy !== 'string' || !run.topo.nodes.has(raw.copy))
+      diags.error('UNKNOWN_NODE', `node template ${node.name} copies "${String(raw.copy)}", which is not a node template`, at(loc, 'copy'));
   }
 }
 
@@ -115,7 +148,9 @@ function checkCapabilities(run: ValidationRun, node: NodeTemplate, entry: TypeEn
     const ctype = registry.resolve('capability', def.type);
     if (!ctype) continue;
     const v = isDict(value) ? value : {};
-    for (const key in v) if (key !== 'properties' && key !== 'attributes' && key !== 'occurrences') diags.error('UNKNOWN_FIELD', `unknown field "${key}" in capability ${name} of ${node.name}`, at(at(cl, name), key));
+    for (const key in v)
+      if (key !== 'properties' && key !== 'attributes' && key !== 'occurrences')
+        diags.error('UNKNOWN_FIELD', `unknown field "${key}" in capability ${name} of ${node.name}`, at(at(cl, name), key));
     let propertyDefs = merged.get(name);
     if (!propertyDefs) {
       propertyDefs = registry.properties(ctype);
@@ -126,7 +161,16 @@ function checkCapabilities(run: ValidationRun, node: NodeTemplate, entry: TypeEn
       }
       merged.set(name, propertyDefs);
     }
-    checkPropertyValues(run, ctype, propertyDefs, v.properties, at(at(cl, name), 'properties'), `capability ${name} of ${node.name}`, fn, v.properties !== undefined);
+    checkPropertyValues(
+      run,
+      ctype,
+      propertyDefs,
+      v.properties,
+      at(at(cl, name), 'properties'),
+      `capability ${name} of ${node.name}`,
+      fn,
+      v.properties !== undefined,
+    );
   }
 }
 
@@ -136,7 +180,9 @@ function checkArtifacts(run: ValidationRun, node: NodeTemplate, entry: TypeEntry
   const { raw, loc } = node;
   const typeArtifacts = registry.mapSection(entry, 'artifacts');
   if (typeArtifacts.size) {
-    const normalized = registry.memo('artifacts', entry, () => Object.fromEntries([...typeArtifacts].map(([name, { def }]) => [name, normalizeArtifact(def)])));
+    const normalized = registry.memo('artifacts', entry, () =>
+      Object.fromEntries([...typeArtifacts].map(([name, { def }]) => [name, normalizeArtifact(def)])),
+    );
     node.artifacts = { ...normalized };
   }
   if (raw.artifacts === undefined || raw.artifacts === null) return;
@@ -153,13 +199,21 @@ function checkArtifacts(run: ValidationRun, node: NodeTemplate, entry: TypeEntry
       const t = run.typeRef('artifact', a.type, isDict(value) ? at(l, 'type') : l, `artifact ${name}`);
       if (t) a.type = t.name;
     } else if (!typeArtifacts.has(name)) diags.warn('MISSING_FIELD', `artifact ${name} of ${node.name} has no type`, l);
-    node.artifacts[name] = { ...(node.artifacts[name] ?? {}), ...Object.fromEntries(Object.entries(a).filter(([, v]) => v !== undefined)) } as NodeTemplate['artifacts'][string];
+    node.artifacts[name] = {
+      ...(node.artifacts[name] ?? {}),
+      ...Object.fromEntries(Object.entries(a).filter(([, v]) => v !== undefined)),
+    } as NodeTemplate['artifacts'][string];
   }
 }
 
 function normalizeArtifact(value: unknown): { type?: string; file?: unknown; raw: unknown } {
   if (typeof value === 'string') return { file: value, raw: value };
-  if (isDict(value)) return { type: typeof value.type === 'string' ? value.type : undefined, file: typeof value.file === 'string' || isFunction(value.file) ? value.file : undefined, raw: value };
+  if (isDict(value))
+    return {
+      type: typeof value.type === 'string' ? value.type : undefined,
+      file: typeof value.file === 'string' || isFunction(value.file) ? value.file : undefined,
+      raw: value,
+    };
   return { raw: value };
 }
 

@@ -7,7 +7,16 @@ import { checkAnyValue } from './functions';
 import type { FnContext, ValidationRun } from './run';
 
 /** Property assignments against the definitions: unknown, missing required, wrong values. */
-export function checkProperties(run: ValidationRun, entry: TypeEntry, given: unknown, loc: Loc, what: string, fn: FnContext, extra?: Map<string, Dict>, requireAll = true): void {
+export function checkProperties(
+  run: ValidationRun,
+  entry: TypeEntry,
+  given: unknown,
+  loc: Loc,
+  what: string,
+  fn: FnContext,
+  extra?: Map<string, Dict>,
+  requireAll = true,
+): void {
   let defs: Map<string, Dict> = run.registry.properties(entry);
   if (extra?.size) {
     defs = new Map(defs);
@@ -17,7 +26,16 @@ export function checkProperties(run: ValidationRun, entry: TypeEntry, given: unk
 }
 
 /** checkProperties against definitions already merged. */
-export function checkPropertyValues(run: ValidationRun, entry: TypeEntry, defs: Map<string, Dict>, given: unknown, loc: Loc, what: string, fn: FnContext, requireAll: boolean): void {
+export function checkPropertyValues(
+  run: ValidationRun,
+  entry: TypeEntry,
+  defs: Map<string, Dict>,
+  given: unknown,
+  loc: Loc,
+  what: string,
+  fn: FnContext,
+  requireAll: boolean,
+): void {
   const { diags } = run;
   if (given !== undefined && given !== null && !isDict(given)) {
     diags.error('INVALID_FIELD', `properties of ${what} must be a map`, loc);
@@ -38,7 +56,11 @@ export function checkPropertyValues(run: ValidationRun, entry: TypeEntry, defs: 
   for (const [name, def] of defs) {
     if (def.required === false || def.default !== undefined) continue;
     if (values[name] === undefined) {
-      diags.error('MISSING_REQUIRED_PROPERTY', `${what}: required property "${name}" of ${entry.name} is missing`, isDict(given) ? loc : { file: loc.file, path: loc.path.replace(/\.properties$/, '') });
+      diags.error(
+        'MISSING_REQUIRED_PROPERTY',
+        `${what}: required property "${name}" of ${entry.name} is missing`,
+        isDict(given) ? loc : { file: loc.file, path: loc.path.replace(/\.properties$/, '') },
+      );
     }
   }
 }
@@ -46,7 +68,14 @@ export function checkPropertyValues(run: ValidationRun, entry: TypeEntry, defs: 
 const operationKeys = ['implementation', 'inputs', 'description', 'outputs', 'timeout', 'operation_host'];
 
 /** Interface assignments: known interfaces and operations, their shape, the functions in their inputs. */
-export function checkInterfaces(run: ValidationRun, defs: Map<string, { type?: string; operations: Map<string, unknown> }>, raw: unknown, loc: Loc, what: string, fn: FnContext): void {
+export function checkInterfaces(
+  run: ValidationRun,
+  defs: Map<string, { type?: string; operations: Map<string, unknown> }>,
+  raw: unknown,
+  loc: Loc,
+  what: string,
+  fn: FnContext,
+): void {
   const { diags } = run;
   if (!isDict(raw)) {
     diags.error('INVALID_FIELD', `interfaces of ${what} must be a map`, loc);
@@ -63,8 +92,11 @@ export function checkInterfaces(run: ValidationRun, defs: Map<string, { type?: s
       if (value !== null) diags.error('INVALID_FIELD', `interface ${name} of ${what} must be a map`, il);
       continue;
     }
-    const ops = isDict(value.operations) ? Object.entries(value.operations).map(([k, v]) => [k, v, at(at(il, 'operations'), k)] as const)
-      : Object.entries(value).filter(([k]) => k !== 'inputs' && k !== 'type' && k !== 'description' && k !== 'notifications').map(([k, v]) => [k, v, at(il, k)] as const);
+    const ops = isDict(value.operations)
+      ? Object.entries(value.operations).map(([k, v]) => [k, v, at(at(il, 'operations'), k)] as const)
+      : Object.entries(value)
+          .filter(([k]) => k !== 'inputs' && k !== 'type' && k !== 'description' && k !== 'notifications')
+          .map(([k, v]) => [k, v, at(il, k)] as const);
     if (isDict(value.inputs)) for (const [k, v] of Object.entries(value.inputs)) checkAnyValue(run, v, at(at(il, 'inputs'), k), fn);
     for (const [op, body, ol] of ops) {
       if (!def.operations.has(op)) {

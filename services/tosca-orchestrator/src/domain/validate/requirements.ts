@@ -22,7 +22,10 @@ export function collectRelationshipTemplates(run: ValidationRun, raw: unknown, l
     const props = isDict(def.properties) ? def.properties : {};
     run.topo.relationshipTemplates.set(name, { type: entry?.name ?? String(def.type), properties: props, raw: def });
     if (entry) checkProperties(run, entry, props, at(rl, 'properties'), `relationship template ${name}`, { where: name });
-    if (entry && isDict(def.interfaces)) checkInterfaces(run, run.registry.interfaces(entry), def.interfaces, at(rl, 'interfaces'), `relationship template ${name}`, { where: name });
+    if (entry && isDict(def.interfaces))
+      checkInterfaces(run, run.registry.interfaces(entry), def.interfaces, at(rl, 'interfaces'), `relationship template ${name}`, {
+        where: name,
+      });
   }
 }
 
@@ -54,7 +57,16 @@ export function resolveRequirements(run: ValidationRun, node: NodeTemplate): voi
     counts.set(name, (counts.get(name) ?? 0) + 1);
     const a = typeof value === 'string' ? { node: value } : isDict(value) ? value : {};
     // Every field from the start, so all assignments share one shape (later reads stay fast).
-    const assignment: RequirementAssignment = { name, index, node: undefined, capability: undefined, relationship: undefined, relationshipTemplate: undefined, properties: {}, loc: il };
+    const assignment: RequirementAssignment = {
+      name,
+      index,
+      node: undefined,
+      capability: undefined,
+      relationship: undefined,
+      relationshipTemplate: undefined,
+      properties: {},
+      loc: il,
+    };
     // The relationship: a type name, a relationship template, or a map with a type.
     let relType = def.relationship;
     let relDef: Dict | undefined;
@@ -65,7 +77,11 @@ export function resolveRequirements(run: ValidationRun, node: NodeTemplate): voi
         relType = tpl.type;
       } else if (registry.resolve('relationship', a.relationship)) relType = a.relationship;
       else {
-        diags.error('UNKNOWN_TYPE', `requirement ${name} of ${node.name}: "${a.relationship}" is neither a relationship type nor a relationship template`, at(loc, 'relationship'));
+        diags.error(
+          'UNKNOWN_TYPE',
+          `requirement ${name} of ${node.name}: "${a.relationship}" is neither a relationship type nor a relationship template`,
+          at(loc, 'relationship'),
+        );
       }
     } else if (isDict(a.relationship)) {
       relDef = a.relationship;
@@ -79,7 +95,16 @@ export function resolveRequirements(run: ValidationRun, node: NodeTemplate): voi
     if (relEntry && relDef) {
       const props = isDict(relDef.properties) ? relDef.properties : {};
       assignment.properties = props;
-      checkProperties(run, relEntry, props, at(at(loc, 'relationship'), 'properties'), `relationship of ${node.name}.${name}`, { where: node.name, self: node }, undefined, false);
+      checkProperties(
+        run,
+        relEntry,
+        props,
+        at(at(loc, 'relationship'), 'properties'),
+        `relationship of ${node.name}.${name}`,
+        { where: node.name, self: node },
+        undefined,
+        false,
+      );
     }
     // The target node: a node template, or a node type to find one by.
     let targetName = typeof a.node === 'string' ? a.node : undefined;
@@ -89,17 +114,30 @@ export function resolveRequirements(run: ValidationRun, node: NodeTemplate): voi
     if (targetName && !target) {
       if (registry.resolve('node', targetName)) targetName = undefined;
       else {
-        diags.error('UNKNOWN_NODE', `requirement ${name} of ${node.name} names node "${targetName}", which is neither a node template nor a node type`, at(loc, 'node'));
+        diags.error(
+          'UNKNOWN_NODE',
+          `requirement ${name} of ${node.name} names node "${targetName}", which is neither a node template nor a node type`,
+          at(loc, 'node'),
+        );
         return;
       }
     }
     if (!targetName) {
-      const candidates = [...topo.nodes.values()].filter((n) => n !== node && n.entry && (!nodeType || registry.derivesFrom(n.entry, nodeType))
-        && (!filter || filterMismatch(run, n, filter).length === 0)
-        && findCapability(run, n, typeof a.capability === 'string' ? a.capability : def.capability) !== undefined);
+      const candidates = [...topo.nodes.values()].filter(
+        (n) =>
+          n !== node &&
+          n.entry &&
+          (!nodeType || registry.derivesFrom(n.entry, nodeType)) &&
+          (!filter || filterMismatch(run, n, filter).length === 0) &&
+          findCapability(run, n, typeof a.capability === 'string' ? a.capability : def.capability) !== undefined,
+      );
       if (candidates.length === 1) targetName = candidates[0]!.name;
       else {
-        diags.warn('REQUIREMENT_UNRESOLVED', `requirement ${name} of ${node.name}: ${candidates.length === 0 ? 'no' : `${candidates.length}`} node templates match${nodeType ? ` type ${nodeType}` : ''}; left to the orchestrator`, il);
+        diags.warn(
+          'REQUIREMENT_UNRESOLVED',
+          `requirement ${name} of ${node.name}: ${candidates.length === 0 ? 'no' : `${candidates.length}`} node templates match${nodeType ? ` type ${nodeType}` : ''}; left to the orchestrator`,
+          il,
+        );
         node.requirements.push(assignment);
         return;
       }
@@ -107,13 +145,21 @@ export function resolveRequirements(run: ValidationRun, node: NodeTemplate): voi
     target ??= topo.nodes.get(targetName)!;
     assignment.node = target.name;
     if (nodeType && target.entry && !registry.derivesFrom(target.entry, nodeType) && registry.resolve('node', nodeType)) {
-      diags.error('REQUIREMENT_TYPE_MISMATCH', `requirement ${name} of ${node.name}: node ${target.name} is a ${target.type}, not a ${nodeType}`, at(loc, 'node').path === loc.path ? il : typeof value === 'string' ? il : at(loc, 'node'));
+      diags.error(
+        'REQUIREMENT_TYPE_MISMATCH',
+        `requirement ${name} of ${node.name}: node ${target.name} is a ${target.type}, not a ${nodeType}`,
+        at(loc, 'node').path === loc.path ? il : typeof value === 'string' ? il : at(loc, 'node'),
+      );
     }
     const capWanted = typeof a.capability === 'string' ? a.capability : def.capability;
     if (target.entry && capWanted) {
       const cap = findCapability(run, target, capWanted);
       if (!cap) {
-        diags.error('CAPABILITY_NOT_FOUND', `requirement ${name} of ${node.name}: node ${target.name} (${target.type}) has no capability ${capWanted}`, il);
+        diags.error(
+          'CAPABILITY_NOT_FOUND',
+          `requirement ${name} of ${node.name}: node ${target.name} (${target.type}) has no capability ${capWanted}`,
+          il,
+        );
       } else {
         assignment.capability = cap;
         const cdef = registry.capabilities(target.entry).get(cap)!;
@@ -123,27 +169,61 @@ export function resolveRequirements(run: ValidationRun, node: NodeTemplate): voi
           run.incoming.set(key, (run.incoming.get(key) ?? 0) + 1);
         }
         if (cdef.validSourceTypes.length && node.entry && !cdef.validSourceTypes.some((t) => registry.derivesFrom(node.entry!, t))) {
-          diags.error('INVALID_SOURCE_TYPE', `requirement ${name} of ${node.name}: capability ${cap} of ${target.name} accepts only ${cdef.validSourceTypes.join(', ')}, not ${node.type}`, il);
+          diags.error(
+            'INVALID_SOURCE_TYPE',
+            `requirement ${name} of ${node.name}: capability ${cap} of ${target.name} accepts only ${cdef.validSourceTypes.join(', ')}, not ${node.type}`,
+            il,
+          );
         }
-        const validTargets = relEntry ? registry.memo('valid-target-types', relEntry, () => registry.ancestors(relEntry).map((t) => t.def.valid_target_types).find(Array.isArray) ?? null) : undefined;
+        const validTargets = relEntry
+          ? registry.memo(
+              'valid-target-types',
+              relEntry,
+              () =>
+                registry
+                  .ancestors(relEntry)
+                  .map((t) => t.def.valid_target_types)
+                  .find(Array.isArray) ?? null,
+            )
+          : undefined;
         if (Array.isArray(validTargets) && validTargets.length && !acceptsTarget(run, relEntry!, validTargets, cdef.type)) {
-          diags.warn('INVALID_RELATIONSHIP_TARGET', `requirement ${name} of ${node.name}: relationship ${relEntry!.name} targets ${validTargets.join(', ')}, not ${cdef.type}`, il);
+          diags.warn(
+            'INVALID_RELATIONSHIP_TARGET',
+            `requirement ${name} of ${node.name}: relationship ${relEntry!.name} targets ${validTargets.join(', ')}, not ${cdef.type}`,
+            il,
+          );
         }
       }
     }
     if (filter && target.entry) {
       for (const problem of filterMismatch(run, target, filter)) {
-        diags.error('NODE_FILTER_MISMATCH', `requirement ${name} of ${node.name}: node ${target.name} does not satisfy the node_filter: ${problem}`, il);
+        diags.error(
+          'NODE_FILTER_MISMATCH',
+          `requirement ${name} of ${node.name}: node ${target.name} does not satisfy the node_filter: ${problem}`,
+          il,
+        );
       }
     }
     if (relDef && relEntry && isDict(relDef.interfaces)) {
-      checkInterfaces(run, registry.interfaces(relEntry), relDef.interfaces, at(at(loc, 'relationship'), 'interfaces'), `relationship of ${node.name}.${name}`, { where: node.name, self: node, source: node, target });
+      checkInterfaces(
+        run,
+        registry.interfaces(relEntry),
+        relDef.interfaces,
+        at(at(loc, 'relationship'), 'interfaces'),
+        `relationship of ${node.name}.${name}`,
+        { where: node.name, self: node, source: node, target },
+      );
     }
     node.requirements.push(assignment);
   });
   for (const [name, count] of counts) {
     const [, max] = defs.get(name)!.occurrences;
-    if (count > max) diags.error('REQUIREMENT_OCCURRENCES', `node template ${node.name}: requirement "${name}" is used ${count} times, at most ${max} allowed`, rl);
+    if (count > max)
+      diags.error(
+        'REQUIREMENT_OCCURRENCES',
+        `node template ${node.name}: requirement "${name}" is used ${count} times, at most ${max} allowed`,
+        rl,
+      );
   }
 }
 
@@ -165,7 +245,11 @@ export function checkCapabilityOccurrences(run: ValidationRun): void {
     const node = run.topo.nodes.get(nodeName)!;
     const max = node.entry ? run.registry.capabilities(node.entry).get(cap)?.occurrences?.[1] : undefined;
     if (max !== undefined && count > max) {
-      run.diags.error('CAPABILITY_OCCURRENCES', `capability ${cap} of ${nodeName} is the target of ${count} requirements, at most ${max} allowed`, node.loc);
+      run.diags.error(
+        'CAPABILITY_OCCURRENCES',
+        `capability ${cap} of ${nodeName} is the target of ${count} requirements, at most ${max} allowed`,
+        node.loc,
+      );
     }
   }
 }

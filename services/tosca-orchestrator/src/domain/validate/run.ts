@@ -34,8 +34,15 @@ export class ValidationRun {
     this.givenInputs = inputs;
     this.topo = {
       metadata: isDict(this.main.metadata) ? this.main.metadata : {},
-      inputs: new Map(), inputValues: {}, nodes: new Map(), relationshipTemplates: new Map(), groups: new Map(),
-      policies: [], outputs: new Map(), edges: [], order: [],
+      inputs: new Map(),
+      inputValues: {},
+      nodes: new Map(),
+      relationshipTemplates: new Map(),
+      groups: new Map(),
+      policies: [],
+      outputs: new Map(),
+      edges: [],
+      order: [],
     };
   }
 
@@ -80,13 +87,15 @@ export class ValidationRun {
   /** A data type named by a definition: primitive or known, else an error at `loc`. */
   dataTypeRef(name: unknown, loc: Loc, what: string): void {
     if (typeof name !== 'string') return;
-    if (!primitiveTypes.has(name) && !this.registry.resolve('data', name)) this.diags.error('UNKNOWN_TYPE', `${what}: unknown data type "${name}"`, loc);
+    if (!primitiveTypes.has(name) && !this.registry.resolve('data', name))
+      this.diags.error('UNKNOWN_TYPE', `${what}: unknown data type "${name}"`, loc);
   }
 
   /** The node template `node` is hosted on (its first HostedOn requirement), if any. */
   hostOf(node: NodeTemplate): NodeTemplate | undefined {
     for (const r of node.requirements) {
-      if (r.node && r.relationship && this.registry.derives('relationship', r.relationship, 'tosca.relationships.HostedOn')) return this.topo.nodes.get(r.node);
+      if (r.node && r.relationship && this.registry.derives('relationship', r.relationship, 'tosca.relationships.HostedOn'))
+        return this.topo.nodes.get(r.node);
     }
     return undefined;
   }

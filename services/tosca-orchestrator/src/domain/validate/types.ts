@@ -44,7 +44,11 @@ export function checkTypes(run: ValidationRun, importedKey?: string): void {
   for (const kind of Object.values(typeSections)) {
     for (const entry of run.registry.all(kind)) if (!entry.builtin) checkType(run, entry);
   }
-  if (importedKey !== undefined) checkedImports.set(importedKey, diags.list.slice(before).map((d) => ({ ...d })));
+  if (importedKey !== undefined)
+    checkedImports.set(
+      importedKey,
+      diags.list.slice(before).map((d) => ({ ...d })),
+    );
 }
 
 function checkType(run: ValidationRun, entry: TypeEntry): void {
@@ -116,7 +120,8 @@ function checkType(run: ValidationRun, entry: TypeEntry): void {
     }
   }
   if (entry.kind === 'relationship' && Array.isArray(def.valid_target_types)) {
-    def.valid_target_types.forEach((t, i) => run.typeRef('capability', t, at(at(loc, 'valid_target_types'), i), 'valid_target_types'));
+    for (const [i, t] of def.valid_target_types.entries())
+      run.typeRef('capability', t, at(at(loc, 'valid_target_types'), i), 'valid_target_types');
   }
   if ((entry.kind === 'policy' || entry.kind === 'group') && Array.isArray(def.targets ?? def.members)) {
     const key = def.targets ? 'targets' : 'members';
