@@ -15,23 +15,8 @@ import { type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime'
 import { containerLabels, instanceEnvironment, LABEL, type ContainerPlan } from '../domain/container';
 import { WRITABLE_DIRS } from '../domain/security';
 import type { ClaimStatus, EngineEvent, LogChunk, LogOptions, Observed, RuntimeBackend, VolumeClaims } from './backend';
+import { claimName, GPU_RESOURCE, KUBE_LABEL, labelValue, podName } from './kubernetes-names';
 
-/** Label keys on pods and config maps (Kubernetes label syntax). */
-export const KUBE_LABEL = {
-  managed: 'lapis.dev/managed',
-  instanceId: 'lapis.dev/instance-id',
-  project: 'lapis.dev/project',
-  user: 'lapis.dev/user',
-  flavor: 'lapis.dev/flavor',
-  node: 'lapis.dev/node',
-  attempt: 'lapis.dev/attempt',
-  volumeId: 'lapis.dev/volume-id',
-  volumeName: 'lapis.dev/volume-name',
-  /** Annotation: the volume's size in bytes as Lapis was asked (the API server rewrites quantities). */
-  sizeBytes: 'lapis.dev/size-bytes',
-} as const;
-
-export const GPU_RESOURCE = 'nvidia.com/gpu';
 const KWOK_TAINT = 'kwok.x-k8s.io/node';
 const CONTAINER = 'instance';
 
@@ -47,24 +32,6 @@ export interface KubernetesOptions {
   storageClass?: string;
   /** Pods get their own user namespace (hostUsers: false), where the cluster supports it. */
   userNamespaces?: boolean;
-}
-
-/** A label value: at most 63 of [A-Za-z0-9_.-], starting and ending alphanumeric. */
-export function labelValue(value: string): string {
-  return value
-    .replace(/[^A-Za-z0-9_.-]/g, '-')
-    .slice(0, 63)
-    .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
-}
-
-/** A DNS-1123 name for an instance's pod. */
-export function podName(instanceId: string): string {
-  return `lapis-${instanceId.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '');
-}
-
-/** The PersistentVolumeClaim of a Lapis volume. */
-export function claimName(volumeId: string): string {
-  return `lapis-${volumeId.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '');
 }
 
 const codeOf = (error: unknown) => (error as { code?: number }).code;
