@@ -11,12 +11,12 @@ import { staticTokenFile, TEST_TOKENS, testLog as log } from '../src/testing';
 
 export const STATIC_TOKENS = { alice: TEST_TOKENS.alice.token, bob: TEST_TOKENS.bob.token, root: TEST_TOKENS.root.token };
 
-export async function startServer(services: ServiceRegistration[], auth: AuthOptions = {}, callerLimits?: CallerLimits, listenPort = 0) {
+export async function startServer(services: ServiceRegistration[], auth: AuthOptions = {}, callerLimits?: CallerLimits) {
   const server = new GrpcServer({
     ...(callerLimits ? { callerLimits } : {}),
     domain: 'test.lapis.dev',
     host: '127.0.0.1',
-    port: listenPort,
+    port: 0,
     services,
     authenticator: new Authenticator({ staticTokensFile: staticTokenFile(), ...auth }),
     log,

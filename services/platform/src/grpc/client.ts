@@ -1,5 +1,5 @@
 // Clients of other Lapis services: a deadline on every unary call, retries on UNAVAILABLE
-// (grpc-js retry policy with backoff; optionally waiting for a restarting server), and the bearer token in the metadata. Trace context
+// (grpc-js retry policy with backoff), and the bearer token in the metadata. Trace context
 // is propagated by the gRPC instrumentation.
 import { credentials, InterceptingCall, Metadata, type ChannelOptions, type Interceptor } from '@grpc/grpc-js';
 import { PROJECT_HEADER } from '../headers';
@@ -13,12 +13,6 @@ export interface ClientOptions {
   deadlineMs?: number;
   /** Attempts (first included) for calls that fail with UNAVAILABLE. */
   maxAttempts?: number;
-  /**
-   * Calls wait, up to their deadline, for a server that is down or (re)starting instead of
-   * failing with UNAVAILABLE at once: for calls between services, whose requests carry ids and
-   * are safe to send once the server is back. Tools a person waits on fail fast instead.
-   */
-  waitForReady?: boolean;
 }
 
 type ClientConstructor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: ChannelOptions) => C;
@@ -48,7 +42,6 @@ function callDefaults(options: ClientOptions): Interceptor {
     if (!callOptions.deadline && !streaming) callOptions.deadline = Date.now() + deadlineMs;
     return new InterceptingCall(nextCall(callOptions), {
       start(metadata: Metadata, listener, next) {
-        if (options.waitForReady) metadata.setOptions({ ...metadata.getOptions(), waitForReady: true });
         const token = typeof options.token === 'function' ? options.token() : options.token;
         if (token && !metadata.get('authorization').length) metadata.set('authorization', `Bearer ${token}`);
         if (options.project && !metadata.get(PROJECT_HEADER).length) metadata.set(PROJECT_HEADER, options.project);

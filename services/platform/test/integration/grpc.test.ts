@@ -10,7 +10,6 @@ import { until } from '../../src/testing';
 import { operationsService, type OperationsProbe } from '../fixtures/operations';
 import { dynamicClient, getOperation, operationsClient, startServer, STATIC_TOKENS } from '../grpc-harness';
 import { sleep } from '../helpers';
-import { freePort } from '@lapis/testenv';
 
 const isError = (value: unknown): value is ServiceError => value instanceof Error;
 
@@ -136,24 +135,6 @@ describe('gRPC server (real grpc-js server and clients)', () => {
       const error = await getOperation(operationsClient(address, { token: STATIC_TOKENS.alice, maxAttempts: 2 }), 'flaky');
       assert.ok(isError(error));
       assert.equal(error.code, status.UNAVAILABLE);
-    });
-
-    it('waits for a server that is not up yet when asked to (waitForReady), up to the deadline', async () => {
-      const port = await freePort();
-      const late = `127.0.0.1:${port}`;
-      const failFast = await getOperation(operationsClient(late), 'p');
-      assert.ok(isError(failFast));
-      assert.equal(failFast.code, status.UNAVAILABLE, 'without waitForReady a call to a server that is down fails at once');
-      const waiting = getOperation(operationsClient(late, { token: STATIC_TOKENS.alice, waitForReady: true, deadlineMs: 20_000 }), 'p');
-      await sleep(3_000);
-      const started = await startServer([operationsService(probe)], {}, undefined, port);
-      try {
-        const response = await waiting;
-        assert.ok(!isError(response), String((response as Error).message));
-        assert.equal(response.operation?.project, 'physics');
-      } finally {
-        await started.server.shutdown(1_000);
-      }
     });
 
     it('puts a deadline on unary calls, and the handler sees the call end', async () => {

@@ -68,21 +68,13 @@ export class LapisPorts implements Ports {
     const key = `${token}\n${as.project}`;
     let c = this.clients.get(key);
     if (!c) {
-      // Every request carries its step's id, so a call waits for a scheduler or runtime that is
-      // restarting (up to its deadline) rather than failing the deployment.
       c = {
-        scheduler: createClient(SchedulerServiceClient, this.addresses.scheduler, {
-          token,
-          project: as.project,
-          waitForReady: true,
-          deadlineMs: 30_000,
-        }),
+        scheduler: createClient(SchedulerServiceClient, this.addresses.scheduler, { token, project: as.project }),
         // Deleting an instance waits for it to stop (SIGTERM, then kill after the runtime's stop
         // timeout), and making a volume formats it: longer than the usual deadline.
         runtime: createClient(RuntimeServiceClient, this.addresses.runtime, {
           token,
           project: as.project,
-          waitForReady: true,
           deadlineMs: 60_000,
         }),
       };

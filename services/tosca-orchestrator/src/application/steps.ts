@@ -1,7 +1,7 @@
 // One step of a deployment performed through the ports (submit or cancel a claim, create,
 // attach or delete a volume) and recorded. Every request carries an id made of the deployment,
 // the step and the generation, so a step done again after a restart is done once.
-import { withRetries } from '@lapis/platform';
+import { Code, withRetries } from '@lapis/platform';
 import type { DeploymentRecord, Step } from '../domain/deployment';
 import type { EngineContext } from './context';
 import { setPhase } from './phases';
@@ -10,16 +10,24 @@ import type { ActAs } from './ports';
 /** Performs the step; a failure makes the deployment FAILED (rolled back unless kept). */
 export async function perform(ctx: EngineContext, id: string, record: DeploymentRecord, step: Step): Promise<void> {
   const { log } = ctx.options;
-  // Removing is retried a little (every removal is idempotent): a runtime restarting must not
-  // leave a deletion FAILED. A deletion that still fails is FAILED; deleting again retries it.
+  // Every request carries the step's id, so trying again is safe. A scheduler or runtime that
+  // is restarting (UNAVAILABLE) is waited for, about 15 s; a removal is retried on any error (a
+  // deletion that still fails is FAILED; deleting again retries it).
+  const deleting = record.action === 'delete';
   try {
     await withRetries(() => performOnce(ctx, id, record, step), {
-      attempts: record.action === 'delete' ? 4 : 1,
-      retryIf: () => !ctx.stopped(),
-      delayMs: (failed) => 250 * 2 ** failed,
-      onRetry: (error, attempt) => log.info({ err: error, deployment: id, step, attempt }, 'deletion step failed; retrying'),
+      attempts: deleting ? 6 : 7,
+      retryIf: (error) => !ctx.stopped() && (deleting || unavailable(error)),
+      delayMs: (failed) => Math.min(250 * 2 ** failed, 4_000),
+      onRetry: (error, attempt) => log.info({ err: error, deployment: id, step, attempt }, 'deployment step failed; retrying'),
     });
   } catch (error) {
+    // Stopping: the step is left as it is and the deployment goes on where it stopped once the
+    // orchestrator is back (as after a crash), rather than failing for a call cut short.
+    if (ctx.stopped()) {
+      log.info({ err: error, deployment: id, step }, 'deployment step cut short by shutdown; resumed at the next start');
+      return;
+    }
     log.warn({ err: error, deployment: id, step }, 'deployment step failed');
     await setPhase(
       ctx,
@@ -31,6 +39,8 @@ export async function perform(ctx: EngineContext, id: string, record: Deployment
     if (record.action === 'delete') throw error;
   }
 }
+
+const unavailable = (error: unknown) => (error as { code?: number }).code === Code.UNAVAILABLE;
 
 async function performOnce(ctx: EngineContext, id: string, record: DeploymentRecord, step: Step): Promise<void> {
   const as: ActAs = { token: ctx.tokens.get(id), project: record.project };
