@@ -91,13 +91,33 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
   });
 
   it('deploys examples/tosca/web-app.yaml through the in-cluster orchestrator: the web instance is a pod on a claim, its address answers from the host', async function () {
-    example = await deployExampleInCluster(lapis!.cluster, lapis!.installed, () => {});
+    example = await deployExampleInCluster(lapis!.cluster, lapis!.installed, lapis!.zipkin.url, () => {});
     assert.match(String(example.outputs.web_address), /^http:\/\/10\.89\.0\.\d+:8080\/site\/$/);
     assert.match(example.page, /Lapis on Kubernetes/);
     assert.equal(example.claims.length, 1);
     const claims = await get('pvc', 'lapis.dev/volume-id');
     assert.deepEqual(names(claims), example.claims);
     assert.equal(claims[0]?.status?.phase, 'Bound');
+  });
+
+  it("the deployment is one trace in the trace viewer, across the orchestrator's, the scheduler's and the runtime's pods", async function () {
+    assert.ok(example, 'the deployment above was made');
+    const { trace } = example;
+    const pods = (await get('pods')).map((p) => p.metadata.name);
+    for (const component of ['tosca-orchestrator', 'scheduler', 'container-runtime'])
+      assert.ok(
+        trace.pods.some((p) => p.startsWith(`${RELEASE}-${component}-`) && pods.includes(p)),
+        `a span from a ${component} pod of the release in ${trace.pods.join(', ')}`,
+      );
+    assert.ok(
+      trace.spans.some(
+        (s) =>
+          s.kind === 'CONSUMER' &&
+          /^process lapis\.scheduler\.claim_placed/.test(s.name) &&
+          s.localEndpoint?.serviceName === 'container-runtime',
+      ),
+      'the placement reached the runtime in the same trace',
+    );
   });
 
   it('undeploys leaving no instance pod, no claim and no volume', async function () {

@@ -44,18 +44,19 @@ async function serve(): Promise<void> {
   try {
     engine = await ensureDocker();
     lapis = await startLapisOnKube(engine, progress);
-    const { cluster, registries, installed } = lapis;
+    const { cluster, registries, installed, zipkin } = lapis;
     status.summary = {
       kubeconfig: `${cluster.kubeconfig} (export KUBECONFIG=${cluster.kubeconfig})`,
       release: `${RELEASE} in namespace ${NAMESPACE} (helm -n ${NAMESPACE} status ${RELEASE})`,
       ...Object.fromEntries(Object.entries(installed.addresses).map(([name, address]) => [`${name} (gRPC)`, address])),
       'OCCI (HTTP)': installed.occiUrl || '(none)',
       'site registry': registries.site.url,
+      'trace viewer': `${zipkin.url}/zipkin/ (on the node bridge: the pods send their spans there)`,
       'user token': `${MESH_TOKENS.alice.token} (projects ${MESH_TOKENS.alice.projects.join(', ')}); admin: ${MESH_TOKENS.admin.token}`,
       logs: `kubectl -n ${NAMESPACE} logs deploy/${RELEASE}-<service>; the cluster's own in ${cluster.dir}`,
     };
     supervisor.write(status);
-    const example = await deployExampleInCluster(cluster, installed, progress);
+    const example = await deployExampleInCluster(cluster, installed, zipkin.url, progress);
     // An output over the mirrors it was not given (EXAMPLE_INPUTS) stays an unresolved expression.
     const outputs = Object.fromEntries(
       Object.entries(example.outputs).map(([k, v]) => [
@@ -63,7 +64,13 @@ async function serve(): Promise<void> {
         typeof v === 'string' ? v : '(none: deployed without mirrors on one 2-core node)',
       ]),
     );
-    status.outputs = { ...outputs, deployment: example.deploymentId, 'web pod': example.pod, 'web claims': example.claims };
+    status.outputs = {
+      ...outputs,
+      deployment: example.deploymentId,
+      'web pod': example.pod,
+      'web claims': example.claims,
+      trace: `${example.trace.url} (${example.trace.spans.length} spans; pods ${example.trace.pods.join(', ')})`,
+    };
     status.phase = 'ready';
     supervisor.write(status);
   } catch (error) {

@@ -25,6 +25,7 @@ import {
   type Registry,
 } from '@lapis/testenv';
 import { MESH_IMAGES, MESH_TOKENS, REPO_ROOT, SERVICES } from '../mesh';
+import { startZipkin, type Zipkin } from '../zipkin';
 
 export const NAMESPACE = 'lapis';
 export const RELEASE = 'lapis';
@@ -121,7 +122,7 @@ export async function startRegistries(cluster: Cluster, engine: DockerEngine): P
 }
 
 /** The values of the install: what differs from the chart's defaults, and why. */
-export function installValues(registries: Registries, version: string): Record<string, unknown> {
+export function installValues(registries: Registries, version: string, zipkin?: Zipkin): Record<string, unknown> {
   const tokens = Object.values(MESH_TOKENS).map(({ token, ...rest }) => ({ sha256: sha256(token), ...rest }));
   // One node with 2 cores runs everything: one replica each and small requests, so that the
   // example's instances (1 CPU each, requested and limited) still fit.
@@ -129,6 +130,7 @@ export function installValues(registries: Registries, version: string): Record<s
   return {
     image: { tag: version, pullPolicy: 'Never' },
     auth: { staticTokens: { tokens }, serviceToken: { value: MESH_TOKENS.service.token } },
+    telemetry: zipkin ? { tracesExporter: 'zipkin', zipkinEndpoint: zipkin.spansEndpoint } : {},
     nats: {
       bundled: {
         image: { repository: CLUSTER_IMAGES.nats.split(':')[0], tag: CLUSTER_IMAGES.nats.split(':')[1], pullPolicy: 'Never' },
@@ -208,6 +210,8 @@ export interface LapisOnKube {
   registries: Registries;
   engine: DockerEngine;
   installed: Installed;
+  /** The trace viewer, on the node bridge's address: every pod sends its spans there. */
+  zipkin: Zipkin;
   /** Everything stopped, the host put back; what could not be undone is in cluster.leftovers. */
   stop(): Promise<void>;
 }
@@ -219,20 +223,26 @@ export interface LapisOnKube {
 export async function startLapisOnKube(engine: DockerEngine, say: (line: string) => void): Promise<LapisOnKube> {
   let cluster: Cluster | undefined;
   let registries: Registries | undefined;
+  let zipkin: Zipkin | undefined;
   const stop = async (): Promise<void> => {
     await registries?.stop().catch(() => {});
+    await zipkin?.stop().catch(() => {});
     await cluster?.stop();
   };
   try {
     const images = await ensureServiceImages(engine, say);
     say('the cluster: control plane, containerd, kubelet, kube-proxy, CoreDNS, local-path provisioner');
     cluster = await startCluster({ progress: say, natsImage: true });
+    say('the trace viewer (Zipkin) on the node bridge, where the pods send their spans');
+    const starting = startZipkin(join(cluster.dir, 'zipkin.log'), NODE_NETWORK.gateway);
+    starting.then((z) => (zipkin = z)).catch(() => {}); // stopped with the rest, even if a later step fails
     say(`importing the service images into the node (${images.join(', ')})`);
     await cluster.importFromDocker(images, `unix://${engine.socketPath}`);
     say('registries (upstream with the example images, and the site registry)');
     registries = await startRegistries(cluster, engine);
-    const installed = await installLapis(cluster, installValues(registries, imageVersion()), say);
-    return { cluster, registries, engine, installed, stop };
+    zipkin = await starting;
+    const installed = await installLapis(cluster, installValues(registries, imageVersion(), zipkin), say);
+    return { cluster, registries, engine, installed, zipkin, stop };
   } catch (e) {
     await stop().catch(() => {});
     throw e;
