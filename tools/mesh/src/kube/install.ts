@@ -5,7 +5,7 @@
 // own probes. The two registries of the example (upstream and the site's) run on the host, on
 // the node bridge's address, where pods and the node's containerd reach them.
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -29,7 +29,7 @@ import { startZipkin, type Zipkin } from '../zipkin';
 
 export const NAMESPACE = 'lapis';
 export const RELEASE = 'lapis';
-const CHART = join(REPO_ROOT, 'charts/lapis');
+export const CHART = join(REPO_ROOT, 'charts/lapis');
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
@@ -38,30 +38,47 @@ function imageVersion(): string {
   return (JSON.parse(readFileSync(join(REPO_ROOT, 'services/scheduler/package.json'), 'utf8')) as { version: string }).version;
 }
 
-/** Builds the service images unless Docker has them all (images/build.sh: a few minutes the first time). */
 export { imageVersion };
 
+/** The newest modification time (ms) of the files under these directories. */
+function newestFileMs(dirs: string[]): number {
+  let newest = 0;
+  for (const dir of dirs)
+    for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true }))
+      if (entry.isFile()) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
+  return newest;
+}
+
+/**
+ * Builds the service images (images/build.sh: minutes) where Docker lacks one, or has one
+ * older than the built tree it is made of (a change since would otherwise run stale code).
+ */
 export async function ensureServiceImages(engine: DockerEngine, say: (line: string) => void): Promise<string[]> {
   const version = imageVersion();
-  const refs = SERVICES.map((s) => `lapis/${s}:${version}`);
-  const missing: string[] = [];
-  for (const ref of refs)
-    if (
-      !(await docker(['image', 'inspect', ref]).then(
-        () => true,
-        () => false,
-      ))
-    )
-      missing.push(ref);
-  if (missing.length > 0) {
-    say(`building the service images (images/build.sh; missing: ${missing.join(', ')})`);
-    await run(join(REPO_ROOT, 'images/build.sh'), [], {
+  const built = (service: string) =>
+    newestFileMs([
+      join(REPO_ROOT, 'proto/dist'),
+      join(REPO_ROOT, 'services/platform/dist/src'),
+      join(REPO_ROOT, `services/${service}/dist/src`),
+    ]);
+  const stale: string[] = [];
+  for (const service of SERVICES) {
+    const ref = `lapis/${service}:${version}`;
+    const created = await docker(['image', 'inspect', '--format', '{{.Created}}', ref]).then(
+      (out) => Date.parse(out.trim()),
+      () => 0,
+    );
+    if (created < built(service)) stale.push(service);
+  }
+  if (stale.length > 0) {
+    say(`building the service images (images/build.sh ${stale.join(' ')}: missing or older than the built tree)`);
+    await run(join(REPO_ROOT, 'images/build.sh'), stale, {
       cwd: REPO_ROOT,
       timeoutMs: 30 * 60_000,
       env: { ...process.env, DOCKER_HOST: `unix://${engine.socketPath}` },
     });
   }
-  return refs;
+  return SERVICES.map((s) => `lapis/${s}:${version}`);
 }
 
 export interface Registries {
