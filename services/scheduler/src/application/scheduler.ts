@@ -22,6 +22,7 @@ import { openStore } from '../adapters/store';
 import type { PartitionDef, QuotaDef } from '../domain/cycle';
 import type { AccountDef, FairShareResult } from '../domain/fairshare';
 import type { ClaimRecord, NodeRecord, Res } from '../domain/model';
+import type { AllocationRatios } from '../domain/overcommit';
 import type { Breakdown } from '../domain/priority';
 import type { Settings } from '../config';
 import { AdminCommands, type NodeMoveEntry } from './admin';
@@ -282,6 +283,11 @@ export class Scheduler {
     return this.admin.setQuota(project, quota);
   }
 
+  /** An admin's allocation ratios for a partition or a node (both 0: back to the inherited ones). */
+  setRatios(scope: 'partition' | 'node', name: string, ratios: AllocationRatios): Promise<void> {
+    return this.admin.setRatios(scope, name, ratios);
+  }
+
   moveNode(node: string, to: string, reason: string, user = ''): Promise<string> {
     return this.admin.moveNode(node, to, reason, user);
   }
@@ -340,6 +346,16 @@ export class Scheduler {
 
   partitionOfNode(n: NodeRecord): string {
     return this.cluster.partitionOfNode(n);
+  }
+
+  /** A partition's allocation ratios in force (1: no overcommit). */
+  partitionRatios(partition: string): AllocationRatios {
+    return this.cluster.partitionRatios(partition);
+  }
+
+  /** A node's allocation ratios where it has its own; undefined: its partition's. */
+  nodeRatios(n: NodeRecord): AllocationRatios | undefined {
+    return this.cluster.nodeRatios(n);
   }
 
   /** No heartbeat for three intervals, or not ready: the cycle places nothing on it. */
