@@ -39,6 +39,10 @@ export const schedulerSpecs = {
     desc: 'host ports instances may publish, "low-high" (the runtime agents\' range: set both from one value); empty: none',
   }),
   LAPIS_HEARTBEAT_MS: num({ default: 5000, desc: 'runtime heartbeat period; a node silent for 3 of them is down' }),
+  LAPIS_SCHEDULER_NODE_LOST_MS: num({
+    default: 30_000,
+    desc: 'a node silent this long is lost: its instances are requeued (restart_on_failure) or ended, and it is fenced (0: never)',
+  }),
 };
 
 export const loadSchedulerConfig = (env: NodeJS.ProcessEnv = process.env) =>
