@@ -42,7 +42,8 @@ export const allocatable = (capacity: Res, r: AllocationRatios): Res => ({
 
 /**
  * The node as placement sees it: capacity × ratios, and its real capacity as the most one
- * instance may ask for (a container cannot be given more CPUs than its host has).
+ * instance may ask for (overcommit shares a node among instances; it makes none larger than
+ * its host).
  */
 export function withRatios(n: NodeRecord, r: AllocationRatios): NodeRecord {
   if (!isOvercommitted(r)) return n;
