@@ -70,21 +70,44 @@ describe('make up overcommits CPU: a deployment beside the example on a 2-core n
     }
   });
 
-  it('lapisctl partition list shows the ratio', async function () {
-    if (!existsSync(LAPISCTL)) this.skip();
-    const stdout = await new Promise<string>((resolve, reject) =>
+  /** lapisctl as `token`: its exit code and output. */
+  const lapisctl = (args: string[], token: string) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
       execFile(
         process.execPath,
-        [LAPISCTL, 'partition', 'list'],
-        { env: { ...process.env, LAPIS_SCHEDULER_ADDRESS: mesh.addresses.scheduler!, LAPIS_TOKEN: mesh.tokens.admin.token } },
-        (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)),
+        [LAPISCTL, ...args],
+        { env: { ...process.env, LAPIS_SCHEDULER_ADDRESS: mesh.addresses.scheduler!, LAPIS_TOKEN: token } },
+        (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
       ),
     );
+  /** The default partition's CPU_RATIO cell in `lapisctl partition list`. */
+  const listedCpuRatio = async () => {
+    const { stdout } = await lapisctl(['partition', 'list'], mesh.tokens.admin.token);
     const [header, ...rows] = stdout.trim().split('\n');
     // Cells are padded under their headers (a cell may hold spaces: read it where its column starts).
     const at = header!.indexOf('CPU_RATIO');
     assert.ok(at > 0, stdout);
-    const row = rows.find((r) => r.startsWith('default '));
-    assert.equal(row?.slice(at).split(/\s+/)[0], String(UP_CPU_ALLOCATION_RATIO), stdout);
+    return rows
+      .find((r) => r.startsWith('default '))
+      ?.slice(at)
+      .split(/\s+/)[0];
+  };
+
+  it('lapisctl partition list shows the ratio; set-ratios changes it for admins only', async function () {
+    if (!existsSync(LAPISCTL)) this.skip();
+    assert.equal(await listedCpuRatio(), String(UP_CPU_ALLOCATION_RATIO));
+    const refused = await lapisctl(['partition', 'set-ratios', 'default', '--cpu', '8'], mesh.tokens.alice.token);
+    assert.notEqual(refused.code, 0, refused.stdout);
+    assert.match(refused.stderr, /admin/i);
+    const bad = await lapisctl(['partition', 'set-ratios', 'default', '--cpu', '0.5'], mesh.tokens.admin.token);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /ratios\.cpu/);
+    const set = await lapisctl(['partition', 'set-ratios', 'default', '--cpu', '8'], mesh.tokens.admin.token);
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(set.stdout, /partition default: CPU ratio 8, memory ratio 1/);
+    assert.equal(await listedCpuRatio(), '8');
+    // Without a ratio of its own the partition follows make up's configuration again.
+    await lapisctl(['partition', 'set-ratios', 'default'], mesh.tokens.admin.token);
+    assert.equal(await listedCpuRatio(), String(UP_CPU_ALLOCATION_RATIO));
   });
 });
