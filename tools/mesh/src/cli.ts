@@ -4,13 +4,14 @@
 //   down    stops it and removes what it made (instances, volumes, processes)
 //   status  says whether it runs and where
 // The supervisor (`serve`) keeps .lapis/mesh.json up to date; its log is .lapis/mesh.log.
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_DOCKER_SOCKET, pingDocker } from '@lapis/testenv';
 import { describeLeftovers, removeLeftovers } from './cleanup';
 import { deployExample } from './example';
 import { MESH_TOKENS, type Mesh, REPO_ROOT, startMesh } from './mesh';
 import { alive, Supervisor } from './supervisor';
+import { UP_CPU_ALLOCATION_RATIO, upServiceEnv } from './up-config';
 import { startZipkin, type Zipkin } from './zipkin';
 
 const DIR = join(REPO_ROOT, '.lapis');
@@ -50,11 +51,13 @@ async function serve(): Promise<void> {
     // Every run starts its registries empty, so NATS starts empty too: a catalogue (or
     // instances) recorded by an earlier run would name images and containers that are gone.
     rmSync(join(DIR, 'state', 'nats'), { recursive: true, force: true });
+    mkdirSync(join(DIR, 'state'), { recursive: true });
     mesh = await startMesh({
       stateDir: join(DIR, 'state'),
       nodeName: LOCAL_NODE,
       defaultPorts: true,
       progress,
+      serviceEnv: upServiceEnv(join(DIR, 'state')),
       env: zipkin ? { OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: zipkin.spansEndpoint } : {},
     });
     status.pids = Object.fromEntries(Object.entries(mesh.processes).map(([name, p]) => [name, p!.pid]));
@@ -67,6 +70,7 @@ async function serve(): Promise<void> {
       'trace viewer': zipkin ? `${zipkin.url}/zipkin/` : 'off (LAPIS_TRACING=0)',
       'user token': `${MESH_TOKENS.alice.token} (projects ${MESH_TOKENS.alice.projects.join(', ')}); admin: ${MESH_TOKENS.admin.token}`,
       logs: join(mesh.stateDir, 'logs'),
+      overcommit: `CPU allocation ratio ${UP_CPU_ALLOCATION_RATIO} (lapisctl partition list; lapisctl partition set-ratios default --cpu N)`,
     };
     if (mesh.addresses['tosca-orchestrator']) {
       progress('deploying the example TOSCA template (examples/tosca/web-app.yaml)');
