@@ -69,8 +69,10 @@ export function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Cl
   const result = processTemplate({
     ...(isCsar ? { csar: new Uint8Array(bytes) } : { text: bytes.toString('utf8') }),
     fileName: isCsar ? basename(file) : shown,
+    // The loader names relative imports by joining them to the file's name as shown (relative to
+    // the working directory), so they are read from there, not from the template's directory.
     imports: new ImportFiles({
-      baseDir: dirname(file),
+      baseDir: isCsar ? dirname(file) : process.cwd(),
       mirror: typeof options.mirror === 'string' ? options.mirror : env.LAPIS_TOSCA_IMPORT_MIRROR || undefined,
     }),
     inputs,

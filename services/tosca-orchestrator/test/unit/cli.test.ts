@@ -1,9 +1,9 @@
 // The offline command line and CSAR archives.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { strToU8, zipSync } from 'fflate';
 import { runCli } from '../../src/cli';
 import { processTemplate } from '../../src/domain/validate';
@@ -26,6 +26,32 @@ describe('command line', () => {
     const r = runCli(['validate', caseFile('error-dependency-cycle')], {});
     assert.equal(r.code, 1);
     assert.match(r.stderr, /error-dependency-cycle\/template\.yaml:4:5: error: dependency cycle: a -> b -> c -> a \[DEPENDENCY_CYCLE\]/);
+  });
+
+  it('validate dir/t.yaml reads its relative imports from dir, once (not dir/dir)', () => {
+    const folder = join(dir, 'nested');
+    mkdirSync(join(folder, 'types'), { recursive: true });
+    writeFileSync(
+      join(folder, 'types', 'app.yaml'),
+      'tosca_definitions_version: tosca_simple_yaml_1_3\nnode_types:\n  my.App: { derived_from: tosca.nodes.Root }\n',
+    );
+    writeFileSync(
+      join(folder, 't.yaml'),
+      'tosca_definitions_version: tosca_simple_yaml_1_3\nimports: [types/app.yaml]\ntopology_template:\n  node_templates:\n    app: { type: my.App }\n',
+    );
+    // From the folder above (a path with a directory), from elsewhere, and by absolute path.
+    const before = process.cwd();
+    try {
+      process.chdir(dir);
+      for (const file of ['nested/t.yaml', join(folder, 't.yaml')]) {
+        const r = runCli(['validate', file], {});
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /nested\/t\.yaml: valid/);
+      }
+    } finally {
+      process.chdir(before);
+    }
+    assert.equal(runCli(['validate', relative(process.cwd(), join(folder, 't.yaml'))], {}).code, 0);
   });
 
   it('validate --inputs: required inputs and input constraints are checked', () => {
