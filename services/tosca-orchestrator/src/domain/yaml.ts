@@ -2,7 +2,8 @@
 // yes/no/on/off are booleans, duplicate keys keep the last value (with a warning), implicit
 // pairs in flow sequences become one-entry maps. Every map entry and sequence item records its
 // offset under its document path.
-import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, Lexer, parseDocument, type Scalar, type Node } from 'yaml';
+import type * as YamlLibrary from 'yaml';
+import type { Scalar, Node } from 'yaml';
 import * as jsyaml from 'js-yaml';
 import { child, Diagnostics, type PositionIndex } from './diagnostics';
 
@@ -42,6 +43,13 @@ interface Yaml11Boolean {
 
 // js-yaml's members, read once (not through the module namespace on every scalar).
 const { parseEvents, getScalarValue, CORE_SCHEMA, EVENT_ID: E, SCALAR_STYLE_PLAIN, YAMLException } = jsyaml;
+
+/**
+ * The `yaml` library (about 70 modules), loaded when a file first needs it: a valid template
+ * read fast never does, so `tosca validate` starts without it.
+ */
+let yamlLibrary: typeof YamlLibrary | undefined;
+const library = (): typeof YamlLibrary => (yamlLibrary ??= require('yaml') as typeof YamlLibrary);
 
 /**
  * Bounds on what a template's YAML may make us do (a template comes from a tenant). Nesting:
@@ -377,7 +385,7 @@ function nestsDeeperThan(text: string, max: number): number | undefined {
   let offset = 0;
   let lineStart = true;
   let indent = 0;
-  for (const token of new Lexer().lex(text)) {
+  for (const token of new (library().Lexer)().lex(text)) {
     if (CONTROL_TOKENS.has(token)) continue;
     const at = offset;
     offset += token.length;
@@ -426,6 +434,7 @@ class OverLimit {
 
 /** The `yaml` library's reading, converted the same way (exported for the differential test). */
 export function loadWithLibrary(text: string, file: string, diags: Diagnostics, styleWarnings = true): LoadedYaml {
+  const { isAlias, isCollection, isMap, isPair, isScalar, isSeq, parseDocument } = library();
   const positions: PositionIndex = new Map();
   diags.addFile(file, positions, text);
   const doc = parseDocument(text, { uniqueKeys: false, version: '1.1', prettyErrors: false, merge: true });

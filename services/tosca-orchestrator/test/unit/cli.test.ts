@@ -1,6 +1,6 @@
 // The offline command line and CSAR archives.
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -52,6 +52,58 @@ describe('command line', () => {
       process.chdir(before);
     }
     assert.equal(runCli(['validate', relative(process.cwd(), join(folder, 't.yaml'))], {}).code, 0);
+  });
+
+  it('validate FILE...: one verdict per file; exit 1 when any is invalid', () => {
+    const good = caseFile('dependency-order');
+    const bad = caseFile('error-dependency-cycle');
+    const r = runCli(['validate', good, bad, caseFile('networks')], {});
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout.match(/: valid; deployment order/g)?.length, 2, r.stdout);
+    assert.match(r.stderr, /error-dependency-cycle\/template\.yaml: invalid \(1 errors\)/);
+    assert.equal(runCli(['validate', good, caseFile('networks')], {}).code, 0);
+    const json = JSON.parse(runCli(['validate', good, bad, '--json'], {}).stdout) as { file: string; valid: boolean }[];
+    assert.deepEqual(
+      json.map((v) => v.valid),
+      [true, false],
+    );
+    assert.match(json[1]!.file, /error-dependency-cycle/);
+    // A file that cannot be read is that file's verdict, not the end of the others.
+    const missing = runCli(['validate', join(dir, 'absent.yaml'), good], {});
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /absent\.yaml: cannot read/);
+    assert.match(missing.stdout, /dependency-order\/template\.yaml: valid/);
+    assert.equal(runCli(['translate', '--to', 'hot', good, good], {}).code, 2, 'translate takes one file');
+  });
+
+  it('validate --input NAME=VALUE: text converted to the declared type', () => {
+    const r = runCli(
+      ['validate', caseFile('error-inputs'), '--input', 'cpus=3', '--input', 'mem=2 GB', '--input', 'cores=1', '--quiet'],
+      {},
+    );
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /:4:5: error: input cpus: 3 must be one of \[1,2,4\]/);
+    assert.doesNotMatch(r.stderr, /required input "mem"/);
+    const ok = runCli(['validate', caseFile('error-inputs'), '--input', 'cpus=2', '--input', 'mem=2 GB', '--json'], {});
+    const verdict = JSON.parse(ok.stdout) as { valid: boolean; diagnostics: { message: string }[] };
+    assert.ok(!verdict.diagnostics.some((d) => /^input (cpus|mem)\b/.test(d.message)), ok.stdout);
+    assert.equal(runCli(['validate', caseFile('error-inputs'), '--input', 'cpus'], {}).code, 2);
+  });
+
+  it('validate starts without gRPC, NATS, telemetry, the YAML writer or the translators', () => {
+    const cli = resolve(__dirname, '..', '..', 'src', 'cli.js');
+    const script = `process.on('exit', () => process.stderr.write('\\nMODULES ' + JSON.stringify(Object.keys(require.cache))));`;
+    const hook = join(dir, 'modules-hook.js');
+    writeFileSync(hook, script);
+    const r = spawnSync(process.execPath, ['-r', hook, cli, 'validate', caseFile('dependency-order'), caseFile('networks')], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const modules = JSON.parse(r.stderr.split('MODULES ')[1]!) as string[];
+    const heavy = modules.filter((m) =>
+      /node_modules\/(@grpc|nats|@nats-io|@opentelemetry|pino|yaml)\/|domain\/translate\/|@lapis\/(platform|proto)/.test(m),
+    );
+    assert.deepEqual(heavy, []);
   });
 
   it('validate --inputs: required inputs and input constraints are checked', () => {

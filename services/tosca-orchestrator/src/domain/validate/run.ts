@@ -23,15 +23,18 @@ export class ValidationRun {
   readonly file: string;
   readonly topo: Topology;
   readonly givenInputs?: Dict;
+  /** Inputs given as text (a command line's), to be converted to their declared types. */
+  readonly textInputs: ReadonlySet<string>;
   /** Requirements resolved to a capability that limits its occurrences: "node\0capability" -> count. */
   readonly incoming = new Map<string, number>();
 
-  constructor(loaded: Loaded, inputs?: Dict) {
+  constructor(loaded: Loaded, inputs?: Dict, textInputs?: Record<string, string>) {
     this.registry = loaded.registry;
     this.diags = loaded.diags;
     this.main = loaded.main!;
     this.file = loaded.mainFile;
-    this.givenInputs = inputs;
+    this.givenInputs = inputs || textInputs ? { ...inputs, ...textInputs } : undefined;
+    this.textInputs = new Set(Object.keys(textInputs ?? {}));
     this.topo = {
       metadata: isDict(this.main.metadata) ? this.main.metadata : {},
       inputs: new Map(),
