@@ -95,7 +95,7 @@ function checkSubstitutedProperties(run: ValidationRun, entry: TypeEntry, raw: u
     const def = props.get(name);
     if (!def) diags.error('UNKNOWN_PROPERTY', `substitution_mappings: ${entry.name} has no property "${name}"`, l);
     const target = mapping(v);
-    if (!target || target.length !== 1) continue;
+    if (target?.length !== 1) continue;
     const input = topo.inputs.get(String(target[0]));
     if (!input) {
       diags.error('UNKNOWN_INPUT', `substitution_mappings properties.${name}: input "${String(target[0])}" is not declared`, l);
