@@ -6,6 +6,7 @@ import type * as YamlLibrary from 'yaml';
 import type { Scalar, Node } from 'yaml';
 import * as jsyaml from 'js-yaml';
 import { child, Diagnostics, type PositionIndex } from './diagnostics';
+import { bendToYaml12, originalOffset } from './yaml11';
 
 export interface LoadedYaml {
   value: unknown;
@@ -330,11 +331,38 @@ export function loadYaml(text: string, file: string, diags: Diagnostics, styleWa
       }
     }
   }
-  if (!fast) return loadWithLibrary(text, file, diags, styleWarnings);
+  if (!fast) return loadLenient(text, file, diags, styleWarnings);
   diags.addFile(file, () => loadWithLibrary(text, file, new Diagnostics(), false).positions, text);
   if (styleWarnings)
     for (const b of booleans) diags.addAt('warning', 'YAML11_BOOLEAN', yaml11BooleanMessage(b.source, b.value), file, b.path, b.offset);
   return { value: fast.value ?? null, positions: new Map(), ok: true };
+}
+
+/**
+ * The library's reading; a text it refuses that YAML 1.1 readers accept (see yaml11.ts) is read
+ * bent into YAML 1.2, with a warning where it bends the spec and positions in the original.
+ */
+function loadLenient(text: string, file: string, diags: Diagnostics, styleWarnings: boolean): LoadedYaml {
+  const strict = new Diagnostics();
+  const loaded = loadWithLibrary(text, file, strict, styleWarnings);
+  const bent = loaded.ok ? undefined : bendToYaml12(text);
+  const lenientDiags = new Diagnostics();
+  const lenient = bent && loadWithLibrary(bent.text, file, lenientDiags, styleWarnings);
+  if (!bent || !lenient?.ok) {
+    diags.adopt(file, strict);
+    return loaded;
+  }
+  const positions: PositionIndex = new Map();
+  for (const [path, offset] of lenient.positions) positions.set(path, originalOffset(bent, offset));
+  diags.addFile(file, positions, text);
+  for (const b of bent.bends) diags.addAt('warning', 'YAML11_LENIENCY', b.message, file, '', b.offset);
+  const lineStarts = [0];
+  for (let i = bent.text.indexOf('\n'); i >= 0; i = bent.text.indexOf('\n', i + 1)) lineStarts.push(i + 1);
+  for (const d of lenientDiags.list) {
+    const offset = originalOffset(bent, (lineStarts[d.line - 1] ?? 0) + d.column - 1);
+    diags.addAt(d.severity, d.code, d.message, file, d.path, offset);
+  }
+  return { value: lenient.value, positions, ok: true };
 }
 
 /** A split template read by two threads: the body there, the head here, the body grafted in. */
