@@ -7,7 +7,7 @@ import { LRUCache } from 'lru-cache';
 import { posix } from 'node:path';
 import { at, Diagnostics, type Loc } from './diagnostics';
 import { isDict, Registry, typeSections, type Dict, type Kind } from './registry';
-import { indigoTypes, indigoTypesUrl } from './types/indigo';
+import { indigoTypeTexts } from './types/indigo';
 import { nfvProfileVersion, nfvTypes } from './types/nfv';
 import { normativeTypes } from './types/normative';
 import { loadYaml, type LoadedYaml, type ParallelReader } from './yaml';
@@ -19,6 +19,9 @@ export const supportedVersions = new Set([
   'tosca_simple_yaml_1_3',
   nfvProfileVersion,
 ]);
+
+/** INDIGO's custom types file, by URL (any branch or commit): Lapis' built-ins stand in for it. */
+export const indigoTypesUrl = /^https?:\/\/raw\.githubusercontent\.com\/indigo-dc\/tosca-types\/[^/]+\/custom_types\.yaml$/;
 
 export const topLevelKeys = new Set([
   'tosca_definitions_version',
@@ -88,9 +91,9 @@ export function builtins(): Registry {
   const registry = new Registry();
   const diags = new Diagnostics();
   for (const [file, text] of [
-    ['<tosca-normative>', normativeTypes],
-    ['<lapis-indigo>', indigoTypes],
-  ] as const) {
+    ['<tosca-normative>', normativeTypes] as const,
+    ...indigoTypeTexts.map((text) => ['<lapis-indigo>', text] as const),
+  ]) {
     const doc = loadYaml(text, file, diags, false).value;
     if (isDict(doc)) addTypes(registry, doc, file, true, diags);
   }
