@@ -9,35 +9,38 @@ import { loadYaml } from '../../src/domain/yaml';
 import { indigoTypesFile, serviceDir } from '../helpers';
 import { keptTypes } from './definitions';
 
-const plainString = /^[A-Za-z_/][A-Za-z0-9_./-]*$/;
-const yaml11Words = /^(y|n|yes|no|on|off|true|false|null|~)$/i;
-
-/** A value in YAML flow style: plain where that reads back the same, JSON-quoted otherwise. */
-export function flow(value: unknown): string {
-  if (value === null || value === undefined) return 'null';
-  if (typeof value === 'string') return plainString.test(value) && !yaml11Words.test(value) ? value : JSON.stringify(value);
-  if (typeof value !== 'object') return String(value);
-  if (Array.isArray(value)) return value.length ? `[ ${value.map(flow).join(', ')} ]` : '[]';
-  const entries = Object.entries(value as Dict);
-  return entries.length ? `{ ${entries.map(([k, v]) => `${flow(k)}: ${flow(v)}`).join(', ')} }` : '{}';
-}
-
-/** One type, its sections one entry a line. */
-function typeLines(name: string, def: Dict): string[] {
-  const lines = [`  ${name}:`];
-  for (const [key, value] of Object.entries(def)) {
-    if (key === 'requirements' && Array.isArray(value)) {
-      lines.push(`    ${key}:`);
-      for (const r of value) lines.push(`      - ${flow(r).replace(/^\{ (.*) \}$/, '$1')}`);
-    } else if (
-      isDict(value) &&
-      Object.keys(value).length &&
-      ['properties', 'attributes', 'capabilities', 'interfaces', 'artifacts'].includes(key)
-    ) {
-      lines.push(`    ${key}:`);
-      for (const [k, v] of Object.entries(value)) lines.push(`      ${flow(k)}: ${flow(v)}`);
-    } else lines.push(`    ${key}: ${flow(value)}`);
-  }
+/**
+ * One type as JSON, its sections one entry a line (JSON rather than YAML: the built-ins are read
+ * at every start, and JSON.parse reads them in about a millisecond where a YAML reader, cold,
+ * took about 100 ms, most of a command line's start-up).
+ */
+function typeLines(name: string, def: Dict, last: boolean): string[] {
+  const lines = [`    ${JSON.stringify(name)}: {`];
+  const keys = Object.keys(def);
+  keys.forEach((key, i) => {
+    const value = def[key];
+    const comma = i < keys.length - 1 ? ',' : '';
+    const entries: [string, unknown][] | undefined =
+      key === 'requirements' && Array.isArray(value)
+        ? value.map((r, j) => [String(j), r])
+        : isDict(value) &&
+            Object.keys(value).length &&
+            ['properties', 'attributes', 'capabilities', 'interfaces', 'artifacts'].includes(key)
+          ? Object.entries(value)
+          : undefined;
+    if (!entries) {
+      lines.push(`      ${JSON.stringify(key)}: ${JSON.stringify(value)}${comma}`);
+      return;
+    }
+    const list = Array.isArray(value);
+    lines.push(`      ${JSON.stringify(key)}: ${list ? '[' : '{'}`);
+    entries.forEach(([k, v], j) => {
+      const sep = j < entries.length - 1 ? ',' : '';
+      lines.push(`        ${list ? '' : `${JSON.stringify(k)}: `}${JSON.stringify(v)}${sep}`);
+    });
+    lines.push(`      ${list ? ']' : '}'}${comma}`);
+  });
+  lines.push(`    }${last ? '' : ','}`);
   return lines;
 }
 
@@ -61,43 +64,45 @@ export function generate(sourceFile: string): Record<string, string> {
     ['node types', ['node_types']],
   ];
   const files: Record<string, string> = {};
-  let nodeLines: string[] = [];
-  const otherLines: string[] = [];
-  for (const [, sections] of parts) {
-    for (const section of sections) {
-      const defs = kept[section];
-      if (!defs) continue;
-      const lines = [`${section}:`];
-      for (const [name, def] of Object.entries(defs)) lines.push(...typeLines(name, def));
-      if (section === 'node_types') nodeLines = lines;
-      else otherLines.push(...lines);
+  /** A JSON document of whole types, by section. */
+  const document = (sections: [string, string[]][]) => {
+    const lines = ['{'];
+    sections.forEach(([section, types], i) => {
+      lines.push(`  ${JSON.stringify(section)}: {`, ...types, `  }${i < sections.length - 1 ? ',' : ''}`);
+    });
+    lines.push('}');
+    return lines.join('\n').replace(/\\/g, '\\\\').replace(/`/g, '\\`').replace(/\$\{/g, '\\${');
+  };
+  const sectionTypes = (section: string, names: string[]) =>
+    names.flatMap((name, i) => typeLines(name, kept[section]![name]!, i === names.length - 1));
+  const others = parts[0]![1]
+    .filter((section) => kept[section])
+    .map((section) => [section, sectionTypes(section, Object.keys(kept[section]!))] as [string, string[]]);
+  files['indigo-types.ts'] = `${header(parts[0]![0])}export const indigoOtherTypes = \`${document(others)}\`;\n`;
+  // Node types in files of about 450 lines at most, each a whole number of types.
+  const chunks: string[][] = [[]];
+  let lines = 0;
+  for (const name of Object.keys(kept.node_types ?? {})) {
+    const size = typeLines(name, kept.node_types![name]!, false).length;
+    if (lines + size > 450 && chunks[chunks.length - 1]!.length) {
+      chunks.push([]);
+      lines = 0;
     }
+    chunks[chunks.length - 1]!.push(name);
+    lines += size;
   }
-  // Node types in files of at most ~500 lines, each a whole number of types.
-  const nodeChunks: string[][] = [];
-  let current: string[] = [];
-  for (const line of nodeLines.slice(1)) {
-    if (/^ {2}\S/.test(line) && current.length > 450) {
-      nodeChunks.push(current);
-      current = [];
-    }
-    current.push(line);
-  }
-  if (current.length) nodeChunks.push(current);
-  const body = (lines: string[]) => lines.join('\n').replace(/\\/g, '\\\\').replace(/`/g, '\\`').replace(/\$\{/g, '\\${');
-  files['indigo-types.ts'] =
-    `${header(parts[0]![0])}export const indigoOtherTypes = \`\ntosca_definitions_version: tosca_simple_yaml_1_0\n${body(otherLines)}\n\`;\n`;
   const names: string[] = [];
-  nodeChunks.forEach((chunk, i) => {
+  chunks.forEach((chunk, i) => {
     names.push(`indigoNodeTypes${i + 1}`);
     files[`indigo-nodes-${i + 1}.ts`] =
-      `${header(`node types, part ${i + 1} of ${nodeChunks.length}`)}export const indigoNodeTypes${i + 1} = \`\ntosca_definitions_version: tosca_simple_yaml_1_0\nnode_types:\n${body(chunk)}\n\`;\n`;
+      `${header(`node types, part ${i + 1} of ${chunks.length}`)}export const indigoNodeTypes${i + 1} = \`${document([['node_types', sectionTypes('node_types', chunk)]])}\`;\n`;
   });
   files['indigo.ts'] = [
     header('the index of its parts').trimEnd(),
     "import { indigoOtherTypes } from './indigo-types';",
     ...names.map((name, i) => `import { ${name} } from './indigo-nodes-${i + 1}';`),
     '',
+    '/** JSON documents (read with JSON.parse), each of whole types by section. */',
     `export const indigoTypeTexts: readonly string[] = [indigoOtherTypes, ${names.join(', ')}];`,
     '',
   ].join('\n');

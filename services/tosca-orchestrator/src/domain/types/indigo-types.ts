@@ -3,141 +3,196 @@
 // INDIGO-DataCloud project): Lapis' built-in definitions of those types (data, artifact, capability, relationship and policy types), keeping what a
 // template is validated against and dropping descriptions, metadata and the operations' Ansible
 // implementations. Do not edit: change the generator, or regenerate when INDIGO's file changes.
-export const indigoOtherTypes = `
-tosca_definitions_version: tosca_simple_yaml_1_0
-data_types:
-  tosca.datatypes.Root:
-  tosca.datatypes.indigo.User:
-    derived_from: tosca.datatypes.Root
-    properties:
-      os_user_name: { type: string, required: false }
-      os_user_guid: { type: integer, required: false }
-      os_user_add_to_sudoers: { type: boolean, required: false }
-      os_user_ssh_public_key: { type: string, required: false }
-  tosca.datatypes.indigo.AnsibleTask:
-    derived_from: tosca.datatypes.Root
-    properties:
-      state: { type: string }
-      output: { type: string }
-  tosca.datatypes.indigo.CtxtTask:
-    derived_from: tosca.datatypes.Root
-    properties:
-      tasks: { type: map, entry_schema: { type: tosca.datatypes.indigo.AnsibleTask } }
-  tosca.datatypes.indigo.network.PortSpec:
-    derived_from: tosca.datatypes.network.PortSpec
-    properties:
-      remote_cidr: { type: string, required: false }
-artifact_types:
-  tosca.artifacts.Implementation.YAML:
-    derived_from: tosca.artifacts.Implementation
-    mime_type: text/yaml
-    file_ext: [ yaml, yml ]
-  tosca.artifacts.AnsibleGalaxy.role:
-    derived_from: tosca.artifacts.Root
-  tosca.artifacts.Deployment.Image.Container.Docker:
-    derived_from: tosca.artifacts.Deployment.Image
-capability_types:
-  tosca.capabilities.indigo.OperatingSystem:
-    derived_from: tosca.capabilities.OperatingSystem
-    properties:
-      gpu_driver: { type: boolean, required: false }
-      cuda_support: { type: boolean, required: false }
-      cuda_min_version: { type: string, required: false }
-      cuDNN_version: { type: string, required: false }
-      image: { type: string, required: false }
-      credential: { type: tosca.datatypes.Credential, required: false }
-  tosca.capabilities.indigo.Scalable:
-    derived_from: tosca.capabilities.Scalable
-    properties:
-      min_instances: { type: integer, default: 1, required: false }
-      max_instances: { type: integer, default: 1, required: false }
-      count: { type: integer, required: false, default: 1 }
-      removal_list: { type: list, required: false, entry_schema: { type: string } }
-  tosca.capabilities.indigo.Container:
-    derived_from: tosca.capabilities.Container
-    properties:
-      preemtible_instance: { type: boolean, required: false }
-      instance_type: { type: string, required: false }
-      num_gpus: { type: integer, required: false }
-      gpu_vendor: { type: string, required: false }
-      gpu_model: { type: string, required: false }
-      infiniband_support: { type: boolean, required: false }
-      sgx: { type: boolean, required: false }
-      sgx_epc_size: { type: scalar-unit.size, required: false }
-  tosca.capabilities.indigo.LRMS:
-    derived_from: tosca.capabilities.Container
-    properties:
-      type: { type: string, required: true, constraints: [ { valid_values: [ local, torque, slurm, sge, condor, mesos, kubernetes ] } ] }
-  tosca.capabilities.indigo.LRMS.Torque:
-    derived_from: tosca.capabilities.indigo.LRMS
-    properties:
-      type: { type: string, required: true, default: torque, constraints: [ { equal: torque } ] }
-  tosca.capabilities.indigo.LRMS.Slurm:
-    derived_from: tosca.capabilities.indigo.LRMS
-    properties:
-      type: { type: string, required: true, default: slurm, constraints: [ { equal: slurm } ] }
-  tosca.capabilities.indigo.LRMS.Kubernetes:
-    derived_from: tosca.capabilities.indigo.LRMS
-    properties:
-      type: { type: string, required: true, default: kubernetes, constraints: [ { equal: kubernetes } ] }
-  tosca.capabilities.indigo.LRMS.Local:
-    derived_from: tosca.capabilities.indigo.LRMS
-    properties:
-      type: { type: string, required: true, default: local, constraints: [ { equal: local } ] }
-  tosca.capabilities.indigo.LRMS.Mesos:
-    derived_from: tosca.capabilities.indigo.LRMS
-    properties:
-      type: { type: string, required: true, default: mesos, constraints: [ { equal: mesos } ] }
-  tosca.capabilities.indigo.MesosMaster:
-    derived_from: tosca.capabilities.Container
-  tosca.capabilities.indigo.MesosSlave:
-    derived_from: tosca.capabilities.Container
-  tosca.capabilities.indigo.Container.Docker:
-    derived_from: tosca.capabilities.Container.Docker
-    properties:
-      num_cpus: { type: float, required: false, constraints: [ { greater_or_equal: 0 } ] }
-      num_gpus: { type: integer, required: false }
-  tosca.capabilities.indigo.Endpoint:
-    derived_from: tosca.capabilities.Endpoint
-    properties:
-      dns_name: { type: string, required: false }
-      additional_dns_names: { type: list, entry_schema: { type: string }, required: false }
-      private_ip: { type: boolean, required: false, default: true }
-      ports: { type: map, required: false, constraints: [ { min_length: 1 } ], entry_schema: { type: tosca.datatypes.indigo.network.PortSpec } }
-      additional_ip: { type: string, required: false }
-    attributes:
-      credential: { type: list, entry_schema: { type: tosca.datatypes.Credential } }
-  tosca.capabilities.indigo.Container.Application.Docker.Chronos:
-    derived_from: tosca.capabilities.Root
-relationship_types:
-  tosca.relationships.indigo.Manages:
-    derived_from: tosca.relationships.Root
-  tosca.relationships.indigo.AttachesTo:
-    derived_from: tosca.relationships.AttachesTo
-    properties:
-      fs_type: { type: string, required: false, default: null }
-  tosca.relationships.indigo.GlusterFS.AttachesTo:
-    derived_from: tosca.relationships.AttachesTo
-    interfaces:
-      Configure: { pre_configure_source: {} }
-  tosca.relationships.indigo.OneDataStorage.AttachesTo:
-    derived_from: tosca.relationships.AttachesTo
-    interfaces:
-      Configure: { pre_configure_source: {} }
-policy_types:
-  tosca.policies.indigo.Placement:
-    derived_from: tosca.policies.Placement
-    properties:
-      cloud_id: { required: true, type: string }
-      availability_zone: { required: false, type: string, default: null }
-  tosca.policies.indigo.SlaPlacement:
-    derived_from: tosca.policies.Placement
-    properties:
-      sla_id: { required: true, type: string }
-  tosca.policies.indigo.CredentialsAwareSlaPlacement:
-    derived_from: tosca.policies.indigo.SlaPlacement
-    properties:
-      username: { required: true, type: string }
-      password: { required: true, type: string }
-      subscription_id: { required: false, type: string }
-`;
+export const indigoOtherTypes = `{
+  "data_types": {
+    "tosca.datatypes.Root": {
+    },
+    "tosca.datatypes.indigo.User": {
+      "derived_from": "tosca.datatypes.Root",
+      "properties": {
+        "os_user_name": {"type":"string","required":false},
+        "os_user_guid": {"type":"integer","required":false},
+        "os_user_add_to_sudoers": {"type":"boolean","required":false},
+        "os_user_ssh_public_key": {"type":"string","required":false}
+      }
+    },
+    "tosca.datatypes.indigo.AnsibleTask": {
+      "derived_from": "tosca.datatypes.Root",
+      "properties": {
+        "state": {"type":"string"},
+        "output": {"type":"string"}
+      }
+    },
+    "tosca.datatypes.indigo.CtxtTask": {
+      "derived_from": "tosca.datatypes.Root",
+      "properties": {
+        "tasks": {"type":"map","entry_schema":{"type":"tosca.datatypes.indigo.AnsibleTask"}}
+      }
+    },
+    "tosca.datatypes.indigo.network.PortSpec": {
+      "derived_from": "tosca.datatypes.network.PortSpec",
+      "properties": {
+        "remote_cidr": {"type":"string","required":false}
+      }
+    }
+  },
+  "artifact_types": {
+    "tosca.artifacts.Implementation.YAML": {
+      "derived_from": "tosca.artifacts.Implementation",
+      "mime_type": "text/yaml",
+      "file_ext": ["yaml","yml"]
+    },
+    "tosca.artifacts.AnsibleGalaxy.role": {
+      "derived_from": "tosca.artifacts.Root"
+    },
+    "tosca.artifacts.Deployment.Image.Container.Docker": {
+      "derived_from": "tosca.artifacts.Deployment.Image"
+    }
+  },
+  "capability_types": {
+    "tosca.capabilities.indigo.OperatingSystem": {
+      "derived_from": "tosca.capabilities.OperatingSystem",
+      "properties": {
+        "gpu_driver": {"type":"boolean","required":false},
+        "cuda_support": {"type":"boolean","required":false},
+        "cuda_min_version": {"type":"string","required":false},
+        "cuDNN_version": {"type":"string","required":false},
+        "image": {"type":"string","required":false},
+        "credential": {"type":"tosca.datatypes.Credential","required":false}
+      }
+    },
+    "tosca.capabilities.indigo.Scalable": {
+      "derived_from": "tosca.capabilities.Scalable",
+      "properties": {
+        "min_instances": {"type":"integer","default":1,"required":false},
+        "max_instances": {"type":"integer","default":1,"required":false},
+        "count": {"type":"integer","required":false,"default":1},
+        "removal_list": {"type":"list","required":false,"entry_schema":{"type":"string"}}
+      }
+    },
+    "tosca.capabilities.indigo.Container": {
+      "derived_from": "tosca.capabilities.Container",
+      "properties": {
+        "preemtible_instance": {"type":"boolean","required":false},
+        "instance_type": {"type":"string","required":false},
+        "num_gpus": {"type":"integer","required":false},
+        "gpu_vendor": {"type":"string","required":false},
+        "gpu_model": {"type":"string","required":false},
+        "infiniband_support": {"type":"boolean","required":false},
+        "sgx": {"type":"boolean","required":false},
+        "sgx_epc_size": {"type":"scalar-unit.size","required":false}
+      }
+    },
+    "tosca.capabilities.indigo.LRMS": {
+      "derived_from": "tosca.capabilities.Container",
+      "properties": {
+        "type": {"type":"string","required":true,"constraints":[{"valid_values":["local","torque","slurm","sge","condor","mesos","kubernetes"]}]}
+      }
+    },
+    "tosca.capabilities.indigo.LRMS.Torque": {
+      "derived_from": "tosca.capabilities.indigo.LRMS",
+      "properties": {
+        "type": {"type":"string","required":true,"default":"torque","constraints":[{"equal":"torque"}]}
+      }
+    },
+    "tosca.capabilities.indigo.LRMS.Slurm": {
+      "derived_from": "tosca.capabilities.indigo.LRMS",
+      "properties": {
+        "type": {"type":"string","required":true,"default":"slurm","constraints":[{"equal":"slurm"}]}
+      }
+    },
+    "tosca.capabilities.indigo.LRMS.Kubernetes": {
+      "derived_from": "tosca.capabilities.indigo.LRMS",
+      "properties": {
+        "type": {"type":"string","required":true,"default":"kubernetes","constraints":[{"equal":"kubernetes"}]}
+      }
+    },
+    "tosca.capabilities.indigo.LRMS.Local": {
+      "derived_from": "tosca.capabilities.indigo.LRMS",
+      "properties": {
+        "type": {"type":"string","required":true,"default":"local","constraints":[{"equal":"local"}]}
+      }
+    },
+    "tosca.capabilities.indigo.LRMS.Mesos": {
+      "derived_from": "tosca.capabilities.indigo.LRMS",
+      "properties": {
+        "type": {"type":"string","required":true,"default":"mesos","constraints":[{"equal":"mesos"}]}
+      }
+    },
+    "tosca.capabilities.indigo.MesosMaster": {
+      "derived_from": "tosca.capabilities.Container"
+    },
+    "tosca.capabilities.indigo.MesosSlave": {
+      "derived_from": "tosca.capabilities.Container"
+    },
+    "tosca.capabilities.indigo.Container.Docker": {
+      "derived_from": "tosca.capabilities.Container.Docker",
+      "properties": {
+        "num_cpus": {"type":"float","required":false,"constraints":[{"greater_or_equal":0}]},
+        "num_gpus": {"type":"integer","required":false}
+      }
+    },
+    "tosca.capabilities.indigo.Endpoint": {
+      "derived_from": "tosca.capabilities.Endpoint",
+      "properties": {
+        "dns_name": {"type":"string","required":false},
+        "additional_dns_names": {"type":"list","entry_schema":{"type":"string"},"required":false},
+        "private_ip": {"type":"boolean","required":false,"default":true},
+        "ports": {"type":"map","required":false,"constraints":[{"min_length":1}],"entry_schema":{"type":"tosca.datatypes.indigo.network.PortSpec"}},
+        "additional_ip": {"type":"string","required":false}
+      },
+      "attributes": {
+        "credential": {"type":"list","entry_schema":{"type":"tosca.datatypes.Credential"}}
+      }
+    },
+    "tosca.capabilities.indigo.Container.Application.Docker.Chronos": {
+      "derived_from": "tosca.capabilities.Root"
+    }
+  },
+  "relationship_types": {
+    "tosca.relationships.indigo.Manages": {
+      "derived_from": "tosca.relationships.Root"
+    },
+    "tosca.relationships.indigo.AttachesTo": {
+      "derived_from": "tosca.relationships.AttachesTo",
+      "properties": {
+        "fs_type": {"type":"string","required":false,"default":null}
+      }
+    },
+    "tosca.relationships.indigo.GlusterFS.AttachesTo": {
+      "derived_from": "tosca.relationships.AttachesTo",
+      "interfaces": {
+        "Configure": {"pre_configure_source":{}}
+      }
+    },
+    "tosca.relationships.indigo.OneDataStorage.AttachesTo": {
+      "derived_from": "tosca.relationships.AttachesTo",
+      "interfaces": {
+        "Configure": {"pre_configure_source":{}}
+      }
+    }
+  },
+  "policy_types": {
+    "tosca.policies.indigo.Placement": {
+      "derived_from": "tosca.policies.Placement",
+      "properties": {
+        "cloud_id": {"required":true,"type":"string"},
+        "availability_zone": {"required":false,"type":"string","default":null}
+      }
+    },
+    "tosca.policies.indigo.SlaPlacement": {
+      "derived_from": "tosca.policies.Placement",
+      "properties": {
+        "sla_id": {"required":true,"type":"string"}
+      }
+    },
+    "tosca.policies.indigo.CredentialsAwareSlaPlacement": {
+      "derived_from": "tosca.policies.indigo.SlaPlacement",
+      "properties": {
+        "username": {"required":true,"type":"string"},
+        "password": {"required":true,"type":"string"},
+        "subscription_id": {"required":false,"type":"string"}
+      }
+    }
+  }
+}`;

@@ -6,5 +6,7 @@
 import { indigoOtherTypes } from './indigo-types';
 import { indigoNodeTypes1 } from './indigo-nodes-1';
 import { indigoNodeTypes2 } from './indigo-nodes-2';
+import { indigoNodeTypes3 } from './indigo-nodes-3';
 
-export const indigoTypeTexts: readonly string[] = [indigoOtherTypes, indigoNodeTypes1, indigoNodeTypes2];
+/** JSON documents (read with JSON.parse), each of whole types by section. */
+export const indigoTypeTexts: readonly string[] = [indigoOtherTypes, indigoNodeTypes1, indigoNodeTypes2, indigoNodeTypes3];
