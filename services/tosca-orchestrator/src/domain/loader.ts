@@ -2,7 +2,7 @@
 // (from the files given, or the import source), URL imports (from the import source: a local
 // mirror, never the network) and CSAR archives. Lapis' normative and INDIGO types are always
 // there underneath.
-import { unzipSync, strFromU8 } from 'fflate';
+import type * as Fflate from 'fflate';
 import { LRUCache } from 'lru-cache';
 import { posix } from 'node:path';
 import { at, Diagnostics, type Loc } from './diagnostics';
@@ -143,6 +143,8 @@ function parseCsar(
   name: string,
   maxChars: number,
 ): { main?: string; files: Record<string, string> } {
+  // fflate builds its tables when loaded (tens of milliseconds): only for an archive.
+  const { unzipSync, strFromU8 } = require('fflate') as typeof Fflate;
   let entries: Record<string, Uint8Array>;
   // Each file is unpacked into a buffer of the size its header declares (never more), so the
   // declared sizes bound what an archive can unpack to (a zip bomb is refused before).

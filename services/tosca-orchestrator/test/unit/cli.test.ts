@@ -90,7 +90,7 @@ describe('command line', () => {
     assert.equal(runCli(['validate', caseFile('error-inputs'), '--input', 'cpus'], {}).code, 2);
   });
 
-  it('validate starts without gRPC, NATS, telemetry, the YAML writer or the translators', () => {
+  it('validate starts without gRPC, NATS, telemetry, the YAML library, the zip reader or the translators', () => {
     const cli = resolve(__dirname, '..', '..', 'src', 'cli.js');
     const script = `process.on('exit', () => process.stderr.write('\\nMODULES ' + JSON.stringify(Object.keys(require.cache))));`;
     const hook = join(dir, 'modules-hook.js');
@@ -101,7 +101,7 @@ describe('command line', () => {
     assert.equal(r.status, 0, r.stderr);
     const modules = JSON.parse(r.stderr.split('MODULES ')[1]!) as string[];
     const heavy = modules.filter((m) =>
-      /node_modules\/(@grpc|nats|@nats-io|@opentelemetry|pino|yaml)\/|domain\/translate\/|@lapis\/(platform|proto)/.test(m),
+      /node_modules\/(@grpc|nats|@nats-io|@opentelemetry|pino|yaml|fflate)\/|domain\/translate\/|@lapis\/(platform|proto)/.test(m),
     );
     assert.deepEqual(heavy, []);
   });
