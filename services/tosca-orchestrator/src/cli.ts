@@ -82,7 +82,8 @@ function readInputs(file: string): Record<string, unknown> | string {
   const diags = new Diagnostics();
   const loaded = loadYaml(text, file, diags, false);
   if (!loaded.ok) return `cannot read inputs file ${file}: ${diags.sorted().map(formatDiagnostic).join('; ')}`;
-  if (loaded.value !== null && !isDict(loaded.value)) return `inputs file ${file} must be a YAML map`;
+  if (loaded.value !== null && !isDict(loaded.value))
+    return `${file}:1:1: error: an inputs file must be a YAML map of input names to values`;
   return (loaded.value as Record<string, unknown> | null) ?? {};
 }
 

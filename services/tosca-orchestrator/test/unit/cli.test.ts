@@ -90,6 +90,20 @@ describe('command line', () => {
     assert.equal(runCli(['validate', caseFile('error-inputs'), '--input', 'cpus'], {}).code, 2);
   });
 
+  it('a bad inputs file is named with its line and column', () => {
+    const list = join(dir, 'list.yaml');
+    writeFileSync(list, '- a\n- b\n');
+    assert.match(
+      runCli(['validate', caseFile('error-inputs'), '--inputs', list], {}).stderr,
+      /list\.yaml:1:1: error: an inputs file must be a YAML map/,
+    );
+    const broken = join(dir, 'broken.yaml');
+    writeFileSync(broken, 'cpus: 1\nmem: [ 1\n');
+    const r = runCli(['validate', caseFile('error-inputs'), '--inputs', broken], {});
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /broken\.yaml:\d+:\d+: error: .*\[YAML_SYNTAX\]/);
+  });
+
   it('validate starts without gRPC, NATS, telemetry, the YAML library, the zip reader or the translators', () => {
     const cli = resolve(__dirname, '..', '..', 'src', 'cli.js');
     const script = `process.on('exit', () => process.stderr.write('\\nMODULES ' + JSON.stringify(Object.keys(require.cache))));`;
