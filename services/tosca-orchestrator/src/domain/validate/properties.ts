@@ -1,7 +1,7 @@
 // Property assignments (of node templates, capabilities, relationships, groups, policies)
 // against their definitions, and interface assignments against the interfaces a type defines.
 import { at, type Loc } from '../diagnostics';
-import { isDict, type Dict, type InterfaceDef, type TypeEntry } from '../registry';
+import { isDict, primitiveTypes, type Dict, type InterfaceDef, type TypeEntry } from '../registry';
 import { checkValue, isFunction } from '../values';
 import { checkAnyValue } from './functions';
 import type { FnContext, ValidationRun } from './run';
@@ -103,7 +103,9 @@ export function checkInterfaces(
     const checkInputs = (given: Dict, declared: Dict, inputsLoc: Loc, where: string) => {
       for (const [k, v] of Object.entries(given)) {
         const d = declared[k];
-        if (isDict(d) && typeof d.type === 'string' && !isFunction(d))
+        // A definition names a known type; a map value that merely has a "type" key does not.
+        const type = isDict(d) ? d.type : undefined;
+        if (typeof type === 'string' && !isFunction(d) && (primitiveTypes.has(type) || run.registry.resolve('data', type)))
           checkValue(run.valueCtx(fn), v, d, at(inputsLoc, k), `${what} ${where} input ${k}`);
         else checkAnyValue(run, v, at(inputsLoc, k), fn);
       }
