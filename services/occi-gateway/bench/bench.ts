@@ -66,6 +66,11 @@ async function main(): Promise<void> {
         locations.push(new URL(response.headers.get('location')!).pathname);
       }
     }
+    const collectionBytes = (
+      await (
+        await fetch(`${base}/compute/`, { headers: { authorization: 'Bearer alice-token', accept: 'application/occi+json' } })
+      ).arrayBuffer()
+    ).byteLength;
     const list = await load(`${base}/compute/`, { headers: { accept: 'text/occi' } });
     const listJson = await load(`${base}/compute/`, { headers: { accept: 'application/occi+json' } });
     const get = await load(base, { paths: locations });
@@ -75,12 +80,19 @@ async function main(): Promise<void> {
       body: `Category: restart; scheme="http://schemas.ogf.org/occi/infrastructure/compute/action#"; class="action"`,
       paths: locations.map((l) => `${l}?action=restart`),
     });
+    // The collection figures are the slower rendering's: the goal holds for both.
+    const slower = list.rps <= listJson.rps ? list : listJson;
     const figures = {
       computes,
       get_entity_rps: Math.round(get.rps),
       get_entity_p99_ms: get.p99,
-      list_occi_rps: Math.round(list.rps),
-      list_json_rps: Math.round(listJson.rps),
+      collection_rps: Math.round(slower.rps),
+      collection_p99_ms: Math.max(list.p99, listJson.p99),
+      collection_occi_rps: Math.round(list.rps),
+      collection_occi_p99_ms: list.p99,
+      collection_json_rps: Math.round(listJson.rps),
+      collection_json_p99_ms: listJson.p99,
+      collection_json_bytes: collectionBytes,
       action_rps: Math.round(action.rps),
       machine: { nproc: cpus().length, memory_gb: Math.round(totalmem() / 2 ** 30) },
       at: new Date().toISOString(),
@@ -92,7 +104,7 @@ async function main(): Promise<void> {
       ['POST /compute/{id}?action=restart', action],
     ] as const;
     process.stdout.write(
-      `\nOCCI gateway, ${computes} computes, 50 connections, ${duration} s each (goal: GET entity >= 5,000 req/s, p99 <= 50 ms)\n\n`,
+      `\nOCCI gateway, ${computes} computes, 50 connections, ${duration} s each (goal: GET entity >= 5,000 req/s, p99 <= 50 ms; collection >= 2,000 req/s, p99 <= 100 ms); the JSON collection is ${collectionBytes} bytes\n\n`,
     );
     process.stdout.write('| request | req/s | p99 ms | non-2xx/errors |\n|---|---:|---:|---:|\n');
     for (const [name, r] of rows) process.stdout.write(`| ${name} | ${Math.round(r.rps)} | ${r.p99} | ${r.errors} |\n`);

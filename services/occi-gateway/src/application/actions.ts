@@ -29,13 +29,18 @@ export async function invoke(
 ): Promise<void> {
   const action = actionOf(kind, term, request);
   const method = request.attributes.method;
-  ctx.computes.invalidate(id);
+  ctx.views.changed(c.project, kind, id);
   await liveInstance(ctx, c, id, `${term} can be invoked`);
-  await hideOtherProjects(kind, id, async () => {
-    if (action === ACTIONS.start) await ctx.lapis.startInstance(c, id);
-    else if (action === ACTIONS.stop) await ctx.lapis.stopInstance(c, id, method === 'poweroff' ? 0 : undefined);
-    else if (action === ACTIONS.restart) await ctx.lapis.rebootInstance(c, id, method === 'cold' ? 0 : undefined);
-  });
+  try {
+    await hideOtherProjects(kind, id, async () => {
+      if (action === ACTIONS.start) await ctx.lapis.startInstance(c, id);
+      else if (action === ACTIONS.stop) await ctx.lapis.stopInstance(c, id, method === 'poweroff' ? 0 : undefined);
+      else if (action === ACTIONS.restart) await ctx.lapis.rebootInstance(c, id, method === 'cold' ? 0 : undefined);
+    });
+  } finally {
+    // A read made while the action ran may have kept the state before it.
+    ctx.views.changed(c.project, kind, id);
+  }
 }
 
 /** The action ?action= names, if the kind offers it and the body (if it names one) agrees. */
