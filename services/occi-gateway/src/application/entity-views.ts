@@ -63,15 +63,24 @@ export class EntityViews {
     const oneByOne = loaders.one !== undefined && view.changed.size <= ONE_BY_ONE_MAX;
     if (!view.listedAt || age >= this.maxAgeMs || view.wholeChanged > view.listedMark || (view.changed.size && !oneByOne)) {
       await this.list(view, loaders.all, needed);
-    } else if (age > this.maxAgeMs / 2 && !view.listing) {
-      this.list(view, loaders.all, needed).catch((error: unknown) => this.onBackgroundError(error, project, kind));
-    }
+    } else this.refresh(project, kind, loaders.all);
     // A listing that started before a change does not cover it: those entities are read again.
     const stale = [...view.changed].filter(([, at]) => at <= needed).map(([id]) => id);
     if (stale.length && loaders.one) await Promise.all(stale.map((id) => this.readOne(view, id, loaders.one!, needed)));
     else if (stale.length) await this.list(view, loaders.all, needed);
     view.snapshot ??= [...view.entries.values()].map((e) => e.entity);
     return view.snapshot;
+  }
+
+  /**
+   * Lists the kind again in the background when the view is half its age old (or was never
+   * listed): one listing keeps every entity of it recent, where reading each alone would ask
+   * Lapis once per entity.
+   */
+  refresh(project: string, kind: EntityKind, all: () => Promise<Entity[]>): void {
+    const view = this.viewOf(project, kind);
+    if (view.listing || Date.now() - view.listedAt <= this.maxAgeMs / 2) return;
+    this.list(view, all, this.sequence).catch((error: unknown) => this.onBackgroundError(error, project, kind));
   }
 
   /**

@@ -76,6 +76,7 @@ export async function lapisEntity(ctx: GatewayContext, c: Credentials, kind: Ent
   return hideOtherProjects(kind, id, async () => {
     switch (kind) {
       case 'compute': {
+        ctx.views.refresh(c.project, kind, () => lapisEntities(ctx, c, kind));
         const hit = ctx.views.get(c.project, kind, id);
         if (hit) return hit;
         const mark = ctx.views.mark();
