@@ -20,8 +20,10 @@ import type {
   ListInstancesResponse,
   ListVolumesResponse,
   RebootInstanceResponse,
+  ResumeInstanceResponse,
   StartInstanceResponse,
   StopInstanceResponse,
+  SuspendInstanceResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
@@ -156,6 +158,14 @@ export class LapisClients {
         cb,
       ),
     );
+  }
+
+  async suspendInstance(c: Credentials, instanceId: string): Promise<void> {
+    await this.call<SuspendInstanceResponse>(c, (m, cb) => this.runtime.suspendInstance({ instanceId, requestId: '' }, m, cb));
+  }
+
+  async resumeInstance(c: Credentials, instanceId: string): Promise<void> {
+    await this.call<ResumeInstanceResponse>(c, (m, cb) => this.runtime.resumeInstance({ instanceId, requestId: '' }, m, cb));
   }
 
   async deleteInstance(c: Credentials, instanceId: string): Promise<void> {
