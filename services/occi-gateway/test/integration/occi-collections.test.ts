@@ -3,6 +3,8 @@
 // runs with a view age of ten minutes, so what a test sees within seconds was brought by an
 // event or by the gateway's own change, never by the view growing old and being listed again.
 import { strict as assert } from 'node:assert';
+import { get, type IncomingHttpHeaders } from 'node:http';
+import { gunzipSync } from 'node:zlib';
 import type { ServiceError } from '@grpc/grpc-js';
 import { startMesh, type Mesh } from '@lapis/mesh';
 import { createClient } from '@lapis/platform';
@@ -66,7 +68,7 @@ describe('occi-gateway collections follow what exists', function () {
       throw new Error(`${error.message}; it shows ${seen ?? 'nothing'}`);
     });
   };
-  const createCompute = async (command: string[]) => {
+  const createCompute = async (command: string[], flavor = 'm1.tiny') => {
     const created = await http(
       'POST',
       '/compute/',
@@ -74,7 +76,7 @@ describe('occi-gateway collections follow what exists', function () {
       [
         `Category: compute; scheme="${INFRA}"; class="kind"`,
         `Category: ${osTpl}; scheme="http://schemas.lapis.dev/occi/os_tpl#"; class="mixin"`,
-        'Category: m1.tiny; scheme="http://schemas.lapis.dev/occi/resource_tpl#"; class="mixin"',
+        `Category: ${flavor}; scheme="http://schemas.lapis.dev/occi/resource_tpl#"; class="mixin"`,
         `X-OCCI-Attribute: lapis.container.command="${JSON.stringify(command).replace(/"/g, '\\"')}"`,
       ].join('\n'),
     );
@@ -191,6 +193,34 @@ describe('occi-gateway collections follow what exists', function () {
       assert.equal((await http('DELETE', `/compute/${running}`)).status, 200);
       // Through the gateway: no event announces a queued claim cancelled elsewhere, which shows only once the view is old.
       assert.equal((await http('DELETE', `/compute/${queued.id}`)).status, 200);
+    }
+  });
+
+  it('sends a large collection gzipped to a client that takes it, the same body as uncompressed', async () => {
+    // Queued (larger than the node), so made and deleted quickly.
+    const ids = await Promise.all(Array.from({ length: 16 }, () => createCompute(['sleep', '3600'], 'm1.large')));
+    try {
+      const raw = (encoding?: string) =>
+        new Promise<{ headers: IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+          const headers = { ...alice, accept: 'application/occi+json', ...(encoding ? { 'accept-encoding': encoding } : {}) };
+          get(`${base}/compute/`, { headers }, (response) => {
+            const chunks: Buffer[] = [];
+            response.on('data', (c: Buffer) => chunks.push(c));
+            response.on('end', () => resolve({ headers: response.headers, body: Buffer.concat(chunks) }));
+          }).on('error', reject);
+        });
+      const plain = await raw();
+      assert.equal(plain.headers['content-encoding'], undefined);
+      assert.ok(plain.body.length >= 8 * 1024, `${plain.body.length} bytes: large enough to compress`);
+      assert.equal(plain.headers.vary, 'Accept-Encoding');
+      const gzipped = await raw('gzip, deflate');
+      assert.equal(gzipped.headers['content-encoding'], 'gzip');
+      assert.ok(gzipped.body.length < plain.body.length / 4, `${gzipped.body.length} of ${plain.body.length} bytes`);
+      assert.deepEqual(gunzipSync(gzipped.body), plain.body);
+      assert.equal((await raw('gzip;q=0, identity')).headers['content-encoding'], undefined, 'refused by q=0');
+      assert.equal(JSON.parse(plain.body.toString()).resources.length, ids.length);
+    } finally {
+      for (const id of ids) assert.equal((await http('DELETE', `/compute/${id}`)).status, 200);
     }
   });
 
