@@ -12,6 +12,8 @@ import type { EntityKind } from '../domain/model';
 
 /** More changed entities than this are read with one listing rather than one by one. */
 const ONE_BY_ONE_MAX = 32;
+/** A view larger than this is not listed again for entity reads alone: each entity read is cheaper then. */
+const BULK_REFRESH_MAX = 10_000;
 /** Views kept (project x kind); the least recently made goes first. */
 const VIEWS_MAX = 4_000;
 
@@ -63,7 +65,7 @@ export class EntityViews {
     const oneByOne = loaders.one !== undefined && view.changed.size <= ONE_BY_ONE_MAX;
     if (!view.listedAt || age >= this.maxAgeMs || view.wholeChanged > view.listedMark || (view.changed.size && !oneByOne)) {
       await this.list(view, loaders.all, needed);
-    } else this.refresh(project, kind, loaders.all);
+    } else this.listInBackground(view, project, kind, loaders.all);
     // A listing that started before a change does not cover it: those entities are read again.
     const stale = [...view.changed].filter(([, at]) => at <= needed).map(([id]) => id);
     if (stale.length && loaders.one) await Promise.all(stale.map((id) => this.readOne(view, id, loaders.one!, needed)));
@@ -75,10 +77,14 @@ export class EntityViews {
   /**
    * Lists the kind again in the background when the view is half its age old (or was never
    * listed): one listing keeps every entity of it recent, where reading each alone would ask
-   * Lapis once per entity.
+   * Lapis once per entity. Not for a view of more than BULK_REFRESH_MAX entities.
    */
   refresh(project: string, kind: EntityKind, all: () => Promise<Entity[]>): void {
     const view = this.viewOf(project, kind);
+    if (view.entries.size <= BULK_REFRESH_MAX) this.listInBackground(view, project, kind, all);
+  }
+
+  private listInBackground(view: View, project: string, kind: EntityKind, all: () => Promise<Entity[]>): void {
     if (view.listing || Date.now() - view.listedAt <= this.maxAgeMs / 2) return;
     this.list(view, all, this.sequence).catch((error: unknown) => this.onBackgroundError(error, project, kind));
   }
