@@ -10,7 +10,8 @@
 #   Needs: docker, debootstrap (first run only: apt-get install debootstrap), node >= 20.19 and
 #   npm, and the built tree (npx tsc -b services/<service>: proto/dist, services/*/dist).
 # Environment: LAPIS_IMAGE_VERSION (default: the service's package.json version),
-#   LAPIS_IMAGE_CACHE (default /var/cache/lapis-images), NODE_BIN (default: node on PATH),
+#   LAPIS_IMAGE_CACHE (default /var/cache/lapis-images: the base's rootfs, each service's
+#   production node_modules per lock file), NODE_BIN (default: node on PATH),
 #   DEBIAN_MIRROR (default http://deb.debian.org/debian).
 set -euo pipefail
 
@@ -44,7 +45,7 @@ SERVICES=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --push) PUSH=${2:?--push needs a registry (host:port[/path])}; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) SERVICES+=("$1"); shift ;;
   esac
 done
@@ -105,13 +106,25 @@ stage_context() {
   local service=$1 ctx=$2 dir
   [ -f "$ROOT/services/$service/dist/src/main.js" ] || die "services/$service is not built (npx tsc -b services/$service)"
   [ -d "$ROOT/proto/dist" ] && [ -f "$ROOT/proto/gen/descriptor.binpb" ] || die "proto is not generated and built (npm run proto; npx tsc -b proto)"
-  cp "$ROOT/package.json" "$ROOT/package-lock.json" "$ctx/"
-  # npm ci wants every workspace of the lock file to be there (only their manifests are needed).
-  for dir in $(node -e 'const l=require(process.argv[1]);for(const[k,v]of Object.entries(l.packages))if(v.link)console.log(v.resolved)' "$ROOT/package-lock.json"); do
-    mkdir -p "$ctx/$dir" && cp "$ROOT/$dir/package.json" "$ctx/$dir/"
-  done
-  (cd "$ctx" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error -w "services/$service" >/dev/null) \
-    || die "npm ci --omit=dev -w services/$service failed"
+  # The production node_modules follow from the lock file and the manifests alone: installed
+  # once per service and lock into the cache, then copied (npm ci takes minutes on 2 cores).
+  local key installed
+  key=$(cat "$ROOT/package-lock.json" "$ROOT/package.json" "$ROOT"/services/*/package.json "$ROOT"/tools/*/package.json \
+    "$ROOT/proto/package.json" | sha256sum | cut -c1-16)
+  installed=$CACHE/npm/$service-$key
+  if [ ! -f "$installed.done" ]; then
+    cp "$ROOT/package.json" "$ROOT/package-lock.json" "$ctx/"
+    # npm ci wants every workspace of the lock file to be there (only their manifests are needed).
+    for dir in $(node -e 'const l=require(process.argv[1]);for(const[k,v]of Object.entries(l.packages))if(v.link)console.log(v.resolved)' "$ROOT/package-lock.json"); do
+      mkdir -p "$ctx/$dir" && cp "$ROOT/$dir/package.json" "$ctx/$dir/"
+    done
+    (cd "$ctx" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error -w "services/$service" >/dev/null) \
+      || die "npm ci --omit=dev -w services/$service failed"
+    rm -rf "$CACHE/npm/$service-"*
+    mkdir -p "$installed" && cp -a "$ctx/." "$installed/" && touch "$installed.done"
+  else
+    cp -a "$installed/." "$ctx/"
+  fi
   mkdir -p "$ctx/proto/gen"
   cp -r "$ROOT/proto/dist" "$ctx/proto/"
   cp "$ROOT/proto/gen/descriptor.binpb" "$ctx/proto/gen/"
