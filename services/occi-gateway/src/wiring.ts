@@ -24,6 +24,11 @@ export async function wireOcciGateway(config: OcciConfig, { bus, log, shutdown }
   const unfollow = followEntityChanges(bus, ({ project, kind, id }) => gateway.changed(project, kind, id));
   shutdown.add('events', async () => unfollow());
   const http = createOcciServer(gateway, authenticatorFrom(config), log, config.LAPIS_OCCI_PUBLIC_URL);
+  // Once stopping, every answer closes its connection: clients reconnect (through the Service, to
+  // another pod) instead of reusing a kept-alive connection that the close below would cut.
+  http.prependListener('request', (_request, response) => {
+    if (shutdown.started) response.setHeader('connection', 'close');
+  });
   http.listen(config.LAPIS_HTTP_PORT, config.LAPIS_GRPC_HOST);
   await once(http, 'listening');
   const address = http.address() as AddressInfo;

@@ -12,6 +12,11 @@ export class Shutdown {
 
   constructor(private readonly log: Logger) {}
 
+  /** Whether shutting down has begun (servers still serving through their delay ask this). */
+  get started(): boolean {
+    return this.running !== undefined;
+  }
+
   add(name: string, run: () => Promise<void>): this {
     this.steps.push({ name, run });
     return this;

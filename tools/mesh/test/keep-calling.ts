@@ -30,7 +30,7 @@ export function keepCalling(target: { addresses: Record<string, string>; occiUrl
   const scheduler = createClient(SchedulerServiceClient, address('scheduler'), strict);
   const images = createClient(ImageSyncServiceClient, address('image-sync'), strict);
   const tosca = createClient(ToscaServiceClient, address('tosca-orchestrator'), strict);
-  const runtime = createClient(RuntimeServiceClient, address('container-runtime'), { token, waitForReady: true, deadlineMs: 60_000 });
+  const runtime = createClient(RuntimeServiceClient, address('container-runtime'), { token, waitForReady: true, deadlineMs: 120_000 });
   const grpc = (method: Unary, request: object) => () =>
     new Promise<void>((resolve, reject) => method(request, new Metadata(), (error) => (error ? reject(error) : resolve())));
   const reads: Record<string, () => Promise<void>> = {

@@ -5,11 +5,22 @@
 // and the host is as before. Needs the service images: `make test` builds them first
 // (LAPIS_REQUIRE_IMAGES=1); a bare `npx mocha` without them skips with a message.
 import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Metadata } from '@grpc/grpc-js';
+import { createClient } from '@lapis/platform';
+import {
+  type CreateDeploymentResponse,
+  type Deployment,
+  DeploymentState,
+  type GetDeploymentResponse,
+} from '@lapis/proto/lapis/tosca/v1/tosca';
+import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import {
   CommandError,
   docker,
   ensureDocker,
+  GiveUp,
   helm,
   hostDifferences,
   kubectl,
@@ -18,14 +29,14 @@ import {
   type DockerEngine,
   type HostSnapshot,
 } from '@lapis/testenv';
-import { undeploy } from '../src/example';
-import { SERVICES } from '../src/mesh';
-import { deployExampleInCluster, type ExampleResult } from '../src/kube/example';
+import { EXAMPLE_TEMPLATE, undeploy } from '../src/example';
+import { MESH_TOKENS, SERVICES } from '../src/mesh';
+import { deployExampleInCluster, EXAMPLE_INPUTS, type ExampleResult } from '../src/kube/example';
 import { CHART, imageVersion, NAMESPACE, RELEASE, startLapisOnKube, type LapisOnKube } from '../src/kube/install';
-import { keepCalling } from './keep-calling';
+import { keepCalling, type LoadReport } from './keep-calling';
 
 interface Obj {
-  metadata: { name: string; labels?: Record<string, string> };
+  metadata: { name: string; labels?: Record<string, string>; deletionTimestamp?: string };
   status?: { phase?: string };
   spec?: { claimRef?: { namespace?: string; name?: string } };
 }
@@ -122,22 +133,88 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
     );
   });
 
-  it('undeploys leaving no instance pod, no claim and no volume', async function () {
-    assert.ok(example, 'the deployment above was made');
-    await undeploy(lapis!.installed, example.deploymentId);
+  /** Waits until no instance pod, instance claim or volume of `claimNames` is left. */
+  const expectNothingLeft = async (claimNames: string[]) => {
     let left = '';
     await waitFor(
       async () => {
         const pods = await get('pods', 'lapis.dev/instance-id');
         const claims = await get('pvc', 'lapis.dev/volume-id');
         const volumes = (JSON.parse((await kubectl(['get', 'pv', '-o', 'json'], lapis!.cluster)).stdout) as { items: Obj[] }).items.filter(
-          (v) => example!.claims.includes(v.spec?.claimRef?.name ?? ''),
+          (v) => claimNames.includes(v.spec?.claimRef?.name ?? ''),
         );
         left = `pods ${names(pods).join(',')}; claims ${names(claims).join(',')}; volumes ${names(volumes).join(',')}`;
         return pods.length + claims.length + volumes.length === 0;
       },
       { timeoutMs: 90_000, what: 'the deployment to leave nothing', intervalMs: 1000 },
     ).catch((e: Error) => assert.fail(`${e.message}: left ${left}`));
+  };
+
+  it('undeploys leaving no instance pod, no claim and no volume', async function () {
+    assert.ok(example, 'the deployment above was made');
+    await undeploy(lapis!.installed, example.deploymentId);
+    await expectNothingLeft(example.claims);
+  });
+
+  it('a deployment whose orchestrator pod is killed mid-way is finished by the next one: one pod per instance, then undeployed leaving nothing', async function () {
+    this.timeout(360_000);
+    const { cluster, installed } = lapis!;
+    // Wait-for-ready: the orchestrator's Service has no pod for a moment after the kill.
+    const tosca = createClient(ToscaServiceClient, installed.addresses['tosca-orchestrator']!, {
+      token: MESH_TOKENS.alice.token,
+      waitForReady: true,
+      deadlineMs: 60_000,
+    });
+    const unary = <Res>(invoke: (metadata: Metadata, callback: (error: Error | null, response: Res) => void) => unknown) =>
+      new Promise<Res>((resolve, reject) => invoke(new Metadata(), (error, response) => (error ? reject(error) : resolve(response))));
+    const deployment = async (id: string) =>
+      (await unary<GetDeploymentResponse>((m, cb) => tosca.getDeployment({ deploymentId: id }, m, cb))).deployment!;
+    try {
+      const { deploymentId } = await unary<CreateDeploymentResponse>((m, cb) =>
+        tosca.createDeployment(
+          {
+            template: { content: { $case: 'yaml', yaml: readFileSync(EXAMPLE_TEMPLATE, 'utf8') }, fileName: 'web-app.yaml', files: {} },
+            inputs: EXAMPLE_INPUTS,
+            keepOnFailure: false,
+            requestId: '',
+          },
+          m,
+          cb,
+        ),
+      );
+      await waitFor(async () => (await deployment(deploymentId)).nodes.some((n) => n.instanceIds.length > 0), {
+        timeoutMs: 60_000,
+        what: 'the deployment to have made an instance',
+        intervalMs: 200,
+      });
+      const [victim] = names(await get('pods', 'app.kubernetes.io/component=tosca-orchestrator'));
+      assert.ok(victim, 'an orchestrator pod');
+      await kubectl(['delete', 'pod', '-n', NAMESPACE, victim, '--grace-period=0', '--force'], cluster); // SIGKILL
+      let last: Deployment | undefined;
+      await waitFor(
+        async () => {
+          last = await deployment(deploymentId);
+          if (last.state === DeploymentState.FAILED) throw new GiveUp(`deployment failed: ${last.stateReason}`);
+          return last.state === DeploymentState.DEPLOYED;
+        },
+        { timeoutMs: 240_000, what: 'the deployment to be DEPLOYED by the next orchestrator pod', intervalMs: 1000 },
+      );
+      const orchestrators = names(await get('pods', 'app.kubernetes.io/component=tosca-orchestrator'));
+      assert.ok(!orchestrators.includes(victim), `the killed pod ${victim} is gone: ${orchestrators.join(', ')}`);
+      const instances = last!.nodes.flatMap((n) => n.instanceIds);
+      const pods = (await get('pods', 'lapis.dev/instance-id')).filter((p) => !p.metadata.deletionTimestamp);
+      assert.deepEqual(
+        pods.map((p) => p.metadata.labels?.['lapis.dev/instance-id']).sort(),
+        [...instances].sort(),
+        'one running pod per instance of the deployment, none twice',
+      );
+      const claims = names(await get('pvc', 'lapis.dev/volume-id'));
+      assert.equal(claims.length, 1, `one claim for the one volume: ${claims.join(', ')}`);
+      await undeploy(installed, deploymentId);
+      await expectNothingLeft(claims);
+    } finally {
+      tosca.close();
+    }
   });
 
   it('helm upgrade with a changed value rolls every service pod while a client keeps calling each: no call fails', async function () {
@@ -151,20 +228,30 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
       );
     const before = await servicePods();
     const load = keepCalling(installed);
-    await sleep(3000); // calls flow before the upgrade starts
-    await helm(['upgrade', RELEASE, CHART, '-n', NAMESPACE, '--reuse-values', '--set', 'logLevel=debug'], cluster, { timeoutMs: 120_000 });
-    for (const service of SERVICES)
-      await kubectl(['rollout', 'status', '-n', NAMESPACE, `deployment/${RELEASE}-${service}`, '--timeout=240s'], cluster, {
-        timeoutMs: 250_000,
+    let report: LoadReport | undefined;
+    try {
+      await sleep(3000); // calls flow before the upgrade starts
+      await helm(['upgrade', RELEASE, CHART, '-n', NAMESPACE, '--reuse-values', '--set', 'logLevel=debug'], cluster, {
+        timeoutMs: 120_000,
       });
-    await sleep(3000); // and go on after it
-    const report = await load.stop();
-    const after = await servicePods();
-    assert.deepEqual(
-      before.filter((p) => after.includes(p)),
-      [],
-      `every service pod was replaced (before ${before.join(', ')}; after ${after.join(', ')})`,
-    );
+      for (const service of SERVICES)
+        await kubectl(['rollout', 'status', '-n', NAMESPACE, `deployment/${RELEASE}-${service}`, '--timeout=240s'], cluster, {
+          timeoutMs: 250_000,
+        });
+      // The old pods finish their calls and go (their shutdown delay, then their grace period).
+      let left: string[] = [];
+      await waitFor(
+        async () => {
+          const now = await servicePods();
+          left = before.filter((p) => now.includes(p));
+          return left.length === 0;
+        },
+        { timeoutMs: 90_000, what: 'the old service pods to be gone', intervalMs: 1000 },
+      ).catch((e: Error) => assert.fail(`${e.message}: ${left.join(', ')}`));
+      await sleep(3000); // and calls go on after it
+    } finally {
+      report = await load.stop();
+    }
     console.error(`      calls during the upgrade: ${JSON.stringify(report.calls)}; slowest ${JSON.stringify(report.slowestMs)} ms`);
     assert.deepEqual(report.failures, [], 'failed calls');
     for (const [service, count] of Object.entries(report.calls)) assert.ok(count >= 20, `${service}: only ${count} calls`);
