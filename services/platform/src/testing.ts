@@ -79,6 +79,8 @@ export interface ServiceProcess {
   /** The gRPC port it listens on. */
   port: number;
   address: string;
+  /** Its Prometheus endpoint (http://127.0.0.1:PORT/metrics), unless OTEL_METRICS_EXPORTER turned it off. */
+  metricsUrl: string | undefined;
   /** Its JSON log lines so far. */
   logs: Array<Record<string, unknown>>;
   stderr(): string;
@@ -111,7 +113,15 @@ export async function spawnService(
   // LAPIS_SERVICE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile a test or benchmark.
   const nodeArgs = (process.env.LAPIS_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, '-r', require.resolve('./telemetry/register'), mainJs], {
-    env: { PATH: process.env.PATH, LAPIS_GRPC_PORT: '0', LAPIS_GRPC_HOST: '127.0.0.1', OTEL_SERVICE_NAME: name, LOG_LEVEL: 'info', ...env },
+    env: {
+      PATH: process.env.PATH,
+      LAPIS_GRPC_PORT: '0',
+      LAPIS_METRICS_PORT: '0',
+      LAPIS_GRPC_HOST: '127.0.0.1',
+      OTEL_SERVICE_NAME: name,
+      LOG_LEVEL: 'info',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];
@@ -149,11 +159,14 @@ export async function spawnService(
     await sleep(50);
   }
   const port = Number(listening.port);
+  // Logged before the gRPC listener opens (service.ts).
+  const metrics = logs.find((l) => l.msg === 'metrics endpoint listening');
   return {
     name,
     pid: child.pid!,
     port,
     address: `127.0.0.1:${port}`,
+    metricsUrl: metrics ? `http://127.0.0.1:${Number(metrics.port)}/metrics` : undefined,
     logs,
     stderr: () => stderr,
     exited,
@@ -175,4 +188,35 @@ export async function spawnService(
       await exited;
     },
   };
+}
+
+/** One sample of a Prometheus text exposition: `name{label="value",...} value`. */
+export interface MetricSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** GETs a /metrics endpoint and parses its samples (comments and blank lines skipped). */
+export async function scrapeMetrics(url: string): Promise<MetricSample[]> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
+  return parseMetrics(await response.text());
+}
+
+export function parseMetrics(text: string): MetricSample[] {
+  const samples: MetricSample[] = [];
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!match) continue;
+    const labels: Record<string, string> = {};
+    for (const [, key, value] of (match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[key!] = value!;
+    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+/** The samples named `name` whose labels include `labels`. */
+export function samplesOf(samples: MetricSample[], name: string, labels: Record<string, string> = {}): MetricSample[] {
+  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
 }
