@@ -14,6 +14,7 @@ import type { RequestLog } from './idempotency';
 import type { InstanceRecords } from './instance-records';
 import type { AgentContext } from './settings';
 import type { VolumeRecords } from './volume-records';
+import { countVolumeAttachment, counted } from './metrics';
 
 export interface InitialMount {
   volume: Volume;
@@ -29,7 +30,24 @@ export class VolumeAttachments {
     private readonly requests: RequestLog,
   ) {}
 
-  async attach(
+  attach(
+    input: { volumeId: string; instanceId: string; mountPath: string; readOnly: boolean; requestId: string },
+    scope: Scope,
+  ): Promise<Volume> {
+    return counted(
+      () => this.attachVolume(input, scope),
+      (outcome) => countVolumeAttachment('attach', outcome),
+    );
+  }
+
+  detach(volumeId: string, requestId: string, scope: Scope): Promise<Volume> {
+    return counted(
+      () => this.detachVolume(volumeId, requestId, scope),
+      (outcome) => countVolumeAttachment('detach', outcome),
+    );
+  }
+
+  private async attachVolume(
     input: { volumeId: string; instanceId: string; mountPath: string; readOnly: boolean; requestId: string },
     scope: Scope,
   ): Promise<Volume> {
@@ -72,7 +90,7 @@ export class VolumeAttachments {
     });
   }
 
-  async detach(volumeId: string, requestId: string, scope: Scope): Promise<Volume> {
+  private async detachVolume(volumeId: string, requestId: string, scope: Scope): Promise<Volume> {
     if (requestId && (await this.requests.find('DetachVolume', scope, requestId)) === volumeId)
       return this.volumes.inScope(volumeId, scope);
     const first = await this.volumes.inScope(volumeId, scope);
