@@ -24,6 +24,7 @@ import {
   requestLocations,
   type Exchange,
 } from './request';
+import { recordRequest } from './metrics';
 
 const KINDS: readonly EntityKind[] = ['compute', 'storage', 'storagelink', 'network', 'networkinterface'];
 
@@ -33,8 +34,10 @@ const KINDS: readonly EntityKind[] = ['compute', 'storage', 'storagelink', 'netw
  */
 export function createOcciServer(gateway: Gateway, authenticator: Authenticator, log: Logger, publicUrl = ''): Server {
   const server = createServer((req, res) => {
+    const startedAt = performance.now();
     const base = publicUrl || listenUrl(server.address() as AddressInfo);
     const url = requestTarget(req.url ?? '/');
+    res.once('finish', () => recordRequest(req.method, url?.pathname ?? '', res.statusCode, startedAt));
     const exchange = { req, res, url: url ?? new URL('http://occi.invalid/'), base };
     if (!url) return sendError(exchange, new OcciError(400, 'request target: not an origin-form path or an absolute URL'));
     handle(exchange, gateway, authenticator).catch((error) => {
