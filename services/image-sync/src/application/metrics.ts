@@ -42,6 +42,8 @@ function images(): Instruments {
   return instruments;
 }
 
+const RESULTS = ['SUCCEEDED', 'PARTIAL', 'FAILED'];
+
 /** One repository sync, once its final status is known. */
 export function recordRepositorySync(status: RepositorySyncStatus): void {
   const m = images();
@@ -49,6 +51,8 @@ export function recordRepositorySync(status: RepositorySyncStatus): void {
   const result = SyncResult[status.result] ?? String(status.result);
   const seconds = status.startTime && status.endTime ? (status.endTime.getTime() - status.startTime.getTime()) / 1000 : 0;
   m.duration.record(seconds, { policy, result });
+  // Every result counted from 0, so that a policy's first failure is an increase Prometheus sees.
+  for (const each of RESULTS) m.syncs.add(0, { policy, result: each });
   m.syncs.add(1, { policy, result });
   if (status.bytesCopied > 0) m.bytes.add(status.bytesCopied, { policy });
   for (const error of status.errors) {

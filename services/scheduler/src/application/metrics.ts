@@ -48,6 +48,9 @@ function scheduler(): Instruments {
       description: 'time of one scheduling cycle (deciding and sending its writes)',
     }),
   };
+  // From 0, so that the first failure is an increase Prometheus sees (a series that starts
+  // at 1 has no increase until its second step).
+  for (const reason of ['publish', 'instance_error']) instruments.failures.add(0, { reason });
   return instruments;
 }
 
@@ -104,6 +107,9 @@ export function observeScheduler(s: Scheduler): void {
         else counts.set(key, { project, state: claimStateToJSON(rec.state), reason: waiting ? pendingReasonToJSON(reason) : '', n: 1 });
       }
       for (const row of counts.values()) result.observe(queue, row.n, { project: row.project, state: row.state, reason: row.reason });
+      // A project's placements counted from 0 once it has claims, for the same reason.
+      const m = scheduler();
+      for (const row of counts.values()) m.placements.add(0, { project: row.project });
 
       let down = 0;
       for (const n of s.nodes.values()) if (s.nodeIsDown(n)) down++;
