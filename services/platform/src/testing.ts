@@ -220,3 +220,41 @@ export function parseMetrics(text: string): MetricSample[] {
 export function samplesOf(samples: MetricSample[], name: string, labels: Record<string, string> = {}): MetricSample[] {
   return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
 }
+
+/**
+ * For benchmarks, BENCH_METRICS=on|off: telemetry started in this process with metrics through
+ * Prometheus (on) or none at all (off), everything else the same; when on, the endpoint is also
+ * scraped every BENCH_SCRAPE_MS (default 1000, far more often than a site's 15-60 s, so the cost
+ * measured is an upper bound). Unset: nothing, the benchmark as it was. Answers whether metrics are on.
+ */
+export async function benchMetrics(): Promise<{ on: boolean; stop(): Promise<void> } | undefined> {
+  const mode = process.env.BENCH_METRICS;
+  if (mode !== 'on' && mode !== 'off') return undefined;
+  process.env.OTEL_METRICS_EXPORTER = mode === 'on' ? 'prometheus' : 'none';
+  const { startTelemetry } = await import('./telemetry/sdk.js');
+  const { serveMetrics } = await import('./telemetry/metrics-server.js');
+  startTelemetry();
+  const server = await serveMetrics('127.0.0.1', 0);
+  if (!server) return { on: false, stop: async () => {} };
+  const url = `http://127.0.0.1:${server.port}/metrics`;
+  let scrapes = 0;
+  const timer = setInterval(
+    () => {
+      void fetch(url)
+        .then((response) => response.text())
+        .then(
+          () => scrapes++,
+          () => undefined,
+        );
+    },
+    Number(process.env.BENCH_SCRAPE_MS ?? 1000),
+  );
+  return {
+    on: true,
+    async stop() {
+      clearInterval(timer);
+      if (process.env.BENCH_VERBOSE) process.stderr.write(`metrics scraped ${scrapes} times\n`);
+      await server.close();
+    },
+  };
+}
