@@ -65,7 +65,7 @@ describe('metrics of the whole mesh, scraped by a real Prometheus, and the chart
     (await eventually(alertExpr[alert]!, (s) => s.length > 0, `the query of ${alert}`, timeoutMs)).map((s) => s.metric[label]).sort();
 
   before(async () => {
-    mesh = await startMesh({ serviceEnv: { 'container-runtime': { LAPIS_NODE_CPU_MILLIS: '2000', LAPIS_STOP_TIMEOUT_S: '2' } } });
+    mesh = await startMesh({ serviceEnv: { 'container-runtime': { LAPIS_NODE_CPU_MILLIS: '3000', LAPIS_STOP_TIMEOUT_S: '2' } } });
     prometheus = await startPrometheus({
       targets: SERVICES.map((job) => ({ job, address: new URL(mesh.metricsUrls[job]!).host })),
       ruleFiles: [ALERTS_FILE],
@@ -124,7 +124,7 @@ describe('metrics of the whole mesh, scraped by a real Prometheus, and the chart
   });
 
   it('LapisQueueNotDraining: a claim no node can take leaves its project waiting with nothing placed', async () => {
-    // m1.large wants 4 CPUs; the node has 2.
+    // m1.large wants 4 CPUs; the node has 3 (the example holds 2 of them).
     await submit(scheduler('bob-token', 'biology'), {
       name: 'too-big',
       flavor: 'm1.large',
