@@ -1,7 +1,8 @@
 // image-sync's metrics: each repository sync's duration, result and bytes, its errors by
-// reason (signature refusals counted on their own too), and the catalogue's size by policy
-// (read from the catalogue mirror when Prometheus scrapes). Labels: the policy (named by the
-// site's admin), the result and the error reason (a fixed vocabulary); never a tag or digest.
+// reason (signature refusals counted on their own too), the repositories whose last sync
+// failed, and the catalogue's size by policy (read from the catalogue mirror when Prometheus
+// scrapes). Labels: the policy (named by the site's admin), the result and the error reason
+// (a fixed vocabulary); never a tag or digest.
 import { METER_NAME } from '@lapis/platform';
 import { type Counter, type Histogram, metrics } from '@opentelemetry/api';
 import { type Image, type RepositorySyncStatus, SyncResult } from '@lapis/proto/lapis/images/v1/images';
@@ -42,7 +43,15 @@ function images(): Instruments {
   return instruments;
 }
 
-const RESULTS = ['SUCCEEDED', 'PARTIAL', 'FAILED'];
+/** The last result of each repository of each policy: policy -> repository -> failed. */
+const lastFailed = new Map<string, Map<string, boolean>>();
+
+function noteResult(status: RepositorySyncStatus): void {
+  if (status.result === SyncResult.RUNNING) return;
+  const repositories = lastFailed.get(status.policy) ?? new Map<string, boolean>();
+  lastFailed.set(status.policy, repositories);
+  repositories.set(status.repository, status.result === SyncResult.FAILED || status.result === SyncResult.PARTIAL);
+}
 
 /** One repository sync, once its final status is known. */
 export function recordRepositorySync(status: RepositorySyncStatus): void {
@@ -51,14 +60,45 @@ export function recordRepositorySync(status: RepositorySyncStatus): void {
   const result = SyncResult[status.result] ?? String(status.result);
   const seconds = status.startTime && status.endTime ? (status.endTime.getTime() - status.startTime.getTime()) / 1000 : 0;
   m.duration.record(seconds, { policy, result });
-  // Every result counted from 0, so that a policy's first failure is an increase Prometheus sees.
-  for (const each of RESULTS) m.syncs.add(0, { policy, result: each });
   m.syncs.add(1, { policy, result });
+  noteResult(status);
   if (status.bytesCopied > 0) m.bytes.add(status.bytesCopied, { policy });
   for (const error of status.errors) {
     m.failures.add(1, { policy, reason: error.reason });
     if (error.reason.startsWith('SIGNATURE_')) m.refusals.add(1, { policy, reason: error.reason });
   }
+}
+
+/** A deleted policy's repositories are no longer reported. */
+export function forgetPolicy(policy: string): void {
+  lastFailed.delete(policy);
+}
+
+/**
+ * Reports how many repositories of each policy failed their last sync (FAILED or PARTIAL), at
+ * each collection: the alert's figure, a state that clears when a later sync succeeds. Seeded
+ * from the recorded statuses, so a restarted image-sync still reports a failing repository.
+ */
+export function observeSyncResults(recorded: () => Promise<RepositorySyncStatus[]>): void {
+  void recorded().then(
+    (statuses) => {
+      for (const status of statuses) if (!lastFailed.get(status.policy)?.has(status.repository)) noteResult(status);
+    },
+    () => undefined,
+  );
+  metrics
+    .getMeter(METER_NAME)
+    .createObservableGauge('lapis.images.repositories.failing', {
+      unit: '{repository}',
+      description: 'repositories of each policy whose last sync failed (FAILED or PARTIAL)',
+    })
+    .addCallback((result) => {
+      for (const [policy, repositories] of lastFailed) {
+        let failing = 0;
+        for (const failed of repositories.values()) if (failed) failing++;
+        result.observe(failing, { policy });
+      }
+    });
 }
 
 /** Reports the catalogue's images by policy at each collection. */

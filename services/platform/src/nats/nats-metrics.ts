@@ -1,11 +1,11 @@
 // What a service's NATS looks like from the inside, as metrics: whether the connection is up,
-// how far behind each durable consumer is (asked of the server at each collection, so a stuck
-// consumer shows its backlog growing), redeliveries, and key-value compare-and-set conflicts.
+// how far behind each durable consumer is (asked of the server in the background, at most every
+// second, so a stuck consumer shows its backlog growing and a scrape never waits for NATS), redeliveries, and key-value compare-and-set conflicts.
 // Labels are the consumer's durable name and the bucket's name: chosen by the services, not by
 // tenants (a node agent's durable carries its node name, bounded by the site's nodes).
 import type { Counter } from '@opentelemetry/api';
-import type { Consumer } from 'nats';
-import { platformMeter } from '../telemetry/metrics';
+import type { Consumer, ConsumerInfo } from 'nats';
+import { lastKnown, platformMeter } from '../telemetry/metrics';
 
 interface NatsInstruments {
   redeliveries: Counter;
@@ -13,7 +13,8 @@ interface NatsInstruments {
 }
 
 let instruments: NatsInstruments | undefined;
-const consumers = new Map<string, Consumer>();
+/** Each consumer's last info from the server (asked again at most every second, never waited for). */
+const consumers = new Map<string, { info: () => ConsumerInfo | undefined }>();
 const connections = new Set<{ up: boolean }>();
 
 // Made on first use, after telemetry has started (see rpc-metrics.ts).
@@ -34,17 +35,14 @@ function natsInstruments(): NatsInstruments {
     description: 'messages of a durable consumer delivered and not yet acknowledged',
   });
   meter.addBatchObservableCallback(
-    async (result) => {
-      await Promise.all(
-        [...consumers].map(async ([durable, consumer]) => {
-          // A consumer the server cannot describe now (NATS down) is left out of this collection.
-          const info = await consumer.info().catch(() => undefined);
-          if (!info) return;
-          const labels = { 'messaging.consumer.group.name': durable };
-          result.observe(pending, info.num_pending, labels);
-          result.observe(ackPending, info.num_ack_pending, labels);
-        }),
-      );
+    (result) => {
+      for (const [durable, watched] of consumers) {
+        const info = watched.info();
+        if (!info) continue;
+        const labels = { 'messaging.consumer.group.name': durable };
+        result.observe(pending, info.num_pending, labels);
+        result.observe(ackPending, info.num_ack_pending, labels);
+      }
     },
     [pending, ackPending],
   );
@@ -77,7 +75,7 @@ export function watchConnectionMetric(): { set(up: boolean): void; forget(): voi
 /** Reports a durable consumer's backlog until the returned function is called. */
 export function watchConsumer(durable: string, consumer: Consumer): () => void {
   natsInstruments();
-  consumers.set(durable, consumer);
+  consumers.set(durable, { info: lastKnown(() => consumer.info()) });
   return () => consumers.delete(durable);
 }
 

@@ -88,3 +88,30 @@ export class BoundedLabel {
     return value;
   }
 }
+
+/**
+ * What `load` last answered, for observable instruments whose figures need I/O (a NATS request,
+ * a bucket listing): a collection never waits for it (a scrape must answer while NATS is down);
+ * it starts a new load when the last one is older than `maxAgeMs` and reports the one it has.
+ */
+export function lastKnown<T>(load: () => Promise<T>, maxAgeMs = 1_000): () => T | undefined {
+  let value: T | undefined;
+  let loadedAt = 0;
+  let loading = false;
+  return () => {
+    if (!loading && Date.now() - loadedAt >= maxAgeMs) {
+      loading = true;
+      load().then(
+        (loaded) => {
+          value = loaded;
+          loadedAt = Date.now();
+          loading = false;
+        },
+        () => {
+          loading = false;
+        },
+      );
+    }
+    return value;
+  };
+}

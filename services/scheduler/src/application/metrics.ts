@@ -8,7 +8,7 @@
 // "other", so a tenant creating projects cannot blow up the series a site stores.
 import { BoundedLabel, METER_NAME } from '@lapis/platform';
 import { type Counter, type Histogram, metrics } from '@opentelemetry/api';
-import { ClaimState, claimStateToJSON, PendingReason, pendingReasonToJSON } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import type { Scheduler } from './scheduler';
 
 /** Distinct project label values kept before the rest are reported as "other". */
@@ -104,7 +104,8 @@ export function observeScheduler(s: Scheduler): void {
         const key = `${project}\u0000${rec.state}\u0000${reason}`;
         const row = counts.get(key);
         if (row) row.n++;
-        else counts.set(key, { project, state: claimStateToJSON(rec.state), reason: waiting ? pendingReasonToJSON(reason) : '', n: 1 });
+        // "PENDING", "RESOURCES": the enum names without their CLAIM_STATE_ / PENDING_REASON_ prefix.
+        else counts.set(key, { project, state: ClaimState[rec.state], reason: waiting ? PendingReason[reason] : '', n: 1 });
       }
       for (const row of counts.values()) result.observe(queue, row.n, { project: row.project, state: row.state, reason: row.reason });
       // A project's placements counted from 0 once it has claims, for the same reason.

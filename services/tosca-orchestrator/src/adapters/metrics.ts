@@ -2,7 +2,7 @@
 // scrapes, at most every few seconds), how long operations (create, update, delete) take to
 // end and how, and how long template validation takes on the template threads. Labels: phase,
 // operation kind and outcome only; never a deployment id or a template name.
-import { type Bucket, METER_NAME } from '@lapis/platform';
+import { type Bucket, lastKnown, METER_NAME } from '@lapis/platform';
 import { type Histogram, metrics } from '@opentelemetry/api';
 import type { DeploymentRecord } from '../domain/deployment';
 
@@ -60,16 +60,16 @@ const PHASES: DeploymentRecord['phase'][] = ['PENDING', 'CREATING', 'DEPLOYED', 
 
 /** Reports the deployments by phase at each collection. */
 export function observeDeployments(deployments: Bucket<DeploymentRecord>): void {
-  let last: { at: number; counts: Map<string, number> } | undefined;
+  // Counted in the background: a scrape never waits for NATS.
+  const counts = lastKnown(async () => {
+    const byPhase = new Map<string, number>(PHASES.map((phase) => [phase, 0]));
+    for (const { value } of await deployments.list()) byPhase.set(value.phase, (byPhase.get(value.phase) ?? 0) + 1);
+    return byPhase;
+  }, DEPLOYMENT_COUNT_TTL_MS);
   metrics
     .getMeter(METER_NAME)
     .createObservableGauge('lapis.tosca.deployments', { unit: '{deployment}', description: 'deployments, by phase' })
-    .addCallback(async (result) => {
-      if (!last || Date.now() - last.at > DEPLOYMENT_COUNT_TTL_MS) {
-        const counts = new Map<string, number>(PHASES.map((phase) => [phase, 0]));
-        for (const { value } of await deployments.list()) counts.set(value.phase, (counts.get(value.phase) ?? 0) + 1);
-        last = { at: Date.now(), counts };
-      }
-      for (const [phase, n] of last.counts) result.observe(n, { phase });
+    .addCallback((result) => {
+      for (const [phase, n] of counts() ?? []) result.observe(n, { phase });
     });
 }
