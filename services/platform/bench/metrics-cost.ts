@@ -1,9 +1,10 @@
 // What metrics cost (issue 21): the scheduler's and the runtime's benchmarks, each run with
 // metrics off and on (BENCH_METRICS, which starts telemetry in both runs and, when on, exports
-// through Prometheus and scrapes every second), taking turns in one run on one machine so both
-// see the same load. Prints a Markdown table and writes bench/results/metrics-cost.json.
-// Goal: under 3% on each figure. Knobs: BENCH_ROUNDS (2: off,on then on,off), BENCH_SCALE
-// (0.2 here: 20,000 claims on 1,000 nodes, 10 instances), passed on to the benchmarks.
+// through Prometheus and scrapes every 5 s, BENCH_SCRAPE_MS), taking turns in one run on one
+// machine so both see the same load. Prints a Markdown table and writes
+// bench/results/metrics-cost.json. Goal: under 3% on each figure. Knobs: BENCH_ROUNDS (2:
+// off,on then on,off), BENCH_SCALE (0.2 here: 20,000 claims on 1,000 nodes, 10 instances),
+// passed on to the benchmarks; BENCH_SERVICES (scheduler,container-runtime) to run fewer.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -12,6 +13,7 @@ import { join, resolve } from 'node:path';
 const ROOT = resolve(__dirname, '../../../..');
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 2));
 const SCALE = process.env.BENCH_SCALE ?? '0.2';
+const SERVICES = (process.env.BENCH_SERVICES ?? 'scheduler,container-runtime').split(',') as Array<Figure['service']>;
 
 /** A figure of a benchmark's results file, and whether more is better. */
 interface Figure {
@@ -53,13 +55,13 @@ function main(): void {
   for (let round = 0; round < ROUNDS; round++) {
     // Taking turns, and the other way round every other round, so neither always runs first.
     const order: Array<'on' | 'off'> = round % 2 === 0 ? ['off', 'on'] : ['on', 'off'];
-    for (const service of ['scheduler', 'container-runtime'] as const) {
+    for (const service of SERVICES) {
       for (const metrics of order) runs[service]![metrics].push(runBenchmark(service, metrics));
     }
   }
   const figures: Record<string, unknown> = { rounds: ROUNDS, scale: Number(SCALE) };
   const lines = ['| benchmark | figure | metrics off | metrics on | cost |', '|---|---|---|---|---|'];
-  for (const f of FIGURES) {
+  for (const f of FIGURES.filter((figure) => SERVICES.includes(figure.service))) {
     const off = median(runs[f.service]!.off.map((r) => r[f.key]!));
     const on = median(runs[f.service]!.on.map((r) => r[f.key]!));
     // Cost: how much worse the figure is with metrics on (negative: better, i.e. noise).

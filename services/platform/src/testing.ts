@@ -224,8 +224,8 @@ export function samplesOf(samples: MetricSample[], name: string, labels: Record<
 /**
  * For benchmarks, BENCH_METRICS=on|off: telemetry started in this process with metrics through
  * Prometheus (on) or none at all (off), everything else the same; when on, the endpoint is also
- * scraped every BENCH_SCRAPE_MS (default 1000, far more often than a site's 15-60 s, so the cost
- * measured is an upper bound). Unset: nothing, the benchmark as it was. Answers whether metrics are on.
+ * scraped every BENCH_SCRAPE_MS (default 5000: more often than the chart's PodMonitor, 30 s, and
+ * Prometheus's usual 15-60 s, so the cost measured errs high). Unset: nothing, the benchmark as it was. Answers whether metrics are on.
  */
 export async function benchMetrics(): Promise<{ on: boolean; stop(): Promise<void> } | undefined> {
   const mode = process.env.BENCH_METRICS;

@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CommandError, promtoolCheckRules } from '@lapis/testenv';
+import { CommandError, ensurePrometheus, promtoolCheckRules } from '@lapis/testenv';
 import { parseAllDocuments, stringify } from 'yaml';
 import { CHART_DIR, helmTemplate } from '../src/render.js';
 
@@ -54,7 +54,12 @@ const workloads = (objects: Obj[]) =>
 describe('charts/lapis metrics and alerts', function () {
   this.timeout(10 * 60_000);
   let scratch: string;
-  before(async () => (scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'lapis-chart-metrics-'))));
+  before(async function () {
+    // promtool is built by `lapis-testenv prepare` (make test); a first build here takes 10-25 minutes.
+    this.timeout(30 * 60_000);
+    await ensurePrometheus({ progress: (line) => console.error(line) });
+    scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'lapis-chart-metrics-'));
+  });
   after(() => fs.rm(scratch, { recursive: true, force: true }));
 
   it('gives every Lapis pod a metrics port, its variables and scrape annotations, and lets scrapers reach it', async () => {

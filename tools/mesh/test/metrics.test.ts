@@ -16,7 +16,7 @@ import { SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
 import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
 import { SubmitClaimRequest, type SubmitClaimResponse } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
-import { type PrometheusServer, type PromSample, startPrometheus } from '@lapis/testenv';
+import { ensurePrometheus, type PrometheusServer, type PromSample, startPrometheus } from '@lapis/testenv';
 import { parse } from 'yaml';
 import { deploy, EXAMPLE_TEMPLATE } from '../src/example';
 import { REPO_ROOT, SERVICES, startMesh, type Mesh } from '../src/mesh';
@@ -64,7 +64,10 @@ describe('metrics of the whole mesh, scraped by a real Prometheus, and the chart
   const answers = async (alert: string, label: string, timeoutMs?: number) =>
     (await eventually(alertExpr[alert]!, (s) => s.length > 0, `the query of ${alert}`, timeoutMs)).map((s) => s.metric[label]).sort();
 
-  before(async () => {
+  before(async function () {
+    // Built by `lapis-testenv prepare` (make test); a first build here takes 10-25 minutes.
+    this.timeout(30 * 60_000);
+    await ensurePrometheus({ progress: (line) => console.error(line) });
     mesh = await startMesh({ serviceEnv: { 'container-runtime': { LAPIS_NODE_CPU_MILLIS: '3000', LAPIS_STOP_TIMEOUT_S: '2' } } });
     prometheus = await startPrometheus({
       targets: SERVICES.map((job) => ({ job, address: new URL(mesh.metricsUrls[job]!).host })),
@@ -96,8 +99,8 @@ describe('metrics of the whole mesh, scraped by a real Prometheus, and the chart
     const occi = await fetch(`${mesh.occiUrl}/-/`, { headers: { authorization: 'Bearer alice-token', accept: 'text/plain' } });
     assert.equal(occi.status, 200);
 
-    // Scrapes come every second: each figure is waited for.
-    const atLeast = (promql: string, n: number) => eventually(promql, (s) => (s[0]?.value ?? -1) >= n, `${promql} >= ${n}`, 20_000);
+    // Scrapes come every second (the scheduler counts its queue every 15 s): each figure is waited for.
+    const atLeast = (promql: string, n: number) => eventually(promql, (s) => (s[0]?.value ?? -1) >= n, `${promql} >= ${n}`, 40_000);
     await atLeast('sum(lapis_scheduler_placements_total{project="physics"})', 2); // the example's two computes
     await atLeast('lapis_runtime_instances{state="RUNNING"}', 2);
     await atLeast('sum(lapis_runtime_instance_start_duration_count{backend="docker",outcome="ok"})', 2);
