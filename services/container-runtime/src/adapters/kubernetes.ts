@@ -118,7 +118,7 @@ export class KubernetesBackend implements RuntimeBackend {
     const { core } = await this.client();
     const { instance, resources } = plan;
     const spec = instance.spec!;
-    const name = podName(instance.id);
+    const name = podName(instance.id, instance.attempt);
     const namespace = this.options.namespace;
     const labels: Record<string, string> = {
       [KUBE_LABEL.managed]: 'true',
