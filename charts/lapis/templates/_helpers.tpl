@@ -192,6 +192,10 @@ app.kubernetes.io/component: {{ .component }}
   value: "0.0.0.0"
 - name: LAPIS_GRPC_PORT
   value: {{ .port | quote }}
+- name: OTEL_METRICS_EXPORTER
+  value: {{ $v.metrics.exporter | quote }}
+- name: LAPIS_METRICS_PORT
+  value: {{ $v.metrics.port | quote }}
 - name: LAPIS_NATS_URL
   value: {{ include "lapis.natsUrl" .root | quote }}
 - name: LAPIS_NATS_STREAM
@@ -292,4 +296,25 @@ envFrom:
 {{- define "lapis.configChecksum" -}}
 {{- $v := .Values -}}
 {{- list $v.flavors $v.scheduler.config $v.imageSync.policies $v.auth (include "lapis.natsUrl" .) $v.nats.auth $v.nats.tls | toJson | sha256sum -}}
+{{- end -}}
+
+{{/* The metrics port of a Lapis container, when metrics are served through Prometheus. */}}
+{{- define "lapis.metricsPort" -}}
+{{- if eq .Values.metrics.exporter "prometheus" }}
+- { name: metrics, containerPort: {{ .Values.metrics.port }}, protocol: TCP }
+{{- end }}
+{{- end -}}
+
+{{/* Scrape annotations of a Lapis pod (Prometheus's kubernetes_sd, role pod). */}}
+{{- define "lapis.scrapeAnnotations" -}}
+{{- if and (eq .Values.metrics.exporter "prometheus") .Values.metrics.scrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end -}}
+
+{{/* Whether the cluster has the Prometheus Operator's CRDs (PodMonitor, PrometheusRule). */}}
+{{- define "lapis.prometheusOperator" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
 {{- end -}}

@@ -5,9 +5,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
+import { benchMetrics } from '@lapis/platform/testing';
 import { startNats, TEST_NATS_URL_ENV } from '@lapis/testenv';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { createOptions, projectNetworkName } from '../src/adapters/docker-options';
+import { observeInstances } from '../src/application/metrics';
 import { emptyGrant } from '../src/domain/devices';
 import { instanceSecurity } from '../src/domain/security';
 import { baseSpec, dockerClient, fakeImageSync, purgeNode, rpc, startRuntime } from '../test/harness';
@@ -36,6 +38,8 @@ async function pool<T>(n: number, concurrency: number, work: (i: number) => Prom
 }
 
 async function main(): Promise<void> {
+  // BENCH_METRICS=on|off: the same run with metrics exported or not (services/platform/bench/metrics-cost.ts).
+  const metrics = await benchMetrics();
   const nats = await startNats();
   process.env[TEST_NATS_URL_ENV] = nats.url;
   const docker = dockerClient();
@@ -52,6 +56,7 @@ async function main(): Promise<void> {
   // The trusted catalogue: the image-sync stand-in of the tests (one gRPC ResolveImage per create).
   const imageSync = await fakeImageSync({ 'lapis/busybox:testenv': imageId });
   const rt = await startRuntime({ imageSync: imageSync.address, consume: false });
+  if (metrics?.on) observeInstances(rt.agent.node, () => rt.agent.allInstances());
   // Direct creates are an admin's (tenants submit claims; this measures the agent alone).
   const client = rt.client('root', 'physics');
   const rows: Array<{ mode: string; lapis: number[]; bare: number[] }> = [];
@@ -128,6 +133,7 @@ async function main(): Promise<void> {
     await rt.stop({ purge: true });
     await imageSync.stop();
     await nats.stop();
+    await metrics?.stop();
   }
 
   const fmt = (n: number) => n.toFixed(0);

@@ -7,6 +7,7 @@ import { bool, num, str } from 'envalid';
 export const runtimeSpecs = {
   ...platformSpecs,
   LAPIS_GRPC_PORT: listenPort({ default: 50051, desc: 'port the gRPC server listens on (0 picks a free one)' }),
+  LAPIS_METRICS_PORT: listenPort({ default: 9451, desc: 'port of the Prometheus endpoint, GET /metrics (0 picks a free one)' }),
   LAPIS_NODE_NAME: str({ default: hostname(), desc: 'name of this node, as placements address it' }),
   LAPIS_NODE_PARTITION: str({ default: 'default', desc: 'partition the node belongs to (advertised in heartbeats)' }),
   LAPIS_NODE_CPU_MILLIS: num({ default: cpus().length * 1000, desc: 'CPU capacity advertised, in thousandths of a CPU' }),

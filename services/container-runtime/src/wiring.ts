@@ -4,6 +4,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type EventBus, loadFlavors, type Logger, parseHostPortRange } from '@lapis/platform';
 import { Agent } from './application/agent';
+import { countingEngineErrors } from './application/metrics';
 import type { RuntimeBackend } from './adapters/backend';
 import { DockerBackend } from './adapters/docker';
 import { KubernetesBackend } from './adapters/kubernetes';
@@ -102,7 +103,7 @@ export async function buildAgent(config: AgentConfig, bus: EventBus, log: Logger
     {
       bus,
       store: await openStore(bus),
-      backend: backendFrom(config, log),
+      backend: countingEngineErrors(backendFrom(config, log)),
       host: new HostStorage(config.LAPIS_STATE_DIR),
       images:
         images ?? new ImageSyncResolver(config.LAPIS_IMAGE_SYNC_ADDRESS, config.LAPIS_SERVICE_TOKEN, config.LAPIS_ALLOW_UNTRUSTED_IMAGES),

@@ -5,6 +5,7 @@ import { num, str } from 'envalid';
 export const imageSyncSpecs = {
   ...platformSpecs,
   LAPIS_GRPC_PORT: listenPort({ default: 50052, desc: 'port the gRPC server listens on (0 picks a free one)' }),
+  LAPIS_METRICS_PORT: listenPort({ default: 9452, desc: 'port of the Prometheus endpoint, GET /metrics (0 picks a free one)' }),
   LAPIS_SITE_REGISTRY: str({ desc: 'the site registry images are synced into (URL)', example: 'http://127.0.0.1:5000' }),
   LAPIS_POLICY_FILE: str({ default: '', desc: 'YAML file of sync policies loaded at start' }),
   LAPIS_SITE_REGISTRY_SECRET: str({

@@ -7,6 +7,7 @@ import { RegistryClient } from './adapters/registry/client';
 import { readCredentials } from './adapters/secrets';
 import { openStores } from './adapters/store';
 import { ImageSync } from './application/image-sync';
+import { observeCatalogue, observeSyncResults } from './application/metrics';
 import { Syncer } from './application/syncer';
 import type { ImageSyncConfig } from './config';
 import { registrations } from './server';
@@ -17,6 +18,8 @@ export async function wireImageSync(config: ImageSyncConfig, { bus, log, shutdow
   const site = new RegistryClient({ url: config.LAPIS_SITE_REGISTRY, ...(siteCredentials ? { credentials: siteCredentials } : {}) });
   const syncer = new Syncer({ site, stores, bus, log, blobConcurrency: config.LAPIS_SYNC_CONCURRENCY });
   await syncer.catalogue();
+  observeCatalogue(() => syncer.catalogue());
+  observeSyncResults(async () => (await stores.statuses.list()).map((entry) => entry.value));
   const app = new ImageSync({ stores, syncer, log, siteHost: site.host });
   if (config.LAPIS_POLICY_FILE) await app.loadPolicies(readPolicyFile(config.LAPIS_POLICY_FILE), config.LAPIS_POLICY_FILE);
   app.startScheduler();

@@ -20,6 +20,7 @@ const publicUrl = makeValidator<string>((input) => {
 export const occiSpecs = {
   ...platformSpecs,
   LAPIS_GRPC_PORT: listenPort({ default: 50055, desc: 'port of the gateway health endpoint (gRPC)' }),
+  LAPIS_METRICS_PORT: listenPort({ default: 9455, desc: 'port of the Prometheus endpoint, GET /metrics (0 picks a free one)' }),
   LAPIS_HTTP_PORT: listenPort({ default: 8787, desc: 'port of the OCCI HTTP interface' }),
   LAPIS_SCHEDULER_ADDRESS: str({ default: '127.0.0.1:50053', desc: 'scheduler gRPC address' }),
   LAPIS_RUNTIME_ADDRESS: str({ default: '127.0.0.1:50051', desc: 'container-runtime gRPC address' }),

@@ -70,6 +70,10 @@ export const platformSpecs = {
     desc: 'address the gRPC server (and the OCCI HTTP interface) listens on; the chart sets 0.0.0.0',
   }),
   LAPIS_GRPC_PORT: listenPort({ desc: 'port the gRPC server listens on (0 picks a free one)', example: '50051' }),
+  LAPIS_METRICS_PORT: listenPort({
+    default: 9464,
+    desc: 'port of the Prometheus endpoint (GET /metrics) on LAPIS_GRPC_HOST, when OTEL_METRICS_EXPORTER is prometheus (the default); 0 picks a free one',
+  }),
   LAPIS_NATS_URL: url({ desc: 'NATS server with JetStream', example: 'nats://127.0.0.1:4222' }),
   LAPIS_NATS_STREAM: str({ default: 'LAPIS', desc: 'JetStream stream holding every event' }),
   LAPIS_NATS_USER: str({ default: '', desc: "this service's NATS user (empty: connect without credentials)", example: 'scheduler' }),

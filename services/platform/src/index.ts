@@ -14,6 +14,8 @@ export * from './nats/event-message';
 export * from './service';
 export * from './shutdown';
 export { shutdownTelemetry, startTelemetry } from './telemetry/sdk';
+export { BoundedLabel, lastKnown, METER_NAME } from './telemetry/metrics';
+export { serveMetrics, type MetricsServer } from './telemetry/metrics-server';
 export * from './flavors';
 export * from './flavors-file';
 export * from './paging';

@@ -8,6 +8,7 @@ import { GrpcServer, type ServiceRegistration } from './grpc/server';
 import { createLogger, type Logger } from './logging';
 import { defaultBusName, EventBus } from './nats/bus';
 import { Shutdown } from './shutdown';
+import { serveMetrics } from './telemetry/metrics-server';
 import { shutdownTelemetry } from './telemetry/sdk';
 
 type PlatformConfig = ConfigOf<typeof platformSpecs>;
@@ -33,6 +34,8 @@ export interface StartOptions {
 export interface RunningService extends ServiceContext {
   server: GrpcServer;
   port: number;
+  /** Port of the Prometheus endpoint; undefined when metrics are not exported through Prometheus. */
+  metricsPort: number | undefined;
 }
 
 export function authenticatorFrom(config: PlatformConfig): Authenticator {
@@ -98,9 +101,16 @@ export async function startService(options: StartOptions): Promise<RunningServic
     callerLimits: { streams: config.LAPIS_MAX_STREAMS_PER_CALLER, unary: config.LAPIS_MAX_CALLS_PER_CALLER },
   });
   server.setDependency('nats', !bus.nc.isClosed());
+  // Metrics first: a service that reports ready can be scraped.
+  const metrics = await serveMetrics(config.LAPIS_GRPC_HOST, config.LAPIS_METRICS_PORT);
+  if (metrics) log.info({ port: metrics.port, path: '/metrics' }, 'metrics endpoint listening');
   const port = await server.listen();
-  shutdown.add('nats', () => bus.drain()).add('telemetry', () => shutdownTelemetry());
-  return { log, bus, shutdown, server, port };
+  // Scrapes go on while the service drains: the last figures before it stops are seen.
+  shutdown
+    .add('nats', () => bus.drain())
+    .add('metrics', async () => metrics?.close())
+    .add('telemetry', () => shutdownTelemetry());
+  return { log, bus, shutdown, server, port, metricsPort: metrics?.port };
 }
 
 /**

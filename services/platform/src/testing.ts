@@ -79,6 +79,8 @@ export interface ServiceProcess {
   /** The gRPC port it listens on. */
   port: number;
   address: string;
+  /** Its Prometheus endpoint (http://127.0.0.1:PORT/metrics), unless OTEL_METRICS_EXPORTER turned it off. */
+  metricsUrl: string | undefined;
   /** Its JSON log lines so far. */
   logs: Array<Record<string, unknown>>;
   stderr(): string;
@@ -111,7 +113,15 @@ export async function spawnService(
   // LAPIS_SERVICE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile a test or benchmark.
   const nodeArgs = (process.env.LAPIS_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, '-r', require.resolve('./telemetry/register'), mainJs], {
-    env: { PATH: process.env.PATH, LAPIS_GRPC_PORT: '0', LAPIS_GRPC_HOST: '127.0.0.1', OTEL_SERVICE_NAME: name, LOG_LEVEL: 'info', ...env },
+    env: {
+      PATH: process.env.PATH,
+      LAPIS_GRPC_PORT: '0',
+      LAPIS_METRICS_PORT: '0',
+      LAPIS_GRPC_HOST: '127.0.0.1',
+      OTEL_SERVICE_NAME: name,
+      LOG_LEVEL: 'info',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];
@@ -149,11 +159,14 @@ export async function spawnService(
     await sleep(50);
   }
   const port = Number(listening.port);
+  // Logged before the gRPC listener opens (service.ts).
+  const metrics = logs.find((l) => l.msg === 'metrics endpoint listening');
   return {
     name,
     pid: child.pid!,
     port,
     address: `127.0.0.1:${port}`,
+    metricsUrl: metrics ? `http://127.0.0.1:${Number(metrics.port)}/metrics` : undefined,
     logs,
     stderr: () => stderr,
     exited,
@@ -173,6 +186,75 @@ export async function spawnService(
     kill: async () => {
       if (!dead) child.kill('SIGKILL');
       await exited;
+    },
+  };
+}
+
+/** One sample of a Prometheus text exposition: `name{label="value",...} value`. */
+export interface MetricSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** GETs a /metrics endpoint and parses its samples (comments and blank lines skipped). */
+export async function scrapeMetrics(url: string): Promise<MetricSample[]> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
+  return parseMetrics(await response.text());
+}
+
+export function parseMetrics(text: string): MetricSample[] {
+  const samples: MetricSample[] = [];
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!match) continue;
+    const labels: Record<string, string> = {};
+    for (const [, key, value] of (match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[key!] = value!;
+    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+/** The samples named `name` whose labels include `labels`. */
+export function samplesOf(samples: MetricSample[], name: string, labels: Record<string, string> = {}): MetricSample[] {
+  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+}
+
+/**
+ * For benchmarks, BENCH_METRICS=on|off: telemetry started in this process with metrics through
+ * Prometheus (on) or none at all (off), everything else the same; when on, the endpoint is also
+ * scraped every BENCH_SCRAPE_MS (default 5000: more often than the chart's PodMonitor, 30 s, and
+ * Prometheus's usual 15-60 s, so the cost measured errs high). Unset: nothing, the benchmark as it was. Answers whether metrics are on.
+ */
+export async function benchMetrics(): Promise<{ on: boolean; stop(): Promise<void> } | undefined> {
+  const mode = process.env.BENCH_METRICS;
+  if (mode !== 'on' && mode !== 'off') return undefined;
+  process.env.OTEL_METRICS_EXPORTER = mode === 'on' ? 'prometheus' : 'none';
+  const { startTelemetry } = await import('./telemetry/sdk.js');
+  const { serveMetrics } = await import('./telemetry/metrics-server.js');
+  startTelemetry();
+  const server = await serveMetrics('127.0.0.1', 0);
+  if (!server) return { on: false, stop: async () => {} };
+  const url = `http://127.0.0.1:${server.port}/metrics`;
+  let scrapes = 0;
+  const timer = setInterval(
+    () => {
+      void fetch(url)
+        .then((response) => response.text())
+        .then(
+          () => scrapes++,
+          () => undefined,
+        );
+    },
+    Number(process.env.BENCH_SCRAPE_MS ?? 1000),
+  );
+  return {
+    on: true,
+    async stop() {
+      clearInterval(timer);
+      if (process.env.BENCH_VERBOSE) process.stderr.write(`metrics scraped ${scrapes} times\n`);
+      await server.close();
     },
   };
 }

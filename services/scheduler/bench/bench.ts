@@ -8,11 +8,12 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EventBus, loadFlavors } from '@lapis/platform';
-import { testLog } from '@lapis/platform/testing';
+import { benchMetrics, testLog } from '@lapis/platform/testing';
 import { Backend, InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { startNats } from '@lapis/testenv';
 import { openStore } from '../src/adapters/store';
 import type { NodeRecord } from '../src/domain/model';
+import { observeScheduler } from '../src/application/metrics';
 import { Scheduler, type CycleStats } from '../src/application/scheduler';
 import { defaultSettings } from '../src/config';
 
@@ -68,6 +69,8 @@ async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 
 async function main() {
+  // BENCH_METRICS=on|off: the same run with metrics exported or not (services/platform/bench/metrics-cost.ts).
+  const metrics = await benchMetrics();
   const nats = await startNats();
   const bus = await EventBus.connect({ url: nats.url, name: 'scheduler-bench', stream: 'LAPIS', log: testLog });
   try {
@@ -115,6 +118,7 @@ async function main() {
       ...(process.env.BENCH_IN_FLIGHT ? { maxInFlight: Number(process.env.BENCH_IN_FLIGHT) } : {}),
     });
     await scheduler.start({ lead: false });
+    if (metrics?.on) observeScheduler(scheduler);
     const sizes = ['m1.tiny', 'm1.small', 'm1.medium'].map((name) => flavors.find((f) => f.name === name)!);
     let t = performance.now();
     const submits: Array<Promise<unknown>> = [];
@@ -299,6 +303,7 @@ async function main() {
     mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
     writeFileSync(join(ROOT, 'bench/results/scheduler.json'), JSON.stringify(figures, null, 2));
   } finally {
+    await metrics?.stop();
     await bus.drain().catch(() => undefined);
     await nats.stop();
   }

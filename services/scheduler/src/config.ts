@@ -21,6 +21,7 @@ import { DEFAULT_WEIGHTS, type Weights } from './domain/priority';
 export const schedulerSpecs = {
   ...platformSpecs,
   LAPIS_GRPC_PORT: listenPort({ default: 50053, desc: 'port the gRPC server listens on (0 picks a free one)' }),
+  LAPIS_METRICS_PORT: listenPort({ default: 9453, desc: 'port of the Prometheus endpoint, GET /metrics (0 picks a free one)' }),
   LAPIS_FLAVORS_FILE: str({ desc: "YAML file of the site's flavors", example: 'config/flavors.yaml' }),
   LAPIS_SCHEDULER_CONFIG_FILE: str({
     default: '',

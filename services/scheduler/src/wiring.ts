@@ -2,6 +2,7 @@
 // flavors and the policy file the configuration names, and the gRPC service over it.
 import { loadFlavors, parseHostPortRange, startService, type RunningService } from '@lapis/platform';
 import { loadSettings, type SchedulerConfig } from './config';
+import { observeScheduler } from './application/metrics';
 import { Scheduler } from './application/scheduler';
 import { schedulerService } from './server';
 
@@ -33,6 +34,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<RunningSc
         maxPlacements: config.LAPIS_SCHEDULER_MAX_PLACEMENTS,
       });
       await scheduler.start();
+      observeScheduler(scheduler);
       shutdown.add('scheduler', () => scheduler.stop());
       return [schedulerService(scheduler)];
     },

@@ -5,6 +5,7 @@ import { num, str } from 'envalid';
 export const toscaSpecs = {
   ...platformSpecs,
   LAPIS_GRPC_PORT: listenPort({ default: 50054, desc: 'port the gRPC server listens on (0 picks a free one)' }),
+  LAPIS_METRICS_PORT: listenPort({ default: 9454, desc: 'port of the Prometheus endpoint, GET /metrics (0 picks a free one)' }),
   LAPIS_SCHEDULER_ADDRESS: str({ default: '127.0.0.1:50053', desc: 'scheduler gRPC address' }),
   LAPIS_RUNTIME_ADDRESS: str({ default: '127.0.0.1:50051', desc: 'container-runtime gRPC address' }),
   LAPIS_TOSCA_IMPORT_MIRROR: str({ default: '', desc: 'directory mirroring URL imports (host/path), so templates never need the network' }),

@@ -8,6 +8,7 @@ import { OperationStore, type OperationRecord } from './adapters/operations';
 import { TemplateThreads } from './adapters/template-threads';
 import { yamlThreadIfUseful } from './adapters/yaml-thread';
 import { DeploymentEngine } from './application/engine';
+import { observeDeployments, timeValidation } from './adapters/metrics';
 import type { ToscaConfig } from './config';
 import type { DeploymentRecord } from './domain/deployment';
 import { toscaServices } from './server';
@@ -40,15 +41,18 @@ export async function wireToscaOrchestrator(
   );
   const mirror = config.LAPIS_TOSCA_IMPORT_MIRROR || undefined;
   const maxFileChars = config.LAPIS_TOSCA_MAX_TEMPLATE_KIB * 1024;
-  const threads = new TemplateThreads({
-    threads: config.LAPIS_TOSCA_TEMPLATE_THREADS,
-    budgetMs: config.LAPIS_TOSCA_TEMPLATE_BUDGET_MS,
-    mirror,
-    twoThreadsFromChars: config.LAPIS_TOSCA_TWO_THREADS_FROM_KIB * 1024,
-    maxFileChars,
-    onStopped: (reason, job) => log.info({ reason, file: job.fileName }, 'template work stopped'),
-    onFailure: (error) => log.warn({ err: error }, 'a template thread failed; it is started again'),
-  });
+  observeDeployments(deployments);
+  const threads = timeValidation(
+    new TemplateThreads({
+      threads: config.LAPIS_TOSCA_TEMPLATE_THREADS,
+      budgetMs: config.LAPIS_TOSCA_TEMPLATE_BUDGET_MS,
+      mirror,
+      twoThreadsFromChars: config.LAPIS_TOSCA_TWO_THREADS_FROM_KIB * 1024,
+      maxFileChars,
+      onStopped: (reason, job) => log.info({ reason, file: job.fileName }, 'template work stopped'),
+      onFailure: (error) => log.warn({ err: error }, 'a template thread failed; it is started again'),
+    }),
+  );
   shutdown.add('deployments', async () => {
     threads.close();
     await engine.stop();

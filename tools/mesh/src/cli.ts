@@ -65,6 +65,7 @@ async function serve(): Promise<void> {
     status.summary = {
       'OCCI (HTTP)': mesh.occiUrl ?? '(not started)',
       ...Object.fromEntries(Object.entries(mesh.addresses).map(([name, address]) => [`${name} (gRPC)`, address])),
+      ...Object.fromEntries(Object.entries(mesh.metricsUrls).map(([name, url]) => [`${name} (metrics)`, url])),
       NATS: `${mesh.nats.url} (TLS with CA ${mesh.nats.caFile}; one user per service, passwords in ${join(mesh.stateDir, 'nats-users')}${mesh.nats.monitorUrl ? `; monitoring ${mesh.nats.monitorUrl}` : ''})`,
       'site registry': mesh.site.url,
       'trace viewer': zipkin ? `${zipkin.url}/zipkin/` : 'off (LAPIS_TRACING=0)',

@@ -71,6 +71,8 @@ export interface Mesh {
   nodeName: string;
   /** gRPC address of each started service. */
   addresses: Partial<Record<ServiceName, string>>;
+  /** Prometheus endpoint of each started service (http://127.0.0.1:PORT/metrics). */
+  metricsUrls: Partial<Record<ServiceName, string>>;
   processes: Partial<Record<ServiceName, ServiceProcess>>;
   occiUrl?: string;
   tokens: typeof MESH_TOKENS;
@@ -89,6 +91,15 @@ const DEFAULT_PORTS: Record<ServiceName, string> = {
   scheduler: '50053',
   'tosca-orchestrator': '50054',
   'occi-gateway': '50055',
+};
+
+/** The metrics port of each service by default (its config.ts). */
+const DEFAULT_METRICS_PORTS: Record<ServiceName, string> = {
+  'container-runtime': '9451',
+  'image-sync': '9452',
+  scheduler: '9453',
+  'tosca-orchestrator': '9454',
+  'occi-gateway': '9455',
 };
 
 const mainOf = (name: ServiceName) => join(REPO_ROOT, 'services', name, 'dist/src/main.js');
@@ -187,6 +198,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       ...options.env,
     };
     const addresses: Mesh['addresses'] = {};
+    const metricsUrls: Mesh['metricsUrls'] = {};
     const largeYoungGeneration = { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=64`.trim() };
     const env: Mesh['env'] = {
       'image-sync': {
@@ -231,6 +243,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       site,
       nodeName,
       addresses,
+      metricsUrls,
       processes,
       tokens: MESH_TOKENS,
       images: MESH_IMAGES.map((i) => `${i.repository}:${i.tag}`),
@@ -242,9 +255,17 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
         if (addresses['container-runtime']) wiring.LAPIS_RUNTIME_ADDRESS = addresses['container-runtime'];
         // A restarted service keeps its port, so the others still find it.
         const port = addresses[name]?.split(':')[1] ?? (options.defaultPorts ? DEFAULT_PORTS[name] : '0');
-        const process = await spawnService(name, mainOf(name), { ...wiring, ...env[name], LAPIS_GRPC_PORT: port }, 60_000, logFileOf(name));
+        const metricsPort = metricsUrls[name] ? new URL(metricsUrls[name]).port : options.defaultPorts ? DEFAULT_METRICS_PORTS[name] : '0';
+        const process = await spawnService(
+          name,
+          mainOf(name),
+          { ...wiring, ...env[name], LAPIS_GRPC_PORT: port, LAPIS_METRICS_PORT: metricsPort },
+          60_000,
+          logFileOf(name),
+        );
         processes[name] = process;
         addresses[name] = process.address;
+        if (process.metricsUrl) metricsUrls[name] = process.metricsUrl;
         if (name === 'occi-gateway') {
           const line = await until(() => process.logs.find((l) => l.msg === 'OCCI HTTP interface listening'), 'the OCCI HTTP port');
           mesh.occiUrl = `http://127.0.0.1:${line.port}`;

@@ -30,6 +30,19 @@ export {
 export { startRegistry, type Registry, type RegistryAuth, type StartRegistryOptions } from './registry.js';
 export { BASE_IMAGE, BASE_IMAGE_USER, ensureBaseImage, isStaticElf } from './image.js';
 export { TESTENV_CACHE_ENV } from './gobuild.js';
+export {
+  ensurePrometheus,
+  PROMETHEUS_VERSION,
+  prometheusDir,
+  promtoolCheckRules,
+  startPrometheus,
+  type EnsurePrometheusOptions,
+  type PrometheusServer,
+  type PrometheusTools,
+  type PromSample,
+  type ScrapeTarget,
+  type StartPrometheusOptions,
+} from './prometheus.js';
 export { ensureGrpcurl, grpcurlDir, GRPCURL_VERSION, type EnsureGrpcurlOptions, type Grpcurl } from './grpcurl.js';
 export {
   ensureKubeTools,

@@ -40,8 +40,11 @@ export interface NatsServer {
   caFile?: string;
   /** Stops the server (SIGTERM, SIGKILL after 5 s) and removes the dir if testenv made it. */
   stop(): Promise<void>;
-  /** Stops the server and starts it again on the same port and store. */
-  restart(): Promise<void>;
+  /**
+   * Stops the server and starts it again on the same port and store, after `downMs` (default
+   * 0) without a server: how long clients see NATS unavailable.
+   */
+  restart(downMs?: number): Promise<void>;
 }
 
 // What nats-server logs once it listens for clients.
@@ -196,9 +199,10 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
       })();
       return stopped;
     },
-    async restart() {
+    async restart(downMs = 0) {
       if (stopped) throw new Error(`NATS on port ${port} was stopped; it cannot be restarted`);
       await proc.stop();
+      if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
       proc = await launch();
     },
   };

@@ -9,6 +9,7 @@ import { ensureGrpcurl } from './grpcurl.js';
 import { ensureBaseImage } from './image.js';
 import { clusterToolsDir, ensureClusterTools } from './cluster-tools.js';
 import { ensureKubeTools, kubeToolsDir } from './kube-tools.js';
+import { ensurePrometheus, prometheusDir } from './prometheus.js';
 import { run } from './proc.js';
 
 /** Every Debian package a test may need, by a command it brings: one apt-get for all that are missing. */
@@ -48,7 +49,7 @@ async function withHeartbeat<T>(what: string, progress: (line: string) => void, 
 export async function prepareTestRun(opts: PrepareOptions): Promise<void> {
   const say = opts.progress;
   const started = Date.now();
-  say('@lapis/testenv: preparing the test run (Debian packages, Docker, the base image, Kubernetes tools, grpcurl, images)');
+  say('@lapis/testenv: preparing the test run (Debian packages, Docker, the base image, Kubernetes tools, grpcurl, Prometheus, images)');
   await ensureCommands(COMMANDS);
 
   const engine = await ensureDocker();
@@ -76,6 +77,15 @@ export async function prepareTestRun(opts: PrepareOptions): Promise<void> {
       }),
     );
     await ensureGrpcurl({ progress: say });
+    await withHeartbeat('building Prometheus', say, () =>
+      ensurePrometheus({
+        progress: (line) => {
+          say(line);
+          if (line.includes('building prometheus'))
+            say(`@lapis/testenv: a first build of Prometheus takes about 9 minutes on 2 cores; cached in ${prometheusDir()}`);
+        },
+      }),
+    );
     if (opts.images) {
       say('@lapis/testenv: building the service images (images/build.sh; the first run also makes the Debian base, a few minutes)');
       await withHeartbeat('building the service images', say, () =>

@@ -12,6 +12,7 @@
 // Beside them: placements.ts (the scheduler's consumers), engine-events.ts, reconcile.ts, and
 // what they share: instance-records.ts, volume-records.ts, workloads.ts, idempotency.ts.
 import { KeyedLocks } from '@lapis/platform';
+import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
 import type { Store } from '../adapters/store';
 import { Background } from './background';
 import { CreateInstance } from './create-instance';
@@ -66,6 +67,11 @@ export class Agent {
     this.volumes = new Volumes(ctx, this.volumeRecords, requests);
     this.placements = new Placements(ctx, this.records, this.createInstance, this.instances);
     this.reconciler = new Reconciler(ctx, this.records, this.engine, workloads, this.attachments, this.volumeRecords);
+  }
+
+  /** Every instance the records index holds (metrics.ts reports this node's by state). */
+  allInstances(): Promise<Instance[]> {
+    return this.records.all();
   }
 
   get store(): Store {

@@ -20,6 +20,7 @@ import type { InstanceRecords } from './instance-records';
 import type { AgentContext } from './settings';
 import type { VolumeAttachments } from './volume-attachments';
 import type { Workloads } from './workloads';
+import { recordInstanceStart } from './metrics';
 
 /** Creates that publish host ports take this lock too, so two cannot both see a port free. */
 const HOST_PORTS_LOCK = 'host-ports';
@@ -50,6 +51,7 @@ export class CreateInstance {
     const { settings, deps } = this.ctx;
     const { resources, flavor } = checkSpec(input.spec, deps.flavors, settings.hostPorts);
     const spec = input.spec!;
+    const startedAt = performance.now();
     return this.ctx.locks.with([`i:${input.id}`, ...(spec.ports.length ? [HOST_PORTS_LOCK] : [])], async () => {
       const existing = await this.records.get(input.id);
       if (existing) {
@@ -137,8 +139,10 @@ export class CreateInstance {
         });
         await this.records.write(instance, revision);
         await this.records.announce(instance, InstanceState.CREATING);
+        recordInstanceStart(deps.backend.kind, 'ok', startedAt);
         return instance;
       } catch (error) {
+        recordInstanceStart(deps.backend.kind, 'error', startedAt);
         const reason = error instanceof LapisError ? error.message : `creating the container failed: ${(error as Error).message}`;
         deps.log.warn({ instance: input.id, err: error }, 'create failed; cleaning up');
         await this.workloads.cleanup(instance).catch((e) => deps.log.error({ err: e }, 'cleanup after a failed create failed'));

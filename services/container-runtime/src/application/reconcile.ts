@@ -13,6 +13,7 @@ import type { AgentContext } from './settings';
 import type { VolumeAttachments } from './volume-attachments';
 import type { VolumeRecords } from './volume-records';
 import type { Workloads } from './workloads';
+import { recordReconcile } from './metrics';
 
 export interface ReconcileReport {
   adopted: string[];
@@ -34,6 +35,7 @@ export class Reconciler {
   ) {}
 
   async run(): Promise<ReconcileReport> {
+    const startedAt = performance.now();
     const report: ReconcileReport = {
       adopted: [],
       vanished: [],
@@ -46,6 +48,7 @@ export class Reconciler {
     if (this.ctx.deps.backend.claims) await this.claims(live, report.adoptedVolumes);
     else await this.nodeStorage(live, report);
     if (Object.values(report).some((l) => l.length)) this.ctx.deps.log.info(report, 'reconciled');
+    recordReconcile(startedAt);
     return report;
   }
 

@@ -14,6 +14,7 @@ import type { RequestLog } from './idempotency';
 import type { InstanceRecords } from './instance-records';
 import type { AgentContext } from './settings';
 import type { VolumeRecords } from './volume-records';
+import { countVolumeAttachment, counted } from './metrics';
 
 export interface InitialMount {
   volume: Volume;
@@ -129,7 +130,23 @@ export class VolumeAttachments {
   }
 
   /** Mounts into the running instance and records the volume ATTACHED; leaves nothing on failure. */
-  async mount(volume: Volume, instance: Instance, mountPath: string, readOnly: boolean): Promise<VolumeAttachment> {
+  /** Attaches the volume on the node (an AttachVolume, or a volume of an instance being created). */
+  mount(volume: Volume, instance: Instance, mountPath: string, readOnly: boolean): Promise<VolumeAttachment> {
+    return counted(
+      () => this.mountVolume(volume, instance, mountPath, readOnly),
+      (outcome) => countVolumeAttachment('attach', outcome),
+    );
+  }
+
+  /** Detaches the volume on the node (a DetachVolume, or an instance being deleted). */
+  unmount(volumeId: string, instanceId: string): Promise<Volume> {
+    return counted(
+      () => this.unmountVolume(volumeId, instanceId),
+      (outcome) => countVolumeAttachment('detach', outcome),
+    );
+  }
+
+  private async mountVolume(volume: Volume, instance: Instance, mountPath: string, readOnly: boolean): Promise<VolumeAttachment> {
     const attachment: VolumeAttachment = { volumeId: volume.id, instanceId: instance.id, mountPath, readOnly, attachTime: new Date() };
     const claims = !!this.ctx.deps.backend.claims;
     const claimed = await this.ctx.deps.store.volumes.mutate(volume.id, (v) => {
@@ -150,7 +167,7 @@ export class VolumeAttachments {
   }
 
   /** Unmounts, frees the loop device and records the volume AVAILABLE. */
-  async unmount(volumeId: string, instanceId: string): Promise<Volume> {
+  private async unmountVolume(volumeId: string, instanceId: string): Promise<Volume> {
     const volume = (await this.ctx.deps.store.volumes.get(volumeId))?.value;
     const mountPath = volume?.attachment?.instanceId === instanceId ? volume.attachment.mountPath : '';
     const name = mountPath ? attachmentName(mountPath) : '';

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createClient } from '@lapis/platform';
-import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique } from '@lapis/platform/testing';
+import { natsUrl, samplesOf, scrapeMetrics, spawnService, staticTokenFile, TEST_TOKENS, unique } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance, Node } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
@@ -47,6 +47,13 @@ describe('the agent process (real NATS, Docker, signals)', function () {
     const { node: served } = (await rpc(client, client.getNode, { name: '' })) as { node: Node };
     assert.equal(served.name, node);
     assert.equal(served.instanceCount, 1);
+    // Its metrics: the instance by state, how long it took to start, the reconcile at start.
+    const samples = await scrapeMetrics(agent.metricsUrl!);
+    assert.equal(samplesOf(samples, 'lapis_runtime_instances', { state: 'RUNNING' })[0]?.value, 1);
+    assert.equal(samplesOf(samples, 'lapis_runtime_instances', { state: 'ERROR' })[0]?.value, 0);
+    assert.equal(samplesOf(samples, 'lapis_runtime_instance_start_duration_count', { backend: 'docker', outcome: 'ok' })[0]?.value, 1);
+    assert.equal(samplesOf(samples, 'lapis_runtime_reconcile_duration_count')[0]?.value, 1);
+    assert.equal(samplesOf(samples, 'rpc_server_duration_count', { rpc_method: 'CreateInstance', rpc_grpc_status_code: '0' })[0]?.value, 1);
     client.close();
     root.close();
     assert.equal(await agent.stop(), 0);

@@ -3,6 +3,7 @@
 import type { Stores } from '../adapters/store';
 import { statusKey } from '../adapters/store';
 import { destinationOf } from '../domain/policy';
+import { forgetPolicy } from './metrics';
 import type { Policies } from './policies';
 import type { SyncRuns } from './sync-runs';
 import type { Syncer } from './syncer';
@@ -21,5 +22,6 @@ export async function deletePolicy(
   }
   for (const repository of policy.repositories)
     await stores.statuses.delete(statusKey(name, destinationOf(policy, repository))).catch(() => undefined);
+  forgetPolicy(name);
   await stores.policies.delete(name);
 }

@@ -18,6 +18,7 @@ import { SyncFailure } from '../domain/sync-failure';
 import { removeImage } from './remove-image';
 import type { SyncContext } from './sync-context';
 import { syncTag } from './sync-tag';
+import { recordRepositorySync } from './metrics';
 
 export async function syncRepository(
   ctx: SyncContext,
@@ -56,6 +57,7 @@ export async function syncRepository(
     status.endTime = new Date();
     await running;
     await statuses.put(statusKey(policy.name, destination), status);
+    recordRepositorySync(status);
     log.info(
       {
         result: SyncResult[result],

@@ -12,6 +12,7 @@ import { decodeComponent, OcciError } from '../domain/entity';
 import type { Category, EntityKind } from '../domain/model';
 import { isServiceError, send, sendCategories, sendCollection, sendEntity, sendError, SERVER_HEADER } from './render';
 import { sendEntityCollection } from './collections';
+import { recordRequest } from './metrics';
 import { authenticate, categoryFilter, header, methodNotAllowed, parseRequest, readBody, requestLocations, type Exchange } from './request';
 
 const KINDS: readonly EntityKind[] = ['compute', 'storage', 'storagelink', 'network', 'networkinterface'];
@@ -22,8 +23,10 @@ const KINDS: readonly EntityKind[] = ['compute', 'storage', 'storagelink', 'netw
  */
 export function createOcciServer(gateway: Gateway, authenticator: Authenticator, log: Logger, publicUrl = ''): Server {
   const server = createServer((req, res) => {
+    const startedAt = performance.now();
     const base = publicUrl || listenUrl(server.address() as AddressInfo);
     const url = requestTarget(req.url ?? '/');
+    res.once('finish', () => recordRequest(req.method, url?.pathname ?? '', res.statusCode, startedAt));
     const exchange = { req, res, url: url ?? new URL('http://occi.invalid/'), base };
     if (!url) return sendError(exchange, new OcciError(400, 'request target: not an origin-form path or an absolute URL'));
     handle(exchange, gateway, authenticator).catch((error) => {

@@ -1,8 +1,10 @@
 // Clients of other Lapis services: a deadline on every unary call, retries on UNAVAILABLE
-// (grpc-js retry policy with backoff), and the bearer token in the metadata. Trace context
-// is propagated by the gRPC instrumentation.
+// (grpc-js retry policy with backoff), the bearer token in the metadata, and each call's
+// duration by method and status (rpc-metrics.ts). Trace context is propagated by the gRPC
+// instrumentation.
 import { credentials, InterceptingCall, Metadata, type ChannelOptions, type Interceptor } from '@grpc/grpc-js';
 import { PROJECT_HEADER } from '../headers';
+import { recordClientCall } from './rpc-metrics';
 
 export interface ClientOptions {
   /** A token, or a function giving the current one (for example the caller's, forwarded). */
@@ -39,7 +41,7 @@ export function createClient<C>(Client: ClientConstructor<C>, address: string, o
     // A peer that restarts (a pod replaced) is reached again within 2 s of its coming back,
     // not after grpc-js's default backoff of up to 2 minutes.
     'grpc.max_reconnect_backoff_ms': 2_000,
-    interceptors: [callDefaults(options)],
+    interceptors: [callDefaults(options), callDuration],
   } as ChannelOptions);
 }
 
@@ -60,6 +62,22 @@ function callDefaults(options: ClientOptions): Interceptor {
     });
   };
 }
+
+/** Records every call's duration, from its start to its status (retries included). */
+const callDuration: Interceptor = (callOptions, nextCall) => {
+  const path = callOptions.method_definition.path;
+  const startedAt = performance.now();
+  return new InterceptingCall(nextCall(callOptions), {
+    start(metadata, _listener, next) {
+      next(metadata, {
+        onReceiveStatus(status, nextStatus) {
+          recordClientCall(path, status.code, startedAt);
+          nextStatus(status);
+        },
+      });
+    },
+  });
+};
 
 /** Promise form of a unary call on a generated grpc-js client. */
 export function call<Req, Res>(

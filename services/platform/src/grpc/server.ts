@@ -18,6 +18,7 @@ import type { Authenticator, Caller } from '../auth';
 import { Code, codeName, LapisError, permissionDenied } from '../errors';
 import type { Logger } from '../logging';
 import { reflectionPackage } from './reflection';
+import { recordServerCall } from './rpc-metrics';
 import { toGrpcStatus } from './status';
 import { CallerSlots, type CallerLimits } from './stream-limits';
 import { EdgeValidation } from './validation';
@@ -206,6 +207,8 @@ export class GrpcServer {
     body: (ctx: CallContext) => Promise<T>,
     kind: 'streams' | 'unary',
   ): Promise<T> {
+    const startedAt = performance.now();
+    let code: number = Code.OK;
     const controller = new AbortController();
     call.once('cancelled', () => controller.abort());
     this.inFlight.add(controller);
@@ -228,10 +231,13 @@ export class GrpcServer {
       this.edge.check(method, call.request);
       return await body(ctx);
     } catch (error) {
-      throw this.toStatus(error, method, log);
+      const status = this.toStatus(error, method, log);
+      code = status.code ?? Code.UNKNOWN;
+      throw status;
     } finally {
       release?.();
       this.inFlight.delete(controller);
+      recordServerCall(method, call.cancelled ? Code.CANCELLED : code, startedAt);
     }
   }
 

@@ -28,6 +28,7 @@ import { inboxPrefixOf } from './access';
 import { eventMessage, eventSubject } from './event-message';
 import { subjectTemplate, type EventPayload } from './events';
 import { Bucket, type Codec } from './kv';
+import { countRedelivery, watchConnectionMetric, watchConsumer } from './nats-metrics';
 
 const tracer = trace.getTracer('@lapis/platform');
 
@@ -103,6 +104,7 @@ export interface BusOptions {
 
 export class EventBus {
   private readonly consumers = new Set<RunningConsumer>();
+  private readonly connectionMetric = watchConnectionMetric();
 
   /** Where replies to this connection go: per user, so that no other user can hear them. */
   readonly inboxPrefix: string;
@@ -228,6 +230,7 @@ export class EventBus {
     }
     const consumer = await this.js.consumers.get(stream, options.durable);
     const messages: ConsumerMessages = await consumer.consume({ max_messages: 64 });
+    const unwatch = watchConsumer(options.durable, consumer);
     const log = this.options.log.child({ consumer: options.durable });
     const loop = (
       options.parallel ? this.handleInParallel(messages, options, options.parallel, log) : this.handleInOrder(messages, options, log)
@@ -235,6 +238,7 @@ export class EventBus {
     const running: RunningConsumer = {
       stop: async () => {
         this.consumers.delete(running);
+        unwatch();
         messages.stop();
         await loop;
       },
@@ -301,6 +305,7 @@ export class EventBus {
         working: () => message.working(),
       };
       const maxDeliver = options.maxDeliver ?? 10;
+      if (delivery.deliveryCount > 1) countRedelivery(options.durable);
       try {
         const event = decodeEvent(message.data);
         if (!event.payload) {
@@ -342,12 +347,15 @@ export class EventBus {
   async drain(): Promise<void> {
     await Promise.all([...this.consumers].map((c) => c.stop()));
     if (!this.nc.isClosed()) await this.nc.drain();
+    this.connectionMetric.forget();
   }
 
   private async watchConnection(): Promise<void> {
     for await (const change of this.nc.status()) {
-      if (change.type === 'disconnect') this.options.onConnectionChange?.(false);
-      if (change.type === 'reconnect') this.options.onConnectionChange?.(true);
+      if (change.type !== 'disconnect' && change.type !== 'reconnect') continue;
+      const up = change.type === 'reconnect';
+      this.connectionMetric.set(up);
+      this.options.onConnectionChange?.(up);
     }
   }
 }

@@ -3,6 +3,7 @@
 import type { KV, KvEntry, NatsError } from 'nats';
 import { Code, LapisError } from '../errors';
 import { withRetries } from '../retry';
+import { countConflict } from './nats-metrics';
 
 export interface Codec<T> {
   encode(value: T): { finish(): Uint8Array };
@@ -134,7 +135,10 @@ export class Bucket<T> {
     try {
       return await write();
     } catch (error) {
-      if (isConflict(error)) throw new RevisionConflict(`${this.name}/${key} was changed by another writer`);
+      if (isConflict(error)) {
+        countConflict(this.name);
+        throw new RevisionConflict(`${this.name}/${key} was changed by another writer`);
+      }
       throw error;
     }
   }

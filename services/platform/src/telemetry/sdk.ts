@@ -1,9 +1,11 @@
 // OpenTelemetry for a Lapis service. Exporters follow the standard variables
 // (OTEL_TRACES_EXPORTER=otlp,zipkin, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_ZIPKIN_ENDPOINT);
 // with none configured, spans are still made (logs carry trace ids) but go nowhere. Every span
-// passes the attribute allow-list (allow-list.ts) before any exporter sees it.
+// passes the attribute allow-list (allow-list.ts) before any exporter sees it. Metrics go where
+// OTEL_METRICS_EXPORTER says (metrics.ts: Prometheus by default).
 import { GrpcInstrumentation } from '@opentelemetry/instrumentation-grpc';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
+import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import { OTLPTraceExporter as OtlpGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OtlpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
@@ -17,6 +19,8 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { AllowListSpanProcessor } from './allow-list';
+import { metricReadersFromEnv, platformMeter, recordProcessMetrics } from './metrics';
+import { metricsPorts } from './metrics-server';
 
 let sdk: NodeSDK | undefined;
 
@@ -51,13 +55,20 @@ function exportersFromEnv(env: NodeJS.ProcessEnv): SpanExporter[] {
 export function startTelemetry(extraProcessors: SpanProcessor[] = []): void {
   if (sdk) return;
   const env = process.env;
-  // Logs and metrics go to stdout and health checks; only traces are exported.
+  // Logs go to stdout.
   env.OTEL_LOGS_EXPORTER ??= 'none';
-  env.OTEL_METRICS_EXPORTER ??= 'none';
   const exporting = extraProcessors.length > 0 ? [] : exportersFromEnv(env);
+  const metricReaders = metricReadersFromEnv(env);
   sdk = new NodeSDK({
-    // HTTP: the OCCI gateway's requests, and the Docker and Kubernetes API calls of the runtime.
-    instrumentations: [new GrpcInstrumentation(), new HttpInstrumentation()],
+    instrumentations: [
+      new GrpcInstrumentation(),
+      // HTTP: the OCCI gateway's requests, and the Docker and Kubernetes API calls of the runtime;
+      // not Prometheus's scrapes of the metrics port.
+      new HttpInstrumentation({ ignoreIncomingRequestHook: (request) => metricsPorts.has(request.socket.localPort ?? -1) }),
+      // Event loop delay and utilization, heap, GC.
+      new RuntimeNodeInstrumentation(),
+    ],
+    metricReaders,
     spanProcessors: [
       new AllowListSpanProcessor(),
       ...exporting.map((exporter) =>
@@ -67,6 +78,7 @@ export function startTelemetry(extraProcessors: SpanProcessor[] = []): void {
     ],
   });
   sdk.start();
+  if (metricReaders.length > 0) recordProcessMetrics(platformMeter());
 }
 
 /** Flushes and stops telemetry: the last step of a graceful shutdown. */

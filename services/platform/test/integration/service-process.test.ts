@@ -38,7 +38,7 @@ describe('a service process (real NATS, real signals)', () => {
     assert.ok(!(finished instanceof Error), `the in-flight call completes: ${(finished as Error).message}`);
     assert.equal(await exitCode, 0);
     const steps = probe.logs.filter((l) => l.msg === 'stopped').map((l) => l.step);
-    assert.deepEqual(steps, ['grpc', 'nats', 'telemetry']);
+    assert.deepEqual(steps, ['grpc', 'nats', 'metrics', 'telemetry']);
   });
 
   it('with LAPIS_SHUTDOWN_DELAY_MS, reports NOT_SERVING on SIGTERM and keeps serving for the delay, then refuses', async () => {

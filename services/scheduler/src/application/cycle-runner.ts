@@ -10,6 +10,7 @@ import type { Settings } from '../config';
 import type { ClaimCache } from './claim-cache';
 import type { Cluster } from './cluster';
 import type { InFlight } from './in-flight';
+import { recordCycle } from './metrics';
 import type { PlacementWriter } from './placement-writer';
 import type { PlacementPublisher } from './publisher';
 import type { UsageLedger } from './usage';
@@ -190,6 +191,7 @@ export class CycleRunner {
     stats.preempted = result.preemptions.length;
     stats.pending = cache.queue.size;
     stats.ms = performance.now() - started;
+    recordCycle(stats.ms);
     this.lastCycle = stats;
     this.o.cycled(stats);
     return stats;

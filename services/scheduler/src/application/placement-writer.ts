@@ -13,6 +13,7 @@ import type { CycleResult } from '../domain/cycle';
 import type { ClaimRecord } from '../domain/model';
 import type { ClaimCache, Entry } from './claim-cache';
 import type { InFlight } from './in-flight';
+import { countPlacement, countPreemption } from './metrics';
 import type { PlacementPublisher } from './publisher';
 
 export interface PlacementWriterOptions {
@@ -63,6 +64,7 @@ export class PlacementWriter {
       inFlight.track(
         this.record(entry, next, async () => {
           await publisher.placement(next);
+          countPlacement(next.project);
           this.o.placementDone(performance.now() - decidedAt);
         }),
       );
@@ -79,7 +81,12 @@ export class PlacementWriter {
         const ve = cache.get(v);
         if (!ve) continue;
         const victim = { ...ve.rec, preemptedBy: p.claim.id };
-        inFlight.track(this.record(ve, victim, () => publisher.preemptionNotice(victim, p.claim.id, grace)));
+        inFlight.track(
+          this.record(ve, victim, async () => {
+            await publisher.preemptionNotice(victim, p.claim.id, grace);
+            countPreemption(victim.project);
+          }),
+        );
       }
     }
     if (this.o.awaitWrites) await inFlight.settled();

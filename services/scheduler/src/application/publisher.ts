@@ -10,6 +10,7 @@ import type { AckedWriter } from '../adapters/acked';
 import type { ClaimRecord } from '../domain/model';
 import type { ClaimCache } from './claim-cache';
 import type { InFlight } from './in-flight';
+import { countPlacementFailure } from './metrics';
 
 const tracer = trace.getTracer('@lapis/scheduler');
 
@@ -74,6 +75,7 @@ export class PlacementPublisher {
       this.unpublished.delete(c.id);
       if (!ack.duplicate) this.published++;
     } catch (error) {
+      countPlacementFailure('publish');
       this.log.warn({ err: error, claim: c.id }, 'placement not published yet; will retry');
     } finally {
       span.end();

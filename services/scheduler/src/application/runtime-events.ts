@@ -10,6 +10,7 @@ import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/sched
 import { isActive, type ClaimRecord, type NodeRecord, type Res } from '../domain/model';
 import type { ClaimCache } from './claim-cache';
 import type { Cluster } from './cluster';
+import { countPlacementFailure } from './metrics';
 
 export interface RuntimeEventsOptions {
   bus: EventBus;
@@ -80,7 +81,10 @@ export class RuntimeEvents {
       if (!stored) return;
     }
     const now = this.o.now();
+    // The node could not start what was placed on it (the last try of the mutation decides).
+    let failedPlacement = false;
     const result = await this.o.claims.mutate(e.instanceId, (c) => {
+      failedPlacement = false;
       if (!c) return undefined;
       // An event about an earlier placement of a requeued claim.
       if (e.node && c.node && e.node !== c.node) return undefined;
@@ -96,6 +100,7 @@ export class RuntimeEvents {
           break;
         case InstanceState.DELETED:
         case InstanceState.ERROR:
+          failedPlacement = e.state === InstanceState.ERROR && c.state === ClaimState.PLACED;
           if (isActive(c)) Object.assign(next, { state: ClaimState.ENDED, endTime: now });
           break;
         case InstanceState.PREEMPTED:
@@ -116,6 +121,7 @@ export class RuntimeEvents {
       return next;
     });
     if (result) this.o.cache.take(e.instanceId, result.value, result.revision);
+    if (result && failedPlacement) countPlacementFailure('instance_error');
     this.o.trigger();
   }
 }

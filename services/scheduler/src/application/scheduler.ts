@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import type { EventBus, HostPortRange, Logger } from '@lapis/platform';
 import { jsonCodec, RevisionConflict } from '@lapis/platform';
 import type { Flavor } from '@lapis/proto/lapis/common/v1/common';
+import type { PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { AckedWriter, skipAsyncTraces } from '../adapters/acked';
 import { openStore } from '../adapters/store';
 import type { PartitionDef, QuotaDef } from '../domain/cycle';
@@ -390,6 +391,16 @@ export class Scheduler {
 
   fairShare(): FairShareResult {
     return this.usage.fairShare(this.cluster.accounts.values(), this.cache.sums);
+  }
+
+  /** Why a pending claim still waits, as the leader's last cycles saw it (metrics.ts). */
+  pendingReason(id: string): PendingReason | undefined {
+    return this.cache.reasons.get(id)?.reason;
+  }
+
+  /** Decayed usage per "project/user" (metrics.ts). */
+  usageByUser(): ReadonlyMap<string, number> {
+    return this.usage?.usage ?? new Map();
   }
 }
 

@@ -19,6 +19,7 @@ const tokens = staticTokenFile();
 export function schedulerEnv(prefix: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {
     LAPIS_GRPC_PORT: '0',
+    LAPIS_METRICS_PORT: '0',
     LAPIS_GRPC_HOST: '127.0.0.1',
     LAPIS_NATS_URL: natsUrl(),
     LAPIS_STATIC_TOKENS_FILE: tokens,

@@ -6,6 +6,7 @@
 // FAILED, or when a later operation on the same deployment takes over (ABORTED).
 import { type Bucket, Code } from '@lapis/platform';
 import type { DeploymentRecord } from '../domain/deployment';
+import { recordOperation } from './metrics';
 
 export type OperationKind = 'tosca.CreateDeployment' | 'tosca.UpdateDeployment' | 'tosca.DeleteDeployment';
 
@@ -61,10 +62,11 @@ export class OperationStore {
   async finish(name: string, phase: DeploymentRecord['phase'], error?: OperationRecord['error']): Promise<void> {
     const parsed = parseOperationName(name);
     if (!parsed) return;
-    await this.bucket.mutate(keyOf(parsed.deploymentId, parsed.generation), (current) => {
+    const ended = await this.bucket.mutate(keyOf(parsed.deploymentId, parsed.generation), (current) => {
       if (!current || current.done) return undefined;
       return { ...current, done: true, phase, error, updateTime: new Date().toISOString() };
     });
+    if (ended) recordOperation(ended.value.kind, phase, ended.value.createTime);
   }
 
   /** Ends the operation when the deployment's phase ends it (DEPLOYED, DELETED, FAILED). */
