@@ -1,0 +1,251 @@
+// Software deployed by its lifecycle operations, in real instances: the guestbook example
+// (examples/tosca/guestbook: busybox httpd and a web application on one compute, a database on
+// its DBMS on another) deployed by its scripts through the real scheduler and runtime, its page
+// fetched over the project's network, an orchestrator restart in the middle, undeploy running
+// stop and delete; a failing script failing the deployment with its node, operation and output;
+// a span per operation in the deployment's trace (exported to a Zipkin collector).
+import { strict as assert } from 'node:assert';
+import { once } from 'node:events';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, relative, resolve } from 'node:path';
+import { Metadata } from '@grpc/grpc-js';
+import { call } from '@lapis/platform';
+import { until } from '@lapis/platform/testing';
+import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import type {
+  ExecInInstanceRequest,
+  ExecInInstanceResponse,
+  ListInstancesRequest,
+  ListInstancesResponse,
+} from '@lapis/proto/lapis/runtime/v1/runtime';
+import {
+  DeploymentState,
+  LifecycleOperationState,
+  NodeState,
+  type CreateDeploymentRequest,
+  type CreateDeploymentResponse,
+  type Deployment,
+  type DeleteDeploymentRequest,
+  type DeleteDeploymentResponse,
+  type GetDeploymentRequest,
+  type GetDeploymentResponse,
+  type LifecycleOperation,
+} from '@lapis/proto/lapis/tosca/v1/tosca';
+import { Mesh } from '../mesh';
+
+const example = resolve(__dirname, '..', '..', '..', '..', '..', 'examples', 'tosca', 'guestbook');
+
+/** The template and the files beside it, as `lapisctl deployment create` would send them. */
+function guestbook(changes: Record<string, string> = {}) {
+  const files: Record<string, string> = {};
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else if (name.endsWith('.sh')) files[relative(example, path)] = readFileSync(path, 'utf8');
+    }
+  };
+  walk(example);
+  return {
+    content: { $case: 'yaml' as const, yaml: readFileSync(join(example, 'guestbook.yaml'), 'utf8') },
+    fileName: 'guestbook.yaml',
+    files: { ...files, ...changes },
+  };
+}
+
+const step = (o: LifecycleOperation) => `${o.node} ${o.interface}.${o.operation}`;
+const states = (d: Deployment) => d.lifecycleOperations.map((o) => `${step(o)} ${LifecycleOperationState[o.state]}`);
+
+describe('software deployed by its lifecycle operations (real instances, shell scripts, Docker)', function () {
+  this.timeout(300_000);
+  const mesh = new Mesh();
+  const spans: Array<{ traceId: string; name: string; tags?: Record<string, string> }> = [];
+  let collector: Server;
+
+  before(async () => {
+    collector = createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk) => (body += chunk));
+      request.on('end', () => {
+        spans.push(...JSON.parse(body));
+        response.statusCode = 202;
+        response.end();
+      });
+    }).listen(0, '127.0.0.1');
+    await once(collector, 'listening');
+    await mesh.start({
+      OTEL_TRACES_EXPORTER: 'zipkin',
+      OTEL_EXPORTER_ZIPKIN_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}/api/v2/spans`,
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+    });
+  });
+  after(async () => {
+    await mesh.stop();
+    collector?.close();
+  });
+
+  const get = async (id: string) =>
+    (await call<GetDeploymentRequest, GetDeploymentResponse>(mesh.tosca.getDeployment.bind(mesh.tosca), { deploymentId: id })).deployment!;
+  const waitFor = (id: string, what: string, check: (d: Deployment) => boolean) =>
+    until(
+      async () => {
+        const d = await get(id);
+        return check(d) ? d : undefined;
+      },
+      `deployment ${id} ${what}`,
+      180_000,
+    ).catch(async (error: Error) => {
+      const d = await get(id);
+      throw new Error(`${error.message}; it is ${DeploymentState[d.state]} (${d.stateReason}): ${JSON.stringify(states(d))}`);
+    });
+  const create = async (template: ReturnType<typeof guestbook>, metadata = new Metadata()) =>
+    (
+      await call<CreateDeploymentRequest, CreateDeploymentResponse>(
+        mesh.tosca.createDeployment.bind(mesh.tosca),
+        { template, inputs: { image: mesh.image }, keepOnFailure: false, requestId: '' },
+        metadata,
+      )
+    ).deploymentId;
+  const remove = (id: string) =>
+    call<DeleteDeploymentRequest, DeleteDeploymentResponse>(mesh.tosca.deleteDeployment.bind(mesh.tosca), {
+      deploymentId: id,
+      requestId: '',
+    });
+  /** A command in an instance, as an admin. */
+  const exec = (instanceId: string, argv: string[]) =>
+    call<ExecInInstanceRequest, ExecInInstanceResponse>(mesh.runtime.execInInstance.bind(mesh.runtime), {
+      instanceId,
+      files: [],
+      argv,
+      environment: {},
+      workingDir: '',
+      timeout: undefined,
+    });
+  const operation = (d: Deployment, node: string, iface: string, op: string) =>
+    d.lifecycleOperations.find((o) => o.node === node && o.interface === iface && o.operation === op)!;
+  const started = (o: LifecycleOperation) => o.startTime!.getTime();
+
+  it('deploys a guestbook by its scripts in TOSCA order, serves its page, survives a restart, and undeploy stops and deletes it', async () => {
+    const traceId = 'b1b2c3d4e5f60718293a4b5c6d7e8f90';
+    const metadata = new Metadata();
+    metadata.set('traceparent', `00-${traceId}-1122334455667788-01`);
+    const id = await create(guestbook(), metadata);
+    // An orchestrator stopped once the first operation has run goes on where it stopped.
+    await waitFor(id, 'has run an operation', (d) => d.lifecycleOperations.some((o) => o.state === LifecycleOperationState.SUCCEEDED));
+    await mesh.stopOrchestrator();
+    await mesh.startOrchestrator();
+    const d = await waitFor(id, 'DEPLOYED', (x) => x.state === DeploymentState.DEPLOYED);
+    const deploying = d.lifecycleOperations.filter((o) => o.state !== LifecycleOperationState.PENDING);
+    assert.deepEqual(deploying.map((o) => `${step(o)} ${LifecycleOperationState[o.state]}`).sort(), [
+      'db Standard.configure SUCCEEDED',
+      'db Standard.create SUCCEEDED',
+      'dbms Standard.create SUCCEEDED',
+      'dbms Standard.start SUCCEEDED',
+      // INDIGO's Compute configures its users with a playbook by URL: said, not run.
+      'dbserver Standard.configure SKIPPED',
+      'guestbook Configure.pre_configure_source SUCCEEDED',
+      'guestbook Standard.configure SUCCEEDED',
+      'server Standard.configure SKIPPED',
+      'web Standard.create SUCCEEDED',
+      'web Standard.start SUCCEEDED',
+    ]);
+    assert.match(operation(d, 'server', 'Standard', 'configure').stateReason, /configure_users\.yml is fetched from the network/);
+    // TOSCA's order: a node after what it requires; create, pre_configure, configure, start.
+    for (const [before, after] of [
+      ['web Standard.create', 'web Standard.start'],
+      ['dbms Standard.start', 'db Standard.create'],
+      ['db Standard.create', 'db Standard.configure'],
+      ['web Standard.start', 'guestbook Configure.pre_configure_source'],
+      ['db Standard.configure', 'guestbook Configure.pre_configure_source'],
+      ['guestbook Configure.pre_configure_source', 'guestbook Standard.configure'],
+    ]) {
+      const [a, b] = [deploying.find((o) => step(o) === before)!, deploying.find((o) => step(o) === after)!];
+      assert.ok(started(a) + a.duration!.seconds * 1000 <= started(b) + 1000, `${before} ended before ${after} started`);
+    }
+    const webCreate = operation(d, 'web', 'Standard', 'create');
+    assert.deepEqual(webCreate.outputs, { DOC_ROOT: '/srv/www' }, 'what create reported');
+    assert.equal(webCreate.exitCode, 0);
+    assert.match(webCreate.outputTail, /document root \/srv\/www/);
+    assert.match(operation(d, 'web', 'Standard', 'start').outputTail, /web (serving \/srv\/www on port 8080|already serving)/);
+    const connect = operation(d, 'guestbook', 'Configure', 'pre_configure_source');
+    assert.equal(connect.relationship, 'guestbook.database -> db');
+    assert.match(connect.outputs.DB_URL ?? '', /^http:\/\/[\d.]+:8081\/guests$/);
+    const server = d.nodes.find((n) => n.name === 'server')!.instanceIds[0]!;
+    const dbserver = d.nodes.find((n) => n.name === 'dbserver')!.instanceIds[0]!;
+    assert.equal(connect.instanceId, server, 'the source side runs in the source’s instance');
+    // The page, as the database's instance fetches it over the project's network.
+    const address = String(d.outputs?.page_url).replace(/^http:\/\//, '');
+    const page = await exec(dbserver, ['wget', '-q', '-O', '-', `http://${address}`]);
+    assert.equal(Buffer.from(page.outputTail).toString(), '<h1>Lapis guestbook</h1>\n<p>hello from the database</p>\n');
+
+    await remove(id);
+    const gone = await waitFor(id, 'DELETED', (x) => x.state === DeploymentState.DELETED);
+    const undeploying = gone.lifecycleOperations.filter((o) => ['stop', 'delete'].includes(o.operation));
+    assert.deepEqual(undeploying.map((o) => `${step(o)} ${LifecycleOperationState[o.state]}`).sort(), [
+      'dbms Standard.stop SUCCEEDED',
+      'guestbook Standard.delete SUCCEEDED',
+      'web Standard.delete SUCCEEDED',
+      'web Standard.stop SUCCEEDED',
+    ]);
+    assert.match(operation(gone, 'web', 'Standard', 'stop').outputTail, /web stopped \(process \d+\)/);
+    const order = ['guestbook Standard.delete', 'web Standard.stop', 'web Standard.delete'].map(
+      (s) => undeploying.find((o) => step(o) === s)!,
+    );
+    assert.ok(started(order[0]!) <= started(order[1]!) && started(order[1]!) <= started(order[2]!), 'what requires a node goes first');
+    const { instances } = await call<ListInstancesRequest, ListInstancesResponse>(mesh.runtime.listInstances.bind(mesh.runtime), {
+      pageSize: 100,
+      pageToken: '',
+      project: '',
+      state: 0,
+      node: mesh.node,
+    });
+    assert.deepEqual(
+      instances.filter((i) => [server, dbserver].includes(i.id) && i.state !== InstanceState.DELETED).map((i) => i.id),
+      [],
+      'its instances are gone',
+    );
+    // A span per operation, in the trace of the call that created the deployment.
+    const ours = await until(() => {
+      const found = spans.filter((s) => s.traceId === traceId && s.name.startsWith('tosca '));
+      return found.length >= 8 ? found : undefined;
+    }, 'the operations’ spans');
+    // (Zipkin spells span names in lower case.)
+    assert.ok(
+      ours.some((s) => s.name.toLowerCase() === 'tosca standard.configure guestbook'),
+      JSON.stringify(ours.map((s) => s.name)),
+    );
+    assert.ok(
+      ours.every((s) => s.tags?.['tosca.node.name']),
+      'each names its node',
+    );
+  });
+
+  it('a failing script fails the deployment naming the node, the operation and its last output lines; what ran is undeployed', async () => {
+    const id = await create(
+      guestbook({ 'scripts/db/configure.sh': '#!/bin/sh\necho "writing entries"\necho "disk full: no room for guests" >&2\nexit 7\n' }),
+    );
+    const failed = await waitFor(
+      id,
+      'FAILED and rolled back',
+      (d) => d.state === DeploymentState.FAILED && d.nodes.every((n) => n.instanceIds.length === 0 || n.state === NodeState.DELETED),
+    );
+    assert.match(failed.stateReason, /^node db: Standard\.configure failed in dbserver-0: exit status 7; last output:\n/);
+    assert.match(failed.stateReason, /disk full: no room for guests/);
+    const configure = operation(failed, 'db', 'Standard', 'configure');
+    assert.equal(configure.state, LifecycleOperationState.FAILED);
+    assert.equal(configure.exitCode, 7);
+    // The rollback stops what started; what never ran is skipped, not run.
+    const undeploy = (o: LifecycleOperation) => o.operation === 'stop' || o.operation === 'delete';
+    const rolledBack = await waitFor(id, 'rolled back', (d) =>
+      d.lifecycleOperations.filter(undeploy).every((o) => o.state !== LifecycleOperationState.PENDING),
+    );
+    assert.equal(operation(rolledBack, 'dbms', 'Standard', 'stop').state, LifecycleOperationState.SUCCEEDED);
+    assert.equal(operation(rolledBack, 'web', 'Standard', 'stop').state, LifecycleOperationState.SUCCEEDED);
+    const never = operation(rolledBack, 'guestbook', 'Standard', 'delete');
+    assert.equal(never.state, LifecycleOperationState.SKIPPED, 'the guestbook never deployed: nothing to delete');
+    assert.equal(never.stateReason, 'its node never deployed there');
+    assert.equal(operation(rolledBack, 'guestbook', 'Standard', 'configure').state, LifecycleOperationState.PENDING, 'never run');
+  });
+});
