@@ -17,7 +17,7 @@ export async function deploy(ctx: EngineContext, record: DeploymentRecord, topol
   const instances = plan(topology);
   applyPlan(record, instances);
   const { files, mainFile } = templateFiles(record.template);
-  applyLifecycle(record, lifecyclePlan(topology, instances, files, mainFile).ops);
+  applyLifecycle(record, lifecyclePlan(topology, instances, files, mainFile));
   record.traceparent = currentTraceparent();
   record.action = 'create';
   record.phase = 'PENDING';

@@ -34,7 +34,7 @@ export async function update(
     const instances = plan(topology, existing);
     applyPlan(current, instances);
     const { files, mainFile } = templateFiles(current.template);
-    applyLifecycle(current, lifecyclePlan(topology, instances, files, mainFile).ops);
+    applyLifecycle(current, lifecyclePlan(topology, instances, files, mainFile));
     current.traceparent = currentTraceparent() ?? current.traceparent;
     current.action = 'update';
     current.phase = 'UPDATING';

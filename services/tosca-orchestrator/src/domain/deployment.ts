@@ -59,6 +59,8 @@ export interface DeploymentRecord {
   outputs: Dict;
   /** The software's lifecycle operations by key (lifecycle.ts); absent in records made before them. */
   lifecycle?: Record<string, LifecycleRecord>;
+  /** Each node's values when last planned (lifecycle-plan.ts): an update reconfigures the nodes whose values changed. */
+  fingerprints?: Record<string, string>;
   /** The W3C trace context of the call that made the deployment: its operations' spans join that trace. */
   traceparent?: string;
 }

@@ -28,6 +28,8 @@ export interface LifecycleOp {
   /** For Configure: "source.requirement -> target", and the relationship template's name if it has one. */
   relationship?: string;
   relationshipTemplate?: string;
+  /** For Configure: the relationship's source node. */
+  source?: string;
   direction: 'deploy' | 'undeploy';
   /** The primary artifact's path among the template's files, and its dependencies'. */
   implementation: string;
@@ -136,14 +138,18 @@ function instanceNodeOf(topology: Topology, plan: Plan, node: NodeTemplate): str
   return undefined;
 }
 
-interface Built {
+export interface LifecyclePlan {
   ops: LifecycleOp[];
   problems: { node: string; message: string }[];
+  /** Each node's property and capability values, as text: what an update compares. */
+  fingerprints: Record<string, string>;
+  /** The nodes each node requires (its requirements' targets). */
+  requires: Record<string, string[]>;
 }
 
 /** The lifecycle operations of the topology's nodes over the plan's instances. */
-export function lifecyclePlan(topology: Topology, plan: Plan, files: Record<string, string>, mainFile: string): Built {
-  const built: Built = { ops: [], problems: [] };
+export function lifecyclePlan(topology: Topology, plan: Plan, files: Record<string, string>, mainFile: string): LifecyclePlan {
+  const built: LifecyclePlan = { ops: [], problems: [], fingerprints: {}, requires: {} };
   const hostsOf = (node: NodeTemplate) => {
     const owner = instanceNodeOf(topology, plan, node);
     return { owner, instances: plan.instances.filter((i) => i.node === owner).map((i) => i.key) };
@@ -202,6 +208,11 @@ export function lifecyclePlan(topology: Topology, plan: Plan, files: Record<stri
   for (const name of topology.order) {
     const node = topology.nodes.get(name)!;
     const { owner, instances } = hostsOf(node);
+    // Scaling (the scalable capability) changes instances, not a node's configuration.
+    const capabilities = Object.entries(node.capabilities).filter(([cap]) => cap !== 'scalable');
+    const values = { properties: node.properties, capabilities: capabilities.map(([, c]) => c.properties) };
+    built.fingerprints[name] = JSON.stringify(evaluate({ topology, self: node }, values));
+    built.requires[name] = [...new Set(topology.edges.filter((e) => e.source === name).map((e) => e.target))];
     const standard = operationsOf(topology.interfacesOf?.('node', node.type) ?? new Map(), [node.raw.interfaces], 'Standard');
     // Scripts need an instance to run in; what would not run anyway (playbooks, URLs) needs none.
     const runnable = [...standard.values()].some((d) => {
@@ -255,6 +266,7 @@ export function lifecyclePlan(topology: Topology, plan: Plan, files: Record<stri
                   interface: 'Configure',
                   operation,
                   relationship,
+                  source: name,
                   ...(r.relationshipTemplate ? { relationshipTemplate: r.relationshipTemplate } : {}),
                   direction,
                 },

@@ -5,7 +5,7 @@
 // What an operation reports (get_operation_output): lines NAME=value written to the file named
 // by $LAPIS_OPERATION_OUTPUTS; read back once it has ended and kept on the deployment.
 import type { DeploymentRecord, InstanceRecord } from './deployment';
-import type { LifecycleOp } from './lifecycle-plan';
+import type { LifecycleOp, LifecyclePlan } from './lifecycle-plan';
 import { isDict, type Dict } from './registry';
 
 export type OperationState = 'pending' | 'running' | 'done' | 'failed' | 'skipped';
@@ -32,21 +32,32 @@ const ended = (r: LifecycleRecord | undefined) => settled(r) || r?.state === 'fa
 const sameOp = (a: LifecycleOp, b: LifecycleOp) => JSON.stringify({ ...a, after: [] }) === JSON.stringify({ ...b, after: [] });
 
 /**
- * A new set of operations (a deployment, an update): operations that did not change keep how
- * they went, changed or failed ones run again, and those of instances on their way out stay
- * so their undeploy operations run as they go.
+ * A new set of operations (a deployment, an update). An update reruns, in instances that stay,
+ * the configure operation of every node whose properties changed and of every node that
+ * requires one of those (after theirs), and nothing else; operations that failed or were cut
+ * short run again, new ones (new instances, a replaced one) run, and those of instances on their
+ * way out stay so their undeploy operations run as they go.
  */
-export function applyLifecycle(record: DeploymentRecord, ops: LifecycleOp[]): void {
+export function applyLifecycle(record: DeploymentRecord, built: Pick<LifecyclePlan, 'ops' | 'fingerprints' | 'requires'>): void {
   const before = record.lifecycle ?? {};
+  const changed = reconfigured(record.fingerprints, built.fingerprints, built.requires);
   const next: Record<string, LifecycleRecord> = {};
-  for (const op of ops) {
+  const rerun: LifecycleOp[] = [];
+  for (const op of built.ops) {
     const had = before[op.key];
     // An instance wanted anew under a kept key (a replacement) deploys its software again.
-    const fresh = op.involves.some((i) => record.instances[i]?.state === 'wanted');
-    if (had && sameOp(had.op, op) && had.state !== 'failed' && had.state !== 'running' && !(fresh && op.direction === 'deploy'))
-      next[op.key] = { ...had, op };
-    else next[op.key] = op.skip ? { op, state: 'skipped', reason: op.skip } : { op, state: 'pending' };
+    const fresh = op.involves.some((i) => record.instances[i]?.state === 'wanted') && op.direction === 'deploy';
+    const again = !had || had.state === 'failed' || had.state === 'running' || fresh || (had.state === 'skipped' && !sameOp(had.op, op));
+    if (!had && joinsConfigured(before, op))
+      next[op.key] = { op, state: 'skipped', reason: 'its source was configured before this target existed (add_target tells it)' };
+    else if (again) next[op.key] = op.skip ? { op, state: 'skipped', reason: op.skip } : { op, state: 'pending' };
+    else if (had.state === 'done' && op.interface === 'Standard' && op.operation === 'configure' && changed.has(op.node)) {
+      next[op.key] = { op, state: 'pending' };
+      rerun.push(op);
+    } else next[op.key] = { ...had, op };
   }
+  const closure = requiredClosure(built.requires);
+  for (const op of rerun) op.after.push(...rerun.filter((o) => closure(op.node).has(o.node)).map((o) => o.key));
   for (const [key, had] of Object.entries(before)) {
     // A replaced instance is retired as "<key>~g<generation>" (applyPlan): what ran in it goes
     // with it, so its undeploy operations run as it goes.
@@ -59,6 +70,47 @@ export function applyLifecycle(record: DeploymentRecord, ops: LifecycleOp[]): vo
     if (!next[key] && had.op.involves.some((i) => going(record.instances[i]))) next[key] = had;
   }
   record.lifecycle = next;
+  record.fingerprints = built.fingerprints;
+}
+
+/**
+ * A relationship operation of a new pair whose source had deployed already (a target that
+ * scaled out): only add_target and add_source run for it, as TOSCA has it.
+ */
+function joinsConfigured(before: Record<string, LifecycleRecord>, op: LifecycleOp): boolean {
+  if (op.interface !== 'Configure' || op.direction !== 'deploy' || op.operation === 'add_target' || op.operation === 'add_source')
+    return false;
+  const source = op.involves[0];
+  return Object.values(before).some(
+    (r) => r.op.node === op.source && r.op.involves.length === 1 && r.op.instance === source && r.state === 'done',
+  );
+}
+
+/** Nodes whose properties changed since the last plan, and the nodes that require them (transitively). */
+function reconfigured(
+  before: Record<string, string> | undefined,
+  now: Record<string, string>,
+  requires: Record<string, string[]>,
+): Set<string> {
+  if (!before) return new Set();
+  const changed = Object.keys(now).filter((n) => before[n] !== undefined && before[n] !== now[n]);
+  const closure = requiredClosure(requires);
+  return new Set(Object.keys(now).filter((n) => changed.includes(n) || changed.some((c) => closure(n).has(c))));
+}
+
+/** Everything a node requires, directly or through what it requires. */
+function requiredClosure(requires: Record<string, string[]>): (node: string) => Set<string> {
+  return (node) => {
+    const out = new Set<string>();
+    const stack = [...(requires[node] ?? [])];
+    while (stack.length) {
+      const n = stack.pop()!;
+      if (out.has(n)) continue;
+      out.add(n);
+      stack.push(...(requires[n] ?? []));
+    }
+    return out;
+  };
 }
 
 const going = (i: InstanceRecord | undefined) => !!i && (i.state === 'unwanted' || i.state === 'deleting');

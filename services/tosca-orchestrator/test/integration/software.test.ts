@@ -32,6 +32,8 @@ import {
   type GetDeploymentRequest,
   type GetDeploymentResponse,
   type LifecycleOperation,
+  type UpdateDeploymentRequest,
+  type UpdateDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { Mesh } from '../mesh';
 
@@ -127,7 +129,7 @@ describe('software deployed by its lifecycle operations (real instances, shell s
     d.lifecycleOperations.find((o) => o.node === node && o.interface === iface && o.operation === op)!;
   const started = (o: LifecycleOperation) => o.startTime!.getTime();
 
-  it('deploys a guestbook by its scripts in TOSCA order, serves its page, survives a restart, and undeploy stops and deletes it', async () => {
+  it('deploys a guestbook by its scripts in TOSCA order, serves its page, survives a restart, reconfigures on a changed property, and undeploy stops and deletes it', async () => {
     const traceId = 'b1b2c3d4e5f60718293a4b5c6d7e8f90';
     const metadata = new Metadata();
     metadata.set('traceparent', `00-${traceId}-1122334455667788-01`);
@@ -179,6 +181,27 @@ describe('software deployed by its lifecycle operations (real instances, shell s
     const address = String(d.outputs?.page_url).replace(/^http:\/\//, '');
     const page = await exec(dbserver, ['wget', '-q', '-O', '-', `http://${address}`]);
     assert.equal(Buffer.from(page.outputTail).toString(), '<h1>Lapis guestbook</h1>\n<p>hello from the database</p>\n');
+
+    // A changed property (the title, through its input) reruns the guestbook's configure, and nothing else.
+    await call<UpdateDeploymentRequest, UpdateDeploymentResponse>(mesh.tosca.updateDeployment.bind(mesh.tosca), {
+      deploymentId: id,
+      template: undefined,
+      inputs: { title: 'Guests of Lapis' },
+      requestId: '',
+    });
+    const configured = operation(d, 'guestbook', 'Standard', 'configure');
+    const updated = await waitFor(
+      id,
+      'DEPLOYED again, reconfigured',
+      (x) => x.state === DeploymentState.DEPLOYED && started(operation(x, 'guestbook', 'Standard', 'configure')) > started(configured),
+    );
+    const rerun = updated.lifecycleOperations.filter((o) => {
+      const was = d.lifecycleOperations.find((p) => p.node === o.node && p.interface === o.interface && p.operation === o.operation);
+      return o.startTime && was?.startTime && started(o) !== started(was);
+    });
+    assert.deepEqual(rerun.map(step), ['guestbook Standard.configure']);
+    const newPage = await exec(dbserver, ['wget', '-q', '-O', '-', `http://${address}`]);
+    assert.equal(Buffer.from(newPage.outputTail).toString(), '<h1>Guests of Lapis</h1>\n<p>hello from the database</p>\n');
 
     await remove(id);
     const gone = await waitFor(id, 'DELETED', (x) => x.state === DeploymentState.DELETED);
