@@ -1,13 +1,14 @@
 // One lifecycle operation run in the instance that hosts its node: its artifact and
 // dependencies copied under /opt/lapis/tosca/<deployment>/<operation>/ (paths as beside the
-// template), run there with its inputs as environment variables, what it reported
+// template), run there with its inputs as environment variables (a shell script; an Ansible
+// playbook with the instance's ansible-playbook, the inputs its extra variables too), what it reported
 // (NAME=value lines in $LAPIS_OPERATION_OUTPUTS) read back; its outcome, duration and output
 // tail recorded on the deployment, and a span in the deployment's trace.
 import { posix } from 'node:path';
 import { context, propagation, ROOT_CONTEXT, SpanStatusCode, trace } from '@opentelemetry/api';
 import { Code } from '@lapis/platform';
 import type { DeploymentRecord } from '../domain/deployment';
-import { operationEnvironment, outputTail, parseOutputs, type LifecycleRecord } from '../domain/lifecycle';
+import { operationEnvironment, operationInputs, outputTail, parseOutputs, type LifecycleRecord } from '../domain/lifecycle';
 import { templateFiles } from '../domain/template-files';
 import type { EngineContext } from './context';
 import type { ActAs } from './ports';
@@ -74,28 +75,36 @@ async function execute(
   const { files } = templateFiles(record.template);
   const folder = folderOf(id, key);
   const outputsFile = `${folder}/outputs.env`;
-  const script = files[op.implementation] ?? '';
   const copied = [op.implementation, ...op.dependencies].map((path) => ({
     path: `${folder}/${path}`,
     content: files[path] ?? '',
     mode: path === op.implementation ? 0o755 : 0o644,
   }));
-  const scriptPath = `${folder}/${op.implementation}`;
+  const primary = `${folder}/${op.implementation}`;
+  const playbook = /\.ya?ml$/i.test(op.implementation);
+  const variables = `${folder}/lapis-variables.json`;
   const result = await ctx.options.ports.exec(
     instanceId,
     {
       // An empty outputs file each run: what a run before it reported does not count.
-      files: [...copied, { path: outputsFile, content: '', mode: 0o666 }],
-      // A script with its own interpreter line runs with it; any other with /bin/sh.
-      argv: script.startsWith('#!') ? [scriptPath] : ['/bin/sh', scriptPath],
+      files: [
+        ...copied,
+        { path: outputsFile, content: '', mode: 0o666 },
+        ...(playbook ? [{ path: variables, content: JSON.stringify(operationInputs(record, op).values), mode: 0o600 }] : []),
+      ],
+      argv: playbook ? ansibleCommand(primary, variables) : files[op.implementation]?.startsWith('#!') ? [primary] : ['/bin/sh', primary],
       environment: {
         ...environment,
         LAPIS_OPERATION_OUTPUTS: outputsFile,
         LAPIS_DEPLOYMENT: id,
         LAPIS_NODE: op.node,
         LAPIS_OPERATION: `${op.interface}.${op.operation}`,
+        // (Ansible wants a UTF-8 locale; C.UTF-8 is in every glibc.)
+        ...(playbook
+          ? { ANSIBLE_NOCOLOR: '1', ANSIBLE_RETRY_FILES_ENABLED: '0', ANSIBLE_LOCAL_TEMP: `${folder}/.ansible`, LC_ALL: 'C.UTF-8' }
+          : {}),
       },
-      workingDir: posix.dirname(scriptPath),
+      workingDir: posix.dirname(primary),
       timeoutS: op.timeoutS,
     },
     as,
@@ -110,6 +119,16 @@ async function execute(
     as,
   );
   return { state: 'done', exitCode: 0, outputTail: tail, outputs: reported.exitCode === 0 ? parseOutputs(reported.output) : {} };
+}
+
+/**
+ * A playbook runs with the instance's own Ansible (ansible-playbook, connection local), its
+ * inputs as extra variables with their types; an instance without Ansible says so.
+ */
+function ansibleCommand(playbook: string, variables: string): string[] {
+  const check =
+    'command -v "$0" >/dev/null 2>&1 || { echo "$0 is not installed in this instance: a playbook runs with the instance\'s own Ansible, so its image needs it (Debian: ansible-core)" >&2; exit 127; }; exec "$0" "$@"';
+  return ['/bin/sh', '-c', check, 'ansible-playbook', '-i', 'localhost,', '-c', 'local', '-e', `@${variables}`, playbook];
 }
 
 /** An operation that does not run: recorded as skipped, with why. */

@@ -214,7 +214,7 @@ export function lifecyclePlan(topology: Topology, plan: Plan, files: Record<stri
     built.fingerprints[name] = JSON.stringify(evaluate({ topology, self: node }, values));
     built.requires[name] = [...new Set(topology.edges.filter((e) => e.source === name).map((e) => e.target))];
     const standard = operationsOf(topology.interfacesOf?.('node', node.type) ?? new Map(), [node.raw.interfaces], 'Standard');
-    // Scripts need an instance to run in; what would not run anyway (playbooks, URLs) needs none.
+    // Scripts and playbooks need an instance to run in; what would not run anyway (URLs) needs none.
     const runnable = [...standard.values()].some((d) => {
       const primary = implementationOf(node, d.implementation).primary;
       return primary !== undefined && skipReason(primary) === undefined;
@@ -350,7 +350,6 @@ function implementationOf(self: NodeTemplate, value: unknown): { primary?: strin
 function skipReason(primary: string): string | undefined {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(primary))
     return `${primary} is fetched from the network, which Lapis does not do: put the file beside the template`;
-  if (/\.ya?ml$/i.test(primary)) return 'an Ansible playbook: Lapis runs shell scripts only, for now';
   return undefined;
 }
 

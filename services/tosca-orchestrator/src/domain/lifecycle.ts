@@ -3,7 +3,8 @@
 // their inputs once the instances they read are known. Pure: no I/O.
 //
 // What an operation reports (get_operation_output): lines NAME=value written to the file named
-// by $LAPIS_OPERATION_OUTPUTS; read back once it has ended and kept on the deployment.
+// by $LAPIS_OPERATION_OUTPUTS; read back once it has ended and kept on the deployment. A
+// playbook's inputs are also its extra variables, with their types.
 import type { DeploymentRecord, InstanceRecord } from './deployment';
 import type { LifecycleOp, LifecyclePlan } from './lifecycle-plan';
 import { isDict, type Dict } from './registry';
@@ -200,23 +201,30 @@ export function parseOutputs(text: string): Record<string, string> {
 }
 
 /**
- * The operation's inputs as environment variables, the runtime attributes and operation
- * outputs they read resolved now; `unresolved` names an input that cannot be yet. An attribute
- * of a node with one instance, or of the instance the operation runs for, is that value; of a
- * node with several, the list of them.
+ * The operation's inputs, the runtime attributes and operation outputs they read resolved now;
+ * `unresolved` names an input that cannot be yet. An attribute of a node with one instance, or
+ * of the instance the operation runs for, is that value; of a node with several, the list.
  */
+export function operationInputs(record: DeploymentRecord, op: LifecycleOp): { values: Dict; unresolved?: string } {
+  const values: Dict = {};
+  for (const [name, value] of Object.entries(op.inputs)) {
+    const resolved = resolve(record, op, value);
+    if (resolved === undefined || hasFunction(resolved)) return { values, unresolved: name };
+    values[name] = resolved;
+  }
+  return { values };
+}
+
+/** The inputs as environment variables: strings as they are, other values as JSON. */
 export function operationEnvironment(
   record: DeploymentRecord,
   op: LifecycleOp,
 ): { environment: Record<string, string>; unresolved?: string } {
+  const { values, unresolved } = operationInputs(record, op);
   const environment: Record<string, string> = {};
-  for (const [name, value] of Object.entries(op.inputs)) {
-    const resolved = resolve(record, op, value);
-    if (resolved === undefined || hasFunction(resolved)) return { environment, unresolved: name };
-    environment[name] =
-      typeof resolved === 'string' ? resolved : typeof resolved === 'object' ? JSON.stringify(resolved) : String(resolved);
-  }
-  return { environment };
+  for (const [name, v] of Object.entries(values))
+    environment[name] = typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
+  return { environment, unresolved };
 }
 
 const FUNCTIONS = new Set(['get_attribute', 'get_operation_output', 'concat', 'join', 'token', 'get_input', 'get_property']);

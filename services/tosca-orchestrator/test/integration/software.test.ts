@@ -3,7 +3,8 @@
 // its DBMS on another) deployed by its scripts through the real scheduler and runtime, its page
 // fetched over the project's network, an orchestrator restart in the middle, undeploy running
 // stop and delete; a failing script failing the deployment with its node, operation and output;
-// a span per operation in the deployment's trace (exported to a Zipkin collector).
+// a span per operation in the deployment's trace (exported to a Zipkin collector); an Ansible
+// playbook (examples/tosca/ansible-motd) run by the instance's own Ansible.
 import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -35,27 +36,32 @@ import {
   type UpdateDeploymentRequest,
   type UpdateDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
+import { docker } from '@lapis/testenv';
 import { Mesh } from '../mesh';
 
-const example = resolve(__dirname, '..', '..', '..', '..', '..', 'examples', 'tosca', 'guestbook');
+const examples = resolve(__dirname, '..', '..', '..', '..', '..', 'examples', 'tosca');
+const ansibleImage = 'lapis-tosca-test/ansible:bookworm';
+const ansibleFixture = resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'ansible');
 
-/** The template and the files beside it, as `lapisctl deployment create` would send them. */
-function guestbook(changes: Record<string, string> = {}) {
+/** A template of examples/tosca and the files beside it, as `lapisctl deployment create` would send them. */
+function example(folder: string, main: string, changes: Record<string, string> = {}) {
+  const root = join(examples, folder);
   const files: Record<string, string> = {};
   const walk = (dir: string) => {
     for (const name of readdirSync(dir)) {
       const path = join(dir, name);
       if (statSync(path).isDirectory()) walk(path);
-      else if (name.endsWith('.sh')) files[relative(example, path)] = readFileSync(path, 'utf8');
+      else if (path !== join(root, main)) files[relative(root, path)] = readFileSync(path, 'utf8');
     }
   };
-  walk(example);
+  walk(root);
   return {
-    content: { $case: 'yaml' as const, yaml: readFileSync(join(example, 'guestbook.yaml'), 'utf8') },
-    fileName: 'guestbook.yaml',
+    content: { $case: 'yaml' as const, yaml: readFileSync(join(root, main), 'utf8') },
+    fileName: main,
     files: { ...files, ...changes },
   };
 }
+const guestbook = (changes: Record<string, string> = {}) => example('guestbook', 'guestbook.yaml', changes);
 
 const step = (o: LifecycleOperation) => `${o.node} ${o.interface}.${o.operation}`;
 const states = (d: Deployment) => d.lifecycleOperations.map((o) => `${step(o)} ${LifecycleOperationState[o.state]}`);
@@ -102,11 +108,11 @@ describe('software deployed by its lifecycle operations (real instances, shell s
       const d = await get(id);
       throw new Error(`${error.message}; it is ${DeploymentState[d.state]} (${d.stateReason}): ${JSON.stringify(states(d))}`);
     });
-  const create = async (template: ReturnType<typeof guestbook>, metadata = new Metadata()) =>
+  const create = async (template: ReturnType<typeof guestbook>, metadata = new Metadata(), image = mesh.image) =>
     (
       await call<CreateDeploymentRequest, CreateDeploymentResponse>(
         mesh.tosca.createDeployment.bind(mesh.tosca),
-        { template, inputs: { image: mesh.image }, keepOnFailure: false, requestId: '' },
+        { template, inputs: { image }, keepOnFailure: false, requestId: '' },
         metadata,
       )
     ).deploymentId;
@@ -270,5 +276,42 @@ describe('software deployed by its lifecycle operations (real instances, shell s
     assert.equal(never.state, LifecycleOperationState.SKIPPED, 'the guestbook never deployed: nothing to delete');
     assert.equal(never.stateReason, 'its node never deployed there');
     assert.equal(operation(rolledBack, 'guestbook', 'Standard', 'configure').state, LifecycleOperationState.PENDING, 'never run');
+  });
+
+  it('an Ansible playbook configures an instance with the instance’s own Ansible (Debian’s ansible-core), its inputs as typed variables', async function () {
+    this.timeout(900_000);
+    // The instance image: built here from lapis/base (images/build.sh) with Debian's ansible-core, once.
+    if (
+      !(await docker(['image', 'inspect', ansibleImage]).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      await docker(['image', 'inspect', 'lapis/base:bookworm']).catch(() => {
+        throw new Error('lapis/base:bookworm is missing: build it with images/build.sh');
+      });
+      await docker(['build', '-q', '-t', ansibleImage, ansibleFixture]);
+    }
+    const id = await create(example('ansible-motd', 'motd.yaml'), new Metadata(), ansibleImage);
+    const d = await waitFor(id, 'DEPLOYED', (x) => x.state === DeploymentState.DEPLOYED);
+    const configure = operation(d, 'motd', 'Standard', 'configure');
+    assert.equal(configure.state, LifecycleOperationState.SUCCEEDED, configure.stateReason);
+    assert.match(configure.outputTail, /PLAY RECAP[\s\S]*ok=2 +changed=2 +unreachable=0 +failed=0/);
+    assert.deepEqual(configure.outputs, { MOTD_LINES: '3' });
+    const host = d.nodes.find((n) => n.name === 'host')!;
+    const motd = await exec(host.instanceIds[0]!, ['cat', '/etc/motd']);
+    assert.equal(
+      Buffer.from(motd.outputTail).toString(),
+      `Hello from Ansible on ${String((host.attributes!.private_address as string[])[0])}\nport 80\nport 443\n`,
+    );
+    await remove(id);
+    await waitFor(id, 'DELETED', (x) => x.state === DeploymentState.DELETED);
+  });
+
+  it('a playbook in an instance without Ansible fails saying so', async () => {
+    const id = await create(example('ansible-motd', 'motd.yaml'));
+    const failed = await waitFor(id, 'FAILED', (d) => d.state === DeploymentState.FAILED);
+    assert.match(failed.stateReason, /^node motd: Standard\.configure failed in host-0: exit status 127; last output:\n/);
+    assert.match(failed.stateReason, /ansible-playbook is not installed in this instance/);
   });
 });
