@@ -3,9 +3,9 @@
 // containers and loop-device volumes; an image whose command keeps running for the computes.
 // Whatever a test leaves is removed when the mesh stops.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { call, createClient } from '@lapis/platform';
 import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique, type ServiceProcess } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
@@ -27,6 +27,25 @@ import { indigoMirror } from './helpers';
 
 const repo = resolve(__dirname, '..', '..', '..', '..');
 const mainOf = (service: string) => join(repo, 'services', service, 'dist', 'src', 'main.js');
+
+/** A template of examples/tosca and the files beside it, as `lapisctl deployment create` sends them. */
+export function exampleTemplate(folder: string, main: string, changes: Record<string, string> = {}) {
+  const root = join(repo, 'examples', 'tosca', folder);
+  const files: Record<string, string> = {};
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else if (path !== join(root, main)) files[relative(root, path)] = readFileSync(path, 'utf8');
+    }
+  };
+  walk(root);
+  return {
+    content: { $case: 'yaml' as const, yaml: readFileSync(join(root, main), 'utf8') },
+    fileName: main,
+    files: { ...files, ...changes },
+  };
+}
 
 export class Mesh {
   readonly node = unique('tosca-node').toLowerCase().replace(/_/g, '-');

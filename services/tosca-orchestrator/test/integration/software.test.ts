@@ -7,10 +7,9 @@
 // playbook (examples/tosca/ansible-motd) run by the instance's own Ansible.
 import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join, relative, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import { call } from '@lapis/platform';
 import { until } from '@lapis/platform/testing';
@@ -37,30 +36,12 @@ import {
   type UpdateDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { docker } from '@lapis/testenv';
-import { Mesh } from '../mesh';
+import { exampleTemplate, Mesh } from '../mesh';
 
-const examples = resolve(__dirname, '..', '..', '..', '..', '..', 'examples', 'tosca');
 const ansibleImage = 'lapis-tosca-test/ansible:bookworm';
 const ansibleFixture = resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'ansible');
 
-/** A template of examples/tosca and the files beside it, as `lapisctl deployment create` would send them. */
-function example(folder: string, main: string, changes: Record<string, string> = {}) {
-  const root = join(examples, folder);
-  const files: Record<string, string> = {};
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else if (path !== join(root, main)) files[relative(root, path)] = readFileSync(path, 'utf8');
-    }
-  };
-  walk(root);
-  return {
-    content: { $case: 'yaml' as const, yaml: readFileSync(join(root, main), 'utf8') },
-    fileName: main,
-    files: { ...files, ...changes },
-  };
-}
+const example = exampleTemplate;
 const guestbook = (changes: Record<string, string> = {}) => example('guestbook', 'guestbook.yaml', changes);
 
 const step = (o: LifecycleOperation) => `${o.node} ${o.interface}.${o.operation}`;

@@ -2,25 +2,16 @@
 // hand): TOSCA's order, where each runs, relationship operations per pair of instances and on
 // scaling, what an update reruns, inputs resolved when they run, what stops a deployment.
 import { strict as assert } from 'node:assert';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
 import { applyPlan, nextSteps, type DeploymentRecord } from '../../src/domain/deployment';
 import { applyLifecycle, operationEnvironment, outputTail, parseOutputs } from '../../src/domain/lifecycle';
 import { lifecyclePlan } from '../../src/domain/lifecycle-plan';
 import { plan, type Existing } from '../../src/domain/plan';
 import { processTemplate } from '../../src/domain/validate';
+import { exampleTemplate } from '../mesh';
 
-const example = resolve(__dirname, '..', '..', '..', '..', '..', 'examples', 'tosca', 'guestbook');
-const scripts: Record<string, string> = {};
-const walk = (dir: string) => {
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) walk(path);
-    else if (name.endsWith('.sh')) scripts[relative(example, path)] = readFileSync(path, 'utf8');
-  }
-};
-walk(example);
-const guestbookText = readFileSync(join(example, 'guestbook.yaml'), 'utf8');
+// The guestbook example and the scripts beside it.
+const { files: scripts, content } = exampleTemplate('guestbook', 'guestbook.yaml');
+const guestbookText = content.yaml;
 
 const topologyOf = (text: string, inputs: Record<string, unknown>, files = scripts) => {
   const r = processTemplate({ text, fileName: 'guestbook.yaml', files, inputs });
