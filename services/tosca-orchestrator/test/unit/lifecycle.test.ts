@@ -198,9 +198,7 @@ describe('lifecycle operations', () => {
       { node: 'db', message: "node db: Standard.create: implementation scripts/db/create.sh is not among the template's files" },
     ]);
     // What Lapis does not run is said, not run (and needs no file).
-    const elsewhere = guestbookText
-      .replace('implementation: scripts/httpd/create.sh', 'implementation: https://example.org/create.sh')
-      .replace('implementation: scripts/dbms/create.sh', 'implementation: playbooks/dbms.yml');
+    const elsewhere = guestbookText.replace('implementation: scripts/httpd/create.sh', 'implementation: https://example.org/create.sh');
     const record = newRecord();
     deployed(record, elsewhere, { image: 'busybox' });
     const skipped = Object.values(record.lifecycle!).filter((l) => l.state === 'skipped');
@@ -212,7 +210,6 @@ describe('lifecycle operations', () => {
           'create',
           'https://example.org/create.sh is fetched from the network, which Lapis does not do: put the file beside the template',
         ],
-        ['dbms', 'create', 'an Ansible playbook: Lapis runs shell scripts only, for now'],
       ],
     );
     assert.deepEqual(parseOutputs('A=1\nnot an output\nB_2=x=y\n=z\n'), { A: '1', B_2: 'x=y' });
