@@ -484,13 +484,13 @@ export function toscaServices(deps: ServerDeps) {
         for await (const entry of watcher) {
           if (entry.operation !== 'PUT') break;
           const record = JSON.parse(Buffer.from(entry.value).toString('utf8')) as DeploymentRecord;
-          const changed = previous
-            ? (record.nodes.find(
-                (n) =>
-                  JSON.stringify(Object.values(record.instances).filter((i) => i.spec.node === n.name)) !==
-                  JSON.stringify(Object.values(previous!.instances).filter((i) => i.spec.node === n.name)),
-              )?.name ?? '')
-            : '';
+          // The node whose instances or lifecycle operations moved.
+          const ofNode = (r: DeploymentRecord, node: string) =>
+            JSON.stringify([
+              Object.values(r.instances).filter((i) => i.spec.node === node),
+              Object.values(r.lifecycle ?? {}).filter((l) => l.op.node === node),
+            ]);
+          const changed = previous ? (record.nodes.find((n) => ofNode(record, n.name) !== ofNode(previous!, n.name))?.name ?? '') : '';
           previous = record;
           await send({ deployment: toDeployment(record, reading), node: changed });
           if (record.phase === 'DELETED') break;

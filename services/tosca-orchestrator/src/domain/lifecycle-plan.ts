@@ -128,6 +128,15 @@ function relationshipAssigned(topology: Topology, node: NodeTemplate, r: Require
   return out;
 }
 
+/** A relationship as functions read it (SELF in its operations): its name and property values. */
+function relationshipEntity(topology: Topology, node: NodeTemplate, r: RequirementAssignment): NodeTemplate {
+  const template = r.relationshipTemplate ? topology.relationshipTemplates.get(r.relationshipTemplate) : undefined;
+  return {
+    ...{ name: r.relationshipTemplate ?? `${node.name}.${r.name}`, type: r.relationship ?? '', ancestors: [], raw: {} },
+    ...{ properties: { ...template?.properties, ...r.properties }, capabilities: {}, requirements: [], artifacts: {}, loc: r.loc },
+  };
+}
+
 /** The node whose instances host `node` (itself when it is one), if any. */
 function instanceNodeOf(topology: Topology, plan: Plan, node: NodeTemplate): string | undefined {
   const seen = new Set<string>();
@@ -169,11 +178,11 @@ export function lifecyclePlan(topology: Topology, plan: Plan, files: Record<stri
     stage: string,
     op: Omit<LifecycleOp, 'key' | 'after' | 'implementation' | 'dependencies' | 'inputs' | 'timeoutS'>,
     def: OperationDef,
-    self: NodeTemplate,
-    pair?: { source: NodeTemplate; target: NodeTemplate },
+    side: NodeTemplate,
+    pair?: { source: NodeTemplate; target: NodeTemplate; relationship: NodeTemplate },
   ) => {
     const key = `${op.node}@${op.instance}${op.relationship ? `[${op.relationship}${pair ? `:${op.involves.join('>')}` : ''}]` : ''}:${op.interface}.${op.operation}`;
-    const artifact = implementationOf(self, def.implementation);
+    const artifact = implementationOf(side, def.implementation);
     if (!artifact.primary) return;
     const entry: LifecycleOp = {
       ...op,
@@ -181,7 +190,8 @@ export function lifecyclePlan(topology: Topology, plan: Plan, files: Record<stri
       after: [],
       implementation: '',
       dependencies: [],
-      inputs: staticInputs(topology, plan, def.inputs, self, pair),
+      // In a relationship's operation SELF is the relationship (TOSCA 1.3, 4.7.1).
+      inputs: staticInputs(topology, plan, def.inputs, pair?.relationship ?? side, pair),
       timeoutS: timeoutOf(def.timeout),
     };
     const where = `node ${op.node}: ${op.relationship ? `relationship ${op.relationship} ` : ''}${op.interface}.${op.operation}`;
@@ -272,7 +282,7 @@ export function lifecyclePlan(topology: Topology, plan: Plan, files: Record<stri
                 },
                 def,
                 sourceSide ? node : target,
-                { source: node, target },
+                { source: node, target, relationship: relationshipEntity(topology, node, r) },
               );
             }
           }

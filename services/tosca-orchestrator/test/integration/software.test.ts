@@ -34,6 +34,7 @@ import {
   type LifecycleOperation,
   type UpdateDeploymentRequest,
   type UpdateDeploymentResponse,
+  type WatchDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { docker } from '@lapis/testenv';
 import { exampleTemplate, Mesh } from '../mesh';
@@ -236,6 +237,11 @@ describe('software deployed by its lifecycle operations (real instances, shell s
     const id = await create(
       guestbook({ 'scripts/db/configure.sh': '#!/bin/sh\necho "writing entries"\necho "disk full: no room for guests" >&2\nexit 7\n' }),
     );
+    // WatchDeployment names the node whose operations moved, with the operations as they are.
+    const watched: { node: string; operations: string[] }[] = [];
+    const watch = mesh.tosca.watchDeployment({ deploymentId: id });
+    watch.on('data', (m: WatchDeploymentResponse) => watched.push({ node: m.node, operations: states(m.deployment!) }));
+    watch.on('error', () => undefined);
     const failed = await waitFor(
       id,
       'FAILED and rolled back',
@@ -243,6 +249,11 @@ describe('software deployed by its lifecycle operations (real instances, shell s
     );
     assert.match(failed.stateReason, /^node db: Standard\.configure failed in dbserver-0: exit status 7; last output:\n/);
     assert.match(failed.stateReason, /disk full: no room for guests/);
+    watch.cancel();
+    assert.ok(
+      watched.some((w) => w.node === 'db' && w.operations.includes('db Standard.configure FAILED')),
+      JSON.stringify(watched.map((w) => w.node)),
+    );
     const configure = operation(failed, 'db', 'Standard', 'configure');
     assert.equal(configure.state, LifecycleOperationState.FAILED);
     assert.equal(configure.exitCode, 7);

@@ -131,12 +131,12 @@ describe('lifecycle operations', () => {
     assert.equal(record.lifecycle!['db@dbserver-0:Standard.configure']!.op.inputs.DB_NAME, 'visitors');
   });
 
-  it('a relationship operation runs per pair of instances: a target that scales out gets add_target from each source', () => {
+  it('a relationship operation runs per pair of instances: a target that scales out gets add_target from each source, one that scales in remove_target', () => {
     const text = guestbookText
       .replace('topology_template:\n  inputs:\n', 'topology_template:\n  inputs:\n    dbs: { type: integer, default: 1 }\n')
       .replace(
         '        Configure:\n          pre_configure_source:',
-        '        Configure:\n          add_target: scripts/app/connect.sh\n          pre_configure_source:',
+        '        Configure:\n          add_target: scripts/app/connect.sh\n          remove_target: scripts/app/connect.sh\n          pre_configure_source:',
       )
       .replace(
         '    dbserver:\n      type: tosca.nodes.indigo.Compute\n      capabilities:\n',
@@ -170,6 +170,15 @@ describe('lifecycle operations', () => {
     )!;
     assert.equal(late.state, 'skipped');
     assert.match(late.reason!, /configured before this target existed/);
+    // Scaling in: the source's remove_target for the going target and the target's stop run
+    // before that instance goes; nothing of the one that stays.
+    record.generation++;
+    deployed(record, text, { image: 'busybox', dbs: 1 });
+    const steps = nextSteps(record).steps.map((s) => `${s.kind} ${s.key}`);
+    assert.deepEqual(steps.sort(), [
+      'runOperation dbms@dbserver-1:Standard.stop',
+      'runOperation guestbook@server-0[guestbook.database -> db:server-0>dbserver-1]:Configure.remove_target',
+    ]);
   });
 
   it('inputs resolve when the operation runs: its own instance’s address, operation outputs; unknown ones wait', () => {
@@ -188,6 +197,23 @@ describe('lifecycle operations', () => {
     assert.equal(operationEnvironment(record, configure).unresolved, 'DOC_ROOT', 'web’s create has not reported yet');
     runAll(record);
     assert.equal(operationEnvironment(record, configure).environment.DOC_ROOT, '/srv/www');
+  });
+
+  it('SELF in a relationship’s operation is the relationship: its properties, its operations’ outputs', () => {
+    const text = guestbookText
+      .replace(
+        '      type: tosca.relationships.ConnectsTo\n      interfaces:',
+        '      type: tosca.relationships.ConnectsTo\n      properties: { credential: { user: guest, token: s3cret } }\n      interfaces:',
+      )
+      .replace(
+        '              CONF: /etc/guestbook/database.url\n\n',
+        '              CONF: /etc/guestbook/database.url\n              DB_USER: { get_property: [SELF, credential, user] }\n              EARLIER: { get_operation_output: [SELF, Configure, pre_configure_source, DB_URL] }\n\n',
+      );
+    // (Read whatever the validator says of SELF there: this is about what the operation gets.)
+    const topology = processTemplate({ text, fileName: 'guestbook.yaml', files: scripts, inputs: { image: 'busybox' } }).topology!;
+    const op = lifecyclePlan(topology, plan(topology), scripts, 'guestbook.yaml').ops.find((o) => o.operation === 'pre_configure_source')!;
+    assert.equal(op.inputs.DB_USER, 'guest');
+    assert.deepEqual(op.inputs.EARLIER, { get_operation_output: ['guestbook_to_db', 'Configure', 'pre_configure_source', 'DB_URL'] });
   });
 
   it('a missing script stops the deployment before anything is made; outputs and tails are bounded', () => {
