@@ -17,6 +17,8 @@ const tracer = trace.getTracer('@lapis/tosca-orchestrator');
 
 /** Where an operation's files go in its instance: one folder per operation, its name readable. */
 const folderOf = (deployment: string, key: string) => `/opt/lapis/tosca/${deployment}/${key.replace(/[^A-Za-z0-9._@-]+/g, '_')}`;
+/** A file's place in that folder: its path beside the template, a ".." (a file above the template's folder) as "_parent". */
+const inside = (folder: string, path: string) => `${folder}/${path.replace(/(^|\/)\.\.(?=\/|$)/g, '$1_parent')}`;
 
 export async function runOperation(ctx: EngineContext, id: string, record: DeploymentRecord, key: string, as: ActAs): Promise<void> {
   const entry = record.lifecycle?.[key];
@@ -76,11 +78,11 @@ async function execute(
   const folder = folderOf(id, key);
   const outputsFile = `${folder}/outputs.env`;
   const copied = [op.implementation, ...op.dependencies].map((path) => ({
-    path: `${folder}/${path}`,
+    path: inside(folder, path),
     content: files[path] ?? '',
     mode: path === op.implementation ? 0o755 : 0o644,
   }));
-  const primary = `${folder}/${op.implementation}`;
+  const primary = inside(folder, op.implementation);
   const playbook = /\.ya?ml$/i.test(op.implementation);
   const variables = `${folder}/lapis-variables.json`;
   const result = await ctx.options.ports.exec(
