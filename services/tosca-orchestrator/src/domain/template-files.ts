@@ -2,13 +2,15 @@
 // or to the main template's folder (files beside a YAML template): where lifecycle operations'
 // artifacts are found. Pure: no I/O.
 import { posix } from 'node:path';
-import { strFromU8, unzipSync } from 'fflate';
+import type * as Fflate from 'fflate';
 import type { DeploymentRecord } from './deployment';
 
 export function templateFiles(template: DeploymentRecord['template']): { files: Record<string, string>; mainFile: string } {
   const files: Record<string, string> = {};
   let mainFile = template.fileName;
   if (template.csar) {
+    // fflate builds its tables when loaded (tens of milliseconds): only for an archive.
+    const { unzipSync, strFromU8 } = require('fflate') as typeof Fflate;
     const entries = unzipSync(new Uint8Array(Buffer.from(template.csar, 'base64')));
     for (const [path, data] of Object.entries(entries)) if (!path.endsWith('/')) files[posix.normalize(path)] = strFromU8(data);
     const meta = files['TOSCA-Metadata/TOSCA.meta'];

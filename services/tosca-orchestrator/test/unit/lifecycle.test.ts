@@ -2,10 +2,12 @@
 // hand): TOSCA's order, where each runs, relationship operations per pair of instances and on
 // scaling, what an update reruns, inputs resolved when they run, what stops a deployment.
 import { strict as assert } from 'node:assert';
+import { strToU8, zipSync } from 'fflate';
 import { applyPlan, nextSteps, type DeploymentRecord } from '../../src/domain/deployment';
 import { applyLifecycle, operationEnvironment, outputTail, parseOutputs } from '../../src/domain/lifecycle';
 import { lifecyclePlan } from '../../src/domain/lifecycle-plan';
 import { plan, type Existing } from '../../src/domain/plan';
+import { templateFiles } from '../../src/domain/template-files';
 import { processTemplate } from '../../src/domain/validate';
 import { exampleTemplate } from '../mesh';
 
@@ -214,6 +216,22 @@ describe('lifecycle operations', () => {
     const op = lifecyclePlan(topology, plan(topology), scripts, 'guestbook.yaml').ops.find((o) => o.operation === 'pre_configure_source')!;
     assert.equal(op.inputs.DB_USER, 'guest');
     assert.deepEqual(op.inputs.EARLIER, { get_operation_output: ['guestbook_to_db', 'Configure', 'pre_configure_source', 'DB_URL'] });
+  });
+
+  it('a CSAR’s scripts are found in the archive, beside its entry definitions', () => {
+    const archive = zipSync({
+      'TOSCA-Metadata/TOSCA.meta': strToU8('TOSCA-Meta-File-Version: 1.0\nEntry-Definitions: app/guestbook.yaml\n'),
+      'app/guestbook.yaml': strToU8(guestbookText),
+      ...Object.fromEntries(Object.entries(scripts).map(([path, text]) => [`app/${path}`, strToU8(text)])),
+    });
+    const { files, mainFile } = templateFiles({ csar: Buffer.from(archive).toString('base64'), fileName: 'guestbook.csar', files: {} });
+    assert.equal(mainFile, 'app/guestbook.yaml');
+    const topology = topologyOf(guestbookText, { image: 'busybox' });
+    const built = lifecyclePlan(topology, plan(topology), files, mainFile);
+    assert.deepEqual(built.problems, []);
+    const create = built.ops.find((o) => o.node === 'web' && o.operation === 'create')!;
+    assert.equal(create.implementation, 'app/scripts/httpd/create.sh');
+    assert.equal(files[create.implementation], scripts['scripts/httpd/create.sh']);
   });
 
   it('a missing script stops the deployment before anything is made; outputs and tails are bounded', () => {
