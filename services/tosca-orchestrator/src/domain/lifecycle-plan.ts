@@ -423,3 +423,14 @@ export function deployProblems(topology: Topology, files: Record<string, string>
   const instances = plan(topology);
   return [...instances.problems, ...lifecyclePlan(topology, instances, files, mainFile).problems];
 }
+
+/** A node's Standard operations as its type and its template define them (translators). */
+export function standardOperations(
+  topology: Topology,
+  node: NodeTemplate,
+): Map<string, { primary?: string; dependencies: string[]; inputs: Dict }> {
+  const out = new Map<string, { primary?: string; dependencies: string[]; inputs: Dict }>();
+  for (const [op, def] of operationsOf(topology.interfacesOf?.('node', node.type) ?? new Map(), [node.raw.interfaces], 'Standard'))
+    out.set(op, { ...implementationOf(node, def.implementation), inputs: def.inputs });
+  return out;
+}
