@@ -64,6 +64,8 @@
   value: {{ $c.cycleMs | quote }}
 - name: LAPIS_SCHEDULER_LEASE_MS
   value: {{ $c.leaseMs | quote }}
+- name: LAPIS_SCHEDULER_NODE_LOST_MS
+  value: {{ $c.nodeLostMs | quote }}
 - name: LAPIS_HEARTBEAT_MS
   value: {{ .root.Values.containerRuntime.heartbeatMs | quote }}
 {{- end -}}

@@ -178,7 +178,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s.%s.svc:%v" (include "lapis.componentName" (dict "root" .root "component" .component)) .root.Release.Namespace .port -}}
 {{- end -}}
 
-{{/* Environment and volumes every service shares: (dict "root" $ "component" "scheduler" "port" 50053). */}}
+{{/* Environment and volumes every service shares: (dict "root" $ "component" "scheduler" "port" 50053),
+     and "shutdownDelaySeconds" where a component's differs from the release's. */}}
 {{- define "lapis.commonEnv" -}}
 {{- $v := .root.Values -}}
 - name: POD_NAME
@@ -207,6 +208,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 - name: LOG_LEVEL
   value: {{ $v.logLevel | quote }}
+- name: LAPIS_SHUTDOWN_DELAY_MS
+  value: {{ mul (hasKey . "shutdownDelaySeconds" | ternary .shutdownDelaySeconds $v.shutdownDelaySeconds) 1000 | quote }}
 {{- if include "lapis.staticTokensEnabled" .root }}
 - name: LAPIS_STATIC_TOKENS_FILE
   value: /etc/lapis/auth/{{ $v.auth.staticTokens.key }}

@@ -65,6 +65,12 @@ export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceSer
         scopeOf(ctx),
       ),
     }),
+    suspendInstance: async (request, ctx) => ({
+      instance: await agent.instances.suspend(required(request.instanceId, 'instance_id'), request.requestId, scopeOf(ctx)),
+    }),
+    resumeInstance: async (request, ctx) => ({
+      instance: await agent.instances.resume(required(request.instanceId, 'instance_id'), request.requestId, scopeOf(ctx)),
+    }),
     deleteInstance: async (request, ctx) => ({
       instance: await agent.instances.delete(
         required(request.instanceId, 'instance_id'),

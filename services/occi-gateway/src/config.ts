@@ -1,6 +1,6 @@
 // The OCCI gateway's configuration: the platform's variables plus its own, parsed once at start.
 import { listenPort, loadConfig, platformSpecs, requireAuthSource } from '@lapis/platform';
-import { makeValidator, str } from 'envalid';
+import { makeValidator, num, str } from 'envalid';
 
 /** An absolute http(s) URL without query or fragment; empty means "derive it from the listen address". */
 const publicUrl = makeValidator<string>((input) => {
@@ -28,6 +28,10 @@ export const occiSpecs = {
     default: '',
     desc: 'base URL clients reach the OCCI interface at (locations in answers start with it); empty: http://<listen host>:<port>, never the Host header',
     example: 'https://cloud.example.org/occi',
+  }),
+  LAPIS_OCCI_VIEW_MAX_AGE_MS: num({
+    default: 5_000,
+    desc: 'the oldest a collection or compute is served (what no event announces, such as a claim queued by another client, shows within it); listed again in the background at half of it',
   }),
 };
 

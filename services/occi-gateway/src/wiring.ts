@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { authenticatorFrom, type ServiceContext, type ServiceRegistration } from '@lapis/platform';
-import { followComputeChanges } from './adapters/compute-events';
+import { followEntityChanges } from './adapters/entity-events';
 import { LapisClients } from './adapters/lapis';
 import { OcciStore, occiStateCodec } from './adapters/store';
 import { Gateway } from './application/gateway';
@@ -20,8 +20,8 @@ export async function wireOcciGateway(config: OcciConfig, { bus, log, shutdown }
   const store = new OcciStore(await bus.bucket('occi-mixins', occiStateCodec));
   await store.start();
   shutdown.add('occi state', async () => store.stop());
-  const gateway = new Gateway(lapis, store, log);
-  const unfollow = followComputeChanges(bus, (id) => gateway.invalidate(id));
+  const gateway = new Gateway(lapis, store, log, config.LAPIS_OCCI_VIEW_MAX_AGE_MS);
+  const unfollow = followEntityChanges(bus, ({ project, kind, id }) => gateway.changed(project, kind, id));
   shutdown.add('events', async () => unfollow());
   const http = createOcciServer(gateway, authenticatorFrom(config), log, config.LAPIS_OCCI_PUBLIC_URL);
   http.listen(config.LAPIS_HTTP_PORT, config.LAPIS_GRPC_HOST);

@@ -89,6 +89,10 @@ export const platformSpecs = {
     desc: 'pino log level',
   }),
   LAPIS_SHUTDOWN_GRACE_MS: num({ default: 10_000, desc: 'time in-flight calls get to finish on SIGTERM' }),
+  LAPIS_SHUTDOWN_DELAY_MS: num({
+    default: 0,
+    desc: 'on SIGTERM, time the service goes on serving while NOT_SERVING, before it refuses new calls: load balancers (Kubernetes endpoints) stop sending it calls meanwhile',
+  }),
   LAPIS_MAX_STREAMS_PER_CALLER: positiveInt({
     default: DEFAULT_CALLER_LIMITS.streams,
     desc: 'server streams (watches, log follows) one caller may have open at once; more get RESOURCE_EXHAUSTED',

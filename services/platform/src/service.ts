@@ -72,8 +72,8 @@ export async function startService(options: StartOptions): Promise<RunningServic
   const log = createLogger(options.name, config.LOG_LEVEL);
   const shutdown = new Shutdown(log);
   // From here on a SIGTERM stops whatever has started so far, in order.
-  // The server's grace period, then as long again for NATS to drain and telemetry to flush.
-  if (options.handleSignals !== false) shutdown.onSignals(undefined, 2 * config.LAPIS_SHUTDOWN_GRACE_MS);
+  // The delay and the server's grace period, then as long again for NATS to drain and telemetry to flush.
+  if (options.handleSignals !== false) shutdown.onSignals(undefined, config.LAPIS_SHUTDOWN_DELAY_MS + 2 * config.LAPIS_SHUTDOWN_GRACE_MS);
   let server: GrpcServer | undefined;
   const bus = await EventBus.connect({
     url: config.LAPIS_NATS_URL,
@@ -86,7 +86,7 @@ export async function startService(options: StartOptions): Promise<RunningServic
   });
   // The server stops taking calls first; what the service adds while building stops next;
   // NATS drains and telemetry flushes last.
-  shutdown.add('grpc', async () => server?.shutdown(config.LAPIS_SHUTDOWN_GRACE_MS));
+  shutdown.add('grpc', async () => server?.shutdown(config.LAPIS_SHUTDOWN_GRACE_MS, config.LAPIS_SHUTDOWN_DELAY_MS));
   const services = await options.serve({ log, bus, shutdown });
   server = new GrpcServer({
     domain: options.domain,

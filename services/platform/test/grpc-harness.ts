@@ -11,18 +11,17 @@ import { staticTokenFile, TEST_TOKENS, testLog as log } from '../src/testing';
 
 export const STATIC_TOKENS = { alice: TEST_TOKENS.alice.token, bob: TEST_TOKENS.bob.token, root: TEST_TOKENS.root.token };
 
-export async function startServer(services: ServiceRegistration[], auth: AuthOptions = {}, callerLimits?: CallerLimits) {
+export async function startServer(services: ServiceRegistration[], auth: AuthOptions = {}, callerLimits?: CallerLimits, port = 0) {
   const server = new GrpcServer({
     ...(callerLimits ? { callerLimits } : {}),
     domain: 'test.lapis.dev',
     host: '127.0.0.1',
-    port: 0,
+    port,
     services,
     authenticator: new Authenticator({ staticTokensFile: staticTokenFile(), ...auth }),
     log,
   });
-  const port = await server.listen();
-  return { server, address: `127.0.0.1:${port}` };
+  return { server, address: `127.0.0.1:${await server.listen()}` };
 }
 
 export const operationsClient = (address: string, options: ClientOptions = { token: STATIC_TOKENS.alice }) =>

@@ -9,7 +9,7 @@ import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EventBus, loadFlavors } from '@lapis/platform';
 import { testLog } from '@lapis/platform/testing';
-import { InstanceState, Backend } from '@lapis/proto/lapis/common/v1/common';
+import { Backend, InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { startNats } from '@lapis/testenv';
 import { openStore } from '../src/adapters/store';
 import type { NodeRecord } from '../src/domain/model';
@@ -125,22 +125,7 @@ async function main() {
         scheduler.submit({
           project,
           user: `user-${i % 3}`,
-          spec: {
-            name: `vm-${i}`,
-            flavor: f.name,
-            resources: f.resources,
-            image: 'lapis/base:1',
-            command: [],
-            environment: {},
-            userData: Buffer.alloc(0),
-            sshPublicKeys: [],
-            labels: {},
-            ports: [],
-            volumes: [],
-            devices: [],
-            networks: [],
-            restartOnFailure: false,
-          },
+          spec: InstanceSpec.fromPartial({ name: `vm-${i}`, flavor: f.name, resources: f.resources, image: 'lapis/base:1' }),
           res: { cpu: Number(f.resources!.cpuMillis), mem: Number(f.resources!.memoryBytes), gpus: 0 },
           devices: [],
           preemptible: i % 10 === 0,

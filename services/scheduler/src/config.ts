@@ -14,6 +14,7 @@ import type { PartitionDef, QuotaDef } from './domain/cycle';
 import { DEFAULT_CEILING, type Ceiling } from './domain/ceiling';
 import type { AccountDef, Algorithm, BillingWeights } from './domain/fairshare';
 import type { Res } from './domain/model';
+import { MAX_ALLOCATION_RATIO, ratioProblem } from './domain/overcommit';
 import type { PlacementOptions } from './domain/placement';
 import { DEFAULT_WEIGHTS, type Weights } from './domain/priority';
 
@@ -38,6 +39,10 @@ export const schedulerSpecs = {
     desc: 'host ports instances may publish, "low-high" (the runtime agents\' range: set both from one value); empty: none',
   }),
   LAPIS_HEARTBEAT_MS: num({ default: 5000, desc: 'runtime heartbeat period; a node silent for 3 of them is down' }),
+  LAPIS_SCHEDULER_NODE_LOST_MS: num({
+    default: 30_000,
+    desc: 'a node silent this long is lost: its instances are requeued (restart_on_failure) or ended, and it is fenced (0: never)',
+  }),
 };
 
 export const loadSchedulerConfig = (env: NodeJS.ProcessEnv = process.env) =>
@@ -53,6 +58,7 @@ export type SchedulerConfig = ReturnType<typeof loadSchedulerConfig>;
 //     - { name: default, tier: 1, allow_preemptible: true, max: { cpus: 512, memory: 2Ti, gpus: 8 } }
 //     - { name: cloud, batch_partition: batch, min_nodes: 0, max_nodes: 8 }
 //     - { name: slurm-batch, closed: true }   # the nodes Slurm has: no claim goes there
+//     - { name: web, cpu_allocation_ratio: 4, memory_allocation_ratio: 1.5 }  # overcommit (1..64; default 1)
 //   weights: { age: 1000, fair_share: 10000, job_size: 1000, partition: 1000, qos: 1000, max_age: 7d, favor_small: true }
 //   fair_share: { algorithm: fair_tree, half_life: 7d, billing: { cpu: 1, memory_gib: 0.25, gpu: 10 } }
 //   qos: { normal: 0, high: 100 }
@@ -127,6 +133,13 @@ export function parseSettings(doc: unknown, source: string): Settings {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${source}: ${where}: expected a number >= 0`);
     return v;
   };
+  /** An allocation ratio (domain/overcommit.ts); absent: 0, not set. */
+  const ratio = (v: unknown, where: string) => {
+    if (v === undefined) return 0;
+    const problem = typeof v === 'number' ? ratioProblem(v, false) : `an allocation ratio from 1 to ${MAX_ALLOCATION_RATIO}`;
+    if (problem) throw new Error(`${source}: ${where}: expected ${problem}`);
+    return v as number;
+  };
   if (d.default_partition !== undefined) s.defaultPartition = String(d.default_partition);
   if (d.partitions !== undefined) {
     if (!Array.isArray(d.partitions)) throw new Error(`${source}: partitions: expected a list`);
@@ -142,6 +155,10 @@ export function parseSettings(doc: unknown, source: string): Settings {
         minNodes: num(p.min_nodes, `${where}.min_nodes`, 0),
         maxNodes: num(p.max_nodes, `${where}.max_nodes`, 0),
         closed: p.closed === true,
+        ratios: {
+          cpu: ratio(p.cpu_allocation_ratio, `${where}.cpu_allocation_ratio`),
+          mem: ratio(p.memory_allocation_ratio, `${where}.memory_allocation_ratio`),
+        },
       };
     });
   }

@@ -22,12 +22,15 @@ import {
   PreemptionAction,
   type Claim,
   type FairShareEntry,
+  type Partition,
   type PriorityFactors,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceService } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import { beyondCeiling } from './domain/ceiling';
+import type { PartitionDef } from './domain/cycle';
 import type { FairShareRow } from './domain/fairshare';
 import { withinLimit, type ClaimRecord, type DeviceNeed, type Res } from './domain/model';
+import { ratioProblem, type AllocationRatios } from './domain/overcommit';
 import { weightsRow, type Breakdown } from './domain/priority';
 import type { Scheduler } from './application/scheduler';
 
@@ -105,6 +108,43 @@ function scopeProject(ctx: CallContext, project: string, field = 'project'): str
     throw permissionDenied(`${field} ${project}: ${ctx.caller.user} may only see project ${ctx.caller.project}`, 'OTHER_PROJECT');
   }
   return ctx.caller.project;
+}
+
+/** Each partition's nodes, and those of them that are down. */
+function nodesByPartition(s: Scheduler): { all: Map<string, string[]>; down: Map<string, string[]> } {
+  const all = new Map<string, string[]>();
+  const down = new Map<string, string[]>();
+  for (const n of s.nodes.values()) {
+    const p = s.partitionOfNode(n);
+    appendTo(all, p, n.name);
+    if (s.nodeIsDown(n)) appendTo(down, p, n.name);
+  }
+  return { all, down };
+}
+
+const toRatios = (r: AllocationRatios) => ({ cpu: r.cpu, memory: r.mem });
+
+function toPartition(s: Scheduler, p: PartitionDef, nodes: ReturnType<typeof nodesByPartition>): Partition {
+  const names = (nodes.all.get(p.name) ?? []).sort();
+  const own: Record<string, { cpu: number; memory: number }> = {};
+  for (const name of names) {
+    const r = s.nodeRatios(s.nodes.get(name)!);
+    if (r) own[name] = toRatios(r);
+  }
+  return {
+    name: p.name,
+    nodes: names,
+    maxResources: toResources(p.maxResources),
+    priorityTier: p.tier,
+    allowPreemptible: p.allowPreemptible,
+    batchPartition: p.batchPartition,
+    minNodes: p.minNodes,
+    maxNodes: p.maxNodes,
+    closed: p.closed ?? false,
+    downNodes: (nodes.down.get(p.name) ?? []).sort(),
+    allocationRatios: toRatios(s.partitionRatios(p.name)),
+    nodeAllocationRatios: own,
+  };
 }
 
 const pad = (n: number, width = 15) => String(Math.max(0, Math.floor(n))).padStart(width, '0');
@@ -272,29 +312,9 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
     },
 
     async listPartitions(req) {
-      const nodesOf = new Map<string, string[]>();
-      const downOf = new Map<string, string[]>();
-      for (const n of s.nodes.values()) {
-        const p = s.partitionOfNode(n);
-        appendTo(nodesOf, p, n.name);
-        if (s.nodeIsDown(n)) appendTo(downOf, p, n.name);
-      }
       const page = paginate(s.partitions(), (p) => p.name, req);
-      return {
-        partitions: page.items.map((p) => ({
-          name: p.name,
-          nodes: (nodesOf.get(p.name) ?? []).sort(),
-          maxResources: toResources(p.maxResources),
-          priorityTier: p.tier,
-          allowPreemptible: p.allowPreemptible,
-          batchPartition: p.batchPartition,
-          minNodes: p.minNodes,
-          maxNodes: p.maxNodes,
-          closed: p.closed ?? false,
-          downNodes: (downOf.get(p.name) ?? []).sort(),
-        })),
-        nextPageToken: page.nextPageToken,
-      };
+      const nodes = nodesByPartition(s);
+      return { partitions: page.items.map((p) => toPartition(s, p, nodes)), nextPageToken: page.nextPageToken };
     },
 
     async setAccount(req, ctx) {
@@ -352,6 +372,31 @@ export function schedulerService(s: Scheduler): ServiceRegistration {
       }
       const from = await s.moveNode(req.node, req.toPartition, req.reason, ctx.caller.user);
       return { node: req.node, fromPartition: from, toPartition: req.toPartition };
+    },
+
+    async setAllocationRatios(req, ctx) {
+      ctx.requireAdmin();
+      const violations: FieldViolation[] = [];
+      if (!req.partition === !req.node) violations.push({ field: 'partition', description: 'exactly one of partition and node' });
+      else if (req.partition && !NAME.test(req.partition)) violations.push({ field: 'partition', description: 'not a partition name' });
+      const cpu = req.ratios?.cpu ?? 0;
+      const mem = req.ratios?.memory ?? 0;
+      for (const [field, value] of [
+        ['ratios.cpu', cpu],
+        ['ratios.memory', mem],
+      ] as const) {
+        const problem = ratioProblem(value, true);
+        if (problem) violations.push({ field, description: problem });
+      }
+      if (violations.length) throw invalidArgument(violations);
+      const node = req.node ? s.nodes.get(req.node) : undefined;
+      if (req.node && !node) throw notFound(`node ${req.node} not found (no heartbeat seen)`, 'NODE_NOT_FOUND');
+      if (req.partition && !s.partitions().some((p) => p.name === req.partition))
+        throw notFound(`no partition ${req.partition} (see ListPartitions)`, 'PARTITION_NOT_FOUND');
+      await s.setRatios(node ? 'node' : 'partition', req.node || req.partition, { cpu, mem });
+      const name = node ? s.partitionOfNode(node) : req.partition;
+      const partition = s.partitions().find((p) => p.name === name);
+      return { partition: partition && toPartition(s, partition, nodesByPartition(s)) };
     },
 
     async listNodeMoves(req, ctx) {

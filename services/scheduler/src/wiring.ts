@@ -29,6 +29,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<RunningSc
         cycleMs: config.LAPIS_SCHEDULER_CYCLE_MS,
         leaseMs: config.LAPIS_SCHEDULER_LEASE_MS,
         heartbeatMs: config.LAPIS_HEARTBEAT_MS,
+        nodeLostMs: config.LAPIS_SCHEDULER_NODE_LOST_MS,
         maxPlacements: config.LAPIS_SCHEDULER_MAX_PLACEMENTS,
       });
       await scheduler.start();

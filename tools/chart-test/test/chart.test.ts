@@ -219,6 +219,13 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
         helm(['lint', CHART_DIR, '-f', values, '--set', 'scheduler.image.digest=latest'], kube),
         /at '\/scheduler\/image\/digest'/,
       );
+      // The scheduler's partitions may overcommit (allocation ratios 1 to 64); anything else is refused.
+      const ratios = (cpu: number) => ['--set-json', `scheduler.config.partitions=[{"name":"default","cpu_allocation_ratio":${cpu}}]`];
+      await helm(['lint', CHART_DIR, '--strict', '-f', values, ...ratios(4)], kube);
+      await rejectsWith(
+        helm(['lint', CHART_DIR, '-f', values, ...ratios(0.5)], kube),
+        /at '\/scheduler\/config\/partitions\/0\/cpu_allocation_ratio'/,
+      );
     });
 
     it('refuses to render without a way to authenticate callers, or without a site registry', async function () {

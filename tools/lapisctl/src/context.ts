@@ -3,12 +3,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Metadata, type CallOptions, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import type { CallOptions, ClientReadableStream, Metadata, ServiceError } from '@grpc/grpc-js';
 // The client and error parts only: the @lapis/platform barrel (telemetry, NATS, logging)
-// would add seconds to every command, `lapisctl tosca validate` included.
-import { createClient } from '@lapis/platform/client';
-import { Code, codeName, errorDetails } from '@lapis/platform/errors';
-import { parse as parseYaml } from 'yaml';
+// would add seconds to every command. Even these (gRPC, protobuf) are loaded by the first call
+// that needs them: the offline `lapisctl tosca validate` never does.
+import type * as PlatformClient from '@lapis/platform/client';
+import type * as PlatformErrors from '@lapis/platform/errors';
 import { UsageError, type OptionDef, type OptionValues } from './cli';
 
 export type Output = 'table' | 'json' | 'yaml';
@@ -84,7 +84,8 @@ function readConfig(file: string): ConfigFile {
   if (!existsSync(file)) return {};
   let parsed: unknown;
   try {
-    parsed = parseYaml(readFileSync(file, 'utf8'));
+    // The YAML library on demand (most runs have no config file).
+    parsed = (require('yaml') as typeof import('yaml')).parse(readFileSync(file, 'utf8'));
   } catch (error) {
     throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
   }
@@ -98,7 +99,11 @@ function readConfig(file: string): ConfigFile {
   return config;
 }
 
-type Constructor<C> = Parameters<typeof createClient<C>>[0];
+const grpc = () => require('@grpc/grpc-js') as typeof import('@grpc/grpc-js');
+const platformClient = () => require('@lapis/platform/client') as typeof PlatformClient;
+const platformErrors = () => require('@lapis/platform/errors') as typeof PlatformErrors;
+
+type Constructor<C> = Parameters<typeof PlatformClient.createClient<C>>[0];
 
 export class Context {
   readonly output: Output;
@@ -145,7 +150,7 @@ export class Context {
     let client = forService.get(Client) as C | undefined;
     if (!client) {
       const project = this.project();
-      client = createClient(Client, this.address(service), {
+      client = platformClient().createClient(Client, this.address(service), {
         token: this.token(),
         ...(project ? { project } : {}),
         deadlineMs: this.timeoutMs,
@@ -169,7 +174,7 @@ export class Context {
   ): Promise<Res> {
     try {
       return await new Promise<Res>((resolve, reject) =>
-        method(request, new Metadata(), {}, (error, response) => (error ? reject(error) : resolve(response))),
+        method(request, new (grpc().Metadata)(), {}, (error, response) => (error ? reject(error) : resolve(response))),
       );
     } catch (error) {
       throw new CallError(service, this.address(service), error as ServiceError);
@@ -208,7 +213,7 @@ export class Context {
         call.on('error', (error: ServiceError) => {
           if (done) return;
           done = true;
-          if (error.code === Code.CANCELLED) chain.then(() => resolve(), reject);
+          if (error.code === platformErrors().Code.CANCELLED) chain.then(() => resolve(), reject);
           else reject(new CallError(service, this.address(service), error));
         });
         call.on('end', () => {
@@ -241,6 +246,7 @@ export class CallError extends Error {
 
   /** One line (plus one per field violation): the message, the status and the reason. */
   describe(): string {
+    const { Code, codeName, errorDetails } = platformErrors();
     const code = codeName(this.cause.code);
     if (this.cause.code === Code.UNAVAILABLE || this.cause.code === Code.DEADLINE_EXCEEDED) {
       const why = (this.cause.details || this.cause.message).replace(/\s*Resolution note:.*$/s, '').trim();

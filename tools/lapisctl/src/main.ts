@@ -2,29 +2,33 @@
 // lapisctl: the Lapis command line over gRPC (see README.md).
 // Exit codes: 0 success, 1 the server (or the work it did) failed, 2 usage errors.
 import { link, parse, UsageError, path, type Command } from './cli';
-import { deploymentCommand } from './commands/deployment';
-import { imageCommand } from './commands/image';
-import { instanceCommand } from './commands/instance';
-import { partitionCommand } from './commands/partition';
-import { claimCommand, fairshareCommand, priorityCommand, queueCommand } from './commands/scheduler';
 import { toscaCommand } from './commands/tosca';
-import { volumeCommand } from './commands/volume';
 import { CallError, CommandError, Context, GLOBAL_OPTIONS } from './context';
 
+const description =
+  'lapisctl talks to the Lapis services over gRPC: deployments (tosca-orchestrator), instances and volumes (container-runtime), the queue, priorities, fair share and claims (scheduler), the image catalogue (image-sync), and validates or translates TOSCA templates offline.';
+
 export function rootCommand(): Command {
+  // The gRPC commands' modules load the generated clients (gRPC, protobuf): required here, when
+  // the whole tree is wanted, not for the offline `lapisctl tosca`.
+  const { deploymentCommand } = require('./commands/deployment') as typeof import('./commands/deployment');
+  const { imageCommand } = require('./commands/image') as typeof import('./commands/image');
+  const { instanceCommand } = require('./commands/instance') as typeof import('./commands/instance');
+  const { partitionCommand } = require('./commands/partition') as typeof import('./commands/partition');
+  const scheduler = require('./commands/scheduler') as typeof import('./commands/scheduler');
+  const { volumeCommand } = require('./commands/volume') as typeof import('./commands/volume');
   return link({
     name: 'lapisctl',
     summary: 'the Lapis command line',
-    description:
-      'lapisctl talks to the Lapis services over gRPC: deployments (tosca-orchestrator), instances and volumes (container-runtime), the queue, priorities, fair share and claims (scheduler), the image catalogue (image-sync), and validates or translates TOSCA templates offline.',
+    description,
     subcommands: [
       deploymentCommand(),
       instanceCommand(),
       volumeCommand(),
-      queueCommand(),
-      priorityCommand(),
-      fairshareCommand(),
-      claimCommand(),
+      scheduler.queueCommand(),
+      scheduler.priorityCommand(),
+      scheduler.fairshareCommand(),
+      scheduler.claimCommand(),
       partitionCommand(),
       imageCommand(),
       toscaCommand(),
@@ -39,8 +43,25 @@ export function rootCommand(): Command {
   });
 }
 
+/** The tree with the offline tosca commands alone (help and errors read the same for them). */
+function offlineRoot(): Command {
+  return link({ name: 'lapisctl', summary: 'the Lapis command line', description, subcommands: [toscaCommand()] });
+}
+
+/** Whether argv's command is `tosca` (the first word that is neither an option nor its value). */
+function isOffline(argv: string[]): boolean {
+  const takesValue = new Set(GLOBAL_OPTIONS.filter((o) => o.value).flatMap((o) => [`--${o.long}`, ...(o.short ? [`-${o.short}`] : [])]));
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i]!;
+    if (word === '--') return false;
+    if (!word.startsWith('-')) return word === 'tosca';
+    if (takesValue.has(word)) i++;
+  }
+  return false;
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const root = rootCommand();
+  const root = isOffline(argv) ? offlineRoot() : rootCommand();
   let ctx: Context | undefined;
   let command: Command | undefined;
   try {

@@ -1,5 +1,4 @@
 // Printing: tables for people, JSON or YAML for scripts, enum values as words.
-import { stringify as toYaml } from 'yaml';
 import type { Output } from './context';
 
 /** The word of an enum value (removeEnumPrefix enums: RUNNING), "-" for UNSPECIFIED. */
@@ -28,7 +27,8 @@ export function plain(value: unknown): unknown {
 }
 
 export function printData(output: Output, data: unknown): void {
-  if (output === 'yaml') process.stdout.write(toYaml(data));
+  // The YAML library on demand: table and JSON output never need it.
+  if (output === 'yaml') process.stdout.write((require('yaml') as typeof import('yaml')).stringify(data));
   else process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
 }
 

@@ -1,1 +1,2 @@
 export * from './mesh';
+export * from './up-config';

@@ -35,19 +35,11 @@ import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { docker } from '@lapis/testenv';
 import { deploy, EXAMPLE_TEMPLATE } from '../src/example';
 import { startMesh, type Mesh } from '../src/mesh';
+import type { ZipkinSpan } from '../src/zipkin';
 
 type Unary<Res> = (metadata: Metadata, callback: (error: ServiceError | null, response: Res) => void) => unknown;
 const unary = <Res>(invoke: Unary<Res>) =>
   new Promise<Res>((resolve, reject) => invoke(new Metadata(), (error, response) => (error ? reject(error) : resolve(response))));
-
-interface ZipkinSpan {
-  traceId: string;
-  id: string;
-  parentId?: string;
-  name: string;
-  kind?: string;
-  localEndpoint?: { serviceName?: string };
-}
 
 describe('the whole mesh, end to end', function () {
   this.timeout(300_000);

@@ -5,6 +5,7 @@
 // and the host is as before. Needs the service images: `make test` builds them first
 // (LAPIS_REQUIRE_IMAGES=1); a bare `npx mocha` without them skips with a message.
 import { strict as assert } from 'node:assert';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CommandError,
   docker,
@@ -20,7 +21,8 @@ import {
 import { undeploy } from '../src/example';
 import { SERVICES } from '../src/mesh';
 import { deployExampleInCluster, type ExampleResult } from '../src/kube/example';
-import { imageVersion, NAMESPACE, RELEASE, startLapisOnKube, type LapisOnKube } from '../src/kube/install';
+import { CHART, imageVersion, NAMESPACE, RELEASE, startLapisOnKube, type LapisOnKube } from '../src/kube/install';
+import { keepCalling } from './keep-calling';
 
 interface Obj {
   metadata: { name: string; labels?: Record<string, string> };
@@ -91,13 +93,33 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
   });
 
   it('deploys examples/tosca/web-app.yaml through the in-cluster orchestrator: the web instance is a pod on a claim, its address answers from the host', async function () {
-    example = await deployExampleInCluster(lapis!.cluster, lapis!.installed, () => {});
+    example = await deployExampleInCluster(lapis!.cluster, lapis!.installed, lapis!.zipkin.url, () => {});
     assert.match(String(example.outputs.web_address), /^http:\/\/10\.89\.0\.\d+:8080\/site\/$/);
     assert.match(example.page, /Lapis on Kubernetes/);
     assert.equal(example.claims.length, 1);
     const claims = await get('pvc', 'lapis.dev/volume-id');
     assert.deepEqual(names(claims), example.claims);
     assert.equal(claims[0]?.status?.phase, 'Bound');
+  });
+
+  it("the deployment is one trace in the trace viewer, across the orchestrator's, the scheduler's and the runtime's pods", async function () {
+    assert.ok(example, 'the deployment above was made');
+    const { trace } = example;
+    const pods = (await get('pods')).map((p) => p.metadata.name);
+    for (const component of ['tosca-orchestrator', 'scheduler', 'container-runtime'])
+      assert.ok(
+        trace.pods.some((p) => p.startsWith(`${RELEASE}-${component}-`) && pods.includes(p)),
+        `a span from a ${component} pod of the release in ${trace.pods.join(', ')}`,
+      );
+    assert.ok(
+      trace.spans.some(
+        (s) =>
+          s.kind === 'CONSUMER' &&
+          /^process lapis\.scheduler\.claim_placed/.test(s.name) &&
+          s.localEndpoint?.serviceName === 'container-runtime',
+      ),
+      'the placement reached the runtime in the same trace',
+    );
   });
 
   it('undeploys leaving no instance pod, no claim and no volume', async function () {
@@ -118,6 +140,36 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
     ).catch((e: Error) => assert.fail(`${e.message}: left ${left}`));
   });
 
+  it('helm upgrade with a changed value rolls every service pod while a client keeps calling each: no call fails', async function () {
+    this.timeout(360_000);
+    const { cluster, installed } = lapis!;
+    const servicePods = async () =>
+      names(
+        (await get('pods', 'app.kubernetes.io/component')).filter((p) =>
+          SERVICES.some((s) => p.metadata.name.startsWith(`${RELEASE}-${s}-`)),
+        ),
+      );
+    const before = await servicePods();
+    const load = keepCalling(installed);
+    await sleep(3000); // calls flow before the upgrade starts
+    await helm(['upgrade', RELEASE, CHART, '-n', NAMESPACE, '--reuse-values', '--set', 'logLevel=debug'], cluster, { timeoutMs: 120_000 });
+    for (const service of SERVICES)
+      await kubectl(['rollout', 'status', '-n', NAMESPACE, `deployment/${RELEASE}-${service}`, '--timeout=240s'], cluster, {
+        timeoutMs: 250_000,
+      });
+    await sleep(3000); // and go on after it
+    const report = await load.stop();
+    const after = await servicePods();
+    assert.deepEqual(
+      before.filter((p) => after.includes(p)),
+      [],
+      `every service pod was replaced (before ${before.join(', ')}; after ${after.join(', ')})`,
+    );
+    console.error(`      calls during the upgrade: ${JSON.stringify(report.calls)}; slowest ${JSON.stringify(report.slowestMs)} ms`);
+    assert.deepEqual(report.failures, [], 'failed calls');
+    for (const [service, count] of Object.entries(report.calls)) assert.ok(count >= 20, `${service}: only ${count} calls`);
+  });
+
   it('helm test checks every service through its Service; with the scheduler gone it fails, naming it', async function () {
     const out = await helm(['test', RELEASE, '-n', NAMESPACE], lapis!.cluster, { timeoutMs: 120_000 });
     assert.match(out.stdout, /Phase:\s+Succeeded/);
@@ -127,7 +179,8 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
       (e: unknown) => e instanceof CommandError,
     );
     const { stdout } = await kubectl(['logs', '-n', NAMESPACE, `${RELEASE}-test-connection`], lapis!.cluster);
-    assert.match(stdout, /scheduler \(lapis-scheduler\.lapis\.svc:50053\): .*(DEADLINE_EXCEEDED|UNAVAILABLE)/);
+    // Gone, or going: a stopping pod answers NOT_SERVING for its shutdown delay.
+    assert.match(stdout, /scheduler \(lapis-scheduler\.lapis\.svc:50053\): .*(DEADLINE_EXCEEDED|UNAVAILABLE|not SERVING)/);
     assert.match(stdout, /image-sync \(lapis-image-sync\.lapis\.svc:50052\): SERVING/);
   });
 

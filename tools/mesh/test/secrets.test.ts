@@ -20,7 +20,7 @@ import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/schedule
 import { DeploymentState, type CreateDeploymentResponse, type GetDeploymentResponse } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { startMesh, type Mesh } from '../src/mesh';
-import { startZipkin, type Zipkin } from '../src/zipkin';
+import { startZipkin, type Zipkin, type ZipkinSpan } from '../src/zipkin';
 
 type Unary<Res> = (metadata: Metadata, callback: (error: ServiceError | null, response: Res) => void) => unknown;
 const unary = <Res>(invoke: Unary<Res>) =>
@@ -159,14 +159,6 @@ function addressOf(hex: string): string {
 }
 
 const isLoopback = (address: string) => /^(::ffff:)?127\./.test(address) || address === '0:0:0:0:0:0:0:1';
-
-interface ZipkinSpan {
-  traceId: string;
-  name: string;
-  kind?: string;
-  localEndpoint?: { serviceName?: string };
-  tags?: Record<string, string>;
-}
 
 describe('secrets and listeners of a local mesh', function () {
   this.timeout(600_000);

@@ -81,6 +81,11 @@ export interface RuntimeBackend {
   start(backendId: string): Promise<void>;
   stop(backendId: string, timeoutS: number): Promise<void>;
   restart(backendId: string, timeoutS: number): Promise<void>;
+  /** Freezes the workload where it is (Docker: pause, the cgroup freezer); absent where the engine cannot. */
+  suspend?(backendId: string): Promise<void>;
+  resume?(backendId: string): Promise<void>;
+  /** Set where the engine cannot suspend: why (the refusal's message). */
+  readonly suspendRefusal?: string;
   remove(backendId: string): Promise<void>;
   resize(backendId: string, resources: Resources): Promise<void>;
   inspect(backendId: string): Promise<Observed | undefined>;

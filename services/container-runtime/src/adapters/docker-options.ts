@@ -11,7 +11,11 @@ import { WRITABLE_DIRS } from '../domain/security';
 /** CFS period; the quota is cpu_millis of it, so a limit above the host's CPU count is allowed. */
 export const CPU_PERIOD_US = 100_000;
 
-export const containerName = (instanceId: string) => `lapis-${instanceId}`;
+/**
+ * A placement's later attempt gets a name of its own: after its node was lost the instance may
+ * be made on another node while the lost node's copy still exists on a Docker engine they share.
+ */
+export const containerName = (instanceId: string, attempt = 1) => (attempt > 1 ? `lapis-${instanceId}-${attempt}` : `lapis-${instanceId}`);
 
 /** One bridge network per project; Docker isolates bridges from each other. */
 export function projectNetworkName(project: string): string {
@@ -47,7 +51,7 @@ export function createOptions(plan: ContainerPlan, node: string): ContainerCreat
     ...(grant.cdiNames.length ? [{ Driver: 'cdi', Count: 0, DeviceIDs: grant.cdiNames, Capabilities: [], Options: {} }] : []),
   ];
   return {
-    name: containerName(instance.id),
+    name: containerName(instance.id, instance.attempt),
     Hostname: spec.name,
     Image: plan.image,
     ...(spec.command.length ? { Entrypoint: [spec.command[0]!], Cmd: spec.command.slice(1) } : {}),

@@ -116,6 +116,22 @@ export class DockerBackend implements RuntimeBackend {
     await this.docker.getContainer(id).restart({ t: timeoutS });
   }
 
+  async suspend(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).pause();
+    } catch (error) {
+      throw engineError(error, 'pause');
+    }
+  }
+
+  async resume(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).unpause();
+    } catch (error) {
+      throw engineError(error, 'unpause');
+    }
+  }
+
   async remove(id: string): Promise<void> {
     try {
       await this.docker.getContainer(id).remove({ force: true, v: true });

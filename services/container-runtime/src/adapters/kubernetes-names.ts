@@ -24,9 +24,14 @@ export function labelValue(value: string): string {
     .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
 }
 
-/** A DNS-1123 name for an instance's pod. */
-export function podName(instanceId: string): string {
-  return `lapis-${instanceId.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '');
+/**
+ * A DNS-1123 name for an instance's pod; a placement's later attempt gets its own (the pod of a
+ * lost node may still exist when the instance is made on another node).
+ */
+export function podName(instanceId: string, attempt = 1): string {
+  const suffix = attempt > 1 ? `-${attempt}` : '';
+  const base = `lapis-${instanceId.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 63 - suffix.length).replace(/-+$/, '');
+  return `${base}${suffix}`;
 }
 
 /** The PersistentVolumeClaim of a Lapis volume. */

@@ -57,6 +57,8 @@ export class KubernetesBackend implements RuntimeBackend {
   readonly volumeAttachRefusal =
     "this node runs instances as Kubernetes Pods, and a Pod's volumes are fixed when it is created: Kubernetes cannot add one to a running Pod or take one away (give volumes in the instance's spec.volumes when creating it)";
   readonly recreates = true;
+  readonly suspendRefusal =
+    'this node runs instances as Kubernetes Pods, and Kubernetes has no pause for a Pod: an instance here cannot be suspended (stop it instead: its Pod is deleted, and made anew on start)';
   readonly claims: VolumeClaims = {
     claimName,
     create: (volume) => this.createClaim(volume),
@@ -118,7 +120,7 @@ export class KubernetesBackend implements RuntimeBackend {
     const { core } = await this.client();
     const { instance, resources } = plan;
     const spec = instance.spec!;
-    const name = podName(instance.id);
+    const name = podName(instance.id, instance.attempt);
     const namespace = this.options.namespace;
     const labels: Record<string, string> = {
       [KUBE_LABEL.managed]: 'true',

@@ -55,8 +55,11 @@ export class CreateInstance {
       if (existing) {
         const e = existing.value;
         if (input.requestId && e.requestId === input.requestId && e.attempt === input.attempt) return e;
-        // A later attempt of a placement may take the id of one that left nothing behind.
-        if (!isGone(e) || input.attempt <= e.attempt) {
+        // A later attempt of a placement may take the id of one that left nothing behind, or of
+        // one on another node: the scheduler places a claim again elsewhere only once that node
+        // was lost and fenced (it removes its copy when it comes back).
+        const movedHere = e.node !== settings.node && input.attempt > e.attempt;
+        if ((!isGone(e) && !movedHere) || input.attempt <= e.attempt) {
           throw alreadyExists(`instance ${input.id} already exists (${stateName(e.state)})`, 'INSTANCE_EXISTS');
         }
       }

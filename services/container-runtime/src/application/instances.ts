@@ -1,5 +1,5 @@
 // An instance's life after its creation (create-instance.ts): Get and List, Start, Stop,
-// Reboot, Resize and Delete, and the teardown that preemption shares with Delete. Every
+// Reboot, Suspend and Resume, Resize and Delete, and the teardown that preemption shares with Delete. Every
 // mutation takes the instance's lock, checks the state it needs and the tenant's door
 // (domain/door.ts), and replays a request id it has already done.
 import { failedPrecondition } from '@lapis/platform';
@@ -54,9 +54,11 @@ export class Instances {
     const { backend } = this.ctx.deps;
     return this.mutation('StopInstance', id, requestId, scope, async (instance) => {
       if (instance.state === InstanceState.STOPPED) return instance;
-      requireState('stop', id, instance.state, [InstanceState.RUNNING, InstanceState.ERROR]);
+      requireState('stop', id, instance.state, [InstanceState.RUNNING, InstanceState.SUSPENDED, InstanceState.ERROR]);
       this.engine.expect(id);
       try {
+        // A frozen container gets its SIGTERM only once it runs again.
+        if (instance.state === InstanceState.SUSPENDED) await backend.resume!(instance.backendId);
         await backend.stop(instance.backendId, timeoutS);
         const observed = await backend.inspect(instance.backendId);
         return await this.records.setState(id, (i) => {
@@ -90,6 +92,36 @@ export class Instances {
     });
   }
 
+  /**
+   * Freezes a RUNNING instance where it is (SUSPENDED). It keeps its claim, its room on the node
+   * and its memory, so resuming starts no work beside the scheduler: the tenant may do both.
+   */
+  async suspend(id: string, requestId: string, scope: Scope): Promise<Instance> {
+    const { backend } = this.ctx.deps;
+    return this.mutation('SuspendInstance', id, requestId, scope, async (instance) => {
+      if (instance.state === InstanceState.SUSPENDED) return instance;
+      if (!backend.suspend) {
+        throw failedPrecondition(
+          `cannot suspend instance ${id}: ${backend.suspendRefusal ?? "this node's engine has no pause"}`,
+          'NO_SUSPEND',
+        );
+      }
+      requireState('suspend', id, instance.state, [InstanceState.RUNNING]);
+      await backend.suspend(instance.backendId);
+      return this.observe(id, 'suspended');
+    });
+  }
+
+  async resume(id: string, requestId: string, scope: Scope): Promise<Instance> {
+    const { backend } = this.ctx.deps;
+    return this.mutation('ResumeInstance', id, requestId, scope, async (instance) => {
+      if (instance.state === InstanceState.RUNNING) return instance;
+      requireState('resume', id, instance.state, [InstanceState.SUSPENDED]);
+      await backend.resume!(instance.backendId);
+      return this.observe(id, 'resumed');
+    });
+  }
+
   async resize(id: string, flavor: string, resources: Resources | undefined, requestId: string, scope: Scope): Promise<Instance> {
     const { backend, flavors } = this.ctx.deps;
     return this.mutation('ResizeInstance', id, requestId, scope, async (instance) => {
@@ -120,6 +152,7 @@ export class Instances {
       if (TERMINAL.has(instance.state)) return instance;
       requireState('delete', id, instance.state, [
         InstanceState.RUNNING,
+        InstanceState.SUSPENDED,
         InstanceState.STOPPED,
         InstanceState.ERROR,
         InstanceState.CREATING,
@@ -141,6 +174,8 @@ export class Instances {
   private async teardownLocked(instance: Instance, timeoutS: number, state: InstanceState, reason: string): Promise<Instance> {
     const { backend } = this.ctx.deps;
     this.engine.expect(instance.id);
+    // A frozen container gets its SIGTERM only once it runs again.
+    if (instance.state === InstanceState.SUSPENDED) await backend.resume?.(instance.backendId).catch(() => undefined);
     if (instance.backendId && (await backend.inspect(instance.backendId))?.running) {
       await backend.stop(instance.backendId, timeoutS);
     }

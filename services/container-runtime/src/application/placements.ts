@@ -64,7 +64,12 @@ export class Placements {
       user: placed.user,
       spec: placed.spec,
       preemptible: placed.preemptible,
-      requestId: placed.requestId || `${placed.claimId}.${placed.attempt}`,
+      // Each attempt is its own create: a later one (after a preemption, or its node was lost)
+      // must not be answered with the instance the first one made.
+      requestId:
+        placed.attempt > 1
+          ? `${placed.requestId || placed.claimId}.${placed.attempt}`
+          : placed.requestId || `${placed.claimId}.${placed.attempt}`,
       attempt: placed.attempt || 1,
     };
     try {
@@ -80,8 +85,28 @@ export class Placements {
   private async onCancelled(event: Event): Promise<void> {
     if (event.payload?.$case !== 'claimCancelled') return;
     const { claimId } = event.payload.claimCancelled;
-    if (!(await this.liveHere(claimId))) return;
-    await this.instances.delete(claimId, this.ctx.settings.stopTimeoutS, '', adminScope);
+    if (await this.liveHere(claimId)) {
+      await this.instances.delete(claimId, this.ctx.settings.stopTimeoutS, '', adminScope);
+      return;
+    }
+    await this.removeFencedCopy(claimId);
+  }
+
+  /**
+   * The scheduler fenced this node (it was lost) and the instance now lives on another node,
+   * whose record it is: a copy still here is removed, its record left alone, so the instance
+   * never runs twice.
+   */
+  private async removeFencedCopy(id: string): Promise<void> {
+    const { backend, log } = this.ctx.deps;
+    await this.ctx.locks.with([`i:${id}`], async () => {
+      const record = (await this.records.get(id))?.value;
+      if (record && record.node === this.ctx.settings.node) return;
+      for (const copy of (await backend.list()).filter((w) => w.instanceId === id)) {
+        await backend.remove(copy.backendId);
+        log.warn({ instance: id, movedTo: record?.node ?? '' }, 'removed the copy of an instance that moved while this node was lost');
+      }
+    });
   }
 
   private async onPreempt(event: Event, working: () => void): Promise<void> {

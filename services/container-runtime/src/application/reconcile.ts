@@ -54,11 +54,20 @@ export class Reconciler {
     const { backend, host } = this.ctx.deps;
     const node = this.ctx.settings.node;
     const observed = await backend.list();
-    const records = new Map((await this.records.all()).filter((i) => i.node === node).map((i) => [i.id, i]));
+    const all = await this.records.all();
+    const records = new Map(all.filter((i) => i.node === node).map((i) => [i.id, i]));
+    // Instances whose record another node holds: moved there while this node was lost.
+    const movedAway = new Map(all.filter((i) => i.node !== node).map((i) => [i.id, i.node]));
     const live = new Set<string>();
     for (const container of observed) {
       await this.ctx.locks.with([`i:${container.instanceId}`], async () => {
         const record = records.get(container.instanceId);
+        if (!record && movedAway.has(container.instanceId)) {
+          // Fenced: the copy goes, the record (the other node's) stays as it is.
+          await backend.remove(container.backendId);
+          report.removedContainers.push(container.backendId);
+          return;
+        }
         if (!record) {
           const secrets = backend.claims ? undefined : await host.keptSecrets(container.instanceId);
           const adopted = adoptFromLabels(container, node, backend.kind, secrets);

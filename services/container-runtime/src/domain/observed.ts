@@ -29,7 +29,7 @@ export interface ClaimStatus {
 }
 
 /**
- * Records on `i` what the engine observed: RUNNING with its addresses, ERROR for an OOM kill,
+ * Records on `i` what the engine observed: RUNNING with its addresses (SUSPENDED if frozen), ERROR for an OOM kill,
  * a non-zero exit or an engine error, otherwise STOPPED; no workload at all is ERROR
  * "container vanished". `reason` says why a RUNNING or STOPPED state was recorded.
  */
@@ -42,7 +42,12 @@ export function applyObserved(i: Instance, observed: Observed | undefined, reaso
     return;
   }
   i.exitCode = observed.exitCode;
-  if (observed.running) {
+  if (observed.running && observed.status === 'paused') {
+    // Frozen by SuspendInstance (or by hand on the node): it runs on once resumed.
+    i.state = InstanceState.SUSPENDED;
+    i.stateReason = 'suspended';
+    i.addresses = observed.addresses;
+  } else if (observed.running) {
     i.state = InstanceState.RUNNING;
     i.stateReason = reason;
     i.addresses = observed.addresses;

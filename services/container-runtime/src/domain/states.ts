@@ -7,7 +7,7 @@ export const stateName = (state: InstanceState) => InstanceState[state] ?? Strin
 /** States after which the instance holds nothing on the node. */
 export const TERMINAL = new Set([InstanceState.DELETED, InstanceState.PREEMPTED]);
 /** States that hold room on the node (the scheduler counts them). */
-export const HOLDS_ROOM = new Set([InstanceState.CREATING, InstanceState.RUNNING, InstanceState.STOPPED]);
+export const HOLDS_ROOM = new Set([InstanceState.CREATING, InstanceState.RUNNING, InstanceState.STOPPED, InstanceState.SUSPENDED]);
 
 /**
  * Nothing of the instance is left on the node: deleted, preempted, or failed without a

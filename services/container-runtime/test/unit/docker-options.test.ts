@@ -1,7 +1,8 @@
 // The Docker backend's create options: what an instance's plan becomes in dockerode's terms.
 import { strict as assert } from 'node:assert';
 import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { cgroupLimits, createOptions, projectNetworkName } from '../../src/adapters/docker-options';
+import { cgroupLimits, containerName, createOptions, projectNetworkName } from '../../src/adapters/docker-options';
+import { podName } from '../../src/adapters/kubernetes-names';
 import { emptyGrant } from '../../src/domain/devices';
 import { instanceSecurity } from '../../src/domain/security';
 import { baseSpec } from '../harness';
@@ -17,6 +18,17 @@ describe('docker options: the container of an instance', () => {
     attempt: 2,
     preemptible: true,
   } as unknown as Instance;
+
+  it('names a later attempt’s container and pod apart from the first (a lost node’s copy may still exist)', () => {
+    assert.equal(containerName('i-1'), 'lapis-i-1');
+    assert.equal(containerName('i-1', 1), 'lapis-i-1');
+    assert.equal(containerName('i-1', 2), 'lapis-i-1-2');
+    assert.equal(podName('I_1'), 'lapis-i-1');
+    assert.equal(podName('I_1', 3), 'lapis-i-1-3');
+    const long = podName('x'.repeat(80), 12);
+    assert.equal(long.length, 63);
+    assert.ok(long.endsWith('x-12'), long);
+  });
 
   it('sets cgroup limits by quota, so a limit above the host CPU count is valid', () => {
     assert.deepEqual(cgroupLimits({ cpuMillis: 8000, memoryBytes: 2 ** 30, gpus: 0, pids: 0, diskBytes: 0 }), {

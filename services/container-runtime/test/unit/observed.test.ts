@@ -36,6 +36,14 @@ describe('domain: an observed workload as the instance state', () => {
     assert.equal(i.startTime, at, 'no start time from the engine: now');
   });
 
+  it('records a paused workload SUSPENDED, keeping its addresses, and RUNNING once it runs on', () => {
+    const i = record();
+    applyObserved(i, observed({ running: true, status: 'paused', addresses: [{ network: 'p', ip: '10.0.0.9' }] as never }), 'x', false, at);
+    assert.deepEqual([i.state, i.stateReason, i.addresses[0]?.ip], [InstanceState.SUSPENDED, 'suspended', '10.0.0.9']);
+    applyObserved(i, observed({ running: true, status: 'running' }), 'resumed', false, at);
+    assert.deepEqual([i.state, i.stateReason], [InstanceState.RUNNING, 'resumed']);
+  });
+
   it('tells an OOM kill, a crash, an engine error and a clean stop apart', () => {
     const cases: Array<[Partial<Observed>, boolean, InstanceState, string]> = [
       [{ oomKilled: true, exitCode: 137 }, false, InstanceState.ERROR, 'OOMKilled'],

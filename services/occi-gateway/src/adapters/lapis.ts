@@ -1,6 +1,7 @@
 // The gateway's view of Lapis: the scheduler (computes are claims), the runtime (instances and
 // volumes) and image-sync (os templates), called with the OCCI client's own token so every
-// service applies its own project scoping.
+// service applies its own project scoping. Lists name the client's project: an admin's too, so
+// that a project's collection is the same whoever reads it (the gateway keeps it per project).
 import { Metadata, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { listAll } from '@lapis/platform';
 import type { Flavor, InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
@@ -19,8 +20,10 @@ import type {
   ListInstancesResponse,
   ListVolumesResponse,
   RebootInstanceResponse,
+  ResumeInstanceResponse,
   StartInstanceResponse,
   StopInstanceResponse,
+  SuspendInstanceResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
@@ -89,7 +92,7 @@ export class LapisClients {
     return listAll('claims', (pageToken) =>
       this.call<ListClaimsResponse>(c, (m, cb) =>
         this.scheduler.listClaims(
-          { pageSize: 1000, pageToken, project: '', states: LIVE_STATES, partition: '', node: '', orderByPriority: false },
+          { pageSize: 1000, pageToken, project: c.project, states: LIVE_STATES, partition: '', node: '', orderByPriority: false },
           m,
           cb,
         ),
@@ -128,7 +131,7 @@ export class LapisClients {
   listInstances(c: Credentials): Promise<Instance[]> {
     return listAll('instances', (pageToken) =>
       this.call<ListInstancesResponse>(c, (m, cb) =>
-        this.runtime.listInstances({ pageSize: 1000, pageToken, project: '', state: 0, node: '' }, m, cb),
+        this.runtime.listInstances({ pageSize: 1000, pageToken, project: c.project, state: 0, node: '' }, m, cb),
       ),
     );
   }
@@ -157,6 +160,14 @@ export class LapisClients {
     );
   }
 
+  async suspendInstance(c: Credentials, instanceId: string): Promise<void> {
+    await this.call<SuspendInstanceResponse>(c, (m, cb) => this.runtime.suspendInstance({ instanceId, requestId: '' }, m, cb));
+  }
+
+  async resumeInstance(c: Credentials, instanceId: string): Promise<void> {
+    await this.call<ResumeInstanceResponse>(c, (m, cb) => this.runtime.resumeInstance({ instanceId, requestId: '' }, m, cb));
+  }
+
   async deleteInstance(c: Credentials, instanceId: string): Promise<void> {
     await this.call<DeleteInstanceResponse>(c, (m, cb) =>
       this.runtime.deleteInstance({ instanceId, timeout: undefined, requestId: '' }, m, cb),
@@ -178,7 +189,7 @@ export class LapisClients {
   listVolumes(c: Credentials): Promise<Volume[]> {
     return listAll('volumes', (pageToken) =>
       this.call<ListVolumesResponse>(c, (m, cb) =>
-        this.runtime.listVolumes({ pageSize: 1000, pageToken, project: '', state: 0, instanceId: '' }, m, cb),
+        this.runtime.listVolumes({ pageSize: 1000, pageToken, project: c.project, state: 0, instanceId: '' }, m, cb),
       ),
     );
   }

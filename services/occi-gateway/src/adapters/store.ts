@@ -25,11 +25,31 @@ const isEntity = (value: OcciState): value is EntityRecord => 'entity' in value;
 
 export const occiStateCodec = jsonCodec<OcciState>();
 
+/** The mirror, counting what it is told, so readers can tell that nothing changed since they looked. */
+class CountingMirror extends BucketMirror<OcciState> {
+  revision = 0;
+
+  override note(key: string, value: OcciState, revision: number): void {
+    super.note(key, value, revision);
+    this.revision += 1;
+  }
+
+  override forget(key: string, revision?: number): void {
+    super.forget(key, revision);
+    this.revision += 1;
+  }
+}
+
 export class OcciStore {
-  private readonly mirror: BucketMirror<OcciState>;
+  private readonly mirror: CountingMirror;
 
   constructor(private readonly bucket: Bucket<OcciState>) {
-    this.mirror = new BucketMirror(bucket, occiStateCodec.decode);
+    this.mirror = new CountingMirror(bucket, occiStateCodec.decode);
+  }
+
+  /** Grows with every change this replica sees or makes: equal revisions, equal contents. */
+  get revision(): number {
+    return this.mirror.revision;
   }
 
   start(): Promise<void> {

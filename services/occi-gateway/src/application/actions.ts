@@ -1,6 +1,8 @@
-// Actions (POST ?action=): start, stop (method=poweroff: no grace period) and restart
-// (method=cold) on a compute with an instance, or on every entity of a collection that offers
-// the action now (a queued compute does not).
+// Actions (POST ?action=): start (a suspended compute is resumed), stop (method=poweroff: no
+// grace period), restart (method=cold) and suspend (the container frozen) on a compute with an
+// instance, or on every entity of a collection that offers the action now (a queued compute
+// does not).
+import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Credentials } from '../adapters/lapis';
 import { OcciError, type OcciRequest } from '../domain/entity';
 import { splitCategoryId } from '../domain/json';
@@ -29,13 +31,23 @@ export async function invoke(
 ): Promise<void> {
   const action = actionOf(kind, term, request);
   const method = request.attributes.method;
-  ctx.computes.invalidate(id);
-  await liveInstance(ctx, c, id, `${term} can be invoked`);
-  await hideOtherProjects(kind, id, async () => {
-    if (action === ACTIONS.start) await ctx.lapis.startInstance(c, id);
-    else if (action === ACTIONS.stop) await ctx.lapis.stopInstance(c, id, method === 'poweroff' ? 0 : undefined);
-    else if (action === ACTIONS.restart) await ctx.lapis.rebootInstance(c, id, method === 'cold' ? 0 : undefined);
-  });
+  ctx.views.changed(c.project, kind, id);
+  const instance = await liveInstance(ctx, c, id, `${term} can be invoked`);
+  if (action === ACTIONS.suspend && method !== undefined && method !== 'suspend') {
+    throw new OcciError(400, `suspend: method ${JSON.stringify(method)} is not offered; only "suspend" (frozen in memory)`);
+  }
+  try {
+    await hideOtherProjects(kind, id, async () => {
+      if (action === ACTIONS.start && instance.state === InstanceState.SUSPENDED) await ctx.lapis.resumeInstance(c, id);
+      else if (action === ACTIONS.start) await ctx.lapis.startInstance(c, id);
+      else if (action === ACTIONS.suspend) await ctx.lapis.suspendInstance(c, id);
+      else if (action === ACTIONS.stop) await ctx.lapis.stopInstance(c, id, method === 'poweroff' ? 0 : undefined);
+      else if (action === ACTIONS.restart) await ctx.lapis.rebootInstance(c, id, method === 'cold' ? 0 : undefined);
+    });
+  } finally {
+    // A read made while the action ran may have kept the state before it.
+    ctx.views.changed(c.project, kind, id);
+  }
 }
 
 /** The action ?action= names, if the kind offers it and the body (if it names one) agrees. */

@@ -4,7 +4,7 @@
 // with it are kept by the gateway.
 import { randomUUID } from 'node:crypto';
 import type { Credentials } from '../adapters/lapis';
-import { OcciError, type Entity, type OcciRequest } from '../domain/entity';
+import { isLink, OcciError, type Entity, type OcciRequest } from '../domain/entity';
 import { attributeString, idFromLocation } from '../domain/locations';
 import { computeEntity, computeSpec, storageEntity, storageLinkEntity, volumeNameFrom } from '../domain/mapping';
 import type { EntityKind } from '../domain/model';
@@ -24,6 +24,13 @@ export async function create(
 ): Promise<Entity> {
   const userMixins = userMixinCategories(ctx, c);
   const created = await createInLapis(ctx, c, kind, request, requestId);
+  // The new entity is in this gateway's views at once: no event announces a queued claim.
+  ctx.views.remember(c.project, kind, created.id, created);
+  if (isLink(created)) {
+    // A storage link shows on its storage and on its compute.
+    ctx.views.changed(c.project, 'storage', created.id);
+    ctx.views.changed(c.project, 'compute', created.source.location.slice('/compute/'.length));
+  }
   const state = initialState(request, userMixins);
   if (state) await ctx.store.changeState(c.project, kind, created.id, () => state);
   return withState(created, state, userMixins);

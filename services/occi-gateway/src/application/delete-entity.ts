@@ -10,7 +10,23 @@ import type { GatewayContext } from './context';
 import { hideOtherProjects } from './hide-other-projects';
 
 export async function deleteEntity(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string): Promise<void> {
-  ctx.computes.invalidate(id);
+  try {
+    await deleteInLapis(ctx, c, kind, id);
+  } finally {
+    ctx.views.changed(c.project, kind, id);
+    // A storage link is its volume's attachment, shown on the storage and on its compute (any one, as far as this knows).
+    if (kind === 'storagelink') {
+      ctx.views.changed(c.project, 'storage', id);
+      ctx.views.changed(c.project, 'compute');
+    }
+    if (kind === 'storage') ctx.views.changed(c.project, 'storagelink');
+  }
+  await ctx.store
+    .deleteState(c.project, kind, id)
+    .catch((error: unknown) => ctx.log.warn({ err: error, kind, id }, 'could not drop what the gateway kept of a deleted entity'));
+}
+
+async function deleteInLapis(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string): Promise<void> {
   await hideOtherProjects(kind, id, async () => {
     if (kind === 'compute') {
       const { claim, instance } = await compute(ctx, c, id);
@@ -21,7 +37,4 @@ export async function deleteEntity(ctx: GatewayContext, c: Credentials, kind: En
     else if (kind === 'storagelink') await ctx.lapis.detachVolume(c, id);
     else throw new OcciError(405, `${kind} entities are managed by Lapis and cannot be deleted through OCCI`);
   });
-  await ctx.store
-    .deleteState(c.project, kind, id)
-    .catch((error: unknown) => ctx.log.warn({ err: error, kind, id }, 'could not drop what the gateway kept of a deleted entity'));
 }

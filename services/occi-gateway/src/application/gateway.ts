@@ -10,9 +10,9 @@ import type { OcciStore } from '../adapters/store';
 import type { Entity, OcciRequest } from '../domain/entity';
 import type { Category, EntityKind } from '../domain/model';
 import { invoke, invokeAll } from './actions';
-import { ComputeCache } from './compute-cache';
 import type { GatewayContext } from './context';
 import { create } from './create-entity';
+import { EntityViews } from './entity-views';
 import { deleteEntity } from './delete-entity';
 import { mixinAt, mixinMembers, updateMixinMembers } from './mixin-collections';
 import { addMixins, categories, removeMixins } from './query-interface';
@@ -23,8 +23,12 @@ import { update } from './update-entity';
 export class Gateway {
   private readonly ctx: GatewayContext;
 
-  constructor(lapis: LapisClients, store: OcciStore, log: Logger) {
-    this.ctx = { lapis, store, log, templates: new TemplateCache(lapis), computes: new ComputeCache() };
+  /** `viewMaxAgeMs`: the oldest a view is served (entity-views.ts). */
+  constructor(lapis: LapisClients, store: OcciStore, log: Logger, viewMaxAgeMs: number) {
+    const views = new EntityViews(viewMaxAgeMs, (error, project, kind) =>
+      log.warn({ err: error, project, kind }, 'could not list the collection again'),
+    );
+    this.ctx = { lapis, store, log, templates: new TemplateCache(lapis), views };
   }
 
   // ---- the query interface (query-interface.ts) ----
@@ -74,8 +78,8 @@ export class Gateway {
     return updateMixinMembers(this.ctx, c, mixin, locations, mode);
   }
 
-  /** An event (or this gateway) changed the compute: the next read asks Lapis again. */
-  invalidate(id: string): void {
-    this.ctx.computes.invalidate(id);
+  /** An event changed the entity (without `id`: maybe any of the kind): the next read asks Lapis again. */
+  changed(project: string, kind: EntityKind, id?: string): void {
+    this.ctx.views.changed(project, kind, id);
   }
 }

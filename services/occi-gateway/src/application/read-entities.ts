@@ -1,7 +1,8 @@
 // Reading entities: a kind's collection and one entity, as Lapis' services have them (computes
 // from claims and instances, storage from volumes, storage links from attachments, networks
 // and network interfaces from instances' addresses), joined with what the gateway keeps
-// (title, summary, user mixins).
+// (title, summary, user mixins). Collections and computes are served from the gateway's views
+// (entity-views.ts), which read Lapis only for what changed.
 import type { Claim } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { ClaimState } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import type { Credentials } from '../adapters/lapis';
@@ -13,11 +14,17 @@ import { compute, isGone } from './computes';
 import { userMixinCategories, type GatewayContext } from './context';
 import { hideOtherProjects } from './hide-other-projects';
 
+/** The collection; the same array while neither it nor what the gateway keeps changed. */
 export async function list(ctx: GatewayContext, c: Credentials, kind: EntityKind): Promise<Entity[]> {
-  const entities = await lapisEntities(ctx, c, kind);
-  const states = new Map(ctx.store.states(c.project, kind).map((s) => [s.id, s.state]));
-  const userMixins = userMixinCategories(ctx, c);
-  return entities.map((e) => withState(e, states.get(e.id), userMixins));
+  const entities = await ctx.views.collection(c.project, kind, {
+    all: () => lapisEntities(ctx, c, kind),
+    one: kind === 'compute' || kind === 'storage' ? (id) => lapisEntityOrGone(ctx, c, kind, id) : undefined,
+  });
+  return ctx.views.derived(c.project, kind, entities, String(ctx.store.revision), () => {
+    const states = new Map(ctx.store.states(c.project, kind).map((s) => [s.id, s.state]));
+    const userMixins = userMixinCategories(ctx, c);
+    return entities.map((e) => withState(e, states.get(e.id), userMixins));
+  });
 }
 
 export async function get(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string): Promise<Entity> {
@@ -69,12 +76,19 @@ export async function lapisEntity(ctx: GatewayContext, c: Credentials, kind: Ent
   return hideOtherProjects(kind, id, async () => {
     switch (kind) {
       case 'compute': {
-        const hit = ctx.computes.get(id, c.project);
+        ctx.views.refresh(c.project, kind, () => lapisEntities(ctx, c, kind));
+        const hit = ctx.views.get(c.project, kind, id);
         if (hit) return hit;
-        const { claim, instance } = await compute(ctx, c, id);
-        const entity = computeEntity(claim, instance, await ctx.templates.templatesFor(c));
-        ctx.computes.remember(claim.project, entity);
-        return entity;
+        const mark = ctx.views.mark();
+        try {
+          const { claim, instance } = await compute(ctx, c, id);
+          const entity = computeEntity(claim, instance, await ctx.templates.templatesFor(c));
+          ctx.views.remember(claim.project, kind, id, entity, mark);
+          return entity;
+        } catch (error) {
+          if (error instanceof OcciError && error.status === 404) ctx.views.remember(c.project, kind, id, undefined, mark);
+          throw error;
+        }
       }
       case 'storage':
         return storageEntity(await ctx.lapis.getVolume(c, id));
@@ -91,6 +105,16 @@ export async function lapisEntity(ctx: GatewayContext, c: Credentials, kind: Ent
       }
     }
   });
+}
+
+/** The entity, or undefined once it is gone (or was never the caller's). */
+async function lapisEntityOrGone(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string): Promise<Entity | undefined> {
+  try {
+    return await lapisEntity(ctx, c, kind, id);
+  } catch (error) {
+    if (error instanceof OcciError && error.status === 404) return undefined;
+    throw error;
+  }
 }
 
 /** The project's networks: those its instances have addresses on. */

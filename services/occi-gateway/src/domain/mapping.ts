@@ -64,6 +64,7 @@ const PENDING_MESSAGES: Record<number, string> = {
 function computeState(claim: Claim, instance?: Instance): { state: ComputeState; message: string } {
   const state = instance?.state ?? claim.instanceState;
   if (state === InstanceState.RUNNING) return { state: 'active', message: '' };
+  if (state === InstanceState.SUSPENDED) return { state: 'suspended', message: '' };
   if (state === InstanceState.ERROR) return { state: 'error', message: instance?.stateReason || claim.reasonDetail || 'error' };
   if (claim.state === ClaimState.PENDING || claim.state === ClaimState.REQUEUED) {
     return { state: 'inactive', message: claim.reasonDetail || PENDING_MESSAGES[claim.pendingReason] || 'queued' };
@@ -98,12 +99,15 @@ export function computeEntity(claim: Claim, instance: Instance | undefined, temp
     if (spec.ports.length) attributes['lapis.container.ports'] = spec.ports.map(renderPort);
   }
   const location = `/compute/${claim.id}`;
+  // GFD.224 3.1: active may stop, restart or suspend; suspended starts again (resumes) or stops.
   const actions =
     state === 'active'
-      ? [ACTIONS.stop, ACTIONS.restart]
-      : state === 'inactive' && (instance?.state ?? claim.instanceState) === InstanceState.STOPPED
-        ? [ACTIONS.start]
-        : [];
+      ? [ACTIONS.stop, ACTIONS.restart, ACTIONS.suspend]
+      : state === 'suspended'
+        ? [ACTIONS.start, ACTIONS.stop]
+        : state === 'inactive' && (instance?.state ?? claim.instanceState) === InstanceState.STOPPED
+          ? [ACTIONS.start]
+          : [];
   const links: LinkEntity[] = [];
   for (const attachment of instance?.volumeAttachments ?? []) {
     links.push(storageLinkEntity(claim.id, attachment.volumeId, attachment.mountPath, true));

@@ -69,9 +69,13 @@ export const ACTIONS = {
   restart: action(COMPUTE_ACTION, 'restart', 'Restart the compute instance', [
     attr('method', 'string', { enum: ['graceful', 'warm', 'cold'], default: 'graceful' }),
   ]),
+  // The container frozen in memory (the runtime's SuspendInstance); `start` resumes it. GFD.224's
+  // other method, hibernate (to disk), has no Lapis counterpart, so it is not offered.
+  suspend: action(COMPUTE_ACTION, 'suspend', 'Suspend the compute instance', [
+    attr('method', 'string', { enum: ['suspend'], default: 'suspend' }),
+  ]),
 } satisfies Record<string, Category>;
-// Not offered: compute `suspend` (lapis.runtime.v1 has no pause call: start, stop and reboot
-// only) and storage `online`/`offline` (a Lapis volume is usable whenever it exists; there is
+// Not offered: storage `online`/`offline` (a Lapis volume is usable whenever it exists; there is
 // nothing to switch). OCCI lets a provider leave actions out; advertising them only to
 // answer 501 misleads clients (GFD.221 3.4.2: an action offered must be invocable).
 
@@ -99,7 +103,7 @@ export const KINDS = {
     title: 'Compute resource (a Lapis instance: a container run as a light-weight VM)',
     parent: `${CORE}resource`,
     location: '/compute/',
-    actions: [ACTIONS.start, ACTIONS.stop, ACTIONS.restart].map(categoryId),
+    actions: [ACTIONS.start, ACTIONS.stop, ACTIONS.restart, ACTIONS.suspend].map(categoryId),
     attributes: [
       attr('occi.compute.architecture', 'string', { enum: ['x86', 'x64'], ...immutable }),
       attr('occi.compute.cores', 'integer', { ...immutable, description: 'CPUs (from the flavor)' }),

@@ -25,3 +25,9 @@ export function requestRendering(contentType: string | undefined, hasBody: boole
   if (type === 'application/occi+json' || type === 'application/json') return 'application/occi+json';
   throw new OcciError(415, `Content-Type ${type.slice(0, 100)} is not supported; use text/plain, text/occi or application/occi+json`);
 }
+
+/** Whether the client takes a gzip body (Accept-Encoding, q-values and `*` as RFC 9110 says); without the header, no. */
+export function acceptsGzip(acceptEncoding: string | undefined): boolean {
+  if (!acceptEncoding) return false;
+  return new Negotiator({ headers: { 'accept-encoding': acceptEncoding } }).encoding(['gzip', 'identity']) === 'gzip';
+}

@@ -39,20 +39,59 @@ export function sendEntity(x: Exchange, entity: Entity, status: number): void {
   send(x, status, entityHeaders(entity), rendering);
 }
 
-export function sendCollection(x: Exchange, entities: Entity[], locations: string[] | undefined): void {
-  const rendering = responseRendering(header(x.req, 'accept'), true);
-  const uris = locations ?? entities.map((e) => `${x.base}${e.location}`);
-  if (rendering === 'application/occi+json') return sendJson(x, 200, locations ? { locations: uris } : collectionJson(entities));
-  if (rendering === 'text/uri-list') {
-    x.res.writeHead(200, { 'Content-Type': 'text/uri-list' });
-    return void x.res.end(uris.map((u) => `${u}\r\n`).join(''));
-  }
-  if (rendering === 'text/plain') {
+/** A whole answer, made once and sent as often as it stays right (http/collections.ts keeps them). */
+export interface Answer {
+  headers: Record<string, string | string[]>;
+  body: Buffer;
+}
+
+export function sendAnswer(x: Exchange, answer: Answer): void {
+  x.res.writeHead(200, answer.headers);
+  x.res.end(answer.body);
+}
+
+/**
+ * A collection (its entities, or only `locations`) in the accepted rendering; `next` is the
+ * next page's URL.
+ */
+export function collectionAnswer(
+  accept: string | undefined,
+  base: string,
+  entities: Entity[],
+  locations?: string[],
+  next?: string,
+): Answer {
+  const rendering = responseRendering(accept, true);
+  const uris = locations ?? entities.map((e) => `${base}${e.location}`);
+  const headers: Answer['headers'] = next ? { 'X-OCCI-Next-Page': next } : {};
+  let body: string;
+  if (rendering === 'application/occi+json') {
+    headers['Content-Type'] = 'application/occi+json';
+    body = JSON.stringify(locations ? { locations: uris } : collectionJson(entities));
+  } else if (rendering === 'text/uri-list') {
+    headers['Content-Type'] = 'text/uri-list';
+    body = uris.map((u) => `${u}\r\n`).join('');
+  } else if (rendering === 'text/plain') {
     // An empty collection is no lines at all (GFD.229), not a word that reads as one.
-    x.res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
-    return void x.res.end(toPlainText(locationHeaders(uris)));
+    headers['Content-Type'] = 'text/plain; charset=utf-8';
+    body = toPlainText(locationHeaders(uris));
+  } else {
+    Object.assign(headers, occiHeaders(locationHeaders(uris)));
+    headers['Content-Type'] = 'text/occi';
+    body = 'OK\n';
   }
-  send(x, 200, locationHeaders(uris), rendering);
+  return { headers, body: Buffer.from(body) };
+}
+
+export function sendCollection(x: Exchange, entities: Entity[], locations: string[] | undefined): void {
+  sendAnswer(x, collectionAnswer(header(x.req, 'accept'), x.base, entities, locations));
+}
+
+/** OCCI headers as HTTP headers: values are bytes, text beyond Latin-1 goes as its UTF-8 bytes (control characters are escaped by the rendering). */
+function occiHeaders(headers: Header[]): Record<string, string[]> {
+  const byName: Record<string, string[]> = {};
+  for (const [name, value] of headers) (byName[name] ??= []).push(Buffer.from(value, 'utf8').toString('latin1'));
+  return byName;
 }
 
 export function send(
@@ -62,13 +101,7 @@ export function send(
   rendering: Rendering = responseRendering(header(x.req, 'accept'), true),
 ): void {
   if (rendering === 'text/occi') {
-    for (const name of new Set(headers.map(([n]) => n))) {
-      // Header values are bytes: text beyond Latin-1 goes as its UTF-8 bytes (control characters are escaped by the rendering).
-      x.res.setHeader(
-        name,
-        headers.filter(([n]) => n === name).map(([, v]) => Buffer.from(v, 'utf8').toString('latin1')),
-      );
-    }
+    for (const [name, values] of Object.entries(occiHeaders(headers))) x.res.setHeader(name, values);
     x.res.writeHead(status, { 'Content-Type': 'text/occi' });
     return void x.res.end('OK\n');
   }

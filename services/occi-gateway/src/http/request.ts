@@ -141,19 +141,20 @@ export function filterEntities(entities: Entity[], categories: string[], attribu
   });
 }
 
-/** `?page_size=N&page_token=T` over the collection, with X-OCCI-Next-Page naming the next page. */
-export function page(x: Exchange, entities: Entity[]): Entity[] {
+/** `?page_size=N&page_token=T` over the collection, with `next` (X-OCCI-Next-Page) naming the next page. */
+export function page(x: Exchange, entities: Entity[]): { entities: Entity[]; next?: string } {
   const size = Number(x.url.searchParams.get('page_size') ?? 0);
   if (!Number.isInteger(size) || size < 0) throw new OcciError(400, 'page_size: must be a whole number');
-  if (!size) return entities;
+  if (!size) return { entities };
   const start = Number(x.url.searchParams.get('page_token') ?? 0);
   if (!Number.isInteger(start) || start < 0) throw new OcciError(400, 'page_token: not a token this server gave out');
+  let next: string | undefined;
   if (start + size < entities.length) {
     const query = new URLSearchParams(x.url.searchParams);
     query.set('page_token', String(start + size));
-    x.res.setHeader('X-OCCI-Next-Page', `${x.base}${x.url.pathname}?${query}`);
+    next = `${x.base}${x.url.pathname}?${query}`;
   }
-  return entities.slice(start, start + size);
+  return { entities: entities.slice(start, start + size), next };
 }
 
 export function methodNotAllowed(method: string, allowed: string): OcciError {

@@ -11,19 +11,8 @@ import type { Gateway } from '../application/gateway';
 import { decodeComponent, OcciError } from '../domain/entity';
 import type { Category, EntityKind } from '../domain/model';
 import { isServiceError, send, sendCategories, sendCollection, sendEntity, sendError, SERVER_HEADER } from './render';
-import {
-  attributeFilter,
-  authenticate,
-  categoryFilter,
-  filterEntities,
-  header,
-  methodNotAllowed,
-  page,
-  parseRequest,
-  readBody,
-  requestLocations,
-  type Exchange,
-} from './request';
+import { sendEntityCollection } from './collections';
+import { authenticate, categoryFilter, header, methodNotAllowed, parseRequest, readBody, requestLocations, type Exchange } from './request';
 
 const KINDS: readonly EntityKind[] = ['compute', 'storage', 'storagelink', 'network', 'networkinterface'];
 
@@ -127,10 +116,7 @@ async function handle(x: Exchange, gateway: Gateway, authenticator: Authenticato
   const action = x.url.searchParams.get('action');
 
   if (!id) {
-    if (method === 'GET') {
-      const entities = filterEntities(await gateway.list(credentials, kind), categoryFilter(x, body), attributeFilter(x));
-      return sendCollection(x, page(x, entities), undefined);
-    }
+    if (method === 'GET') return sendEntityCollection(x, await gateway.list(credentials, kind), body);
     if (method === 'POST' && action) {
       // An action on a collection applies to every entity in it.
       await gateway.invokeAll(credentials, kind, action, parseRequest(x, body));
@@ -174,7 +160,7 @@ async function mixinCollection(
   method: string,
   body: string,
 ): Promise<void> {
-  if (method === 'GET') return sendCollection(x, page(x, await gateway.mixinMembers(credentials, mixin)), undefined);
+  if (method === 'GET') return sendEntityCollection(x, await gateway.mixinMembers(credentials, mixin), body);
   const mode = method === 'POST' ? 'add' : method === 'PUT' ? 'replace' : method === 'DELETE' ? 'remove' : undefined;
   if (!mode) throw methodNotAllowed(method, 'GET, POST, PUT, DELETE');
   await gateway.updateMixinMembers(credentials, mixin, requestLocations(x, body), mode);

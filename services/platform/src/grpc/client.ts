@@ -13,6 +13,11 @@ export interface ClientOptions {
   deadlineMs?: number;
   /** Attempts (first included) for calls that fail with UNAVAILABLE. */
   maxAttempts?: number;
+  /**
+   * gRPC's wait-for-ready: a call made while the server cannot be reached waits (within its
+   * deadline) for the channel to connect instead of failing at once.
+   */
+  waitForReady?: boolean;
 }
 
 type ClientConstructor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: ChannelOptions) => C;
@@ -45,6 +50,8 @@ function callDefaults(options: ClientOptions): Interceptor {
         const token = typeof options.token === 'function' ? options.token() : options.token;
         if (token && !metadata.get('authorization').length) metadata.set('authorization', `Bearer ${token}`);
         if (options.project && !metadata.get(PROJECT_HEADER).length) metadata.set(PROJECT_HEADER, options.project);
+        // grpc-js reads wait-for-ready from the call's metadata options, not from the service config.
+        if (options.waitForReady) metadata.setOptions({ ...metadata.getOptions(), waitForReady: true });
         next(metadata, listener);
       },
     });

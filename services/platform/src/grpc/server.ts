@@ -130,12 +130,18 @@ export class GrpcServer {
   }
 
   /**
-   * Graceful stop: health goes NOT_SERVING, new calls are refused, in-flight calls get up to
-   * `graceMs` to finish, then the rest are cancelled.
+   * Graceful stop: health goes NOT_SERVING; calls are still served for `delayMs`, while load
+   * balancers take the server out (a Kubernetes Service's endpoints follow the pod's
+   * termination and readiness with a lag); then new calls are refused and in-flight calls get
+   * up to `graceMs` to finish, then the rest are cancelled.
    */
-  async shutdown(graceMs: number): Promise<void> {
+  async shutdown(graceMs: number, delayMs = 0): Promise<void> {
     this.draining = true;
     this.updateHealth();
+    if (delayMs > 0) {
+      this.options.log.info({ delayMs }, 'NOT_SERVING; still taking calls while load balancers take this server out');
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         this.options.log.warn({ calls: this.inFlight.size }, 'grace period over, cancelling calls');

@@ -77,7 +77,9 @@ export function schedulerAccess(options: { bucketPrefix?: string; consumerPrefix
       { durable: `${c}-heartbeat`, subject: `${eventSubjects.nodeHeartbeat}.>` },
     ],
     listens: [],
-    buckets: ['claims', 'nodes', 'node-moves', 'usage', 'accounts', 'quotas', 'leader', 'node-move-log'].map((n) => `${b}-${n}`),
+    buckets: ['claims', 'nodes', 'node-moves', 'usage', 'accounts', 'quotas', 'allocation-ratios', 'leader', 'node-move-log'].map(
+      (n) => `${b}-${n}`,
+    ),
     managesStream: true,
   };
 }

@@ -1,4 +1,6 @@
 import { strict as assert } from 'node:assert';
+import { once } from 'node:events';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import type { WatchOperationResponse } from '@lapis/proto/lapis/common/v1/common';
@@ -135,6 +137,28 @@ describe('gRPC server (real grpc-js server and clients)', () => {
       const error = await getOperation(operationsClient(address, { token: STATIC_TOKENS.alice, maxAttempts: 2 }), 'flaky');
       assert.ok(isError(error));
       assert.equal(error.code, status.UNAVAILABLE);
+    });
+
+    it('with waitForReady, waits within its deadline for a server that is not listening yet, instead of failing at once', async () => {
+      const free = createNetServer().listen(0, '127.0.0.1');
+      await once(free, 'listening');
+      const port = (free.address() as AddressInfo).port;
+      free.close();
+      const target = `127.0.0.1:${port}`;
+      const failsFast = await getOperation(operationsClient(target, { token: STATIC_TOKENS.alice, maxAttempts: 1 }), 'early');
+      assert.equal((failsFast as ServiceError).code, status.UNAVAILABLE);
+      const patient = getOperation(
+        operationsClient(target, { token: STATIC_TOKENS.alice, maxAttempts: 1, waitForReady: true, deadlineMs: 15_000 }),
+        'patient',
+      );
+      await sleep(500);
+      const late = await startServer([operationsService(probe)], {}, undefined, port);
+      try {
+        const response = await patient;
+        assert.ok(!isError(response), String((response as Error).message));
+      } finally {
+        await late.server.shutdown(100);
+      }
     });
 
     it('puts a deadline on unary calls, and the handler sees the call end', async () => {

@@ -7,7 +7,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { spawnService, staticTokenFile, type ServiceProcess } from '../../src/testing';
-import { getOperation, operationsClient } from '../grpc-harness';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { dynamicClient, getOperation, operationsClient } from '../grpc-harness';
 import { natsUrl, sleep, until } from '../helpers';
 
 const startProbe = (env: Record<string, string>) =>
@@ -38,6 +39,28 @@ describe('a service process (real NATS, real signals)', () => {
     assert.equal(await exitCode, 0);
     const steps = probe.logs.filter((l) => l.msg === 'stopped').map((l) => l.step);
     assert.deepEqual(steps, ['grpc', 'nats', 'telemetry']);
+  });
+
+  it('with LAPIS_SHUTDOWN_DELAY_MS, reports NOT_SERVING on SIGTERM and keeps serving for the delay, then refuses', async () => {
+    const probe = await startProbe({ LAPIS_SHUTDOWN_DELAY_MS: '1500' });
+    running.push(probe);
+    const health = () =>
+      new Promise<string>((resolve) =>
+        dynamicClient(healthProtoPath, 'grpc.health.v1.Health', probe.address).check(
+          { service: '' },
+          (error: ServiceError | null, response: { status: string }) => resolve(error ? `error ${error.code}` : response.status),
+        ),
+      );
+    assert.equal(await health(), 'SERVING');
+    const exitCode = probe.stop();
+    await sleep(300);
+    assert.equal(await health(), 'NOT_SERVING', 'load balancers see it going');
+    const during = await getOperation(operationsClient(probe.address, { token: 'alice-token', maxAttempts: 1 }), 'during');
+    assert.ok(!(during instanceof Error), `a call within the delay is served: ${(during as Error).message}`);
+    await sleep(1500);
+    const after = await getOperation(operationsClient(probe.address, { token: 'alice-token', maxAttempts: 1 }), 'after');
+    assert.equal((after as ServiceError).code, status.UNAVAILABLE, 'a call after the delay is refused');
+    assert.equal(await exitCode, 0);
   });
 
   it('exits 1 at its shutdown deadline (twice the grace period) when a step hangs, naming the step', async () => {

@@ -1,10 +1,11 @@
 // The scheduler's state in JetStream key-value buckets (<prefix>-claims, -nodes, -usage,
-// -accounts, -quotas, -leader), stored as JSON. Claims change only through compare-and-set.
+// -accounts, -quotas, -allocation-ratios, -leader), stored as JSON. Claims change only through compare-and-set.
 import { InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 import { type Bucket, type Codec, type EventBus, jsonCodec } from '@lapis/platform';
 import type { QuotaDef } from '../domain/cycle';
 import type { AccountDef } from '../domain/fairshare';
 import type { ClaimRecord, NodeRecord } from '../domain/model';
+import type { AllocationRatios } from '../domain/overcommit';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -54,20 +55,26 @@ export interface Store {
   usage: Bucket<UsageDoc>;
   accounts: Bucket<AccountDef>;
   quotas: Bucket<QuotaDef>;
+  /** Ratios an admin set, keyed by ratiosKey: they win over the configuration's. */
+  ratios: Bucket<AllocationRatios>;
   leader: Bucket<Lease>;
 }
 
+/** The key of a partition's or a node's allocation ratios in <prefix>-allocation-ratios. */
+export const ratiosKey = (scope: 'partition' | 'node', name: string) => `${scope}.${name}`;
+
 export async function openStore(bus: EventBus, prefix: string): Promise<Store> {
-  const [claims, nodes, moves, usage, accounts, quotas, leader] = await Promise.all([
+  const [claims, nodes, moves, usage, accounts, quotas, ratios, leader] = await Promise.all([
     bus.bucket(`${prefix}-claims`, claimCodec),
     bus.bucket(`${prefix}-nodes`, jsonCodec<NodeRecord>()),
     bus.bucket(`${prefix}-node-moves`, jsonCodec<NodeOverride>()),
     bus.bucket(`${prefix}-usage`, jsonCodec<UsageDoc>()),
     bus.bucket(`${prefix}-accounts`, jsonCodec<AccountDef>()),
     bus.bucket(`${prefix}-quotas`, jsonCodec<QuotaDef>()),
+    bus.bucket(`${prefix}-allocation-ratios`, jsonCodec<AllocationRatios>()),
     bus.bucket(`${prefix}-leader`, jsonCodec<Lease>()),
   ]);
-  return { claims, nodes, moves, usage, accounts, quotas, leader };
+  return { claims, nodes, moves, usage, accounts, quotas, ratios, leader };
 }
 
 /**

@@ -1,10 +1,12 @@
-// The administrators' commands: accounts (fair-share tree), project quotas, and moving a node
-// to another partition (with a short record of recent moves for ListNodeMoves). Each writes its
+// The administrators' commands: accounts (fair-share tree), project quotas, allocation ratios
+// of a partition or a node, and moving a node to another partition (with a short record of
+// recent moves for ListNodeMoves). Each writes its
 // bucket and updates this instance's cache at once; the other instances follow the bucket.
 import type { Bucket, EventBus, Logger } from '@lapis/platform';
-import type { Store } from '../adapters/store';
+import { ratiosKey, type Store } from '../adapters/store';
 import type { QuotaDef } from '../domain/cycle';
 import type { AccountDef } from '../domain/fairshare';
+import type { AllocationRatios } from '../domain/overcommit';
 import type { Cluster } from './cluster';
 
 /** One recorded MoveNode (ListNodeMoves). */
@@ -44,6 +46,22 @@ export class AdminCommands {
   async setQuota(project: string, quota: QuotaDef): Promise<void> {
     await this.o.store.quotas.put(project, quota);
     this.o.cluster.quotas.set(project, quota);
+    this.o.trigger();
+  }
+
+  /**
+   * Sets a partition's or a node's allocation ratios (validated by the caller); 0 leaves that
+   * resource to what it inherits, and both 0 removes the admin's setting.
+   */
+  async setRatios(scope: 'partition' | 'node', name: string, ratios: AllocationRatios): Promise<void> {
+    const key = ratiosKey(scope, name);
+    if (ratios.cpu === 0 && ratios.mem === 0) {
+      await this.o.store.ratios.delete(key);
+      this.o.cluster.ratios.delete(key);
+    } else {
+      await this.o.store.ratios.put(key, { cpu: ratios.cpu, mem: ratios.mem });
+      this.o.cluster.ratios.set(key, { cpu: ratios.cpu, mem: ratios.mem });
+    }
     this.o.trigger();
   }
 

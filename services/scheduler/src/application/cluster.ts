@@ -1,11 +1,13 @@
 // The cluster in memory, following its buckets: the nodes (as their heartbeats left them),
-// the partitions nodes were moved to, the accounts and the quotas. Every instance keeps them;
+// the partitions nodes were moved to, the accounts, the quotas and the allocation ratios an
+// admin set (over the configuration's). Every instance keeps them;
 // the leader's heartbeat consumer also writes the nodes (runtime-events.ts).
 import { jsonCodec } from '@lapis/platform';
-import { follow, type NodeOverride, type Store } from '../adapters/store';
+import { follow, ratiosKey, type NodeOverride, type Store } from '../adapters/store';
 import type { PartitionDef, QuotaDef } from '../domain/cycle';
 import type { AccountDef } from '../domain/fairshare';
 import { ZERO, type NodeRecord } from '../domain/model';
+import { resolveRatios, withRatios, type AllocationRatios } from '../domain/overcommit';
 import type { Settings } from '../config';
 
 export class Cluster {
@@ -13,6 +15,8 @@ export class Cluster {
   readonly moves = new Map<string, NodeOverride>();
   readonly accounts = new Map<string, AccountDef>();
   readonly quotas = new Map<string, QuotaDef>();
+  /** Admin-set allocation ratios by ratiosKey ("partition.web", "node.node-3"). */
+  readonly ratios = new Map<string, AllocationRatios>();
   /** Called when an account changes: priorities are due for recalculation. */
   onAccounts?: () => void;
 
@@ -22,7 +26,7 @@ export class Cluster {
     private readonly now: () => number,
   ) {}
 
-  /** Follows the nodes, node moves, accounts and quotas buckets, in that order. */
+  /** Follows the nodes, node moves, accounts, quotas and allocation ratios buckets, in that order. */
   async follow(store: Store): Promise<Array<{ stop(): void }>> {
     return [
       await follow(store.nodes, jsonCodec<NodeRecord>(), (key, decode) => {
@@ -37,6 +41,9 @@ export class Cluster {
         this.onAccounts?.();
       }),
       await follow(store.quotas, jsonCodec<QuotaDef>(), (key, value) => (value ? this.quotas.set(key, value()) : this.quotas.delete(key))),
+      await follow(store.ratios, jsonCodec<AllocationRatios>(), (key, value) =>
+        value ? this.ratios.set(key, value()) : this.ratios.delete(key),
+      ),
     ];
   }
 
@@ -60,9 +67,36 @@ export class Cluster {
     return this.moves.get(n.name)?.partition || n.partition || this.settings.defaultPartition;
   }
 
-  /** The nodes as a cycle sees them: a moved node in its new partition. */
+  /** The nodes as a cycle sees them: a moved node in its new partition, with its allocation ratios applied. */
   nodeViews(): NodeRecord[] {
-    return [...this.nodes.values()].map((n) => (this.moves.has(n.name) ? { ...n, partition: this.partitionOfNode(n) } : n));
+    const configured = new Map(this.settings.partitions.map((p) => [p.name, p.ratios]));
+    // Without any ratio set (the usual case) nothing is worked out per node.
+    const anyRatios = this.ratios.size > 0 || this.settings.partitions.some((p) => p.ratios && (p.ratios.cpu || p.ratios.mem));
+    return [...this.nodes.values()].map((n) => {
+      const view = this.moves.has(n.name) ? { ...n, partition: this.partitionOfNode(n) } : n;
+      if (!anyRatios) return view;
+      const partition = this.partitionOfNode(n);
+      return withRatios(
+        view,
+        resolveRatios(
+          this.ratios.get(ratiosKey('node', n.name)),
+          this.ratios.get(ratiosKey('partition', partition)),
+          configured.get(partition),
+        ),
+      );
+    });
+  }
+
+  /** A partition's allocation ratios in force: an admin's, else the configuration's, else 1. */
+  partitionRatios(partition: string): AllocationRatios {
+    const configured = this.settings.partitions.find((p) => p.name === partition)?.ratios;
+    return resolveRatios(this.ratios.get(ratiosKey('partition', partition)), configured);
+  }
+
+  /** A node's allocation ratios in force when it has its own (else undefined: its partition's). */
+  nodeRatios(n: NodeRecord): AllocationRatios | undefined {
+    const own = this.ratios.get(ratiosKey('node', n.name));
+    return own ? resolveRatios(own, this.partitionRatios(this.partitionOfNode(n))) : undefined;
   }
 
   /** No heartbeat for three intervals, or not ready: the cycle places nothing on it. */

@@ -12,7 +12,7 @@
 //   cycle-runner.ts    when cycles run, and one cycle over domain/cycle.ts
 //   placement-writer.ts  the compare-and-set writes that record a cycle's decisions
 //   publisher.ts       claimPlaced and preemptionNotice, once recorded
-//   lease.ts, runtime-events.ts, cluster.ts, usage.ts, admin.ts, in-flight.ts
+//   lease.ts, runtime-events.ts, cluster.ts, usage.ts, admin.ts, in-flight.ts, node-loss.ts
 import { randomUUID } from 'node:crypto';
 import type { EventBus, HostPortRange, Logger } from '@lapis/platform';
 import { jsonCodec, RevisionConflict } from '@lapis/platform';
@@ -22,6 +22,8 @@ import { openStore } from '../adapters/store';
 import type { PartitionDef, QuotaDef } from '../domain/cycle';
 import type { AccountDef, FairShareResult } from '../domain/fairshare';
 import type { ClaimRecord, NodeRecord, Res } from '../domain/model';
+import { lostAfter } from '../domain/node-loss';
+import type { AllocationRatios } from '../domain/overcommit';
 import type { Breakdown } from '../domain/priority';
 import type { Settings } from '../config';
 import { AdminCommands, type NodeMoveEntry } from './admin';
@@ -31,6 +33,7 @@ import { Cluster } from './cluster';
 import { CycleRunner, type CycleStats } from './cycle-runner';
 import { InFlight } from './in-flight';
 import { LeaderLease } from './lease';
+import { NodeLoss } from './node-loss';
 import { PlacementWriter } from './placement-writer';
 import { PlacementPublisher } from './publisher';
 import { RuntimeEvents } from './runtime-events';
@@ -54,6 +57,8 @@ export interface SchedulerOptions {
   cycleMs: number;
   leaseMs: number;
   heartbeatMs: number;
+  /** A node silent this long is lost (its instances move, it is fenced); 0 or absent: never. */
+  nodeLostMs?: number;
   maxPlacements: number;
   /** Recalculate every priority this often (SLURM's PriorityCalcPeriod); default 5 s. */
   priorityCalcMs?: number;
@@ -84,6 +89,7 @@ export class Scheduler {
   private readonly now: () => number;
   private readonly flavorByName: Map<string, Flavor>;
   private readonly o: Required<Omit<SchedulerOptions, 'instanceId' | 'now' | 'hostPorts'>> & Pick<SchedulerOptions, 'hostPorts'>;
+  private nodeLoss?: NodeLoss;
   // The parts that need the buckets, made by start().
   private writer?: AckedWriter;
   private lease?: LeaderLease;
@@ -97,7 +103,13 @@ export class Scheduler {
 
   constructor(options: SchedulerOptions) {
     const o = options;
-    this.o = { priorityCalcMs: 5_000, maxInFlight: Math.max(4096, 2 * options.maxPlacements), awaitWrites: false, ...options };
+    this.o = {
+      priorityCalcMs: 5_000,
+      nodeLostMs: 0,
+      maxInFlight: Math.max(4096, 2 * options.maxPlacements),
+      awaitWrites: false,
+      ...options,
+    };
     this.instanceId = o.instanceId ?? `${randomUUID().slice(0, 8)}@${process.pid}`;
     this.now = o.now ?? Date.now;
     this.flavorByName = new Map(o.flavors.map((f) => [f.name, f]));
@@ -202,6 +214,17 @@ export class Scheduler {
       trigger,
     });
     this.commands = new ClaimCommands(store.claims, this.cache, bus, this.now);
+    this.nodeLoss = new NodeLoss({
+      claims: store.claims,
+      cache: this.cache,
+      cluster: this.cluster,
+      bus,
+      log,
+      now: this.now,
+      lostAfterMs: lostAfter(this.o.nodeLostMs, this.cluster.downAfterMs),
+      everyMs: this.o.heartbeatMs,
+      trigger,
+    });
     this.admin = new AdminCommands({ store, moveLog, cluster: this.cluster, bus, log, now: this.now, trigger });
 
     for (const a of settings.accounts) await store.accounts.create(a.name, a).catch(ignoreConflict);
@@ -232,6 +255,7 @@ export class Scheduler {
   async halt(): Promise<void> {
     this.lease?.stop();
     this.cycles?.stopTimer();
+    await this.nodeLoss?.stop();
     this.lease?.drop();
     await this.events?.stop();
     for (const f of this.followers.splice(0)) f.stop();
@@ -248,11 +272,13 @@ export class Scheduler {
     this.publisher!.adoptPlaced();
     await this.events.start();
     this.cycles!.startTimer();
+    this.nodeLoss!.start();
   }
 
   private async resign(giveBack = true): Promise<void> {
     if (!this.lease?.drop()) return;
     this.cycles!.stopTimer();
+    await this.nodeLoss?.stop();
     await this.events.stop();
     await this.cycles!.idle();
     await this.settled();
@@ -280,6 +306,11 @@ export class Scheduler {
 
   setQuota(project: string, quota: QuotaDef): Promise<void> {
     return this.admin.setQuota(project, quota);
+  }
+
+  /** An admin's allocation ratios for a partition or a node (both 0: back to the inherited ones). */
+  setRatios(scope: 'partition' | 'node', name: string, ratios: AllocationRatios): Promise<void> {
+    return this.admin.setRatios(scope, name, ratios);
   }
 
   moveNode(node: string, to: string, reason: string, user = ''): Promise<string> {
@@ -340,6 +371,16 @@ export class Scheduler {
 
   partitionOfNode(n: NodeRecord): string {
     return this.cluster.partitionOfNode(n);
+  }
+
+  /** A partition's allocation ratios in force (1: no overcommit). */
+  partitionRatios(partition: string): AllocationRatios {
+    return this.cluster.partitionRatios(partition);
+  }
+
+  /** A node's allocation ratios where it has its own; undefined: its partition's. */
+  nodeRatios(n: NodeRecord): AllocationRatios | undefined {
+    return this.cluster.nodeRatios(n);
   }
 
   /** No heartbeat for three intervals, or not ready: the cycle places nothing on it. */

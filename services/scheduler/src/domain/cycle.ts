@@ -18,6 +18,7 @@ import {
   type NodeRecord,
   type Res,
 } from './model';
+import type { AllocationRatios } from './overcommit';
 import { chooseNode, filterNode, free, FreeIndex, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
 import { choosePreemption } from './preemption';
 import { ClusterSums, type NodeUse, type Use } from './state';
@@ -35,6 +36,8 @@ export interface PartitionDef {
   maxNodes: number;
   /** Takes no claims: its nodes are the batch system's (where the partition director keeps them). */
   closed?: boolean;
+  /** CPU and memory allocation ratios of its nodes from the configuration (0 or absent: 1). */
+  ratios?: AllocationRatios;
 }
 
 export interface QuotaDef {

@@ -82,6 +82,11 @@ export interface NodeRecord {
   /** Ready for new instances (not draining, not down). */
   ready: boolean;
   capacity: Res;
+  /**
+   * Set where allocation ratios enlarge `capacity` for placement (domain/overcommit.ts): the
+   * node's real capacity, the most one instance may ask for.
+   */
+  instanceLimit?: Res;
   /** What the node reported as allocated in its last heartbeat. */
   reported: Res;
   /** Free devices by kind, as the node last reported them. */

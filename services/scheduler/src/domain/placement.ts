@@ -46,6 +46,7 @@ export interface PlacementOptions {
 export function staticallyFits(c: ClaimRecord, n: NodeView): boolean {
   if (c.backend !== Backend.UNSPECIFIED && n.rec.backend !== c.backend) return false;
   if (!fits(c.res, n.rec.capacity)) return false;
+  if (n.rec.instanceLimit && !fits(c.res, n.rec.instanceLimit)) return false;
   return c.devices.every((d) => (n.rec.totalDevices[d.kind] ?? 0) >= d.count);
 }
 

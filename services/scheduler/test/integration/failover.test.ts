@@ -6,6 +6,7 @@
 import { strict as assert } from 'node:assert';
 import { EventBus, loadFlavors } from '@lapis/platform';
 import { natsUrl, testLog, until } from '@lapis/platform/testing';
+import { InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 import { ClaimState } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { Scheduler } from '../../src/application/scheduler';
 import { defaultSettings } from '../../src/config';
@@ -30,22 +31,7 @@ async function instance(prefix: string, name: string): Promise<{ scheduler: Sche
   return { scheduler, bus };
 }
 
-const spec = {
-  name: 'vm',
-  flavor: 'm1.tiny',
-  image: 'lapis/base:1',
-  command: [],
-  environment: {},
-  userData: Buffer.alloc(0),
-  sshPublicKeys: [],
-  labels: {},
-  ports: [],
-  volumes: [],
-  devices: [],
-  networks: [],
-  restartOnFailure: false,
-  resources: undefined,
-};
+const spec = InstanceSpec.fromPartial({ name: 'vm', flavor: 'm1.tiny', image: 'lapis/base:1' });
 
 for (const when of ['decided', 'recorded'] as const) {
   describe(`fail-over with the leader killed mid-cycle (${when === 'decided' ? 'after deciding' : 'after recording, before publishing'})`, () => {

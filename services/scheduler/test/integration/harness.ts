@@ -157,6 +157,10 @@ export function api(c: SchedulerServiceClient) {
     getQuota: fill(S.GetQuotaRequest, c.getQuota as never as Unary<S.GetQuotaRequest, S.GetQuotaResponse>),
     setQuota: fill(S.SetQuotaRequest, c.setQuota as never as Unary<S.SetQuotaRequest, S.SetQuotaResponse>),
     moveNode: fill(S.MoveNodeRequest, c.moveNode as never as Unary<S.MoveNodeRequest, S.MoveNodeResponse>),
+    setAllocationRatios: fill(
+      S.SetAllocationRatiosRequest,
+      c.setAllocationRatios as never as Unary<S.SetAllocationRatiosRequest, S.SetAllocationRatiosResponse>,
+    ),
     close: () => c.close(),
   };
 }

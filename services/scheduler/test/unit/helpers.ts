@@ -1,5 +1,5 @@
 // Builders for the unit tests: claims and nodes with only what a test cares about.
-import { Backend, DeviceKind, InstanceState } from '@lapis/proto/lapis/common/v1/common';
+import { Backend, DeviceKind, InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import type { ClaimRecord, NodeRecord, Res } from '../../src/domain/model';
 
@@ -11,22 +11,7 @@ export function claim(id: string, over: Partial<ClaimRecord> = {}): ClaimRecord 
     id,
     project: 'p',
     user: 'u',
-    spec: {
-      name: id,
-      flavor: '',
-      resources: undefined,
-      image: 'img:1',
-      command: [],
-      environment: {},
-      userData: Buffer.alloc(0),
-      sshPublicKeys: [],
-      labels: {},
-      ports: [],
-      volumes: [],
-      devices: [],
-      networks: [],
-      restartOnFailure: false,
-    },
+    spec: InstanceSpec.fromPartial({ name: id, image: 'img:1' }),
     res: cpus(1),
     devices: [],
     preemptible: false,

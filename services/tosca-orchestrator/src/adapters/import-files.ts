@@ -1,5 +1,6 @@
 // Imported files from the disk: URL imports from the local mirror (<mirror>/<host>/<path>, never
-// the network) and relative imports from the template's directory (the CLI's). Template after
+// the network) and relative imports from baseDir, joined to the path the loader names them by
+// (the import resolved against the main file's name). Template after
 // template imports the same few files (INDIGO's 100 KB of types above all): a file's text is
 // kept while its size, times and inode stay the same, so a stat replaces the read, and the same
 // text (the same string) lets the loader reuse what it made of it.

@@ -2,12 +2,13 @@
 // (from the files given, or the import source), URL imports (from the import source: a local
 // mirror, never the network) and CSAR archives. Lapis' normative and INDIGO types are always
 // there underneath.
-import { unzipSync, strFromU8 } from 'fflate';
+import type * as Fflate from 'fflate';
 import { LRUCache } from 'lru-cache';
 import { posix } from 'node:path';
 import { at, Diagnostics, type Loc } from './diagnostics';
 import { isDict, Registry, typeSections, type Dict, type Kind } from './registry';
-import { indigoTypes, indigoTypesUrl } from './types/indigo';
+import { indigoTypeTexts } from './types/indigo';
+import { nfvProfileVersion, nfvTypes } from './types/nfv';
 import { normativeTypes } from './types/normative';
 import { loadYaml, type LoadedYaml, type ParallelReader } from './yaml';
 
@@ -16,7 +17,11 @@ export const supportedVersions = new Set([
   'tosca_simple_yaml_1_1',
   'tosca_simple_yaml_1_2',
   'tosca_simple_yaml_1_3',
+  nfvProfileVersion,
 ]);
+
+/** INDIGO's custom types file, by URL (any branch or commit): Lapis' built-ins stand in for it. */
+export const indigoTypesUrl = /^https?:\/\/raw\.githubusercontent\.com\/indigo-dc\/tosca-types\/[^/]+\/custom_types\.yaml$/;
 
 export const topLevelKeys = new Set([
   'tosca_definitions_version',
@@ -85,16 +90,31 @@ export function builtins(): Registry {
   if (builtinRegistry) return builtinRegistry;
   const registry = new Registry();
   const diags = new Diagnostics();
-  for (const [file, text] of [
-    ['<tosca-normative>', normativeTypes],
-    ['<lapis-indigo>', indigoTypes],
-  ] as const) {
-    const doc = loadYaml(text, file, diags, false).value;
-    if (isDict(doc)) addTypes(registry, doc, file, true, diags);
-  }
+  // JSON, read in about a millisecond (see types/normative.ts).
+  addTypes(registry, JSON.parse(normativeTypes) as Dict, '<tosca-normative>', true, diags);
+  for (const text of indigoTypeTexts) addTypes(registry, JSON.parse(text) as Dict, '<lapis-indigo>', true, diags);
   if (diags.errorCount) throw new Error(`built-in types are broken: ${JSON.stringify(diags.list.slice(0, 3))}`);
   builtinRegistry = registry;
   return registry;
+}
+
+let nfvDocument: Dict | undefined;
+
+/**
+ * The NFV profile's types, for a file of its version: built-in (what the template or its imports
+ * define of the same names wins, SOL001's tosca.nodes.nfv.* among them).
+ */
+function addNfvTypes(registry: Registry): void {
+  if (!nfvDocument) {
+    const diags = new Diagnostics();
+    const doc = loadYaml(nfvTypes, '<tosca-nfv-1.0>', diags, false).value;
+    if (!isDict(doc) || diags.errorCount) throw new Error(`built-in NFV types are broken: ${JSON.stringify(diags.list.slice(0, 3))}`);
+    nfvDocument = doc;
+  }
+  const own = new Registry();
+  addTypes(own, nfvDocument, '<tosca-nfv-1.0>', true, new Diagnostics());
+  for (const kind of Object.values(typeSections))
+    for (const entry of own.all(kind)) if (!registry.get(kind, entry.name) || registry.get(kind, entry.name)!.builtin) registry.set(entry);
 }
 
 function addTypes(registry: Registry, doc: Dict, file: string, builtin: boolean, diags: Diagnostics, overridable?: Set<string>): void {
@@ -122,6 +142,8 @@ function parseCsar(
   name: string,
   maxChars: number,
 ): { main?: string; files: Record<string, string> } {
+  // fflate builds its tables when loaded (tens of milliseconds): only for an archive.
+  const { unzipSync, strFromU8 } = require('fflate') as typeof Fflate;
   let entries: Record<string, Uint8Array>;
   // Each file is unpacked into a buffer of the size its header declares (never more), so the
   // declared sizes bound what an archive can unpack to (a zip bomb is refused before).
@@ -184,6 +206,7 @@ export function loadTemplate(input: TemplateInput): Loaded {
   // The INDIGO file, when imported, replaces Lapis' own INDIGO definitions silently.
   const overridable = new Set<string>();
   const loading = new Set<string>();
+  let nfvAdded = false;
 
   const readRelative = (path: string): string | undefined => files[path] ?? input.imports?.relative(path);
 
@@ -217,9 +240,12 @@ export function loadTemplate(input: TemplateInput): Loaded {
     else if (!supportedVersions.has(String(version))) {
       diags.error(
         'UNSUPPORTED_VERSION',
-        `tosca_definitions_version "${String(version)}" is not supported (use tosca_simple_yaml_1_0 to tosca_simple_yaml_1_3)`,
+        `tosca_definitions_version "${String(version)}" is not supported (use tosca_simple_yaml_1_0 to tosca_simple_yaml_1_3, or ${nfvProfileVersion})`,
         { file, path: 'tosca_definitions_version' },
       );
+    } else if (version === nfvProfileVersion && !nfvAdded) {
+      nfvAdded = true;
+      addNfvTypes(registry);
     }
     for (const key of Object.keys(doc)) {
       if (!topLevelKeys.has(key)) diags.error('UNKNOWN_FIELD', `unknown top-level field "${key}"`, { file, path: key });

@@ -16,11 +16,13 @@ export const typeSections: Record<string, Kind> = {
   group_types: 'group',
 };
 
+// The spec's short names: PortDef is tosca.datatypes.network.PortDef, Linkable
+// tosca.capabilities.network.Linkable, LinksTo tosca.relationships.network.LinksTo.
 const prefixes: Record<Kind, string[]> = {
-  node: ['tosca.nodes.'],
-  relationship: ['tosca.relationships.'],
-  capability: ['tosca.capabilities.'],
-  data: ['tosca.datatypes.'],
+  node: ['tosca.nodes.', 'tosca.nodes.network.'],
+  relationship: ['tosca.relationships.', 'tosca.relationships.network.'],
+  capability: ['tosca.capabilities.', 'tosca.capabilities.network.'],
+  data: ['tosca.datatypes.', 'tosca.datatypes.network.'],
   artifact: ['tosca.artifacts.'],
   interface: ['tosca.interfaces.', 'tosca.interfaces.node.lifecycle.', 'tosca.interfaces.relationship.'],
   policy: ['tosca.policies.'],

@@ -2,9 +2,11 @@
 // yes/no/on/off are booleans, duplicate keys keep the last value (with a warning), implicit
 // pairs in flow sequences become one-entry maps. Every map entry and sequence item records its
 // offset under its document path.
-import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, Lexer, parseDocument, type Scalar, type Node } from 'yaml';
+import type * as YamlLibrary from 'yaml';
+import type { Scalar, Node } from 'yaml';
 import * as jsyaml from 'js-yaml';
 import { child, Diagnostics, type PositionIndex } from './diagnostics';
+import { bendToYaml12, originalOffset } from './yaml11';
 
 export interface LoadedYaml {
   value: unknown;
@@ -42,6 +44,13 @@ interface Yaml11Boolean {
 
 // js-yaml's members, read once (not through the module namespace on every scalar).
 const { parseEvents, getScalarValue, CORE_SCHEMA, EVENT_ID: E, SCALAR_STYLE_PLAIN, YAMLException } = jsyaml;
+
+/**
+ * The `yaml` library (about 70 modules), loaded when a file first needs it: a valid template
+ * read fast never does, so `tosca validate` starts without it.
+ */
+let yamlLibrary: typeof YamlLibrary | undefined;
+const library = (): typeof YamlLibrary => (yamlLibrary ??= require('yaml') as typeof YamlLibrary);
 
 /**
  * Bounds on what a template's YAML may make us do (a template comes from a tenant). Nesting:
@@ -322,11 +331,38 @@ export function loadYaml(text: string, file: string, diags: Diagnostics, styleWa
       }
     }
   }
-  if (!fast) return loadWithLibrary(text, file, diags, styleWarnings);
+  if (!fast) return loadLenient(text, file, diags, styleWarnings);
   diags.addFile(file, () => loadWithLibrary(text, file, new Diagnostics(), false).positions, text);
   if (styleWarnings)
     for (const b of booleans) diags.addAt('warning', 'YAML11_BOOLEAN', yaml11BooleanMessage(b.source, b.value), file, b.path, b.offset);
   return { value: fast.value ?? null, positions: new Map(), ok: true };
+}
+
+/**
+ * The library's reading; a text it refuses that YAML 1.1 readers accept (see yaml11.ts) is read
+ * bent into YAML 1.2, with a warning where it bends the spec and positions in the original.
+ */
+function loadLenient(text: string, file: string, diags: Diagnostics, styleWarnings: boolean): LoadedYaml {
+  const strict = new Diagnostics();
+  const loaded = loadWithLibrary(text, file, strict, styleWarnings);
+  const bent = loaded.ok ? undefined : bendToYaml12(text);
+  const lenientDiags = new Diagnostics();
+  const lenient = bent && loadWithLibrary(bent.text, file, lenientDiags, styleWarnings);
+  if (!bent || !lenient?.ok) {
+    diags.adopt(file, strict);
+    return loaded;
+  }
+  const positions: PositionIndex = new Map();
+  for (const [path, offset] of lenient.positions) positions.set(path, originalOffset(bent, offset));
+  diags.addFile(file, positions, text);
+  for (const b of bent.bends) diags.addAt('warning', 'YAML11_LENIENCY', b.message, file, '', b.offset);
+  const lineStarts = [0];
+  for (let i = bent.text.indexOf('\n'); i >= 0; i = bent.text.indexOf('\n', i + 1)) lineStarts.push(i + 1);
+  for (const d of lenientDiags.list) {
+    const offset = originalOffset(bent, (lineStarts[d.line - 1] ?? 0) + d.column - 1);
+    diags.addAt(d.severity, d.code, d.message, file, d.path, offset);
+  }
+  return { value: lenient.value, positions, ok: true };
 }
 
 /** A split template read by two threads: the body there, the head here, the body grafted in. */
@@ -377,7 +413,7 @@ function nestsDeeperThan(text: string, max: number): number | undefined {
   let offset = 0;
   let lineStart = true;
   let indent = 0;
-  for (const token of new Lexer().lex(text)) {
+  for (const token of new (library().Lexer)().lex(text)) {
     if (CONTROL_TOKENS.has(token)) continue;
     const at = offset;
     offset += token.length;
@@ -426,6 +462,7 @@ class OverLimit {
 
 /** The `yaml` library's reading, converted the same way (exported for the differential test). */
 export function loadWithLibrary(text: string, file: string, diags: Diagnostics, styleWarnings = true): LoadedYaml {
+  const { isAlias, isCollection, isMap, isPair, isScalar, isSeq, parseDocument } = library();
   const positions: PositionIndex = new Map();
   diags.addFile(file, positions, text);
   const doc = parseDocument(text, { uniqueKeys: false, version: '1.1', prettyErrors: false, merge: true });

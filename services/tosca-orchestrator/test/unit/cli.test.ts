@@ -1,9 +1,9 @@
 // The offline command line and CSAR archives.
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { strToU8, zipSync } from 'fflate';
 import { runCli } from '../../src/cli';
 import { processTemplate } from '../../src/domain/validate';
@@ -26,6 +26,98 @@ describe('command line', () => {
     const r = runCli(['validate', caseFile('error-dependency-cycle')], {});
     assert.equal(r.code, 1);
     assert.match(r.stderr, /error-dependency-cycle\/template\.yaml:4:5: error: dependency cycle: a -> b -> c -> a \[DEPENDENCY_CYCLE\]/);
+  });
+
+  it('validate dir/t.yaml reads its relative imports from dir, once (not dir/dir)', () => {
+    const folder = join(dir, 'nested');
+    mkdirSync(join(folder, 'types'), { recursive: true });
+    writeFileSync(
+      join(folder, 'types', 'app.yaml'),
+      'tosca_definitions_version: tosca_simple_yaml_1_3\nnode_types:\n  my.App: { derived_from: tosca.nodes.Root }\n',
+    );
+    writeFileSync(
+      join(folder, 't.yaml'),
+      'tosca_definitions_version: tosca_simple_yaml_1_3\nimports: [types/app.yaml]\ntopology_template:\n  node_templates:\n    app: { type: my.App }\n',
+    );
+    // From the folder above (a path with a directory), from elsewhere, and by absolute path.
+    const before = process.cwd();
+    try {
+      process.chdir(dir);
+      for (const file of ['nested/t.yaml', join(folder, 't.yaml')]) {
+        const r = runCli(['validate', file], {});
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /nested\/t\.yaml: valid/);
+      }
+    } finally {
+      process.chdir(before);
+    }
+    assert.equal(runCli(['validate', relative(process.cwd(), join(folder, 't.yaml'))], {}).code, 0);
+  });
+
+  it('validate FILE...: one verdict per file; exit 1 when any is invalid', () => {
+    const good = caseFile('dependency-order');
+    const bad = caseFile('error-dependency-cycle');
+    const r = runCli(['validate', good, bad, caseFile('networks')], {});
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout.match(/: valid; deployment order/g)?.length, 2, r.stdout);
+    assert.match(r.stderr, /error-dependency-cycle\/template\.yaml: invalid \(1 errors\)/);
+    assert.equal(runCli(['validate', good, caseFile('networks')], {}).code, 0);
+    const json = JSON.parse(runCli(['validate', good, bad, '--json'], {}).stdout) as { file: string; valid: boolean }[];
+    assert.deepEqual(
+      json.map((v) => v.valid),
+      [true, false],
+    );
+    assert.match(json[1]!.file, /error-dependency-cycle/);
+    // A file that cannot be read is that file's verdict, not the end of the others.
+    const missing = runCli(['validate', join(dir, 'absent.yaml'), good], {});
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /absent\.yaml: cannot read/);
+    assert.match(missing.stdout, /dependency-order\/template\.yaml: valid/);
+    assert.equal(runCli(['translate', '--to', 'hot', good, good], {}).code, 2, 'translate takes one file');
+  });
+
+  it('validate --input NAME=VALUE: text converted to the declared type', () => {
+    const r = runCli(
+      ['validate', caseFile('error-inputs'), '--input', 'cpus=3', '--input', 'mem=2 GB', '--input', 'cores=1', '--quiet'],
+      {},
+    );
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /:4:5: error: input cpus: 3 must be one of \[1,2,4\]/);
+    assert.doesNotMatch(r.stderr, /required input "mem"/);
+    const ok = runCli(['validate', caseFile('error-inputs'), '--input', 'cpus=2', '--input', 'mem=2 GB', '--json'], {});
+    const verdict = JSON.parse(ok.stdout) as { valid: boolean; diagnostics: { message: string }[] };
+    assert.ok(!verdict.diagnostics.some((d) => /^input (cpus|mem)\b/.test(d.message)), ok.stdout);
+    assert.equal(runCli(['validate', caseFile('error-inputs'), '--input', 'cpus'], {}).code, 2);
+  });
+
+  it('a bad inputs file is named with its line and column', () => {
+    const list = join(dir, 'list.yaml');
+    writeFileSync(list, '- a\n- b\n');
+    assert.match(
+      runCli(['validate', caseFile('error-inputs'), '--inputs', list], {}).stderr,
+      /list\.yaml:1:1: error: an inputs file must be a YAML map/,
+    );
+    const broken = join(dir, 'broken.yaml');
+    writeFileSync(broken, 'cpus: 1\nmem: [ 1\n');
+    const r = runCli(['validate', caseFile('error-inputs'), '--inputs', broken], {});
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /broken\.yaml:\d+:\d+: error: .*\[YAML_SYNTAX\]/);
+  });
+
+  it('validate starts without gRPC, NATS, telemetry, the YAML library, the zip reader or the translators', () => {
+    const cli = resolve(__dirname, '..', '..', 'src', 'cli.js');
+    const script = `process.on('exit', () => process.stderr.write('\\nMODULES ' + JSON.stringify(Object.keys(require.cache))));`;
+    const hook = join(dir, 'modules-hook.js');
+    writeFileSync(hook, script);
+    const r = spawnSync(process.execPath, ['-r', hook, cli, 'validate', caseFile('dependency-order'), caseFile('networks')], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const modules = JSON.parse(r.stderr.split('MODULES ')[1]!) as string[];
+    const heavy = modules.filter((m) =>
+      /node_modules\/(@grpc|nats|@nats-io|@opentelemetry|pino|yaml|fflate)\/|domain\/translate\/|@lapis\/(platform|proto)/.test(m),
+    );
+    assert.deepEqual(heavy, []);
   });
 
   it('validate --inputs: required inputs and input constraints are checked', () => {

@@ -1,6 +1,6 @@
-// lapisctl partition: the scheduler's partitions with their nodes and sizes (which ones are
-// shared with a Slurm partition and moved by the partition director), the recent node moves,
-// and a move by hand (admins).
+// lapisctl partition: the scheduler's partitions with their nodes, sizes and allocation ratios
+// (which ones are shared with a Slurm partition and moved by the partition director), the recent
+// node moves, a move by hand and the ratios of a partition or a node (admins).
 import { listAll } from '@lapis/platform/list-all';
 import {
   ListNodeMovesRequest,
@@ -9,7 +9,10 @@ import {
   MoveNodeRequest,
   NodeMove,
   Partition,
+  SetAllocationRatiosRequest,
+  type AllocationRatios,
   type MoveNodeResponse,
+  type SetAllocationRatiosResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
 import { UsageError, type Command } from '../cli';
@@ -37,6 +40,24 @@ function limits(p: Partition): string | undefined {
   return parts.length ? parts.join(', ') : undefined;
 }
 
+/** An allocation ratio as shown: 1 is no overcommit. */
+const ratio = (r: number | undefined) => `${r || 1}`;
+
+/** The nodes with ratios of their own: "node-3=8/1.5" (CPU/memory). */
+function nodeRatios(p: Partition): string | undefined {
+  const own = Object.entries(p.nodeAllocationRatios);
+  return own.length ? own.map(([n, r]: [string, AllocationRatios]) => `${n}=${ratio(r.cpu)}/${ratio(r.memory)}`).join(',') : undefined;
+}
+
+/** A --cpu or --memory value: a number (the scheduler checks its range); absent: 0, inherited. */
+function ratioOption(value: unknown, flag: string): number {
+  if (value === undefined) return 0;
+  const n = Number(value);
+  if (String(value).trim() === '' || !Number.isFinite(n))
+    throw new UsageError(`${flag} takes a number such as 4 or 1.5, got "${String(value)}"`);
+  return n;
+}
+
 export function partitionCommand(): Command {
   return {
     name: 'partition',
@@ -46,7 +67,8 @@ export function partitionCommand(): Command {
       {
         name: 'list',
         aliases: ['ls'],
-        summary: 'the partitions: nodes (down ones marked *), min/max nodes, the Slurm partition shared with',
+        summary:
+          'the partitions: nodes (down ones marked *), min/max nodes, the Slurm partition shared with, CPU and memory allocation ratios',
         examples: ['lapisctl partition list', 'lapisctl partition list -o yaml'],
         run: async (_parsed, ctx) => {
           const partitions = await listPartitions(ctx);
@@ -65,10 +87,32 @@ export function partitionCommand(): Command {
             SPOT: p.allowPreemptible ? 'yes' : 'no',
             TIER: p.priorityTier,
             LIMIT: limits(p),
+            CPU_RATIO: ratio(p.allocationRatios?.cpu),
+            MEM_RATIO: ratio(p.allocationRatios?.memory),
+            NODE_RATIOS: nodeRatios(p),
             // Down nodes (no heartbeat) marked as sinfo marks a node that does not respond.
             NODELIST: p.nodes.map((n) => (p.downNodes.includes(n) ? `${n}*` : n)).join(','),
           }));
-          process.stdout.write(table(['PARTITION', 'NODES', 'DOWN', 'MIN', 'MAX', 'SLURM', 'SPOT', 'TIER', 'LIMIT', 'NODELIST'], rows));
+          process.stdout.write(
+            table(
+              [
+                'PARTITION',
+                'NODES',
+                'DOWN',
+                'MIN',
+                'MAX',
+                'SLURM',
+                'SPOT',
+                'TIER',
+                'LIMIT',
+                'CPU_RATIO',
+                'MEM_RATIO',
+                'NODE_RATIOS',
+                'NODELIST',
+              ],
+              rows,
+            ),
+          );
         },
       },
       {
@@ -136,6 +180,44 @@ export function partitionCommand(): Command {
           });
           const r: MoveNodeResponse = await ctx.call('scheduler', client.moveNode.bind(client), request);
           process.stdout.write(`node ${r.node} moved from ${r.fromPartition || '-'} to ${r.toPartition}\n`);
+        },
+      },
+      {
+        name: 'set-ratios',
+        summary: "overcommit: a partition's, or a node's, CPU and memory allocation ratios (admins)",
+        description:
+          "Placement hands out a node's CPU and memory times these ratios (1 to 64; 1: no overcommit), as instances seldom use all they ask for; quotas and fair share keep charging what claims ask for, and one instance never gets more than the node has. A ratio left out is inherited: a node follows its partition, a partition the scheduler's configuration (else 1).",
+        args: [{ name: 'PARTITION' }],
+        options: [
+          {
+            long: 'node',
+            value: 'NODE',
+            description: "set the ratios of this node instead of a partition (they win over its partition's)",
+          },
+          { long: 'cpu', value: 'RATIO', description: 'CPU allocation ratio' },
+          { long: 'memory', value: 'RATIO', description: 'memory allocation ratio' },
+        ],
+        examples: [
+          'lapisctl partition set-ratios default --cpu 4',
+          'lapisctl partition set-ratios --node node-3 --cpu 8 --memory 1.5',
+          'lapisctl partition set-ratios default   # back to the configured ratios',
+        ],
+        run: async ({ args, options }, ctx) => {
+          const node = (options.node as string | undefined) ?? '';
+          if (!args[0] === !node) throw new UsageError('name a PARTITION, or a node with --node (not both)');
+          const request = SetAllocationRatiosRequest.fromPartial({
+            partition: args[0] ?? '',
+            node,
+            ratios: { cpu: ratioOption(options.cpu, '--cpu'), memory: ratioOption(options.memory, '--memory') },
+          });
+          const client = scheduler(ctx);
+          const r: SetAllocationRatiosResponse = await ctx.call('scheduler', client.setAllocationRatios.bind(client), request);
+          const p = r.partition;
+          const own = node && p?.nodeAllocationRatios[node];
+          const shown = own || p?.allocationRatios;
+          process.stdout.write(
+            `${node ? `node ${node}` : `partition ${p?.name ?? args[0]}`}: CPU ratio ${ratio(shown?.cpu)}, memory ratio ${ratio(shown?.memory)}\n`,
+          );
         },
       },
     ],

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { kubectl, waitFor, type Cluster } from '@lapis/testenv';
 import { deploy, EXAMPLE_TEMPLATE, getDeployment } from '../example';
 import { MESH_IMAGES, waitForCatalogue } from '../mesh';
+import { findTrace, type Trace } from '../zipkin';
 import { NAMESPACE, type Installed } from './install';
 
 export interface ExampleResult {
@@ -15,6 +16,8 @@ export interface ExampleResult {
   claims: string[];
   /** What the web address answered from the host. */
   page: string;
+  /** The deployment's one trace, from the orchestrator's pod through the scheduler's to the runtime's. */
+  trace: Trace;
 }
 
 /**
@@ -23,7 +26,12 @@ export interface ExampleResult {
  */
 export const EXAMPLE_INPUTS = { mirrors: 0 };
 
-export async function deployExampleInCluster(cluster: Cluster, installed: Installed, say: (line: string) => void): Promise<ExampleResult> {
+export async function deployExampleInCluster(
+  cluster: Cluster,
+  installed: Installed,
+  zipkinUrl: string,
+  say: (line: string) => void,
+): Promise<ExampleResult> {
   const sync = installed.addresses['image-sync'];
   if (!sync || !installed.addresses['tosca-orchestrator'])
     throw new Error(`the release has no image-sync or tosca-orchestrator Service (found ${Object.keys(installed.addresses).join(', ')})`);
@@ -75,5 +83,10 @@ export async function deployExampleInCluster(cluster: Cluster, installed: Instal
     },
     { timeoutMs: 30_000, what: `the web address ${address} to answer from the host`, intervalMs: 500 },
   );
-  return { deploymentId: deployment.id, outputs, pod: pod.metadata.name, claims, page };
+  const trace = await findTrace(zipkinUrl, {
+    rootService: 'tosca-orchestrator',
+    rootSpan: /createdeployment/i, // Zipkin keeps span names in lower case
+    across: ['tosca-orchestrator', 'scheduler', 'container-runtime'],
+  });
+  return { deploymentId: deployment.id, outputs, pod: pod.metadata.name, claims, page, trace };
 }

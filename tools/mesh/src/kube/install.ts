@@ -5,7 +5,7 @@
 // own probes. The two registries of the example (upstream and the site's) run on the host, on
 // the node bridge's address, where pods and the node's containerd reach them.
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -25,10 +25,11 @@ import {
   type Registry,
 } from '@lapis/testenv';
 import { MESH_IMAGES, MESH_TOKENS, REPO_ROOT, SERVICES } from '../mesh';
+import { startZipkin, type Zipkin } from '../zipkin';
 
 export const NAMESPACE = 'lapis';
 export const RELEASE = 'lapis';
-const CHART = join(REPO_ROOT, 'charts/lapis');
+export const CHART = join(REPO_ROOT, 'charts/lapis');
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
@@ -37,30 +38,47 @@ function imageVersion(): string {
   return (JSON.parse(readFileSync(join(REPO_ROOT, 'services/scheduler/package.json'), 'utf8')) as { version: string }).version;
 }
 
-/** Builds the service images unless Docker has them all (images/build.sh: a few minutes the first time). */
 export { imageVersion };
 
+/** The newest modification time (ms) of the files under these directories. */
+function newestFileMs(dirs: string[]): number {
+  let newest = 0;
+  for (const dir of dirs)
+    for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true }))
+      if (entry.isFile()) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
+  return newest;
+}
+
+/**
+ * Builds the service images (images/build.sh: minutes) where Docker lacks one, or has one
+ * older than the built tree it is made of (a change since would otherwise run stale code).
+ */
 export async function ensureServiceImages(engine: DockerEngine, say: (line: string) => void): Promise<string[]> {
   const version = imageVersion();
-  const refs = SERVICES.map((s) => `lapis/${s}:${version}`);
-  const missing: string[] = [];
-  for (const ref of refs)
-    if (
-      !(await docker(['image', 'inspect', ref]).then(
-        () => true,
-        () => false,
-      ))
-    )
-      missing.push(ref);
-  if (missing.length > 0) {
-    say(`building the service images (images/build.sh; missing: ${missing.join(', ')})`);
-    await run(join(REPO_ROOT, 'images/build.sh'), [], {
+  const built = (service: string) =>
+    newestFileMs([
+      join(REPO_ROOT, 'proto/dist'),
+      join(REPO_ROOT, 'services/platform/dist/src'),
+      join(REPO_ROOT, `services/${service}/dist/src`),
+    ]);
+  const stale: string[] = [];
+  for (const service of SERVICES) {
+    const ref = `lapis/${service}:${version}`;
+    const created = await docker(['image', 'inspect', '--format', '{{.Created}}', ref]).then(
+      (out) => Date.parse(out.trim()),
+      () => 0,
+    );
+    if (created < built(service)) stale.push(service);
+  }
+  if (stale.length > 0) {
+    say(`building the service images (images/build.sh ${stale.join(' ')}: missing or older than the built tree)`);
+    await run(join(REPO_ROOT, 'images/build.sh'), stale, {
       cwd: REPO_ROOT,
       timeoutMs: 30 * 60_000,
       env: { ...process.env, DOCKER_HOST: `unix://${engine.socketPath}` },
     });
   }
-  return refs;
+  return SERVICES.map((s) => `lapis/${s}:${version}`);
 }
 
 export interface Registries {
@@ -121,7 +139,7 @@ export async function startRegistries(cluster: Cluster, engine: DockerEngine): P
 }
 
 /** The values of the install: what differs from the chart's defaults, and why. */
-export function installValues(registries: Registries, version: string): Record<string, unknown> {
+export function installValues(registries: Registries, version: string, zipkin?: Zipkin): Record<string, unknown> {
   const tokens = Object.values(MESH_TOKENS).map(({ token, ...rest }) => ({ sha256: sha256(token), ...rest }));
   // One node with 2 cores runs everything: one replica each and small requests, so that the
   // example's instances (1 CPU each, requested and limited) still fit.
@@ -129,6 +147,7 @@ export function installValues(registries: Registries, version: string): Record<s
   return {
     image: { tag: version, pullPolicy: 'Never' },
     auth: { staticTokens: { tokens }, serviceToken: { value: MESH_TOKENS.service.token } },
+    telemetry: zipkin ? { tracesExporter: 'zipkin', zipkinEndpoint: zipkin.spansEndpoint } : {},
     nats: {
       bundled: {
         image: { repository: CLUSTER_IMAGES.nats.split(':')[0], tag: CLUSTER_IMAGES.nats.split(':')[1], pullPolicy: 'Never' },
@@ -208,6 +227,8 @@ export interface LapisOnKube {
   registries: Registries;
   engine: DockerEngine;
   installed: Installed;
+  /** The trace viewer, on the node bridge's address: every pod sends its spans there. */
+  zipkin: Zipkin;
   /** Everything stopped, the host put back; what could not be undone is in cluster.leftovers. */
   stop(): Promise<void>;
 }
@@ -219,20 +240,26 @@ export interface LapisOnKube {
 export async function startLapisOnKube(engine: DockerEngine, say: (line: string) => void): Promise<LapisOnKube> {
   let cluster: Cluster | undefined;
   let registries: Registries | undefined;
+  let zipkin: Zipkin | undefined;
   const stop = async (): Promise<void> => {
     await registries?.stop().catch(() => {});
+    await zipkin?.stop().catch(() => {});
     await cluster?.stop();
   };
   try {
     const images = await ensureServiceImages(engine, say);
     say('the cluster: control plane, containerd, kubelet, kube-proxy, CoreDNS, local-path provisioner');
     cluster = await startCluster({ progress: say, natsImage: true });
+    say('the trace viewer (Zipkin) on the node bridge, where the pods send their spans');
+    const starting = startZipkin(join(cluster.dir, 'zipkin.log'), NODE_NETWORK.gateway);
+    starting.then((z) => (zipkin = z)).catch(() => {}); // stopped with the rest, even if a later step fails
     say(`importing the service images into the node (${images.join(', ')})`);
     await cluster.importFromDocker(images, `unix://${engine.socketPath}`);
     say('registries (upstream with the example images, and the site registry)');
     registries = await startRegistries(cluster, engine);
-    const installed = await installLapis(cluster, installValues(registries, imageVersion()), say);
-    return { cluster, registries, engine, installed, stop };
+    zipkin = await starting;
+    const installed = await installLapis(cluster, installValues(registries, imageVersion(), zipkin), say);
+    return { cluster, registries, engine, installed, zipkin, stop };
   } catch (e) {
     await stop().catch(() => {});
     throw e;

@@ -26,12 +26,19 @@ export function checkFunction(run: ValidationRun, value: Record<string, unknown>
     case 'get_input': {
       const input = list[0];
       if (typeof input !== 'string') return fail('needs an input name');
+      // TOSCA 1.0 reads one input name; the nested form [ name, key or index... ] came later.
+      if (Array.isArray(args) && args.length !== 1 && (fn.version ?? run.main.tosca_definitions_version) === 'tosca_simple_yaml_1_0')
+        fail(`takes one input name in tosca_simple_yaml_1_0 (got ${args.length} arguments)`);
+      if (fn.shapeOnly) return;
       if (!topo.inputs.has(input)) fail(`input "${input}" is not declared`, 'UNKNOWN_INPUT');
       return;
     }
     case 'get_property':
     case 'get_attribute': {
       if (!Array.isArray(args) || args.length < 2) return fail('needs [ entity, (capability or requirement,) name ]');
+      if (fn.shapeOnly) return;
+      if (args[0] === 'SELF' && fn.relationship) return lookupOnRelationship(run, fn.relationship, args[1], name === 'get_attribute', fail);
+      if ((args[0] === 'SOURCE' || args[0] === 'TARGET') && fn.relationship && !fn.source) return;
       const entity = functionEntity(run, args[0], fn, fail);
       if (!entity) return;
       if (args[0] === 'HOST') {
@@ -50,6 +57,7 @@ export function checkFunction(run: ValidationRun, value: Record<string, unknown>
     }
     case 'get_operation_output': {
       if (!Array.isArray(args) || args.length !== 4) return fail('needs [ entity, interface, operation, output ]');
+      if (fn.shapeOnly) return;
       const entity = functionEntity(run, args[0], fn, fail);
       if (!entity?.entry) return;
       const iface = registry.interfaces(entity.entry).get(String(args[1]));
@@ -72,6 +80,7 @@ export function checkFunction(run: ValidationRun, value: Record<string, unknown>
       return;
     case 'get_artifact': {
       if (!Array.isArray(args) || args.length < 2 || args.length > 4) return fail('needs [ entity, artifact, (location, (remove)) ]');
+      if (fn.shapeOnly) return;
       const entity = functionEntity(run, args[0], fn, fail);
       if (!entity?.entry) return;
       const declared = isDict(entity.raw.artifacts) && String(args[1]) in entity.raw.artifacts;
@@ -114,6 +123,22 @@ function functionEntity(run: ValidationRun, name: unknown, fn: FnContext, fail: 
       return node;
     }
   }
+}
+
+/** [SELF, name, index...] inside a relationship: a property (or attribute) of its type. */
+function lookupOnRelationship(
+  run: ValidationRun,
+  relationship: NonNullable<FnContext['relationship']>,
+  first: unknown,
+  attribute: boolean,
+  fail: Fail,
+): void {
+  const word = attribute ? 'attribute' : 'property';
+  if (typeof first !== 'string') return fail(`the ${word} name must be a string`);
+  const { registry } = run;
+  const { entry } = relationship;
+  if (registry.properties(entry).has(first) || (attribute && registry.attributes(entry).has(first))) return;
+  fail(`relationship ${relationship.name} (${entry.name}) has no ${word} "${first}"`, attribute ? 'UNKNOWN_ATTRIBUTE' : 'UNKNOWN_PROPERTY');
 }
 
 /** [name, index...] or [capability|requirement, name, index...] on `node`. */

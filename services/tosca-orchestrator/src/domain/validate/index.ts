@@ -31,6 +31,8 @@ const topologyKeys = new Set([
 export interface ProcessOptions extends TemplateInput {
   /** Input values; when given, required inputs without a value are errors (warnings otherwise). */
   inputs?: Dict;
+  /** Input values given as text (`--input name=1`), over `inputs`: converted to each input's type. */
+  textInputs?: Record<string, string>;
 }
 
 /** Parses, loads imports and validates; the topology comes back even when invalid (best effort). */
@@ -38,7 +40,7 @@ export function processTemplate(options: ProcessOptions): ProcessResult {
   const loaded = loadTemplate(options);
   let topology: Topology | undefined;
   if (loaded.main) {
-    const run = new ValidationRun(loaded, options.inputs);
+    const run = new ValidationRun(loaded, options.inputs, options.textInputs);
     checkTypes(run, importedTypesKey(loaded));
     topology = checkTopology(run);
   }

@@ -1,6 +1,7 @@
 // The topology's inputs (declared, typed, given or defaulted) and outputs (a value each, its
 // functions checked).
 import { at, type Loc } from '../diagnostics';
+import { valueFromText } from '../input-text';
 import type { InputDef } from '../model';
 import { isDict } from '../registry';
 import { checkConstraintSyntax, checkValue } from '../values';
@@ -32,7 +33,7 @@ export function collectInputs(run: ValidationRun, raw: unknown, loc: Loc): void 
     const input: InputDef = { name, type, required, default: def.default, raw: def };
     topo.inputs.set(name, input);
     if (def.default !== undefined && def.default !== null) checkValue(ctx, def.default, def, at(il, 'default'), `default of input ${name}`);
-    const given = givenInputs?.[name];
+    const given = run.textInputs.has(name) ? valueFromText(String(givenInputs![name]), type, run.registry) : givenInputs?.[name];
     if (given !== undefined) {
       checkValue(ctx, given, def, il, `input ${name}`);
       topo.inputValues[name] = given;

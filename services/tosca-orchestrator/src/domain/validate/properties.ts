@@ -1,8 +1,8 @@
 // Property assignments (of node templates, capabilities, relationships, groups, policies)
 // against their definitions, and interface assignments against the interfaces a type defines.
 import { at, type Loc } from '../diagnostics';
-import { isDict, type Dict, type TypeEntry } from '../registry';
-import { checkValue } from '../values';
+import { isDict, primitiveTypes, type Dict, type InterfaceDef, type TypeEntry } from '../registry';
+import { checkValue, isFunction } from '../values';
 import { checkAnyValue } from './functions';
 import type { FnContext, ValidationRun } from './run';
 
@@ -70,7 +70,7 @@ const operationKeys = ['implementation', 'inputs', 'description', 'outputs', 'ti
 /** Interface assignments: known interfaces and operations, their shape, the functions in their inputs. */
 export function checkInterfaces(
   run: ValidationRun,
-  defs: Map<string, { type?: string; operations: Map<string, unknown> }>,
+  defs: Map<string, InterfaceDef>,
   raw: unknown,
   loc: Loc,
   what: string,
@@ -97,7 +97,20 @@ export function checkInterfaces(
       : Object.entries(value)
           .filter(([k]) => k !== 'inputs' && k !== 'type' && k !== 'description' && k !== 'notifications')
           .map(([k, v]) => [k, v, at(il, k)] as const);
-    if (isDict(value.inputs)) for (const [k, v] of Object.entries(value.inputs)) checkAnyValue(run, v, at(at(il, 'inputs'), k), fn);
+    // Inputs the interface (its type, then the node type's definition) declares with a type are
+    // checked against it, data types and their nesting included; others for their functions only.
+    const interfaceInputs = { ...typeInputs(run, def.type), ...def.inputs };
+    const checkInputs = (given: Dict, declared: Dict, inputsLoc: Loc, where: string) => {
+      for (const [k, v] of Object.entries(given)) {
+        const d = declared[k];
+        // A definition names a known type; a map value that merely has a "type" key does not.
+        const type = isDict(d) ? d.type : undefined;
+        if (typeof type === 'string' && !isFunction(d) && (primitiveTypes.has(type) || run.registry.resolve('data', type)))
+          checkValue(run.valueCtx(fn), v, d, at(inputsLoc, k), `${what} ${where} input ${k}`);
+        else checkAnyValue(run, v, at(inputsLoc, k), fn);
+      }
+    };
+    if (isDict(value.inputs)) checkInputs(value.inputs, interfaceInputs, at(il, 'inputs'), `interface ${name}`);
     for (const [op, body, ol] of ops) {
       if (!def.operations.has(op)) {
         diags.error('UNKNOWN_OPERATION', `${what}: interface ${name} has no operation "${op}"`, ol);
@@ -115,7 +128,22 @@ export function checkInterfaces(
       if (impl !== undefined && impl !== null && typeof impl !== 'string' && !(isDict(impl) && typeof impl.primary !== 'undefined')) {
         diags.error('INVALID_FIELD', `implementation of ${name}.${op} must be a string or a map with primary`, at(ol, 'implementation'));
       }
-      if (isDict(body.inputs)) for (const [k, v] of Object.entries(body.inputs)) checkAnyValue(run, v, at(at(ol, 'inputs'), k), fn);
+      if (isDict(body.inputs)) {
+        const opDef = def.operations.get(op);
+        const declared = { ...interfaceInputs, ...(isDict(opDef) && isDict(opDef.inputs) ? opDef.inputs : {}) };
+        checkInputs(body.inputs, declared, at(ol, 'inputs'), `operation ${name}.${op}`);
+      }
     }
   }
+}
+
+/** The inputs an interface type (and its ancestors) declares for all its operations. */
+function typeInputs(run: ValidationRun, type: string | undefined): Dict {
+  const entry = type ? run.registry.resolve('interface', type) : undefined;
+  if (!entry) return {};
+  return run.registry.memo('interface-type-inputs', entry, () => {
+    const inputs: Dict = {};
+    for (const t of [...run.registry.ancestors(entry)].reverse()) if (isDict(t.def.inputs)) Object.assign(inputs, t.def.inputs);
+    return inputs;
+  });
 }

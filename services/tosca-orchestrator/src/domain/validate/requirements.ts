@@ -21,11 +21,10 @@ export function collectRelationshipTemplates(run: ValidationRun, raw: unknown, l
     const entry = run.typeRef('relationship', def.type, at(rl, 'type'), `relationship template ${name}`);
     const props = isDict(def.properties) ? def.properties : {};
     run.topo.relationshipTemplates.set(name, { type: entry?.name ?? String(def.type), properties: props, raw: def });
-    if (entry) checkProperties(run, entry, props, at(rl, 'properties'), `relationship template ${name}`, { where: name });
+    const fn = entry ? { where: name, relationship: { name, entry } } : { where: name };
+    if (entry) checkProperties(run, entry, props, at(rl, 'properties'), `relationship template ${name}`, fn);
     if (entry && isDict(def.interfaces))
-      checkInterfaces(run, run.registry.interfaces(entry), def.interfaces, at(rl, 'interfaces'), `relationship template ${name}`, {
-        where: name,
-      });
+      checkInterfaces(run, run.registry.interfaces(entry), def.interfaces, at(rl, 'interfaces'), `relationship template ${name}`, fn);
   }
 }
 
@@ -101,7 +100,7 @@ export function resolveRequirements(run: ValidationRun, node: NodeTemplate): voi
         props,
         at(at(loc, 'relationship'), 'properties'),
         `relationship of ${node.name}.${name}`,
-        { where: node.name, self: node },
+        { where: node.name, self: node, relationship: { name: `${node.name}.${name}`, entry: relEntry } },
         undefined,
         false,
       );
@@ -211,7 +210,13 @@ export function resolveRequirements(run: ValidationRun, node: NodeTemplate): voi
         relDef.interfaces,
         at(at(loc, 'relationship'), 'interfaces'),
         `relationship of ${node.name}.${name}`,
-        { where: node.name, self: node, source: node, target },
+        {
+          where: node.name,
+          self: node,
+          source: node,
+          target,
+          ...(relEntry ? { relationship: { name: `${node.name}.${name}`, entry: relEntry } } : {}),
+        },
       );
     }
     node.requirements.push(assignment);

@@ -13,6 +13,16 @@ export interface FnContext {
   self?: NodeTemplate;
   source?: NodeTemplate;
   target?: NodeTemplate;
+  /**
+   * Inside a relationship (a requirement's or a relationship template's): SELF is the
+   * relationship, so get_property/get_attribute [SELF, ...] read its type. SOURCE and TARGET
+   * are unknown in a relationship template, which a requirement names later.
+   */
+  relationship?: { name: string; entry: TypeEntry };
+  /** In a type definition: the arguments' shape only (what they name is known per template). */
+  shapeOnly?: boolean;
+  /** The tosca_definitions_version of the file the value is in (the main template's when absent). */
+  version?: unknown;
   where: string;
 }
 
@@ -22,16 +32,22 @@ export class ValidationRun {
   readonly main: Dict;
   readonly file: string;
   readonly topo: Topology;
+  /** Every loaded file's document, by name. */
+  readonly docs: Loaded['docs'];
   readonly givenInputs?: Dict;
+  /** Inputs given as text (a command line's), to be converted to their declared types. */
+  readonly textInputs: ReadonlySet<string>;
   /** Requirements resolved to a capability that limits its occurrences: "node\0capability" -> count. */
   readonly incoming = new Map<string, number>();
 
-  constructor(loaded: Loaded, inputs?: Dict) {
+  constructor(loaded: Loaded, inputs?: Dict, textInputs?: Record<string, string>) {
     this.registry = loaded.registry;
     this.diags = loaded.diags;
     this.main = loaded.main!;
     this.file = loaded.mainFile;
-    this.givenInputs = inputs;
+    this.docs = loaded.docs;
+    this.givenInputs = inputs || textInputs ? { ...inputs, ...textInputs } : undefined;
+    this.textInputs = new Set(Object.keys(textInputs ?? {}));
     this.topo = {
       metadata: isDict(this.main.metadata) ? this.main.metadata : {},
       inputs: new Map(),

@@ -7,6 +7,7 @@ import { at, type Diagnostic } from '../diagnostics';
 import type { Loaded } from '../loader';
 import { isDict, primitiveTypes, typeSections, type TypeEntry } from '../registry';
 import { checkConstraintSyntax, checkValue } from '../values';
+import { checkAnyValue } from './functions';
 import type { ValidationRun } from './run';
 
 /**
@@ -118,6 +119,11 @@ function checkType(run: ValidationRun, entry: TypeEntry): void {
     } else if (reqs !== undefined && reqs !== null) {
       diags.error('INVALID_FIELD', `requirements of ${entry.name} must be a list`, at(loc, 'requirements'));
     }
+  }
+  if ((entry.kind === 'node' || entry.kind === 'relationship') && isDict(def.interfaces)) {
+    // Functions in operation inputs: their arguments' shape (what they name depends on the template).
+    const version = run.docs.get(loc.file)?.tosca_definitions_version;
+    checkAnyValue(run, def.interfaces, at(loc, 'interfaces'), { where: entry.name, shapeOnly: true, version });
   }
   if (entry.kind === 'relationship' && Array.isArray(def.valid_target_types)) {
     for (const [i, t] of def.valid_target_types.entries())
