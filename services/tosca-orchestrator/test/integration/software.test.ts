@@ -9,7 +9,8 @@ import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import { call } from '@lapis/platform';
 import { until } from '@lapis/platform/testing';
@@ -36,17 +37,25 @@ import {
   type UpdateDeploymentResponse,
   type WatchDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
-import { docker } from '@lapis/testenv';
+import { docker, sharedDocker } from '@lapis/testenv';
 import { exampleTemplate, Mesh } from '../mesh';
 
 const ansibleImage = 'lapis-tosca-test/ansible:bookworm';
 const ansibleFixture = resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'ansible');
+const repo = resolve(__dirname, '..', '..', '..', '..', '..');
 
 const example = exampleTemplate;
 const guestbook = (changes: Record<string, string> = {}) => example('guestbook', 'guestbook.yaml', changes);
 
 const step = (o: LifecycleOperation) => `${o.node} ${o.interface}.${o.operation}`;
 const states = (d: Deployment) => d.lifecycleOperations.map((o) => `${step(o)} ${LifecycleOperationState[o.state]}`);
+/** The operations as a failure message shows them: failed ones with their reason and output. */
+const described = (d: Deployment) =>
+  d.lifecycleOperations.map((o) =>
+    o.state === LifecycleOperationState.FAILED
+      ? `${step(o)} FAILED: ${o.stateReason}\n${o.outputTail}`
+      : `${step(o)} ${LifecycleOperationState[o.state]}`,
+  );
 
 describe('software deployed by its lifecycle operations (real instances, shell scripts, Docker)', function () {
   this.timeout(300_000);
@@ -88,7 +97,7 @@ describe('software deployed by its lifecycle operations (real instances, shell s
       180_000,
     ).catch(async (error: Error) => {
       const d = await get(id);
-      throw new Error(`${error.message}; it is ${DeploymentState[d.state]} (${d.stateReason}): ${JSON.stringify(states(d))}`);
+      throw new Error(`${error.message}; it is ${DeploymentState[d.state]} (${d.stateReason}): ${JSON.stringify(described(d))}`);
     });
   const create = async (template: ReturnType<typeof guestbook>, metadata = new Metadata(), image = mesh.image) =>
     (
@@ -279,9 +288,19 @@ describe('software deployed by its lifecycle operations (real instances, shell s
         () => false,
       ))
     ) {
-      await docker(['image', 'inspect', 'lapis/base:bookworm']).catch(() => {
-        throw new Error('lapis/base:bookworm is missing: build it with images/build.sh');
-      });
+      // The base: imported from the debootstrap root filesystem build.sh keeps (made once).
+      if (
+        !(await docker(['image', 'inspect', 'lapis/base:bookworm']).then(
+          () => true,
+          () => false,
+        ))
+      ) {
+        const built = spawnSync(join(repo, 'images', 'build.sh'), ['base'], {
+          encoding: 'utf8',
+          env: { ...process.env, DOCKER_HOST: `unix://${(await sharedDocker()).socketPath}` },
+        });
+        assert.equal(built.status, 0, `images/build.sh base: ${built.stderr}`);
+      }
       await docker(['build', '-q', '-t', ansibleImage, ansibleFixture]);
     }
     const id = await create(example('ansible-motd', 'motd.yaml'), new Metadata(), ansibleImage);
