@@ -6,7 +6,7 @@
 # and prints each service image's size and digest (the image id; with --push, the registry
 # digest as well, which is what the chart's <component>.image.digest takes).
 #
-# Usage: images/build.sh [--push REGISTRY] [service...]
+# Usage: images/build.sh [--push REGISTRY] [service...]   (or `images/build.sh base`: the base alone)
 #   Needs: docker, debootstrap (first run only: apt-get install debootstrap), node >= 20.19 and
 #   npm, and the built tree (npx tsc -b services/<service>: proto/dist, services/*/dist).
 # Environment: LAPIS_IMAGE_VERSION (default: the service's package.json version),
@@ -85,6 +85,9 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     --message "debootstrap --variant=minbase --include=ca-certificates,e2fsprogs bookworm" \
     - "$BASE_IMAGE" >/dev/null
 fi
+
+# `images/build.sh base`: the base alone (images built on it elsewhere, a test's instance image).
+[ "${SERVICES[*]}" != base ] || exit 0
 
 # 2. The Node.js runtime: this machine's node on the base's libraries (distroless-style).
 if ! docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then

@@ -104,6 +104,29 @@ export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceSer
         await send({ stream: chunk.stream === 'stderr' ? LogStream.STDERR : LogStream.STDOUT, data: chunk.data, time: chunk.time });
       }
     },
+    execInInstance: async (request, ctx) => {
+      const bad = request.files.findIndex((f) => !f.path.startsWith('/') || f.path.endsWith('/') || f.path.split('/').includes('..'));
+      if (bad >= 0) throw invalidArgument([{ field: `files[${bad}].path`, description: 'must be an absolute file path without ".."' }]);
+      const mode = request.files.findIndex((f) => f.mode > 0o7777);
+      if (mode >= 0) throw invalidArgument([{ field: `files[${mode}].mode`, description: 'must be permission bits (at most 07777)' }]);
+      const result = await agent.exec.run(
+        required(request.instanceId, 'instance_id'),
+        {
+          files: request.files.map((f) => ({ path: f.path, content: f.content, mode: f.mode })),
+          argv: request.argv,
+          environment: request.environment,
+          workingDir: request.workingDir,
+          timeoutMs: seconds(request.timeout, 300, 'timeout') * 1000,
+        },
+        scopeOf(ctx),
+      );
+      return {
+        exitCode: result.exitCode,
+        outputTail: result.outputTail,
+        outputTruncated: result.outputTruncated,
+        timedOut: result.timedOut,
+      };
+    },
     createVolume: async (request, ctx) => ({
       volume: await agent.volumes.create(
         {

@@ -21,6 +21,8 @@ import { Any } from '@lapis/proto/google/protobuf/any';
 import {
   Deployment,
   DeploymentState,
+  LifecycleOperationState,
+  type LifecycleOperation,
   NodeState,
   Severity,
   TranslationTarget,
@@ -36,7 +38,9 @@ import type { Diagnostic } from './domain/diagnostics';
 import { formatDiagnostic } from './domain/diagnostics';
 import { nodeAttributes, type DeploymentRecord } from './domain/deployment';
 import { evaluate } from './domain/functions';
-import { plan } from './domain/plan';
+import type { LifecycleRecord } from './domain/lifecycle';
+import { deployProblems } from './domain/lifecycle-plan';
+import { templateFiles } from './domain/template-files';
 import { isDict, type Dict } from './domain/registry';
 import { translate, type Target } from './domain/translate';
 import { processTemplate } from './domain/validate';
@@ -206,9 +210,13 @@ export function toDeployment(r: DeploymentRecord, reading: Reading = {}): Deploy
     let state = NodeState.INITIAL;
     let reason = '';
     const all = [...instances.map((i) => i.state), ...volumes.map((v) => (v.state === 'created' ? 'running' : v.state))];
+    const failedOperation = Object.values(r.lifecycle ?? {}).find((l) => l.op.node === n.name && l.state === 'failed');
     if (all.includes('error')) {
       state = NodeState.ERROR;
       reason = instances.find((i) => i.state === 'error')?.reason ?? '';
+    } else if (failedOperation) {
+      state = NodeState.ERROR;
+      reason = `${failedOperation.op.interface}.${failedOperation.op.operation} failed: ${failedOperation.reason ?? ''}`;
     } else if (all.length && all.every((s) => s === 'deleted')) state = NodeState.DELETED;
     else if (all.some((s) => s === 'deleting' || s === 'unwanted')) state = NodeState.DELETING;
     else if (all.length && all.every((s) => s === 'running')) state = NodeState.STARTED;
@@ -263,7 +271,41 @@ export function toDeployment(r: DeploymentRecord, reading: Reading = {}): Deploy
     createTime: new Date(r.createTime),
     updateTime: new Date(r.updateTime),
     operation: r.operation,
+    lifecycleOperations: toLifecycleOperations(r),
   });
+}
+
+const operationState: Record<LifecycleRecord['state'], LifecycleOperationState> = {
+  pending: LifecycleOperationState.PENDING,
+  running: LifecycleOperationState.RUNNING,
+  done: LifecycleOperationState.SUCCEEDED,
+  failed: LifecycleOperationState.FAILED,
+  skipped: LifecycleOperationState.SKIPPED,
+};
+
+/** The lifecycle operations in the order they ran (or will): deploying first, then by start. */
+function toLifecycleOperations(r: DeploymentRecord): LifecycleOperation[] {
+  const all = Object.values(r.lifecycle ?? {}).map((l, index) => ({ l, index }));
+  const rank = ({ l, index }: (typeof all)[number]) => [l.op.direction === 'deploy' ? 0 : 1, l.startTime ?? '~', index] as const;
+  all.sort((a, b) => {
+    const [x, y] = [rank(a), rank(b)];
+    return x[0] - y[0] || x[1].localeCompare(y[1]) || x[2] - y[2];
+  });
+  return all.map(({ l }) => ({
+    node: l.op.node,
+    interface: l.op.interface,
+    operation: l.op.operation,
+    relationship: l.op.relationship ?? '',
+    instanceId: r.instances[l.op.instance]?.claimId ?? '',
+    state: operationState[l.state],
+    stateReason: l.reason ?? '',
+    implementation: l.op.implementation,
+    exitCode: l.exitCode ?? 0,
+    startTime: l.startTime ? new Date(l.startTime) : undefined,
+    duration: l.durationMs === undefined ? undefined : { seconds: Math.floor(l.durationMs / 1000), nanos: (l.durationMs % 1000) * 1e6 },
+    outputTail: l.outputTail ?? '',
+    outputs: l.outputs ?? {},
+  }));
 }
 
 const ended = new Set<DeploymentRecord['phase']>(['DEPLOYED', 'DELETED', 'FAILED']);
@@ -351,7 +393,8 @@ export function toscaServices(deps: ServerDeps) {
       rejectInvalid((await check(template, inputs, reading, ctx)).diagnostics);
       const result = process(template, inputs, reading);
       rejectInvalid(result.diagnostics);
-      const problems = plan(result.topology!).problems;
+      const { files, mainFile } = templateFiles(template);
+      const problems = deployProblems(result.topology!, files, mainFile);
       if (problems.length)
         throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
       const now = new Date().toISOString();
@@ -407,7 +450,8 @@ export function toscaServices(deps: ServerDeps) {
       rejectInvalid((await check(template, inputs, reading, ctx)).diagnostics);
       const result = process(template, inputs, reading);
       rejectInvalid(result.diagnostics);
-      const problems = plan(result.topology!).problems;
+      const { files, mainFile } = templateFiles(template);
+      const problems = deployProblems(result.topology!, files, mainFile);
       if (problems.length)
         throw failedPrecondition(`the template cannot be deployed: ${problems.map((p) => p.message).join('; ')}`, 'NOT_DEPLOYABLE');
       const updated = await engine.update(
@@ -440,13 +484,13 @@ export function toscaServices(deps: ServerDeps) {
         for await (const entry of watcher) {
           if (entry.operation !== 'PUT') break;
           const record = JSON.parse(Buffer.from(entry.value).toString('utf8')) as DeploymentRecord;
-          const changed = previous
-            ? (record.nodes.find(
-                (n) =>
-                  JSON.stringify(Object.values(record.instances).filter((i) => i.spec.node === n.name)) !==
-                  JSON.stringify(Object.values(previous!.instances).filter((i) => i.spec.node === n.name)),
-              )?.name ?? '')
-            : '';
+          // The node whose instances or lifecycle operations moved.
+          const ofNode = (r: DeploymentRecord, node: string) =>
+            JSON.stringify([
+              Object.values(r.instances).filter((i) => i.spec.node === node),
+              Object.values(r.lifecycle ?? {}).filter((l) => l.op.node === node),
+            ]);
+          const changed = previous ? (record.nodes.find((n) => ofNode(record, n.name) !== ofNode(previous!, n.name))?.name ?? '') : '';
           previous = record;
           await send({ deployment: toDeployment(record, reading), node: changed });
           if (record.phase === 'DELETED') break;

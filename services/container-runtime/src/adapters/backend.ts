@@ -22,6 +22,23 @@ export interface LogChunk {
   timeNs?: bigint;
 }
 
+/** A command run in a workload, after files are written into it (ExecInInstance). */
+export interface ExecRequest {
+  files: { path: string; content: Uint8Array; mode: number }[];
+  argv: string[];
+  environment: Record<string, string>;
+  workingDir: string;
+  timeoutMs: number;
+}
+
+export interface ExecResult {
+  /** -1 when the command did not end in time. */
+  exitCode: number;
+  outputTail: Buffer;
+  outputTruncated: boolean;
+  timedOut: boolean;
+}
+
 export interface LogOptions {
   follow: boolean;
   tailLines: number;
@@ -81,6 +98,8 @@ export interface RuntimeBackend {
    * follow a log.
    */
   followLogs?(backendId: string, signal: AbortSignal): Promise<AsyncIterable<LogChunk>>;
+  /** Writes files into the running workload and runs a command there. Absent where the backend cannot. */
+  exec?(backendId: string, request: ExecRequest): Promise<ExecResult>;
   /** Follows the engine's events for this node's workloads until the returned function is called. */
   watch(onEvent: (event: EngineEvent) => void): () => void;
 }

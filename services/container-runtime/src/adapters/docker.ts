@@ -6,7 +6,8 @@ import { failedPrecondition, notFound, type Logger } from '@lapis/platform';
 import { Backend, type Resources } from '@lapis/proto/lapis/common/v1/common';
 import { LABEL, type ContainerPlan } from '../domain/container';
 import { cgroupLimits, createOptions, projectNetworkName } from './docker-options';
-import type { EngineEvent, LogChunk, LogOptions, Observed, RuntimeBackend } from './backend';
+import type { EngineEvent, ExecRequest, ExecResult, LogChunk, LogOptions, Observed, RuntimeBackend } from './backend';
+import { dockerExec } from './docker-exec';
 
 const statusOf = (error: unknown) => (error as { statusCode?: number }).statusCode;
 
@@ -141,6 +142,10 @@ export class DockerBackend implements RuntimeBackend {
 
   async resize(id: string, resources: Resources): Promise<void> {
     await this.docker.getContainer(id).update({ ...cgroupLimits(resources), ...(resources.pids ? { PidsLimit: resources.pids } : {}) });
+  }
+
+  exec(id: string, request: ExecRequest): Promise<ExecResult> {
+    return dockerExec(this.docker, id, request);
   }
 
   async inspect(id: string): Promise<Observed | undefined> {

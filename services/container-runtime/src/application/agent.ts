@@ -5,6 +5,7 @@
 //   create-instance.ts   CreateInstance (and every placement)
 //   instances.ts         Get, List, Start, Stop, Reboot, Resize, Delete
 //   logs.ts              StreamInstanceLogs
+//   exec.ts              ExecInInstance
 //   volumes.ts           CreateVolume, GetVolume, ListVolumes, DeleteVolume
 //   volume-attachments.ts  AttachVolume, DetachVolume
 //   heartbeat.ts         GetNode, ListNodes, and the node's heartbeats
@@ -17,6 +18,7 @@ import type { Store } from '../adapters/store';
 import { Background } from './background';
 import { CreateInstance } from './create-instance';
 import { EngineEvents } from './engine-events';
+import { InstanceExec } from './exec';
 import { Heartbeat } from './heartbeat';
 import { RequestLog } from './idempotency';
 import { InstanceRecords } from './instance-records';
@@ -35,6 +37,7 @@ export class Agent {
   readonly createInstance: CreateInstance;
   readonly instances: Instances;
   readonly logs: InstanceLogs;
+  readonly exec: InstanceExec;
   readonly volumes: Volumes;
   readonly attachments: VolumeAttachments;
   readonly nodes: Heartbeat;
@@ -64,6 +67,7 @@ export class Agent {
     this.createInstance = new CreateInstance(ctx, this.records, requests, this.attachments, workloads);
     this.instances = new Instances(ctx, this.records, requests, this.engine, workloads);
     this.logs = new InstanceLogs(ctx, this.records);
+    this.exec = new InstanceExec(ctx, this.records);
     this.volumes = new Volumes(ctx, this.volumeRecords, requests);
     this.placements = new Placements(ctx, this.records, this.createInstance, this.instances);
     this.reconciler = new Reconciler(ctx, this.records, this.engine, workloads, this.attachments, this.volumeRecords);

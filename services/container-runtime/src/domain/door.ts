@@ -68,3 +68,12 @@ export function checkTenantRestart(scope: Scope, action: 'start' | 'reboot', id:
     'USE_SCHEDULER',
   );
 }
+
+/**
+ * Running commands inside an instance is for admins and the services (the TOSCA orchestrator
+ * deploys software so): a tenant reaches the instances it owns through their own ways in (ssh).
+ */
+export function checkExec(scope: Scope, id: string): void {
+  if (scope.admin) return;
+  throw permissionDenied(`${scope.user} may not run commands in instance ${id}: only admins and the Lapis services may`, 'ADMIN_ONLY');
+}

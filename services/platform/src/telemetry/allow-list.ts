@@ -35,6 +35,10 @@ export const ALLOWED_ATTRIBUTES: ReadonlySet<string> = new Set([
   'messaging.destination.template',
   'messaging.message.id',
   'messaging.consumer.group.name',
+  // TOSCA lifecycle operations (the orchestrator's span per operation)
+  'tosca.node.name',
+  'tosca.operation.name',
+  'process.exit.code',
 ]);
 
 /** Attributes of span events (recordException): the kind of error and what it says. */

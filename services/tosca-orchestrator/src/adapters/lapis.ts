@@ -11,6 +11,8 @@ import type {
   CreateVolumeResponse,
   DeleteInstanceRequest,
   DeleteInstanceResponse,
+  ExecInInstanceRequest,
+  ExecInInstanceResponse,
   StartInstanceRequest,
   StartInstanceResponse,
   StopInstanceRequest,
@@ -25,7 +27,7 @@ import {
   type SubmitClaimResponse,
 } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
-import type { ActAs, Ports } from '../application/ports';
+import type { ActAs, ExecRequest, ExecResult, Ports } from '../application/ports';
 import type { InstancePlan } from '../domain/plan';
 
 export function instanceSpec(spec: InstancePlan, deployment: string): InstanceSpec {
@@ -60,6 +62,7 @@ export function instanceSpec(spec: InstancePlan, deployment: string): InstanceSp
 
 export class LapisPorts implements Ports {
   private readonly clients = new Map<string, { scheduler: SchedulerServiceClient; runtime: RuntimeServiceClient }>();
+  private readonly execClients = new Map<string, RuntimeServiceClient>();
 
   constructor(private readonly addresses: { scheduler: string; runtime: string; serviceToken: string }) {}
 
@@ -194,10 +197,34 @@ export class LapisPorts implements Ports {
     }
   }
 
+  async exec(instanceId: string, request: ExecRequest, as: ActAs): Promise<ExecResult> {
+    // Running commands in instances is for the services: always the orchestrator's own token,
+    // and a deadline past the longest operation (the runtime answers at the operation's timeout).
+    let runtime = this.execClients.get(as.project);
+    if (!runtime) {
+      runtime = createClient(RuntimeServiceClient, this.addresses.runtime, {
+        token: this.addresses.serviceToken,
+        project: as.project,
+        deadlineMs: 3_660_000,
+      });
+      this.execClients.set(as.project, runtime);
+    }
+    const response = await call<ExecInInstanceRequest, ExecInInstanceResponse>(runtime.execInInstance.bind(runtime), {
+      instanceId,
+      files: request.files.map((f) => ({ path: f.path, content: Buffer.from(f.content), mode: f.mode })),
+      argv: request.argv,
+      environment: request.environment,
+      workingDir: request.workingDir,
+      timeout: { seconds: request.timeoutS, nanos: 0 },
+    });
+    return { exitCode: response.exitCode, output: Buffer.from(response.outputTail).toString('utf8'), timedOut: response.timedOut };
+  }
+
   close(): void {
     for (const c of this.clients.values()) {
       c.scheduler.close();
       c.runtime.close();
     }
+    for (const c of this.execClients.values()) c.close();
   }
 }

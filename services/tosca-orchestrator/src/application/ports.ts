@@ -25,4 +25,22 @@ export interface Ports {
   createVolume(spec: VolumePlan, requestId: string, as: ActAs, node?: string): Promise<string>;
   deleteVolume(volumeId: string, requestId: string, as: ActAs): Promise<void>;
   attachVolume(volumeId: string, instanceId: string, spec: AttachmentPlan, requestId: string, as: ActAs): Promise<void>;
+  /** Writes files into a running instance and runs a command there (lifecycle operations). */
+  exec(instanceId: string, request: ExecRequest, as: ActAs): Promise<ExecResult>;
+}
+
+export interface ExecRequest {
+  files: { path: string; content: string; mode: number }[];
+  /** Empty: only the files are written. */
+  argv: string[];
+  environment: Record<string, string>;
+  workingDir: string;
+  timeoutS: number;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  /** The last of what it wrote (stdout and stderr). */
+  output: string;
+  timedOut: boolean;
 }

@@ -1,7 +1,7 @@
 // After a restart: every deployment that was not finished goes on where it stopped. An
 // operation whose record or end was not written before the stop is written now; a claim whose
 // submission was cut short is submitted again with the same request id (the scheduler gives
-// back the same claim).
+// back the same claim); a lifecycle operation that was running runs again.
 import type { DeploymentRecord } from '../domain/deployment';
 import { terminalPhases, type EngineContext } from './context';
 
@@ -16,6 +16,12 @@ export async function resume(ctx: EngineContext): Promise<void> {
     if (Object.values(value.instances).some((i) => i.state === 'submitted' && !i.claimId)) {
       await ctx.change(key, (r) => {
         for (const i of Object.values(r.instances)) if (i.state === 'submitted' && !i.claimId) i.state = 'wanted';
+      });
+    }
+    // An operation cut short by the stop runs again (scripts are written to be run again).
+    if (Object.values(value.lifecycle ?? {}).some((l) => l.state === 'running')) {
+      await ctx.change(key, (r) => {
+        for (const l of Object.values(r.lifecycle ?? {})) if (l.state === 'running') l.state = 'pending';
       });
     }
     if (!terminalPhases.has(value.phase) || (value.action === 'delete' && value.phase === 'FAILED' && hasLive(value))) ctx.kick(key);

@@ -4,6 +4,7 @@
 import { Code, withRetries } from '@lapis/platform';
 import type { DeploymentRecord, Step } from '../domain/deployment';
 import type { EngineContext } from './context';
+import { runOperation, skipOperation } from './lifecycle-run';
 import { setPhase } from './phases';
 import type { ActAs } from './ports';
 
@@ -123,6 +124,10 @@ async function performOnce(ctx: EngineContext, id: string, record: DeploymentRec
       // then removed; one it makes after the cancellation is seen running and deleted again).
       return;
     }
+    case 'runOperation':
+      return runOperation(ctx, id, record, step.key, as);
+    case 'skipOperation':
+      return skipOperation(ctx, id, step.key, step.reason);
     case 'deleteVolume': {
       const vol = record.volumes[step.key]!;
       if (vol.volumeId) await ports.deleteVolume(vol.volumeId, requestId, as);

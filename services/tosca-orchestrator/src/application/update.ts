@@ -3,9 +3,13 @@
 // difference changes; the operation under way, if any, is taken over.
 import { applyPlan, type DeploymentRecord } from '../domain/deployment';
 import type { Topology } from '../domain/model';
+import { applyLifecycle } from '../domain/lifecycle';
+import { lifecyclePlan } from '../domain/lifecycle-plan';
 import { plan, type Existing } from '../domain/plan';
+import { templateFiles } from '../domain/template-files';
 import type { EngineContext } from './context';
 import { takeOver } from './phases';
+import { currentTraceparent } from './trace-context';
 
 /** A new template or inputs (`change` answers the new topology): only what the plan's difference says changes. */
 export async function update(
@@ -27,7 +31,11 @@ export async function update(
       existing.set(inst.spec.node, list);
     }
     current.generation++;
-    applyPlan(current, plan(topology, existing));
+    const instances = plan(topology, existing);
+    applyPlan(current, instances);
+    const { files, mainFile } = templateFiles(current.template);
+    applyLifecycle(current, lifecyclePlan(topology, instances, files, mainFile));
+    current.traceparent = currentTraceparent() ?? current.traceparent;
     current.action = 'update';
     current.phase = 'UPDATING';
     current.updateTime = new Date().toISOString();

@@ -3,6 +3,7 @@
 // order, when the deployment is DEPLOYED, FAILED or DELETED. The engine performs the actions and
 // feeds back what happened (ids, instance states from the runtime's events).
 import type { Dict } from './registry';
+import { failureReason, lifecycleSteps, undeployPending, type LifecycleRecord, type LifecycleStep } from './lifecycle';
 import type { AttachmentPlan, InstancePlan, Plan, VolumePlan } from './plan';
 
 export type Action = 'create' | 'update' | 'delete' | 'none';
@@ -56,6 +57,12 @@ export interface DeploymentRecord {
   /** Node template name -> type, in deployment order. */
   nodes: { name: string; type: string }[];
   outputs: Dict;
+  /** The software's lifecycle operations by key (lifecycle.ts); absent in records made before them. */
+  lifecycle?: Record<string, LifecycleRecord>;
+  /** Each node's values when last planned (lifecycle-plan.ts): an update reconfigures the nodes whose values changed. */
+  fingerprints?: Record<string, string>;
+  /** The W3C trace context of the call that made the deployment: its operations' spans join that trace. */
+  traceparent?: string;
 }
 
 export type Step =
@@ -63,7 +70,8 @@ export type Step =
   | { kind: 'createVolume'; key: string }
   | { kind: 'attachVolume'; key: string }
   | { kind: 'cancelClaim'; key: string }
-  | { kind: 'deleteVolume'; key: string };
+  | { kind: 'deleteVolume'; key: string }
+  | LifecycleStep;
 
 /** Applies a new plan: new things wanted, things no longer in the plan unwanted, changed ones replaced. */
 export function applyPlan(record: DeploymentRecord, next: Plan): void {
@@ -118,6 +126,9 @@ export function nextSteps(record: DeploymentRecord): { steps: Step[]; phase: Pha
   const failed = instances.find(([, i]) => i.state === 'error' && i.spec && record.action !== 'delete');
   if (failed)
     return { steps, phase: 'FAILED', reason: `instance ${failed[0]} (node ${failed[1].spec.node}) failed: ${failed[1].reason ?? 'error'}` };
+  const operations = lifecycleSteps(record);
+  if (operations.failed && record.action !== 'delete') return { steps, phase: 'FAILED', reason: failureReason(operations.failed) };
+  steps.push(...operations.steps);
   // Deletion first (an update scaling down, a replaced instance, a delete or rollback).
   const live = (key: string) => {
     const i = record.instances[key];
@@ -137,7 +148,8 @@ export function nextSteps(record: DeploymentRecord): { steps: Step[]; phase: Pha
     const dependentsGoing = instances.some(
       ([k, other]) => k !== key && (other.state === 'unwanted' || other.state === 'deleting') && other.spec.after.includes(key),
     );
-    if (!neededBy && !dependentsGoing) steps.push({ kind: 'cancelClaim', key });
+    // Its software is stopped and deleted first (undeploy operations).
+    if (!neededBy && !dependentsGoing && !undeployPending(record, key)) steps.push({ kind: 'cancelClaim', key });
   }
   for (const [key, vol] of Object.entries(record.volumes)) {
     if (vol.state !== 'unwanted') continue;
@@ -179,7 +191,8 @@ export function nextSteps(record: DeploymentRecord): { steps: Step[]; phase: Pha
     Object.values(record.volumes).filter((v) => v.state === 'wanted').length +
     Object.values(record.attachments).filter((a) => a.state === 'wanted').length +
     instances.filter(([, i]) => i.state === 'unwanted' || i.state === 'deleting').length +
-    Object.values(record.volumes).filter((v) => v.state === 'unwanted').length;
+    Object.values(record.volumes).filter((v) => v.state === 'unwanted').length +
+    operations.waiting;
   if (!waiting) return { steps, phase: 'DEPLOYED', reason: '' };
   return { steps, phase: record.action === 'update' ? 'UPDATING' : 'CREATING', reason: `waiting for ${waiting} resources` };
 }

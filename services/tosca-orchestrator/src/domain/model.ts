@@ -1,6 +1,6 @@
 // The validated topology: what translation, planning and deployment work from.
 import type { Diagnostic, Loc } from './diagnostics';
-import type { Dict, TypeEntry } from './registry';
+import type { Dict, InterfaceDef, TypeEntry } from './registry';
 
 export interface RequirementAssignment {
   name: string;
@@ -66,6 +66,8 @@ export interface Topology {
   edges: Edge[];
   /** Node templates in deployment order (what a node needs comes first). */
   order: string[];
+  /** The interfaces a node or relationship type defines through its ancestors (lifecycle operations). */
+  interfacesOf?: (kind: 'node' | 'relationship', type: string) => Map<string, InterfaceDef>;
 }
 
 export interface ProcessResult {

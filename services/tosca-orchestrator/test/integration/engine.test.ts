@@ -103,6 +103,12 @@ class StandIn implements Ports {
   async attachVolume(_volumeId: string, _instanceId: string, spec: AttachmentPlan): Promise<void> {
     this.calls.push(`attach ${spec.key}`);
   }
+
+  // These templates' operations are INDIGO's playbooks by URL: skipped, never run here
+  // (lifecycle.test.ts runs scripts in real instances).
+  async exec(): Promise<never> {
+    throw new Error('no lifecycle operation runs against the stand-in');
+  }
 }
 
 const galaxy = readFileSync(join(conformanceDir, 'indigo-galaxy-portal', 'template.yaml'), 'utf8');

@@ -4,12 +4,8 @@
 // DeleteDeployment, whatever state it was in: FAILED and kept, FAILED and rolled back, or still
 // being created.
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
 import { call, Code, createClient } from '@lapis/platform';
-import { natsUrl, spawnService, staticTokenFile, TEST_TOKENS, unique, until, type ServiceProcess } from '@lapis/platform/testing';
+import { TEST_TOKENS, until } from '@lapis/platform/testing';
 import {
   InstanceState,
   type GetOperationRequest,
@@ -23,16 +19,12 @@ import {
 } from '@lapis/proto/lapis/common/v1/common';
 import { OperationsServiceClient } from '@lapis/proto/lapis/common/v1/operations_service';
 import type {
-  DeleteInstanceRequest,
-  DeleteInstanceResponse,
-  DeleteVolumeRequest,
-  DeleteVolumeResponse,
   ListInstancesRequest,
   ListInstancesResponse,
   ListVolumesRequest,
   ListVolumesResponse,
 } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
+import type { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import {
   DeploymentState,
   type CreateDeploymentRequest,
@@ -44,12 +36,9 @@ import {
   type GetDeploymentRequest,
   type GetDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
-import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
-import { docker, ensureBaseImage, sharedDocker } from '@lapis/testenv';
-import { indigoMirror } from '../helpers';
-
-const repo = resolve(__dirname, '..', '..', '..', '..', '..');
-const mainOf = (service: string) => join(repo, 'services', service, 'dist', 'src', 'main.js');
+import type { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
+import { docker } from '@lapis/testenv';
+import { Mesh } from '../mesh';
 
 /** A front end with a volume attached, and workers that need it; the workers' image is an input. */
 const TEMPLATE = `tosca_definitions_version: tosca_simple_yaml_1_3
@@ -86,124 +75,26 @@ topology_template:
 
 describe('deployments against the real scheduler and runtime (own processes, Docker)', function () {
   this.timeout(180_000);
-  const node = unique('tosca-node').toLowerCase().replace(/_/g, '-');
-  const image = `lapis-tosca-test/sleeper:${node}`;
+  const mesh = new Mesh();
+  const { node, image, procs } = mesh;
   // Nothing listens on port 1: pulling it fails at once, the instance is in ERROR.
   const missingImage = '127.0.0.1:1/lapis/absent:1';
-  let stateDir: string;
-  let tokens: string;
-  const procs: ServiceProcess[] = [];
   let tosca: ToscaServiceClient;
   let ops: OperationsServiceClient;
   let runtime: RuntimeServiceClient;
-  let orchestratorEnv: Record<string, string>;
-  /** The orchestrator (again, after a stop), and clients to it as alice. */
+  /** The orchestrator again, after a stop, and clients to it as alice. */
   const startOrchestrator = async () => {
-    const orchestrator = await spawnService('tosca-orchestrator', mainOf('tosca-orchestrator'), orchestratorEnv);
-    procs.push(orchestrator);
-    tosca?.close();
-    ops?.close();
-    tosca = createClient(ToscaServiceClient, orchestrator.address, { token: TEST_TOKENS.alice.token, project: 'physics' });
-    ops = createClient(OperationsServiceClient, orchestrator.address, { token: TEST_TOKENS.alice.token, project: 'physics' });
+    const orchestrator = await mesh.startOrchestrator();
+    ({ tosca, ops } = mesh);
     return orchestrator;
   };
 
   before(async () => {
-    const engine = await sharedDocker();
-    const base = await ensureBaseImage();
-    stateDir = mkdtempSync(join(tmpdir(), 'lapis-tosca-lifecycle-'));
-    writeFileSync(join(stateDir, 'Dockerfile'), `FROM ${base}\nCMD ["sleep", "3600"]\n`);
-    await docker(['build', '-q', '-t', image, stateDir]);
-    tokens = staticTokenFile();
-    const common = {
-      LAPIS_NATS_URL: natsUrl(),
-      LAPIS_STATIC_TOKENS_FILE: tokens,
-      LAPIS_SERVICE_TOKEN: TEST_TOKENS.root.token,
-      LAPIS_FLAVORS_FILE: join(repo, 'config', 'flavors.yaml'),
-      LAPIS_HEARTBEAT_MS: '1000',
-    };
-    const scheduler = await spawnService('scheduler', mainOf('scheduler'), {
-      ...common,
-      LAPIS_SCHEDULER_BUCKET_PREFIX: `${node}-scheduler`,
-      LAPIS_SCHEDULER_CONSUMER_PREFIX: `${node}-scheduler`,
-      LAPIS_SCHEDULER_CYCLE_MS: '200',
-    });
-    procs.push(scheduler);
-    const agent = await spawnService('container-runtime', mainOf('container-runtime'), {
-      ...common,
-      LAPIS_NODE_NAME: node,
-      LAPIS_STATE_DIR: join(stateDir, 'runtime'),
-      LAPIS_DOCKER_SOCKET: engine.socketPath,
-      LAPIS_ALLOW_UNTRUSTED_IMAGES: 'true',
-      LAPIS_STOP_TIMEOUT_S: '1',
-      LAPIS_NODE_CPU_MILLIS: '8000',
-    });
-    procs.push(agent);
-    orchestratorEnv = {
-      ...common,
-      LAPIS_SCHEDULER_ADDRESS: scheduler.address,
-      LAPIS_RUNTIME_ADDRESS: agent.address,
-      LAPIS_TOSCA_IMPORT_MIRROR: indigoMirror(),
-    };
-    await startOrchestrator();
-    runtime = createClient(RuntimeServiceClient, agent.address, { token: TEST_TOKENS.root.token, deadlineMs: 60_000 });
+    await mesh.start();
+    ({ tosca, ops, runtime } = mesh);
   });
 
-  after(async () => {
-    // Whatever a failed test left: removed through the runtime, then the processes stopped.
-    if (runtime) {
-      const left = await call<ListInstancesRequest, ListInstancesResponse>(runtime.listInstances.bind(runtime), {
-        pageSize: 1000,
-        pageToken: '',
-        project: '',
-        state: 0,
-        node,
-      }).catch(() => undefined);
-      for (const i of left?.instances ?? []) {
-        if (i.state !== InstanceState.DELETED)
-          await call<DeleteInstanceRequest, DeleteInstanceResponse>(runtime.deleteInstance.bind(runtime), {
-            instanceId: i.id,
-            timeout: undefined,
-            requestId: '',
-          }).catch(() => undefined);
-      }
-      const volumes = await call<ListVolumesRequest, ListVolumesResponse>(runtime.listVolumes.bind(runtime), {
-        pageSize: 1000,
-        pageToken: '',
-        project: '',
-        state: 0,
-        instanceId: '',
-      }).catch(() => undefined);
-      for (const v of volumes?.volumes ?? [])
-        await call<DeleteVolumeRequest, DeleteVolumeResponse>(runtime.deleteVolume.bind(runtime), { volumeId: v.id, requestId: '' }).catch(
-          () => undefined,
-        );
-    }
-    tosca?.close();
-    ops?.close();
-    runtime?.close();
-    for (const p of procs.reverse()) await p.stop();
-    // Last resort, if the runtime could not remove something: its containers and its mounts.
-    const containers = (await docker(['ps', '-aq', '--filter', `label=lapis.node=${node}`]).catch(() => '')).split('\n').filter(Boolean);
-    if (containers.length) await docker(['rm', '-f', ...containers]).catch(() => undefined);
-    await docker(['rmi', '-f', image]).catch(() => undefined);
-    if (stateDir) {
-      const mounts = readFileSync('/proc/mounts', 'utf8')
-        .split('\n')
-        .map((l) => l.split(' ')[1] ?? '')
-        .filter((m) => m.startsWith(stateDir))
-        .reverse();
-      for (const m of mounts) spawnSync('umount', ['-l', m]);
-      const loops =
-        spawnSync('losetup', ['-a'], { encoding: 'utf8' })
-          .stdout?.split('\n')
-          .filter((l) => l.includes(stateDir))
-          .map((l) => l.split(':')[0]!) ?? [];
-      for (const device of loops) spawnSync('losetup', ['-d', device]);
-      rmSync(stateDir, { recursive: true, force: true });
-    }
-    if (tokens) rmSync(dirname(tokens), { recursive: true, force: true });
-  });
+  after(() => mesh.stop());
 
   const get = async (id: string) =>
     (await call<GetDeploymentRequest, GetDeploymentResponse>(tosca.getDeployment.bind(tosca), { deploymentId: id })).deployment!;

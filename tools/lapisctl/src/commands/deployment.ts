@@ -1,6 +1,6 @@
 // lapisctl deployment: TOSCA deployments through the tosca-orchestrator.
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, normalize, relative } from 'node:path';
 import { listAll } from '@lapis/platform/list-all';
 import {
@@ -9,6 +9,7 @@ import {
   Deployment,
   DeploymentState,
   GetDeploymentRequest,
+  LifecycleOperationState,
   ListDeploymentsRequest,
   NodeState,
   UpdateDeploymentRequest,
@@ -24,7 +25,39 @@ import { giveUpAfter, Progress, waitMs, waitOptions } from '../progress';
 
 const tosca = (ctx: Context) => ctx.client('tosca', ToscaServiceClient);
 
-/** The template file (YAML or CSAR) and the local files it imports, relative to it. */
+/**
+ * The files an operation's implementation names (a script, a playbook; `primary` and its
+ * `dependencies`) and node artifacts' files, wherever the document defines them: paths as the
+ * document wrote them.
+ */
+function artifactPaths(doc: unknown): string[] {
+  const out: string[] = [];
+  const fileOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'object' && v ? (v as { file?: unknown }).file : undefined);
+  const walk = (v: unknown) => {
+    if (Array.isArray(v)) return v.forEach(walk);
+    if (typeof v !== 'object' || v === null) return;
+    for (const [key, value] of Object.entries(v)) {
+      if (key === 'implementation') {
+        const impl = value as { primary?: unknown; dependencies?: unknown };
+        out.push(
+          ...[fileOf(impl?.primary ?? value), ...(Array.isArray(impl?.dependencies) ? impl.dependencies.map(fileOf) : [])].filter(
+            (f): f is string => typeof f === 'string',
+          ),
+        );
+      } else if (key === 'artifacts' && typeof value === 'object' && value) {
+        out.push(
+          ...Object.values(value)
+            .map(fileOf)
+            .filter((f): f is string => typeof f === 'string'),
+        );
+      } else walk(value);
+    }
+  };
+  walk(doc);
+  return out;
+}
+
+/** The template file (YAML or CSAR), the local files it imports and the artifacts it names, relative to it. */
 export function readTemplate(file: string): TemplateSource {
   let bytes: Buffer;
   try {
@@ -46,6 +79,13 @@ export function readTemplate(file: string): TemplateSource {
       doc = parseYaml(yamlText);
     } catch {
       return; // The orchestrator reports the syntax error with its position.
+    }
+    // Scripts and playbooks beside the template go with it: the orchestrator runs them in the instances.
+    for (const path of artifactPaths(doc)) {
+      if (/^[a-z][a-z0-9+.-]*:\/\//i.test(path)) continue;
+      const onDisk = normalize(join(from, path));
+      const key = relative(root, onDisk);
+      if (!(key in files) && existsSync(onDisk) && statSync(onDisk).isFile()) files[key] = readFileSync(onDisk, 'utf8');
     }
     const imports = (doc as { imports?: unknown } | null)?.imports;
     if (!Array.isArray(imports)) return;
@@ -131,6 +171,22 @@ function printDeployment(ctx: Context, d: Deployment): void {
       })),
     ).replace(/^/gm, '  '),
   );
+  if (d.lifecycleOperations.length) {
+    process.stdout.write('\nOperations:\n');
+    process.stdout.write(
+      table(
+        ['NODE', 'OPERATION', 'INSTANCE', 'STATE', 'TOOK', 'REASON'],
+        d.lifecycleOperations.map((o) => ({
+          NODE: o.node,
+          OPERATION: `${o.interface}.${o.operation}${o.relationship ? ` (${o.relationship})` : ''}`,
+          INSTANCE: o.instanceId,
+          STATE: word(LifecycleOperationState, o.state),
+          TOOK: o.duration ? `${(o.duration.seconds + o.duration.nanos / 1e9).toFixed(1)}s` : '',
+          REASON: o.stateReason.split('\n')[0] ?? '',
+        })),
+      ).replace(/^/gm, '  '),
+    );
+  }
   const outputs = Object.entries(d.outputs ?? {});
   if (outputs.length) {
     process.stdout.write('\nOutputs:\n');

@@ -1,13 +1,18 @@
 // TOSCA -> OpenStack Heat HOT, the way heat-translator does it: Compute -> OS::Nova::Server
 // (flavor chosen from the host capability, image from the os capability), BlockStorage ->
 // OS::Cinder::Volume, AttachesTo -> OS::Cinder::VolumeAttachment, Network -> OS::Neutron::Net +
-// Subnet, Port -> OS::Neutron::Port; inputs -> parameters, outputs -> outputs.
+// Subnet, Port -> OS::Neutron::Port; inputs -> parameters, outputs -> outputs. Software: each
+// Standard create, configure and start operation -> OS::Heat::SoftwareConfig (the script, or
+// the playbook with group ansible) + OS::Heat::SoftwareDeployment on the server hosting the node
+// (<node>_<operation>_config / _deploy), chained create -> configure -> start, a node's first
+// after the last of each node it requires.
 import { stringify } from 'yaml';
 import { evaluate, type EvalContext } from '../functions';
 import type { NodeTemplate, Topology } from '../model';
 import { isDict, type Dict } from '../registry';
 import { isFunction } from '../values';
-import { attachments, capProp, imageOf, isBlockStorage, isCompute, isNetwork, isPort, prop, sizeGiB, sizeMB } from './common';
+import { standardOperations } from '../lifecycle-plan';
+import { attachments, capProp, computeOf, imageOf, isBlockStorage, isCompute, isNetwork, isPort, prop, sizeGiB, sizeMB } from './common';
 
 // heat-translator's default flavors: name -> [cpus, MiB, GiB disk].
 const flavors: [string, number, number, number][] = [
@@ -34,9 +39,14 @@ const paramType = (type: string) =>
           ? 'json'
           : 'string';
 
-function toHot(topology: Topology, value: unknown, self?: NodeTemplate): unknown {
+/** Stands for an input where a property reads one: a parameter of the stack, as heat-translator keeps it. */
+const PARAM = '$lapis_param';
+
+/** `params`: an input a property reads stays a parameter (a deployment's input_values, as heat-translator has them). */
+function toHot(topology: Topology, value: unknown, self?: NodeTemplate, params = false): unknown {
+  const inputValues = Object.fromEntries([...topology.inputs.keys()].map((name) => [name, { [PARAM]: name }]));
   const ctx: EvalContext = {
-    topology,
+    topology: params ? { ...topology, inputValues } : topology,
     self,
     attribute: (node, path) => {
       const [attr, ...rest] = path;
@@ -57,6 +67,7 @@ function toHot(topology: Topology, value: unknown, self?: NodeTemplate): unknown
       return v;
     }
     if ('get_attr' in v || 'get_param' in v) return v;
+    if (PARAM in v) return { get_param: v[PARAM] };
     return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, convert(x)]));
   };
   // get_input stays a parameter reference; everything else resolves where it can.
@@ -140,6 +151,7 @@ export function translateHot(topology: Topology): string {
     if (a.location ?? a.device) properties.mountpoint = a.device ?? a.location;
     resources[a.name] = { type: 'OS::Cinder::VolumeAttachment', properties };
   }
+  Object.assign(resources, softwareResources(topology));
   const outputs: Dict = {};
   for (const [name, o] of topology.outputs) {
     outputs[name] = { ...(o.description ? { description: o.description } : {}), value: toHot(topology, o.value) };
@@ -149,4 +161,35 @@ export function translateHot(topology: Topology): string {
   hot.resources = resources;
   if (Object.keys(outputs).length) hot.outputs = outputs;
   return stringify(hot, { lineWidth: 0 });
+}
+
+/** The software's operations as heat-translator makes them: a config and a deployment each. */
+function softwareResources(topology: Topology): Dict {
+  const resources: Dict = {};
+  const lastDeploy = new Map<string, string>();
+  for (const name of topology.order) {
+    const node = topology.nodes.get(name)!;
+    const server = computeOf(topology, node);
+    if (!server) continue;
+    const operations = standardOperations(topology, node);
+    let previous: string[] = topology.edges
+      .filter((e) => e.source === name && lastDeploy.has(e.target))
+      .map((e) => lastDeploy.get(e.target)!);
+    for (const op of ['create', 'configure', 'start']) {
+      const { primary, inputs } = operations.get(op) ?? {};
+      if (!primary) continue;
+      const config = `${name}_${op}_config`;
+      const deploy = `${name}_${op}_deploy`;
+      resources[config] = {
+        type: 'OS::Heat::SoftwareConfig',
+        properties: { config: { get_file: primary }, group: /\.ya?ml$/i.test(primary) ? 'ansible' : 'script' },
+      };
+      const properties: Dict = { config: { get_resource: config }, server: { get_resource: server.name } };
+      if (inputs && Object.keys(inputs).length) properties.input_values = toHot(topology, inputs, node, true);
+      resources[deploy] = { type: 'OS::Heat::SoftwareDeployment', properties, ...(previous.length ? { depends_on: previous } : {}) };
+      previous = [deploy];
+      lastDeploy.set(name, deploy);
+    }
+  }
+  return resources;
 }

@@ -59,6 +59,10 @@ export class ValidationRun {
       outputs: new Map(),
       edges: [],
       order: [],
+      interfacesOf: (kind, type) => {
+        const entry = this.registry.resolve(kind, type);
+        return entry ? this.registry.interfaces(entry) : new Map();
+      },
     };
   }
 

@@ -1,0 +1,4 @@
+#!/bin/sh
+set -e
+rm -rf "$DOC_ROOT"
+echo "web server removed"
