@@ -14,7 +14,7 @@ export * from './nats/event-message';
 export * from './service';
 export * from './shutdown';
 export { shutdownTelemetry, startTelemetry } from './telemetry/sdk';
-export { BoundedLabel, lastKnown, METER_NAME } from './telemetry/metrics';
+export { BoundedLabel, instrumentsOnFirstUse, lastKnown, METER_NAME, platformMeter } from './telemetry/metrics';
 export { serveMetrics, type MetricsServer } from './telemetry/metrics-server';
 export * from './flavors';
 export * from './flavors-file';

@@ -2,8 +2,8 @@
 // Prometheus scrapes), how long an instance takes from placement to RUNNING, volume
 // attachments, reconcile time, and the engine's (Docker's, Kubernetes') errors by operation.
 // Labels: backend, state, operation and outcome only; never an instance, volume or project id.
-import { METER_NAME } from '@lapis/platform';
-import { type Counter, type Histogram, metrics } from '@opentelemetry/api';
+import { instrumentsOnFirstUse, platformMeter } from '@lapis/platform';
+import type { Counter, Histogram } from '@opentelemetry/api';
 import { type Backend, backendToJSON, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { Instance } from '@lapis/proto/lapis/runtime/v1/runtime';
 import type { RuntimeBackend } from '../adapters/backend';
@@ -16,13 +16,8 @@ interface Instruments {
   engineErrors: Counter;
 }
 
-let instruments: Instruments | undefined;
-
-// Made on first use, after telemetry has started (`-r @lapis/platform/register`).
-function runtime(): Instruments {
-  if (instruments) return instruments;
-  const meter = metrics.getMeter(METER_NAME);
-  instruments = {
+const runtime = instrumentsOnFirstUse(
+  (meter): Instruments => ({
     start: meter.createHistogram('lapis.runtime.instance.start.duration', {
       unit: 'ms',
       description: 'time from a create (a placement) to the instance RUNNING, by backend and outcome (ok, error)',
@@ -39,9 +34,8 @@ function runtime(): Instruments {
       unit: '{error}',
       description: 'calls to the engine (Docker, Kubernetes) that failed, by backend and operation',
     }),
-  };
-  return instruments;
-}
+  }),
+);
 
 export type Outcome = 'ok' | 'error';
 
@@ -97,8 +91,7 @@ const REPORTED = [InstanceState.SCHEDULED, InstanceState.CREATING, InstanceState
 
 /** Reports this node's instances by state at each collection (deleted ones left out). */
 export function observeInstances(node: string, all: () => Promise<Instance[]>): void {
-  metrics
-    .getMeter(METER_NAME)
+  platformMeter()
     .createObservableGauge('lapis.runtime.instances', { unit: '{instance}', description: "this node's instances, by state" })
     .addCallback(async (result) => {
       // States with none are reported as 0, so a series does not vanish when it empties.

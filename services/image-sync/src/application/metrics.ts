@@ -3,8 +3,8 @@
 // failed, and the catalogue's size by policy (read from the catalogue mirror when Prometheus
 // scrapes). Labels: the policy (named by the site's admin), the result and the error reason
 // (a fixed vocabulary); never a tag or digest.
-import { METER_NAME } from '@lapis/platform';
-import { type Counter, type Histogram, metrics } from '@opentelemetry/api';
+import { instrumentsOnFirstUse, platformMeter } from '@lapis/platform';
+import type { Counter, Histogram } from '@opentelemetry/api';
 import { type Image, type RepositorySyncStatus, SyncResult } from '@lapis/proto/lapis/images/v1/images';
 
 interface Instruments {
@@ -15,13 +15,8 @@ interface Instruments {
   refusals: Counter;
 }
 
-let instruments: Instruments | undefined;
-
-// Made on first use, after telemetry has started (`-r @lapis/platform/register`).
-function images(): Instruments {
-  if (instruments) return instruments;
-  const meter = metrics.getMeter(METER_NAME);
-  instruments = {
+const images = instrumentsOnFirstUse(
+  (meter): Instruments => ({
     duration: meter.createHistogram('lapis.images.sync.duration', {
       unit: 's',
       description: 'time of one repository sync, by policy and result',
@@ -39,9 +34,8 @@ function images(): Instruments {
       unit: '{image}',
       description: 'images not promoted (or removed) because their signature was missing or did not verify, by policy and reason',
     }),
-  };
-  return instruments;
-}
+  }),
+);
 
 /** The last result of each repository of each policy: policy -> repository -> failed. */
 const lastFailed = new Map<string, Map<string, boolean>>();
@@ -86,8 +80,7 @@ export function observeSyncResults(recorded: () => Promise<RepositorySyncStatus[
     },
     () => undefined,
   );
-  metrics
-    .getMeter(METER_NAME)
+  platformMeter()
     .createObservableGauge('lapis.images.repositories.failing', {
       unit: '{repository}',
       description: 'repositories of each policy whose last sync failed (FAILED or PARTIAL)',
@@ -103,8 +96,7 @@ export function observeSyncResults(recorded: () => Promise<RepositorySyncStatus[
 
 /** Reports the catalogue's images by policy at each collection. */
 export function observeCatalogue(catalogue: () => Promise<{ values(): Image[] }>): void {
-  metrics
-    .getMeter(METER_NAME)
+  platformMeter()
     .createObservableGauge('lapis.images.catalogue.size', {
       unit: '{image}',
       description: 'images (tags) in the trusted catalogue, by policy',

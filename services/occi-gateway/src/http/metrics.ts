@@ -3,8 +3,8 @@
 // networkinterface), "query" for the query interface, "root" for "/", and "mixin" for
 // anything else (a mixin collection, or a path that is none). Labels are a fixed vocabulary:
 // never an entity id, a mixin's path or a user.
-import { METER_NAME } from '@lapis/platform';
-import { type Histogram, metrics } from '@opentelemetry/api';
+import { platformMeter } from '@lapis/platform';
+import type { Histogram } from '@opentelemetry/api';
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE']);
 const KINDS = new Set(['compute', 'storage', 'storagelink', 'network', 'networkinterface']);
@@ -22,7 +22,7 @@ export function kindOf(path: string): string {
 /** One request, once its response has been sent. */
 export function recordRequest(method: string | undefined, path: string, status: number, startedAt: number): void {
   // Made on first use, after telemetry has started (`-r @lapis/platform/register`).
-  duration ??= metrics.getMeter(METER_NAME).createHistogram('lapis.occi.request.duration', {
+  duration ??= platformMeter().createHistogram('lapis.occi.request.duration', {
     unit: 'ms',
     description: 'OCCI requests, by method, kind (compute, storage, ..., query, root, mixin) and status',
   });

@@ -4,30 +4,26 @@
 // rpc.service, rpc.method and rpc.grpc.status_code. Methods come from the service definitions,
 // so the labels are bounded by the contracts; nothing of the request is recorded.
 import type { Histogram } from '@opentelemetry/api';
-import { platformMeter } from '../telemetry/metrics';
+import { instrumentsOnFirstUse } from '../telemetry/metrics';
 
 interface RpcInstruments {
   server: Histogram;
   client: Histogram;
 }
 
-let instruments: RpcInstruments | undefined;
-
-// Made on first use, so that a process that starts telemetry first (every service does, with
-// `-r @lapis/platform/register`) gets real instruments and not the API's no-op ones.
-function rpcInstruments(): RpcInstruments {
-  instruments ??= {
-    server: platformMeter().createHistogram('rpc.server.duration', {
+// Made on first use (see instrumentsOnFirstUse).
+const rpcInstruments = instrumentsOnFirstUse(
+  (meter): RpcInstruments => ({
+    server: meter.createHistogram('rpc.server.duration', {
       unit: 'ms',
       description: 'duration of inbound gRPC calls, by method and status (streams: until the stream ends)',
     }),
-    client: platformMeter().createHistogram('rpc.client.duration', {
+    client: meter.createHistogram('rpc.client.duration', {
       unit: 'ms',
       description: 'duration of outbound gRPC calls to other Lapis services, by method and status',
     }),
-  };
-  return instruments;
-}
+  }),
+);
 
 /** "/lapis.runtime.v1.RuntimeService/GetInstance" as its rpc.* attributes. */
 function rpcAttributes(path: string, code: number) {

@@ -54,6 +54,19 @@ export function platformMeter(): Meter {
 }
 
 /**
+ * A module's instruments, made on first use: a process that starts telemetry first (every
+ * service does, with `-r @lapis/platform/register`) then gets real instruments, not the API's
+ * no-op ones that a module-level `createCounter` would have made at import.
+ */
+export function instrumentsOnFirstUse<T>(make: (meter: Meter) => T): () => T {
+  let made: T | undefined;
+  return () => {
+    made ??= make(platformMeter());
+    return made;
+  };
+}
+
+/**
  * Process CPU and memory (semantic conventions process.cpu.time, process.memory.usage); the
  * event loop, heap and GC figures come from @opentelemetry/instrumentation-runtime-node.
  */

@@ -6,8 +6,8 @@
 // Every replica reports what it has in memory: alerts take max() across replicas.
 // Projects are tenant-chosen names: past PROJECT_LABEL_LIMIT distinct ones they fold into
 // "other", so a tenant creating projects cannot blow up the series a site stores.
-import { BoundedLabel, lastKnown, METER_NAME } from '@lapis/platform';
-import { type Counter, type Histogram, metrics } from '@opentelemetry/api';
+import { BoundedLabel, instrumentsOnFirstUse, lastKnown, platformMeter } from '@lapis/platform';
+import type { Counter, Histogram } from '@opentelemetry/api';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import type { Scheduler } from './scheduler';
 
@@ -31,13 +31,8 @@ const tally = (counts: Map<string, number>, project: string) => {
   counts.set(label, (counts.get(label) ?? 0) + 1);
 };
 
-let instruments: Instruments | undefined;
-
-// Made on first use, after telemetry has started (`-r @lapis/platform/register`).
-function scheduler(): Instruments {
-  if (instruments) return instruments;
-  const meter = metrics.getMeter(METER_NAME);
-  instruments = {
+const scheduler = instrumentsOnFirstUse((meter): Instruments => {
+  const made = {
     failures: meter.createCounter('lapis.scheduler.placement.failures', {
       unit: '{placement}',
       description:
@@ -50,9 +45,9 @@ function scheduler(): Instruments {
   };
   // From 0, so that the first failure is an increase Prometheus sees (a series that starts
   // at 1 has no increase until its second step).
-  for (const reason of ['publish', 'instance_error']) instruments.failures.add(0, { reason });
-  return instruments;
-}
+  for (const reason of ['publish', 'instance_error']) made.failures.add(0, { reason });
+  return made;
+});
 
 export function recordCycle(ms: number): void {
   scheduler().cycle.record(ms);
@@ -111,7 +106,7 @@ async function countQueue(s: Scheduler): Promise<QueueRow[]> {
 
 /** Reports the scheduler's state at each collection (queue, nodes, fair share, leadership). */
 export function observeScheduler(s: Scheduler): void {
-  const meter = metrics.getMeter(METER_NAME);
+  const meter = platformMeter();
   const queue = meter.createObservableGauge('lapis.scheduler.queue.length', {
     unit: '{claim}',
     description: 'claims not over, by project, state (PENDING, REQUEUED, PLACED, RUNNING) and, for waiting ones, reason',

@@ -2,8 +2,8 @@
 // scrapes, at most every few seconds), how long operations (create, update, delete) take to
 // end and how, and how long template validation takes on the template threads. Labels: phase,
 // operation kind and outcome only; never a deployment id or a template name.
-import { type Bucket, lastKnown, METER_NAME } from '@lapis/platform';
-import { type Histogram, metrics } from '@opentelemetry/api';
+import { type Bucket, instrumentsOnFirstUse, lastKnown, platformMeter } from '@lapis/platform';
+import type { Histogram } from '@opentelemetry/api';
 import type { DeploymentRecord } from '../domain/deployment';
 
 /** A bucket listing is not free: scrapes closer together than this get the last counts. */
@@ -14,13 +14,8 @@ interface Instruments {
   validation: Histogram;
 }
 
-let instruments: Instruments | undefined;
-
-// Made on first use, after telemetry has started (`-r @lapis/platform/register`).
-function tosca(): Instruments {
-  if (instruments) return instruments;
-  const meter = metrics.getMeter(METER_NAME);
-  instruments = {
+const tosca = instrumentsOnFirstUse(
+  (meter): Instruments => ({
     operation: meter.createHistogram('lapis.tosca.operation.duration', {
       unit: 's',
       description: 'time from an operation (CreateDeployment, UpdateDeployment, DeleteDeployment) to its end, by kind and final phase',
@@ -29,9 +24,8 @@ function tosca(): Instruments {
       unit: 'ms',
       description: "time to check a caller's template on a template thread, by outcome (valid, invalid, stopped)",
     }),
-  };
-  return instruments;
-}
+  }),
+);
 
 /** An operation that ended: `kind` as "tosca.CreateDeployment", `phase` the deployment's. */
 export function recordOperation(kind: string, phase: string, createTime: string): void {
@@ -66,8 +60,7 @@ export function observeDeployments(deployments: Bucket<DeploymentRecord>): void 
     for (const { value } of await deployments.list()) byPhase.set(value.phase, (byPhase.get(value.phase) ?? 0) + 1);
     return byPhase;
   }, DEPLOYMENT_COUNT_TTL_MS);
-  metrics
-    .getMeter(METER_NAME)
+  platformMeter()
     .createObservableGauge('lapis.tosca.deployments', { unit: '{deployment}', description: 'deployments, by phase' })
     .addCallback((result) => {
       for (const [phase, n] of counts() ?? []) result.observe(n, { phase });
