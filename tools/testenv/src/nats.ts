@@ -40,8 +40,10 @@ export interface NatsServer {
   caFile?: string;
   /** Stops the server (SIGTERM, SIGKILL after 5 s) and removes the dir if testenv made it. */
   stop(): Promise<void>;
-  /** Stops the server and starts it again on the same port and store. */
+  /** Stops the server and starts it again on the same port and store (after kill() too). */
   restart(): Promise<void>;
+  /** Kills the server at once (SIGKILL, as a crash), keeping its store; restart() brings it back. */
+  kill(): Promise<void>;
 }
 
 // What nats-server logs once it listens for clients.
@@ -195,6 +197,10 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
         }
       })();
       return stopped;
+    },
+    async kill() {
+      if (proc.pid !== undefined && !proc.exitInfo) process.kill(proc.pid, 'SIGKILL');
+      await proc.exited;
     },
     async restart() {
       if (stopped) throw new Error(`NATS on port ${port} was stopped; it cannot be restarted`);
