@@ -1,0 +1,84 @@
+// When NATS cannot take a write: the connection is down, or JetStream has no quorum (on a
+// three-server cluster with replicas 3, two servers away). A write that fails so was never
+// acknowledged; the caller hears UNAVAILABLE (try again later), never INTERNAL, and the
+// service's readiness goes NOT_SERVING until a probe of the event stream answers again.
+import { ErrorCode, type JetStreamManager, type NatsError } from 'nats';
+import { Code, LapisError } from '../errors';
+
+// nats.js codes of a request that no server answered, or that could not be sent.
+const CLIENT_CODES = new Set<string>([
+  ErrorCode.Timeout,
+  ErrorCode.NoResponders,
+  ErrorCode.Disconnect,
+  ErrorCode.ConnectionClosed,
+  ErrorCode.ConnectionDraining,
+  ErrorCode.ConnectionRefused,
+  ErrorCode.ConnectionTimeout,
+  ErrorCode.JetStream408RequestTimeout,
+]);
+
+// nats-server's JetStream API errors (server/errors.json) that mean "no quorum, not now".
+const SERVER_ERR_CODES = new Set([
+  10005, // no suitable peers for placement
+  10008, // JetStream system temporarily unavailable
+  10009, // JetStream cluster can not handle request
+  10118, // stream is offline
+]);
+
+/** True when `error` says NATS or JetStream is away, not that the request was wrong. */
+export function isNatsUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const nats = error as NatsError;
+  if (typeof nats.code === 'string' && CLIENT_CODES.has(nats.code)) return true;
+  const api = nats.api_error;
+  return api !== undefined && (api.code === 503 || SERVER_ERR_CODES.has(api.err_code ?? 0));
+}
+
+/** The UNAVAILABLE a caller gets for such an error. */
+export function natsUnavailable(error: Error): LapisError {
+  return new LapisError(
+    Code.UNAVAILABLE,
+    `the event store (NATS JetStream) cannot take this now, nothing was written: ${error.message}; try again`,
+    'NATS_UNAVAILABLE',
+  );
+}
+
+export interface JetStreamWatchOptions {
+  /** The event stream: JetStream is up when it answers with a leader. */
+  stream: string;
+  /** Between probes, and how long one may take; default 2 s. */
+  intervalMs?: number;
+  onChange: (up: boolean) => void;
+}
+
+/**
+ * Asks for the event stream's info every `intervalMs`: no answer in time, or no leader,
+ * means no quorum. Reports changes only; the first probe reports either way.
+ */
+export function watchJetStream(jsm: JetStreamManager, options: JetStreamWatchOptions): { stop(): void } {
+  const intervalMs = options.intervalMs ?? 2_000;
+  let last: boolean | undefined;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const probe = async () => {
+    let up: boolean;
+    try {
+      const info = await jsm.streams.info(options.stream);
+      up = !info.cluster || Boolean(info.cluster.leader);
+    } catch {
+      up = false;
+    }
+    if (stopped) return;
+    if (up !== last) options.onChange(up);
+    last = up;
+    timer = setTimeout(probe, intervalMs);
+    timer.unref();
+  };
+  void probe();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
