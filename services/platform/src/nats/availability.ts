@@ -4,6 +4,7 @@
 // service's readiness goes NOT_SERVING until a probe of the event stream answers again.
 import { ErrorCode, type JetStreamManager, type NatsError } from 'nats';
 import { Code, LapisError } from '../errors';
+import { withRetries } from '../retry';
 
 // nats.js codes of a request that no server answered, or that could not be sent.
 const CLIENT_CODES = new Set<string>([
@@ -34,11 +35,43 @@ export function isNatsUnavailable(error: unknown): boolean {
   return api !== undefined && (api.code === 503 || SERVER_ERR_CODES.has(api.err_code ?? 0));
 }
 
+/** No server took the write (no responders, no quorum): trying again cannot write it twice. */
+export function isNotDelivered(error: unknown): boolean {
+  const nats = error as NatsError;
+  if (nats?.code === ErrorCode.NoResponders) return true;
+  const api = nats?.api_error;
+  return api !== undefined && (api.code === 503 || SERVER_ERR_CODES.has(api.err_code ?? 0));
+}
+
+/** Away for now (a leader being elected, a reconnect), not for good (a closed connection). */
+export function isNatsTransient(error: unknown): boolean {
+  const code = (error as NatsError)?.code;
+  const transient: string[] = [ErrorCode.Timeout, ErrorCode.JetStream408RequestTimeout, ErrorCode.Disconnect];
+  return isNotDelivered(error) || transient.includes(code);
+}
+
+/**
+ * Runs a NATS request again while `retryIf` says NATS is only away for now, for up to
+ * `budgetMs`: when a cluster server goes, its streams elect a new leader within seconds, and
+ * the write waits for it instead of failing (7 s: within the 10 s deadline Lapis clients
+ * give a call, so that a quorum lost for good is still answered UNAVAILABLE). `retryIf` must fit the request: a write that
+ * may have happened is tried again only when a second copy is harmless (an event with its
+ * id, a plain put).
+ */
+export function throughFailover<T>(request: () => Promise<T>, retryIf: (error: unknown) => boolean, budgetMs = 7_000): Promise<T> {
+  const deadline = Date.now() + budgetMs;
+  return withRetries(request, {
+    attempts: Number.MAX_SAFE_INTEGER,
+    retryIf: (error) => Date.now() < deadline && retryIf(error),
+    delayMs: (failed) => Math.min(1_000, 100 * failed),
+  });
+}
+
 /** The UNAVAILABLE a caller gets for such an error. */
 export function natsUnavailable(error: Error): LapisError {
   return new LapisError(
     Code.UNAVAILABLE,
-    `the event store (NATS JetStream) cannot take this now, nothing was written: ${error.message}; try again`,
+    `the event store (NATS JetStream) is unavailable (${error.message}): nothing was acknowledged; try again`,
     'NATS_UNAVAILABLE',
   );
 }

@@ -25,12 +25,13 @@ import {
 import { KeyedLocks } from '../keyed-locks';
 import type { Logger } from '../logging';
 import { inboxPrefixOf } from './access';
-import { watchJetStream } from './availability';
+import { isNatsTransient, throughFailover, watchJetStream } from './availability';
 import { eventMessage, eventSubject } from './event-message';
 import { subjectTemplate, type EventPayload } from './events';
 import { Bucket, type Codec } from './kv';
 
 const tracer = trace.getTracer('@lapis/platform');
+const JETSTREAM_TIMEOUT_MS = 3_000;
 
 const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
   get: (carrier, key) => carrier?.get(key) || undefined,
@@ -100,7 +101,10 @@ export interface BusOptions {
   onJetStreamChange?: (up: boolean) => void;
   /** Between two probes of JetStream, and how long one may take (default 2 s). */
   jetStreamProbeMs?: number;
-  /** Copies JetStream keeps of the event stream and of every bucket (default 1; 3 on a three-server cluster). */
+  /**
+   * Copies JetStream keeps of the event stream and of every bucket (3 on a three-server
+   * cluster). Left out: 1 for what this connection creates; what exists keeps its own.
+   */
   replicas?: number;
   /** This service's NATS user and password (nats/access.ts says what the user may do). */
   credentials?: { user: string; password: string };
@@ -136,7 +140,9 @@ export class EventBus {
         : {}),
       ...(options.caFile ? { tls: { caFile: options.caFile } } : {}),
     });
-    const bus = new EventBus(nc, nc.jetstream(), await nc.jetstreamManager(), options);
+    // A request to a leader that is gone times out after 3 s, so that throughFailover has time
+    // for another try at the one elected meanwhile.
+    const bus = new EventBus(nc, nc.jetstream({ timeout: JETSTREAM_TIMEOUT_MS }), await nc.jetstreamManager(), options);
     void bus.watchConnection();
     await bus.ensureStream();
     options.onConnectionChange?.(true);
@@ -164,6 +170,8 @@ export class EventBus {
       max_age: nanos(7 * 24 * 3600_000),
     };
     const existing = await this.jsm.streams.info(config.name).catch(() => undefined);
+    // Without `replicas` (a tool, a test) the stream keeps the copies the services gave it.
+    if (existing && this.options.replicas === undefined) config.num_replicas = existing.config.num_replicas;
     if (!existing) {
       await this.jsm.streams.add(config);
       return;
@@ -207,7 +215,11 @@ export class EventBus {
       async (span) => {
         try {
           const message = eventMessage(payload, key, id, this.options.name);
-          const ack = await this.js.publish(message.subject, message.data, { headers: message.headers });
+          // The stream drops a second copy by its id: retried while a leader is elected.
+          const ack = await throughFailover(
+            () => this.js.publish(message.subject, message.data, { headers: message.headers }),
+            isNatsTransient,
+          );
           if (ack.duplicate) this.options.log.debug({ subject, id }, 'duplicate event dropped by the stream');
           return { seq: ack.seq, duplicate: ack.duplicate };
         } catch (error) {
@@ -349,9 +361,9 @@ export class EventBus {
 
   /** Opens (creating when needed) a key-value bucket of one message type. */
   async bucket<T>(name: string, codec: Codec<T>, options: Partial<KvOptions> = {}): Promise<Bucket<T>> {
-    const replicas = options.replicas ?? this.options.replicas ?? 1;
-    const kv = await this.js.views.kv(name, { history: 1, ...options, replicas });
-    await this.keepReplicas(`KV_${name}`, replicas);
+    const replicas = options.replicas ?? this.options.replicas;
+    const kv = await this.js.views.kv(name, { history: 1, ...options, replicas: replicas ?? 1 });
+    if (replicas !== undefined) await this.keepReplicas(`KV_${name}`, replicas);
     return new Bucket(name, kv, codec);
   }
 
