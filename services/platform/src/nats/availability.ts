@@ -81,16 +81,24 @@ export interface JetStreamWatchOptions {
   stream: string;
   /** Between probes, and how long one may take; default 2 s. */
   intervalMs?: number;
+  /**
+   * How long probes must keep failing before JetStream counts as down; default 10 s, longer
+   * than a leader election takes (one server of three lost): readiness does not flap then,
+   * which would take every replica of a service out of its load balancer at once.
+   */
+  downAfterMs?: number;
   onChange: (up: boolean) => void;
 }
 
 /**
  * Asks for the event stream's info every `intervalMs`: no answer in time, or no leader,
- * means no quorum. Reports changes only; the first probe reports either way.
+ * means no quorum. Reports changes only: up at once, down after `downAfterMs` of failures.
  */
 export function watchJetStream(jsm: JetStreamManager, options: JetStreamWatchOptions): { stop(): void } {
   const intervalMs = options.intervalMs ?? 2_000;
+  const downAfterMs = options.downAfterMs ?? 10_000;
   let last: boolean | undefined;
+  let failingSince: number | undefined;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   const probe = async () => {
@@ -102,8 +110,13 @@ export function watchJetStream(jsm: JetStreamManager, options: JetStreamWatchOpt
       up = false;
     }
     if (stopped) return;
-    if (up !== last) options.onChange(up);
-    last = up;
+    if (up) failingSince = undefined;
+    else failingSince ??= Date.now();
+    const report = up || Date.now() - (failingSince ?? 0) >= downAfterMs;
+    if (report && up !== last) {
+      options.onChange(up);
+      last = up;
+    }
     timer = setTimeout(probe, intervalMs);
     timer.unref();
   };

@@ -95,35 +95,49 @@ describe('a service on a three-server NATS cluster, replicas 3 (real nats-server
   it('loses no acknowledged write while one server is killed and comes back; the client goes on by itself', async () => {
     assert.equal(await health(), 'SERVING');
     const acknowledged: string[] = [];
-    let refused = 0;
+    const refused: number[] = [];
     let slowest = 0;
     let n = 0;
-    const writeFor = async (ms: number) => {
-      for (const end = Date.now() + ms; Date.now() < end; ) {
+    // Until 4 s after the server is back (the time is set then).
+    let end = Number.POSITIVE_INFINITY;
+    const writeUntilEnd = async () => {
+      while (Date.now() < end) {
         const key = `one-down-${n++}`;
         const started = Date.now();
         const code = await write(key);
         slowest = Math.max(slowest, Date.now() - started);
         if (code === 0) acknowledged.push(key);
-        else {
-          assert.equal(code, status.UNAVAILABLE, `a write refused while a server is down is UNAVAILABLE, not ${code}`);
-          refused++;
-        }
+        else refused.push(code);
       }
     };
     // The server that leads the event stream: the hardest one to lose (a new leader is elected).
     const leader = await leaderOf('LAPIS');
-    const writing = writeFor(9_000);
+    const healthSeen = new Set<string>();
+    const watching = (async () => {
+      while (Date.now() < end) {
+        healthSeen.add(await health());
+        await sleep(250);
+      }
+    })();
+    const writing = writeUntilEnd();
     await sleep(1_500);
     await leader.kill();
     await sleep(4_000);
     const beforeRestart = acknowledged.length;
     await leader.restart();
+    end = Date.now() + 4_000;
     await writing;
+    await watching;
+    assert.deepEqual([...healthSeen], ['SERVING'], 'readiness does not flap while a new leader is elected');
     assert.ok(acknowledged.length > beforeRestart, 'writes acknowledged after the server came back');
+    assert.deepEqual(
+      refused.filter((code) => code !== status.UNAVAILABLE),
+      [],
+      'a write refused while a server is down is UNAVAILABLE',
+    );
     assert.ok(
-      acknowledged.length > 10 * Math.max(1, refused),
-      `writes wait for the new leader instead of failing: ${acknowledged.length} of ${n} acknowledged, ${refused} refused (last: ${lastError}), the slowest in ${slowest} ms`,
+      acknowledged.length > 10 * Math.max(1, refused.length),
+      `writes wait for the new leader instead of failing: ${acknowledged.length} of ${n} acknowledged, ${refused.length} refused (last: ${lastError}), the slowest in ${slowest} ms`,
     );
     await cluster.waitHealthy();
     assert.deepEqual(await stored(acknowledged), { missingInBucket: [], missingInStream: [] });
@@ -134,7 +148,7 @@ describe('a service on a three-server NATS cluster, replicas 3 (real nats-server
     assert.equal(await write('before-quorum-loss'), 0);
     await cluster.servers[1]!.kill();
     await cluster.servers[2]!.kill();
-    await until(async () => (await health()) === 'NOT_SERVING' || undefined, 'NOT_SERVING without quorum', 15_000);
+    await until(async () => (await health()) === 'NOT_SERVING' || undefined, 'NOT_SERVING without quorum', 30_000);
     const refused = await write('without-quorum');
     assert.equal(refused, status.UNAVAILABLE);
 
