@@ -73,6 +73,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* Copies of the event stream and of every bucket: as many as the bundled cluster has servers, unless set. */}}
+{{- define "lapis.natsStreamReplicas" -}}
+{{- if .Values.nats.streamReplicas -}}
+{{- .Values.nats.streamReplicas -}}
+{{- else if .Values.nats.url -}}
+1
+{{- else -}}
+{{- .Values.nats.bundled.replicas -}}
+{{- end -}}
+{{- end -}}
+
 {{/* NATS users: one per service, named after it; the node agents share "container-runtime".
      files/nats-authorization.conf (generated from the platform's nats/access.ts) has the same. */}}
 {{- define "lapis.natsUsers" -}}
@@ -200,6 +211,8 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ include "lapis.natsUrl" .root | quote }}
 - name: LAPIS_NATS_STREAM
   value: {{ $v.nats.stream | quote }}
+- name: LAPIS_NATS_REPLICAS
+  value: {{ include "lapis.natsStreamReplicas" .root | quote }}
 {{- if include "lapis.natsAuthOn" .root }}
 - name: LAPIS_NATS_USER
   value: {{ .component | quote }}

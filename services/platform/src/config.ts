@@ -1,6 +1,6 @@
 // One typed, frozen configuration object per service, parsed from the environment once at
 // start. A bad or missing variable stops the service with a message that names it.
-import { bool, cleanEnv, makeValidator, num, str, url, type ValidatorSpec } from 'envalid';
+import { bool, cleanEnv, makeValidator, num, str, type ValidatorSpec } from 'envalid';
 import { DEFAULT_CALLER_LIMITS } from './grpc/stream-limits';
 
 export class ConfigError extends Error {
@@ -61,6 +61,34 @@ export const positiveInt = makeValidator<number>((input) => {
   return value;
 });
 
+/**
+ * One NATS URL, or several separated by commas (the servers of one cluster: the client
+ * starts with any of them and follows the cluster's own list from then on).
+ */
+export const natsUrls = makeValidator<string>((input) => {
+  const urls = String(input)
+    .split(',')
+    .map((u) => u.trim());
+  for (const u of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(u);
+    } catch {
+      throw new Error(`${JSON.stringify(u)} is not a URL`);
+    }
+    if (!['nats:', 'tls:'].includes(parsed.protocol) || !parsed.hostname)
+      throw new Error(`${JSON.stringify(u)} is not a nats:// or tls:// URL`);
+  }
+  return urls.join(',');
+});
+
+/** JetStream's replica counts: 1 (a single server) up to 5. */
+export const natsReplicas = makeValidator<number>((input) => {
+  const value = Number(input);
+  if (!/^[1-5]$/.test(String(input).trim())) throw new Error('expected 1 to 5 (3 for a three-server cluster)');
+  return value;
+});
+
 /** Variables every Lapis service reads. A service spreads these into its own specs. */
 export const platformSpecs = {
   // Loopback unless told otherwise: a service run by hand is not open to the machine's networks
@@ -74,7 +102,14 @@ export const platformSpecs = {
     default: 9464,
     desc: 'port of the Prometheus endpoint (GET /metrics) on LAPIS_GRPC_HOST, when OTEL_METRICS_EXPORTER is prometheus (the default); 0 picks a free one',
   }),
-  LAPIS_NATS_URL: url({ desc: 'NATS server with JetStream', example: 'nats://127.0.0.1:4222' }),
+  LAPIS_NATS_URL: natsUrls({
+    desc: 'NATS server with JetStream, or the servers of a cluster separated by commas',
+    example: 'nats://127.0.0.1:4222',
+  }),
+  LAPIS_NATS_REPLICAS: natsReplicas({
+    default: 1,
+    desc: 'copies JetStream keeps of the event stream and of every key-value bucket this service opens (3 on a three-server cluster: a write is acknowledged once two hold it)',
+  }),
   LAPIS_NATS_STREAM: str({ default: 'LAPIS', desc: 'JetStream stream holding every event' }),
   LAPIS_NATS_USER: str({ default: '', desc: "this service's NATS user (empty: connect without credentials)", example: 'scheduler' }),
   LAPIS_NATS_PASSWORD_FILE: str({

@@ -78,12 +78,19 @@ export async function startService(options: StartOptions): Promise<RunningServic
   // The delay and the server's grace period, then as long again for NATS to drain and telemetry to flush.
   if (options.handleSignals !== false) shutdown.onSignals(undefined, config.LAPIS_SHUTDOWN_DELAY_MS + 2 * config.LAPIS_SHUTDOWN_GRACE_MS);
   let server: GrpcServer | undefined;
+  let jetStreamUp = true;
   const bus = await EventBus.connect({
     url: config.LAPIS_NATS_URL,
     name: defaultBusName(options.name),
     stream: config.LAPIS_NATS_STREAM,
     log,
+    replicas: config.LAPIS_NATS_REPLICAS,
     onConnectionChange: (up) => server?.setDependency('nats', up),
+    // Connected is not enough: a cluster that lost its quorum takes no write.
+    onJetStreamChange: (up) => {
+      jetStreamUp = up;
+      server?.setDependency('nats-jetstream', up);
+    },
     ...(credentials ? { credentials } : {}),
     ...(config.LAPIS_NATS_CA_FILE ? { caFile: config.LAPIS_NATS_CA_FILE } : {}),
   });
@@ -101,6 +108,7 @@ export async function startService(options: StartOptions): Promise<RunningServic
     callerLimits: { streams: config.LAPIS_MAX_STREAMS_PER_CALLER, unary: config.LAPIS_MAX_CALLS_PER_CALLER },
   });
   server.setDependency('nats', !bus.nc.isClosed());
+  server.setDependency('nats-jetstream', jetStreamUp);
   // Metrics first: a service that reports ready can be scraped.
   const metrics = await serveMetrics(config.LAPIS_GRPC_HOST, config.LAPIS_METRICS_PORT);
   if (metrics) log.info({ port: metrics.port, path: '/metrics' }, 'metrics endpoint listening');

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { ClaimPlaced } from '@lapis/proto/lapis/events/v1/events';
 import { EventBus } from '@lapis/platform';
 import { testLog } from '@lapis/platform/testing';
-import { makeTlsFiles, run, startNats, type NatsServer } from '@lapis/testenv';
+import { freePort, makeTlsFiles, run, startNats, waitFor, type NatsServer } from '@lapis/testenv';
 import { parseAllDocuments } from 'yaml';
 import { chartNatsAuthorization, helmTemplate, NATS_AUTHORIZATION, passwordVariable } from '../src/render.js';
 
@@ -184,6 +184,82 @@ describe('charts/lapis: NATS users, TLS and NetworkPolicies', function () {
       },
     ]);
     assert.equal((await render(dir, { networkPolicy: { enabled: false } })).filter((o) => o.kind === 'NetworkPolicy').length, 0);
+  });
+
+  it('bundled.replicas 3: three servers routed through the headless Service, replicas 3 in every service; the rendered config forms a cluster on nats-server', async () => {
+    const replicasOf = (objects: Obj[]) =>
+      objects
+        .filter((o) => o.kind === 'Deployment' || o.kind === 'DaemonSet')
+        .map(
+          (o) =>
+            (o.spec.template.spec.containers[0].env as Array<{ name: string; value?: string }>).find(
+              (e) => e.name === 'LAPIS_NATS_REPLICAS',
+            )?.value,
+        );
+    const single = await render(dir);
+    assert.equal(find(single, 'StatefulSet', 'lapis-nats').spec.replicas, 1);
+    assert.doesNotMatch(find(single, 'ConfigMap', 'lapis-nats').data!['nats.conf']!, /cluster \{/);
+    assert.deepEqual(new Set(replicasOf(single)), new Set(['1']));
+
+    const objects = await render(dir, { nats: { bundled: { replicas: 3 }, auth: { enabled: false }, tls: { enabled: false } } });
+    const set = find(objects, 'StatefulSet', 'lapis-nats');
+    assert.equal(set.spec.replicas, 3);
+    assert.equal(set.spec.podManagementPolicy, 'Parallel', 'a server waits for a majority: all start at once');
+    assert.deepEqual(
+      find(objects, 'Service', 'lapis-nats-headless').spec.ports.map((p: { port: number }) => p.port),
+      [4222, 8222, 6222],
+    );
+    assert.equal(find(objects, 'PodDisruptionBudget', 'lapis-nats').spec.maxUnavailable, 1);
+    const natsPods = { podSelector: { matchLabels: find(objects, 'Service', 'lapis-nats').spec.selector } };
+    assert.deepEqual(find(objects, 'NetworkPolicy', 'lapis-nats').spec.ingress[1], {
+      from: [natsPods],
+      ports: [{ port: 6222, protocol: 'TCP' }],
+    });
+    const replicas = replicasOf(objects);
+    assert.equal(replicas.length, USERS.length);
+    assert.deepEqual(new Set(replicas), new Set(['3']));
+    assert.deepEqual(new Set(replicasOf(await render(dir, { nats: { url: 'nats://a:4222,nats://b:4222' } }))), new Set(['1']));
+
+    // The rendered config on three real servers: the routes' pod names become loopback ports.
+    const conf = find(objects, 'ConfigMap', 'lapis-nats').data!['nats.conf']!;
+    const routes = /nats:\/\/lapis-nats-(\d)\.lapis-nats-headless\.lapis\.svc:6222/g;
+    assert.equal(conf.match(routes)?.length, 3);
+    const routePorts = [await freePort(), await freePort(), await freePort()];
+    const servers: NatsServer[] = [];
+    const saved = process.env.POD_NAME;
+    let bus: EventBus | undefined;
+    try {
+      for (const [i, routePort] of routePorts.entries()) {
+        const config = conf
+          .replace(routes, (_, j: string) => `nats://127.0.0.1:${routePorts[Number(j)]}`)
+          .replace('port: 6222', `listen: 127.0.0.1:${routePort}`)
+          .replace(/^\s*(http_port|store_dir):.*$/gm, '');
+        process.env.POD_NAME = `lapis-nats-${i}`; // as the pod's environment gives it
+        servers.push(await startNats({ config, monitor: true }));
+      }
+      await waitFor(
+        async () => (await Promise.all(servers.map((s) => fetch(`${s.monitorUrl}/healthz`).then((r) => r.ok)))).every(Boolean),
+        { timeoutMs: 60_000, intervalMs: 250, what: 'the rendered cluster to elect its JetStream leader' },
+      );
+      bus = await EventBus.connect({
+        url: servers.map((s) => s.url).join(','),
+        name: 'chart-cluster',
+        stream: 'LAPIS',
+        log: testLog,
+        replicas: 3,
+      });
+      const info = await bus.jsm.streams.info('LAPIS');
+      assert.deepEqual(
+        [info.cluster?.leader, ...(info.cluster?.replicas ?? []).map((r) => r.name)].sort(),
+        ['lapis-nats-0', 'lapis-nats-1', 'lapis-nats-2'],
+        'each server named after its pod, all three holding the stream',
+      );
+    } finally {
+      if (saved === undefined) delete process.env.POD_NAME;
+      else process.env.POD_NAME = saved;
+      await bus?.drain();
+      await Promise.all(servers.map((s) => s.stop()));
+    }
   });
 
   it('auth and TLS off: no users, no certificates; an external NATS gets credentials and the CA only from named Secrets', async () => {

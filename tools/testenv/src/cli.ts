@@ -8,9 +8,10 @@ import { ensureBaseImage } from './image.js';
 import { cleanupStaleCluster, startCluster } from './cluster.js';
 import { startKube } from './kube.js';
 import { startNats } from './nats.js';
+import { startNatsCluster } from './nats-cluster.js';
 import { startRegistry } from './registry.js';
 
-const HELP = `usage: lapis-testenv up [--docker] [--image] [--registry] [--kube | --cluster] [--nats-port PORT]
+const HELP = `usage: lapis-testenv up [--docker] [--image] [--registry] [--kube | --cluster] [--nats-port PORT | --nats-cluster]
        lapis-testenv prepare [--images]
        lapis-testenv cluster-down
 
@@ -29,6 +30,8 @@ the foreground; Ctrl-C (or SIGTERM) stops everything it started and removes that
                     CNI bridge, kube-proxy, CoreDNS, local-path provisioner; root only);
                     stopping it puts the host back (iptables chains, bridge, sysctls, ...)
   --nats-port PORT  NATS client port (default: a free one)
+  --nats-cluster    three routed NATS servers instead of one (LAPIS_NATS_URL lists them,
+                    LAPIS_NATS_REPLICAS=3): kill one and Lapis goes on
   -h, --help        this text
 
 \`prepare\` makes, before a test run, what takes long to make: it installs the missing
@@ -46,6 +49,7 @@ interface UpOptions {
   kube: boolean;
   cluster: boolean;
   natsPort?: number;
+  natsCluster?: boolean;
 }
 
 function parseArgs(argv: string[]): UpOptions | 'help' {
@@ -60,6 +64,7 @@ function parseArgs(argv: string[]): UpOptions | 'help' {
     else if (arg === '--registry') opts.registry = true;
     else if (arg === '--kube') opts.kube = true;
     else if (arg === '--cluster') opts.cluster = true;
+    else if (arg === '--nats-cluster') opts.natsCluster = true;
     else if (arg === '--nats-port') {
       const port = Number(rest[++i]);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error('--nats-port needs a port number');
@@ -68,6 +73,7 @@ function parseArgs(argv: string[]): UpOptions | 'help' {
     else throw new Error(`unknown option ${JSON.stringify(arg)}`);
   }
   if (opts.kube && opts.cluster) throw new Error('--kube and --cluster both start a cluster: choose one');
+  if (opts.natsCluster && opts.natsPort !== undefined) throw new Error('--nats-cluster picks its own ports: leave out --nats-port');
   return opts;
 }
 
@@ -110,10 +116,19 @@ async function up(opts: UpOptions): Promise<void> {
   process.on('SIGTERM', onSignal);
 
   try {
-    const nats = await startNats({ monitor: true, ...(opts.natsPort !== undefined ? { port: opts.natsPort } : {}) });
-    stops.push(() => nats.stop());
-    rows.push({ name: 'nats', address: nats.url, note: `monitoring ${nats.monitorUrl}, log ${nats.logFile}` });
-    env.LAPIS_NATS_URL = env.LAPIS_TEST_NATS_URL = nats.url;
+    if (opts.natsCluster) {
+      const cluster = await startNatsCluster();
+      stops.push(() => cluster.stop());
+      for (const [i, server] of cluster.servers.entries())
+        rows.push({ name: `nats-${i}`, address: server.url, note: `monitoring ${server.monitorUrl}, log ${server.logFile}` });
+      env.LAPIS_NATS_URL = env.LAPIS_TEST_NATS_URL = cluster.url;
+      env.LAPIS_NATS_REPLICAS = '3';
+    } else {
+      const nats = await startNats({ monitor: true, ...(opts.natsPort !== undefined ? { port: opts.natsPort } : {}) });
+      stops.push(() => nats.stop());
+      rows.push({ name: 'nats', address: nats.url, note: `monitoring ${nats.monitorUrl}, log ${nats.logFile}` });
+      env.LAPIS_NATS_URL = env.LAPIS_TEST_NATS_URL = nats.url;
+    }
 
     if (opts.docker) {
       const engine = await ensureDocker();

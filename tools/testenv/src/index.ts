@@ -16,6 +16,7 @@ export {
   type Supervised,
 } from './proc.js';
 export { makeTlsFiles, startNats, TEST_NATS_URL_ENV, type NatsServer, type StartNatsOptions } from './nats.js';
+export { startNatsCluster, type NatsCluster, type StartNatsClusterOptions } from './nats-cluster.js';
 export {
   DEFAULT_DOCKER_SOCKET,
   docker,

@@ -45,6 +45,8 @@ export interface NatsServer {
    * 0) without a server: how long clients see NATS unavailable.
    */
   restart(downMs?: number): Promise<void>;
+  /** Kills the server at once (SIGKILL, as a crash), keeping its store; restart() brings it back. */
+  kill(): Promise<void>;
 }
 
 // What nats-server logs once it listens for clients.
@@ -198,6 +200,10 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
         }
       })();
       return stopped;
+    },
+    async kill() {
+      if (proc.pid !== undefined && !proc.exitInfo) process.kill(proc.pid, 'SIGKILL');
+      await proc.exited;
     },
     async restart(downMs = 0) {
       if (stopped) throw new Error(`NATS on port ${port} was stopped; it cannot be restarted`);

@@ -16,6 +16,7 @@ import { trace } from '@opentelemetry/api';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Authenticator, Caller } from '../auth';
 import { Code, codeName, LapisError, permissionDenied } from '../errors';
+import { isNatsUnavailable, natsUnavailable } from '../nats/availability';
 import type { Logger } from '../logging';
 import { reflectionPackage } from './reflection';
 import { recordServerCall } from './rpc-metrics';
@@ -245,6 +246,11 @@ export class GrpcServer {
     if (error instanceof LapisError) {
       log.info({ code: codeName(error.code), reason: error.reason }, error.message);
       return toGrpcStatus(error, this.options.domain);
+    }
+    if (isNatsUnavailable(error)) {
+      const unavailable = natsUnavailable(error as Error);
+      log.warn({ err: error }, unavailable.message);
+      return toGrpcStatus(unavailable, this.options.domain);
     }
     // Anything else is a bug: log it whole, tell the client only where to look.
     const traceId = trace.getActiveSpan()?.spanContext().traceId;

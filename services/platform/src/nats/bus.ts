@@ -25,12 +25,14 @@ import {
 import { KeyedLocks } from '../keyed-locks';
 import type { Logger } from '../logging';
 import { inboxPrefixOf } from './access';
+import { isNatsTransient, throughFailover, watchJetStream } from './availability';
 import { eventMessage, eventSubject } from './event-message';
 import { subjectTemplate, type EventPayload } from './events';
 import { Bucket, type Codec } from './kv';
 import { countRedelivery, watchConnectionMetric, watchConsumer } from './nats-metrics';
 
 const tracer = trace.getTracer('@lapis/platform');
+const JETSTREAM_TIMEOUT_MS = 3_000;
 
 const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
   get: (carrier, key) => carrier?.get(key) || undefined,
@@ -88,6 +90,7 @@ export interface RunningConsumer {
 }
 
 export interface BusOptions {
+  /** One server's URL, or a cluster's separated by commas. */
   url: string;
   /** Connection name, shown by the server: "<service>@<host>". */
   name: string;
@@ -95,6 +98,14 @@ export interface BusOptions {
   log: Logger;
   /** Called when the connection goes down or comes back (health follows it). */
   onConnectionChange?: (up: boolean) => void;
+  /** Called when JetStream stops or starts answering (a cluster without quorum is connected, yet takes no write). */
+  onJetStreamChange?: (up: boolean) => void;
+  /** Between two probes of JetStream, and how long one may take (default 2 s). */
+  jetStreamProbeMs?: number;
+  /**
+   * Copies JetStream keeps of the event stream and of every bucket (3 on a three-server
+   * cluster). Left out: 1 for what this connection creates; what exists keeps its own.
+   */
   replicas?: number;
   /** This service's NATS user and password (nats/access.ts says what the user may do). */
   credentials?: { user: string; password: string };
@@ -105,6 +116,7 @@ export interface BusOptions {
 export class EventBus {
   private readonly consumers = new Set<RunningConsumer>();
   private readonly connectionMetric = watchConnectionMetric();
+  private jetStreamWatch?: { stop(): void };
 
   /** Where replies to this connection go: per user, so that no other user can hear them. */
   readonly inboxPrefix: string;
@@ -120,7 +132,7 @@ export class EventBus {
 
   static async connect(options: BusOptions): Promise<EventBus> {
     const nc = await connect({
-      servers: options.url,
+      servers: options.url.split(',').map((u) => u.trim()),
       name: options.name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
@@ -130,10 +142,17 @@ export class EventBus {
         : {}),
       ...(options.caFile ? { tls: { caFile: options.caFile } } : {}),
     });
-    const bus = new EventBus(nc, nc.jetstream(), await nc.jetstreamManager(), options);
+    // A request to a leader that is gone times out after 3 s, so that throughFailover has time
+    // for another try at the one elected meanwhile.
+    const bus = new EventBus(nc, nc.jetstream({ timeout: JETSTREAM_TIMEOUT_MS }), await nc.jetstreamManager(), options);
     void bus.watchConnection();
     await bus.ensureStream();
     options.onConnectionChange?.(true);
+    if (options.onJetStreamChange) {
+      const probeMs = options.jetStreamProbeMs ?? 2_000;
+      const probe = await nc.jetstreamManager({ timeout: probeMs, checkAPI: false });
+      bus.jetStreamWatch = watchJetStream(probe, { stream: options.stream, intervalMs: probeMs, onChange: options.onJetStreamChange });
+    }
     return bus;
   }
 
@@ -153,6 +172,8 @@ export class EventBus {
       max_age: nanos(7 * 24 * 3600_000),
     };
     const existing = await this.jsm.streams.info(config.name).catch(() => undefined);
+    // Without `replicas` (a tool, a test) the stream keeps the copies the services gave it.
+    if (existing && this.options.replicas === undefined) config.num_replicas = existing.config.num_replicas;
     if (!existing) {
       await this.jsm.streams.add(config);
       return;
@@ -196,7 +217,11 @@ export class EventBus {
       async (span) => {
         try {
           const message = eventMessage(payload, key, id, this.options.name);
-          const ack = await this.js.publish(message.subject, message.data, { headers: message.headers });
+          // The stream drops a second copy by its id: retried while a leader is elected.
+          const ack = await throughFailover(
+            () => this.js.publish(message.subject, message.data, { headers: message.headers }),
+            isNatsTransient,
+          );
           if (ack.duplicate) this.options.log.debug({ subject, id }, 'duplicate event dropped by the stream');
           return { seq: ack.seq, duplicate: ack.duplicate };
         } catch (error) {
@@ -229,7 +254,9 @@ export class EventBus {
       await this.jsm.consumers.update(stream, options.durable, { ack_wait: config.ack_wait, max_deliver: config.max_deliver });
     }
     const consumer = await this.js.consumers.get(stream, options.durable);
-    const messages: ConsumerMessages = await consumer.consume({ max_messages: 64 });
+    // Pulls that expire after 5 s (heartbeats every 2.5 s): when a cluster server goes away with
+    // the consumer's leader, missed heartbeats make the client pull again within seconds.
+    const messages: ConsumerMessages = await consumer.consume({ max_messages: 64, expires: 5_000 });
     const unwatch = watchConsumer(options.durable, consumer);
     const log = this.options.log.child({ consumer: options.durable });
     const loop = (
@@ -339,12 +366,28 @@ export class EventBus {
 
   /** Opens (creating when needed) a key-value bucket of one message type. */
   async bucket<T>(name: string, codec: Codec<T>, options: Partial<KvOptions> = {}): Promise<Bucket<T>> {
-    const kv = await this.js.views.kv(name, { history: 1, replicas: this.options.replicas ?? 1, ...options });
+    const replicas = options.replicas ?? this.options.replicas;
+    const kv = await this.js.views.kv(name, { history: 1, ...options, replicas: replicas ?? 1 });
+    if (replicas !== undefined) await this.keepReplicas(`KV_${name}`, replicas);
     return new Bucket(name, kv, codec);
+  }
+
+  /** A bucket made before the site had a cluster gets the copies asked for now. */
+  private async keepReplicas(stream: string, replicas: number): Promise<void> {
+    const info = await this.jsm.streams.info(stream);
+    if (info.config.num_replicas === replicas) return;
+    try {
+      await this.jsm.streams.update(stream, { ...info.config, num_replicas: replicas });
+      this.options.log.info({ stream, replicas }, 'bucket replicas changed');
+    } catch (error) {
+      if ((error as NatsError).code !== ErrorCode.PermissionsViolation) throw error;
+      this.options.log.warn({ stream, replicas }, 'the bucket has other replicas, and this user may not change them');
+    }
   }
 
   /** Stops the consumers, lets pending publishes finish and closes the connection. */
   async drain(): Promise<void> {
+    this.jetStreamWatch?.stop();
     await Promise.all([...this.consumers].map((c) => c.stop()));
     if (!this.nc.isClosed()) await this.nc.drain();
     this.connectionMetric.forget();

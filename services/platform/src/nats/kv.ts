@@ -4,6 +4,7 @@ import type { KV, KvEntry, NatsError } from 'nats';
 import { Code, LapisError } from '../errors';
 import { withRetries } from '../retry';
 import { countConflict } from './nats-metrics';
+import { isNatsTransient, isNotDelivered, throughFailover } from './availability';
 
 export interface Codec<T> {
   encode(value: T): { finish(): Uint8Array };
@@ -52,7 +53,7 @@ export class Bucket<T> {
   /** Undefined when absent; a key NATS would refuse names nothing stored, so absent too. */
   async get(key: string): Promise<Versioned<T> | undefined> {
     if (keyProblem(key)) return undefined;
-    const entry = await this.kv.get(key);
+    const entry = await throughFailover(() => this.kv.get(key), isNatsTransient);
     return this.present(entry);
   }
 
@@ -69,7 +70,9 @@ export class Bucket<T> {
   /** Writes whatever is there: for state only one writer owns. */
   async put(key: string, value: T): Promise<number> {
     this.checkKey(key);
-    return this.kv.put(key, this.codec.encode(value).finish());
+    const bytes = this.codec.encode(value).finish();
+    // A second copy of the same value is harmless: retried even when the first may have landed.
+    return throughFailover(() => this.kv.put(key, bytes), isNatsTransient);
   }
 
   async delete(key: string, revision?: number): Promise<void> {
@@ -133,7 +136,9 @@ export class Bucket<T> {
   private async guard<R>(key: string, write: () => Promise<R>): Promise<R> {
     this.checkKey(key);
     try {
-      return await write();
+      // A conditional write is tried again only when it surely did not land: a second try of
+      // one that did would fail its own condition.
+      return await throughFailover(write, isNotDelivered);
     } catch (error) {
       if (isConflict(error)) {
         countConflict(this.name);

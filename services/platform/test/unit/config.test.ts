@@ -26,19 +26,36 @@ describe('config', () => {
     const config = load(good);
     assert.equal(config.LAPIS_GRPC_PORT, 50051);
     assert.equal(config.LAPIS_NATS_STREAM, 'LAPIS');
+    assert.equal(config.LAPIS_NATS_REPLICAS, 1);
     assert.equal(config.LAPIS_SHUTDOWN_GRACE_MS, 10_000);
     assert.ok(Object.isFrozen(config));
+  });
+
+  it('takes the servers of a NATS cluster, separated by commas, and a replica count', () => {
+    const config = load({ ...good, LAPIS_NATS_URL: 'nats://a:4222, nats://b:4222,tls://c:4222', LAPIS_NATS_REPLICAS: '3' });
+    assert.equal(config.LAPIS_NATS_URL, 'nats://a:4222,nats://b:4222,tls://c:4222');
+    assert.equal(config.LAPIS_NATS_REPLICAS, 3);
   });
 
   const cases: Array<[string, Record<string, string | undefined>, RegExp]> = [
     [
       'a missing required variable',
       { ...good, LAPIS_NATS_URL: undefined },
-      /LAPIS_NATS_URL is required but not set \(NATS server with JetStream, e\.g\. nats:\/\/127\.0\.0\.1:4222\)/,
+      /LAPIS_NATS_URL is required but not set \(NATS server with JetStream, or the servers of a cluster separated by commas, e\.g\. nats:\/\/127\.0\.0\.1:4222\)/,
     ],
     ['a port that is not a number', { ...good, LAPIS_GRPC_PORT: 'fifty' }, /LAPIS_GRPC_PORT="fifty" is invalid/],
     ['a port out of range', { ...good, LAPIS_GRPC_PORT: '70000' }, /LAPIS_GRPC_PORT="70000" is invalid/],
     ['a URL that is not one', { ...good, LAPIS_NATS_URL: 'not a url' }, /LAPIS_NATS_URL="not a url" is invalid/],
+    [
+      'one of several NATS URLs that is not one',
+      { ...good, LAPIS_NATS_URL: 'nats://a:4222,http://b:4222' },
+      /LAPIS_NATS_URL="nats:\/\/a:4222,http:\/\/b:4222" is invalid: "http:\/\/b:4222" is not a nats:\/\/ or tls:\/\/ URL/,
+    ],
+    [
+      'a NATS replica count JetStream has not',
+      { ...good, LAPIS_NATS_REPLICAS: '7' },
+      /LAPIS_NATS_REPLICAS="7" is invalid: expected 1 to 5/,
+    ],
     ['a log level not in the list', { ...good, LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud" is invalid/],
     ['a grace period that is not a number', { ...good, LAPIS_SHUTDOWN_GRACE_MS: 'soon' }, /LAPIS_SHUTDOWN_GRACE_MS="soon" is invalid/],
     [

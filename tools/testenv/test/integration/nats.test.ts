@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startNats, TEST_NATS_URL_ENV, type NatsServer } from '../../src/index.js';
+import { startNats, startNatsCluster, TEST_NATS_URL_ENV, type NatsServer } from '../../src/index.js';
 import { firstLine, canListen, isRefused } from './helpers/net.js';
 import { RawNats } from './helpers/raw-nats.js';
 
@@ -88,5 +88,26 @@ describe('testenv: NATS', function () {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('startNatsCluster gives three routed servers with JetStream; kill() and restart() keep the store; stop() removes everything', async function () {
+    this.timeout(120_000);
+    const cluster = await startNatsCluster();
+    try {
+      assert.equal(cluster.url.split(',').length, 3);
+      for (const server of cluster.servers) {
+        const routez = (await (await fetch(`${server.monitorUrl}/routez`)).json()) as { num_routes: number };
+        assert.ok(routez.num_routes >= 2, `${server.url} is routed to the two others: ${JSON.stringify(routez)}`);
+      }
+      const victim = cluster.servers[0]!;
+      await victim.kill();
+      assert.equal(await isRefused('127.0.0.1', victim.port), true, 'a killed server takes no connection');
+      assert.ok(fs.existsSync(path.join(victim.dir, 'jetstream')), 'its store is kept');
+      await victim.restart();
+      await cluster.waitHealthy();
+    } finally {
+      await cluster.stop();
+    }
+    for (const server of cluster.servers) assert.equal(fs.existsSync(server.dir), false, `${server.dir} is still there`);
   });
 });
