@@ -22,6 +22,8 @@ export interface CreateVolumeInput {
 
 /** How long CreateVolume waits for a new claim to be bound before it answers CREATING. */
 const CLAIM_BIND_WAIT_MS = 3_000;
+/** How long a repeated CreateVolume waits for the first one, still making the same volume. */
+const CREATE_WAIT_MS = 60_000;
 
 export class Volumes {
   /** Volumes deleted by this agent, so a retried DeleteVolume answers what the first one did. */
@@ -36,11 +38,8 @@ export class Volumes {
   async create(input: CreateVolumeInput, scope: Scope): Promise<Volume> {
     const { store, backend, host } = this.ctx.deps;
     const { node } = this.ctx.settings;
-    if (input.requestId) {
-      const earlier = await this.requests.find('CreateVolume', scope, input.requestId);
-      const volume = earlier ? await store.volumes.get(earlier) : undefined;
-      if (volume) return volume.value;
-    }
+    const repeated = await this.repeatOf(input.requestId, scope);
+    if (repeated) return repeated;
     const { filesystem } = checkNewVolume(input, this.ctx.settings);
     if (input.node && input.node !== node)
       throw failedPrecondition(`this agent serves node ${node}, not ${input.node}: ask that node's agent`, 'WRONG_NODE');
@@ -49,7 +48,10 @@ export class Volumes {
     if (input.sizeBytes > free)
       throw resourceExhausted(`size_bytes ${input.sizeBytes} is more than the ${free} bytes free on node ${node}`, 'DISK_FULL');
     // One project's creates one at a time, so two cannot both pass the name and size checks.
-    const { volume, revision } = await this.ctx.locks.with([`volumes:${scope.project}`], async () => {
+    const made = await this.ctx.locks.with([`volumes:${scope.project}`], async () => {
+      // A repeat that came in beside the first finds it here, not its name taken.
+      const earlier = input.requestId ? await this.requests.find('CreateVolume', scope, input.requestId) : undefined;
+      if (earlier && (this.records.creating.has(earlier) || (await store.volumes.get(earlier)))) return undefined;
       const mine = (await this.records.all()).filter((v) => v.project === scope.project);
       // Volumes are outside the scheduler's quotas: this bounds what a project holds on the node.
       checkProjectVolumes(mine, scope.project, node, input.name, input.sizeBytes, this.ctx.settings.maxProjectVolumeBytes ?? 0);
@@ -66,18 +68,42 @@ export class Volumes {
         labels: input.labels,
         createTime: new Date(),
       };
-      return { volume, revision: await store.volumes.create(volume.id, volume) };
+      const revision = await store.volumes.create(volume.id, volume);
+      this.records.creating.add(volume.id);
+      // Remembered from the record on, not once made: a repeat meanwhile is answered with this volume.
+      if (input.requestId) await this.requests.remember('CreateVolume', scope, input.requestId, volume.id);
+      return { volume, revision };
     });
-    this.records.creating.add(volume.id);
+    if (!made) {
+      const earlier = await this.repeatOf(input.requestId, scope);
+      if (earlier) return earlier;
+      throw failedPrecondition(
+        'the CreateVolume with this request_id failed while this repeat waited for it: try again',
+        'VOLUME_CREATE_FAILED',
+      );
+    }
     try {
-      return await this.make(volume, revision, input.requestId, scope);
+      return await this.make(made.volume, made.revision);
     } finally {
-      this.records.creating.delete(volume.id);
+      this.records.creating.delete(made.volume.id);
     }
   }
 
+  /**
+   * The volume an earlier CreateVolume with this request id made, once made: the same request
+   * again (its caller went away, a restarted orchestrator resuming its step) is answered with it.
+   */
+  private async repeatOf(requestId: string, scope: Scope): Promise<Volume | undefined> {
+    if (!requestId) return undefined;
+    const earlier = await this.requests.find('CreateVolume', scope, requestId);
+    if (!earlier) return undefined;
+    for (let waited = 0; this.records.creating.has(earlier) && waited < CREATE_WAIT_MS; waited += 200)
+      await new Promise((r) => setTimeout(r, 200));
+    return (await this.ctx.deps.store.volumes.get(earlier))?.value;
+  }
+
   /** Makes the recorded volume's file (or claim) and records it AVAILABLE (or what its claim says). */
-  private async make(volume: Volume, revision: number, requestId: string, scope: Scope): Promise<Volume> {
+  private async make(volume: Volume, revision: number): Promise<Volume> {
     const { store, backend, host } = this.ctx.deps;
     const { claims } = backend;
     try {
@@ -100,7 +126,6 @@ export class Volumes {
       Object.assign(volume, claimState(claim));
     }
     await store.volumes.update(volume.id, volume, revision);
-    if (requestId) await this.requests.remember('CreateVolume', scope, requestId, volume.id);
     await this.records.announce(volume);
     return volume;
   }

@@ -84,6 +84,17 @@ describe('volumes attached while instances run (real loop devices, ext4, mount p
     await detach(alice, vol.id);
   });
 
+  it('answers a create repeated while the first is still making the volume with that volume (same request id), not "name taken"', async () => {
+    // As a restarted orchestrator resuming its step does: the first caller went away mid-create.
+    const [a, b] = await Promise.all([
+      volume(alice, 'made-once', 256 * MiB, 'vol-req-repeat'),
+      volume(alice, 'made-once', 256 * MiB, 'vol-req-repeat'),
+    ]);
+    assert.equal(b.id, a.id);
+    assert.equal(b.state, VolumeState.AVAILABLE);
+    await rpc(alice, alice.deleteVolume, { volumeId: a.id, requestId: '' });
+  });
+
   it('gives clear errors: another node, already attached, attached delete, not attached, oversized, bad path; nothing is left', async () => {
     const vm = await create(alice, 'err-1');
     const vm2 = await create(alice, 'err-2');
