@@ -2,31 +2,11 @@
 import { strict as assert } from 'node:assert';
 import { Backend, PortProtocol } from '@lapis/proto/lapis/common/v1/common';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { runCycle, type CycleInput, type PartitionDef } from '../../src/domain/cycle';
+import { runCycle } from '../../src/domain/cycle';
 import type { ClaimRecord, NodeRecord } from '../../src/domain/model';
 import { chooseNode, type NodeView, type Victim } from '../../src/domain/placement';
 import { choosePreemption } from '../../src/domain/preemption';
-import { DEFAULT_WEIGHTS } from '../../src/domain/priority';
-import { claim, cpus, DeviceKind, node } from './helpers';
-
-function input(claims: ClaimRecord[], nodes: NodeRecord[], over: Partial<CycleInput> = {}): CycleInput {
-  return {
-    now: 1000,
-    claims,
-    nodes,
-    partitions: new Map<string, PartitionDef>(),
-    defaultPartition: 'default',
-    quotas: new Map(),
-    qos: new Map(),
-    weights: DEFAULT_WEIGHTS,
-    fairShare: () => 0.5,
-    placement: { strategy: 'spread', imageWeight: 0.3, maxScored: 0 },
-    downAfterMs: 15_000,
-    maxPlacements: 1000,
-    seed: 0,
-    ...over,
-  };
-}
+import { claim, cpus, cycleInput as input, DeviceKind, node } from './helpers';
 
 const view = (rec: NodeRecord, over: Partial<NodeView> = {}): NodeView => ({
   rec,

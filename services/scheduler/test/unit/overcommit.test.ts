@@ -2,33 +2,13 @@
 // limits and fair share keep charging what the claims requested.
 import { strict as assert } from 'node:assert';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
-import { runCycle, type CycleInput, type PartitionDef } from '../../src/domain/cycle';
+import { runCycle, type PartitionDef } from '../../src/domain/cycle';
 import { accrueUsage, billing } from '../../src/domain/fairshare';
-import type { ClaimRecord, NodeRecord } from '../../src/domain/model';
+import type { ClaimRecord } from '../../src/domain/model';
 import { ratioProblem, resolveRatios, withRatios } from '../../src/domain/overcommit';
-import { DEFAULT_WEIGHTS } from '../../src/domain/priority';
 import { ClusterSums } from '../../src/domain/state';
 import { parseSettings } from '../../src/config';
-import { claim, cpus, node } from './helpers';
-
-function input(claims: ClaimRecord[], nodes: NodeRecord[], over: Partial<CycleInput> = {}): CycleInput {
-  return {
-    now: 1000,
-    claims,
-    nodes,
-    partitions: new Map<string, PartitionDef>(),
-    defaultPartition: 'default',
-    quotas: new Map(),
-    qos: new Map(),
-    weights: DEFAULT_WEIGHTS,
-    fairShare: () => 0.5,
-    placement: { strategy: 'spread', imageWeight: 0.3, maxScored: 0 },
-    downAfterMs: 15_000,
-    maxPlacements: 1000,
-    seed: 0,
-    ...over,
-  };
-}
+import { claim, cpus, cycleInput as input, node } from './helpers';
 
 /** `n` claims of one CPU and 1 GiB each, submitted in order. */
 const oneCpuClaims = (n: number, over: Partial<ClaimRecord> = {}) =>
