@@ -182,6 +182,8 @@ describe('charts/lapis: NATS users, TLS and NetworkPolicies', function () {
           { port: 8787, protocol: 'TCP' },
         ],
       },
+      // The metrics port: from metrics.scrapers, or from anywhere when none are listed (the default).
+      { ports: [{ port: 9464, protocol: 'TCP' }] },
     ]);
     assert.equal((await render(dir, { networkPolicy: { enabled: false } })).filter((o) => o.kind === 'NetworkPolicy').length, 0);
   });

@@ -85,6 +85,9 @@ export class Placements {
   private async onCancelled(event: Event): Promise<void> {
     if (event.payload?.$case !== 'claimCancelled') return;
     const { claimId } = event.payload.claimCancelled;
+    // A create of this instance still under way (its placement came first, on another consumer)
+    // finishes first: cancelled meanwhile, it would otherwise be left running with no claim.
+    await this.ctx.locks.with([`i:${claimId}`], async () => {});
     if (await this.liveHere(claimId)) {
       await this.instances.delete(claimId, this.ctx.settings.stopTimeoutS, '', adminScope);
       return;

@@ -12,6 +12,8 @@ import { hideOtherProjects } from './hide-other-projects';
 export async function deleteEntity(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string): Promise<void> {
   try {
     await deleteInLapis(ctx, c, kind, id);
+    // Gone for OCCI once answered, while Lapis may still be removing it (a placed claim's instance).
+    if (kind === 'compute' || kind === 'storage') ctx.views.deleted(c.project, kind, id);
   } finally {
     ctx.views.changed(c.project, kind, id);
     // A storage link is its volume's attachment, shown on the storage and on its compute (any one, as far as this knows).

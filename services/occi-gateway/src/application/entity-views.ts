@@ -16,6 +16,11 @@ const ONE_BY_ONE_MAX = 32;
 const BULK_REFRESH_MAX = 10_000;
 /** Views kept (project x kind); the least recently made goes first. */
 const VIEWS_MAX = 4_000;
+/**
+ * How long an entity deleted through this gateway stays out of its view while Lapis still
+ * tears it down (a placed claim's instance is removed after the DELETE is answered).
+ */
+const DELETED_HIDDEN_MS = 120_000;
 
 /** How a view reads its kind: all of the project's entities, and (where Lapis can) one of them, undefined once gone. */
 export interface ViewLoaders {
@@ -44,6 +49,16 @@ class View {
   snapshot?: Entity[];
   /** What the caller derived from the snapshot (the entities with what OCCI keeps laid over), by key. */
   derived?: { snapshot: Entity[]; key: string; value: Entity[] };
+  /** Entities deleted through this gateway, and when: kept out of the view while they go. */
+  readonly deleted = new Map<string, number>();
+
+  hidden(id: string): boolean {
+    const at = this.deleted.get(id);
+    if (at === undefined) return false;
+    if (Date.now() - at < DELETED_HIDDEN_MS) return true;
+    this.deleted.delete(id);
+    return false;
+  }
 }
 
 export class EntityViews {
@@ -120,6 +135,15 @@ export class EntityViews {
     note(this.viewOf(project, kind), id, entity, mark);
   }
 
+  /** The entity was deleted through this gateway: out of the view at once, though Lapis may still be removing it. */
+  deleted(project: string, kind: EntityKind, id: string): void {
+    this.sequence += 1;
+    const view = this.viewOf(project, kind);
+    view.deleted.set(id, Date.now());
+    if (view.entries.delete(id)) view.snapshot = undefined;
+    view.changed.delete(id);
+  }
+
   /** An event or this gateway changed the entity (without `id`: the kind's whole collection). */
   changed(project: string, kind: EntityKind, id?: string): void {
     this.sequence += 1;
@@ -151,6 +175,7 @@ export class EntityViews {
         const listed = await all();
         const next = new Map<string, Entry>();
         for (const entity of listed) {
+          if (view.hidden(entity.id)) continue;
           const kept = view.entries.get(entity.id);
           next.set(entity.id, { entity: kept && isDeepStrictEqual(kept.entity, entity) ? kept.entity : entity, at: startedAt });
         }
@@ -186,8 +211,9 @@ export class EntityViews {
 }
 
 /** What Lapis said of one entity (undefined: gone), read after `mark`; a later change keeps it marked. */
-function note(view: View, id: string, entity: Entity | undefined, mark: number): void {
+function note(view: View, id: string, found: Entity | undefined, mark: number): void {
   if ((view.changed.get(id) ?? 0) > mark) return;
+  const entity = found && view.hidden(id) ? undefined : found;
   view.changed.delete(id);
   const kept = view.entries.get(id);
   if (entity && kept && isDeepStrictEqual(kept.entity, entity)) {
