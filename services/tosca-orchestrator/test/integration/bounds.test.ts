@@ -223,7 +223,14 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
   it('stops work over its time budget: RESOURCE_EXHAUSTED, and the thread is free again', async () => {
     // The slow template takes seconds; a small one well under a second.
     const own = await spawn({ LAPIS_TOSCA_TEMPLATE_BUDGET_MS: '1500' });
-    const c = createClient(ToscaServiceClient, own.address, { token: TEST_TOKENS.alice.token, maxAttempts: 1, deadlineMs: 10_000 });
+    // Wait-for-ready: the first call to the process just started is about its budget, not about
+    // its first connection (which once failed at once on a loaded CI machine, with no error of its own).
+    const c = createClient(ToscaServiceClient, own.address, {
+      token: TEST_TOKENS.alice.token,
+      maxAttempts: 1,
+      deadlineMs: 10_000,
+      waitForReady: true,
+    });
     try {
       await assert.rejects(validate(c, slow, 'slow.yaml'), (error: ServiceError) => {
         assert.equal(error.code, status.RESOURCE_EXHAUSTED, error.message);
