@@ -194,6 +194,25 @@ async function unmountUnder(dirs: string[]): Promise<string[]> {
   return problems;
 }
 
+/** SIGKILLs every process in a cgroup tree. */
+async function killProcessesIn(dir: string): Promise<void> {
+  let entries: fs.Dirent[];
+  try {
+    entries = await fsp.readdir(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) if (e.isDirectory()) await killProcessesIn(path.join(dir, e.name));
+  const procs = await fsp.readFile(path.join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
+  for (const pid of procs.split('\n').filter(Boolean)) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+}
+
 /** rmdir a cgroup tree bottom up (a cgroup dir holds only kernel files; rmdir removes it). */
 async function removeCgroupTree(dir: string): Promise<void> {
   let entries: fs.Dirent[];
@@ -237,6 +256,7 @@ export async function restoreHost(o: RestoreOptions): Promise<string[]> {
   problems.push(...(await removeOurChains()));
   for (const cg of kubepodsCgroups()) {
     if (o.before.cgroups.includes(cg)) continue;
+    await killProcessesIn(cg); // a dead run's pods outlive their killed shims
     await removeCgroupTree(cg).catch((e: unknown) => problems.push(`rmdir ${cg}: ${String(e)}`));
   }
   for (const [key, value] of Object.entries(o.before.sysctls)) {

@@ -60,6 +60,11 @@ export interface Cluster extends Omit<Kube, 'addNodes'> {
   stop(): Promise<void>;
   /** What stop() could not undo (filled once stop() has run). */
   leftovers: string[];
+  /**
+   * The host as it was before this cluster touched it, taken after a dead run's leftovers were
+   * cleaned up: what stop() puts back, and what a test compares the host with afterwards.
+   */
+  hostBefore: HostSnapshot;
 }
 
 export interface StartClusterOptions {
@@ -281,6 +286,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
       nodeName: NODE_NETWORK.nodeName,
       volumeDir,
       leftovers,
+      hostBefore: before,
       request: (method, apiPath, o) => kubeRequest(conn, method, apiPath, o),
       importImage: (file) => importImage(pkgs.ctr, dirs, file),
       allowInsecureRegistry: (host) => allowInsecureRegistry(dirs, host),

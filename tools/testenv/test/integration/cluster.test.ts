@@ -7,13 +7,11 @@ import {
   kubectl,
   mountsUnder,
   NODE_NETWORK,
-  snapshotHost,
   splitRule,
   startCluster,
   waitFor,
   waitPodsReady,
   type Cluster,
-  type HostSnapshot,
 } from '../../src/index.js';
 
 function alive(pid: number): boolean {
@@ -69,14 +67,12 @@ spec:
 
 describe('testenv: a real one-node cluster (kubelet, containerd, CNI, kube-proxy, CoreDNS, local-path)', function () {
   this.timeout(180_000);
-  let hostBefore: HostSnapshot;
   let cluster: Cluster | undefined;
   const ns = 'cluster-test';
 
   before(async function () {
     // Builds nothing when `lapis-testenv prepare` ran (make test); otherwise the first build is long.
     this.timeout(60 * 60_000);
-    hostBefore = await snapshotHost();
     const started = Date.now();
     cluster = await startCluster({ progress: (line) => console.error(line) });
     console.error(`      real cluster up in ${Date.now() - started} ms`);
@@ -186,7 +182,7 @@ describe('testenv: a real one-node cluster (kubelet, containerd, CNI, kube-proxy
     assert.deepEqual(pids.filter(alive), [], 'every component has exited');
     assert.deepEqual(mountsUnder([dir]), []);
     assert.equal(fs.existsSync(dir), false);
-    assert.deepEqual(await hostDifferences(hostBefore, othersLinks), []);
+    assert.deepEqual(await hostDifferences(c.hostBefore, othersLinks), []);
     assert.equal(fs.existsSync(`/sys/class/net/${NODE_NETWORK.bridge}`), false);
   });
 });
