@@ -60,9 +60,42 @@ export async function pingDocker(socketPath: string): Promise<boolean> {
   }
 }
 
+const DOCKERD_PID_FILE = '/var/run/docker.pid';
+
+/**
+ * Waits while the pid file names a live dockerd that does not answer (one stopping, or one
+ * starting); removes a stale pid file. Resolves true when that engine answered meanwhile.
+ */
+async function engineStillStopping(timeoutMs: number, socketPath: string): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let pid: number;
+    try {
+      pid = Number.parseInt(fs.readFileSync(DOCKERD_PID_FILE, 'utf8'), 10);
+    } catch {
+      return false; // no pid file: no engine
+    }
+    if (!Number.isInteger(pid)) return false;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      fs.rmSync(DOCKERD_PID_FILE, { force: true });
+      return false;
+    }
+    if (await pingDocker(socketPath)) return true;
+    if (Date.now() > deadline) throw new Error(`dockerd pid ${pid} (${DOCKERD_PID_FILE}) neither answers nor exits`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 export async function ensureDocker(opts: EnsureDockerOptions = {}): Promise<DockerEngine> {
   const socketPath = opts.socketPath ?? socketFromEnv() ?? DEFAULT_DOCKER_SOCKET;
   if (await pingDocker(socketPath)) {
+    return { socketPath, startedByUs: false, stop: async () => {} };
+  }
+  // Another process's engine may be stopping (it holds the pid file until it has): wait for it,
+  // or take it if it comes back; a pid file whose process is dead is stale.
+  if (await engineStillStopping(opts.timeoutMs ?? 60_000, socketPath)) {
     return { socketPath, startedByUs: false, stop: async () => {} };
   }
   // The CLI comes along: tests and image.ts drive the engine through it.
