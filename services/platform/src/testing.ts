@@ -247,7 +247,7 @@ export async function benchMetrics(): Promise<{ on: boolean; stop(): Promise<voi
           () => undefined,
         );
     },
-    Number(process.env.BENCH_SCRAPE_MS ?? 1000),
+    Number(process.env.BENCH_SCRAPE_MS ?? 5000),
   );
   return {
     on: true,

@@ -63,6 +63,11 @@ export class CycleRunner {
 
   constructor(private readonly o: CycleRunnerOptions) {}
 
+  /** The fair share the cycles rank by, as of the last recalculation (none before the first). */
+  get fairShareInUse(): FairShareResult | undefined {
+    return this.fsSnapshot;
+  }
+
   /** Runs a cycle every cycleMs, and one now. */
   startTimer(): void {
     this.timer = setInterval(() => this.trigger(), this.o.cycleMs);

@@ -133,6 +133,9 @@ export function observeScheduler(s: Scheduler): void {
     description: 'spot instances told to stop to make room, by the project of the instance preempted',
   });
   const queueRows = lastKnown(() => countQueue(s), QUEUE_COUNT_EVERY_MS);
+  // The leader reports the factors its cycles rank by; another replica computes them, at most
+  // every QUEUE_COUNT_EVERY_MS (the whole tree: too much for every scrape).
+  const computedFairShare = lastKnown(async () => s.fairShare(), QUEUE_COUNT_EVERY_MS);
   meter.addBatchObservableCallback(
     (result) => {
       const counts = queueRows() ?? [];
@@ -154,7 +157,7 @@ export function observeScheduler(s: Scheduler): void {
         perProject.set(project, (perProject.get(project) ?? 0) + value);
       }
       for (const [project, value] of perProject) result.observe(usage, value, { project });
-      for (const row of s.fairShare().rows) {
+      for (const row of (s.fairShareInUse() ?? computedFairShare())?.rows ?? []) {
         if (row.user === '' && row.account !== 'root') result.observe(factor, row.factor, { project: projects.of(row.account) });
       }
     },

@@ -393,6 +393,11 @@ export class Scheduler {
     return this.usage.fairShare(this.cluster.accounts.values(), this.cache.sums);
   }
 
+  /** The leader's fair share as its cycles use it (recalculated every priorityCalcMs); undefined elsewhere. */
+  fairShareInUse(): FairShareResult | undefined {
+    return this.leader ? this.cycles?.fairShareInUse : undefined;
+  }
+
   /** Why a pending claim still waits, as the leader's last cycles saw it (metrics.ts). */
   pendingReason(id: string): PendingReason | undefined {
     return this.cache.reasons.get(id)?.reason;
