@@ -16,17 +16,7 @@ import {
   type GetDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
-import {
-  CommandError,
-  docker,
-  ensureDocker,
-  GiveUp,
-  helm,
-  hostDifferences,
-  kubectl,
-  waitFor,
-  type DockerEngine,
-} from '@lapis/testenv';
+import { CommandError, docker, ensureDocker, GiveUp, helm, hostDifferences, kubectl, waitFor, type DockerEngine } from '@lapis/testenv';
 import { EXAMPLE_TEMPLATE, undeploy } from '../src/example';
 import { MESH_TOKENS, SERVICES } from '../src/mesh';
 import { deployExampleInCluster, EXAMPLE_INPUTS, type ExampleResult } from '../src/kube/example';
