@@ -9,6 +9,7 @@ export * from './nats/bus';
 export * from './nats/events';
 export * from './nats/access';
 export * from './nats/kv';
+export * from './nats/key-leases';
 export * from './nats/json-codec';
 export * from './nats/event-message';
 export * from './service';

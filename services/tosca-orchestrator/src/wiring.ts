@@ -1,7 +1,7 @@
 // Builds the orchestrator's object graph from its configuration: the key-value buckets, the
 // scheduler and runtime clients, the deployment engine, the threads that read templates, and
 // the gRPC services over them; registers their shutdown.
-import { jsonCodec, type ServiceContext } from '@lapis/platform';
+import { jsonCodec, type Lease, type ServiceContext } from '@lapis/platform';
 import { ImportFiles } from './adapters/import-files';
 import { LapisPorts } from './adapters/lapis';
 import { OperationStore, type OperationRecord } from './adapters/operations';
@@ -20,6 +20,7 @@ export async function wireToscaOrchestrator(
   const deployments = await bus.bucket('tosca-deployments', jsonCodec<DeploymentRecord>());
   const index = await bus.bucket('tosca-instances', jsonCodec<{ deployment: string; key: string }>());
   const operations = new OperationStore(await bus.bucket('tosca-operations', jsonCodec<OperationRecord>()));
+  const leases = await bus.bucket('tosca-leases', jsonCodec<Lease>());
   const ports = new LapisPorts({
     scheduler: config.LAPIS_SCHEDULER_ADDRESS,
     runtime: config.LAPIS_RUNTIME_ADDRESS,
@@ -33,6 +34,8 @@ export async function wireToscaOrchestrator(
     bus,
     log,
     deletedRetentionMs: config.LAPIS_TOSCA_DELETED_RETENTION_S * 1000,
+    leases,
+    leaseMs: config.LAPIS_TOSCA_LEASE_MS,
   });
   await engine.start();
   const parallel = yamlThreadIfUseful(

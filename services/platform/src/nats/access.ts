@@ -91,7 +91,7 @@ export function toscaAccess(options: { consumer?: string } = {}): NatsAccess {
     publishes: ownEvents('tosca-orchestrator'),
     consumers: [{ durable: options.consumer ?? 'tosca-instances', subject: `${eventSubjects.instanceStateChanged}.>` }],
     listens: [],
-    buckets: ['tosca-deployments', 'tosca-instances', 'tosca-operations'],
+    buckets: ['tosca-deployments', 'tosca-instances', 'tosca-operations', 'tosca-leases'],
     managesStream: true,
   };
 }

@@ -1,6 +1,6 @@
 // Typed key-value state on JetStream. Changes go through compare-and-set on the entry's
 // revision, so two writers can never silently overwrite each other.
-import type { KV, KvEntry, NatsError } from 'nats';
+import { type KV, type KvEntry, KvWatchInclude, type NatsError } from 'nats';
 import { Code, LapisError } from '../errors';
 import { withRetries } from '../retry';
 import { countConflict } from './nats-metrics';
@@ -109,6 +109,18 @@ export class Bucket<T> {
     return keys;
   }
 
+  /**
+   * Calls `changed` with the key of every write from now on (the values are not sent), until
+   * the answer's stop(). A write made while NATS is away is told once the watch is back.
+   */
+  async watchWrites(changed: (key: string) => void): Promise<{ stop(): void }> {
+    const iterator = await this.kv.watch({ key: '>', include: KvWatchInclude.UpdatesOnly, headers_only: true });
+    void (async () => {
+      for await (const entry of iterator) if (entry.operation === 'PUT') changed(entry.key);
+    })();
+    return iterator;
+  }
+
   /** Every live entry. */
   async list(filter = '>'): Promise<Array<Versioned<T> & { key: string }>> {
     const result: Array<Versioned<T> & { key: string }> = [];
@@ -192,6 +204,10 @@ export class BucketMirror<T> {
 
   get(key: string): T | undefined {
     return this.entries.get(key)?.value;
+  }
+
+  keys(): string[] {
+    return [...this.entries.keys()];
   }
 
   values(): T[] {

@@ -1,7 +1,7 @@
 // The scheduler's state in JetStream key-value buckets (<prefix>-claims, -nodes, -usage,
 // -accounts, -quotas, -allocation-ratios, -leader), stored as JSON. Claims change only through compare-and-set.
 import { InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
-import { type Bucket, type Codec, type EventBus, jsonCodec } from '@lapis/platform';
+import { type Bucket, type Codec, type EventBus, jsonCodec, type Lease } from '@lapis/platform';
 import type { QuotaDef } from '../domain/cycle';
 import type { AccountDef } from '../domain/fairshare';
 import type { ClaimRecord, NodeRecord } from '../domain/model';
@@ -41,11 +41,6 @@ export interface UsageDoc {
   /** When the usage was last decayed and accrued (ms). */
   at: number;
   usage: Record<string, number>;
-}
-
-export interface Lease {
-  holder: string;
-  expires: number;
 }
 
 export interface Store {

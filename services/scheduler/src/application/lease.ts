@@ -1,8 +1,7 @@
 // The leader lease: one record in <prefix>-leader, taken and renewed by compare-and-set every
 // lease/3. Only the holder consumes the runtime's events and runs cycles; a standby takes the
 // lease over once the holder stopped renewing it for a whole lease.
-import { RevisionConflict, type Bucket, type Logger } from '@lapis/platform';
-import type { Lease } from '../adapters/store';
+import { RevisionConflict, type Bucket, type Lease, type Logger } from '@lapis/platform';
 
 const LEADER_KEY = 'leader';
 

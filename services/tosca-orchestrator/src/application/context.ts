@@ -1,7 +1,7 @@
 // What the deployment use cases share: the stores, the ports and the bus they work with
 // (EngineOptions), and the engine's running state (record edits, deployment loops, callers'
 // tokens). The engine (engine.ts) builds it; each use case is a function of it.
-import type { Bucket, EventBus, Logger } from '@lapis/platform';
+import type { Bucket, EventBus, Lease, Logger } from '@lapis/platform';
 import type { DeploymentRecord } from '../domain/deployment';
 import type { OperationStore } from '../adapters/operations';
 import type { Ports } from './ports';
@@ -23,6 +23,15 @@ export interface EngineOptions {
    * every start, which reads them all.
    */
   deletedRetentionMs?: number;
+  /**
+   * One lease per deployment being driven (ownership.ts): replicas sharing these buckets drive
+   * each deployment from one replica at a time.
+   */
+  leases: Bucket<Lease>;
+  /** Names this replica in its leases; default: host, pid and a random part. */
+  replica?: string;
+  /** How long a stopped or crashed replica's deployments wait before another takes them over; default 3 s. */
+  leaseMs?: number;
 }
 
 export interface EngineContext {
@@ -33,6 +42,8 @@ export interface EngineContext {
   kick(id: string): void;
   /** Whether the engine is stopping: nothing more is started or retried. */
   stopped(): boolean;
+  /** Whether this replica drives the deployment (holds its lease). */
+  owns(id: string): boolean;
   /** Callers' tokens, in memory only: a resumed deployment goes on with the service's token. */
   readonly tokens: Map<string, string>;
   /** Claims being submitted: their first events may come before their ids are recorded. */

@@ -6,7 +6,8 @@ import { setPhase } from './phases';
 import { perform } from './steps';
 
 export async function drive(ctx: EngineContext, id: string): Promise<void> {
-  for (let round = 0; round < 1000 && !ctx.stopped(); round++) {
+  // Another replica drives it once this one has lost its lease (ownership.ts).
+  for (let round = 0; round < 1000 && !ctx.stopped() && ctx.owns(id); round++) {
     const entry = await ctx.options.deployments.get(id);
     if (!entry) return;
     const record = entry.value;

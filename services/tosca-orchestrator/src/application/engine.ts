@@ -1,8 +1,9 @@
 // The deployment engine: deployments as records in the key-value store (changed with
 // compare-and-set), driven step by step through the scheduler and the runtime (the Ports), and
 // moved on by the runtime's instance_state_changed events. A restarted orchestrator resumes
-// every deployment that was not finished. This class holds the running state and starts and
-// stops; each use case is its own file (deploy, update, undeploy, cancel, resume, retention).
+// every deployment that was not finished; replicas drive each deployment from one replica at a
+// time (ownership.ts). This class holds the running state and starts and stops; each use case
+// is its own file (deploy, update, undeploy, cancel, resume, retention).
 import type { RunningConsumer } from '@lapis/platform';
 import type { DeploymentRecord } from '../domain/deployment';
 import type { Topology } from '../domain/model';
@@ -14,7 +15,8 @@ import { drive } from './drive';
 import { consumeInstanceEvents } from './instance-events';
 import { RecordEdits } from './record-edits';
 import { startSweeping, sweepDeleted } from './retention';
-import { resume } from './resume';
+import { Ownership } from './ownership';
+import { needsDriving, pickUp, resume } from './resume';
 import { undeploy } from './undeploy';
 import { update } from './update';
 
@@ -24,17 +26,20 @@ export { newDeploymentId } from './deploy';
 export class DeploymentEngine {
   private readonly ctx: EngineContext;
   private readonly loops: DeploymentLoops;
+  private readonly ownership: Ownership;
   private consumer?: RunningConsumer;
   private sweeper?: NodeJS.Timeout;
 
   constructor(options: EngineOptions) {
     const edits = new RecordEdits(options.deployments);
-    this.loops = new DeploymentLoops((id) => drive(this.ctx, id), options.log);
+    this.ownership = new Ownership(options);
+    this.loops = new DeploymentLoops((id) => this.run(id), options.log);
     this.ctx = {
       options,
       change: (id, edit) => edits.change(id, edit),
       kick: (id) => this.loops.kick(id),
       stopped: () => this.loops.stopped,
+      owns: (id) => this.ownership.leases.holds(id),
       tokens: new Map(),
       submissions: { inflight: 0 },
     };
@@ -43,15 +48,29 @@ export class DeploymentEngine {
   /** Consumes the runtime's events, resumes what a previous process left unfinished, sweeps deleted deployments. */
   async start(): Promise<void> {
     this.consumer = await consumeInstanceEvents(this.ctx);
+    await this.ownership.start((id) => this.loops.kick(id));
     await resume(this.ctx);
     this.sweeper = startSweeping(this.ctx);
   }
 
+  /** Stops driving, and hands what it drove over to the other replicas. */
   async stop(): Promise<void> {
     const loops = this.loops.stop();
     clearInterval(this.sweeper);
     await this.consumer?.stop();
     await loops;
+    await this.ownership.stop();
+  }
+
+  /** One run of a deployment's loop, on the replica that holds its lease; the lease goes once it rests. */
+  private async run(id: string): Promise<void> {
+    const { leases } = this.ownership;
+    const took = await leases.take(id);
+    if (took === 'other') return;
+    if (took === 'taken') await pickUp(this.ctx, id);
+    await drive(this.ctx, id);
+    const entry = await this.ctx.options.deployments.get(id);
+    if (!entry || !needsDriving(entry.value)) await leases.release(id);
   }
 
   /** Stores a new deployment and starts it. */

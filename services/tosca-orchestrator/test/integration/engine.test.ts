@@ -5,7 +5,7 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EventBus, jsonCodec, type Bucket } from '@lapis/platform';
+import { EventBus, jsonCodec, type Bucket, type Lease } from '@lapis/platform';
 import { natsUrl, sleep, testLog, unique, until } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { InstanceStateChanged } from '@lapis/proto/lapis/events/v1/events';
@@ -118,6 +118,7 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
   let deployments: Bucket<DeploymentRecord>;
   let index: Bucket<{ deployment: string; key: string }>;
   let operations: OperationStore;
+  let leases: Bucket<Lease>;
   const engines: DeploymentEngine[] = [];
 
   const buckets: string[] = [];
@@ -130,7 +131,8 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     deployments = await bus.bucket(unique('tosca-deployments'), jsonCodec<DeploymentRecord>());
     index = await bus.bucket(unique('tosca-instances'), jsonCodec<{ deployment: string; key: string }>());
     operations = new OperationStore(await bus.bucket(unique('tosca-operations'), jsonCodec<OperationRecord>()));
-    buckets.push(deployments.name, index.name, operations.bucket.name);
+    leases = await bus.bucket(unique('tosca-leases'), jsonCodec<Lease>());
+    buckets.push(deployments.name, index.name, operations.bucket.name, leases.name);
   });
   afterEach(async () => {
     await Promise.all(engines.splice(0).map((e) => e.stop()));
@@ -141,7 +143,7 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
   });
 
   const engine = async (ports: Ports, consumer: string, deletedRetentionMs?: number) => {
-    const e = new DeploymentEngine({ deployments, index, operations, ports, bus, log: testLog, consumer, deletedRetentionMs });
+    const e = new DeploymentEngine({ deployments, index, operations, leases, ports, bus, log: testLog, consumer, deletedRetentionMs });
     await e.start();
     engines.push(e);
     return e;
@@ -306,6 +308,72 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     assert.equal(ports.calls.filter((c) => c === 'submit lrms_server-0').length, 1, 'not submitted twice');
     await second.delete(record.id);
     await phase(record.id, 'DELETED');
+  });
+
+  it('two replicas: a deployment under way is driven by one of them; a deletion sent to the other is done by the one driving it', async () => {
+    const consumer = unique('tosca-test');
+    const ports = new StandIn(bus, unique('a'));
+    ports.held = true; // the runtime's events wait: the deployment stays under way on the first replica
+    // Both replicas call the same scheduler and runtime; who called is noted.
+    const callers: string[] = [];
+    const via = (replica: string): Ports =>
+      new Proxy(ports, {
+        get: (target, name, receiver) => {
+          const value = Reflect.get(target, name, receiver);
+          if (typeof value !== 'function') return value;
+          return (...args: unknown[]) => {
+            callers.push(replica);
+            return value.apply(target, args);
+          };
+        },
+      });
+    const [a, b] = [await engine(via('a'), consumer), await engine(via('b'), consumer)];
+    const { record, topology } = newRecord({ number_of_nodes: 2 });
+    await a.create(record, topology);
+    await until(() => ports.calls.includes('submit lrms_server-0') || undefined, 'front end submitted');
+    await b.delete(record.id);
+    await ports.release();
+    await phase(record.id, 'DELETED');
+    assert.ok(callers.length > 0 && callers.every((c) => c === 'a'), `only the replica driving it called: ${callers.join(',')}`);
+    assert.equal(ports.calls.filter((c) => c.startsWith('submit')).length, 1, 'nothing more submitted after the deletion');
+    assert.deepEqual(await leases.keys(), [], 'a resting deployment holds no lease');
+  });
+
+  it('two replicas: when the one driving a deployment loses NATS, the other takes it over once its lease runs out; nothing is submitted twice', async function () {
+    this.timeout(60_000);
+    const consumer = unique('tosca-test');
+    const ports = new StandIn(bus, unique('c'));
+    ports.held = true; // the runtime's events wait: the deployment cannot finish on the first replica
+    // The first replica on a connection of its own, cut below (as a crash or a partition would).
+    const own = await EventBus.connect({ url: natsUrl(), name: 'tosca-engine-test-a', stream: 'LAPIS', log: testLog });
+    const reopen = <T>(b: Bucket<T>) => own.bucket(b.name, jsonCodec<T>());
+    const first = new DeploymentEngine({
+      deployments: await reopen(deployments),
+      index: await reopen(index),
+      operations: new OperationStore(await reopen(operations.bucket)),
+      leases: await reopen(leases),
+      ports,
+      bus: own,
+      log: testLog,
+      consumer,
+      leaseMs: 1_000,
+    });
+    await first.start();
+    const second = new DeploymentEngine({ deployments, index, operations, leases, ports, bus, log: testLog, consumer, leaseMs: 1_000 });
+    await second.start();
+    engines.push(second);
+    const { record, topology } = newRecord({ number_of_nodes: 1 });
+    await first.create(record, topology);
+    await until(() => ports.calls.includes('submit lrms_server-0') || undefined, 'front end submitted');
+    assert.ok(((await leases.get(record.id))?.value.expires ?? 0) > Date.now(), 'the first replica holds the lease');
+    await own.nc.close();
+    await ports.release();
+    await phase(record.id, 'DEPLOYED');
+    for (const key of ['lrms_server-0', 'wn_server-0'])
+      assert.equal(ports.calls.filter((c) => c === `submit ${key}`).length, 1, `${key} submitted once`);
+    await second.delete(record.id);
+    await phase(record.id, 'DELETED');
+    await first.stop().catch(() => undefined);
   });
 
   it('a failed instance fails the deployment with its cause and rolls back what was made', async () => {
