@@ -1,6 +1,7 @@
 // image-sync's state in JetStream key-value buckets: the catalogue of trusted images, the
-// policies, the latest sync status per repository and the SyncNow operations.
-import type { EventBus, Bucket } from '@lapis/platform';
+// policies, the latest sync status per repository, the SyncNow operations, and the leases that
+// let replicas run each sync once.
+import { type EventBus, type Bucket, jsonCodec, type Lease } from '@lapis/platform';
 import { Operation } from '@lapis/proto/lapis/common/v1/common';
 import { Image, RepositorySyncStatus, SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
 
@@ -21,15 +22,18 @@ export interface Stores {
   policies: Bucket<SyncPolicy>;
   statuses: Bucket<RepositorySyncStatus>;
   operations: Bucket<Operation>;
+  /** Replicas' leases: one per policy being synced, one for the interval scheduler. */
+  leases: Bucket<Lease>;
 }
 
 /** `prefix` keeps the buckets of one test apart from another's on a shared NATS. */
 export async function openStores(bus: EventBus, prefix = ''): Promise<Stores> {
-  const [catalogue, policies, statuses, operations] = await Promise.all([
+  const [catalogue, policies, statuses, operations, leases] = await Promise.all([
     bus.bucket(`${prefix}images-catalogue`, Image),
     bus.bucket(`${prefix}images-policies`, SyncPolicy),
     bus.bucket(`${prefix}images-sync-status`, RepositorySyncStatus),
     bus.bucket(`${prefix}images-operations`, Operation, { ttl: 7 * 24 * 3600_000 }),
+    bus.bucket(`${prefix}images-leases`, jsonCodec<Lease>()),
   ]);
-  return { catalogue, policies, statuses, operations };
+  return { catalogue, policies, statuses, operations, leases };
 }

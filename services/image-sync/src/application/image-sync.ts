@@ -2,7 +2,9 @@
 // policies, sync statuses, SyncNow operations and the interval scheduler, composed over the
 // Syncer (syncer.ts). Each use case is its own file; this class builds them and starts and
 // stops what runs in the background.
-import type { Logger } from '@lapis/platform';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { KeyLeases, type Logger } from '@lapis/platform';
 import type { Operation } from '@lapis/proto/lapis/common/v1/common';
 import type { Image, Platform, RepositorySyncStatus, SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
 import type { Stores } from '../adapters/store';
@@ -23,6 +25,8 @@ export interface ImageSyncOptions {
   siteHost: string;
   /** How often the scheduler looks for policies that are due (default 1 s). */
   tickMs?: number;
+  /** How long a crashed replica's syncs and scheduler wait before another replica takes them (default 3 s). */
+  leaseMs?: number;
 }
 
 export class ImageSync {
@@ -31,12 +35,19 @@ export class ImageSync {
   private readonly operations: SyncOperations;
   private readonly schedule: ScheduledSyncs;
   private readonly catalogue: CatalogueReads;
+  private readonly leases: KeyLeases;
 
   constructor(private readonly options: ImageSyncOptions) {
     const { stores, syncer, log } = options;
     this.policies = new Policies(stores, log);
-    this.runs = new SyncRuns(syncer);
-    const parts = { stores, policies: this.policies, runs: this.runs, log };
+    this.leases = new KeyLeases({
+      bucket: stores.leases,
+      holder: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+      leaseMs: options.leaseMs ?? 3_000,
+      log,
+    });
+    this.runs = new SyncRuns(syncer, this.leases);
+    const parts = { stores, policies: this.policies, runs: this.runs, leases: this.leases, log };
     this.operations = new SyncOperations(parts);
     this.schedule = new ScheduledSyncs(parts, options.tickMs ?? 1_000);
     this.catalogue = new CatalogueReads(syncer, this.policies, options.siteHost);
@@ -94,14 +105,15 @@ export class ImageSync {
     return this.operations.list();
   }
 
-  /** Starts the interval scheduler. */
+  /** Starts the interval scheduler (it ticks on the replica holding its lease). */
   startScheduler(): void {
     this.schedule.start();
   }
 
-  /** Stops scheduling, cancels running syncs and waits for them. */
+  /** Stops scheduling, cancels running syncs and waits for them; hands the scheduler's lease over. */
   async stop(): Promise<void> {
     this.schedule.stop();
     await this.runs.stop();
+    await this.leases.stop();
   }
 }

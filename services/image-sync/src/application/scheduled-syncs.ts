@@ -1,17 +1,20 @@
 // The interval timer: every tick, the policies whose interval has passed since their last start
 // (in this process, or as their statuses record) are synced, unless one is running already.
-import type { Logger } from '@lapis/platform';
+// Of several replicas, the one holding the scheduler's lease ticks.
+import type { KeyLeases, Logger } from '@lapis/platform';
 import type { Stores } from '../adapters/store';
 import { intervalMs } from '../domain/policy';
 import type { Policies } from './policies';
 import { lastRun } from './sync-statuses';
 import type { SyncRuns } from './sync-runs';
 
+const SCHEDULER_LEASE = 'scheduler';
+
 export class ScheduledSyncs {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly parts: { stores: Stores; policies: Policies; runs: SyncRuns; log: Logger },
+    private readonly parts: { stores: Stores; policies: Policies; runs: SyncRuns; leases: KeyLeases; log: Logger },
     /** How often it looks for policies that are due. */
     private readonly tickMs: number,
   ) {}
@@ -20,6 +23,7 @@ export class ScheduledSyncs {
   start(): void {
     const { policies, runs, log } = this.parts;
     const tick = async () => {
+      if ((await this.parts.leases.take(SCHEDULER_LEASE)) === 'other') return;
       for (const policy of await policies.list()) {
         const every = intervalMs(policy);
         if (every <= 0 || runs.isRunning(policy.name)) continue;
@@ -27,7 +31,9 @@ export class ScheduledSyncs {
         if (Date.now() - last >= every) {
           log.info({ policy: policy.name }, 'scheduled sync');
           runs.lastStart.set(policy.name, Date.now());
-          void runs.run(policy).catch((error: unknown) => log.error({ err: error, policy: policy.name }, 'scheduled sync failed'));
+          void runs
+            .run(policy, [], undefined, undefined, true)
+            .catch((error: unknown) => log.error({ err: error, policy: policy.name }, 'scheduled sync failed'));
         }
       }
     };

@@ -5,13 +5,14 @@ import { strict as assert } from 'node:assert';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventBus } from '@lapis/platform';
-import { natsUrl, testLog, unique, until } from '@lapis/platform/testing';
+import { natsUrl, sleep, testLog, unique, until } from '@lapis/platform/testing';
 import { SyncResult, type RepositorySyncStatus, type SyncPolicy } from '@lapis/proto/lapis/images/v1/images';
 import { startRegistry, type Registry } from '@lapis/testenv';
 import { RegistryClient } from '../../src/adapters/registry/client';
 import { MEDIA } from '../../src/adapters/registry/manifest';
 import { imageKey, openStores, type Stores } from '../../src/adapters/store';
 import { policyFromObject } from '../../src/domain/policy';
+import { ImageSync } from '../../src/application/image-sync';
 import { Syncer } from '../../src/application/syncer';
 import { keyPair, pushImage, pushIndex, pushSignature, randomLayer, recording, type Recorded } from '../fixtures';
 
@@ -395,5 +396,48 @@ describe('sync between real registries', function () {
     const status = await syncOne(policy({ repositories: ['team/kinds'] }));
     assert.equal(status.result, SyncResult.SUCCEEDED);
     assert.equal((await site.headManifest('site/team/kinds', 'list'))?.digest, list.digest);
+  });
+  it('two replicas: the interval scheduler ticks on one of them, and no two syncs of a policy overlap, whichever replica runs them', async () => {
+    const p = policy({ repositories: ['team/app'], tag_exclude: ['^dev-'], interval: '1s' });
+    const runs: Array<{ replica: string; scheduled: boolean; start: number; end: number }> = [];
+    const replica = (name: string) => {
+      class Timed extends Syncer {
+        override async syncPolicy(...args: Parameters<Syncer['syncPolicy']>) {
+          const start = Date.now();
+          try {
+            return await super.syncPolicy(...args);
+          } finally {
+            // SyncNow operations follow each repository (onDone); the scheduler does not.
+            if (args[0].name === p.name) runs.push({ replica: name, scheduled: !args[3], start, end: Date.now() });
+          }
+        }
+      }
+      const timed = new Timed({ site, stores, bus, log: testLog, upstream: { attempts: 3, backoffMs: 50 } });
+      return new ImageSync({ stores, syncer: timed, log: testLog, siteHost: siteRegistry.host, tickMs: 100 });
+    };
+    const [a, b] = [replica('a'), replica('b')];
+    await stores.policies.create(p.name, p);
+    try {
+      a.startScheduler();
+      b.startScheduler();
+      // Asked of both replicas at once, beside the scheduled syncs.
+      const asked = await Promise.all([a.startOperation(p.name, [], ''), b.startOperation(p.name, [], '')]);
+      await until(
+        async () => (await Promise.all(asked.map((o) => a.getOperation(o.name)))).every((o) => o.done) || undefined,
+        'both SyncNow operations done',
+        20_000,
+      );
+      await sleep(2_500);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+      await stores.policies.delete(p.name);
+    }
+    const scheduled = runs.filter((r) => r.scheduled);
+    assert.ok(scheduled.length >= 2, `the scheduler ran the policy every second: ${JSON.stringify(runs)}`);
+    assert.equal(new Set(scheduled.map((r) => r.replica)).size, 1, `one replica ticks: ${JSON.stringify(scheduled)}`);
+    assert.equal(runs.filter((r) => !r.scheduled).length, 2, 'each SyncNow ran');
+    const ordered = [...runs].sort((x, y) => x.start - y.start);
+    for (let i = 1; i < ordered.length; i++)
+      assert.ok(ordered[i]!.start >= ordered[i - 1]!.end, `no two syncs of the policy at once: ${JSON.stringify(ordered)}`);
   });
 });

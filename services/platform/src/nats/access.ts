@@ -104,7 +104,7 @@ export function imageSyncAccess(options: { bucketPrefix?: string } = {}): NatsAc
     publishes: ownEvents('image-sync'),
     consumers: [],
     listens: [],
-    buckets: ['images-catalogue', 'images-policies', 'images-sync-status', 'images-operations'].map((n) => `${p}${n}`),
+    buckets: ['images-catalogue', 'images-policies', 'images-sync-status', 'images-operations', 'images-leases'].map((n) => `${p}${n}`),
     managesStream: true,
   };
 }

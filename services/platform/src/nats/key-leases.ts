@@ -34,11 +34,6 @@ export class KeyLeases {
     this.now = o.now ?? Date.now;
   }
 
-  /** Renews every held lease every lease/3. */
-  start(): void {
-    this.timer ??= setInterval(() => void this.renewAll(), Math.max(100, Math.floor(this.o.leaseMs / 3)));
-  }
-
   /** Holds the key's lease, with a margin for the time a renewal takes. */
   holds(key: string): boolean {
     const lease = this.held.get(key);
@@ -55,6 +50,8 @@ export class KeyLeases {
       if (current && current.value.holder !== this.o.holder && current.value.expires > now) return 'other';
       const revision = current ? await this.o.bucket.update(key, lease, current.revision) : await this.o.bucket.create(key, lease);
       this.held.set(key, { revision, expires: lease.expires });
+      // Held leases are renewed every lease/3, while there are any.
+      this.timer ??= setInterval(() => void this.renewAll(), Math.max(100, Math.floor(this.o.leaseMs / 3)));
       return 'taken';
     } catch (error) {
       if (error instanceof RevisionConflict) return 'other';
@@ -92,6 +89,11 @@ export class KeyLeases {
   }
 
   private async renewAll(): Promise<void> {
+    if (this.held.size === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+      return;
+    }
     await Promise.all(
       [...this.held].map(async ([key, lease]) => {
         const expires = this.now() + this.o.leaseMs;

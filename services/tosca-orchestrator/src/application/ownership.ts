@@ -32,7 +32,6 @@ export class Ownership {
 
   /** Renews held leases; kicks a deployment this replica drives when another writes it, and any whose lease is free. */
   async start(kick: (id: string) => void): Promise<void> {
-    this.leases.start();
     this.watch = await this.options.deployments.watchWrites((id) => {
       if (this.leases.holds(id)) kick(id);
     });
