@@ -96,8 +96,31 @@ describe('node agent: placements, engine events, heartbeats, restart without los
     assert.match(stateChanges(events.events, bad)[0]!.reason, /unknown flavor "m9.huge"/);
 
     // Cancelled: deleted.
-    await rt.bus.publish({ $case: 'claimCancelled', claimCancelled: { claimId: claim, project: 'physics', node: rt.node } }, rt.node);
+    await rt.bus.publish(
+      { $case: 'claimCancelled', claimCancelled: { claimId: claim, project: 'physics', node: rt.node, attempt: 1 } },
+      rt.node,
+    );
     await until(async () => (await get(claim))?.state === InstanceState.DELETED, 'cancelled instance DELETED', 20_000);
+    events.stop();
+  });
+
+  it('a cancellation handled before its placement (they come on consumers of their own): the placement makes nothing and the instance is announced DELETED', async () => {
+    const claim = unique('claim');
+    const events = recordEvents(rt.bus, `lapis.runtime.instance_state_changed.${claim}`);
+    await rt.bus.publish(
+      { $case: 'claimCancelled', claimCancelled: { claimId: claim, project: 'physics', node: rt.node, attempt: 1 } },
+      rt.node,
+    );
+    await until(async () => !!(await rt.agent.store.requests.get(`ClaimCancelled.${claim}`)), 'the cancellation handled', 20_000);
+    await place(claim, baseSpec('cancelled-first'));
+    await until(async () => (await get(claim))?.state === InstanceState.DELETED, 'DELETED', 20_000);
+    assert.match((await get(claim))!.stateReason, /cancelled before its placement/);
+    await until(() => stateChanges(events.events, claim).some((c) => c.state === InstanceState.DELETED), 'DELETED announced');
+    assert.deepEqual(
+      (await leftovers(rt.node, rt.stateDir)).containers.filter((c) => c.includes(claim)),
+      [],
+      'no container was made for the cancelled claim',
+    );
     events.stop();
   });
 

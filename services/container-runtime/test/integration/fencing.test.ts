@@ -3,6 +3,8 @@
 // record); the lost node, told by the fence (a claimCancelled) or at its restart, removes its
 // own copy and leaves the record alone. Nothing runs twice.
 import { strict as assert } from 'node:assert';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { unique, until } from '@lapis/platform/testing';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { baseSpec, leftovers, startRuntime, type Runtime } from '../harness';
@@ -55,11 +57,21 @@ describe('node agents: an instance moved off a lost node runs once (fencing)', f
     assert.equal((await copies(a, id)).length, 1, 'node a (lost, say) still has its copy');
     assert.equal((await copies(b, id)).length, 1);
 
-    await a.bus.publish({ $case: 'claimCancelled', claimCancelled: { claimId: id, project: 'physics', node: a.node } }, a.node);
+    const fence = (rt: Runtime, attempt: number) =>
+      rt.bus.publish({ $case: 'claimCancelled', claimCancelled: { claimId: id, project: 'physics', node: rt.node, attempt } }, rt.node);
+    await fence(a, 1);
     await until(async () => ((await copies(a, id)).length === 0 ? true : undefined), 'node a’s copy removed', 30_000);
+    await until(() => !existsSync(join(a.stateDir, 'instances', id)) || undefined, 'node a’s directories of it removed', 10_000);
     assert.equal((await record(id))?.node, b.node, 'the record stays node b’s');
     assert.equal((await record(id))?.state, InstanceState.RUNNING);
     assert.equal((await copies(b, id)).length, 1, 'node b’s instance runs on');
+
+    // Node b lost in turn: the next attempt comes back to node a, whose fence ended only attempt 1.
+    await place(a, id, 3);
+    await until(runningOn(id, a.node), 'attempt 3 running on node a', 30_000);
+    await fence(b, 2);
+    await until(async () => ((await copies(b, id)).length === 0 ? true : undefined), 'node b’s copy removed', 30_000);
+    assert.equal((await copies(a, id)).length, 1, 'one copy, on node a');
   });
 
   it('a lost node that restarts removes the copies of instances that moved instead of adopting them', async () => {

@@ -72,7 +72,10 @@ export class ClaimCommands {
     this.cache.take(id, result.value, result.revision);
     if (wasOn) {
       await this.bus.publish(
-        { $case: 'claimCancelled', claimCancelled: { claimId: id, project: result.value.project, node: wasOn } },
+        {
+          $case: 'claimCancelled',
+          claimCancelled: { claimId: id, project: result.value.project, node: wasOn, attempt: result.value.placements },
+        },
         wasOn,
         `${id}.cancelled`,
       );

@@ -75,7 +75,7 @@ export class NodeLoss {
     let moved = 0;
     for (const c of on) {
       await this.o.bus.publish(
-        { $case: 'claimCancelled', claimCancelled: { claimId: c.id, project: c.project, node } },
+        { $case: 'claimCancelled', claimCancelled: { claimId: c.id, project: c.project, node, attempt: c.placements } },
         node,
         `${c.id}.fenced.${c.placements}`,
       );
