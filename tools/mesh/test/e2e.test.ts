@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { createClient } from '@lapis/platform';
-import { sleep, until } from '@lapis/platform/testing';
+import { sleep, spawnService, until } from '@lapis/platform/testing';
 import { InstanceSpec, InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import type { ListInstancesResponse, ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
@@ -34,7 +34,7 @@ import {
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { docker } from '@lapis/testenv';
 import { deploy, EXAMPLE_TEMPLATE } from '../src/example';
-import { startMesh, type Mesh } from '../src/mesh';
+import { REPO_ROOT, startMesh, type Mesh } from '../src/mesh';
 import type { ZipkinSpan } from '../src/zipkin';
 
 type Unary<Res> = (metadata: Metadata, callback: (error: ServiceError | null, response: Res) => void) => unknown;
@@ -228,6 +228,58 @@ describe('the whole mesh, end to end', function () {
     assert.equal(containers.length, 3, 'one container per instance, none twice');
     await unary((m, cb) => clients().tosca.deleteDeployment({ deploymentId: created.deploymentId, requestId: '' }, m, cb));
     await waitFor(created.deploymentId, DeploymentState.DELETED);
+  });
+
+  it('two orchestrator replicas: when the one driving a deployment is killed (kill -9), the other finishes it once its lease runs out', async () => {
+    const env = {
+      ...mesh.env['tosca-orchestrator'],
+      LAPIS_SCHEDULER_ADDRESS: mesh.addresses.scheduler!,
+      LAPIS_RUNTIME_ADDRESS: mesh.addresses['container-runtime']!,
+      LAPIS_GRPC_PORT: '0',
+      LAPIS_METRICS_PORT: '0',
+    };
+    const second = await spawnService('tosca-orchestrator', join(REPO_ROOT, 'services/tosca-orchestrator/dist/src/main.js'), env, 60_000);
+    const other = createClient(ToscaServiceClient, second.address, { token: 'alice-token', deadlineMs: 30_000 });
+    const state = async (id: string) =>
+      (await unary<GetDeploymentResponse>((m, cb) => other.getDeployment({ deploymentId: id }, m, cb))).deployment!;
+    try {
+      const { tosca } = clients();
+      const created = await unary<{ deploymentId: string }>((m, cb) =>
+        tosca.createDeployment(
+          {
+            template: { content: { $case: 'yaml', yaml: readFileSync(EXAMPLE_TEMPLATE, 'utf8') }, fileName: 'web-app.yaml', files: {} },
+            inputs: { mirrors: 2 },
+            keepOnFailure: false,
+            requestId: 'replica-test',
+          },
+          m,
+          cb,
+        ),
+      );
+      const id = created.deploymentId;
+      await until(async () => (await state(id)).nodes.some((n) => n.instanceIds.length > 0) || undefined, 'a first instance');
+      await mesh.processes['tosca-orchestrator']!.kill();
+      const killed = Date.now();
+      const done = await until(
+        async () => {
+          const d = await state(id);
+          if (d.state === DeploymentState.FAILED) throw new Error(`deployment failed: ${d.stateReason}`);
+          return d.state === DeploymentState.DEPLOYED ? d : undefined;
+        },
+        'the other replica to finish the deployment',
+        120_000,
+      );
+      process.stderr.write(`      deployed by the other replica ${Date.now() - killed} ms after the kill\n`);
+      assert.equal((await containersOf(`tosca/deployment=${id}`)).length, done.nodes.flatMap((n) => n.instanceIds).length);
+      assert.equal(done.nodes.flatMap((n) => n.instanceIds).length, 3, 'one container per instance, none twice');
+      await unary((m, cb) => other.deleteDeployment({ deploymentId: id, requestId: '' }, m, cb));
+      await until(async () => (await state(id)).state === DeploymentState.DELETED || undefined, 'DELETED', 120_000);
+      await until(async () => ((await containersOf(`tosca/deployment=${id}`)).length === 0 ? true : undefined), 'the containers to go');
+    } finally {
+      other.close();
+      await mesh.start('tosca-orchestrator');
+      await second.stop();
+    }
   });
 
   it('drains a contended queue in the fair order that sprio and sshare explain', async () => {
