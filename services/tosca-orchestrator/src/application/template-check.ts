@@ -9,7 +9,7 @@ import type { Diagnostic } from '../domain/diagnostics';
 import type { ImportSource } from '../domain/loader';
 import type { ProcessResult } from '../domain/model';
 import type { Dict } from '../domain/registry';
-import { translate, type Target } from '../domain/translate';
+import { translation, type Target } from '../domain/translate';
 import { processTemplate } from '../domain/validate';
 import { LIMIT_CODES, type ParallelReader } from '../domain/yaml';
 
@@ -90,11 +90,12 @@ export async function checkTemplate(
     }
   } else {
     const result = processStored(t, given, reading);
+    const translated = target && result.valid && result.topology ? translation(result.topology, target) : undefined;
     answer = {
       valid: result.valid,
-      diagnostics: result.diagnostics,
+      diagnostics: [...result.diagnostics, ...(translated?.warnings ?? [])],
       order: result.topology?.order ?? [],
-      output: target && result.valid && result.topology ? translate(result.topology, target) : undefined,
+      output: translated?.output,
     };
   }
   const limits = answer.diagnostics.filter((d) => d.severity === 'error' && LIMIT_CODES.has(d.code));

@@ -32,6 +32,7 @@ import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { generate } from '../../bench/bench';
 import { processTemplate } from '../../src/domain/validate';
 import { conformanceDir, indigoMirror } from '../helpers';
+import { exampleTemplate } from '../mesh';
 
 const main = resolve(__dirname, '..', '..', 'src', 'main.js');
 const template = (name: string) => readFileSync(join(conformanceDir, name, 'template.yaml'), 'utf8');
@@ -123,6 +124,19 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
     });
     assert.match(r.output, /kind: Deployment[\s\S]*replicas: 3/);
     assert.match(r.output, /kind: PersistentVolumeClaim/);
+    // What a translation leaves out is said among the diagnostics, at the node (software on a compute here).
+    const software = await call<TranslateTemplateRequest, TranslateTemplateResponse>(c.translateTemplate.bind(c), {
+      template: exampleTemplate('guestbook', 'guestbook.yaml'),
+      inputs: { image: 'busybox' },
+      textInputs: {},
+      target: TranslationTarget.KUBERNETES,
+    });
+    const web = software.diagnostics.find((d) => d.code === 'NOT_TRANSLATED' && d.path === 'topology_template.node_templates.web');
+    assert.equal(web?.severity, Severity.WARNING, JSON.stringify(software.diagnostics));
+    assert.match(
+      web.message,
+      /node web: its operations \(Standard.create, Standard.start\) are not translated: it is hosted on compute server/,
+    );
   });
 
   it('rejects an invalid template at CreateDeployment with the problems as field violations', async () => {

@@ -61,6 +61,9 @@ export class ValidationRun {
       outputs: new Map(),
       edges: [],
       order: [],
+      readFile: loaded.readFile,
+      mainFile: loaded.mainFile,
+      locate: (loc) => this.diags.locate(loc.file, loc.path),
       interfacesOf: (kind, type) => {
         const entry = this.registry.resolve(kind, type);
         return entry ? this.registry.interfaces(entry) : new Map();
