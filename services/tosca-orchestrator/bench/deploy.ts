@@ -38,7 +38,13 @@ async function main(): Promise<void> {
       const start = Date.now();
       const { deploymentId: id } = await call<CreateDeploymentRequest, CreateDeploymentResponse>(
         mesh.tosca.createDeployment.bind(mesh.tosca),
-        { template: exampleTemplate('guestbook', 'guestbook.yaml'), inputs: { image: mesh.image }, keepOnFailure: false, requestId: '' },
+        {
+          template: exampleTemplate('guestbook', 'guestbook.yaml'),
+          inputs: { image: mesh.image },
+          textInputs: {},
+          keepOnFailure: false,
+          requestId: '',
+        },
       );
       const d = await reach(id, DeploymentState.DEPLOYED);
       const deployed = Date.now();

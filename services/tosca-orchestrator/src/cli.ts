@@ -139,8 +139,11 @@ export function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Cl
       out.push(`${shown}: valid; deployment order: ${result.topology?.order.join(', ') || '(no nodes)'}`);
     if (options.to) {
       // Loaded only to translate: the YAML writer and the targets are no part of validation.
-      const { translate } = require('./domain/translate') as typeof import('./domain/translate');
-      out.push(translate(result.topology!, options.to).trimEnd());
+      const { translation } = require('./domain/translate') as typeof import('./domain/translate');
+      const translated = translation(result.topology!, options.to);
+      out.push(translated.output.trimEnd());
+      // What it left out of the translation, per node.
+      for (const w of translated.warnings) err.push(formatDiagnostic(w));
     }
   }
   // One file: its verdict, as before; several: a list, one verdict each.

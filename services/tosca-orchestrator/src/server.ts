@@ -4,15 +4,12 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import {
-  cancelled,
   Code,
   failedPrecondition,
   invalidArgument,
   notFound,
   paginate,
-  resourceExhausted,
   service,
-  unavailable,
   watchOperationByPolling,
   type Bucket,
   type CallContext,
@@ -33,6 +30,7 @@ import { ToscaServiceService } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import type { Operation } from '@lapis/proto/lapis/common/v1/common';
 import { OperationsServiceService } from '@lapis/proto/lapis/common/v1/operations_service';
 import { newDeploymentId, type DeploymentEngine } from './application/engine';
+import { checkTemplate, processStored, rejectInvalid, type GivenInputs, type Reading } from './application/template-check';
 import { operationName, parseOperationName, type OperationKind, type OperationRecord, type OperationStore } from './adapters/operations';
 import type { Diagnostic } from './domain/diagnostics';
 import { formatDiagnostic } from './domain/diagnostics';
@@ -40,14 +38,11 @@ import { nodeAttributes, type DeploymentRecord } from './domain/deployment';
 import { evaluate } from './domain/functions';
 import type { LifecycleRecord } from './domain/lifecycle';
 import { deployProblems } from './domain/lifecycle-plan';
+import { typedInputs } from './domain/input-text';
 import { templateFiles } from './domain/template-files';
 import { isDict, type Dict } from './domain/registry';
-import { translate, type Target } from './domain/translate';
-import { processTemplate } from './domain/validate';
-import type { ImportSource } from './domain/loader';
-import { LIMIT_CODES, type ParallelReader } from './domain/yaml';
-import { WorkStopped, type TemplateAnswer, type TemplateThreads } from './adapters/template-threads';
-import type { ProcessResult, Topology } from './domain/model';
+import type { Target } from './domain/translate';
+import type { Topology } from './domain/model';
 
 export interface ServerDeps {
   engine: DeploymentEngine;
@@ -87,86 +82,6 @@ function toSource(t: StoredTemplate): TemplateSource {
   };
 }
 
-/**
- * How templates are read: imported files (URL imports from the mirror), a second thread for big
- * templates, the most characters a file may have, and the threads that check a caller's template
- * off the event loop (without them, here).
- */
-export interface Reading {
-  imports?: ImportSource;
-  parallel?: ParallelReader;
-  maxFileChars?: number;
-  threads?: TemplateThreads;
-}
-
-function process(t: StoredTemplate, inputs: Dict | undefined, reading: Reading): ProcessResult {
-  const { imports, parallel, maxFileChars } = reading;
-  return processTemplate({
-    ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }),
-    fileName: t.fileName,
-    files: t.files,
-    inputs,
-    imports,
-    parallel,
-    maxFileChars,
-  });
-}
-
-const violations = (diagnostics: Diagnostic[]) =>
-  diagnostics
-    .slice(0, 50)
-    .map((d) => ({ field: `template:${d.file}:${d.line}:${d.column}`, description: `${d.message} [${d.code}] (${d.path})` }));
-
-function rejectInvalid(diagnostics: Diagnostic[]): void {
-  const errors = diagnostics.filter((d) => d.severity === 'error');
-  if (errors.length) throw invalidArgument(violations(errors), 'INVALID_TEMPLATE');
-}
-
-/**
- * A caller's template checked (and translated, with a target) on the template threads, stopped
- * when the caller goes. A template refused for its bounds (too big, too deep, aliases that
- * expand too far) is an INVALID_ARGUMENT naming where, whichever call sent it.
- */
-async function check(
-  t: StoredTemplate,
-  inputs: Dict | undefined,
-  reading: Reading,
-  ctx: CallContext,
-  target?: Target,
-): Promise<TemplateAnswer> {
-  let answer: TemplateAnswer;
-  if (reading.threads) {
-    try {
-      answer = await reading.threads.run(
-        {
-          ...(t.yaml !== undefined ? { text: t.yaml } : { csar: new Uint8Array(Buffer.from(t.csar ?? '', 'base64')) }),
-          fileName: t.fileName,
-          files: t.files,
-          inputs,
-          target,
-        },
-        ctx.signal,
-      );
-    } catch (error) {
-      if (!(error instanceof WorkStopped)) throw error;
-      if (error.reason === 'caller gone') throw cancelled(`stopped checking the template: ${error.message}`);
-      if (error.reason === 'closed') throw unavailable(`stopped checking the template: ${error.message}`, 'SHUTTING_DOWN');
-      throw resourceExhausted(`the template needs more than this service gives one template: ${error.message}`, 'TEMPLATE_LIMIT');
-    }
-  } else {
-    const result = process(t, inputs, reading);
-    answer = {
-      valid: result.valid,
-      diagnostics: result.diagnostics,
-      order: result.topology?.order ?? [],
-      output: target && result.valid && result.topology ? translate(result.topology, target) : undefined,
-    };
-  }
-  const limits = answer.diagnostics.filter((d) => d.severity === 'error' && LIMIT_CODES.has(d.code));
-  if (limits.length) throw invalidArgument(violations(limits), 'TEMPLATE_LIMIT');
-  return answer;
-}
-
 const phaseState: Record<DeploymentRecord['phase'], DeploymentState> = {
   PENDING: DeploymentState.PENDING,
   CREATING: DeploymentState.CREATING,
@@ -196,7 +111,7 @@ function deployedTopology(r: DeploymentRecord, reading: Reading): Topology | und
       1,
       (r.template.yaml ?? r.template.csar ?? '').length + Object.values(r.template.files ?? {}).reduce((sum, text) => sum + text.length, 0),
     );
-    entry = { topology: process(r.template, r.inputs, reading).topology, size };
+    entry = { topology: processStored(r.template, { inputs: r.inputs }, reading).topology, size };
     deployedTopologies.set(key, entry);
   }
   return entry.topology;
@@ -345,7 +260,11 @@ export function toOperation(
   };
 }
 
-const asInputs = (s: Dict | undefined): Dict | undefined => (s && Object.keys(s).length ? s : undefined);
+/** A request's inputs: values and text, each left out when empty. */
+const givenOf = (request: { inputs?: Dict; textInputs: Record<string, string> }): GivenInputs => ({
+  inputs: request.inputs && Object.keys(request.inputs).length ? request.inputs : undefined,
+  textInputs: Object.keys(request.textInputs).length ? request.textInputs : undefined,
+});
 
 /** lapis.tosca.v1.ToscaService, and lapis.common.v1.OperationsService for its operations. */
 export function toscaServices(deps: ServerDeps) {
@@ -362,7 +281,7 @@ export function toscaServices(deps: ServerDeps) {
 
   const tosca = service(ToscaServiceService, {
     async validateTemplate(request, ctx) {
-      const answer = await check(fromSource(request.template), asInputs(request.inputs), reading, ctx);
+      const answer = await checkTemplate(fromSource(request.template), givenOf(request), reading, ctx);
       return { valid: answer.valid, diagnostics: answer.diagnostics.map(toProtoDiagnostic), deploymentOrder: answer.order };
     },
 
@@ -374,13 +293,13 @@ export function toscaServices(deps: ServerDeps) {
       };
       const target = targets[request.target];
       if (!target) throw invalidArgument([{ field: 'target', description: 'must be HEAT, RADL or KUBERNETES' }]);
-      const answer = await check(fromSource(request.template), asInputs(request.inputs), reading, ctx, target);
+      const answer = await checkTemplate(fromSource(request.template), givenOf(request), reading, ctx, target);
       return { output: answer.output ?? '', diagnostics: answer.diagnostics.map(toProtoDiagnostic) };
     },
 
     async createDeployment(request, ctx) {
       const template = fromSource(request.template);
-      const inputs = request.inputs ?? {};
+      const given = givenOf(request);
       // A retried request (same request_id in the same project) gets the same deployment.
       const id = request.requestId
         ? `dep-${createHash('sha256').update(`${ctx.caller.project}\u0000${request.requestId}`).digest('hex').slice(0, 12)}`
@@ -390,9 +309,11 @@ export function toscaServices(deps: ServerDeps) {
         return { operation: await operationOf(existing.value, 'tosca.CreateDeployment', operationName(id, 0)), deploymentId: id };
       // Checked off the event loop first; only a template found valid (so within bounds) is read
       // here again, for the topology the engine works from.
-      rejectInvalid((await check(template, inputs, reading, ctx)).diagnostics);
-      const result = process(template, inputs, reading);
-      rejectInvalid(result.diagnostics);
+      rejectInvalid((await checkTemplate(template, given, reading, ctx)).diagnostics, given);
+      const result = processStored(template, given, reading);
+      rejectInvalid(result.diagnostics, given);
+      // Kept typed: text inputs as their declared types made them.
+      const inputs = typedInputs(result.topology?.inputValues, given.inputs, given.textInputs);
       const { files, mainFile } = templateFiles(template);
       const problems = deployProblems(result.topology!, files, mainFile);
       if (problems.length)
@@ -446,10 +367,11 @@ export function toscaServices(deps: ServerDeps) {
       if (request.requestId && current.requestId === request.requestId && current.generation > 0)
         return { operation: await operationOf(current, 'tosca.UpdateDeployment') };
       const template = request.template?.content ? fromSource(request.template) : current.template;
-      const inputs = { ...current.inputs, ...(request.inputs ?? {}) };
-      rejectInvalid((await check(template, inputs, reading, ctx)).diagnostics);
-      const result = process(template, inputs, reading);
-      rejectInvalid(result.diagnostics);
+      const given = { ...givenOf(request), inputs: { ...current.inputs, ...(request.inputs ?? {}) } };
+      rejectInvalid((await checkTemplate(template, given, reading, ctx)).diagnostics, given);
+      const result = processStored(template, given, reading);
+      rejectInvalid(result.diagnostics, given);
+      const inputs = typedInputs(result.topology?.inputValues, given.inputs, given.textInputs);
       const { files, mainFile } = templateFiles(template);
       const problems = deployProblems(result.topology!, files, mainFile);
       if (problems.length)

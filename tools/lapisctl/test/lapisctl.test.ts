@@ -82,6 +82,7 @@ describe('lapisctl against the real mesh', function () {
         'topology_template:',
         '  inputs:',
         '    greeting: { type: string, default: hello }',
+        '    count: { type: integer, default: 1 }',
         '  node_templates:',
         '    app:',
         '      type: tosca.nodes.indigo.Container.Application.Docker',
@@ -100,6 +101,7 @@ describe('lapisctl against the real mesh', function () {
         '          properties: { num_cpus: 0.5, mem_size: 256 MB }',
         '  outputs:',
         '    greeting: { value: { get_input: greeting } }',
+        '    count: { value: { get_input: count } }',
         '',
       ].join('\n'),
     );
@@ -158,6 +160,9 @@ describe('lapisctl against the real mesh', function () {
       const format = await run(['queue', '-o', 'xml']);
       assert.equal(format.code, 2);
       assert.match(format.stderr, /'xml' is invalid\. Allowed choices are table, json, yaml/);
+      const input = await run(['deployment', 'create', 'app.yaml', '--input', 'count']);
+      assert.equal(input.code, 2);
+      assert.match(input.stderr, /--input takes NAME=VALUE \(got "count"\)/);
       const group = await run(['instance']);
       assert.equal(group.code, 2, 'a group without its command');
       assert.match(group.stderr, /Commands:\n {2}list/);
@@ -418,8 +423,16 @@ describe('lapisctl against the real mesh', function () {
       if (!toscaUp) this.skip();
     });
 
+    it("refuses an --input whose text is not of the input's type, naming it, exit 1", async () => {
+      const refused = await run(['deployment', 'create', 'app.yaml', '--input', 'count=two']);
+      assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+      assert.match(refused.stderr, /text_inputs\.count: input count: "two" is not a valid integer/);
+      assert.match(refused.stderr, /INVALID_INPUT/);
+      noStackTrace(refused.stderr);
+    });
+
     it('creates a deployment from a file with inputs, waits for it and prints its outputs', async () => {
-      const created = await run(['deployment', 'create', 'app.yaml', '--inputs', 'inputs.yaml', '--wait']);
+      const created = await run(['deployment', 'create', 'app.yaml', '--inputs', 'inputs.yaml', '--input', 'count=2', '--wait']);
       deploymentId = /^ID:\s+(\S+)$/m.exec(created.stdout)?.[1] ?? '';
       assert.ok(deploymentId, `a deployment was made:\n${created.stdout}\n${created.stderr}`);
       assert.match(created.stderr, new RegExp(`^deployment ${deploymentId} created$`, 'm'));
@@ -436,6 +449,7 @@ describe('lapisctl against the real mesh', function () {
       ]);
       assert.equal(got.state, 'DEPLOYED');
       assert.equal(got.outputs.greeting, 'hi-from-inputs');
+      assert.equal(got.outputs.count, 2, 'the text "2" became the integer its input declares');
       const instanceId = got.nodes.find((n) => n.name === 'app')?.instanceIds[0];
       assert.ok(instanceId, 'the app node has an instance');
       assert.equal((await json(['instance', 'get', instanceId])).state, 'RUNNING');

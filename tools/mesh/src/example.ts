@@ -77,7 +77,13 @@ export async function deploy(
   return asAlice(mesh, async (client, unary) => {
     const created = await unary<CreateDeploymentResponse>((m, cb) =>
       client.createDeployment(
-        { template: { content: { $case: 'yaml', yaml }, fileName, files: {} }, inputs, keepOnFailure: false, requestId: '' },
+        {
+          template: { content: { $case: 'yaml', yaml }, fileName, files: {} },
+          inputs,
+          textInputs: {},
+          keepOnFailure: false,
+          requestId: '',
+        },
         m,
         cb,
       ),

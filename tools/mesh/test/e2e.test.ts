@@ -122,7 +122,11 @@ describe('the whole mesh, end to end', function () {
   it('scales a node through an update, changing only what the inputs say', async () => {
     const web = deployment.nodes.find((n) => n.name === 'web')!.instanceIds[0]!;
     await unary<UpdateDeploymentResponse>((m, cb) =>
-      clients().tosca.updateDeployment({ deploymentId: deployment.id, template: undefined, inputs: { mirrors: 2 }, requestId: '' }, m, cb),
+      clients().tosca.updateDeployment(
+        { deploymentId: deployment.id, template: undefined, inputs: { mirrors: 2 }, textInputs: {}, requestId: '' },
+        m,
+        cb,
+      ),
     );
     const updated = await until(
       async () => {
@@ -209,6 +213,7 @@ describe('the whole mesh, end to end', function () {
         {
           template: { content: { $case: 'yaml', yaml: readFileSync(EXAMPLE_TEMPLATE, 'utf8') }, fileName: 'web-app.yaml', files: {} },
           inputs: { mirrors: 2 },
+          textInputs: {},
           keepOnFailure: false,
           requestId: 'crash-test',
         },

@@ -161,6 +161,7 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
           {
             template: { content: { $case: 'yaml', yaml: readFileSync(EXAMPLE_TEMPLATE, 'utf8') }, fileName: 'web-app.yaml', files: {} },
             inputs: EXAMPLE_INPUTS,
+            textInputs: {},
             keepOnFailure: false,
             requestId: '',
           },

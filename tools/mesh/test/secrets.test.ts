@@ -261,6 +261,7 @@ describe('secrets and listeners of a local mesh', function () {
         {
           template: { content: { $case: 'yaml', yaml: TEMPLATE }, fileName: 'secret.yaml', files: {} },
           inputs: { secret: CANARIES.toscaInput },
+          textInputs: {},
           keepOnFailure: false,
           requestId: '',
         },

@@ -14,7 +14,18 @@ import { Backend, type Resources } from '@lapis/proto/lapis/common/v1/common';
 import { type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { containerLabels, instanceEnvironment, LABEL, type ContainerPlan } from '../domain/container';
 import { WRITABLE_DIRS } from '../domain/security';
-import type { ClaimStatus, EngineEvent, LogChunk, LogOptions, Observed, RuntimeBackend, VolumeClaims } from './backend';
+import type {
+  ClaimStatus,
+  EngineEvent,
+  ExecRequest,
+  ExecResult,
+  LogChunk,
+  LogOptions,
+  Observed,
+  RuntimeBackend,
+  VolumeClaims,
+} from './backend';
+import { podExec } from './kubernetes-exec';
 import { claimName, GPU_RESOURCE, KUBE_LABEL, labelValue, podName } from './kubernetes-names';
 
 const KWOK_TAINT = 'kwok.x-k8s.io/node';
@@ -247,6 +258,12 @@ export class KubernetesBackend implements RuntimeBackend {
       }
       await sleep(250);
     }
+  }
+
+  /** ExecInInstance: through the pod's exec subresource (kubernetes-exec.ts). */
+  async exec(id: string, request: ExecRequest): Promise<ExecResult> {
+    const { lib, kc } = await this.client();
+    return podExec({ exec: new lib.Exec(kc), namespace: this.options.namespace, pod: id, container: CONTAINER }, request);
   }
 
   /** Stopping a pod is deleting it (grace period timeoutS); it cannot be started again. */

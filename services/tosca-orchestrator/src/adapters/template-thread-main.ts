@@ -2,7 +2,7 @@
 // is sent, with the service's import mirror and its own helper thread for big templates.
 import { parentPort, workerData } from 'node:worker_threads';
 import { processTemplate } from '../domain/validate';
-import { translate } from '../domain/translate';
+import { translation } from '../domain/translate';
 import { ImportFiles } from './import-files';
 import type { TemplateAnswer, TemplateJob, TemplateThreadOptions } from './template-threads';
 import { yamlThreadIfUseful } from './yaml-thread';
@@ -14,11 +14,13 @@ const parallel = yamlThreadIfUseful(undefined, options.twoThreadsFromChars);
 parentPort!.on('message', (job: TemplateJob) => {
   try {
     const result = processTemplate({ ...job, imports, parallel, maxFileChars: options.maxFileChars });
+    const translated = job.target && result.valid && result.topology ? translation(result.topology, job.target) : undefined;
     const answer: TemplateAnswer = {
       valid: result.valid,
-      diagnostics: result.diagnostics,
+      // What the translation left out, per node, among the warnings.
+      diagnostics: [...result.diagnostics, ...(translated?.warnings ?? [])],
       order: result.topology?.order ?? [],
-      output: job.target && result.valid && result.topology ? translate(result.topology, job.target) : undefined,
+      output: translated?.output,
     };
     parentPort!.postMessage({ answer });
   } catch (error) {

@@ -19,6 +19,8 @@ export interface TemplateJob {
   fileName: string;
   files: Record<string, string>;
   inputs?: Dict;
+  /** Input values as text, converted to their declared types (over `inputs`). */
+  textInputs?: Record<string, string>;
   /** Also translate, when valid. */
   target?: Target;
 }

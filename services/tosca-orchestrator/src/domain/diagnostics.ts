@@ -10,6 +10,8 @@ export interface Diagnostic {
   line: number;
   column: number;
   path: string;
+  /** The given input whose value this is about (its name), where the fault is the value, not the template. */
+  input?: string;
 }
 
 /** Where a value sits: the file it came from and its path in that file's document. */

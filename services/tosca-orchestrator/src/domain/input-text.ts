@@ -30,3 +30,18 @@ export function valueFromText(text: string, type: string, registry: Registry): u
       return text;
   }
 }
+
+/**
+ * The input values a deployment keeps: those given as values, then each text input as its
+ * declared type made it (validation converted it into the topology's input values); text for
+ * an input the template does not declare stays text.
+ */
+export function typedInputs(
+  inputValues: Record<string, unknown> | undefined,
+  inputs: Record<string, unknown> | undefined,
+  textInputs: Record<string, string> | undefined,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...inputs };
+  for (const [name, text] of Object.entries(textInputs ?? {})) out[name] = inputValues && name in inputValues ? inputValues[name] : text;
+  return out;
+}

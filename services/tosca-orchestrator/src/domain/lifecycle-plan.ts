@@ -434,3 +434,72 @@ export function standardOperations(
     out.set(op, { ...implementationOf(node, def.implementation), inputs: def.inputs });
   return out;
 }
+
+/** One operation a node's software runs to deploy, as a translator writes it down. */
+export interface DeployOperation {
+  interface: 'Standard' | 'Configure';
+  operation: string;
+  /** For Configure: "source.requirement -> target". */
+  relationship?: string;
+  /** The artifact's path as the template wrote it (beside the template, or a URL), and its dependencies'. */
+  primary?: string;
+  dependencies: string[];
+  /** Input values as written (functions in place). */
+  inputs: Dict;
+  /** What the inputs' functions read: SELF (the node, or in a relationship's operation the relationship), SOURCE, TARGET. */
+  context: { self: NodeTemplate; source?: NodeTemplate; target?: NodeTemplate };
+}
+
+/**
+ * A node's deploy operations in TOSCA's order (IM's too): its Standard create, configure and
+ * start, and between them the Configure operations of its relationships that run on its side
+ * (*_source and add_target where it is the source, *_target and add_source where the target).
+ */
+export function deployOperations(topology: Topology, node: NodeTemplate): DeployOperation[] {
+  const sides: { name: string; source: NodeTemplate; target: NodeTemplate; ops: Map<string, OperationDef>; self: NodeTemplate }[] = [];
+  for (const source of topology.nodes.values())
+    for (const r of source.requirements) {
+      const target = r.node ? topology.nodes.get(r.node) : undefined;
+      if (!target || !r.relationship || (source !== node && target !== node)) continue;
+      const ops = operationsOf(
+        topology.interfacesOf?.('relationship', r.relationship) ?? new Map(),
+        relationshipAssigned(topology, source, r),
+        'Configure',
+      );
+      if (ops.size)
+        sides.push({
+          name: `${source.name}.${r.name} -> ${target.name}`,
+          source,
+          target,
+          ops,
+          self: relationshipEntity(topology, source, r),
+        });
+    }
+  const standard = operationsOf(topology.interfacesOf?.('node', node.type) ?? new Map(), [node.raw.interfaces], 'Standard');
+  const out: DeployOperation[] = [];
+  for (const [stage, relationshipOps] of DEPLOY_STAGES) {
+    const def = standard.get(stage);
+    if (def)
+      out.push({
+        interface: 'Standard',
+        operation: stage,
+        ...implementationOf(node, def.implementation),
+        inputs: def.inputs,
+        context: { self: node },
+      });
+    for (const operation of relationshipOps)
+      for (const side of sides) {
+        const def = side.ops.get(operation);
+        if (!def || (SOURCE_SIDE.has(operation) ? side.source : side.target) !== node) continue;
+        out.push({
+          interface: 'Configure',
+          operation,
+          relationship: side.name,
+          ...implementationOf(node, def.implementation),
+          inputs: def.inputs,
+          context: { self: side.self, source: side.source, target: side.target },
+        });
+      }
+  }
+  return out;
+}

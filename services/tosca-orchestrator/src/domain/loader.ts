@@ -81,6 +81,11 @@ export interface Loaded {
   mainFile: string;
   /** Files by name, each document as loaded (for translation and reports). */
   docs: Map<string, Dict>;
+  /**
+   * A file the template came with (in its CSAR, given beside it, or where the import source finds
+   * relative imports), by normalized path: its artifacts, for translation.
+   */
+  readFile: (path: string) => string | undefined;
 }
 
 let builtinRegistry: Registry | undefined;
@@ -191,24 +196,23 @@ export function loadTemplate(input: TemplateInput): Loaded {
   let text = input.text;
   let files: Record<string, string> = {};
   for (const [k, v] of Object.entries(input.files ?? {})) files[posix.normalize(k)] = v;
+  const readFile = (path: string): string | undefined => files[path] ?? input.imports?.relative(path);
   const maxChars = input.maxFileChars ?? DEFAULT_MAX_FILE_CHARS;
   if (input.csar) {
     const csar = parseCsar(input.csar, diags, mainFile, maxChars);
     files = { ...csar.files, ...files };
-    if (!csar.main) return { registry, diags, mainFile, docs };
+    if (!csar.main) return { registry, diags, mainFile, docs, readFile };
     mainFile = csar.main;
     text = csar.files[csar.main];
   }
   if (text === undefined) {
     diags.error('MISSING_TEMPLATE', 'no template given', { file: mainFile, path: '' });
-    return { registry, diags, mainFile, docs };
+    return { registry, diags, mainFile, docs, readFile };
   }
   // The INDIGO file, when imported, replaces Lapis' own INDIGO definitions silently.
   const overridable = new Set<string>();
   const loading = new Set<string>();
   let nfvAdded = false;
-
-  const readRelative = (path: string): string | undefined => files[path] ?? input.imports?.relative(path);
 
   const visit = (fileText: string, file: string, isMain: boolean, styleWarnings: boolean): Dict | undefined => {
     loading.add(file);
@@ -328,7 +332,7 @@ export function loadTemplate(input: TemplateInput): Loaded {
     }
     const path = posix.normalize(posix.join(base, target));
     if (loading.has(path)) return;
-    const content = readRelative(path);
+    const content = readFile(path);
     if (content === undefined) {
       diags.error('IMPORT_NOT_FOUND', `imported file ${path} not found`, loc);
       return;
@@ -337,7 +341,7 @@ export function loadTemplate(input: TemplateInput): Loaded {
   };
 
   const main = visit(text, mainFile, true, true);
-  return { registry, diags, main, mainFile, docs };
+  return { registry, diags, main, mainFile, docs, readFile };
 }
 
 /**

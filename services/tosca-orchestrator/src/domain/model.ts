@@ -66,6 +66,12 @@ export interface Topology {
   edges: Edge[];
   /** Node templates in deployment order (what a node needs comes first). */
   order: string[];
+  /** A file the template came with, by normalized path (beside the main file, or in its CSAR): what translators inline. */
+  readFile?: (path: string) => string | undefined;
+  /** The main template's path among `files`; artifacts' paths are relative to its folder. */
+  mainFile?: string;
+  /** Line and column of a place in the template (for what translation says of a node). */
+  locate?: (loc: Loc) => [number, number];
   /** The interfaces a node or relationship type defines through its ancestors (lifecycle operations). */
   interfacesOf?: (kind: 'node' | 'relationship', type: string) => Map<string, InterfaceDef>;
 }

@@ -224,8 +224,8 @@ export interface ValueContext {
   diags: Diagnostics;
   /** Validates a function call found where a value was expected. */
   onFunction(value: Record<string, unknown>, loc: Loc, schema: Schema): void;
-  /** What a value that is a function resolves to, when known (for get_input). */
-  resolveStatic?(value: Record<string, unknown>): { value: unknown } | undefined;
+  /** What a value that is a function resolves to, when known (for get_input); `input` when it is a given input's value. */
+  resolveStatic?(value: Record<string, unknown>): { value: unknown; input?: string } | undefined;
 }
 
 export interface Schema {
@@ -288,7 +288,10 @@ function checkFreshValue(ctx: ValueContext, value: unknown, rawSchema: unknown, 
     ctx.onFunction(value, loc, schema);
     const resolved = ctx.resolveStatic?.(value);
     if (resolved && resolved.value !== undefined && resolved.value !== null && !isFunction(resolved.value)) {
+      const before = ctx.diags.list.length;
       checkValue({ ...ctx, resolveStatic: undefined }, resolved.value, schema, loc, `${what} (from ${Object.keys(value)[0]})`);
+      // A given value that does not fit where the template uses it: the caller's to change.
+      if (resolved.input !== undefined) for (const d of ctx.diags.list.slice(before)) d.input = resolved.input;
     }
     return;
   }

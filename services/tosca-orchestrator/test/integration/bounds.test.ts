@@ -58,6 +58,7 @@ const validate = (client: ToscaServiceClient, yaml: string, fileName: string) =>
   call<ValidateTemplateRequest, ValidateTemplateResponse>(client.validateTemplate.bind(client), {
     template: { content: { $case: 'yaml', yaml }, fileName, files: {} },
     inputs: undefined,
+    textInputs: {},
   });
 
 function health(address: string, deadlineMs: number): Promise<string> {
@@ -144,6 +145,7 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
         call<TranslateTemplateRequest, TranslateTemplateResponse>(alice.translateTemplate.bind(alice), {
           template: { content: { $case: 'yaml', yaml }, fileName: 'bad.yaml', files: {} },
           inputs: undefined,
+          textInputs: {},
           target: TranslationTarget.HEAT,
         }),
         'bad.yaml',
@@ -155,6 +157,7 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
         call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), {
           template: { content: { $case: 'yaml', yaml: importing }, fileName: 'main.yaml', files: { 'bad.yaml': yaml } },
           inputs: undefined,
+          textInputs: {},
           keepOnFailure: false,
           requestId: '',
         }),
@@ -171,6 +174,7 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
     const created = await call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), {
       template: { content: { $case: 'yaml', yaml: deployable }, fileName: 'app.yaml', files: {} },
       inputs: undefined,
+      textInputs: {},
       keepOnFailure: false,
       requestId: '',
     });
@@ -179,6 +183,7 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
         deploymentId: created.deploymentId,
         template: { content: { $case: 'yaml', yaml: laughs }, fileName: 'laughs.yaml', files: {} },
         inputs: undefined,
+        textInputs: {},
         requestId: '',
       }),
       'laughs.yaml',
@@ -213,6 +218,7 @@ describe('tosca-orchestrator: bounded work on templates from tenants (its own pr
       call<ValidateTemplateRequest, ValidateTemplateResponse>(alice.validateTemplate.bind(alice), {
         template: { content: { $case: 'csar', csar: Buffer.from(csar) }, fileName: 'app.csar', files: {} },
         inputs: undefined,
+        textInputs: {},
       }),
       'app.csar',
       'TEMPLATE_TOO_LARGE',

@@ -116,6 +116,7 @@ describe('deployments against the real scheduler and runtime (own processes, Doc
     call<CreateDeploymentRequest, CreateDeploymentResponse>(tosca.createDeployment.bind(tosca), {
       template: { content: { $case: 'yaml', yaml: TEMPLATE }, fileName: 'lifecycle.yaml', files: {} },
       inputs,
+      textInputs: {},
       keepOnFailure,
       requestId: '',
     });

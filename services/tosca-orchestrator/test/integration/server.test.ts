@@ -20,6 +20,8 @@ import {
   type ListDeploymentsRequest,
   type ListDeploymentsResponse,
   type TranslateTemplateRequest,
+  type UpdateDeploymentRequest,
+  type UpdateDeploymentResponse,
   type TranslateTemplateResponse,
   type ValidateTemplateRequest,
   type ValidateTemplateResponse,
@@ -30,6 +32,7 @@ import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { generate } from '../../bench/bench';
 import { processTemplate } from '../../src/domain/validate';
 import { conformanceDir, indigoMirror } from '../helpers';
+import { exampleTemplate } from '../mesh';
 
 const main = resolve(__dirname, '..', '..', 'src', 'main.js');
 const template = (name: string) => readFileSync(join(conformanceDir, name, 'template.yaml'), 'utf8');
@@ -69,6 +72,7 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
     const r = await call<ValidateTemplateRequest, ValidateTemplateResponse>(c.validateTemplate.bind(c), {
       template: { content: { $case: 'yaml', yaml: template('indigo-kubernetes-cluster') }, fileName: 'k8s.yaml', files: {} },
       inputs: { wn_num: 2 },
+      textInputs: {},
     });
     assert.equal(r.valid, true, JSON.stringify(r.diagnostics.filter((d) => d.severity === Severity.ERROR)));
     assert.deepEqual(r.deploymentOrder, ['lrms_server', 'lrms_front_end', 'lrms_wn', 'wn_node', 'jupyterhub']);
@@ -79,6 +83,7 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
     const r = await call<ValidateTemplateRequest, ValidateTemplateResponse>(c.validateTemplate.bind(c), {
       template: { content: { $case: 'yaml', yaml: template('error-requirements') }, fileName: 'bad.yaml', files: {} },
       inputs: undefined,
+      textInputs: {},
     });
     assert.equal(r.valid, false);
     const errors = r.diagnostics.filter((d) => d.severity === Severity.ERROR);
@@ -99,6 +104,7 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
     const r = await call<ValidateTemplateRequest, ValidateTemplateResponse>(c.validateTemplate.bind(c), {
       template: { content: { $case: 'yaml', yaml }, fileName: 'big.yaml', files: {} },
       inputs: undefined,
+      textInputs: {},
     });
     assert.equal(r.valid, false);
     assert.deepEqual(
@@ -113,10 +119,24 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
     const r = await call<TranslateTemplateRequest, TranslateTemplateResponse>(c.translateTemplate.bind(c), {
       template: { content: { $case: 'yaml', yaml: template('docker-app-volume') }, fileName: 'app.yaml', files: {} },
       inputs: { replicas: 3 },
+      textInputs: {},
       target: TranslationTarget.KUBERNETES,
     });
     assert.match(r.output, /kind: Deployment[\s\S]*replicas: 3/);
     assert.match(r.output, /kind: PersistentVolumeClaim/);
+    // What a translation leaves out is said among the diagnostics, at the node (software on a compute here).
+    const software = await call<TranslateTemplateRequest, TranslateTemplateResponse>(c.translateTemplate.bind(c), {
+      template: exampleTemplate('guestbook', 'guestbook.yaml'),
+      inputs: { image: 'busybox' },
+      textInputs: {},
+      target: TranslationTarget.KUBERNETES,
+    });
+    const web = software.diagnostics.find((d) => d.code === 'NOT_TRANSLATED' && d.path === 'topology_template.node_templates.web');
+    assert.equal(web?.severity, Severity.WARNING, JSON.stringify(software.diagnostics));
+    assert.match(
+      web.message,
+      /node web: its operations \(Standard.create, Standard.start\) are not translated: it is hosted on compute server/,
+    );
   });
 
   it('rejects an invalid template at CreateDeployment with the problems as field violations', async () => {
@@ -125,6 +145,7 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
       call<CreateDeploymentRequest, CreateDeploymentResponse>(c.createDeployment.bind(c), {
         template: { content: { $case: 'yaml', yaml: template('error-dependency-cycle') }, fileName: 'cycle.yaml', files: {} },
         inputs: undefined,
+        textInputs: {},
         keepOnFailure: false,
         requestId: '',
       }),
@@ -141,11 +162,74 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
     );
   });
 
+  it('inputs given as text are converted to their declared types; text that does not convert is refused naming the input', async () => {
+    const alice = client(TEST_TOKENS.alice.token);
+    const slurm = { content: { $case: 'yaml' as const, yaml: template('indigo-slurm-cluster') }, fileName: 'slurm.yaml', files: {} };
+    const validated = await call<ValidateTemplateRequest, ValidateTemplateResponse>(alice.validateTemplate.bind(alice), {
+      template: slurm,
+      inputs: undefined,
+      textInputs: { wn_num: '3', fe_mem: '4 GB' },
+    });
+    assert.equal(validated.valid, true, JSON.stringify(validated.diagnostics));
+    const refused = (error: Error & { code: number }, reason: string, fields: string[]) => {
+      assert.equal(error.code, status.INVALID_ARGUMENT, error.message);
+      const details = errorDetails(error as never);
+      assert.equal(details.errorInfo?.reason, reason);
+      assert.deepEqual(details.violations.map((v) => v.field).sort(), fields, JSON.stringify(details.violations));
+      return true;
+    };
+    await assert.rejects(
+      call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), {
+        template: slurm,
+        inputs: { fe_cpus: 'two' },
+        textInputs: { wn_num: 'three' },
+        keepOnFailure: false,
+        requestId: '',
+      }),
+      (error: Error & { code: number }) => {
+        refused(error, 'INVALID_INPUT', ['inputs.fe_cpus', 'text_inputs.wn_num']);
+        assert.match(error.message, /text_inputs\.wn_num: input wn_num: "three" is not a valid integer/);
+        return true;
+      },
+    );
+    const created = await call<CreateDeploymentRequest, CreateDeploymentResponse>(alice.createDeployment.bind(alice), {
+      template: slurm,
+      inputs: { fe_cpus: 4 },
+      textInputs: { wn_num: '3', fe_mem: '4 GB' },
+      // Kept when it fails (no scheduler here), so that it can be updated.
+      keepOnFailure: true,
+      requestId: '',
+    });
+    const get = async () =>
+      (await call<GetDeploymentRequest, GetDeploymentResponse>(alice.getDeployment.bind(alice), { deploymentId: created.deploymentId }))
+        .deployment!;
+    // Kept as their types made them: the integer 3, not the text "3".
+    assert.deepEqual((await get()).inputs, { fe_cpus: 4, wn_num: 3, fe_mem: '4 GB' });
+    // An update's text is converted (and refused) the same way, before anything changes.
+    await until(async () => ((await get()).state === DeploymentState.FAILED ? true : undefined), 'deployment FAILED', 60_000);
+    await assert.rejects(
+      call<UpdateDeploymentRequest, UpdateDeploymentResponse>(alice.updateDeployment.bind(alice), {
+        deploymentId: created.deploymentId,
+        template: undefined,
+        inputs: undefined,
+        textInputs: { fe_cpus: '4.5' },
+        requestId: '',
+      }),
+      (error: Error & { code: number }) => refused(error, 'INVALID_INPUT', ['text_inputs.fe_cpus']),
+    );
+    assert.deepEqual((await get()).inputs, { fe_cpus: 4, wn_num: 3, fe_mem: '4 GB' });
+    await call<DeleteDeploymentRequest, DeleteDeploymentResponse>(alice.deleteDeployment.bind(alice), {
+      deploymentId: created.deploymentId,
+      requestId: '',
+    });
+  });
+
   it('a deployment that cannot reach the scheduler fails with the cause; scoped to its project; idempotent', async () => {
     const alice = client(TEST_TOKENS.alice.token);
     const request: CreateDeploymentRequest = {
       template: { content: { $case: 'yaml', yaml: template('indigo-slurm-cluster') }, fileName: 'slurm.yaml', files: {} },
       inputs: undefined,
+      textInputs: {},
       keepOnFailure: false,
       requestId: `req-${Date.now()}`,
     };

@@ -103,7 +103,7 @@ describe('software deployed by its lifecycle operations (real instances, shell s
     (
       await call<CreateDeploymentRequest, CreateDeploymentResponse>(
         mesh.tosca.createDeployment.bind(mesh.tosca),
-        { template, inputs: { image }, keepOnFailure: false, requestId: '' },
+        { template, inputs: { image }, textInputs: {}, keepOnFailure: false, requestId: '' },
         metadata,
       )
     ).deploymentId;
@@ -184,6 +184,7 @@ describe('software deployed by its lifecycle operations (real instances, shell s
       deploymentId: id,
       template: undefined,
       inputs: { title: 'Guests of Lapis' },
+      textInputs: {},
       requestId: '',
     });
     const configured = operation(d, 'guestbook', 'Standard', 'configure');

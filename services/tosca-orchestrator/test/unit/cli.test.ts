@@ -7,7 +7,7 @@ import { join, relative, resolve } from 'node:path';
 import { strToU8, zipSync } from 'fflate';
 import { runCli } from '../../src/cli';
 import { processTemplate } from '../../src/domain/validate';
-import { conformanceDir, indigoMirror } from '../helpers';
+import { conformanceDir, indigoMirror, serviceDir } from '../helpers';
 
 const caseFile = (name: string) => join(conformanceDir, name, 'template.yaml');
 
@@ -144,6 +144,16 @@ describe('command line', () => {
     assert.match(runCli(['translate', '--to', 'radl', caseFile('networks')], {}).stdout, /system vm \(/);
     assert.match(runCli(['translate', '--to=k8s', caseFile('docker-app-volume')], {}).stdout, /kind: Deployment/);
     assert.equal(runCli(['translate', '--to', 'cloudformation', caseFile('networks')], {}).code, 2);
+  });
+
+  it('translate reads the scripts beside the template into the RADL, and says on stderr what it leaves out', () => {
+    const guestbook = relative(process.cwd(), resolve(serviceDir, '..', '..', 'examples', 'tosca', 'guestbook', 'guestbook.yaml'));
+    const radl = runCli(['translate', '--to', 'radl', guestbook, '--input', 'image=busybox'], {});
+    assert.equal(radl.code, 0, radl.stderr);
+    assert.match(radl.stdout, /^configure web_server_conf \(\n@begin\n[\s\S]*mkdir -p "\$DOC_ROOT"[\s\S]*^@end$/m);
+    assert.match(radl.stderr, /guestbook\.yaml:\d+:5: warning: node guestbook: left out of the RADL: .* \[NOT_TRANSLATED\]/);
+    const k8s = runCli(['translate', '--to', 'k8s', guestbook, '--input', 'image=busybox'], {});
+    assert.match(k8s.stderr, /warning: node web: its operations \(Standard\.create, Standard\.start\) are not translated/);
   });
 
   it('misuse exits 2 with the usage', () => {

@@ -19,6 +19,7 @@ import {
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
 import { parse as parseYaml } from 'yaml';
 import { UsageError, type Command } from '../cli';
+import { inputOption } from './tosca';
 import { CommandError, type Context } from '../context';
 import { age, details, plain, printData, table, time, word } from '../output';
 import { giveUpAfter, Progress, waitMs, waitOptions } from '../progress';
@@ -121,6 +122,17 @@ export function readInputs(file: string | undefined): Record<string, unknown> | 
   if (typeof parsed !== 'object' || Array.isArray(parsed))
     throw new UsageError(`inputs ${file} must be a YAML map of input names to values`);
   return parsed as Record<string, unknown>;
+}
+
+/** Each --input NAME=VALUE: text the orchestrator converts to the input's declared type. */
+export function readTextInputs(pairs: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of (pairs as string[] | undefined) ?? []) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--input takes NAME=VALUE (got "${pair}")`);
+    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
 }
 
 const value = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
@@ -270,14 +282,19 @@ export function deploymentCommand(): Command {
         args: [{ name: 'FILE', required: true }],
         options: [
           { long: 'inputs', short: 'i', value: 'FILE', description: 'YAML map of input values' },
+          inputOption,
           { long: 'keep-on-failure', description: 'keep what was created when it fails' },
           ...waitUntilDone,
         ],
-        examples: ['lapisctl deployment create web-app.yaml --inputs inputs.yaml --wait'],
+        examples: [
+          'lapisctl deployment create web-app.yaml --inputs inputs.yaml --wait',
+          'lapisctl deployment create web-app.yaml --input cpus=2 --input ports="[80, 443]"',
+        ],
         run: async ({ args, options }, ctx) => {
           const request = CreateDeploymentRequest.fromPartial({
             template: readTemplate(args[0]!),
             inputs: readInputs(options.inputs as string | undefined),
+            textInputs: readTextInputs(options.input),
             keepOnFailure: Boolean(options['keep-on-failure']),
             requestId: randomBytes(12).toString('hex'),
           });
@@ -327,14 +344,19 @@ export function deploymentCommand(): Command {
         name: 'update',
         summary: 'change a deployment: a new template and/or inputs (merged over the current ones)',
         args: [{ name: 'ID', required: true }, { name: 'FILE' }],
-        options: [{ long: 'inputs', short: 'i', value: 'FILE', description: 'YAML map of input values' }, ...waitUntilDone],
-        examples: ['lapisctl deployment update dep-1a2b... --inputs more-replicas.yaml --wait'],
+        options: [{ long: 'inputs', short: 'i', value: 'FILE', description: 'YAML map of input values' }, inputOption, ...waitUntilDone],
+        examples: [
+          'lapisctl deployment update dep-1a2b... --inputs more-replicas.yaml --wait',
+          'lapisctl deployment update dep-1a2b... --input count=3',
+        ],
         run: async ({ args, options }, ctx) => {
-          if (!args[1] && options.inputs === undefined) throw new UsageError('give a new template FILE, --inputs FILE, or both');
+          if (!args[1] && options.inputs === undefined && options.input === undefined)
+            throw new UsageError('give a new template FILE, --inputs FILE or --input NAME=VALUE');
           const request = UpdateDeploymentRequest.fromPartial({
             deploymentId: args[0]!,
             template: args[1] ? readTemplate(args[1]) : undefined,
             inputs: readInputs(options.inputs as string | undefined),
+            textInputs: readTextInputs(options.input),
             requestId: randomBytes(12).toString('hex'),
           });
           const client = tosca(ctx);

@@ -33,7 +33,7 @@ function run(argv: string[], output: Output = 'table'): number {
   return result.code;
 }
 
-const inputOption: OptionDef = {
+export const inputOption: OptionDef = {
   long: 'input',
   value: 'NAME=VALUE',
   repeat: true,

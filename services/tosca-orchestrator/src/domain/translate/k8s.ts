@@ -1,13 +1,16 @@
 // TOSCA -> Kubernetes manifests for container nodes: a Deployment per container application
 // (image from its image artifact, replicas from its runtime's scalable capability, resources
 // from the runtime's host capability), a ConfigMap with its environment, a Service for its
-// published ports and a PersistentVolumeClaim per block storage it mounts.
+// published ports and a PersistentVolumeClaim per block storage it mounts; the software it hosts
+// as init containers where that fits, said per node where nothing does (k8s-software.ts).
 import { stringify } from 'yaml';
 import { evaluate } from '../functions';
 import type { NodeTemplate, Topology } from '../model';
 import { isDict, type Dict } from '../registry';
 import { attachments, capProp, dnsName, imageOf, isBlockStorage, isContainerApp, prop, scaleCount, sizeMB, sizeMiB } from './common';
 import { hostOf } from '../functions';
+import { k8sSoftware } from './k8s-software';
+import type { TranslationNote } from './software';
 
 interface PortSpec {
   port: number;
@@ -37,8 +40,9 @@ function portsOf(topology: Topology, app: NodeTemplate, runtime?: NodeTemplate):
   return out;
 }
 
-export function translateK8s(topology: Topology): string {
-  const docs: Dict[] = [];
+export function translateK8s(topology: Topology, notes: TranslationNote[] = []): string {
+  const software = k8sSoftware(topology, notes);
+  const docs: Dict[] = [...software.configMaps];
   const disks = attachments(topology);
   const claimed = new Set<string>();
   const labels = (name: string) => ({ 'app.kubernetes.io/name': dnsName(name), 'app.kubernetes.io/managed-by': 'lapis-tosca' });
@@ -90,15 +94,25 @@ export function translateK8s(topology: Topology): string {
       mounts.push({ name: claim, mountPath: d.location ?? `/mnt/${claim}` });
     }
     if (mounts.length) container.volumeMounts = mounts;
+    const pod = software.pods.get(name);
+    if (pod) volumes.push(...pod.volumes);
+    const initContainers = pod?.initContainers.map((c) => ({ name: c.name, image: container.image, ...c }));
     const replicas = runtime ? scaleCount(topology, runtime) : scaleCount(topology, app);
     docs.push({
       apiVersion: 'apps/v1',
       kind: 'Deployment',
-      metadata: { name: id, labels: labels(name) },
+      metadata: {
+        name: id,
+        labels: labels(name),
+        ...(pod ? { annotations: { 'lapis.tosca/software': pod.summary.join('; ') } } : {}),
+      },
       spec: {
         replicas,
         selector: { matchLabels: { 'app.kubernetes.io/name': id } },
-        template: { metadata: { labels: labels(name) }, spec: { containers: [container], ...(volumes.length ? { volumes } : {}) } },
+        template: {
+          metadata: { labels: labels(name) },
+          spec: { ...(initContainers ? { initContainers } : {}), containers: [container], ...(volumes.length ? { volumes } : {}) },
+        },
       },
     });
     if (ports.length) {

@@ -1,8 +1,11 @@
 // TOSCA -> IM RADL: one `system` per compute node (cpu, memory, image, network interfaces,
-// attached disks), the networks it uses, and one `deploy` per system with its count.
+// attached disks), the networks it uses, the software's `configure` recipes and the
+// `contextualize` that runs them (radl-configure.ts), and one `deploy` per system with its count.
 import { evaluate } from '../functions';
 import type { NodeTemplate, Topology } from '../model';
 import { attachments, capProp, imageOf, isCompute, isNetwork, isPort, prop, scaleCount, sizeGiB, sizeMB } from './common';
+import { radlConfigures } from './radl-configure';
+import type { TranslationNote } from './software';
 
 const quote = (v: unknown) => `'${String(v).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 
@@ -10,7 +13,7 @@ function imageUrl(image: string): string {
   return /^[a-z]+:\/\//.test(image) ? image : image;
 }
 
-export function translateRadl(topology: Topology): string {
+export function translateRadl(topology: Topology, notes: TranslationNote[] = []): string {
   const lines: string[] = [];
   const networks = new Map<string, string>();
   const systems: string[] = [];
@@ -37,6 +40,9 @@ export function translateRadl(topology: Topology): string {
     );
   lines.push(...networks.values(), '');
   for (const s of systems) lines.push(s, '');
+  const { configures, contextualize } = radlConfigures(topology, notes);
+  for (const c of configures) lines.push(c, '');
+  if (contextualize.length) lines.push('contextualize (', ...contextualize, ')', '');
   for (const c of computes) lines.push(`deploy ${c.name} ${scaleCount(topology, c)}`);
   return `${lines.join('\n')}\n`;
 }

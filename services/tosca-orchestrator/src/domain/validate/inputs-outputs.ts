@@ -34,6 +34,8 @@ export function collectInputs(run: ValidationRun, raw: unknown, loc: Loc): void 
     topo.inputs.set(name, input);
     if (def.default !== undefined && def.default !== null) checkValue(ctx, def.default, def, at(il, 'default'), `default of input ${name}`);
     const given = run.textInputs.has(name) ? valueFromText(String(givenInputs![name]), type, run.registry) : givenInputs?.[name];
+    // What is said of the given value names the input, so a caller is told which value is wrong.
+    const before = diags.list.length;
     if (given !== undefined) {
       checkValue(ctx, given, def, il, `input ${name}`);
       topo.inputValues[name] = given;
@@ -42,6 +44,10 @@ export function collectInputs(run: ValidationRun, raw: unknown, loc: Loc): void 
     } else if (required) {
       if (givenInputs) diags.error('MISSING_INPUT', `required input "${name}" has no value and no default`, il);
       else diags.warn('MISSING_INPUT', `required input "${name}" has no default: give it a value to deploy`, il);
+    }
+    for (const d of diags.list.slice(before)) {
+      d.input = name;
+      if (d.severity === 'error' && given !== undefined) run.refusedInputs.add(name);
     }
   }
   for (const name of Object.keys(givenInputs ?? {})) {

@@ -37,6 +37,8 @@ export class ValidationRun {
   readonly givenInputs?: Dict;
   /** Inputs given as text (a command line's), to be converted to their declared types. */
   readonly textInputs: ReadonlySet<string>;
+  /** Given inputs whose value does not fit the input's own definition. */
+  readonly refusedInputs = new Set<string>();
   /** Requirements resolved to a capability that limits its occurrences: "node\0capability" -> count. */
   readonly incoming = new Map<string, number>();
 
@@ -59,6 +61,9 @@ export class ValidationRun {
       outputs: new Map(),
       edges: [],
       order: [],
+      readFile: loaded.readFile,
+      mainFile: loaded.mainFile,
+      locate: (loc) => this.diags.locate(loc.file, loc.path),
       interfacesOf: (kind, type) => {
         const entry = this.registry.resolve(kind, type);
         return entry ? this.registry.interfaces(entry) : new Map();
@@ -82,7 +87,9 @@ export class ValidationRun {
       const arg = value.get_input;
       const name = Array.isArray(arg) ? arg[0] : arg;
       if (typeof name !== 'string' || Array.isArray(arg)) return undefined;
-      return name in this.topo.inputValues ? { value: this.topo.inputValues[name] } : undefined;
+      // A given value already refused for its input's own type is not checked again where it is used.
+      if (this.refusedInputs.has(name) || !(name in this.topo.inputValues)) return undefined;
+      return { value: this.topo.inputValues[name], input: this.givenInputs && name in this.givenInputs ? name : undefined };
     },
   };
 
