@@ -254,6 +254,7 @@ describe('the whole mesh, end to end', function () {
           {
             template: { content: { $case: 'yaml', yaml: readFileSync(EXAMPLE_TEMPLATE, 'utf8') }, fileName: 'web-app.yaml', files: {} },
             inputs: { mirrors: 2 },
+            textInputs: {},
             keepOnFailure: false,
             requestId: 'replica-test',
           },
