@@ -82,7 +82,11 @@ async function main(): Promise<void> {
     }
   } finally {
     process.stderr.write('reconcile bench: removing the instances\n');
-    await rt.stop({ purge: true });
+    // After a failed restart `rt` is stopped: an agent started anew on the node removes them.
+    await rt.stop({ purge: true }).catch(async () => {
+      const again = await startRuntime({ node: rt.node, stateDir: rt.stateDir, consume: false });
+      await again.stop({ purge: true });
+    });
     await nats.stop();
   }
   figures.machine = { nproc: cpus().length, memory_bytes: totalmem() };
