@@ -23,6 +23,7 @@ export * from './paging';
 export * from './instance-spec';
 export * from './operations';
 export * from './maps';
+export * from './concurrently';
 export * from './retry';
 export * from './yaml-file';
 export * from './keyed-locks';

@@ -2,6 +2,7 @@
 // crash. Workloads are adopted by their labels, instances whose workload vanished are marked,
 // and workloads, mounts and loop devices that no instance owns are removed; attachments stand
 // only on live instances, and their mounts are put back where they went away.
+import { forEachConcurrently } from '@lapis/platform';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { type Instance, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { adoptFromLabels, applyObserved } from '../domain/observed';
@@ -14,6 +15,9 @@ import type { VolumeAttachments } from './volume-attachments';
 import type { VolumeRecords } from './volume-records';
 import type { Workloads } from './workloads';
 import { recordReconcile } from './metrics';
+
+/** Instances reconciled at once. */
+const RECONCILE_PARALLEL = 16;
 
 export interface ReconcileReport {
   adopted: string[];
@@ -62,7 +66,8 @@ export class Reconciler {
     // Instances whose record another node holds: moved there while this node was lost.
     const movedAway = new Map(all.filter((i) => i.node !== node).map((i) => [i.id, i.node]));
     const live = new Set<string>();
-    for (const container of observed) {
+    // Each instance under its own lock, RECONCILE_PARALLEL at a time: the work is round trips.
+    await forEachConcurrently(observed, RECONCILE_PARALLEL, async (container) => {
       await this.ctx.locks.with([`i:${container.instanceId}`], async () => {
         const record = records.get(container.instanceId);
         if (!record && movedAway.has(container.instanceId)) {
@@ -111,16 +116,19 @@ export class Reconciler {
         const expected = record.state === InstanceState.STOPPED && !container.running ? record.state : undefined;
         if (!expected) await this.records.setState(record.id, (i) => applyObserved(i, container, 'found on agent start', false));
       });
-    }
-    for (const record of records.values()) {
-      if (live.has(record.id) || isGone(record)) continue;
+    });
+    const gone = [...records.values()].filter((record) => {
+      if (live.has(record.id) || isGone(record)) return false;
       // A stopped pod-backed instance has no pod: StartInstance makes one.
       if (backend.recreates && record.state === InstanceState.STOPPED && record.backendId) {
         live.add(record.id);
-        continue;
+        return false;
       }
-      await this.ctx.locks.with([`i:${record.id}`], () => this.vanished(record, report));
-    }
+      return true;
+    });
+    await forEachConcurrently(gone, RECONCILE_PARALLEL, (record) =>
+      this.ctx.locks.with([`i:${record.id}`], () => this.vanished(record, report)),
+    );
     return live;
   }
 

@@ -2,6 +2,7 @@
 // revision, so two writers can never silently overwrite each other.
 import { type KV, type KvEntry, KvWatchInclude, type NatsError } from 'nats';
 import { Code, LapisError } from '../errors';
+import { forEachConcurrently } from '../concurrently';
 import { withRetries } from '../retry';
 import { countConflict } from './nats-metrics';
 import { isNatsTransient, isNotDelivered, throughFailover } from './availability';
@@ -42,6 +43,9 @@ export function keyProblem(key: string, wildcards = false): string {
   if (key.startsWith('.') || key.endsWith('.') || key.includes('..')) return 'an empty token (a leading or trailing "." or "..")';
   return '';
 }
+
+/** Reads of a listing in flight at once: a bucket of thousands is read in round trips of 32. */
+const LIST_READS = 32;
 
 export class Bucket<T> {
   constructor(
@@ -121,14 +125,15 @@ export class Bucket<T> {
     return iterator;
   }
 
-  /** Every live entry. */
+  /** Every live entry, in the order of keys(); read LIST_READS at a time. */
   async list(filter = '>'): Promise<Array<Versioned<T> & { key: string }>> {
-    const result: Array<Versioned<T> & { key: string }> = [];
-    for (const key of await this.keys(filter)) {
+    const keys = await this.keys(filter);
+    const entries: Array<(Versioned<T> & { key: string }) | undefined> = new Array(keys.length);
+    await forEachConcurrently(keys, LIST_READS, async (key, i) => {
       const entry = await this.get(key);
-      if (entry) result.push({ key, ...entry });
-    }
-    return result;
+      if (entry) entries[i] = { key, ...entry };
+    });
+    return entries.filter((e): e is Versioned<T> & { key: string } => e !== undefined);
   }
 
   private present(entry: KvEntry | null): Versioned<T> | undefined {
