@@ -1,9 +1,10 @@
 // Lapis installed with Helm on the real one-node cluster, end to end: what `make kube-up` does
 // (every pod Ready through its own probes, NATS on a claim), then a deployment with a volume
 // through the in-cluster orchestrator (the instance a pod, the volume a claim, its web address
-// answering from the host), undeployed leaving no pod, claim or volume; then the cluster goes
-// and the host is as before. Needs the service images: `make test` builds them first
-// (LAPIS_REQUIRE_IMAGES=1); a bare `npx mocha` without them skips with a message.
+// answering from the host), undeployed leaving no pod, claim or volume; a node scaled out and
+// in; a killed orchestrator pod; helm upgrade and helm test; then the cluster goes and the host
+// is as before. Needs the service images: `make test` builds them first (LAPIS_REQUIRE_IMAGES=1);
+// a bare `npx mocha` without them skips with a message.
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,21 +17,12 @@ import {
   type GetDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
-import {
-  CommandError,
-  docker,
-  ensureDocker,
-  GiveUp,
-  helm,
-  hostDifferences,
-  kubectl,
-  waitFor,
-  type DockerEngine,
-} from '@lapis/testenv';
-import { EXAMPLE_TEMPLATE, undeploy } from '../src/example';
+import { CommandError, docker, ensureDocker, GiveUp, helm, hostDifferences, kubectl, waitFor, type DockerEngine } from '@lapis/testenv';
+import { deploy, EXAMPLE_TEMPLATE, getDeployment, undeploy, updateInputs } from '../src/example';
 import { MESH_TOKENS, SERVICES } from '../src/mesh';
 import { deployExampleInCluster, EXAMPLE_INPUTS, type ExampleResult } from '../src/kube/example';
 import { CHART, imageVersion, NAMESPACE, RELEASE, startLapisOnKube, type LapisOnKube } from '../src/kube/install';
+import { WORKERS_FILE, WORKERS_TEMPLATE, workerIds } from '../src/kube/workers';
 import { keepCalling, type LoadReport } from './keep-calling';
 
 interface Obj {
@@ -150,6 +142,53 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
     assert.ok(example, 'the deployment above was made');
     await undeploy(lapis!.installed, example.deploymentId);
     await expectNothingLeft(example.claims);
+  });
+
+  it('scales a node out and in through the in-cluster orchestrator: a pod per instance after scale-out, the removed ones gone after scale-in', async function () {
+    this.timeout(300_000);
+    const { installed } = lapis!;
+    /** Waits until the instance pods ("id:phase", sorted) are as `ok` wants them. */
+    const podsUntil = async (what: string, ok: (pods: string[]) => boolean) => {
+      let seen: string[] = [];
+      await waitFor(
+        async () => {
+          const pods = await get('pods', 'lapis.dev/instance-id');
+          seen = pods.map((p) => `${p.metadata.labels?.['lapis.dev/instance-id']}:${p.status?.phase}`).sort();
+          return ok(seen);
+        },
+        { timeoutMs: 90_000, what, intervalMs: 1000 },
+      ).catch((e: Error) => assert.fail(`${e.message}: pods ${seen.join(', ')}`));
+    };
+    const running = (ids: string[]) => ids.map((i) => `${i}:Running`).sort();
+    /** New inputs, then the update done: the orchestrator is UPDATING from the call's answer on. */
+    const scaleTo = async (id: string, count: number) => {
+      await updateInputs(installed, id, { count });
+      let last: Deployment | undefined;
+      await waitFor(
+        async () => {
+          last = await getDeployment(installed, id);
+          if (last.state === DeploymentState.FAILED) throw new GiveUp(`deployment failed: ${last.stateReason}`);
+          return last.state === DeploymentState.DEPLOYED;
+        },
+        { timeoutMs: 120_000, what: `the deployment to be DEPLOYED with ${count} workers`, intervalMs: 500 },
+      );
+      return workerIds(last!);
+    };
+    const { id } = await deploy(installed, WORKERS_TEMPLATE, WORKERS_FILE, 120_000, { count: 1 });
+    const [first] = workerIds(await getDeployment(installed, id));
+    assert.ok(first, 'one worker');
+    await podsUntil(`a Running pod for ${first} alone`, (pods) => pods.join() === running([first]).join());
+    const out = await scaleTo(id, 3);
+    assert.equal(out.length, 3, `three workers: ${out.join(', ')}`);
+    assert.ok(out.includes(first), `the first worker ${first} stays: ${out.join(', ')}`);
+    await podsUntil(`a Running pod for each of ${out.join(', ')}, no other`, (pods) => pods.join() === running(out).join());
+    // (The deployment's instance_ids keep the removed workers after a scale-in: the pods say which are left.)
+    await scaleTo(id, 1);
+    await podsUntil('one Running pod, of one of the three workers: the two removed ones gone, not only terminating', (pods) =>
+      out.some((i) => pods.join() === `${i}:Running`),
+    );
+    await undeploy(installed, id);
+    await expectNothingLeft([]);
   });
 
   it('a deployment whose orchestrator pod is killed mid-way is finished by the next one: one pod per instance, then undeployed leaving nothing', async function () {
