@@ -138,6 +138,9 @@ export async function startRegistries(cluster: Cluster, engine: DockerEngine): P
   }
 }
 
+/** The runtime's heartbeat period in the install: a node silent for 3 of them is down. */
+export const HEARTBEAT_MS = 2000;
+
 /** The values of the install: what differs from the chart's defaults, and why. */
 export function installValues(registries: Registries, version: string, zipkin?: Zipkin): Record<string, unknown> {
   const tokens = Object.values(MESH_TOKENS).map(({ token, ...rest }) => ({ sha256: sha256(token), ...rest }));
@@ -173,7 +176,7 @@ export function installValues(registries: Registries, version: string, zipkin?: 
     scheduler: { ...small, cycleMs: 500 },
     toscaOrchestrator: small,
     occiGateway: small,
-    containerRuntime: { ...small, backend: 'kubernetes', heartbeatMs: 2000 },
+    containerRuntime: { ...small, backend: 'kubernetes', heartbeatMs: HEARTBEAT_MS },
   };
 }
 
