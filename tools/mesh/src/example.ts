@@ -10,6 +10,7 @@ import {
   type Deployment,
   type CreateDeploymentResponse,
   type GetDeploymentResponse,
+  type UpdateDeploymentResponse,
   type WatchDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
@@ -97,6 +98,15 @@ export async function getDeployment(mesh: Pick<Mesh, 'addresses'>, id: string): 
   return asAlice(
     mesh,
     async (client, unary) => (await unary<GetDeploymentResponse>((m, cb) => client.getDeployment({ deploymentId: id }, m, cb))).deployment!,
+  );
+}
+
+/** Gives a deployment of alice's new inputs; the orchestrator applies them in the background. */
+export async function updateInputs(mesh: Pick<Mesh, 'addresses'>, id: string, inputs: Record<string, unknown>): Promise<void> {
+  await asAlice(mesh, (client, unary) =>
+    unary<UpdateDeploymentResponse>((m, cb) =>
+      client.updateDeployment({ deploymentId: id, template: undefined, inputs, textInputs: {}, requestId: '' }, m, cb),
+    ),
   );
 }
 

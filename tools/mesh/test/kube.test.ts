@@ -1,11 +1,14 @@
 // Lapis installed with Helm on the real one-node cluster, end to end: what `make kube-up` does
 // (every pod Ready through its own probes, NATS on a claim), then a deployment with a volume
 // through the in-cluster orchestrator (the instance a pod, the volume a claim, its web address
-// answering from the host), undeployed leaving no pod, claim or volume; then the cluster goes
-// and the host is as before. Needs the service images: `make test` builds them first
-// (LAPIS_REQUIRE_IMAGES=1); a bare `npx mocha` without them skips with a message.
+// answering from the host), undeployed leaving no pod, claim or volume; a node scaled out and
+// in; a killed orchestrator pod; helm upgrade and helm test; the runtime switched to the Docker
+// backend's DaemonSet on the host's engine; then the cluster goes and the host is as before.
+// Needs the service images: `make test` builds them first (LAPIS_REQUIRE_IMAGES=1); a bare
+// `npx mocha` without them skips with a message.
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Metadata } from '@grpc/grpc-js';
 import { createClient } from '@lapis/platform';
@@ -16,11 +19,26 @@ import {
   type GetDeploymentResponse,
 } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { ToscaServiceClient } from '@lapis/proto/lapis/tosca/v1/tosca_service';
-import { CommandError, docker, ensureDocker, GiveUp, helm, hostDifferences, kubectl, waitFor, type DockerEngine } from '@lapis/testenv';
-import { EXAMPLE_TEMPLATE, undeploy } from '../src/example';
+import {
+  CommandError,
+  docker,
+  ensureDocker,
+  GiveUp,
+  helm,
+  hostDifferences,
+  kubectl,
+  mountsUnder,
+  NODE_NETWORK,
+  run,
+  waitFor,
+  type DockerEngine,
+} from '@lapis/testenv';
+import { deploy, EXAMPLE_TEMPLATE, getDeployment, undeploy, updateInputs } from '../src/example';
 import { MESH_TOKENS, SERVICES } from '../src/mesh';
+import { useDockerBackend } from '../src/kube/docker-backend';
 import { deployExampleInCluster, EXAMPLE_INPUTS, type ExampleResult } from '../src/kube/example';
 import { CHART, imageVersion, NAMESPACE, RELEASE, startLapisOnKube, type LapisOnKube } from '../src/kube/install';
+import { WORKERS_FILE, WORKERS_TEMPLATE, workerIds } from '../src/kube/workers';
 import { keepCalling, type LoadReport } from './keep-calling';
 
 interface Obj {
@@ -142,6 +160,53 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
     await expectNothingLeft(example.claims);
   });
 
+  it('scales a node out and in through the in-cluster orchestrator: a pod per instance after scale-out, the removed ones gone after scale-in', async function () {
+    this.timeout(300_000);
+    const { installed } = lapis!;
+    /** Waits until the instance pods ("id:phase", sorted) are as `ok` wants them. */
+    const podsUntil = async (what: string, ok: (pods: string[]) => boolean) => {
+      let seen: string[] = [];
+      await waitFor(
+        async () => {
+          const pods = await get('pods', 'lapis.dev/instance-id');
+          seen = pods.map((p) => `${p.metadata.labels?.['lapis.dev/instance-id']}:${p.status?.phase}`).sort();
+          return ok(seen);
+        },
+        { timeoutMs: 90_000, what, intervalMs: 1000 },
+      ).catch((e: Error) => assert.fail(`${e.message}: pods ${seen.join(', ')}`));
+    };
+    const running = (ids: string[]) => ids.map((i) => `${i}:Running`).sort();
+    /** New inputs, then the update done: the orchestrator is UPDATING from the call's answer on. */
+    const scaleTo = async (id: string, count: number) => {
+      await updateInputs(installed, id, { count });
+      let last: Deployment | undefined;
+      await waitFor(
+        async () => {
+          last = await getDeployment(installed, id);
+          if (last.state === DeploymentState.FAILED) throw new GiveUp(`deployment failed: ${last.stateReason}`);
+          return last.state === DeploymentState.DEPLOYED;
+        },
+        { timeoutMs: 120_000, what: `the deployment to be DEPLOYED with ${count} workers`, intervalMs: 500 },
+      );
+      return workerIds(last!);
+    };
+    const { id } = await deploy(installed, WORKERS_TEMPLATE, WORKERS_FILE, 120_000, { count: 1 });
+    const [first] = workerIds(await getDeployment(installed, id));
+    assert.ok(first, 'one worker');
+    await podsUntil(`a Running pod for ${first} alone`, (pods) => pods.join() === running([first]).join());
+    const out = await scaleTo(id, 3);
+    assert.equal(out.length, 3, `three workers: ${out.join(', ')}`);
+    assert.ok(out.includes(first), `the first worker ${first} stays: ${out.join(', ')}`);
+    await podsUntil(`a Running pod for each of ${out.join(', ')}, no other`, (pods) => pods.join() === running(out).join());
+    // (The deployment's instance_ids keep the removed workers after a scale-in: the pods say which are left.)
+    await scaleTo(id, 1);
+    await podsUntil('one Running pod, of one of the three workers: the two removed ones gone, not only terminating', (pods) =>
+      out.some((i) => pods.join() === `${i}:Running`),
+    );
+    await undeploy(installed, id);
+    await expectNothingLeft([]);
+  });
+
   it('a deployment whose orchestrator pod is killed mid-way is finished by the next one: one pod per instance, then undeployed leaving nothing', async function () {
     this.timeout(360_000);
     const { cluster, installed } = lapis!;
@@ -256,6 +321,51 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
     // Gone, or going: a stopping pod answers NOT_SERVING for its shutdown delay.
     assert.match(stdout, /scheduler \(lapis-scheduler\.lapis\.svc:50053\): .*(DEADLINE_EXCEEDED|UNAVAILABLE|not SERVING)/);
     assert.match(stdout, /image-sync \(lapis-image-sync\.lapis\.svc:50052\): SERVING/);
+    // The release as it was, for the tests after this one (the failed check's pod would fail their wait for Ready pods).
+    await kubectl(['delete', 'pod', '-n', NAMESPACE, `${RELEASE}-test-connection`], lapis!.cluster);
+    await kubectl(['scale', '-n', NAMESPACE, `deployment/${RELEASE}-scheduler`, '--replicas=1'], lapis!.cluster);
+    await kubectl(['rollout', 'status', '-n', NAMESPACE, `deployment/${RELEASE}-scheduler`, '--timeout=120s'], lapis!.cluster, {
+      timeoutMs: 130_000,
+    });
+  });
+
+  it("the Docker backend's DaemonSet drives the host's Docker engine: the example placed by the in-cluster scheduler is a container there with its volume mounted, gone after undeploy", async function () {
+    this.timeout(480_000);
+    const { installed } = lapis!;
+    const backend = await useDockerBackend(lapis!, () => {});
+    const onNode = `label=lapis.node=${NODE_NETWORK.nodeName}`; // the DaemonSet's agent is named after its node
+    try {
+      const deployment = await deploy(installed, readFileSync(EXAMPLE_TEMPLATE, 'utf8'), 'web-app.yaml', 180_000, EXAMPLE_INPUTS);
+      const web = deployment.nodes.find((n) => n.name === 'web')?.instanceIds[0];
+      assert.ok(web, 'a web instance');
+      const running = await docker(['ps', '--filter', `label=lapis.instance-id=${web}`, '--format', '{{.ID}} {{.Label "lapis.node"}}']);
+      const [container, node] = running.trim().split(' ');
+      assert.equal(node, NODE_NETWORK.nodeName, `one running container on the host engine: ${running}`);
+      // The agent mounted the volume in its pod; Bidirectional propagation took it to the host and into the container.
+      assert.match(
+        await docker(['exec', container!, 'sh', '-c', 'grep " /mnt/site " /proc/mounts']),
+        /^\/dev\/loop\d+ \/mnt\/site ext4 rw/,
+      );
+      assert.deepEqual(await get('pods', 'lapis.dev/instance-id'), [], 'no instance pod: the Docker backend makes containers');
+      await undeploy(installed, deployment.id);
+      let left = '';
+      await waitFor(
+        async () => {
+          const containers = (await docker(['ps', '-a', '--filter', onNode, '--format', '{{.Names}}'])).trim();
+          const networks = (await docker(['network', 'ls', '--filter', onNode, '--format', '{{.Name}}'])).trim();
+          const loops = (await run('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])).stdout
+            .split('\n')
+            .filter((l) => l.includes(backend.stateDir));
+          const files = ['volumes', 'instances'].flatMap((d) => readdirSync(join(backend.stateDir, d)).map((f) => `${d}/${f}`));
+          const mounts = mountsUnder([backend.stateDir]).filter((m) => m !== backend.stateDir);
+          left = JSON.stringify({ containers, networks, loops, files, mounts });
+          return !containers && !networks && loops.length + files.length + mounts.length === 0;
+        },
+        { timeoutMs: 60_000, what: `nothing of node ${NODE_NETWORK.nodeName} left on the host`, intervalMs: 500 },
+      ).catch((e: Error) => assert.fail(`${e.message}: ${left}`));
+    } finally {
+      await backend.undo();
+    }
   });
 
   it('kube-down: the cluster goes and the host is as it was', async function () {

@@ -28,6 +28,7 @@ export {
   type DockerEngine,
   type EnsureDockerOptions,
 } from './docker.js';
+export { allowInsecureRegistry } from './docker-insecure.js';
 export { startRegistry, type Registry, type RegistryAuth, type StartRegistryOptions } from './registry.js';
 export { BASE_IMAGE, BASE_IMAGE_USER, ensureBaseImage, isStaticElf } from './image.js';
 export { TESTENV_CACHE_ENV } from './gobuild.js';

@@ -5,7 +5,7 @@
 // own probes. The two registries of the example (upstream and the site's) run on the host, on
 // the node bridge's address, where pods and the node's containerd reach them.
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -26,6 +26,7 @@ import {
 } from '@lapis/testenv';
 import { MESH_IMAGES, MESH_TOKENS, REPO_ROOT, SERVICES } from '../mesh';
 import { startZipkin, type Zipkin } from '../zipkin';
+import { isStale, rememberBuilt } from './image-freshness';
 
 export const NAMESPACE = 'lapis';
 export const RELEASE = 'lapis';
@@ -40,45 +41,25 @@ function imageVersion(): string {
 
 export { imageVersion };
 
-/** The newest modification time (ms) of the files under these directories. */
-function newestFileMs(dirs: string[]): number {
-  let newest = 0;
-  for (const dir of dirs)
-    for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true }))
-      if (entry.isFile()) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
-  return newest;
-}
-
 /**
- * Builds the service images (images/build.sh: minutes) where Docker lacks one, or has one
- * older than the built tree it is made of (a change since would otherwise run stale code).
+ * Builds the service images (images/build.sh: minutes) where Docker lacks one, or has one made
+ * of another tree than the built one (a change since would otherwise run stale code).
  */
 export async function ensureServiceImages(engine: DockerEngine, say: (line: string) => void): Promise<string[]> {
   const version = imageVersion();
-  const built = (service: string) =>
-    newestFileMs([
-      join(REPO_ROOT, 'proto/dist'),
-      join(REPO_ROOT, 'services/platform/dist/src'),
-      join(REPO_ROOT, `services/${service}/dist/src`),
-    ]);
+  const ref = (service: string) => `lapis/${service}:${version}`;
   const stale: string[] = [];
-  for (const service of SERVICES) {
-    const ref = `lapis/${service}:${version}`;
-    const created = await docker(['image', 'inspect', '--format', '{{.Created}}', ref]).then(
-      (out) => Date.parse(out.trim()),
-      () => 0,
-    );
-    if (created < built(service)) stale.push(service);
-  }
+  for (const service of SERVICES) if (await isStale(service, ref(service))) stale.push(service);
   if (stale.length > 0) {
-    say(`building the service images (images/build.sh ${stale.join(' ')}: missing or older than the built tree)`);
+    say(`building the service images (images/build.sh ${stale.join(' ')}: missing or made of another tree than the built one)`);
     await run(join(REPO_ROOT, 'images/build.sh'), stale, {
       cwd: REPO_ROOT,
       timeoutMs: 30 * 60_000,
       env: { ...process.env, DOCKER_HOST: `unix://${engine.socketPath}` },
     });
+    for (const service of stale) await rememberBuilt(service, ref(service));
   }
-  return SERVICES.map((s) => `lapis/${s}:${version}`);
+  return SERVICES.map(ref);
 }
 
 export interface Registries {
@@ -138,6 +119,9 @@ export async function startRegistries(cluster: Cluster, engine: DockerEngine): P
   }
 }
 
+/** The runtime's heartbeat period in the install: a node silent for 3 of them is down. */
+export const HEARTBEAT_MS = 2000;
+
 /** The values of the install: what differs from the chart's defaults, and why. */
 export function installValues(registries: Registries, version: string, zipkin?: Zipkin): Record<string, unknown> {
   const tokens = Object.values(MESH_TOKENS).map(({ token, ...rest }) => ({ sha256: sha256(token), ...rest }));
@@ -173,7 +157,7 @@ export function installValues(registries: Registries, version: string, zipkin?: 
     scheduler: { ...small, cycleMs: 500 },
     toscaOrchestrator: small,
     occiGateway: small,
-    containerRuntime: { ...small, backend: 'kubernetes', heartbeatMs: 2000 },
+    containerRuntime: { ...small, backend: 'kubernetes', heartbeatMs: HEARTBEAT_MS },
   };
 }
 
