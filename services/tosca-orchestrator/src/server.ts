@@ -120,8 +120,11 @@ function deployedTopology(r: DeploymentRecord, reading: Reading): Topology | und
 export function toDeployment(r: DeploymentRecord, reading: Reading = {}): Deployment {
   const attrs = nodeAttributes(r);
   const nodes = r.nodes.map((n) => {
-    const instances = Object.values(r.instances).filter((i) => i.spec.node === n.name && !i.spec.key.includes('~'));
-    const volumes = Object.values(r.volumes).filter((v) => v.spec.node === n.name);
+    // Instances and volumes a scale-in removed are history: shown only once all of the node's are.
+    const current = <T extends { state: string }>(all: T[]) =>
+      all.some((x) => x.state !== 'deleted') ? all.filter((x) => x.state !== 'deleted') : all;
+    const instances = current(Object.values(r.instances).filter((i) => i.spec.node === n.name && !i.spec.key.includes('~')));
+    const volumes = current(Object.values(r.volumes).filter((v) => v.spec.node === n.name));
     let state = NodeState.INITIAL;
     let reason = '';
     const all = [...instances.map((i) => i.state), ...volumes.map((v) => (v.state === 'created' ? 'running' : v.state))];

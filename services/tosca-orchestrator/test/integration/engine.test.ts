@@ -15,6 +15,7 @@ import { OperationStore, type OperationRecord } from '../../src/adapters/operati
 import type { DeploymentRecord } from '../../src/domain/deployment';
 import type { AttachmentPlan, InstancePlan, VolumePlan } from '../../src/domain/plan';
 import { processTemplate } from '../../src/domain/validate';
+import { NodeState } from '@lapis/proto/lapis/tosca/v1/tosca';
 import { toDeployment } from '../../src/server';
 import { conformanceDir } from '../helpers';
 
@@ -226,6 +227,16 @@ describe('deployment engine (real NATS; scheduler and runtime played by a stand-
     });
     await phase(record.id, 'DEPLOYED');
     assert.equal(toDeployment((await deployments.get(record.id))!.value).outputs?.galaxy_admin, 'root@example.org');
+
+    // Scale in: the node shows the instance that stays, STARTED (the removed ones are history).
+    await e.update(record.id, (r) => {
+      r.inputs = { number_of_nodes: 1, admin_email: 'root@example.org' };
+      return processTemplate({ text: galaxy, inputs: r.inputs }).topology!;
+    });
+    await phase(record.id, 'DEPLOYED');
+    const workers = toDeployment((await deployments.get(record.id))!.value).nodes.find((n) => n.name === 'wn_server')!;
+    assert.equal(workers.instanceIds.length, 1, 'one worker left');
+    assert.equal(workers.state, NodeState.STARTED);
 
     // Delete: workers before the front end, the volume after the instance it was attached to.
     const mark = ports.calls.length;
