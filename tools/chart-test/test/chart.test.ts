@@ -476,7 +476,7 @@ describe('charts/lapis on a real control plane (kwok nodes)', function () {
         'Deployment/k8s-lapis-tosca-orchestrator',
         'StatefulSet/k8s-lapis-nats',
       ]);
-      assert.equal(pods.length, 8); // 1 + 1 + 2 + 2 + 1 + 1
+      assert.equal(pods.length, 10); // runtime 1, image-sync 2, occi 2, scheduler 2, tosca 2, nats 1
 
       // The namespace does enforce the policy: the Docker agent's pod (privileged, root, host paths) is refused there.
       const dockerChart = parseAllDocuments(
