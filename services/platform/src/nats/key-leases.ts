@@ -17,9 +17,6 @@ export interface KeyLeasesOptions {
   holder: string;
   leaseMs: number;
   log: Logger;
-  now?: () => number;
-  /** A held lease could not be renewed: stop working on the key. */
-  lost?: (key: string) => void;
 }
 
 /** held: this replica had it already; taken: it was free (never held, expired, or handed over); other: another replica holds it. */
@@ -28,22 +25,19 @@ export type TakeResult = 'held' | 'taken' | 'other';
 export class KeyLeases {
   private readonly held = new Map<string, { revision: number; expires: number }>();
   private timer?: NodeJS.Timeout;
-  private readonly now: () => number;
 
-  constructor(private readonly o: KeyLeasesOptions) {
-    this.now = o.now ?? Date.now;
-  }
+  constructor(private readonly o: KeyLeasesOptions) {}
 
   /** Holds the key's lease, with a margin for the time a renewal takes. */
   holds(key: string): boolean {
     const lease = this.held.get(key);
-    return !!lease && this.now() < lease.expires - Math.min(500, this.o.leaseMs / 6);
+    return !!lease && Date.now() < lease.expires - Math.min(500, this.o.leaseMs / 6);
   }
 
   /** Takes the key's lease if it is free; conflicts with another taker count as 'other'. */
   async take(key: string): Promise<TakeResult> {
     if (this.holds(key)) return 'held';
-    const now = this.now();
+    const now = Date.now();
     const lease: Lease = { holder: this.o.holder, expires: now + this.o.leaseMs };
     try {
       const current = await this.o.bucket.get(key);
@@ -96,17 +90,17 @@ export class KeyLeases {
     }
     await Promise.all(
       [...this.held].map(async ([key, lease]) => {
-        const expires = this.now() + this.o.leaseMs;
+        const expires = Date.now() + this.o.leaseMs;
         try {
           lease.revision = await this.o.bucket.update(key, { holder: this.o.holder, expires }, lease.revision);
           lease.expires = expires;
         } catch (error) {
           if (this.held.get(key) !== lease) return; // released meanwhile
-          // Left to run out unless a later renewal lands; once it has, the key is lost.
-          if (error instanceof RevisionConflict || this.now() >= lease.expires) {
+          // Left to run out unless a later renewal lands; once it has, the key is lost (holds()
+          // says so, and the work on it stops).
+          if (error instanceof RevisionConflict || Date.now() >= lease.expires) {
             this.held.delete(key);
             this.o.log.warn({ err: error, key }, 'lost a work lease');
-            this.o.lost?.(key);
           }
         }
       }),
