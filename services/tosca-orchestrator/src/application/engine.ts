@@ -57,9 +57,12 @@ export class DeploymentEngine {
   async stop(): Promise<void> {
     const loops = this.loops.stop();
     clearInterval(this.sweeper);
-    await this.consumer?.stop();
-    await loops;
-    await this.ownership.stop();
+    try {
+      await this.consumer?.stop();
+      await loops;
+    } finally {
+      await this.ownership.stop(); // its watches too, even when NATS is gone
+    }
   }
 
   /** One run of a deployment's loop, on the replica that holds its lease; the lease goes once it rests. */

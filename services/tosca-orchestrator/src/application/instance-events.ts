@@ -23,6 +23,8 @@ export function consumeInstanceEvents(ctx: EngineContext): Promise<RunningConsum
     deliverNew: true,
     // An event may come before its claim is known (RetryLater): 50 tries are 10 s of that.
     maxDeliver: 50,
+    // Handled in milliseconds: one a replica took when it died comes again to another after 10 s.
+    ackWaitMs: 10_000,
     handler: async (event) => {
       if (event.payload?.$case !== 'instanceStateChanged') return;
       await onInstance(ctx, event.payload.instanceStateChanged);
