@@ -52,6 +52,21 @@ describe('the whole mesh, end to end', function () {
     runtime: createClient(RuntimeServiceClient, mesh.addresses['container-runtime']!, { token: 'alice-token', deadlineMs: 60_000 }),
   });
   const containersOf = async (filter: string) => (await docker(['ps', '-q', '--filter', `label=${filter}`])).split('\n').filter(Boolean);
+  /** The example with two mirrors, created as alice (not waited for). */
+  const createExample = (requestId: string) =>
+    unary<{ deploymentId: string }>((m, cb) =>
+      clients().tosca.createDeployment(
+        {
+          template: { content: { $case: 'yaml', yaml: readFileSync(EXAMPLE_TEMPLATE, 'utf8') }, fileName: 'web-app.yaml', files: {} },
+          inputs: { mirrors: 2 },
+          textInputs: {},
+          keepOnFailure: false,
+          requestId,
+        },
+        m,
+        cb,
+      ),
+    );
   const getDeployment = (id: string) => unary<GetDeploymentResponse>((m, cb) => clients().tosca.getDeployment({ deploymentId: id }, m, cb));
   const waitFor = async (id: string, state: DeploymentState) =>
     until(
@@ -207,20 +222,7 @@ describe('the whole mesh, end to end', function () {
   });
 
   it('survives kill -9 of each service in the middle of a deployment: it completes, nothing is lost or doubled', async () => {
-    const { tosca } = clients();
-    const created = await unary<{ deploymentId: string }>((m, cb) =>
-      tosca.createDeployment(
-        {
-          template: { content: { $case: 'yaml', yaml: readFileSync(EXAMPLE_TEMPLATE, 'utf8') }, fileName: 'web-app.yaml', files: {} },
-          inputs: { mirrors: 2 },
-          textInputs: {},
-          keepOnFailure: false,
-          requestId: 'crash-test',
-        },
-        m,
-        cb,
-      ),
-    );
+    const created = await createExample('crash-test');
     for (const name of ['tosca-orchestrator', 'scheduler', 'container-runtime'] as const) {
       await sleep(300);
       await mesh.processes[name]!.kill();
@@ -248,20 +250,7 @@ describe('the whole mesh, end to end', function () {
     const state = async (id: string) =>
       (await unary<GetDeploymentResponse>((m, cb) => other.getDeployment({ deploymentId: id }, m, cb))).deployment!;
     try {
-      const { tosca } = clients();
-      const created = await unary<{ deploymentId: string }>((m, cb) =>
-        tosca.createDeployment(
-          {
-            template: { content: { $case: 'yaml', yaml: readFileSync(EXAMPLE_TEMPLATE, 'utf8') }, fileName: 'web-app.yaml', files: {} },
-            inputs: { mirrors: 2 },
-            textInputs: {},
-            keepOnFailure: false,
-            requestId: 'replica-test',
-          },
-          m,
-          cb,
-        ),
-      );
+      const created = await createExample('replica-test');
       const id = created.deploymentId;
       await until(async () => (await state(id)).nodes.some((n) => n.instanceIds.length > 0) || undefined, 'a first instance');
       await mesh.processes['tosca-orchestrator']!.kill();

@@ -194,15 +194,15 @@ async function unmountUnder(dirs: string[]): Promise<string[]> {
   return problems;
 }
 
+/** The directories right under dir ([] when it is gone). */
+async function subdirectories(dir: string): Promise<string[]> {
+  const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => [] as fs.Dirent[]);
+  return entries.filter((e) => e.isDirectory()).map((e) => path.join(dir, e.name));
+}
+
 /** SIGKILLs every process in a cgroup tree. */
 async function killProcessesIn(dir: string): Promise<void> {
-  let entries: fs.Dirent[];
-  try {
-    entries = await fsp.readdir(dir, { withFileTypes: true });
-  } catch {
-    return;
-  }
-  for (const e of entries) if (e.isDirectory()) await killProcessesIn(path.join(dir, e.name));
+  for (const sub of await subdirectories(dir)) await killProcessesIn(sub);
   const procs = await fsp.readFile(path.join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
   for (const pid of procs.split('\n').filter(Boolean)) {
     try {
@@ -215,13 +215,7 @@ async function killProcessesIn(dir: string): Promise<void> {
 
 /** rmdir a cgroup tree bottom up (a cgroup dir holds only kernel files; rmdir removes it). */
 async function removeCgroupTree(dir: string): Promise<void> {
-  let entries: fs.Dirent[];
-  try {
-    entries = await fsp.readdir(dir, { withFileTypes: true });
-  } catch {
-    return;
-  }
-  for (const e of entries) if (e.isDirectory()) await removeCgroupTree(path.join(dir, e.name));
+  for (const sub of await subdirectories(dir)) await removeCgroupTree(sub);
   for (let i = 0; i < 20; i++) {
     try {
       await fsp.rmdir(dir);
