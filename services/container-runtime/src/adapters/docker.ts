@@ -52,48 +52,80 @@ export class DockerBackend implements RuntimeBackend {
     return [...new Set(images.flatMap((i) => [...(i.RepoDigests ?? []).map((d) => d.slice(d.indexOf('@') + 1)), i.Id]))].sort();
   }
 
+  /**
+   * The project's bridge network, made when missing; its id. Several agents may share one engine
+   * (a node per agent), and the engine's name check is not atomic: when two made the network at
+   * once, every agent uses the oldest and the others are removed, so a name never has to be
+   * resolved. Looked up for every use: another agent may have removed it since.
+   */
   ensureNetwork(project: string): Promise<string> {
     const name = projectNetworkName(project);
     let pending = this.networks.get(name);
     if (!pending) {
       pending = (async () => {
-        const existing = await this.docker.listNetworks({ filters: JSON.stringify({ name: [name] }) });
-        if (existing.some((n) => n.Name === name)) return name;
-        try {
-          await this.docker.createNetwork({
-            Name: name,
-            Driver: 'bridge',
-            CheckDuplicate: true,
-            Labels: { [LABEL.managed]: 'true', [LABEL.project]: project, [LABEL.node]: this.node },
-          });
-        } catch (error) {
-          if (statusOf(error) !== 409) throw error;
+        let found = await this.networksNamed(name);
+        if (found.length === 0) {
+          try {
+            await this.docker.createNetwork({
+              Name: name,
+              Driver: 'bridge',
+              CheckDuplicate: true,
+              Labels: { [LABEL.managed]: 'true', [LABEL.project]: project, [LABEL.node]: this.node },
+            });
+          } catch (error) {
+            if (statusOf(error) !== 409) throw error;
+          }
+          found = await this.networksNamed(name);
         }
-        return name;
+        const [kept, ...extra] = found.sort((a, b) => Date.parse(a.Created) - Date.parse(b.Created) || a.Id.localeCompare(b.Id));
+        if (!kept) throw new Error(`network ${name} was removed as it was made; try again`);
+        for (const network of extra)
+          await this.docker
+            .getNetwork(network.Id)
+            .remove()
+            .catch(() => undefined);
+        return kept.Id;
       })();
-      pending.catch(() => this.networks.delete(name));
+      // One look at a time per network in this agent; the next use looks again.
+      const settled = () => this.networks.delete(name);
+      pending.then(settled, settled);
       this.networks.set(name, pending);
     }
     return pending;
   }
 
-  /** Removes the project's network when no container uses it any more. */
+  private async networksNamed(name: string): Promise<Docker.NetworkInspectInfo[]> {
+    return (await this.docker.listNetworks({ filters: JSON.stringify({ name: [name] }) })).filter((n) => n.Name === name);
+  }
+
+  /**
+   * Removes the project's network when nothing of the project is on the engine any more, in any
+   * state and of any agent sharing it (a container made but not started is not attached yet).
+   */
   async releaseNetwork(project: string): Promise<void> {
     const name = projectNetworkName(project);
-    const pending = this.networks.get(name);
-    this.networks.delete(name);
-    await pending?.catch(() => undefined);
-    try {
-      const info = await this.docker.getNetwork(name).inspect();
-      if (Object.keys(info.Containers ?? {}).length === 0) await this.docker.getNetwork(name).remove();
-    } catch (error) {
-      if (![403, 404, 409].includes(statusOf(error) ?? 0)) throw error;
+    const users = await this.docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${LABEL.project}=${project}`] }) });
+    if (users.length > 0) return;
+    for (const network of await this.networksNamed(name)) {
+      try {
+        const info = await this.docker.getNetwork(network.Id).inspect();
+        if (Object.keys(info.Containers ?? {}).length === 0) await this.docker.getNetwork(network.Id).remove();
+      } catch (error) {
+        if (![403, 404, 409].includes(statusOf(error) ?? 0)) throw error;
+      }
     }
   }
 
   async create(plan: ContainerPlan): Promise<string> {
-    const container = await this.docker.createContainer(createOptions(plan, this.node));
-    return container.id;
+    try {
+      return (await this.docker.createContainer(createOptions(plan, this.node))).id;
+    } catch (error) {
+      // Another agent on this engine removed the project's network since it was looked up (it
+      // had nothing in it then): made again, once.
+      if (statusOf(error) !== 404 || !/network/i.test((error as Error).message)) throw error;
+      const network = await this.ensureNetwork(plan.instance.project);
+      return (await this.docker.createContainer(createOptions({ ...plan, network }, this.node))).id;
+    }
   }
 
   async start(id: string): Promise<void> {
