@@ -18,7 +18,9 @@ import {
   docker,
   ensureBaseImage,
   ensureDocker,
+  makeTlsFiles,
   startNats,
+  startNatsCluster,
   startRegistry,
   type DockerEngine,
   type NatsServer,
@@ -60,20 +62,37 @@ export interface MeshOptions {
   defaultPorts?: boolean;
   /** Extra environment for one service (for example a smaller node for the runtime). */
   serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
+  /**
+   * High availability (issue 20); default one of each. `natsServers` > 1 runs a routed NATS
+   * cluster with every stream and bucket in that many copies; `replicas` processes of every
+   * service but the node agent; `nodes` node agents, one per node name, on the one Docker engine.
+   */
+  natsServers?: number;
+  replicas?: number;
+  nodes?: number;
 }
 
 export interface Mesh {
   stateDir: string;
+  /** The first NATS server (the only one unless `natsServers` > 1). */
   nats: NatsServer;
+  natsServers: NatsServer[];
   docker: DockerEngine;
   upstream: Registry;
   site: Registry;
+  /** The first node's name; `nodeNames` has every node agent's, in replica order. */
   nodeName: string;
-  /** gRPC address of each started service. */
+  nodeNames: string[];
+  /** gRPC address of each started service (its first replica). */
   addresses: Partial<Record<ServiceName, string>>;
-  /** Prometheus endpoint of each started service (http://127.0.0.1:PORT/metrics). */
+  /** A gRPC target reaching every replica of a service (the first one that answers). */
+  targets: Partial<Record<ServiceName, string>>;
+  /** Prometheus endpoint of each started service (http://127.0.0.1:PORT/metrics), first replica. */
   metricsUrls: Partial<Record<ServiceName, string>>;
+  /** The first replica of each service. */
   processes: Partial<Record<ServiceName, ServiceProcess>>;
+  /** Every replica of each service (node agents in `nodeNames` order). */
+  replicas: Partial<Record<ServiceName, ServiceProcess[]>>;
   occiUrl?: string;
   tokens: typeof MESH_TOKENS;
   /** Site references of the synced images ("lapis/busybox:1.36"). */
@@ -81,6 +100,8 @@ export interface Mesh {
   env: Record<ServiceName, Record<string, string>>;
   /** Starts a service again (after kill -9, for example) with the same configuration. */
   start(name: ServiceName): Promise<ServiceProcess>;
+  /** Starts one replica of a service (again), on the port and with the configuration it had. */
+  startReplica(name: ServiceName, index: number): Promise<ServiceProcess>;
   stop(): Promise<void>;
 }
 
@@ -115,38 +136,43 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
   };
   try {
     say('NATS with JetStream (a user per service, TLS)');
-    // One NATS user per service (the node agent's for this node only), with the permissions the
+    // One NATS user per service (each node agent's for its node only), with the permissions the
     // platform makes from what each service uses; passwords in files only the owner reads.
     const nodeName = options.nodeName ?? `node-${randomBytes(3).toString('hex')}`;
-    const natsUsers = lapisAccess({ nodes: [nodeName] });
+    const nodeNames = Array.from({ length: Math.max(1, options.nodes ?? 1) }, (_, i) => (i === 0 ? nodeName : `${nodeName}-${i + 1}`));
+    const natsUsers = lapisAccess({ nodes: nodeNames });
     const credentialsDir = join(stateDir, 'nats-users');
     mkdirSync(credentialsDir, { recursive: true, mode: 0o700 });
     const natsEnv: Partial<Record<NatsAccess['service'], Record<string, string>>> = {};
+    const agentNatsEnv = new Map<string, Record<string, string>>();
     const passwords = natsUsers.map((access) => {
       const password = randomBytes(18).toString('base64url');
       const file = join(credentialsDir, access.user);
       writeFileSync(file, password, { mode: 0o600 });
-      natsEnv[access.service] = { LAPIS_NATS_USER: access.user, LAPIS_NATS_PASSWORD_FILE: file };
+      const userEnv = { LAPIS_NATS_USER: access.user, LAPIS_NATS_PASSWORD_FILE: file };
+      if (access.service === 'container-runtime') agentNatsEnv.set(access.user, userEnv);
+      else natsEnv[access.service] = userEnv;
       return { access, password: { value: password } };
     });
-    const nats = await startNats({
-      dir: join(stateDir, 'nats'),
-      monitor: true,
-      config: natsAuthorization(passwords, options.env?.LAPIS_NATS_STREAM ?? 'LAPIS'),
-      tls: true,
-    });
-    stops.push(() => nats.stop());
-    for (const env of Object.values(natsEnv)) env.LAPIS_NATS_CA_FILE = nats.caFile!;
+    const natsConfig = natsAuthorization(passwords, options.env?.LAPIS_NATS_STREAM ?? 'LAPIS');
+    const natsServers = await startNatsServers(stateDir, natsConfig, options.natsServers ?? 1);
+    stops.push(() => Promise.all(natsServers.map((s) => s.stop())));
+    const nats = natsServers[0]!;
+    for (const env of [...Object.values(natsEnv), ...agentNatsEnv.values()]) env.LAPIS_NATS_CA_FILE = nats.caFile!;
     say('Docker engine');
     const engine = await ensureDocker();
     stops.push(() => engine.stop());
     // A node starts clean, and is left clean even when a service or NATS could not clean up.
-    const runtimeDir = join(stateDir, 'runtime');
-    const left = describeLeftovers(await removeLeftovers(nodeName, runtimeDir));
-    if (left) say(`removed what an earlier run of node ${nodeName} left: ${left}`);
+    const runtimeDirOf = (index: number) => join(stateDir, index === 0 ? 'runtime' : `runtime-${index + 1}`);
+    for (const [index, node] of nodeNames.entries()) {
+      const left = describeLeftovers(await removeLeftovers(node, runtimeDirOf(index)));
+      if (left) say(`removed what an earlier run of node ${node} left: ${left}`);
+    }
     stops.push(async () => {
-      const after = describeLeftovers(await removeLeftovers(nodeName, runtimeDir));
-      if (after) say(`removed what the services left behind: ${after}`);
+      for (const [index, node] of nodeNames.entries()) {
+        const after = describeLeftovers(await removeLeftovers(node, runtimeDirOf(index)));
+        if (after) say(`removed what the services left behind on node ${node}: ${after}`);
+      }
     });
     say('registries (upstream and site)');
     const upstream = await startRegistry({ auth: { username: 'upstream', password: randomBytes(6).toString('hex') } });
@@ -195,6 +221,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       LAPIS_SERVICE_TOKEN: MESH_TOKENS.service.token,
       LAPIS_FLAVORS_FILE: join(REPO_ROOT, 'config/flavors.yaml'),
       LAPIS_HEARTBEAT_MS: '1000',
+      ...(natsServers.length > 1 ? { LAPIS_NATS_REPLICAS: String(natsServers.length) } : {}),
       ...options.env,
     };
     const addresses: Mesh['addresses'] = {};
@@ -210,9 +237,9 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       },
       'container-runtime': {
         ...common,
-        ...natsEnv['container-runtime'],
+        ...agentNatsEnv.get(`container-runtime-${nodeName}`),
         LAPIS_NODE_NAME: nodeName,
-        LAPIS_STATE_DIR: runtimeDir,
+        LAPIS_STATE_DIR: runtimeDirOf(0),
         LAPIS_DOCKER_SOCKET: engine.socketPath,
         ...options.serviceEnv?.['container-runtime'],
       },
@@ -235,40 +262,71 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       },
     };
     const processes: Mesh['processes'] = {};
+    const replicas: Mesh['replicas'] = {};
+    const targets: Mesh['targets'] = {};
+    // Each replica's own address and metrics URL: a restarted one keeps its ports.
+    const replicaAddresses: Partial<Record<ServiceName, string[]>> = {};
+    const replicaMetrics: Partial<Record<ServiceName, string[]>> = {};
+    const replicaCount = (name: ServiceName) => (name === 'container-runtime' ? nodeNames.length : Math.max(1, options.replicas ?? 1));
+    // The node agents beyond the first: their own node name, NATS user and state directory.
+    const envOf = (name: ServiceName, index: number) =>
+      name === 'container-runtime' && index > 0
+        ? {
+            ...env[name],
+            ...agentNatsEnv.get(`container-runtime-${nodeNames[index]}`),
+            LAPIS_NODE_NAME: nodeNames[index]!,
+            LAPIS_STATE_DIR: runtimeDirOf(index),
+          }
+        : env[name];
     const mesh: Mesh = {
       stateDir,
       nats,
+      natsServers,
       docker: engine,
       upstream,
       site,
       nodeName,
+      nodeNames,
       addresses,
+      targets,
       metricsUrls,
       processes,
+      replicas,
       tokens: MESH_TOKENS,
       images: MESH_IMAGES.map((i) => `${i.repository}:${i.tag}`),
       env,
-      start: async (name) => {
+      start: (name) => mesh.startReplica(name, 0),
+      startReplica: async (name, index) => {
         const wiring: Record<string, string> = {};
-        if (addresses['image-sync']) wiring.LAPIS_IMAGE_SYNC_ADDRESS = addresses['image-sync'];
-        if (addresses.scheduler) wiring.LAPIS_SCHEDULER_ADDRESS = addresses.scheduler;
-        if (addresses['container-runtime']) wiring.LAPIS_RUNTIME_ADDRESS = addresses['container-runtime'];
-        // A restarted service keeps its port, so the others still find it.
-        const port = addresses[name]?.split(':')[1] ?? (options.defaultPorts ? DEFAULT_PORTS[name] : '0');
-        const metricsPort = metricsUrls[name] ? new URL(metricsUrls[name]).port : options.defaultPorts ? DEFAULT_METRICS_PORTS[name] : '0';
+        if (targets['image-sync']) wiring.LAPIS_IMAGE_SYNC_ADDRESS = targets['image-sync'];
+        if (targets.scheduler) wiring.LAPIS_SCHEDULER_ADDRESS = targets.scheduler;
+        if (targets['container-runtime']) wiring.LAPIS_RUNTIME_ADDRESS = targets['container-runtime'];
+        const defaults = options.defaultPorts && index === 0;
+        const port = replicaAddresses[name]?.[index]?.split(':')[1] ?? (defaults ? DEFAULT_PORTS[name] : '0');
+        const metricsUrl = replicaMetrics[name]?.[index];
+        const metricsPort = metricsUrl ? new URL(metricsUrl).port : defaults ? DEFAULT_METRICS_PORTS[name] : '0';
+        const logFile = index === 0 ? logFileOf(name) : join(stateDir, 'logs', `${name}-${index + 1}.log`);
         const process = await spawnService(
           name,
           mainOf(name),
-          { ...wiring, ...env[name], LAPIS_GRPC_PORT: port, LAPIS_METRICS_PORT: metricsPort },
+          { ...wiring, ...envOf(name, index), LAPIS_GRPC_PORT: port, LAPIS_METRICS_PORT: metricsPort },
           60_000,
-          logFileOf(name),
+          logFile,
         );
-        processes[name] = process;
-        addresses[name] = process.address;
-        if (process.metricsUrl) metricsUrls[name] = process.metricsUrl;
-        if (name === 'occi-gateway') {
-          const line = await until(() => process.logs.find((l) => l.msg === 'OCCI HTTP interface listening'), 'the OCCI HTTP port');
-          mesh.occiUrl = `http://127.0.0.1:${line.port}`;
+        (replicas[name] ??= [])[index] = process;
+        (replicaAddresses[name] ??= [])[index] = process.address;
+        if (process.metricsUrl) (replicaMetrics[name] ??= [])[index] = process.metricsUrl;
+        const all = replicaAddresses[name]!;
+        // grpc-js's ipv4 resolver with several addresses: the first that answers (pick_first).
+        targets[name] = all.length === 1 ? all[0]! : `ipv4:${all.join(',')}`;
+        if (index === 0) {
+          processes[name] = process;
+          addresses[name] = process.address;
+          if (process.metricsUrl) metricsUrls[name] = process.metricsUrl;
+          if (name === 'occi-gateway') {
+            const line = await until(() => process.logs.find((l) => l.msg === 'OCCI HTTP interface listening'), 'the OCCI HTTP port');
+            mesh.occiUrl = `http://127.0.0.1:${line.port}`;
+          }
         }
         return process;
       },
@@ -276,20 +334,22 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     };
     stops.push(async () => {
       // Nothing is left behind: with nothing placing new instances any more (the scheduler and
-      // the front ends stopped first), every instance and volume goes, then the node agent.
-      for (const name of ['occi-gateway', 'tosca-orchestrator', 'scheduler'] as const) await processes[name]?.stop();
-      if (processes['container-runtime'] && addresses['container-runtime']) {
-        await removeEverything(addresses['container-runtime']).catch((error: Error) => {
+      // the front ends stopped first), every instance and volume goes, then the node agents.
+      const stopEvery = (name: ServiceName) => Promise.all((replicas[name] ?? []).map((p) => p.stop()));
+      for (const name of ['occi-gateway', 'tosca-orchestrator', 'scheduler'] as const) await stopEvery(name);
+      const agents = replicaAddresses['container-runtime'] ?? [];
+      if (agents.length > 0) {
+        await removeEverything(new Map(agents.map((address, i) => [nodeNames[i]!, address]))).catch((error: Error) => {
           say(`could not remove every instance: ${error.message}`);
           process.stderr.write(`lapis mesh: could not remove every instance: ${error.message}\n`);
         });
       }
-      for (const name of ['container-runtime', 'image-sync'] as const) await processes[name]?.stop();
+      for (const name of ['container-runtime', 'image-sync'] as const) await stopEvery(name);
     });
 
     for (const name of options.services ?? SERVICES.filter((s) => existsSync(mainOf(s)))) {
       say(`${name}`);
-      await mesh.start(name);
+      for (let index = 0; index < replicaCount(name); index++) await mesh.startReplica(name, index);
       if (name === 'image-sync') {
         say('syncing the example images into the trusted catalogue');
         await waitForCatalogue(addresses['image-sync']!, mesh.images).catch((error: Error) => {
@@ -304,9 +364,19 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
   }
 }
 
-/** Deletes every instance and volume the runtime has, in every project (as an admin). */
-async function removeEverything(address: string): Promise<void> {
-  const client = createClient(RuntimeServiceClient, address, { token: MESH_TOKENS.service.token, deadlineMs: 60_000 });
+/**
+ * Deletes every instance and volume the runtime has, in every project (as an admin), each
+ * through the agent of its node (`agents`: node name to address; an agent acts on its node's).
+ */
+async function removeEverything(agents: Map<string, string>): Promise<void> {
+  const clients = new Map(
+    [...agents].map(([node, address]) => [
+      node,
+      createClient(RuntimeServiceClient, address, { token: MESH_TOKENS.service.token, deadlineMs: 60_000 }),
+    ]),
+  );
+  const any = clients.values().next().value!;
+  const of = (node: string) => clients.get(node) ?? any;
   const unary = <Res>(invoke: (metadata: Metadata, callback: (error: Error | null, response: Res) => void) => unknown) =>
     new Promise<Res>((resolve, reject) => invoke(new Metadata(), (error, response) => (error ? reject(error) : resolve(response))));
   try {
@@ -314,26 +384,41 @@ async function removeEverything(address: string): Promise<void> {
     const failed = (what: string) => (error: Error) => failures.push(`${what}: ${error.message}`);
     // Detach first: an instance is removed more simply without volumes in it.
     const { volumes } = await unary<ListVolumesResponse>((m, cb) =>
-      client.listVolumes({ pageSize: 1000, pageToken: '', project: '', state: 0, instanceId: '' }, m, cb),
+      any.listVolumes({ pageSize: 1000, pageToken: '', project: '', state: 0, instanceId: '' }, m, cb),
     );
     for (const volume of volumes.filter((v) => v.attachment)) {
+      const client = of(volume.node);
       await unary((m, cb) => client.detachVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(failed(volume.id));
     }
     const { instances } = await unary<ListInstancesResponse>((m, cb) =>
-      client.listInstances({ pageSize: 1000, pageToken: '', project: '', state: 0, node: '' }, m, cb),
+      any.listInstances({ pageSize: 1000, pageToken: '', project: '', state: 0, node: '' }, m, cb),
     );
     for (const instance of instances) {
+      const client = of(instance.node);
       await unary((m, cb) =>
         client.deleteInstance({ instanceId: instance.id, timeout: { seconds: 1, nanos: 0 }, requestId: '' }, m, cb),
       ).catch(failed(instance.id));
     }
     for (const volume of volumes) {
+      const client = of(volume.node);
       await unary((m, cb) => client.deleteVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(failed(volume.id));
     }
     if (failures.length > 0) throw new Error(failures.join('; '));
   } finally {
-    client.close();
+    for (const client of clients.values()) client.close();
   }
+}
+
+/**
+ * The NATS of the mesh, TLS only: one server, or a routed cluster of `count` sharing one CA
+ * (a client checks any of them against the same file).
+ */
+async function startNatsServers(stateDir: string, config: string, count: number): Promise<NatsServer[]> {
+  if (count <= 1) return [await startNats({ dir: join(stateDir, 'nats'), monitor: true, config, tls: true })];
+  const tls = await makeTlsFiles(join(stateDir, 'nats-tls'));
+  const tlsBlock = `tls {\n  cert_file: ${JSON.stringify(tls.certFile)}\n  key_file: ${JSON.stringify(tls.keyFile)}\n  timeout: 5\n}\n`;
+  const cluster = await startNatsCluster({ size: count, config: `${config}\n${tlsBlock}` });
+  return cluster.servers.map((server) => ({ ...server, caFile: tls.caFile }));
 }
 
 /** Until every image is in image-sync's catalogue (the policy syncs at start). */
