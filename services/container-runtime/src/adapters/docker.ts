@@ -117,15 +117,8 @@ export class DockerBackend implements RuntimeBackend {
   }
 
   async create(plan: ContainerPlan): Promise<string> {
-    try {
-      return (await this.docker.createContainer(createOptions(plan, this.node))).id;
-    } catch (error) {
-      // Another agent on this engine removed the project's network since it was looked up (it
-      // had nothing in it then): made again, once.
-      if (statusOf(error) !== 404 || !/network/i.test((error as Error).message)) throw error;
-      const network = await this.ensureNetwork(plan.instance.project);
-      return (await this.docker.createContainer(createOptions({ ...plan, network }, this.node))).id;
-    }
+    const container = await this.docker.createContainer(createOptions(plan, this.node));
+    return container.id;
   }
 
   async start(id: string): Promise<void> {

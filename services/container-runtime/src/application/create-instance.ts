@@ -105,7 +105,7 @@ export class CreateInstance {
             instance.volumeAttachments.push(await this.attachments.mount(mount.volume, instance, mount.mountPath, mount.readOnly));
         }
         const security = instanceSecurity(flavor, grant.capAdd);
-        instance.backendId = await deps.backend.create({
+        const plan = {
           instance,
           resources,
           image: imageId,
@@ -115,9 +115,20 @@ export class CreateInstance {
           volumes: planVolumes(instance),
           security,
           hostIp: settings.hostPortAddress,
-        });
+        };
+        instance.backendId = await deps.backend.create(plan);
         revision = await this.records.write(instance, revision);
-        await deps.backend.start(instance.backendId);
+        try {
+          await deps.backend.start(instance.backendId);
+        } catch (error) {
+          // Another agent sharing the engine removed the project's network after it was looked
+          // up (nothing was in it yet): the container is made again in a new one, once.
+          if (!/network \S+ not found/.test((error as Error).message)) throw error;
+          await deps.backend.remove(instance.backendId);
+          instance.backendId = await deps.backend.create({ ...plan, network: await deps.backend.ensureNetwork(input.project) });
+          revision = await this.records.write(instance, revision);
+          await deps.backend.start(instance.backendId);
+        }
         const observed = await deps.backend.inspect(instance.backendId);
         if (!observed?.running)
           throw failedPrecondition(
