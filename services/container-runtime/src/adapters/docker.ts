@@ -8,6 +8,7 @@ import { LABEL, type ContainerPlan } from '../domain/container';
 import { cgroupLimits, createOptions, projectNetworkName } from './docker-options';
 import type { EngineEvent, ExecRequest, ExecResult, LogChunk, LogOptions, Observed, RuntimeBackend } from './backend';
 import { dockerExec } from './docker-exec';
+import { withEngineLock } from './engine-lock';
 
 const statusOf = (error: unknown) => (error as { statusCode?: number }).statusCode;
 
@@ -17,7 +18,7 @@ export class DockerBackend implements RuntimeBackend {
   private readonly networks = new Map<string, Promise<string>>();
 
   constructor(
-    socketPath: string,
+    private readonly socketPath: string,
     private readonly node: string,
     private readonly log: Logger,
   ) {
@@ -53,40 +54,35 @@ export class DockerBackend implements RuntimeBackend {
   }
 
   /**
-   * The project's bridge network, made when missing; its id. Several agents may share one engine
-   * (a node per agent), and the engine's name check is not atomic: when two made the network at
-   * once, every agent uses the oldest and the others are removed, so a name never has to be
-   * resolved. Looked up for every use: another agent may have removed it since.
+   * The project's bridge network, made when missing. Several agents may share one engine (a
+   * node per agent) and the engine's name check is not atomic: its agents make and remove a
+   * project's network under one lock (engine-lock.ts), and remove any second one of the name
+   * (the start of a container resolves the name: two made it fail, "ambiguous").
    */
   ensureNetwork(project: string): Promise<string> {
     const name = projectNetworkName(project);
     let pending = this.networks.get(name);
     if (!pending) {
-      pending = (async () => {
-        let found = await this.networksNamed(name);
-        if (found.length === 0) {
-          try {
-            await this.docker.createNetwork({
-              Name: name,
-              Driver: 'bridge',
-              CheckDuplicate: true,
-              Labels: { [LABEL.managed]: 'true', [LABEL.project]: project, [LABEL.node]: this.node },
-            });
-          } catch (error) {
-            if (statusOf(error) !== 409) throw error;
-          }
-          found = await this.networksNamed(name);
-        }
-        const [kept, ...extra] = found.sort((a, b) => Date.parse(a.Created) - Date.parse(b.Created) || a.Id.localeCompare(b.Id));
-        if (!kept) throw new Error(`network ${name} was removed as it was made; try again`);
+      pending = withEngineLock(this.socketPath, name, async () => {
+        const [kept, ...extra] = (await this.networksNamed(name)).sort(
+          (a, b) => Date.parse(a.Created) - Date.parse(b.Created) || a.Id.localeCompare(b.Id),
+        );
         for (const network of extra)
           await this.docker
             .getNetwork(network.Id)
             .remove()
             .catch(() => undefined);
-        return kept.Id;
-      })();
-      // One look at a time per network in this agent; the next use looks again.
+        if (!kept) {
+          await this.docker.createNetwork({
+            Name: name,
+            Driver: 'bridge',
+            CheckDuplicate: true,
+            Labels: { [LABEL.managed]: 'true', [LABEL.project]: project, [LABEL.node]: this.node },
+          });
+        }
+        return name;
+      });
+      // One look at a time per network in this agent; the next use looks again (another agent may have removed it).
       const settled = () => this.networks.delete(name);
       pending.then(settled, settled);
       this.networks.set(name, pending);
@@ -104,16 +100,18 @@ export class DockerBackend implements RuntimeBackend {
    */
   async releaseNetwork(project: string): Promise<void> {
     const name = projectNetworkName(project);
-    const users = await this.docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${LABEL.project}=${project}`] }) });
-    if (users.length > 0) return;
-    for (const network of await this.networksNamed(name)) {
-      try {
-        const info = await this.docker.getNetwork(network.Id).inspect();
-        if (Object.keys(info.Containers ?? {}).length === 0) await this.docker.getNetwork(network.Id).remove();
-      } catch (error) {
-        if (![403, 404, 409].includes(statusOf(error) ?? 0)) throw error;
+    await withEngineLock(this.socketPath, name, async () => {
+      const users = await this.docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${LABEL.project}=${project}`] }) });
+      if (users.length > 0) return;
+      for (const network of await this.networksNamed(name)) {
+        try {
+          const info = await this.docker.getNetwork(network.Id).inspect();
+          if (Object.keys(info.Containers ?? {}).length === 0) await this.docker.getNetwork(network.Id).remove();
+        } catch (error) {
+          if (![403, 404, 409].includes(statusOf(error) ?? 0)) throw error;
+        }
       }
-    }
+    });
   }
 
   async create(plan: ContainerPlan): Promise<string> {
