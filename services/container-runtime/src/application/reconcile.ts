@@ -133,6 +133,10 @@ export class Reconciler {
   }
 
   private async vanished(record: Instance, report: ReconcileReport): Promise<void> {
+    // Placed again on another node while this one was lost (and fenced): the record is that
+    // node's now, and a write here would break its create under way (lost claims in the chaos run).
+    const current = (await this.records.get(record.id))?.value;
+    if (current && (current.node !== this.ctx.settings.node || current.attempt !== record.attempt)) return;
     await this.workloads.cleanup({ ...record, backendId: '' });
     await this.records.setState(record.id, (i) => {
       i.state = InstanceState.ERROR;
