@@ -37,6 +37,8 @@ export interface KubernetesOptions {
   namespace: string;
   /** Tolerate kwok's fake-node taint (tests and simulations only). */
   tolerateKwok: boolean;
+  /** The Kubernetes node every pod runs on (one agent a node); empty: the cluster's scheduler chooses. */
+  kubeNode?: string;
   /** How long start() waits for a pod to run (default 45 s, under a client's usual minute). */
   startTimeoutMs?: number;
   /** StorageClass of the volumes' claims; empty: the cluster's default class. */
@@ -229,6 +231,7 @@ export class KubernetesBackend implements RuntimeBackend {
           ...claims.map((c) => ({ name: c.name, persistentVolumeClaim: { claimName: c.claim, readOnly: c.readOnly } })),
           ...writable.map((w) => ({ name: w.name, emptyDir: { medium: 'Memory' } })),
         ],
+        ...(this.options.kubeNode ? { nodeSelector: { 'kubernetes.io/hostname': this.options.kubeNode } } : {}),
         ...(this.options.tolerateKwok ? { tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }] } : {}),
       },
     };
