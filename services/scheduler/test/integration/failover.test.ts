@@ -113,3 +113,52 @@ for (const when of ['decided', 'recorded'] as const) {
     });
   });
 }
+
+describe('a leader killed, started again as a standby, then the new leader stopped', () => {
+  const cleanup: Array<() => Promise<unknown>> = [];
+  after(async () => {
+    for (const step of cleanup.reverse()) await step().catch(() => undefined);
+  });
+
+  it('the restarted instance takes the lease back and places again', async () => {
+    const prefix = unique('fo').toLowerCase();
+    const node = await FakeFreeNode.start(unique('node').toLowerCase());
+    cleanup.push(() => node.stop());
+    const a = await instance(prefix, 'scheduler-a');
+    cleanup.push(() => a.bus.drain().catch(() => undefined));
+    const b = await instance(prefix, 'scheduler-b');
+    cleanup.push(
+      () => b.scheduler.stop(),
+      () => b.bus.drain(),
+    );
+    assert.ok(a.scheduler.leader && !b.scheduler.leader);
+    // kill -9: its connection goes, the lease is not given back.
+    await a.bus.nc.close();
+    await a.scheduler.halt();
+    await until(() => b.scheduler.leader, 'the standby to take over', 15_000);
+    const again = await instance(prefix, 'scheduler-a-again');
+    cleanup.push(
+      () => again.scheduler.stop(),
+      () => again.bus.drain(),
+    );
+    assert.equal(again.scheduler.leader, false, 'back as a standby');
+    await b.scheduler.stop();
+    await until(() => again.scheduler.leader, 'the restarted instance to lead', 15_000);
+    await node.heartbeat(64, 256);
+    const claim = await again.scheduler.submit({
+      project: 'physics',
+      user: 'alice',
+      spec,
+      res: { cpu: 500, mem: 256 * 2 ** 20, gpus: 0 },
+      devices: [],
+      preemptible: false,
+      requeue: true,
+      partition: '',
+      backend: 0,
+      group: '',
+      qos: '',
+      requestId: `${prefix}-after`,
+    });
+    await until(() => placedIds(node).includes(claim.id), 'the claim placed by the restarted instance', 15_000);
+  });
+});
