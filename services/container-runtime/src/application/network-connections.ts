@@ -73,6 +73,7 @@ export class NetworkConnections {
         n.connections.map((c) => (c.instanceId === instanceId ? { ...c, ip } : c)),
       );
       if (input.requestId) await this.requests.remember('ConnectNetwork', scope, input.requestId, `${networkId}.${instanceId}`);
+      await this.networks.announce(recorded, instanceId);
       return { instance: observed, network: recorded };
     });
   }
@@ -95,6 +96,7 @@ export class NetworkConnections {
       const recorded = await this.changeConnections(networkId, (n) => n.connections.filter((c) => c.instanceId !== instanceId));
       const observed = instance.state === InstanceState.RUNNING ? await this.observeAddresses(instanceId) : instance;
       if (input.requestId) await this.requests.remember('DisconnectNetwork', scope, input.requestId, `${networkId}.${instanceId}`);
+      await this.networks.announce(recorded, instanceId);
       return { instance: observed, network: recorded };
     });
   }
@@ -104,8 +106,11 @@ export class NetworkConnections {
     const { store, backend } = this.ctx.deps;
     const held = (await store.networks.list()).map((e) => e.value).filter((n) => n.connections.some((c) => c.instanceId === instance.id));
     for (const network of held) {
-      await this.changeConnections(network.id, (n) => n.connections.filter((c) => c.instanceId !== instance.id)).catch(() => undefined);
+      const released = await this.changeConnections(network.id, (n) => n.connections.filter((c) => c.instanceId !== instance.id)).catch(
+        () => undefined,
+      );
       await backend.releaseLapisNetwork?.(network.id);
+      if (released) await this.networks.announce(released, instance.id);
     }
   }
 

@@ -1,7 +1,8 @@
 // CreateNetwork, GetNetwork, ListNetworks, DeleteNetwork: a project network is a record in the
 // KV bucket `runtime-networks` until an instance connects (network-connections.ts), which
 // makes its bridge on that instance's node. A network is deleted only once nothing is
-// connected; its bridges went with the last connection of each node.
+// connected; its bridges went with the last connection of each node. Each change is announced
+// as `networkStateChanged`.
 import { randomUUID } from 'node:crypto';
 import { failedPrecondition, notFound } from '@lapis/platform';
 import { type Network, type NetworkAllocation, NetworkState } from '@lapis/proto/lapis/runtime/v1/runtime';
@@ -44,6 +45,7 @@ export class Networks {
       };
       await store.networks.create(network.id, network);
       if (input.requestId) await this.requests.remember('CreateNetwork', scope, input.requestId, network.id);
+      await this.announce(network);
       return network;
     });
   }
@@ -79,8 +81,22 @@ export class Networks {
       await backend.releaseLapisNetwork?.(id);
       await store.networks.delete(id);
       if (requestId) await this.requests.remember('DeleteNetwork', scope, requestId, id);
+      await this.announce(marked.value);
       return marked.value;
     });
+  }
+
+  /** Publishes `networkStateChanged`: made, deleted, or `instanceId` connected or disconnected. */
+  async announce(network: Network, instanceId = ''): Promise<void> {
+    await this.ctx.deps.bus
+      .publish(
+        {
+          $case: 'networkStateChanged',
+          networkStateChanged: { networkId: network.id, project: network.project, state: network.state, instanceId },
+        },
+        network.id,
+      )
+      .catch((error) => this.ctx.deps.log.error({ err: error, network: network.id }, 'network event not published'));
   }
 
   private async all(): Promise<Network[]> {

@@ -4,9 +4,9 @@
 import { strict as assert } from 'node:assert';
 import { status } from '@grpc/grpc-js';
 import { errorDetails } from '@lapis/platform';
-import type { Instance, Network } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { NetworkAllocation } from '@lapis/proto/lapis/runtime/v1/runtime';
-import { adminOf, baseSpec, dockerClient, exec, expectCode, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { type Instance, type Network, NetworkAllocation, NetworkState } from '@lapis/proto/lapis/runtime/v1/runtime';
+import { until } from '@lapis/platform/testing';
+import { adminOf, baseSpec, dockerClient, exec, expectCode, recordEvents, rpc, startRuntime, type Client, type Runtime } from '../harness';
 
 /** A /24 of 10.128.0.0/9 of its own: the test engine may be shared, and bridges may not overlap. */
 const freshCidr = () => `10.${128 + Math.floor(Math.random() * 120)}.${Math.floor(Math.random() * 256)}.0/24`;
@@ -48,6 +48,7 @@ describe('project networks connected while instances run (real Docker bridges)',
     (await rpc(alice, alice.disconnectNetwork, { networkId, instanceId, requestId: '' })) as { instance: Instance; network: Network };
 
   it('connects a running instance (a new interface inside it), disconnects it and deletes the network, leaving no bridge', async () => {
+    const events = recordEvents(rt.bus, 'lapis.runtime.network_state_changed.*');
     const cidr = freshCidr();
     const prefix = cidr.slice(0, cidr.lastIndexOf('.'));
     const net = await network('back', cidr, { allocation: NetworkAllocation.STATIC });
@@ -82,6 +83,24 @@ describe('project networks connected while instances run (real Docker bridges)',
     await rpc(alice, alice.deleteNetwork, { networkId: net.id, requestId: '' });
     await expectCode(rpc(alice, alice.getNetwork, { networkId: net.id }), status.NOT_FOUND);
     await rpc(alice, alice.deleteInstance, { instanceId: vm.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
+    // Each change was announced: made, connected, disconnected, deleted.
+    const announced = () =>
+      events.events.flatMap((e) =>
+        e.payload?.$case === 'networkStateChanged' && e.payload.networkStateChanged.networkId === net.id
+          ? [e.payload.networkStateChanged]
+          : [],
+      );
+    await until(async () => announced().length === 4 || undefined, 'four network events', 5_000);
+    events.stop();
+    assert.deepEqual(
+      announced().map((e) => [e.state, e.instanceId, e.project]),
+      [
+        [NetworkState.AVAILABLE, '', 'physics'],
+        [NetworkState.AVAILABLE, vm.id, 'physics'],
+        [NetworkState.AVAILABLE, vm.id, 'physics'],
+        [NetworkState.DELETING, '', 'physics'],
+      ],
+    );
   });
 
   it("releases an instance's connections and the bridge when the instance is deleted", async () => {

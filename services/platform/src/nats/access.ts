@@ -116,6 +116,7 @@ export const occiListens: readonly EventKind[] = [
   'claimCancelled',
   'preemptionNotice',
   'volumeStateChanged',
+  'networkStateChanged',
 ];
 
 export function occiAccess(): NatsAccess {
