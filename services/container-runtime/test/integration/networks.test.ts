@@ -15,19 +15,23 @@ const bridges = async (networkId: string) =>
 
 describe('project networks connected while instances run (real Docker bridges)', function () {
   let rt: Runtime;
+  let other: Runtime;
   let alice: Client;
 
   before(async () => {
     rt = await startRuntime();
+    // Another node's agent on the same Docker engine (the harness shares one).
+    other = await startRuntime({ consume: false });
     alice = rt.client('alice', 'physics');
   });
   after(async () => {
     await rt?.stop({ purge: true });
+    await other?.stop({ purge: true });
   });
 
-  const create = async (name: string) =>
+  const create = async (name: string, on: Client = alice) =>
     (
-      (await rpc(adminOf(alice), adminOf(alice).createInstance, {
+      (await rpc(adminOf(on), adminOf(on).createInstance, {
         instanceId: '',
         spec: baseSpec(name),
         preemptible: false,
@@ -42,10 +46,10 @@ describe('project networks connected while instances run (real Docker bridges)',
         network: Network;
       }
     ).network;
-  const connect = async (networkId: string, instanceId: string, ip = '') =>
-    (await rpc(alice, alice.connectNetwork, { networkId, instanceId, ip, requestId: '' })) as { instance: Instance; network: Network };
-  const disconnect = async (networkId: string, instanceId: string) =>
-    (await rpc(alice, alice.disconnectNetwork, { networkId, instanceId, requestId: '' })) as { instance: Instance; network: Network };
+  const connect = async (networkId: string, instanceId: string, ip = '', on: Client = alice) =>
+    (await rpc(on, on.connectNetwork, { networkId, instanceId, ip, requestId: '' })) as { instance: Instance; network: Network };
+  const disconnect = async (networkId: string, instanceId: string, on: Client = alice) =>
+    (await rpc(on, on.disconnectNetwork, { networkId, instanceId, requestId: '' })) as { instance: Instance; network: Network };
 
   it('connects a running instance (a new interface inside it), disconnects it and deletes the network, leaving no bridge', async () => {
     const events = recordEvents(rt.bus, 'lapis.runtime.network_state_changed.*');
@@ -140,5 +144,29 @@ describe('project networks connected while instances run (real Docker bridges)',
     assert.deepEqual(await bridges(net.id), [], 'nothing made for a refused connect');
     await rpc(alice, alice.deleteInstance, { instanceId: vm.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
     await rpc(alice, alice.deleteNetwork, { networkId: net.id, requestId: '' });
+  });
+
+  it("shares one bridge between two nodes' agents on one engine: made once, removed with its last container", async () => {
+    const far = other.client('alice', 'physics');
+    const net = await network('shared', freshCidr());
+    const here = await create('net-here');
+    const there = await create('net-there', far);
+    const wrongNode = await expectCode(connect(net.id, there.id), status.FAILED_PRECONDITION, new RegExp(`runs on node ${other.node}`));
+    assert.equal(errorDetails(wrongNode).errorInfo?.reason, 'WRONG_NODE');
+    await connect(net.id, here.id);
+    await connect(net.id, there.id, '', far);
+    assert.deepEqual(await bridges(net.id), [`lapis-${net.id}`], 'one bridge, the second create found it made');
+    const onBridge = await dockerClient().getNetwork(`lapis-${net.id}`).inspect();
+    assert.deepEqual(
+      Object.keys(onBridge.Containers ?? {}).sort(),
+      [here.backendId, there.backendId].sort(),
+      "both nodes' containers on it",
+    );
+    await disconnect(net.id, here.id);
+    assert.deepEqual(await bridges(net.id), [`lapis-${net.id}`], 'still used by the other node');
+    await rpc(far, far.deleteInstance, { instanceId: there.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
+    assert.deepEqual(await bridges(net.id), [], 'gone with its last container');
+    await rpc(alice, alice.deleteNetwork, { networkId: net.id, requestId: '' });
+    await rpc(alice, alice.deleteInstance, { instanceId: here.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
   });
 });
