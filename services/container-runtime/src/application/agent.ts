@@ -78,7 +78,7 @@ export class Agent {
     this.exec = new InstanceExec(ctx, this.records);
     this.volumes = new Volumes(ctx, this.volumeRecords, requests);
     this.placements = new Placements(ctx, this.records, this.createInstance, this.instances);
-    this.reconciler = new Reconciler(ctx, this.records, this.engine, workloads, this.attachments, this.volumeRecords);
+    this.reconciler = new Reconciler(ctx, this.records, this.engine, workloads, this.attachments, this.volumeRecords, this.connections);
   }
 
   /** Every instance the records index holds (metrics.ts reports this node's by state). */

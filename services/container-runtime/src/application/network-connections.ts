@@ -114,6 +114,31 @@ export class NetworkConnections {
     }
   }
 
+  /**
+   * At the agent's start (reconcile): this node's connections of instances that are not `live`
+   * here any more (their workload went while the agent was away, or was a fenced copy) are
+   * dropped, and every network's bridge on the engine goes if no container is on it. Connections
+   * made after `since` (while the reconcile ran) stand.
+   */
+  async settle(live: ReadonlySet<string>, since: Date): Promise<void> {
+    const { store, backend, log } = this.ctx.deps;
+    const node = this.ctx.settings.node;
+    for (const { value: network } of await store.networks.list()) {
+      const stale = network.connections
+        .filter((c) => c.node === node && !live.has(c.instanceId) && (c.connectTime?.getTime() ?? 0) < since.getTime())
+        .map((c) => c.instanceId);
+      if (stale.length) {
+        const settled = await this.changeConnections(network.id, (n) =>
+          n.connections.filter((c) => !(c.node === node && stale.includes(c.instanceId))),
+        );
+        for (const instanceId of stale) await this.networks.announce(settled, instanceId);
+      }
+      await backend
+        .releaseLapisNetwork?.(network.id)
+        .catch((error: Error) => log.warn({ network: network.id, err: error }, 'bridge not released'));
+    }
+  }
+
   /** Sets the network's connections with compare-and-set; `change` may throw to refuse. */
   private async changeConnections(networkId: string, change: (n: Network) => NetworkConnection[]): Promise<Network> {
     const result = await this.ctx.deps.store.networks.mutate(networkId, (n) => n && { ...n, connections: change(n) });

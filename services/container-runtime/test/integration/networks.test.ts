@@ -169,4 +169,21 @@ describe('project networks connected while instances run (real Docker bridges)',
     await rpc(alice, alice.deleteNetwork, { networkId: net.id, requestId: '' });
     await rpc(alice, alice.deleteInstance, { instanceId: here.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
   });
+
+  it("drops a fenced copy's connection at the agent's start, and its bridge with it", async () => {
+    const net = await network('fenced', freshCidr());
+    const vm = await create('net-fenced');
+    await connect(net.id, vm.id);
+    // The agent goes away (nothing cleaned up) and its instance moves to another node meanwhile.
+    await rt.stop();
+    const { node, stateDir } = rt;
+    await other.agent.store.instances.mutate(vm.id, (i) => i && { ...i, node: other.node, backendId: '' });
+    rt = await startRuntime({ node, stateDir });
+    alice = rt.client('alice', 'physics');
+    assert.deepEqual(((await rpc(alice, alice.getNetwork, { networkId: net.id })) as { network: Network }).network.connections, []);
+    assert.deepEqual(await bridges(net.id), [], 'the copy went, and the bridge with it');
+    await rpc(alice, alice.deleteNetwork, { networkId: net.id, requestId: '' });
+    const far = other.client('alice', 'physics');
+    await rpc(far, far.deleteInstance, { instanceId: vm.id, timeout: { seconds: 0, nanos: 0 }, requestId: '' });
+  });
 });
