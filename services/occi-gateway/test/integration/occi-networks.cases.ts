@@ -106,7 +106,12 @@ export function networkCases(t: NetworkCase): void {
     assert.equal(location, `/networkinterface/${computeId}.${network.split('/')[2]}`);
     assertValidOcciJson(linked.body, 'link');
     assert.equal(linked.body.attributes['occi.networkinterface.address'], `${prefix}.10`);
-    assert.match(await ipOf(container), new RegExp(`inet ${prefix.replace(/\./g, '\\.')}\\.10/24`));
+    // The interface the link names is the container's.
+    assert.equal(linked.body.attributes['occi.networkinterface.interface'], 'eth1');
+    assert.match(
+      await docker(['exec', container, 'ip', '-4', 'addr', 'show', 'eth1']),
+      new RegExp(`inet ${prefix.replace(/\./g, '\\.')}\\.10/24`),
+    );
     assert.equal((await t.json('POST', '/networkinterface/', body(`${prefix}.11`))).status, 409, 'already connected');
     // The link renders on the compute, and in the interfaces' collection in every rendering.
     const compute = await t.http('GET', t.machine());
