@@ -72,6 +72,8 @@ export class KubernetesBackend implements RuntimeBackend {
   readonly recreates = true;
   readonly suspendRefusal =
     'this node runs instances as Kubernetes Pods, and Kubernetes has no pause for a Pod: an instance here cannot be suspended (stop it instead: its Pod is deleted, and made anew on start)';
+  readonly networkRefusal =
+    "this node runs instances as Kubernetes Pods, and a Pod's network interfaces are fixed when it is created (its CNI sets them up): Kubernetes cannot add one to a running Pod or take one away";
   readonly claims: VolumeClaims = {
     claimName,
     create: (volume) => this.createClaim(volume),
