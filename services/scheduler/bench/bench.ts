@@ -3,7 +3,12 @@
 // by JetStream) and published to its node (publish acked), cycle latency, memory.
 // Sizes: BENCH_NODES (5000), BENCH_CLAIMS (100000), BENCH_PROJECTS (200), all times
 // BENCH_SCALE (1); BENCH_BATCH (most placements per cycle, 500 as LAPIS_SCHEDULER_MAX_PLACEMENTS);
-// run with --max-semi-space-size=64 as the service is (npm run bench does).
+// run with --max-semi-space-size=64 as the service is (npm run bench does). BENCH_PROFILE and
+// BENCH_HEAP_SNAPSHOT (below) write a CPU profile of the placements and a heap snapshot with
+// every claim queued.
+// BENCH_SIZE=50k (npm run bench:50k): the national-site size, 50,000 nodes and 1,000,000 queued
+// claims (times BENCH_SCALE), its keys ending in _50k beside the 5,000-node figures in the same
+// results file, so both stay comparable.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -18,8 +23,9 @@ import { Scheduler, type CycleStats } from '../src/application/scheduler';
 import { defaultSettings } from '../src/config';
 
 const scale = Number(process.env.BENCH_SCALE ?? 1);
-const N_NODES = Math.max(1, Math.round(Number(process.env.BENCH_NODES ?? 5000) * scale));
-const N_CLAIMS = Math.max(1, Math.round(Number(process.env.BENCH_CLAIMS ?? 100_000) * scale));
+const LARGE = process.env.BENCH_SIZE === '50k';
+const N_NODES = Math.max(1, Math.round(Number(process.env.BENCH_NODES ?? (LARGE ? 50_000 : 5000)) * scale));
+const N_CLAIMS = Math.max(1, Math.round(Number(process.env.BENCH_CLAIMS ?? (LARGE ? 1_000_000 : 100_000)) * scale));
 const N_PROJECTS = Math.max(1, Math.round(Number(process.env.BENCH_PROJECTS ?? 200)));
 const BATCH = Number(process.env.BENCH_BATCH ?? 500);
 const ROOT = resolve(__dirname, '../../../..');
@@ -64,6 +70,30 @@ async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
       session.disconnect();
     },
   };
+}
+
+/** Heap in use and RSS after a full collection (needs --expose-gc, as npm run bench gives). */
+function settledMemory(): { heap: number; rss: number } {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  return { heap: m.heapUsed + m.external, rss: m.rss };
+}
+
+/**
+ * Merges the figures into bench/results/scheduler.json: the 50k size's keys end in _50k, so
+ * a run of one size keeps the other's figures.
+ */
+function writeResults(figures: Record<string, number>): void {
+  const file = join(ROOT, 'bench/results/scheduler.json');
+  let kept: Record<string, unknown> = {};
+  try {
+    kept = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    // first run
+  }
+  const named = Object.entries(figures).map(([key, value]) => [LARGE && key !== 'machine' ? `${key}_50k` : key, value]);
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  writeFileSync(file, JSON.stringify({ ...kept, ...Object.fromEntries(named) }, null, 2));
 }
 
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
@@ -120,6 +150,7 @@ async function main() {
     await scheduler.start({ lead: false });
     if (metrics?.on) observeScheduler(scheduler);
     const sizes = ['m1.tiny', 'm1.small', 'm1.medium'].map((name) => flavors.find((f) => f.name === name)!);
+    const empty = settledMemory();
     let t = performance.now();
     const submits: Array<Promise<unknown>> = [];
     for (let i = 0; i < N_CLAIMS; i++) {
@@ -145,7 +176,15 @@ async function main() {
     }
     await Promise.all(submits.splice(0));
     const submitS = (performance.now() - t) / 1000;
-    if (process.env.BENCH_VERBOSE) process.stderr.write(`submitted ${N_CLAIMS} in ${submitS.toFixed(1)} s\n`);
+    // What the queued claims cost the scheduler's memory: the live heap after a full
+    // collection, over the same before any claim (RSS also holds free heap and buffers).
+    const queued = settledMemory();
+    const bytesPerClaim = Math.round((queued.heap - empty.heap) / N_CLAIMS);
+    const rssBytesPerClaim = Math.round((queued.rss - empty.rss) / N_CLAIMS);
+    // BENCH_HEAP_SNAPSHOT=file.heapsnapshot: the heap with every claim queued (what a claim costs).
+    if (process.env.BENCH_HEAP_SNAPSHOT) (await import('node:v8')).writeHeapSnapshot(process.env.BENCH_HEAP_SNAPSHOT);
+    if (process.env.BENCH_VERBOSE)
+      process.stderr.write(`submitted ${N_CLAIMS} in ${submitS.toFixed(1)} s; ${bytesPerClaim} heap bytes per queued claim\n`);
 
     const cycles: CycleStats[] = [];
     const doneMs: number[] = [];
@@ -226,6 +265,9 @@ async function main() {
       recalc_max_ms: Math.round(Math.max(0, ...cycles.map((c) => c.recalcMs))),
       cycles: cycles.length,
       rss_mb: Math.round(rss),
+      rss_mb_queued: Math.round(queued.rss / 2 ** 20),
+      bytes_per_queued_claim: bytesPerClaim,
+      rss_bytes_per_queued_claim: rssBytesPerClaim,
       recorded_p50_ms: Math.round(
         quantile(
           doneMs.sort((a, b) => a - b),
@@ -286,7 +328,13 @@ async function main() {
         '',
       ],
       ['decision to recorded + published, p50 / p99 (ms)', `${figures.recorded_p50_ms} / ${figures.recorded_p99_ms}`, '', ''],
-      ['RSS (MiB)', figures.rss_mb, '', ''],
+      ['RSS (MiB): after placing all / with all queued', `${figures.rss_mb} / ${figures.rss_mb_queued}`, '', ''],
+      [
+        'memory per queued claim (bytes): live heap / RSS',
+        `${figures.bytes_per_queued_claim} / ${figures.rss_bytes_per_queued_claim}`,
+        '',
+        '',
+      ],
       [
         'claims decided / recorded in KV / published / events in stream',
         `${placed} / ${recorded} / ${scheduler.published} / ${placedEvents}`,
@@ -300,8 +348,7 @@ async function main() {
     );
     process.stdout.write('| metric | Lapis | peer | ratio |\n|---|---|---|---|\n');
     for (const r of rows) process.stdout.write(`| ${r.join(' | ')} |\n`);
-    mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-    writeFileSync(join(ROOT, 'bench/results/scheduler.json'), JSON.stringify(figures, null, 2));
+    writeResults(figures);
   } finally {
     await metrics?.stop();
     await bus.drain().catch(() => undefined);
