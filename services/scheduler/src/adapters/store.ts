@@ -2,6 +2,7 @@
 // -accounts, -quotas, -allocation-ratios, -leader), stored as JSON. Claims change only through compare-and-set.
 import { InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 import { type Bucket, type Codec, type EventBus, jsonCodec, type Lease } from '@lapis/platform';
+import { compactRes, compactSpec } from '../domain/claim-memory';
 import type { QuotaDef } from '../domain/cycle';
 import type { AccountDef } from '../domain/fairshare';
 import type { ClaimRecord, NodeRecord } from '../domain/model';
@@ -28,7 +29,8 @@ export const claimCodec: Codec<ClaimRecord> = {
   }),
   decode: (bytes) => {
     const v = JSON.parse(dec.decode(bytes));
-    return { ...v, spec: InstanceSpec.fromJSON(v.spec) };
+    // As compact as a submitted claim (a restarted scheduler reads every claim back).
+    return { ...v, spec: compactSpec(InstanceSpec.fromJSON(v.spec)), res: compactRes(v.res) };
   },
 };
 
