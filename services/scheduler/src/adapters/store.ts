@@ -8,7 +8,6 @@ import type { AccountDef } from '../domain/fairshare';
 import type { ClaimRecord, NodeRecord } from '../domain/model';
 import type { AllocationRatios } from '../domain/overcommit';
 
-const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 // A claim's spec does not change once submitted while its record is written again at every
@@ -24,7 +23,9 @@ export const claimCodec: Codec<ClaimRecord> = {
   encode: (c) => ({
     finish: () => {
       const rest = JSON.stringify({ ...c, spec: undefined });
-      return enc.encode(`${rest.slice(0, -1)}${rest.length > 2 ? ',' : ''}"spec":${specToText(c.spec)}}`);
+      // Buffer.from, not TextEncoder: a few hundred bytes come from a shared pool, four times
+      // faster, and a leader encodes a record for every placement.
+      return Buffer.from(`${rest.slice(0, -1)}${rest.length > 2 ? ',' : ''}"spec":${specToText(c.spec)}}`);
     },
   }),
   decode: (bytes) => {
