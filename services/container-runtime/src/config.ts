@@ -53,6 +53,10 @@ export const runtimeSpecs = {
     default: '',
     desc: "StorageClass of the volumes' PersistentVolumeClaims (kubernetes backend); empty: the cluster's default class",
   }),
+  LAPIS_KUBE_NODE: str({
+    default: '',
+    desc: "the Kubernetes node this agent's Pods run on (kubernetes backend; one agent a node, as the Docker backend has); empty: the cluster's scheduler chooses",
+  }),
   LAPIS_KUBE_TOLERATE_KWOK: bool({ default: false, desc: "let instance Pods run on kwok's simulated nodes (tests and simulations only)" }),
   LAPIS_HOST_PORTS: str({
     default: '',

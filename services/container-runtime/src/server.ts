@@ -168,6 +168,45 @@ export function runtimeHandlers(agent: Agent): Handlers<typeof RuntimeServiceSer
     detachVolume: async (request, ctx) => ({
       volume: await agent.attachments.detach(required(request.volumeId, 'volume_id'), request.requestId, scopeOf(ctx)),
     }),
+    createNetwork: async (request, ctx) => ({
+      network: await agent.networks.create(
+        {
+          name: request.name,
+          address: request.address,
+          gateway: request.gateway,
+          allocation: request.allocation,
+          requestId: request.requestId,
+        },
+        scopeOf(ctx),
+      ),
+    }),
+    getNetwork: async (request, ctx) => ({ network: await agent.networks.get(required(request.networkId, 'network_id'), scopeOf(ctx)) }),
+    listNetworks: async (request, ctx) => {
+      const page = paginate(await agent.networks.list(scopeOf(ctx), request.project), (n) => n.id, request);
+      return { networks: page.items, nextPageToken: page.nextPageToken };
+    },
+    deleteNetwork: async (request, ctx) => ({
+      network: await agent.networks.delete(required(request.networkId, 'network_id'), request.requestId, scopeOf(ctx)),
+    }),
+    connectNetwork: async (request, ctx) =>
+      agent.connections.connect(
+        {
+          networkId: required(request.networkId, 'network_id'),
+          instanceId: required(request.instanceId, 'instance_id'),
+          ip: request.ip,
+          requestId: request.requestId,
+        },
+        scopeOf(ctx),
+      ),
+    disconnectNetwork: async (request, ctx) =>
+      agent.connections.disconnect(
+        {
+          networkId: required(request.networkId, 'network_id'),
+          instanceId: required(request.instanceId, 'instance_id'),
+          requestId: request.requestId,
+        },
+        scopeOf(ctx),
+      ),
     getNode: async (request) => ({ node: await agent.nodes.get(request.name) }),
     listNodes: async (request) => {
       const page = paginate(await agent.nodes.list(request.partition), (n) => n.name, request);

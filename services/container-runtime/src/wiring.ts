@@ -40,6 +40,7 @@ type AgentConfig = Pick<
   | 'LAPIS_KUBE_NAMESPACE'
   | 'LAPIS_KUBECONFIG'
   | 'LAPIS_KUBE_TOLERATE_KWOK'
+  | 'LAPIS_KUBE_NODE'
   | 'LAPIS_KUBE_STORAGE_CLASS'
   | 'LAPIS_KUBE_USER_NAMESPACES'
   | 'LAPIS_HOST_PORTS'
@@ -75,6 +76,7 @@ export function backendFrom(config: AgentConfig, log: Logger): RuntimeBackend {
         kubeconfig: config.LAPIS_KUBECONFIG,
         namespace: config.LAPIS_KUBE_NAMESPACE,
         tolerateKwok: config.LAPIS_KUBE_TOLERATE_KWOK,
+        kubeNode: config.LAPIS_KUBE_NODE,
         storageClass: config.LAPIS_KUBE_STORAGE_CLASS,
         userNamespaces: config.LAPIS_KUBE_USER_NAMESPACES,
       },

@@ -26,6 +26,10 @@ export const toscaSpecs = {
     default: 86_400,
     desc: 'seconds a DELETED deployment and its operations stay readable before their records are removed',
   }),
+  LAPIS_TOSCA_PEER_WAIT_MS: num({
+    default: 15_000,
+    desc: 'how long a deployment step waits for a scheduler or runtime that cannot be reached (restarting) before the deployment fails',
+  }),
   LAPIS_TOSCA_LEASE_MS: num({
     default: 3_000,
     desc: "lease on a deployment being driven: another replica takes a crashed replica's deployments over this long after its last renewal",

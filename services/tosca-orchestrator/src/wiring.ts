@@ -36,6 +36,7 @@ export async function wireToscaOrchestrator(
     deletedRetentionMs: config.LAPIS_TOSCA_DELETED_RETENTION_S * 1000,
     leases,
     leaseMs: config.LAPIS_TOSCA_LEASE_MS,
+    peerWaitMs: config.LAPIS_TOSCA_PEER_WAIT_MS,
   });
   await engine.start();
   const parallel = yamlThreadIfUseful(

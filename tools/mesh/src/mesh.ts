@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import type { ListImagesResponse } from '@lapis/proto/lapis/images/v1/images';
 import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
-import type { ListInstancesResponse, ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
+import type { ListInstancesResponse, ListNetworksResponse, ListVolumesResponse } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { RuntimeServiceClient } from '@lapis/proto/lapis/runtime/v1/runtime_service';
 import { createClient, lapisAccess, natsAuthorization, type NatsAccess } from '@lapis/platform';
 import { spawnService, staticTokenFile, until, type ServiceProcess } from '@lapis/platform/testing';
@@ -365,7 +365,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
 }
 
 /**
- * Deletes every instance and volume the runtime has, in every project (as an admin), each
+ * Deletes every instance, volume and network the runtime has, in every project (as an admin), each
  * through the agent of its node (`agents`: node name to address; an agent acts on its node's).
  */
 async function removeEverything(agents: Map<string, string>): Promise<void> {
@@ -402,6 +402,13 @@ async function removeEverything(agents: Map<string, string>): Promise<void> {
     for (const volume of volumes) {
       const client = of(volume.node);
       await unary((m, cb) => client.deleteVolume({ volumeId: volume.id, requestId: '' }, m, cb)).catch(failed(volume.id));
+    }
+    // The instances' connections went with them: each network is free to go, and its bridges are gone.
+    const { networks } = await unary<ListNetworksResponse>((m, cb) =>
+      any.listNetworks({ pageSize: 1000, pageToken: '', project: '' }, m, cb),
+    );
+    for (const network of networks) {
+      await unary((m, cb) => any.deleteNetwork({ networkId: network.id, requestId: '' }, m, cb)).catch(failed(network.id));
     }
     if (failures.length > 0) throw new Error(failures.join('; '));
   } finally {

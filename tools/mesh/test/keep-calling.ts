@@ -14,6 +14,8 @@ import { MESH_TOKENS } from '../src/mesh';
 export interface LoadReport {
   calls: Record<string, number>;
   slowestMs: Record<string, number>;
+  /** When each service's slowest call started: to set it beside the pods' events. */
+  slowestAt: Record<string, string>;
   failures: string[];
 }
 
@@ -47,7 +49,7 @@ export function keepCalling(target: { addresses: Record<string, string>; occiUrl
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
     },
   };
-  const report: LoadReport = { calls: {}, slowestMs: {}, failures: [] };
+  const report: LoadReport = { calls: {}, slowestMs: {}, slowestAt: {}, failures: [] };
   let running = true;
   const loops = Object.entries(reads).map(async ([service, read]) => {
     report.calls[service] = 0;
@@ -61,7 +63,10 @@ export function keepCalling(target: { addresses: Record<string, string>; occiUrl
       }
       const took = Date.now() - started;
       report.calls[service]! += 1;
-      report.slowestMs[service] = Math.max(report.slowestMs[service]!, took);
+      if (took > report.slowestMs[service]!) {
+        report.slowestMs[service] = took;
+        report.slowestAt[service] = new Date(started).toISOString();
+      }
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, 100 - took)));
     }
   });

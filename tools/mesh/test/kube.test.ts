@@ -304,7 +304,9 @@ describe('Lapis on a real one-node Kubernetes cluster (make kube-up, end to end)
     } finally {
       report = await load.stop();
     }
-    console.error(`      calls during the upgrade: ${JSON.stringify(report.calls)}; slowest ${JSON.stringify(report.slowestMs)} ms`);
+    console.error(
+      `      calls during the upgrade: ${JSON.stringify(report.calls)}; slowest ${JSON.stringify(report.slowestMs)} ms, started at ${JSON.stringify(report.slowestAt)}`,
+    );
     assert.deepEqual(report.failures, [], 'failed calls');
     for (const [service, count] of Object.entries(report.calls)) assert.ok(count >= 20, `${service}: only ${count} calls`);
   });

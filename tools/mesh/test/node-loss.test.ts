@@ -1,8 +1,9 @@
-// A lost node with real processes: the scheduler and two node agents sharing one Docker engine.
-// The agent running an instance that restarts on failure is killed (kill -9: its container
-// stays); the scheduler finds the node lost, fences it and places the instance again on the
-// other node, which takes it over. When the killed agent starts again it removes its copy:
-// the instance ran on, once.
+// A lost node with real processes: the scheduler and two node agents. The agent running an
+// instance that restarts on failure is killed (kill -9: its container or pod stays); the
+// scheduler finds the node lost, fences it and places the instance again on the other node,
+// which takes it over. When the killed agent starts again it removes its copy: the instance ran
+// on, once. Twice: agents sharing one Docker engine, and agents of the kubernetes backend each
+// pinned to a kwok node of a real control plane (kwok marks pods Running; nothing runs in them).
 import { strict as assert } from 'node:assert';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,37 +14,26 @@ import { natsUrl, spawnService, staticTokenFile, unique, until, type ServiceProc
 import { InstanceSpec } from '@lapis/proto/lapis/common/v1/common';
 import { ClaimState, type GetClaimResponse, type SubmitClaimResponse } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { SchedulerServiceClient } from '@lapis/proto/lapis/scheduler/v1/scheduler_service';
-import { BASE_IMAGE, docker, ensureBaseImage, sharedDocker } from '@lapis/testenv';
+import { BASE_IMAGE, docker, ensureBaseImage, sharedDocker, startKube, type Kube } from '@lapis/testenv';
 import { REPO_ROOT } from '../src/mesh';
 
 const HEARTBEAT_MS = '500';
 const main = (service: string) => join(REPO_ROOT, 'services', service, 'dist/src/main.js');
+
+/** Where agents run their instances, and how many copies of an instance exist there. */
+interface Backend {
+  env(node: string): Record<string, string>;
+  copies(instanceId: string): Promise<number>;
+}
 
 describe('a lost node, real processes: the instance moves, the node is fenced, it runs once', function () {
   this.timeout(300_000);
   const tokens = staticTokenFile();
   // Made in before(): the test NATS is started by the mocha hooks, after the files load.
   let common: Record<string, string> = {};
-  const partition = unique('fence').toLowerCase();
   const processes: ServiceProcess[] = [];
-  let socket = '';
   let scheduler: ServiceProcess;
-
-  const agentEnv = (node: string, stateDir: string) => ({
-    ...common,
-    LAPIS_NODE_NAME: node,
-    LAPIS_NODE_PARTITION: partition,
-    LAPIS_STATE_DIR: stateDir,
-    LAPIS_DOCKER_SOCKET: socket,
-    LAPIS_STOP_TIMEOUT_S: '1',
-    LAPIS_ALLOW_UNTRUSTED_IMAGES: 'true',
-    LAPIS_INFINIBAND_DIR: join(stateDir, 'no-infiniband'),
-  });
-  const startAgent = async (node: string, stateDir: string) => {
-    const p = await spawnService('container-runtime', main('container-runtime'), agentEnv(node, stateDir), 60_000);
-    processes.push(p);
-    return p;
-  };
+  let kube: Kube | undefined;
 
   before(async () => {
     common = {
@@ -53,7 +43,6 @@ describe('a lost node, real processes: the instance moves, the node is fenced, i
       LAPIS_HEARTBEAT_MS: HEARTBEAT_MS,
       LOG_LEVEL: 'info',
     };
-    socket = (await sharedDocker()).socketPath;
     await ensureBaseImage();
     const prefix = unique('fence').toLowerCase();
     scheduler = await spawnService(
@@ -72,18 +61,34 @@ describe('a lost node, real processes: the instance moves, the node is fenced, i
   });
   after(async () => {
     for (const p of processes.reverse()) await p.stop(10_000).catch(() => undefined);
+    await kube?.stop();
   });
 
-  it('moves a restartable instance off a killed agent’s node and leaves one copy when the agent is back', async () => {
-    const nodes = [unique('node-a').toLowerCase(), unique('node-b').toLowerCase()];
+  /** Two agents of `backend` in a partition of their own; one is killed, then started again. */
+  async function loseANode(backend: Backend, nodes: string[]): Promise<void> {
+    const partition = unique('fence').toLowerCase();
+    const startAgent = async (node: string, stateDir: string) => {
+      const env = {
+        ...common,
+        LAPIS_NODE_NAME: node,
+        LAPIS_NODE_PARTITION: partition,
+        LAPIS_STATE_DIR: stateDir,
+        LAPIS_STOP_TIMEOUT_S: '1',
+        LAPIS_ALLOW_UNTRUSTED_IMAGES: 'true',
+        LAPIS_INFINIBAND_DIR: join(stateDir, 'no-infiniband'),
+        ...backend.env(node),
+      };
+      const p = await spawnService('container-runtime', main('container-runtime'), env, 60_000);
+      processes.push(p);
+      return p;
+    };
     const dirs = nodes.map(() => mkdtempSync(join(tmpdir(), 'lapis-fence-')));
     const agents = [await startAgent(nodes[0]!, dirs[0]!), await startAgent(nodes[1]!, dirs[1]!)];
     const alice = createClient(SchedulerServiceClient, scheduler.address, { token: 'alice-token', project: 'physics' });
     const unary = <Res>(invoke: (m: Metadata, cb: (e: ServiceError | null, r: Res) => void) => unknown) =>
       new Promise<Res>((resolve, reject) => invoke(new Metadata(), (e, r) => (e ? reject(e) : resolve(r))));
     const claim = async (id: string) => (await unary<GetClaimResponse>((m, cb) => alice.getClaim({ claimId: id }, m, cb))).claim!;
-    const copies = async (id: string) =>
-      (await docker(['ps', '-q', '--filter', `label=lapis.instance-id=${id}`])).split('\n').filter(Boolean).length;
+    const copies = backend.copies;
     try {
       const spec = InstanceSpec.fromPartial({
         name: 'survivor',
@@ -122,7 +127,7 @@ describe('a lost node, real processes: the instance moves, the node is fenced, i
         90_000,
       );
       assert.equal(moved.placements, 2);
-      assert.equal(await copies(id), 2, 'the killed agent’s container is still there: its node is fenced, not reached');
+      assert.equal(await copies(id), 2, 'the killed agent’s copy is still there: its node is fenced, not reached');
 
       agents[lost] = await startAgent(nodes[lost]!, dirs[lost]!);
       await until(async () => ((await copies(id)) === 1 ? true : undefined), 'one copy left once the agent is back', 60_000);
@@ -134,5 +139,69 @@ describe('a lost node, real processes: the instance moves, the node is fenced, i
     } finally {
       alice.close();
     }
+  }
+
+  it('agents sharing one Docker engine: moves a restartable instance off a killed agent’s node and leaves one copy when the agent is back', async () => {
+    const socket = (await sharedDocker()).socketPath;
+    await loseANode(
+      {
+        env: () => ({ LAPIS_DOCKER_SOCKET: socket }),
+        copies: async (id) => (await docker(['ps', '-q', '--filter', `label=lapis.instance-id=${id}`])).split('\n').filter(Boolean).length,
+      },
+      [unique('node-a').toLowerCase(), unique('node-b').toLowerCase()],
+    );
+  });
+
+  it('agents of the kubernetes backend, one a kwok node: the instance’s pod moves to the other node, and the copy goes when the agent is back', async () => {
+    kube = await startKube();
+    const cluster = kube;
+    const kwokNodes = await cluster.addNodes(2);
+    const namespace = unique('fence').toLowerCase().replace(/_/g, '-');
+    await cluster.request('POST', '/api/v1/namespaces', { body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } } });
+    // Pods are admitted once the namespace has its default service account.
+    await until(
+      () =>
+        cluster.request('GET', `/api/v1/namespaces/${namespace}/serviceaccounts/default`).then(
+          () => true,
+          () => undefined,
+        ),
+      'the namespace default service account',
+      30_000,
+    );
+    // Lapis node name -> the kwok node its agent's pods must be bound to.
+    const nodeOf = new Map<string, string>();
+    await loseANode(
+      {
+        env: (node) => ({
+          LAPIS_RUNTIME_BACKEND: 'kubernetes',
+          LAPIS_KUBECONFIG: cluster.kubeconfig,
+          LAPIS_KUBE_NAMESPACE: namespace,
+          LAPIS_KUBE_TOLERATE_KWOK: 'true',
+          LAPIS_KUBE_NODE: nodeOf.get(node)!,
+        }),
+        copies: async (id) => {
+          const pods = await cluster.request<{ items: Pod[] }>(
+            'GET',
+            `/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(`lapis.dev/instance-id=${id}`)}`,
+          );
+          const live = pods.items.filter((p) => !p.metadata.deletionTimestamp);
+          for (const pod of live) {
+            const expected = nodeOf.get(pod.metadata.labels['lapis.dev/node'] ?? '');
+            assert.equal(pod.spec.nodeName, expected, `pod ${pod.metadata.name} bound to its agent's kwok node`);
+          }
+          return live.length;
+        },
+      },
+      kwokNodes.map((kwokNode, i) => {
+        const node = unique(`kwok-${i}`).toLowerCase();
+        nodeOf.set(node, kwokNode);
+        return node;
+      }),
+    );
   });
 });
+
+interface Pod {
+  metadata: { name: string; labels: Record<string, string>; deletionTimestamp?: string };
+  spec: { nodeName?: string };
+}

@@ -1,7 +1,7 @@
 // What the agent needs from an engine. The Docker backend implements it here; the
 // Kubernetes backend (pods) implements the same, so the agent does not know which it drives.
 import type { Backend, Resources } from '@lapis/proto/lapis/common/v1/common';
-import type { Volume } from '@lapis/proto/lapis/runtime/v1/runtime';
+import type { Network, Volume } from '@lapis/proto/lapis/runtime/v1/runtime';
 import type { ContainerPlan } from '../domain/container';
 import type { ClaimStatus, Observed } from '../domain/observed';
 
@@ -77,6 +77,17 @@ export interface RuntimeBackend {
   cachedImages(): Promise<string[]>;
   ensureNetwork(project: string): Promise<string>;
   releaseNetwork(project: string): Promise<void>;
+  /**
+   * Connects the running workload to a Lapis network (its bridge made on the engine first, once
+   * for every agent sharing it), at `ip` or one the engine picks. Absent where the engine
+   * cannot change a running workload's interfaces; `networkRefusal` then says why.
+   */
+  connectNetwork?(backendId: string, network: Network, ip: string): Promise<void>;
+  /** Disconnects the workload (nothing when it is not connected) and removes the bridge once unused. */
+  disconnectNetwork?(backendId: string, networkId: string): Promise<void>;
+  /** Removes the network's bridge from the engine when no workload uses it. */
+  releaseLapisNetwork?(networkId: string): Promise<void>;
+  readonly networkRefusal?: string;
   create(plan: ContainerPlan): Promise<string>;
   start(backendId: string): Promise<void>;
   stop(backendId: string, timeoutS: number): Promise<void>;

@@ -22,6 +22,15 @@ export function projectNetworkName(project: string): string {
   return `lapis-project-${project.toLowerCase().replace(/[^a-z0-9_.-]/g, '-')}`;
 }
 
+/**
+ * The bridge of a Lapis network (CreateNetwork): the same name on every node, so agents that
+ * share one engine share it (an engine refuses two bridges with one subnet anyway).
+ */
+export const networkBridgeName = (networkId: string) => `lapis-${networkId}`;
+
+/** The Lapis network a bridge is for (networkBridgeName's inverse); undefined for any other network. */
+export const networkOfBridge = (name: string) => (name.startsWith('lapis-net-') ? name.slice('lapis-'.length) : undefined);
+
 export function cgroupLimits(resources: Resources) {
   return {
     CpuPeriod: CPU_PERIOD_US,

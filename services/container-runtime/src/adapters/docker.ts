@@ -1,13 +1,16 @@
 // The Docker backend (dockerode): containers labelled with what Lapis knows of them, one
-// bridge network per project, logs demultiplexed, and the engine's events for this node.
+// bridge network per project (and one per Lapis network: docker-networks.ts), logs
+// demultiplexed, and the engine's events for this node.
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { failedPrecondition, notFound, type Logger } from '@lapis/platform';
 import { Backend, type Resources } from '@lapis/proto/lapis/common/v1/common';
+import type { Network } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { LABEL, type ContainerPlan } from '../domain/container';
-import { cgroupLimits, createOptions, projectNetworkName } from './docker-options';
+import { cgroupLimits, createOptions, networkOfBridge, projectNetworkName } from './docker-options';
 import type { EngineEvent, ExecRequest, ExecResult, LogChunk, LogOptions, Observed, RuntimeBackend } from './backend';
 import { dockerExec } from './docker-exec';
+import { connectBridge, disconnectBridge, releaseBridge } from './docker-networks';
 import { withEngineLock } from './engine-lock';
 
 const statusOf = (error: unknown) => (error as { statusCode?: number }).statusCode;
@@ -114,6 +117,18 @@ export class DockerBackend implements RuntimeBackend {
     });
   }
 
+  connectNetwork(id: string, network: Network, ip: string): Promise<void> {
+    return connectBridge(this.docker, id, network, ip, this.node);
+  }
+
+  disconnectNetwork(id: string, networkId: string): Promise<void> {
+    return disconnectBridge(this.docker, id, networkId);
+  }
+
+  releaseLapisNetwork(networkId: string): Promise<void> {
+    return releaseBridge(this.docker, networkId);
+  }
+
   async create(plan: ContainerPlan): Promise<string> {
     const container = await this.docker.createContainer(createOptions(plan, this.node));
     return container.id;
@@ -186,7 +201,7 @@ export class DockerBackend implements RuntimeBackend {
         error: info.State.Error ?? '',
         addresses: Object.entries(networks)
           .filter(([, n]) => n.IPAddress)
-          .map(([network, n]) => ({ network, ip: n.IPAddress, mac: n.MacAddress })),
+          .map(([network, n]) => ({ network: networkOfBridge(network) ?? network, ip: n.IPAddress, mac: n.MacAddress })),
         startedAt: info.State.StartedAt && !info.State.StartedAt.startsWith('0001') ? new Date(info.State.StartedAt) : undefined,
       };
     } catch (error) {

@@ -37,6 +37,8 @@ export interface KubernetesOptions {
   namespace: string;
   /** Tolerate kwok's fake-node taint (tests and simulations only). */
   tolerateKwok: boolean;
+  /** The Kubernetes node every pod runs on (one agent a node); empty: the cluster's scheduler chooses. */
+  kubeNode?: string;
   /** How long start() waits for a pod to run (default 45 s, under a client's usual minute). */
   startTimeoutMs?: number;
   /** StorageClass of the volumes' claims; empty: the cluster's default class. */
@@ -70,6 +72,8 @@ export class KubernetesBackend implements RuntimeBackend {
   readonly recreates = true;
   readonly suspendRefusal =
     'this node runs instances as Kubernetes Pods, and Kubernetes has no pause for a Pod: an instance here cannot be suspended (stop it instead: its Pod is deleted, and made anew on start)';
+  readonly networkRefusal =
+    "this node runs instances as Kubernetes Pods, and a Pod's network interfaces are fixed when it is created (its CNI sets them up): Kubernetes cannot add one to a running Pod or take one away";
   readonly claims: VolumeClaims = {
     claimName,
     create: (volume) => this.createClaim(volume),
@@ -229,6 +233,7 @@ export class KubernetesBackend implements RuntimeBackend {
           ...claims.map((c) => ({ name: c.name, persistentVolumeClaim: { claimName: c.claim, readOnly: c.readOnly } })),
           ...writable.map((w) => ({ name: w.name, emptyDir: { medium: 'Memory' } })),
         ],
+        ...(this.options.kubeNode ? { nodeSelector: { 'kubernetes.io/hostname': this.options.kubeNode } } : {}),
         ...(this.options.tolerateKwok ? { tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }] } : {}),
       },
     };

@@ -8,6 +8,8 @@
 //   exec.ts              ExecInInstance
 //   volumes.ts           CreateVolume, GetVolume, ListVolumes, DeleteVolume
 //   volume-attachments.ts  AttachVolume, DetachVolume
+//   networks.ts          CreateNetwork, GetNetwork, ListNetworks, DeleteNetwork
+//   network-connections.ts  ConnectNetwork, DisconnectNetwork
 //   heartbeat.ts         GetNode, ListNodes, and the node's heartbeats
 //
 // Beside them: placements.ts (the scheduler's consumers), engine-events.ts, reconcile.ts, and
@@ -24,6 +26,8 @@ import { RequestLog } from './idempotency';
 import { InstanceRecords } from './instance-records';
 import { Instances } from './instances';
 import { InstanceLogs } from './logs';
+import { NetworkConnections } from './network-connections';
+import { Networks } from './networks';
 import { Placements } from './placements';
 import { Reconciler } from './reconcile';
 import type { AgentContext, AgentDeps, AgentSettings } from './settings';
@@ -40,6 +44,8 @@ export class Agent {
   readonly exec: InstanceExec;
   readonly volumes: Volumes;
   readonly attachments: VolumeAttachments;
+  readonly networks: Networks;
+  readonly connections: NetworkConnections;
   readonly nodes: Heartbeat;
   readonly reconciler: Reconciler;
   private readonly records: InstanceRecords;
@@ -63,14 +69,16 @@ export class Agent {
     this.engine = new EngineEvents(ctx, this.records);
     this.volumeRecords = new VolumeRecords(ctx);
     this.attachments = new VolumeAttachments(ctx, this.records, this.volumeRecords, requests);
-    const workloads = new Workloads(ctx, this.records, this.engine, this.attachments);
+    this.networks = new Networks(ctx, requests);
+    this.connections = new NetworkConnections(ctx, this.records, this.networks, requests);
+    const workloads = new Workloads(ctx, this.records, this.engine, this.attachments, this.connections);
     this.createInstance = new CreateInstance(ctx, this.records, requests, this.attachments, workloads);
     this.instances = new Instances(ctx, this.records, requests, this.engine, workloads);
     this.logs = new InstanceLogs(ctx, this.records);
     this.exec = new InstanceExec(ctx, this.records);
     this.volumes = new Volumes(ctx, this.volumeRecords, requests);
     this.placements = new Placements(ctx, this.records, this.createInstance, this.instances);
-    this.reconciler = new Reconciler(ctx, this.records, this.engine, workloads, this.attachments, this.volumeRecords);
+    this.reconciler = new Reconciler(ctx, this.records, this.engine, workloads, this.attachments, this.volumeRecords, this.connections);
   }
 
   /** Every instance the records index holds (metrics.ts reports this node's by state). */

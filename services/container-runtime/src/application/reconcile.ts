@@ -1,7 +1,8 @@
 // Reconcile at start: makes the store, the engine and the host agree after a restart or a
 // crash. Workloads are adopted by their labels, instances whose workload vanished are marked,
 // and workloads, mounts and loop devices that no instance owns are removed; attachments stand
-// only on live instances, and their mounts are put back where they went away.
+// only on live instances, and their mounts are put back where they went away; network
+// connections stand only for live instances, and bridges nobody uses go.
 import { forEachConcurrently } from '@lapis/platform';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { type Instance, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
@@ -10,6 +11,7 @@ import { isGone, TERMINAL } from '../domain/states';
 import { attachmentName } from '../domain/volumes';
 import type { EngineEvents } from './engine-events';
 import type { InstanceRecords } from './instance-records';
+import type { NetworkConnections } from './network-connections';
 import type { AgentContext } from './settings';
 import type { VolumeAttachments } from './volume-attachments';
 import type { VolumeRecords } from './volume-records';
@@ -36,10 +38,12 @@ export class Reconciler {
     private readonly workloads: Workloads,
     private readonly attachments: VolumeAttachments,
     private readonly volumes: VolumeRecords,
+    private readonly connections: NetworkConnections,
   ) {}
 
   async run(): Promise<ReconcileReport> {
     const startedAt = performance.now();
+    const started = new Date();
     const report: ReconcileReport = {
       adopted: [],
       vanished: [],
@@ -51,6 +55,7 @@ export class Reconciler {
     const live = await this.instances(report);
     if (this.ctx.deps.backend.claims) await this.claims(live, report.adoptedVolumes);
     else await this.nodeStorage(live, report);
+    await this.connections.settle(live, started);
     if (Object.values(report).some((l) => l.length)) this.ctx.deps.log.info(report, 'reconciled');
     recordReconcile(startedAt);
     return report;

@@ -11,6 +11,7 @@ import { instanceSecurity } from '../domain/security';
 import { TERMINAL } from '../domain/states';
 import type { EngineEvents } from './engine-events';
 import type { InstanceRecords } from './instance-records';
+import type { NetworkConnections } from './network-connections';
 import type { AgentContext } from './settings';
 import type { VolumeAttachments } from './volume-attachments';
 
@@ -20,6 +21,7 @@ export class Workloads {
     private readonly records: InstanceRecords,
     private readonly engine: EngineEvents,
     private readonly attachments: VolumeAttachments,
+    private readonly connections: NetworkConnections,
   ) {}
 
   /**
@@ -35,7 +37,7 @@ export class Workloads {
     );
   }
 
-  /** Removes everything an instance has on the node: volumes detached, container, mounts, network. */
+  /** Removes everything an instance has on the node: volumes detached, container, mounts, networks. */
   async cleanup(instance: Instance): Promise<void> {
     const { backend, host } = this.ctx.deps;
     // Block files are unmounted before the container goes; claims are released after the pod is gone.
@@ -51,6 +53,7 @@ export class Workloads {
     }
     if (claims) await this.attachments.releaseAll(instance);
     else await host.releaseInstance(instance.id);
+    await this.connections.releaseAll(instance);
     const node = this.ctx.settings.node;
     const others = (await this.records.all()).some(
       (i) => i.id !== instance.id && i.project === instance.project && i.node === node && i.backendId && !TERMINAL.has(i.state),

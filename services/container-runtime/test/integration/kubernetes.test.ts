@@ -17,6 +17,7 @@ import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runt
 import { startKube, type Kube } from '@lapis/testenv';
 import { claimName, KUBE_LABEL, podName } from '../../src/adapters/kubernetes-names';
 import { adminOf, baseSpec, expectCode, FLAVORS, recordEvents, rpc, startRuntime, type Client, type Runtime } from '../harness';
+import { networkCases } from './kubernetes-networks.cases';
 import { suspendCases } from './kubernetes-suspend.cases';
 import { volumeCases } from './kubernetes-volumes.cases';
 
@@ -237,6 +238,7 @@ describe('kubernetes backend (kwok nodes)', function () {
   };
   volumeCases(t);
   suspendCases(t);
+  networkCases(t);
 
   it('runs an instance as a Pod with the flavor resources and Lapis labels, its secrets in a Secret only, and deletes it', async () => {
     const canary = `canary-${randomBytes(6).toString('hex')}`;

@@ -1,7 +1,7 @@
-// Claims, instances and volumes announce their changes; the gateway marks what it keeps of the
-// entities they are about as changed (application/entity-views.ts). A plain subscription is
-// enough: a restarted gateway starts with no view at all. One subscription per kind of event it
-// hears: its NATS user may subscribe to no other.
+// Claims, instances, volumes and networks announce their changes; the gateway marks what it
+// keeps of the entities they are about as changed (application/entity-views.ts). A plain
+// subscription is enough: a restarted gateway starts with no view at all. One subscription per
+// kind of event it hears: its NATS user may subscribe to no other.
 import { decodeEvent, eventSubjects, occiListens, type EventBus } from '@lapis/platform';
 import type { Event } from '@lapis/proto/lapis/events/v1/events';
 import type { EntityKind } from '../domain/model';
@@ -39,6 +39,16 @@ export function changedEntities(event: Event): EntityChange[] {
         { project, kind: 'storagelink' },
       ];
       // A compute shows its storage links.
+      if (instanceId) changes.push({ project, kind: 'compute', id: instanceId });
+      return changes;
+    }
+    case 'networkStateChanged': {
+      const { project, instanceId } = payload.networkStateChanged;
+      // A network made, deleted, or a compute connected or disconnected: its interfaces show on the compute.
+      const changes: EntityChange[] = [
+        { project, kind: 'network' },
+        { project, kind: 'networkinterface' },
+      ];
       if (instanceId) changes.push({ project, kind: 'compute', id: instanceId });
       return changes;
     }

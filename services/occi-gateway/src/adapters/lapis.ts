@@ -9,8 +9,16 @@ import type { Image, ListImagesResponse } from '@lapis/proto/lapis/images/v1/ima
 import { ImageSyncServiceClient } from '@lapis/proto/lapis/images/v1/image_sync_service';
 import type {
   Instance,
+  Network,
+  NetworkAllocation,
   Volume,
   AttachVolumeResponse,
+  ConnectNetworkResponse,
+  CreateNetworkResponse,
+  DeleteNetworkResponse,
+  DisconnectNetworkResponse,
+  GetNetworkResponse,
+  ListNetworksResponse,
   CreateVolumeResponse,
   DeleteInstanceResponse,
   DeleteVolumeResponse,
@@ -208,6 +216,40 @@ export class LapisClients {
 
   async detachVolume(c: Credentials, volumeId: string): Promise<Volume> {
     return (await this.call<DetachVolumeResponse>(c, (m, cb) => this.runtime.detachVolume({ volumeId, requestId: '' }, m, cb))).volume!;
+  }
+
+  async createNetwork(
+    c: Credentials,
+    network: { name: string; address: string; gateway: string; allocation: NetworkAllocation },
+    requestId: string,
+  ): Promise<Network> {
+    return (await this.call<CreateNetworkResponse>(c, (m, cb) => this.runtime.createNetwork({ ...network, requestId }, m, cb))).network!;
+  }
+
+  async getNetwork(c: Credentials, networkId: string): Promise<Network> {
+    return (await this.call<GetNetworkResponse>(c, (m, cb) => this.runtime.getNetwork({ networkId }, m, cb))).network!;
+  }
+
+  listNetworks(c: Credentials): Promise<Network[]> {
+    return listAll('networks', (pageToken) =>
+      this.call<ListNetworksResponse>(c, (m, cb) => this.runtime.listNetworks({ pageSize: 1000, pageToken, project: c.project }, m, cb)),
+    );
+  }
+
+  async deleteNetwork(c: Credentials, networkId: string): Promise<void> {
+    await this.call<DeleteNetworkResponse>(c, (m, cb) => this.runtime.deleteNetwork({ networkId, requestId: '' }, m, cb));
+  }
+
+  async connectNetwork(c: Credentials, networkId: string, instanceId: string, ip: string, requestId: string): Promise<Instance> {
+    return (
+      await this.call<ConnectNetworkResponse>(c, (m, cb) => this.runtime.connectNetwork({ networkId, instanceId, ip, requestId }, m, cb))
+    ).instance!;
+  }
+
+  async disconnectNetwork(c: Credentials, networkId: string, instanceId: string): Promise<void> {
+    await this.call<DisconnectNetworkResponse>(c, (m, cb) =>
+      this.runtime.disconnectNetwork({ networkId, instanceId, requestId: '' }, m, cb),
+    );
   }
 
   close(): void {

@@ -1,13 +1,16 @@
 // DELETE on an entity: a compute's claim is cancelled (or, once the scheduler ended it, its
-// instance removed at the runtime), a storage's volume deleted, a storage link detached; what
-// the gateway kept of it goes too. Networks and interfaces are Lapis', not OCCI's to delete.
+// instance removed at the runtime), a storage's volume deleted, a storage link detached, a
+// network deleted, a network interface disconnected; what the gateway kept of it goes too. A
+// project's default network, and a compute's interface on it, are Lapis', not OCCI's to delete.
 import { ClaimState } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import type { Credentials } from '../adapters/lapis';
 import { OcciError } from '../domain/entity';
 import type { EntityKind } from '../domain/model';
+import { interfaceEnds, isLapisNetwork } from '../domain/network-mapping';
 import { compute } from './computes';
 import type { GatewayContext } from './context';
 import { hideOtherProjects } from './hide-other-projects';
+import { lapisEntity } from './read-entities';
 
 export async function deleteEntity(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string): Promise<void> {
   try {
@@ -22,6 +25,10 @@ export async function deleteEntity(ctx: GatewayContext, c: Credentials, kind: En
       ctx.views.changed(c.project, 'compute');
     }
     if (kind === 'storage') ctx.views.changed(c.project, 'storagelink');
+    if (kind === 'networkinterface') {
+      ctx.views.changed(c.project, 'network');
+      ctx.views.changed(c.project, 'compute', interfaceEnds(id)?.instanceId);
+    }
   }
   await ctx.store
     .deleteState(c.project, kind, id)
@@ -37,6 +44,24 @@ async function deleteInLapis(ctx: GatewayContext, c: Credentials, kind: EntityKi
       else await ctx.lapis.cancelClaim(c, id);
     } else if (kind === 'storage') await ctx.lapis.deleteVolume(c, id);
     else if (kind === 'storagelink') await ctx.lapis.detachVolume(c, id);
-    else throw new OcciError(405, `${kind} entities are managed by Lapis and cannot be deleted through OCCI`);
+    else if (kind === 'network' && isLapisNetwork(id)) await ctx.lapis.deleteNetwork(c, id);
+    else if (kind === 'networkinterface' && interfaceEnds(id)) {
+      const { instanceId, networkId } = interfaceEnds(id)!;
+      await ctx.lapis.disconnectNetwork(c, networkId, instanceId);
+    } else if (kind === 'network' || kind === 'networkinterface') await defaultNetworkRefusal(ctx, c, kind, id);
   });
+}
+
+/** A default network (or an interface on one) that exists is not OCCI's to delete (405); one that does not is 404. */
+async function defaultNetworkRefusal(
+  ctx: GatewayContext,
+  c: Credentials,
+  kind: 'network' | 'networkinterface',
+  id: string,
+): Promise<never> {
+  await lapisEntity(ctx, c, kind, id);
+  throw new OcciError(
+    405,
+    `${kind} ${id} is the project's default network${kind === 'networkinterface' ? "'s interface" : ''}: Lapis manages it, it cannot be deleted through OCCI`,
+  );
 }

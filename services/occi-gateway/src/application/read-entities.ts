@@ -1,13 +1,15 @@
 // Reading entities: a kind's collection and one entity, as Lapis' services have them (computes
 // from claims and instances, storage from volumes, storage links from attachments, networks
-// and network interfaces from instances' addresses), joined with what the gateway keeps
-// (title, summary, user mixins). Collections and computes are served from the gateway's views
-// (entity-views.ts), which read Lapis only for what changed.
+// from the runtime's project networks and the default ones instances' addresses name, network
+// interfaces from instances' addresses), joined with what the gateway keeps (title, summary,
+// user mixins). Collections and computes are served from the gateway's views (entity-views.ts),
+// which read Lapis only for what changed.
 import type { Claim } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import { ClaimState } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import type { Credentials } from '../adapters/lapis';
 import { OcciError, type Entity } from '../domain/entity';
-import { computeEntity, networkEntity, networkInterfaceEntity, storageEntity, storageLinkEntity } from '../domain/mapping';
+import { computeEntity, interfaceEntities, networkEntity, storageEntity, storageLinkEntity } from '../domain/mapping';
+import { isLapisNetwork, lapisNetworkEntity } from '../domain/network-mapping';
 import type { EntityKind } from '../domain/model';
 import { withState } from '../domain/update';
 import { compute, isGone } from './computes';
@@ -64,10 +66,12 @@ async function lapisEntities(ctx: GatewayContext, c: Credentials, kind: EntityKi
       return (await lapis.listVolumes(c))
         .filter((v) => v.attachment)
         .map((v) => storageLinkEntity(v.attachment!.instanceId, v.id, v.attachment!.mountPath, true));
-    case 'network':
-      return (await networks(ctx, c)).map(networkEntity);
+    case 'network': {
+      const [defaults, made] = await Promise.all([defaultNetworks(ctx, c), lapis.listNetworks(c)]);
+      return [...defaults.map(networkEntity), ...made.map(lapisNetworkEntity)];
+    }
     case 'networkinterface':
-      return (await lapis.listInstances(c)).flatMap((i) => i.addresses.map((a) => networkInterfaceEntity(i.id, a.network, a.ip, a.mac)));
+      return (await lapis.listInstances(c)).flatMap((i) => interfaceEntities(i.id, i.addresses));
   }
 }
 
@@ -98,6 +102,8 @@ export async function lapisEntity(ctx: GatewayContext, c: Credentials, kind: Ent
         return storageLinkEntity(volume.attachment.instanceId, volume.id, volume.attachment.mountPath, true);
       }
       case 'network':
+        if (isLapisNetwork(id)) return lapisNetworkEntity(await ctx.lapis.getNetwork(c, id));
+        return defaultNetworkEntity(ctx, c, kind, id);
       case 'networkinterface': {
         const found = (await lapisEntities(ctx, c, kind)).find((e) => e.id === id);
         if (!found) throw new OcciError(404, `${kind} ${id} does not exist`);
@@ -117,8 +123,13 @@ async function lapisEntityOrGone(ctx: GatewayContext, c: Credentials, kind: Enti
   }
 }
 
-/** The project's networks: those its instances have addresses on. */
-async function networks(ctx: GatewayContext, c: Credentials): Promise<string[]> {
+/** The project's default networks: those its instances have addresses on, other than the networks it made. */
+async function defaultNetworks(ctx: GatewayContext, c: Credentials): Promise<string[]> {
   const names = new Set((await ctx.lapis.listInstances(c)).flatMap((i) => i.addresses.map((a) => a.network)));
-  return [...names].sort();
+  return [...names].filter((n) => !isLapisNetwork(n)).sort();
+}
+
+async function defaultNetworkEntity(ctx: GatewayContext, c: Credentials, kind: EntityKind, id: string): Promise<Entity> {
+  if (!(await defaultNetworks(ctx, c)).includes(id)) throw new OcciError(404, `${kind} ${id} does not exist`);
+  return networkEntity(id);
 }

@@ -1,6 +1,13 @@
 // Lapis resources as OCCI entities, and OCCI create requests as Lapis requests. Pure: the
 // gateway fetches claims, instances, volumes, images and flavors, this decides what they say.
-import { InstanceState, PortProtocol, type Flavor, type InstanceSpec, type PortMapping } from '@lapis/proto/lapis/common/v1/common';
+import {
+  type Address,
+  InstanceState,
+  PortProtocol,
+  type Flavor,
+  type InstanceSpec,
+  type PortMapping,
+} from '@lapis/proto/lapis/common/v1/common';
 import type { Image } from '@lapis/proto/lapis/images/v1/images';
 import { type Instance, type Volume, VolumeState } from '@lapis/proto/lapis/runtime/v1/runtime';
 import { ClaimState, PendingReason, type Claim } from '@lapis/proto/lapis/scheduler/v1/scheduler';
@@ -112,7 +119,7 @@ export function computeEntity(claim: Claim, instance: Instance | undefined, temp
   for (const attachment of instance?.volumeAttachments ?? []) {
     links.push(storageLinkEntity(claim.id, attachment.volumeId, attachment.mountPath, true));
   }
-  for (const address of instance?.addresses ?? []) links.push(networkInterfaceEntity(claim.id, address.network, address.ip, address.mac));
+  links.push(...interfaceEntities(claim.id, instance?.addresses ?? []));
   return { kind: 'compute', id: claim.id, location, mixins, attributes, actions, links };
 }
 
@@ -174,7 +181,18 @@ export function networkEntity(name: string): Entity {
   };
 }
 
-export function networkInterfaceEntity(instanceId: string, network: string, ip: string, mac: string): LinkEntity {
+/**
+ * An instance's interfaces, one per address: eth0 on its project's default network, eth1 and on
+ * for the project networks it was connected to (Docker names them in the order they came).
+ */
+export function interfaceEntities(instanceId: string, addresses: readonly Address[]): LinkEntity[] {
+  let extra = 0;
+  return addresses.map((a) =>
+    networkInterfaceEntity(instanceId, a.network, a.ip, a.mac, a.network.startsWith('net-') ? `eth${++extra}` : 'eth0'),
+  );
+}
+
+export function networkInterfaceEntity(instanceId: string, network: string, ip: string, mac: string, device = 'eth0'): LinkEntity {
   const id = `${instanceId}.${network}`;
   return {
     kind: 'networkinterface',
@@ -185,7 +203,7 @@ export function networkInterfaceEntity(instanceId: string, network: string, ip: 
     links: [],
     attributes: {
       'occi.core.id': id,
-      'occi.networkinterface.interface': 'eth0',
+      'occi.networkinterface.interface': device,
       'occi.networkinterface.mac': mac,
       'occi.networkinterface.state': 'active',
       'occi.networkinterface.address': ip,

@@ -153,6 +153,22 @@ describe('occi-gateway collections follow what exists', function () {
     }
   });
 
+  it('follows a network made and deleted at the runtime, not through it: the network event changes the collection', async () => {
+    const before = await uriList('/network/');
+    const made = (await call(runtime.createNetwork.bind(runtime) as Unary<unknown, { network: { id: string } }>, {
+      name: 'made-beside',
+      address: `10.${128 + Math.floor(Math.random() * 120)}.${Math.floor(Math.random() * 256)}.0/24`,
+      gateway: '',
+      allocation: 0,
+      requestId: '',
+    })) as { network: { id: string } };
+    const id = made.network.id;
+    await until(async () => (await uriList('/network/')).includes(id) || undefined, 'the network in the collection', 5_000);
+    await call(runtime.deleteNetwork.bind(runtime) as Unary<unknown, unknown>, { networkId: id, requestId: '' });
+    await until(async () => !(await uriList('/network/')).includes(id) || undefined, 'the network gone from the collection', 5_000);
+    assert.deepEqual(await uriList('/network/'), before);
+  });
+
   it('follows a claim placed and cancelled through the scheduler, and a container that fails', async () => {
     const claim = await submitElsewhere('m1.tiny');
     await until(async () => (await uriList()).includes(claim.id), 'the placed claim shows (claim placed event)', 30_000);

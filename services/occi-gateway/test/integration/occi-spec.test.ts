@@ -6,6 +6,7 @@ import { startMesh, type Mesh } from '@lapis/mesh';
 import { until } from '@lapis/platform/testing';
 import { docker } from '@lapis/testenv';
 import { assertValidOcciJson } from '../schema';
+import { networkCases } from './occi-networks.cases';
 
 const INFRA = 'http://schemas.ogf.org/occi/infrastructure#';
 const COMPUTE_ACTION = 'http://schemas.ogf.org/occi/infrastructure/compute/action#';
@@ -386,6 +387,10 @@ describe('occi-gateway as OCCI 1.2 says (issue 18)', function () {
       assertValidOcciJson(links, 'collection');
       assert.deepEqual(links.links, []);
     });
+  });
+
+  describe('item 7: networks made, and compute linked to them while it runs (GFD.224 3.3.1, 3.4.2)', () => {
+    networkCases({ base: () => base, machine: () => machine, http, json, containerOf, bob });
   });
 
   describe('item 5: a compute keeps its state until deleted; deleting is once (GFD.224 3.1, GFD.223 4.4)', () => {

@@ -60,7 +60,7 @@ export function runtimeAccess(node?: string): NatsAccess {
     publishes: events,
     consumers,
     listens: [],
-    buckets: ['runtime-instances', 'runtime-volumes', 'runtime-nodes', 'runtime-requests'],
+    buckets: ['runtime-instances', 'runtime-volumes', 'runtime-nodes', 'runtime-networks', 'runtime-requests'],
     managesStream: false,
   };
 }
@@ -116,6 +116,7 @@ export const occiListens: readonly EventKind[] = [
   'claimCancelled',
   'preemptionNotice',
   'volumeStateChanged',
+  'networkStateChanged',
 ];
 
 export function occiAccess(): NatsAccess {

@@ -6,6 +6,7 @@ import { context, propagation } from '@opentelemetry/api';
 import { defaultInstanceName, RevisionConflict, type Bucket, type EventBus } from '@lapis/platform';
 import { InstanceState } from '@lapis/proto/lapis/common/v1/common';
 import { ClaimState, PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
+import { compactRes, compactSpec, noneOf } from '../domain/claim-memory';
 import { isActive, isFinal, type ClaimRecord } from '../domain/model';
 import type { ClaimCache } from './claim-cache';
 
@@ -28,12 +29,23 @@ export class ClaimCommands {
     const id = input.requestId ? idFromRequest(input.project, input.requestId) : randomUUID();
     const existing = this.cache.get(id);
     if (existing) return existing.rec;
+    // Every field in one literal (no spread): the record keeps its fields in the object
+    // itself, and the parts most claims leave empty are shared (claim-memory.ts).
     const rec: ClaimRecord = {
       id,
-      ...input,
-      traceparent: currentTraceparent(),
+      project: input.project,
+      user: input.user,
       // Every instance has a hostname; a claim that names none gets one from its id.
-      spec: input.spec.name ? input.spec : { ...input.spec, name: defaultInstanceName(id) },
+      spec: compactSpec(input.spec.name ? input.spec : { ...input.spec, name: defaultInstanceName(id) }),
+      res: compactRes(input.res),
+      devices: input.devices.length > 0 ? input.devices : noneOf(),
+      preemptible: input.preemptible,
+      requeue: input.requeue,
+      partition: input.partition,
+      backend: input.backend,
+      group: input.group,
+      requestId: input.requestId,
+      qos: input.qos,
       state: ClaimState.PENDING,
       reason: PendingReason.NEW,
       detail: 'not yet looked at by a scheduling cycle',
@@ -45,7 +57,8 @@ export class ClaimCommands {
       placements: 0,
       preemptedBy: '',
       reservedNode: '',
-      victims: [],
+      victims: noneOf(),
+      traceparent: currentTraceparent(),
     };
     try {
       const rev = await this.claims.create(id, rec);

@@ -5,6 +5,7 @@
 import type { Logger } from '@lapis/platform';
 import { clusterCpuOf, partitionOf, runCycle } from '../domain/cycle';
 import type { FairShareResult } from '../domain/fairshare';
+import { NodeTable } from '../domain/node-table';
 import { jobSizeFactor, relative } from '../domain/priority';
 import type { Settings } from '../config';
 import type { ClaimCache } from './claim-cache';
@@ -60,8 +61,12 @@ export class CycleRunner {
   private again = false;
   private priorityAt = 0;
   private fsSnapshot?: FairShareResult;
+  /** The nodes' views from cycle to cycle: a cycle redoes only what changed since the last. */
+  private readonly nodeTable: NodeTable;
 
-  constructor(private readonly o: CycleRunnerOptions) {}
+  constructor(private readonly o: CycleRunnerOptions) {
+    this.nodeTable = new NodeTable(o.settings.defaultPartition);
+  }
 
   /** The fair share the cycles rank by, as of the last recalculation (none before the first). */
   get fairShareInUse(): FairShareResult | undefined {
@@ -173,6 +178,7 @@ export class CycleRunner {
       sums: cache.sums,
       lookup: (id) => cache.entries.get(id)?.rec,
       nodes,
+      nodeTable: this.nodeTable,
       quotas: cluster.quotas,
       placement: settings.placement,
       downAfterMs,

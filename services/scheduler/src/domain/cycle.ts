@@ -2,7 +2,7 @@
 // project's quota and its partition's limit, then placed (filters and weighers), or, for a
 // normal claim that fits nowhere, given room by preempting spot instances; everything left
 // gets its pending reason. The caller records and publishes the decisions.
-import { Backend, type DeviceKind } from '@lapis/proto/lapis/common/v1/common';
+import { Backend } from '@lapis/proto/lapis/common/v1/common';
 import { PendingReason } from '@lapis/proto/lapis/scheduler/v1/scheduler';
 import {
   add,
@@ -19,9 +19,10 @@ import {
   type Res,
 } from './model';
 import type { AllocationRatios } from './overcommit';
-import { chooseNode, filterNode, free, FreeIndex, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
+import { type CycleView, nodePartition, NodeTable } from './node-table';
+import { chooseNode, filterNode, free, takeRoom, type NodeView, type PlacementOptions, type Victim } from './placement';
 import { choosePreemption } from './preemption';
-import { ClusterSums, type NodeUse, type Use } from './state';
+import { ClusterSums, type Use } from './state';
 import { ageFactor, jobSizeFactor, relative, weigh, type Breakdown, type Weights } from './priority';
 
 export interface PartitionDef {
@@ -84,6 +85,11 @@ export interface CycleInput {
   sums?: ClusterSums;
   /** With `sums`: a claim by id (the victims a reservation waits for). */
   lookup?: (id: string) => ClaimRecord | undefined;
+  /**
+   * With `sums`: the nodes' views kept from the caller's earlier cycles over the same sums
+   * (see NodeTable); without it the cycle makes new ones.
+   */
+  nodeTable?: NodeTable;
 }
 
 /** Queue order: claims holding a reservation first, then priority, submit time, id. */
@@ -123,9 +129,7 @@ export function partitionOf(c: ClaimRecord, defaultPartition: string): string {
   return c.partition || defaultPartition;
 }
 
-export function nodePartition(n: NodeRecord, defaultPartition: string): string {
-  return n.partition || defaultPartition;
-}
+export { nodePartition };
 
 /** The priority of every claim given (pending or running), by id. */
 export function priorities(
@@ -195,11 +199,11 @@ export function runCycle(input: CycleInput): CycleResult {
     lookup = (id) => (activeIndex ??= new Map(active.map((c) => [c.id, c]))).get(id);
   }
 
-  const views = new Map<string, CycleView>();
-  const byPartition = new Map<string, NodeView[]>();
-  let clusterCpu = 0;
+  const table = (input.sums && input.nodeTable) || new NodeTable(defaultPartition, false);
+  table.sync(Array.isArray(input.nodes) ? input.nodes : [...input.nodes], sums, now, input.downAfterMs);
+  const { views, byPartition, clusterCpu } = table;
   let prio!: Map<string, Breakdown>;
-  const spots: SpotSource = {
+  table.spots = {
     // Spot instances of a node become victims (with their priority) only when a cycle looks
     // for room to preempt there.
     victims(use) {
@@ -218,41 +222,10 @@ export function runCycle(input: CycleInput): CycleResult {
       return list;
     },
   };
-  for (const rec of input.nodes) {
-    const view = new CycleView(rec, sums.nodes.get(rec.name), spots);
-    views.set(rec.name, view);
-    if (!rec.ready || now - rec.lastSeen > input.downAfterMs) continue;
-    clusterCpu += rec.capacity.cpu;
-    const p = nodePartition(rec, defaultPartition);
-    let list = byPartition.get(p);
-    if (!list) byPartition.set(p, (list = []));
-    list.push(view);
-  }
   // With `ordered` input the caller computed the pending claims' priorities into the cache.
   prio = input.ordered && input.priorityCache ? input.priorityCache : priorities(input, pending, clusterCpu, input.priorityCache);
-  // What each partition's running instances hold: by the node's partition where the node is
-  // known (moves included), else by the claim's own partition. O(nodes with instances).
-  const partitionUse = new Map<string, Res>();
-  const accumulate = (key: string, r: Res) => {
-    const sum = partitionUse.get(key);
-    if (sum) {
-      sum.cpu += r.cpu;
-      sum.mem += r.mem;
-      sum.gpus += r.gpus;
-    } else partitionUse.set(key, { cpu: r.cpu, mem: r.mem, gpus: r.gpus });
-  };
-  for (const [name, use] of sums.nodes) {
-    const view = views.get(name);
-    if (view) accumulate(nodePartition(view.rec, defaultPartition), use.res);
-    else for (const [part, r] of use.byClaimPartition) accumulate(part || defaultPartition, r);
-  }
-  // An index of free room per partition, made when a cycle first places in it.
-  const indexes = new Map<string, FreeIndex>();
-  const indexOf = (partition: string, nodes: readonly NodeView[]) => {
-    let index = indexes.get(partition);
-    if (!index && nodes.length > 0) indexes.set(partition, (index = new FreeIndex(nodes)));
-    return index;
-  };
+  // What each partition's running instances hold (this cycle adds what it places).
+  const partitionUse = table.partitionUse();
   // What this cycle gives each project, over what the sums say.
   const projectUse = new Map<string, Use>();
 
@@ -304,7 +277,8 @@ export function runCycle(input: CycleInput): CycleResult {
       if (c.group) (view as CycleView).ownGroups();
       if (c.spec.ports.length) (view as CycleView).ownHostPorts();
       takeRoom(view, c);
-      indexes.get(nodePartition(view.rec, defaultPartition))?.update(view);
+      table.changed(view as CycleView);
+      table.index(nodePartition(view.rec, defaultPartition))?.update(view);
       projectUse.set(c.project, { n: used.n + 1, res: add(used.res, c.res) });
       partitionUse.set(partitionName, add(partitionUse.get(partitionName) ?? ZERO, c.res));
       result.placements.push({ claim: c, node: view.rec.name });
@@ -320,6 +294,7 @@ export function runCycle(input: CycleInput): CycleResult {
       const staying = c.victims.map(lookup).filter((v): v is ClaimRecord => v !== undefined && v.node === c.reservedNode);
       if (view && !view.held && staying.length > 0 && byPartition.get(partitionName)?.includes(view)) {
         view.held = true;
+        table.changed(view);
         const untold = staying.filter((v) => v.preemptedBy !== c.id).map((v) => v.id);
         if (untold.length) result.preemptions.push({ claim: c, node: c.reservedNode, victims: untold });
         decide(PendingReason.PREEMPTION, `waiting for ${staying.length} spot instance(s) on ${c.reservedNode} to stop`);
@@ -336,7 +311,7 @@ export function runCycle(input: CycleInput): CycleResult {
       result.pending.set(c.id, known);
       continue;
     }
-    const choice = chooseNode(c, nodes, input.placement, nodes.length > 0 ? rotate++ % nodes.length : 0, indexOf(partitionName, nodes));
+    const choice = chooseNode(c, nodes, input.placement, nodes.length > 0 ? rotate++ % nodes.length : 0, table.index(partitionName));
     if (choice.node) {
       placeOn(choice.node);
       continue;
@@ -354,6 +329,7 @@ export function runCycle(input: CycleInput): CycleResult {
       const plan = choosePreemption(c, nodes);
       if (plan) {
         plan.node.held = true;
+        table.changed(plan.node as CycleView);
         const ids = new Set(plan.victims.map((v) => v.id));
         plan.node.spot = plan.node.spot.filter((v) => !ids.has(v.id));
         result.preemptions.push({ claim: c, node: plan.node.rec.name, victims: [...ids] });
@@ -374,67 +350,6 @@ export function runCycle(input: CycleInput): CycleResult {
     result.pending.set(c.id, d);
   }
   return result;
-}
-
-interface SpotSource {
-  victims(use: NodeUse): Victim[];
-}
-
-const NO_GROUPS: ReadonlyMap<string, number> = new Map();
-const NO_PORTS: ReadonlyMap<string, number> = new Map();
-
-/**
- * A node during one cycle over sums kept by the caller: what it holds at the start (the
- * larger of what Lapis placed there and what the node reported), the caller's anti-affinity
- * groups (copied before this cycle adds to them), its spot instances as victims on demand.
- */
-class CycleView implements NodeView {
-  used: Res;
-  readonly start: Res;
-  devUsed: Partial<Record<DeviceKind, number>> = {};
-  groups: Map<string, number>;
-  hostPorts: Map<string, number>;
-  held = false;
-  private victims?: Victim[];
-  private copied = false;
-  private portsCopied = false;
-
-  constructor(
-    readonly rec: NodeRecord,
-    private readonly use: NodeUse | undefined,
-    private readonly spots: SpotSource,
-  ) {
-    const mine = use?.res;
-    const r = rec.reported;
-    // `used` is replaced as the cycle places (takeRoom), never changed in place.
-    this.used = this.start = mine
-      ? { cpu: Math.max(mine.cpu, r.cpu), mem: Math.max(mine.mem, r.mem), gpus: Math.max(mine.gpus, r.gpus) }
-      : r;
-    this.groups = (use?.groups ?? NO_GROUPS) as Map<string, number>;
-    this.hostPorts = (use?.hostPorts ?? NO_PORTS) as Map<string, number>;
-  }
-
-  get spot(): Victim[] {
-    return (this.victims ??= this.use && this.use.spot.size > 0 ? this.spots.victims(this.use) : []);
-  }
-
-  set spot(value: Victim[]) {
-    this.victims = value;
-  }
-
-  /** Before this cycle counts a group member here: the caller's map stays as it was. */
-  ownGroups(): void {
-    if (this.copied) return;
-    this.groups = new Map(this.groups);
-    this.copied = true;
-  }
-
-  /** The same for host ports. */
-  ownHostPorts(): void {
-    if (this.portsCopied) return;
-    this.hostPorts = new Map(this.hostPorts);
-    this.portsCopied = true;
-  }
 }
 
 const CYCLE_LIMIT: Decision = Object.freeze({

@@ -44,6 +44,11 @@ export class ClusterSums {
   /** Claims not final (pending or active) per `project/user`: who the fair-share tree shows. */
   readonly known = new Map<string, number>();
   active = 0;
+  /**
+   * Where set (by the NodeTable that keeps the leader's node views), the names of the nodes
+   * whose held instances changed are added to it.
+   */
+  touched?: Set<string>;
 
   static of(claims: Iterable<ClaimRecord>): ClusterSums {
     const s = new ClusterSums();
@@ -71,6 +76,7 @@ export class ClusterSums {
       else this.known.set(key, k);
     }
     if (!isActive(c)) return;
+    this.touched?.add(c.node);
     this.active += sign;
     let p = this.projects.get(c.project);
     if (!p) this.projects.set(c.project, (p = { n: 0, res: { cpu: 0, mem: 0, gpus: 0 } }));

@@ -113,3 +113,60 @@ for (const when of ['decided', 'recorded'] as const) {
     });
   });
 }
+
+// A replica killed while leading and started again stands by behind the replica that took the
+// lease; when that one goes away (stopped, or killed in turn) the restarted one must lead, and
+// place, so the mesh is never left without a leading scheduler.
+for (const how of ['stopped', 'killed'] as const) {
+  describe(`the lease after a restart, the other leader ${how}`, () => {
+    const cleanup: Array<() => Promise<unknown>> = [];
+    after(async () => {
+      for (const step of cleanup.reverse()) await step().catch(() => undefined);
+    });
+
+    it('goes back to the replica that was killed and started again', async () => {
+      const prefix = unique('lease').toLowerCase();
+      const node = await FakeFreeNode.start(unique('node').toLowerCase());
+      cleanup.push(() => node.stop());
+      const a = await instance(prefix, 'scheduler-a');
+      assert.ok(a.scheduler.leader, 'the first replica leads');
+      const b = await instance(prefix, 'scheduler-b');
+      cleanup.push(
+        () => b.scheduler.stop(),
+        () => b.bus.drain(),
+      );
+      // kill -9: the connection goes, nothing is given back.
+      await a.bus.nc.close();
+      await a.scheduler.halt();
+      await until(() => b.scheduler.leader, 'the second replica to take the lease over', 10_000);
+      const restarted = await instance(prefix, 'scheduler-a');
+      cleanup.push(
+        () => restarted.scheduler.stop(),
+        () => restarted.bus.drain(),
+      );
+      assert.equal(restarted.scheduler.leader, false, 'the restarted replica stands by');
+      if (how === 'stopped') await b.scheduler.stop();
+      else {
+        await b.bus.nc.close();
+        await b.scheduler.halt();
+      }
+      await until(() => restarted.scheduler.leader, 'the restarted replica to lead', 10_000);
+      await node.heartbeat(64, 256);
+      const c = await restarted.scheduler.submit({
+        project: 'physics',
+        user: 'alice',
+        spec,
+        res: { cpu: 500, mem: 256 * 2 ** 20, gpus: 0 },
+        devices: [],
+        preemptible: false,
+        requeue: true,
+        partition: '',
+        backend: 0,
+        group: '',
+        qos: '',
+        requestId: '',
+      });
+      await until(() => restarted.scheduler.claim(c.id)?.state === ClaimState.PLACED, 'the restarted leader to place a claim', 10_000);
+    });
+  });
+}

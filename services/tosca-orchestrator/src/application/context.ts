@@ -32,6 +32,8 @@ export interface EngineOptions {
   replica?: string;
   /** How long a stopped or crashed replica's deployments wait before another takes them over; default 3 s. */
   leaseMs?: number;
+  /** How long a step waits for a scheduler or runtime that cannot be reached; default 15 s. */
+  peerWaitMs?: number;
 }
 
 export interface EngineContext {

@@ -12,13 +12,14 @@ import type { ActAs } from './ports';
 export async function perform(ctx: EngineContext, id: string, record: DeploymentRecord, step: Step): Promise<void> {
   const { log } = ctx.options;
   // Every request carries the step's id, so trying again is safe. A scheduler or runtime that
-  // is restarting (UNAVAILABLE) is waited for, about 15 s; a removal is retried on any error (a
-  // deletion that still fails is FAILED; deleting again retries it).
+  // is restarting (UNAVAILABLE) is waited for (peerWaitMs); a removal is retried on any error
+  // (a deletion that still fails is FAILED; deleting again retries it).
   const deleting = record.action === 'delete';
+  const waitUntil = Date.now() + (ctx.options.peerWaitMs ?? 15_000);
   try {
     await withRetries(() => performOnce(ctx, id, record, step), {
-      attempts: deleting ? 6 : 7,
-      retryIf: (error) => !ctx.stopped() && (deleting || unavailable(error)),
+      attempts: deleting ? 6 : Number.POSITIVE_INFINITY,
+      retryIf: (error) => !ctx.stopped() && (deleting || (unavailable(error) && Date.now() < waitUntil)),
       delayMs: (failed) => Math.min(250 * 2 ** failed, 4_000),
       onRetry: (error, attempt) => log.info({ err: error, deployment: id, step, attempt }, 'deployment step failed; retrying'),
     });

@@ -59,6 +59,8 @@ describe('tosca-orchestrator over gRPC (its own process)', function () {
       // Nothing listens there: the scheduler is not part of this test.
       LAPIS_SCHEDULER_ADDRESS: '127.0.0.1:1',
       LAPIS_RUNTIME_ADDRESS: '127.0.0.1:1',
+      // and deployments that need it fail after 2 s of trying, not 15.
+      LAPIS_TOSCA_PEER_WAIT_MS: '2000',
     });
   });
   after(async () => {
