@@ -1,4 +1,4 @@
-// Chaos benchmark (issue 20, BENCH.md "ha"): the mesh highly available (three routed NATS
+// Chaos benchmark (BENCH.md "ha"): the mesh highly available (three routed NATS
 // servers with every stream and bucket in three copies, two replicas of image-sync, the
 // scheduler and the orchestrator, three node agents on the one Docker engine) under a steady
 // load from 20 projects, while the run kills, in turn, a NATS server, the scheduler's leader,
@@ -6,7 +6,7 @@
 // only after its node was declared lost, so its instances move and the node is fenced). The
 // same workload then runs again without faults, on the same mesh, for comparison.
 //
-// The design, honestly: the issue's size (BENCH_SCALE=1) is 10,000 claims and 50 deployments
+// Size: BENCH_SCALE=1 is 10,000 claims and 50 deployments
 // over 10 minutes; this 2-core machine creates about 3 containers/s, so a run here uses
 // BENCH_SCALE (claims, deployments and the submission phase scale; the phase is at least
 // 90 s, so every kill fits; BENCH_DURATION_S sets it), a round of the four kills per 2 minutes.
