@@ -57,10 +57,27 @@ export class InstanceRecords {
 
   /** Read-modify-write of an instance; announces the change when the state moved. */
   async setState(id: string, change: (instance: Instance) => void, options: { announceAlways?: boolean } = {}): Promise<Instance> {
+    const result = await this.setStateIf(id, () => true, change, options);
+    if (!result) throw notFound(`instance ${id} not found`, 'INSTANCE_NOT_FOUND');
+    return result;
+  }
+
+  /**
+   * setState when the record as it is now passes `only` (read in the same compare-and-set):
+   * undefined, and nothing written, when it does not or there is no record.
+   */
+  async setStateIf(
+    id: string,
+    only: (current: Instance) => boolean,
+    change: (instance: Instance) => void,
+    options: { announceAlways?: boolean } = {},
+  ): Promise<Instance | undefined> {
     let previous = InstanceState.UNSPECIFIED;
     let changed = false;
+    let passed = false;
     const result = await this.store.instances.mutate(id, (current) => {
-      if (!current) return undefined;
+      passed = !!current && only(current);
+      if (!current || !passed) return undefined;
       previous = current.state;
       const next = { ...current, spec: current.spec ? { ...current.spec } : undefined };
       change(next);
@@ -69,7 +86,7 @@ export class InstanceRecords {
       if (changed) next.generation = current.generation + 1;
       return next;
     });
-    if (!result) throw notFound(`instance ${id} not found`, 'INSTANCE_NOT_FOUND');
+    if (!result || !passed) return undefined;
     this.index.note(id, structuredClone(result.value), result.revision);
     if (changed) await this.announce(result.value, previous);
     return result.value;

@@ -96,6 +96,10 @@ export class Reconciler {
           report.adopted.push(adopted.id);
           return;
         }
+        // Writes read the record again: placed on another node after the records were listed
+        // (this node lost and fenced meanwhile), it is that node's and its create is under way;
+        // a write here would break it (lost claims in the chaos run). The copy goes then.
+        const ours = (current: Instance) => current.node === node && current.attempt === record.attempt;
         if (
           TERMINAL.has(record.state) ||
           (record.backendId && record.backendId !== container.backendId) ||
@@ -107,7 +111,7 @@ export class Reconciler {
           report.removedContainers.push(container.backendId);
           if (record.state === InstanceState.CREATING) {
             await this.workloads.cleanup(record);
-            await this.records.setState(record.id, (i) => {
+            await this.records.setStateIf(record.id, ours, (i) => {
               i.state = InstanceState.ERROR;
               i.stateReason = 'the agent restarted while creating it';
               i.backendId = '';
@@ -117,9 +121,16 @@ export class Reconciler {
           this.engine.doneSoon(record.id);
           return;
         }
-        live.add(record.id);
         const expected = record.state === InstanceState.STOPPED && !container.running ? record.state : undefined;
-        if (!expected) await this.records.setState(record.id, (i) => applyObserved(i, container, 'found on agent start', false));
+        const kept = expected
+          ? await this.records.get(record.id).then((r) => (r && ours(r.value) ? r.value : undefined))
+          : await this.records.setStateIf(record.id, ours, (i) => applyObserved(i, container, 'found on agent start', false));
+        if (!kept) {
+          await backend.remove(container.backendId);
+          report.removedContainers.push(container.backendId);
+          return;
+        }
+        live.add(record.id);
       });
     });
     const gone = [...records.values()].filter((record) => {
