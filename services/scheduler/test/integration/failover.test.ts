@@ -33,6 +33,22 @@ async function instance(prefix: string, name: string): Promise<{ scheduler: Sche
 
 const spec = InstanceSpec.fromPartial({ name: 'vm', flavor: 'm1.tiny', image: 'lapis/base:1' });
 
+/** A small claim of alice's in physics. */
+const submission = (requestId: string) => ({
+  project: 'physics',
+  user: 'alice',
+  spec,
+  res: { cpu: 500, mem: 256 * 2 ** 20, gpus: 0 },
+  devices: [],
+  preemptible: false,
+  requeue: true,
+  partition: '',
+  backend: 0,
+  group: '',
+  qos: '',
+  requestId,
+});
+
 for (const when of ['decided', 'recorded'] as const) {
   describe(`fail-over with the leader killed mid-cycle (${when === 'decided' ? 'after deciding' : 'after recording, before publishing'})`, () => {
     const cleanup: Array<() => Promise<unknown>> = [];
@@ -69,22 +85,7 @@ for (const when of ['decided', 'recorded'] as const) {
       for (let i = 0; i < 120; i++) {
         // Submissions go to either instance: both take them.
         const via = i % 2 === 0 ? a.scheduler : b.scheduler;
-        const c = await via
-          .submit({
-            project: 'physics',
-            user: 'alice',
-            spec,
-            res: { cpu: 500, mem: 256 * 2 ** 20, gpus: 0 },
-            devices: [],
-            preemptible: false,
-            requeue: true,
-            partition: '',
-            backend: 0,
-            group: '',
-            qos: '',
-            requestId: `${prefix}-r${i}`,
-          })
-          .catch(() => undefined);
+        const c = await via.submit(submission(`${prefix}-r${i}`)).catch(() => undefined);
         if (c) ids.push(c.id);
       }
       await until(() => b.scheduler.leader, 'the standby to take over', 15_000);
@@ -152,20 +153,7 @@ for (const how of ['stopped', 'killed'] as const) {
       }
       await until(() => restarted.scheduler.leader, 'the restarted replica to lead', 10_000);
       await node.heartbeat(64, 256);
-      const c = await restarted.scheduler.submit({
-        project: 'physics',
-        user: 'alice',
-        spec,
-        res: { cpu: 500, mem: 256 * 2 ** 20, gpus: 0 },
-        devices: [],
-        preemptible: false,
-        requeue: true,
-        partition: '',
-        backend: 0,
-        group: '',
-        qos: '',
-        requestId: '',
-      });
+      const c = await restarted.scheduler.submit(submission(''));
       await until(() => restarted.scheduler.claim(c.id)?.state === ClaimState.PLACED, 'the restarted leader to place a claim', 10_000);
     });
   });
